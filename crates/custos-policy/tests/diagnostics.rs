@@ -1,0 +1,507 @@
+//! Every kind of problem in a policy file is reported at the offending key or value.
+
+use custos_policy::{Diagnostic, Diagnostics, LoadError, Policy};
+
+const HEAD: &str = r#"[service]
+name = "Acme"
+regions = ["us-east", "eu-central"]
+default_region = "us-east"
+"#;
+
+/// Parses `HEAD` followed by `rest`; `rest` therefore starts on line 5.
+fn check(rest: &str) -> Diagnostics {
+    let src = format!("{HEAD}{rest}");
+    match Policy::parse(&src, "custos.toml") {
+        Ok(_) => panic!("expected problems in:\n{src}"),
+        Err(d) => d,
+    }
+}
+
+/// `line:col: message` of every diagnostic, for exact comparison.
+fn located(d: &Diagnostics) -> Vec<String> {
+    d.iter()
+        .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
+        .collect()
+}
+
+fn only(d: &Diagnostics) -> &Diagnostic {
+    assert_eq!(d.len(), 1, "expected exactly one problem, got:\n{d}");
+    &d.0[0]
+}
+
+#[test]
+fn a_valid_minimal_file_parses() {
+    let p = Policy::parse(
+        &format!("{HEAD}\n[categories.messages]\nretention = \"365d\"\n"),
+        "custos.toml",
+    )
+    .unwrap();
+    assert_eq!(p.service.regions, ["us-east", "eu-central"]);
+    assert_eq!(
+        p.category("messages").unwrap().retention.to_string(),
+        "365d"
+    );
+}
+
+#[test]
+fn unknown_key_points_at_the_key() {
+    let d = check("\n[categories.messages]\nretention = \"365d\"\n  retension = \"30d\"\n");
+    let e = only(&d);
+    assert_eq!(
+        (e.line, e.col, e.message.as_str()),
+        (8, 3, "unknown key `retension` in category `messages`")
+    );
+    assert_eq!(e.hint.as_deref(), Some("did you mean `retention`?"));
+}
+
+#[test]
+fn unknown_top_level_key_lists_the_allowed_keys() {
+    let d = check("\n[categories.messages]\nretention = \"1d\"\n\n[storage]\nx = 1\n");
+    let e = only(&d);
+    assert_eq!(
+        (e.line, e.col, e.message.as_str()),
+        (9, 2, "unknown key `storage` in the policy")
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("allowed keys here: service, deletion, categories, backups, llm")
+    );
+}
+
+#[test]
+fn unknown_key_inside_an_inline_table() {
+    let d = check("\n[categories.messages]\nretention = \"1d\"\naccess = { roles = [\"owner\"], mfa = true }\n");
+    assert_eq!(located(&d), ["8:31: unknown key `mfa` in `access`"]);
+}
+
+#[test]
+fn bad_duration_points_at_the_value() {
+    let d = check("\n[categories.messages]\nretention = \"30 days\"\n");
+    let e = only(&d);
+    assert_eq!(
+        (e.line, e.col, e.message.as_str()),
+        (
+            7,
+            13,
+            "invalid duration \"30 days\" for `retention`: unknown unit `days`"
+        )
+    );
+    assert!(e.hint.as_deref().unwrap().starts_with("use `d`"), "{e}");
+}
+
+#[test]
+fn duration_syntax_errors() {
+    let d = check(
+        "\n[deletion]\nsoft_delete_window = \"0d\"\nhard_delete_within = \"-5d\"\nexpired_within = 7\n\
+         erasure_request_within = \"1.5mo\"\naccount_termination_within = \"3M\"\n\
+         \n[categories.messages]\nretention = \"1d\"\n",
+    );
+    assert_eq!(
+        located(&d),
+        [
+            "7:22: invalid duration \"0d\" for `soft_delete_window`: duration must be greater than zero",
+            "8:22: invalid duration \"-5d\" for `hard_delete_within`: durations cannot be negative",
+            "9:18: `expired_within` must be a duration string, found an integer",
+            "10:26: invalid duration \"1.5mo\" for `erasure_request_within`: the number must be a whole number",
+            "11:30: invalid duration \"3M\" for `account_termination_within`: unknown unit `M`",
+        ]
+    );
+    assert_eq!(
+        d.0[2].hint.as_deref(),
+        Some("durations are strings with a unit, e.g. \"7d\"")
+    );
+}
+
+#[test]
+fn archive_after_must_come_before_retention() {
+    let d = check("\n[categories.messages]\nretention = \"90d\"\narchive_after = \"3mo\"\n");
+    let e = only(&d);
+    assert_eq!(
+        (e.line, e.col, e.message.as_str()),
+        (
+            8,
+            17,
+            "archive_after (3mo) must be shorter than retention (90d)"
+        )
+    );
+    assert!(e.hint.is_some());
+}
+
+#[test]
+fn archive_after_equal_to_retention_is_rejected() {
+    // At the validation reference (a non-leap year) twelve months are 365 days.
+    let d = check("\n[categories.messages]\nretention = \"12mo\"\narchive_after = \"365d\"\n");
+    assert_eq!(
+        located(&d),
+        ["8:17: archive_after (365d) must be shorter than retention (12mo)"]
+    );
+}
+
+#[test]
+fn inverted_override_bounds() {
+    let d = check(
+        "\n[categories.messages]\nretention = \"30d\"\norg_configurable = { min = \"7y\", max = \"1d\" }\n",
+    );
+    let e = only(&d);
+    assert_eq!(
+        (e.line, e.col, e.message.as_str()),
+        (
+            8,
+            28,
+            "org_configurable.min (7y) is longer than org_configurable.max (1d)"
+        )
+    );
+    assert!(e.hint.as_deref().unwrap().contains("swap them"));
+}
+
+#[test]
+fn retention_outside_its_own_bounds() {
+    let d = check(
+        "\n[categories.messages]\nretention = \"10y\"\norg_configurable = { min = \"1d\", max = \"7y\" }\n",
+    );
+    assert_eq!(
+        located(&d),
+        ["7:13: retention (10y) is outside this category's org_configurable bounds (1d to 7y)"]
+    );
+}
+
+#[test]
+fn incomplete_bounds() {
+    let d = check(
+        "\n[categories.messages]\nretention = \"30d\"\norg_configurable = { max = \"1y\" }\n",
+    );
+    assert_eq!(located(&d), ["8:20: `org_configurable` is missing `min`"]);
+}
+
+#[test]
+fn unknown_pii_entity() {
+    let d = check(
+        "\n[categories.messages]\nretention = \"30d\"\npii = { detect = [\"email\", \"ssn\", \"PHONE\"], action = \"redact\" }\n",
+    );
+    assert_eq!(
+        located(&d),
+        [
+            "8:28: unknown PII entity \"ssn\"",
+            "8:35: unknown PII entity \"PHONE\"",
+        ]
+    );
+    assert_eq!(d.0[0].hint.as_deref(), Some("did you mean \"us_ssn\"?"));
+    assert_eq!(
+        d.0[1].hint.as_deref(),
+        Some("entity names are lowercase: \"phone\"")
+    );
+}
+
+#[test]
+fn unknown_regions() {
+    let src = r#"[service]
+name = "Acme"
+regions = ["us-east", "eu-central"]
+default_region = "eu-west"
+
+[categories.messages]
+retention = "30d"
+
+[llm]
+providers = [
+  { name = "anthropic", kind = "anthropic", base_url = "https://api.anthropic.com", regions = ["us-east", "ap-south"] },
+]
+"#;
+    let d = Policy::parse(src, "custos.toml").unwrap_err();
+    assert_eq!(
+        located(&d),
+        [
+            "4:18: default_region \"eu-west\" is not one of service.regions",
+            "11:107: provider region \"ap-south\" is not one of service.regions",
+        ]
+    );
+    assert_eq!(
+        d.0[0].hint.as_deref(),
+        Some("service.regions is [\"us-east\", \"eu-central\"]; add the region there or use one of those")
+    );
+}
+
+#[test]
+fn duplicate_category() {
+    let d = check(
+        "\n[categories.messages]\nretention = \"30d\"\n\n[categories.files]\nretention = \"30d\"\n\n[categories.messages]\nretention = \"60d\"\n",
+    );
+    let e = only(&d);
+    assert_eq!(
+        (e.line, e.col, e.message.as_str()),
+        (
+            12,
+            13,
+            "duplicate category `messages` (first defined on line 6)"
+        )
+    );
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("each category is defined once; merge the two [categories.messages] tables")
+    );
+}
+
+#[test]
+fn checking_continues_after_a_duplicate_category() {
+    let d = check(
+        "\n[categories.messages]\nretention = \"30d\"\n\n[categories.messages]\nretention = \"60d\"\n\n[backups]\nrpo = \"1x\"\n",
+    );
+    assert_eq!(
+        located(&d),
+        [
+            "9:13: duplicate category `messages` (first defined on line 6)",
+            "13:7: invalid duration \"1x\" for `rpo`: unknown unit `x`",
+        ]
+    );
+}
+
+#[test]
+fn unknown_keywords() {
+    let d = check(
+        "\n[categories.messages]\nretention = \"30d\"\nclassification = \"secret\"\naccess = { roles = [\"owner\", \"root\"] }\n\
+         on_subject_erasure = \"forget\"\npii = { detect = [\"email\"], action = \"scrub\" }\n",
+    );
+    assert_eq!(
+        located(&d),
+        [
+            "8:18: unknown classification \"secret\"",
+            "9:30: unknown role \"root\"",
+            "10:22: unknown erasure action \"forget\"",
+            "11:38: unknown PII action \"scrub\"",
+        ]
+    );
+    assert_eq!(
+        d.0[0].hint.as_deref(),
+        Some("expected one of: public, internal, confidential, restricted")
+    );
+}
+
+#[test]
+fn the_audit_category_is_never_editable() {
+    let d = check("\n[categories.audit]\nretention = \"7y\"\neditable = true\n");
+    assert_eq!(
+        located(&d),
+        ["8:12: the `audit` category can never be editable"]
+    );
+}
+
+#[test]
+fn missing_retention_points_at_the_category() {
+    let d = check("\n[categories.messages]\nclassification = \"internal\"\n");
+    assert_eq!(
+        located(&d),
+        ["6:13: category `messages` has no `retention`"]
+    );
+}
+
+#[test]
+fn a_policy_needs_categories() {
+    let d = check("");
+    assert_eq!(located(&d), ["1:1: the policy defines no categories"]);
+}
+
+#[test]
+fn every_problem_is_reported_in_file_order() {
+    let src = r#"[service]
+name = "Acme"
+regions = ["us-east", "eu-central"]
+default_region = "eu-west"
+
+[deletion]
+soft_delete_window = "30 days"
+hard_delete_within = "0d"
+
+[categories.messages]
+retension = "365d"
+retention = "365d"
+archive_after = "400d"
+org_configurable = { min = "7y", max = "1d" }
+pii = { detect = ["email", "ssn"], action = "scrub" }
+
+[categories.logs]
+retention = 90
+
+[categories.messages]
+retention = "1d"
+
+[llm]
+providers = [
+  { name = "anthropic", kind = "anthropic", base_url = "https://api.anthropic.com", regions = ["us-west"] },
+]
+"#;
+    let d = Policy::parse(src, "bad.toml").unwrap_err();
+    assert_eq!(
+        located(&d),
+        [
+            "4:18: default_region \"eu-west\" is not one of service.regions",
+            "7:22: invalid duration \"30 days\" for `soft_delete_window`: unknown unit `days`",
+            "8:22: invalid duration \"0d\" for `hard_delete_within`: duration must be greater than zero",
+            "11:1: unknown key `retension` in category `messages`",
+            "13:17: archive_after (400d) must be shorter than retention (365d)",
+            "14:28: org_configurable.min (7y) is longer than org_configurable.max (1d)",
+            "15:28: unknown PII entity \"ssn\"",
+            "15:45: unknown PII action \"scrub\"",
+            "18:13: `retention` must be a duration string, found an integer",
+            "20:13: duplicate category `messages` (first defined on line 10)",
+            "25:96: provider region \"us-west\" is not one of service.regions",
+        ]
+    );
+    assert!(d.iter().all(|d| d.hint.is_some() && d.file == "bad.toml"));
+}
+
+#[test]
+fn provider_problems() {
+    let d = check(
+        r#"
+[categories.messages]
+retention = "1d"
+
+[llm]
+providers = [
+  { name = "a", kind = "gemini", base_url = "api.example.com", regions = ["us-east"] },
+  { name = "a", kind = "openai", base_url = "https://x", regions = [] },
+  { kind = "openai" },
+]
+"#,
+    );
+    assert_eq!(
+        located(&d),
+        [
+            "11:24: unknown provider kind \"gemini\"",
+            "11:45: base_url \"api.example.com\" is not an http(s) URL",
+            "12:12: duplicate provider name \"a\"",
+            "12:68: `regions` is empty, so no org could use this provider",
+            "13:3: a provider is missing `name`",
+            "13:3: a provider is missing `base_url`",
+            "13:3: a provider is missing `regions`",
+        ]
+    );
+}
+
+#[test]
+fn syntax_errors_stop_the_check() {
+    let d = check("\n[categories.messages\nretention = \"1d\"\n");
+    let e = only(&d);
+    assert_eq!((e.line, e.col), (6, 21));
+    assert!(e.message.starts_with("invalid TOML: "), "{e}");
+    assert!(e.hint.is_some());
+}
+
+#[test]
+fn diagnostics_display_as_file_line_col_with_hints() {
+    let d =
+        check("\n[categories.messages]\nretention = \"1d\"\nclassification = \"confidental\"\n");
+    assert_eq!(
+        d.to_string(),
+        "custos.toml:8:18: unknown classification \"confidental\"\n  hint: did you mean \"confidential\"? expected one of: public, internal, confidential, restricted"
+    );
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let d =
+        check("\n[categories.messages]\nretention = \"1d\" # données\nclassification = \"é\"\n");
+    assert_eq!(located(&d), ["8:18: unknown classification \"é\""]);
+    let d = check("\n[categories.messages]\nretention = \"1d\"\n\"é\" = 1\n");
+    assert_eq!(located(&d), ["8:1: unknown key `é` in category `messages`"]);
+}
+
+#[test]
+fn load_names_the_path() {
+    let dir = std::env::temp_dir().join(format!("custos-policy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing.toml");
+    let err = Policy::load(&missing).unwrap_err();
+    assert!(matches!(err, LoadError::Io { .. }));
+    assert!(err.to_string().contains("missing.toml"), "{err}");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("{HEAD}\n[categories.x]\nretention = \"0d\"\n"),
+    )
+    .unwrap();
+    let err = Policy::load(&bad).unwrap_err();
+    let LoadError::Invalid(d) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(d.0[0].file, bad.display().to_string());
+    assert!(err
+        .to_string()
+        .starts_with(&format!("{}:7:13: invalid duration", bad.display())));
+
+    let good = dir.join("good.toml");
+    std::fs::write(&good, Policy::BUILTIN_TOML).unwrap();
+    assert_eq!(Policy::load(&good).unwrap(), Policy::builtin());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pathological_input_is_an_error_not_a_crash() {
+    for src in [
+        format!("a = {}", "[".repeat(100_000)),
+        format!("a = {}", "{ b = ".repeat(10_000)),
+        "[categories.x]\n".repeat(200),
+        "\u{feff}[service]\nname = \"x\"\n".to_string(),
+        "[[categories]]\nretention = \"1d\"\n".to_string(),
+        "categories = 5\nservice = []\nllm = \"x\"\n".to_string(),
+    ] {
+        let _ = Policy::parse(&src, "p.toml");
+    }
+}
+
+#[test]
+fn wrong_types_for_sections() {
+    let d = Policy::parse(
+        "service = []\ncategories = 5\n[llm]\nproviders = \"anthropic\"\n",
+        "p.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        located(&d),
+        [
+            "1:11: `service` must be a table, found an array",
+            "2:14: `categories` must be a table, found an integer",
+            "4:13: `providers` must be an array of tables, found a string",
+        ]
+    );
+}
+
+#[test]
+fn sub_tables_and_arrays_of_tables_are_accepted() {
+    let src = r#"
+[categories.messages]
+retention = "30d"
+
+[categories.messages.access]
+roles = ["owner", "auditor"]
+groups = ["legal", "finance"]
+require_mfa = true
+
+[categories.messages.pii]
+detect = ["email"]
+
+[[llm.providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+regions = ["us-east"]
+"#;
+    let p = Policy::parse(src, "p.toml").unwrap();
+    let m = p.category("messages").unwrap();
+    assert_eq!(m.access.groups, ["legal", "finance"]);
+    assert!(m.access.require_mfa);
+    assert_eq!(
+        m.pii.as_ref().unwrap().action,
+        custos_policy::PiiAction::Redact
+    );
+    assert_eq!(p.llm.providers[0].regions, ["us-east"]);
+    assert_eq!(Policy::parse(&p.to_toml(), "again.toml").unwrap(), p);
+}
+
+#[test]
+fn unknown_key_in_an_array_of_tables_entry() {
+    let src = "[categories.m]\nretention = \"1d\"\n[[llm.providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = \"https://x\"\nregions = [\"us-east\"]\nmodel = \"gpt\"\n";
+    let d = Policy::parse(src, "p.toml").unwrap_err();
+    assert_eq!(located(&d), ["8:1: unknown key `model` in a provider"]);
+}
