@@ -1,1 +1,128 @@
-//! placeholder
+//! Custos persistence.
+//!
+//! What it is for: one [`Store`] trait with two implementations that pass the same test suite —
+//! [`SqliteStore`] (the embedded default: WAL, migrations embedded in the binary) and
+//! [`PgStore`] (the scale-out backend) — and [`Objects`], the blob store over the
+//! `object_store` crate (local filesystem by default).
+//!
+//! Two rules are enforced here rather than left to callers:
+//! - Tenant isolation: every record, member, hold and override operation takes an
+//!   [`OrgScope`], which only this crate can construct (from an org that exists), and every
+//!   query binds its org id. There is no method that reads records without one.
+//! - Audit in the same transaction: every mutating method takes the audit events that describe
+//!   it and appends them to the audit log in the same database transaction. If the append
+//!   fails, the change is rolled back.
+//!
+//! What it is not: a place that sees plaintext. Content arrives sealed by `custos-crypto`;
+//! subjects arrive as keyed references. Keys live in the key store, never here.
+
+mod model;
+mod objects;
+mod pg;
+mod sqlite;
+
+pub use model::*;
+pub use objects::{ObjectLocation, ObjectWriter, Objects};
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+use custos_audit::AuditEvent;
+
+/// Persistence of orgs, members, records, holds, overrides and the audit event stream.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`, for `/healthz` and logs.
+    fn backend(&self) -> &'static str;
+
+    /// Creates an org.
+    async fn create_org(&self, org: &Org, audit: &[AuditEvent]) -> Result<OrgScope, StoreError>;
+    /// Looks an org up; the returned scope is the only way to act inside it.
+    async fn org(&self, id: &str) -> Result<Option<(OrgScope, Org)>, StoreError>;
+    /// All orgs, oldest first.
+    async fn orgs(&self) -> Result<Vec<Org>, StoreError>;
+
+    /// Adds a member with the hash of its API key.
+    async fn add_member(
+        &self,
+        scope: &OrgScope,
+        member: &Member,
+        key_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+    /// Finds the member owning an API key hash, with its org's scope.
+    async fn member_by_key_hash(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<(OrgScope, Member)>, StoreError>;
+
+    /// Inserts records (all or none), with their audit events.
+    async fn insert_records(
+        &self,
+        scope: &OrgScope,
+        records: &[RecordRow],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+    /// One record of the org, in any state.
+    async fn record(&self, scope: &OrgScope, id: &str) -> Result<Option<RecordRow>, StoreError>;
+    /// Records of the org matching `filter`, ordered by id, after the cursor id.
+    async fn list_records(
+        &self,
+        scope: &OrgScope,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RecordRow>, StoreError>;
+    /// Moves a record from `from` to `to` state (compare-and-set), setting `deleted_at` and
+    /// `next_due_at`. Returns false (and appends nothing) if it was not in `from`.
+    async fn transition_record(
+        &self,
+        scope: &OrgScope,
+        change: &StateChange,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+
+    /// Sets (or replaces) the org's retention override for a category.
+    async fn set_retention_override(
+        &self,
+        scope: &OrgScope,
+        category: &str,
+        retention: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+    /// The org's retention overrides, by category.
+    async fn retention_overrides(
+        &self,
+        scope: &OrgScope,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Places a legal hold.
+    async fn create_hold(
+        &self,
+        scope: &OrgScope,
+        hold: &Hold,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+    /// Releases a hold; false if there was no active hold with that id.
+    async fn release_hold(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        released_at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// The org's active holds.
+    async fn holds(&self, scope: &OrgScope) -> Result<Vec<Hold>, StoreError>;
+
+    /// Appends events that accompany no other change (denied access, reads, key operations).
+    async fn append_audit(&self, audit: &[AuditEvent]) -> Result<(), StoreError>;
+    /// Stored audit entries with `index >= from`, in order, at most `limit`; only the org's own
+    /// when a scope is given.
+    async fn audit_entries(
+        &self,
+        scope: Option<&OrgScope>,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Number of entries in the audit log.
+    async fn audit_size(&self) -> Result<u64, StoreError>;
+}

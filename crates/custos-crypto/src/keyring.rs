@@ -1,0 +1,223 @@
+//! The root of the hierarchy: a KMS-shaped trait and the local keyring that implements it.
+//!
+//! The trait only wraps and unwraps: the root key never leaves its implementation, which is
+//! the shape of a cloud KMS (encrypt/decrypt by key id), so a production implementation can
+//! call one without the rest of Custos changing.
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::{CryptoError, SecretKey, WrappedKey};
+
+/// A key-encryption service holding versioned root keys.
+pub trait Kms: Send + Sync {
+    /// The version new wraps use.
+    fn current_version(&self) -> u32;
+    /// Wraps `key` under the current root version, bound to `aad`.
+    fn wrap(&self, aad: &[u8], key: &SecretKey) -> Result<WrappedKey, CryptoError>;
+    /// Unwraps a key wrapped by any version still in the keyring.
+    fn unwrap(&self, aad: &[u8], wrapped: &WrappedKey) -> Result<SecretKey, CryptoError>;
+    /// Adds a new root version and makes it current; older versions stay for unwrapping.
+    fn rotate(&self) -> Result<u32, CryptoError>;
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyringFile {
+    format: u32,
+    versions: Vec<KeyringEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyringEntry {
+    version: u32,
+    created: String,
+    key: String,
+}
+
+/// Root keys from a 0600 keyring file (`<keys>/root.keyring`) or from `CUSTOS_ROOT_KEY`.
+pub struct LocalKms {
+    path: Option<PathBuf>,
+    keys: RwLock<Vec<(u32, SecretKey)>>,
+}
+
+impl std::fmt::Debug for LocalKms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalKms").field("path", &self.path).finish()
+    }
+}
+
+const ENV_SOURCE: &str = "CUSTOS_ROOT_KEY";
+
+impl LocalKms {
+    /// Opens the keyring at `path`, creating it (mode 0600) with a fresh root key if absent.
+    pub fn open_or_create(path: &Path) -> Result<Self, CryptoError> {
+        let io = |source| CryptoError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if !path.exists() {
+            let kms = LocalKms {
+                path: Some(path.to_path_buf()),
+                keys: RwLock::new(vec![(1, SecretKey::generate())]),
+            };
+            kms.persist()?;
+            return Ok(kms);
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        let bad = |reason: &str| CryptoError::BadKeyring {
+            source_name: path.display().to_string(),
+            reason: reason.to_string(),
+        };
+        let file: KeyringFile =
+            serde_json::from_str(&text).map_err(|_| bad("not a Custos keyring (JSON expected)"))?;
+        if file.format != 1 || file.versions.is_empty() {
+            return Err(bad("unsupported format or no key versions"));
+        }
+        let mut keys = Vec::new();
+        for entry in file.versions {
+            keys.push((entry.version, decode_key(&entry.key).map_err(|r| bad(r))?));
+        }
+        keys.sort_by_key(|(v, _)| *v);
+        Ok(LocalKms {
+            path: Some(path.to_path_buf()),
+            keys: RwLock::new(keys),
+        })
+    }
+
+    /// A single root key (version 1) from the base64 value of `CUSTOS_ROOT_KEY`.
+    pub fn from_env_value(value: &str) -> Result<Self, CryptoError> {
+        let key = decode_key(value.trim()).map_err(|reason| CryptoError::BadKeyring {
+            source_name: ENV_SOURCE.into(),
+            reason: reason.into(),
+        })?;
+        Ok(LocalKms {
+            path: None,
+            keys: RwLock::new(vec![(1, key)]),
+        })
+    }
+
+    fn persist(&self) -> Result<(), CryptoError> {
+        let Some(path) = &self.path else {
+            return Err(CryptoError::Unsupported(format!(
+                "the root key comes from {ENV_SOURCE}; rotate it in your secret manager"
+            )));
+        };
+        let keys = self.keys.read().expect("keyring lock");
+        let file = KeyringFile {
+            format: 1,
+            versions: keys
+                .iter()
+                .map(|(v, k)| KeyringEntry {
+                    version: *v,
+                    created: jiff::Timestamp::now().to_string(),
+                    key: base64::engine::general_purpose::STANDARD.encode(k.expose()),
+                })
+                .collect(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&file).expect("keyring serializes");
+        let result = crate::write_secret_file(path, &bytes).map_err(|source| CryptoError::Io {
+            path: path.display().to_string(),
+            source,
+        });
+        zeroize::Zeroize::zeroize(&mut bytes);
+        result
+    }
+
+    fn aad(version: u32, aad: &[u8]) -> Vec<u8> {
+        let mut out = format!("custos/root-wrap/v1\0{version}\0").into_bytes();
+        out.extend_from_slice(aad);
+        out
+    }
+}
+
+fn decode_key(text: &str) -> Result<SecretKey, &'static str> {
+    let mut bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| "key is not base64")?;
+    let key = <[u8; 32]>::try_from(bytes.as_slice())
+        .map(SecretKey::from_bytes)
+        .map_err(|_| "key must be 32 bytes (44 base64 characters)");
+    zeroize::Zeroize::zeroize(&mut bytes);
+    key
+}
+
+impl Kms for LocalKms {
+    fn current_version(&self) -> u32 {
+        self.keys.read().expect("keyring lock").last().map_or(0, |(v, _)| *v)
+    }
+
+    fn wrap(&self, aad: &[u8], key: &SecretKey) -> Result<WrappedKey, CryptoError> {
+        let keys = self.keys.read().expect("keyring lock");
+        let (version, root) = keys.last().expect("keyring is never empty");
+        Ok(WrappedKey {
+            wrapped_by: *version,
+            blob: root.wrap(&Self::aad(*version, aad), key),
+        })
+    }
+
+    fn unwrap(&self, aad: &[u8], wrapped: &WrappedKey) -> Result<SecretKey, CryptoError> {
+        let keys = self.keys.read().expect("keyring lock");
+        let (_, root) = keys
+            .iter()
+            .find(|(v, _)| *v == wrapped.wrapped_by)
+            .ok_or(CryptoError::UnknownRootVersion(wrapped.wrapped_by))?;
+        root.unwrap_key(&Self::aad(wrapped.wrapped_by, aad), &wrapped.blob)
+    }
+
+    fn rotate(&self) -> Result<u32, CryptoError> {
+        if self.path.is_none() {
+            return Err(CryptoError::Unsupported(format!(
+                "the root key comes from {ENV_SOURCE}; rotate it in your secret manager"
+            )));
+        }
+        let next = {
+            let mut keys = self.keys.write().expect("keyring lock");
+            let next = keys.last().map_or(1, |(v, _)| v + 1);
+            keys.push((next, SecretKey::generate()));
+            next
+        };
+        if let Err(e) = self.persist() {
+            self.keys.write().expect("keyring lock").pop();
+            return Err(e);
+        }
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyring_is_created_0600_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.keyring");
+        let kms = LocalKms::open_or_create(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let key = SecretKey::generate();
+        let wrapped = kms.wrap(b"ctx", &key).unwrap();
+        assert_eq!(kms.rotate().unwrap(), 2);
+        let reopened = LocalKms::open_or_create(&path).unwrap();
+        assert_eq!(reopened.current_version(), 2);
+        let back = reopened.unwrap(b"ctx", &wrapped).unwrap();
+        assert_eq!(back.expose(), key.expose());
+        assert!(reopened.unwrap(b"other", &wrapped).is_err());
+    }
+
+    #[test]
+    fn env_key_is_validated_without_echoing_it() {
+        let err = LocalKms::from_env_value("c2VjcmV0").unwrap_err().to_string();
+        assert!(err.contains("CUSTOS_ROOT_KEY") && !err.contains("c2VjcmV0"));
+        let kms = LocalKms::from_env_value(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
+            .unwrap();
+        assert!(kms.rotate().is_err());
+    }
+}

@@ -1,0 +1,278 @@
+//! Where wrapped org and subject keys live: a trait, and a SQLite file beside the keyring.
+//!
+//! The key store is deliberately not the data store: backups and exports of the data never
+//! carry keys, so destroying a key here erases the data in every copy. The SQLite file runs
+//! with `secure_delete` so destroyed key bytes are overwritten on disk, not just unlinked.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{CryptoError, WrappedKey};
+
+/// One subject key as stored: its id and its wrapping.
+#[derive(Debug, Clone)]
+pub struct SubjectKeyRow {
+    /// Fresh random id per key; records reference it.
+    pub key_id: String,
+    /// The subject reference (a keyed digest of the subject id, never the id itself).
+    pub subject_ref: String,
+    /// The key wrapped by an org key version.
+    pub wrapped: WrappedKey,
+}
+
+/// Persistence of wrapped keys. Implementations never see an unwrapped key.
+pub trait KeyStore: Send + Sync {
+    /// All versions of an org's key, oldest first.
+    fn org_keys(&self, org: &str) -> Result<Vec<(u32, WrappedKey)>, CryptoError>;
+    /// Stores a new org key version; returns false if that version already exists.
+    fn insert_org_key(&self, org: &str, version: u32, key: &WrappedKey)
+        -> Result<bool, CryptoError>;
+    /// Replaces the wrapping of existing org key versions (root rotation), all or nothing.
+    fn rewrap_org_keys(&self, org: &str, keys: &[(u32, WrappedKey)]) -> Result<(), CryptoError>;
+    /// Every org that has keys.
+    fn orgs(&self) -> Result<Vec<String>, CryptoError>;
+    /// The live key of a subject, if any.
+    fn subject_key(&self, org: &str, subject_ref: &str)
+        -> Result<Option<SubjectKeyRow>, CryptoError>;
+    /// A subject key by id, if it still exists.
+    fn subject_key_by_id(&self, org: &str, key_id: &str)
+        -> Result<Option<WrappedKey>, CryptoError>;
+    /// Stores a subject key unless the subject already has one; returns the live row either way.
+    fn insert_subject_key(&self, org: &str, row: &SubjectKeyRow)
+        -> Result<SubjectKeyRow, CryptoError>;
+    /// All subject keys of an org (for re-wrapping after org key rotation).
+    fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError>;
+    /// Replaces the wrapping of subject keys, all or nothing.
+    fn rewrap_subject_keys(&self, org: &str, rows: &[SubjectKeyRow]) -> Result<(), CryptoError>;
+    /// Destroys a subject's keys; returns how many were destroyed.
+    fn destroy_subject(&self, org: &str, subject_ref: &str) -> Result<usize, CryptoError>;
+    /// Destroys every key of an org.
+    fn destroy_org(&self, org: &str) -> Result<(), CryptoError>;
+}
+
+/// [`KeyStore`] on a SQLite file (`<keys>/keys.db`, mode 0600).
+pub struct SqliteKeyStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteKeyStore")
+    }
+}
+
+impl SqliteKeyStore {
+    /// Opens or creates the key database at `path`.
+    pub fn open(path: &Path) -> Result<Self, CryptoError> {
+        let io = |source| CryptoError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let existed = path.exists();
+        let conn = Connection::open(path)?;
+        #[cfg(unix)]
+        if !existed {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+        Self::init(conn)
+    }
+
+    /// An in-memory key store, for tests.
+    pub fn in_memory() -> Result<Self, CryptoError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, CryptoError> {
+        // secure_delete: destroyed keys are overwritten with zeros in the file, which is what
+        // makes crypto-erasure real on disk. DELETE journal (not WAL) so no stale copy lingers.
+        conn.execute_batch(
+            "PRAGMA secure_delete = ON;
+             PRAGMA journal_mode = DELETE;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS org_keys (
+                 org TEXT NOT NULL, version INTEGER NOT NULL,
+                 wrapped_by INTEGER NOT NULL, blob BLOB NOT NULL,
+                 PRIMARY KEY (org, version));
+             CREATE TABLE IF NOT EXISTS subject_keys (
+                 org TEXT NOT NULL, key_id TEXT NOT NULL, subject_ref TEXT NOT NULL,
+                 wrapped_by INTEGER NOT NULL, blob BLOB NOT NULL,
+                 PRIMARY KEY (org, key_id));
+             CREATE UNIQUE INDEX IF NOT EXISTS subject_keys_by_ref
+                 ON subject_keys (org, subject_ref);",
+        )?;
+        Ok(SqliteKeyStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn subject_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SubjectKeyRow> {
+    Ok(SubjectKeyRow {
+        key_id: row.get(0)?,
+        subject_ref: row.get(1)?,
+        wrapped: WrappedKey {
+            wrapped_by: row.get(2)?,
+            blob: row.get(3)?,
+        },
+    })
+}
+
+impl KeyStore for SqliteKeyStore {
+    fn org_keys(&self, org: &str) -> Result<Vec<(u32, WrappedKey)>, CryptoError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT version, wrapped_by, blob FROM org_keys WHERE org = ?1 ORDER BY version",
+        )?;
+        let rows = stmt.query_map([org], |r| {
+            Ok((
+                r.get(0)?,
+                WrappedKey {
+                    wrapped_by: r.get(1)?,
+                    blob: r.get(2)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn insert_org_key(
+        &self,
+        org: &str,
+        version: u32,
+        key: &WrappedKey,
+    ) -> Result<bool, CryptoError> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO org_keys (org, version, wrapped_by, blob) VALUES (?1, ?2, ?3, ?4)",
+            params![org, version, key.wrapped_by, key.blob],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn rewrap_org_keys(&self, org: &str, keys: &[(u32, WrappedKey)]) -> Result<(), CryptoError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (version, key) in keys {
+            tx.execute(
+                "UPDATE org_keys SET wrapped_by = ?3, blob = ?4 WHERE org = ?1 AND version = ?2",
+                params![org, version, key.wrapped_by, key.blob],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn orgs(&self) -> Result<Vec<String>, CryptoError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT DISTINCT org FROM org_keys ORDER BY org")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn subject_key(
+        &self,
+        org: &str,
+        subject_ref: &str,
+    ) -> Result<Option<SubjectKeyRow>, CryptoError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys
+                 WHERE org = ?1 AND subject_ref = ?2",
+            )?
+            .query_row([org, subject_ref], subject_row)
+            .optional()?)
+    }
+
+    fn subject_key_by_id(
+        &self,
+        org: &str,
+        key_id: &str,
+    ) -> Result<Option<WrappedKey>, CryptoError> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT wrapped_by, blob FROM subject_keys WHERE org = ?1 AND key_id = ?2",
+            )?
+            .query_row([org, key_id], |r| {
+                Ok(WrappedKey {
+                    wrapped_by: r.get(0)?,
+                    blob: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn insert_subject_key(
+        &self,
+        org: &str,
+        row: &SubjectKeyRow,
+    ) -> Result<SubjectKeyRow, CryptoError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR IGNORE INTO subject_keys (org, key_id, subject_ref, wrapped_by, blob)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                org,
+                row.key_id,
+                row.subject_ref,
+                row.wrapped.wrapped_by,
+                row.wrapped.blob
+            ],
+        )?;
+        let live = conn
+            .prepare_cached(
+                "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys
+                 WHERE org = ?1 AND subject_ref = ?2",
+            )?
+            .query_row([org, &row.subject_ref], subject_row)?;
+        Ok(live)
+    }
+
+    fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys WHERE org = ?1",
+        )?;
+        let rows = stmt.query_map([org], subject_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn rewrap_subject_keys(&self, org: &str, rows: &[SubjectKeyRow]) -> Result<(), CryptoError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for row in rows {
+            tx.execute(
+                "UPDATE subject_keys SET wrapped_by = ?3, blob = ?4 WHERE org = ?1 AND key_id = ?2",
+                params![org, row.key_id, row.wrapped.wrapped_by, row.wrapped.blob],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn destroy_subject(&self, org: &str, subject_ref: &str) -> Result<usize, CryptoError> {
+        Ok(self.conn().execute(
+            "DELETE FROM subject_keys WHERE org = ?1 AND subject_ref = ?2",
+            [org, subject_ref],
+        )?)
+    }
+
+    fn destroy_org(&self, org: &str) -> Result<(), CryptoError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM subject_keys WHERE org = ?1", [org])?;
+        tx.execute("DELETE FROM org_keys WHERE org = ?1", [org])?;
+        tx.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,414 @@
+//! The key hierarchy in use: creates, unwraps, rotates and destroys org and subject keys.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::{CryptoError, KeyRef, KeyStore, Kms, RecordAad, SecretKey, SubjectKeyRow, WrappedKey};
+
+/// What a rotation did, for the CLI's summary and the audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationReport {
+    /// The new key version (root or org).
+    pub new_version: u32,
+    /// How many keys one level down were re-wrapped under it.
+    pub rewrapped: usize,
+}
+
+/// Root KMS + key store, with unwrapped org keys cached in memory.
+///
+/// Only org keys are cached: they change only by rotation or termination. Subject keys are
+/// unwrapped on each use (one key-store lookup and one 32-byte AES-GCM open), so that a subject
+/// key destroyed by another process (the CLI's `dsr erase`) stops opening data at once.
+pub struct KeyVault {
+    kms: Arc<dyn Kms>,
+    store: Arc<dyn KeyStore>,
+    org_keys: Mutex<HashMap<String, Vec<(u32, Arc<SecretKey>)>>>,
+}
+
+impl std::fmt::Debug for KeyVault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyVault")
+    }
+}
+
+fn org_key_aad(org: &str, version: u32) -> Vec<u8> {
+    format!("custos/org-key/v1\0{org}\0{version}").into_bytes()
+}
+
+fn subject_key_aad(org: &str, key_id: &str) -> Vec<u8> {
+    format!("custos/subject-key/v1\0{org}\0{key_id}").into_bytes()
+}
+
+impl KeyVault {
+    /// A vault over a root KMS and a key store.
+    pub fn new(kms: Arc<dyn Kms>, store: Arc<dyn KeyStore>) -> Self {
+        KeyVault {
+            kms,
+            store,
+            org_keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u32, Arc<SecretKey>)>>> {
+        self.org_keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads (and caches) every version of an org's key, oldest first; empty if none.
+    fn load_org(&self, org: &str) -> Result<Vec<(u32, Arc<SecretKey>)>, CryptoError> {
+        if let Some(keys) = self.cache().get(org) {
+            return Ok(keys.clone());
+        }
+        let mut keys = Vec::new();
+        for (version, wrapped) in self.store.org_keys(org)? {
+            let key = self.kms.unwrap(&org_key_aad(org, version), &wrapped)?;
+            keys.push((version, Arc::new(key)));
+        }
+        if !keys.is_empty() {
+            self.cache().insert(org.to_string(), keys.clone());
+        }
+        Ok(keys)
+    }
+
+    /// Creates the org's first key if it has none. Idempotent.
+    pub fn ensure_org(&self, org: &str) -> Result<(), CryptoError> {
+        if !self.load_org(org)?.is_empty() {
+            return Ok(());
+        }
+        let key = SecretKey::generate();
+        let wrapped = self.kms.wrap(&org_key_aad(org, 1), &key)?;
+        self.store.insert_org_key(org, 1, &wrapped)?;
+        self.cache().remove(org);
+        Ok(())
+    }
+
+    fn current_org_key(&self, org: &str) -> Result<(u32, Arc<SecretKey>), CryptoError> {
+        self.load_org(org)?
+            .last()
+            .cloned()
+            .ok_or_else(|| CryptoError::NoOrgKey(org.to_string()))
+    }
+
+    fn org_key(&self, org: &str, version: u32) -> Result<Arc<SecretKey>, CryptoError> {
+        let keys = self.load_org(org)?;
+        if keys.is_empty() {
+            return Err(CryptoError::KeyDestroyed);
+        }
+        keys.into_iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, k)| k)
+            .ok_or(CryptoError::Malformed("record refers to an org key version that does not exist"))
+    }
+
+    /// A stable keyed reference for a subject id, so the data store never holds the raw id.
+    ///
+    /// Keyed by the org's first key version, which rotation keeps, so refs are stable for the
+    /// org's life and meaningless once the org's keys are destroyed.
+    pub fn subject_ref(&self, org: &str, subject: &str) -> Result<String, CryptoError> {
+        let keys = self.load_org(org)?;
+        let (_, first) = keys.first().ok_or_else(|| CryptoError::NoOrgKey(org.to_string()))?;
+        Ok(first.derive("custos/subject-ref/v1").keyed_digest_hex(subject.as_bytes()))
+    }
+
+    /// A per-org key for a named purpose (PII keyed hashing, tokenization), stable for the
+    /// org's life.
+    pub fn org_purpose_key(&self, org: &str, purpose: &str) -> Result<SecretKey, CryptoError> {
+        let keys = self.load_org(org)?;
+        let (_, first) = keys.first().ok_or_else(|| CryptoError::NoOrgKey(org.to_string()))?;
+        Ok(first.derive(purpose))
+    }
+
+    /// The key new content of this subject (or, with `None`, of the org) is sealed under.
+    fn key_for_write(
+        &self,
+        org: &str,
+        subject_ref: Option<&str>,
+    ) -> Result<(KeyRef, Arc<SecretKey>), CryptoError> {
+        let (org_version, org_key) = self.current_org_key(org)?;
+        let Some(subject_ref) = subject_ref else {
+            return Ok((KeyRef::Org { version: org_version }, org_key));
+        };
+        let row = match self.store.subject_key(org, subject_ref)? {
+            Some(row) => row,
+            None => {
+                let key_id = uuid::Uuid::new_v4().simple().to_string();
+                let key = SecretKey::generate();
+                let wrapped = WrappedKey {
+                    wrapped_by: org_version,
+                    blob: org_key.wrap(&subject_key_aad(org, &key_id), &key),
+                };
+                self.store.insert_subject_key(
+                    org,
+                    &SubjectKeyRow {
+                        key_id,
+                        subject_ref: subject_ref.to_string(),
+                        wrapped,
+                    },
+                )?
+            }
+        };
+        let key = self.unwrap_subject(org, &row.key_id, &row.wrapped)?;
+        Ok((KeyRef::Subject { key_id: row.key_id }, Arc::new(key)))
+    }
+
+    fn unwrap_subject(
+        &self,
+        org: &str,
+        key_id: &str,
+        wrapped: &WrappedKey,
+    ) -> Result<SecretKey, CryptoError> {
+        let org_key = self.org_key(org, wrapped.wrapped_by)?;
+        org_key.unwrap_key(&subject_key_aad(org, key_id), &wrapped.blob)
+    }
+
+    fn key_for_read(&self, org: &str, key: &KeyRef) -> Result<Arc<SecretKey>, CryptoError> {
+        match key {
+            KeyRef::Org { version } => self.org_key(org, *version),
+            KeyRef::Subject { key_id } => {
+                let wrapped = self
+                    .store
+                    .subject_key_by_id(org, key_id)?
+                    .ok_or(CryptoError::KeyDestroyed)?;
+                Ok(Arc::new(self.unwrap_subject(org, key_id, &wrapped)?))
+            }
+        }
+    }
+
+    /// The content key for new data, to seal one or more parts of one record.
+    pub fn content_key(
+        &self,
+        org: &str,
+        subject_ref: Option<&str>,
+    ) -> Result<ContentKey, CryptoError> {
+        let (key_ref, key) = self.key_for_write(org, subject_ref)?;
+        Ok(ContentKey { key_ref, key })
+    }
+
+    /// The content key named by a stored [`KeyRef`], to open existing data.
+    pub fn content_key_for(&self, org: &str, key_ref: &KeyRef) -> Result<ContentKey, CryptoError> {
+        Ok(ContentKey {
+            key: self.key_for_read(org, key_ref)?,
+            key_ref: key_ref.clone(),
+        })
+    }
+
+    /// Destroys a subject's key: everything sealed under it becomes unreadable everywhere.
+    pub fn destroy_subject(&self, org: &str, subject_ref: &str) -> Result<usize, CryptoError> {
+        self.store.destroy_subject(org, subject_ref)
+    }
+
+    /// Destroys every key of an org (termination).
+    pub fn destroy_org(&self, org: &str) -> Result<(), CryptoError> {
+        self.cache().remove(org);
+        self.store.destroy_org(org)
+    }
+
+    /// Adds a root key version and re-wraps every org key under it. Content is untouched.
+    pub fn rotate_root(&self) -> Result<RotationReport, CryptoError> {
+        let new_version = self.kms.rotate()?;
+        let mut rewrapped = 0;
+        for org in self.store.orgs()? {
+            let mut rows = Vec::new();
+            for (version, wrapped) in self.store.org_keys(&org)? {
+                let aad = org_key_aad(&org, version);
+                let key = self.kms.unwrap(&aad, &wrapped)?;
+                rows.push((version, self.kms.wrap(&aad, &key)?));
+            }
+            rewrapped += rows.len();
+            self.store.rewrap_org_keys(&org, &rows)?;
+        }
+        Ok(RotationReport {
+            new_version,
+            rewrapped,
+        })
+    }
+
+    /// Adds a new version of an org's key and re-wraps the org's subject keys under it.
+    ///
+    /// Older org key versions are kept (wrapped) so content sealed directly under them stays
+    /// readable; new org-level content uses the new version.
+    pub fn rotate_org(&self, org: &str) -> Result<RotationReport, CryptoError> {
+        let (current, _) = self.current_org_key(org)?;
+        let new_version = current + 1;
+        let new_key = SecretKey::generate();
+        let wrapped = self.kms.wrap(&org_key_aad(org, new_version), &new_key)?;
+        if !self.store.insert_org_key(org, new_version, &wrapped)? {
+            return Err(CryptoError::Unsupported(format!(
+                "org key version {new_version} already exists (concurrent rotation?)"
+            )));
+        }
+        self.cache().remove(org);
+        let mut rows = Vec::new();
+        for mut row in self.store.subject_keys(org)? {
+            let key = self.unwrap_subject(org, &row.key_id, &row.wrapped)?;
+            row.wrapped = WrappedKey {
+                wrapped_by: new_version,
+                blob: new_key.wrap(&subject_key_aad(org, &row.key_id), &key),
+            };
+            rows.push(row);
+        }
+        self.store.rewrap_subject_keys(org, &rows)?;
+        Ok(RotationReport {
+            new_version,
+            rewrapped: rows.len(),
+        })
+    }
+}
+
+/// An unwrapped content key together with the reference stored beside its ciphertexts.
+pub struct ContentKey {
+    key_ref: KeyRef,
+    key: Arc<SecretKey>,
+}
+
+impl std::fmt::Debug for ContentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContentKey({})", self.key_ref)
+    }
+}
+
+impl ContentKey {
+    /// The reference to store beside the ciphertext.
+    pub fn key_ref(&self) -> &KeyRef {
+        &self.key_ref
+    }
+
+    /// Seals one part of a record, bound to org, record id, this key and the part name.
+    pub fn seal(&self, org: &str, record: &str, part: &str, plaintext: &[u8]) -> Vec<u8> {
+        let aad = RecordAad {
+            org,
+            record,
+            key: &self.key_ref,
+            part,
+        };
+        self.key.seal(&aad.to_bytes(), plaintext)
+    }
+
+    /// Opens one part of a record sealed by [`ContentKey::seal`].
+    pub fn open(
+        &self,
+        org: &str,
+        record: &str,
+        part: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let aad = RecordAad {
+            org,
+            record,
+            key: &self.key_ref,
+            part,
+        };
+        self.key.open(&aad.to_bytes(), sealed)
+    }
+
+    /// A streaming encryptor for a blob of this record.
+    pub fn blob_encryptor(&self, org: &str, record: &str) -> crate::BlobEncryptor {
+        let aad = RecordAad {
+            org,
+            record,
+            key: &self.key_ref,
+            part: "blob",
+        };
+        crate::BlobEncryptor::new(&self.key, aad.to_bytes())
+    }
+
+    /// A streaming decryptor for a blob of this record.
+    pub fn blob_decryptor(&self, org: &str, record: &str) -> crate::BlobDecryptor {
+        let aad = RecordAad {
+            org,
+            record,
+            key: &self.key_ref,
+            part: "blob",
+        };
+        crate::BlobDecryptor::new(&self.key, aad.to_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LocalKms, SqliteKeyStore};
+
+    fn vault() -> (tempfile::TempDir, KeyVault) {
+        let dir = tempfile::tempdir().unwrap();
+        let kms = LocalKms::open_or_create(&dir.path().join("root.keyring")).unwrap();
+        let store = SqliteKeyStore::open(&dir.path().join("keys.db")).unwrap();
+        (dir, KeyVault::new(Arc::new(kms), Arc::new(store)))
+    }
+
+    #[test]
+    fn ciphertext_moved_to_another_record_or_org_fails_to_open() {
+        let (_dir, vault) = vault();
+        vault.ensure_org("o1").unwrap();
+        vault.ensure_org("o2").unwrap();
+        let k1 = vault.content_key("o1", None).unwrap();
+        let sealed = k1.seal("o1", "r1", "content", b"secret");
+        assert_eq!(k1.open("o1", "r1", "content", &sealed).unwrap(), b"secret");
+        // Another record of the same org.
+        assert!(k1.open("o1", "r2", "content", &sealed).is_err());
+        // The same record id in another org, with that org's key and with ours.
+        let k2 = vault.content_key_for("o2", k1.key_ref()).unwrap();
+        assert!(k2.open("o2", "r1", "content", &sealed).is_err());
+        assert!(k1.open("o2", "r1", "content", &sealed).is_err());
+        // Another part of the same record.
+        assert!(k1.open("o1", "r1", "blob", &sealed).is_err());
+    }
+
+    #[test]
+    fn rotation_rewraps_and_old_content_stays_readable() {
+        let (_dir, vault) = vault();
+        vault.ensure_org("o").unwrap();
+        let sref = vault.subject_ref("o", "alice@example.com").unwrap();
+        let org_level = vault.content_key("o", None).unwrap();
+        let subject_level = vault.content_key("o", Some(&sref)).unwrap();
+        let a = org_level.seal("o", "r1", "content", b"org data");
+        let b = subject_level.seal("o", "r2", "content", b"subject data");
+
+        let root = vault.rotate_root().unwrap();
+        assert_eq!(root, RotationReport { new_version: 2, rewrapped: 1 });
+        let org = vault.rotate_org("o").unwrap();
+        assert_eq!(org, RotationReport { new_version: 2, rewrapped: 1 });
+
+        let k = vault.content_key_for("o", org_level.key_ref()).unwrap();
+        assert_eq!(k.open("o", "r1", "content", &a).unwrap(), b"org data");
+        let k = vault.content_key_for("o", subject_level.key_ref()).unwrap();
+        assert_eq!(k.open("o", "r2", "content", &b).unwrap(), b"subject data");
+        // New org-level content uses the new version; the subject ref is stable.
+        assert_eq!(vault.content_key("o", None).unwrap().key_ref(), &KeyRef::Org { version: 2 });
+        assert_eq!(vault.subject_ref("o", "alice@example.com").unwrap(), sref);
+    }
+
+    #[test]
+    fn destroying_a_subject_key_erases_only_that_subject() {
+        let (_dir, vault) = vault();
+        vault.ensure_org("o").unwrap();
+        let alice = vault.subject_ref("o", "alice").unwrap();
+        let bob = vault.subject_ref("o", "bob").unwrap();
+        let ka = vault.content_key("o", Some(&alice)).unwrap();
+        let kb = vault.content_key("o", Some(&bob)).unwrap();
+        let a = ka.seal("o", "r1", "content", b"a");
+        let b = kb.seal("o", "r2", "content", b"b");
+        assert_eq!(vault.destroy_subject("o", &alice).unwrap(), 1);
+        assert!(matches!(
+            vault.content_key_for("o", ka.key_ref()),
+            Err(CryptoError::KeyDestroyed)
+        ));
+        let kb2 = vault.content_key_for("o", kb.key_ref()).unwrap();
+        assert_eq!(kb2.open("o", "r2", "content", &b).unwrap(), b"b");
+        // A new key for the same subject never opens the old data.
+        let ka2 = vault.content_key("o", Some(&alice)).unwrap();
+        assert_ne!(ka2.key_ref(), ka.key_ref());
+        assert!(ka2.open("o", "r1", "content", &a).is_err());
+    }
+
+    #[test]
+    fn destroyed_org_cannot_open_anything() {
+        let (_dir, vault) = vault();
+        vault.ensure_org("o").unwrap();
+        let k = vault.content_key("o", None).unwrap();
+        vault.destroy_org("o").unwrap();
+        assert!(matches!(
+            vault.content_key_for("o", k.key_ref()),
+            Err(CryptoError::KeyDestroyed)
+        ));
+    }
+}

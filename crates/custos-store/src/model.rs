@@ -1,0 +1,256 @@
+//! The plain data types that cross the [`Store`](crate::Store) boundary.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Proof that an org exists, and the only handle through which its data can be reached.
+///
+/// Constructed only inside this crate (from a row just read), so code above the store cannot
+/// invent a scope or issue a query without one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OrgScope {
+    id: String,
+}
+
+impl OrgScope {
+    pub(crate) fn new(id: String) -> Self {
+        OrgScope { id }
+    }
+
+    /// The org id this scope is bound to.
+    pub fn org_id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// An org (tenant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Org {
+    /// Org id (UUID).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Home region; data never leaves it.
+    pub region: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A member of an org (person or service account).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Member id (UUID).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Roles (`owner`, `admin`, `member`, `auditor`, `service`).
+    pub roles: Vec<String>,
+    /// Groups, for category access rules.
+    pub groups: Vec<String>,
+    /// Whether the member authenticated with MFA.
+    pub mfa: bool,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// Lifecycle state of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    /// Readable.
+    Active,
+    /// Moved to the archive tier.
+    Archived,
+    /// Hidden, restorable within the soft-delete window.
+    SoftDeleted,
+}
+
+impl RecordState {
+    /// The stored text form.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RecordState::Active => "active",
+            RecordState::Archived => "archived",
+            RecordState::SoftDeleted => "soft_deleted",
+        }
+    }
+
+    /// Parses the stored text form.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "active" => Ok(RecordState::Active),
+            "archived" => Ok(RecordState::Archived),
+            "soft_deleted" => Ok(RecordState::SoftDeleted),
+            _ => Err(StoreError::Corrupt(format!("unknown record state {s:?}"))),
+        }
+    }
+}
+
+/// A stored record: everything but the org (implied by the scope). Content is sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    /// Record id (UUID v7, so ids sort by creation).
+    pub id: String,
+    /// Policy category.
+    pub category: String,
+    /// Keyed reference of the subject, if any (never the raw subject id).
+    pub subject_ref: Option<String>,
+    /// Lifecycle state.
+    pub state: RecordState,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// When it moves to the archive tier, if the category archives.
+    pub archive_at: Option<Timestamp>,
+    /// When retention ends.
+    pub expire_at: Timestamp,
+    /// When it was soft-deleted.
+    pub deleted_at: Option<Timestamp>,
+    /// The next time the lifecycle engine has work on it (indexed).
+    pub next_due_at: Option<Timestamp>,
+    /// Which key sealed it (`org:N` or `subject:ID`).
+    pub key_ref: String,
+    /// The sealed envelope (content, subject, metadata); `None` in pass-through mode.
+    pub sealed: Option<Vec<u8>>,
+    /// Plaintext size of the blob in the object store, if the record has one.
+    pub blob_size: Option<u64>,
+    /// PII summary: entity types and counts, never values.
+    pub pii: serde_json::Value,
+}
+
+/// Which records a list returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordFilter {
+    /// Only this subject.
+    pub subject_ref: Option<String>,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only these states (empty: all).
+    pub states: Vec<RecordState>,
+}
+
+/// A compare-and-set state change of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// Record id.
+    pub id: String,
+    /// Required current state.
+    pub from: RecordState,
+    /// New state.
+    pub to: RecordState,
+    /// New `deleted_at`.
+    pub deleted_at: Option<Timestamp>,
+    /// New `next_due_at`.
+    pub next_due_at: Option<Timestamp>,
+}
+
+/// A legal hold: on the whole org, a subject, or a category.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// Hold id.
+    pub id: String,
+    /// Why (a case reference; shown to auditors).
+    pub reason: String,
+    /// Subject reference, if the hold is on a subject.
+    pub subject_ref: Option<String>,
+    /// Category, if the hold is on a category.
+    pub category: Option<String>,
+    /// When it was placed.
+    pub created_at: Timestamp,
+}
+
+/// One stored audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Position in the log (0-based, gap-free).
+    pub index: u64,
+    /// The canonical event bytes (the Merkle leaf).
+    pub leaf: Vec<u8>,
+}
+
+/// What went wrong in the store. Messages never include content or key material.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated (duplicate id, key hash, ...).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database returned data this version cannot read.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The database failed (connection, constraint, I/O).
+    #[error("database error: {0}")]
+    Database(String),
+    /// The object store failed.
+    #[error("object store error: {0}")]
+    Objects(String),
+    /// The configured location is not usable.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(code, _) = &e {
+            if code.code == rusqlite::ErrorCode::ConstraintViolation {
+                return StoreError::Conflict(e.to_string());
+            }
+        }
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(db.message().to_string());
+            }
+        }
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// Microseconds since the Unix epoch: the stored form of every time (both backends).
+pub(crate) fn to_micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+/// Reads a stored time back.
+pub(crate) fn from_micros(us: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_microsecond(us).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The indexed columns of an audit event, extracted once for both backends.
+pub(crate) struct AuditColumns {
+    pub org: Option<String>,
+    pub time: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub leaf: Vec<u8>,
+}
+
+impl AuditColumns {
+    pub fn of(event: &custos_audit::AuditEvent) -> Self {
+        let actor = match &event.actor {
+            custos_audit::Actor::Admin => "admin".to_string(),
+            custos_audit::Actor::Member(id) => format!("member:{id}"),
+            custos_audit::Actor::System => "system".to_string(),
+            custos_audit::Actor::Anonymous => "anonymous".to_string(),
+        };
+        let outcome = match event.outcome {
+            custos_audit::Outcome::Success => "success",
+            custos_audit::Outcome::Denied => "denied",
+            custos_audit::Outcome::Failed => "failed",
+        };
+        AuditColumns {
+            org: event.org.clone(),
+            time: to_micros(event.time),
+            actor,
+            action: event.action.clone(),
+            target: event.target.clone(),
+            outcome: outcome.to_string(),
+            leaf: event.to_canonical_bytes(),
+        }
+    }
+}

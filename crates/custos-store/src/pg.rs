@@ -1,0 +1,600 @@
+//! The scale-out backend: PostgreSQL through sqlx. Several Custos instances can share one
+//! database: migrations take an advisory lock, and audit appends serialize on one counter row
+//! so the log stays gap-free and totally ordered.
+
+use custos_audit::AuditEvent;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use crate::model::*;
+use crate::Store;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE orgs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    region TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE members (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    groups_json TEXT NOT NULL,
+    mfa BOOLEAN NOT NULL,
+    key_hash BYTEA NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (org_id, id)
+);
+CREATE TABLE records (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    subject_ref TEXT,
+    state TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    archive_at BIGINT,
+    expire_at BIGINT NOT NULL,
+    deleted_at BIGINT,
+    next_due_at BIGINT,
+    key_ref TEXT NOT NULL,
+    sealed BYTEA,
+    blob_size BIGINT,
+    pii TEXT NOT NULL,
+    PRIMARY KEY (org_id, id)
+);
+CREATE INDEX records_by_subject ON records (org_id, subject_ref, id) WHERE subject_ref IS NOT NULL;
+CREATE INDEX records_by_category ON records (org_id, category, id);
+CREATE INDEX records_by_due ON records (next_due_at) WHERE next_due_at IS NOT NULL;
+CREATE TABLE retention_overrides (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    category TEXT NOT NULL,
+    retention TEXT NOT NULL,
+    PRIMARY KEY (org_id, category)
+);
+CREATE TABLE holds (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    subject_ref TEXT,
+    category TEXT,
+    created_at BIGINT NOT NULL,
+    released_at BIGINT,
+    PRIMARY KEY (org_id, id)
+);
+CREATE TABLE audit_head (
+    one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    size BIGINT NOT NULL
+);
+INSERT INTO audit_head (one, size) VALUES (TRUE, 0);
+CREATE TABLE audit_log (
+    idx BIGINT PRIMARY KEY,
+    org_id TEXT,
+    time BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    outcome TEXT NOT NULL,
+    leaf BYTEA NOT NULL
+);
+CREATE INDEX audit_by_org ON audit_log (org_id, idx);
+"#];
+
+const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
+     expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";
+
+/// An arbitrary constant that names Custos's migration lock among advisory locks.
+const MIGRATION_LOCK: i64 = 0x0C05_7050;
+
+/// [`Store`] on PostgreSQL.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgStore")
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` and migrates; with `schema`, everything lives in that schema (created
+    /// if missing), which is how tests and co-hosted deployments stay apart.
+    pub async fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        let mut options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
+        if let Some(schema) = schema {
+            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(StoreError::Config(format!(
+                    "schema name {schema:?} must be ASCII letters, digits and '_'"
+                )));
+            }
+            let bootstrap = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&bootstrap)
+                .await?;
+            bootstrap.close().await;
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .connect_with(options)
+            .await?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Drops a schema created by [`PgStore::connect`] (test clean-up).
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+        let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS custos_migrations (version INT PRIMARY KEY)")
+            .execute(&mut *tx)
+            .await?;
+        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM custos_migrations")
+            .fetch_one(&mut *tx)
+            .await?;
+        let done = done as usize;
+        if done > MIGRATIONS.len() {
+            return Err(StoreError::Config(format!(
+                "the database schema (version {done}) is newer than this binary ({}); upgrade Custos",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO custos_migrations (version) VALUES ($1)")
+                .bind(i as i32 + 1)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Runs raw SQL: for tests that break the database on purpose.
+    #[doc(hidden)]
+    pub async fn execute_raw_for_tests(&self, sql: &str) -> Result<(), StoreError> {
+        sqlx::raw_sql(sql).execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+async fn append_audit(
+    tx: &mut Transaction<'_, Postgres>,
+    audit: &[AuditEvent],
+) -> Result<(), StoreError> {
+    if audit.is_empty() {
+        return Ok(());
+    }
+    let cols: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+    // The counter row lock serializes appenders across instances: indexes are gap-free and
+    // follow commit order of this row.
+    let end: i64 = sqlx::query_scalar("UPDATE audit_head SET size = size + $1 RETURNING size")
+        .bind(cols.len() as i64)
+        .fetch_one(&mut **tx)
+        .await?;
+    let start = end - cols.len() as i64;
+    let idx: Vec<i64> = (start..end).collect();
+    sqlx::query(
+        "INSERT INTO audit_log (idx, org_id, time, actor, action, target, outcome, leaf)
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                              $6::text[], $7::text[], $8::bytea[])",
+    )
+    .bind(idx)
+    .bind(cols.iter().map(|c| c.org.clone()).collect::<Vec<_>>())
+    .bind(cols.iter().map(|c| c.time).collect::<Vec<_>>())
+    .bind(cols.iter().map(|c| c.actor.clone()).collect::<Vec<_>>())
+    .bind(cols.iter().map(|c| c.action.clone()).collect::<Vec<_>>())
+    .bind(cols.iter().map(|c| c.target.clone()).collect::<Vec<_>>())
+    .bind(cols.iter().map(|c| c.outcome.clone()).collect::<Vec<_>>())
+    .bind(cols.into_iter().map(|c| c.leaf).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn opt_time(us: Option<i64>) -> Result<Option<jiff::Timestamp>, StoreError> {
+    us.map(from_micros).transpose()
+}
+
+fn record_from_row(row: &PgRow) -> Result<RecordRow, StoreError> {
+    let state: String = row.try_get(3)?;
+    let pii: String = row.try_get(12)?;
+    let blob_size: Option<i64> = row.try_get(11)?;
+    Ok(RecordRow {
+        id: row.try_get(0)?,
+        category: row.try_get(1)?,
+        subject_ref: row.try_get(2)?,
+        state: RecordState::parse(&state)?,
+        created_at: from_micros(row.try_get(4)?)?,
+        archive_at: opt_time(row.try_get(5)?)?,
+        expire_at: from_micros(row.try_get(6)?)?,
+        deleted_at: opt_time(row.try_get(7)?)?,
+        next_due_at: opt_time(row.try_get(8)?)?,
+        key_ref: row.try_get(9)?,
+        sealed: row.try_get(10)?,
+        blob_size: blob_size.map(|n| n as u64),
+        pii: serde_json::from_str(&pii).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+fn member_from_row(row: &PgRow) -> Result<Member, StoreError> {
+    let roles: String = row.try_get(2)?;
+    let groups: String = row.try_get(3)?;
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    Ok(Member {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        roles: serde_json::from_str(&roles).map_err(corrupt)?,
+        groups: serde_json::from_str(&groups).map_err(corrupt)?,
+        mfa: row.try_get(4)?,
+        created_at: from_micros(row.try_get(5)?)?,
+    })
+}
+
+fn org_from_row(row: &PgRow) -> Result<Org, StoreError> {
+    Ok(Org {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        region: row.try_get(2)?,
+        created_at: from_micros(row.try_get(3)?)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn create_org(&self, org: &Org, audit: &[AuditEvent]) -> Result<OrgScope, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO orgs (id, name, region, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(&org.region)
+            .bind(to_micros(org.created_at))
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(OrgScope::new(org.id.clone()))
+    }
+
+    async fn org(&self, id: &str) -> Result<Option<(OrgScope, Org)>, StoreError> {
+        let row = sqlx::query("SELECT id, name, region, created_at FROM orgs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let org = org_from_row(&r)?;
+            Ok((OrgScope::new(org.id.clone()), org))
+        })
+        .transpose()
+    }
+
+    async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
+        sqlx::query("SELECT id, name, region, created_at FROM orgs ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(org_from_row)
+            .collect()
+    }
+
+    async fn add_member(
+        &self,
+        scope: &OrgScope,
+        member: &Member,
+        key_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO members (org_id, id, name, roles, groups_json, mfa, key_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(scope.org_id())
+        .bind(&member.id)
+        .bind(&member.name)
+        .bind(serde_json::to_string(&member.roles).expect("strings serialize"))
+        .bind(serde_json::to_string(&member.groups).expect("strings serialize"))
+        .bind(member.mfa)
+        .bind(&key_hash[..])
+        .bind(to_micros(member.created_at))
+        .execute(&mut *tx)
+        .await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn member_by_key_hash(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<(OrgScope, Member)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, roles, groups_json, mfa, created_at, org_id FROM members
+             WHERE key_hash = $1",
+        )
+        .bind(&key_hash[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((OrgScope::new(r.try_get(6)?), member_from_row(&r)?)))
+            .transpose()
+    }
+
+    async fn insert_records(
+        &self,
+        scope: &OrgScope,
+        records: &[RecordRow],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // One statement per batch: UNNEST turns column arrays into rows, which is far cheaper
+        // than a round trip per record.
+        sqlx::query(&format!(
+            "INSERT INTO records (org_id, {RECORD_COLUMNS})
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[],
+                 $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
+                 $11::text[], $12::bytea[], $13::bigint[], $14::text[])"
+        ))
+        .bind(scope.org_id())
+        .bind(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.category.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.subject_ref.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| to_micros(r.created_at)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.archive_at.map(to_micros)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| to_micros(r.expire_at)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.deleted_at.map(to_micros)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.next_due_at.map(to_micros)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.key_ref.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.sealed.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.blob_size.map(|n| n as i64)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.pii.to_string()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record(&self, scope: &OrgScope, id: &str) -> Result<Option<RecordRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(scope.org_id())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(record_from_row)
+        .transpose()
+    }
+
+    async fn list_records(
+        &self,
+        scope: &OrgScope,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+        sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE org_id = $1
+               AND ($2::text IS NULL OR subject_ref = $2)
+               AND ($3::text IS NULL OR category = $3)
+               AND (cardinality($4::text[]) = 0 OR state = ANY($4))
+               AND ($5::text IS NULL OR id > $5)
+             ORDER BY id LIMIT $6"
+        ))
+        .bind(scope.org_id())
+        .bind(&filter.subject_ref)
+        .bind(&filter.category)
+        .bind(states)
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(record_from_row)
+        .collect()
+    }
+
+    async fn transition_record(
+        &self,
+        scope: &OrgScope,
+        change: &StateChange,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE records SET state = $4, deleted_at = $5, next_due_at = $6
+             WHERE org_id = $1 AND id = $2 AND state = $3",
+        )
+        .bind(scope.org_id())
+        .bind(&change.id)
+        .bind(change.from.as_str())
+        .bind(change.to.as_str())
+        .bind(change.deleted_at.map(to_micros))
+        .bind(change.next_due_at.map(to_micros))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_retention_override(
+        &self,
+        scope: &OrgScope,
+        category: &str,
+        retention: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO retention_overrides (org_id, category, retention) VALUES ($1, $2, $3)
+             ON CONFLICT (org_id, category) DO UPDATE SET retention = EXCLUDED.retention",
+        )
+        .bind(scope.org_id())
+        .bind(category)
+        .bind(retention)
+        .execute(&mut *tx)
+        .await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn retention_overrides(
+        &self,
+        scope: &OrgScope,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT category, retention FROM retention_overrides WHERE org_id = $1
+             ORDER BY category",
+        )
+        .bind(scope.org_id())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn create_hold(
+        &self,
+        scope: &OrgScope,
+        hold: &Hold,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO holds (org_id, id, reason, subject_ref, category, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(scope.org_id())
+        .bind(&hold.id)
+        .bind(&hold.reason)
+        .bind(&hold.subject_ref)
+        .bind(&hold.category)
+        .bind(to_micros(hold.created_at))
+        .execute(&mut *tx)
+        .await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_hold(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        released_at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE holds SET released_at = $3
+             WHERE org_id = $1 AND id = $2 AND released_at IS NULL",
+        )
+        .bind(scope.org_id())
+        .bind(id)
+        .bind(to_micros(released_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn holds(&self, scope: &OrgScope) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, reason, subject_ref, category, created_at FROM holds
+             WHERE org_id = $1 AND released_at IS NULL ORDER BY created_at, id",
+        )
+        .bind(scope.org_id())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Hold {
+                    id: r.try_get(0)?,
+                    reason: r.try_get(1)?,
+                    subject_ref: r.try_get(2)?,
+                    category: r.try_get(3)?,
+                    created_at: from_micros(r.try_get(4)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn append_audit(&self, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_entries(
+        &self,
+        scope: Option<&OrgScope>,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, leaf FROM audit_log
+             WHERE ($1::text IS NULL OR org_id = $1) AND idx >= $2 ORDER BY idx LIMIT $3",
+        )
+        .bind(scope.map(|s| s.org_id()))
+        .bind(from as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    index: r.try_get::<i64, _>(0)? as u64,
+                    leaf: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT size FROM audit_head")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,673 @@
+//! The embedded default backend: SQLite through rusqlite, WAL mode, one writer connection and
+//! a few reader connections, every call run on tokio's blocking pool.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use custos_audit::AuditEvent;
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::model::*;
+use crate::Store;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE orgs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    region TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE members (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    groups_json TEXT NOT NULL,
+    mfa INTEGER NOT NULL,
+    key_hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (org_id, id)
+);
+CREATE TABLE records (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    subject_ref TEXT,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    archive_at INTEGER,
+    expire_at INTEGER NOT NULL,
+    deleted_at INTEGER,
+    next_due_at INTEGER,
+    key_ref TEXT NOT NULL,
+    sealed BLOB,
+    blob_size INTEGER,
+    pii TEXT NOT NULL,
+    PRIMARY KEY (org_id, id)
+) WITHOUT ROWID;
+CREATE INDEX records_by_subject ON records (org_id, subject_ref, id) WHERE subject_ref IS NOT NULL;
+CREATE INDEX records_by_category ON records (org_id, category, id);
+CREATE INDEX records_by_due ON records (next_due_at) WHERE next_due_at IS NOT NULL;
+CREATE TABLE retention_overrides (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    category TEXT NOT NULL,
+    retention TEXT NOT NULL,
+    PRIMARY KEY (org_id, category)
+);
+CREATE TABLE holds (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    subject_ref TEXT,
+    category TEXT,
+    created_at INTEGER NOT NULL,
+    released_at INTEGER,
+    PRIMARY KEY (org_id, id)
+);
+CREATE TABLE audit_log (
+    idx INTEGER PRIMARY KEY,
+    org_id TEXT,
+    time INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    outcome TEXT NOT NULL,
+    leaf BLOB NOT NULL
+);
+CREATE INDEX audit_by_org ON audit_log (org_id, idx);
+"#];
+
+const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
+     expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";
+
+/// [`Store`] on a SQLite database file.
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+const READERS: usize = 4;
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    // WAL: readers never block the writer. synchronous=FULL: a commit that returned is on
+    // disk. secure_delete: freed pages are zeroed, so purged ciphertext does not linger.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA secure_delete = ON;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 10000;",
+    )?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut writer = Connection::open(path)?;
+        configure(&writer)?;
+        migrate(&mut writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let conn = Connection::open(path)?;
+            configure(&conn)?;
+            readers.push(Mutex::new(conn));
+        }
+        Ok(SqliteStore {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(readers),
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers[i].lock().unwrap_or_else(|e| e.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+    }
+
+    /// Runs raw SQL on the writer connection: for tests that break the database on purpose
+    /// (a trigger that makes audit appends fail, to prove the store fails closed).
+    #[doc(hidden)]
+    pub async fn execute_raw_for_tests(&self, sql: &str) -> Result<(), StoreError> {
+        let sql = sql.to_string();
+        self.write(move |c| Ok(c.execute_batch(&sql)?)).await
+    }
+
+    /// In one transaction: `change`, then the audit events.
+    async fn mutate<T, F>(&self, audit: &[AuditEvent], change: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let out = change(&tx)?;
+            append_audit(&tx, &columns)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if done > MIGRATIONS.len() {
+        return Err(StoreError::Config(format!(
+            "the database schema (version {done}) is newer than this binary ({}); upgrade Custos",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn append_audit(tx: &Transaction<'_>, events: &[AuditColumns]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let next: i64 = tx.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log", [], |r| {
+        r.get(0)
+    })?;
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO audit_log (idx, org_id, time, actor, action, target, outcome, leaf)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (i, e) in events.iter().enumerate() {
+        stmt.execute(params![
+            next + i as i64,
+            e.org,
+            e.time,
+            e.actor,
+            e.action,
+            e.target,
+            e.outcome,
+            e.leaf
+        ])?;
+    }
+    Ok(())
+}
+
+fn opt_time(us: Option<i64>) -> Result<Option<jiff::Timestamp>, StoreError> {
+    us.map(from_micros).transpose()
+}
+
+fn record_from_row(row: &rusqlite::Row<'_>) -> Result<RecordRow, StoreError> {
+    let state: String = row.get(3)?;
+    let pii: String = row.get(12)?;
+    let blob_size: Option<i64> = row.get(11)?;
+    Ok(RecordRow {
+        id: row.get(0)?,
+        category: row.get(1)?,
+        subject_ref: row.get(2)?,
+        state: RecordState::parse(&state)?,
+        created_at: from_micros(row.get(4)?)?,
+        archive_at: opt_time(row.get(5)?)?,
+        expire_at: from_micros(row.get(6)?)?,
+        deleted_at: opt_time(row.get(7)?)?,
+        next_due_at: opt_time(row.get(8)?)?,
+        key_ref: row.get(9)?,
+        sealed: row.get(10)?,
+        blob_size: blob_size.map(|n| n as u64),
+        pii: serde_json::from_str(&pii).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+fn member_from_row(row: &rusqlite::Row<'_>) -> Result<Member, StoreError> {
+    let roles: String = row.get(2)?;
+    let groups: String = row.get(3)?;
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    Ok(Member {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        roles: serde_json::from_str(&roles).map_err(corrupt)?,
+        groups: serde_json::from_str(&groups).map_err(corrupt)?,
+        mfa: row.get(4)?,
+        created_at: from_micros(row.get(5)?)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create_org(&self, org: &Org, audit: &[AuditEvent]) -> Result<OrgScope, StoreError> {
+        let org = org.clone();
+        self.mutate(audit, move |tx| {
+            tx.execute(
+                "INSERT INTO orgs (id, name, region, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![org.id, org.name, org.region, to_micros(org.created_at)],
+            )?;
+            Ok(OrgScope::new(org.id))
+        })
+        .await
+    }
+
+    async fn org(&self, id: &str) -> Result<Option<(OrgScope, Org)>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached("SELECT id, name, region, created_at FROM orgs WHERE id = ?1")?
+                .query_row([&id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            row.map(|(id, name, region, created): (String, String, String, i64)| {
+                Ok((
+                    OrgScope::new(id.clone()),
+                    Org {
+                        id,
+                        name,
+                        region,
+                        created_at: from_micros(created)?,
+                    },
+                ))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare("SELECT id, name, region, created_at FROM orgs ORDER BY created_at, id")?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(Org {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    region: r.get(2)?,
+                    created_at: from_micros(r.get(3)?)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn add_member(
+        &self,
+        scope: &OrgScope,
+        member: &Member,
+        key_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (org, m, hash) = (scope.org_id().to_string(), member.clone(), *key_hash);
+        self.mutate(audit, move |tx| {
+            tx.execute(
+                "INSERT INTO members (org_id, id, name, roles, groups_json, mfa, key_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    org,
+                    m.id,
+                    m.name,
+                    serde_json::to_string(&m.roles).expect("strings serialize"),
+                    serde_json::to_string(&m.groups).expect("strings serialize"),
+                    m.mfa,
+                    &hash[..],
+                    to_micros(m.created_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn member_by_key_hash(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<(OrgScope, Member)>, StoreError> {
+        let hash = *key_hash;
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, name, roles, groups_json, mfa, created_at, org_id FROM members
+                 WHERE key_hash = ?1",
+            )?;
+            let mut rows = stmt.query([&hash[..]])?;
+            match rows.next()? {
+                Some(r) => Ok(Some((OrgScope::new(r.get(6)?), member_from_row(r)?))),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn insert_records(
+        &self,
+        scope: &OrgScope,
+        records: &[RecordRow],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let org = scope.org_id().to_string();
+        let records = records.to_vec();
+        self.mutate(audit, move |tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT INTO records (org_id, {RECORD_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))?;
+            for r in &records {
+                stmt.execute(params![
+                    org,
+                    r.id,
+                    r.category,
+                    r.subject_ref,
+                    r.state.as_str(),
+                    to_micros(r.created_at),
+                    r.archive_at.map(to_micros),
+                    to_micros(r.expire_at),
+                    r.deleted_at.map(to_micros),
+                    r.next_due_at.map(to_micros),
+                    r.key_ref,
+                    r.sealed,
+                    r.blob_size.map(|n| n as i64),
+                    r.pii.to_string()
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record(&self, scope: &OrgScope, id: &str) -> Result<Option<RecordRow>, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), id.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE org_id = ?1 AND id = ?2"
+            ))?;
+            let mut rows = stmt.query([&org, &id])?;
+            rows.next()?.map(record_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn list_records(
+        &self,
+        scope: &OrgScope,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE org_id = ?");
+        let mut args: Vec<Value> = vec![Value::Text(scope.org_id().to_string())];
+        if let Some(s) = &filter.subject_ref {
+            sql.push_str(" AND subject_ref = ?");
+            args.push(Value::Text(s.clone()));
+        }
+        if let Some(c) = &filter.category {
+            sql.push_str(" AND category = ?");
+            args.push(Value::Text(c.clone()));
+        }
+        if !filter.states.is_empty() {
+            sql.push_str(" AND state IN (");
+            for (i, s) in filter.states.iter().enumerate() {
+                sql.push_str(if i == 0 { "?" } else { ", ?" });
+                args.push(Value::Text(s.as_str().to_string()));
+            }
+            sql.push(')');
+        }
+        if let Some(a) = after {
+            sql.push_str(" AND id > ?");
+            args.push(Value::Text(a.to_string()));
+        }
+        sql.push_str(" ORDER BY id LIMIT ?");
+        args.push(Value::Integer(limit as i64));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(record_from_row(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn transition_record(
+        &self,
+        scope: &OrgScope,
+        change: &StateChange,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, ch) = (scope.org_id().to_string(), change.clone());
+        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "UPDATE records SET state = ?4, deleted_at = ?5, next_due_at = ?6
+                 WHERE org_id = ?1 AND id = ?2 AND state = ?3",
+                params![
+                    org,
+                    ch.id,
+                    ch.from.as_str(),
+                    ch.to.as_str(),
+                    ch.deleted_at.map(to_micros),
+                    ch.next_due_at.map(to_micros)
+                ],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            append_audit(&tx, &columns)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn set_retention_override(
+        &self,
+        scope: &OrgScope,
+        category: &str,
+        retention: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (org, cat, ret) = (
+            scope.org_id().to_string(),
+            category.to_string(),
+            retention.to_string(),
+        );
+        self.mutate(audit, move |tx| {
+            tx.execute(
+                "INSERT INTO retention_overrides (org_id, category, retention) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (org_id, category) DO UPDATE SET retention = excluded.retention",
+                params![org, cat, ret],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retention_overrides(
+        &self,
+        scope: &OrgScope,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let org = scope.org_id().to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT category, retention FROM retention_overrides WHERE org_id = ?1
+                 ORDER BY category",
+            )?;
+            let rows = stmt.query_map([&org], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn create_hold(
+        &self,
+        scope: &OrgScope,
+        hold: &Hold,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (org, h) = (scope.org_id().to_string(), hold.clone());
+        self.mutate(audit, move |tx| {
+            tx.execute(
+                "INSERT INTO holds (org_id, id, reason, subject_ref, category, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    org,
+                    h.id,
+                    h.reason,
+                    h.subject_ref,
+                    h.category,
+                    to_micros(h.created_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_hold(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        released_at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), id.to_string());
+        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "UPDATE holds SET released_at = ?3
+                 WHERE org_id = ?1 AND id = ?2 AND released_at IS NULL",
+                params![org, id, to_micros(released_at)],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            append_audit(&tx, &columns)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn holds(&self, scope: &OrgScope) -> Result<Vec<Hold>, StoreError> {
+        let org = scope.org_id().to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, reason, subject_ref, category, created_at FROM holds
+                 WHERE org_id = ?1 AND released_at IS NULL ORDER BY created_at, id",
+            )?;
+            let mut rows = stmt.query([&org])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(Hold {
+                    id: r.get(0)?,
+                    reason: r.get(1)?,
+                    subject_ref: r.get(2)?,
+                    category: r.get(3)?,
+                    created_at: from_micros(r.get(4)?)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        self.mutate(audit, |_| Ok(())).await
+    }
+
+    async fn audit_entries(
+        &self,
+        scope: Option<&OrgScope>,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let org = scope.map(|s| s.org_id().to_string());
+        self.read(move |c| {
+            let mut out = Vec::new();
+            let mut push = |r: &rusqlite::Row<'_>| -> Result<(), StoreError> {
+                out.push(AuditEntry {
+                    index: r.get::<_, i64>(0)? as u64,
+                    leaf: r.get(1)?,
+                });
+                Ok(())
+            };
+            match &org {
+                Some(org) => {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT idx, leaf FROM audit_log WHERE org_id = ?1 AND idx >= ?2
+                         ORDER BY idx LIMIT ?3",
+                    )?;
+                    let mut rows = stmt.query(params![org, from as i64, limit])?;
+                    while let Some(r) = rows.next()? {
+                        push(r)?;
+                    }
+                }
+                None => {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT idx, leaf FROM audit_log WHERE idx >= ?1 ORDER BY idx LIMIT ?2",
+                    )?;
+                    let mut rows = stmt.query(params![from as i64, limit])?;
+                    while let Some(r) = rows.next()? {
+                        push(r)?;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            let n: i64 =
+                c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log", [], |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
