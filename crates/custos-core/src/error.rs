@@ -1,0 +1,90 @@
+//! The errors core operations return, each with a stable machine-readable code.
+//!
+//! Messages name the input and what is wrong; they never contain record content, PII values
+//! or key material.
+
+use custos_store::StoreError;
+
+/// Why a core operation did not happen. Nothing was changed when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// No or unknown credentials.
+    #[error("missing or invalid credentials")]
+    Unauthenticated,
+    /// Authenticated, but not allowed.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The category requires MFA and the caller has none.
+    #[error("category `{0}` requires a member with MFA")]
+    MfaRequired(String),
+    /// The thing does not exist (or is not visible to the caller).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A field of the request is invalid.
+    #[error("invalid `{field}`: {message}")]
+    Invalid {
+        /// The field (`category`, `region`, `retention`, ...).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The category is not in the policy.
+    #[error("unknown category `{0}`; see `custos policy show` for the categories this deployment defines")]
+    UnknownCategory(String),
+    /// The request conflicts with current state (e.g. restore after the window closed).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The record's content was crypto-erased.
+    #[error("the content of this record was erased")]
+    Erased,
+    /// The category's PII rule is `block` and PII was found.
+    #[error("content rejected: {0}")]
+    PiiBlocked(String),
+    /// Storage or crypto failed; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl CoreError {
+    /// The stable code for problem documents and the CLI.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Unauthenticated => "unauthenticated",
+            CoreError::Forbidden(_) => "forbidden",
+            CoreError::MfaRequired(_) => "mfa_required",
+            CoreError::NotFound(_) => "not_found",
+            CoreError::Invalid { .. } => "invalid_input",
+            CoreError::UnknownCategory(_) => "unknown_category",
+            CoreError::Conflict(_) => "conflict",
+            CoreError::Erased => "erased",
+            CoreError::PiiBlocked(_) => "pii_blocked",
+            CoreError::Internal(_) => "internal",
+        }
+    }
+
+    /// Shorthand for [`CoreError::Invalid`].
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        CoreError::Invalid {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => CoreError::Conflict(m),
+            other => CoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<custos_crypto::CryptoError> for CoreError {
+    fn from(e: custos_crypto::CryptoError) -> Self {
+        match e {
+            custos_crypto::CryptoError::KeyDestroyed => CoreError::Erased,
+            other => CoreError::Internal(other.to_string()),
+        }
+    }
+}

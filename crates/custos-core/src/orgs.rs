@@ -1,0 +1,410 @@
+//! Orgs, members, retention overrides and legal holds.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use custos_policy::{Duration, Role};
+use custos_store::{Hold, Member, Org};
+
+use crate::{generate_api_key, token_hash, Caller, CoreError, Custos, Principal};
+
+/// Request to create an org.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrg {
+    /// Display name.
+    pub name: String,
+    /// Home region; defaults to the policy's `default_region`.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// An org as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrgView {
+    /// Org id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Home region.
+    pub region: String,
+    /// Creation time (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+}
+
+impl From<Org> for OrgView {
+    fn from(o: Org) -> Self {
+        OrgView {
+            id: o.id,
+            name: o.name,
+            region: o.region,
+            created_at: o.created_at,
+        }
+    }
+}
+
+/// Request to add a member.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    /// Display name.
+    pub name: String,
+    /// Roles: `owner`, `admin`, `member`, `auditor`, `service`.
+    pub roles: Vec<String>,
+    /// Groups, for category access rules.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Whether this member authenticates with MFA.
+    #[serde(default)]
+    pub mfa: bool,
+}
+
+/// A member just created, with its API key (shown this once).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedMember {
+    /// Member id.
+    pub id: String,
+    /// Org id.
+    pub org: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// The API key. Store it now: Custos keeps only its hash.
+    pub api_key: String,
+}
+
+/// An org's retention for one category.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RetentionView {
+    /// Category.
+    pub category: String,
+    /// Effective retention.
+    pub retention: String,
+    /// Whether it is the org's override (else the policy default).
+    pub overridden: bool,
+}
+
+/// Request to place a legal hold.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewHold {
+    /// Why (a case reference).
+    pub reason: String,
+    /// Hold only this subject's data.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Hold only this category.
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+/// A legal hold as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HoldView {
+    /// Hold id.
+    pub id: String,
+    /// Reason.
+    pub reason: String,
+    /// Whether the hold is limited to a subject (the subject id itself is not stored).
+    pub on_subject: bool,
+    /// Category, if limited to one.
+    pub category: Option<String>,
+    /// When it was placed.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+}
+
+impl From<Hold> for HoldView {
+    fn from(h: Hold) -> Self {
+        HoldView {
+            id: h.id,
+            reason: h.reason,
+            on_subject: h.subject_ref.is_some(),
+            category: h.category,
+            created_at: h.created_at,
+        }
+    }
+}
+
+const MANAGERS: &[&str] = &["owner", "admin"];
+
+fn check_name(field: &str, value: &str) -> Result<(), CoreError> {
+    if value.trim().is_empty() {
+        return Err(CoreError::invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > 200 {
+        return Err(CoreError::invalid(field, "must be at most 200 characters"));
+    }
+    Ok(())
+}
+
+impl Custos {
+    /// Creates an org in a region of the policy (admin only).
+    pub async fn create_org(&self, caller: &Caller, req: NewOrg) -> Result<OrgView, CoreError> {
+        if matches!(caller.principal, Principal::Member { .. }) {
+            return Err(self
+                .deny(
+                    caller,
+                    None,
+                    "org.create",
+                    None,
+                    CoreError::Forbidden("only the admin token creates orgs".into()),
+                )
+                .await);
+        }
+        check_name("name", &req.name)?;
+        let regions = &self.policy.service.regions;
+        let region = req
+            .region
+            .unwrap_or_else(|| self.policy.service.default_region.clone());
+        if !regions.contains(&region) {
+            return Err(CoreError::invalid(
+                "region",
+                format!("{region:?} is not one of this deployment's regions ({})", regions.join(", ")),
+            ));
+        }
+        let org = Org {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: req.name,
+            region,
+            created_at: self.clock.now(),
+        };
+        // The key comes first: an org row without a key would be unusable, while a key
+        // without a row (crash in between) is inert.
+        self.vault.ensure_org(&org.id)?;
+        let event = self
+            .event(caller, "org.create")
+            .org(&org.id)
+            .target(format!("org:{}", org.id));
+        self.store.create_org(&org, &[event]).await?;
+        Ok(org.into())
+    }
+
+    /// Every org (admin), or the caller's own (member).
+    pub async fn list_orgs(&self, caller: &Caller) -> Result<Vec<OrgView>, CoreError> {
+        match &caller.principal {
+            Principal::Member { scope, .. } => Ok(self
+                .store
+                .org(scope.org_id())
+                .await?
+                .map(|(_, o)| vec![o.into()])
+                .unwrap_or_default()),
+            _ => Ok(self.store.orgs().await?.into_iter().map(Into::into).collect()),
+        }
+    }
+
+    /// One org.
+    pub async fn get_org(&self, caller: &Caller, org: &str) -> Result<OrgView, CoreError> {
+        let scope = self.scope_for(caller, org, "org.read").await?;
+        let (_, org) = self
+            .store
+            .org(scope.org_id())
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("org {org}")))?;
+        Ok(org.into())
+    }
+
+    /// Adds a member and returns its API key once (admin, or an org owner/admin).
+    pub async fn add_member(
+        &self,
+        caller: &Caller,
+        org: &str,
+        req: NewMember,
+    ) -> Result<CreatedMember, CoreError> {
+        let scope = self.scope_for(caller, org, "member.create").await?;
+        self.require_manager(caller, &scope, "member.create", MANAGERS)
+            .await?;
+        check_name("name", &req.name)?;
+        if req.roles.is_empty() {
+            return Err(CoreError::invalid("roles", "give at least one role"));
+        }
+        for role in &req.roles {
+            role.parse::<Role>().map_err(|_| {
+                CoreError::invalid(
+                    "roles",
+                    format!("unknown role {role:?}; expected owner, admin, member, auditor or service"),
+                )
+            })?;
+        }
+        // Only an owner may create another owner.
+        if let Principal::Member { member, .. } = &caller.principal {
+            if req.roles.iter().any(|r| r == "owner") && !member.roles.iter().any(|r| r == "owner")
+            {
+                let error = CoreError::Forbidden("only an owner can add an owner".into());
+                return Err(self
+                    .deny(caller, Some(scope.org_id()), "member.create", None, error)
+                    .await);
+            }
+        }
+        let member = Member {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: req.name,
+            roles: req.roles,
+            groups: req.groups,
+            mfa: req.mfa,
+            created_at: self.clock.now(),
+        };
+        let api_key = generate_api_key();
+        let event = self
+            .event(caller, "member.create")
+            .org(scope.org_id())
+            .target(format!("member:{}", member.id))
+            .reason(format!("roles={}", member.roles.join(",")));
+        self.store
+            .add_member(&scope, &member, &token_hash(&api_key), &[event])
+            .await?;
+        Ok(CreatedMember {
+            id: member.id,
+            org: scope.org_id().to_string(),
+            roles: member.roles,
+            api_key,
+        })
+    }
+
+    /// The org's override for a category, parsed; `None` if it uses the policy default.
+    pub(crate) async fn retention_override(
+        &self,
+        scope: &custos_store::OrgScope,
+        category: &str,
+    ) -> Result<Option<Duration>, CoreError> {
+        let overrides = self.store.retention_overrides(scope).await?;
+        overrides
+            .into_iter()
+            .find(|(c, _)| c == category)
+            .map(|(_, r)| {
+                r.parse::<Duration>()
+                    .map_err(|_| CoreError::Internal(format!("stored retention {r:?} is invalid")))
+            })
+            .transpose()
+    }
+
+    /// Sets the org's retention for a category, within the policy's `org_configurable` bounds.
+    pub async fn set_retention(
+        &self,
+        caller: &Caller,
+        org: &str,
+        category: &str,
+        retention: &str,
+    ) -> Result<RetentionView, CoreError> {
+        let scope = self.scope_for(caller, org, "retention.set").await?;
+        self.require_manager(caller, &scope, "retention.set", MANAGERS)
+            .await?;
+        if self.policy.category(category).is_none() {
+            return Err(CoreError::UnknownCategory(category.to_string()));
+        }
+        let duration: Duration = retention
+            .parse()
+            .map_err(|e| CoreError::invalid("retention", format!("{retention:?}: {e}")))?;
+        self.policy
+            .check_override(category, duration)
+            .map_err(|e| CoreError::invalid("retention", e.to_string()))?;
+        let event = self
+            .event(caller, "retention.set")
+            .org(scope.org_id())
+            .target(format!("category:{category}"))
+            .reason(format!("retention={duration}"));
+        self.store
+            .set_retention_override(&scope, category, &duration.to_string(), &[event])
+            .await?;
+        Ok(RetentionView {
+            category: category.to_string(),
+            retention: duration.to_string(),
+            overridden: true,
+        })
+    }
+
+    /// The org's effective retention for every category.
+    pub async fn retention(
+        &self,
+        caller: &Caller,
+        org: &str,
+    ) -> Result<Vec<RetentionView>, CoreError> {
+        let scope = self.scope_for(caller, org, "retention.read").await?;
+        let overrides = self.store.retention_overrides(&scope).await?;
+        Ok(self
+            .policy
+            .categories
+            .values()
+            .map(|c| match overrides.iter().find(|(name, _)| *name == c.name) {
+                Some((_, r)) => RetentionView {
+                    category: c.name.clone(),
+                    retention: r.clone(),
+                    overridden: true,
+                },
+                None => RetentionView {
+                    category: c.name.clone(),
+                    retention: c.retention.to_string(),
+                    overridden: false,
+                },
+            })
+            .collect())
+    }
+
+    /// Places a legal hold on the org, a subject or a category.
+    pub async fn create_hold(
+        &self,
+        caller: &Caller,
+        org: &str,
+        req: NewHold,
+    ) -> Result<HoldView, CoreError> {
+        let scope = self.scope_for(caller, org, "hold.create").await?;
+        self.require_manager(caller, &scope, "hold.create", MANAGERS)
+            .await?;
+        check_name("reason", &req.reason)?;
+        if let Some(c) = &req.category {
+            if self.policy.category(c).is_none() {
+                return Err(CoreError::UnknownCategory(c.clone()));
+            }
+        }
+        let subject_ref = req
+            .subject
+            .as_deref()
+            .map(|s| self.vault.subject_ref(scope.org_id(), s))
+            .transpose()?;
+        let hold = Hold {
+            id: uuid::Uuid::now_v7().to_string(),
+            reason: req.reason,
+            subject_ref,
+            category: req.category,
+            created_at: self.clock.now(),
+        };
+        let event = self
+            .event(caller, "hold.create")
+            .org(scope.org_id())
+            .target(format!("hold:{}", hold.id));
+        self.store.create_hold(&scope, &hold, &[event]).await?;
+        Ok(hold.into())
+    }
+
+    /// Releases a legal hold.
+    pub async fn release_hold(&self, caller: &Caller, org: &str, id: &str) -> Result<(), CoreError> {
+        let scope = self.scope_for(caller, org, "hold.release").await?;
+        self.require_manager(caller, &scope, "hold.release", MANAGERS)
+            .await?;
+        let event = self
+            .event(caller, "hold.release")
+            .org(scope.org_id())
+            .target(format!("hold:{id}"));
+        if self
+            .store
+            .release_hold(&scope, id, self.clock.now(), &[event])
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound(format!("active hold {id}")))
+        }
+    }
+
+    /// The org's active holds.
+    pub async fn holds(&self, caller: &Caller, org: &str) -> Result<Vec<HoldView>, CoreError> {
+        let scope = self.scope_for(caller, org, "hold.read").await?;
+        Ok(self
+            .store
+            .holds(&scope)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+}
