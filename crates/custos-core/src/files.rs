@@ -79,7 +79,7 @@ impl Custos {
                 format!("category `{}` keeps no content (store_content = false)", category.name),
             ));
         }
-        let now = self.clock.now();
+        let now = self.now();
         let retention = self.retention_override(&scope, &category.name).await?;
         let due = category.due_times(now, retention);
         let id = uuid::Uuid::now_v7().to_string();

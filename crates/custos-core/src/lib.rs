@@ -9,6 +9,7 @@
 //! which are tested without a server.
 
 mod access;
+mod audit;
 mod clock;
 mod error;
 mod files;
@@ -23,6 +24,7 @@ use custos_policy::Policy;
 use custos_store::{Member, Objects, OrgScope, Store};
 use sha2::{Digest, Sha256};
 
+pub use audit::{AuditEntryView, AuditPage};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
 pub use files::{FileDownload, FileUpload};
@@ -150,9 +152,11 @@ impl Custos {
         &self.vault
     }
 
-    /// The current time of this deployment's clock.
+    /// The current time of this deployment's clock, at the store's microsecond precision
+    /// (so a time returned on create equals the time read back later).
     pub fn now(&self) -> jiff::Timestamp {
-        self.clock.now()
+        let t = self.clock.now();
+        jiff::Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
     }
 
     /// Resolves a bearer token to a principal.
@@ -172,7 +176,7 @@ impl Custos {
 
     /// A success event for `action` by `caller`, now.
     fn event(&self, caller: &Caller, action: &str) -> AuditEvent {
-        AuditEvent::new(self.clock.now(), caller.actor(), action)
+        AuditEvent::new(self.now(), caller.actor(), action)
             .request(caller.request_id.clone(), caller.source.clone())
     }
 

@@ -167,7 +167,7 @@ impl Custos {
             id: uuid::Uuid::now_v7().to_string(),
             name: req.name,
             region,
-            created_at: self.clock.now(),
+            created_at: self.now(),
         };
         // The key comes first: an org row without a key would be unusable, while a key
         // without a row (crash in between) is inert.
@@ -242,7 +242,7 @@ impl Custos {
             roles: req.roles,
             groups: req.groups,
             mfa: req.mfa,
-            created_at: self.clock.now(),
+            created_at: self.now(),
         };
         let api_key = generate_api_key();
         let event = self
@@ -366,7 +366,7 @@ impl Custos {
             reason: req.reason,
             subject_ref,
             category: req.category,
-            created_at: self.clock.now(),
+            created_at: self.now(),
         };
         let event = self
             .event(caller, "hold.create")
@@ -387,7 +387,7 @@ impl Custos {
             .target(format!("hold:{id}"));
         if self
             .store
-            .release_hold(&scope, id, self.clock.now(), &[event])
+            .release_hold(&scope, id, self.now(), &[event])
             .await?
         {
             Ok(())

@@ -177,7 +177,7 @@ impl Custos {
         reqs: Vec<NewRecord>,
     ) -> Result<Vec<CreatedRecord>, CoreError> {
         let scope = self.scope_for(caller, org, "record.create").await?;
-        let now = self.clock.now();
+        let now = self.now();
         let mut overrides = HashMap::new();
         let mut rows = Vec::with_capacity(reqs.len());
         let mut events = Vec::with_capacity(reqs.len());
@@ -402,7 +402,7 @@ impl Custos {
     pub async fn soft_delete(&self, caller: &Caller, org: &str, id: &str) -> Result<(), CoreError> {
         let scope = self.scope_for(caller, org, "record.delete").await?;
         let row = self.readable_record(caller, &scope, id, "record.delete").await?;
-        let now = self.clock.now();
+        let now = self.now();
         let change = StateChange {
             id: id.to_string(),
             from: row.state,
@@ -433,7 +433,7 @@ impl Custos {
             .ok_or_else(|| CoreError::NotFound(format!("soft-deleted record {id}")))?;
         self.category_for(caller, &scope, &row.category, "record.restore", Some(format!("record:{id}")))
             .await?;
-        let now = self.clock.now();
+        let now = self.now();
         let deleted_at = row.deleted_at.unwrap_or(row.created_at);
         let closes = self.policy.deletion.soft_delete_window.add_to(deleted_at);
         if now >= closes {

@@ -1,0 +1,456 @@
+//! Routes and handlers, each annotated for the generated OpenAPI document.
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use custos_core::{
+    AuditPage, CreatedMember, CreatedRecord, FileUpload, HoldView, NewHold, NewMember, NewOrg,
+    NewRecord, OrgView, RecordPage, RecordView, RetentionView,
+};
+
+use crate::{ApiError, AppState, Authed, Problem, MAX_JSON_BODY};
+
+/// JSON body extractor whose rejections are problem documents.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// Query extractor whose rejections are problem documents.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/orgs", post(create_org).get(list_orgs))
+        .route("/v1/orgs/{org}", get(get_org))
+        .route("/v1/orgs/{org}/members", post(add_member))
+        .route("/v1/orgs/{org}/records", post(create_record).get(list_records))
+        .route("/v1/orgs/{org}/records/{id}", get(get_record).delete(delete_record))
+        .route("/v1/orgs/{org}/records/{id}/restore", post(restore_record))
+        .route("/v1/orgs/{org}/records/{id}/file", get(download_file))
+        .route(
+            "/v1/orgs/{org}/files",
+            post(upload_file).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/orgs/{org}/retention", get(get_retention))
+        .route("/v1/orgs/{org}/retention/{category}", put(set_retention))
+        .route("/v1/orgs/{org}/holds", post(create_hold).get(list_holds))
+        .route("/v1/orgs/{org}/holds/{id}", delete(release_hold))
+        .route("/v1/audit/events", get(audit_events))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .fallback(not_found)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Liveness and store reachability.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "healthy"), (status = 503, body = Problem)))]
+async fn healthz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    let store = state.custos.store();
+    store.audit_size().await.map_err(|e| {
+        tracing::error!(error = %e, "health check failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the store is unreachable",
+        )
+    })?;
+    Ok(Json(serde_json::json!({"status": "ok", "store": store.backend()})))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    let size = state.custos.store().audit_size().await.ok();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(size),
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Create an org (admin token).
+#[utoipa::path(post, path = "/v1/orgs", request_body = NewOrg,
+    responses((status = 201, body = OrgView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn create_org(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    ApiJson(req): ApiJson<NewOrg>,
+) -> ApiResult<(StatusCode, Json<OrgView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.custos.create_org(&caller, req).await?),
+    ))
+}
+
+/// List orgs (all for the admin token, the own org for members).
+#[utoipa::path(get, path = "/v1/orgs",
+    responses((status = 200, body = [OrgView]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn list_orgs(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+) -> ApiResult<Json<Vec<OrgView>>> {
+    Ok(Json(state.custos.list_orgs(&caller).await?))
+}
+
+/// Read an org.
+#[utoipa::path(get, path = "/v1/orgs/{org}", params(("org" = String, Path)),
+    responses((status = 200, body = OrgView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn get_org(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<Json<OrgView>> {
+    Ok(Json(state.custos.get_org(&caller, &org).await?))
+}
+
+/// Add a member; the API key in the response is shown once.
+#[utoipa::path(post, path = "/v1/orgs/{org}/members", params(("org" = String, Path)), request_body = NewMember,
+    responses((status = 201, body = CreatedMember), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn add_member(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<NewMember>,
+) -> ApiResult<(StatusCode, Json<CreatedMember>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.custos.add_member(&caller, &org, req).await?),
+    ))
+}
+
+/// Store a record: authorized by the category's access rule, PII-scrubbed, sealed, audited.
+#[utoipa::path(post, path = "/v1/orgs/{org}/records", params(("org" = String, Path)), request_body = NewRecord,
+    responses((status = 201, body = CreatedRecord), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn create_record(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<NewRecord>,
+) -> ApiResult<(StatusCode, Json<CreatedRecord>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.custos.create_record(&caller, &org, req).await?),
+    ))
+}
+
+/// Filters and pagination for record listings.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Only this subject's records.
+    subject: Option<String>,
+    /// Only this category.
+    category: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+}
+
+/// List records (no content), paginated.
+#[utoipa::path(get, path = "/v1/orgs/{org}/records", params(("org" = String, Path), ListQuery),
+    responses((status = 200, body = RecordPage), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn list_records(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<RecordPage>> {
+    Ok(Json(
+        state
+            .custos
+            .list_records(
+                &caller,
+                &org,
+                q.subject.as_deref(),
+                q.category.as_deref(),
+                q.cursor.as_deref(),
+                q.limit,
+            )
+            .await?,
+    ))
+}
+
+/// Read one record, decrypted.
+#[utoipa::path(get, path = "/v1/orgs/{org}/records/{id}", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = RecordView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn get_record(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Json<RecordView>> {
+    Ok(Json(state.custos.get_record(&caller, &org, &id).await?))
+}
+
+/// Soft-delete a record (restorable within the policy's window).
+#[utoipa::path(delete, path = "/v1/orgs/{org}/records/{id}", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn delete_record(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.custos.soft_delete(&caller, &org, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Restore a soft-deleted record within the window.
+#[utoipa::path(post, path = "/v1/orgs/{org}/records/{id}/restore", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn restore_record(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.custos.restore(&caller, &org, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Where an uploaded file goes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    /// Policy category.
+    category: String,
+    /// Subject, if any.
+    subject: Option<String>,
+    /// Original file name.
+    name: Option<String>,
+}
+
+/// Upload a file as the raw request body (streamed, sealed chunk by chunk).
+#[utoipa::path(post, path = "/v1/orgs/{org}/files", params(("org" = String, Path), UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = CreatedRecord), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn upload_file(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<CreatedRecord>)> {
+    let upload = FileUpload {
+        category: q.category,
+        subject: q.subject,
+        file_name: q.name,
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        metadata: None,
+    };
+    let stream = body.into_data_stream();
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            state
+                .custos
+                .upload_file(&caller, &org, upload, stream)
+                .await?,
+        ),
+    ))
+}
+
+/// Download a file record's content (decrypted, streamed).
+#[utoipa::path(get, path = "/v1/orgs/{org}/records/{id}/file", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream"), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn download_file(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let download = state.custos.download_file(&caller, &org, &id).await?;
+    let content_type = download
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let body = Body::from_stream(download.body.map(|r| {
+        r.map_err(|e| {
+            tracing::error!(error = %e, "file stream failed");
+            std::io::Error::other(e.code())
+        })
+    }));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_LENGTH,
+        header::HeaderValue::from(download.size),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    Ok(response)
+}
+
+/// The org's effective retention per category.
+#[utoipa::path(get, path = "/v1/orgs/{org}/retention", params(("org" = String, Path)),
+    responses((status = 200, body = [RetentionView]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn get_retention(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<RetentionView>>> {
+    Ok(Json(state.custos.retention(&caller, &org).await?))
+}
+
+/// A retention override.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SetRetention {
+    /// Duration within the policy's `org_configurable` bounds, e.g. `"180d"`.
+    retention: String,
+}
+
+/// Set the org's retention for a category, within the policy's bounds.
+#[utoipa::path(put, path = "/v1/orgs/{org}/retention/{category}", params(("org" = String, Path), ("category" = String, Path)),
+    request_body = SetRetention,
+    responses((status = 200, body = RetentionView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn set_retention(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, category)): Path<(String, String)>,
+    ApiJson(req): ApiJson<SetRetention>,
+) -> ApiResult<Json<RetentionView>> {
+    Ok(Json(
+        state
+            .custos
+            .set_retention(&caller, &org, &category, &req.retention)
+            .await?,
+    ))
+}
+
+/// Place a legal hold (whole org, a subject, or a category).
+#[utoipa::path(post, path = "/v1/orgs/{org}/holds", params(("org" = String, Path)), request_body = NewHold,
+    responses((status = 201, body = HoldView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn create_hold(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<NewHold>,
+) -> ApiResult<(StatusCode, Json<HoldView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.custos.create_hold(&caller, &org, req).await?),
+    ))
+}
+
+/// The org's active holds.
+#[utoipa::path(get, path = "/v1/orgs/{org}/holds", params(("org" = String, Path)),
+    responses((status = 200, body = [HoldView]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn list_holds(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<HoldView>>> {
+    Ok(Json(state.custos.holds(&caller, &org).await?))
+}
+
+/// Release a legal hold.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/holds/{id}", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn release_hold(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.custos.release_hold(&caller, &org, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Audit listing parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// Only this org's events (members always see only their own org).
+    org: Option<String>,
+    /// First index to return (default 0).
+    from: Option<u64>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+}
+
+/// Audit events, in log order.
+#[utoipa::path(get, path = "/v1/audit/events", params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn audit_events(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<AuditPage>> {
+    Ok(Json(
+        state
+            .custos
+            .audit_events(
+                &caller,
+                q.org.as_deref(),
+                q.from.unwrap_or(0),
+                q.limit.unwrap_or(100),
+            )
+            .await?,
+    ))
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI 3.1 document, generated from the handlers and their types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Custos", description = "Privacy data plane: encrypted, tenant-isolated storage with policy-as-code retention, PII scrubbing and a tamper-evident audit log."),
+    paths(healthz, metrics, openapi, create_org, list_orgs, get_org, add_member, create_record,
+          list_records, get_record, delete_record, restore_record, upload_file, download_file,
+          get_retention, set_retention, create_hold, list_holds, release_hold, audit_events),
+    components(schemas(Problem, SetRetention)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;

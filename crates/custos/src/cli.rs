@@ -1,0 +1,162 @@
+//! Command-line parsing and dispatch.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use custos_audit::{Actor, AuditEvent};
+
+use crate::deploy::{self, PolicySource};
+use crate::Failure;
+
+/// Custos: a privacy data plane.
+#[derive(Debug, Parser)]
+#[command(name = "custos", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Policy file (default ./custos.toml if present, else the built-in policy).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory: SQLite database, local objects, and by default the keys.
+    #[arg(long, global = true, value_name = "DIR", default_value = "custos-data")]
+    pub data: PathBuf,
+    /// Database URL: sqlite:PATH or postgres://...
+    #[arg(long, global = true, value_name = "URL", env = "CUSTOS_DATABASE")]
+    pub database: Option<String>,
+    /// Object store URL: file:DIR (default <data>/objects).
+    #[arg(long, global = true, value_name = "URL", env = "CUSTOS_OBJECTS")]
+    pub objects: Option<String>,
+    /// Key store directory (default <data>/keys). Keep it out of data backups.
+    #[arg(long, global = true, value_name = "DIR", env = "CUSTOS_KEYS")]
+    pub keys: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve(crate::serve::ServeArgs),
+    /// Validate or print the policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Key management.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file; every problem as FILE:LINE:COL: message (exit 2 if any).
+    Check {
+        /// The file (default: --config, else ./custos.toml).
+        file: Option<PathBuf>,
+    },
+    /// Print the effective policy as TOML.
+    Show,
+    /// Print a Markdown data-handling disclosure generated from the policy.
+    Disclosure,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rotate the root key (re-wrapping every org key), or with --org that org's key
+    /// (re-wrapping its subject keys). Content is never re-encrypted.
+    Rotate {
+        /// Rotate this org's key instead of the root key.
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve(args) => crate::serve::run(&cli.global, args).await,
+        Command::Policy(cmd) => policy(&cli.global, cmd),
+        Command::Keys(KeysCommand::Rotate { org }) => rotate(&cli.global, org).await,
+    }
+}
+
+fn policy(global: &Global, cmd: PolicyCommand) -> Result<(), Failure> {
+    match cmd {
+        PolicyCommand::Check { file } => {
+            let file = file
+                .or_else(|| global.config.clone())
+                .unwrap_or_else(|| PathBuf::from("custos.toml"));
+            let policy = custos_policy::Policy::load(&file)
+                .map_err(|e| Failure::BadInput(e.to_string()))?;
+            println!(
+                "{}: ok ({} categories)",
+                file.display(),
+                policy.categories.len()
+            );
+            Ok(())
+        }
+        PolicyCommand::Show => {
+            let (policy, source) = deploy::load_policy(global)?;
+            match source {
+                PolicySource::Builtin => {
+                    println!("# Effective policy: the built-in default (no custos.toml found)")
+                }
+                PolicySource::File(path) => println!("# Effective policy from {}", path.display()),
+            }
+            print!("{}", policy.to_toml());
+            Ok(())
+        }
+        PolicyCommand::Disclosure => {
+            let (policy, _) = deploy::load_policy(global)?;
+            print!("{}", policy.render_disclosure());
+            Ok(())
+        }
+    }
+}
+
+async fn rotate(global: &Global, org: Option<String>) -> Result<(), Failure> {
+    let deployment = deploy::open(global).await?;
+    let custos = &deployment.custos;
+    let vault = custos.vault().clone();
+    let (report, event) = match &org {
+        Some(org) => {
+            if custos.store().org(org).await.map_err(|e| Failure::Failed(e.to_string()))?.is_none() {
+                return Err(Failure::BadInput(format!("--org {org}: no such org")));
+            }
+            let o = org.clone();
+            let report = tokio::task::spawn_blocking(move || vault.rotate_org(&o))
+                .await
+                .map_err(|e| Failure::Failed(e.to_string()))?
+                .map_err(|e| Failure::Failed(e.to_string()))?;
+            let event = AuditEvent::new(custos.now(), Actor::System, "key.rotate")
+                .org(org)
+                .target(format!("key:org/{org}/v{}", report.new_version))
+                .reason(format!("rewrapped_subject_keys={}", report.rewrapped));
+            (report, event)
+        }
+        None => {
+            let report = tokio::task::spawn_blocking(move || vault.rotate_root())
+                .await
+                .map_err(|e| Failure::Failed(e.to_string()))?
+                .map_err(|e| Failure::Failed(e.to_string()))?;
+            let event = AuditEvent::new(custos.now(), Actor::System, "key.rotate")
+                .target(format!("key:root/v{}", report.new_version))
+                .reason(format!("rewrapped_org_keys={}", report.rewrapped));
+            (report, event)
+        }
+    };
+    custos
+        .store()
+        .append_audit(&[event])
+        .await
+        .map_err(|e| Failure::Failed(format!("keys rotated but the audit append failed: {e}")))?;
+    println!(
+        "rotated {} key to version {}; re-wrapped {} key(s); no content was re-encrypted",
+        if org.is_some() { "org" } else { "root" },
+        report.new_version,
+        report.rewrapped
+    );
+    Ok(())
+}

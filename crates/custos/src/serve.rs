@@ -1,0 +1,157 @@
+//! `custos serve`: first-start initialization, the admin token, and the HTTP server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use clap::Args;
+use rand::RngCore;
+
+use crate::cli::Global;
+use crate::{deploy, Failure};
+
+/// Options of `custos serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with --tls-key, serve HTTPS (TLS 1.2+) only.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Where the admin token comes from, for the start-up message.
+enum TokenSource {
+    Env,
+    File(PathBuf),
+}
+
+/// `CUSTOS_ADMIN_TOKEN`, else `<data>/admin-token` (created 0600 on first start).
+fn admin_token(data: &Path) -> Result<(String, TokenSource), Failure> {
+    if let Ok(token) = std::env::var("CUSTOS_ADMIN_TOKEN") {
+        if token.trim().len() < 16 {
+            return Err(Failure::BadInput(
+                "CUSTOS_ADMIN_TOKEN must be at least 16 characters".into(),
+            ));
+        }
+        return Ok((token.trim().to_string(), TokenSource::Env));
+    }
+    let path = data.join("admin-token");
+    if path.exists() {
+        let token = std::fs::read_to_string(&path)
+            .map_err(|e| Failure::Failed(format!("cannot read {}: {e}", path.display())))?;
+        return Ok((token.trim().to_string(), TokenSource::File(path)));
+    }
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = format!(
+        "cad_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    custos_crypto::write_secret_file(&path, format!("{token}\n").as_bytes())
+        .map_err(|e| Failure::Failed(format!("cannot write {}: {e}", path.display())))?;
+    Ok((token, TokenSource::File(path)))
+}
+
+fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Failure> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Failure::BadInput(format!("--tls-cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(Failure::BadInput(format!(
+            "--tls-cert {}: no certificate found",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Failure::BadInput(format!("--tls-key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // rustls implements only TLS 1.2 and 1.3; naming both makes the floor explicit.
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Failure::Failed(format!("TLS setup: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Failure::BadInput(format!("--tls-cert/--tls-key: {e}")))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
+    let first_start = !global.data.exists();
+    deploy::create_private_dir(&global.data)?;
+    let (token, source) = admin_token(&global.data)?;
+    let deployment = deploy::open(global).await?;
+    let custos = Arc::new(
+        Arc::try_unwrap(deployment.custos)
+            .map_err(|_| Failure::Failed("services are shared before start".into()))?
+            .with_admin_token(&token),
+    );
+    let app = custos_api::router(custos_api::AppState::new(custos.clone()))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if first_start {
+        println!(
+            "Initialized a new Custos data directory at {}",
+            deployment.data_dir.display()
+        );
+    }
+    println!("Custos listening on {scheme}://{}", args.listen);
+    println!("  store:  {}", custos.store().backend());
+    match &source {
+        TokenSource::Env => println!("  admin token: from CUSTOS_ADMIN_TOKEN"),
+        TokenSource::File(path) => println!("  admin token: {}", path.display()),
+    }
+    if tls.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "SERVING PLAIN HTTP ON A NON-LOOPBACK ADDRESS: bearer tokens and personal data will cross the network unencrypted; pass --tls-cert and --tls-key"
+        );
+        eprintln!("WARNING: serving plain HTTP on {}; use --tls-cert/--tls-key", args.listen);
+    }
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let served = match tls {
+        Some(config) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
+            axum_server::bind_rustls(args.listen, config)
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+        None => axum_server::bind(args.listen).handle(handle).serve(app).await,
+    };
+    served.map_err(|e| Failure::Failed(format!("server on {}: {e}", args.listen)))
+}
