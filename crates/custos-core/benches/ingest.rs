@@ -1,1 +1,672 @@
-fn main() {}
+//! Ingest throughput: records/s through `Custos::create_records` versus a plain batched insert
+//! of the same bytes, on SQLite and on PostgreSQL.
+//!
+//! ```text
+//! cargo bench -p custos-core --bench ingest
+//! ```
+//!
+//! Workload: `CUSTOS_BENCH_RECORDS` records (default 100,000) of exactly 1,024 bytes of JSON
+//! content each (an application-log-like object), in batches of `CUSTOS_BENCH_BATCH` (default
+//! 1,000) per `create_records` call, category `app_logs`, by a member with role `service`
+//! authenticated through its API key. Every second record has a subject, drawn from 1,000
+//! distinct subjects, so half the records are sealed under subject keys (created on first use,
+//! as on a fresh deployment) and half under the org key.
+//!
+//! Baselines, same bytes, same batch size, one transaction per batch:
+//! - SQLite: fresh file, WAL, synchronous=FULL, `(id TEXT PRIMARY KEY, body BLOB)`, prepared
+//!   statement.
+//! - PostgreSQL: `(id TEXT PRIMARY KEY, body BYTEA)`, one `INSERT ... SELECT FROM UNNEST` per
+//!   batch (sqlx, prepared).
+//!
+//! Then a breakdown: the core's per-record work re-done phase by phase with the same public
+//! APIs (subject ref, key lookup, envelope JSON, sealing, audit event), and the store's
+//! `insert_records` alone on pre-built rows in a fresh store, to show where the time goes.
+//!
+//! Other knobs: `CUSTOS_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
+//! `CUSTOS_BENCH_ONLY=sqlite|pg`, `CUSTOS_BENCH_NO_BREAKDOWN=1`.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use custos_audit::{Actor, AuditEvent};
+use custos_core::{Caller, Custos, NewMember, NewOrg, NewRecord, Principal, SystemClock};
+use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_policy::Policy;
+use custos_store::{
+    ObjectLocation, Objects, Org, OrgScope, PgStore, RecordRow, RecordState, SqliteStore, Store,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+const CATEGORY: &str = "app_logs";
+const ROLE: &str = "service";
+const SUBJECTS: usize = 1000;
+const CONTENT_BYTES: usize = 1024;
+const TARGET_RATE: f64 = 50_000.0;
+const TARGET_RATIO: f64 = 0.5;
+
+struct Config {
+    records: usize,
+    batch: usize,
+    pg_url: String,
+    sqlite: bool,
+    pg: bool,
+    breakdown: bool,
+}
+
+impl Config {
+    fn from_env() -> Self {
+        let num = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.replace('_', "").parse().ok())
+                .unwrap_or(default)
+        };
+        let only = std::env::var("CUSTOS_BENCH_ONLY").unwrap_or_default();
+        Config {
+            records: num("CUSTOS_BENCH_RECORDS", 100_000),
+            batch: num("CUSTOS_BENCH_BATCH", 1_000).max(1),
+            pg_url: std::env::var("CUSTOS_BENCH_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            sqlite: only.is_empty() || only == "sqlite",
+            pg: only.is_empty() || only == "pg" || only == "postgres",
+            breakdown: std::env::var_os("CUSTOS_BENCH_NO_BREAKDOWN").is_none(),
+        }
+    }
+}
+
+/// The records to ingest, generated once before anything is timed.
+struct Workload {
+    /// Content of each record.
+    contents: Vec<Value>,
+    /// The same content as JSON bytes, for the plain baselines.
+    bodies: Vec<Vec<u8>>,
+    /// Subject of each record (every second one).
+    subjects: Vec<Option<String>>,
+}
+
+/// xorshift64*: deterministic filler without a dependency.
+fn next(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+fn log_line(i: usize, rng: &mut u64) -> Value {
+    let mut v = json!({
+        "ts": format!("2026-03-01T12:{:02}:{:02}.{:06}Z", (i / 60) % 60, i % 60, i % 1_000_000),
+        "level": ["info", "warn", "error", "debug"][i % 4],
+        "service": "api-gateway",
+        "route": format!("/v1/orgs/o-{}/items/{}", i % 97, i),
+        "status": [200, 201, 404, 500][i % 4],
+        "latency_ms": next(rng) % 5000,
+        "request_id": format!("{:016x}{:016x}", next(rng), next(rng)),
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64) custos-bench/1.0",
+        "message": "",
+    });
+    let base = serde_json::to_vec(&v).expect("serializes").len();
+    let want = CONTENT_BYTES.saturating_sub(base);
+    let mut message = String::with_capacity(want);
+    while message.len() < want {
+        if !message.is_empty() {
+            message.push(' ');
+        }
+        let len = 2 + (next(rng) % 9) as usize;
+        for _ in 0..len {
+            message.push((b'a' + (next(rng) % 26) as u8) as char);
+        }
+    }
+    message.truncate(want);
+    v["message"] = Value::String(message);
+    v
+}
+
+impl Workload {
+    fn generate(n: usize) -> Self {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let contents: Vec<Value> = (0..n).map(|i| log_line(i, &mut rng)).collect();
+        let bodies = contents
+            .iter()
+            .map(|c| serde_json::to_vec(c).expect("serializes"))
+            .collect();
+        let subjects = (0..n)
+            .map(|i| (i % 2 == 0).then(|| format!("user-{:04}@example.com", (i / 2) % SUBJECTS)))
+            .collect();
+        Workload {
+            contents,
+            bodies,
+            subjects,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.contents.len()
+    }
+
+    fn batch(&self, range: std::ops::Range<usize>) -> Vec<NewRecord> {
+        range
+            .map(|i| NewRecord {
+                category: CATEGORY.to_string(),
+                subject: self.subjects[i].clone(),
+                content: self.contents[i].clone(),
+                metadata: None,
+            })
+            .collect()
+    }
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn thousands(x: f64) -> String {
+    let s = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn vault_in(dir: &Path) -> Arc<KeyVault> {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).expect("keys dir");
+    let kms = LocalKms::open_or_create(&keys.join("root.keyring")).expect("keyring");
+    let key_store = SqliteKeyStore::open(&keys.join("keys.db")).expect("key store");
+    Arc::new(KeyVault::new(Arc::new(kms), Arc::new(key_store)))
+}
+
+/// A deployment over `store`, with an org and an authenticated `service` member.
+struct CoreEnv {
+    custos: Custos,
+    caller: Caller,
+    org: String,
+}
+
+async fn core_env(store: Arc<dyn Store>, dir: &Path) -> CoreEnv {
+    let objects =
+        Objects::open(&ObjectLocation::File(dir.join("objects"))).expect("object store");
+    let custos = Custos::new(
+        Arc::new(Policy::builtin()),
+        store,
+        objects,
+        vault_in(dir),
+        Arc::new(SystemClock),
+    );
+    let admin = Caller::new(Principal::Admin);
+    let org = custos
+        .create_org(
+            &admin,
+            NewOrg {
+                name: "ingest bench".into(),
+                region: None,
+            },
+        )
+        .await
+        .expect("create org");
+    let member = custos
+        .add_member(
+            &admin,
+            &org.id,
+            NewMember {
+                name: "ingest service".into(),
+                roles: vec![ROLE.into()],
+                groups: vec![],
+                mfa: false,
+            },
+        )
+        .await
+        .expect("add member");
+    let principal = custos
+        .authenticate(&member.api_key)
+        .await
+        .expect("member key authenticates");
+    CoreEnv {
+        custos,
+        caller: Caller::new(principal),
+        org: org.id,
+    }
+}
+
+/// Time spent inside `create_records` only (building the request vectors is not counted).
+async fn run_core(env: &CoreEnv, w: &Workload, batch: usize) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut start_i = 0;
+    while start_i < w.len() {
+        let end = (start_i + batch).min(w.len());
+        let reqs = w.batch(start_i..end);
+        let t = Instant::now();
+        let created = env
+            .custos
+            .create_records(&env.caller, &env.org, reqs)
+            .await
+            .expect("create_records");
+        total += t.elapsed();
+        assert_eq!(created.len(), end - start_i);
+        start_i = end;
+    }
+    total
+}
+
+fn run_plain_sqlite(path: &Path, w: &Workload, batch: usize) -> Duration {
+    let mut conn = rusqlite::Connection::open(path).expect("open");
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         CREATE TABLE plain (id TEXT PRIMARY KEY, body BLOB);",
+    )
+    .expect("schema");
+    let start = Instant::now();
+    for chunk in w.bodies.chunks(batch) {
+        let tx = conn.transaction().expect("begin");
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO plain (id, body) VALUES (?1, ?2)")
+                .expect("prepare");
+            for body in chunk {
+                let id = uuid::Uuid::now_v7().to_string();
+                stmt.execute(rusqlite::params![id, body]).expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    start.elapsed()
+}
+
+async fn run_plain_pg(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    w: &Workload,
+    batch: usize,
+) -> Result<Duration, sqlx::Error> {
+    sqlx::query(&format!(
+        "CREATE TABLE {schema}.plain (id TEXT PRIMARY KEY, body BYTEA)"
+    ))
+    .execute(pool)
+    .await?;
+    let sql = format!(
+        "INSERT INTO {schema}.plain (id, body) SELECT * FROM UNNEST($1::text[], $2::bytea[])"
+    );
+    let start = Instant::now();
+    for chunk in w.bodies.chunks(batch) {
+        let ids: Vec<String> = chunk
+            .iter()
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect();
+        let mut tx = pool.begin().await?;
+        sqlx::query(&sql)
+            .bind(&ids)
+            .bind(chunk)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(start.elapsed())
+}
+
+/// Mirrors the core's sealed envelope (content, subject, metadata).
+#[derive(Serialize)]
+struct Envelope<'a> {
+    content: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    metadata: &'a Value,
+}
+
+/// Time of each phase of the core's per-record work, re-done outside the core.
+#[derive(Default)]
+struct Phases {
+    subject_ref: Duration,
+    key_new_subject: Duration,
+    new_subjects: usize,
+    key_known_subject: Duration,
+    known_subjects: usize,
+    key_org: Duration,
+    envelope_json: Duration,
+    seal: Duration,
+    id_and_audit_event: Duration,
+    row: Duration,
+}
+
+type Batch = (Vec<RecordRow>, Vec<AuditEvent>);
+
+/// Builds the rows and events `create_records` would, timing each step.
+fn build_rows(vault: &KeyVault, org: &str, w: &Workload, batch: usize) -> (Vec<Batch>, Phases) {
+    let mut p = Phases::default();
+    let mut seen = HashSet::new();
+    let now = jiff::Timestamp::now();
+    let now = jiff::Timestamp::from_microsecond(now.as_microsecond()).expect("in range");
+    let expire_at = now
+        .checked_add(jiff::SignedDuration::from_hours(90 * 24))
+        .expect("in range");
+    let null = Value::Null;
+    let mut out = Vec::new();
+    let mut start_i = 0;
+    while start_i < w.len() {
+        let end = (start_i + batch).min(w.len());
+        let mut rows = Vec::with_capacity(end - start_i);
+        let mut events = Vec::with_capacity(end - start_i);
+        let mut org_key = None;
+        for i in start_i..end {
+            let t = Instant::now();
+            let id = uuid::Uuid::now_v7().to_string();
+            let event = AuditEvent::new(now, Actor::Member("m".into()), "record.create")
+                .request(None, None)
+                .org(org)
+                .target(format!("record:{id}"))
+                .reason(format!("category={CATEGORY}"));
+            p.id_and_audit_event += t.elapsed();
+
+            let subject = w.subjects[i].as_deref();
+            let t = Instant::now();
+            let subject_ref = subject
+                .map(|s| vault.subject_ref(org, s))
+                .transpose()
+                .expect("subject ref");
+            p.subject_ref += t.elapsed();
+
+            let t = Instant::now();
+            let envelope = Envelope {
+                content: &w.contents[i],
+                subject,
+                metadata: &null,
+            };
+            let plaintext = serde_json::to_vec(&envelope).expect("serializes");
+            p.envelope_json += t.elapsed();
+
+            let t = Instant::now();
+            let key = match &subject_ref {
+                Some(r) => {
+                    let k = vault.content_key(org, Some(r)).expect("subject key");
+                    if seen.insert(r.clone()) {
+                        p.key_new_subject += t.elapsed();
+                        p.new_subjects += 1;
+                    } else {
+                        p.key_known_subject += t.elapsed();
+                        p.known_subjects += 1;
+                    }
+                    k
+                }
+                None => {
+                    let k = match org_key.take() {
+                        Some(k) => k,
+                        None => vault.content_key(org, None).expect("org key"),
+                    };
+                    p.key_org += t.elapsed();
+                    k
+                }
+            };
+
+            let t = Instant::now();
+            let sealed = key.seal(org, &id, "envelope", &plaintext);
+            p.seal += t.elapsed();
+
+            let t = Instant::now();
+            let key_ref = key.key_ref().to_string();
+            if subject_ref.is_none() {
+                org_key = Some(key);
+            }
+            rows.push(RecordRow {
+                id,
+                category: CATEGORY.to_string(),
+                subject_ref,
+                state: RecordState::Active,
+                created_at: now,
+                archive_at: None,
+                expire_at,
+                deleted_at: None,
+                next_due_at: Some(expire_at),
+                key_ref,
+                sealed: Some(sealed),
+                blob_size: None,
+                pii: json!({}),
+            });
+            events.push(event);
+            p.row += t.elapsed();
+        }
+        out.push((rows, events));
+        start_i = end;
+    }
+    (out, p)
+}
+
+async fn new_org(store: &dyn Store, vault: &KeyVault) -> OrgScope {
+    let org = Org {
+        id: uuid::Uuid::now_v7().to_string(),
+        name: "store-only bench".into(),
+        region: "eu".into(),
+        created_at: jiff::Timestamp::now(),
+    };
+    vault.ensure_org(&org.id).expect("org key");
+    store.create_org(&org, &[]).await.expect("create org")
+}
+
+async fn run_store_only(store: &dyn Store, scope: &OrgScope, batches: &[Batch]) -> Duration {
+    let start = Instant::now();
+    for (rows, events) in batches {
+        store
+            .insert_records(scope, rows, events)
+            .await
+            .expect("insert_records");
+    }
+    start.elapsed()
+}
+
+struct Figures {
+    backend: &'static str,
+    core: Duration,
+    plain: Duration,
+}
+
+fn report(n: usize, f: &Figures) {
+    let core = rate(n, f.core);
+    let plain = rate(n, f.plain);
+    let ratio = core / plain;
+    let b = f.backend;
+    println!(
+        "[{b}] core  create_records : {n} records in {:>7.3} s = {:>9} records/s",
+        f.core.as_secs_f64(),
+        thousands(core)
+    );
+    println!(
+        "[{b}] plain batched insert : {n} records in {:>7.3} s = {:>9} records/s",
+        f.plain.as_secs_f64(),
+        thousands(plain)
+    );
+    println!(
+        "[{b}] ratio core/plain = {ratio:.3}   target >= {TARGET_RATIO}: {}   target >= {} records/s: {}",
+        if ratio >= TARGET_RATIO { "PASS" } else { "FAIL" },
+        thousands(TARGET_RATE),
+        if core >= TARGET_RATE { "PASS" } else { "FAIL" },
+    );
+}
+
+fn report_breakdown(backend: &str, n: usize, core: Duration, p: &Phases, store_only: Duration) {
+    let us = |d: Duration, k: usize| {
+        if k == 0 {
+            0.0
+        } else {
+            d.as_secs_f64() * 1e6 / k as f64
+        }
+    };
+    let pct = |d: Duration| 100.0 * d.as_secs_f64() / core.as_secs_f64();
+    println!("[{backend}] breakdown (same work outside the core; µs per record over all {n} records, % of the core run):");
+    let lines: [(&str, Duration, String); 9] = [
+        ("record id + audit event", p.id_and_audit_event, String::new()),
+        ("subject ref (HMAC)", p.subject_ref, String::new()),
+        ("envelope JSON", p.envelope_json, String::new()),
+        (
+            "subject key, first use",
+            p.key_new_subject,
+            format!(" ({} keys, {:.0} µs each)", p.new_subjects, us(p.key_new_subject, p.new_subjects)),
+        ),
+        (
+            "subject key, known",
+            p.key_known_subject,
+            format!(" ({} lookups, {:.1} µs each)", p.known_subjects, us(p.key_known_subject, p.known_subjects)),
+        ),
+        ("org key (cached)", p.key_org, String::new()),
+        ("seal (AES-256-GCM)", p.seal, String::new()),
+        ("row assembly", p.row, String::new()),
+        ("store.insert_records only", store_only, String::new()),
+    ];
+    let mut sum = Duration::ZERO;
+    for (name, d, extra) in lines {
+        sum += d;
+        println!(
+            "[{backend}]   {name:<27} {:>7.2} µs  {:>5.1}%{extra}",
+            us(d, n),
+            pct(d)
+        );
+    }
+    println!(
+        "[{backend}]   {:<27} {:>7.2} µs  {:>5.1}%   (core run: {:.2} µs/record)",
+        "sum",
+        us(sum, n),
+        pct(sum),
+        us(core, n)
+    );
+}
+
+async fn bench_sqlite(cfg: &Config, w: &Workload) {
+    let n = w.len();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("custos.db")).expect("sqlite store"));
+    let env = core_env(store, dir.path()).await;
+    let core = run_core(&env, w, cfg.batch).await;
+    let plain = run_plain_sqlite(&dir.path().join("plain.db"), w, cfg.batch);
+    report(
+        n,
+        &Figures {
+            backend: "sqlite",
+            core,
+            plain,
+        },
+    );
+    if cfg.breakdown {
+        let dir2 = tempfile::tempdir().expect("temp dir");
+        let vault = vault_in(dir2.path());
+        let store = SqliteStore::open(&dir2.path().join("custos.db")).expect("sqlite store");
+        let scope = new_org(&store, &vault).await;
+        let (batches, phases) = build_rows(&vault, scope.org_id(), w, cfg.batch);
+        let store_only = run_store_only(&store, &scope, &batches).await;
+        report_breakdown("sqlite", n, core, &phases, store_only);
+    }
+}
+
+async fn bench_pg(cfg: &Config, w: &Workload) {
+    let n = w.len();
+    let schema = format!("custos_bench_{}", uuid::Uuid::new_v4().simple());
+    let connected = tokio::time::timeout(
+        Duration::from_secs(15),
+        PgStore::connect(&cfg.pg_url, Some(&schema)),
+    )
+    .await;
+    let store = match connected {
+        Ok(Ok(store)) => store,
+        Ok(Err(e)) => return pg_skipped(cfg, &e.to_string()),
+        Err(_) => return pg_skipped(cfg, "connection timed out after 15 s"),
+    };
+    let result = async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&cfg.pg_url)
+            .await?;
+        let version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await?;
+        let sync: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&pool).await?;
+        let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(&pool).await?;
+        println!("[postgres] server {version}, synchronous_commit={sync}, fsync={fsync}, schema {schema}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env = core_env(Arc::new(store), dir.path()).await;
+        let core = run_core(&env, w, cfg.batch).await;
+        let plain = run_plain_pg(&pool, &schema, w, cfg.batch).await?;
+        report(
+            n,
+            &Figures {
+                backend: "postgres",
+                core,
+                plain,
+            },
+        );
+        pool.close().await;
+        if cfg.breakdown {
+            // A second schema, so the store-only run starts from empty tables too.
+            let schema2 = format!("{schema}_s");
+            let r = async {
+                let store = PgStore::connect(&cfg.pg_url, Some(&schema2)).await?;
+                let dir2 = tempfile::tempdir().expect("temp dir");
+                let vault = vault_in(dir2.path());
+                let scope = new_org(&store, &vault).await;
+                let (batches, phases) = build_rows(&vault, scope.org_id(), w, cfg.batch);
+                let store_only = run_store_only(&store, &scope, &batches).await;
+                report_breakdown("postgres", n, core, &phases, store_only);
+                Ok::<_, custos_store::StoreError>(())
+            }
+            .await;
+            if let Err(e) = r {
+                println!("[postgres] breakdown failed: {e}");
+            }
+            let _ = PgStore::drop_schema(&cfg.pg_url, &schema2).await;
+        }
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    if let Err(e) = PgStore::drop_schema(&cfg.pg_url, &schema).await {
+        println!("[postgres] WARNING: could not drop schema {schema}: {e}");
+    }
+    if let Err(e) = result {
+        println!("[postgres] FAILED: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn pg_skipped(cfg: &Config, why: &str) {
+    println!();
+    println!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    println!("!!! SKIPPED: PostgreSQL part — {} unreachable: {why}", cfg.pg_url);
+    println!("!!! (set CUSTOS_BENCH_PG_URL, or CUSTOS_BENCH_ONLY=sqlite to silence this)");
+    println!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    println!();
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; this harness takes no arguments.
+    let cfg = Config::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let w = Workload::generate(cfg.records);
+    let avg_body = w.bodies.iter().map(Vec::len).sum::<usize>() as f64 / w.len().max(1) as f64;
+    println!(
+        "custos ingest bench: {} records, {avg_body:.0} B JSON content each, batch {}, category {CATEGORY}, \
+         member role {ROLE} (API key), every 2nd record with a subject ({SUBJECTS} distinct; subject keys created on first use)",
+        w.len(),
+        cfg.batch
+    );
+    println!("load average at start: {}", loadavg());
+    runtime.block_on(async {
+        if cfg.sqlite {
+            bench_sqlite(&cfg, &w).await;
+        }
+        if cfg.pg {
+            bench_pg(&cfg, &w).await;
+        }
+    });
+    println!("load average at end: {}", loadavg());
+}
