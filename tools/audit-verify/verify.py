@@ -170,7 +170,8 @@ def b64decode(s, what):
 
 def parse_verifier_key(text):
     text = text.strip()
-    parts = text.split("+")
+    # Name and hex id cannot contain '+', but the base64 key can: split at the first two only.
+    parts = text.split("+", 2)
     if len(parts) != 3:
         raise BadInput("verifier key must be <name>+<hex id>+<base64 key>")
     name, id_hex, key_b64 = parts

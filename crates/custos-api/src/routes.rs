@@ -50,6 +50,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/orgs/{org}/holds", post(create_hold).get(list_holds))
         .route("/v1/orgs/{org}/holds/{id}", delete(release_hold))
         .route("/v1/audit/events", get(audit_events))
+        .merge(crate::audit_routes::routes())
+        .route("/v1/scan", post(scan))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .fallback(not_found)
 }
@@ -199,16 +201,31 @@ async fn list_records(
     ))
 }
 
+/// Options of a record read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct GetQuery {
+    /// Reverse `tokenize` pseudonyms (owners and admins; audited as `record.reveal`).
+    #[serde(default)]
+    reveal: bool,
+}
+
 /// Read one record, decrypted.
-#[utoipa::path(get, path = "/v1/orgs/{org}/records/{id}", params(("org" = String, Path), ("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/orgs/{org}/records/{id}", params(("org" = String, Path), ("id" = String, Path), GetQuery),
     responses((status = 200, body = RecordView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 async fn get_record(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path((org, id)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<GetQuery>,
 ) -> ApiResult<Json<RecordView>> {
-    Ok(Json(state.custos.get_record(&caller, &org, &id).await?))
+    let view = if q.reveal {
+        state.custos.reveal_record(&caller, &org, &id).await?
+    } else {
+        state.custos.get_record(&caller, &org, &id).await?
+    };
+    Ok(Json(view))
 }
 
 /// Soft-delete a record (restorable within the policy's window).
@@ -430,6 +447,64 @@ async fn audit_events(
     ))
 }
 
+/// Text to scan.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ScanRequest {
+    /// The text.
+    text: String,
+}
+
+/// One PII finding; offsets are in characters (Unicode scalar values), end exclusive.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct FindingView {
+    /// Entity type in upper snake case (`EMAIL_ADDRESS`, ...).
+    entity: String,
+    /// First character.
+    start: usize,
+    /// One past the last character.
+    end: usize,
+    /// Confidence, 0 to 1.
+    score: f32,
+    /// The recognizer that fired.
+    recognizer: String,
+}
+
+/// Scan findings.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct ScanResponse {
+    /// Findings in text order.
+    findings: Vec<FindingView>,
+}
+
+/// Detect PII in a text (any authenticated caller; nothing is stored).
+#[utoipa::path(post, path = "/v1/scan", request_body = ScanRequest,
+    responses((status = 200, body = ScanResponse), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn scan(
+    State(state): State<AppState>,
+    Authed(_caller): Authed,
+    ApiJson(req): ApiJson<ScanRequest>,
+) -> ApiResult<Json<ScanResponse>> {
+    let custos = state.custos.clone();
+    // Scanning is CPU work proportional to the text; keep it off the async workers.
+    let findings = tokio::task::spawn_blocking(move || custos.scanner().scan(&req.text))
+        .await
+        .map_err(|e| ApiError::from(custos_core::CoreError::Internal(e.to_string())))?;
+    Ok(Json(ScanResponse {
+        findings: findings
+            .into_iter()
+            .map(|f| FindingView {
+                entity: f.entity.as_str().to_string(),
+                start: f.start,
+                end: f.end,
+                score: f.score,
+                recognizer: f.recognizer.to_string(),
+            })
+            .collect(),
+    }))
+}
+
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -449,8 +524,10 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Custos", description = "Privacy data plane: encrypted, tenant-isolated storage with policy-as-code retention, PII scrubbing and a tamper-evident audit log."),
     paths(healthz, metrics, openapi, create_org, list_orgs, get_org, add_member, create_record,
           list_records, get_record, delete_record, restore_record, upload_file, download_file,
-          get_retention, set_retention, create_hold, list_holds, release_hold, audit_events),
-    components(schemas(Problem, SetRetention)),
+          get_retention, set_retention, create_hold, list_holds, release_hold, audit_events,
+          crate::audit_routes::checkpoint, crate::audit_routes::inclusion_proof,
+          crate::audit_routes::consistency_proof, crate::audit_routes::signing_key, scan),
+    components(schemas(Problem, SetRetention, ScanRequest, ScanResponse, FindingView)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -9,8 +9,11 @@
 //! content each (an application-log-like object), in batches of `CUSTOS_BENCH_BATCH` (default
 //! 1,000) per `create_records` call, category `app_logs`, by a member with role `service`
 //! authenticated through its API key. Every second record has a subject, drawn from 1,000
-//! distinct subjects, so half the records are sealed under subject keys (created on first use,
-//! as on a fresh deployment) and half under the org key.
+//! distinct subjects, so half the records are sealed under subject keys and half under the org
+//! key. Two passes over the same org: pass 1 starts from a fresh deployment, so it also creates
+//! the 1,000 subject keys on first use; pass 2 ingests the same workload again (new record ids)
+//! with every subject key already present, which is the steady state the targets are judged on.
+//! The plain baselines also run twice into the same table.
 //!
 //! Baselines, same bytes, same batch size, one transaction per batch:
 //! - SQLite: fresh file, WAL, synchronous=FULL, `(id TEXT PRIMARY KEY, body BLOB)`, prepared
@@ -19,8 +22,10 @@
 //!   batch (sqlx, prepared).
 //!
 //! Then a breakdown: the core's per-record work re-done phase by phase with the same public
-//! APIs (subject ref, key lookup, envelope JSON, sealing, audit event), and the store's
-//! `insert_records` alone on pre-built rows in a fresh store, to show where the time goes.
+//! APIs (PII scan, subject ref, key lookup, envelope JSON, sealing, audit event), and the
+//! store's `insert_records` alone on pre-built rows in a fresh store, to show where the time
+//! goes. It approximates the core (e.g. the PII phase only detects; anonymizing a finding is
+//! extra), so its sum is compared with the measured pass 1.
 //!
 //! Other knobs: `CUSTOS_BENCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
 //! `CUSTOS_BENCH_ONLY=sqlite|pg`, `CUSTOS_BENCH_NO_BREAKDOWN=1`.
@@ -98,12 +103,14 @@ fn next(state: &mut u64) -> u64 {
 }
 
 fn log_line(i: usize, rng: &mut u64) -> Value {
+    let level = ["info", "warn", "error", "debug"][i % 4];
+    let status = [200, 201, 404, 500][i % 4];
     let mut v = json!({
         "ts": format!("2026-03-01T12:{:02}:{:02}.{:06}Z", (i / 60) % 60, i % 60, i % 1_000_000),
-        "level": ["info", "warn", "error", "debug"][i % 4],
+        "level": level,
         "service": "api-gateway",
         "route": format!("/v1/orgs/o-{}/items/{}", i % 97, i),
-        "status": [200, 201, 404, 500][i % 4],
+        "status": status,
         "latency_ms": next(rng) % 5000,
         "request_id": format!("{:016x}{:016x}", next(rng), next(rng)),
         "user_agent": "Mozilla/5.0 (X11; Linux x86_64) custos-bench/1.0",
@@ -262,14 +269,18 @@ async fn run_core(env: &CoreEnv, w: &Workload, batch: usize) -> Duration {
     total
 }
 
-fn run_plain_sqlite(path: &Path, w: &Workload, batch: usize) -> Duration {
-    let mut conn = rusqlite::Connection::open(path).expect("open");
+fn plain_sqlite(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("open");
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          CREATE TABLE plain (id TEXT PRIMARY KEY, body BLOB);",
     )
     .expect("schema");
+    conn
+}
+
+fn run_plain_sqlite(conn: &mut rusqlite::Connection, w: &Workload, batch: usize) -> Duration {
     let start = Instant::now();
     for chunk in w.bodies.chunks(batch) {
         let tx = conn.transaction().expect("begin");
@@ -294,7 +305,7 @@ async fn run_plain_pg(
     batch: usize,
 ) -> Result<Duration, sqlx::Error> {
     sqlx::query(&format!(
-        "CREATE TABLE {schema}.plain (id TEXT PRIMARY KEY, body BYTEA)"
+        "CREATE TABLE IF NOT EXISTS {schema}.plain (id TEXT PRIMARY KEY, body BYTEA)"
     ))
     .execute(pool)
     .await?;
@@ -330,6 +341,8 @@ struct Envelope<'a> {
 /// Time of each phase of the core's per-record work, re-done outside the core.
 #[derive(Default)]
 struct Phases {
+    pii_scan: Duration,
+    pii_findings: usize,
     subject_ref: Duration,
     key_new_subject: Duration,
     new_subjects: usize,
@@ -344,9 +357,30 @@ struct Phases {
 
 type Batch = (Vec<RecordRow>, Vec<AuditEvent>);
 
+fn for_each_string(v: &Value, f: &mut dyn FnMut(&str)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter().for_each(|x| for_each_string(x, f)),
+        Value::Object(m) => m.values().for_each(|x| for_each_string(x, f)),
+        _ => {}
+    }
+}
+
 /// Builds the rows and events `create_records` would, timing each step.
 fn build_rows(vault: &KeyVault, org: &str, w: &Workload, batch: usize) -> (Vec<Batch>, Phases) {
     let mut p = Phases::default();
+    let policy = Policy::builtin();
+    let kinds: Vec<custos_pii::EntityKind> = policy
+        .category(CATEGORY)
+        .and_then(|c| c.pii.as_ref())
+        .map(|rule| {
+            rule.detect
+                .iter()
+                .filter_map(|name| custos_pii::EntityKind::from_policy_name(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    let scanner = custos_pii::Scanner::new();
     let mut seen = HashSet::new();
     let now = jiff::Timestamp::now();
     let now = jiff::Timestamp::from_microsecond(now.as_microsecond()).expect("in range");
@@ -370,6 +404,16 @@ fn build_rows(vault: &KeyVault, org: &str, w: &Workload, batch: usize) -> (Vec<B
                 .target(format!("record:{id}"))
                 .reason(format!("category={CATEGORY}"));
             p.id_and_audit_event += t.elapsed();
+
+            let t = Instant::now();
+            if !kinds.is_empty() {
+                let mut findings = 0;
+                for_each_string(&w.contents[i], &mut |s| {
+                    findings += scanner.scan_for(s, &kinds).len();
+                });
+                p.pii_findings += findings;
+            }
+            p.pii_scan += t.elapsed();
 
             let subject = w.subjects[i].as_deref();
             let t = Instant::now();
@@ -466,29 +510,41 @@ async fn run_store_only(store: &dyn Store, scope: &OrgScope, batches: &[Batch]) 
     start.elapsed()
 }
 
+/// Pass 1 (fresh) and pass 2 (steady state) times.
 struct Figures {
     backend: &'static str,
-    core: Duration,
-    plain: Duration,
+    core: [Duration; 2],
+    plain: [Duration; 2],
 }
 
 fn report(n: usize, f: &Figures) {
-    let core = rate(n, f.core);
-    let plain = rate(n, f.plain);
-    let ratio = core / plain;
     let b = f.backend;
+    let what = [
+        "pass 1, fresh, creates 1000 subject keys",
+        "pass 2, steady state, keys exist",
+    ];
+    for pass in 0..2 {
+        println!(
+            "[{b}] core  create_records ({:<40}): {n} records in {:>7.3} s = {:>9} records/s",
+            what[pass],
+            f.core[pass].as_secs_f64(),
+            thousands(rate(n, f.core[pass]))
+        );
+    }
+    for pass in 0..2 {
+        println!(
+            "[{b}] plain batched insert   (pass {}{:<33}): {n} records in {:>7.3} s = {:>9} records/s",
+            pass + 1,
+            "",
+            f.plain[pass].as_secs_f64(),
+            thousands(rate(n, f.plain[pass]))
+        );
+    }
+    let r1 = rate(n, f.core[0]) / rate(n, f.plain[0]);
+    let core = rate(n, f.core[1]);
+    let ratio = core / rate(n, f.plain[1]);
     println!(
-        "[{b}] core  create_records : {n} records in {:>7.3} s = {:>9} records/s",
-        f.core.as_secs_f64(),
-        thousands(core)
-    );
-    println!(
-        "[{b}] plain batched insert : {n} records in {:>7.3} s = {:>9} records/s",
-        f.plain.as_secs_f64(),
-        thousands(plain)
-    );
-    println!(
-        "[{b}] ratio core/plain = {ratio:.3}   target >= {TARGET_RATIO}: {}   target >= {} records/s: {}",
+        "[{b}] ratio core/plain: pass 1 {r1:.3}, pass 2 {ratio:.3}   steady state (pass 2): ratio >= {TARGET_RATIO}: {}   >= {} records/s: {}",
         if ratio >= TARGET_RATIO { "PASS" } else { "FAIL" },
         thousands(TARGET_RATE),
         if core >= TARGET_RATE { "PASS" } else { "FAIL" },
@@ -504,8 +560,13 @@ fn report_breakdown(backend: &str, n: usize, core: Duration, p: &Phases, store_o
         }
     };
     let pct = |d: Duration| 100.0 * d.as_secs_f64() / core.as_secs_f64();
-    println!("[{backend}] breakdown (same work outside the core; µs per record over all {n} records, % of the core run):");
-    let lines: [(&str, Duration, String); 9] = [
+    println!("[{backend}] breakdown of pass 1 (same work outside the core; µs per record over all {n} records, % of core pass 1):");
+    let lines: [(&str, Duration, String); 10] = [
+        (
+            "PII scan (detect only)",
+            p.pii_scan,
+            format!(" ({} findings)", p.pii_findings),
+        ),
         ("record id + audit event", p.id_and_audit_event, String::new()),
         ("subject ref (HMAC)", p.subject_ref, String::new()),
         ("envelope JSON", p.envelope_json, String::new()),
@@ -534,7 +595,7 @@ fn report_breakdown(backend: &str, n: usize, core: Duration, p: &Phases, store_o
         );
     }
     println!(
-        "[{backend}]   {:<27} {:>7.2} µs  {:>5.1}%   (core run: {:.2} µs/record)",
+        "[{backend}]   {:<27} {:>7.2} µs  {:>5.1}%   (core pass 1: {:.2} µs/record)",
         "sum",
         us(sum, n),
         pct(sum),
@@ -548,8 +609,15 @@ async fn bench_sqlite(cfg: &Config, w: &Workload) {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("custos.db")).expect("sqlite store"));
     let env = core_env(store, dir.path()).await;
-    let core = run_core(&env, w, cfg.batch).await;
-    let plain = run_plain_sqlite(&dir.path().join("plain.db"), w, cfg.batch);
+    let core = [
+        run_core(&env, w, cfg.batch).await,
+        run_core(&env, w, cfg.batch).await,
+    ];
+    let mut conn = plain_sqlite(&dir.path().join("plain.db"));
+    let plain = [
+        run_plain_sqlite(&mut conn, w, cfg.batch),
+        run_plain_sqlite(&mut conn, w, cfg.batch),
+    ];
     report(
         n,
         &Figures {
@@ -565,7 +633,7 @@ async fn bench_sqlite(cfg: &Config, w: &Workload) {
         let scope = new_org(&store, &vault).await;
         let (batches, phases) = build_rows(&vault, scope.org_id(), w, cfg.batch);
         let store_only = run_store_only(&store, &scope, &batches).await;
-        report_breakdown("sqlite", n, core, &phases, store_only);
+        report_breakdown("sqlite", n, core[0], &phases, store_only);
     }
 }
 
@@ -593,8 +661,14 @@ async fn bench_pg(cfg: &Config, w: &Workload) {
         println!("[postgres] server {version}, synchronous_commit={sync}, fsync={fsync}, schema {schema}");
         let dir = tempfile::tempdir().expect("temp dir");
         let env = core_env(Arc::new(store), dir.path()).await;
-        let core = run_core(&env, w, cfg.batch).await;
-        let plain = run_plain_pg(&pool, &schema, w, cfg.batch).await?;
+        let core = [
+            run_core(&env, w, cfg.batch).await,
+            run_core(&env, w, cfg.batch).await,
+        ];
+        let plain = [
+            run_plain_pg(&pool, &schema, w, cfg.batch).await?,
+            run_plain_pg(&pool, &schema, w, cfg.batch).await?,
+        ];
         report(
             n,
             &Figures {
@@ -614,7 +688,7 @@ async fn bench_pg(cfg: &Config, w: &Workload) {
                 let scope = new_org(&store, &vault).await;
                 let (batches, phases) = build_rows(&vault, scope.org_id(), w, cfg.batch);
                 let store_only = run_store_only(&store, &scope, &batches).await;
-                report_breakdown("postgres", n, core, &phases, store_only);
+                report_breakdown("postgres", n, core[0], &phases, store_only);
                 Ok::<_, custos_store::StoreError>(())
             }
             .await;

@@ -1,9 +1,18 @@
-//! Reading the audit event stream (the Merkle log over it is `custos-audit`'s).
+//! The audit log as the services expose it: reading events, signed checkpoints, inclusion and
+//! consistency proofs, whole-log verification and export (the Merkle algorithms are
+//! `custos-audit`'s; node storage is `custos-store`'s).
 
+use std::sync::Arc;
+
+use base64::Engine as _;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use custos_audit::AuditEvent;
+use custos_audit::{AuditEvent, Checkpoint, Hash, LogVerifier, NoteSigner, TamperError, TreeHead};
+use custos_crypto::DeploymentSigner;
+use custos_store::StoredCheckpoint;
+
+pub use custos_audit::{ConsistencyProof, InclusionProof};
 
 use crate::{Caller, CoreError, Custos, Principal};
 
@@ -73,4 +82,450 @@ impl Custos {
             .collect::<Result<_, _>>()?;
         Ok(AuditPage { items, next_from })
     }
+}
+
+// --- The Merkle log: checkpoints, proofs, verification, export --------------------------------
+
+/// Roles that may read the audit log of their own org (events and inclusion proofs).
+const PROOF_READERS: &[&str] = AUDIT_READERS;
+
+/// Rows read per store round trip when streaming the whole log.
+const VERIFY_PAGE: u32 = 20_000;
+
+/// The checkpoint origin (and note key name) of a deployment: `custos/<service name slug>`,
+/// e.g. `custos/example-saas`. Note key names may not contain spaces or `+`.
+pub fn log_origin(service_name: &str) -> String {
+    let mut slug = String::new();
+    for c in service_name.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_matches('-');
+    format!(
+        "custos/{}",
+        if slug.is_empty() { "deployment" } else { slug }
+    )
+}
+
+/// The deployment's signing key as a C2SP note signer. The private key stays inside
+/// [`DeploymentSigner`]; this adapter only forwards messages to sign.
+pub struct AuditSigner {
+    inner: Arc<DeploymentSigner>,
+    origin: String,
+}
+
+impl std::fmt::Debug for AuditSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSigner")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditSigner {
+    /// Signs under the note key name [`log_origin`] of the signer's name.
+    pub fn new(inner: Arc<DeploymentSigner>) -> Self {
+        let origin = log_origin(inner.name());
+        AuditSigner { inner, origin }
+    }
+
+    /// The log's origin line, also the note key name.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The C2SP verifier key `<name>+<hex key id>+<base64>`.
+    pub fn verifier_key(&self) -> String {
+        custos_audit::verifier_key(&self.origin, &self.inner.public_key())
+    }
+}
+
+impl NoteSigner for AuditSigner {
+    fn name(&self) -> &str {
+        &self.origin
+    }
+
+    fn public_key(&self) -> [u8; 32] {
+        self.inner.public_key()
+    }
+
+    fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.inner.sign(msg)
+    }
+}
+
+/// The deployment's checkpoint verification key (`GET /v1/signing-key`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SigningKeyView {
+    /// The Ed25519 public key, standard base64.
+    pub public_key: String,
+    /// The C2SP note verifier key `<name>+<hex key id>+<base64(0x01 || key)>`.
+    pub verifier_key: String,
+}
+
+/// A signed tree head (`GET /v1/audit/checkpoint`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckpointView {
+    /// The log's origin (first line of the checkpoint).
+    pub origin: String,
+    /// Number of entries the checkpoint covers.
+    pub size: u64,
+    /// The Merkle root, standard base64.
+    pub root: String,
+    /// When the checkpoint was made.
+    #[schema(value_type = String, format = DateTime)]
+    pub time: jiff::Timestamp,
+    /// The signed note text (C2SP tlog-checkpoint), to save and verify offline.
+    pub checkpoint: String,
+}
+
+/// A clean whole-log verification.
+#[derive(Debug, Clone)]
+pub struct AuditVerification {
+    /// Entries recomputed.
+    pub entries: u64,
+    /// Bytes of leaf data hashed.
+    pub bytes: u64,
+    /// The recomputed root over all entries.
+    pub root: Hash,
+    /// Signed checkpoints checked (stored ones plus any given).
+    pub checkpoints_verified: usize,
+    /// The largest signed size; entries at or after it are not covered by a signature yet.
+    pub anchored_size: u64,
+    /// Wall time of the recomputation.
+    pub elapsed: std::time::Duration,
+}
+
+/// Why the log failed verification (a check failed, not an operational error).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditFailure {
+    /// The entries do not match their hashes or the signed checkpoints.
+    #[error(transparent)]
+    Tampered(#[from] TamperError),
+    /// A stored checkpoint's signature, origin or size does not check out.
+    #[error("stored checkpoint at size {size} is invalid: {reason}")]
+    BadCheckpoint {
+        /// The size column of the stored checkpoint.
+        size: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The entries verify, but the stored tree nodes (used for proofs) give another root.
+    #[error(
+        "entries verify, but the stored tree nodes give a different root at size {size}: \
+         proofs served from them would not verify"
+    )]
+    NodesDisagree {
+        /// The size compared.
+        size: u64,
+    },
+}
+
+impl AuditFailure {
+    /// The first index that cannot be trusted, when known.
+    pub fn first_bad_index(&self) -> Option<u64> {
+        match self {
+            AuditFailure::Tampered(t) => Some(t.first_bad_index),
+            _ => None,
+        }
+    }
+}
+
+impl Custos {
+    /// Signs audit checkpoints with `signer` (the deployment key).
+    pub fn with_audit_signer(mut self, signer: Arc<DeploymentSigner>) -> Self {
+        self.audit_signer = Some(Arc::new(AuditSigner::new(signer)));
+        self
+    }
+
+    fn audit_signer(&self) -> Result<&AuditSigner, CoreError> {
+        self.audit_signer
+            .as_deref()
+            .ok_or_else(|| CoreError::Internal("no audit signing key is configured".into()))
+    }
+
+    /// The checkpoint verification key; any authenticated caller may fetch it.
+    pub fn signing_key(&self, _caller: &Caller) -> Result<SigningKeyView, CoreError> {
+        let signer = self.audit_signer()?;
+        Ok(SigningKeyView {
+            public_key: base64::engine::general_purpose::STANDARD.encode(signer.public_key()),
+            verifier_key: signer.verifier_key(),
+        })
+    }
+
+    /// The latest checkpoint, signing a new one first if the log grew since (so it covers
+    /// every entry committed before the call). Deployment-wide: any authenticated caller.
+    pub async fn audit_checkpoint(&self, _caller: &Caller) -> Result<CheckpointView, CoreError> {
+        let cp = self.ensure_checkpoint().await?;
+        checkpoint_view(&cp)
+    }
+
+    /// The latest stored checkpoint, creating one if the log grew since.
+    pub async fn ensure_checkpoint(&self) -> Result<StoredCheckpoint, CoreError> {
+        match self.checkpoint_if_grown().await? {
+            Some(cp) => Ok(cp),
+            None => self
+                .store
+                .latest_audit_checkpoint()
+                .await?
+                .ok_or_else(|| CoreError::Internal("no checkpoint after creating one".into())),
+        }
+    }
+
+    /// Signs and stores a checkpoint if the log grew since the latest one (or none exists);
+    /// `None` when nothing changed. What `custos serve` runs periodically.
+    pub async fn checkpoint_if_grown(&self) -> Result<Option<StoredCheckpoint>, CoreError> {
+        let signer = self.audit_signer()?;
+        let size = self.store.audit_size().await?;
+        if let Some(latest) = self.store.latest_audit_checkpoint().await? {
+            if latest.size >= size {
+                return Ok(None);
+            }
+        }
+        let root = self.store.audit_root(size).await?;
+        let time = self.now();
+        let head = Checkpoint {
+            origin: signer.origin().to_string(),
+            size,
+            root,
+            time: Some(time),
+        };
+        let note = head
+            .sign(signer)
+            .map_err(|e| CoreError::Internal(format!("signing checkpoint: {e}")))?;
+        let stored = self
+            .store
+            .add_audit_checkpoint(&StoredCheckpoint { size, note, time })
+            .await?;
+        Ok(Some(stored))
+    }
+
+    /// Runs [`Custos::checkpoint_if_grown`] every `every`, forever (spawn it).
+    pub async fn run_checkpointer(self: Arc<Self>, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.checkpoint_if_grown().await {
+                Ok(Some(cp)) => tracing::debug!(size = cp.size, "audit checkpoint signed"),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+            }
+        }
+    }
+
+    /// Inclusion proof of entry `index` in the tree of `tree_size` entries (default: the
+    /// latest checkpoint, created if the log grew).
+    ///
+    /// Access: the admin token and the system may prove any entry. Members with an owner,
+    /// admin or auditor role may prove only their own org's entries (the same rule as for
+    /// reading events); another org's index is `not_found`. A proof holds only hashes, but
+    /// the leaf hash of an entry is a fingerprint of another tenant's event, so it is not
+    /// handed across orgs.
+    pub async fn audit_inclusion_proof(
+        &self,
+        caller: &Caller,
+        index: u64,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, CoreError> {
+        if let Principal::Member { scope, .. } = &caller.principal {
+            self.require_manager(caller, scope, "audit.proof", PROOF_READERS)
+                .await?;
+            let own = self.store.audit_entries(Some(scope), index, 1).await?;
+            if own.first().map(|e| e.index) != Some(index) {
+                return Err(CoreError::NotFound(format!("audit entry {index}")));
+            }
+        }
+        let size = match tree_size {
+            Some(s) => {
+                let log = self.store.audit_size().await?;
+                if s > log {
+                    return Err(CoreError::invalid(
+                        "tree_size",
+                        format!("the log has only {log} entries"),
+                    ));
+                }
+                s
+            }
+            None => self.ensure_checkpoint().await?.size,
+        };
+        if index >= size {
+            return Err(CoreError::invalid(
+                "index",
+                format!("must be below the tree size {size}"),
+            ));
+        }
+        Ok(self.store.audit_inclusion_proof(index, size).await?)
+    }
+
+    /// Consistency proof from the tree of `from` entries to that of `to` (default: the latest
+    /// checkpoint). Deployment-wide, like checkpoints: any authenticated caller.
+    pub async fn audit_consistency_proof(
+        &self,
+        _caller: &Caller,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<ConsistencyProof, CoreError> {
+        let to = match to {
+            Some(to) => {
+                let log = self.store.audit_size().await?;
+                if to > log {
+                    return Err(CoreError::invalid(
+                        "to",
+                        format!("the log has only {log} entries"),
+                    ));
+                }
+                to
+            }
+            None => self.ensure_checkpoint().await?.size,
+        };
+        if from > to {
+            return Err(CoreError::invalid(
+                "from",
+                format!("must not exceed the later size {to}"),
+            ));
+        }
+        Ok(self.store.audit_consistency_proof(from, to).await?)
+    }
+
+    /// Parses and checks a signed checkpoint note against this deployment's key and origin.
+    pub fn verify_checkpoint_note(&self, note: &str) -> Result<Checkpoint, CoreError> {
+        let signer = self.audit_signer()?;
+        Checkpoint::verify_signed_for(note, &signer.verifier_key(), signer.origin())
+            .map_err(|e| CoreError::invalid("checkpoint", e.to_string()))
+    }
+
+    /// Recomputes the whole tree from the stored entries (streamed in pages), checks it against
+    /// every stored checkpoint (signature and root) and the `extra` ones (already verified,
+    /// e.g. an auditor's saved copy), and compares the stored tree nodes' root.
+    ///
+    /// `Ok(Err(_))` is a failed check; `Err(_)` an operational error.
+    pub async fn verify_audit_log(
+        &self,
+        extra: &[Checkpoint],
+    ) -> Result<Result<AuditVerification, AuditFailure>, CoreError> {
+        let signer = self.audit_signer()?;
+        let key = signer.verifier_key();
+        let mut heads: Vec<TreeHead> = extra.iter().map(TreeHead::from).collect();
+        let mut from_size = 0;
+        loop {
+            let page = self.store.audit_checkpoints(from_size, 1000).await?;
+            let Some(last) = page.last() else { break };
+            from_size = last.size + 1;
+            for stored in &page {
+                let head = match Checkpoint::verify_signed_for(&stored.note, &key, signer.origin())
+                {
+                    Ok(cp) if cp.size == stored.size => cp,
+                    Ok(cp) => {
+                        return Ok(Err(AuditFailure::BadCheckpoint {
+                            size: stored.size,
+                            reason: format!("its note signs size {}", cp.size),
+                        }))
+                    }
+                    Err(e) => {
+                        return Ok(Err(AuditFailure::BadCheckpoint {
+                            size: stored.size,
+                            reason: e.to_string(),
+                        }))
+                    }
+                };
+                heads.push(TreeHead::from(&head));
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut verifier = LogVerifier::new(heads);
+        let mut bytes = 0u64;
+        let mut from = 0u64;
+        // Pipelined: the next page is read (on the blocking pool) while this one is hashed.
+        let store = self.store.clone();
+        let mut next = tokio::spawn(async move { store.audit_rows(0, VERIFY_PAGE).await });
+        loop {
+            let page = next
+                .await
+                .map_err(|e| CoreError::Internal(format!("audit read task: {e}")))??;
+            let Some(last) = page.last() else { break };
+            from = from.max(last.index + 1);
+            let store = self.store.clone();
+            let at = from;
+            next = tokio::spawn(async move { store.audit_rows(at, VERIFY_PAGE).await });
+            for row in &page {
+                bytes += row.leaf.len() as u64;
+                if let Err(e) = verifier.push(row.index, &row.leaf, row.leaf_hash.as_ref()) {
+                    next.abort();
+                    return Ok(Err(e.into()));
+                }
+            }
+        }
+        let report = match verifier.finish() {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let elapsed = started.elapsed();
+        let stored_root = self.store.audit_root(report.size).await;
+        if stored_root.ok() != Some(report.root) {
+            return Ok(Err(AuditFailure::NodesDisagree { size: report.size }));
+        }
+        Ok(Ok(AuditVerification {
+            entries: report.size,
+            bytes,
+            root: report.root,
+            checkpoints_verified: report.checkpoints_verified,
+            anchored_size: report.anchored_size,
+            elapsed,
+        }))
+    }
+
+    /// Writes the log as JSON lines `{"index", "leaf" (base64 of the hashed bytes), "event"}`
+    /// for exactly the entries of the latest checkpoint (created if the log grew), and returns
+    /// that checkpoint, so the export and the checkpoint verify together.
+    pub async fn audit_export(
+        &self,
+        out: &mut dyn std::io::Write,
+    ) -> Result<StoredCheckpoint, CoreError> {
+        let cp = self.ensure_checkpoint().await?;
+        let io = |e: std::io::Error| CoreError::Internal(format!("writing the export: {e}"));
+        let mut from = 0u64;
+        while from < cp.size {
+            let limit = VERIFY_PAGE.min(u32::try_from(cp.size - from).unwrap_or(u32::MAX));
+            let page = self.store.audit_rows(from, limit).await?;
+            let Some(last) = page.last() else { break };
+            from = last.index + 1;
+            for row in page.iter().filter(|r| r.index < cp.size) {
+                let event = AuditEvent::from_canonical_bytes(&row.leaf)
+                    .ok()
+                    .and_then(|e| serde_json::to_value(e).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                let line = serde_json::json!({
+                    "index": row.index,
+                    "leaf": base64::engine::general_purpose::STANDARD.encode(&row.leaf),
+                    "event": event,
+                });
+                serde_json::to_writer(&mut *out, &line)
+                    .map_err(|e| CoreError::Internal(format!("writing the export: {e}")))?;
+                out.write_all(b"\n").map_err(io)?;
+            }
+        }
+        out.flush().map_err(io)?;
+        Ok(cp)
+    }
+}
+
+fn checkpoint_view(cp: &StoredCheckpoint) -> Result<CheckpointView, CoreError> {
+    let body = cp
+        .note
+        .split_once("\n\n")
+        .map(|(b, _)| format!("{b}\n"))
+        .unwrap_or_default();
+    let head = Checkpoint::parse(&body)
+        .map_err(|e| CoreError::Internal(format!("stored checkpoint {}: {e}", cp.size)))?;
+    Ok(CheckpointView {
+        origin: head.origin,
+        size: cp.size,
+        root: base64::engine::general_purpose::STANDARD.encode(head.root),
+        time: cp.time,
+        checkpoint: cp.note.clone(),
+    })
 }

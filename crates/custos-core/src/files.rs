@@ -118,6 +118,7 @@ impl Custos {
             metadata: upload.metadata.unwrap_or(Value::Null),
             file_name: upload.file_name,
             content_type: upload.content_type,
+            tokens: None,
         };
         let sealed = key.seal(
             scope.org_id(),

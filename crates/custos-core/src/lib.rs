@@ -14,6 +14,7 @@ mod clock;
 mod error;
 mod files;
 mod orgs;
+mod pii;
 mod records;
 
 use std::sync::Arc;
@@ -24,10 +25,14 @@ use custos_policy::Policy;
 use custos_store::{Member, Objects, OrgScope, Store};
 use sha2::{Digest, Sha256};
 
-pub use audit::{AuditEntryView, AuditPage};
+pub use audit::{
+    log_origin, AuditEntryView, AuditFailure, AuditPage, AuditSigner, AuditVerification,
+    CheckpointView, ConsistencyProof, InclusionProof, SigningKeyView,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
 pub use files::{FileDownload, FileUpload};
+pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
 pub use orgs::{CreatedMember, HoldView, NewHold, NewMember, NewOrg, OrgView, RetentionView};
 pub use records::{CreatedRecord, NewRecord, RecordPage, RecordSummary, RecordView};
 
@@ -102,6 +107,9 @@ pub struct Custos {
     vault: Arc<KeyVault>,
     clock: Arc<dyn Clock>,
     admin_token_hash: Option<[u8; 32]>,
+    scanner: Arc<custos_pii::Scanner>,
+    alerts: Option<Arc<dyn AlertSink>>,
+    audit_signer: Option<Arc<audit::AuditSigner>>,
 }
 
 impl std::fmt::Debug for Custos {
@@ -128,7 +136,21 @@ impl Custos {
             vault,
             clock,
             admin_token_hash: None,
+            scanner: Arc::new(custos_pii::Scanner::new()),
+            alerts: None,
+            audit_signer: None,
         }
+    }
+
+    /// Sends PII block alerts to `sink` (e.g. a webhook).
+    pub fn with_alert_sink(mut self, sink: Arc<dyn AlertSink>) -> Self {
+        self.alerts = Some(sink);
+        self
+    }
+
+    /// The PII scanner (shared with `POST /v1/scan`).
+    pub fn scanner(&self) -> &custos_pii::Scanner {
+        &self.scanner
     }
 
     /// Accepts `token` as the bootstrap admin token.

@@ -126,6 +126,28 @@ pub(crate) struct Envelope {
     pub file_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// Pseudonyms minted by the `tokenize` PII action, sealed with the record so an
+    /// authorized reader can reverse them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<custos_pii::TokenVault>,
+}
+
+/// Content keys fetched once for a whole batch: one key-store round trip (and at most one
+/// key-store transaction for new subjects) instead of one per record.
+#[derive(Default)]
+pub(crate) struct BatchKeys {
+    pub org: Option<custos_crypto::ContentKey>,
+    pub subjects: HashMap<String, custos_crypto::ContentKey>,
+}
+
+/// What a new row needs besides its envelope.
+pub(crate) struct RowSpec<'a> {
+    pub id: String,
+    pub category: &'a str,
+    pub subject_ref: Option<String>,
+    pub now: jiff::Timestamp,
+    pub due: custos_policy::DueTimes,
+    pub pii: &'a BTreeMap<String, u64>,
 }
 
 /// Part name of the sealed envelope in the associated data.
@@ -182,8 +204,28 @@ impl Custos {
         let mut rows = Vec::with_capacity(reqs.len());
         let mut events = Vec::with_capacity(reqs.len());
         let mut created = Vec::with_capacity(reqs.len());
-        let mut org_key = None;
-        for req in reqs {
+        let subject_refs: Vec<Option<String>> = reqs
+            .iter()
+            .map(|r| {
+                r.subject
+                    .as_deref()
+                    .map(|s| self.vault.subject_ref(scope.org_id(), s))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        let mut keys = BatchKeys::default();
+        let wanted: Vec<String> = subject_refs.iter().flatten().cloned().collect();
+        if !wanted.is_empty() {
+            let (vault, org) = (self.vault.clone(), scope.org_id().to_string());
+            // Key-store I/O is blocking; keep it off the async workers.
+            keys.subjects = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
+                vault.subject_content_keys(&org, &refs)
+            })
+            .await
+            .map_err(|e| CoreError::Internal(format!("key task failed: {e}")))??;
+        }
+        for (req, subject_ref) in reqs.into_iter().zip(subject_refs) {
             let category = self
                 .category_for(caller, &scope, &req.category, "record.create", None)
                 .await?;
@@ -197,56 +239,31 @@ impl Custos {
                 overrides.insert(category.name.clone(), o);
             }
             let due = category.due_times(now, overrides[&category.name]);
-            let (content, pii) = self.scrub(&scope, category, req.content)?;
+            let scrubbed = self
+                .scrub(caller, &scope, category, req.content)
+                .await?;
             let id = uuid::Uuid::now_v7().to_string();
-            let subject_ref = req
-                .subject
-                .as_deref()
-                .map(|s| self.vault.subject_ref(scope.org_id(), s))
-                .transpose()?;
-            let (key_ref, sealed) = if category.store_content {
-                let envelope = Envelope {
-                    content,
-                    subject: req.subject,
-                    metadata: req.metadata.unwrap_or(Value::Null),
-                    file_name: None,
-                    content_type: None,
-                };
-                let plaintext = serde_json::to_vec(&envelope).expect("JSON values serialize");
-                // Org-level keys are the same for the whole batch; subject keys are per subject.
-                let key = match &subject_ref {
-                    Some(r) => self.vault.content_key(scope.org_id(), Some(r))?,
-                    None => match org_key.take() {
-                        Some(k) => k,
-                        None => self.vault.content_key(scope.org_id(), None)?,
-                    },
-                };
-                let sealed = key.seal(scope.org_id(), &id, ENVELOPE_PART, &plaintext);
-                let key_ref = key.key_ref().to_string();
-                if subject_ref.is_none() {
-                    org_key = Some(key);
-                }
-                (key_ref, Some(sealed))
-            } else {
-                // Pass-through mode: only metadata about the record is kept.
-                (KeyRef::Org { version: 0 }.to_string(), None)
-            };
-            let pii_json = serde_json::to_value(&pii).expect("map serializes");
-            rows.push(RecordRow {
-                id: id.clone(),
-                category: category.name.clone(),
-                subject_ref,
-                state: RecordState::Active,
-                created_at: now,
-                archive_at: due.archive_at,
-                expire_at: due.expire_at,
-                deleted_at: None,
-                next_due_at: Some(next_due(due.archive_at, due.expire_at)),
-                key_ref,
-                sealed,
-                blob_size: None,
-                pii: pii_json,
+            let envelope = category.store_content.then(|| Envelope {
+                content: scrubbed.content,
+                subject: req.subject,
+                metadata: req.metadata.unwrap_or(Value::Null),
+                file_name: None,
+                content_type: None,
+                tokens: scrubbed.vault,
             });
+            rows.push(self.sealed_row(
+                &scope,
+                &mut keys,
+                RowSpec {
+                    id: id.clone(),
+                    category: &category.name,
+                    subject_ref,
+                    now,
+                    due,
+                    pii: &scrubbed.counts,
+                },
+                envelope,
+            )?);
             events.push(
                 self.event(caller, "record.create")
                     .org(scope.org_id())
@@ -258,11 +275,59 @@ impl Custos {
                 category: category.name.clone(),
                 archive_at: due.archive_at,
                 expire_at: due.expire_at,
-                pii,
+                pii: scrubbed.counts,
             });
         }
         self.store.insert_records(&scope, &rows, &events).await?;
         Ok(created)
+    }
+
+    /// Seals `envelope` under the subject's key (else the org key) from `keys` and builds the
+    /// row. `None` envelope: pass-through mode, metadata only.
+    pub(crate) fn sealed_row(
+        &self,
+        scope: &OrgScope,
+        keys: &mut BatchKeys,
+        spec: RowSpec<'_>,
+        envelope: Option<Envelope>,
+    ) -> Result<RecordRow, CoreError> {
+        let (key_ref, sealed) = match envelope {
+            Some(envelope) => {
+                let plaintext = serde_json::to_vec(&envelope).expect("JSON values serialize");
+                let key = match &spec.subject_ref {
+                    Some(r) => match keys.subjects.get(r) {
+                        Some(k) => k.clone(),
+                        None => self.vault.content_key(scope.org_id(), Some(r))?,
+                    },
+                    None => match &keys.org {
+                        Some(k) => k.clone(),
+                        None => {
+                            let k = self.vault.content_key(scope.org_id(), None)?;
+                            keys.org = Some(k.clone());
+                            k
+                        }
+                    },
+                };
+                let sealed = key.seal(scope.org_id(), &spec.id, ENVELOPE_PART, &plaintext);
+                (key.key_ref().to_string(), Some(sealed))
+            }
+            None => (KeyRef::Org { version: 0 }.to_string(), None),
+        };
+        Ok(RecordRow {
+            id: spec.id,
+            category: spec.category.to_string(),
+            subject_ref: spec.subject_ref,
+            state: RecordState::Active,
+            created_at: spec.now,
+            archive_at: spec.due.archive_at,
+            expire_at: spec.due.expire_at,
+            deleted_at: None,
+            next_due_at: Some(next_due(spec.due.archive_at, spec.due.expire_at)),
+            key_ref,
+            sealed,
+            blob_size: None,
+            pii: serde_json::to_value(spec.pii).expect("map serializes"),
+        })
     }
 
     /// Loads a visible record the caller may read, checking the category rule.
@@ -313,22 +378,33 @@ impl Custos {
     ) -> Result<RecordView, CoreError> {
         let scope = self.scope_for(caller, org, "record.read").await?;
         let row = self.readable_record(caller, &scope, id, "record.read").await?;
-        if row.state == RecordState::Archived {
-            return Err(CoreError::Conflict(format!(
-                "record {id} is archived; its content is retrievable only through an authorized restore request"
-            )));
-        }
-        let envelope = self.open_envelope(&scope, &row)?;
+        let (view, _) = self.record_view(&scope, row)?;
         let event = self
             .event(caller, "record.read")
             .org(scope.org_id())
             .target(format!("record:{id}"));
         self.store.append_audit(&[event]).await?;
-        let (content, subject, metadata, file_name, content_type) = match envelope {
-            Some(e) => (e.content, e.subject, e.metadata, e.file_name, e.content_type),
-            None => (Value::Null, None, Value::Null, None, None),
+        Ok(view)
+    }
+
+    /// Decrypts a row into its view, with the record's token vault if it has one.
+    fn record_view(
+        &self,
+        scope: &OrgScope,
+        row: RecordRow,
+    ) -> Result<(RecordView, Option<custos_pii::TokenVault>), CoreError> {
+        if row.state == RecordState::Archived {
+            return Err(CoreError::Conflict(format!(
+                "record {} is archived; its content is retrievable only through an authorized restore request",
+                row.id
+            )));
+        }
+        let envelope = self.open_envelope(scope, &row)?;
+        let (content, subject, metadata, file_name, content_type, tokens) = match envelope {
+            Some(e) => (e.content, e.subject, e.metadata, e.file_name, e.content_type, e.tokens),
+            None => (Value::Null, None, Value::Null, None, None, None),
         };
-        Ok(RecordView {
+        let view = RecordView {
             id: row.id,
             category: row.category,
             subject,
@@ -342,7 +418,32 @@ impl Custos {
             file_size: row.blob_size,
             file_name,
             content_type,
-        })
+        };
+        Ok((view, tokens))
+    }
+
+    /// Reads one record with `tokenize` pseudonyms reversed: owners and admins only, audited
+    /// as `record.reveal`.
+    pub async fn reveal_record(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+    ) -> Result<RecordView, CoreError> {
+        let scope = self.scope_for(caller, org, "record.reveal").await?;
+        self.require_manager(caller, &scope, "record.reveal", &["owner", "admin"])
+            .await?;
+        let row = self.readable_record(caller, &scope, id, "record.reveal").await?;
+        let mut view = self.record_view(&scope, row)?;
+        if let Some(vault) = view.1.take() {
+            view.0.content = detokenize_value(view.0.content, &vault);
+        }
+        let event = self
+            .event(caller, "record.reveal")
+            .org(scope.org_id())
+            .target(format!("record:{id}"));
+        self.store.append_audit(&[event]).await?;
+        Ok(view.0)
     }
 
     /// Lists the org's visible records the caller may read, by subject and/or category.
@@ -458,16 +559,23 @@ impl Custos {
             Err(CoreError::Conflict(format!("record {id} changed concurrently; retry")))
         }
     }
+}
 
-    /// Applies the category's PII rule to content on the way in. Returns the content to store
-    /// and entity counts. (The detection engine is wired in by the PII issue; until then
-    /// content passes through and nothing is counted.)
-    pub(crate) fn scrub(
-        &self,
-        _scope: &OrgScope,
-        _category: &custos_policy::Category,
-        content: Value,
-    ) -> Result<(Value, BTreeMap<String, u64>), CoreError> {
-        Ok((content, BTreeMap::new()))
+/// Reverses `tokenize` pseudonyms in every string of `value`.
+fn detokenize_value(value: Value, vault: &custos_pii::TokenVault) -> Value {
+    match value {
+        Value::String(s) => Value::String(custos_pii::detokenize(&s, vault)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| detokenize_value(v, vault))
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, detokenize_value(v, vault)))
+                .collect(),
+        ),
+        other => other,
     }
 }

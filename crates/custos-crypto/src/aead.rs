@@ -105,6 +105,12 @@ impl SecretKey {
         SecretKey(self.mac(purpose.as_bytes()))
     }
 
+    /// Lends the raw key bytes to `f`, for a consumer that must run its own MAC (the PII
+    /// keyed-hash operator). Scoped so the bytes are not kept; `f` must not log or store them.
+    pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(&self.0)
+    }
+
     /// A keyed, hex-encoded digest of `message`; stable for the life of this key.
     pub fn keyed_digest_hex(&self, message: &[u8]) -> String {
         hex::encode(&self.mac(message)[..16])

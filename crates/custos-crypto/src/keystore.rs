@@ -33,15 +33,16 @@ pub trait KeyStore: Send + Sync {
     fn rewrap_org_keys(&self, org: &str, keys: &[(u32, WrappedKey)]) -> Result<(), CryptoError>;
     /// Every org that has keys.
     fn orgs(&self) -> Result<Vec<String>, CryptoError>;
-    /// The live key of a subject, if any.
-    fn subject_key(&self, org: &str, subject_ref: &str)
-        -> Result<Option<SubjectKeyRow>, CryptoError>;
     /// A subject key by id, if it still exists.
     fn subject_key_by_id(&self, org: &str, key_id: &str)
         -> Result<Option<WrappedKey>, CryptoError>;
-    /// Stores a subject key unless the subject already has one; returns the live row either way.
-    fn insert_subject_key(&self, org: &str, row: &SubjectKeyRow)
-        -> Result<SubjectKeyRow, CryptoError>;
+    /// The live keys of many subjects at once (those that have one).
+    fn subject_keys_for(&self, org: &str, subject_refs: &[&str])
+        -> Result<Vec<SubjectKeyRow>, CryptoError>;
+    /// Stores many subject keys in one transaction, skipping subjects that already have one;
+    /// returns the live rows of all of them.
+    fn insert_subject_keys(&self, org: &str, rows: &[SubjectKeyRow])
+        -> Result<Vec<SubjectKeyRow>, CryptoError>;
     /// All subject keys of an org (for re-wrapping after org key rotation).
     fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError>;
     /// Replaces the wrapping of subject keys, all or nothing.
@@ -127,6 +128,28 @@ fn subject_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SubjectKeyRow> {
     })
 }
 
+/// Rows for `refs`, queried in chunks that stay under SQLite's parameter limit.
+fn select_subjects(
+    conn: &Connection,
+    org: &str,
+    refs: &[&str],
+) -> Result<Vec<SubjectKeyRow>, CryptoError> {
+    let mut out = Vec::with_capacity(refs.len());
+    for chunk in refs.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys
+             WHERE org = ? AND subject_ref IN ({marks})"
+        ))?;
+        let params = std::iter::once(&org).chain(chunk.iter());
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), subject_row)?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
 impl KeyStore for SqliteKeyStore {
     fn org_keys(&self, org: &str) -> Result<Vec<(u32, WrappedKey)>, CryptoError> {
         let conn = self.conn();
@@ -178,21 +201,6 @@ impl KeyStore for SqliteKeyStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn subject_key(
-        &self,
-        org: &str,
-        subject_ref: &str,
-    ) -> Result<Option<SubjectKeyRow>, CryptoError> {
-        Ok(self
-            .conn()
-            .prepare_cached(
-                "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys
-                 WHERE org = ?1 AND subject_ref = ?2",
-            )?
-            .query_row([org, subject_ref], subject_row)
-            .optional()?)
-    }
-
     fn subject_key_by_id(
         &self,
         org: &str,
@@ -212,30 +220,41 @@ impl KeyStore for SqliteKeyStore {
             .optional()?)
     }
 
-    fn insert_subject_key(
+    fn subject_keys_for(
         &self,
         org: &str,
-        row: &SubjectKeyRow,
-    ) -> Result<SubjectKeyRow, CryptoError> {
+        subject_refs: &[&str],
+    ) -> Result<Vec<SubjectKeyRow>, CryptoError> {
         let conn = self.conn();
-        conn.execute(
-            "INSERT OR IGNORE INTO subject_keys (org, key_id, subject_ref, wrapped_by, blob)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                org,
-                row.key_id,
-                row.subject_ref,
-                row.wrapped.wrapped_by,
-                row.wrapped.blob
-            ],
-        )?;
-        let live = conn
-            .prepare_cached(
-                "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys
-                 WHERE org = ?1 AND subject_ref = ?2",
-            )?
-            .query_row([org, &row.subject_ref], subject_row)?;
-        Ok(live)
+        select_subjects(&conn, org, subject_refs)
+    }
+
+    fn insert_subject_keys(
+        &self,
+        org: &str,
+        rows: &[SubjectKeyRow],
+    ) -> Result<Vec<SubjectKeyRow>, CryptoError> {
+        let mut conn = self.conn();
+        // One transaction (one fsync) for the whole batch: per-key commits cost ~18 ms each.
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO subject_keys (org, key_id, subject_ref, wrapped_by, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for row in rows {
+                stmt.execute(params![
+                    org,
+                    row.key_id,
+                    row.subject_ref,
+                    row.wrapped.wrapped_by,
+                    row.wrapped.blob
+                ])?;
+            }
+        }
+        tx.commit()?;
+        let refs: Vec<&str> = rows.iter().map(|r| r.subject_ref.as_str()).collect();
+        select_subjects(&conn, org, &refs)
     }
 
     fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError> {

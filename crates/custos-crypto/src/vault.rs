@@ -127,27 +127,11 @@ impl KeyVault {
         let Some(subject_ref) = subject_ref else {
             return Ok((KeyRef::Org { version: org_version }, org_key));
         };
-        let row = match self.store.subject_key(org, subject_ref)? {
-            Some(row) => row,
-            None => {
-                let key_id = uuid::Uuid::new_v4().simple().to_string();
-                let key = SecretKey::generate();
-                let wrapped = WrappedKey {
-                    wrapped_by: org_version,
-                    blob: org_key.wrap(&subject_key_aad(org, &key_id), &key),
-                };
-                self.store.insert_subject_key(
-                    org,
-                    &SubjectKeyRow {
-                        key_id,
-                        subject_ref: subject_ref.to_string(),
-                        wrapped,
-                    },
-                )?
-            }
-        };
-        let key = self.unwrap_subject(org, &row.key_id, &row.wrapped)?;
-        Ok((KeyRef::Subject { key_id: row.key_id }, Arc::new(key)))
+        let key = self
+            .subject_content_keys(org, &[subject_ref])?
+            .remove(subject_ref)
+            .ok_or(CryptoError::Malformed("subject key missing after insert"))?;
+        Ok((key.key_ref, key.key))
     }
 
     fn unwrap_subject(
@@ -181,6 +165,51 @@ impl KeyVault {
     ) -> Result<ContentKey, CryptoError> {
         let (key_ref, key) = self.key_for_write(org, subject_ref)?;
         Ok(ContentKey { key_ref, key })
+    }
+
+    /// Content keys for many subjects at once (creating missing keys in one key-store
+    /// transaction), by subject reference.
+    pub fn subject_content_keys(
+        &self,
+        org: &str,
+        subject_refs: &[&str],
+    ) -> Result<HashMap<String, ContentKey>, CryptoError> {
+        let mut refs: Vec<&str> = subject_refs.to_vec();
+        refs.sort_unstable();
+        refs.dedup();
+        let mut rows = self.store.subject_keys_for(org, &refs)?;
+        if rows.len() < refs.len() {
+            let (org_version, org_key) = self.current_org_key(org)?;
+            let missing: Vec<SubjectKeyRow> = refs
+                .iter()
+                .filter(|r| !rows.iter().any(|row| row.subject_ref == **r))
+                .map(|r| {
+                    let key_id = uuid::Uuid::new_v4().simple().to_string();
+                    let wrapped = WrappedKey {
+                        wrapped_by: org_version,
+                        blob: org_key.wrap(&subject_key_aad(org, &key_id), &SecretKey::generate()),
+                    };
+                    SubjectKeyRow {
+                        key_id,
+                        subject_ref: r.to_string(),
+                        wrapped,
+                    }
+                })
+                .collect();
+            rows = self.store.insert_subject_keys(org, &missing)?.into_iter().chain(rows).collect();
+        }
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key = self.unwrap_subject(org, &row.key_id, &row.wrapped)?;
+            out.insert(
+                row.subject_ref,
+                ContentKey {
+                    key_ref: KeyRef::Subject { key_id: row.key_id },
+                    key: Arc::new(key),
+                },
+            );
+        }
+        Ok(out)
     }
 
     /// The content key named by a stored [`KeyRef`], to open existing data.
@@ -255,6 +284,7 @@ impl KeyVault {
 }
 
 /// An unwrapped content key together with the reference stored beside its ciphertexts.
+#[derive(Clone)]
 pub struct ContentKey {
     key_ref: KeyRef,
     key: Arc<SecretKey>,
@@ -398,6 +428,22 @@ mod tests {
         let ka2 = vault.content_key("o", Some(&alice)).unwrap();
         assert_ne!(ka2.key_ref(), ka.key_ref());
         assert!(ka2.open("o", "r1", "content", &a).is_err());
+    }
+
+    #[test]
+    fn batch_subject_keys_match_single_lookups() {
+        let (_dir, vault) = vault();
+        vault.ensure_org("o").unwrap();
+        let existing = vault.content_key("o", Some("ref-a")).unwrap();
+        let keys = vault
+            .subject_content_keys("o", &["ref-a", "ref-b", "ref-b", "ref-c"])
+            .unwrap();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(keys["ref-a"].key_ref(), existing.key_ref());
+        let sealed = keys["ref-b"].seal("o", "r", "content", b"x");
+        let again = vault.content_key("o", Some("ref-b")).unwrap();
+        assert_eq!(again.key_ref(), keys["ref-b"].key_ref());
+        assert_eq!(again.open("o", "r", "content", &sealed).unwrap(), b"x");
     }
 
     #[test]

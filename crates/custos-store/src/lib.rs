@@ -16,11 +16,15 @@
 //! What it is not: a place that sees plaintext. Content arrives sealed by `custos-crypto`;
 //! subjects arrive as keyed references. Keys live in the key store, never here.
 
+mod audit_pg;
+mod audit_sqlite;
+mod audit_tree;
 mod model;
 mod objects;
 mod pg;
 mod sqlite;
 
+pub use audit_tree::{AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
 pub use model::*;
 pub use objects::{ObjectLocation, ObjectWriter, Objects};
 pub use pg::PgStore;
@@ -125,4 +129,36 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<AuditEntry>, StoreError>;
     /// Number of entries in the audit log.
     async fn audit_size(&self) -> Result<u64, StoreError>;
+
+    /// Stored audit rows with their leaf hashes, `index >= from`, in order, at most `limit`
+    /// (for whole-log verification and export).
+    async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
+    /// The Merkle root of the first `size` entries, from the stored tree nodes.
+    async fn audit_root(&self, size: u64) -> Result<custos_audit::Hash, StoreError>;
+    /// The inclusion proof of entry `index` in the tree of the first `size` entries.
+    async fn audit_inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<custos_audit::InclusionProof, StoreError>;
+    /// The consistency proof from the tree of `old_size` entries to that of `new_size`.
+    async fn audit_consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<custos_audit::ConsistencyProof, StoreError>;
+    /// Stores a signed checkpoint unless one of the same size exists; returns the stored one
+    /// (so concurrent creators agree on one note per size).
+    async fn add_audit_checkpoint(
+        &self,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<StoredCheckpoint, StoreError>;
+    /// The stored checkpoint with the largest size.
+    async fn latest_audit_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+    /// Stored checkpoints with size >= `from_size`, smallest first, at most `limit`.
+    async fn audit_checkpoints(
+        &self,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError>;
 }

@@ -190,7 +190,13 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         if let rusqlite::Error::SqliteFailure(code, _) = &e {
-            if code.code == rusqlite::ErrorCode::ConstraintViolation {
+            // Only uniqueness is a conflict, as on PostgreSQL: a trigger's RAISE(ABORT) (a
+            // failed audit append), a foreign key or a NOT NULL failure is a database error.
+            if matches!(
+                code.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ) {
                 return StoreError::Conflict(e.to_string());
             }
         }

@@ -27,7 +27,9 @@ impl std::str::FromStr for ObjectLocation {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(dir) = s.strip_prefix("file:") {
             if dir.is_empty() {
-                return Err(StoreError::Config("--objects file: needs a directory".into()));
+                return Err(StoreError::Config(
+                    "--objects file: needs a directory".into(),
+                ));
             }
             return Ok(ObjectLocation::File(PathBuf::from(dir)));
         }
@@ -100,7 +102,11 @@ impl Objects {
         &self,
         key: &str,
     ) -> Result<BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
-        let got = self.store.get(&Self::path(key)?).await.map_err(objects_err)?;
+        let got = self
+            .store
+            .get(&Self::path(key)?)
+            .await
+            .map_err(objects_err)?;
         Ok(got.into_stream().map(|r| r.map_err(objects_err)).boxed())
     }
 

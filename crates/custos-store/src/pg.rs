@@ -79,7 +79,7 @@ CREATE TABLE audit_log (
     leaf BYTEA NOT NULL
 );
 CREATE INDEX audit_by_org ON audit_log (org_id, idx);
-"#];
+"#, crate::audit_pg::MIGRATION];
 
 const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
      expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";
@@ -107,7 +107,10 @@ impl PgStore {
             .parse()
             .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
         if let Some(schema) = schema {
-            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 return Err(StoreError::Config(format!(
                     "schema name {schema:?} must be ASCII letters, digits and '_'"
                 )));
@@ -128,6 +131,7 @@ impl PgStore {
             .await?;
         let store = PgStore { pool };
         store.migrate().await?;
+        crate::audit_pg::rebuild_if_needed(&store.pool).await?;
         Ok(store)
     }
 
@@ -195,10 +199,13 @@ async fn append_audit(
         .await?;
     let start = end - cols.len() as i64;
     let idx: Vec<i64> = (start..end).collect();
+    // Under that lock, the tree nodes committed so far are the whole tree of size `start`.
+    let leaves: Vec<&[u8]> = cols.iter().map(|c| c.leaf.as_slice()).collect();
+    let leaf_hashes = crate::audit_pg::extend_tree(tx, start as u64, &leaves).await?;
     sqlx::query(
-        "INSERT INTO audit_log (idx, org_id, time, actor, action, target, outcome, leaf)
+        "INSERT INTO audit_log (idx, org_id, time, actor, action, target, outcome, leaf, leaf_hash)
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                              $6::text[], $7::text[], $8::bytea[])",
+                              $6::text[], $7::text[], $8::bytea[], $9::bytea[])",
     )
     .bind(idx)
     .bind(cols.iter().map(|c| c.org.clone()).collect::<Vec<_>>())
@@ -208,6 +215,7 @@ async fn append_audit(
     .bind(cols.iter().map(|c| c.target.clone()).collect::<Vec<_>>())
     .bind(cols.iter().map(|c| c.outcome.clone()).collect::<Vec<_>>())
     .bind(cols.into_iter().map(|c| c.leaf).collect::<Vec<_>>())
+    .bind(leaf_hashes)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -361,18 +369,68 @@ impl Store for PgStore {
         ))
         .bind(scope.org_id())
         .bind(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.category.clone()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.subject_ref.clone()).collect::<Vec<_>>())
+        .bind(
+            records
+                .iter()
+                .map(|r| r.category.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.subject_ref.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(records.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| to_micros(r.created_at)).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.archive_at.map(to_micros)).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| to_micros(r.expire_at)).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.deleted_at.map(to_micros)).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.next_due_at.map(to_micros)).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.key_ref.clone()).collect::<Vec<_>>())
+        .bind(
+            records
+                .iter()
+                .map(|r| to_micros(r.created_at))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.archive_at.map(to_micros))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| to_micros(r.expire_at))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.deleted_at.map(to_micros))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.next_due_at.map(to_micros))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.key_ref.clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(records.iter().map(|r| r.sealed.clone()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.blob_size.map(|n| n as i64)).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.pii.to_string()).collect::<Vec<_>>())
+        .bind(
+            records
+                .iter()
+                .map(|r| r.blob_size.map(|n| n as i64))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            records
+                .iter()
+                .map(|r| r.pii.to_string())
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await?;
         append_audit(&mut tx, audit).await?;
@@ -596,5 +654,48 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(n as u64)
+    }
+
+    async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<crate::AuditRow>, StoreError> {
+        crate::audit_pg::rows(&self.pool, from, limit).await
+    }
+
+    async fn audit_root(&self, size: u64) -> Result<custos_audit::Hash, StoreError> {
+        crate::audit_pg::root(&self.pool, size).await
+    }
+
+    async fn audit_inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<custos_audit::InclusionProof, StoreError> {
+        crate::audit_pg::inclusion(&self.pool, index, size).await
+    }
+
+    async fn audit_consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<custos_audit::ConsistencyProof, StoreError> {
+        crate::audit_pg::consistency(&self.pool, old_size, new_size).await
+    }
+
+    async fn add_audit_checkpoint(
+        &self,
+        checkpoint: &crate::StoredCheckpoint,
+    ) -> Result<crate::StoredCheckpoint, StoreError> {
+        crate::audit_pg::add_checkpoint(&self.pool, checkpoint).await
+    }
+
+    async fn latest_audit_checkpoint(&self) -> Result<Option<crate::StoredCheckpoint>, StoreError> {
+        crate::audit_pg::latest_checkpoint(&self.pool).await
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::StoredCheckpoint>, StoreError> {
+        crate::audit_pg::checkpoints(&self.pool, from_size, limit).await
     }
 }

@@ -31,6 +31,8 @@ CREATE TABLE members (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (org_id, id)
 );
+-- A rowid table on purpose: ~1 KB rows would spill into overflow pages in a WITHOUT ROWID
+-- table (whose rows must fit a quarter page), tripling the file and the write cost.
 CREATE TABLE records (
     org_id TEXT NOT NULL REFERENCES orgs(id),
     id TEXT NOT NULL,
@@ -47,7 +49,7 @@ CREATE TABLE records (
     blob_size INTEGER,
     pii TEXT NOT NULL,
     PRIMARY KEY (org_id, id)
-) WITHOUT ROWID;
+);
 CREATE INDEX records_by_subject ON records (org_id, subject_ref, id) WHERE subject_ref IS NOT NULL;
 CREATE INDEX records_by_category ON records (org_id, category, id);
 CREATE INDEX records_by_due ON records (next_due_at) WHERE next_due_at IS NOT NULL;
@@ -78,7 +80,7 @@ CREATE TABLE audit_log (
     leaf BLOB NOT NULL
 );
 CREATE INDEX audit_by_org ON audit_log (org_id, idx);
-"#];
+"#, crate::audit_sqlite::MIGRATION];
 
 const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
      expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";
@@ -121,6 +123,7 @@ impl SqliteStore {
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         migrate(&mut writer)?;
+        crate::audit_sqlite::backfill_if_needed(&mut writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let conn = Connection::open(path)?;
@@ -207,29 +210,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 fn append_audit(tx: &Transaction<'_>, events: &[AuditColumns]) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let next: i64 = tx.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log", [], |r| {
-        r.get(0)
-    })?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO audit_log (idx, org_id, time, actor, action, target, outcome, leaf)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for (i, e) in events.iter().enumerate() {
-        stmt.execute(params![
-            next + i as i64,
-            e.org,
-            e.time,
-            e.actor,
-            e.action,
-            e.target,
-            e.outcome,
-            e.leaf
-        ])?;
-    }
-    Ok(())
+    crate::audit_sqlite::append(tx, events)
 }
 
 fn opt_time(us: Option<i64>) -> Result<Option<jiff::Timestamp>, StoreError> {
@@ -298,17 +279,19 @@ impl Store for SqliteStore {
                     Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .optional()?;
-            row.map(|(id, name, region, created): (String, String, String, i64)| {
-                Ok((
-                    OrgScope::new(id.clone()),
-                    Org {
-                        id,
-                        name,
-                        region,
-                        created_at: from_micros(created)?,
-                    },
-                ))
-            })
+            row.map(
+                |(id, name, region, created): (String, String, String, i64)| {
+                    Ok((
+                        OrgScope::new(id.clone()),
+                        Org {
+                            id,
+                            name,
+                            region,
+                            created_at: from_micros(created)?,
+                        },
+                    ))
+                },
+            )
             .transpose()
         })
         .await
@@ -665,9 +648,60 @@ impl Store for SqliteStore {
     async fn audit_size(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             let n: i64 =
-                c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log", [], |r| r.get(0))?;
+                c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log", [], |r| {
+                    r.get(0)
+                })?;
             Ok(n as u64)
         })
         .await
+    }
+
+    async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<crate::AuditRow>, StoreError> {
+        self.read(move |c| crate::audit_sqlite::rows(c, from, limit))
+            .await
+    }
+
+    async fn audit_root(&self, size: u64) -> Result<custos_audit::Hash, StoreError> {
+        self.read(move |c| crate::audit_sqlite::root(c, size)).await
+    }
+
+    async fn audit_inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<custos_audit::InclusionProof, StoreError> {
+        self.read(move |c| crate::audit_sqlite::inclusion(c, index, size))
+            .await
+    }
+
+    async fn audit_consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<custos_audit::ConsistencyProof, StoreError> {
+        self.read(move |c| crate::audit_sqlite::consistency(c, old_size, new_size))
+            .await
+    }
+
+    async fn add_audit_checkpoint(
+        &self,
+        checkpoint: &crate::StoredCheckpoint,
+    ) -> Result<crate::StoredCheckpoint, StoreError> {
+        let cp = checkpoint.clone();
+        self.write(move |c| crate::audit_sqlite::add_checkpoint(c, &cp))
+            .await
+    }
+
+    async fn latest_audit_checkpoint(&self) -> Result<Option<crate::StoredCheckpoint>, StoreError> {
+        self.read(crate::audit_sqlite::latest_checkpoint).await
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::StoredCheckpoint>, StoreError> {
+        self.read(move |c| crate::audit_sqlite::checkpoints(c, from_size, limit))
+            .await
     }
 }

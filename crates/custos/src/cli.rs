@@ -48,6 +48,13 @@ pub enum Command {
     /// Key management.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The tamper-evident audit log: verify, checkpoint, proofs, export.
+    #[command(subcommand)]
+    Audit(crate::audit_cmd::AuditCommand),
+    /// Detect PII in text; one JSON finding per line (offsets in characters).
+    Scan(crate::pii_cmd::ScanArgs),
+    /// Apply the policy's PII operators to text and print the result.
+    Redact(crate::pii_cmd::RedactArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +86,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => crate::serve::run(&cli.global, args).await,
         Command::Policy(cmd) => policy(&cli.global, cmd),
         Command::Keys(KeysCommand::Rotate { org }) => rotate(&cli.global, org).await,
+        Command::Audit(cmd) => crate::audit_cmd::run(&cli.global, cmd).await,
+        Command::Scan(args) => crate::pii_cmd::scan(args),
+        Command::Redact(args) => crate::pii_cmd::redact(&cli.global, args),
     }
 }
 

@@ -2,8 +2,11 @@
 //!
 //! Exit codes: 0 success, 1 a check failed (or the operation failed), 2 bad input.
 
+mod audit_cmd;
+mod alerts;
 mod cli;
 mod deploy;
+mod pii_cmd;
 mod serve;
 
 use std::process::ExitCode;

@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Sign an audit checkpoint every this many seconds when the log grew.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_interval: u64,
 }
 
 /// Where the admin token comes from, for the start-up message.
@@ -106,11 +109,17 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
     deploy::create_private_dir(&global.data)?;
     let (token, source) = admin_token(&global.data)?;
     let deployment = deploy::open(global).await?;
-    let custos = Arc::new(
-        Arc::try_unwrap(deployment.custos)
-            .map_err(|_| Failure::Failed("services are shared before start".into()))?
-            .with_admin_token(&token),
-    );
+    let mut custos = Arc::try_unwrap(deployment.custos)
+        .map_err(|_| Failure::Failed("services are shared before start".into()))?
+        .with_admin_token(&token)
+        .with_audit_signer(deployment.signer.clone());
+    if let Ok(url) = std::env::var("CUSTOS_ALERT_WEBHOOK") {
+        custos = custos.with_alert_sink(Arc::new(crate::alerts::WebhookSink::new(url)?));
+    }
+    let custos = Arc::new(custos);
+    tokio::spawn(custos.clone().run_checkpointer(std::time::Duration::from_secs(
+        args.checkpoint_interval,
+    )));
     let app = custos_api::router(custos_api::AppState::new(custos.clone()))
         .into_make_service_with_connect_info::<SocketAddr>();
     let tls = match (&args.tls_cert, &args.tls_key) {

@@ -1,0 +1,282 @@
+//! The HTTP API on a real server (loopback, ephemeral port) with a real client, over a real
+//! SQLite store, object store and key store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use custos_core::{Custos, SystemClock};
+use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_policy::Policy;
+use custos_store::{ObjectLocation, Objects, SqliteStore, Store};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "test-admin-token-0123456789";
+
+struct Server {
+    _dir: tempfile::TempDir,
+    base: String,
+    client: reqwest::Client,
+    store: Arc<SqliteStore>,
+}
+
+/// A policy with the built-in categories plus one whose PII rule blocks.
+fn policy() -> Policy {
+    let extra = r#"
+[categories.payments_notes]
+retention = "30d"
+access = { roles = ["owner", "admin", "member"] }
+pii = { detect = ["credit_card", "us_ssn"], action = "block" }
+"#;
+    let source = format!("{}{extra}", Policy::BUILTIN_TOML);
+    Policy::parse(&source, "test.toml").expect("test policy is valid")
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
+    let objects = Objects::open(&ObjectLocation::File(data.join("objects"))).unwrap();
+    let kms = LocalKms::open_or_create(&data.join("keys/root.keyring")).unwrap();
+    let keys = SqliteKeyStore::open(&data.join("keys/keys.db")).unwrap();
+    let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));
+    let custos = Custos::new(
+        Arc::new(policy()),
+        store.clone(),
+        objects,
+        vault,
+        Arc::new(SystemClock),
+    )
+    .with_admin_token(ADMIN);
+    let app = custos_api::router(custos_api::AppState::new(Arc::new(custos)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Server {
+        _dir: dir,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        store,
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// An org and a member with `roles` and `mfa`; returns (org id, API key).
+    async fn org_with_member(&self, roles: &[&str], mfa: bool) -> (String, String) {
+        let (s, org) = self.post(ADMIN, "/v1/orgs", json!({"name": "Acme"})).await;
+        assert_eq!(s, StatusCode::CREATED, "{org}");
+        let org = org["id"].as_str().unwrap().to_string();
+        let (s, m) = self
+            .post(
+                ADMIN,
+                &format!("/v1/orgs/{org}/members"),
+                json!({"name": "app", "roles": roles, "mfa": mfa}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{m}");
+        (org, m["api_key"].as_str().unwrap().to_string())
+    }
+}
+
+async fn assert_problem(response: reqwest::Response, status: StatusCode, code: &str) {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(!body["detail"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_requests_get_problem_documents_and_change_nothing() {
+    let s = server().await;
+    let (org, key) = s.org_with_member(&["member", "admin"], false).await;
+    let records = s.url(&format!("/v1/orgs/{org}/records"));
+    let audit_before = s.store.audit_size().await.unwrap();
+
+    // Malformed JSON.
+    let r = s.client.post(&records).bearer_auth(&key).header("content-type", "application/json")
+        .body("{\"category\": \"messages\", ").send().await.unwrap();
+    assert_problem(r, StatusCode::BAD_REQUEST, "malformed_json").await;
+    // Not JSON at all.
+    let r = s.client.post(&records).bearer_auth(&key).body("hello").send().await.unwrap();
+    assert_problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    // Unknown field.
+    let r = s.client.post(&records).bearer_auth(&key)
+        .json(&json!({"category": "messages", "content": "x", "colour": 1})).send().await.unwrap();
+    assert_problem(r, StatusCode::BAD_REQUEST, "invalid_input").await;
+    // Unknown category.
+    let r = s.client.post(&records).bearer_auth(&key)
+        .json(&json!({"category": "nope", "content": "x"})).send().await.unwrap();
+    assert_problem(r, StatusCode::BAD_REQUEST, "unknown_category").await;
+    // Oversized body.
+    let big = "x".repeat(3 * 1024 * 1024);
+    let r = s.client.post(&records).bearer_auth(&key)
+        .json(&json!({"category": "messages", "content": big})).send().await.unwrap();
+    assert_problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    // Wrong key, and no key.
+    let r = s.client.post(&records).bearer_auth("cus_wrong")
+        .json(&json!({"category": "messages", "content": "x"})).send().await.unwrap();
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let r = s.client.post(&records).json(&json!({"category": "messages", "content": "x"})).send().await.unwrap();
+    assert_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    // Missing MFA for a require_mfa category (security_logs: owner/admin/auditor + MFA).
+    let r = s.client.post(&records).bearer_auth(&key)
+        .json(&json!({"category": "security_logs", "content": "x"})).send().await.unwrap();
+    assert_problem(r, StatusCode::FORBIDDEN, "mfa_required").await;
+    // PII on a blocking category.
+    let r = s.client.post(&records).bearer_auth(&key)
+        .json(&json!({"category": "payments_notes", "content": "card 4111 1111 1111 1111"})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "pii_blocked");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("CREDIT_CARD") && !detail.contains("4111"), "{detail}");
+    // Unknown route.
+    let r = s.client.get(s.url("/v1/nothing")).send().await.unwrap();
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+
+    // Nothing was stored...
+    let (status, page) = s.get(&key, &format!("/v1/orgs/{org}/records?limit=1000")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"], json!([]));
+    // ...and the audit log holds only refusals: the MFA denial and the PII block.
+    let (_, events) = s.get(ADMIN, &format!("/v1/audit/events?from={audit_before}")).await;
+    let actions: Vec<(&str, &str)> = events["items"].as_array().unwrap().iter()
+        .map(|e| (e["event"]["action"].as_str().unwrap(), e["event"]["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(actions, vec![("record.create", "denied"), ("pii.blocked", "denied")]);
+}
+
+#[tokio::test]
+async fn records_round_trip_with_pii_redacted_on_the_way_in() {
+    let s = server().await;
+    let (org, key) = s.org_with_member(&["member"], false).await;
+    let (status, created) = s
+        .post(&key, &format!("/v1/orgs/{org}/records"), json!({
+            "category": "messages",
+            "subject": "alice",
+            "content": {"text": "reach me at alice@example.com or 4111-1111-1111-1111"},
+            "metadata": {"channel": "email"}
+        }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["pii"], json!({"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1}));
+    let id = created["id"].as_str().unwrap();
+    let (status, record) = s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = record["content"]["text"].as_str().unwrap();
+    assert!(!text.contains("alice@example.com") && !text.contains("4111"), "{text}");
+    assert!(text.contains("[EMAIL_ADDRESS_REDACTED]"), "{text}");
+    assert_eq!(record["subject"], "alice");
+    assert_eq!(record["metadata"], json!({"channel": "email"}));
+    // Soft delete and restore through HTTP.
+    let r = s.client.delete(s.url(&format!("/v1/orgs/{org}/records/{id}"))).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await.0, StatusCode::NOT_FOUND);
+    let r = s.client.post(s.url(&format!("/v1/orgs/{org}/records/{id}/restore"))).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn files_stream_up_and_down_intact() {
+    let s = server().await;
+    let (org, key) = s.org_with_member(&["member"], false).await;
+    // 5 MiB + a bit: several sealed chunks and a short last one.
+    let data: Vec<u8> = (0..(5 * 1024 * 1024 + 12345u32)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let r = s.client
+        .post(s.url(&format!("/v1/orgs/{org}/files?category=files&name=blob.bin&subject=bob")))
+        .bearer_auth(&key)
+        .header("content-type", "application/x-test")
+        .body(data.clone())
+        .send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let r = s.client.get(s.url(&format!("/v1/orgs/{org}/records/{id}/file"))).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/x-test");
+    assert_eq!(r.headers()["content-length"], data.len().to_string().as_str());
+    let body = r.bytes().await.unwrap();
+    assert!(body.as_ref() == data.as_slice(), "downloaded bytes differ");
+    let (_, view) = s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await;
+    assert_eq!(view["file_name"], "blob.bin");
+    assert_eq!(view["file_size"], data.len());
+    // Another org's member cannot fetch it.
+    let (_, other) = s.org_with_member(&["member"], false).await;
+    let r = s.client.get(s.url(&format!("/v1/orgs/{org}/records/{id}/file"))).bearer_auth(&other).send().await.unwrap();
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+#[tokio::test]
+async fn scan_reports_character_offsets() {
+    let s = server().await;
+    let (_, key) = s.org_with_member(&["member"], false).await;
+    let text = "Grüße — mail juergen@example.com";
+    let (status, body) = s.post(&key, "/v1/scan", json!({"text": text})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let f = &body["findings"][0];
+    assert_eq!(f["entity"], "EMAIL_ADDRESS");
+    let start = f["start"].as_u64().unwrap() as usize;
+    let end = f["end"].as_u64().unwrap() as usize;
+    let found: String = text.chars().skip(start).take(end - start).collect();
+    assert_eq!(found, "juergen@example.com");
+}
+
+#[tokio::test]
+async fn service_endpoints_and_openapi() {
+    let s = server().await;
+    let r = s.client.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok", "store": "sqlite"}));
+    let doc: Value = s.client.get(s.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in ["/v1/orgs", "/v1/orgs/{org}/records", "/v1/orgs/{org}/records/{id}", "/v1/orgs/{org}/files", "/v1/scan"] {
+        assert!(doc["paths"][path].is_object(), "missing {path}");
+    }
+    let metrics = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("custos_http_requests_total{class=\"2xx\"}"), "{metrics}");
+    // Request ids are echoed.
+    let r = s.client.get(s.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+}

@@ -1,0 +1,54 @@
+//! The shared `custos-store` test suite.
+//!
+//! Every check in [`suite`] and [`isolation`] runs against both backends: `sqlite::NAME` on a
+//! fresh database file in a temporary directory, `postgres::NAME` in a fresh schema
+//! (`custos_test_<uuid>`) of the database named by `CUSTOS_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), dropped afterwards. When PostgreSQL cannot be
+//! reached the `postgres::*` tests are skipped with a message, or fail when `CI=true`.
+//!
+//! [`objects`] covers the blob store, which has one implementation.
+
+mod isolation;
+mod objects;
+mod suite;
+mod support;
+
+/// Declares one `#[tokio::test]` per backend for each named `async fn(Harness)`.
+macro_rules! on_both_backends {
+    ($($path:path => $name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::support::run(crate::support::Backend::Sqlite, $path).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::support::run(crate::support::Backend::Postgres, $path).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends! {
+    crate::suite::orgs_create_get_list => orgs_create_get_list,
+    crate::suite::org_duplicate_id_conflicts => org_duplicate_id_conflicts,
+    crate::suite::members_lookup_by_key_hash => members_lookup_by_key_hash,
+    crate::suite::member_duplicates_conflict => member_duplicates_conflict,
+    crate::suite::records_round_trip_exactly => records_round_trip_exactly,
+    crate::suite::records_insert_is_all_or_none => records_insert_is_all_or_none,
+    crate::suite::records_list_filters => records_list_filters,
+    crate::suite::records_pagination => records_pagination,
+    crate::suite::transition_is_compare_and_set => transition_is_compare_and_set,
+    crate::suite::retention_overrides_upsert => retention_overrides_upsert,
+    crate::suite::holds_create_list_release => holds_create_list_release,
+    crate::suite::audit_appends_exactly_the_given_events => audit_appends_exactly_the_given_events,
+    crate::suite::audit_fails_closed => audit_fails_closed,
+    crate::suite::concurrent_appends_are_gap_free => concurrent_appends_are_gap_free,
+    crate::isolation::tenant_isolation => tenant_isolation,
+}
