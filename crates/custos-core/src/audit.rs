@@ -65,7 +65,10 @@ impl Custos {
             (_, Some(org)) => Some(self.scope_for(caller, org, "audit.read").await?),
             (_, None) => None,
         };
-        let entries = self.store.audit_entries(scope.as_ref(), from, limit).await?;
+        let entries = self
+            .store
+            .audit_entries(scope.as_ref(), from, limit)
+            .await?;
         let next_from = (entries.len() == limit as usize)
             .then(|| entries.last().map(|e| e.index + 1))
             .flatten();

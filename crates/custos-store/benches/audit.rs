@@ -193,7 +193,9 @@ async fn verify_speed(store: std::sync::Arc<SqliteStore>, size: u64) {
         size as f64 / secs
     );
     // The hashing alone, without the store, for reference.
-    let leaves: Vec<Vec<u8>> = (0..200_000).map(|i| event(i).to_canonical_bytes()).collect();
+    let leaves: Vec<Vec<u8>> = (0..200_000)
+        .map(|i| event(i).to_canonical_bytes())
+        .collect();
     let b: usize = leaves.iter().map(Vec::len).sum();
     let t = Instant::now();
     let mut f = custos_audit::Frontier::new();

@@ -7,8 +7,8 @@ use custos_audit::{leaf_hash, ConsistencyProof, Frontier, Hash, InclusionProof, 
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::audit_tree::{
-    extend, fetch_plan, frontier_from, frontier_ids, hash_from, tree_error, AuditRow,
-    FetchedNodes, StoredCheckpoint,
+    extend, fetch_plan, frontier_from, frontier_ids, hash_from, tree_error, AuditRow, FetchedNodes,
+    StoredCheckpoint,
 };
 use crate::model::{from_micros, to_micros, StoreError};
 
@@ -104,8 +104,18 @@ async fn insert_nodes(conn: &mut PgConnection, nodes: &[(NodeId, Hash)]) -> Resu
         "INSERT INTO audit_nodes (level, idx, hash)
          SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[])",
     )
-    .bind(nodes.iter().map(|(id, _)| id.level as i16).collect::<Vec<_>>())
-    .bind(nodes.iter().map(|(id, _)| id.index as i64).collect::<Vec<_>>())
+    .bind(
+        nodes
+            .iter()
+            .map(|(id, _)| id.level as i16)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        nodes
+            .iter()
+            .map(|(id, _)| id.index as i64)
+            .collect::<Vec<_>>(),
+    )
     .bind(nodes.iter().map(|(_, h)| h.to_vec()).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
@@ -121,11 +131,12 @@ pub(crate) async fn rebuild_if_needed(pool: &PgPool) -> Result<(), StoreError> {
     let size: i64 = sqlx::query_scalar("SELECT size FROM audit_head FOR UPDATE")
         .fetch_one(&mut *tx)
         .await?;
-    let has_first: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM audit_nodes WHERE level = $1 AND idx = 0)")
-            .bind(first.level as i16)
-            .fetch_one(&mut *tx)
-            .await?;
+    let has_first: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM audit_nodes WHERE level = $1 AND idx = 0)",
+    )
+    .bind(first.level as i16)
+    .fetch_one(&mut *tx)
+    .await?;
     if (size as u64) < first.end() || has_first {
         return Ok(());
     }
@@ -173,7 +184,11 @@ async fn check_size(conn: &mut PgConnection, size: u64) -> Result<(), StoreError
 }
 
 /// Rows with leaf hashes from `from`, in index order.
-pub(crate) async fn rows(pool: &PgPool, from: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+pub(crate) async fn rows(
+    pool: &PgPool,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<AuditRow>, StoreError> {
     let rows = sqlx::query(
         "SELECT idx, leaf, leaf_hash FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2",
     )
@@ -207,8 +222,8 @@ pub(crate) async fn inclusion(
     index: u64,
     size: u64,
 ) -> Result<InclusionProof, StoreError> {
-    let plan = custos_audit::inclusion_plan(index, size)
-        .map_err(|e| StoreError::Config(e.to_string()))?;
+    let plan =
+        custos_audit::inclusion_plan(index, size).map_err(|e| StoreError::Config(e.to_string()))?;
     let mut conn = pool.acquire().await?;
     check_size(&mut conn, size).await?;
     let mut ids = plan.node_ids().to_vec();
@@ -261,10 +276,13 @@ pub(crate) async fn add_checkpoint(
 }
 
 /// The checkpoint with the largest size.
-pub(crate) async fn latest_checkpoint(pool: &PgPool) -> Result<Option<StoredCheckpoint>, StoreError> {
-    let row = sqlx::query("SELECT size, note, time FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
-        .fetch_optional(pool)
-        .await?;
+pub(crate) async fn latest_checkpoint(
+    pool: &PgPool,
+) -> Result<Option<StoredCheckpoint>, StoreError> {
+    let row =
+        sqlx::query("SELECT size, note, time FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
     row.as_ref().map(checkpoint_from).transpose()
 }
 

@@ -4,8 +4,8 @@ use custos_audit::{leaf_hash, ConsistencyProof, Frontier, Hash, InclusionProof, 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::audit_tree::{
-    extend, fetch_plan, frontier_from, frontier_ids, hash_from, tree_error, AuditRow,
-    FetchedNodes, StoredCheckpoint,
+    extend, fetch_plan, frontier_from, frontier_ids, hash_from, tree_error, AuditRow, FetchedNodes,
+    StoredCheckpoint,
 };
 use crate::model::{from_micros, to_micros, AuditColumns, StoreError};
 
@@ -135,8 +135,9 @@ pub(crate) fn backfill_if_needed(conn: &mut Connection) -> Result<(), StoreError
     let mut from = 0i64;
     loop {
         let page: Vec<(i64, Vec<u8>)> = {
-            let mut stmt =
-                tx.prepare("SELECT idx, leaf FROM audit_log WHERE idx >= ?1 ORDER BY idx LIMIT 10000")?;
+            let mut stmt = tx.prepare(
+                "SELECT idx, leaf FROM audit_log WHERE idx >= ?1 ORDER BY idx LIMIT 10000",
+            )?;
             let rows = stmt.query_map([from], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -198,8 +199,8 @@ pub(crate) fn inclusion(
     size: u64,
 ) -> Result<InclusionProof, StoreError> {
     check_size(conn, size)?;
-    let plan = custos_audit::inclusion_plan(index, size)
-        .map_err(|e| StoreError::Config(e.to_string()))?;
+    let plan =
+        custos_audit::inclusion_plan(index, size).map_err(|e| StoreError::Config(e.to_string()))?;
     let mut ids = plan.node_ids().to_vec();
     ids.push(NodeId::leaf(index));
     let fetched = fetch(conn, &ids)?;
@@ -242,7 +243,9 @@ pub(crate) fn add_checkpoint(
     let mut rows = stmt.query([cp.size as i64])?;
     match rows.next()? {
         Some(r) => checkpoint_from(r),
-        None => Err(StoreError::Database("checkpoint vanished after insert".into())),
+        None => Err(StoreError::Database(
+            "checkpoint vanished after insert".into(),
+        )),
     }
 }
 

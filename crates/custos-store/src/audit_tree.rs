@@ -139,7 +139,10 @@ fn complete_subtree_root(leaves: &[Hash]) -> Hash {
             .collect();
         level = next;
     }
-    level.first().copied().unwrap_or_else(custos_audit::empty_root)
+    level
+        .first()
+        .copied()
+        .unwrap_or_else(custos_audit::empty_root)
 }
 
 /// Fetched nodes never fail; a node that was not fetched (or is missing) is `None`.

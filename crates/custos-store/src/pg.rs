@@ -9,7 +9,8 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use crate::model::*;
 use crate::Store;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE orgs (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -79,7 +80,9 @@ CREATE TABLE audit_log (
     leaf BYTEA NOT NULL
 );
 CREATE INDEX audit_by_org ON audit_log (org_id, idx);
-"#, crate::audit_pg::MIGRATION];
+"#,
+    crate::audit_pg::MIGRATION,
+];
 
 const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
      expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";

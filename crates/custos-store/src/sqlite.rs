@@ -13,7 +13,8 @@ use crate::model::*;
 use crate::Store;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE orgs (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -80,7 +81,9 @@ CREATE TABLE audit_log (
     leaf BLOB NOT NULL
 );
 CREATE INDEX audit_by_org ON audit_log (org_id, idx);
-"#, crate::audit_sqlite::MIGRATION];
+"#,
+    crate::audit_sqlite::MIGRATION,
+];
 
 const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
      expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";

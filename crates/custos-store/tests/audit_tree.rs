@@ -163,7 +163,9 @@ async fn sqlite_rebuilds_a_tree_written_without_nodes() {
         store.append_audit(&events).await.unwrap();
         // What a database written before leaf hashes and nodes existed looks like.
         store
-            .execute_raw_for_tests("UPDATE audit_log SET leaf_hash = NULL; DELETE FROM audit_nodes;")
+            .execute_raw_for_tests(
+                "UPDATE audit_log SET leaf_hash = NULL; DELETE FROM audit_nodes;",
+            )
             .await
             .unwrap();
     }
@@ -210,7 +212,10 @@ async fn pg_schema(tag: &str) -> Option<(String, PgStore)> {
         Ok(store) => Some((schema, store)),
         Err(e) => {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("PostgreSQL at {} is unreachable under CI=true: {e}", pg_url());
+                panic!(
+                    "PostgreSQL at {} is unreachable under CI=true: {e}",
+                    pg_url()
+                );
             }
             eprintln!(
                 "\n*** SKIPPING PostgreSQL audit tree test: {} unreachable: {e} ***\n",

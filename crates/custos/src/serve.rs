@@ -117,9 +117,11 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
         custos = custos.with_alert_sink(Arc::new(crate::alerts::WebhookSink::new(url)?));
     }
     let custos = Arc::new(custos);
-    tokio::spawn(custos.clone().run_checkpointer(std::time::Duration::from_secs(
-        args.checkpoint_interval,
-    )));
+    tokio::spawn(
+        custos
+            .clone()
+            .run_checkpointer(std::time::Duration::from_secs(args.checkpoint_interval)),
+    );
     let app = custos_api::router(custos_api::AppState::new(custos.clone()))
         .into_make_service_with_connect_info::<SocketAddr>();
     let tls = match (&args.tls_cert, &args.tls_key) {

@@ -157,15 +157,9 @@ async fn clean_log_verifies_and_proofs_check_against_the_signed_checkpoint() {
     let newer = d.ok(&["audit", "checkpoint"]);
     let cp2 = Checkpoint::verify_signed(&newer, key.trim()).unwrap();
     assert_eq!(cp2.size, 610);
-    let consistency: custos_audit::ConsistencyProof = serde_json::from_str(&d.ok(&[
-        "audit",
-        "consistency",
-        "--from",
-        "600",
-        "--to",
-        "610",
-    ]))
-    .unwrap();
+    let consistency: custos_audit::ConsistencyProof =
+        serde_json::from_str(&d.ok(&["audit", "consistency", "--from", "600", "--to", "610"]))
+            .unwrap();
     consistency.verify(&cp.root, &cp2.root).unwrap();
     let out = d.ok(&["audit", "verify"]);
     assert!(out.contains("2 signed checkpoint(s) verified"), "{out}");
@@ -234,7 +228,10 @@ async fn truncated_tail_is_found_and_a_reappended_tail_too() {
     let d = log_with_checkpoint(600).await;
     d.tamper("DELETE FROM audit_log WHERE idx >= 500").await;
     let stderr = d.verify_fails_at(500);
-    assert!(stderr.contains("shorter than the signed checkpoint"), "{stderr}");
+    assert!(
+        stderr.contains("shorter than the signed checkpoint"),
+        "{stderr}"
+    );
 
     // Truncated at 400 and re-appended through the real store (tree nodes of the removed tail
     // deleted too, else the append itself refuses): the checkpoint at 400 still verifies, the
@@ -279,16 +276,25 @@ async fn an_auditors_saved_checkpoint_catches_a_rewritten_history() {
 async fn bad_input_exits_2() {
     let d = log_with_checkpoint(10).await;
     let missing = d.dir.join("no-such-file");
-    d.fails(&["audit", "verify", "--checkpoint", missing.to_str().unwrap()], 2);
+    d.fails(
+        &["audit", "verify", "--checkpoint", missing.to_str().unwrap()],
+        2,
+    );
     let garbage = d.dir.parent().unwrap().join("garbage.txt");
     std::fs::write(&garbage, "not a checkpoint\n").unwrap();
-    d.fails(&["audit", "verify", "--checkpoint", garbage.to_str().unwrap()], 2);
+    d.fails(
+        &["audit", "verify", "--checkpoint", garbage.to_str().unwrap()],
+        2,
+    );
     // A well-formed note whose signature does not verify is a failed check, not bad input.
     let note = d.ok(&["audit", "checkpoint"]);
     let (body, _) = note.split_once("\n\n").unwrap();
     let forged = format!("{body}\n\n\u{2014} custos/example-saas AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n");
     std::fs::write(&garbage, forged).unwrap();
-    d.fails(&["audit", "verify", "--checkpoint", garbage.to_str().unwrap()], 1);
+    d.fails(
+        &["audit", "verify", "--checkpoint", garbage.to_str().unwrap()],
+        1,
+    );
     d.fails(&["audit", "proof", "--index", "10"], 2);
     d.fails(&["audit", "proof", "--index", "1", "--tree-size", "11"], 2);
     d.fails(&["audit", "consistency", "--from", "11", "--to", "10"], 2);
