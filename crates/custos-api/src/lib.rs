@@ -97,9 +97,7 @@ impl FromRequestParts<AppState> for Authed {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::from(custos_core::CoreError::Unauthenticated)
-            })?;
+            .ok_or_else(|| ApiError::from(custos_core::CoreError::Unauthenticated))?;
         let principal = state.custos.authenticate(token).await?;
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
         let source = parts

@@ -37,8 +37,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/orgs", post(create_org).get(list_orgs))
         .route("/v1/orgs/{org}", get(get_org))
         .route("/v1/orgs/{org}/members", post(add_member))
-        .route("/v1/orgs/{org}/records", post(create_record).get(list_records))
-        .route("/v1/orgs/{org}/records/{id}", get(get_record).delete(delete_record))
+        .route(
+            "/v1/orgs/{org}/records",
+            post(create_record).get(list_records),
+        )
+        .route(
+            "/v1/orgs/{org}/records/{id}",
+            get(get_record).delete(delete_record),
+        )
         .route("/v1/orgs/{org}/records/{id}/restore", post(restore_record))
         .route("/v1/orgs/{org}/records/{id}/file", get(download_file))
         .route(
@@ -72,7 +78,9 @@ async fn healthz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Va
             "the store is unreachable",
         )
     })?;
-    Ok(Json(serde_json::json!({"status": "ok", "store": store.backend()})))
+    Ok(Json(
+        serde_json::json!({"status": "ok", "store": store.backend()}),
+    ))
 }
 
 /// Prometheus metrics.

@@ -134,57 +134,136 @@ async fn bad_requests_get_problem_documents_and_change_nothing() {
     let audit_before = s.store.audit_size().await.unwrap();
 
     // Malformed JSON.
-    let r = s.client.post(&records).bearer_auth(&key).header("content-type", "application/json")
-        .body("{\"category\": \"messages\", ").send().await.unwrap();
+    let r = s
+        .client
+        .post(&records)
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body("{\"category\": \"messages\", ")
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::BAD_REQUEST, "malformed_json").await;
     // Not JSON at all.
-    let r = s.client.post(&records).bearer_auth(&key).body("hello").send().await.unwrap();
-    assert_problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    let r = s
+        .client
+        .post(&records)
+        .bearer_auth(&key)
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
     // Unknown field.
-    let r = s.client.post(&records).bearer_auth(&key)
-        .json(&json!({"category": "messages", "content": "x", "colour": 1})).send().await.unwrap();
+    let r = s
+        .client
+        .post(&records)
+        .bearer_auth(&key)
+        .json(&json!({"category": "messages", "content": "x", "colour": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::BAD_REQUEST, "invalid_input").await;
     // Unknown category.
-    let r = s.client.post(&records).bearer_auth(&key)
-        .json(&json!({"category": "nope", "content": "x"})).send().await.unwrap();
+    let r = s
+        .client
+        .post(&records)
+        .bearer_auth(&key)
+        .json(&json!({"category": "nope", "content": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::BAD_REQUEST, "unknown_category").await;
     // Oversized body.
     let big = "x".repeat(3 * 1024 * 1024);
-    let r = s.client.post(&records).bearer_auth(&key)
-        .json(&json!({"category": "messages", "content": big})).send().await.unwrap();
+    let r = s
+        .client
+        .post(&records)
+        .bearer_auth(&key)
+        .json(&json!({"category": "messages", "content": big}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     // Wrong key, and no key.
-    let r = s.client.post(&records).bearer_auth("cus_wrong")
-        .json(&json!({"category": "messages", "content": "x"})).send().await.unwrap();
+    let r = s
+        .client
+        .post(&records)
+        .bearer_auth("cus_wrong")
+        .json(&json!({"category": "messages", "content": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
-    let r = s.client.post(&records).json(&json!({"category": "messages", "content": "x"})).send().await.unwrap();
+    let r = s
+        .client
+        .post(&records)
+        .json(&json!({"category": "messages", "content": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     // Missing MFA for a require_mfa category (security_logs: owner/admin/auditor + MFA).
-    let r = s.client.post(&records).bearer_auth(&key)
-        .json(&json!({"category": "security_logs", "content": "x"})).send().await.unwrap();
+    let r = s
+        .client
+        .post(&records)
+        .bearer_auth(&key)
+        .json(&json!({"category": "security_logs", "content": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::FORBIDDEN, "mfa_required").await;
     // PII on a blocking category.
-    let r = s.client.post(&records).bearer_auth(&key)
-        .json(&json!({"category": "payments_notes", "content": "card 4111 1111 1111 1111"})).send().await.unwrap();
+    let r = s
+        .client
+        .post(&records)
+        .bearer_auth(&key)
+        .json(&json!({"category": "payments_notes", "content": "card 4111 1111 1111 1111"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "pii_blocked");
     let detail = body["detail"].as_str().unwrap();
-    assert!(detail.contains("CREDIT_CARD") && !detail.contains("4111"), "{detail}");
+    assert!(
+        detail.contains("CREDIT_CARD") && !detail.contains("4111"),
+        "{detail}"
+    );
     // Unknown route.
     let r = s.client.get(s.url("/v1/nothing")).send().await.unwrap();
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
 
     // Nothing was stored...
-    let (status, page) = s.get(&key, &format!("/v1/orgs/{org}/records?limit=1000")).await;
+    let (status, page) = s
+        .get(&key, &format!("/v1/orgs/{org}/records?limit=1000"))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["items"], json!([]));
     // ...and the audit log holds only refusals: the MFA denial and the PII block.
-    let (_, events) = s.get(ADMIN, &format!("/v1/audit/events?from={audit_before}")).await;
-    let actions: Vec<(&str, &str)> = events["items"].as_array().unwrap().iter()
-        .map(|e| (e["event"]["action"].as_str().unwrap(), e["event"]["outcome"].as_str().unwrap()))
+    let (_, events) = s
+        .get(ADMIN, &format!("/v1/audit/events?from={audit_before}"))
+        .await;
+    let actions: Vec<(&str, &str)> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["event"]["action"].as_str().unwrap(),
+                e["event"]["outcome"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(actions, vec![("record.create", "denied"), ("pii.blocked", "denied")]);
+    assert_eq!(
+        actions,
+        vec![("record.create", "denied"), ("pii.blocked", "denied")]
+    );
 }
 
 #[tokio::test]
@@ -192,30 +271,58 @@ async fn records_round_trip_with_pii_redacted_on_the_way_in() {
     let s = server().await;
     let (org, key) = s.org_with_member(&["member"], false).await;
     let (status, created) = s
-        .post(&key, &format!("/v1/orgs/{org}/records"), json!({
-            "category": "messages",
-            "subject": "alice",
-            "content": {"text": "reach me at alice@example.com or 4111-1111-1111-1111"},
-            "metadata": {"channel": "email"}
-        }))
+        .post(
+            &key,
+            &format!("/v1/orgs/{org}/records"),
+            json!({
+                "category": "messages",
+                "subject": "alice",
+                "content": {"text": "reach me at alice@example.com or 4111-1111-1111-1111"},
+                "metadata": {"channel": "email"}
+            }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert_eq!(created["pii"], json!({"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1}));
+    assert_eq!(
+        created["pii"],
+        json!({"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1})
+    );
     let id = created["id"].as_str().unwrap();
     let (status, record) = s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     let text = record["content"]["text"].as_str().unwrap();
-    assert!(!text.contains("alice@example.com") && !text.contains("4111"), "{text}");
+    assert!(
+        !text.contains("alice@example.com") && !text.contains("4111"),
+        "{text}"
+    );
     assert!(text.contains("[EMAIL_ADDRESS_REDACTED]"), "{text}");
     assert_eq!(record["subject"], "alice");
     assert_eq!(record["metadata"], json!({"channel": "email"}));
     // Soft delete and restore through HTTP.
-    let r = s.client.delete(s.url(&format!("/v1/orgs/{org}/records/{id}"))).bearer_auth(&key).send().await.unwrap();
+    let r = s
+        .client
+        .delete(s.url(&format!("/v1/orgs/{org}/records/{id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await.0, StatusCode::NOT_FOUND);
-    let r = s.client.post(s.url(&format!("/v1/orgs/{org}/records/{id}/restore"))).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(
+        s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let r = s
+        .client
+        .post(s.url(&format!("/v1/orgs/{org}/records/{id}/restore")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await.0, StatusCode::OK);
+    assert_eq!(
+        s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -223,20 +330,36 @@ async fn files_stream_up_and_down_intact() {
     let s = server().await;
     let (org, key) = s.org_with_member(&["member"], false).await;
     // 5 MiB + a bit: several sealed chunks and a short last one.
-    let data: Vec<u8> = (0..(5 * 1024 * 1024 + 12345u32)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    let r = s.client
-        .post(s.url(&format!("/v1/orgs/{org}/files?category=files&name=blob.bin&subject=bob")))
+    let data: Vec<u8> = (0..(5 * 1024 * 1024 + 12345u32))
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let r = s
+        .client
+        .post(s.url(&format!(
+            "/v1/orgs/{org}/files?category=files&name=blob.bin&subject=bob"
+        )))
         .bearer_auth(&key)
         .header("content-type", "application/x-test")
         .body(data.clone())
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let created: Value = r.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
-    let r = s.client.get(s.url(&format!("/v1/orgs/{org}/records/{id}/file"))).bearer_auth(&key).send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url(&format!("/v1/orgs/{org}/records/{id}/file")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], "application/x-test");
-    assert_eq!(r.headers()["content-length"], data.len().to_string().as_str());
+    assert_eq!(
+        r.headers()["content-length"],
+        data.len().to_string().as_str()
+    );
     let body = r.bytes().await.unwrap();
     assert!(body.as_ref() == data.as_slice(), "downloaded bytes differ");
     let (_, view) = s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await;
@@ -244,7 +367,13 @@ async fn files_stream_up_and_down_intact() {
     assert_eq!(view["file_size"], data.len());
     // Another org's member cannot fetch it.
     let (_, other) = s.org_with_member(&["member"], false).await;
-    let r = s.client.get(s.url(&format!("/v1/orgs/{org}/records/{id}/file"))).bearer_auth(&other).send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url(&format!("/v1/orgs/{org}/records/{id}/file")))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
 }
 
@@ -268,15 +397,49 @@ async fn service_endpoints_and_openapi() {
     let s = server().await;
     let r = s.client.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok", "store": "sqlite"}));
-    let doc: Value = s.client.get(s.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"status": "ok", "store": "sqlite"})
+    );
+    let doc: Value = s
+        .client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    for path in ["/v1/orgs", "/v1/orgs/{org}/records", "/v1/orgs/{org}/records/{id}", "/v1/orgs/{org}/files", "/v1/scan"] {
+    for path in [
+        "/v1/orgs",
+        "/v1/orgs/{org}/records",
+        "/v1/orgs/{org}/records/{id}",
+        "/v1/orgs/{org}/files",
+        "/v1/scan",
+    ] {
         assert!(doc["paths"][path].is_object(), "missing {path}");
     }
-    let metrics = s.client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("custos_http_requests_total{class=\"2xx\"}"), "{metrics}");
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("custos_http_requests_total{class=\"2xx\"}"),
+        "{metrics}"
+    );
     // Request ids are echoed.
-    let r = s.client.get(s.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
 }

@@ -205,8 +205,7 @@ struct CoreEnv {
 }
 
 async fn core_env(store: Arc<dyn Store>, dir: &Path) -> CoreEnv {
-    let objects =
-        Objects::open(&ObjectLocation::File(dir.join("objects"))).expect("object store");
+    let objects = Objects::open(&ObjectLocation::File(dir.join("objects"))).expect("object store");
     let custos = Custos::new(
         Arc::new(Policy::builtin()),
         store,
@@ -523,12 +522,11 @@ fn report(n: usize, f: &Figures) {
         "pass 1, fresh, creates 1000 subject keys",
         "pass 2, steady state, keys exist",
     ];
-    for pass in 0..2 {
+    for (label, took) in what.iter().zip(f.core) {
         println!(
-            "[{b}] core  create_records ({:<40}): {n} records in {:>7.3} s = {:>9} records/s",
-            what[pass],
-            f.core[pass].as_secs_f64(),
-            thousands(rate(n, f.core[pass]))
+            "[{b}] core  create_records ({label:<40}): {n} records in {:>7.3} s = {:>9} records/s",
+            took.as_secs_f64(),
+            thousands(rate(n, took))
         );
     }
     for pass in 0..2 {
@@ -567,18 +565,30 @@ fn report_breakdown(backend: &str, n: usize, core: Duration, p: &Phases, store_o
             p.pii_scan,
             format!(" ({} findings)", p.pii_findings),
         ),
-        ("record id + audit event", p.id_and_audit_event, String::new()),
+        (
+            "record id + audit event",
+            p.id_and_audit_event,
+            String::new(),
+        ),
         ("subject ref (HMAC)", p.subject_ref, String::new()),
         ("envelope JSON", p.envelope_json, String::new()),
         (
             "subject key, first use",
             p.key_new_subject,
-            format!(" ({} keys, {:.0} µs each)", p.new_subjects, us(p.key_new_subject, p.new_subjects)),
+            format!(
+                " ({} keys, {:.0} µs each)",
+                p.new_subjects,
+                us(p.key_new_subject, p.new_subjects)
+            ),
         ),
         (
             "subject key, known",
             p.key_known_subject,
-            format!(" ({} lookups, {:.1} µs each)", p.known_subjects, us(p.key_known_subject, p.known_subjects)),
+            format!(
+                " ({} lookups, {:.1} µs each)",
+                p.known_subjects,
+                us(p.key_known_subject, p.known_subjects)
+            ),
         ),
         ("org key (cached)", p.key_org, String::new()),
         ("seal (AES-256-GCM)", p.seal, String::new()),
@@ -712,7 +722,10 @@ async fn bench_pg(cfg: &Config, w: &Workload) {
 fn pg_skipped(cfg: &Config, why: &str) {
     println!();
     println!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    println!("!!! SKIPPED: PostgreSQL part — {} unreachable: {why}", cfg.pg_url);
+    println!(
+        "!!! SKIPPED: PostgreSQL part — {} unreachable: {why}",
+        cfg.pg_url
+    );
     println!("!!! (set CUSTOS_BENCH_PG_URL, or CUSTOS_BENCH_ONLY=sqlite to silence this)");
     println!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
     println!();

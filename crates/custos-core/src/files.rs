@@ -76,7 +76,10 @@ impl Custos {
         if !category.store_content {
             return Err(CoreError::invalid(
                 "category",
-                format!("category `{}` keeps no content (store_content = false)", category.name),
+                format!(
+                    "category `{}` keeps no content (store_content = false)",
+                    category.name
+                ),
             ));
         }
         let now = self.now();
@@ -88,7 +91,9 @@ impl Custos {
             .as_deref()
             .map(|s| self.vault.subject_ref(scope.org_id(), s))
             .transpose()?;
-        let key = self.vault.content_key(scope.org_id(), subject_ref.as_deref())?;
+        let key = self
+            .vault
+            .content_key(scope.org_id(), subject_ref.as_deref())?;
         let object = blob_key(scope.org_id(), &id);
         let mut writer = self.objects.writer(&object).await?;
         let mut encryptor = key.blob_encryptor(scope.org_id(), &id);
@@ -135,7 +140,10 @@ impl Custos {
             archive_at: due.archive_at,
             expire_at: due.expire_at,
             deleted_at: None,
-            next_due_at: Some(due.archive_at.map_or(due.expire_at, |a| a.min(due.expire_at))),
+            next_due_at: Some(
+                due.archive_at
+                    .map_or(due.expire_at, |a| a.min(due.expire_at)),
+            ),
             key_ref: key.key_ref().to_string(),
             sealed: Some(sealed),
             blob_size: Some(size),
@@ -193,30 +201,27 @@ impl Custos {
         self.store.append_audit(&[event]).await?;
 
         // State: the object stream and the decryptor until the object ends, then nothing.
-        let body = futures::stream::try_unfold(
-            Some((reader, decryptor)),
-            |state| async move {
-                let Some((mut reader, mut decryptor)) = state else {
-                    return Ok(None);
-                };
-                loop {
-                    match reader.next().await {
-                        Some(chunk) => {
-                            let plain = decryptor
-                                .push(&chunk.map_err(CoreError::from)?)
-                                .map_err(CoreError::from)?;
-                            if !plain.is_empty() {
-                                return Ok(Some((Bytes::from(plain), Some((reader, decryptor)))));
-                            }
-                        }
-                        None => {
-                            let last = decryptor.finish().map_err(CoreError::from)?;
-                            return Ok(Some((Bytes::from(last), None)));
+        let body = futures::stream::try_unfold(Some((reader, decryptor)), |state| async move {
+            let Some((mut reader, mut decryptor)) = state else {
+                return Ok(None);
+            };
+            loop {
+                match reader.next().await {
+                    Some(chunk) => {
+                        let plain = decryptor
+                            .push(&chunk.map_err(CoreError::from)?)
+                            .map_err(CoreError::from)?;
+                        if !plain.is_empty() {
+                            return Ok(Some((Bytes::from(plain), Some((reader, decryptor)))));
                         }
                     }
+                    None => {
+                        let last = decryptor.finish().map_err(CoreError::from)?;
+                        return Ok(Some((Bytes::from(last), None)));
+                    }
                 }
-            },
-        )
+            }
+        })
         .boxed();
         let (file_name, content_type) = envelope
             .map(|e| (e.file_name, e.content_type))

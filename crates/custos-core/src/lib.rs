@@ -32,8 +32,8 @@ pub use audit::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
 pub use files::{FileDownload, FileUpload};
-pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
 pub use orgs::{CreatedMember, HoldView, NewHold, NewMember, NewOrg, OrgView, RetentionView};
+pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
 pub use records::{CreatedRecord, NewRecord, RecordPage, RecordSummary, RecordView};
 
 /// Who is calling.

@@ -160,7 +160,10 @@ impl Custos {
         if !regions.contains(&region) {
             return Err(CoreError::invalid(
                 "region",
-                format!("{region:?} is not one of this deployment's regions ({})", regions.join(", ")),
+                format!(
+                    "{region:?} is not one of this deployment's regions ({})",
+                    regions.join(", ")
+                ),
             ));
         }
         let org = Org {
@@ -189,7 +192,13 @@ impl Custos {
                 .await?
                 .map(|(_, o)| vec![o.into()])
                 .unwrap_or_default()),
-            _ => Ok(self.store.orgs().await?.into_iter().map(Into::into).collect()),
+            _ => Ok(self
+                .store
+                .orgs()
+                .await?
+                .into_iter()
+                .map(Into::into)
+                .collect()),
         }
     }
 
@@ -222,7 +231,9 @@ impl Custos {
             role.parse::<Role>().map_err(|_| {
                 CoreError::invalid(
                     "roles",
-                    format!("unknown role {role:?}; expected owner, admin, member, auditor or service"),
+                    format!(
+                        "unknown role {role:?}; expected owner, admin, member, auditor or service"
+                    ),
                 )
             })?;
         }
@@ -325,18 +336,20 @@ impl Custos {
             .policy
             .categories
             .values()
-            .map(|c| match overrides.iter().find(|(name, _)| *name == c.name) {
-                Some((_, r)) => RetentionView {
-                    category: c.name.clone(),
-                    retention: r.clone(),
-                    overridden: true,
+            .map(
+                |c| match overrides.iter().find(|(name, _)| *name == c.name) {
+                    Some((_, r)) => RetentionView {
+                        category: c.name.clone(),
+                        retention: r.clone(),
+                        overridden: true,
+                    },
+                    None => RetentionView {
+                        category: c.name.clone(),
+                        retention: c.retention.to_string(),
+                        overridden: false,
+                    },
                 },
-                None => RetentionView {
-                    category: c.name.clone(),
-                    retention: c.retention.to_string(),
-                    overridden: false,
-                },
-            })
+            )
             .collect())
     }
 
@@ -377,7 +390,12 @@ impl Custos {
     }
 
     /// Releases a legal hold.
-    pub async fn release_hold(&self, caller: &Caller, org: &str, id: &str) -> Result<(), CoreError> {
+    pub async fn release_hold(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+    ) -> Result<(), CoreError> {
         let scope = self.scope_for(caller, org, "hold.release").await?;
         self.require_manager(caller, &scope, "hold.release", MANAGERS)
             .await?;

@@ -182,74 +182,6 @@ fn walk(value: Value, path: &str, f: &mut dyn FnMut(&str, &str) -> Option<String
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn keys() -> ScrubKeys {
-        ScrubKeys {
-            hmac: Some(SecretKey::generate()),
-            cipher: Some(OrgValueCipher {
-                key: SecretKey::generate(),
-                aad: b"org".to_vec(),
-            }),
-        }
-    }
-
-    #[test]
-    fn redacts_nested_strings_and_counts_types() {
-        let scanner = custos_pii::Scanner::new();
-        let kinds = [EntityKind::EmailAddress, EntityKind::UsSsn];
-        let content = json!({"a": "mail bob@example.com now", "b": ["ssn 536-22-8726", 7]});
-        let out = scrub_value(&scanner, &kinds, Operator::Redact, &keys(), content).unwrap();
-        let text = out.content.to_string();
-        assert!(!text.contains("bob@example.com") && !text.contains("536-22-8726"), "{text}");
-        assert_eq!(out.counts["EMAIL_ADDRESS"], 1);
-        assert_eq!(out.counts["US_SSN"], 1);
-        assert_eq!(out.content["b"][1], 7);
-    }
-
-    #[test]
-    fn block_reports_types_and_positions_never_values() {
-        let scanner = custos_pii::Scanner::new();
-        let content = json!({"note": "card 4111 1111 1111 1111"});
-        let Err((counts, hits)) = scrub_value(
-            &scanner,
-            &[EntityKind::CreditCard],
-            Operator::Block,
-            &keys(),
-            content,
-        ) else {
-            panic!("expected a block")
-        };
-        assert_eq!(counts["CREDIT_CARD"], 1);
-        assert_eq!(hits.len(), 1);
-        assert!(hits[0].starts_with("CREDIT_CARD at $.note["), "{hits:?}");
-        assert!(!hits[0].contains("4111"));
-    }
-
-    #[test]
-    fn encrypt_round_trips_through_the_cipher() {
-        let keys = keys();
-        let scanner = custos_pii::Scanner::new();
-        let out = scrub_value(
-            &scanner,
-            &[EntityKind::EmailAddress],
-            Operator::Encrypt,
-            &keys,
-            json!("write to eve@example.org"),
-        )
-        .unwrap();
-        let text = out.content.as_str().unwrap();
-        let token = text.split_whitespace().last().unwrap();
-        assert_eq!(
-            keys.cipher.as_ref().unwrap().open(token).as_deref(),
-            Some("eve@example.org")
-        );
-    }
-}
-
 impl crate::Custos {
     /// Applies `category`'s PII rule to `content`. A `block` hit refuses the write: the refusal
     /// is audited (and, if the policy has a `security_logs` category, written there as a
@@ -338,5 +270,76 @@ impl crate::Custos {
             category.name,
             hits.join(", ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn keys() -> ScrubKeys {
+        ScrubKeys {
+            hmac: Some(SecretKey::generate()),
+            cipher: Some(OrgValueCipher {
+                key: SecretKey::generate(),
+                aad: b"org".to_vec(),
+            }),
+        }
+    }
+
+    #[test]
+    fn redacts_nested_strings_and_counts_types() {
+        let scanner = custos_pii::Scanner::new();
+        let kinds = [EntityKind::EmailAddress, EntityKind::UsSsn];
+        let content = json!({"a": "mail bob@example.com now", "b": ["ssn 536-22-8726", 7]});
+        let out = scrub_value(&scanner, &kinds, Operator::Redact, &keys(), content).unwrap();
+        let text = out.content.to_string();
+        assert!(
+            !text.contains("bob@example.com") && !text.contains("536-22-8726"),
+            "{text}"
+        );
+        assert_eq!(out.counts["EMAIL_ADDRESS"], 1);
+        assert_eq!(out.counts["US_SSN"], 1);
+        assert_eq!(out.content["b"][1], 7);
+    }
+
+    #[test]
+    fn block_reports_types_and_positions_never_values() {
+        let scanner = custos_pii::Scanner::new();
+        let content = json!({"note": "card 4111 1111 1111 1111"});
+        let Err((counts, hits)) = scrub_value(
+            &scanner,
+            &[EntityKind::CreditCard],
+            Operator::Block,
+            &keys(),
+            content,
+        ) else {
+            panic!("expected a block")
+        };
+        assert_eq!(counts["CREDIT_CARD"], 1);
+        assert_eq!(hits.len(), 1);
+        assert!(hits[0].starts_with("CREDIT_CARD at $.note["), "{hits:?}");
+        assert!(!hits[0].contains("4111"));
+    }
+
+    #[test]
+    fn encrypt_round_trips_through_the_cipher() {
+        let keys = keys();
+        let scanner = custos_pii::Scanner::new();
+        let out = scrub_value(
+            &scanner,
+            &[EntityKind::EmailAddress],
+            Operator::Encrypt,
+            &keys,
+            json!("write to eve@example.org"),
+        )
+        .unwrap();
+        let text = out.content.as_str().unwrap();
+        let token = text.split_whitespace().last().unwrap();
+        assert_eq!(
+            keys.cipher.as_ref().unwrap().open(token).as_deref(),
+            Some("eve@example.org")
+        );
     }
 }

@@ -239,9 +239,7 @@ impl Custos {
                 overrides.insert(category.name.clone(), o);
             }
             let due = category.due_times(now, overrides[&category.name]);
-            let scrubbed = self
-                .scrub(caller, &scope, category, req.content)
-                .await?;
+            let scrubbed = self.scrub(caller, &scope, category, req.content).await?;
             let id = uuid::Uuid::now_v7().to_string();
             let envelope = category.store_content.then(|| Envelope {
                 content: scrubbed.content,
@@ -344,8 +342,14 @@ impl Custos {
             .await?
             .filter(|r| r.state != RecordState::SoftDeleted)
             .ok_or_else(|| CoreError::NotFound(format!("record {id}")))?;
-        self.category_for(caller, scope, &row.category, action, Some(format!("record:{id}")))
-            .await?;
+        self.category_for(
+            caller,
+            scope,
+            &row.category,
+            action,
+            Some(format!("record:{id}")),
+        )
+        .await?;
         Ok(row)
     }
 
@@ -377,7 +381,9 @@ impl Custos {
         id: &str,
     ) -> Result<RecordView, CoreError> {
         let scope = self.scope_for(caller, org, "record.read").await?;
-        let row = self.readable_record(caller, &scope, id, "record.read").await?;
+        let row = self
+            .readable_record(caller, &scope, id, "record.read")
+            .await?;
         let (view, _) = self.record_view(&scope, row)?;
         let event = self
             .event(caller, "record.read")
@@ -401,7 +407,14 @@ impl Custos {
         }
         let envelope = self.open_envelope(scope, &row)?;
         let (content, subject, metadata, file_name, content_type, tokens) = match envelope {
-            Some(e) => (e.content, e.subject, e.metadata, e.file_name, e.content_type, e.tokens),
+            Some(e) => (
+                e.content,
+                e.subject,
+                e.metadata,
+                e.file_name,
+                e.content_type,
+                e.tokens,
+            ),
             None => (Value::Null, None, Value::Null, None, None, None),
         };
         let view = RecordView {
@@ -433,7 +446,9 @@ impl Custos {
         let scope = self.scope_for(caller, org, "record.reveal").await?;
         self.require_manager(caller, &scope, "record.reveal", &["owner", "admin"])
             .await?;
-        let row = self.readable_record(caller, &scope, id, "record.reveal").await?;
+        let row = self
+            .readable_record(caller, &scope, id, "record.reveal")
+            .await?;
         let mut view = self.record_view(&scope, row)?;
         if let Some(vault) = view.1.take() {
             view.0.content = detokenize_value(view.0.content, &vault);
@@ -459,7 +474,10 @@ impl Custos {
         let scope = self.scope_for(caller, org, "record.list").await?;
         let limit = limit.unwrap_or(100);
         if limit == 0 || limit > MAX_PAGE {
-            return Err(CoreError::invalid("limit", format!("must be 1 to {MAX_PAGE}")));
+            return Err(CoreError::invalid(
+                "limit",
+                format!("must be 1 to {MAX_PAGE}"),
+            ));
         }
         if let Some(c) = category {
             self.category_for(caller, &scope, c, "record.list", None)
@@ -502,7 +520,9 @@ impl Custos {
     /// Soft-deletes a record: hidden at once, restorable within the soft-delete window.
     pub async fn soft_delete(&self, caller: &Caller, org: &str, id: &str) -> Result<(), CoreError> {
         let scope = self.scope_for(caller, org, "record.delete").await?;
-        let row = self.readable_record(caller, &scope, id, "record.delete").await?;
+        let row = self
+            .readable_record(caller, &scope, id, "record.delete")
+            .await?;
         let now = self.now();
         let change = StateChange {
             id: id.to_string(),
@@ -516,10 +536,16 @@ impl Custos {
             .org(scope.org_id())
             .target(format!("record:{id}"))
             .reason("soft_delete");
-        if self.store.transition_record(&scope, &change, &[event]).await? {
+        if self
+            .store
+            .transition_record(&scope, &change, &[event])
+            .await?
+        {
             Ok(())
         } else {
-            Err(CoreError::Conflict(format!("record {id} changed concurrently; retry")))
+            Err(CoreError::Conflict(format!(
+                "record {id} changed concurrently; retry"
+            )))
         }
     }
 
@@ -532,8 +558,14 @@ impl Custos {
             .await?
             .filter(|r| r.state == RecordState::SoftDeleted)
             .ok_or_else(|| CoreError::NotFound(format!("soft-deleted record {id}")))?;
-        self.category_for(caller, &scope, &row.category, "record.restore", Some(format!("record:{id}")))
-            .await?;
+        self.category_for(
+            caller,
+            &scope,
+            &row.category,
+            "record.restore",
+            Some(format!("record:{id}")),
+        )
+        .await?;
         let now = self.now();
         let deleted_at = row.deleted_at.unwrap_or(row.created_at);
         let closes = self.policy.deletion.soft_delete_window.add_to(deleted_at);
@@ -553,10 +585,16 @@ impl Custos {
             .event(caller, "record.restore")
             .org(scope.org_id())
             .target(format!("record:{id}"));
-        if self.store.transition_record(&scope, &change, &[event]).await? {
+        if self
+            .store
+            .transition_record(&scope, &change, &[event])
+            .await?
+        {
             Ok(())
         } else {
-            Err(CoreError::Conflict(format!("record {id} changed concurrently; retry")))
+            Err(CoreError::Conflict(format!(
+                "record {id} changed concurrently; retry"
+            )))
         }
     }
 }

@@ -153,20 +153,27 @@ async fn content_is_encrypted_at_rest() {
         let view = env.custos.get_record(&member, &org, id).await.unwrap();
         assert_eq!(view.content["text"], marker);
     }
-    let download = env.custos.download_file(&member, &org, &file.id).await.unwrap();
-    let bytes: Vec<u8> = download
-        .body
-        .map(|c| c.unwrap().to_vec())
-        .concat()
-        .await;
+    let download = env
+        .custos
+        .download_file(&member, &org, &file.id)
+        .await
+        .unwrap();
+    let bytes: Vec<u8> = download.body.map(|c| c.unwrap().to_vec()).concat().await;
     assert_eq!(bytes, body.as_bytes());
 
     // ...and in no file under the data directory (database, WAL, objects, keys). The subject
     // id is stored only as a keyed reference, so it must not appear either.
     let files = files_under(&env.dir.path().join("data"));
-    assert!(files.len() >= 4, "expected db, wal, object and key files: {files:?}");
+    assert!(
+        files.len() >= 4,
+        "expected db, wal, object and key files: {files:?}"
+    );
     for (path, bytes) in &files {
-        assert!(!contains(bytes, marker.as_bytes()), "marker found in {}", path.display());
+        assert!(
+            !contains(bytes, marker.as_bytes()),
+            "marker found in {}",
+            path.display()
+        );
     }
 }
 
@@ -177,9 +184,21 @@ async fn ciphertext_moved_to_another_record_or_org_fails_to_open() {
     let org_b = env.org("b").await;
     let a = env.member(&org_a, &["member"], &[], false).await;
     let b = env.member(&org_b, &["member"], &[], false).await;
-    let r1 = env.custos.create_record(&a, &org_a, message(None, "one")).await.unwrap();
-    let r2 = env.custos.create_record(&a, &org_a, message(None, "two")).await.unwrap();
-    let r3 = env.custos.create_record(&b, &org_b, message(None, "three")).await.unwrap();
+    let r1 = env
+        .custos
+        .create_record(&a, &org_a, message(None, "one"))
+        .await
+        .unwrap();
+    let r2 = env
+        .custos
+        .create_record(&a, &org_a, message(None, "two"))
+        .await
+        .unwrap();
+    let r3 = env
+        .custos
+        .create_record(&b, &org_b, message(None, "three"))
+        .await
+        .unwrap();
 
     // Copy r1's sealed bytes (and key reference) over r2 (same org) and r3 (other org)
     // directly in the database, as an attacker with database access would.
@@ -194,12 +213,19 @@ async fn ciphertext_moved_to_another_record_or_org_fails_to_open() {
         .unwrap();
     }
     let err = env.custos.get_record(&a, &org_a, &r2.id).await.unwrap_err();
-    assert!(matches!(err, CoreError::Internal(ref m) if m.contains("authenticate")), "{err:?}");
+    assert!(
+        matches!(err, CoreError::Internal(ref m) if m.contains("authenticate")),
+        "{err:?}"
+    );
     let err = env.custos.get_record(&b, &org_b, &r3.id).await.unwrap_err();
     assert!(matches!(err, CoreError::Internal(_)), "{err:?}");
     // The original still opens.
     assert_eq!(
-        env.custos.get_record(&a, &org_a, &r1.id).await.unwrap().content["text"],
+        env.custos
+            .get_record(&a, &org_a, &r1.id)
+            .await
+            .unwrap()
+            .content["text"],
         "one"
     );
 }
@@ -211,27 +237,53 @@ async fn members_never_reach_another_org_and_the_attempt_is_audited() {
     let org_b = env.org("b").await;
     let a = env.member(&org_a, &["owner"], &[], true).await;
     let b = env.member(&org_b, &["owner"], &[], true).await;
-    let rb = env.custos.create_record(&b, &org_b, message(None, "b's")).await.unwrap();
+    let rb = env
+        .custos
+        .create_record(&b, &org_b, message(None, "b's"))
+        .await
+        .unwrap();
     let before = env.audit_size().await;
     let err = env.custos.get_record(&a, &org_b, &rb.id).await.unwrap_err();
     assert!(matches!(err, CoreError::NotFound(_)));
     let err = env.custos.get_record(&a, &org_a, &rb.id).await.unwrap_err();
     assert!(matches!(err, CoreError::NotFound(_)));
-    let err = env.custos.soft_delete(&a, &org_b, &rb.id).await.unwrap_err();
+    let err = env
+        .custos
+        .soft_delete(&a, &org_b, &rb.id)
+        .await
+        .unwrap_err();
     assert!(matches!(err, CoreError::NotFound(_)));
-    let page = env.custos.list_records(&a, &org_a, None, None, None, None).await.unwrap();
+    let page = env
+        .custos
+        .list_records(&a, &org_a, None, None, None, None)
+        .await
+        .unwrap();
     assert!(page.items.is_empty());
     // The two cross-org attempts were recorded as denied.
-    let events = env.custos.audit_events(&admin(), None, before, 100).await.unwrap();
+    let events = env
+        .custos
+        .audit_events(&admin(), None, before, 100)
+        .await
+        .unwrap();
     let denied: Vec<_> = events
         .items
         .iter()
         .filter(|e| e.event.outcome == custos_audit::Outcome::Denied)
         .collect();
     assert_eq!(denied.len(), 2, "{:?}", events.items);
-    assert_eq!(denied[0].event.target.as_deref(), Some(format!("org:{org_b}").as_str()));
+    assert_eq!(
+        denied[0].event.target.as_deref(),
+        Some(format!("org:{org_b}").as_str())
+    );
     // b's record is untouched.
-    assert_eq!(env.custos.get_record(&b, &org_b, &rb.id).await.unwrap().state, "active");
+    assert_eq!(
+        env.custos
+            .get_record(&b, &org_b, &rb.id)
+            .await
+            .unwrap()
+            .state,
+        "active"
+    );
 }
 
 #[tokio::test]
@@ -248,22 +300,51 @@ async fn category_access_rules_roles_groups_and_mfa() {
         metadata: None,
     };
     let before = env.audit_size().await;
-    let err = env.custos.create_record(&plain, &org, security("x")).await.unwrap_err();
+    let err = env
+        .custos
+        .create_record(&plain, &org, security("x"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "forbidden");
-    let err = env.custos.create_record(&admin_no_mfa, &org, security("x")).await.unwrap_err();
+    let err = env
+        .custos
+        .create_record(&admin_no_mfa, &org, security("x"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "mfa_required");
     // Two denials audited, nothing stored.
     assert_eq!(env.audit_size().await, before + 2);
-    assert!(env.custos.list_records(&admin_mfa, &org, None, None, None, None).await.unwrap().items.is_empty());
-    let ok = env.custos.create_record(&admin_mfa, &org, security("x")).await.unwrap();
+    assert!(env
+        .custos
+        .list_records(&admin_mfa, &org, None, None, None, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let ok = env
+        .custos
+        .create_record(&admin_mfa, &org, security("x"))
+        .await
+        .unwrap();
     assert_eq!(ok.category, "security_logs");
     // Listings hide what the caller may not read.
-    env.custos.create_record(&plain, &org, message(None, "m")).await.unwrap();
-    let seen = env.custos.list_records(&plain, &org, None, None, None, None).await.unwrap();
+    env.custos
+        .create_record(&plain, &org, message(None, "m"))
+        .await
+        .unwrap();
+    let seen = env
+        .custos
+        .list_records(&plain, &org, None, None, None, None)
+        .await
+        .unwrap();
     assert_eq!(seen.items.len(), 1);
     assert_eq!(seen.items[0].category, "messages");
     // The admin token manages orgs, not data.
-    let err = env.custos.create_record(&admin(), &org, message(None, "m")).await.unwrap_err();
+    let err = env
+        .custos
+        .create_record(&admin(), &org, message(None, "m"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "forbidden");
 }
 
@@ -283,32 +364,78 @@ async fn bad_input_changes_nothing() {
             metadata: None,
         },
     ];
-    let err = env.custos.create_records(&m, &org, batch).await.unwrap_err();
+    let err = env
+        .custos
+        .create_records(&m, &org, batch)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "unknown_category");
     let bad_meta = NewRecord {
         metadata: Some(json!([1, 2])),
         ..message(None, "x")
     };
-    assert_eq!(env.custos.create_record(&m, &org, bad_meta).await.unwrap_err().code(), "invalid_input");
+    assert_eq!(
+        env.custos
+            .create_record(&m, &org, bad_meta)
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_input"
+    );
     let null = NewRecord {
         content: serde_json::Value::Null,
         ..message(None, "x")
     };
-    assert_eq!(env.custos.create_record(&m, &org, null).await.unwrap_err().code(), "invalid_input");
+    assert_eq!(
+        env.custos
+            .create_record(&m, &org, null)
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_input"
+    );
     let long_subject = message(Some(&"s".repeat(300)), "x");
-    assert_eq!(env.custos.create_record(&m, &org, long_subject).await.unwrap_err().code(), "invalid_input");
+    assert_eq!(
+        env.custos
+            .create_record(&m, &org, long_subject)
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_input"
+    );
     assert_eq!(env.audit_size().await, before);
-    assert!(env.custos.list_records(&m, &org, None, None, None, None).await.unwrap().items.is_empty());
+    assert!(env
+        .custos
+        .list_records(&m, &org, None, None, None, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     // Unknown region, unknown role.
     let err = env
         .custos
-        .create_org(&admin(), NewOrg { name: "x".into(), region: Some("mars".into()) })
+        .create_org(
+            &admin(),
+            NewOrg {
+                name: "x".into(),
+                region: Some("mars".into()),
+            },
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("mars"), "{err}");
     let err = env
         .custos
-        .add_member(&admin(), &org, NewMember { name: "x".into(), roles: vec!["king".into()], groups: vec![], mfa: false })
+        .add_member(
+            &admin(),
+            &org,
+            NewMember {
+                name: "x".into(),
+                roles: vec!["king".into()],
+                groups: vec![],
+                mfa: false,
+            },
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("king"), "{err}");
@@ -320,17 +447,45 @@ async fn soft_delete_is_restorable_inside_the_window_only() {
     let env = env();
     let org = env.org("acme").await;
     let m = env.member(&org, &["member"], &[], false).await;
-    let early = env.custos.create_record(&m, &org, message(None, "a")).await.unwrap();
-    let late = env.custos.create_record(&m, &org, message(None, "b")).await.unwrap();
+    let early = env
+        .custos
+        .create_record(&m, &org, message(None, "a"))
+        .await
+        .unwrap();
+    let late = env
+        .custos
+        .create_record(&m, &org, message(None, "b"))
+        .await
+        .unwrap();
     env.custos.soft_delete(&m, &org, &early.id).await.unwrap();
     env.custos.soft_delete(&m, &org, &late.id).await.unwrap();
     // Hidden at once.
-    assert_eq!(env.custos.get_record(&m, &org, &early.id).await.unwrap_err().code(), "not_found");
-    assert!(env.custos.list_records(&m, &org, None, None, None, None).await.unwrap().items.is_empty());
+    assert_eq!(
+        env.custos
+            .get_record(&m, &org, &early.id)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    assert!(env
+        .custos
+        .list_records(&m, &org, None, None, None, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     // Day 29: restorable.
     env.clock.advance(jiff::Span::new().days(29));
     env.custos.restore(&m, &org, &early.id).await.unwrap();
-    assert_eq!(env.custos.get_record(&m, &org, &early.id).await.unwrap().content["text"], "a");
+    assert_eq!(
+        env.custos
+            .get_record(&m, &org, &early.id)
+            .await
+            .unwrap()
+            .content["text"],
+        "a"
+    );
     // Day 30 and later: the window (30d) has closed.
     env.clock.advance(jiff::Span::new().days(1));
     let err = env.custos.restore(&m, &org, &late.id).await.unwrap_err();
@@ -343,20 +498,55 @@ async fn retention_overrides_stay_within_policy_bounds_and_set_due_times() {
     let org = env.org("acme").await;
     let owner = env.member(&org, &["owner"], &[], true).await;
     let m = env.member(&org, &["member"], &[], false).await;
-    assert_eq!(env.custos.set_retention(&m, &org, "messages", "30d").await.unwrap_err().code(), "forbidden");
-    let err = env.custos.set_retention(&owner, &org, "messages", "8y").await.unwrap_err();
+    assert_eq!(
+        env.custos
+            .set_retention(&m, &org, "messages", "30d")
+            .await
+            .unwrap_err()
+            .code(),
+        "forbidden"
+    );
+    let err = env
+        .custos
+        .set_retention(&owner, &org, "messages", "8y")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "invalid_input");
     assert!(err.to_string().contains("7y"), "{err}");
-    assert_eq!(env.custos.set_retention(&owner, &org, "messages", "soon").await.unwrap_err().code(), "invalid_input");
-    assert_eq!(env.custos.set_retention(&owner, &org, "nope", "30d").await.unwrap_err().code(), "unknown_category");
-    env.custos.set_retention(&owner, &org, "messages", "30d").await.unwrap();
-    let r = env.custos.create_record(&m, &org, message(None, "x")).await.unwrap();
+    assert_eq!(
+        env.custos
+            .set_retention(&owner, &org, "messages", "soon")
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_input"
+    );
+    assert_eq!(
+        env.custos
+            .set_retention(&owner, &org, "nope", "30d")
+            .await
+            .unwrap_err()
+            .code(),
+        "unknown_category"
+    );
+    env.custos
+        .set_retention(&owner, &org, "messages", "30d")
+        .await
+        .unwrap();
+    let r = env
+        .custos
+        .create_record(&m, &org, message(None, "x"))
+        .await
+        .unwrap();
     assert_eq!(r.expire_at, "2026-01-31T00:00:00Z".parse().unwrap());
     // archive_after (90d) is past the 30-day retention, so nothing is archived.
     assert_eq!(r.archive_at, None);
     let views = env.custos.retention(&owner, &org).await.unwrap();
     let messages = views.iter().find(|v| v.category == "messages").unwrap();
-    assert_eq!((messages.retention.as_str(), messages.overridden), ("30d", true));
+    assert_eq!(
+        (messages.retention.as_str(), messages.overridden),
+        ("30d", true)
+    );
 }
 
 #[tokio::test]
@@ -364,20 +554,59 @@ async fn destroyed_subject_key_erases_that_subject_only_and_rotation_keeps_data_
     let env = env();
     let org = env.org("acme").await;
     let m = env.member(&org, &["member"], &[], false).await;
-    let alice = env.custos.create_record(&m, &org, message(Some("alice"), "a")).await.unwrap();
-    let bob = env.custos.create_record(&m, &org, message(Some("bob"), "b")).await.unwrap();
-    let none = env.custos.create_record(&m, &org, message(None, "n")).await.unwrap();
+    let alice = env
+        .custos
+        .create_record(&m, &org, message(Some("alice"), "a"))
+        .await
+        .unwrap();
+    let bob = env
+        .custos
+        .create_record(&m, &org, message(Some("bob"), "b"))
+        .await
+        .unwrap();
+    let none = env
+        .custos
+        .create_record(&m, &org, message(None, "n"))
+        .await
+        .unwrap();
     env.custos.vault().rotate_root().unwrap();
     env.custos.vault().rotate_org(&org).unwrap();
     for (id, text) in [(&alice.id, "a"), (&bob.id, "b"), (&none.id, "n")] {
-        assert_eq!(env.custos.get_record(&m, &org, id).await.unwrap().content["text"], text);
+        assert_eq!(
+            env.custos.get_record(&m, &org, id).await.unwrap().content["text"],
+            text
+        );
     }
     let alice_ref = env.custos.vault().subject_ref(&org, "alice").unwrap();
-    assert_eq!(env.custos.vault().destroy_subject(&org, &alice_ref).unwrap(), 1);
-    assert_eq!(env.custos.get_record(&m, &org, &alice.id).await.unwrap_err().code(), "erased");
-    assert_eq!(env.custos.get_record(&m, &org, &bob.id).await.unwrap().content["text"], "b");
+    assert_eq!(
+        env.custos
+            .vault()
+            .destroy_subject(&org, &alice_ref)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        env.custos
+            .get_record(&m, &org, &alice.id)
+            .await
+            .unwrap_err()
+            .code(),
+        "erased"
+    );
+    assert_eq!(
+        env.custos
+            .get_record(&m, &org, &bob.id)
+            .await
+            .unwrap()
+            .content["text"],
+        "b"
+    );
     // Listing by subject still finds alice's (erased) record ids.
-    let page = env.custos.list_records(&m, &org, Some("alice"), None, None, None).await.unwrap();
+    let page = env
+        .custos
+        .list_records(&m, &org, Some("alice"), None, None, None)
+        .await
+        .unwrap();
     assert_eq!(page.items.len(), 1);
 }
 
@@ -386,12 +615,23 @@ async fn pagination_walks_every_record_once() {
     let env = env();
     let org = env.org("acme").await;
     let m = env.member(&org, &["member"], &[], false).await;
-    let batch: Vec<_> = (0..25).map(|i| message(Some(if i % 2 == 0 { "even" } else { "odd" }), &i.to_string())).collect();
+    let batch: Vec<_> = (0..25)
+        .map(|i| {
+            message(
+                Some(if i % 2 == 0 { "even" } else { "odd" }),
+                &i.to_string(),
+            )
+        })
+        .collect();
     let created = env.custos.create_records(&m, &org, batch).await.unwrap();
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = env.custos.list_records(&m, &org, Some("even"), None, cursor.as_deref(), Some(4)).await.unwrap();
+        let page = env
+            .custos
+            .list_records(&m, &org, Some("even"), None, cursor.as_deref(), Some(4))
+            .await
+            .unwrap();
         seen.extend(page.items.into_iter().map(|i| i.id));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -400,7 +640,14 @@ async fn pagination_walks_every_record_once() {
     }
     let expected: Vec<_> = created.iter().step_by(2).map(|c| c.id.clone()).collect();
     assert_eq!(seen, expected);
-    assert_eq!(env.custos.list_records(&m, &org, None, None, None, Some(0)).await.unwrap_err().code(), "invalid_input");
+    assert_eq!(
+        env.custos
+            .list_records(&m, &org, None, None, None, Some(0))
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_input"
+    );
 }
 
 #[tokio::test]
@@ -409,12 +656,33 @@ async fn holds_are_managed_by_owners_and_audited() {
     let org = env.org("acme").await;
     let owner = env.member(&org, &["owner"], &[], true).await;
     let m = env.member(&org, &["member"], &[], false).await;
-    let req = NewHold { reason: "case 42".into(), subject: Some("alice".into()), category: None };
-    assert_eq!(env.custos.create_hold(&m, &org, req.clone()).await.unwrap_err().code(), "forbidden");
+    let req = NewHold {
+        reason: "case 42".into(),
+        subject: Some("alice".into()),
+        category: None,
+    };
+    assert_eq!(
+        env.custos
+            .create_hold(&m, &org, req.clone())
+            .await
+            .unwrap_err()
+            .code(),
+        "forbidden"
+    );
     let hold = env.custos.create_hold(&owner, &org, req).await.unwrap();
     assert!(hold.on_subject);
     assert_eq!(env.custos.holds(&owner, &org).await.unwrap().len(), 1);
-    env.custos.release_hold(&owner, &org, &hold.id).await.unwrap();
-    assert_eq!(env.custos.release_hold(&owner, &org, &hold.id).await.unwrap_err().code(), "not_found");
+    env.custos
+        .release_hold(&owner, &org, &hold.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.custos
+            .release_hold(&owner, &org, &hold.id)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
     assert!(env.custos.holds(&owner, &org).await.unwrap().is_empty());
 }

@@ -45,7 +45,9 @@ pub struct LocalKms {
 
 impl std::fmt::Debug for LocalKms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalKms").field("path", &self.path).finish()
+        f.debug_struct("LocalKms")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -78,7 +80,7 @@ impl LocalKms {
         }
         let mut keys = Vec::new();
         for entry in file.versions {
-            keys.push((entry.version, decode_key(&entry.key).map_err(|r| bad(r))?));
+            keys.push((entry.version, decode_key(&entry.key).map_err(bad)?));
         }
         keys.sort_by_key(|(v, _)| *v);
         Ok(LocalKms {
@@ -146,7 +148,11 @@ fn decode_key(text: &str) -> Result<SecretKey, &'static str> {
 
 impl Kms for LocalKms {
     fn current_version(&self) -> u32 {
-        self.keys.read().expect("keyring lock").last().map_or(0, |(v, _)| *v)
+        self.keys
+            .read()
+            .expect("keyring lock")
+            .last()
+            .map_or(0, |(v, _)| *v)
     }
 
     fn wrap(&self, aad: &[u8], key: &SecretKey) -> Result<WrappedKey, CryptoError> {
@@ -214,10 +220,13 @@ mod tests {
 
     #[test]
     fn env_key_is_validated_without_echoing_it() {
-        let err = LocalKms::from_env_value("c2VjcmV0").unwrap_err().to_string();
+        let err = LocalKms::from_env_value("c2VjcmV0")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("CUSTOS_ROOT_KEY") && !err.contains("c2VjcmV0"));
-        let kms = LocalKms::from_env_value(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
-            .unwrap();
+        let kms =
+            LocalKms::from_env_value(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
+                .unwrap();
         assert!(kms.rotate().is_err());
     }
 }

@@ -27,8 +27,12 @@ pub trait KeyStore: Send + Sync {
     /// All versions of an org's key, oldest first.
     fn org_keys(&self, org: &str) -> Result<Vec<(u32, WrappedKey)>, CryptoError>;
     /// Stores a new org key version; returns false if that version already exists.
-    fn insert_org_key(&self, org: &str, version: u32, key: &WrappedKey)
-        -> Result<bool, CryptoError>;
+    fn insert_org_key(
+        &self,
+        org: &str,
+        version: u32,
+        key: &WrappedKey,
+    ) -> Result<bool, CryptoError>;
     /// Replaces the wrapping of existing org key versions (root rotation), all or nothing.
     fn rewrap_org_keys(&self, org: &str, keys: &[(u32, WrappedKey)]) -> Result<(), CryptoError>;
     /// Every org that has keys.
@@ -37,12 +41,18 @@ pub trait KeyStore: Send + Sync {
     fn subject_key_by_id(&self, org: &str, key_id: &str)
         -> Result<Option<WrappedKey>, CryptoError>;
     /// The live keys of many subjects at once (those that have one).
-    fn subject_keys_for(&self, org: &str, subject_refs: &[&str])
-        -> Result<Vec<SubjectKeyRow>, CryptoError>;
+    fn subject_keys_for(
+        &self,
+        org: &str,
+        subject_refs: &[&str],
+    ) -> Result<Vec<SubjectKeyRow>, CryptoError>;
     /// Stores many subject keys in one transaction, skipping subjects that already have one;
     /// returns the live rows of all of them.
-    fn insert_subject_keys(&self, org: &str, rows: &[SubjectKeyRow])
-        -> Result<Vec<SubjectKeyRow>, CryptoError>;
+    fn insert_subject_keys(
+        &self,
+        org: &str,
+        rows: &[SubjectKeyRow],
+    ) -> Result<Vec<SubjectKeyRow>, CryptoError>;
     /// All subject keys of an org (for re-wrapping after org key rotation).
     fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError>;
     /// Replaces the wrapping of subject keys, all or nothing.

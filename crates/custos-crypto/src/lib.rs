@@ -34,7 +34,9 @@ pub fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Resul
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("secret"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret"),
         uuid::Uuid::new_v4()
     ));
     let mut options = std::fs::OpenOptions::new();

@@ -37,10 +37,13 @@ impl DeploymentSigner {
                     source_name: path.display().to_string(),
                     reason: "signing key is not base64".into(),
                 })?;
-            let arr: [u8; 32] = seed.as_slice().try_into().map_err(|_| CryptoError::BadKeyring {
-                source_name: path.display().to_string(),
-                reason: "signing key must be a 32-byte seed".into(),
-            })?;
+            let arr: [u8; 32] =
+                seed.as_slice()
+                    .try_into()
+                    .map_err(|_| CryptoError::BadKeyring {
+                        source_name: path.display().to_string(),
+                        reason: "signing key must be a 32-byte seed".into(),
+                    })?;
             zeroize::Zeroize::zeroize(&mut seed);
             SigningKey::from_bytes(&arr)
         } else {
@@ -100,6 +103,7 @@ mod tests {
         let vk = ed25519_dalek::VerifyingKey::from_bytes(&b.public_key()).unwrap();
         vk.verify_strict(b"msg", &ed25519_dalek::Signature::from_bytes(&sig))
             .unwrap();
-        assert!(!format!("{a:?}").contains(&base64::engine::general_purpose::STANDARD.encode(a.key.to_bytes())));
+        assert!(!format!("{a:?}")
+            .contains(&base64::engine::general_purpose::STANDARD.encode(a.key.to_bytes())));
     }
 }

@@ -180,7 +180,12 @@ mod tests {
         out
     }
 
-    fn decrypt(key: &SecretKey, aad: &[u8], data: &[u8], piece: usize) -> Result<Vec<u8>, CryptoError> {
+    fn decrypt(
+        key: &SecretKey,
+        aad: &[u8],
+        data: &[u8],
+        piece: usize,
+    ) -> Result<Vec<u8>, CryptoError> {
         let mut dec = BlobDecryptor::new(key, aad.to_vec());
         let mut out = Vec::new();
         for part in data.chunks(piece.max(1)) {

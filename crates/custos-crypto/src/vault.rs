@@ -14,6 +14,9 @@ pub struct RotationReport {
     pub rewrapped: usize,
 }
 
+/// Unwrapped org keys by org id, every version oldest first.
+type OrgKeyCache = HashMap<String, Vec<(u32, Arc<SecretKey>)>>;
+
 /// Root KMS + key store, with unwrapped org keys cached in memory.
 ///
 /// Only org keys are cached: they change only by rotation or termination. Subject keys are
@@ -22,7 +25,7 @@ pub struct RotationReport {
 pub struct KeyVault {
     kms: Arc<dyn Kms>,
     store: Arc<dyn KeyStore>,
-    org_keys: Mutex<HashMap<String, Vec<(u32, Arc<SecretKey>)>>>,
+    org_keys: Mutex<OrgKeyCache>,
 }
 
 impl std::fmt::Debug for KeyVault {
@@ -49,7 +52,7 @@ impl KeyVault {
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u32, Arc<SecretKey>)>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, OrgKeyCache> {
         self.org_keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -96,7 +99,9 @@ impl KeyVault {
         keys.into_iter()
             .find(|(v, _)| *v == version)
             .map(|(_, k)| k)
-            .ok_or(CryptoError::Malformed("record refers to an org key version that does not exist"))
+            .ok_or(CryptoError::Malformed(
+                "record refers to an org key version that does not exist",
+            ))
     }
 
     /// A stable keyed reference for a subject id, so the data store never holds the raw id.
@@ -105,15 +110,21 @@ impl KeyVault {
     /// org's life and meaningless once the org's keys are destroyed.
     pub fn subject_ref(&self, org: &str, subject: &str) -> Result<String, CryptoError> {
         let keys = self.load_org(org)?;
-        let (_, first) = keys.first().ok_or_else(|| CryptoError::NoOrgKey(org.to_string()))?;
-        Ok(first.derive("custos/subject-ref/v1").keyed_digest_hex(subject.as_bytes()))
+        let (_, first) = keys
+            .first()
+            .ok_or_else(|| CryptoError::NoOrgKey(org.to_string()))?;
+        Ok(first
+            .derive("custos/subject-ref/v1")
+            .keyed_digest_hex(subject.as_bytes()))
     }
 
     /// A per-org key for a named purpose (PII keyed hashing, tokenization), stable for the
     /// org's life.
     pub fn org_purpose_key(&self, org: &str, purpose: &str) -> Result<SecretKey, CryptoError> {
         let keys = self.load_org(org)?;
-        let (_, first) = keys.first().ok_or_else(|| CryptoError::NoOrgKey(org.to_string()))?;
+        let (_, first) = keys
+            .first()
+            .ok_or_else(|| CryptoError::NoOrgKey(org.to_string()))?;
         Ok(first.derive(purpose))
     }
 
@@ -125,7 +136,12 @@ impl KeyVault {
     ) -> Result<(KeyRef, Arc<SecretKey>), CryptoError> {
         let (org_version, org_key) = self.current_org_key(org)?;
         let Some(subject_ref) = subject_ref else {
-            return Ok((KeyRef::Org { version: org_version }, org_key));
+            return Ok((
+                KeyRef::Org {
+                    version: org_version,
+                },
+                org_key,
+            ));
         };
         let key = self
             .subject_content_keys(org, &[subject_ref])?
@@ -196,7 +212,12 @@ impl KeyVault {
                     }
                 })
                 .collect();
-            rows = self.store.insert_subject_keys(org, &missing)?.into_iter().chain(rows).collect();
+            rows = self
+                .store
+                .insert_subject_keys(org, &missing)?
+                .into_iter()
+                .chain(rows)
+                .collect();
         }
         let mut out = HashMap::with_capacity(rows.len());
         for row in rows {
@@ -394,16 +415,31 @@ mod tests {
         let b = subject_level.seal("o", "r2", "content", b"subject data");
 
         let root = vault.rotate_root().unwrap();
-        assert_eq!(root, RotationReport { new_version: 2, rewrapped: 1 });
+        assert_eq!(
+            root,
+            RotationReport {
+                new_version: 2,
+                rewrapped: 1
+            }
+        );
         let org = vault.rotate_org("o").unwrap();
-        assert_eq!(org, RotationReport { new_version: 2, rewrapped: 1 });
+        assert_eq!(
+            org,
+            RotationReport {
+                new_version: 2,
+                rewrapped: 1
+            }
+        );
 
         let k = vault.content_key_for("o", org_level.key_ref()).unwrap();
         assert_eq!(k.open("o", "r1", "content", &a).unwrap(), b"org data");
         let k = vault.content_key_for("o", subject_level.key_ref()).unwrap();
         assert_eq!(k.open("o", "r2", "content", &b).unwrap(), b"subject data");
         // New org-level content uses the new version; the subject ref is stable.
-        assert_eq!(vault.content_key("o", None).unwrap().key_ref(), &KeyRef::Org { version: 2 });
+        assert_eq!(
+            vault.content_key("o", None).unwrap().key_ref(),
+            &KeyRef::Org { version: 2 }
+        );
         assert_eq!(vault.subject_ref("o", "alice@example.com").unwrap(), sref);
     }
 

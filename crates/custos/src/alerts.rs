@@ -34,7 +34,10 @@ impl AlertSink for WebhookSink {
         tokio::spawn(async move {
             match request.send().await {
                 Ok(r) if r.status().is_success() => {}
-                Ok(r) => tracing::warn!(status = r.status().as_u16(), "alert webhook refused the alert"),
+                Ok(r) => tracing::warn!(
+                    status = r.status().as_u16(),
+                    "alert webhook refused the alert"
+                ),
                 Err(e) => tracing::warn!(error = %e, "alert webhook unreachable"),
             }
         });

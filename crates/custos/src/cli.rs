@@ -98,8 +98,8 @@ fn policy(global: &Global, cmd: PolicyCommand) -> Result<(), Failure> {
             let file = file
                 .or_else(|| global.config.clone())
                 .unwrap_or_else(|| PathBuf::from("custos.toml"));
-            let policy = custos_policy::Policy::load(&file)
-                .map_err(|e| Failure::BadInput(e.to_string()))?;
+            let policy =
+                custos_policy::Policy::load(&file).map_err(|e| Failure::BadInput(e.to_string()))?;
             println!(
                 "{}: ok ({} categories)",
                 file.display(),
@@ -132,7 +132,13 @@ async fn rotate(global: &Global, org: Option<String>) -> Result<(), Failure> {
     let vault = custos.vault().clone();
     let (report, event) = match &org {
         Some(org) => {
-            if custos.store().org(org).await.map_err(|e| Failure::Failed(e.to_string()))?.is_none() {
+            if custos
+                .store()
+                .org(org)
+                .await
+                .map_err(|e| Failure::Failed(e.to_string()))?
+                .is_none()
+            {
                 return Err(Failure::BadInput(format!("--org {org}: no such org")));
             }
             let o = org.clone();

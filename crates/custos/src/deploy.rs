@@ -76,7 +76,10 @@ async fn open_store(global: &Global) -> Result<Arc<dyn Store>, Failure> {
 pub async fn open(global: &Global) -> Result<Deployment, Failure> {
     let (policy, _) = load_policy(global)?;
     std::fs::create_dir_all(&global.data).map_err(|e| {
-        Failure::Failed(format!("cannot create data dir {}: {e}", global.data.display()))
+        Failure::Failed(format!(
+            "cannot create data dir {}: {e}",
+            global.data.display()
+        ))
     })?;
     let store = open_store(global).await?;
     let location = match &global.objects {

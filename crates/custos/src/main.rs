@@ -2,8 +2,8 @@
 //!
 //! Exit codes: 0 success, 1 a check failed (or the operation failed), 2 bad input.
 
-mod audit_cmd;
 mod alerts;
+mod audit_cmd;
 mod cli;
 mod deploy;
 mod pii_cmd;

@@ -4,7 +4,9 @@ use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use custos_pii::{anonymize, EntityKind, Operator, OperatorContext, Operators, Scanner, TokenVault};
+use custos_pii::{
+    anonymize, EntityKind, Operator, OperatorContext, Operators, Scanner, TokenVault,
+};
 use serde::Deserialize;
 
 use crate::cli::Global;
@@ -34,11 +36,16 @@ pub struct RedactArgs {
 fn open_input(file: &Option<PathBuf>) -> Result<(String, Box<dyn BufRead>), Failure> {
     match file {
         None => Ok(("<stdin>".into(), Box::new(std::io::stdin().lock()))),
-        Some(p) if p.as_os_str() == "-" => Ok(("<stdin>".into(), Box::new(std::io::stdin().lock()))),
+        Some(p) if p.as_os_str() == "-" => {
+            Ok(("<stdin>".into(), Box::new(std::io::stdin().lock())))
+        }
         Some(p) => {
             let f = std::fs::File::open(p)
                 .map_err(|e| Failure::BadInput(format!("{}: {e}", p.display())))?;
-            Ok((p.display().to_string(), Box::new(std::io::BufReader::new(f))))
+            Ok((
+                p.display().to_string(),
+                Box::new(std::io::BufReader::new(f)),
+            ))
         }
     }
 }
@@ -89,8 +96,11 @@ pub fn scan(args: ScanArgs) -> Result<(), Failure> {
                 ))
             })?;
             let findings: Vec<_> = scanner.scan(&item.text).iter().map(finding_json).collect();
-            serde_json::to_writer(&mut out, &serde_json::json!({"id": item.id, "findings": findings}))
-                .map_err(|e| Failure::Failed(e.to_string()))?;
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({"id": item.id, "findings": findings}),
+            )
+            .map_err(|e| Failure::Failed(e.to_string()))?;
             out.write_all(b"\n").map_err(write_err)?;
         }
     } else {
@@ -142,10 +152,11 @@ pub fn redact(global: &Global, args: RedactArgs) -> Result<(), Failure> {
     let findings = Scanner::new().scan_for(&text, &kinds);
     let mut vault = TokenVault::new();
     let mut ctx = OperatorContext::new().with_vault(&mut vault);
-    let out = anonymize(&text, &findings, &Operators::uniform(operator), &mut ctx).map_err(|e| {
-        // Blocked: names entity types and positions, never values.
-        Failure::Failed(format!("{name}: {e}"))
-    })?;
+    let out =
+        anonymize(&text, &findings, &Operators::uniform(operator), &mut ctx).map_err(|e| {
+            // Blocked: names entity types and positions, never values.
+            Failure::Failed(format!("{name}: {e}"))
+        })?;
     print!("{}", out.text);
     Ok(())
 }

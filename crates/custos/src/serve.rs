@@ -91,8 +91,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }
@@ -146,7 +145,10 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
             listen = %args.listen,
             "SERVING PLAIN HTTP ON A NON-LOOPBACK ADDRESS: bearer tokens and personal data will cross the network unencrypted; pass --tls-cert and --tls-key"
         );
-        eprintln!("WARNING: serving plain HTTP on {}; use --tls-cert/--tls-key", args.listen);
+        eprintln!(
+            "WARNING: serving plain HTTP on {}; use --tls-cert/--tls-key",
+            args.listen
+        );
     }
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
@@ -162,7 +164,12 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
                 .serve(app)
                 .await
         }
-        None => axum_server::bind(args.listen).handle(handle).serve(app).await,
+        None => {
+            axum_server::bind(args.listen)
+                .handle(handle)
+                .serve(app)
+                .await
+        }
     };
     served.map_err(|e| Failure::Failed(format!("server on {}: {e}", args.listen)))
 }

@@ -15,7 +15,12 @@ fn run_with_stdin(args: &[&str], stdin: &str) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -33,28 +38,54 @@ fn policy_check_reports_file_line_col_and_exits_2() {
         "[categories.messages]\nretention = \"365d\"\nretension = \"1d\"\narchive_after = \"400d\"\n",
     )
     .unwrap();
-    let out = custos().args(["policy", "check"]).arg(&bad).output().unwrap();
+    let out = custos()
+        .args(["policy", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
     let name = bad.display().to_string();
-    assert!(stderr.contains(&format!("{name}:3:1: unknown key `retension`")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{name}:3:1: unknown key `retension`")),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("{name}:4:")), "{stderr}");
     assert!(stderr.contains("hint:"), "{stderr}");
 
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "[categories.notes]\nretention = \"30d\"\n").unwrap();
-    let out = custos().args(["policy", "check"]).arg(&good).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = custos()
+        .args(["policy", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let out = custos().args(["policy", "check"]).arg(dir.path().join("missing.toml")).output().unwrap();
+    let out = custos()
+        .args(["policy", "check"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("missing.toml"));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("missing.toml"));
 }
 
 #[test]
 fn policy_show_prints_the_effective_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let out = custos().current_dir(dir.path()).args(["policy", "show"]).output().unwrap();
+    let out = custos()
+        .current_dir(dir.path())
+        .args(["policy", "show"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("built-in default"), "{text}");
@@ -66,15 +97,24 @@ fn scan_jsonl_reports_character_offsets_and_names_bad_lines() {
     let input = "{\"id\": 1, \"text\": \"é mail a.b@example.com\"}\n{\"id\": \"x\", \"text\": \"nothing here\"}\n";
     let (code, out, err) = run_with_stdin(&["scan", "--jsonl"], input);
     assert_eq!(code, 0, "{err}");
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["id"], 1);
     let f = &lines[0]["findings"][0];
     assert_eq!(f["entity"], "EMAIL_ADDRESS");
-    assert_eq!((f["start"].as_u64(), f["end"].as_u64()), (Some(7), Some(22)));
+    assert_eq!(
+        (f["start"].as_u64(), f["end"].as_u64()),
+        (Some(7), Some(22))
+    );
     assert_eq!(lines[1], serde_json::json!({"id": "x", "findings": []}));
 
-    let (code, _, err) = run_with_stdin(&["scan", "--jsonl"], "{\"id\": 1, \"text\": \"ok\"}\nnot json\n");
+    let (code, _, err) = run_with_stdin(
+        &["scan", "--jsonl"],
+        "{\"id\": 1, \"text\": \"ok\"}\nnot json\n",
+    );
     assert_eq!(code, 2);
     assert!(err.contains("<stdin>:2:"), "{err}");
 }
@@ -84,7 +124,10 @@ fn redact_applies_the_policy_rule() {
     let text = "Call +1 415 555 0134 or write to jo@example.com.";
     let (code, out, err) = run_with_stdin(&["redact", "--category", "messages"], text);
     assert_eq!(code, 0, "{err}");
-    assert!(!out.contains("jo@example.com") && !out.contains("555 0134"), "{out}");
+    assert!(
+        !out.contains("jo@example.com") && !out.contains("555 0134"),
+        "{out}"
+    );
     assert!(out.contains("[EMAIL_ADDRESS_REDACTED]"), "{out}");
     let (code, _, err) = run_with_stdin(&["redact", "--category", "nope"], text);
     assert_eq!(code, 2);
@@ -95,15 +138,35 @@ fn redact_applies_the_policy_rule() {
 fn keys_rotate_rewraps_and_reports() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = custos().arg("--data").arg(&data).args(["keys", "rotate"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8(out.stdout).unwrap().contains("rotated root key to version 2"));
-    let out = custos().arg("--data").arg(&data).args(["keys", "rotate", "--org", "nope"]).output().unwrap();
+    let out = custos()
+        .arg("--data")
+        .arg(&data)
+        .args(["keys", "rotate"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("rotated root key to version 2"));
+    let out = custos()
+        .arg("--data")
+        .arg(&data)
+        .args(["keys", "rotate", "--org", "nope"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.join("keys/root.keyring")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(data.join("keys/root.keyring"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }
@@ -114,7 +177,11 @@ fn serve_initializes_once_and_reuses_the_admin_token() {
     let data = dir.path().join("data");
     let mut tokens = Vec::new();
     for start in 0..2 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut child = custos()
             .arg("--data")
             .arg(&data)
@@ -130,7 +197,10 @@ fn serve_initializes_once_and_reuses_the_admin_token() {
             printed.push_str(&lines.next().expect("serve printed its banner").unwrap());
             printed.push('\n');
         }
-        assert!(printed.contains(&format!("http://127.0.0.1:{port}")), "{printed}");
+        assert!(
+            printed.contains(&format!("http://127.0.0.1:{port}")),
+            "{printed}"
+        );
         assert!(printed.contains("admin-token"), "{printed}");
         assert_eq!(printed.contains("Initialized"), start == 0, "{printed}");
         let token_path = data.join("admin-token");
