@@ -95,6 +95,9 @@ const PROOF_READERS: &[&str] = AUDIT_READERS;
 /// Rows read per store round trip when streaming the whole log.
 const VERIFY_PAGE: u32 = 20_000;
 
+/// Pages read ahead, in parallel, while one is hashed.
+const VERIFY_PREFETCH: usize = 2;
+
 /// The checkpoint origin (and note key name) of a deployment: `custos/<service name slug>`,
 /// e.g. `custos/example-saas`. Note key names may not contain spaces or `+`.
 pub fn log_origin(service_name: &str) -> String {
@@ -441,26 +444,43 @@ impl Custos {
         let started = std::time::Instant::now();
         let mut verifier = LogVerifier::new(heads);
         let mut bytes = 0u64;
-        let mut from = 0u64;
-        // Pipelined: the next page is read (on the blocking pool) while this one is hashed.
-        let store = self.store.clone();
-        let mut next = tokio::spawn(async move { store.audit_rows(0, VERIFY_PAGE).await });
-        loop {
-            let page = next
-                .await
-                .map_err(|e| CoreError::Internal(format!("audit read task: {e}")))??;
-            let Some(last) = page.last() else { break };
-            from = from.max(last.index + 1);
+        // Fixed index ranges of VERIFY_PAGE, VERIFY_PREFETCH of them read ahead in parallel (on
+        // the blocking pool) while this task hashes: reading, not hashing, is the slower half.
+        // A range holding no row ends the log; a gap fails verification before a later range
+        // is consulted, so a row read twice (LIMIT spilling past a gap) is never pushed twice.
+        let read = |start: u64| {
             let store = self.store.clone();
-            let at = from;
-            next = tokio::spawn(async move { store.audit_rows(at, VERIFY_PAGE).await });
-            for row in &page {
+            tokio::spawn(async move { store.audit_rows(start, VERIFY_PAGE).await })
+        };
+        let mut inflight = std::collections::VecDeque::new();
+        let mut next_start = 0u64;
+        for _ in 0..VERIFY_PREFETCH {
+            inflight.push_back((next_start, read(next_start)));
+            next_start += u64::from(VERIFY_PAGE);
+        }
+        while let Some((start, task)) = inflight.pop_front() {
+            let page = match task.await {
+                Ok(page) => page?,
+                Err(e) => return Err(CoreError::Internal(format!("audit read task: {e}"))),
+            };
+            if page.is_empty() {
+                break;
+            }
+            inflight.push_back((next_start, read(next_start)));
+            next_start += u64::from(VERIFY_PAGE);
+            let end = start + u64::from(VERIFY_PAGE);
+            for row in page.iter().take_while(|r| r.index < end) {
                 bytes += row.leaf.len() as u64;
                 if let Err(e) = verifier.push(row.index, &row.leaf, row.leaf_hash.as_ref()) {
-                    next.abort();
+                    for (_, t) in &inflight {
+                        t.abort();
+                    }
                     return Ok(Err(e.into()));
                 }
             }
+        }
+        for (_, t) in &inflight {
+            t.abort();
         }
         let report = match verifier.finish() {
             Ok(r) => r,

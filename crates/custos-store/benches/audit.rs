@@ -179,7 +179,7 @@ async fn proofs(store: &SqliteStore, size: u64) {
     );
 }
 
-/// What `custos audit verify` does: stream pages (next one read while this one is hashed),
+/// What `custos audit verify` does: stream pages (two read ahead in parallel while one is hashed),
 /// re-hash every leaf, check it against its stored hash, recompute the tree.
 async fn verify_speed(store: std::sync::Arc<SqliteStore>, size: u64) {
     const PAGE: u32 = 20_000;
@@ -187,15 +187,25 @@ async fn verify_speed(store: std::sync::Arc<SqliteStore>, size: u64) {
     let cpu = cpu_secs();
     let mut v = LogVerifier::new([]);
     let mut bytes = 0u64;
-    let s = store.clone();
-    let mut next = tokio::spawn(async move { s.audit_rows(0, PAGE).await });
-    loop {
-        let page = next.await.unwrap().unwrap();
-        let Some(last) = page.last() else { break };
-        let from = last.index + 1;
+    let read = |start: u64| {
         let s = store.clone();
-        next = tokio::spawn(async move { s.audit_rows(from, PAGE).await });
-        for r in &page {
+        tokio::spawn(async move { s.audit_rows(start, PAGE).await })
+    };
+    let mut inflight = std::collections::VecDeque::new();
+    let mut next_start = 0u64;
+    for _ in 0..2 {
+        inflight.push_back((next_start, read(next_start)));
+        next_start += u64::from(PAGE);
+    }
+    while let Some((start, task)) = inflight.pop_front() {
+        let page = task.await.unwrap().unwrap();
+        if page.is_empty() {
+            break;
+        }
+        inflight.push_back((next_start, read(next_start)));
+        next_start += u64::from(PAGE);
+        let end = start + u64::from(PAGE);
+        for r in page.iter().take_while(|r| r.index < end) {
             bytes += r.leaf.len() as u64;
             v.push(r.index, &r.leaf, r.leaf_hash.as_ref()).unwrap();
         }
@@ -271,7 +281,7 @@ async fn main() {
     println!("[2] proofs from the real store at {entries} entries:");
     let big_dir = target_dir().join("audit-bench");
     std::fs::create_dir_all(&big_dir).unwrap();
-    let path = big_dir.join(format!("audit-{entries}.db"));
+    let path = big_dir.join(format!("audit-{entries}-k{STORED_MIN_LEVEL}.db"));
     let store = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
     build_big(&store, entries).await;
     proofs(&store, entries).await;
