@@ -536,15 +536,26 @@ impl Custos {
             .org(scope.org_id())
             .target(format!("record:{id}"))
             .reason("soft_delete");
+        self.apply_transition(&scope, change, event).await
+    }
+
+    /// Applies a compare-and-set state change with its audit event; a lost race is a conflict.
+    async fn apply_transition(
+        &self,
+        scope: &OrgScope,
+        change: StateChange,
+        event: custos_audit::AuditEvent,
+    ) -> Result<(), CoreError> {
         if self
             .store
-            .transition_record(&scope, &change, &[event])
+            .transition_record(scope, &change, &[event])
             .await?
         {
             Ok(())
         } else {
             Err(CoreError::Conflict(format!(
-                "record {id} changed concurrently; retry"
+                "record {} changed concurrently; retry",
+                change.id
             )))
         }
     }
@@ -585,17 +596,7 @@ impl Custos {
             .event(caller, "record.restore")
             .org(scope.org_id())
             .target(format!("record:{id}"));
-        if self
-            .store
-            .transition_record(&scope, &change, &[event])
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(CoreError::Conflict(format!(
-                "record {id} changed concurrently; retry"
-            )))
-        }
+        self.apply_transition(&scope, change, event).await
     }
 }
 
