@@ -175,7 +175,10 @@ pub(crate) fn check_metadata(metadata: &Option<Value>) -> Result<(), CoreError> 
     }
 }
 
-fn next_due(archive_at: Option<jiff::Timestamp>, expire_at: jiff::Timestamp) -> jiff::Timestamp {
+pub(crate) fn next_due(
+    archive_at: Option<jiff::Timestamp>,
+    expire_at: jiff::Timestamp,
+) -> jiff::Timestamp {
     archive_at.map_or(expire_at, |a| a.min(expire_at))
 }
 
