@@ -140,10 +140,7 @@ impl Custos {
             archive_at: due.archive_at,
             expire_at: due.expire_at,
             deleted_at: None,
-            next_due_at: Some(
-                due.archive_at
-                    .map_or(due.expire_at, |a| a.min(due.expire_at)),
-            ),
+            next_due_at: Some(crate::records::next_due(due.archive_at, due.expire_at)),
             key_ref: key.key_ref().to_string(),
             sealed: Some(sealed),
             blob_size: Some(size),
