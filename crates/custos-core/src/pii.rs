@@ -182,23 +182,61 @@ fn walk(value: Value, path: &str, f: &mut dyn FnMut(&str, &str) -> Option<String
     }
 }
 
-impl crate::Custos {
-    /// Applies `category`'s PII rule to `content`. A `block` hit refuses the write: the refusal
-    /// is audited (and, if the policy has a `security_logs` category, written there as a
-    /// security event) in one transaction, alert sinks are told, and nothing else is stored.
-    pub(crate) async fn scrub(
+/// A category's PII rule made ready to apply: entity kinds, operator and the org keys the
+/// operator needs, resolved once per batch.
+pub(crate) struct ScrubPlan {
+    kinds: Vec<EntityKind>,
+    operator: Operator,
+    keys: ScrubKeys,
+}
+
+impl ScrubPlan {
+    /// Applies the rule to one value (see [`scrub_value`]).
+    pub fn apply(
         &self,
-        caller: &crate::Caller,
+        scanner: &custos_pii::Scanner,
+        content: Value,
+    ) -> Result<Scrubbed, (BTreeMap<String, u64>, Vec<String>)> {
+        scrub_value(
+            scanner,
+            &self.kinds,
+            self.operator.clone(),
+            &self.keys,
+            content,
+        )
+    }
+}
+
+impl Scrubbed {
+    /// Content of a category without a PII rule.
+    pub fn untouched(content: Value) -> Self {
+        Scrubbed {
+            content,
+            counts: BTreeMap::new(),
+            vault: None,
+        }
+    }
+}
+
+/// A write refused because its category blocks PII that was found in it.
+pub(crate) struct PiiBlocked {
+    /// Category of the refused record.
+    pub category: String,
+    /// Entity type → count.
+    pub counts: BTreeMap<String, u64>,
+    /// Entity types and JSON positions of the hits (never values).
+    pub hits: Vec<String>,
+}
+
+impl crate::Custos {
+    /// `category`'s PII rule with the org keys it needs; `None` if it has no rule.
+    pub(crate) fn scrub_plan(
+        &self,
         scope: &custos_store::OrgScope,
         category: &custos_policy::Category,
-        content: Value,
-    ) -> Result<Scrubbed, CoreError> {
+    ) -> Result<Option<ScrubPlan>, CoreError> {
         let Some(rule) = &category.pii else {
-            return Ok(Scrubbed {
-                content,
-                counts: BTreeMap::new(),
-                vault: None,
-            });
+            return Ok(None);
         };
         let kinds = kinds_of(rule)?;
         let operator = operator_for(rule.action);
@@ -216,15 +254,48 @@ impl crate::Custos {
                 })
                 .transpose()?,
         };
-        let (counts, hits) = match scrub_value(&self.scanner, &kinds, operator, &keys, content) {
-            Ok(scrubbed) => return Ok(scrubbed),
-            Err(blocked) => blocked,
-        };
-        let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        Ok(Some(ScrubPlan {
+            kinds,
+            operator,
+            keys,
+        }))
+    }
+
+    /// Refuses a write whose category blocks PII: the refusal is audited (and, if the policy
+    /// has a `security_logs` category, written there as a security event) in one
+    /// transaction, alert sinks are told, and nothing else is stored.
+    pub(crate) async fn refuse_pii(
+        &self,
+        caller: &crate::Caller,
+        scope: &custos_store::OrgScope,
+        blocked: PiiBlocked,
+    ) -> CoreError {
+        match self.record_refusal(caller, scope, &blocked).await {
+            Ok(()) => CoreError::PiiBlocked(format!(
+                "category `{}` blocks PII; found {}",
+                blocked.category,
+                blocked.hits.join(", ")
+            )),
+            Err(e) => e,
+        }
+    }
+
+    async fn record_refusal(
+        &self,
+        caller: &crate::Caller,
+        scope: &custos_store::OrgScope,
+        blocked: &PiiBlocked,
+    ) -> Result<(), CoreError> {
+        let org = scope.org_id();
+        let summary: Vec<String> = blocked
+            .counts
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
         let event = self
             .event(caller, "pii.blocked")
             .org(org)
-            .target(format!("category:{}", category.name))
+            .target(format!("category:{}", blocked.category))
             .outcome(custos_audit::Outcome::Denied)
             .reason(summary.join(","));
         let mut rows = Vec::new();
@@ -233,8 +304,8 @@ impl crate::Custos {
             let envelope = crate::records::Envelope {
                 content: serde_json::json!({
                     "event": "pii.blocked",
-                    "category": category.name,
-                    "entities": counts,
+                    "category": blocked.category,
+                    "entities": blocked.counts,
                     "request_id": caller.request_id,
                 }),
                 subject: None,
@@ -261,15 +332,11 @@ impl crate::Custos {
         if let Some(sink) = &self.alerts {
             sink.alert(&PiiAlert {
                 org: org.to_string(),
-                category: category.name.clone(),
-                entities: counts,
+                category: blocked.category.clone(),
+                entities: blocked.counts.clone(),
             });
         }
-        Err(CoreError::PiiBlocked(format!(
-            "category `{}` blocks PII; found {}",
-            category.name,
-            hits.join(", ")
-        )))
+        Ok(())
     }
 }
 

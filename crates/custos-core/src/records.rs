@@ -1,6 +1,7 @@
 //! Records: create (in batches), read, list, soft delete and restore.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -9,6 +10,7 @@ use utoipa::ToSchema;
 use custos_crypto::KeyRef;
 use custos_store::{OrgScope, RecordFilter, RecordRow, RecordState, StateChange};
 
+use crate::pii::{PiiBlocked, ScrubPlan, Scrubbed};
 use crate::{Caller, CoreError, Custos};
 
 /// Request to store one record.
@@ -182,6 +184,103 @@ pub(crate) fn next_due(
     archive_at.map_or(expire_at, |a| a.min(expire_at))
 }
 
+/// One validated request of a batch, waiting for the CPU-bound half of the write path.
+struct Pending {
+    id: String,
+    category: String,
+    store_content: bool,
+    plan: Option<Arc<ScrubPlan>>,
+    due: custos_policy::DueTimes,
+    subject: Option<String>,
+    subject_ref: Option<String>,
+    content: Value,
+    metadata: Option<Value>,
+}
+
+/// Scrubs, envelopes and seals one pending record. Pure CPU work: runs on any thread.
+fn seal_pending(
+    scanner: &custos_pii::Scanner,
+    org: &str,
+    keys: &BatchKeys,
+    now: jiff::Timestamp,
+    p: Pending,
+) -> Result<(RecordRow, BTreeMap<String, u64>), Refused> {
+    let scrubbed = match &p.plan {
+        None => Scrubbed::untouched(p.content),
+        Some(plan) => plan.apply(scanner, p.content).map_err(|(counts, hits)| {
+            Refused::Pii(PiiBlocked {
+                category: p.category.clone(),
+                counts,
+                hits,
+            })
+        })?,
+    };
+    let envelope = p.store_content.then(|| Envelope {
+        content: scrubbed.content,
+        subject: p.subject,
+        metadata: p.metadata.unwrap_or(Value::Null),
+        file_name: None,
+        content_type: None,
+        tokens: scrubbed.vault,
+    });
+    let spec = RowSpec {
+        id: p.id,
+        category: &p.category,
+        subject_ref: p.subject_ref,
+        now,
+        due: p.due,
+        pii: &scrubbed.counts,
+    };
+    let row = seal_row(org, keys, spec, envelope).map_err(Refused::Core)?;
+    Ok((row, scrubbed.counts))
+}
+
+/// Why one record of a batch was not sealed.
+enum Refused {
+    /// The category blocks PII and some was found.
+    Pii(PiiBlocked),
+    /// Anything else.
+    Core(CoreError),
+}
+
+/// Seals `envelope` under the subject's key (else the org key) from `keys` and builds the
+/// row; an internal error if `keys` lacks that key.
+fn seal_row(
+    org: &str,
+    keys: &BatchKeys,
+    spec: RowSpec<'_>,
+    envelope: Option<Envelope>,
+) -> Result<RecordRow, CoreError> {
+    let (key_ref, sealed) = match envelope {
+        Some(envelope) => {
+            let plaintext = serde_json::to_vec(&envelope).expect("JSON values serialize");
+            let key = match &spec.subject_ref {
+                Some(r) => keys.subjects.get(r),
+                None => keys.org.as_ref(),
+            }
+            .ok_or_else(|| CoreError::Internal("content key missing from the batch".into()))?;
+            let sealed = key.seal(org, &spec.id, ENVELOPE_PART, &plaintext);
+            (key.key_ref().to_string(), Some(sealed))
+        }
+        None => (KeyRef::Org { version: 0 }.to_string(), None),
+    };
+    Ok(RecordRow {
+        id: spec.id,
+        category: spec.category.to_string(),
+        subject_ref: spec.subject_ref,
+        state: RecordState::Active,
+        created_at: spec.now,
+        archive_at: spec.due.archive_at,
+        expire_at: spec.due.expire_at,
+        deleted_at: None,
+        next_due_at: Some(next_due(spec.due.archive_at, spec.due.expire_at)),
+        key_ref,
+        sealed,
+        blob_size: None,
+        pii: serde_json::to_value(spec.pii).expect("map serializes"),
+    })
+}
+
 impl Custos {
     /// Stores one record.
     pub async fn create_record(
@@ -203,32 +302,12 @@ impl Custos {
     ) -> Result<Vec<CreatedRecord>, CoreError> {
         let scope = self.scope_for(caller, org, "record.create").await?;
         let now = self.now();
+        // 1. Validate and resolve everything that may need the store (denials are audited),
+        //    sequentially and cheaply.
         let mut overrides = HashMap::new();
-        let mut rows = Vec::with_capacity(reqs.len());
-        let mut events = Vec::with_capacity(reqs.len());
-        let mut created = Vec::with_capacity(reqs.len());
-        let subject_refs: Vec<Option<String>> = reqs
-            .iter()
-            .map(|r| {
-                r.subject
-                    .as_deref()
-                    .map(|s| self.vault.subject_ref(scope.org_id(), s))
-                    .transpose()
-            })
-            .collect::<Result<_, _>>()?;
-        let mut keys = BatchKeys::default();
-        let wanted: Vec<String> = subject_refs.iter().flatten().cloned().collect();
-        if !wanted.is_empty() {
-            let (vault, org) = (self.vault.clone(), scope.org_id().to_string());
-            // Key-store I/O is blocking; keep it off the async workers.
-            keys.subjects = tokio::task::spawn_blocking(move || {
-                let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
-                vault.subject_content_keys(&org, &refs)
-            })
-            .await
-            .map_err(|e| CoreError::Internal(format!("key task failed: {e}")))??;
-        }
-        for (req, subject_ref) in reqs.into_iter().zip(subject_refs) {
+        let mut plans: HashMap<String, Option<Arc<ScrubPlan>>> = HashMap::new();
+        let mut pending = Vec::with_capacity(reqs.len());
+        for req in reqs {
             let category = self
                 .category_for(caller, &scope, &req.category, "record.create", None)
                 .await?;
@@ -240,51 +319,107 @@ impl Custos {
             if !overrides.contains_key(&category.name) {
                 let o = self.retention_override(&scope, &category.name).await?;
                 overrides.insert(category.name.clone(), o);
+                plans.insert(
+                    category.name.clone(),
+                    self.scrub_plan(&scope, category)?.map(Arc::new),
+                );
             }
-            let due = category.due_times(now, overrides[&category.name]);
-            let scrubbed = self.scrub(caller, &scope, category, req.content).await?;
-            let id = uuid::Uuid::now_v7().to_string();
-            let envelope = category.store_content.then(|| Envelope {
-                content: scrubbed.content,
+            let subject_ref = req
+                .subject
+                .as_deref()
+                .map(|s| self.vault.subject_ref(scope.org_id(), s))
+                .transpose()?;
+            pending.push(Pending {
+                id: uuid::Uuid::now_v7().to_string(),
+                category: category.name.clone(),
+                store_content: category.store_content,
+                plan: plans[&category.name].clone(),
+                due: category.due_times(now, overrides[&category.name]),
                 subject: req.subject,
-                metadata: req.metadata.unwrap_or(Value::Null),
-                file_name: None,
-                content_type: None,
-                tokens: scrubbed.vault,
+                subject_ref,
+                content: req.content,
+                metadata: req.metadata,
             });
-            rows.push(self.sealed_row(
-                &scope,
-                &mut keys,
-                RowSpec {
-                    id: id.clone(),
-                    category: &category.name,
-                    subject_ref,
-                    now,
-                    due,
-                    pii: &scrubbed.counts,
-                },
-                envelope,
-            )?);
+        }
+        // 2. Every content key the batch needs, in one key-store round trip.
+        let keys = self.batch_keys(&scope, &pending).await?;
+        // 3. The CPU-bound part (PII scan, anonymization, envelope, AES-GCM) on all cores.
+        let (scanner, org_id) = (self.scanner.clone(), scope.org_id().to_string());
+        let sealed = tokio::task::spawn_blocking(move || {
+            use rayon::prelude::*;
+            pending
+                .into_par_iter()
+                .with_min_len(32)
+                .map(|p| seal_pending(&scanner, &org_id, &keys, now, p))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("sealing task failed: {e}")))?;
+        let mut rows = Vec::with_capacity(sealed.len());
+        let mut events = Vec::with_capacity(sealed.len());
+        let mut created = Vec::with_capacity(sealed.len());
+        for outcome in sealed {
+            let (row, counts) = match outcome {
+                Ok(done) => done,
+                // The first refusal in request order; nothing of the batch is stored.
+                Err(Refused::Pii(blocked)) => {
+                    return Err(self.refuse_pii(caller, &scope, blocked).await)
+                }
+                Err(Refused::Core(e)) => return Err(e),
+            };
             events.push(
                 self.event(caller, "record.create")
                     .org(scope.org_id())
-                    .target(format!("record:{id}"))
-                    .reason(format!("category={}", category.name)),
+                    .target(format!("record:{}", row.id))
+                    .reason(format!("category={}", row.category)),
             );
             created.push(CreatedRecord {
-                id,
-                category: category.name.clone(),
-                archive_at: due.archive_at,
-                expire_at: due.expire_at,
-                pii: scrubbed.counts,
+                id: row.id.clone(),
+                category: row.category.clone(),
+                archive_at: row.archive_at,
+                expire_at: row.expire_at,
+                pii: counts,
             });
+            rows.push(row);
         }
         self.store.insert_records(&scope, &rows, &events).await?;
         Ok(created)
     }
 
-    /// Seals `envelope` under the subject's key (else the org key) from `keys` and builds the
-    /// row. `None` envelope: pass-through mode, metadata only.
+    /// The content keys `pending` needs: each subject's (created on first use) and, if any
+    /// record has no subject, the org's.
+    async fn batch_keys(
+        &self,
+        scope: &OrgScope,
+        pending: &[Pending],
+    ) -> Result<BatchKeys, CoreError> {
+        let sealed = pending.iter().filter(|p| p.store_content);
+        let wanted: Vec<String> = sealed
+            .clone()
+            .filter_map(|p| p.subject_ref.clone())
+            .collect();
+        let org_wanted = sealed.clone().any(|p| p.subject_ref.is_none());
+        let (vault, org) = (self.vault.clone(), scope.org_id().to_string());
+        // Key-store I/O is blocking; keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            Ok(BatchKeys {
+                org: org_wanted
+                    .then(|| vault.content_key(&org, None))
+                    .transpose()?,
+                subjects: if refs.is_empty() {
+                    HashMap::new()
+                } else {
+                    vault.subject_content_keys(&org, &refs)?
+                },
+            })
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("key task failed: {e}")))?
+    }
+
+    /// Seals `envelope` under the subject's key (else the org key), fetching into `keys`
+    /// whichever key it lacks, and builds the row. `None` envelope: metadata only.
     pub(crate) fn sealed_row(
         &self,
         scope: &OrgScope,
@@ -292,43 +427,19 @@ impl Custos {
         spec: RowSpec<'_>,
         envelope: Option<Envelope>,
     ) -> Result<RecordRow, CoreError> {
-        let (key_ref, sealed) = match envelope {
-            Some(envelope) => {
-                let plaintext = serde_json::to_vec(&envelope).expect("JSON values serialize");
-                let key = match &spec.subject_ref {
-                    Some(r) => match keys.subjects.get(r) {
-                        Some(k) => k.clone(),
-                        None => self.vault.content_key(scope.org_id(), Some(r))?,
-                    },
-                    None => match &keys.org {
-                        Some(k) => k.clone(),
-                        None => {
-                            let k = self.vault.content_key(scope.org_id(), None)?;
-                            keys.org = Some(k.clone());
-                            k
-                        }
-                    },
-                };
-                let sealed = key.seal(scope.org_id(), &spec.id, ENVELOPE_PART, &plaintext);
-                (key.key_ref().to_string(), Some(sealed))
+        if envelope.is_some() {
+            match &spec.subject_ref {
+                Some(r) if !keys.subjects.contains_key(r) => {
+                    let key = self.vault.content_key(scope.org_id(), Some(r))?;
+                    keys.subjects.insert(r.clone(), key);
+                }
+                None if keys.org.is_none() => {
+                    keys.org = Some(self.vault.content_key(scope.org_id(), None)?);
+                }
+                _ => {}
             }
-            None => (KeyRef::Org { version: 0 }.to_string(), None),
-        };
-        Ok(RecordRow {
-            id: spec.id,
-            category: spec.category.to_string(),
-            subject_ref: spec.subject_ref,
-            state: RecordState::Active,
-            created_at: spec.now,
-            archive_at: spec.due.archive_at,
-            expire_at: spec.due.expire_at,
-            deleted_at: None,
-            next_due_at: Some(next_due(spec.due.archive_at, spec.due.expire_at)),
-            key_ref,
-            sealed,
-            blob_size: None,
-            pii: serde_json::to_value(spec.pii).expect("map serializes"),
-        })
+        }
+        seal_row(scope.org_id(), keys, spec, envelope)
     }
 
     /// Loads a visible record the caller may read, checking the category rule.
