@@ -126,7 +126,7 @@ impl From<Hold> for HoldView {
     }
 }
 
-const MANAGERS: &[&str] = &["owner", "admin"];
+pub(crate) const MANAGERS: &[&str] = &["owner", "admin"];
 
 fn check_name(field: &str, value: &str) -> Result<(), CoreError> {
     if value.trim().is_empty() {

@@ -1,92 +1,13 @@
 //! Core services against a real SQLite store, local object store and key store, with a
 //! manual clock.
 
-use std::path::Path;
-use std::sync::Arc;
+mod common;
 
 use bytes::Bytes;
-use custos_core::{
-    Caller, CoreError, Custos, FileUpload, ManualClock, NewHold, NewMember, NewOrg, NewRecord,
-    Principal,
-};
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
-use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, SqliteStore, Store};
+use common::*;
+use custos_core::{CoreError, FileUpload, NewHold, NewMember, NewOrg, NewRecord};
 use futures::StreamExt;
 use serde_json::json;
-
-struct Env {
-    dir: tempfile::TempDir,
-    custos: Custos,
-    clock: Arc<ManualClock>,
-    store: Arc<SqliteStore>,
-}
-
-fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
-    let objects = Objects::open(&ObjectLocation::File(data.join("objects"))).unwrap();
-    let kms = LocalKms::open_or_create(&data.join("keys/root.keyring")).unwrap();
-    let keys = SqliteKeyStore::open(&data.join("keys/keys.db")).unwrap();
-    let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));
-    let clock = Arc::new(ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
-    let custos = Custos::new(
-        Arc::new(Policy::builtin()),
-        store.clone(),
-        objects,
-        vault,
-        clock.clone(),
-    );
-    Env {
-        dir,
-        custos,
-        clock,
-        store,
-    }
-}
-
-fn admin() -> Caller {
-    Caller::new(Principal::Admin)
-}
-
-impl Env {
-    async fn org(&self, name: &str) -> String {
-        self.custos
-            .create_org(
-                &admin(),
-                NewOrg {
-                    name: name.into(),
-                    region: None,
-                },
-            )
-            .await
-            .unwrap()
-            .id
-    }
-
-    async fn member(&self, org: &str, roles: &[&str], groups: &[&str], mfa: bool) -> Caller {
-        let created = self
-            .custos
-            .add_member(
-                &admin(),
-                org,
-                NewMember {
-                    name: "m".into(),
-                    roles: roles.iter().map(|r| r.to_string()).collect(),
-                    groups: groups.iter().map(|g| g.to_string()).collect(),
-                    mfa,
-                },
-            )
-            .await
-            .unwrap();
-        Caller::new(self.custos.authenticate(&created.api_key).await.unwrap())
-    }
-
-    async fn audit_size(&self) -> u64 {
-        self.store.audit_size().await.unwrap()
-    }
-}
 
 fn message(subject: Option<&str>, text: &str) -> NewRecord {
     NewRecord {
@@ -95,24 +16,6 @@ fn message(subject: Option<&str>, text: &str) -> NewRecord {
         content: json!({ "text": text }),
         metadata: Some(json!({"channel": "web"})),
     }
-}
-
-/// Every file under `dir`, recursively, as bytes.
-fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[tokio::test]

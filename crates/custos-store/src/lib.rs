@@ -85,6 +85,64 @@ pub trait Store: Send + Sync + 'static {
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError>;
 
+    /// Claims up to `limit` records of any org whose `next_due_at <= now` and that no other
+    /// sweeper holds, leasing them until `lease_until`, earliest due first. A crashed
+    /// sweeper's lease simply runs out; the work is then claimed again.
+    async fn claim_due(
+        &self,
+        now: jiff::Timestamp,
+        lease_until: jiff::Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueRecord>, StoreError>;
+    /// Records of any org with `next_due_at <= as_of`, in due order after `after`, without
+    /// claiming anything (dry runs and forecasts).
+    async fn peek_due(
+        &self,
+        as_of: jiff::Timestamp,
+        after: Option<&DueCursor>,
+        limit: u32,
+    ) -> Result<Vec<DueRecord>, StoreError>;
+    /// Leases one record until `until` without changing it: a held record is looked at again
+    /// then instead of on every pass.
+    async fn defer_record(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        until: jiff::Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Moves a record in state `from` to the archive tier (compare-and-set): state
+    /// `archived`, its sealed content dropped from the hot store (the caller has copied it to
+    /// the archive location first), next due at `next_due_at`, lease released. False (and
+    /// nothing appended) if it was not in `from`.
+    async fn archive_record(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        from: RecordState,
+        next_due_at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// Deletes a record in state `from` and writes its deletion-log entry (compare-and-set).
+    /// False (and nothing written) if it was not in `from`.
+    async fn purge_record(
+        &self,
+        scope: &OrgScope,
+        from: RecordState,
+        entry: &DeletionEntry,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// Makes what purges deleted unrecoverable from the database's own files (SQLite: its
+    /// pages are zeroed by `secure_delete`, and this checkpoints and truncates the WAL, which
+    /// still holds older images of them). Called after a sweep that purged something.
+    async fn forget_deleted(&self) -> Result<(), StoreError>;
+    /// The org's deletion log, ordered by record id, after the cursor id.
+    async fn deletion_log(
+        &self,
+        scope: &OrgScope,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeletionEntry>, StoreError>;
+
     /// Sets (or replaces) the org's retention override for a category.
     async fn set_retention_override(
         &self,

@@ -144,6 +144,54 @@ pub struct StateChange {
 }
 
 /// A legal hold: on the whole org, a subject, or a category.
+/// What the deletion log keeps of a purged record: no content, no subject, no PII.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletionEntry {
+    /// Id of the purged record.
+    pub record_id: String,
+    /// Its category.
+    pub category: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its purge fell due.
+    pub due_at: Timestamp,
+    /// When it was purged.
+    pub purged_at: Timestamp,
+    /// Why: `expired`, `soft_delete_window_closed`, ...
+    pub reason: String,
+}
+
+/// A record that is due, with the org it belongs to (only the sweeper sees across orgs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRecord {
+    /// The record's org.
+    pub scope: OrgScope,
+    /// The record.
+    pub row: RecordRow,
+}
+
+/// Position in due order (`next_due_at`, org, id) to continue a read-only due listing after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCursor {
+    /// Due time of the last record seen.
+    pub due_at: Timestamp,
+    /// Its org.
+    pub org: String,
+    /// Its id.
+    pub id: String,
+}
+
+impl DueRecord {
+    /// The cursor that continues a listing after this record.
+    pub fn cursor(&self) -> DueCursor {
+        DueCursor {
+            due_at: self.row.next_due_at.unwrap_or(self.row.expire_at),
+            org: self.scope.org_id().to_string(),
+            id: self.row.id.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     /// Hold id.

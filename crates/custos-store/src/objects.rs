@@ -110,6 +110,32 @@ impl Objects {
         Ok(got.into_stream().map(|r| r.map_err(objects_err)).boxed())
     }
 
+    /// Writes a small object in one request, replacing any object at `key` atomically.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.store
+            .put(&Self::path(key)?, bytes.into())
+            .await
+            .map_err(objects_err)?;
+        Ok(())
+    }
+
+    /// Reads a small object whole; `None` if there is none.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.store.get(&Self::path(key)?).await {
+            Ok(got) => Ok(Some(got.bytes().await.map_err(objects_err)?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(objects_err(e)),
+        }
+    }
+
+    /// Copies an object inside the store, replacing any object at `to`.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.store
+            .copy(&Self::path(from)?, &Self::path(to)?)
+            .await
+            .map_err(objects_err)
+    }
+
     /// Deletes an object; deleting a missing object succeeds (deletion is idempotent).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         match self.store.delete(&Self::path(key)?).await {

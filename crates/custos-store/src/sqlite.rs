@@ -84,7 +84,23 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_by_org ON audit_log (org_id, idx);
 "#,
     crate::audit_sqlite::MIGRATION,
+    LIFECYCLE_MIGRATION,
 ];
+
+/// Migration 3: sweeper leases and the deletion log.
+const LIFECYCLE_MIGRATION: &str = r#"
+ALTER TABLE records ADD COLUMN lease_until INTEGER;
+CREATE TABLE deletion_log (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    record_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    due_at INTEGER NOT NULL,
+    purged_at INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (org_id, record_id)
+);
+"#;
 
 const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
      expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";
@@ -213,6 +229,25 @@ impl SqliteStore {
         self.write(move |c| Ok(c.execute_batch(&sql)?)).await
     }
 
+    /// In one transaction: `change`, then the audit events if it returned true; nothing is
+    /// committed (or appended) when it returned false.
+    async fn mutate_if<F>(&self, audit: &[AuditEvent], change: F) -> Result<bool, StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<bool, StoreError> + Send + 'static,
+    {
+        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            if !change(&tx)? {
+                return Ok(false);
+            }
+            append_audit(&tx, &columns)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// In one transaction: `change`, then the audit events.
     async fn mutate<T, F>(&self, audit: &[AuditEvent], change: F) -> Result<T, StoreError>
     where
@@ -274,6 +309,14 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> Result<RecordRow, StoreError> {
         sealed: row.get(10)?,
         blob_size: blob_size.map(|n| n as u64),
         pii: serde_json::from_str(&pii).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+/// A row of `SELECT {RECORD_COLUMNS}, org_id`.
+fn due_from_row(row: &rusqlite::Row<'_>) -> Result<DueRecord, StoreError> {
+    Ok(DueRecord {
+        scope: OrgScope::new(row.get(13)?),
+        row: record_from_row(row)?,
     })
 }
 
@@ -504,7 +547,7 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let n = tx.execute(
-                "UPDATE records SET state = ?4, deleted_at = ?5, next_due_at = ?6
+                "UPDATE records SET state = ?4, deleted_at = ?5, next_due_at = ?6, lease_until = NULL
                  WHERE org_id = ?1 AND id = ?2 AND state = ?3",
                 params![
                     org,
@@ -521,6 +564,189 @@ impl Store for SqliteStore {
             append_audit(&tx, &columns)?;
             tx.commit()?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        now: jiff::Timestamp,
+        lease_until: jiff::Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueRecord>, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let due = {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "SELECT {RECORD_COLUMNS}, org_id FROM records
+                     WHERE next_due_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+                     ORDER BY next_due_at LIMIT ?2"
+                ))?;
+                let mut rows = stmt.query(params![to_micros(now), limit])?;
+                let mut due = Vec::new();
+                while let Some(r) = rows.next()? {
+                    due.push(due_from_row(r)?);
+                }
+                due
+            };
+            {
+                let mut lease = tx.prepare_cached(
+                    "UPDATE records SET lease_until = ?3 WHERE org_id = ?1 AND id = ?2",
+                )?;
+                for d in &due {
+                    lease.execute(params![d.scope.org_id(), d.row.id, to_micros(lease_until)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn peek_due(
+        &self,
+        as_of: jiff::Timestamp,
+        after: Option<&DueCursor>,
+        limit: u32,
+    ) -> Result<Vec<DueRecord>, StoreError> {
+        let after = after.cloned();
+        self.read(move |c| {
+            let (due, org, id) = match &after {
+                Some(a) => (to_micros(a.due_at), a.org.clone(), a.id.clone()),
+                None => (i64::MIN, String::new(), String::new()),
+            };
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS}, org_id FROM records
+                 WHERE next_due_at <= ?1 AND (next_due_at, org_id, id) > (?2, ?3, ?4)
+                 ORDER BY next_due_at, org_id, id LIMIT ?5"
+            ))?;
+            let mut rows = stmt.query(params![to_micros(as_of), due, org, id, limit])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(due_from_row(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn defer_record(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        until: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let (org, id) = (scope.org_id().to_string(), id.to_string());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE records SET lease_until = ?3 WHERE org_id = ?1 AND id = ?2",
+                params![org, id, to_micros(until)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn archive_record(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        from: RecordState,
+        next_due_at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), id.to_string());
+        self.mutate_if(audit, move |tx| {
+            Ok(tx.execute(
+                "UPDATE records SET state = 'archived', sealed = NULL, next_due_at = ?4,
+                        lease_until = NULL
+                 WHERE org_id = ?1 AND id = ?2 AND state = ?3",
+                params![org, id, from.as_str(), to_micros(next_due_at)],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn purge_record(
+        &self,
+        scope: &OrgScope,
+        from: RecordState,
+        entry: &DeletionEntry,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, e) = (scope.org_id().to_string(), entry.clone());
+        self.mutate_if(audit, move |tx| {
+            let n = tx.execute(
+                "DELETE FROM records WHERE org_id = ?1 AND id = ?2 AND state = ?3",
+                params![org, e.record_id, from.as_str()],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO deletion_log
+                     (org_id, record_id, category, created_at, due_at, purged_at, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    org,
+                    e.record_id,
+                    e.category,
+                    to_micros(e.created_at),
+                    to_micros(e.due_at),
+                    to_micros(e.purged_at),
+                    e.reason
+                ],
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn forget_deleted(&self) -> Result<(), StoreError> {
+        self.write(|c| {
+            // (busy, frames in WAL, frames checkpointed); busy means a reader kept part of
+            // the WAL alive, so the old images may still be there.
+            let (busy, _, _): (i64, i64, i64) =
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            if busy != 0 {
+                return Err(StoreError::Database(
+                    "WAL truncation was blocked by a reader; purged pages may linger until the next sweep".into(),
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn deletion_log(
+        &self,
+        scope: &OrgScope,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeletionEntry>, StoreError> {
+        let org = scope.org_id().to_string();
+        let after = after.unwrap_or("").to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT record_id, category, created_at, due_at, purged_at, reason
+                 FROM deletion_log WHERE org_id = ?1 AND record_id > ?2
+                 ORDER BY record_id LIMIT ?3",
+            )?;
+            let mut rows = stmt.query(params![org, after, limit])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(DeletionEntry {
+                    record_id: r.get(0)?,
+                    category: r.get(1)?,
+                    created_at: from_micros(r.get(2)?)?,
+                    due_at: from_micros(r.get(3)?)?,
+                    purged_at: from_micros(r.get(4)?)?,
+                    reason: r.get(5)?,
+                });
+            }
+            Ok(out)
         })
         .await
     }

@@ -1,0 +1,355 @@
+//! The lifecycle engine: every record that falls due is archived or purged by itself, holds
+//! permitting, each step one transaction with its audit event.
+//!
+//! Crash safety comes from ordering and compare-and-set, not from a journal:
+//! - archive: copy content to the archive location (idempotent overwrite) → one transaction
+//!   (state `archived`, hot content dropped, audit) → delete the hot blob. A crash before the
+//!   transaction leaves the record active and due, so the next pass repeats the copy; a crash
+//!   after it leaves a hot blob of an archived record, which the purge removes.
+//! - purge: delete the record's objects (missing ones are fine) → one transaction (row deleted
+//!   if still in the expected state, deletion-log row, audit). A crash in between leaves a due
+//!   row without blob, purged on the next pass; never a blob without a row.
+//!
+//! Nothing runs ahead of the clock: a real sweep acts only on records whose due time has
+//! passed; `as_of` is for dry-run forecasts.
+
+use std::collections::HashMap;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use custos_store::{DeletionEntry, DueCursor, DueRecord, Hold, OrgScope, RecordRow, RecordState};
+
+use crate::files::blob_key;
+use crate::{Caller, CoreError, Custos, Principal};
+
+/// How long a sweeper owns the records it claimed; a crashed sweeper's claims expire then.
+const LEASE: SignedDuration = SignedDuration::from_secs(300);
+/// How long a held record is left alone before the sweeper looks at it (and its holds) again.
+const HELD_RECHECK: SignedDuration = SignedDuration::from_secs(3600);
+
+/// What one sweep pass does.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// Report what would happen; change nothing.
+    pub dry_run: bool,
+    /// Dry runs only: report what will be due at this time instead of now.
+    pub as_of: Option<Timestamp>,
+    /// Records claimed (or read) per store round trip.
+    pub batch: u32,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        SweepOptions {
+            dry_run: false,
+            as_of: None,
+            batch: 500,
+        }
+    }
+}
+
+/// A lifecycle action on one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Content moved to the archive tier.
+    Archive,
+    /// Record and its objects removed; a deletion-log row remains.
+    Purge,
+    /// A purge that a legal hold stopped.
+    Held,
+}
+
+/// One action of a sweep, as `custos sweep --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SweepAction {
+    /// Org id.
+    pub org: String,
+    /// Record id.
+    pub record: String,
+    /// Record category.
+    pub category: String,
+    /// What was (or, in a dry run, would be) done.
+    pub action: ActionKind,
+    /// When it fell (or falls) due.
+    pub due: Timestamp,
+}
+
+/// Totals of one sweep pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SweepSummary {
+    /// Records archived.
+    pub archived: u64,
+    /// Records purged.
+    pub purged: u64,
+    /// Purges a hold stopped.
+    pub held: u64,
+    /// Records another sweeper or a user changed first (nothing done here).
+    pub raced: u64,
+}
+
+impl SweepSummary {
+    fn count(&mut self, action: ActionKind) {
+        match action {
+            ActionKind::Archive => self.archived += 1,
+            ActionKind::Purge => self.purged += 1,
+            ActionKind::Held => self.held += 1,
+        }
+    }
+}
+
+/// The step a record needs at `at`, with its due time and reason; `None` if nothing is due.
+pub fn due_step(
+    row: &RecordRow,
+    soft_delete_window: &custos_policy::Duration,
+    at: Timestamp,
+) -> Option<(ActionKind, Timestamp, &'static str)> {
+    match row.state {
+        RecordState::SoftDeleted => {
+            let due = soft_delete_window.add_to(row.deleted_at.unwrap_or(row.created_at));
+            (due <= at).then_some((ActionKind::Purge, due, "soft_delete_window_closed"))
+        }
+        RecordState::Archived => {
+            (row.expire_at <= at).then_some((ActionKind::Purge, row.expire_at, "expired"))
+        }
+        RecordState::Active => {
+            if row.expire_at <= at {
+                Some((ActionKind::Purge, row.expire_at, "expired"))
+            } else {
+                match row.archive_at {
+                    Some(a) if a <= at => Some((ActionKind::Archive, a, "archive_after")),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// Whether an active hold covers the record: an org-wide hold, or one whose subject and/or
+/// category (each if set) match it.
+pub fn is_held(row: &RecordRow, holds: &[Hold]) -> bool {
+    holds.iter().any(|h| {
+        h.subject_ref
+            .as_ref()
+            .is_none_or(|s| row.subject_ref.as_ref() == Some(s))
+            && h.category.as_ref().is_none_or(|c| *c == row.category)
+    })
+}
+
+/// Where an archived record's sealed envelope lives.
+pub(crate) fn archive_envelope_key(org: &str, record: &str) -> String {
+    format!("orgs/{org}/archive/{record}.envelope")
+}
+
+/// Where an archived record's blob lives.
+pub(crate) fn archive_blob_key(org: &str, record: &str) -> String {
+    format!("orgs/{org}/archive/{record}.blob")
+}
+
+impl Custos {
+    /// Runs one sweep pass: every due record is archived or purged (holds permitting), and
+    /// `on_action` hears about each action as it happens. A dry run changes nothing.
+    pub async fn sweep(
+        &self,
+        opts: &SweepOptions,
+        on_action: &mut (dyn FnMut(&SweepAction) + Send),
+    ) -> Result<SweepSummary, CoreError> {
+        let now = self.now();
+        if opts.as_of.is_some_and(|t| t > now) && !opts.dry_run {
+            return Err(CoreError::invalid(
+                "as_of",
+                "a real sweep never runs ahead of the clock; use it with --dry-run",
+            ));
+        }
+        let mut holds = HoldCache::default();
+        let mut summary = SweepSummary::default();
+        if opts.dry_run {
+            let at = opts.as_of.unwrap_or(now);
+            let mut cursor: Option<DueCursor> = None;
+            loop {
+                let page = self
+                    .store
+                    .peek_due(at, cursor.as_ref(), opts.batch.max(1))
+                    .await?;
+                let Some(last) = page.last() else { break };
+                cursor = Some(last.cursor());
+                for due in &page {
+                    if let Some(action) = self.plan(due, at, &mut holds).await? {
+                        summary.count(action.action);
+                        on_action(&action);
+                    }
+                }
+            }
+            return Ok(summary);
+        }
+        loop {
+            let lease_until = now + LEASE;
+            let claimed = self
+                .store
+                .claim_due(now, lease_until, opts.batch.max(1))
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            for due in claimed {
+                let Some(action) = self.plan(&due, now, &mut holds).await? else {
+                    // Due by its index entry but nothing to do (e.g. restored meanwhile):
+                    // look again later rather than spin on it.
+                    self.store
+                        .defer_record(&due.scope, &due.row.id, now + HELD_RECHECK)
+                        .await?;
+                    continue;
+                };
+                let done = match action.action {
+                    ActionKind::Held => {
+                        self.store
+                            .defer_record(&due.scope, &due.row.id, now + HELD_RECHECK)
+                            .await?;
+                        true
+                    }
+                    ActionKind::Archive => self.archive(&due.scope, &due.row).await?,
+                    ActionKind::Purge => {
+                        let reason =
+                            due_step(&due.row, &self.policy.deletion.soft_delete_window, now)
+                                .map_or("expired", |(_, _, r)| r);
+                        self.purge(&due.scope, &due.row, action.due, reason).await?
+                    }
+                };
+                if done {
+                    summary.count(action.action);
+                    on_action(&action);
+                } else {
+                    summary.raced += 1;
+                }
+            }
+        }
+        if summary.purged > 0 {
+            self.store.forget_deleted().await?;
+        }
+        Ok(summary)
+    }
+
+    /// The action a due record needs at `at`, with holds applied.
+    async fn plan(
+        &self,
+        due: &DueRecord,
+        at: Timestamp,
+        holds: &mut HoldCache,
+    ) -> Result<Option<SweepAction>, CoreError> {
+        let Some((mut action, due_at, _)) =
+            due_step(&due.row, &self.policy.deletion.soft_delete_window, at)
+        else {
+            return Ok(None);
+        };
+        if action == ActionKind::Purge && is_held(&due.row, holds.of(self, &due.scope).await?) {
+            action = ActionKind::Held;
+        }
+        Ok(Some(SweepAction {
+            org: due.scope.org_id().to_string(),
+            record: due.row.id.clone(),
+            category: due.row.category.clone(),
+            action,
+            due: due_at,
+        }))
+    }
+
+    /// Moves an active record's content to the archive tier. False if it changed meanwhile.
+    async fn archive(&self, scope: &OrgScope, row: &RecordRow) -> Result<bool, CoreError> {
+        let org = scope.org_id();
+        if let Some(sealed) = &row.sealed {
+            self.objects
+                .put(&archive_envelope_key(org, &row.id), sealed.clone())
+                .await?;
+        }
+        if row.blob_size.is_some() {
+            self.objects
+                .copy(&blob_key(org, &row.id), &archive_blob_key(org, &row.id))
+                .await?;
+        }
+        let event = self
+            .event(&system(), "record.archive")
+            .org(org)
+            .target(format!("record:{}", row.id))
+            .reason(format!("category={}", row.category));
+        let moved = self
+            .store
+            .archive_record(scope, &row.id, row.state, row.expire_at, &[event])
+            .await?;
+        if moved && row.blob_size.is_some() {
+            self.objects.delete(&blob_key(org, &row.id)).await?;
+        }
+        Ok(moved)
+    }
+
+    /// Removes a record's objects, then its row (leaving a deletion-log entry). False if it
+    /// changed meanwhile.
+    async fn purge(
+        &self,
+        scope: &OrgScope,
+        row: &RecordRow,
+        due_at: Timestamp,
+        reason: &str,
+    ) -> Result<bool, CoreError> {
+        let org = scope.org_id();
+        for key in [
+            blob_key(org, &row.id),
+            archive_blob_key(org, &row.id),
+            archive_envelope_key(org, &row.id),
+        ] {
+            self.objects.delete(&key).await?;
+        }
+        let entry = DeletionEntry {
+            record_id: row.id.clone(),
+            category: row.category.clone(),
+            created_at: row.created_at,
+            due_at,
+            purged_at: self.now(),
+            reason: reason.to_string(),
+        };
+        let event = self
+            .event(&system(), "record.purge")
+            .org(org)
+            .target(format!("record:{}", row.id))
+            .reason(format!("category={} reason={reason}", row.category));
+        Ok(self
+            .store
+            .purge_record(scope, row.state, &entry, &[event])
+            .await?)
+    }
+
+    /// The org's deletion log (managers and the deployment admin), ordered by record id.
+    pub async fn deletion_log(
+        &self,
+        caller: &Caller,
+        org: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeletionEntry>, CoreError> {
+        let scope = self.scope_for(caller, org, "deletion_log.read").await?;
+        self.require_manager(caller, &scope, "deletion_log.read", crate::orgs::MANAGERS)
+            .await?;
+        Ok(self
+            .store
+            .deletion_log(&scope, after, limit.clamp(1, crate::records::MAX_PAGE))
+            .await?)
+    }
+}
+
+fn system() -> Caller {
+    Caller::new(Principal::System)
+}
+
+/// Active holds per org, read once per sweep pass.
+#[derive(Default)]
+struct HoldCache(HashMap<String, Vec<Hold>>);
+
+impl HoldCache {
+    async fn of(&mut self, custos: &Custos, scope: &OrgScope) -> Result<&[Hold], CoreError> {
+        if !self.0.contains_key(scope.org_id()) {
+            let holds = custos.store.holds(scope).await?;
+            self.0.insert(scope.org_id().to_string(), holds);
+        }
+        Ok(&self.0[scope.org_id()])
+    }
+}

@@ -1,0 +1,391 @@
+//! The lifecycle engine driven by a manual clock through years of the built-in policy.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use common::*;
+use custos_core::{
+    ActionKind, Caller, CoreError, FileUpload, NewHold, NewRecord, Principal, SweepAction,
+    SweepOptions,
+};
+use custos_store::Store;
+use jiff::{Timestamp, ToSpan};
+use serde_json::json;
+
+/// `t` plus `n` calendar days (UTC).
+fn plus_days(t: Timestamp, n: i64) -> Timestamp {
+    t.to_zoned(jiff::tz::TimeZone::UTC)
+        .checked_add(n.days())
+        .unwrap()
+        .timestamp()
+}
+
+fn system() -> Caller {
+    Caller::new(Principal::System)
+}
+
+fn record(category: &str, subject: Option<&str>) -> NewRecord {
+    NewRecord {
+        category: category.into(),
+        subject: subject.map(str::to_string),
+        content: json!({ "text": format!("a {category} record") }),
+        metadata: None,
+    }
+}
+
+impl Env {
+    /// One real sweep at the clock's current time; the actions it took.
+    async fn sweep(&self) -> Vec<SweepAction> {
+        let mut actions = Vec::new();
+        self.custos
+            .sweep(&SweepOptions::default(), &mut |a| actions.push(a.clone()))
+            .await
+            .expect("sweep");
+        actions
+    }
+
+    async fn dry_run(&self, as_of: Option<Timestamp>) -> Vec<SweepAction> {
+        let mut actions = Vec::new();
+        let opts = SweepOptions {
+            dry_run: true,
+            as_of,
+            ..SweepOptions::default()
+        };
+        self.custos
+            .sweep(&opts, &mut |a| actions.push(a.clone()))
+            .await
+            .expect("dry run");
+        actions
+    }
+}
+
+/// Every category's data is archived and purged on its due day, an org's override is
+/// respected, and a category hold stops purges until it is released.
+#[tokio::test]
+async fn years_of_policy_archive_and_purge_each_category_on_its_day() {
+    let env = env();
+    let start = env.custos.now();
+    let org = env.org("acme").await;
+    let other = env.org("globex").await;
+    // Globex keeps messages 400 days instead of 365, within the policy's bounds.
+    let owner = env.member(&other, &["owner"], &[], true).await;
+    env.custos
+        .set_retention(&owner, &other, "messages", "400d")
+        .await
+        .unwrap();
+    let hold = env
+        .custos
+        .create_hold(
+            &owner,
+            &other,
+            NewHold {
+                reason: "litigation 2026-17".into(),
+                subject: None,
+                category: Some("app_logs".into()),
+            },
+        )
+        .await
+        .unwrap();
+
+    // (org, record id) → (category, archive_at, expire_at)
+    let mut expected = BTreeMap::new();
+    for category in env.custos.policy().categories.values() {
+        let created = env
+            .custos
+            .create_record(&system(), &org, record(&category.name, Some("alice")))
+            .await
+            .unwrap();
+        expected.insert(
+            created.id,
+            (category.name.clone(), created.archive_at, created.expire_at),
+        );
+    }
+    let globex_messages = env
+        .custos
+        .create_record(&system(), &other, record("messages", None))
+        .await
+        .unwrap();
+    assert_eq!(globex_messages.expire_at, plus_days(start, 400));
+    let globex_logs = env
+        .custos
+        .create_record(&system(), &other, record("app_logs", None))
+        .await
+        .unwrap();
+    expected.insert(
+        globex_messages.id.clone(),
+        (
+            "messages".into(),
+            globex_messages.archive_at,
+            globex_messages.expire_at,
+        ),
+    );
+
+    // One sweep a day for eleven years (the longest retention is ten).
+    let mut archived_on = BTreeMap::new();
+    let mut purged_on = BTreeMap::new();
+    let mut held_days = 0;
+    let release_day = plus_days(start, 200);
+    let mut released = false;
+    for _ in 0..(11 * 366) {
+        env.clock.advance(1.day());
+        let today = env.custos.now();
+        if !released && today >= release_day {
+            env.custos
+                .release_hold(&owner, &other, &hold.id)
+                .await
+                .unwrap();
+            released = true;
+        }
+        for action in env.sweep().await {
+            assert!(action.due <= today, "acted before due: {action:?}");
+            match action.action {
+                ActionKind::Archive => archived_on.insert(action.record, today),
+                ActionKind::Purge => purged_on.insert(action.record, today),
+                ActionKind::Held => {
+                    assert_eq!(action.record, globex_logs.id);
+                    held_days += 1;
+                    None
+                }
+            };
+        }
+    }
+
+    for (id, (category, archive_at, expire_at)) in &expected {
+        let purged = purged_on
+            .get(id)
+            .unwrap_or_else(|| panic!("{category} never purged"));
+        // Daily sweeps at midnight: a record is acted on the first sweep at or after its due
+        // time, i.e. within a day of it and never before.
+        assert!(
+            *purged >= *expire_at && *purged < plus_days(*expire_at, 1),
+            "{category}: purged {purged}, expired {expire_at}"
+        );
+        match archive_at {
+            Some(a) if a < expire_at => {
+                let archived = archived_on
+                    .get(id)
+                    .unwrap_or_else(|| panic!("{category} never archived"));
+                assert!(*archived >= *a && *archived < plus_days(*a, 1));
+            }
+            _ => assert!(!archived_on.contains_key(id), "{category} archived"),
+        }
+    }
+    // app_logs keep 90 days; held from then until the hold's release on day 200.
+    assert!(held_days >= 100, "held {held_days} days");
+    let logs_purged = purged_on[&globex_logs.id];
+    assert!(logs_purged >= release_day && logs_purged < plus_days(release_day, 2));
+
+    // Nothing left but deletion-log rows; each purge audited.
+    let acme = env.custos.store().org(&org).await.unwrap().unwrap().0;
+    let rows = env
+        .store
+        .list_records(&acme, &Default::default(), None, 1000)
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "{} records left", rows.len());
+    let log = env
+        .custos
+        .deletion_log(&admin(), &org, None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), env.custos.policy().categories.len());
+    assert!(log.iter().all(|e| e.reason == "expired"));
+}
+
+/// Soft-deleted data is restorable on day 29 and gone after day 30.
+#[tokio::test]
+async fn soft_deleted_records_restorable_until_the_window_closes() {
+    let env = env();
+    let org = env.org("acme").await;
+    let member = env.member(&org, &["member"], &[], false).await;
+    let kept = env
+        .custos
+        .create_record(&member, &org, record("messages", Some("bob")))
+        .await
+        .unwrap();
+    let lost = env
+        .custos
+        .create_record(&member, &org, record("messages", Some("bob")))
+        .await
+        .unwrap();
+    env.custos
+        .soft_delete(&member, &org, &kept.id)
+        .await
+        .unwrap();
+    env.custos
+        .soft_delete(&member, &org, &lost.id)
+        .await
+        .unwrap();
+    for _ in 0..29 {
+        env.clock.advance(1.day());
+        assert!(env.sweep().await.is_empty());
+    }
+    env.custos.restore(&member, &org, &kept.id).await.unwrap();
+    env.clock.advance(1.day());
+    let actions = env.sweep().await;
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0].action, actions[0].record.as_str()),
+        (ActionKind::Purge, lost.id.as_str())
+    );
+    let err = env
+        .custos
+        .restore(&member, &org, &lost.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::NotFound(_)), "{err:?}");
+    let view = env
+        .custos
+        .get_record(&member, &org, &kept.id)
+        .await
+        .unwrap();
+    assert_eq!(view.state, "active");
+    let log = env
+        .custos
+        .deletion_log(&admin(), &org, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].reason, "soft_delete_window_closed");
+}
+
+/// Archived content leaves the hot store and normal reads refuse it; an archived file's
+/// blob moves too, and the purge leaves no object behind.
+#[tokio::test]
+async fn archive_moves_content_and_purge_leaves_no_objects() {
+    let env = env();
+    let org = env.org("acme").await;
+    let member = env.member(&org, &["member"], &[], false).await;
+    let msg = env
+        .custos
+        .create_record(&member, &org, record("messages", None))
+        .await
+        .unwrap();
+    let body = Bytes::from(vec![7u8; 200_000]);
+    let file = env
+        .custos
+        .upload_file(
+            &member,
+            &org,
+            FileUpload {
+                category: "files".into(),
+                subject: None,
+                file_name: Some("a.bin".into()),
+                ..Default::default()
+            },
+            futures::stream::iter([Ok::<_, std::io::Error>(body)]),
+        )
+        .await
+        .unwrap();
+    env.clock.advance(91.days());
+    let actions = env.sweep().await;
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(actions.iter().all(|a| a.action == ActionKind::Archive));
+    let err = env
+        .custos
+        .get_record(&member, &org, &msg.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Conflict(_)), "{err:?}");
+    let scope = env.custos.store().org(&org).await.unwrap().unwrap().0;
+    let row = env.store.record(&scope, &msg.id).await.unwrap().unwrap();
+    assert!(row.sealed.is_none(), "content still in the hot store");
+    let objects = env.dir.path().join("data/objects");
+    let names: Vec<String> = files_under(&objects)
+        .into_iter()
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().all(|n| n.contains("/archive/")), "{names:?}");
+    let _ = file;
+
+    env.clock.advance(2.years());
+    let actions = env.sweep().await;
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(actions.iter().all(|a| a.action == ActionKind::Purge));
+    assert!(files_under(&objects).is_empty(), "objects left after purge");
+}
+
+/// A dry run changes nothing and forecasts with `as_of`; a real sweep refuses to run ahead.
+#[tokio::test]
+async fn dry_run_forecasts_without_changing_anything() {
+    let env = env();
+    let org = env.org("acme").await;
+    let created = env
+        .custos
+        .create_record(&system(), &org, record("app_logs", None))
+        .await
+        .unwrap();
+    let audit_before = env.audit_size().await;
+    assert!(env.dry_run(None).await.is_empty());
+    let later = plus_days(env.custos.now(), 91);
+    let forecast = env.dry_run(Some(later)).await;
+    assert_eq!(forecast.len(), 1);
+    assert_eq!(forecast[0].action, ActionKind::Purge);
+    assert_eq!(forecast[0].due, created.expire_at);
+    assert_eq!(env.audit_size().await, audit_before);
+    let err = env
+        .custos
+        .sweep(
+            &SweepOptions {
+                as_of: Some(later),
+                ..SweepOptions::default()
+            },
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Invalid { .. }), "{err:?}");
+    assert!(env.sweep().await.is_empty());
+}
+
+/// After a purge, neither a marker in the content nor any piece of the record's ciphertext
+/// is in any file under the data dir (secure_delete zeroes freed pages; the sweep truncates
+/// the WAL, which still held older page images).
+#[tokio::test]
+async fn purged_content_is_in_no_file_under_the_data_dir() {
+    let env = env();
+    let org = env.org("acme").await;
+    let marker = "PURGE-MARKER-4c1d7e0b";
+    let created = env
+        .custos
+        .create_record(
+            &system(),
+            &org,
+            NewRecord {
+                category: "app_logs".into(),
+                subject: None,
+                content: json!({ "text": marker }),
+                metadata: None,
+            },
+        )
+        .await
+        .unwrap();
+    let scope = env.custos.store().org(&org).await.unwrap().unwrap().0;
+    let sealed = env
+        .store
+        .record(&scope, &created.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .sealed
+        .unwrap();
+    let data = env.dir.path().join("data");
+    let probe = &sealed[sealed.len() / 2..sealed.len() / 2 + 24];
+    assert!(
+        files_under(&data).iter().any(|(_, b)| contains(b, probe)),
+        "the probe must be on disk before the purge for this test to mean anything"
+    );
+    env.clock.advance(91.days());
+    assert_eq!(env.sweep().await.len(), 1);
+    for (path, bytes) in files_under(&data) {
+        assert!(
+            !contains(&bytes, marker.as_bytes()),
+            "marker in {}",
+            path.display()
+        );
+        assert!(!contains(&bytes, probe), "ciphertext in {}", path.display());
+    }
+}
