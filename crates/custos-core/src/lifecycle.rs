@@ -23,8 +23,6 @@ use custos_store::{DeletionEntry, DueCursor, DueRecord, Hold, OrgScope, RecordRo
 use crate::files::blob_key;
 use crate::{Caller, CoreError, Custos, Principal};
 
-/// How long a sweeper owns the records it claimed; a crashed sweeper's claims expire then.
-const LEASE: SignedDuration = SignedDuration::from_secs(300);
 /// How long a held record is left alone before the sweeper looks at it (and its holds) again.
 const HELD_RECHECK: SignedDuration = SignedDuration::from_secs(3600);
 
@@ -37,6 +35,9 @@ pub struct SweepOptions {
     pub as_of: Option<Timestamp>,
     /// Records claimed (or read) per store round trip.
     pub batch: u32,
+    /// How long this sweeper owns the records it claims: if it dies, another sweeper (or
+    /// its restart) takes them over after this.
+    pub lease: SignedDuration,
 }
 
 impl Default for SweepOptions {
@@ -45,6 +46,7 @@ impl Default for SweepOptions {
             dry_run: false,
             as_of: None,
             batch: 500,
+            lease: SignedDuration::from_secs(300),
         }
     }
 }
@@ -184,7 +186,7 @@ impl Custos {
             return Ok(summary);
         }
         loop {
-            let lease_until = now + LEASE;
+            let lease_until = now + opts.lease;
             let claimed = self
                 .store
                 .claim_due(now, lease_until, opts.batch.max(1))
@@ -228,6 +230,28 @@ impl Custos {
             self.store.forget_deleted().await?;
         }
         Ok(summary)
+    }
+
+    /// Sweeps every `every` for as long as the process runs (`custos serve`). Several
+    /// instances may run this on one database: claims keep their work apart.
+    pub async fn run_sweeper(self: std::sync::Arc<Self>, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.sweep(&SweepOptions::default(), &mut |_| {}).await {
+                Ok(s) if s.archived + s.purged + s.held > 0 => tracing::info!(
+                    archived = s.archived,
+                    purged = s.purged,
+                    held = s.held,
+                    "lifecycle sweep"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "lifecycle sweep failed; retrying next interval")
+                }
+            }
+        }
     }
 
     /// The action a due record needs at `at`, with holds applied.

@@ -55,6 +55,8 @@ pub enum Command {
     Scan(crate::pii_cmd::ScanArgs),
     /// Apply the policy's PII operators to text and print the result.
     Redact(crate::pii_cmd::RedactArgs),
+    /// Run every lifecycle action that is due (archive, purge), or forecast with --dry-run.
+    Sweep(crate::sweep_cmd::SweepArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +91,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit(cmd) => crate::audit_cmd::run(&cli.global, cmd).await,
         Command::Scan(args) => crate::pii_cmd::scan(args),
         Command::Redact(args) => crate::pii_cmd::redact(&cli.global, args),
+        Command::Sweep(args) => crate::sweep_cmd::run(&cli.global, args).await,
     }
 }
 

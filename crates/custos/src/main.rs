@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod pii_cmd;
 mod serve;
+mod sweep_cmd;
 
 use std::process::ExitCode;
 

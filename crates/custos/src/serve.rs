@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Sign an audit checkpoint every this many seconds when the log grew.
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_interval: u64,
+    /// Run the lifecycle sweep every this many seconds (0: never; run `custos sweep`).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub sweep_interval: u64,
 }
 
 /// Where the admin token comes from, for the start-up message.
@@ -121,6 +124,13 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
             .clone()
             .run_checkpointer(std::time::Duration::from_secs(args.checkpoint_interval)),
     );
+    if args.sweep_interval > 0 {
+        tokio::spawn(
+            custos
+                .clone()
+                .run_sweeper(std::time::Duration::from_secs(args.sweep_interval)),
+        );
+    }
     let app = custos_api::router(custos_api::AppState::new(custos.clone()))
         .into_make_service_with_connect_info::<SocketAddr>();
     let tls = match (&args.tls_cert, &args.tls_key) {
