@@ -69,7 +69,7 @@ pub async fn run(global: &Global, args: SweepArgs) -> Result<(), Failure> {
         .custos
         .sweep(&opts, &mut |action| {
             done += 1;
-            if done % 100 == 0 {
+            if done.is_multiple_of(100) {
                 progress.set_message(format!("{done} actions"));
             }
             let name = match action.action {
