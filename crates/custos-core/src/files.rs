@@ -124,6 +124,7 @@ impl Custos {
             file_name: upload.file_name,
             content_type: upload.content_type,
             tokens: None,
+            org_tokens: None,
         };
         let sealed = key.seal(
             scope.org_id(),

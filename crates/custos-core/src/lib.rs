@@ -112,6 +112,7 @@ pub struct Custos {
     scanner: Arc<custos_pii::Scanner>,
     alerts: Option<Arc<dyn AlertSink>>,
     audit_signer: Option<Arc<audit::AuditSigner>>,
+    mint_locks: pii::MintLocks,
 }
 
 impl std::fmt::Debug for Custos {
@@ -141,6 +142,7 @@ impl Custos {
             scanner: Arc::new(custos_pii::Scanner::new()),
             alerts: None,
             audit_signer: None,
+            mint_locks: pii::MintLocks::default(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Records: create (in batches), read, list, soft delete and restore.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use custos_crypto::KeyRef;
 use custos_store::{OrgScope, RecordFilter, RecordRow, RecordState, StateChange};
 
-use crate::pii::{PiiBlocked, ScrubPlan, Scrubbed};
+use crate::pii::{BatchTokens, PiiBlocked, Scan, ScrubPlan, TokenKeys};
 use crate::{Caller, CoreError, Custos};
 
 /// Request to store one record.
@@ -128,10 +128,14 @@ pub(crate) struct Envelope {
     pub file_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
-    /// Pseudonyms minted by the `tokenize` PII action, sealed with the record so an
-    /// authorized reader can reverse them.
+    /// Per-record pseudonyms of records written before tokens were org-wide; still read so
+    /// those records can be revealed. New records leave it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<custos_pii::TokenVault>,
+    /// The org-wide pseudonyms (`tokenize`) this content uses. Reveal resolves only these, so
+    /// a `<PERSON_1>` typed by a caller into another record reveals nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_tokens: Option<Vec<String>>,
 }
 
 /// Content keys fetched once for a whole batch: one key-store round trip (and at most one
@@ -185,6 +189,7 @@ pub(crate) fn next_due(
 }
 
 /// One validated request of a batch, waiting for the CPU-bound half of the write path.
+#[derive(Clone)]
 struct Pending {
     id: String,
     category: String,
@@ -197,31 +202,76 @@ struct Pending {
     metadata: Option<Value>,
 }
 
-/// Scrubs, envelopes and seals one pending record. Pure CPU work: runs on any thread.
-fn seal_pending(
-    scanner: &custos_pii::Scanner,
+/// A pending record after its PII scan (`None`: its category has no PII rule).
+#[derive(Clone)]
+struct Scanned {
+    p: Pending,
+    scan: Option<Scan>,
+}
+
+impl Scanned {
+    /// The values this record needs org tokens for.
+    fn targets(&self) -> &[(custos_pii::EntityKind, String)] {
+        self.scan.as_ref().map_or(&[], |s| &s.targets)
+    }
+}
+
+/// Scans one pending record and checks its category's rule. Pure CPU work.
+fn scan_pending(scanner: &custos_pii::Scanner, p: Pending) -> Result<Scanned, Refused> {
+    let scan = match &p.plan {
+        None => None,
+        Some(plan) => {
+            let mut scan = plan.scan(scanner, &p.content).map_err(|(counts, hits)| {
+                Refused::Pii(PiiBlocked {
+                    category: p.category.clone(),
+                    counts,
+                    hits,
+                })
+            })?;
+            // Pass-through content is dropped, so it gets no tokens: minting would keep the
+            // values of content the policy says not to keep.
+            if !p.store_content {
+                scan.targets.clear();
+            }
+            Some(scan)
+        }
+    };
+    Ok(Scanned { p, scan })
+}
+
+/// Scrubs (with the batch's org tokens), envelopes and seals one scanned record. Pure CPU
+/// work: runs on any thread.
+fn seal_scanned(
     org: &str,
     keys: &BatchKeys,
+    tokens: &BatchTokens,
     now: jiff::Timestamp,
-    p: Pending,
-) -> Result<(RecordRow, BTreeMap<String, u64>), Refused> {
-    let scrubbed = match &p.plan {
-        None => Scrubbed::untouched(p.content),
-        Some(plan) => plan.apply(scanner, p.content).map_err(|(counts, hits)| {
-            Refused::Pii(PiiBlocked {
-                category: p.category.clone(),
-                counts,
-                hits,
-            })
-        })?,
+    s: Scanned,
+) -> Result<SealedRecord, Refused> {
+    let Scanned { p, scan } = s;
+    let (content, counts, org_tokens) = match (&p.plan, scan) {
+        (Some(plan), Some(scan)) if p.store_content => {
+            let mut vault = tokens.vault_for(&scan.targets).map_err(Refused::Core)?;
+            let used = vault
+                .as_ref()
+                .map(|v| v.entries().iter().map(|e| e.token.clone()).collect());
+            let content = plan
+                .apply(p.content, scan.findings, vault.as_mut())
+                .map_err(Refused::Core)?;
+            (content, scan.counts, used)
+        }
+        // Nothing is kept of pass-through content, so it is not anonymized either.
+        (_, Some(scan)) => (Value::Null, scan.counts, None),
+        (_, None) => (p.content, BTreeMap::new(), None),
     };
     let envelope = p.store_content.then(|| Envelope {
-        content: scrubbed.content,
+        content,
         subject: p.subject,
         metadata: p.metadata.unwrap_or(Value::Null),
         file_name: None,
         content_type: None,
-        tokens: scrubbed.vault,
+        tokens: None,
+        org_tokens,
     });
     let spec = RowSpec {
         id: p.id,
@@ -229,11 +279,44 @@ fn seal_pending(
         subject_ref: p.subject_ref,
         now,
         due: p.due,
-        pii: &scrubbed.counts,
+        pii: &counts,
     };
     let row = seal_row(org, keys, spec, envelope).map_err(Refused::Core)?;
-    Ok((row, scrubbed.counts))
+    Ok((row, counts))
 }
+
+/// How often a tokenizing batch is resolved and sealed again after losing a race with a
+/// concurrent batch of its org that minted the same values or numbers first. Each lost race
+/// means another batch committed, so this bounds contention, not progress.
+const TOKEN_ATTEMPTS: usize = 8;
+
+/// Runs `f` (CPU-bound, rayon inside) on the blocking pool.
+async fn on_all_cores<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CoreError::Internal(format!("sealing task failed: {e}")))
+}
+
+/// What reveal needs from an envelope to reverse `tokenize` pseudonyms.
+#[derive(Default)]
+struct Pseudonyms {
+    /// The record's own vault (records written before tokens were org-wide).
+    record_vault: Option<custos_pii::TokenVault>,
+    /// The org tokens the content uses.
+    org_tokens: Vec<String>,
+}
+
+/// One sealed record and its PII counts.
+type SealedRecord = (RecordRow, BTreeMap<String, u64>);
+
+/// A sealed batch ready to insert: rows, their audit events, and the responses.
+type BatchRows = (
+    Vec<RecordRow>,
+    Vec<custos_audit::AuditEvent>,
+    Vec<CreatedRecord>,
+);
 
 /// Why one record of a batch was not sealed.
 enum Refused {
@@ -344,17 +427,136 @@ impl Custos {
         // 2. Every content key the batch needs, in one key-store round trip.
         let keys = self.batch_keys(&scope, &pending).await?;
         // 3. The CPU-bound part (PII scan, anonymization, envelope, AES-GCM) on all cores.
+        let keys = Arc::new(keys);
         let (scanner, org_id) = (self.scanner.clone(), scope.org_id().to_string());
-        let sealed = tokio::task::spawn_blocking(move || {
-            use rayon::prelude::*;
-            pending
-                .into_par_iter()
-                .with_min_len(32)
-                .map(|p| seal_pending(&scanner, &org_id, &keys, now, p))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| CoreError::Internal(format!("sealing task failed: {e}")))?;
+        let tokenizes = pending
+            .iter()
+            .any(|p| p.store_content && p.plan.as_ref().is_some_and(|plan| plan.tokenizes()));
+        if !tokenizes {
+            // Nothing to resolve between scan and seal: one pass, as before tokens.
+            let sealed = on_all_cores(move || {
+                use rayon::prelude::*;
+                let none = BatchTokens::default();
+                pending
+                    .into_par_iter()
+                    .with_min_len(32)
+                    .map(|p| {
+                        scan_pending(&scanner, p)
+                            .and_then(|s| seal_scanned(&org_id, &keys, &none, now, s))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+            let (rows, events, created) = self.batch_rows(caller, &scope, sealed).await?;
+            self.store.insert_records(&scope, &rows, &events).await?;
+            return Ok(created);
+        }
+        // A tokenizing batch. The pseudonyms go inside the sealed content, so they must be
+        // known before sealing, and new ones must be stored in the records' transaction. So:
+        // scan on all cores (pure), resolve and mint the batch's tokens with one store read,
+        // seal on all cores (pure), then insert records and new tokens together. The insert
+        // is a compare-and-set on the org's tokens; losing it to a concurrent batch (same
+        // value or number minted first) means resolving and sealing again. In this process,
+        // batches that mint in one org take turns (`MintLocks`), so they do not lose to each
+        // other; the compare-and-set is for other processes and for erased tokens.
+        let scanned = {
+            let scanner = scanner.clone();
+            on_all_cores(move || {
+                use rayon::prelude::*;
+                pending
+                    .into_par_iter()
+                    .with_min_len(32)
+                    .map(|p| scan_pending(&scanner, p))
+                    .collect::<Vec<_>>()
+            })
+            .await?
+        };
+        let mut ok = Vec::with_capacity(scanned.len());
+        for outcome in scanned {
+            match outcome {
+                Ok(s) => ok.push(s),
+                // The first refusal in request order; nothing of the batch is stored, and no
+                // token was minted.
+                Err(Refused::Pii(blocked)) => {
+                    return Err(self.refuse_pii(caller, &scope, blocked).await)
+                }
+                Err(Refused::Core(e)) => return Err(e),
+            }
+        }
+        let scanned = Arc::new(ok);
+        // Distinct values in request order, each with the subject of the first record that
+        // holds it (what subject erasure will look tokens up by).
+        let mut seen = HashSet::new();
+        let wanted: Vec<_> = scanned
+            .iter()
+            .flat_map(|s| s.targets().iter().map(move |t| (t, &s.p.subject_ref)))
+            .filter(|(t, _)| seen.insert(*t))
+            .map(|((kind, value), subject_ref)| (*kind, value.clone(), subject_ref.clone()))
+            .collect();
+        let token_keys = if wanted.is_empty() {
+            None
+        } else {
+            Some(TokenKeys::for_org(&self.vault, &org_id)?)
+        };
+        let mut minting = None;
+        for _ in 0..TOKEN_ATTEMPTS {
+            let mut tokens = match &token_keys {
+                Some(k) => self.resolve_tokens(&scope, k, wanted.clone()).await?,
+                None => BatchTokens::default(),
+            };
+            if let (Some(k), true, None) = (&token_keys, !tokens.write.minted.is_empty(), &minting)
+            {
+                // Take turns with this process's other minters of the org (held until this
+                // function returns, so past the commit), then resolve again: a value or
+                // number one of them committed meanwhile is seen now, not lost at commit.
+                minting = Some(self.mint_locks.lock(&org_id).await);
+                tokens = self.resolve_tokens(&scope, k, wanted.clone()).await?;
+            }
+            let tokens = Arc::new(tokens);
+            let sealed = {
+                let (keys, tokens, scanned, org_id) = (
+                    keys.clone(),
+                    tokens.clone(),
+                    scanned.clone(),
+                    org_id.clone(),
+                );
+                on_all_cores(move || {
+                    use rayon::prelude::*;
+                    // Cloned, not moved: a lost race seals the same scans again.
+                    scanned
+                        .par_iter()
+                        .with_min_len(32)
+                        .map(|s| seal_scanned(&org_id, &keys, &tokens, now, s.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .await?
+            };
+            let (rows, events, created) = self.batch_rows(caller, &scope, sealed).await?;
+            if tokens.write.is_empty() {
+                self.store.insert_records(&scope, &rows, &events).await?;
+                return Ok(created);
+            }
+            if self
+                .store
+                .insert_records_with_tokens(&scope, &rows, &tokens.write, &events)
+                .await?
+            {
+                return Ok(created);
+            }
+        }
+        Err(CoreError::Conflict(
+            "concurrent writes kept minting the same PII tokens; retry".into(),
+        ))
+    }
+
+    /// Rows, audit events and responses of a sealed batch, in request order; the first
+    /// refusal (audited) instead if any record was refused.
+    async fn batch_rows(
+        &self,
+        caller: &Caller,
+        scope: &OrgScope,
+        sealed: Vec<Result<SealedRecord, Refused>>,
+    ) -> Result<BatchRows, CoreError> {
         let mut rows = Vec::with_capacity(sealed.len());
         let mut events = Vec::with_capacity(sealed.len());
         let mut created = Vec::with_capacity(sealed.len());
@@ -363,7 +565,7 @@ impl Custos {
                 Ok(done) => done,
                 // The first refusal in request order; nothing of the batch is stored.
                 Err(Refused::Pii(blocked)) => {
-                    return Err(self.refuse_pii(caller, &scope, blocked).await)
+                    return Err(self.refuse_pii(caller, scope, blocked).await)
                 }
                 Err(Refused::Core(e)) => return Err(e),
             };
@@ -382,8 +584,7 @@ impl Custos {
             });
             rows.push(row);
         }
-        self.store.insert_records(&scope, &rows, &events).await?;
-        Ok(created)
+        Ok((rows, events, created))
     }
 
     /// The content keys `pending` needs: each subject's (created on first use) and, if any
@@ -507,12 +708,12 @@ impl Custos {
         Ok(view)
     }
 
-    /// Decrypts a row into its view, with the record's token vault if it has one.
+    /// Decrypts a row into its view, with what reveal needs to reverse its pseudonyms.
     fn record_view(
         &self,
         scope: &OrgScope,
         row: RecordRow,
-    ) -> Result<(RecordView, Option<custos_pii::TokenVault>), CoreError> {
+    ) -> Result<(RecordView, Pseudonyms), CoreError> {
         if row.state == RecordState::Archived {
             return Err(CoreError::Conflict(format!(
                 "record {} is archived; its content is retrievable only through an authorized restore request",
@@ -520,16 +721,26 @@ impl Custos {
             )));
         }
         let envelope = self.open_envelope(scope, &row)?;
-        let (content, subject, metadata, file_name, content_type, tokens) = match envelope {
+        let (content, subject, metadata, file_name, content_type, pseudonyms) = match envelope {
             Some(e) => (
                 e.content,
                 e.subject,
                 e.metadata,
                 e.file_name,
                 e.content_type,
-                e.tokens,
+                Pseudonyms {
+                    record_vault: e.tokens,
+                    org_tokens: e.org_tokens.unwrap_or_default(),
+                },
             ),
-            None => (Value::Null, None, Value::Null, None, None, None),
+            None => (
+                Value::Null,
+                None,
+                Value::Null,
+                None,
+                None,
+                Pseudonyms::default(),
+            ),
         };
         let view = RecordView {
             id: row.id,
@@ -546,7 +757,7 @@ impl Custos {
             file_name,
             content_type,
         };
-        Ok((view, tokens))
+        Ok((view, pseudonyms))
     }
 
     /// Reads one record with `tokenize` pseudonyms reversed: owners and admins only, audited
@@ -563,16 +774,21 @@ impl Custos {
         let row = self
             .readable_record(caller, &scope, id, "record.reveal")
             .await?;
-        let mut view = self.record_view(&scope, row)?;
-        if let Some(vault) = view.1.take() {
-            view.0.content = detokenize_value(view.0.content, &vault);
+        let (mut view, pseudonyms) = self.record_view(&scope, row)?;
+        // Records from before org-wide tokens carry their own vault.
+        if let Some(vault) = &pseudonyms.record_vault {
+            view.content = detokenize_value(view.content, vault);
+        }
+        if !pseudonyms.org_tokens.is_empty() {
+            let vault = self.org_token_vault(&scope, &pseudonyms.org_tokens).await?;
+            view.content = detokenize_value(view.content, &vault);
         }
         let event = self
             .event(caller, "record.reveal")
             .org(scope.org_id())
             .target(format!("record:{id}"));
         self.store.append_audit(&[event]).await?;
-        Ok(view.0)
+        Ok(view)
     }
 
     /// Lists the org's visible records the caller may read, by subject and/or category.
@@ -730,5 +946,135 @@ fn detokenize_value(value: Value, vault: &custos_pii::TokenVault) -> Value {
                 .collect(),
         ),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NewMember, NewOrg, Principal};
+    use serde_json::json;
+
+    /// A deployment on SQLite whose `support_notes` category tokenizes person names.
+    fn custos(dir: &std::path::Path) -> Custos {
+        let extra = r#"
+[categories.support_notes]
+retention = "30d"
+access = { roles = ["owner", "admin", "member"] }
+pii = { detect = ["person"], action = "tokenize" }
+"#;
+        let policy = custos_policy::Policy::parse(
+            &format!("{}{extra}", custos_policy::Policy::BUILTIN_TOML),
+            "test.toml",
+        )
+        .unwrap();
+        let store = custos_store::SqliteStore::open(&dir.join("custos.db")).unwrap();
+        let objects =
+            custos_store::Objects::open(&custos_store::ObjectLocation::File(dir.join("objects")))
+                .unwrap();
+        let kms = custos_crypto::LocalKms::open_or_create(&dir.join("keys/root.keyring")).unwrap();
+        let keys = custos_crypto::SqliteKeyStore::open(&dir.join("keys/keys.db")).unwrap();
+        let vault = custos_crypto::KeyVault::new(Arc::new(kms), Arc::new(keys));
+        Custos::new(
+            Arc::new(policy),
+            Arc::new(store),
+            objects,
+            Arc::new(vault),
+            Arc::new(crate::SystemClock),
+        )
+    }
+
+    #[tokio::test]
+    async fn records_with_a_per_record_vault_still_reveal() {
+        let dir = tempfile::tempdir().unwrap();
+        let custos = custos(dir.path());
+        let admin = Caller::new(Principal::Admin);
+        let org = custos
+            .create_org(
+                &admin,
+                NewOrg {
+                    name: "Acme".into(),
+                    region: None,
+                },
+            )
+            .await
+            .unwrap()
+            .id;
+        let member = NewMember {
+            name: "o".into(),
+            roles: vec!["owner".into()],
+            groups: vec![],
+            mfa: true,
+        };
+        let key = custos
+            .add_member(&admin, &org, member)
+            .await
+            .unwrap()
+            .api_key;
+        let owner = Caller::new(custos.authenticate(&key).await.unwrap());
+        let scope = custos.store.org(&org).await.unwrap().unwrap().0;
+
+        // A record as written before tokens were org-wide: its own vault in the envelope.
+        let mut legacy_vault = custos_pii::TokenVault::new();
+        let token = legacy_vault.token_for(custos_pii::EntityKind::Person, "Ana Lopez");
+        assert_eq!(token, "<PERSON_1>");
+        let now = custos.now();
+        let envelope = Envelope {
+            content: json!({ "text": "<PERSON_1> called" }),
+            subject: None,
+            metadata: Value::Null,
+            file_name: None,
+            content_type: None,
+            tokens: Some(legacy_vault),
+            org_tokens: None,
+        };
+        let category = custos.policy.category("support_notes").unwrap();
+        let row = custos
+            .sealed_row(
+                &scope,
+                &mut BatchKeys::default(),
+                RowSpec {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    category: "support_notes",
+                    subject_ref: None,
+                    now,
+                    due: category.due_times(now, None),
+                    pii: &BTreeMap::from([("PERSON".to_string(), 1)]),
+                },
+                Some(envelope),
+            )
+            .unwrap();
+        let legacy_id = row.id.clone();
+        custos
+            .store
+            .insert_records(&scope, &[row], &[])
+            .await
+            .unwrap();
+
+        // A new record gets the org's first PERSON token, the same text as the legacy one's.
+        let new = custos
+            .create_record(
+                &owner,
+                &org,
+                NewRecord {
+                    category: "support_notes".into(),
+                    subject: None,
+                    content: json!({ "text": "Anna Kowalski called" }),
+                    metadata: None,
+                },
+            )
+            .await
+            .unwrap();
+        let stored = custos.get_record(&owner, &org, &new.id).await.unwrap();
+        assert_eq!(stored.content, json!({ "text": "<PERSON_1> called" }));
+
+        // Each reveals through its own mapping.
+        let legacy = custos
+            .reveal_record(&owner, &org, &legacy_id)
+            .await
+            .unwrap();
+        assert_eq!(legacy.content, json!({ "text": "Ana Lopez called" }));
+        let revealed = custos.reveal_record(&owner, &org, &new.id).await.unwrap();
+        assert_eq!(revealed.content, json!({ "text": "Anna Kowalski called" }));
     }
 }

@@ -46,7 +46,7 @@ mod scanner;
 
 pub use entity::{EntityKind, Finding, UnknownEntity};
 pub use operators::{
-    anonymize, detokenize, keyed_hash, AnonymizeError, Anonymized, Blocked, Operator,
-    OperatorContext, Operators, TokenVault, ValueCipher, VaultEntry,
+    anonymize, detokenize, format_token, keyed_hash, parse_token, tokenize_targets, AnonymizeError,
+    Anonymized, Blocked, Operator, OperatorContext, Operators, TokenVault, ValueCipher, VaultEntry,
 };
 pub use scanner::Scanner;

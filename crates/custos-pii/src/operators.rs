@@ -163,6 +163,9 @@ pub enum AnonymizeError {
     /// `Tokenize` needs `OperatorContext::vault`.
     #[error("operator tokenize for {0} needs a token vault")]
     MissingVault(EntityKind),
+    /// `Tokenize` met a value a frozen vault has no token for (see [`TokenVault::freeze`]).
+    #[error("operator tokenize found a {0} value that has no token in the frozen vault")]
+    NotInVault(EntityKind),
     /// A finding's offsets do not fit the text (findings from another text?).
     #[error("finding {index} ({entity}) has offsets outside the text or inside a character")]
     BadOffsets {
@@ -182,17 +185,26 @@ pub struct Anonymized {
     pub applied: Vec<(EntityKind, usize)>,
 }
 
-/// Applies `ops` to every finding in `text`. Overlapping findings are merged so that no part of
-/// any detected value survives; the merged span takes the kind of its highest-scoring finding.
-pub fn anonymize(
+/// One span `anonymize` transforms: overlapping findings merged into one.
+struct Span {
+    byte_start: usize,
+    byte_end: usize,
+    kind: EntityKind,
+    score: f32,
+    start: usize,
+    end: usize,
+}
+
+/// Validates the findings' offsets against `text` and merges overlapping ones, so that no part
+/// of any detected value survives; a merged span takes the kind of its highest-scoring finding.
+/// Then refuses the whole text if any span's operator is `Block` (all-or-nothing).
+fn merged_spans(
     text: &str,
     findings: &[Finding],
     ops: &Operators,
-    ctx: &mut OperatorContext<'_>,
-) -> Result<Anonymized, AnonymizeError> {
+) -> Result<Vec<Span>, AnonymizeError> {
     // Validate offsets first: never panic, never silently skip a value.
-    let mut spans: Vec<(usize, usize, EntityKind, f32, usize, usize)> =
-        Vec::with_capacity(findings.len());
+    let mut spans: Vec<Span> = Vec::with_capacity(findings.len());
     for (index, f) in findings.iter().enumerate() {
         if f.byte_start >= f.byte_end || text.get(f.byte_start..f.byte_end).is_none() {
             return Err(AnonymizeError::BadOffsets {
@@ -200,21 +212,27 @@ pub fn anonymize(
                 entity: f.entity,
             });
         }
-        spans.push((f.byte_start, f.byte_end, f.entity, f.score, f.start, f.end));
+        spans.push(Span {
+            byte_start: f.byte_start,
+            byte_end: f.byte_end,
+            kind: f.entity,
+            score: f.score,
+            start: f.start,
+            end: f.end,
+        });
     }
-    spans.sort_by_key(|s| (s.0, std::cmp::Reverse(s.1)));
-    let mut merged: Vec<(usize, usize, EntityKind, f32, usize, usize)> =
-        Vec::with_capacity(spans.len());
+    spans.sort_by_key(|s| (s.byte_start, std::cmp::Reverse(s.byte_end)));
+    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
     for s in spans {
         match merged.last_mut() {
-            Some(m) if s.0 < m.1 => {
-                if s.1 > m.1 {
-                    m.1 = s.1;
-                    m.5 = m.5.max(s.5);
+            Some(m) if s.byte_start < m.byte_end => {
+                if s.byte_end > m.byte_end {
+                    m.byte_end = s.byte_end;
+                    m.end = m.end.max(s.end);
                 }
-                if s.3 > m.3 {
-                    m.2 = s.2;
-                    m.3 = s.3;
+                if s.score > m.score {
+                    m.kind = s.kind;
+                    m.score = s.score;
                 }
             }
             _ => merged.push(s),
@@ -223,16 +241,50 @@ pub fn anonymize(
     // Blocking is all-or-nothing: report every blocked hit before transforming anything.
     let hits: Vec<(EntityKind, usize, usize)> = merged
         .iter()
-        .filter(|m| matches!(ops.get(m.2), Operator::Block))
-        .map(|m| (m.2, m.4, m.5))
+        .filter(|m| matches!(ops.get(m.kind), Operator::Block))
+        .map(|m| (m.kind, m.start, m.end))
         .collect();
     if !hits.is_empty() {
         return Err(Blocked { hits }.into());
     }
+    Ok(merged)
+}
+
+/// The (kind, value) pairs [`anonymize`] would hand to the tokenize operator for these
+/// findings, in text order (repeats included): what a caller with an external token store
+/// must resolve before anonymizing with a frozen [`TokenVault`]. Fails as `anonymize` would on
+/// bad offsets or a `Block` operator, so a refusal is known before any token is minted.
+pub fn tokenize_targets<'t>(
+    text: &'t str,
+    findings: &[Finding],
+    ops: &Operators,
+) -> Result<Vec<(EntityKind, &'t str)>, AnonymizeError> {
+    Ok(merged_spans(text, findings, ops)?
+        .into_iter()
+        .filter(|m| matches!(ops.get(m.kind), Operator::Tokenize))
+        .map(|m| (m.kind, &text[m.byte_start..m.byte_end]))
+        .collect())
+}
+
+/// Applies `ops` to every finding in `text`. Overlapping findings are merged so that no part of
+/// any detected value survives; the merged span takes the kind of its highest-scoring finding.
+pub fn anonymize(
+    text: &str,
+    findings: &[Finding],
+    ops: &Operators,
+    ctx: &mut OperatorContext<'_>,
+) -> Result<Anonymized, AnonymizeError> {
+    let merged = merged_spans(text, findings, ops)?;
     let mut out = String::with_capacity(text.len());
     let mut applied: BTreeMap<EntityKind, usize> = BTreeMap::new();
     let mut pos = 0;
-    for (bs, be, kind, _, _, _) in merged {
+    for Span {
+        byte_start: bs,
+        byte_end: be,
+        kind,
+        ..
+    } in merged
+    {
         out.push_str(&text[pos..bs]);
         let value = &text[bs..be];
         let op = ops.get(kind);
@@ -273,7 +325,14 @@ pub fn anonymize(
                     .vault
                     .as_deref_mut()
                     .ok_or(AnonymizeError::MissingVault(kind))?;
-                out.push_str(&v.token_for(kind, value));
+                if v.frozen {
+                    let token = v
+                        .token_of(kind, value)
+                        .ok_or(AnonymizeError::NotInVault(kind))?;
+                    out.push_str(token);
+                } else {
+                    out.push_str(&v.token_for(kind, value));
+                }
             }
             // Blocked findings returned early above.
             Operator::Block => {}
@@ -324,6 +383,8 @@ pub struct TokenVault {
     by_value: HashMap<(EntityKind, String), usize>,
     by_token: HashMap<String, usize>,
     counters: BTreeMap<EntityKind, u64>,
+    /// Set by [`TokenVault::freeze`]: tokenize only looks tokens up, never mints.
+    frozen: bool,
 }
 
 impl From<VaultRepr> for TokenVault {
@@ -392,6 +453,30 @@ impl TokenVault {
         self.entries.push(e);
     }
 
+    /// A vault holding exactly `entries` (pairs from an external token store). Entries whose
+    /// value or token is already present are ignored.
+    pub fn from_entries(entries: impl IntoIterator<Item = VaultEntry>) -> TokenVault {
+        let mut v = TokenVault::default();
+        for e in entries {
+            v.insert(e);
+        }
+        v
+    }
+
+    /// Stops [`anonymize`] from minting: a value without a token is then an error
+    /// ([`AnonymizeError::NotInVault`]) instead of a new `<KIND_n>`. For callers whose tokens
+    /// are numbered by an external store, where a locally minted number would collide.
+    pub fn freeze(&mut self) {
+        self.frozen = true;
+    }
+
+    /// The token already issued for `value`, if any; never mints.
+    pub fn token_of(&self, entity: EntityKind, value: &str) -> Option<&str> {
+        self.by_value
+            .get(&(entity, value.to_string()))
+            .map(|&i| self.entries[i].token.as_str())
+    }
+
     /// The token for `value`, minting `<KIND_n>` on first sight.
     pub fn token_for(&mut self, entity: EntityKind, value: &str) -> String {
         if let Some(&i) = self.by_value.get(&(entity, value.to_string())) {
@@ -399,10 +484,10 @@ impl TokenVault {
         }
         let c = self.counters.entry(entity).or_insert(0);
         *c += 1;
-        let mut token = format!("<{}_{}>", entity.as_str(), c);
+        let mut token = format_token(entity, *c);
         while self.by_token.contains_key(&token) {
             *c += 1;
-            token = format!("<{}_{}>", entity.as_str(), c);
+            token = format_token(entity, *c);
         }
         self.insert(VaultEntry {
             entity,
@@ -420,7 +505,14 @@ impl TokenVault {
     }
 }
 
-fn parse_token(token: &str) -> Option<(EntityKind, u64)> {
+/// The pseudonym text of the `n`th token of `entity`: `<PERSON_3>`. The one place the format
+/// is defined, for vaults and for callers that number tokens in their own store.
+pub fn format_token(entity: EntityKind, n: u64) -> String {
+    format!("<{}_{}>", entity.as_str(), n)
+}
+
+/// The kind and number of a token made by [`format_token`]; `None` for any other text.
+pub fn parse_token(token: &str) -> Option<(EntityKind, u64)> {
     let inner = token.strip_prefix('<')?.strip_suffix('>')?;
     let (kind, n) = inner.rsplit_once('_')?;
     Some((kind.parse().ok()?, n.parse().ok()?))

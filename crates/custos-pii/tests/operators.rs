@@ -1,8 +1,8 @@
 //! Operators: redact, mask, block, replace, hash, encrypt, tokenize, and their properties.
 
 use custos_pii::{
-    anonymize, detokenize, AnonymizeError, EntityKind, Operator, OperatorContext, Operators,
-    Scanner, TokenVault, ValueCipher,
+    anonymize, detokenize, format_token, parse_token, tokenize_targets, AnonymizeError, EntityKind,
+    Operator, OperatorContext, Operators, Scanner, TokenVault, ValueCipher, VaultEntry,
 };
 use proptest::prelude::*;
 
@@ -178,6 +178,75 @@ fn tokenize_is_consistent_and_reversible() {
         "TokenVault { entries: 3 }",
         "Debug never shows values"
     );
+}
+
+#[test]
+fn tokenize_targets_are_what_anonymize_would_tokenize() {
+    let ops = Operators::uniform(Operator::Tokenize).with(EntityKind::CreditCard, Operator::Redact);
+    let targets = tokenize_targets(TEXT, &scan(TEXT), &ops).unwrap();
+    assert_eq!(
+        targets,
+        vec![
+            (EntityKind::Person, "Ana Lopez"),
+            (EntityKind::EmailAddress, "ana@example.com"),
+            (EntityKind::UsSsn, "536-90-4399"),
+        ]
+    );
+    // A block anywhere refuses before any token could be minted.
+    let blocking = ops.with(EntityKind::UsSsn, Operator::Block);
+    assert!(matches!(
+        tokenize_targets(TEXT, &scan(TEXT), &blocking),
+        Err(AnonymizeError::Blocked(_))
+    ));
+}
+
+#[test]
+fn frozen_vault_uses_external_tokens_and_never_mints() {
+    let ops = Operators::uniform(Operator::Tokenize);
+    let text = "Write to ana@example.com or bo@example.com.";
+    let entry = |value: &str, n| VaultEntry {
+        entity: EntityKind::EmailAddress,
+        value: value.to_string(),
+        token: format_token(EntityKind::EmailAddress, n),
+    };
+    let mut vault =
+        TokenVault::from_entries([entry("ana@example.com", 41), entry("bo@example.com", 7)]);
+    vault.freeze();
+    let out = anonymize(
+        text,
+        &scan(text),
+        &ops,
+        &mut OperatorContext::new().with_vault(&mut vault),
+    )
+    .unwrap();
+    assert_eq!(
+        out.text,
+        "Write to <EMAIL_ADDRESS_41> or <EMAIL_ADDRESS_7>."
+    );
+    assert_eq!(detokenize(&out.text, &vault), text);
+
+    // A value the external store did not resolve is an error, not a colliding `<..._1>`.
+    let mut partial = TokenVault::from_entries([entry("ana@example.com", 41)]);
+    partial.freeze();
+    let err = anonymize(
+        text,
+        &scan(text),
+        &ops,
+        &mut OperatorContext::new().with_vault(&mut partial),
+    )
+    .unwrap_err();
+    assert_eq!(err, AnonymizeError::NotInVault(EntityKind::EmailAddress));
+    assert!(!err.to_string().contains("bo@"), "{err}");
+    assert_eq!(partial.len(), 1);
+}
+
+#[test]
+fn token_format_parses_back() {
+    for kind in EntityKind::ALL {
+        assert_eq!(parse_token(&format_token(*kind, 12)), Some((*kind, 12)));
+    }
+    assert_eq!(parse_token("<PERSON_x>"), None);
+    assert_eq!(parse_token("PERSON_1"), None);
 }
 
 #[test]

@@ -23,12 +23,16 @@ mod model;
 mod objects;
 mod pg;
 mod sqlite;
+mod tokens;
+mod tokens_pg;
+mod tokens_sqlite;
 
 pub use audit_tree::{AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
 pub use model::*;
 pub use objects::{ObjectLocation, ObjectWriter, Objects};
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
+pub use tokens::{PiiToken, TokenBatch, TokenResolution};
 
 use custos_audit::AuditEvent;
 
@@ -219,4 +223,30 @@ pub trait Store: Send + Sync + 'static {
         from_size: u64,
         limit: u32,
     ) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
+    /// Inserts records together with the org-wide PII tokens they mint, and their audit
+    /// events, in one transaction: all or none. Compare-and-set on the org's tokens: false
+    /// (and nothing written or appended) when a value or pseudonym of `tokens.minted` was
+    /// minted meanwhile or a token of `tokens.existing` is gone; the caller resolves again.
+    async fn insert_records_with_tokens(
+        &self,
+        scope: &OrgScope,
+        records: &[RecordRow],
+        tokens: &TokenBatch,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// The org's tokens for `lookups` and the highest number issued so far for each of
+    /// `entities`: what minting a batch's new tokens needs, in one call.
+    async fn resolve_pii_tokens(
+        &self,
+        scope: &OrgScope,
+        lookups: &[String],
+        entities: &[String],
+    ) -> Result<TokenResolution, StoreError>;
+    /// The org's stored tokens among `tokens` (pseudonym texts); unknown ones are left out.
+    async fn pii_tokens(
+        &self,
+        scope: &OrgScope,
+        tokens: &[String],
+    ) -> Result<Vec<PiiToken>, StoreError>;
 }

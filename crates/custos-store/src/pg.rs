@@ -83,6 +83,7 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
 "#,
     crate::audit_pg::MIGRATION,
     LIFECYCLE_MIGRATION,
+    crate::tokens_pg::MIGRATION,
 ];
 
 /// Migration 3: sweeper leases and the deletion log.
@@ -296,6 +297,89 @@ fn org_from_row(row: &PgRow) -> Result<Org, StoreError> {
     })
 }
 
+/// Inserts `records` of `org` inside the caller's transaction.
+async fn insert_record_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    org: &str,
+    records: &[RecordRow],
+) -> Result<(), StoreError> {
+    // One statement per batch: UNNEST turns column arrays into rows, which is far cheaper
+    // than a round trip per record.
+    sqlx::query(&format!(
+        "INSERT INTO records (org_id, {RECORD_COLUMNS})
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[],
+             $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
+             $11::text[], $12::bytea[], $13::bigint[], $14::text[])"
+    ))
+    .bind(org)
+    .bind(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+    .bind(
+        records
+            .iter()
+            .map(|r| r.category.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|r| r.subject_ref.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(records.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+    .bind(
+        records
+            .iter()
+            .map(|r| to_micros(r.created_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|r| r.archive_at.map(to_micros))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|r| to_micros(r.expire_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|r| r.deleted_at.map(to_micros))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|r| r.next_due_at.map(to_micros))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|r| r.key_ref.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(records.iter().map(|r| r.sealed.clone()).collect::<Vec<_>>())
+    .bind(
+        records
+            .iter()
+            .map(|r| r.blob_size.map(|n| n as i64))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        records
+            .iter()
+            .map(|r| r.pii.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -386,80 +470,7 @@ impl Store for PgStore {
         audit: &[AuditEvent],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        // One statement per batch: UNNEST turns column arrays into rows, which is far cheaper
-        // than a round trip per record.
-        sqlx::query(&format!(
-            "INSERT INTO records (org_id, {RECORD_COLUMNS})
-             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[],
-                 $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
-                 $11::text[], $12::bytea[], $13::bigint[], $14::text[])"
-        ))
-        .bind(scope.org_id())
-        .bind(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
-        .bind(
-            records
-                .iter()
-                .map(|r| r.category.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| r.subject_ref.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(records.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-        .bind(
-            records
-                .iter()
-                .map(|r| to_micros(r.created_at))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| r.archive_at.map(to_micros))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| to_micros(r.expire_at))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| r.deleted_at.map(to_micros))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| r.next_due_at.map(to_micros))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| r.key_ref.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(records.iter().map(|r| r.sealed.clone()).collect::<Vec<_>>())
-        .bind(
-            records
-                .iter()
-                .map(|r| r.blob_size.map(|n| n as i64))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            records
-                .iter()
-                .map(|r| r.pii.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *tx)
-        .await?;
+        insert_record_rows(&mut tx, scope.org_id(), records).await?;
         append_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
@@ -899,5 +910,40 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<crate::StoredCheckpoint>, StoreError> {
         crate::audit_pg::checkpoints(&self.pool, from_size, limit).await
+    }
+
+    async fn insert_records_with_tokens(
+        &self,
+        scope: &OrgScope,
+        records: &[RecordRow],
+        tokens: &crate::TokenBatch,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Returning early drops the transaction: rolled back, nothing appended.
+        if !crate::tokens_pg::write(&mut tx, scope.org_id(), tokens).await? {
+            return Ok(false);
+        }
+        insert_record_rows(&mut tx, scope.org_id(), records).await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn resolve_pii_tokens(
+        &self,
+        scope: &OrgScope,
+        lookups: &[String],
+        entities: &[String],
+    ) -> Result<crate::TokenResolution, StoreError> {
+        crate::tokens_pg::resolve(&self.pool, scope.org_id(), lookups, entities).await
+    }
+
+    async fn pii_tokens(
+        &self,
+        scope: &OrgScope,
+        tokens: &[String],
+    ) -> Result<Vec<crate::PiiToken>, StoreError> {
+        crate::tokens_pg::fetch(&self.pool, scope.org_id(), tokens).await
     }
 }

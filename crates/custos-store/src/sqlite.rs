@@ -85,6 +85,7 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
 "#,
     crate::audit_sqlite::MIGRATION,
     LIFECYCLE_MIGRATION,
+    crate::tokens_sqlite::MIGRATION,
 ];
 
 /// Migration 3: sweeper leases and the deletion log.
@@ -334,6 +335,37 @@ fn member_from_row(row: &rusqlite::Row<'_>) -> Result<Member, StoreError> {
     })
 }
 
+/// Inserts `records` of `org` inside the caller's transaction.
+fn insert_record_rows(
+    tx: &Transaction<'_>,
+    org: &str,
+    records: &[RecordRow],
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "INSERT INTO records (org_id, {RECORD_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ))?;
+    for r in records {
+        stmt.execute(params![
+            org,
+            r.id,
+            r.category,
+            r.subject_ref,
+            r.state.as_str(),
+            to_micros(r.created_at),
+            r.archive_at.map(to_micros),
+            to_micros(r.expire_at),
+            r.deleted_at.map(to_micros),
+            r.next_due_at.map(to_micros),
+            r.key_ref,
+            r.sealed,
+            r.blob_size.map(|n| n as i64),
+            r.pii.to_string()
+        ])?;
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -453,32 +485,8 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let org = scope.org_id().to_string();
         let records = records.to_vec();
-        self.mutate(audit, move |tx| {
-            let mut stmt = tx.prepare_cached(&format!(
-                "INSERT INTO records (org_id, {RECORD_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-            ))?;
-            for r in &records {
-                stmt.execute(params![
-                    org,
-                    r.id,
-                    r.category,
-                    r.subject_ref,
-                    r.state.as_str(),
-                    to_micros(r.created_at),
-                    r.archive_at.map(to_micros),
-                    to_micros(r.expire_at),
-                    r.deleted_at.map(to_micros),
-                    r.next_due_at.map(to_micros),
-                    r.key_ref,
-                    r.sealed,
-                    r.blob_size.map(|n| n as i64),
-                    r.pii.to_string()
-                ])?;
-            }
-            Ok(())
-        })
-        .await
+        self.mutate(audit, move |tx| insert_record_rows(tx, &org, &records))
+            .await
     }
 
     async fn record(&self, scope: &OrgScope, id: &str) -> Result<Option<RecordRow>, StoreError> {
@@ -967,6 +975,54 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<crate::StoredCheckpoint>, StoreError> {
         self.read(move |c| crate::audit_sqlite::checkpoints(c, from_size, limit))
+            .await
+    }
+
+    async fn insert_records_with_tokens(
+        &self,
+        scope: &OrgScope,
+        records: &[RecordRow],
+        tokens: &crate::TokenBatch,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, records, tokens) = (scope.org_id().to_string(), records.to_vec(), tokens.clone());
+        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            // Returning early drops the transaction: rolled back, nothing appended.
+            if !crate::tokens_sqlite::write(&tx, &org, &tokens)? {
+                return Ok(false);
+            }
+            insert_record_rows(&tx, &org, &records)?;
+            append_audit(&tx, &columns)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn resolve_pii_tokens(
+        &self,
+        scope: &OrgScope,
+        lookups: &[String],
+        entities: &[String],
+    ) -> Result<crate::TokenResolution, StoreError> {
+        let (org, lookups, entities) = (
+            scope.org_id().to_string(),
+            lookups.to_vec(),
+            entities.to_vec(),
+        );
+        self.read(move |c| crate::tokens_sqlite::resolve(c, &org, &lookups, &entities))
+            .await
+    }
+
+    async fn pii_tokens(
+        &self,
+        scope: &OrgScope,
+        tokens: &[String],
+    ) -> Result<Vec<crate::PiiToken>, StoreError> {
+        let (org, tokens) = (scope.org_id().to_string(), tokens.to_vec());
+        self.read(move |c| crate::tokens_sqlite::fetch(c, &org, &tokens))
             .await
     }
 }

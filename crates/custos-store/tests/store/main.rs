@@ -6,12 +6,15 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), dropped afterwards. When PostgreSQL cannot be
 //! reached the `postgres::*` tests are skipped with a message, or fail when `CI=true`.
 //!
+//! [`tokens`] covers the org-wide PII token map.
+//!
 //! [`objects`] covers the blob store, which has one implementation.
 
 mod isolation;
 mod objects;
 mod suite;
 mod support;
+mod tokens;
 
 /// Declares one `#[tokio::test]` per backend for each named `async fn(Harness)`.
 macro_rules! on_both_backends {
@@ -51,4 +54,8 @@ on_both_backends! {
     crate::suite::audit_fails_closed => audit_fails_closed,
     crate::suite::concurrent_appends_are_gap_free => concurrent_appends_are_gap_free,
     crate::isolation::tenant_isolation => tenant_isolation,
+    crate::tokens::tokens_are_written_with_their_records => tokens_are_written_with_their_records,
+    crate::tokens::tokens_insert_is_compare_and_set => tokens_insert_is_compare_and_set,
+    crate::tokens::tokens_are_scoped_to_their_org => tokens_are_scoped_to_their_org,
+    crate::tokens::concurrent_minters_of_one_number_have_one_winner => concurrent_minters_of_one_number_have_one_winner,
 }

@@ -1,0 +1,218 @@
+//! PII block alerts reach `CUSTOS_ALERT_WEBHOOK`: a real `custos serve` (and so the real
+//! `WebhookSink`) posts to a real local HTTP server when a write to a `block` category is
+//! refused, and the alert names org, category and entity counts but no value.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+const ADMIN: &str = "test-admin-token-0123456789";
+const CARD: &str = "4111 1111 1111 1111";
+const SSN: &str = "536-90-4399";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One POST the webhook receiver got.
+struct Delivery {
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// A local HTTP server that hands every POST to `/hooks/custos` to the returned channel.
+async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<Delivery>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new()
+        .route(
+            "/hooks/custos",
+            axum::routing::post(
+                |State(tx): State<mpsc::UnboundedSender<Delivery>>,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let _ = tx.send(Delivery {
+                        path: "/hooks/custos".into(),
+                        headers,
+                        body,
+                    });
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/custos", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, rx)
+}
+
+/// `custos serve` with a policy that has a blocking category, alerting to `webhook`.
+async fn serve(dir: &std::path::Path, webhook: &str) -> Server {
+    let config = dir.join("custos.toml");
+    let extra = r#"
+[categories.card_notes]
+retention = "30d"
+access = { roles = ["owner", "admin", "member"] }
+pii = { detect = ["credit_card", "us_ssn"], action = "block" }
+"#;
+    std::fs::write(
+        &config,
+        format!("{}{extra}", custos_policy::Policy::BUILTIN_TOML),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_custos"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(dir.join("data"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir)
+        .env_remove("CUSTOS_DATABASE")
+        .env_remove("CUSTOS_OBJECTS")
+        .env_remove("CUSTOS_KEYS")
+        .env_remove("CUSTOS_ROOT_KEY")
+        .env("CUSTOS_LOG", "warn")
+        .env("CUSTOS_ADMIN_TOKEN", ADMIN)
+        .env("CUSTOS_ALERT_WEBHOOK", webhook)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..200 {
+        if reqwest::get(format!("{}/healthz", server.base))
+            .await
+            .is_ok()
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("custos serve did not come up");
+}
+
+async fn post(s: &Server, token: &str, path: &str, body: Value) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Every form a value could leak in: as written, and digits only.
+fn leaks(text: &str) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    for (name, value) in [("card", CARD), ("ssn", SSN), ("subject", "alice-subject")] {
+        let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+        if text.contains(value) || (!digits.is_empty() && text.contains(&digits)) {
+            found.push(name);
+        }
+    }
+    if text.contains("1111 1111") || text.contains("90-4399") {
+        found.push("value fragment");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_write_posts_a_value_free_alert_to_the_webhook() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (webhook, mut deliveries) = webhook_receiver().await;
+    let s = serve(tmp.path(), &webhook).await;
+
+    let (status, org) = post(&s, ADMIN, "/v1/orgs", json!({ "name": "Acme" })).await;
+    assert_eq!(status, 201, "{org}");
+    let org: Value = serde_json::from_str(&org).unwrap();
+    let org = org["id"].as_str().unwrap().to_string();
+    let (status, member) = post(
+        &s,
+        ADMIN,
+        &format!("/v1/orgs/{org}/members"),
+        json!({ "name": "app", "roles": ["member"] }),
+    )
+    .await;
+    assert_eq!(status, 201, "{member}");
+    let member: Value = serde_json::from_str(&member).unwrap();
+    let key = member["api_key"].as_str().unwrap().to_string();
+
+    // PII in a category that redacts is not an alert.
+    let (status, body) = post(
+        &s,
+        &key,
+        &format!("/v1/orgs/{org}/records"),
+        json!({ "category": "messages", "content": { "text": format!("card {CARD}") } }),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // PII in the blocking category is refused, and alerted.
+    let (status, body) = post(
+        &s,
+        &key,
+        &format!("/v1/orgs/{org}/records"),
+        json!({
+            "category": "card_notes",
+            "subject": "alice-subject",
+            "content": { "text": format!("card {CARD}, ssn {SSN}") },
+        }),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(leaks(&body), Vec::<&str>::new(), "refusal leaks: {body}");
+
+    let delivery = tokio::time::timeout(Duration::from_secs(15), deliveries.recv())
+        .await
+        .expect("the webhook got no alert within 15 s")
+        .expect("receiver alive");
+    assert_eq!(delivery.path, "/hooks/custos");
+    assert_eq!(
+        delivery.headers["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let raw = String::from_utf8(delivery.body.to_vec()).unwrap();
+    assert_eq!(leaks(&raw), Vec::<&str>::new(), "alert leaks: {raw}");
+    let alert: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        alert,
+        json!({
+            "type": "pii.blocked",
+            "alert": {
+                "org": org,
+                "category": "card_notes",
+                "entities": { "CREDIT_CARD": 1, "US_SSN": 1 },
+            },
+        })
+    );
+
+    // One refusal, one alert: nothing else arrives.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), deliveries.recv())
+            .await
+            .is_err(),
+        "a second alert was delivered"
+    );
+}
