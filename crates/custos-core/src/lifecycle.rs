@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use custos_store::{DeletionEntry, DueCursor, DueRecord, Hold, OrgScope, RecordRow, RecordState};
+use custos_store::{
+    DeletionEntry, DueCursor, DueRecord, Hold, OrgScope, Purge, RecordRow, RecordState,
+};
 
 use crate::files::blob_key;
 use crate::{Caller, CoreError, Custos, Principal};
@@ -194,6 +196,8 @@ impl Custos {
             if claimed.is_empty() {
                 break;
             }
+            // Purges are batched per org: one transaction each instead of one per record.
+            let mut purges: Vec<(OrgScope, Vec<(RecordRow, SweepAction)>)> = Vec::new();
             for due in claimed {
                 let Some(action) = self.plan(&due, now, &mut holds).await? else {
                     // Due by its index entry but nothing to do (e.g. restored meanwhile):
@@ -203,26 +207,37 @@ impl Custos {
                         .await?;
                     continue;
                 };
-                let done = match action.action {
+                match action.action {
                     ActionKind::Held => {
                         self.store
                             .defer_record(&due.scope, &due.row.id, now + HELD_RECHECK)
                             .await?;
-                        true
+                        summary.count(action.action);
+                        on_action(&action);
                     }
-                    ActionKind::Archive => self.archive(&due.scope, &due.row).await?,
-                    ActionKind::Purge => {
-                        let reason =
-                            due_step(&due.row, &self.policy.deletion.soft_delete_window, now)
-                                .map_or("expired", |(_, _, r)| r);
-                        self.purge(&due.scope, &due.row, action.due, reason).await?
+                    ActionKind::Archive => {
+                        if self.archive(&due.scope, &due.row).await? {
+                            summary.count(action.action);
+                            on_action(&action);
+                        } else {
+                            summary.raced += 1;
+                        }
                     }
-                };
-                if done {
-                    summary.count(action.action);
-                    on_action(&action);
-                } else {
-                    summary.raced += 1;
+                    ActionKind::Purge => match purges.iter_mut().find(|(s, _)| *s == due.scope) {
+                        Some((_, items)) => items.push((due.row, action)),
+                        None => purges.push((due.scope, vec![(due.row, action)])),
+                    },
+                }
+            }
+            for (scope, items) in purges {
+                let done = self.purge(&scope, &items, now).await?;
+                for ((_, action), purged) in items.iter().zip(done) {
+                    if purged {
+                        summary.count(action.action);
+                        on_action(action);
+                    } else {
+                        summary.raced += 1;
+                    }
                 }
             }
         }
@@ -306,40 +321,50 @@ impl Custos {
         Ok(moved)
     }
 
-    /// Removes a record's objects, then its row (leaving a deletion-log entry). False if it
-    /// changed meanwhile.
+    /// Removes the records' objects, then their rows in one transaction (leaving
+    /// deletion-log entries). Returns per record whether it was purged (false: it changed
+    /// meanwhile).
     async fn purge(
         &self,
         scope: &OrgScope,
-        row: &RecordRow,
-        due_at: Timestamp,
-        reason: &str,
-    ) -> Result<bool, CoreError> {
+        items: &[(RecordRow, SweepAction)],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, CoreError> {
         let org = scope.org_id();
-        for key in [
-            blob_key(org, &row.id),
-            archive_blob_key(org, &row.id),
-            archive_envelope_key(org, &row.id),
-        ] {
-            self.objects.delete(&key).await?;
+        let mut purges = Vec::with_capacity(items.len());
+        for (row, action) in items {
+            // Only the objects this record can have: no file system call for plain records.
+            let archived = row.state == RecordState::Archived;
+            let has_blob = row.blob_size.is_some();
+            for (exists, key) in [
+                (has_blob, blob_key(org, &row.id)),
+                (has_blob && archived, archive_blob_key(org, &row.id)),
+                (archived, archive_envelope_key(org, &row.id)),
+            ] {
+                if exists {
+                    self.objects.delete(&key).await?;
+                }
+            }
+            let reason = due_step(row, &self.policy.deletion.soft_delete_window, now)
+                .map_or("expired", |(_, _, r)| r);
+            purges.push(Purge {
+                from: row.state,
+                entry: DeletionEntry {
+                    record_id: row.id.clone(),
+                    category: row.category.clone(),
+                    created_at: row.created_at,
+                    due_at: action.due,
+                    purged_at: now,
+                    reason: reason.to_string(),
+                },
+                event: self
+                    .event(&system(), "record.purge")
+                    .org(org)
+                    .target(format!("record:{}", row.id))
+                    .reason(format!("category={} reason={reason}", row.category)),
+            });
         }
-        let entry = DeletionEntry {
-            record_id: row.id.clone(),
-            category: row.category.clone(),
-            created_at: row.created_at,
-            due_at,
-            purged_at: self.now(),
-            reason: reason.to_string(),
-        };
-        let event = self
-            .event(&system(), "record.purge")
-            .org(org)
-            .target(format!("record:{}", row.id))
-            .reason(format!("category={} reason={reason}", row.category));
-        Ok(self
-            .store
-            .purge_record(scope, row.state, &entry, &[event])
-            .await?)
+        Ok(self.store.purge_records(scope, &purges).await?)
     }
 
     /// The org's deletion log (managers and the deployment admin), ordered by record id.

@@ -126,15 +126,14 @@ pub trait Store: Send + Sync + 'static {
         next_due_at: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError>;
-    /// Deletes a record in state `from` and writes its deletion-log entry (compare-and-set).
-    /// False (and nothing written) if it was not in `from`.
-    async fn purge_record(
+    /// Purges records of one org in one transaction: each row is deleted if still in its
+    /// `from` state, and then gets its deletion-log entry and audit event. Returns, per
+    /// purge, whether it happened (a record changed meanwhile is left alone).
+    async fn purge_records(
         &self,
         scope: &OrgScope,
-        from: RecordState,
-        entry: &DeletionEntry,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError>;
+        purges: &[Purge],
+    ) -> Result<Vec<bool>, StoreError>;
     /// Makes what purges deleted unrecoverable from the database's own files (SQLite: its
     /// pages are zeroed by `secure_delete`, and this checkpoints and truncates the WAL, which
     /// still holds older images of them). Called after a sweep that purged something.

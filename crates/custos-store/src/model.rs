@@ -161,6 +161,17 @@ pub struct DeletionEntry {
     pub reason: String,
 }
 
+/// One record for [`Store::purge_records`](crate::Store::purge_records).
+#[derive(Debug, Clone)]
+pub struct Purge {
+    /// The state the record must still be in (compare-and-set).
+    pub from: RecordState,
+    /// Its deletion-log entry.
+    pub entry: DeletionEntry,
+    /// Its audit event, appended only if it was purged.
+    pub event: custos_audit::AuditEvent,
+}
+
 /// A record that is due, with the org it belongs to (only the sweeper sees across orgs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueRecord {

@@ -648,41 +648,73 @@ impl Store for PgStore {
         Ok(true)
     }
 
-    async fn purge_record(
+    async fn purge_records(
         &self,
         scope: &OrgScope,
-        from: RecordState,
-        entry: &DeletionEntry,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
+        purges: &[Purge],
+    ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM records WHERE org_id = $1 AND id = $2 AND state = $3")
-            .bind(scope.org_id())
-            .bind(&entry.record_id)
-            .bind(from.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO deletion_log
-                 (org_id, record_id, category, created_at, due_at, purged_at, reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        let ids: Vec<&str> = purges.iter().map(|p| p.entry.record_id.as_str()).collect();
+        let states: Vec<&str> = purges.iter().map(|p| p.from.as_str()).collect();
+        let deleted: std::collections::HashSet<String> = sqlx::query_scalar(
+            "DELETE FROM records r USING UNNEST($2::text[], $3::text[]) AS d(id, state)
+             WHERE r.org_id = $1 AND r.id = d.id AND r.state = d.state
+             RETURNING r.id",
         )
         .bind(scope.org_id())
-        .bind(&entry.record_id)
-        .bind(&entry.category)
-        .bind(to_micros(entry.created_at))
-        .bind(to_micros(entry.due_at))
-        .bind(to_micros(entry.purged_at))
-        .bind(&entry.reason)
-        .execute(&mut *tx)
-        .await?;
-        append_audit(&mut tx, audit).await?;
+        .bind(&ids)
+        .bind(&states)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let done: Vec<bool> = purges
+            .iter()
+            .map(|p| deleted.contains(&p.entry.record_id))
+            .collect();
+        let purged: Vec<&Purge> = purges
+            .iter()
+            .filter(|p| deleted.contains(&p.entry.record_id))
+            .collect();
+        if !purged.is_empty() {
+            let e = |f: fn(&DeletionEntry) -> i64| -> Vec<i64> {
+                purged.iter().map(|p| f(&p.entry)).collect()
+            };
+            sqlx::query(
+                "INSERT INTO deletion_log
+                     (org_id, record_id, category, created_at, due_at, purged_at, reason)
+                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::bigint[],
+                                          $6::bigint[], $7::text[])",
+            )
+            .bind(scope.org_id())
+            .bind(
+                purged
+                    .iter()
+                    .map(|p| p.entry.record_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                purged
+                    .iter()
+                    .map(|p| p.entry.category.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(e(|x| to_micros(x.created_at)))
+            .bind(e(|x| to_micros(x.due_at)))
+            .bind(e(|x| to_micros(x.purged_at)))
+            .bind(
+                purged
+                    .iter()
+                    .map(|p| p.entry.reason.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
+            let events: Vec<AuditEvent> = purged.iter().map(|p| p.event.clone()).collect();
+            append_audit(&mut tx, &events).await?;
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(done)
     }
 
     async fn forget_deleted(&self) -> Result<(), StoreError> {

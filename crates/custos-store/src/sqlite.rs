@@ -675,54 +675,68 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge_record(
+    async fn purge_records(
         &self,
         scope: &OrgScope,
-        from: RecordState,
-        entry: &DeletionEntry,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        let (org, e) = (scope.org_id().to_string(), entry.clone());
-        self.mutate_if(audit, move |tx| {
-            let n = tx.execute(
-                "DELETE FROM records WHERE org_id = ?1 AND id = ?2 AND state = ?3",
-                params![org, e.record_id, from.as_str()],
-            )?;
-            if n == 0 {
-                return Ok(false);
+        purges: &[Purge],
+    ) -> Result<Vec<bool>, StoreError> {
+        let org = scope.org_id().to_string();
+        let purges = purges.to_vec();
+        let columns: Vec<AuditColumns> =
+            purges.iter().map(|p| AuditColumns::of(&p.event)).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let mut done = Vec::with_capacity(purges.len());
+            let mut events = Vec::with_capacity(purges.len());
+            {
+                let mut delete = tx.prepare_cached(
+                    "DELETE FROM records WHERE org_id = ?1 AND id = ?2 AND state = ?3",
+                )?;
+                let mut log = tx.prepare_cached(
+                    "INSERT INTO deletion_log
+                         (org_id, record_id, category, created_at, due_at, purged_at, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for (p, cols) in purges.iter().zip(columns) {
+                    let e = &p.entry;
+                    let purged = delete.execute(params![org, e.record_id, p.from.as_str()])? == 1;
+                    if purged {
+                        log.execute(params![
+                            org,
+                            e.record_id,
+                            e.category,
+                            to_micros(e.created_at),
+                            to_micros(e.due_at),
+                            to_micros(e.purged_at),
+                            e.reason
+                        ])?;
+                        events.push(cols);
+                    }
+                    done.push(purged);
+                }
             }
-            tx.execute(
-                "INSERT INTO deletion_log
-                     (org_id, record_id, category, created_at, due_at, purged_at, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    org,
-                    e.record_id,
-                    e.category,
-                    to_micros(e.created_at),
-                    to_micros(e.due_at),
-                    to_micros(e.purged_at),
-                    e.reason
-                ],
-            )?;
-            Ok(true)
+            append_audit(&tx, &events)?;
+            tx.commit()?;
+            Ok(done)
         })
         .await
     }
 
     async fn forget_deleted(&self) -> Result<(), StoreError> {
         self.write(|c| {
-            // (busy, frames in WAL, frames checkpointed); busy means a reader kept part of
-            // the WAL alive, so the old images may still be there.
-            let (busy, _, _): (i64, i64, i64) =
-                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
-            if busy != 0 {
-                return Err(StoreError::Database(
-                    "WAL truncation was blocked by a reader; purged pages may linger until the next sweep".into(),
-                ));
+            // (busy, frames in WAL, frames checkpointed); busy means a reader or the
+            // checkpointer thread held part of the WAL. Retry briefly; if it stays busy, the
+            // next sweep truncates (the pages themselves were already zeroed).
+            for _ in 0..40 {
+                let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+                if busy == 0 {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
             }
+            tracing::warn!(
+                "WAL truncation stayed blocked by readers; retrying after the next purge"
+            );
             Ok(())
         })
         .await
