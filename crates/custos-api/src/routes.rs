@@ -11,8 +11,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use custos_core::{
-    AuditPage, CreatedMember, CreatedRecord, FileUpload, HoldView, NewHold, NewMember, NewOrg,
-    NewRecord, OrgView, RecordPage, RecordView, RetentionView,
+    AuditPage, CreatedMember, CreatedRecord, DeletionView, FileUpload, HoldView, NewHold,
+    NewMember, NewOrg, NewRecord, OrgView, OverdueRecord, RecordPage, RecordView, RetentionView,
 };
 
 use crate::{ApiError, AppState, Authed, Problem, MAX_JSON_BODY};
@@ -55,6 +55,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/orgs/{org}/retention/{category}", put(set_retention))
         .route("/v1/orgs/{org}/holds", post(create_hold).get(list_holds))
         .route("/v1/orgs/{org}/holds/{id}", delete(release_hold))
+        .route("/v1/orgs/{org}/deletion-log", get(deletion_log))
+        .route("/v1/orgs/{org}/lifecycle/overdue", get(overdue))
         .route("/v1/audit/events", get(audit_events))
         .merge(crate::audit_routes::routes())
         .route("/v1/scan", post(scan))
@@ -421,6 +423,45 @@ async fn release_hold(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deletion-log paging.
+#[derive(Debug, Deserialize, IntoParams)]
+struct DeletionLogQuery {
+    /// Record id to continue after.
+    cursor: Option<String>,
+    /// Page size (at most 1000).
+    limit: Option<u32>,
+}
+
+/// The org's deletion log: one row per purged record (no content), ordered by record id.
+#[utoipa::path(get, path = "/v1/orgs/{org}/deletion-log", params(("org" = String, Path), DeletionLogQuery),
+    responses((status = 200, body = [DeletionView]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn deletion_log(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+    ApiQuery(q): ApiQuery<DeletionLogQuery>,
+) -> ApiResult<Json<Vec<DeletionView>>> {
+    Ok(Json(
+        state
+            .custos
+            .deletion_log(&caller, &org, q.cursor.as_deref(), q.limit.unwrap_or(100))
+            .await?,
+    ))
+}
+
+/// Records of the org still stored past the policy's removal deadline (SLA report).
+#[utoipa::path(get, path = "/v1/orgs/{org}/lifecycle/overdue", params(("org" = String, Path)),
+    responses((status = 200, body = [OverdueRecord]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn overdue(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<OverdueRecord>>> {
+    Ok(Json(state.custos.overdue(&caller, Some(&org)).await?))
+}
+
 /// Audit listing parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -532,7 +573,8 @@ impl utoipa::Modify for BearerAuth {
     info(title = "Custos", description = "Privacy data plane: encrypted, tenant-isolated storage with policy-as-code retention, PII scrubbing and a tamper-evident audit log."),
     paths(healthz, metrics, openapi, create_org, list_orgs, get_org, add_member, create_record,
           list_records, get_record, delete_record, restore_record, upload_file, download_file,
-          get_retention, set_retention, create_hold, list_holds, release_hold, audit_events,
+          get_retention, set_retention, create_hold, list_holds, release_hold, deletion_log,
+          overdue, audit_events,
           crate::audit_routes::checkpoint, crate::audit_routes::inclusion_proof,
           crate::audit_routes::consistency_proof, crate::audit_routes::signing_key, scan),
     components(schemas(Problem, SetRetention, ScanRequest, ScanResponse, FindingView)),

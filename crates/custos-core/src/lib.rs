@@ -33,7 +33,10 @@ pub use audit::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::CoreError;
 pub use files::{FileDownload, FileUpload};
-pub use lifecycle::{due_step, is_held, ActionKind, SweepAction, SweepOptions, SweepSummary};
+pub use lifecycle::{
+    due_step, is_held, removal_deadline, ActionKind, DeletionView, OverdueRecord, SlaKind,
+    SweepAction, SweepOptions, SweepSummary,
+};
 pub use orgs::{CreatedMember, HoldView, NewHold, NewMember, NewOrg, OrgView, RetentionView};
 pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
 pub use records::{CreatedRecord, NewRecord, RecordPage, RecordSummary, RecordView};

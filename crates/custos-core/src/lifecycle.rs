@@ -19,7 +19,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use custos_store::{
-    DeletionEntry, DueCursor, DueRecord, Hold, OrgScope, Purge, RecordRow, RecordState,
+    DeletionEntry, DueCursor, DueRecord, DueUpdate, Hold, OrgScope, Purge, RecordFilter, RecordRow,
+    RecordState,
 };
 
 use crate::files::blob_key;
@@ -91,6 +92,8 @@ pub struct SweepSummary {
     pub held: u64,
     /// Records another sweeper or a user changed first (nothing done here).
     pub raced: u64,
+    /// Records whose due times were recomputed after a retention override changed.
+    pub recomputed: u64,
 }
 
 impl SweepSummary {
@@ -100,6 +103,87 @@ impl SweepSummary {
             ActionKind::Purge => self.purged += 1,
             ActionKind::Held => self.held += 1,
         }
+    }
+}
+
+/// One deletion-log row: what was purged, when and why; never content or subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DeletionView {
+    /// Id of the purged record.
+    pub record_id: String,
+    /// Its category.
+    pub category: String,
+    /// When it was created.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When its purge fell due.
+    #[schema(value_type = String, format = DateTime)]
+    pub due_at: Timestamp,
+    /// When it was purged.
+    #[schema(value_type = String, format = DateTime)]
+    pub purged_at: Timestamp,
+    /// `expired` or `soft_delete_window_closed`.
+    pub reason: String,
+}
+
+impl From<DeletionEntry> for DeletionView {
+    fn from(e: DeletionEntry) -> Self {
+        DeletionView {
+            record_id: e.record_id,
+            category: e.category,
+            created_at: e.created_at,
+            due_at: e.due_at,
+            purged_at: e.purged_at,
+            reason: e.reason,
+        }
+    }
+}
+
+/// Which promise an overdue record breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaKind {
+    /// Past retention and still here after `expired_within`.
+    Expired,
+    /// Deleted by a user and still here after the window and `hard_delete_within`.
+    HardDelete,
+}
+
+/// A record still stored after the policy's deadline for removing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct OverdueRecord {
+    /// Org id.
+    pub org: String,
+    /// Record id.
+    pub record: String,
+    /// Category.
+    pub category: String,
+    /// The promise at stake.
+    pub kind: SlaKind,
+    /// When it had to be gone.
+    #[schema(value_type = String, format = DateTime)]
+    pub deadline: Timestamp,
+    /// A legal hold keeps it (overdue by law, not by failure).
+    pub held: bool,
+}
+
+/// The deadline by which `row` must be gone once it is due for purge, and the promise that
+/// sets it.
+pub fn removal_deadline(
+    row: &RecordRow,
+    deletion: &custos_policy::Deletion,
+) -> (SlaKind, Timestamp) {
+    match row.state {
+        RecordState::SoftDeleted => {
+            let deleted = row.deleted_at.unwrap_or(row.created_at);
+            let window = deletion.soft_delete_window.add_to(deleted);
+            let hard = deletion.hard_delete_within.add_to(deleted);
+            (SlaKind::HardDelete, window.max(hard))
+        }
+        _ => (
+            SlaKind::Expired,
+            deletion.expired_within.add_to(row.expire_at),
+        ),
     }
 }
 
@@ -187,6 +271,7 @@ impl Custos {
             }
             return Ok(summary);
         }
+        summary.recomputed = self.recompute_due_times().await?;
         loop {
             let lease_until = now + opts.lease;
             let claimed = self
@@ -267,6 +352,102 @@ impl Custos {
                 }
             }
         }
+    }
+
+    /// Recomputes, page by page, the due times of records whose category's retention override
+    /// changed; progress is stored with each page, so an interrupted run resumes where it
+    /// stopped. Runs before claiming work so that a shortened retention takes effect in the
+    /// same pass. Returns how many records changed.
+    async fn recompute_due_times(&self) -> Result<u64, CoreError> {
+        const PAGE: u32 = 1000;
+        let mut changed = 0u64;
+        for job in self.store.pending_recomputes().await? {
+            let Some(category) = self.policy.category(&job.category) else {
+                // A category removed from the policy: nothing to recompute against.
+                self.store
+                    .apply_recompute(&job.scope, &job.category, &[], None, &[])
+                    .await?;
+                continue;
+            };
+            let retention = self.retention_override(&job.scope, &category.name).await?;
+            let filter = RecordFilter {
+                category: Some(category.name.clone()),
+                states: vec![RecordState::Active, RecordState::Archived],
+                ..RecordFilter::default()
+            };
+            let mut after = job.after.clone();
+            let mut done = 0u64;
+            loop {
+                let page = self
+                    .store
+                    .list_records(
+                        &job.scope,
+                        &filter,
+                        Some(&after).filter(|a| !a.is_empty()).map(String::as_str),
+                        PAGE,
+                    )
+                    .await?;
+                let updates: Vec<DueUpdate> = page
+                    .iter()
+                    .filter_map(|row| {
+                        let due = category.due_times(row.created_at, retention);
+                        let update = match row.state {
+                            RecordState::Archived => DueUpdate {
+                                id: row.id.clone(),
+                                state: row.state,
+                                archive_at: row.archive_at,
+                                expire_at: due.expire_at,
+                                next_due_at: due.expire_at,
+                            },
+                            _ => DueUpdate {
+                                id: row.id.clone(),
+                                state: row.state,
+                                archive_at: due.archive_at,
+                                expire_at: due.expire_at,
+                                next_due_at: crate::records::next_due(
+                                    due.archive_at,
+                                    due.expire_at,
+                                ),
+                            },
+                        };
+                        let unchanged = update.archive_at == row.archive_at
+                            && update.expire_at == row.expire_at
+                            && Some(update.next_due_at) == row.next_due_at;
+                        (!unchanged).then_some(update)
+                    })
+                    .collect();
+                changed += updates.len() as u64;
+                done += page.len() as u64;
+                let last = page.last().map(|r| r.id.clone());
+                let finished = page.len() < PAGE as usize;
+                let event = self
+                    .event(&system(), "retention.recompute")
+                    .org(job.scope.org_id())
+                    .target(format!("category:{}", category.name))
+                    .reason(format!("records={done}"));
+                self.store
+                    .apply_recompute(
+                        &job.scope,
+                        &category.name,
+                        &updates,
+                        if finished { None } else { last.as_deref() },
+                        &[event],
+                    )
+                    .await?;
+                tracing::info!(
+                    org = job.scope.org_id(),
+                    category = %category.name,
+                    records = done,
+                    finished,
+                    "recomputing due times after a retention change"
+                );
+                match (finished, last) {
+                    (false, Some(last)) => after = last,
+                    _ => break,
+                }
+            }
+        }
+        Ok(changed)
     }
 
     /// The action a due record needs at `at`, with holds applied.
@@ -367,6 +548,57 @@ impl Custos {
         Ok(self.store.purge_records(scope, &purges).await?)
     }
 
+    /// Records past their removal deadline (`expired_within`, `hard_delete_within`), of one
+    /// org (its managers, or the admin) or of all orgs (the admin or the system). Reads only
+    /// what is due, so it costs what is late, not what is stored.
+    pub async fn overdue(
+        &self,
+        caller: &Caller,
+        org: Option<&str>,
+    ) -> Result<Vec<OverdueRecord>, CoreError> {
+        let only = match org {
+            Some(org) => {
+                let scope = self.scope_for(caller, org, "lifecycle.overdue").await?;
+                self.require_manager(caller, &scope, "lifecycle.overdue", crate::orgs::MANAGERS)
+                    .await?;
+                Some(scope)
+            }
+            None if matches!(caller.principal, Principal::Admin | Principal::System) => None,
+            None => return Err(CoreError::Forbidden("name the org to report on".into())),
+        };
+        let now = self.now();
+        let mut holds = HoldCache::default();
+        let mut out = Vec::new();
+        let mut cursor: Option<DueCursor> = None;
+        loop {
+            let page = self.store.peek_due(now, cursor.as_ref(), 1000).await?;
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.cursor());
+            for due in &page {
+                if only.as_ref().is_some_and(|s| *s != due.scope) {
+                    continue;
+                }
+                if due_step(&due.row, &self.policy.deletion.soft_delete_window, now)
+                    .is_none_or(|(action, _, _)| action != ActionKind::Purge)
+                {
+                    continue;
+                }
+                let (kind, deadline) = removal_deadline(&due.row, &self.policy.deletion);
+                if deadline <= now {
+                    out.push(OverdueRecord {
+                        org: due.scope.org_id().to_string(),
+                        record: due.row.id.clone(),
+                        category: due.row.category.clone(),
+                        kind,
+                        deadline,
+                        held: is_held(&due.row, holds.of(self, &due.scope).await?),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The org's deletion log (managers and the deployment admin), ordered by record id.
     pub async fn deletion_log(
         &self,
@@ -374,14 +606,17 @@ impl Custos {
         org: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<DeletionEntry>, CoreError> {
+    ) -> Result<Vec<DeletionView>, CoreError> {
         let scope = self.scope_for(caller, org, "deletion_log.read").await?;
         self.require_manager(caller, &scope, "deletion_log.read", crate::orgs::MANAGERS)
             .await?;
         Ok(self
             .store
             .deletion_log(&scope, after, limit.clamp(1, crate::records::MAX_PAGE))
-            .await?)
+            .await?
+            .into_iter()
+            .map(DeletionView::from)
+            .collect())
     }
 }
 

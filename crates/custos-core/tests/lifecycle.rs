@@ -389,3 +389,80 @@ async fn purged_content_is_in_no_file_under_the_data_dir() {
         assert!(!contains(&bytes, probe), "ciphertext in {}", path.display());
     }
 }
+
+/// Changing an org's retention override recomputes the due times of the records it already
+/// has (in the sweep, page by page): shortening purges them earlier, lengthening keeps them.
+#[tokio::test]
+async fn retention_override_change_recomputes_existing_records() {
+    let env = env();
+    let org = env.org("acme").await;
+    let owner = env.member(&org, &["owner"], &[], true).await;
+    let mut messages = Vec::new();
+    for _ in 0..3 {
+        let batch: Vec<NewRecord> = (0..1100).map(|_| record("messages", None)).collect();
+        messages.extend(
+            env.custos
+                .create_records(&system(), &org, batch)
+                .await
+                .unwrap(),
+        );
+    }
+    let logs = env
+        .custos
+        .create_record(&system(), &org, record("app_logs", None))
+        .await
+        .unwrap();
+    env.custos
+        .set_retention(&owner, &org, "messages", "30d")
+        .await
+        .unwrap();
+    // The first pass recomputes (3,300 records, several pages) before claiming work.
+    env.clock.advance(1.day());
+    let first = env
+        .custos
+        .sweep(&SweepOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(first.recomputed, 3300);
+    let scope = env.custos.store().org(&org).await.unwrap().unwrap().0;
+    let row = env
+        .store
+        .record(&scope, &messages[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.expire_at, plus_days(row.created_at, 30));
+    // Day 30: all 3,300 messages purged; the app log (90 days) stays.
+    for day in 2..30 {
+        env.clock.advance(1.day());
+        let early = env.sweep().await;
+        assert!(
+            early.is_empty(),
+            "day {day}: {:?}",
+            &early[..early.len().min(2)]
+        );
+    }
+    env.clock.advance(1.day());
+    let purged = env.sweep().await;
+    assert_eq!(purged.len(), 3300);
+    assert!(purged
+        .iter()
+        .all(|a| a.action == ActionKind::Purge && a.record != logs.id));
+
+    // Lengthening: a new message under a 400-day override outlives the default 365.
+    env.custos
+        .set_retention(&owner, &org, "messages", "400d")
+        .await
+        .unwrap();
+    let late = env
+        .custos
+        .create_record(&system(), &org, record("messages", None))
+        .await
+        .unwrap();
+    assert_eq!(late.expire_at, plus_days(env.custos.now(), 400));
+    env.clock.advance(366.days());
+    let actions = env.sweep().await;
+    assert!(!actions
+        .iter()
+        .any(|a| a.record == late.id && a.action == ActionKind::Purge));
+}

@@ -146,7 +146,22 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<DeletionEntry>, StoreError>;
 
-    /// Sets (or replaces) the org's retention override for a category.
+    /// Categories whose due times must be recomputed (their override changed), with progress.
+    async fn pending_recomputes(&self) -> Result<Vec<PendingRecompute>, StoreError>;
+    /// Applies one page of recomputed due times (each by compare-and-set on its state) and
+    /// records progress: `next_after` is the last id done, `None` when the category is
+    /// finished (the pending entry is removed and `audit` appended).
+    async fn apply_recompute(
+        &self,
+        scope: &OrgScope,
+        category: &str,
+        updates: &[DueUpdate],
+        next_after: Option<&str>,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+
+    /// Sets (or replaces) the org's retention override for a category, and queues the
+    /// recomputation of that category's existing records' due times.
     async fn set_retention_override(
         &self,
         scope: &OrgScope,

@@ -172,6 +172,33 @@ pub struct Purge {
     pub event: custos_audit::AuditEvent,
 }
 
+/// New due times for one record, applied only if it is still in `state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueUpdate {
+    /// Record id.
+    pub id: String,
+    /// The state the due times were computed for (compare-and-set).
+    pub state: RecordState,
+    /// New archive time.
+    pub archive_at: Option<Timestamp>,
+    /// New expiry time.
+    pub expire_at: Timestamp,
+    /// New next due time.
+    pub next_due_at: Timestamp,
+}
+
+/// A category of an org whose records' due times must be recomputed after its retention
+/// override changed, and how far that got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRecompute {
+    /// The org.
+    pub scope: OrgScope,
+    /// The category.
+    pub category: String,
+    /// Records with ids up to this one are done.
+    pub after: String,
+}
+
 /// A record that is due, with the org it belongs to (only the sweeper sees across orgs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueRecord {

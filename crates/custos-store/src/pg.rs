@@ -84,7 +84,18 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
     crate::audit_pg::MIGRATION,
     LIFECYCLE_MIGRATION,
     crate::tokens_pg::MIGRATION,
+    RECOMPUTE_MIGRATION,
 ];
+
+/// Migration 5: due-time recomputations queued by retention override changes.
+const RECOMPUTE_MIGRATION: &str = r#"
+CREATE TABLE due_recompute (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    category TEXT NOT NULL,
+    after_id TEXT NOT NULL,
+    PRIMARY KEY (org_id, category)
+);
+"#;
 
 /// Migration 3: sweeper leases and the deletion log.
 const LIFECYCLE_MIGRATION: &str = r#"
@@ -753,6 +764,86 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn pending_recomputes(&self) -> Result<Vec<PendingRecompute>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT org_id, category, after_id FROM due_recompute ORDER BY org_id, category",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingRecompute {
+                    scope: OrgScope::new(r.try_get(0)?),
+                    category: r.try_get(1)?,
+                    after: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn apply_recompute(
+        &self,
+        scope: &OrgScope,
+        category: &str,
+        updates: &[DueUpdate],
+        next_after: Option<&str>,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE records r SET archive_at = u.archive_at, expire_at = u.expire_at,
+                    next_due_at = u.next_due_at
+             FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
+                  AS u(id, state, archive_at, expire_at, next_due_at)
+             WHERE r.org_id = $1 AND r.id = u.id AND r.state = u.state",
+        )
+        .bind(scope.org_id())
+        .bind(updates.iter().map(|u| u.id.clone()).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.state.as_str()).collect::<Vec<_>>())
+        .bind(
+            updates
+                .iter()
+                .map(|u| u.archive_at.map(to_micros))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            updates
+                .iter()
+                .map(|u| to_micros(u.expire_at))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            updates
+                .iter()
+                .map(|u| to_micros(u.next_due_at))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        match next_after {
+            Some(after) => {
+                sqlx::query(
+                    "UPDATE due_recompute SET after_id = $3 WHERE org_id = $1 AND category = $2",
+                )
+                .bind(scope.org_id())
+                .bind(category)
+                .bind(after)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM due_recompute WHERE org_id = $1 AND category = $2")
+                    .bind(scope.org_id())
+                    .bind(category)
+                    .execute(&mut *tx)
+                    .await?;
+                append_audit(&mut tx, audit).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn set_retention_override(
         &self,
         scope: &OrgScope,
@@ -768,6 +859,15 @@ impl Store for PgStore {
         .bind(scope.org_id())
         .bind(category)
         .bind(retention)
+        .execute(&mut *tx)
+        .await?;
+        // Start over: records already done used the previous override.
+        sqlx::query(
+            "INSERT INTO due_recompute (org_id, category, after_id) VALUES ($1, $2, '')
+             ON CONFLICT (org_id, category) DO UPDATE SET after_id = ''",
+        )
+        .bind(scope.org_id())
+        .bind(category)
         .execute(&mut *tx)
         .await?;
         append_audit(&mut tx, audit).await?;

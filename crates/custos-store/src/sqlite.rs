@@ -86,7 +86,18 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
     crate::audit_sqlite::MIGRATION,
     LIFECYCLE_MIGRATION,
     crate::tokens_sqlite::MIGRATION,
+    RECOMPUTE_MIGRATION,
 ];
+
+/// Migration 5: due-time recomputations queued by retention override changes.
+const RECOMPUTE_MIGRATION: &str = r#"
+CREATE TABLE due_recompute (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    category TEXT NOT NULL,
+    after_id TEXT NOT NULL,
+    PRIMARY KEY (org_id, category)
+);
+"#;
 
 /// Migration 3: sweeper leases and the deletion log.
 const LIFECYCLE_MIGRATION: &str = r#"
@@ -773,6 +784,66 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn pending_recomputes(&self) -> Result<Vec<PendingRecompute>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT org_id, category, after_id FROM due_recompute ORDER BY org_id, category",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(PendingRecompute {
+                    scope: OrgScope::new(r.get(0)?),
+                    category: r.get(1)?,
+                    after: r.get(2)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn apply_recompute(
+        &self,
+        scope: &OrgScope,
+        category: &str,
+        updates: &[DueUpdate],
+        next_after: Option<&str>,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (org, cat) = (scope.org_id().to_string(), category.to_string());
+        let (updates, next_after) = (updates.to_vec(), next_after.map(str::to_string));
+        let audit = if next_after.is_none() { audit } else { &[] };
+        self.mutate(audit, move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE records SET archive_at = ?4, expire_at = ?5, next_due_at = ?6
+                 WHERE org_id = ?1 AND id = ?2 AND state = ?3",
+            )?;
+            for u in &updates {
+                stmt.execute(params![
+                    org,
+                    u.id,
+                    u.state.as_str(),
+                    u.archive_at.map(to_micros),
+                    to_micros(u.expire_at),
+                    to_micros(u.next_due_at)
+                ])?;
+            }
+            match &next_after {
+                Some(after) => tx.execute(
+                    "UPDATE due_recompute SET after_id = ?3 WHERE org_id = ?1 AND category = ?2",
+                    params![org, cat, after],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM due_recompute WHERE org_id = ?1 AND category = ?2",
+                    params![org, cat],
+                )?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
     async fn set_retention_override(
         &self,
         scope: &OrgScope,
@@ -790,6 +861,12 @@ impl Store for SqliteStore {
                 "INSERT INTO retention_overrides (org_id, category, retention) VALUES (?1, ?2, ?3)
                  ON CONFLICT (org_id, category) DO UPDATE SET retention = excluded.retention",
                 params![org, cat, ret],
+            )?;
+            // Start over: records already done used the previous override.
+            tx.execute(
+                "INSERT INTO due_recompute (org_id, category, after_id) VALUES (?1, ?2, '')
+                 ON CONFLICT (org_id, category) DO UPDATE SET after_id = ''",
+                params![org, cat],
             )?;
             Ok(())
         })

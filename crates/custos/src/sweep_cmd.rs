@@ -27,6 +27,61 @@ pub struct SweepArgs {
     /// them over after this.
     #[arg(long, default_value_t = 300, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub lease: u64,
+    /// Sweep nothing; list records still stored past the policy's removal deadlines
+    /// (`expired_within`, `hard_delete_within`), per org. Exit 1 if any is overdue and not
+    /// held.
+    #[arg(long, conflicts_with_all = ["dry_run", "as_of"])]
+    pub report: bool,
+}
+
+/// `--report`: the SLA report over all orgs.
+async fn report(global: &Global, json: bool) -> Result<(), Failure> {
+    let deployment = deploy::open(global).await?;
+    let system = custos_core::Caller::new(custos_core::Principal::System);
+    let overdue = deployment
+        .custos
+        .overdue(&system, None)
+        .await
+        .map_err(|e| Failure::Failed(format!("report: {e}")))?;
+    let mut per_org: BTreeMap<(&str, &str, bool), (u64, jiff::Timestamp)> = BTreeMap::new();
+    let mut out = String::new();
+    for o in &overdue {
+        if json {
+            out.push_str(&serde_json::to_string(o).expect("reports serialize"));
+            out.push('\n');
+        }
+        let kind = match o.kind {
+            custos_core::SlaKind::Expired => "expired_within",
+            custos_core::SlaKind::HardDelete => "hard_delete_within",
+        };
+        let entry = per_org
+            .entry((o.org.as_str(), kind, o.held))
+            .or_insert((0, o.deadline));
+        entry.0 += 1;
+        entry.1 = entry.1.min(o.deadline);
+    }
+    let mut summary = format!(
+        "SLA report: {} records past their removal deadline\n",
+        overdue.len()
+    );
+    for ((org, kind, held), (n, oldest)) in &per_org {
+        summary.push_str(&format!(
+            "  org {org}: {n} over {kind}{}, oldest deadline {oldest}\n",
+            if *held { " (held by a legal hold)" } else { "" }
+        ));
+    }
+    print!("{out}");
+    if json {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    if overdue.iter().any(|o| !o.held) {
+        return Err(Failure::Failed(
+            "records are overdue for removal; run `custos sweep`".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses `--as-of`: a timestamp with offset, or a civil date taken as midnight UTC.
@@ -47,6 +102,9 @@ pub fn parse_as_of(value: &str) -> Result<jiff::Timestamp, Failure> {
 
 /// Runs one sweep pass.
 pub async fn run(global: &Global, args: SweepArgs) -> Result<(), Failure> {
+    if args.report {
+        return report(global, args.json).await;
+    }
     let as_of = args.as_of.as_deref().map(parse_as_of).transpose()?;
     let deployment = deploy::open(global).await?;
     let opts = SweepOptions {

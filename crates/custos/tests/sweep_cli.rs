@@ -337,6 +337,22 @@ async fn dry_run_json_and_summary() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--as-of"));
 
+    // SLA report: 32 records past retention + expired_within, 3 of them legally held.
+    let report = data.run(&["sweep", "--report", "--json"]);
+    assert_eq!(
+        report.status.code(),
+        Some(1),
+        "overdue records fail the check"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(report.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 35);
+    assert!(lines.iter().all(|l| l["kind"] == "expired"));
+    assert_eq!(lines.iter().filter(|l| l["held"] == true).count(), 3);
+
     let summary = data.ok(&["sweep"]);
     assert!(
         summary.contains("did archive 5, purge 32; 3 held"),
