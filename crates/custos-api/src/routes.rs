@@ -56,6 +56,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/orgs/{org}/holds", post(create_hold).get(list_holds))
         .route("/v1/orgs/{org}/holds/{id}", delete(release_hold))
         .route("/v1/orgs/{org}/deletion-log", get(deletion_log))
+        .route(
+            "/v1/orgs/{org}/categories/{category}/delete-all",
+            post(delete_category),
+        )
         .route("/v1/orgs/{org}/lifecycle/overdue", get(overdue))
         .route("/v1/audit/events", get(audit_events))
         .merge(crate::audit_routes::routes())
@@ -238,17 +242,53 @@ async fn get_record(
     Ok(Json(view))
 }
 
-/// Soft-delete a record (restorable within the policy's window).
-#[utoipa::path(delete, path = "/v1/orgs/{org}/records/{id}", params(("org" = String, Path), ("id" = String, Path)),
+/// Delete options.
+#[derive(Debug, Deserialize, IntoParams)]
+struct DeleteQuery {
+    /// `true`: hard delete (not restorable; purged by the next sweep, within the policy's
+    /// `hard_delete_within`). Default: soft delete, restorable within the window.
+    hard: Option<bool>,
+}
+
+/// Soft-delete a record (restorable within the policy's window), or hard-delete it.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/records/{id}", params(("org" = String, Path), ("id" = String, Path), DeleteQuery),
     responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 async fn delete_record(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path((org, id)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    state.custos.soft_delete(&caller, &org, &id).await?;
+    if q.hard == Some(true) {
+        state.custos.hard_delete(&caller, &org, &id).await?;
+    } else {
+        state.custos.soft_delete(&caller, &org, &id).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deleted-record count of a delete-all request.
+#[derive(Debug, serde::Serialize, ToSchema)]
+struct DeletedCount {
+    /// Records marked for purge.
+    records: u64,
+}
+
+/// Hard-delete every record of a category in the org (owners and admins).
+#[utoipa::path(post, path = "/v1/orgs/{org}/categories/{category}/delete-all", params(("org" = String, Path), ("category" = String, Path)),
+    responses((status = 200, body = DeletedCount), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn delete_category(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, category)): Path<(String, String)>,
+) -> ApiResult<Json<DeletedCount>> {
+    let records = state
+        .custos
+        .delete_category(&caller, &org, &category)
+        .await?;
+    Ok(Json(DeletedCount { records }))
 }
 
 /// Restore a soft-deleted record within the window.
@@ -574,10 +614,11 @@ impl utoipa::Modify for BearerAuth {
     paths(healthz, metrics, openapi, create_org, list_orgs, get_org, add_member, create_record,
           list_records, get_record, delete_record, restore_record, upload_file, download_file,
           get_retention, set_retention, create_hold, list_holds, release_hold, deletion_log,
+          delete_category,
           overdue, audit_events,
           crate::audit_routes::checkpoint, crate::audit_routes::inclusion_proof,
           crate::audit_routes::consistency_proof, crate::audit_routes::signing_key, scan),
-    components(schemas(Problem, SetRetention, ScanRequest, ScanResponse, FindingView)),
+    components(schemas(Problem, SetRetention, ScanRequest, ScanResponse, FindingView, DeletedCount)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

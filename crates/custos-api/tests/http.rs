@@ -443,3 +443,74 @@ async fn service_endpoints_and_openapi() {
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "abc-123");
 }
+
+#[tokio::test]
+async fn hard_delete_delete_all_deletion_log_and_overdue_over_http() {
+    let s = server().await;
+    let (org, key) = s.org_with_member(&["member"], false).await;
+    let (_, created) = s
+        .post(
+            &key,
+            &format!("/v1/orgs/{org}/records"),
+            json!({"category": "messages", "content": {"text": "bye"}}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let r = s
+        .client
+        .delete(s.url(&format!("/v1/orgs/{org}/records/{id}?hard=true")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let r = s
+        .client
+        .post(s.url(&format!("/v1/orgs/{org}/records/{id}/restore")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    // A plain member may not press "delete all", nor read the deletion log or the SLA report.
+    let r = s
+        .client
+        .post(s.url(&format!("/v1/orgs/{org}/categories/uploads/delete-all")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(
+        s.get(&key, &format!("/v1/orgs/{org}/deletion-log")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // The admin token may; nothing is purged before a sweep and nothing is overdue yet.
+    let (status, n) = s
+        .post(
+            ADMIN,
+            &format!("/v1/orgs/{org}/categories/messages/delete-all"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{n}");
+    assert_eq!(n["records"], 0, "the hard-deleted record is already marked");
+    let (status, log) = s.get(ADMIN, &format!("/v1/orgs/{org}/deletion-log")).await;
+    assert_eq!((status, log), (StatusCode::OK, json!([])));
+    let (status, overdue) = s
+        .get(ADMIN, &format!("/v1/orgs/{org}/lifecycle/overdue"))
+        .await;
+    assert_eq!((status, overdue), (StatusCode::OK, json!([])));
+    let r = s
+        .client
+        .post(s.url(&format!("/v1/orgs/{org}/categories/nope/delete-all")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::BAD_REQUEST, "unknown_category").await;
+}

@@ -122,7 +122,7 @@ pub struct DeletionView {
     /// When it was purged.
     #[schema(value_type = String, format = DateTime)]
     pub purged_at: Timestamp,
-    /// `expired` or `soft_delete_window_closed`.
+    /// `expired`, `soft_delete_window_closed` or `hard_delete`.
     pub reason: String,
 }
 
@@ -174,6 +174,12 @@ pub fn removal_deadline(
     deletion: &custos_policy::Deletion,
 ) -> (SlaKind, Timestamp) {
     match row.state {
+        RecordState::PurgeRequested => (
+            SlaKind::HardDelete,
+            deletion
+                .hard_delete_within
+                .add_to(row.deleted_at.unwrap_or(row.created_at)),
+        ),
         RecordState::SoftDeleted => {
             let deleted = row.deleted_at.unwrap_or(row.created_at);
             let window = deletion.soft_delete_window.add_to(deleted);
@@ -194,6 +200,10 @@ pub fn due_step(
     at: Timestamp,
 ) -> Option<(ActionKind, Timestamp, &'static str)> {
     match row.state {
+        RecordState::PurgeRequested => {
+            let due = row.deleted_at.unwrap_or(row.created_at);
+            (due <= at).then_some((ActionKind::Purge, due, "hard_delete"))
+        }
         RecordState::SoftDeleted => {
             let due = soft_delete_window.add_to(row.deleted_at.unwrap_or(row.created_at));
             (due <= at).then_some((ActionKind::Purge, due, "soft_delete_window_closed"))

@@ -655,7 +655,7 @@ impl Custos {
             .store
             .record(scope, id)
             .await?
-            .filter(|r| r.state != RecordState::SoftDeleted)
+            .filter(|r| matches!(r.state, RecordState::Active | RecordState::Archived))
             .ok_or_else(|| CoreError::NotFound(format!("record {id}")))?;
         self.category_for(
             caller,
@@ -867,6 +867,89 @@ impl Custos {
             .target(format!("record:{id}"))
             .reason("soft_delete");
         self.apply_transition(&scope, change, event).await
+    }
+
+    /// Hard-deletes a record (also one already soft-deleted): hidden at once, not restorable,
+    /// purged with its objects by the next sweep, within `hard_delete_within`.
+    pub async fn hard_delete(&self, caller: &Caller, org: &str, id: &str) -> Result<(), CoreError> {
+        let scope = self.scope_for(caller, org, "record.delete").await?;
+        let row = self
+            .store
+            .record(&scope, id)
+            .await?
+            .filter(|r| r.state != RecordState::PurgeRequested)
+            .ok_or_else(|| CoreError::NotFound(format!("record {id}")))?;
+        self.category_for(
+            caller,
+            &scope,
+            &row.category,
+            "record.delete",
+            Some(format!("record:{id}")),
+        )
+        .await?;
+        let now = self.now();
+        let change = StateChange {
+            id: id.to_string(),
+            from: row.state,
+            to: RecordState::PurgeRequested,
+            deleted_at: Some(now),
+            next_due_at: Some(now),
+        };
+        let event = self
+            .event(caller, "record.delete")
+            .org(scope.org_id())
+            .target(format!("record:{id}"))
+            .reason("hard_delete");
+        self.apply_transition(&scope, change, event).await
+    }
+
+    /// Hard-deletes every record of a category in the org (the "delete everything" button):
+    /// owners and admins only; one audited transaction per page of 1,000. Returns how many
+    /// records were marked; the sweep purges them.
+    pub async fn delete_category(
+        &self,
+        caller: &Caller,
+        org: &str,
+        category: &str,
+    ) -> Result<u64, CoreError> {
+        let scope = self.scope_for(caller, org, "category.delete_all").await?;
+        self.require_manager(caller, &scope, "category.delete_all", crate::orgs::MANAGERS)
+            .await?;
+        if self.policy.category(category).is_none() {
+            return Err(CoreError::UnknownCategory(category.to_string()));
+        }
+        let filter = RecordFilter {
+            category: Some(category.to_string()),
+            states: vec![
+                RecordState::Active,
+                RecordState::Archived,
+                RecordState::SoftDeleted,
+            ],
+            ..RecordFilter::default()
+        };
+        let now = self.now();
+        let mut marked = 0u64;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_records(&scope, &filter, after.as_deref(), MAX_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            let targets: Vec<(String, RecordState)> =
+                page.iter().map(|r| (r.id.clone(), r.state)).collect();
+            let event = self
+                .event(caller, "category.delete_all")
+                .org(scope.org_id())
+                .target(format!("category:{category}"))
+                .reason(format!("records={}", targets.len()));
+            marked += self
+                .store
+                .request_purges(&scope, &targets, now, &[event])
+                .await?;
+        }
+        Ok(marked)
     }
 
     /// Applies a compare-and-set state change with its audit event; a lost race is a conflict.

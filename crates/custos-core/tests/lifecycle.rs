@@ -466,3 +466,79 @@ async fn retention_override_change_recomputes_existing_records() {
         .iter()
         .any(|a| a.record == late.id && a.action == ActionKind::Purge));
 }
+
+/// A hard delete hides the record at once, cannot be restored, and the next sweep purges it;
+/// "delete all" does the same for a whole category, for owners and admins only.
+#[tokio::test]
+async fn hard_delete_and_delete_all_purge_on_the_next_sweep() {
+    let env = env();
+    let org = env.org("acme").await;
+    let member = env.member(&org, &["member"], &[], false).await;
+    let owner = env.member(&org, &["owner"], &[], true).await;
+    let one = env
+        .custos
+        .create_record(&member, &org, record("messages", Some("carol")))
+        .await
+        .unwrap();
+    let kept = env
+        .custos
+        .create_record(&member, &org, record("messages", Some("carol")))
+        .await
+        .unwrap();
+    let uploads: Vec<NewRecord> = (0..5).map(|_| record("uploads", None)).collect();
+    env.custos
+        .create_records(&member, &org, uploads)
+        .await
+        .unwrap();
+
+    env.custos
+        .hard_delete(&member, &org, &one.id)
+        .await
+        .unwrap();
+    let err = env
+        .custos
+        .get_record(&member, &org, &one.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::NotFound(_)), "{err:?}");
+    let err = env
+        .custos
+        .restore(&member, &org, &one.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::NotFound(_)), "{err:?}");
+
+    let err = env
+        .custos
+        .delete_category(&member, &org, "uploads")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Forbidden(_)), "{err:?}");
+    assert_eq!(
+        env.custos
+            .delete_category(&owner, &org, "uploads")
+            .await
+            .unwrap(),
+        5
+    );
+    let actions = env.sweep().await;
+    assert_eq!(actions.len(), 6, "{actions:?}");
+    assert!(actions
+        .iter()
+        .all(|a| a.action == ActionKind::Purge && a.record != kept.id));
+    let log = env
+        .custos
+        .deletion_log(&admin(), &org, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 6);
+    assert!(log.iter().all(|e| e.reason == "hard_delete"));
+    assert_eq!(
+        env.custos
+            .get_record(&member, &org, &kept.id)
+            .await
+            .unwrap()
+            .state,
+        "active"
+    );
+}

@@ -106,6 +106,15 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&DueCursor>,
         limit: u32,
     ) -> Result<Vec<DueRecord>, StoreError>;
+    /// Marks records for purge (state `purge_requested`, due at `at`), each only if still in
+    /// the given state; returns how many were marked.
+    async fn request_purges(
+        &self,
+        scope: &OrgScope,
+        targets: &[(String, RecordState)],
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError>;
     /// Leases one record until `until` without changing it: a held record is looked at again
     /// then instead of on every pass.
     async fn defer_record(

@@ -63,6 +63,8 @@ pub enum RecordState {
     Archived,
     /// Hidden, restorable within the soft-delete window.
     SoftDeleted,
+    /// Hard-deleted: hidden, not restorable, purged by the next sweep.
+    PurgeRequested,
 }
 
 impl RecordState {
@@ -72,6 +74,7 @@ impl RecordState {
             RecordState::Active => "active",
             RecordState::Archived => "archived",
             RecordState::SoftDeleted => "soft_deleted",
+            RecordState::PurgeRequested => "purge_requested",
         }
     }
 
@@ -81,6 +84,7 @@ impl RecordState {
             "active" => Ok(RecordState::Active),
             "archived" => Ok(RecordState::Archived),
             "soft_deleted" => Ok(RecordState::SoftDeleted),
+            "purge_requested" => Ok(RecordState::PurgeRequested),
             _ => Err(StoreError::Corrupt(format!("unknown record state {s:?}"))),
         }
     }

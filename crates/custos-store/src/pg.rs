@@ -615,6 +615,32 @@ impl Store for PgStore {
         rows.iter().map(due_from_row).collect()
     }
 
+    async fn request_purges(
+        &self,
+        scope: &OrgScope,
+        targets: &[(String, RecordState)],
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE records r SET state = 'purge_requested', deleted_at = $4, next_due_at = $4,
+                    lease_until = NULL
+             FROM UNNEST($2::text[], $3::text[]) AS t(id, state)
+             WHERE r.org_id = $1 AND r.id = t.id AND r.state = t.state",
+        )
+        .bind(scope.org_id())
+        .bind(targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>())
+        .bind(targets.iter().map(|t| t.1.as_str()).collect::<Vec<_>>())
+        .bind(to_micros(at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn defer_record(
         &self,
         scope: &OrgScope,

@@ -649,6 +649,29 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn request_purges(
+        &self,
+        scope: &OrgScope,
+        targets: &[(String, RecordState)],
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let (org, targets) = (scope.org_id().to_string(), targets.to_vec());
+        self.mutate(audit, move |tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE records SET state = 'purge_requested', deleted_at = ?4, next_due_at = ?4,
+                        lease_until = NULL
+                 WHERE org_id = ?1 AND id = ?2 AND state = ?3",
+            )?;
+            let mut n = 0u64;
+            for (id, state) in &targets {
+                n += stmt.execute(params![org, id, state.as_str(), to_micros(at)])? as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn defer_record(
         &self,
         scope: &OrgScope,
