@@ -73,7 +73,13 @@ async fn run(dir: &Path, stored: usize, due: usize) -> Run {
     let future = now + day * 300;
     let spread = std::env::var_os("CUSTOS_BENCH_SWEEP_SPREAD").is_some();
     let every = (stored / due.max(1)).max(1);
-    let is_due = |k: usize| if spread { k.is_multiple_of(every) } else { k < due };
+    let is_due = |k: usize| {
+        if spread {
+            k.is_multiple_of(every)
+        } else {
+            k < due
+        }
+    };
     let t = Instant::now();
     let mut i = 0;
     while i < stored {

@@ -119,15 +119,6 @@ impl Objects {
         Ok(())
     }
 
-    /// Reads a small object whole; `None` if there is none.
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.store.get(&Self::path(key)?).await {
-            Ok(got) => Ok(Some(got.bytes().await.map_err(objects_err)?.to_vec())),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(objects_err(e)),
-        }
-    }
-
     /// Copies an object inside the store, replacing any object at `to`.
     pub async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
         self.store
