@@ -508,10 +508,33 @@ async fn overdue(
 struct AuditQuery {
     /// Only this org's events (members always see only their own org).
     org: Option<String>,
+    /// Only events by this actor (`admin`, `system`, `member:<id>`).
+    actor: Option<String>,
+    /// Only this action (`record.create`, `record.purge`, ...).
+    action: Option<String>,
+    /// Only this target (`record:<id>`, `category:<name>`, ...).
+    target: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Only events before this time (RFC 3339).
+    until: Option<String>,
     /// First index to return (default 0).
     from: Option<u64>,
     /// Page size, 1 to 1000 (default 100).
     limit: Option<u32>,
+}
+
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<jiff::Timestamp>, ApiError> {
+    value
+        .map(|v| {
+            v.parse::<jiff::Timestamp>().map_err(|_| {
+                ApiError::from(custos_core::CoreError::invalid(
+                    name,
+                    format!("{v:?} is not an RFC 3339 time such as 2026-01-01T00:00:00Z"),
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// Audit events, in log order.
@@ -529,6 +552,13 @@ async fn audit_events(
             .audit_events(
                 &caller,
                 q.org.as_deref(),
+                &custos_core::AuditFilter {
+                    since: time_param("since", q.since.as_deref())?,
+                    until: time_param("until", q.until.as_deref())?,
+                    actor: q.actor,
+                    action: q.action,
+                    target: q.target,
+                },
                 q.from.unwrap_or(0),
                 q.limit.unwrap_or(100),
             )

@@ -514,3 +514,39 @@ async fn hard_delete_delete_all_deletion_log_and_overdue_over_http() {
         .unwrap();
     assert_problem(r, StatusCode::BAD_REQUEST, "unknown_category").await;
 }
+
+#[tokio::test]
+async fn audit_events_filter_by_action_target_and_time() {
+    let s = server().await;
+    let (org, key) = s.org_with_member(&["member"], false).await;
+    let (_, created) = s
+        .post(
+            &key,
+            &format!("/v1/orgs/{org}/records"),
+            json!({"category": "messages", "content": {"text": "hi"}}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let (status, page) = s
+        .get(
+            ADMIN,
+            &format!("/v1/audit/events?org={org}&action=record.create&target=record:{id}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["event"]["action"], "record.create");
+    let (_, later) = s
+        .get(ADMIN, "/v1/audit/events?since=2999-01-01T00:00:00Z")
+        .await;
+    assert_eq!(later["items"], json!([]));
+    let r = s
+        .client
+        .get(s.url("/v1/audit/events?until=yesterday"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::BAD_REQUEST, "invalid_input").await;
+}

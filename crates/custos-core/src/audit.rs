@@ -44,6 +44,7 @@ impl Custos {
         &self,
         caller: &Caller,
         org: Option<&str>,
+        filter: &custos_store::AuditFilter,
         from: u64,
         limit: u32,
     ) -> Result<AuditPage, CoreError> {
@@ -67,7 +68,7 @@ impl Custos {
         };
         let entries = self
             .store
-            .audit_entries(scope.as_ref(), from, limit)
+            .audit_query(scope.as_ref(), filter, from, limit)
             .await?;
         let next_from = (entries.len() == limit as usize)
             .then(|| entries.last().map(|e| e.index + 1))

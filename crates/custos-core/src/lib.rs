@@ -31,6 +31,7 @@ pub use audit::{
     CheckpointView, ConsistencyProof, InclusionProof, SigningKeyView,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use custos_store::AuditFilter;
 pub use error::CoreError;
 pub use files::{FileDownload, FileUpload};
 pub use lifecycle::{

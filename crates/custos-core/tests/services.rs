@@ -165,7 +165,7 @@ async fn members_never_reach_another_org_and_the_attempt_is_audited() {
     // The two cross-org attempts were recorded as denied.
     let events = env
         .custos
-        .audit_events(&admin(), None, before, 100)
+        .audit_events(&admin(), None, &Default::default(), before, 100)
         .await
         .unwrap();
     let denied: Vec<_> = events

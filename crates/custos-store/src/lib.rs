@@ -213,6 +213,15 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError>;
     /// Number of entries in the audit log.
+    /// Audit entries matching `filter` with `index >= from`, in order, at most `limit`; only
+    /// the org's own when a scope is given.
+    async fn audit_query(
+        &self,
+        scope: Option<&OrgScope>,
+        filter: &AuditFilter,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
     async fn audit_size(&self) -> Result<u64, StoreError>;
 
     /// Stored audit rows with their leaf hashes, `index >= from`, in order, at most `limit`

@@ -165,6 +165,21 @@ pub struct DeletionEntry {
     pub reason: String,
 }
 
+/// Which audit events to list (all given conditions must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Actor as stored: `admin`, `system`, `anonymous` or `member:<id>`.
+    pub actor: Option<String>,
+    /// Action, e.g. `record.create`.
+    pub action: Option<String>,
+    /// Target, e.g. `record:<id>`.
+    pub target: Option<String>,
+    /// Events at or after this time.
+    pub since: Option<Timestamp>,
+    /// Events before this time.
+    pub until: Option<Timestamp>,
+}
+
 /// One record for [`Store::purge_records`](crate::Store::purge_records).
 #[derive(Debug, Clone)]
 pub struct Purge {

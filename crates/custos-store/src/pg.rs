@@ -995,6 +995,41 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn audit_query(
+        &self,
+        scope: Option<&OrgScope>,
+        filter: &AuditFilter,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, leaf FROM audit_log
+             WHERE idx >= $1 AND ($2::text IS NULL OR org_id = $2)
+               AND ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR action = $4)
+               AND ($5::text IS NULL OR target = $5) AND ($6::bigint IS NULL OR time >= $6)
+               AND ($7::bigint IS NULL OR time < $7)
+             ORDER BY idx LIMIT $8",
+        )
+        .bind(from as i64)
+        .bind(scope.map(|s| s.org_id()))
+        .bind(filter.actor.as_deref())
+        .bind(filter.action.as_deref())
+        .bind(filter.target.as_deref())
+        .bind(filter.since.map(to_micros))
+        .bind(filter.until.map(to_micros))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    index: r.try_get::<i64, _>(0)? as u64,
+                    leaf: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
     async fn audit_entries(
         &self,
         scope: Option<&OrgScope>,

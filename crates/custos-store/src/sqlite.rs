@@ -990,6 +990,50 @@ impl Store for SqliteStore {
         self.mutate(audit, |_| Ok(())).await
     }
 
+    async fn audit_query(
+        &self,
+        scope: Option<&OrgScope>,
+        filter: &AuditFilter,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut sql = String::from("SELECT idx, leaf FROM audit_log WHERE idx >= ?");
+        let mut args: Vec<Value> = vec![Value::Integer(from as i64)];
+        let mut text = |column: &str, v: &Option<String>, sql: &mut String| {
+            if let Some(v) = v {
+                sql.push_str(&format!(" AND {column} = ?"));
+                args.push(Value::Text(v.clone()));
+            }
+        };
+        text("org_id", &scope.map(|s| s.org_id().to_string()), &mut sql);
+        text("actor", &filter.actor, &mut sql);
+        text("action", &filter.action, &mut sql);
+        text("target", &filter.target, &mut sql);
+        if let Some(t) = filter.since {
+            sql.push_str(" AND time >= ?");
+            args.push(Value::Integer(to_micros(t)));
+        }
+        if let Some(t) = filter.until {
+            sql.push_str(" AND time < ?");
+            args.push(Value::Integer(to_micros(t)));
+        }
+        sql.push_str(" ORDER BY idx LIMIT ?");
+        args.push(Value::Integer(limit as i64));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(AuditEntry {
+                    index: r.get::<_, i64>(0)? as u64,
+                    leaf: r.get(1)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn audit_entries(
         &self,
         scope: Option<&OrgScope>,

@@ -53,6 +53,7 @@ on_both_backends! {
     crate::suite::audit_appends_exactly_the_given_events => audit_appends_exactly_the_given_events,
     crate::suite::audit_fails_closed => audit_fails_closed,
     crate::suite::concurrent_appends_are_gap_free => concurrent_appends_are_gap_free,
+    crate::suite::audit_query_filters_by_actor_action_target_and_time => audit_query_filters_by_actor_action_target_and_time,
     crate::isolation::tenant_isolation => tenant_isolation,
     crate::tokens::tokens_are_written_with_their_records => tokens_are_written_with_their_records,
     crate::tokens::tokens_insert_is_compare_and_set => tokens_insert_is_compare_and_set,

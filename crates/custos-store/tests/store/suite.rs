@@ -954,3 +954,63 @@ pub async fn concurrent_appends_are_gap_free(h: Harness) {
     let records = list_all(&*store, &a, &RecordFilter::default()).await;
     assert_eq!(records.len(), TASKS * ROUNDS / 2);
 }
+
+pub async fn audit_query_filters_by_actor_action_target_and_time(h: Harness) {
+    let store = &*h.store;
+    let a = store.create_org(&org("A"), &[]).await.unwrap();
+    let b = store.create_org(&org("B"), &[]).await.unwrap();
+    let events = [
+        event(Some(&a), "record.create", "record:1"),
+        event(Some(&a), "record.read", "record:1"),
+        event(Some(&b), "record.create", "record:9"),
+        custos_audit::AuditEvent::new(
+            now_us(),
+            custos_audit::Actor::Member("m1".into()),
+            "record.create",
+        )
+        .org(a.org_id())
+        .target("record:2"),
+        event(None, "key.rotate", "key:root"),
+    ];
+    store.append_audit(&events).await.unwrap();
+    let base = store.audit_size().await.unwrap() - events.len() as u64;
+    let idx = |found: Vec<custos_store::AuditEntry>| -> Vec<u64> {
+        found.iter().map(|e| e.index - base).collect()
+    };
+    let q = |filter: custos_store::AuditFilter, scope: Option<OrgScope>| async move {
+        store
+            .audit_query(scope.as_ref(), &filter, base, 100)
+            .await
+            .unwrap()
+    };
+    let action = custos_store::AuditFilter {
+        action: Some("record.create".into()),
+        ..Default::default()
+    };
+    assert_eq!(idx(q(action.clone(), None).await), vec![0, 2, 3]);
+    assert_eq!(idx(q(action.clone(), Some(a.clone())).await), vec![0, 3]);
+    let target = custos_store::AuditFilter {
+        target: Some("record:1".into()),
+        ..Default::default()
+    };
+    assert_eq!(idx(q(target, Some(a.clone())).await), vec![0, 1]);
+    let actor = custos_store::AuditFilter {
+        actor: Some("member:m1".into()),
+        ..Default::default()
+    };
+    assert_eq!(idx(q(actor, None).await), vec![3]);
+    // Time range: [time of event 1, time of event 3).
+    let since = events[1].time;
+    let until = events[3].time;
+    let range = custos_store::AuditFilter {
+        since: Some(since),
+        until: Some(until),
+        ..Default::default()
+    };
+    assert_eq!(idx(q(range, None).await), vec![1, 2]);
+    // Another org's scope never sees A's events.
+    assert!(q(action, Some(b.clone()))
+        .await
+        .iter()
+        .all(|e| e.index - base == 2));
+}
