@@ -264,8 +264,7 @@ async fn archive_moves_content_and_purge_leaves_no_objects() {
         .await
         .unwrap();
     let body = Bytes::from(vec![7u8; 200_000]);
-    let file = env
-        .custos
+    env.custos
         .upload_file(
             &member,
             &org,
@@ -299,7 +298,6 @@ async fn archive_moves_content_and_purge_leaves_no_objects() {
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(names.iter().all(|n| n.contains("/archive/")), "{names:?}");
-    let _ = file;
 
     env.clock.advance(2.years());
     let actions = env.sweep().await;

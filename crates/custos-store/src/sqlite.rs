@@ -166,7 +166,6 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
          PRAGMA secure_delete = ON;
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 10000;
-         PRAGMA cache_size = -65536;
          PRAGMA journal_size_limit = 67108864;",
     )?;
     Ok(())
@@ -183,7 +182,9 @@ impl SqliteStore {
         configure(&writer)?;
         // The checkpointer thread keeps the WAL short; the writer checkpoints itself only
         // as a backstop if that thread falls far behind (~40 MB of WAL).
-        writer.execute_batch("PRAGMA wal_autocheckpoint = 10000;")?;
+        // Only the writer gets a large page cache (64 MiB): index pages dirtied by batch
+        // inserts stay in memory; readers stream and keep SQLite's small default.
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536;")?;
         migrate(&mut writer)?;
         crate::audit_sqlite::backfill_if_needed(&mut writer)?;
         let mut readers = Vec::with_capacity(READERS);
