@@ -51,7 +51,7 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound(_) => StatusCode::NOT_FOUND,
             CoreError::Invalid { .. } | CoreError::UnknownCategory(_) => StatusCode::BAD_REQUEST,
             CoreError::Conflict(_) => StatusCode::CONFLICT,
-            CoreError::Erased => StatusCode::GONE,
+            CoreError::Erased | CoreError::OrgTerminated(_) => StatusCode::GONE,
             CoreError::PiiBlocked(_) => StatusCode::UNPROCESSABLE_ENTITY,
             CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

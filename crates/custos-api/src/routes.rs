@@ -11,8 +11,9 @@ use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use custos_core::{
-    AuditPage, CreatedMember, CreatedRecord, DeletionView, FileUpload, HoldView, NewHold,
-    NewMember, NewOrg, NewRecord, OrgView, OverdueRecord, RecordPage, RecordView, RetentionView,
+    ArchiveRestore, AuditPage, CreatedMember, CreatedRecord, DeletionView, FileUpload, HoldView,
+    NewHold, NewMember, NewOrg, NewRecord, OrgView, OverdueRecord, RecordPage, RecordView,
+    RetentionView,
 };
 
 use crate::{ApiError, AppState, Authed, Problem, MAX_JSON_BODY};
@@ -35,7 +36,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/v1/orgs", post(create_org).get(list_orgs))
-        .route("/v1/orgs/{org}", get(get_org))
+        .route("/v1/orgs/{org}", get(get_org).delete(terminate_org))
         .route("/v1/orgs/{org}/members", post(add_member))
         .route(
             "/v1/orgs/{org}/records",
@@ -46,6 +47,10 @@ pub(crate) fn routes() -> Router<AppState> {
             get(get_record).delete(delete_record),
         )
         .route("/v1/orgs/{org}/records/{id}/restore", post(restore_record))
+        .route(
+            "/v1/orgs/{org}/records/{id}/archive-restore",
+            post(archive_restore),
+        )
         .route("/v1/orgs/{org}/records/{id}/file", get(download_file))
         .route(
             "/v1/orgs/{org}/files",
@@ -302,6 +307,40 @@ async fn restore_record(
 ) -> ApiResult<StatusCode> {
     state.custos.restore(&caller, &org, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Request an archived record's content: readable through the normal read routes for the
+/// policy's `archive_restore_window` (owners and admins).
+#[utoipa::path(post, path = "/v1/orgs/{org}/records/{id}/archive-restore", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = ArchiveRestore), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn archive_restore(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Json<ArchiveRestore>> {
+    Ok(Json(
+        state
+            .custos
+            .request_archive_restore(&caller, &org, &id)
+            .await?,
+    ))
+}
+
+/// Terminate an org (admin token or an org owner): members revoked at once, every record
+/// purged and the org's keys destroyed by the sweeper within `account_termination_within`.
+#[utoipa::path(delete, path = "/v1/orgs/{org}", params(("org" = String, Path)),
+    responses((status = 202, body = OrgView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+async fn terminate_org(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<(StatusCode, Json<OrgView>)> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.custos.terminate_org(&caller, &org).await?),
+    ))
 }
 
 /// Where an uploaded file goes.
@@ -641,8 +680,9 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Custos", description = "Privacy data plane: encrypted, tenant-isolated storage with policy-as-code retention, PII scrubbing and a tamper-evident audit log."),
-    paths(healthz, metrics, openapi, create_org, list_orgs, get_org, add_member, create_record,
-          list_records, get_record, delete_record, restore_record, upload_file, download_file,
+    paths(healthz, metrics, openapi, create_org, list_orgs, get_org, terminate_org, add_member,
+          create_record, list_records, get_record, delete_record, restore_record, archive_restore,
+          upload_file, download_file,
           get_retention, set_retention, create_hold, list_holds, release_hold, deletion_log,
           delete_category,
           overdue, audit_events,

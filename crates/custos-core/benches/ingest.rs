@@ -493,6 +493,8 @@ async fn new_org(store: &dyn Store, vault: &KeyVault) -> OrgScope {
         name: "store-only bench".into(),
         region: "eu".into(),
         created_at: jiff::Timestamp::now(),
+        terminating_since: None,
+        terminated_at: None,
     };
     vault.ensure_org(&org.id).expect("org key");
     store.create_org(&org, &[]).await.expect("create org")

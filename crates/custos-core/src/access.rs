@@ -46,6 +46,20 @@ pub(crate) fn category_refusal(caller: &Caller, category: &Category) -> Option<C
     }
 }
 
+/// What may still be done with an org once its termination started (members are gone by
+/// then; this binds the admin token): read its status and evidence, and place or lift legal
+/// holds, which still stop its purge.
+const READABLE_AFTER_TERMINATION: &[&str] = &[
+    "org.read",
+    "org.terminate",
+    "audit.read",
+    "deletion_log.read",
+    "lifecycle.overdue",
+    "hold.create",
+    "hold.read",
+    "hold.release",
+];
+
 impl Custos {
     /// The scope of `org` if the caller may act in it. A member asking for another org gets
     /// `not_found` (not `forbidden`), so org ids cannot be probed; the attempt is audited.
@@ -70,6 +84,12 @@ impl Custos {
                     .await)
             }
             Principal::Admin | Principal::System => match self.store.org(org).await? {
+                Some((_, o))
+                    if o.terminating_since.is_some()
+                        && !READABLE_AFTER_TERMINATION.contains(&action) =>
+                {
+                    Err(CoreError::OrgTerminated(org.to_string()))
+                }
                 Some((scope, _)) => Ok(scope),
                 None => Err(CoreError::NotFound(format!("org {org}"))),
             },

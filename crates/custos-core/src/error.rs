@@ -34,6 +34,10 @@ pub enum CoreError {
     /// The request conflicts with current state (e.g. restore after the window closed).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The org is terminated or being terminated: only its status, deletion log, holds and
+    /// audit trail can still be read.
+    #[error("org {0} is terminated or being terminated; its data is read-only until purged")]
+    OrgTerminated(String),
     /// The record's content was crypto-erased.
     #[error("the content of this record was erased")]
     Erased,
@@ -53,6 +57,7 @@ impl CoreError {
             CoreError::Forbidden(_) => "forbidden",
             CoreError::MfaRequired(_) => "mfa_required",
             CoreError::NotFound(_) => "not_found",
+            CoreError::OrgTerminated(_) => "org_terminated",
             CoreError::Invalid { .. } => "invalid_input",
             CoreError::UnknownCategory(_) => "unknown_category",
             CoreError::Conflict(_) => "conflict",

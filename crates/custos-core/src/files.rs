@@ -179,11 +179,7 @@ impl Custos {
         let Some(size) = row.blob_size else {
             return Err(CoreError::NotFound(format!("file of record {id}")));
         };
-        if row.state == RecordState::Archived {
-            return Err(CoreError::Conflict(format!(
-                "record {id} is archived; its content is retrievable only through an authorized restore request"
-            )));
-        }
+        let row = self.with_archived_content(&scope, row).await?;
         let envelope = self.open_envelope(&scope, &row)?;
         let key_ref: KeyRef = row
             .key_ref
@@ -191,7 +187,11 @@ impl Custos {
             .map_err(|_| CoreError::Internal(format!("record {id} has a bad key ref")))?;
         let key = self.vault.content_key_for(scope.org_id(), &key_ref)?;
         let decryptor = key.blob_decryptor(scope.org_id(), id);
-        let reader = self.objects.reader(&blob_key(scope.org_id(), id)).await?;
+        let key = match row.state {
+            RecordState::Archived => crate::lifecycle::archive_blob_key(scope.org_id(), id),
+            _ => blob_key(scope.org_id(), id),
+        };
+        let reader = self.objects.reader(&key).await?;
         let event = self
             .event(caller, "file.download")
             .org(scope.org_id())

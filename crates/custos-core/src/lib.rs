@@ -35,8 +35,8 @@ pub use custos_store::AuditFilter;
 pub use error::CoreError;
 pub use files::{FileDownload, FileUpload};
 pub use lifecycle::{
-    due_step, is_held, removal_deadline, ActionKind, DeletionView, OverdueRecord, SlaKind,
-    SweepAction, SweepOptions, SweepSummary,
+    due_step, is_held, purge_event_covers, purged_ids_digest, removal_deadline, ActionKind,
+    ArchiveRestore, DeletionView, OverdueRecord, SlaKind, SweepAction, SweepOptions, SweepSummary,
 };
 pub use orgs::{CreatedMember, HoldView, NewHold, NewMember, NewOrg, OrgView, RetentionView};
 pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};

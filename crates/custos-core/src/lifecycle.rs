@@ -48,7 +48,7 @@ impl Default for SweepOptions {
         SweepOptions {
             dry_run: false,
             as_of: None,
-            batch: 500,
+            batch: 2000,
             lease: SignedDuration::from_secs(300),
         }
     }
@@ -94,6 +94,8 @@ pub struct SweepSummary {
     pub raced: u64,
     /// Records whose due times were recomputed after a retention override changed.
     pub recomputed: u64,
+    /// Org terminations completed (all records purged, keys destroyed).
+    pub terminated: u64,
 }
 
 impl SweepSummary {
@@ -122,8 +124,12 @@ pub struct DeletionView {
     /// When it was purged.
     #[schema(value_type = String, format = DateTime)]
     pub purged_at: Timestamp,
-    /// `expired`, `soft_delete_window_closed` or `hard_delete`.
+    /// `expired`, `soft_delete_window_closed`, `hard_delete` or `account_termination`.
     pub reason: String,
+    /// Index of the `record.purge` audit event of the batch this record was purged in; its
+    /// `ids_sha256` is the SHA-256 of the batch's record ids, sorted and joined by `\n`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_index: Option<u64>,
 }
 
 impl From<DeletionEntry> for DeletionView {
@@ -135,8 +141,19 @@ impl From<DeletionEntry> for DeletionView {
             due_at: e.due_at,
             purged_at: e.purged_at,
             reason: e.reason,
+            audit_index: e.audit_index,
         }
     }
+}
+
+/// The digest a batch purge event carries: SHA-256 of the purged record ids, sorted and
+/// joined by `\n`, in lower-case hex. An auditor recomputes it from the deletion-log rows
+/// that name the event.
+pub fn purged_ids_digest<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    use sha2::Digest;
+    let mut ids: Vec<&str> = ids.into_iter().collect();
+    ids.sort_unstable();
+    format!("{:x}", sha2::Sha256::digest(ids.join("\n").as_bytes()))
 }
 
 /// Which promise an overdue record breaks.
@@ -147,6 +164,8 @@ pub enum SlaKind {
     Expired,
     /// Deleted by a user and still here after the window and `hard_delete_within`.
     HardDelete,
+    /// Its org is terminated and it is still here after `account_termination_within`.
+    AccountTermination,
 }
 
 /// A record still stored after the policy's deadline for removing it.
@@ -245,7 +264,117 @@ pub(crate) fn archive_blob_key(org: &str, record: &str) -> String {
     format!("orgs/{org}/archive/{record}.blob")
 }
 
+/// An archived record made readable by a restore request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ArchiveRestore {
+    /// Record id.
+    pub id: String,
+    /// Readable through the normal read routes until then.
+    #[schema(value_type = String, format = DateTime)]
+    pub readable_until: Timestamp,
+}
+
+/// Whether `event` is the batch purge event of exactly the records `ids` (the deletion-log
+/// rows that point at it): action `record.purge`, the same count and the same digest.
+pub fn purge_event_covers(event: &custos_audit::AuditEvent, ids: &[&str]) -> bool {
+    let reason = event.reason.as_deref().unwrap_or("");
+    let field = |name: &str| {
+        reason
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    event.action == "record.purge"
+        && field("records") == Some(ids.len().to_string())
+        && field("ids_sha256") == Some(purged_ids_digest(ids.iter().copied()))
+}
+
 impl Custos {
+    /// An authorized restore request for an archived record (owners and admins of the org,
+    /// or the admin token, within the category's access rule): its content becomes readable
+    /// for the policy's `archive_restore_window`, audited as `record.archive_restore`.
+    pub async fn request_archive_restore(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+    ) -> Result<ArchiveRestore, CoreError> {
+        const ACTION: &str = "record.archive_restore";
+        let scope = self.scope_for(caller, org, ACTION).await?;
+        self.require_manager(caller, &scope, ACTION, crate::orgs::MANAGERS)
+            .await?;
+        let row = self.readable_record(caller, &scope, id, ACTION).await?;
+        if row.state != RecordState::Archived {
+            return Err(CoreError::Conflict(format!(
+                "record {id} is not archived; it is readable as it is"
+            )));
+        }
+        let readable_until = self
+            .policy
+            .deletion
+            .archive_restore_window
+            .add_to(self.now());
+        let event = self
+            .event(caller, ACTION)
+            .org(org)
+            .target(format!("record:{id}"))
+            .reason(format!("readable_until={readable_until}"));
+        if !self
+            .store
+            .open_archive_window(&scope, id, readable_until, &[event])
+            .await?
+        {
+            return Err(CoreError::Conflict(format!(
+                "record {id} changed concurrently; retry"
+            )));
+        }
+        Ok(ArchiveRestore {
+            id: id.to_string(),
+            readable_until,
+        })
+    }
+
+    /// The row with its sealed content: as stored for hot records; for archived ones, read
+    /// back from the archive while a restore request's window is open, else a conflict that
+    /// says how to get it.
+    pub(crate) async fn with_archived_content(
+        &self,
+        scope: &OrgScope,
+        mut row: RecordRow,
+    ) -> Result<RecordRow, CoreError> {
+        if row.state != RecordState::Archived {
+            return Ok(row);
+        }
+        let now = self.now();
+        match self.store.archive_window(scope, &row.id).await? {
+            Some(until) if now < until => {}
+            Some(until) => {
+                return Err(CoreError::Conflict(format!(
+                    "record {} is archived and its restore window closed at {until}; \
+                     POST .../records/{}/archive-restore to open a new one",
+                    row.id, row.id
+                )))
+            }
+            None => {
+                return Err(CoreError::Conflict(format!(
+                    "record {} is archived; its content is readable only after an authorized \
+                     restore request (POST .../records/{}/archive-restore)",
+                    row.id, row.id
+                )))
+            }
+        }
+        let key = archive_envelope_key(scope.org_id(), &row.id);
+        if self.objects.exists(&key).await? {
+            let mut sealed = Vec::new();
+            let mut reader = self.objects.reader(&key).await?;
+            while let Some(chunk) = futures::StreamExt::next(&mut reader).await {
+                sealed.extend_from_slice(&chunk?);
+            }
+            row.sealed = Some(sealed);
+        }
+        Ok(row)
+    }
+
     /// Runs one sweep pass: every due record is archived or purged (holds permitting), and
     /// `on_action` hears about each action as it happens. A dry run changes nothing.
     pub async fn sweep(
@@ -260,7 +389,7 @@ impl Custos {
                 "a real sweep never runs ahead of the clock; use it with --dry-run",
             ));
         }
-        let mut holds = HoldCache::default();
+        let mut orgs = OrgCache::default();
         let mut summary = SweepSummary::default();
         if opts.dry_run {
             let at = opts.as_of.unwrap_or(now);
@@ -273,9 +402,9 @@ impl Custos {
                 let Some(last) = page.last() else { break };
                 cursor = Some(last.cursor());
                 for due in &page {
-                    if let Some(action) = self.plan(due, at, &mut holds).await? {
-                        summary.count(action.action);
-                        on_action(&action);
+                    if let Some(planned) = self.plan(due, at, &mut orgs).await? {
+                        summary.count(planned.action.action);
+                        on_action(&planned.action);
                     }
                 }
             }
@@ -291,10 +420,10 @@ impl Custos {
             if claimed.is_empty() {
                 break;
             }
-            // Purges are batched per org: one transaction each instead of one per record.
-            let mut purges: Vec<(OrgScope, Vec<(RecordRow, SweepAction)>)> = Vec::new();
+            // Purges are batched per org: one transaction and one audit event each.
+            let mut purges: Vec<(OrgScope, Vec<(RecordRow, Planned)>)> = Vec::new();
             for due in claimed {
-                let Some(action) = self.plan(&due, now, &mut holds).await? else {
+                let Some(planned) = self.plan(&due, now, &mut orgs).await? else {
                     // Due by its index entry but nothing to do (e.g. restored meanwhile):
                     // look again later rather than spin on it.
                     self.store
@@ -302,40 +431,39 @@ impl Custos {
                         .await?;
                     continue;
                 };
-                match action.action {
+                match planned.action.action {
                     ActionKind::Held => {
                         self.store
                             .defer_record(&due.scope, &due.row.id, now + HELD_RECHECK)
                             .await?;
-                        summary.count(action.action);
-                        on_action(&action);
+                        summary.count(planned.action.action);
+                        on_action(&planned.action);
                     }
                     ActionKind::Archive => {
                         if self.archive(&due.scope, &due.row).await? {
-                            summary.count(action.action);
-                            on_action(&action);
+                            summary.count(planned.action.action);
+                            on_action(&planned.action);
                         } else {
                             summary.raced += 1;
                         }
                     }
                     ActionKind::Purge => match purges.iter_mut().find(|(s, _)| *s == due.scope) {
-                        Some((_, items)) => items.push((due.row, action)),
-                        None => purges.push((due.scope, vec![(due.row, action)])),
+                        Some((_, items)) => items.push((due.row, planned)),
+                        None => purges.push((due.scope, vec![(due.row, planned)])),
                     },
                 }
             }
             for (scope, items) in purges {
-                let done = self.purge(&scope, &items, now).await?;
-                for ((_, action), purged) in items.iter().zip(done) {
-                    if purged {
-                        summary.count(action.action);
-                        on_action(action);
-                    } else {
-                        summary.raced += 1;
-                    }
+                let total = items.len() as u64;
+                let purged = self.purge(&scope, items, now).await?;
+                summary.raced += total - purged.len() as u64;
+                for action in &purged {
+                    summary.count(action.action);
+                    on_action(action);
                 }
             }
         }
+        summary.terminated = self.finish_terminations(now, &mut orgs).await?;
         if summary.purged > 0 {
             self.store.forget_deleted().await?;
         }
@@ -460,41 +588,57 @@ impl Custos {
         Ok(changed)
     }
 
-    /// The action a due record needs at `at`, with holds applied.
+    /// The action a due record needs at `at`, with holds applied: every record of a
+    /// terminating org is purged, others per [`due_step`].
     async fn plan(
         &self,
         due: &DueRecord,
         at: Timestamp,
-        holds: &mut HoldCache,
-    ) -> Result<Option<SweepAction>, CoreError> {
-        let Some((mut action, due_at, _)) =
-            due_step(&due.row, &self.policy.deletion.soft_delete_window, at)
-        else {
+        orgs: &mut OrgCache,
+    ) -> Result<Option<Planned>, CoreError> {
+        let org = orgs.of(self, &due.scope).await?;
+        let step = match org.terminating_since {
+            Some(since) if since <= at => Some((ActionKind::Purge, since, "account_termination")),
+            _ => due_step(&due.row, &self.policy.deletion.soft_delete_window, at),
+        };
+        let Some((mut action, due_at, reason)) = step else {
             return Ok(None);
         };
-        if action == ActionKind::Purge && is_held(&due.row, holds.of(self, &due.scope).await?) {
+        if action == ActionKind::Purge && is_held(&due.row, &org.holds) {
             action = ActionKind::Held;
         }
-        Ok(Some(SweepAction {
-            org: due.scope.org_id().to_string(),
-            record: due.row.id.clone(),
-            category: due.row.category.clone(),
-            action,
-            due: due_at,
+        Ok(Some(Planned {
+            action: SweepAction {
+                org: due.scope.org_id().to_string(),
+                record: due.row.id.clone(),
+                category: due.row.category.clone(),
+                action,
+                due: due_at,
+            },
+            reason,
         }))
     }
 
     /// Moves an active record's content to the archive tier. False if it changed meanwhile.
-    async fn archive(&self, scope: &OrgScope, row: &RecordRow) -> Result<bool, CoreError> {
+    async fn archive(&self, scope: &OrgScope, claimed: &RecordRow) -> Result<bool, CoreError> {
         let org = scope.org_id();
-        if let Some(sealed) = &row.sealed {
+        // Claims carry no content: read it, and stop if the record changed since the claim.
+        let Some(row) = self
+            .store
+            .record(scope, &claimed.id)
+            .await?
+            .filter(|r| r.state == claimed.state)
+        else {
+            return Ok(false);
+        };
+        if let Some(sealed) = row.sealed {
             self.objects
-                .put(&archive_envelope_key(org, &row.id), sealed.clone())
+                .put_archive(&archive_envelope_key(org, &row.id), sealed)
                 .await?;
         }
         if row.blob_size.is_some() {
             self.objects
-                .copy(&blob_key(org, &row.id), &archive_blob_key(org, &row.id))
+                .copy_to_archive(&blob_key(org, &row.id), &archive_blob_key(org, &row.id))
                 .await?;
         }
         let event = self
@@ -512,18 +656,18 @@ impl Custos {
         Ok(moved)
     }
 
-    /// Removes the records' objects, then their rows in one transaction (leaving
-    /// deletion-log entries). Returns per record whether it was purged (false: it changed
-    /// meanwhile).
+    /// Removes the records' objects, then their rows in one transaction with one audit event
+    /// for the batch (its digest names exactly the purged ids; each deletion-log row points
+    /// at it). Records that changed meanwhile are left out and the rest retried. Returns the
+    /// actions done.
     async fn purge(
         &self,
         scope: &OrgScope,
-        items: &[(RecordRow, SweepAction)],
+        mut items: Vec<(RecordRow, Planned)>,
         now: Timestamp,
-    ) -> Result<Vec<bool>, CoreError> {
+    ) -> Result<Vec<SweepAction>, CoreError> {
         let org = scope.org_id();
-        let mut purges = Vec::with_capacity(items.len());
-        for (row, action) in items {
+        for (row, _) in &items {
             // Only the objects this record can have: no file system call for plain records.
             let archived = row.state == RecordState::Archived;
             let has_blob = row.blob_size.is_some();
@@ -536,26 +680,79 @@ impl Custos {
                     self.objects.delete(&key).await?;
                 }
             }
-            let reason = due_step(row, &self.policy.deletion.soft_delete_window, now)
-                .map_or("expired", |(_, _, r)| r);
-            purges.push(Purge {
-                from: row.state,
-                entry: DeletionEntry {
-                    record_id: row.id.clone(),
-                    category: row.category.clone(),
-                    created_at: row.created_at,
-                    due_at: action.due,
-                    purged_at: now,
-                    reason: reason.to_string(),
-                },
-                event: self
-                    .event(&system(), "record.purge")
-                    .org(org)
-                    .target(format!("record:{}", row.id))
-                    .reason(format!("category={} reason={reason}", row.category)),
-            });
         }
-        Ok(self.store.purge_records(scope, &purges).await?)
+        while !items.is_empty() {
+            let purges: Vec<Purge> = items
+                .iter()
+                .map(|(row, planned)| Purge {
+                    from: row.state,
+                    entry: DeletionEntry {
+                        record_id: row.id.clone(),
+                        category: row.category.clone(),
+                        created_at: row.created_at,
+                        due_at: planned.action.due,
+                        purged_at: now,
+                        reason: planned.reason.to_string(),
+                        audit_index: None,
+                    },
+                })
+                .collect();
+            let mut reasons: Vec<&str> = items.iter().map(|(_, p)| p.reason).collect();
+            reasons.sort_unstable();
+            reasons.dedup();
+            let event = self
+                .event(&system(), "record.purge")
+                .org(org)
+                .target("deletion_log")
+                .reason(format!(
+                    "records={} reasons={} ids_sha256={}",
+                    items.len(),
+                    reasons.join(","),
+                    purged_ids_digest(items.iter().map(|(r, _)| r.id.as_str()))
+                ));
+            match self.store.purge_records(scope, &purges, &event).await? {
+                None => return Ok(items.into_iter().map(|(_, p)| p.action).collect()),
+                Some(still) => items.retain(|(row, _)| still.contains(&row.id)),
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Completes the termination of every terminating org whose records are all purged:
+    /// destroys its keys, then marks it terminated (in that order, so a crash in between
+    /// repeats the idempotent destroy). Returns how many orgs completed.
+    async fn finish_terminations(
+        &self,
+        now: Timestamp,
+        orgs: &mut OrgCache,
+    ) -> Result<u64, CoreError> {
+        let mut finished = 0;
+        for org in self.store.orgs().await? {
+            if org.terminating_since.is_none() || org.terminated_at.is_some() {
+                continue;
+            }
+            let Some((scope, _)) = self.store.org(&org.id).await? else {
+                continue;
+            };
+            let left = self
+                .store
+                .list_records(&scope, &RecordFilter::default(), None, 1)
+                .await?;
+            if !left.is_empty() {
+                continue;
+            }
+            self.vault.destroy_org(&org.id)?;
+            let event = self
+                .event(&system(), "org.terminated")
+                .org(&org.id)
+                .target(format!("org:{}", org.id))
+                .reason("records purged, org keys destroyed");
+            if self.store.finish_termination(&scope, now, &[event]).await? {
+                finished += 1;
+                orgs.0.remove(&org.id);
+            }
+        }
+        Ok(finished)
     }
 
     /// Records past their removal deadline (`expired_within`, `hard_delete_within`), of one
@@ -577,7 +774,7 @@ impl Custos {
             None => return Err(CoreError::Forbidden("name the org to report on".into())),
         };
         let now = self.now();
-        let mut holds = HoldCache::default();
+        let mut orgs = OrgCache::default();
         let mut out = Vec::new();
         let mut cursor: Option<DueCursor> = None;
         loop {
@@ -588,12 +785,24 @@ impl Custos {
                 if only.as_ref().is_some_and(|s| *s != due.scope) {
                     continue;
                 }
-                if due_step(&due.row, &self.policy.deletion.soft_delete_window, now)
-                    .is_none_or(|(action, _, _)| action != ActionKind::Purge)
-                {
-                    continue;
-                }
-                let (kind, deadline) = removal_deadline(&due.row, &self.policy.deletion);
+                let org = orgs.of(self, &due.scope).await?;
+                let (kind, deadline) = match org.terminating_since {
+                    Some(since) => (
+                        SlaKind::AccountTermination,
+                        self.policy
+                            .deletion
+                            .account_termination_within
+                            .add_to(since),
+                    ),
+                    None => {
+                        if due_step(&due.row, &self.policy.deletion.soft_delete_window, now)
+                            .is_none_or(|(action, _, _)| action != ActionKind::Purge)
+                        {
+                            continue;
+                        }
+                        removal_deadline(&due.row, &self.policy.deletion)
+                    }
+                };
                 if deadline <= now {
                     out.push(OverdueRecord {
                         org: due.scope.org_id().to_string(),
@@ -601,7 +810,7 @@ impl Custos {
                         category: due.row.category.clone(),
                         kind,
                         deadline,
-                        held: is_held(&due.row, holds.of(self, &due.scope).await?),
+                        held: is_held(&due.row, &org.holds),
                     });
                 }
             }
@@ -634,15 +843,38 @@ fn system() -> Caller {
     Caller::new(Principal::System)
 }
 
-/// Active holds per org, read once per sweep pass.
-#[derive(Default)]
-struct HoldCache(HashMap<String, Vec<Hold>>);
+/// A planned action and the reason a purge would record.
+struct Planned {
+    action: SweepAction,
+    reason: &'static str,
+}
 
-impl HoldCache {
-    async fn of(&mut self, custos: &Custos, scope: &OrgScope) -> Result<&[Hold], CoreError> {
+/// What a sweep pass needs to know of an org, read once per pass.
+struct OrgFacts {
+    holds: Vec<Hold>,
+    terminating_since: Option<Timestamp>,
+}
+
+/// [`OrgFacts`] per org id.
+#[derive(Default)]
+struct OrgCache(HashMap<String, OrgFacts>);
+
+impl OrgCache {
+    async fn of(&mut self, custos: &Custos, scope: &OrgScope) -> Result<&OrgFacts, CoreError> {
         if !self.0.contains_key(scope.org_id()) {
             let holds = custos.store.holds(scope).await?;
-            self.0.insert(scope.org_id().to_string(), holds);
+            let terminating_since = custos
+                .store
+                .org(scope.org_id())
+                .await?
+                .and_then(|(_, o)| o.terminating_since);
+            self.0.insert(
+                scope.org_id().to_string(),
+                OrgFacts {
+                    holds,
+                    terminating_since,
+                },
+            );
         }
         Ok(&self.0[scope.org_id()])
     }

@@ -31,15 +31,32 @@ pub struct OrgView {
     /// Creation time (RFC 3339).
     #[schema(value_type = String, format = DateTime)]
     pub created_at: jiff::Timestamp,
+    /// `active`, `terminating` (read-only, its data being purged) or `terminated`.
+    pub status: &'static str,
+    /// When termination was requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub terminating_since: Option<jiff::Timestamp>,
+    /// When termination completed (all data purged, keys destroyed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub terminated_at: Option<jiff::Timestamp>,
 }
 
 impl From<Org> for OrgView {
     fn from(o: Org) -> Self {
         OrgView {
+            status: match (o.terminating_since, o.terminated_at) {
+                (_, Some(_)) => "terminated",
+                (Some(_), None) => "terminating",
+                (None, None) => "active",
+            },
             id: o.id,
             name: o.name,
             region: o.region,
             created_at: o.created_at,
+            terminating_since: o.terminating_since,
+            terminated_at: o.terminated_at,
         }
     }
 }
@@ -171,6 +188,8 @@ impl Custos {
             name: req.name,
             region,
             created_at: self.now(),
+            terminating_since: None,
+            terminated_at: None,
         };
         // The key comes first: an org row without a key would be unusable, while a key
         // without a row (crash in between) is inert.
@@ -205,6 +224,29 @@ impl Custos {
     /// One org.
     pub async fn get_org(&self, caller: &Caller, org: &str) -> Result<OrgView, CoreError> {
         let scope = self.scope_for(caller, org, "org.read").await?;
+        let (_, org) = self
+            .store
+            .org(scope.org_id())
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("org {org}")))?;
+        Ok(org.into())
+    }
+
+    /// Starts terminating an org (the admin token, or an org owner): its members and API
+    /// keys are revoked at once, it becomes read-only, and the sweeper purges every record
+    /// (holds permitting), then destroys the org's keys, within the policy's
+    /// `account_termination_within`. The audit trail stays. Asking again changes nothing.
+    pub async fn terminate_org(&self, caller: &Caller, org: &str) -> Result<OrgView, CoreError> {
+        let scope = self.scope_for(caller, org, "org.terminate").await?;
+        self.require_manager(caller, &scope, "org.terminate", &["owner"])
+            .await?;
+        let event = self
+            .event(caller, "org.terminate")
+            .org(org)
+            .target(format!("org:{org}"));
+        self.store
+            .request_termination(&scope, self.now(), &[event])
+            .await?;
         let (_, org) = self
             .store
             .org(scope.org_id())

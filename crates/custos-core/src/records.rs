@@ -699,6 +699,7 @@ impl Custos {
         let row = self
             .readable_record(caller, &scope, id, "record.read")
             .await?;
+        let row = self.with_archived_content(&scope, row).await?;
         let (view, _) = self.record_view(&scope, row)?;
         let event = self
             .event(caller, "record.read")
@@ -714,12 +715,6 @@ impl Custos {
         scope: &OrgScope,
         row: RecordRow,
     ) -> Result<(RecordView, Pseudonyms), CoreError> {
-        if row.state == RecordState::Archived {
-            return Err(CoreError::Conflict(format!(
-                "record {} is archived; its content is retrievable only through an authorized restore request",
-                row.id
-            )));
-        }
         let envelope = self.open_envelope(scope, &row)?;
         let (content, subject, metadata, file_name, content_type, pseudonyms) = match envelope {
             Some(e) => (
@@ -774,6 +769,7 @@ impl Custos {
         let row = self
             .readable_record(caller, &scope, id, "record.reveal")
             .await?;
+        let row = self.with_archived_content(&scope, row).await?;
         let (mut view, pseudonyms) = self.record_view(&scope, row)?;
         // Records from before org-wide tokens carry their own vault.
         if let Some(vault) = &pseudonyms.record_vault {

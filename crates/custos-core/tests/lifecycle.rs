@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use common::*;
 use custos_core::{
-    ActionKind, Caller, CoreError, FileUpload, NewHold, NewRecord, Principal, SweepAction,
+    ActionKind, Caller, Clock, CoreError, FileUpload, NewHold, NewRecord, Principal, SweepAction,
     SweepOptions,
 };
 use custos_store::Store;
@@ -539,4 +539,311 @@ async fn hard_delete_and_delete_all_purge_on_the_next_sweep() {
             .state,
         "active"
     );
+}
+
+/// Reads a whole file download into memory.
+async fn download(env: &Env, caller: &Caller, org: &str, id: &str) -> Result<Vec<u8>, CoreError> {
+    use futures::StreamExt;
+    let mut file = env.custos.download_file(caller, org, id).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = file.body.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+/// Archived content is readable only inside the window an owner's or admin's restore request
+/// opens (48 hours by the built-in policy), and each request is audited.
+#[tokio::test]
+async fn archived_content_is_readable_only_inside_a_restore_window() {
+    let env = env();
+    let org = env.org("acme").await;
+    let member = env.member(&org, &["member"], &[], false).await;
+    let owner = env.member(&org, &["owner"], &[], false).await;
+    let msg = env
+        .custos
+        .create_record(&member, &org, record("messages", None))
+        .await
+        .unwrap();
+    let body = vec![42u8; 300_000];
+    let file = env
+        .custos
+        .upload_file(
+            &member,
+            &org,
+            FileUpload {
+                category: "files".into(),
+                subject: None,
+                file_name: Some("report.bin".into()),
+                ..Default::default()
+            },
+            futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]),
+        )
+        .await
+        .unwrap();
+    // Not archived yet: nothing to restore.
+    let err = env
+        .custos
+        .request_archive_restore(&owner, &org, &msg.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Conflict(_)), "{err:?}");
+
+    env.clock.advance(91.days());
+    assert_eq!(env.sweep().await.len(), 2);
+    let err = env
+        .custos
+        .get_record(&member, &org, &msg.id)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("archive-restore"), "{err}");
+    assert!(matches!(
+        download(&env, &member, &org, &file.id).await,
+        Err(CoreError::Conflict(_))
+    ));
+
+    // A plain member may not ask; an owner may, and the request is audited.
+    let err = env
+        .custos
+        .request_archive_restore(&member, &org, &msg.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Forbidden(_)), "{err:?}");
+    let before = env.audit_size().await;
+    let opened_at = env.clock.now();
+    let restore = env
+        .custos
+        .request_archive_restore(&owner, &org, &msg.id)
+        .await
+        .unwrap();
+    assert_eq!(restore.readable_until, opened_at + 48.hours());
+    env.custos
+        .request_archive_restore(&owner, &org, &file.id)
+        .await
+        .unwrap();
+    let events = env
+        .store
+        .audit_query(
+            None,
+            &custos_store::AuditFilter {
+                action: Some("record.archive_restore".into()),
+                ..Default::default()
+            },
+            before,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+
+    // Inside the window the normal read routes answer, from the archive.
+    let view = env.custos.get_record(&member, &org, &msg.id).await.unwrap();
+    assert_eq!(view.content, json!({ "text": "a messages record" }));
+    assert_eq!(view.state, "archived");
+    assert_eq!(download(&env, &member, &org, &file.id).await.unwrap(), body);
+    env.clock.advance(47.hours());
+    assert!(env.custos.get_record(&member, &org, &msg.id).await.is_ok());
+
+    // After it, archived again until the next request.
+    env.clock.advance(1.hours());
+    let err = env
+        .custos
+        .get_record(&member, &org, &msg.id)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("window closed"), "{err}");
+    assert!(download(&env, &member, &org, &file.id).await.is_err());
+}
+
+/// Terminating an org revokes its members at once, makes it read-only, purges every record
+/// (a hold still stops its part and is reported against `account_termination_within`), then
+/// destroys the org's keys; another org is untouched and the audit trail stays.
+#[tokio::test]
+async fn termination_purges_everything_then_destroys_the_org_keys() {
+    let env = env();
+    let org = env.org("leaving").await;
+    let other = env.org("staying").await;
+    // Writes every category used here (security logs need an admin with MFA); not an owner.
+    let member = env
+        .member(&org, &["member", "service", "admin"], &[], true)
+        .await;
+    let created = env
+        .custos
+        .add_member(
+            &admin(),
+            &org,
+            custos_core::NewMember {
+                name: "owner".into(),
+                roles: vec!["owner".into()],
+                groups: vec![],
+                mfa: false,
+            },
+        )
+        .await
+        .unwrap();
+    let owner = Caller::new(env.custos.authenticate(&created.api_key).await.unwrap());
+    let other_member = env.member(&other, &["member"], &[], false).await;
+    let kept = env
+        .custos
+        .create_record(&other_member, &other, record("messages", None))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for category in ["messages", "messages", "messages"] {
+        ids.push(
+            env.custos
+                .create_record(&member, &org, record(category, None))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    ids.push(
+        env.custos
+            .upload_file(
+                &member,
+                &org,
+                FileUpload {
+                    category: "files".into(),
+                    subject: None,
+                    file_name: Some("f.bin".into()),
+                    ..Default::default()
+                },
+                futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 5000]))]),
+            )
+            .await
+            .unwrap()
+            .id,
+    );
+    env.clock.advance(91.days());
+    env.sweep().await; // the messages and the file move to the archive
+    ids.push(
+        env.custos
+            .create_record(&member, &org, record("messages", None))
+            .await
+            .unwrap()
+            .id,
+    );
+    let hold = env
+        .custos
+        .create_hold(
+            &admin(),
+            &org,
+            NewHold {
+                reason: "case 7".into(),
+                subject: None,
+                category: Some("security_logs".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let held = env
+        .custos
+        .create_record(&member, &org, record("security_logs", None))
+        .await
+        .unwrap()
+        .id;
+
+    // Only an owner (or the admin token) terminates.
+    let err = env.custos.terminate_org(&member, &org).await.unwrap_err();
+    assert!(matches!(err, CoreError::Forbidden(_)), "{err:?}");
+    let requested_at = env.clock.now();
+    let view = env.custos.terminate_org(&owner, &org).await.unwrap();
+    assert_eq!(view.status, "terminating");
+    assert_eq!(view.terminating_since, Some(requested_at));
+    // Asking again changes nothing.
+    let before = env.audit_size().await;
+    let again = env.custos.terminate_org(&admin(), &org).await.unwrap();
+    assert_eq!(again.terminating_since, Some(requested_at));
+    assert_eq!(env.audit_size().await, before);
+
+    // Members are revoked at once; the org is read-only, even for the admin token.
+    assert!(env.custos.authenticate(&created.api_key).await.is_err());
+    let err = env
+        .custos
+        .create_record(&admin(), &org, record("messages", None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::OrgTerminated(_)), "{err:?}");
+
+    // One sweep purges everything a hold does not cover.
+    let actions = env.sweep().await;
+    let purged: Vec<&str> = actions
+        .iter()
+        .filter(|a| a.action == ActionKind::Purge)
+        .map(|a| a.record.as_str())
+        .collect();
+    assert_eq!(purged.len(), ids.len(), "{actions:?}");
+    assert!(ids.iter().all(|id| purged.contains(&id.as_str())));
+    assert!(actions
+        .iter()
+        .any(|a| a.action == ActionKind::Held && a.record == held));
+    let log = env
+        .custos
+        .deletion_log(&admin(), &org, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), ids.len());
+    assert!(log.iter().all(|e| e.reason == "account_termination"));
+    assert_eq!(
+        env.custos.get_org(&admin(), &org).await.unwrap().status,
+        "terminating"
+    );
+
+    // Past the deadline, the held record is reported, marked as held.
+    env.clock.advance(91.days());
+    let overdue = env.custos.overdue(&admin(), Some(&org)).await.unwrap();
+    assert_eq!(overdue.len(), 1, "{overdue:?}");
+    assert_eq!(overdue[0].record, held);
+    assert_eq!(overdue[0].kind, custos_core::SlaKind::AccountTermination);
+    assert!(overdue[0].held);
+
+    // Released, it goes at the next look, and the termination completes.
+    env.custos
+        .release_hold(&admin(), &org, &hold.id)
+        .await
+        .unwrap();
+    env.clock.advance(2.hours());
+    let mut actions = Vec::new();
+    let summary = env
+        .custos
+        .sweep(&SweepOptions::default(), &mut |a| actions.push(a.clone()))
+        .await
+        .unwrap();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].record, held);
+    assert_eq!(summary.terminated, 1);
+    let view = env.custos.get_org(&admin(), &org).await.unwrap();
+    assert_eq!(view.status, "terminated");
+    assert!(
+        env.custos.vault().subject_ref(&org, "anyone").is_err(),
+        "org key survived"
+    );
+    let org_objects = env.dir.path().join("data/objects/orgs").join(&org);
+    assert!(
+        !org_objects.exists() || files_under(&org_objects).is_empty(),
+        "objects left behind"
+    );
+    // The audit trail stays; the other org is untouched.
+    let trail = env
+        .store
+        .audit_query(
+            Some(&env.store.org(&org).await.unwrap().unwrap().0),
+            &custos_store::AuditFilter::default(),
+            0,
+            1000,
+        )
+        .await
+        .unwrap();
+    assert!(trail.len() > ids.len());
+    let other_scope = env.store.org(&other).await.unwrap().unwrap().0;
+    assert!(env
+        .store
+        .record(&other_scope, &kept.id)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(env.custos.vault().subject_ref(&other, "anyone").is_ok());
+    // A later sweep has nothing more to do.
+    assert!(env.sweep().await.is_empty());
 }

@@ -102,35 +102,35 @@ async fn two_sweepers_on_one_database_do_each_action_once() {
         "both sweepers should share the work"
     );
 
-    // Exactly once: N deletion-log rows and one `record.purge` event per record.
+    // Exactly once: N deletion-log rows, each pointing at a batch purge event whose digest
+    // covers exactly the rows pointing at it, and no other purge event.
     let store = a.store();
     let scope = store.org(&org).await.unwrap().unwrap().0;
-    assert_eq!(
-        store
-            .deletion_log(&scope, None, 10_000)
-            .await
-            .unwrap()
-            .len(),
-        N
-    );
-    let mut purges: BTreeMap<String, usize> = BTreeMap::new();
-    let mut from = 0;
-    loop {
-        let page = store.audit_entries(None, from, 5000).await.unwrap();
-        let Some(last) = page.last() else { break };
-        from = last.index + 1;
-        for e in page {
-            let event = custos_audit::AuditEvent::from_canonical_bytes(&e.leaf).unwrap();
-            if event.action == "record.purge" {
-                *purges.entry(event.target.unwrap()).or_default() += 1;
-            }
-        }
+    let log = store.deletion_log(&scope, None, 10_000).await.unwrap();
+    assert_eq!(log.len(), N);
+    let mut batches: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+    for e in &log {
+        batches
+            .entry(e.audit_index.expect("every purge names its audit event"))
+            .or_default()
+            .push(&e.record_id);
     }
-    assert_eq!(purges.len(), N);
-    assert!(
-        purges.values().all(|n| *n == 1),
-        "a purge was audited twice"
-    );
+    let filter = custos_store::AuditFilter {
+        action: Some("record.purge".into()),
+        ..Default::default()
+    };
+    let events = store.audit_query(None, &filter, 0, 10_000).await.unwrap();
+    assert_eq!(events.len(), batches.len(), "a purge was audited twice");
+    for e in events {
+        let event = custos_audit::AuditEvent::from_canonical_bytes(&e.leaf).unwrap();
+        let ids = &batches[&e.index];
+        assert!(
+            custos_core::purge_event_covers(&event, ids),
+            "purge event {} does not cover its {} records",
+            e.index,
+            ids.len()
+        );
+    }
     // And nothing is left for a third pass.
     assert_eq!(a.sweep(&opts, &mut |_| {}).await.unwrap().purged, 0);
     PgStore::drop_schema(&url, &schema).await.unwrap();

@@ -66,6 +66,8 @@ pub struct Deletion {
     pub account_termination_within: Duration,
     /// Deadline for a data subject's erasure request (GDPR/CCPA).
     pub erasure_request_within: Duration,
+    /// How long an archived record stays readable after an authorized restore request.
+    pub archive_restore_window: Duration,
 }
 
 /// One `[categories.NAME]` table: how one kind of data is kept, protected and deleted.

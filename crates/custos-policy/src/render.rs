@@ -89,6 +89,11 @@ pub(crate) fn to_toml(p: &Policy) -> String {
         "erasure_request_within = \"{}\"",
         d.erasure_request_within
     );
+    let _ = writeln!(
+        o,
+        "archive_restore_window = \"{}\"",
+        d.archive_restore_window
+    );
 
     for (name, c) in &p.categories {
         let _ = writeln!(o, "\n[categories.{}]", key(name));
@@ -330,6 +335,12 @@ pub(crate) fn disclosure(p: &Policy) -> String {
         o,
         "- Data that has reached the end of its retention period is deleted within {}.",
         d.expired_within.describe()
+    );
+    let _ = writeln!(
+        o,
+        "- Archived data is read back only on an authorized, logged request, and stays readable \
+         for {} after it.",
+        d.archive_restore_window.describe()
     );
     let _ = writeln!(
         o,

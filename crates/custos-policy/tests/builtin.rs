@@ -32,6 +32,7 @@ fn builtin_encodes_the_seed_promises() {
     assert_eq!(p.deletion.expired_within, d("7d"));
     assert_eq!(p.deletion.account_termination_within, d("90d"));
     assert_eq!(p.deletion.erasure_request_within, d("30d"));
+    assert_eq!(p.deletion.archive_restore_window, d("48h"));
     assert_eq!(p.backups.retention, d("30d"));
     assert_eq!(p.backups.rpo, d("1h"));
     assert_eq!(p.backups.rto, d("4h"));

@@ -25,7 +25,7 @@ CREATE TABLE audit_checkpoints (
 );
 "#;
 
-fn log_size(conn: &Connection) -> Result<u64, StoreError> {
+pub(crate) fn log_size(conn: &Connection) -> Result<u64, StoreError> {
     let n: i64 = conn.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log", [], |r| {
         r.get(0)
     })?;

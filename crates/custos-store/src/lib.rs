@@ -29,7 +29,10 @@ mod tokens_sqlite;
 
 pub use audit_tree::{AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
 pub use model::*;
-pub use objects::{ObjectLocation, ObjectWriter, Objects};
+pub use objects::{
+    ObjectLocation, ObjectWriter, Objects, S3Options, ARCHIVE_STORAGE_CLASS_ENV,
+    DEFAULT_ARCHIVE_STORAGE_CLASS,
+};
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
 pub use tokens::{PiiToken, TokenBatch, TokenResolution};
@@ -91,7 +94,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` records of any org whose `next_due_at <= now` and that no other
     /// sweeper holds, leasing them until `lease_until`, earliest due first. A crashed
-    /// sweeper's lease simply runs out; the work is then claimed again.
+    /// sweeper's lease simply runs out; the work is then claimed again. Claimed rows come
+    /// without their sealed content (`sealed` is `None`): purges never need it, and an
+    /// archive reads the record itself.
     async fn claim_due(
         &self,
         now: jiff::Timestamp,
@@ -135,14 +140,51 @@ pub trait Store: Send + Sync + 'static {
         next_due_at: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError>;
-    /// Purges records of one org in one transaction: each row is deleted if still in its
-    /// `from` state, and then gets its deletion-log entry and audit event. Returns, per
-    /// purge, whether it happened (a record changed meanwhile is left alone).
+    /// Purges records of one org in one transaction, all or nothing: if every row is still
+    /// in its `from` state, all are deleted, each leaves its deletion-log entry pointing at
+    /// `event` (one audit event for the batch), and the event is appended; returns `None`.
+    /// If any changed meanwhile, nothing is done and the ids still purgeable are returned, so
+    /// the caller can describe and retry exactly those.
     async fn purge_records(
         &self,
         scope: &OrgScope,
         purges: &[Purge],
-    ) -> Result<Vec<bool>, StoreError>;
+        event: &AuditEvent,
+    ) -> Result<Option<Vec<String>>, StoreError>;
+    /// Starts an org's termination, once (false if it was already started): marks the org
+    /// terminating, removes its members (their API keys stop working at once) and makes every
+    /// record of the org due at `at`, so sweepers purge it through their normal claims.
+    async fn request_termination(
+        &self,
+        scope: &OrgScope,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// Completes a termination whose records are all purged: drops what is left of the org
+    /// (tokens, overrides, holds, queued recomputations) and marks it terminated; the org row
+    /// and the audit trail stay. If a record is still there, it is made due again and false
+    /// is returned (nothing else changes).
+    async fn finish_termination(
+        &self,
+        scope: &OrgScope,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// Makes an archived record readable until `until` (an authorized restore request).
+    /// False (nothing appended) if the record is not archived.
+    async fn open_archive_window(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        until: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// Until when an archived record is readable after a restore request, if one was made.
+    async fn archive_window(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+    ) -> Result<Option<jiff::Timestamp>, StoreError>;
     /// Makes what purges deleted unrecoverable from the database's own files (SQLite: its
     /// pages are zeroed by `secure_delete`, and this checkpoints and truncates the WAL, which
     /// still holds older images of them). Called after a sweep that purged something.

@@ -34,6 +34,12 @@ pub struct Org {
     pub region: String,
     /// Creation time.
     pub created_at: Timestamp,
+    /// When termination was requested: since then the org is read-only and being purged.
+    #[serde(default)]
+    pub terminating_since: Option<Timestamp>,
+    /// When termination completed: every record purged and the org's keys destroyed.
+    #[serde(default)]
+    pub terminated_at: Option<Timestamp>,
 }
 
 /// A member of an org (person or service account).
@@ -163,6 +169,8 @@ pub struct DeletionEntry {
     pub purged_at: Timestamp,
     /// Why: `expired`, `soft_delete_window_closed`, ...
     pub reason: String,
+    /// Index of the audit event that recorded the purge (filled in by the store).
+    pub audit_index: Option<u64>,
 }
 
 /// Which audit events to list (all given conditions must hold).
@@ -187,8 +195,6 @@ pub struct Purge {
     pub from: RecordState,
     /// Its deletion-log entry.
     pub entry: DeletionEntry,
-    /// Its audit event, appended only if it was purged.
-    pub event: custos_audit::AuditEvent,
 }
 
 /// New due times for one record, applied only if it is still in `state`.

@@ -85,7 +85,16 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
     LIFECYCLE_MIGRATION,
     crate::tokens_pg::MIGRATION,
     RECOMPUTE_MIGRATION,
+    TERMINATION_MIGRATION,
 ];
+
+/// Migration 6: org termination, archive restore windows, and the audit event of each purge.
+const TERMINATION_MIGRATION: &str = r#"
+ALTER TABLE orgs ADD COLUMN terminate_requested_at BIGINT;
+ALTER TABLE orgs ADD COLUMN terminated_at BIGINT;
+ALTER TABLE records ADD COLUMN readable_until BIGINT;
+ALTER TABLE deletion_log ADD COLUMN audit_idx BIGINT;
+"#;
 
 /// Migration 5: due-time recomputations queued by retention override changes.
 const RECOMPUTE_MIGRATION: &str = r#"
@@ -114,6 +123,8 @@ CREATE TABLE deletion_log (
 
 const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
      expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";
+
+const ORG_COLUMNS: &str = "id, name, region, created_at, terminate_requested_at, terminated_at";
 
 /// An arbitrary constant that names Custos's migration lock among advisory locks.
 const MIGRATION_LOCK: i64 = 0x0C05_7050;
@@ -217,9 +228,9 @@ impl PgStore {
 async fn append_audit(
     tx: &mut Transaction<'_, Postgres>,
     audit: &[AuditEvent],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     if audit.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let cols: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
     // The counter row lock serializes appenders across instances: indexes are gap-free and
@@ -249,7 +260,7 @@ async fn append_audit(
     .bind(leaf_hashes)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(start as u64)
 }
 
 fn opt_time(us: Option<i64>) -> Result<Option<jiff::Timestamp>, StoreError> {
@@ -305,6 +316,14 @@ fn org_from_row(row: &PgRow) -> Result<Org, StoreError> {
         name: row.try_get(1)?,
         region: row.try_get(2)?,
         created_at: from_micros(row.try_get(3)?)?,
+        terminating_since: row
+            .try_get::<Option<i64>, _>(4)?
+            .map(from_micros)
+            .transpose()?,
+        terminated_at: row
+            .try_get::<Option<i64>, _>(5)?
+            .map(from_micros)
+            .transpose()?,
     })
 }
 
@@ -412,7 +431,7 @@ impl Store for PgStore {
     }
 
     async fn org(&self, id: &str) -> Result<Option<(OrgScope, Org)>, StoreError> {
-        let row = sqlx::query("SELECT id, name, region, created_at FROM orgs WHERE id = $1")
+        let row = sqlx::query(&format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -424,12 +443,14 @@ impl Store for PgStore {
     }
 
     async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
-        sqlx::query("SELECT id, name, region, created_at FROM orgs ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(org_from_row)
-            .collect()
+        sqlx::query(&format!(
+            "SELECT {ORG_COLUMNS} FROM orgs ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(org_from_row)
+        .collect()
     }
 
     async fn add_member(
@@ -576,7 +597,11 @@ impl Store for PgStore {
              RETURNING {}, r.org_id",
             RECORD_COLUMNS
                 .split(", ")
-                .map(|c| format!("r.{c}"))
+                .map(|c| match c {
+                    // Not returned: see `Store::claim_due`.
+                    "sealed" => "NULL::bytea".to_string(),
+                    c => format!("r.{c}"),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
@@ -689,7 +714,8 @@ impl Store for PgStore {
         &self,
         scope: &OrgScope,
         purges: &[Purge],
-    ) -> Result<Vec<bool>, StoreError> {
+        event: &AuditEvent,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<&str> = purges.iter().map(|p| p.entry.record_id.as_str()).collect();
         let states: Vec<&str> = purges.iter().map(|p| p.from.as_str()).collect();
@@ -705,53 +731,175 @@ impl Store for PgStore {
         .await?
         .into_iter()
         .collect();
-        let done: Vec<bool> = purges
-            .iter()
-            .map(|p| deleted.contains(&p.entry.record_id))
-            .collect();
-        let purged: Vec<&Purge> = purges
-            .iter()
-            .filter(|p| deleted.contains(&p.entry.record_id))
-            .collect();
-        if !purged.is_empty() {
-            let e = |f: fn(&DeletionEntry) -> i64| -> Vec<i64> {
-                purged.iter().map(|p| f(&p.entry)).collect()
-            };
-            sqlx::query(
-                "INSERT INTO deletion_log
-                     (org_id, record_id, category, created_at, due_at, purged_at, reason)
-                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::bigint[],
+        if deleted.len() < purges.len() {
+            // Rolled back on drop: the event describes the whole batch, so the caller
+            // retries the records still purgeable under a new one.
+            return Ok(Some(
+                ids.iter()
+                    .filter(|id| deleted.contains(**id))
+                    .map(|id| id.to_string())
+                    .collect(),
+            ));
+        }
+        let audit_idx = append_audit(&mut tx, std::slice::from_ref(event)).await? as i64;
+        let e = |f: fn(&DeletionEntry) -> i64| -> Vec<i64> {
+            purges.iter().map(|p| f(&p.entry)).collect()
+        };
+        let text = |f: fn(&DeletionEntry) -> &str| -> Vec<&str> {
+            purges.iter().map(|p| f(&p.entry)).collect()
+        };
+        sqlx::query(
+            "INSERT INTO deletion_log
+                 (org_id, record_id, category, created_at, due_at, purged_at, reason, audit_idx)
+             SELECT $1, *, $8 FROM UNNEST($2::text[], $3::text[], $4::bigint[], $5::bigint[],
                                           $6::bigint[], $7::text[])",
-            )
+        )
+        .bind(scope.org_id())
+        .bind(text(|x| &x.record_id))
+        .bind(text(|x| &x.category))
+        .bind(e(|x| to_micros(x.created_at)))
+        .bind(e(|x| to_micros(x.due_at)))
+        .bind(e(|x| to_micros(x.purged_at)))
+        .bind(text(|x| &x.reason))
+        .bind(audit_idx)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    async fn request_termination(
+        &self,
+        scope: &OrgScope,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let started = sqlx::query(
+            "UPDATE orgs SET terminate_requested_at = $2
+             WHERE id = $1 AND terminate_requested_at IS NULL",
+        )
+        .bind(scope.org_id())
+        .bind(to_micros(at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !started {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM members WHERE org_id = $1")
             .bind(scope.org_id())
-            .bind(
-                purged
-                    .iter()
-                    .map(|p| p.entry.record_id.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                purged
-                    .iter()
-                    .map(|p| p.entry.category.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(e(|x| to_micros(x.created_at)))
-            .bind(e(|x| to_micros(x.due_at)))
-            .bind(e(|x| to_micros(x.purged_at)))
-            .bind(
-                purged
-                    .iter()
-                    .map(|p| p.entry.reason.clone())
-                    .collect::<Vec<_>>(),
-            )
             .execute(&mut *tx)
             .await?;
-            let events: Vec<AuditEvent> = purged.iter().map(|p| p.event.clone()).collect();
-            append_audit(&mut tx, &events).await?;
-        }
+        sqlx::query("UPDATE records SET next_due_at = $2, lease_until = NULL WHERE org_id = $1")
+            .bind(scope.org_id())
+            .bind(to_micros(at))
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(done)
+        Ok(true)
+    }
+
+    async fn finish_termination(
+        &self,
+        scope: &OrgScope,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The org row lock orders this against a concurrent finisher on another instance.
+        let requested: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT terminate_requested_at FROM orgs
+             WHERE id = $1 AND terminated_at IS NULL FOR UPDATE",
+        )
+        .bind(scope.org_id())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(Some(requested)) = requested else {
+            return Ok(false);
+        };
+        // A record written while the termination started is made due like the rest.
+        let stragglers = sqlx::query(
+            "UPDATE records SET next_due_at = $2
+             WHERE org_id = $1 AND (next_due_at IS NULL OR next_due_at > $2)",
+        )
+        .bind(scope.org_id())
+        .bind(requested)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let left: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM records WHERE org_id = $1)")
+                .bind(scope.org_id())
+                .fetch_one(&mut *tx)
+                .await?;
+        if stragglers > 0 || left {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        for table in [
+            "pii_tokens",
+            "retention_overrides",
+            "holds",
+            "due_recompute",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE org_id = $1"))
+                .bind(scope.org_id())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE orgs SET terminated_at = $2 WHERE id = $1")
+            .bind(scope.org_id())
+            .bind(to_micros(at))
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn open_archive_window(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        until: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE records SET readable_until = $3
+             WHERE org_id = $1 AND id = $2 AND state = 'archived'",
+        )
+        .bind(scope.org_id())
+        .bind(id)
+        .bind(to_micros(until))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn archive_window(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+    ) -> Result<Option<jiff::Timestamp>, StoreError> {
+        let until: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT readable_until FROM records
+             WHERE org_id = $1 AND id = $2 AND state = 'archived'",
+        )
+        .bind(scope.org_id())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        until.flatten().map(from_micros).transpose()
     }
 
     async fn forget_deleted(&self) -> Result<(), StoreError> {
@@ -767,7 +915,7 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<Vec<DeletionEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT record_id, category, created_at, due_at, purged_at, reason
+            "SELECT record_id, category, created_at, due_at, purged_at, reason, audit_idx
              FROM deletion_log WHERE org_id = $1 AND record_id > $2
              ORDER BY record_id LIMIT $3",
         )
@@ -785,6 +933,7 @@ impl Store for PgStore {
                     due_at: from_micros(r.try_get(3)?)?,
                     purged_at: from_micros(r.try_get(4)?)?,
                     reason: r.try_get(5)?,
+                    audit_index: r.try_get::<Option<i64>, _>(6)?.map(|i| i as u64),
                 })
             })
             .collect()

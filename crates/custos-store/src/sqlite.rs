@@ -87,7 +87,32 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
     LIFECYCLE_MIGRATION,
     crate::tokens_sqlite::MIGRATION,
     RECOMPUTE_MIGRATION,
+    TERMINATION_MIGRATION,
 ];
+
+/// Migration 6: org termination, archive restore windows, and the audit event of each purge.
+const TERMINATION_MIGRATION: &str = r#"
+ALTER TABLE orgs ADD COLUMN terminate_requested_at INTEGER;
+ALTER TABLE orgs ADD COLUMN terminated_at INTEGER;
+ALTER TABLE records ADD COLUMN readable_until INTEGER;
+-- Rebuilt WITHOUT ROWID with the new column: its small rows live in the primary-key b-tree
+-- itself, so each purge writes one b-tree here instead of a table and its key index.
+CREATE TABLE deletion_log_v6 (
+    org_id TEXT NOT NULL REFERENCES orgs(id),
+    record_id TEXT NOT NULL,
+    category TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    due_at INTEGER NOT NULL,
+    purged_at INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    audit_idx INTEGER,
+    PRIMARY KEY (org_id, record_id)
+) WITHOUT ROWID;
+INSERT INTO deletion_log_v6 (org_id, record_id, category, created_at, due_at, purged_at, reason)
+    SELECT org_id, record_id, category, created_at, due_at, purged_at, reason FROM deletion_log;
+DROP TABLE deletion_log;
+ALTER TABLE deletion_log_v6 RENAME TO deletion_log;
+"#;
 
 /// Migration 5: due-time recomputations queued by retention override changes.
 const RECOMPUTE_MIGRATION: &str = r#"
@@ -116,6 +141,13 @@ CREATE TABLE deletion_log (
 
 const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
      expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";
+
+/// [`RECORD_COLUMNS`] without the sealed content, which a sweep rarely needs (see
+/// [`Store::claim_due`]).
+const CLAIM_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
+     expire_at, deleted_at, next_due_at, key_ref, NULL, blob_size, pii";
+
+const ORG_COLUMNS: &str = "id, name, region, created_at, terminate_requested_at, terminated_at";
 
 /// [`Store`] on a SQLite database file.
 pub struct SqliteStore {
@@ -325,6 +357,17 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> Result<RecordRow, StoreError> {
     })
 }
 
+fn org_from_row(row: &rusqlite::Row<'_>) -> Result<Org, StoreError> {
+    Ok(Org {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        region: row.get(2)?,
+        created_at: from_micros(row.get(3)?)?,
+        terminating_since: opt_time(row.get(4)?)?,
+        terminated_at: opt_time(row.get(5)?)?,
+    })
+}
+
 /// A row of `SELECT {RECORD_COLUMNS}, org_id`.
 fn due_from_row(row: &rusqlite::Row<'_>) -> Result<DueRecord, StoreError> {
     Ok(DueRecord {
@@ -399,43 +442,29 @@ impl Store for SqliteStore {
     async fn org(&self, id: &str) -> Result<Option<(OrgScope, Org)>, StoreError> {
         let id = id.to_string();
         self.read(move |c| {
-            let row = c
-                .prepare_cached("SELECT id, name, region, created_at FROM orgs WHERE id = ?1")?
-                .query_row([&id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .optional()?;
-            row.map(
-                |(id, name, region, created): (String, String, String, i64)| {
-                    Ok((
-                        OrgScope::new(id.clone()),
-                        Org {
-                            id,
-                            name,
-                            region,
-                            created_at: from_micros(created)?,
-                        },
-                    ))
-                },
-            )
-            .transpose()
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {ORG_COLUMNS} FROM orgs WHERE id = ?1"))?;
+            let mut rows = stmt.query([&id])?;
+            match rows.next()? {
+                Some(r) => {
+                    let org = org_from_row(r)?;
+                    Ok(Some((OrgScope::new(org.id.clone()), org)))
+                }
+                None => Ok(None),
+            }
         })
         .await
     }
 
     async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare("SELECT id, name, region, created_at FROM orgs ORDER BY created_at, id")?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {ORG_COLUMNS} FROM orgs ORDER BY created_at, id"
+            ))?;
             let mut rows = stmt.query([])?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
-                out.push(Org {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    region: r.get(2)?,
-                    created_at: from_micros(r.get(3)?)?,
-                });
+                out.push(org_from_row(r)?);
             }
             Ok(out)
         })
@@ -595,29 +624,22 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<DueRecord>, StoreError> {
         self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let due = {
-                let mut stmt = tx.prepare_cached(&format!(
-                    "SELECT {RECORD_COLUMNS}, org_id FROM records
+            // One statement claims the batch: SQLite's single writer makes it atomic against
+            // other processes' sweepers, and there is no per-row round trip.
+            let mut stmt = conn.prepare_cached(&format!(
+                "UPDATE records SET lease_until = ?3
+                 WHERE rowid IN (
+                     SELECT rowid FROM records
                      WHERE next_due_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
-                     ORDER BY next_due_at LIMIT ?2"
-                ))?;
-                let mut rows = stmt.query(params![to_micros(now), limit])?;
-                let mut due = Vec::new();
-                while let Some(r) = rows.next()? {
-                    due.push(due_from_row(r)?);
-                }
-                due
-            };
-            {
-                let mut lease = tx.prepare_cached(
-                    "UPDATE records SET lease_until = ?3 WHERE org_id = ?1 AND id = ?2",
-                )?;
-                for d in &due {
-                    lease.execute(params![d.scope.org_id(), d.row.id, to_micros(lease_until)])?;
-                }
+                     ORDER BY next_due_at LIMIT ?2)
+                 RETURNING {CLAIM_COLUMNS}, org_id"
+            ))?;
+            let mut rows = stmt.query(params![to_micros(now), limit, to_micros(lease_until)])?;
+            let mut due = Vec::new();
+            while let Some(r) = rows.next()? {
+                due.push(due_from_row(r)?);
             }
-            tx.commit()?;
+            due.sort_by_key(|d| d.row.next_due_at);
             Ok(due)
         })
         .await
@@ -714,28 +736,29 @@ impl Store for SqliteStore {
         &self,
         scope: &OrgScope,
         purges: &[Purge],
-    ) -> Result<Vec<bool>, StoreError> {
+        event: &AuditEvent,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         let org = scope.org_id().to_string();
         let purges = purges.to_vec();
-        let columns: Vec<AuditColumns> =
-            purges.iter().map(|p| AuditColumns::of(&p.event)).collect();
+        let event = AuditColumns::of(event);
         self.write(move |conn| {
             let tx = conn.transaction()?;
-            let mut done = Vec::with_capacity(purges.len());
-            let mut events = Vec::with_capacity(purges.len());
+            let mut kept = Vec::new();
+            let audit_idx = crate::audit_sqlite::log_size(&tx)? as i64;
             {
                 let mut delete = tx.prepare_cached(
                     "DELETE FROM records WHERE org_id = ?1 AND id = ?2 AND state = ?3",
                 )?;
                 let mut log = tx.prepare_cached(
                     "INSERT INTO deletion_log
-                         (org_id, record_id, category, created_at, due_at, purged_at, reason)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                         (org_id, record_id, category, created_at, due_at, purged_at, reason,
+                          audit_idx)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
-                for (p, cols) in purges.iter().zip(columns) {
+                for p in &purges {
                     let e = &p.entry;
-                    let purged = delete.execute(params![org, e.record_id, p.from.as_str()])? == 1;
-                    if purged {
+                    if delete.execute(params![org, e.record_id, p.from.as_str()])? == 1 {
+                        kept.push(e.record_id.clone());
                         log.execute(params![
                             org,
                             e.record_id,
@@ -743,16 +766,131 @@ impl Store for SqliteStore {
                             to_micros(e.created_at),
                             to_micros(e.due_at),
                             to_micros(e.purged_at),
-                            e.reason
+                            e.reason,
+                            audit_idx
                         ])?;
-                        events.push(cols);
                     }
-                    done.push(purged);
                 }
             }
-            append_audit(&tx, &events)?;
+            if kept.len() < purges.len() {
+                // Dropping the transaction rolls it back: the event describes every record
+                // of the batch, so a partial batch is retried with a new event.
+                return Ok(Some(kept));
+            }
+            append_audit(&tx, std::slice::from_ref(&event))?;
             tx.commit()?;
-            Ok(done)
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn request_termination(
+        &self,
+        scope: &OrgScope,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let org = scope.org_id().to_string();
+        self.mutate_if(audit, move |tx| {
+            let started = tx.execute(
+                "UPDATE orgs SET terminate_requested_at = ?2
+                 WHERE id = ?1 AND terminate_requested_at IS NULL",
+                params![org, to_micros(at)],
+            )? == 1;
+            if started {
+                tx.execute("DELETE FROM members WHERE org_id = ?1", [&org])?;
+                tx.execute(
+                    "UPDATE records SET next_due_at = ?2, lease_until = NULL WHERE org_id = ?1",
+                    params![org, to_micros(at)],
+                )?;
+            }
+            Ok(started)
+        })
+        .await
+    }
+
+    async fn finish_termination(
+        &self,
+        scope: &OrgScope,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let org = scope.org_id().to_string();
+        self.mutate_if(audit, move |tx| {
+            let requested: Option<i64> = tx.query_row(
+                "SELECT terminate_requested_at FROM orgs WHERE id = ?1 AND terminated_at IS NULL",
+                [&org],
+                |r| r.get(0),
+            ).optional()?.flatten();
+            let Some(requested) = requested else {
+                return Ok(false);
+            };
+            // A record written while the termination started (a member's request already
+            // past authentication) is made due like the rest, and purged next pass.
+            let stragglers = tx.execute(
+                "UPDATE records SET next_due_at = ?2
+                 WHERE org_id = ?1 AND (next_due_at IS NULL OR next_due_at > ?2)",
+                params![org, requested],
+            )?;
+            let left: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM records WHERE org_id = ?1)",
+                [&org],
+                |r| r.get(0),
+            )?;
+            if stragglers > 0 || left {
+                return Ok(false);
+            }
+            for table in [
+                "pii_tokens",
+                "retention_overrides",
+                "holds",
+                "due_recompute",
+            ] {
+                tx.execute(&format!("DELETE FROM {table} WHERE org_id = ?1"), [&org])?;
+            }
+            tx.execute(
+                "UPDATE orgs SET terminated_at = ?2 WHERE id = ?1",
+                params![org, to_micros(at)],
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn open_archive_window(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        until: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), id.to_string());
+        self.mutate_if(audit, move |tx| {
+            Ok(tx.execute(
+                "UPDATE records SET readable_until = ?3
+                 WHERE org_id = ?1 AND id = ?2 AND state = 'archived'",
+                params![org, id, to_micros(until)],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn archive_window(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+    ) -> Result<Option<jiff::Timestamp>, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), id.to_string());
+        self.read(move |c| {
+            let until: Option<i64> = c
+                .prepare_cached(
+                    "SELECT readable_until FROM records
+                     WHERE org_id = ?1 AND id = ?2 AND state = 'archived'",
+                )?
+                .query_row(params![org, id], |r| r.get(0))
+                .optional()?
+                .flatten();
+            opt_time(until)
         })
         .await
     }
@@ -762,12 +900,14 @@ impl Store for SqliteStore {
             // (busy, frames in WAL, frames checkpointed); busy means a reader or the
             // checkpointer thread held part of the WAL. Retry briefly; if it stays busy, the
             // next sweep truncates (the pages themselves were already zeroed).
-            for _ in 0..40 {
+            // Short sleeps: the usual blocker is the checkpointer thread's own pass, which
+            // ends within milliseconds.
+            for _ in 0..500 {
                 let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
                 if busy == 0 {
                     return Ok(());
                 }
-                std::thread::sleep(std::time::Duration::from_millis(25));
+                std::thread::sleep(std::time::Duration::from_millis(2));
             }
             tracing::warn!(
                 "WAL truncation stayed blocked by readers; retrying after the next purge"
@@ -787,7 +927,7 @@ impl Store for SqliteStore {
         let after = after.unwrap_or("").to_string();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT record_id, category, created_at, due_at, purged_at, reason
+                "SELECT record_id, category, created_at, due_at, purged_at, reason, audit_idx
                  FROM deletion_log WHERE org_id = ?1 AND record_id > ?2
                  ORDER BY record_id LIMIT ?3",
             )?;
@@ -801,6 +941,7 @@ impl Store for SqliteStore {
                     due_at: from_micros(r.get(3)?)?,
                     purged_at: from_micros(r.get(4)?)?,
                     reason: r.get(5)?,
+                    audit_index: r.get::<_, Option<i64>>(6)?.map(|i| i as u64),
                 });
             }
             Ok(out)

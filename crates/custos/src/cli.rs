@@ -30,7 +30,7 @@ pub struct Global {
     /// Database URL: sqlite:PATH or postgres://...
     #[arg(long, global = true, value_name = "URL", env = "CUSTOS_DATABASE")]
     pub database: Option<String>,
-    /// Object store URL: file:DIR (default <data>/objects).
+    /// Object store URL: file:DIR (default <data>/objects) or s3://bucket/prefix.
     #[arg(long, global = true, value_name = "URL", env = "CUSTOS_OBJECTS")]
     pub objects: Option<String>,
     /// Key store directory (default <data>/keys). Keep it out of data backups.

@@ -88,7 +88,11 @@ pub async fn open(global: &Global) -> Result<Deployment, Failure> {
             .map_err(|e| Failure::BadInput(e.to_string()))?,
         None => ObjectLocation::File(global.data.join("objects")),
     };
-    let objects = Objects::open(&location).map_err(|e| Failure::Failed(e.to_string()))?;
+    let objects = Objects::open(&location).map_err(|e| match e {
+        // Settings (an archive class, S3 options) are input; anything else is the store.
+        custos_store::StoreError::Config(_) => Failure::BadInput(e.to_string()),
+        e => Failure::Failed(e.to_string()),
+    })?;
     let keys = keys_dir(global);
     create_private_dir(&keys)?;
     let kms = match std::env::var("CUSTOS_ROOT_KEY") {

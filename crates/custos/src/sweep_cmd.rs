@@ -53,6 +53,7 @@ async fn report(global: &Global, json: bool) -> Result<(), Failure> {
         let kind = match o.kind {
             custos_core::SlaKind::Expired => "expired_within",
             custos_core::SlaKind::HardDelete => "hard_delete_within",
+            custos_core::SlaKind::AccountTermination => "account_termination_within",
         };
         let entry = per_org
             .entry((o.org.as_str(), kind, o.held))
@@ -168,6 +169,12 @@ pub async fn run(global: &Global, args: SweepArgs) -> Result<(), Failure> {
             String::new()
         }
     );
+    if summary.terminated > 0 {
+        report.push_str(&format!(
+            "  {} org termination(s) completed: records purged, keys destroyed\n",
+            summary.terminated
+        ));
+    }
     for ((category, action), n) in &per_category {
         report.push_str(&format!("  {action:<8} {n:>9}  {category}\n"));
     }

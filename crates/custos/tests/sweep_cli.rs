@@ -265,6 +265,27 @@ impl Data {
         out
     }
 
+    /// The `record.purge` events by audit index.
+    async fn purge_events(&self) -> BTreeMap<u64, custos_audit::AuditEvent> {
+        let store = SqliteStore::open(&self.dir.join("custos.db")).unwrap();
+        let filter = custos_store::AuditFilter {
+            action: Some("record.purge".into()),
+            ..Default::default()
+        };
+        let mut out = BTreeMap::new();
+        let mut from = 0;
+        loop {
+            let page = store.audit_query(None, &filter, from, 5000).await.unwrap();
+            let Some(last) = page.last() else { break };
+            from = last.index + 1;
+            for e in page {
+                let event = custos_audit::AuditEvent::from_canonical_bytes(&e.leaf).unwrap();
+                out.insert(e.index, event);
+            }
+        }
+        out
+    }
+
     /// Object keys (paths relative to the object store) present on disk.
     fn objects(&self) -> BTreeSet<String> {
         fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
@@ -433,11 +454,28 @@ async fn killed_sweeps_lose_nothing_and_do_everything_once() {
         fx.archivable.len() + survivors.len(),
         "rows left over"
     );
-    // Exactly once: one audit event per purge and per archive.
+    // Exactly once: each purged record is in one deletion-log row, each row points at the
+    // batch event whose digest covers exactly the rows pointing at it, and there is no other
+    // purge event; one audit event per archive.
+    let events = data.purge_events().await;
+    let mut batches: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+    for e in &log {
+        let index = e.audit_index.expect("every purge names its audit event");
+        batches.entry(index).or_default().push(&e.record_id);
+    }
+    assert_eq!(
+        events.keys().copied().collect::<Vec<_>>(),
+        batches.keys().copied().collect::<Vec<_>>(),
+        "purge events without deletion-log rows, or rows without their event"
+    );
+    for (index, ids) in &batches {
+        assert!(
+            custos_core::purge_event_covers(&events[index], ids),
+            "purge event {index} does not cover its {} records",
+            ids.len()
+        );
+    }
     let actions = data.audit_actions().await;
-    let purges = &actions["record.purge"];
-    assert_eq!(purges.len(), fx.expired.len());
-    assert!(purges.values().all(|n| *n == 1), "a purge audited twice");
     let archives = &actions["record.archive"];
     assert_eq!(archives.len(), fx.archivable.len());
     assert!(

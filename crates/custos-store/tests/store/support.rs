@@ -188,6 +188,8 @@ pub fn org(name: &str) -> Org {
         name: name.to_string(),
         region: "eu-central".to_string(),
         created_at: now_us(),
+        terminating_since: None,
+        terminated_at: None,
     }
 }
 
