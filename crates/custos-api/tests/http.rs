@@ -550,3 +550,106 @@ async fn audit_events_filter_by_action_target_and_time() {
         .unwrap();
     assert_problem(r, StatusCode::BAD_REQUEST, "invalid_input").await;
 }
+
+/// `POST …/archive-restore` is for owners and admins and only for archived records;
+/// `DELETE /v1/orgs/{org}` (an owner) revokes every key at once and leaves the org readable
+/// only as status and evidence.
+#[tokio::test]
+async fn archive_restore_and_org_termination_over_http() {
+    let s = server().await;
+    let (org, member) = s.org_with_member(&["member"], false).await;
+    let (status, owner) = s
+        .post(
+            ADMIN,
+            &format!("/v1/orgs/{org}/members"),
+            json!({"name": "boss", "roles": ["owner"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{owner}");
+    let owner = owner["api_key"].as_str().unwrap().to_string();
+    let (_, created) = s
+        .post(
+            &member,
+            &format!("/v1/orgs/{org}/records"),
+            json!({"category": "messages", "content": {"text": "hot"}}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let restore = format!("/v1/orgs/{org}/records/{id}/archive-restore");
+    let r = s
+        .client
+        .post(s.url(&restore))
+        .bearer_auth(&member)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = s
+        .client
+        .post(s.url(&restore))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::CONFLICT, "conflict").await;
+
+    // A member may not terminate; the owner may, once.
+    let r = s
+        .client
+        .delete(s.url(&format!("/v1/orgs/{org}")))
+        .bearer_auth(&member)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = s
+        .client
+        .delete(s.url(&format!("/v1/orgs/{org}")))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["status"], "terminating", "{view}");
+    assert!(view["terminating_since"].is_string(), "{view}");
+
+    // Every member key stops working at once.
+    for key in [&member, &owner] {
+        let r = s
+            .client
+            .get(s.url(&format!("/v1/orgs/{org}/records/{id}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    }
+    // The admin token sees status and evidence, and may not write.
+    let (status, view) = s.get(ADMIN, &format!("/v1/orgs/{org}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["status"], "terminating");
+    assert_eq!(
+        s.get(ADMIN, &format!("/v1/orgs/{org}/deletion-log"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let r = s
+        .client
+        .post(s.url(&format!("/v1/orgs/{org}/records")))
+        .bearer_auth(ADMIN)
+        .json(&json!({"category": "messages", "content": {"text": "late"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::GONE, "org_terminated").await;
+    let r = s
+        .client
+        .delete(s.url(&format!("/v1/orgs/{org}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "asking again is harmless");
+}

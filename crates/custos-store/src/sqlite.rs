@@ -816,7 +816,9 @@ impl Store for SqliteStore {
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         let org = scope.org_id().to_string();
-        self.mutate_if(audit, move |tx| {
+        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
             let requested: Option<i64> = tx.query_row(
                 "SELECT terminate_requested_at FROM orgs WHERE id = ?1 AND terminated_at IS NULL",
                 [&org],
@@ -838,6 +840,8 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )?;
             if stragglers > 0 || left {
+                // Committed: the stragglers stay due, for the next pass.
+                tx.commit()?;
                 return Ok(false);
             }
             for table in [
@@ -852,6 +856,8 @@ impl Store for SqliteStore {
                 "UPDATE orgs SET terminated_at = ?2 WHERE id = ?1",
                 params![org, to_micros(at)],
             )?;
+            append_audit(&tx, &columns)?;
+            tx.commit()?;
             Ok(true)
         })
         .await

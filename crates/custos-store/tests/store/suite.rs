@@ -1014,3 +1014,213 @@ pub async fn audit_query_filters_by_actor_action_target_and_time(h: Harness) {
         .iter()
         .all(|e| e.index - base == 2));
 }
+
+fn purge_of(row: &RecordRow, purged_at: jiff::Timestamp) -> custos_store::Purge {
+    custos_store::Purge {
+        from: row.state,
+        entry: custos_store::DeletionEntry {
+            record_id: row.id.clone(),
+            category: row.category.clone(),
+            created_at: row.created_at,
+            due_at: row.expire_at,
+            purged_at,
+            reason: "expired".into(),
+            audit_index: None,
+        },
+    }
+}
+
+/// A batch purge is all or nothing: one record changed meanwhile stops the whole batch (and
+/// names the rest); the retried batch leaves one event that every deletion-log row names.
+pub async fn purge_is_all_or_nothing_under_one_event(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "A").await;
+    let ids = v7_ids(3);
+    let rows: Vec<RecordRow> = ids
+        .iter()
+        .map(|id| record(id, "app_logs", None, RecordState::Active))
+        .collect();
+    store.insert_records(&a, &rows, &[]).await.unwrap();
+    let change = StateChange {
+        id: ids[1].clone(),
+        from: RecordState::Active,
+        to: RecordState::SoftDeleted,
+        deleted_at: Some(now_us()),
+        next_due_at: Some(now_us()),
+    };
+    let audit = [event(Some(&a), "record.delete", "record:1")];
+    assert!(store.transition_record(&a, &change, &audit).await.unwrap());
+    book.appended(&audit);
+
+    let when = now_us();
+    let purges: Vec<_> = rows.iter().map(|r| purge_of(r, when)).collect();
+    let batch = event(Some(&a), "record.purge", "deletion_log");
+    let still = store.purge_records(&a, &purges, &batch).await.unwrap();
+    assert_eq!(still, Some(vec![ids[0].clone(), ids[2].clone()]));
+    assert_eq!(list_all(store, &a, &RecordFilter::default()).await.len(), 3);
+    assert!(store.deletion_log(&a, None, 10).await.unwrap().is_empty());
+    book.verify(store).await;
+
+    let index = store.audit_size().await.unwrap();
+    let retry = [purges[0].clone(), purges[2].clone()];
+    let batch = event(Some(&a), "record.purge", "deletion_log");
+    assert_eq!(store.purge_records(&a, &retry, &batch).await.unwrap(), None);
+    book.appended(std::slice::from_ref(&batch));
+    let left = list_all(store, &a, &RecordFilter::default()).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, ids[1]);
+    let log = store.deletion_log(&a, None, 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    for (entry, purge) in log.iter().zip(&retry) {
+        assert_eq!(
+            *entry,
+            custos_store::DeletionEntry {
+                audit_index: Some(index),
+                ..purge.entry.clone()
+            }
+        );
+    }
+    book.verify(store).await;
+}
+
+/// Termination starts once (members removed, every record due at once, other orgs
+/// untouched), and completes only when no record is left, dropping the org's tokens,
+/// overrides and holds but keeping its row and audit trail.
+pub async fn termination_starts_once_and_completes_when_empty(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "A").await;
+    let b = create_org(store, &mut book, "B").await;
+    let (ka, kb) = (key_hash(), key_hash());
+    for (scope, k) in [(&a, &ka), (&b, &kb)] {
+        let m = member("M", &["owner"], &[], false);
+        store.add_member(scope, &m, k, &[]).await.unwrap();
+    }
+    let a_rows: Vec<RecordRow> = v7_ids(3)
+        .iter()
+        .map(|id| record(id, "messages", Some("s1"), RecordState::Active))
+        .collect();
+    let b_row = record(&v7_id(), "messages", None, RecordState::Active);
+    store.insert_records(&a, &a_rows, &[]).await.unwrap();
+    store
+        .insert_records(&b, std::slice::from_ref(&b_row), &[])
+        .await
+        .unwrap();
+    store
+        .set_retention_override(&a, "messages", "400d", &[])
+        .await
+        .unwrap();
+    store
+        .create_hold(&a, &hold("case", None, Some("files")), &[])
+        .await
+        .unwrap();
+
+    let requested = now_us();
+    let audit = [event(Some(&a), "org.terminate", "org:A")];
+    assert!(store
+        .request_termination(&a, requested, &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    let again = [event(Some(&a), "org.terminate", "org:A-again")];
+    assert!(!store
+        .request_termination(&a, now_us(), &again)
+        .await
+        .unwrap());
+    book.verify(store).await;
+    let (_, org_a) = store.org(a.org_id()).await.unwrap().unwrap();
+    assert_eq!(org_a.terminating_since, Some(requested));
+    assert_eq!(org_a.terminated_at, None);
+    assert_eq!(store.member_by_key_hash(&ka).await.unwrap(), None);
+    assert!(store.member_by_key_hash(&kb).await.unwrap().is_some());
+    for row in list_all(store, &a, &RecordFilter::default()).await {
+        assert_eq!(row.next_due_at, Some(requested), "{}", row.id);
+    }
+    assert_eq!(store.record(&b, &b_row.id).await.unwrap(), Some(b_row));
+
+    // Records left: not finished, nothing appended.
+    let done = [event(Some(&a), "org.terminated", "org:A")];
+    assert!(!store.finish_termination(&a, now_us(), &done).await.unwrap());
+    let purges: Vec<_> = a_rows.iter().map(|r| purge_of(r, now_us())).collect();
+    let batch = event(Some(&a), "record.purge", "deletion_log");
+    assert_eq!(
+        store.purge_records(&a, &purges, &batch).await.unwrap(),
+        None
+    );
+    book.appended(std::slice::from_ref(&batch));
+
+    // A straggler written after the start is made due, and blocks completion.
+    let straggler = record(&v7_id(), "messages", None, RecordState::Active);
+    store
+        .insert_records(&a, std::slice::from_ref(&straggler), &[])
+        .await
+        .unwrap();
+    assert!(!store.finish_termination(&a, now_us(), &done).await.unwrap());
+    let row = store.record(&a, &straggler.id).await.unwrap().unwrap();
+    assert_eq!(row.next_due_at, Some(requested));
+    let batch = event(Some(&a), "record.purge", "deletion_log");
+    assert_eq!(
+        store
+            .purge_records(&a, &[purge_of(&row, now_us())], &batch)
+            .await
+            .unwrap(),
+        None
+    );
+    book.appended(std::slice::from_ref(&batch));
+    book.verify(store).await;
+
+    let finished = now_us();
+    assert!(store.finish_termination(&a, finished, &done).await.unwrap());
+    book.appended(&done);
+    let (_, org_a) = store.org(a.org_id()).await.unwrap().unwrap();
+    assert_eq!(org_a.terminated_at, Some(finished));
+    assert!(store.holds(&a).await.unwrap().is_empty());
+    assert!(store.retention_overrides(&a).await.unwrap().is_empty());
+    assert_eq!(store.deletion_log(&a, None, 10).await.unwrap().len(), 4);
+    // Finished once: asking again changes nothing.
+    let late = [event(Some(&a), "org.terminated", "org:A-again")];
+    assert!(!store.finish_termination(&a, now_us(), &late).await.unwrap());
+    book.verify(store).await;
+}
+
+/// A restore window opens only on an archived record, is scoped to its org, and reads back.
+pub async fn archive_window_opens_only_on_archived_records(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "A").await;
+    let b = create_org(store, &mut book, "B").await;
+    let active = record(&v7_id(), "messages", None, RecordState::Active);
+    let archived = RecordRow {
+        sealed: None,
+        ..record(&v7_id(), "messages", None, RecordState::Archived)
+    };
+    store
+        .insert_records(&a, &[active.clone(), archived.clone()], &[])
+        .await
+        .unwrap();
+    let until = now_us();
+    let refused = [event(Some(&a), "record.archive_restore", "record:active")];
+    assert!(!store
+        .open_archive_window(&a, &active.id, until, &refused)
+        .await
+        .unwrap());
+    assert!(!store
+        .open_archive_window(&b, &archived.id, until, &refused)
+        .await
+        .unwrap());
+    assert_eq!(store.archive_window(&a, &archived.id).await.unwrap(), None);
+    let audit = [event(Some(&a), "record.archive_restore", "record:archived")];
+    assert!(store
+        .open_archive_window(&a, &archived.id, until, &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    assert_eq!(
+        store.archive_window(&a, &archived.id).await.unwrap(),
+        Some(until)
+    );
+    assert_eq!(store.archive_window(&b, &archived.id).await.unwrap(), None);
+    assert_eq!(store.archive_window(&a, &active.id).await.unwrap(), None);
+    book.verify(store).await;
+}
