@@ -755,9 +755,10 @@ impl Custos {
         Ok(finished)
     }
 
-    /// Records past their removal deadline (`expired_within`, `hard_delete_within`), of one
-    /// org (its managers, or the admin) or of all orgs (the admin or the system). Reads only
-    /// what is due, so it costs what is late, not what is stored.
+    /// Records past their removal deadline (`expired_within`, `hard_delete_within`,
+    /// `account_termination_within`), of one org (its managers, or the admin) or of all orgs
+    /// (the admin or the system). Reads only what is due, so it costs what is late, not what
+    /// is stored.
     pub async fn overdue(
         &self,
         caller: &Caller,

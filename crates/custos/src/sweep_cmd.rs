@@ -28,8 +28,8 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 300, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub lease: u64,
     /// Sweep nothing; list records still stored past the policy's removal deadlines
-    /// (`expired_within`, `hard_delete_within`), per org. Exit 1 if any is overdue and not
-    /// held.
+    /// (`expired_within`, `hard_delete_within`, `account_termination_within`), per org. Exit 1
+    /// if any is overdue and not held.
     #[arg(long, conflicts_with_all = ["dry_run", "as_of"])]
     pub report: bool,
 }
