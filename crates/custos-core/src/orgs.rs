@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use custos_policy::{Duration, Role};
-use custos_store::{Hold, Member, Org};
+use custos_store::{Hold, Member, Org, OrgScope};
 
 use crate::{generate_api_key, token_hash, Caller, CoreError, Custos, Principal};
 
@@ -224,11 +224,15 @@ impl Custos {
     /// One org.
     pub async fn get_org(&self, caller: &Caller, org: &str) -> Result<OrgView, CoreError> {
         let scope = self.scope_for(caller, org, "org.read").await?;
+        self.org_view(&scope).await
+    }
+
+    async fn org_view(&self, scope: &OrgScope) -> Result<OrgView, CoreError> {
         let (_, org) = self
             .store
             .org(scope.org_id())
             .await?
-            .ok_or_else(|| CoreError::NotFound(format!("org {org}")))?;
+            .ok_or_else(|| CoreError::NotFound(format!("org {}", scope.org_id())))?;
         Ok(org.into())
     }
 
@@ -247,12 +251,7 @@ impl Custos {
         self.store
             .request_termination(&scope, self.now(), &[event])
             .await?;
-        let (_, org) = self
-            .store
-            .org(scope.org_id())
-            .await?
-            .ok_or_else(|| CoreError::NotFound(format!("org {org}")))?;
-        Ok(org.into())
+        self.org_view(&scope).await
     }
 
     /// Adds a member and returns its API key once (admin, or an org owner/admin).
