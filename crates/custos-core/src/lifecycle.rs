@@ -363,15 +363,11 @@ impl Custos {
                 )))
             }
         }
-        let key = archive_envelope_key(scope.org_id(), &row.id);
-        if self.objects.exists(&key).await? {
-            let mut sealed = Vec::new();
-            let mut reader = self.objects.reader(&key).await?;
-            while let Some(chunk) = futures::StreamExt::next(&mut reader).await {
-                sealed.extend_from_slice(&chunk?);
-            }
-            row.sealed = Some(sealed);
-        }
+        // No envelope: the category keeps no content (only a file, or nothing at all).
+        row.sealed = self
+            .objects
+            .read_small(&archive_envelope_key(scope.org_id(), &row.id))
+            .await?;
         Ok(row)
     }
 

@@ -46,6 +46,25 @@ impl Env {
         actions
     }
 
+    /// Uploads `body` as a file record of category `files`; its id.
+    async fn upload(&self, caller: &Caller, org: &str, body: Vec<u8>) -> String {
+        self.custos
+            .upload_file(
+                caller,
+                org,
+                FileUpload {
+                    category: "files".into(),
+                    subject: None,
+                    file_name: Some("f.bin".into()),
+                    ..Default::default()
+                },
+                futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body))]),
+            )
+            .await
+            .unwrap()
+            .id
+    }
+
     async fn dry_run(&self, as_of: Option<Timestamp>) -> Vec<SweepAction> {
         let mut actions = Vec::new();
         let opts = SweepOptions {
@@ -263,21 +282,7 @@ async fn archive_moves_content_and_purge_leaves_no_objects() {
         .create_record(&member, &org, record("messages", None))
         .await
         .unwrap();
-    let body = Bytes::from(vec![7u8; 200_000]);
-    env.custos
-        .upload_file(
-            &member,
-            &org,
-            FileUpload {
-                category: "files".into(),
-                subject: None,
-                file_name: Some("a.bin".into()),
-                ..Default::default()
-            },
-            futures::stream::iter([Ok::<_, std::io::Error>(body)]),
-        )
-        .await
-        .unwrap();
+    env.upload(&member, &org, vec![7u8; 200_000]).await;
     env.clock.advance(91.days());
     let actions = env.sweep().await;
     assert_eq!(actions.len(), 2, "{actions:?}");
@@ -566,21 +571,7 @@ async fn archived_content_is_readable_only_inside_a_restore_window() {
         .await
         .unwrap();
     let body = vec![42u8; 300_000];
-    let file = env
-        .custos
-        .upload_file(
-            &member,
-            &org,
-            FileUpload {
-                category: "files".into(),
-                subject: None,
-                file_name: Some("report.bin".into()),
-                ..Default::default()
-            },
-            futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body.clone()))]),
-        )
-        .await
-        .unwrap();
+    let file = env.upload(&member, &org, body.clone()).await;
     // Not archived yet: nothing to restore.
     let err = env
         .custos
@@ -598,7 +589,7 @@ async fn archived_content_is_readable_only_inside_a_restore_window() {
         .unwrap_err();
     assert!(err.to_string().contains("archive-restore"), "{err}");
     assert!(matches!(
-        download(&env, &member, &org, &file.id).await,
+        download(&env, &member, &org, &file).await,
         Err(CoreError::Conflict(_))
     ));
 
@@ -618,7 +609,7 @@ async fn archived_content_is_readable_only_inside_a_restore_window() {
         .unwrap();
     assert_eq!(restore.readable_until, opened_at + 48.hours());
     env.custos
-        .request_archive_restore(&owner, &org, &file.id)
+        .request_archive_restore(&owner, &org, &file)
         .await
         .unwrap();
     let events = env
@@ -640,7 +631,7 @@ async fn archived_content_is_readable_only_inside_a_restore_window() {
     let view = env.custos.get_record(&member, &org, &msg.id).await.unwrap();
     assert_eq!(view.content, json!({ "text": "a messages record" }));
     assert_eq!(view.state, "archived");
-    assert_eq!(download(&env, &member, &org, &file.id).await.unwrap(), body);
+    assert_eq!(download(&env, &member, &org, &file).await.unwrap(), body);
     env.clock.advance(47.hours());
     assert!(env.custos.get_record(&member, &org, &msg.id).await.is_ok());
 
@@ -652,7 +643,7 @@ async fn archived_content_is_readable_only_inside_a_restore_window() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("window closed"), "{err}");
-    assert!(download(&env, &member, &org, &file.id).await.is_err());
+    assert!(download(&env, &member, &org, &file).await.is_err());
 }
 
 /// Terminating an org revokes its members at once, makes it read-only, purges every record
@@ -698,23 +689,7 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
                 .id,
         );
     }
-    ids.push(
-        env.custos
-            .upload_file(
-                &member,
-                &org,
-                FileUpload {
-                    category: "files".into(),
-                    subject: None,
-                    file_name: Some("f.bin".into()),
-                    ..Default::default()
-                },
-                futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 5000]))]),
-            )
-            .await
-            .unwrap()
-            .id,
-    );
+    ids.push(env.upload(&member, &org, vec![1u8; 5000]).await);
     env.clock.advance(91.days());
     env.sweep().await; // the messages and the file move to the archive
     ids.push(

@@ -22,6 +22,7 @@ mod audit_tree;
 mod model;
 mod objects;
 mod pg;
+mod schema;
 mod sqlite;
 mod tokens;
 mod tokens_pg;

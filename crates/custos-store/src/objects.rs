@@ -326,6 +326,15 @@ impl Objects {
         Ok(got.into_stream().map(|r| r.map_err(objects_err)).boxed())
     }
 
+    /// Reads a small object whole; `None` if there is none (one request, no separate check).
+    pub async fn read_small(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.store.get(&Self::path(key)?).await {
+            Ok(got) => Ok(Some(got.bytes().await.map_err(objects_err)?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(objects_err(e)),
+        }
+    }
+
     /// Writes a small object in one request, replacing any object at `key` atomically.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         self.store

@@ -7,6 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::model::*;
+use crate::schema::{ORG_COLUMNS, RECORD_COLUMNS, TERMINATED_ORG_TABLES};
 use crate::Store;
 
 const MIGRATIONS: &[&str] = &[
@@ -120,11 +121,6 @@ CREATE TABLE deletion_log (
     PRIMARY KEY (org_id, record_id)
 );
 "#;
-
-const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
-     expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";
-
-const ORG_COLUMNS: &str = "id, name, region, created_at, terminate_requested_at, terminated_at";
 
 /// An arbitrary constant that names Custos's migration lock among advisory locks.
 const MIGRATION_LOCK: i64 = 0x0C05_7050;
@@ -821,30 +817,24 @@ impl Store for PgStore {
             return Ok(false);
         };
         // A record written while the termination started is made due like the rest.
-        let stragglers = sqlx::query(
+        sqlx::query(
             "UPDATE records SET next_due_at = $2
              WHERE org_id = $1 AND (next_due_at IS NULL OR next_due_at > $2)",
         )
         .bind(scope.org_id())
         .bind(requested)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await?;
         let left: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM records WHERE org_id = $1)")
                 .bind(scope.org_id())
                 .fetch_one(&mut *tx)
                 .await?;
-        if stragglers > 0 || left {
+        if left {
             tx.commit().await?;
             return Ok(false);
         }
-        for table in [
-            "pii_tokens",
-            "retention_overrides",
-            "holds",
-            "due_recompute",
-        ] {
+        for table in TERMINATED_ORG_TABLES {
             sqlx::query(&format!("DELETE FROM {table} WHERE org_id = $1"))
                 .bind(scope.org_id())
                 .execute(&mut *tx)

@@ -11,6 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::model::*;
+use crate::schema::{ORG_COLUMNS, RECORD_COLUMNS, TERMINATED_ORG_TABLES};
 use crate::Store;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -139,15 +140,10 @@ CREATE TABLE deletion_log (
 );
 "#;
 
-const RECORD_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
-     expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii";
-
 /// [`RECORD_COLUMNS`] without the sealed content, which a sweep rarely needs (see
 /// [`Store::claim_due`]).
 const CLAIM_COLUMNS: &str = "id, category, subject_ref, state, created_at, archive_at, \
      expire_at, deleted_at, next_due_at, key_ref, NULL, blob_size, pii";
-
-const ORG_COLUMNS: &str = "id, name, region, created_at, terminate_requested_at, terminated_at";
 
 /// [`Store`] on a SQLite database file.
 pub struct SqliteStore {
@@ -829,7 +825,7 @@ impl Store for SqliteStore {
             };
             // A record written while the termination started (a member's request already
             // past authentication) is made due like the rest, and purged next pass.
-            let stragglers = tx.execute(
+            tx.execute(
                 "UPDATE records SET next_due_at = ?2
                  WHERE org_id = ?1 AND (next_due_at IS NULL OR next_due_at > ?2)",
                 params![org, requested],
@@ -839,17 +835,12 @@ impl Store for SqliteStore {
                 [&org],
                 |r| r.get(0),
             )?;
-            if stragglers > 0 || left {
+            if left {
                 // Committed: the stragglers stay due, for the next pass.
                 tx.commit()?;
                 return Ok(false);
             }
-            for table in [
-                "pii_tokens",
-                "retention_overrides",
-                "holds",
-                "due_recompute",
-            ] {
+            for table in TERMINATED_ORG_TABLES {
                 tx.execute(&format!("DELETE FROM {table} WHERE org_id = ?1"), [&org])?;
             }
             tx.execute(

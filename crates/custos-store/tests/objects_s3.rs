@@ -94,7 +94,12 @@ async fn put_exists_and_delete_and_deleting_twice_is_fine() {
     objects.put("k", b"second".to_vec()).await.unwrap();
     assert!(objects.exists("k").await.unwrap());
     assert_eq!(read_all(&objects, "k").await, b"second");
+    assert_eq!(
+        objects.read_small("k").await.unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
     objects.delete("k").await.unwrap();
+    assert_eq!(objects.read_small("k").await.unwrap(), None);
     assert!(!objects.exists("k").await.unwrap());
     objects.delete("k").await.unwrap();
     objects.delete("never-written").await.unwrap();

@@ -82,6 +82,11 @@ async fn write_in_chunks_read_back_delete() {
     w.write(b"ond\0").await.unwrap();
     assert_eq!(w.finish().await.unwrap(), 7);
     assert_eq!(read_all(&objects, small_key).await.unwrap(), b"second\0");
+    assert_eq!(
+        objects.read_small(small_key).await.unwrap().as_deref(),
+        Some(&b"second\0"[..])
+    );
+    assert_eq!(objects.read_small("org-1/none").await.unwrap(), None);
 
     // Deletion is idempotent and only removes its object.
     objects.delete(key).await.unwrap();
