@@ -40,7 +40,9 @@ pub use lifecycle::{
 };
 pub use orgs::{CreatedMember, HoldView, NewHold, NewMember, NewOrg, OrgView, RetentionView};
 pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
-pub use records::{CreatedRecord, NewRecord, RecordPage, RecordSummary, RecordView};
+pub use records::{
+    created_record_ids, CreatedRecord, NewRecord, RecordPage, RecordSummary, RecordView,
+};
 
 /// Who is calling.
 #[derive(Debug, Clone)]

@@ -130,7 +130,7 @@ impl ScrubPlan {
         let mut blocked = Vec::new();
         let mut targets = Vec::new();
         let mut seen = HashSet::new();
-        visit(content, "$", &mut |path, text| {
+        visit(content, &mut |path, text| {
             let found = scanner.scan_for(text, &self.kinds);
             if !found.is_empty() {
                 for f in &found {
@@ -174,6 +174,10 @@ impl ScrubPlan {
         findings: Vec<Vec<Finding>>,
         mut vault: Option<&mut TokenVault>,
     ) -> Result<Value, CoreError> {
+        if findings.iter().all(Vec::is_empty) {
+            return Ok(content);
+        }
+        let mut content = content;
         let hmac_bytes = self
             .keys
             .hmac
@@ -182,7 +186,7 @@ impl ScrubPlan {
         let mut findings = findings.into_iter();
         let mut failed = None;
         // Same walk order as the scan, so the n-th string meets its own findings.
-        let content = walk(content, "$", &mut |path, text| {
+        walk(&mut content, &mut |path, text| {
             let found = findings.next().unwrap_or_default();
             if found.is_empty() {
                 return None;
@@ -213,47 +217,90 @@ impl ScrubPlan {
     }
 }
 
-/// Calls `f` with the JSON path and text of every string in `value`, depth first.
-fn visit<'v>(value: &'v Value, path: &str, f: &mut dyn FnMut(&str, &'v str)) {
-    match value {
-        Value::String(s) => f(path, s),
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                visit(v, &format!("{path}[{i}]"), f);
+/// One step of a JSON path: an object key or an array index.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The JSON path of a string being visited (`$.a.b[2]`), kept as steps and rendered only
+/// when a message needs it: formatting a path for every string cost more than the scan.
+pub(crate) struct JsonPath<'a>(Vec<Step<'a>>);
+
+impl std::fmt::Display for JsonPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("$")?;
+        for step in &self.0 {
+            match step {
+                Step::Key(k) => write!(f, ".{k}")?,
+                Step::Index(i) => write!(f, "[{i}]")?,
             }
         }
-        Value::Object(map) => {
-            for (k, v) in map {
-                visit(v, &format!("{path}.{k}"), f);
-            }
-        }
-        _ => {}
+        Ok(())
     }
 }
 
-fn walk(value: Value, path: &str, f: &mut dyn FnMut(&str, &str) -> Option<String>) -> Value {
-    match value {
-        Value::String(s) => match f(path, &s) {
-            Some(replaced) => Value::String(replaced),
-            None => Value::String(s),
-        },
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| walk(v, &format!("{path}[{i}]"), f))
-                .collect(),
-        ),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    let child = format!("{path}.{k}");
-                    (k, walk(v, &child, f))
-                })
-                .collect(),
-        ),
-        other => other,
+/// Calls `f` with the JSON path and text of every string in `value`, depth first.
+fn visit<'v>(value: &'v Value, f: &mut dyn FnMut(&JsonPath<'v>, &'v str)) {
+    fn go<'v>(
+        value: &'v Value,
+        path: &mut JsonPath<'v>,
+        f: &mut dyn FnMut(&JsonPath<'v>, &'v str),
+    ) {
+        match value {
+            Value::String(s) => f(path, s),
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.0.push(Step::Index(i));
+                    go(v, path, f);
+                    path.0.pop();
+                }
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    path.0.push(Step::Key(k));
+                    go(v, path, f);
+                    path.0.pop();
+                }
+            }
+            _ => {}
+        }
     }
+    go(value, &mut JsonPath(Vec::new()), f)
+}
+
+/// Like [`visit`], but `f` may replace each string in place (`Some`).
+fn walk(value: &mut Value, f: &mut dyn FnMut(&JsonPath<'_>, &str) -> Option<String>) {
+    fn go<'v>(
+        value: &'v mut Value,
+        path: &mut JsonPath<'v>,
+        f: &mut dyn FnMut(&JsonPath<'_>, &str) -> Option<String>,
+    ) {
+        match value {
+            Value::String(s) => {
+                if let Some(replaced) = f(path, s) {
+                    *s = replaced;
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter_mut().enumerate() {
+                    path.0.push(Step::Index(i));
+                    go(v, path, f);
+                    path.0.pop();
+                }
+            }
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    path.0.push(Step::Key(k));
+                    go(v, path, f);
+                    path.0.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    go(value, &mut JsonPath(Vec::new()), f)
 }
 
 /// The org keys of the token map. Lookups are keyed hashes and values are sealed, so the

@@ -48,6 +48,19 @@ pub struct CreatedRecord {
     pub pii: BTreeMap<String, u64>,
 }
 
+impl CreatedRecord {
+    /// The response for a row about to be stored, with the PII counts of its scan.
+    fn new(row: &RecordRow, pii: BTreeMap<String, u64>) -> Self {
+        CreatedRecord {
+            id: row.id.clone(),
+            category: row.category.clone(),
+            archive_at: row.archive_at,
+            expire_at: row.expire_at,
+            pii,
+        }
+    }
+}
+
 /// One record, decrypted.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RecordView {
@@ -285,6 +298,58 @@ fn seal_scanned(
     Ok((row, counts))
 }
 
+/// Records per chunk of a streamed batch (see [`Custos::create_streamed`]): small enough
+/// that the store starts writing soon, large enough to spread a chunk over the cores.
+const STREAM_CHUNK: usize = 128;
+
+/// The one `record.create` event of a batch (`(id, category)` per record): for one record, target `record:<id>` and reason
+/// `category=<c>`; for more, target `records` and reason `records=<n> categories=<c,..>
+/// ids=<id,..>` (every id, in request order), so the event alone says which records it
+/// created. One event per batch instead of one per record keeps the audit append off the
+/// per-record cost of ingest.
+fn create_event(
+    event: custos_audit::AuditEvent,
+    scope: &OrgScope,
+    records: &[(&str, &str)],
+) -> custos_audit::AuditEvent {
+    let event = event.org(scope.org_id());
+    if let [(id, category)] = records {
+        return event
+            .target(format!("record:{id}"))
+            .reason(format!("category={category}"));
+    }
+    let mut categories: Vec<&str> = records.iter().map(|(_, c)| *c).collect();
+    categories.sort_unstable();
+    categories.dedup();
+    let ids: Vec<&str> = records.iter().map(|(id, _)| *id).collect();
+    event.target("records").reason(format!(
+        "records={} categories={} ids={}",
+        records.len(),
+        categories.join(","),
+        ids.join(",")
+    ))
+}
+
+/// The record ids a `record.create` event names (see [`create_event`]): its target's for a
+/// single record, its `ids=` list for a batch; empty for any other event.
+pub fn created_record_ids(event: &custos_audit::AuditEvent) -> Vec<&str> {
+    if event.action != "record.create" {
+        return Vec::new();
+    }
+    match event.target.as_deref() {
+        Some("records") => event
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix("ids="))
+            .map(|ids| ids.split(',').collect())
+            .unwrap_or_default(),
+        Some(target) => target.strip_prefix("record:").into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
 /// How often a tokenizing batch is resolved and sealed again after losing a race with a
 /// concurrent batch of its org that minted the same values or numbers first. Each lost race
 /// means another batch committed, so this bounds contention, not progress.
@@ -432,6 +497,11 @@ impl Custos {
         let tokenizes = pending
             .iter()
             .any(|p| p.store_content && p.plan.as_ref().is_some_and(|plan| plan.tokenizes()));
+        if !tokenizes && pending.len() > 2 * STREAM_CHUNK {
+            return self
+                .create_streamed(caller, &scope, pending, keys, now)
+                .await;
+        }
         if !tokenizes {
             // Nothing to resolve between scan and seal: one pass, as before tokens.
             let sealed = on_all_cores(move || {
@@ -549,7 +619,7 @@ impl Custos {
         ))
     }
 
-    /// Rows, audit events and responses of a sealed batch, in request order; the first
+    /// Rows, audit event and responses of a sealed batch, in request order; the first
     /// refusal (audited) instead if any record was refused.
     async fn batch_rows(
         &self,
@@ -558,33 +628,101 @@ impl Custos {
         sealed: Vec<Result<SealedRecord, Refused>>,
     ) -> Result<BatchRows, CoreError> {
         let mut rows = Vec::with_capacity(sealed.len());
-        let mut events = Vec::with_capacity(sealed.len());
         let mut created = Vec::with_capacity(sealed.len());
         for outcome in sealed {
-            let (row, counts) = match outcome {
-                Ok(done) => done,
-                // The first refusal in request order; nothing of the batch is stored.
-                Err(Refused::Pii(blocked)) => {
-                    return Err(self.refuse_pii(caller, scope, blocked).await)
+            match outcome {
+                Ok((row, counts)) => {
+                    created.push(CreatedRecord::new(&row, counts));
+                    rows.push(row);
                 }
-                Err(Refused::Core(e)) => return Err(e),
-            };
-            events.push(
-                self.event(caller, "record.create")
-                    .org(scope.org_id())
-                    .target(format!("record:{}", row.id))
-                    .reason(format!("category={}", row.category)),
-            );
-            created.push(CreatedRecord {
-                id: row.id.clone(),
-                category: row.category.clone(),
-                archive_at: row.archive_at,
-                expire_at: row.expire_at,
-                pii: counts,
-            });
-            rows.push(row);
+                Err(refused) => return Err(self.refusal(caller, scope, refused).await),
+            }
         }
-        Ok((rows, events, created))
+        let named: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.category.as_str()))
+            .collect();
+        let event = create_event(self.event(caller, "record.create"), scope, &named);
+        Ok((rows, vec![event], created))
+    }
+
+    /// The error a refused record fails its batch with; a PII block is audited first.
+    async fn refusal(&self, caller: &Caller, scope: &OrgScope, refused: Refused) -> CoreError {
+        match refused {
+            Refused::Pii(blocked) => self.refuse_pii(caller, scope, blocked).await,
+            Refused::Core(e) => e,
+        }
+    }
+
+    /// A large batch without tokens, pipelined: one blocking thread seals it chunk by chunk
+    /// (each chunk on all cores) and streams the rows into one store transaction, which
+    /// writes a chunk while the next is sealed. All or nothing as the one-pass path: a
+    /// refused record drops the stream, which rolls back, and is then reported.
+    async fn create_streamed(
+        &self,
+        caller: &Caller,
+        scope: &OrgScope,
+        pending: Vec<Pending>,
+        keys: Arc<BatchKeys>,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<CreatedRecord>, CoreError> {
+        // The event names every id up front: ids are minted before sealing.
+        let named: Vec<(&str, &str)> = pending
+            .iter()
+            .map(|p| (p.id.as_str(), p.category.as_str()))
+            .collect();
+        let event = create_event(self.event(caller, "record.create"), scope, &named);
+        let (sender, chunks) = custos_store::record_stream(pending.len());
+        let mut pieces = Vec::with_capacity(pending.len() / STREAM_CHUNK + 1);
+        let mut pending = pending.into_iter().peekable();
+        while pending.peek().is_some() {
+            pieces.push(pending.by_ref().take(STREAM_CHUNK).collect::<Vec<_>>());
+        }
+        let (scanner, org_id) = (self.scanner.clone(), scope.org_id().to_string());
+        let sealing = tokio::task::spawn_blocking(move || -> Result<_, Refused> {
+            use rayon::prelude::*;
+            let none = BatchTokens::default();
+            let mut created = Vec::new();
+            for piece in pieces {
+                let sealed: Vec<_> = piece
+                    .into_par_iter()
+                    .with_min_len(32)
+                    .map(|p| {
+                        scan_pending(&scanner, p)
+                            .and_then(|s| seal_scanned(&org_id, &keys, &none, now, s))
+                    })
+                    .collect();
+                let mut rows = Vec::with_capacity(sealed.len());
+                for outcome in sealed {
+                    let (row, counts) = outcome?;
+                    created.push(CreatedRecord::new(&row, counts));
+                    rows.push(row);
+                }
+                if !sender.blocking_send(rows) {
+                    // The store gave up; its error is the answer.
+                    break;
+                }
+            }
+            Ok(created)
+        });
+        let insert = {
+            let (store, scope) = (self.store.clone(), scope.clone());
+            tokio::spawn(async move { store.insert_record_stream(&scope, chunks, &[event]).await })
+        };
+        let sealed = sealing
+            .await
+            .map_err(|e| CoreError::Internal(format!("sealing task failed: {e}")))?;
+        // The sender is gone: the insert has committed (every row arrived) or rolls back.
+        let inserted = insert
+            .await
+            .map_err(|e| CoreError::Internal(format!("insert task failed: {e}")))?;
+        match sealed {
+            Ok(created) => {
+                inserted?;
+                Ok(created)
+            }
+            Err(refused) => Err(self.refusal(caller, scope, refused).await),
+        }
     }
 
     /// The content keys `pending` needs: each subject's (created on first use) and, if any

@@ -158,6 +158,7 @@ on_both_backends!(
     pass_through_content_mints_nothing,
     concurrent_batches_agree_on_one_token_per_value,
     token_rows_keep_the_subject_and_no_raw_value,
+    large_batches_are_streamed_all_or_nothing,
 );
 
 impl Env {
@@ -371,6 +372,88 @@ async fn nothing_is_minted_for_a_refused_batch(env: Env) {
         env.stored(&owner, &org, &ids[0]).await,
         "mail <EMAIL_ADDRESS_1>"
     );
+}
+
+/// The events of `org` appended at or after index `from`.
+async fn events_since(env: &Env, scope: &OrgScope, from: u64) -> Vec<custos_audit::AuditEvent> {
+    env.store
+        .audit_entries(Some(scope), from, u32::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| custos_audit::AuditEvent::from_canonical_bytes(&e.leaf).unwrap())
+        .collect()
+}
+
+/// A batch large enough to be sealed and stored chunk by chunk keeps the one-pass promises:
+/// a record refused in a late chunk leaves nothing stored and no `record.create`; a clean
+/// batch is stored whole under one event that names every id.
+async fn large_batches_are_streamed_all_or_nothing(env: Env) {
+    let org = env.org("Acme").await;
+    let owner = env.member(&org, &["owner"]).await;
+    let scope = env.scope(&org).await;
+    let batch = |card_at: Option<usize>| -> Vec<NewRecord> {
+        (0..700)
+            .map(|i| match card_at {
+                Some(at) if at == i => note("card_notes", None, "card 4111 1111 1111 1111"),
+                _ => note(
+                    "card_notes",
+                    Some(&format!("s{}", i % 7)),
+                    &format!("note {i}"),
+                ),
+            })
+            .collect()
+    };
+    // The refusal itself is written to `security_logs`; the batch's category must stay empty.
+    let all = custos_store::RecordFilter {
+        category: Some("card_notes".into()),
+        ..Default::default()
+    };
+    let from = env.store.audit_size().await.unwrap();
+    let refused = env
+        .custos
+        .create_records(&owner, &org, batch(Some(650)))
+        .await;
+    assert!(
+        matches!(refused, Err(CoreError::PiiBlocked(_))),
+        "{refused:?}"
+    );
+    let listed = env
+        .store
+        .list_records(&scope, &all, None, 10)
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "{} records stored", listed.len());
+    let events = events_since(&env, &scope, from).await;
+    assert!(!events.is_empty(), "the refusal is audited");
+    assert!(events
+        .iter()
+        .all(|e| e.outcome == custos_audit::Outcome::Denied));
+
+    let from = env.store.audit_size().await.unwrap();
+    let created = env
+        .custos
+        .create_records(&owner, &org, batch(None))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = created.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids.len(), 700);
+    let events = events_since(&env, &scope, from).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(custos_core::created_record_ids(&events[0]), ids);
+    let mut stored: Vec<String> = env
+        .store
+        .list_records(&scope, &all, None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    stored.sort();
+    let mut expected: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+    assert_eq!(env.revealed(&owner, &org, ids[699]).await, "note 699");
 }
 
 async fn pass_through_content_mints_nothing(env: Env) {

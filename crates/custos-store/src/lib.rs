@@ -24,6 +24,7 @@ mod objects;
 mod pg;
 mod schema;
 mod sqlite;
+mod stream;
 mod tokens;
 mod tokens_pg;
 mod tokens_sqlite;
@@ -36,6 +37,7 @@ pub use objects::{
 };
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
+pub use stream::{record_stream, RecordChunks, RecordSender};
 pub use tokens::{PiiToken, TokenBatch, TokenResolution};
 
 use custos_audit::AuditEvent;
@@ -74,6 +76,20 @@ pub trait Store: Send + Sync + 'static {
         records: &[RecordRow],
         audit: &[AuditEvent],
     ) -> Result<(), StoreError>;
+    /// Inserts the records of `chunks` (all or none), with their audit events, in one
+    /// transaction that commits only once every expected record has arrived; if the sender
+    /// is dropped early, nothing is stored and the error is [`StoreError::Aborted`]. The
+    /// default collects the chunks and calls [`Store::insert_records`]; a store whose writer
+    /// can take rows while the caller prepares the next chunk overrides it.
+    async fn insert_record_stream(
+        &self,
+        scope: &OrgScope,
+        chunks: RecordChunks,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let rows = chunks.collect().await?;
+        self.insert_records(scope, &rows, audit).await
+    }
     /// One record of the org, in any state.
     async fn record(&self, scope: &OrgScope, id: &str) -> Result<Option<RecordRow>, StoreError>;
     /// Records of the org matching `filter`, ordered by id, after the cursor id.

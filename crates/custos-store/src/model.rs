@@ -296,6 +296,9 @@ pub enum StoreError {
     /// The configured location is not usable.
     #[error("{0}")]
     Config(String),
+    /// A streamed insert ended before all its records arrived; nothing was stored.
+    #[error("insert aborted: {0}")]
+    Aborted(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -47,6 +47,8 @@ on_both_backends! {
     crate::suite::records_insert_is_all_or_none => records_insert_is_all_or_none,
     crate::suite::records_list_filters => records_list_filters,
     crate::suite::records_pagination => records_pagination,
+    crate::suite::streamed_insert_is_all_or_none => streamed_insert_is_all_or_none,
+    crate::suite::subject_listing_tells_refs_with_a_shared_prefix_apart => subject_listing_tells_refs_with_a_shared_prefix_apart,
     crate::suite::transition_is_compare_and_set => transition_is_compare_and_set,
     crate::suite::retention_overrides_upsert => retention_overrides_upsert,
     crate::suite::holds_create_list_release => holds_create_list_release,

@@ -284,6 +284,64 @@ pub async fn records_insert_is_all_or_none(h: Harness) {
     book.verify(store).await;
 }
 
+/// A streamed insert commits only when every announced record arrived: a sender dropped
+/// early, or a chunk that breaks a rule, leaves no record and no event.
+pub async fn streamed_insert_is_all_or_none(h: Harness) {
+    let store = h.store.clone();
+    let mut book = AuditBook::default();
+    let a = create_org(&*store, &mut book, "A").await;
+    let ids = v7_ids(7);
+    let rows: Vec<RecordRow> = ids
+        .iter()
+        .map(|id| record(id, "messages", Some("s1"), RecordState::Active))
+        .collect();
+    let audit = [event(Some(&a), "record.create", "records")];
+
+    // Five announced, three sent, then the sender is gone: nothing is stored.
+    let (sender, chunks) = custos_store::record_stream(5);
+    let insert = {
+        let (store, a, audit) = (store.clone(), a.clone(), audit.clone());
+        tokio::spawn(async move { store.insert_record_stream(&a, chunks, &audit).await })
+    };
+    assert!(sender.send(rows[..2].to_vec()).await);
+    assert!(sender.send(rows[2..3].to_vec()).await);
+    drop(sender);
+    let err = insert.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, custos_store::StoreError::Aborted(m) if m.contains("3 of 5")),
+        "{err:?}"
+    );
+    assert!(list_all(&*store, &a, &RecordFilter::default())
+        .await
+        .is_empty());
+    book.verify(&*store).await;
+
+    // A duplicate id in the second chunk fails the whole stream.
+    let (sender, chunks) = custos_store::record_stream(3);
+    assert!(sender.send(rows[3..5].to_vec()).await);
+    assert!(sender.send(vec![rows[3].clone()]).await);
+    drop(sender);
+    assert_conflict(store.insert_record_stream(&a, chunks, &audit).await);
+    assert!(list_all(&*store, &a, &RecordFilter::default())
+        .await
+        .is_empty());
+    book.verify(&*store).await;
+
+    // Every record in three chunks: all stored, under the one event.
+    let (sender, chunks) = custos_store::record_stream(7);
+    for chunk in [&rows[..3], &rows[3..4], &rows[4..]] {
+        assert!(sender.send(chunk.to_vec()).await);
+    }
+    drop(sender);
+    store
+        .insert_record_stream(&a, chunks, &audit)
+        .await
+        .unwrap();
+    book.appended(&audit);
+    assert_eq!(list_all(&*store, &a, &RecordFilter::default()).await, rows);
+    book.verify(&*store).await;
+}
+
 /// Twelve records of org A over two categories, two subjects (and none), three states, plus
 /// look-alike records in org B; returns A's records in id order.
 async fn seed_filter_corpus(
@@ -388,6 +446,53 @@ pub async fn records_list_filters(h: Harness) {
         ids(&list_all(store, &a, &spot).await),
         vec![rows[0].id.as_str(), rows[6].id.as_str()]
     );
+}
+
+/// Subject refs that share their first 16 characters (the part SQLite's subject index keys
+/// on) list apart, page by page, and never across orgs.
+pub async fn subject_listing_tells_refs_with_a_shared_prefix_apart(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "A").await;
+    let b = create_org(store, &mut book, "B").await;
+    let (one, two) = ("0123456789abcdef-one", "0123456789abcdef-two");
+    let ids = v7_ids(9);
+    let a_rows: Vec<RecordRow> = ids[..6]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| record(id, "messages", Some([one, two][i % 2]), RecordState::Active))
+        .collect();
+    store.insert_records(&a, &a_rows, &[]).await.unwrap();
+    let b_rows: Vec<RecordRow> = ids[6..]
+        .iter()
+        .map(|id| record(id, "messages", Some(one), RecordState::Active))
+        .collect();
+    store.insert_records(&b, &b_rows, &[]).await.unwrap();
+    for (scope, subject, expected) in [
+        (&a, one, vec![&ids[0], &ids[2], &ids[4]]),
+        (&a, two, vec![&ids[1], &ids[3], &ids[5]]),
+        (&b, one, vec![&ids[6], &ids[7], &ids[8]]),
+        (&b, two, vec![]),
+        (&a, "0123456789abcdef", vec![]),
+    ] {
+        let filter = RecordFilter {
+            subject_ref: Some(subject.into()),
+            ..Default::default()
+        };
+        let mut listed = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .list_records(scope, &filter, after.as_deref(), 2)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            listed.extend(page.into_iter().map(|r| r.id));
+        }
+        let expected: Vec<String> = expected.into_iter().cloned().collect();
+        assert_eq!(listed, expected, "{subject} in {}", scope.org_id());
+    }
 }
 
 pub async fn records_pagination(h: Harness) {
