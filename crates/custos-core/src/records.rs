@@ -452,7 +452,9 @@ impl Custos {
         let now = self.now();
         // 1. Validate and resolve everything that may need the store (denials are audited),
         //    sequentially and cheaply.
-        let mut overrides = HashMap::new();
+        // Per category, once per batch: every record of the batch shares `now`, so it
+        // shares its category's due times too.
+        let mut dues = HashMap::new();
         let mut plans: HashMap<String, Option<Arc<ScrubPlan>>> = HashMap::new();
         let mut pending = Vec::with_capacity(reqs.len());
         for req in reqs {
@@ -464,9 +466,9 @@ impl Custos {
             if req.content.is_null() {
                 return Err(CoreError::invalid("content", "must not be null"));
             }
-            if !overrides.contains_key(&category.name) {
+            if !dues.contains_key(&category.name) {
                 let o = self.retention_override(&scope, &category.name).await?;
-                overrides.insert(category.name.clone(), o);
+                dues.insert(category.name.clone(), category.due_times(now, o));
                 plans.insert(
                     category.name.clone(),
                     self.scrub_plan(&scope, category)?.map(Arc::new),
@@ -482,7 +484,7 @@ impl Custos {
                 category: category.name.clone(),
                 store_content: category.store_content,
                 plan: plans[&category.name].clone(),
-                due: category.due_times(now, overrides[&category.name]),
+                due: dues[&category.name],
                 subject: req.subject,
                 subject_ref,
                 content: req.content,
@@ -673,10 +675,13 @@ impl Custos {
             .collect();
         let event = create_event(self.event(caller, "record.create"), scope, &named);
         let (sender, chunks) = custos_store::record_stream(pending.len());
-        let mut pieces = Vec::with_capacity(pending.len() / STREAM_CHUNK + 1);
+        let mut pieces = Vec::with_capacity(pending.len() / STREAM_CHUNK + 2);
         let mut pending = pending.into_iter().peekable();
+        // A small first chunk starts the writer sooner.
+        let mut size = STREAM_CHUNK / 4;
         while pending.peek().is_some() {
-            pieces.push(pending.by_ref().take(STREAM_CHUNK).collect::<Vec<_>>());
+            pieces.push(pending.by_ref().take(size).collect::<Vec<_>>());
+            size = STREAM_CHUNK;
         }
         let (scanner, org_id) = (self.scanner.clone(), scope.org_id().to_string());
         let sealing = tokio::task::spawn_blocking(move || -> Result<_, Refused> {

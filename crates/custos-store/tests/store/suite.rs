@@ -448,8 +448,8 @@ pub async fn records_list_filters(h: Harness) {
     );
 }
 
-/// Subject refs that share their first 16 characters (the part SQLite's subject index keys
-/// on) list apart, page by page, and never across orgs.
+/// Subject refs that share a prefix (SQLite's subject index buckets by the first character)
+/// list apart, page by page, and never across orgs.
 pub async fn subject_listing_tells_refs_with_a_shared_prefix_apart(h: Harness) {
     let store = &*h.store;
     let mut book = AuditBook::default();
