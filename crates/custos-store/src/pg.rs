@@ -504,6 +504,27 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn insert_record_stream(
+        &self,
+        scope: &OrgScope,
+        mut chunks: crate::RecordChunks,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        // One statement per chunk as it arrives, so the server inserts while the caller
+        // seals the next one; the audit append (and its lock on the log head) comes last,
+        // as in `insert_records`. Returning early drops the transaction: rolled back.
+        let mut tx = self.pool.begin().await?;
+        let mut received = 0;
+        while let Some(rows) = chunks.next().await {
+            insert_record_rows(&mut tx, scope.org_id(), &rows).await?;
+            received += rows.len();
+        }
+        chunks.check_complete(received)?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn record(&self, scope: &OrgScope, id: &str) -> Result<Option<RecordRow>, StoreError> {
         sqlx::query(&format!(
             "SELECT {RECORD_COLUMNS} FROM records WHERE org_id = $1 AND id = $2"
