@@ -42,6 +42,7 @@ pub use orgs::{CreatedMember, HoldView, NewHold, NewMember, NewOrg, OrgView, Ret
 pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
 pub use records::{
     created_record_ids, CreatedRecord, NewRecord, RecordPage, RecordSummary, RecordView,
+    MAX_BATCH_RECORDS,
 };
 
 /// Who is calling.

@@ -298,6 +298,9 @@ fn seal_scanned(
     Ok((row, counts))
 }
 
+/// The most records one `create_records` call takes.
+pub const MAX_BATCH_RECORDS: usize = 10_000;
+
 /// Records per chunk of a streamed batch (see [`Custos::create_streamed`]): small enough
 /// that the store starts writing soon, large enough to spread a chunk over the cores.
 const STREAM_CHUNK: usize = 128;
@@ -441,7 +444,8 @@ impl Custos {
         Ok(created.pop().expect("one record in, one out"))
     }
 
-    /// Stores records in one transaction: all are stored, or none.
+    /// Stores records in one transaction: all are stored, or none. At most
+    /// [`MAX_BATCH_RECORDS`] per call; an empty batch stores and audits nothing.
     pub async fn create_records(
         &self,
         caller: &Caller,
@@ -449,6 +453,20 @@ impl Custos {
         reqs: Vec<NewRecord>,
     ) -> Result<Vec<CreatedRecord>, CoreError> {
         let scope = self.scope_for(caller, org, "record.create").await?;
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if reqs.len() > MAX_BATCH_RECORDS {
+            // One batch is one transaction and one audit event naming every id, and a
+            // streamed batch holds the SQLite writer while it is sealed: both stay bounded.
+            return Err(CoreError::invalid(
+                "records",
+                format!(
+                    "a batch holds at most {MAX_BATCH_RECORDS} records, got {}; split it",
+                    reqs.len()
+                ),
+            ));
+        }
         let now = self.now();
         // 1. Validate and resolve everything that may need the store (denials are audited),
         //    sequentially and cheaply.

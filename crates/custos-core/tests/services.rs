@@ -306,6 +306,21 @@ async fn bad_input_changes_nothing() {
             .code(),
         "invalid_input"
     );
+    // An empty batch stores and audits nothing; an oversized one is refused whole.
+    assert!(env
+        .custos
+        .create_records(&m, &org, vec![])
+        .await
+        .unwrap()
+        .is_empty());
+    let oversized = vec![message(None, "x"); custos_core::MAX_BATCH_RECORDS + 1];
+    let err = env
+        .custos
+        .create_records(&m, &org, oversized)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_input");
+    assert!(err.to_string().contains("10001"), "{err}");
     assert_eq!(env.audit_size().await, before);
     assert!(env
         .custos
