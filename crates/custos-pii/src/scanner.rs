@@ -76,6 +76,23 @@ const CLASS: [u8; 256] = {
     t
 };
 
+/// Bytes the prose fast path of [`Pass::run`] looks at once.
+const PROSE_WINDOW: usize = 32;
+
+/// If `window` is only lowercase ASCII letters and spaces, how far it can be skipped: up to
+/// and including its last space, so the scan resumes at a word start.
+#[inline]
+fn prose_run(window: &[u8]) -> Option<usize> {
+    // A fold without early exit, so the compiler checks the window with vector compares.
+    let prose = window
+        .iter()
+        .fold(true, |ok, &c| ok & (c == b' ' || c.wrapping_sub(b'a') < 26));
+    if !prose {
+        return None;
+    }
+    window.iter().rposition(|&c| c == b' ').map(|last| last + 1)
+}
+
 #[inline]
 fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c >= 0x80 || c == b'_'
@@ -211,6 +228,10 @@ impl Scanner {
     }
 
     fn scan_mask(&self, text: &str, mask: u32) -> Vec<Finding> {
+        self.scan_with(text, mask, true)
+    }
+
+    fn scan_with(&self, text: &str, mask: u32, prose_fast_path: bool) -> Vec<Finding> {
         if mask == 0 || text.is_empty() {
             return Vec::new();
         }
@@ -220,6 +241,7 @@ impl Scanner {
             mask,
             out: Vec::new(),
             lex: &self.lex,
+            prose_fast_path,
         };
         pass.run();
         let mut cands: Vec<Cand> = pass
@@ -312,6 +334,9 @@ struct Pass<'a> {
     mask: u32,
     out: Vec<Cand>,
     lex: &'a Lexicons,
+    /// Skip runs of lowercase prose (always, except in the test that proves it changes
+    /// nothing).
+    prose_fast_path: bool,
 }
 
 /// A run of digit groups joined by single separators, e.g. `+1 (555) 123-4567` or `4111 1111`.
@@ -370,6 +395,17 @@ impl<'a> Pass<'a> {
         let n = b.len();
         let mut i = 0;
         while i < n {
+            // Prose fast path. A word of lowercase ASCII letters followed by a space starts
+            // no entity (`lower_word` needs a digit, capital, '_', '-', '.', ':' or '/' in or
+            // right after it), and a space starts none either. So from a word start, a
+            // window of only such bytes is skipped up to its last space, a window at a time,
+            // instead of word by word; anything else falls through to the byte classes.
+            if self.prose_fast_path && b[i].is_ascii_lowercase() && (i == 0 || !is_word(b[i - 1])) {
+                if let Some(skip) = b.get(i..i + PROSE_WINDOW).and_then(prose_run) {
+                    i += skip;
+                    continue;
+                }
+            }
             let cls = CLASS[b[i] as usize];
             if cls == C_NONE {
                 i += 1;
@@ -2166,4 +2202,54 @@ fn prev_word_in(b: &[u8], pos: usize, list: &[&str]) -> bool {
     }
     list.iter()
         .any(|w| w.as_bytes().eq_ignore_ascii_case(&b[s..e]))
+}
+
+#[cfg(test)]
+mod prose_fast_path_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Lowercase prose mixed with fragments that do start entities or touch the rules the
+    /// fast path relies on (digits, capitals, '_', '-', '.', ':', '/', '@', non-ASCII).
+    fn text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => "[a-z]{1,12}",
+            3 => Just(" ".to_string()),
+            1 => "[a-z]{1,6}[._:/@-][a-z0-9]{1,8}",
+            1 => prop_oneof![
+                Just("jane.doe@example.com".to_string()),
+                Just("4111 1111 1111 1111".to_string()),
+                Just("sk_live_4eC39HqLyjWDarjtT1zdp7dc".to_string()),
+                Just("https://example.com/a".to_string()),
+                Just("fe80::1".to_string()),
+                Just("536-90-4399".to_string()),
+                Just("DE89 3704 0044 0532 0130 00".to_string()),
+                Just("Élodie Martin".to_string()),
+                Just("+1 (555) 123-4567".to_string()),
+            ],
+            1 => "[A-Za-z0-9 ,;()\\n\\t]{1,10}",
+        ];
+        proptest::collection::vec(piece, 0..60).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Skipping prose windows finds exactly what the word-by-word scan finds.
+        #[test]
+        fn prose_fast_path_changes_no_finding(text in text()) {
+            static SCANNER: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
+            let scanner = SCANNER.get_or_init(Scanner::new);
+            let all = u32::MAX;
+            prop_assert_eq!(scanner.scan_with(&text, all, true), scanner.scan_with(&text, all, false));
+        }
+    }
+
+    #[test]
+    fn prose_windows_skip_to_their_last_space() {
+        assert_eq!(prose_run(b"the quick brown fox jumps over a"), Some(31));
+        assert_eq!(prose_run(b"abcdefghijklmnopqrstuvwxyzabcdef"), None);
+        assert_eq!(prose_run(b"the quick brown fox jumps over 1"), None);
+        assert_eq!(prose_run(b"the quick brown fox jumps_over a"), None);
+    }
 }
