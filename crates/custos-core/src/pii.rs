@@ -170,14 +170,13 @@ impl ScrubPlan {
     /// `vault` holds the org tokens of the scan's targets (frozen: nothing is minted here).
     pub fn apply(
         &self,
-        content: Value,
+        mut content: Value,
         findings: Vec<Vec<Finding>>,
         mut vault: Option<&mut TokenVault>,
     ) -> Result<Value, CoreError> {
         if findings.iter().all(Vec::is_empty) {
             return Ok(content);
         }
-        let mut content = content;
         let hmac_bytes = self
             .keys
             .hmac
@@ -225,8 +224,8 @@ enum Step<'a> {
 }
 
 /// The JSON path of a string being visited (`$.a.b[2]`), kept as steps and rendered only
-/// when a message needs it: formatting a path for every string cost more than the scan.
-pub(crate) struct JsonPath<'a>(Vec<Step<'a>>);
+/// when a message needs it, instead of one formatted string per value visited.
+struct JsonPath<'a>(Vec<Step<'a>>);
 
 impl std::fmt::Display for JsonPath<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
