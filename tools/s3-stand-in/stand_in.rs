@@ -64,6 +64,18 @@ fn log_tail(path: &Path) -> String {
 }
 
 impl StandIn {
+    /// The store's S3 settings for this stand-in (endpoint, region, credentials, plain HTTP).
+    pub fn options(&self) -> custos_store::S3Options {
+        custos_store::S3Options {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some(REGION.into()),
+            allow_http: true,
+            access_key_id: Some(ACCESS_KEY_ID.into()),
+            secret_access_key: Some(SECRET_ACCESS_KEY.into()),
+            ..custos_store::S3Options::default()
+        }
+    }
+
     /// Starts a fresh, empty stand-in for `test`; `None` if the test should be skipped.
     pub async fn start(test: &str) -> Option<StandIn> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

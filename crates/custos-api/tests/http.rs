@@ -8,7 +8,7 @@ use custos_core::{Custos, SystemClock};
 use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
 use custos_policy::Policy;
 use custos_store::{ObjectLocation, Objects, SqliteStore, Store};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "test-admin-token-0123456789";
@@ -85,14 +85,18 @@ impl Server {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .get(self.url(path))
+    /// A request without a body, as `token`.
+    async fn send(&self, method: Method, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
             .bearer_auth(token)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let r = self.send(Method::GET, token, path).await;
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -300,24 +304,24 @@ async fn records_round_trip_with_pii_redacted_on_the_way_in() {
     assert_eq!(record["metadata"], json!({"channel": "email"}));
     // Soft delete and restore through HTTP.
     let r = s
-        .client
-        .delete(s.url(&format!("/v1/orgs/{org}/records/{id}")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::DELETE,
+            &key,
+            &format!("/v1/orgs/{org}/records/{id}"),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await.0,
         StatusCode::NOT_FOUND
     );
     let r = s
-        .client
-        .post(s.url(&format!("/v1/orgs/{org}/records/{id}/restore")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            &key,
+            &format!("/v1/orgs/{org}/records/{id}/restore"),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await.0,
@@ -348,12 +352,12 @@ async fn files_stream_up_and_down_intact() {
     let created: Value = r.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
     let r = s
-        .client
-        .get(s.url(&format!("/v1/orgs/{org}/records/{id}/file")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::GET,
+            &key,
+            &format!("/v1/orgs/{org}/records/{id}/file"),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], "application/x-test");
     assert_eq!(
@@ -368,12 +372,12 @@ async fn files_stream_up_and_down_intact() {
     // Another org's member cannot fetch it.
     let (_, other) = s.org_with_member(&["member"], false).await;
     let r = s
-        .client
-        .get(s.url(&format!("/v1/orgs/{org}/records/{id}/file")))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::GET,
+            &other,
+            &format!("/v1/orgs/{org}/records/{id}/file"),
+        )
+        .await;
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
 }
 
@@ -457,33 +461,33 @@ async fn hard_delete_delete_all_deletion_log_and_overdue_over_http() {
         .await;
     let id = created["id"].as_str().unwrap();
     let r = s
-        .client
-        .delete(s.url(&format!("/v1/orgs/{org}/records/{id}?hard=true")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::DELETE,
+            &key,
+            &format!("/v1/orgs/{org}/records/{id}?hard=true"),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await.0,
         StatusCode::NOT_FOUND
     );
     let r = s
-        .client
-        .post(s.url(&format!("/v1/orgs/{org}/records/{id}/restore")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            &key,
+            &format!("/v1/orgs/{org}/records/{id}/restore"),
+        )
+        .await;
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     // A plain member may not press "delete all", nor read the deletion log or the SLA report.
     let r = s
-        .client
-        .post(s.url(&format!("/v1/orgs/{org}/categories/uploads/delete-all")))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            &key,
+            &format!("/v1/orgs/{org}/categories/uploads/delete-all"),
+        )
+        .await;
     assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
     assert_eq!(
         s.get(&key, &format!("/v1/orgs/{org}/deletion-log")).await.0,
@@ -506,12 +510,12 @@ async fn hard_delete_delete_all_deletion_log_and_overdue_over_http() {
         .await;
     assert_eq!((status, overdue), (StatusCode::OK, json!([])));
     let r = s
-        .client
-        .post(s.url(&format!("/v1/orgs/{org}/categories/nope/delete-all")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::POST,
+            ADMIN,
+            &format!("/v1/orgs/{org}/categories/nope/delete-all"),
+        )
+        .await;
     assert_problem(r, StatusCode::BAD_REQUEST, "unknown_category").await;
 }
 
@@ -542,12 +546,8 @@ async fn audit_events_filter_by_action_target_and_time() {
         .await;
     assert_eq!(later["items"], json!([]));
     let r = s
-        .client
-        .get(s.url("/v1/audit/events?until=yesterday"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .send(Method::GET, ADMIN, "/v1/audit/events?until=yesterday")
+        .await;
     assert_problem(r, StatusCode::BAD_REQUEST, "invalid_input").await;
 }
 
@@ -576,39 +576,19 @@ async fn archive_restore_and_org_termination_over_http() {
         .await;
     let id = created["id"].as_str().unwrap();
     let restore = format!("/v1/orgs/{org}/records/{id}/archive-restore");
-    let r = s
-        .client
-        .post(s.url(&restore))
-        .bearer_auth(&member)
-        .send()
-        .await
-        .unwrap();
+    let r = s.send(Method::POST, &member, &restore).await;
     assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
-    let r = s
-        .client
-        .post(s.url(&restore))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+    let r = s.send(Method::POST, &owner, &restore).await;
     assert_problem(r, StatusCode::CONFLICT, "conflict").await;
 
     // A member may not terminate; the owner may, once.
     let r = s
-        .client
-        .delete(s.url(&format!("/v1/orgs/{org}")))
-        .bearer_auth(&member)
-        .send()
-        .await
-        .unwrap();
+        .send(Method::DELETE, &member, &format!("/v1/orgs/{org}"))
+        .await;
     assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
     let r = s
-        .client
-        .delete(s.url(&format!("/v1/orgs/{org}")))
-        .bearer_auth(&owner)
-        .send()
-        .await
-        .unwrap();
+        .send(Method::DELETE, &owner, &format!("/v1/orgs/{org}"))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let view: Value = r.json().await.unwrap();
     assert_eq!(view["status"], "terminating", "{view}");
@@ -617,12 +597,8 @@ async fn archive_restore_and_org_termination_over_http() {
     // Every member key stops working at once.
     for key in [&member, &owner] {
         let r = s
-            .client
-            .get(s.url(&format!("/v1/orgs/{org}/records/{id}")))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
+            .send(Method::GET, key, &format!("/v1/orgs/{org}/records/{id}"))
+            .await;
         assert_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     }
     // The admin token sees status and evidence, and may not write.
@@ -645,11 +621,7 @@ async fn archive_restore_and_org_termination_over_http() {
         .unwrap();
     assert_problem(r, StatusCode::GONE, "org_terminated").await;
     let r = s
-        .client
-        .delete(s.url(&format!("/v1/orgs/{org}")))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+        .send(Method::DELETE, ADMIN, &format!("/v1/orgs/{org}"))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED, "asking again is harmless");
 }

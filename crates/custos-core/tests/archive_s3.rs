@@ -2,19 +2,13 @@
 //! archived content in the archive storage class, a restore request reads it back from there,
 //! and the purge leaves no object under the deployment's prefix.
 
+mod common;
 #[path = "../../../tools/s3-stand-in/stand_in.rs"]
 mod stand_in;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use custos_core::{
-    ActionKind, Caller, Custos, FileUpload, ManualClock, NewMember, NewOrg, NewRecord, Principal,
-    SweepOptions,
-};
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
-use custos_policy::Policy;
-use custos_store::{Objects, S3Options, SqliteStore, DEFAULT_ARCHIVE_STORAGE_CLASS};
+use custos_core::{ActionKind, FileUpload, NewRecord, SweepOptions};
+use custos_store::{Objects, DEFAULT_ARCHIVE_STORAGE_CLASS};
 use futures::StreamExt;
 use jiff::ToSpan;
 use serde_json::json;
@@ -28,53 +22,11 @@ async fn archive_on_s3_uses_the_archive_class_and_purge_leaves_nothing() {
         return;
     };
     s3.create_bucket(BUCKET).await;
-    let options = S3Options {
-        endpoint: Some(s3.endpoint.clone()),
-        region: Some(stand_in::REGION.into()),
-        allow_http: true,
-        access_key_id: Some(stand_in::ACCESS_KEY_ID.into()),
-        secret_access_key: Some(stand_in::SECRET_ACCESS_KEY.into()),
-        ..S3Options::default()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("custos.db")).unwrap());
-    let objects = Objects::open_s3_with(BUCKET, PREFIX, &options).unwrap();
-    let kms = LocalKms::open_or_create(&dir.path().join("keys/root.keyring")).unwrap();
-    let keys = SqliteKeyStore::open(&dir.path().join("keys/keys.db")).unwrap();
-    let clock = Arc::new(ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
-    let custos = Custos::new(
-        Arc::new(Policy::builtin()),
-        store,
-        objects,
-        Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys))),
-        clock.clone(),
-    );
-    let admin = Caller::new(Principal::Admin);
-    let org = custos
-        .create_org(
-            &admin,
-            NewOrg {
-                name: "acme".into(),
-                region: None,
-            },
-        )
-        .await
-        .unwrap()
-        .id;
-    let created = custos
-        .add_member(
-            &admin,
-            &org,
-            NewMember {
-                name: "owner".into(),
-                roles: vec!["owner".into()],
-                groups: vec![],
-                mfa: false,
-            },
-        )
-        .await
-        .unwrap();
-    let owner = Caller::new(custos.authenticate(&created.api_key).await.unwrap());
+    let options = s3.options();
+    let env = common::env_with(Objects::open_s3_with(BUCKET, PREFIX, &options).unwrap());
+    let (custos, clock) = (&env.custos, &env.clock);
+    let org = env.org("acme").await;
+    let owner = env.member(&org, &["owner"], &[], false).await;
     let message = custos
         .create_record(
             &owner,

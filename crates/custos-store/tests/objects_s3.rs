@@ -14,17 +14,6 @@ const BUCKET: &str = "custos-test";
 /// 12 MiB: three parts of the 5 MiB multipart size, the last one short.
 const LARGE: usize = 12 * 1024 * 1024;
 
-fn options(s3: &StandIn) -> S3Options {
-    S3Options {
-        endpoint: Some(s3.endpoint.clone()),
-        region: Some(stand_in::REGION.into()),
-        allow_http: true,
-        access_key_id: Some(stand_in::ACCESS_KEY_ID.into()),
-        secret_access_key: Some(stand_in::SECRET_ACCESS_KEY.into()),
-        ..S3Options::default()
-    }
-}
-
 /// A stand-in with an empty bucket; `None` when the test is skipped.
 async fn stand_in(test: &str) -> Option<StandIn> {
     let s3 = StandIn::start(test).await?;
@@ -63,7 +52,7 @@ async fn a_large_object_streams_up_in_parts_and_reads_back_identical() {
     else {
         return;
     };
-    let objects = Objects::open_s3_with(BUCKET, "tenant", &options(&s3)).unwrap();
+    let objects = Objects::open_s3_with(BUCKET, "tenant", &s3.options()).unwrap();
     let data = pattern(LARGE);
     write_streaming(&objects, "orgs/o1/blobs/r1", &data).await;
     assert!(read_all(&objects, "orgs/o1/blobs/r1").await == data);
@@ -76,7 +65,7 @@ async fn an_aborted_write_leaves_no_object() {
     let Some(s3) = stand_in("an_aborted_write_leaves_no_object").await else {
         return;
     };
-    let objects = Objects::open_s3_with(BUCKET, "", &options(&s3)).unwrap();
+    let objects = Objects::open_s3_with(BUCKET, "", &s3.options()).unwrap();
     let mut writer = objects.writer("half").await.unwrap();
     writer.write(&pattern(6 * 1024 * 1024)).await.unwrap();
     writer.abort().await.unwrap();
@@ -88,7 +77,7 @@ async fn put_exists_and_delete_and_deleting_twice_is_fine() {
     let Some(s3) = stand_in("put_exists_and_delete_and_deleting_twice_is_fine").await else {
         return;
     };
-    let objects = Objects::open_s3_with(BUCKET, "p", &options(&s3)).unwrap();
+    let objects = Objects::open_s3_with(BUCKET, "p", &s3.options()).unwrap();
     assert!(!objects.exists("k").await.unwrap());
     objects.put("k", b"first".to_vec()).await.unwrap();
     objects.put("k", b"second".to_vec()).await.unwrap();
@@ -111,9 +100,9 @@ async fn stores_with_different_prefixes_do_not_see_each_other() {
     let Some(s3) = stand_in("stores_with_different_prefixes_do_not_see_each_other").await else {
         return;
     };
-    let a = Objects::open_s3_with(BUCKET, "a", &options(&s3)).unwrap();
-    let b = Objects::open_s3_with(BUCKET, "b/", &options(&s3)).unwrap();
-    let root = Objects::open_s3_with(BUCKET, "", &options(&s3)).unwrap();
+    let a = Objects::open_s3_with(BUCKET, "a", &s3.options()).unwrap();
+    let b = Objects::open_s3_with(BUCKET, "b/", &s3.options()).unwrap();
+    let root = Objects::open_s3_with(BUCKET, "", &s3.options()).unwrap();
     a.put("same-key", b"from a".to_vec()).await.unwrap();
     assert!(!b.exists("same-key").await.unwrap());
     assert!(b.reader("same-key").await.is_err());
@@ -133,7 +122,7 @@ async fn archive_puts_use_the_archive_class_and_plain_puts_do_not() {
     else {
         return;
     };
-    let objects = Objects::open_s3_with(BUCKET, "p", &options(&s3)).unwrap();
+    let objects = Objects::open_s3_with(BUCKET, "p", &s3.options()).unwrap();
     assert_eq!(
         objects.archive_storage_class(),
         Some(DEFAULT_ARCHIVE_STORAGE_CLASS)
@@ -161,7 +150,7 @@ async fn copies_to_the_archive_change_the_class_and_keep_the_bytes() {
     else {
         return;
     };
-    let objects = Objects::open_s3_with(BUCKET, "p", &options(&s3)).unwrap();
+    let objects = Objects::open_s3_with(BUCKET, "p", &s3.options()).unwrap();
     let large = pattern(LARGE);
     write_streaming(&objects, "blobs/large", &large).await;
     // One byte under, at and over the part size take the single-request path and the
@@ -222,7 +211,7 @@ async fn without_an_archive_class_archive_writes_are_plain() {
     };
     let plain = S3Options {
         archive_storage_class: None,
-        ..options(&s3)
+        ..s3.options()
     };
     let objects = Objects::open_s3_with(BUCKET, "", &plain).unwrap();
     assert_eq!(objects.archive_storage_class(), None);
@@ -241,7 +230,7 @@ async fn an_explicit_archive_class_is_used_as_given() {
     };
     let ia = S3Options {
         archive_storage_class: Some("STANDARD_IA".into()),
-        ..options(&s3)
+        ..s3.options()
     };
     let objects = Objects::open_s3_with(BUCKET, "", &ia).unwrap();
     objects.put_archive("env", b"e".to_vec()).await.unwrap();

@@ -2,7 +2,6 @@
 //! `WebhookSink`) posts to a real local HTTP server when a write to a `block` category is
 //! refused, and the alert names org, category and entity counts but no value.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -11,21 +10,12 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-const ADMIN: &str = "test-admin-token-0123456789";
+mod support;
+
+use support::{cli, Server, ADMIN};
+
 const CARD: &str = "4111 1111 1111 1111";
 const SSN: &str = "536-90-4399";
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One POST the webhook receiver got.
 struct Delivery {
@@ -74,42 +64,12 @@ pii = { detect = ["credit_card", "us_ssn"], action = "block" }
         format!("{}{extra}", custos_policy::Policy::BUILTIN_TOML),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_custos"))
+    let mut command = cli(&dir.join("data"));
+    command
         .arg("--config")
         .arg(&config)
-        .arg("--data")
-        .arg(dir.join("data"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .env_remove("CUSTOS_DATABASE")
-        .env_remove("CUSTOS_OBJECTS")
-        .env_remove("CUSTOS_KEYS")
-        .env_remove("CUSTOS_ROOT_KEY")
-        .env("CUSTOS_LOG", "warn")
-        .env("CUSTOS_ADMIN_TOKEN", ADMIN)
-        .env("CUSTOS_ALERT_WEBHOOK", webhook)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..200 {
-        if reqwest::get(format!("{}/healthz", server.base))
-            .await
-            .is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("custos serve did not come up");
+        .env("CUSTOS_ALERT_WEBHOOK", webhook);
+    support::serve(command, &[]).await
 }
 
 async fn post(s: &Server, token: &str, path: &str, body: Value) -> (u16, String) {

@@ -3,66 +3,17 @@
 //! their own org's entries), and the periodic checkpoint task.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use custos_audit::{Checkpoint, ConsistencyProof, InclusionProof};
 use serde_json::{json, Value};
 
-const ADMIN: &str = "test-admin-token-0123456789";
+mod support;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cli(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_custos"));
-    c.arg("--data")
-        .arg(data)
-        .current_dir(data.parent().unwrap())
-        .env_remove("CUSTOS_DATABASE")
-        .env_remove("CUSTOS_OBJECTS")
-        .env_remove("CUSTOS_KEYS")
-        .env_remove("CUSTOS_ROOT_KEY")
-        .env("CUSTOS_LOG", "warn");
-    c
-}
+use support::{cli, Server, ADMIN};
 
 async fn serve(data: &Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = cli(data)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--checkpoint-interval", "1"])
-        .env("CUSTOS_ADMIN_TOKEN", ADMIN)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..200 {
-        if reqwest::get(format!("{}/healthz", server.base))
-            .await
-            .is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("custos serve did not come up");
+    support::serve(cli(data), &["--checkpoint-interval", "1"]).await
 }
 
 async fn get(s: &Server, token: &str, path: &str) -> (u16, Value) {

@@ -4,83 +4,27 @@
 
 #[path = "../../../tools/s3-stand-in/stand_in.rs"]
 mod stand_in;
+mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use stand_in::StandIn;
+use support::{cli, Server, ADMIN};
 
-const ADMIN: &str = "test-admin-token-0123456789";
 const BUCKET: &str = "custos-serve";
 const PREFIX: &str = "deploy/eu";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The binary with a clean environment: no inherited Custos or AWS settings, so the test sees
-/// only what it sets.
-fn cli(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_custos"));
-    c.arg("--data")
-        .arg(data)
-        .current_dir(data.parent().unwrap())
-        .env_remove("CUSTOS_DATABASE")
-        .env_remove("CUSTOS_OBJECTS")
-        .env_remove("CUSTOS_KEYS")
-        .env_remove("CUSTOS_ROOT_KEY")
-        .env_remove("CUSTOS_S3_ARCHIVE_STORAGE_CLASS")
-        .env("CUSTOS_LOG", "warn");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("AWS_") {
-            c.env_remove(key);
-        }
-    }
-    c
-}
-
 async fn serve(data: &Path, s3: &StandIn) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = cli(data)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--objects", &format!("s3://{BUCKET}/{PREFIX}")])
-        .env("CUSTOS_ADMIN_TOKEN", ADMIN)
+    let mut command = cli(data);
+    command
         .env("AWS_ENDPOINT", &s3.endpoint)
         .env("AWS_ALLOW_HTTP", "true")
         .env("AWS_ACCESS_KEY_ID", stand_in::ACCESS_KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", stand_in::SECRET_ACCESS_KEY)
-        .env("AWS_REGION", stand_in::REGION)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..200 {
-        if reqwest::get(format!("{}/healthz", server.base))
-            .await
-            .is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("custos serve did not come up");
+        .env("AWS_REGION", stand_in::REGION);
+    let objects = format!("s3://{BUCKET}/{PREFIX}");
+    support::serve(command, &["--objects", &objects]).await
 }
 
 async fn post(s: &Server, token: &str, path: &str, body: Value) -> Value {

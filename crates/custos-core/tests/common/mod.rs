@@ -19,9 +19,18 @@ pub struct Env {
 
 pub fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
+    let objects = Objects::open(&ObjectLocation::File(dir.path().join("data/objects"))).unwrap();
+    env_in(dir, objects)
+}
+
+/// The same deployment with blobs and the archive tier in `objects` (e.g. on S3).
+pub fn env_with(objects: Objects) -> Env {
+    env_in(tempfile::tempdir().unwrap(), objects)
+}
+
+fn env_in(dir: tempfile::TempDir, objects: Objects) -> Env {
     let data = dir.path().join("data");
     let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
-    let objects = Objects::open(&ObjectLocation::File(data.join("objects"))).unwrap();
     let kms = LocalKms::open_or_create(&data.join("keys/root.keyring")).unwrap();
     let keys = SqliteKeyStore::open(&data.join("keys/keys.db")).unwrap();
     let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));

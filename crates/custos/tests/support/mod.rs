@@ -1,0 +1,75 @@
+//! Shared harness of the tests that run a real `custos serve`: a clean command line, a
+//! server on a free loopback port, killed when dropped.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The bootstrap admin token every served test uses.
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+/// A running `custos serve`; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The binary on `data`, with a clean environment: no inherited Custos or AWS settings, so
+/// a test sees only what it sets.
+pub fn cli(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_custos"));
+    c.arg("--data")
+        .arg(data)
+        .current_dir(data.parent().unwrap())
+        .env_remove("CUSTOS_DATABASE")
+        .env_remove("CUSTOS_OBJECTS")
+        .env_remove("CUSTOS_KEYS")
+        .env_remove("CUSTOS_ROOT_KEY")
+        .env_remove("CUSTOS_S3_ARCHIVE_STORAGE_CLASS")
+        .env("CUSTOS_LOG", "warn");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            c.env_remove(key);
+        }
+    }
+    c
+}
+
+/// Runs `command` (from [`cli`], with any global options and variables) as `serve` on a
+/// free loopback port with the [`ADMIN`] token and `serve_args`, once it answers `/healthz`.
+pub async fn serve(mut command: Command, serve_args: &[&str]) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(serve_args)
+        .env("CUSTOS_ADMIN_TOKEN", ADMIN)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..200 {
+        if reqwest::get(format!("{}/healthz", server.base))
+            .await
+            .is_ok()
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("custos serve did not come up");
+}
