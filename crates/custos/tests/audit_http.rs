@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{cli, Server, ADMIN};
+use support::{cli, post, Server, ADMIN};
 
 async fn serve(data: &Path) -> Server {
     support::serve(cli(data), &["--checkpoint-interval", "1"]).await
@@ -25,18 +25,6 @@ async fn get(s: &Server, token: &str, path: &str) -> (u16, Value) {
         .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(s: &Server, token: &str, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{}{path}", s.base))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "POST {path}: {}", r.status());
-    r.json().await.unwrap()
 }
 
 /// An org with an auditor; returns (org id, auditor key).

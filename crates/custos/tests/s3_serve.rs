@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use stand_in::StandIn;
-use support::{cli, Server, ADMIN};
+use support::{cli, post, Server, ADMIN};
 
 const BUCKET: &str = "custos-serve";
 const PREFIX: &str = "deploy/eu";
@@ -25,18 +25,6 @@ async fn serve(data: &Path, s3: &StandIn) -> Server {
         .env("AWS_REGION", stand_in::REGION);
     let objects = format!("s3://{BUCKET}/{PREFIX}");
     support::serve(command, &["--objects", &objects]).await
-}
-
-async fn post(s: &Server, token: &str, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{}{path}", s.base))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "POST {path}: {}", r.status());
-    r.json().await.unwrap()
 }
 
 /// About 6 MiB: more than one 5 MiB part, so the upload to S3 is a real multipart upload.

@@ -1,9 +1,14 @@
 //! Shared harness of the tests that run a real `custos serve`: a clean command line, a
 //! server on a free loopback port, killed when dropped.
 
+// Each test crate uses its own subset of these helpers.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use serde_json::Value;
 
 /// The bootstrap admin token every served test uses.
 pub const ADMIN: &str = "test-admin-token-0123456789";
@@ -72,4 +77,17 @@ pub async fn serve(mut command: Command, serve_args: &[&str]) -> Server {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("custos serve did not come up");
+}
+
+/// POSTs `body` as `token` and returns the JSON answer, asserting success.
+pub async fn post(s: &Server, token: &str, path: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "POST {path}: {}", r.status());
+    r.json().await.unwrap()
 }
