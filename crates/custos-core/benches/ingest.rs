@@ -253,55 +253,71 @@ async fn core_env(store: Arc<dyn Store>, dir: &Path) -> CoreEnv {
     }
 }
 
-/// Time spent inside `create_records` only (building the request vectors is not counted).
-async fn run_core(env: &CoreEnv, w: &Workload, batch: usize) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut start_i = 0;
-    while start_i < w.len() {
-        let end = (start_i + batch).min(w.len());
-        let reqs = w.batch(start_i..end);
-        let t = Instant::now();
-        let created = env
-            .custos
-            .create_records(&env.caller, &env.org, reqs)
-            .await
-            .expect("create_records");
-        total += t.elapsed();
-        assert_eq!(created.len(), end - start_i);
-        start_i = end;
-    }
-    total
+/// Wall and CPU time of one pass.
+#[derive(Clone, Copy)]
+struct Took {
+    wall: Duration,
+    /// CPU time of this whole process (every thread, user and system) during the pass.
+    cpu: Duration,
 }
 
-/// Wall time of the whole workload written by `callers` concurrent callers, each taking
-/// every `callers`-th batch, as concurrent API requests would. The requests are built
-/// before the clock starts.
-async fn run_core_concurrent(
-    env: &CoreEnv,
-    w: &Workload,
-    batch: usize,
-    callers: usize,
-) -> Duration {
+/// CPU time this process has used so far (user + system, all threads), from
+/// `/proc/self/stat`; zero where that file does not exist.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Times `pass`, wall clock and process CPU.
+async fn timed<F: std::future::Future<Output = ()>>(pass: F) -> Took {
+    let (start, cpu) = (Instant::now(), process_cpu());
+    pass.await;
+    Took {
+        wall: start.elapsed(),
+        cpu: process_cpu().saturating_sub(cpu),
+    }
+}
+
+/// One caller sending the workload batch after batch. The requests are built before the
+/// clock starts.
+async fn run_core(env: &CoreEnv, w: &Workload, batch: usize) -> Took {
+    run_core_concurrent(env, w, batch, 1).await
+}
+
+/// The whole workload written by `callers` concurrent callers, each taking every
+/// `callers`-th batch, as concurrent API requests would. The requests are built before the
+/// clock starts.
+async fn run_core_concurrent(env: &CoreEnv, w: &Workload, batch: usize, callers: usize) -> Took {
     let mut queues: Vec<Vec<Vec<NewRecord>>> = (0..callers).map(|_| Vec::new()).collect();
     let starts: Vec<usize> = (0..w.len()).step_by(batch).collect();
     for (k, &start_i) in starts.iter().enumerate() {
         let end = (start_i + batch).min(w.len());
         queues[k % callers].push(w.batch(start_i..end));
     }
-    let start = Instant::now();
-    futures::future::join_all(queues.into_iter().map(|queue| async move {
-        for reqs in queue {
-            let n = reqs.len();
-            let created = env
-                .custos
-                .create_records(&env.caller, &env.org, reqs)
-                .await
-                .expect("create_records");
-            assert_eq!(created.len(), n);
-        }
-    }))
-    .await;
-    start.elapsed()
+    timed(async {
+        futures::future::join_all(queues.into_iter().map(|queue| async move {
+            for reqs in queue {
+                let n = reqs.len();
+                let created = env
+                    .custos
+                    .create_records(&env.caller, &env.org, reqs)
+                    .await
+                    .expect("create_records");
+                assert_eq!(created.len(), n);
+            }
+        }))
+        .await;
+    })
+    .await
 }
 
 /// What the subject index costs to read after the passes: one subject's records (every
@@ -338,6 +354,41 @@ async fn report_subject_listing(backend: &str, env: &CoreEnv) {
     );
 }
 
+/// Bytes on disk per record of `table` and of its indexes (SQLite's `dbstat`), and how
+/// much of those pages is unused: what every commit and checkpoint has to write.
+fn report_sqlite_pages(path: &Path, rows: usize, table: &str) {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    let mut stmt = conn
+        .prepare(
+            "SELECT name, SUM(pgsize), SUM(unused) FROM dbstat
+             WHERE name = ?1 OR name IN (SELECT name FROM sqlite_master WHERE tbl_name = ?1)
+             GROUP BY name ORDER BY 2 DESC",
+        )
+        .expect("dbstat");
+    let sizes: Vec<(String, i64, i64)> = stmt
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    let per = |b: i64| b as f64 / rows as f64;
+    let total: i64 = sizes.iter().map(|s| s.1).sum();
+    let parts: Vec<String> = sizes
+        .iter()
+        .map(|(name, size, unused)| {
+            format!(
+                "{name} {:.0} B ({:.0}% unused)",
+                per(*size),
+                100.0 * *unused as f64 / *size as f64
+            )
+        })
+        .collect();
+    println!(
+        "[sqlite] pages per {table} row: {:.0} B in all: {}",
+        per(total),
+        parts.join(", ")
+    );
+}
+
 fn plain_sqlite(path: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).expect("open");
     conn.execute_batch(
@@ -349,8 +400,8 @@ fn plain_sqlite(path: &Path) -> rusqlite::Connection {
     conn
 }
 
-fn run_plain_sqlite(conn: &mut rusqlite::Connection, w: &Workload, batch: usize) -> Duration {
-    let start = Instant::now();
+fn run_plain_sqlite(conn: &mut rusqlite::Connection, w: &Workload, batch: usize) -> Took {
+    let (start, cpu) = (Instant::now(), process_cpu());
     for chunk in w.bodies.chunks(batch) {
         let tx = conn.transaction().expect("begin");
         {
@@ -364,7 +415,10 @@ fn run_plain_sqlite(conn: &mut rusqlite::Connection, w: &Workload, batch: usize)
         }
         tx.commit().expect("commit");
     }
-    start.elapsed()
+    Took {
+        wall: start.elapsed(),
+        cpu: process_cpu().saturating_sub(cpu),
+    }
 }
 
 async fn run_plain_pg(
@@ -372,7 +426,7 @@ async fn run_plain_pg(
     schema: &str,
     w: &Workload,
     batch: usize,
-) -> Result<Duration, sqlx::Error> {
+) -> Result<Took, sqlx::Error> {
     sqlx::query(&format!(
         "CREATE TABLE IF NOT EXISTS {schema}.plain (id TEXT PRIMARY KEY, body BYTEA)"
     ))
@@ -381,7 +435,7 @@ async fn run_plain_pg(
     let sql = format!(
         "INSERT INTO {schema}.plain (id, body) SELECT * FROM UNNEST($1::text[], $2::bytea[])"
     );
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), process_cpu());
     for chunk in w.bodies.chunks(batch) {
         let ids: Vec<String> = chunk
             .iter()
@@ -395,7 +449,10 @@ async fn run_plain_pg(
             .await?;
         tx.commit().await?;
     }
-    Ok(start.elapsed())
+    Ok(Took {
+        wall: start.elapsed(),
+        cpu: process_cpu().saturating_sub(cpu),
+    })
 }
 
 /// Mirrors the core's sealed envelope (content, subject, metadata).
@@ -593,53 +650,53 @@ async fn run_store_only(store: &dyn Store, scope: &OrgScope, batches: &[Batch]) 
 /// Pass 1 (fresh) and pass 2 (steady state) times, and pass 3 (concurrent callers).
 struct Figures {
     backend: &'static str,
-    core: [Duration; 2],
-    concurrent: Duration,
+    core: [Took; 2],
+    concurrent: Took,
     callers: usize,
-    plain: [Duration; 2],
+    plain: [Took; 2],
 }
 
 fn report(n: usize, f: &Figures) {
     let b = f.backend;
-    let what = [
-        "pass 1, fresh, creates 1000 subject keys",
-        "pass 2, steady state, keys exist",
-    ];
-    for (label, took) in what.iter().zip(f.core) {
+    // CPU per record is steadier than wall time on a shared machine, and says how far the
+    // rate could go with more cores: the core seals on all of them, the plain insert cannot.
+    let line = |what: &str, took: Took| {
         println!(
-            "[{b}] core  create_records ({label:<40}): {n} records in {:>7.3} s = {:>9} records/s",
-            took.as_secs_f64(),
-            thousands(rate(n, took))
+            "[{b}] {what:<70}: {n} records in {:>7.3} s = {:>9} records/s, process CPU {:>5.1} µs/record",
+            took.wall.as_secs_f64(),
+            thousands(rate(n, took.wall)),
+            took.cpu.as_secs_f64() * 1e6 / n as f64
         );
-    }
-    for pass in 0..2 {
-        println!(
-            "[{b}] plain batched insert   (pass {}{:<33}): {n} records in {:>7.3} s = {:>9} records/s",
-            pass + 1,
-            "",
-            f.plain[pass].as_secs_f64(),
-            thousands(rate(n, f.plain[pass]))
-        );
-    }
-    println!(
-        "[{b}] core  create_records (pass 3, {} concurrent callers{:<19}): {n} records in {:>7.3} s = {:>9} records/s",
-        f.callers,
-        "",
-        f.concurrent.as_secs_f64(),
-        thousands(rate(n, f.concurrent))
+    };
+    line(
+        "core  create_records (pass 1, fresh, creates 1000 subject keys)",
+        f.core[0],
+    );
+    line(
+        "core  create_records (pass 2, steady state, keys exist)",
+        f.core[1],
+    );
+    line("plain batched insert (pass 1)", f.plain[0]);
+    line("plain batched insert (pass 2)", f.plain[1]);
+    line(
+        &format!(
+            "core  create_records (pass 3, {} concurrent callers)",
+            f.callers
+        ),
+        f.concurrent,
     );
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
-    let r1 = rate(n, f.core[0]) / rate(n, f.plain[0]);
-    let core = rate(n, f.core[1]);
-    let ratio = core / rate(n, f.plain[1]);
+    let r1 = rate(n, f.core[0].wall) / rate(n, f.plain[0].wall);
+    let core = rate(n, f.core[1].wall);
+    let ratio = core / rate(n, f.plain[1].wall);
     println!(
         "[{b}] ratio core/plain: pass 1 {r1:.3}, pass 2 {ratio:.3}   steady state, one caller (pass 2): ratio >= {TARGET_RATIO}: {}   >= {} records/s: {}",
         verdict(ratio >= TARGET_RATIO),
         thousands(TARGET_RATE),
         verdict(core >= TARGET_RATE),
     );
-    let concurrent = rate(n, f.concurrent);
-    let ratio = concurrent / rate(n, f.plain[1]);
+    let concurrent = rate(n, f.concurrent.wall);
+    let ratio = concurrent / rate(n, f.plain[1].wall);
     println!(
         "[{b}] ratio core/plain: pass 3 {ratio:.3}   {} concurrent callers (pass 3 vs plain pass 2): ratio >= {TARGET_RATIO}: {}   >= {} records/s: {}",
         f.callers,
@@ -740,6 +797,8 @@ async fn bench_sqlite(cfg: &Config, w: &Workload) {
         },
     );
     report_subject_listing("sqlite", &env).await;
+    report_sqlite_pages(&dir.path().join("custos.db"), 3 * n, "records");
+    report_sqlite_pages(&dir.path().join("plain.db"), 2 * n, "plain");
     if cfg.breakdown {
         let dir2 = tempfile::tempdir().expect("temp dir");
         let vault = vault_in(dir2.path());
@@ -747,7 +806,7 @@ async fn bench_sqlite(cfg: &Config, w: &Workload) {
         let scope = new_org(&store, &vault).await;
         let (batches, phases) = build_rows(&vault, scope.org_id(), w, cfg.batch);
         let store_only = run_store_only(&store, &scope, &batches).await;
-        report_breakdown("sqlite", n, core[0], &phases, store_only);
+        report_breakdown("sqlite", n, core[0].wall, &phases, store_only);
     }
 }
 
@@ -806,7 +865,7 @@ async fn bench_pg(cfg: &Config, w: &Workload) {
                 let scope = new_org(&store, &vault).await;
                 let (batches, phases) = build_rows(&vault, scope.org_id(), w, cfg.batch);
                 let store_only = run_store_only(&store, &scope, &batches).await;
-                report_breakdown("postgres", n, core[0], &phases, store_only);
+                report_breakdown("postgres", n, core[0].wall, &phases, store_only);
                 Ok::<_, custos_store::StoreError>(())
             }
             .await;

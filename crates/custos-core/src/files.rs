@@ -126,12 +126,9 @@ impl Custos {
             tokens: None,
             org_tokens: None,
         };
-        let sealed = key.seal(
-            scope.org_id(),
-            &id,
-            ENVELOPE_PART,
-            &serde_json::to_vec(&envelope).expect("JSON values serialize"),
-        );
+        let sealed = key
+            .seal_json(scope.org_id(), &id, ENVELOPE_PART, &envelope)
+            .expect("JSON values serialize");
         let row = RecordRow {
             id: id.clone(),
             category: category.name.clone(),

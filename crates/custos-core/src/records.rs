@@ -404,13 +404,14 @@ fn seal_row(
 ) -> Result<RecordRow, CoreError> {
     let (key_ref, sealed) = match envelope {
         Some(envelope) => {
-            let plaintext = serde_json::to_vec(&envelope).expect("JSON values serialize");
             let key = match &spec.subject_ref {
                 Some(r) => keys.subjects.get(r),
                 None => keys.org.as_ref(),
             }
             .ok_or_else(|| CoreError::Internal("content key missing from the batch".into()))?;
-            let sealed = key.seal(org, &spec.id, ENVELOPE_PART, &plaintext);
+            let sealed = key
+                .seal_json(org, &spec.id, ENVELOPE_PART, &envelope)
+                .expect("JSON values serialize");
             (key.key_ref().to_string(), Some(sealed))
         }
         None => (KeyRef::Org { version: 0 }.to_string(), None),

@@ -1,13 +1,16 @@
 //! Keys, wrapped keys and AES-256-GCM sealing with associated data.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use rand::RngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::CryptoError;
 
 const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+/// Format byte and nonce, before the ciphertext.
+const HEADER_LEN: usize = 1 + NONCE_LEN;
 /// First byte of every sealed value: lets a later format change coexist with this one.
 const SEAL_FORMAT_V1: u8 = 1;
 
@@ -41,42 +44,39 @@ impl SecretKey {
 
     /// Seals `plaintext` under this key, bound to `aad`: `version || nonce || ciphertext+tag`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let cipher = Aes256Gcm::new((&self.0).into());
+        // Encrypted in place in the output buffer: one allocation and one copy per value
+        // (the record write path seals every record).
+        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+        out.push(SEAL_FORMAT_V1);
         let mut nonce = [0u8; NONCE_LEN];
         // ThreadRng is a CSPRNG (ChaCha12, reseeded from the OS): random 96-bit nonces without
         // a getrandom system call per record on the write path.
         rand::thread_rng().fill_bytes(&mut nonce);
-        let sealed = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(SEAL_FORMAT_V1);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(plaintext);
+        let tag = Aes256Gcm::new((&self.0).into())
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut out[HEADER_LEN..])
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        out.extend_from_slice(&tag);
         out
     }
 
     /// Opens a value produced by [`SecretKey::seal`] with the same `aad`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        if sealed.len() < 1 + NONCE_LEN + 16 || sealed[0] != SEAL_FORMAT_V1 {
+        if sealed.len() < HEADER_LEN + TAG_LEN || sealed[0] != SEAL_FORMAT_V1 {
             return Err(CryptoError::Unauthentic);
         }
-        let cipher = Aes256Gcm::new((&self.0).into());
-        cipher
-            .decrypt(
-                Nonce::from_slice(&sealed[1..1 + NONCE_LEN]),
-                Payload {
-                    msg: &sealed[1 + NONCE_LEN..],
-                    aad,
-                },
+        let (body, tag) = sealed[HEADER_LEN..].split_at(sealed.len() - HEADER_LEN - TAG_LEN);
+        let mut plain = body.to_vec();
+        Aes256Gcm::new((&self.0).into())
+            .decrypt_in_place_detached(
+                Nonce::from_slice(&sealed[1..HEADER_LEN]),
+                aad,
+                &mut plain,
+                Tag::from_slice(tag),
             )
-            .map_err(|_| CryptoError::Unauthentic)
+            .map_err(|_| CryptoError::Unauthentic)?;
+        Ok(plain)
     }
 
     /// Wraps another key under this one.
@@ -214,6 +214,46 @@ mod tests {
         ));
         assert!(SecretKey::generate().open(b"a", &sealed).is_err());
         assert!(key.open(b"a", &sealed[..5]).is_err());
+    }
+
+    #[test]
+    fn sealed_layout_is_version_nonce_then_standard_aes_gcm() {
+        // Values sealed by earlier releases (and by other AES-GCM implementations) must keep
+        // opening: check the layout against the one-shot API, independently of `seal`.
+        use aes_gcm::aead::{Aead, Payload};
+        let key = SecretKey::from_bytes([7; 32]);
+        let sealed = key.seal(b"aad", b"layout");
+        assert_eq!(sealed[0], SEAL_FORMAT_V1);
+        assert_eq!(sealed.len(), HEADER_LEN + b"layout".len() + TAG_LEN);
+        let cipher = Aes256Gcm::new((&[7u8; 32]).into());
+        let plain = cipher
+            .decrypt(
+                Nonce::from_slice(&sealed[1..HEADER_LEN]),
+                Payload {
+                    msg: &sealed[HEADER_LEN..],
+                    aad: b"aad",
+                },
+            )
+            .unwrap();
+        assert_eq!(plain, b"layout");
+        let nonce = [9u8; NONCE_LEN];
+        let mut legacy = vec![SEAL_FORMAT_V1];
+        legacy.extend_from_slice(&nonce);
+        legacy.extend(
+            cipher
+                .encrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: b"legacy",
+                        aad: b"aad",
+                    },
+                )
+                .unwrap(),
+        );
+        assert_eq!(key.open(b"aad", &legacy).unwrap(), b"legacy");
+        let mut flipped = legacy.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(key.open(b"aad", &flipped).is_err());
     }
 
     #[test]

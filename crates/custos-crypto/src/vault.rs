@@ -304,6 +304,14 @@ impl KeyVault {
     }
 }
 
+thread_local! {
+    /// [`ContentKey::seal_json`]'s plaintext buffer: empty and wiped between uses.
+    static PLAINTEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Beyond this a plaintext buffer is dropped after use rather than kept for the next value.
+const KEEP_PLAINTEXT_BUFFER_UP_TO: usize = 1 << 20;
+
 /// An unwrapped content key together with the reference stored beside its ciphertexts.
 #[derive(Clone)]
 pub struct ContentKey {
@@ -332,6 +340,28 @@ impl ContentKey {
             part,
         };
         self.key.seal(&aad.to_bytes(), plaintext)
+    }
+
+    /// Seals the JSON encoding of `value` as one part of a record, like [`ContentKey::seal`].
+    /// The plaintext is written into a per-thread buffer that is reused, so sealing a record
+    /// does not grow a fresh buffer each time, and wiped after each use.
+    pub fn seal_json<T: serde::Serialize + ?Sized>(
+        &self,
+        org: &str,
+        record: &str,
+        part: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, CryptoError> {
+        PLAINTEXT.with_borrow_mut(|plaintext| {
+            let written = serde_json::to_writer(&mut *plaintext, value);
+            let sealed = written.map(|()| self.seal(org, record, part, plaintext));
+            zeroize::Zeroize::zeroize(plaintext.as_mut_slice());
+            plaintext.clear();
+            if plaintext.capacity() > KEEP_PLAINTEXT_BUFFER_UP_TO {
+                *plaintext = Vec::new();
+            }
+            sealed.map_err(|_| CryptoError::Malformed("value cannot be encoded as JSON"))
+        })
     }
 
     /// Opens one part of a record sealed by [`ContentKey::seal`].
@@ -402,6 +432,28 @@ mod tests {
         assert!(k1.open("o2", "r1", "content", &sealed).is_err());
         // Another part of the same record.
         assert!(k1.open("o1", "r1", "blob", &sealed).is_err());
+    }
+
+    #[test]
+    fn seal_json_seals_the_json_encoding_and_reuses_a_wiped_buffer() {
+        let (_dir, vault) = vault();
+        vault.ensure_org("o").unwrap();
+        let key = vault.content_key("o", None).unwrap();
+        let big = serde_json::json!({ "note": "x".repeat(3000), "n": 1 });
+        let small = serde_json::json!({ "a": [1, "two", null] });
+        for value in [&big, &small, &big] {
+            let sealed = key.seal_json("o", "r1", "envelope", value).unwrap();
+            let plain = key.open("o", "r1", "envelope", &sealed).unwrap();
+            assert_eq!(plain, serde_json::to_vec(value).unwrap());
+        }
+        // A map with non-string keys has no JSON encoding: an error, not a panic.
+        let bad: std::collections::HashMap<Vec<u8>, u8> = [(vec![1], 1)].into();
+        assert!(key.seal_json("o", "r1", "envelope", &bad).is_err());
+        // Between uses the buffer is empty, and a large one is not kept.
+        PLAINTEXT.with_borrow(|b| assert!(b.is_empty() && b.capacity() >= 3000));
+        let huge = serde_json::json!({ "note": "y".repeat(KEEP_PLAINTEXT_BUFFER_UP_TO + 1) });
+        key.seal_json("o", "r2", "envelope", &huge).unwrap();
+        PLAINTEXT.with_borrow(|b| assert_eq!(b.capacity(), 0));
     }
 
     #[test]
