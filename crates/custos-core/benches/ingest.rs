@@ -24,6 +24,12 @@
 //! - PostgreSQL: `(id TEXT PRIMARY KEY, body BYTEA)`, one `INSERT ... SELECT FROM UNNEST` per
 //!   batch (sqlx, prepared).
 //!
+//! Each pass also reports this process's CPU time per record (all threads, user and system;
+//! the PostgreSQL server's own CPU is not in it): on a shared machine it moves less than wall
+//! time, and it shows how much of the core's rate is CPU and how much is waiting (commits,
+//! fsync). On SQLite the bench then reads `dbstat` for the bytes on disk per row of each
+//! table and index, which is what commits and checkpoints write.
+//!
 //! Then a breakdown: the core's per-record work re-done phase by phase with the same public
 //! APIs (PII scan, subject ref, key lookup, envelope JSON, sealing, audit event), and the
 //! store's `insert_records` alone on pre-built rows in a fresh store, to show where the time

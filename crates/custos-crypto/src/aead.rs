@@ -257,6 +257,14 @@ mod tests {
     }
 
     #[test]
+    fn cipher_state_is_wiped_on_drop() {
+        // Compiles only while the AES key schedule zeroizes itself when dropped (the `aes`
+        // crate's `zeroize` feature): every seal and open expands our key into one.
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+    }
+
+    #[test]
     fn debug_never_shows_bytes() {
         let key = SecretKey::from_bytes([0xAB; 32]);
         let shown = format!("{key:?}");
