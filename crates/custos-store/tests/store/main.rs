@@ -48,6 +48,7 @@ on_both_backends! {
     crate::suite::records_list_filters => records_list_filters,
     crate::suite::records_pagination => records_pagination,
     crate::suite::streamed_insert_is_all_or_none => streamed_insert_is_all_or_none,
+    crate::suite::overlapping_streams_succeed_or_fail_alone => overlapping_streams_succeed_or_fail_alone,
     crate::suite::subject_listing_tells_refs_with_a_shared_prefix_apart => subject_listing_tells_refs_with_a_shared_prefix_apart,
     crate::suite::transition_is_compare_and_set => transition_is_compare_and_set,
     crate::suite::retention_overrides_upsert => retention_overrides_upsert,

@@ -342,6 +342,69 @@ pub async fn streamed_insert_is_all_or_none(h: Harness) {
     book.verify(&*store).await;
 }
 
+/// Streams that overlap each get their own outcome: a failing one stores nothing and leaves
+/// no event, the others store everything under their own event, whatever order the store
+/// takes them in while the first holds the writer.
+pub async fn overlapping_streams_succeed_or_fail_alone(h: Harness) {
+    let store = h.store.clone();
+    let mut book = AuditBook::default();
+    let a = create_org(&*store, &mut book, "A").await;
+    let rows: Vec<RecordRow> = v7_ids(6)
+        .iter()
+        .map(|id| record(id, "messages", None, RecordState::Active))
+        .collect();
+    let start = |chunks, target: &str| {
+        let (store, a) = (store.clone(), a.clone());
+        let audit = [event(Some(&a), "record.create", target)];
+        let sent = audit.clone();
+        let task = tokio::spawn(async move { store.insert_record_stream(&a, chunks, &sent).await });
+        (task, audit)
+    };
+    // First: holds the writer until its second chunk arrives.
+    let (first, chunks) = custos_store::record_stream(2);
+    assert!(first.send(rows[..1].to_vec()).await);
+    let (insert_first, audit_first) = start(chunks, "first");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Second: a duplicate id within itself. Third: good. Both wait behind the first.
+    let (second, chunks) = custos_store::record_stream(2);
+    assert!(second.send(vec![rows[2].clone(), rows[2].clone()]).await);
+    drop(second);
+    let (insert_second, _) = start(chunks, "second");
+    let (third, chunks) = custos_store::record_stream(3);
+    assert!(third.send(rows[3..].to_vec()).await);
+    drop(third);
+    let (insert_third, audit_third) = start(chunks, "third");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(first.send(rows[1..2].to_vec()).await);
+    drop(first);
+
+    insert_first.await.unwrap().unwrap();
+    assert_conflict(insert_second.await.unwrap());
+    insert_third.await.unwrap().unwrap();
+    let mut stored = rows[..2].to_vec();
+    stored.extend_from_slice(&rows[3..]);
+    assert_eq!(
+        list_all(&*store, &a, &RecordFilter::default()).await,
+        stored
+    );
+    // Two events, one per stored stream, in the order the store wrote them.
+    let tail = store
+        .audit_entries(None, book.events.len() as u64, u32::MAX)
+        .await
+        .unwrap();
+    let leaf = |audit: &[custos_audit::AuditEvent]| audit[0].to_canonical_bytes();
+    let order: Vec<&[custos_audit::AuditEvent]> =
+        if tail.first().map(|e| &e.leaf) == Some(&leaf(&audit_first)) {
+            vec![&audit_first, &audit_third]
+        } else {
+            vec![&audit_third, &audit_first]
+        };
+    for audit in order {
+        book.appended(audit);
+    }
+    book.verify(&*store).await;
+}
+
 /// Twelve records of org A over two categories, two subjects (and none), three states, plus
 /// look-alike records in org B; returns A's records in id order.
 async fn seed_filter_corpus(
