@@ -286,13 +286,25 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// Times `pass`, wall clock and process CPU.
-async fn timed<F: std::future::Future<Output = ()>>(pass: F) -> Took {
-    let (start, cpu) = (Instant::now(), process_cpu());
-    pass.await;
-    Took {
-        wall: start.elapsed(),
-        cpu: process_cpu().saturating_sub(cpu),
+/// Wall clock and process CPU since it started.
+struct Stopwatch {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Stopwatch {
+            wall: Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+
+    fn stop(self) -> Took {
+        Took {
+            wall: self.wall.elapsed(),
+            cpu: process_cpu().saturating_sub(self.cpu),
+        }
     }
 }
 
@@ -312,21 +324,20 @@ async fn run_core_concurrent(env: &CoreEnv, w: &Workload, batch: usize, callers:
         let end = (start_i + batch).min(w.len());
         queues[k % callers].push(w.batch(start_i..end));
     }
-    timed(async {
-        futures::future::join_all(queues.into_iter().map(|queue| async move {
-            for reqs in queue {
-                let n = reqs.len();
-                let created = env
-                    .custos
-                    .create_records(&env.caller, &env.org, reqs)
-                    .await
-                    .expect("create_records");
-                assert_eq!(created.len(), n);
-            }
-        }))
-        .await;
-    })
-    .await
+    let clock = Stopwatch::start();
+    futures::future::join_all(queues.into_iter().map(|queue| async move {
+        for reqs in queue {
+            let n = reqs.len();
+            let created = env
+                .custos
+                .create_records(&env.caller, &env.org, reqs)
+                .await
+                .expect("create_records");
+            assert_eq!(created.len(), n);
+        }
+    }))
+    .await;
+    clock.stop()
 }
 
 /// What the subject index costs to read after the passes: one subject's records (every
@@ -410,7 +421,7 @@ fn plain_sqlite(path: &Path) -> rusqlite::Connection {
 }
 
 fn run_plain_sqlite(conn: &mut rusqlite::Connection, w: &Workload, batch: usize) -> Took {
-    let (start, cpu) = (Instant::now(), process_cpu());
+    let clock = Stopwatch::start();
     for chunk in w.bodies.chunks(batch) {
         let tx = conn.transaction().expect("begin");
         {
@@ -424,10 +435,7 @@ fn run_plain_sqlite(conn: &mut rusqlite::Connection, w: &Workload, batch: usize)
         }
         tx.commit().expect("commit");
     }
-    Took {
-        wall: start.elapsed(),
-        cpu: process_cpu().saturating_sub(cpu),
-    }
+    clock.stop()
 }
 
 async fn run_plain_pg(
@@ -444,7 +452,7 @@ async fn run_plain_pg(
     let sql = format!(
         "INSERT INTO {schema}.plain (id, body) SELECT * FROM UNNEST($1::text[], $2::bytea[])"
     );
-    let (start, cpu) = (Instant::now(), process_cpu());
+    let clock = Stopwatch::start();
     for chunk in w.bodies.chunks(batch) {
         let ids: Vec<String> = chunk
             .iter()
@@ -458,10 +466,7 @@ async fn run_plain_pg(
             .await?;
         tx.commit().await?;
     }
-    Ok(Took {
-        wall: start.elapsed(),
-        cpu: process_cpu().saturating_sub(cpu),
-    })
+    Ok(clock.stop())
 }
 
 /// Mirrors the core's sealed envelope (content, subject, metadata).

@@ -352,14 +352,20 @@ impl ContentKey {
         part: &str,
         value: &T,
     ) -> Result<Vec<u8>, CryptoError> {
-        PLAINTEXT.with_borrow_mut(|plaintext| {
-            let written = serde_json::to_writer(&mut *plaintext, value);
-            let sealed = written.map(|()| self.seal(org, record, part, plaintext));
+        fn wipe(plaintext: &mut Vec<u8>) {
             zeroize::Zeroize::zeroize(plaintext.as_mut_slice());
             plaintext.clear();
             if plaintext.capacity() > KEEP_PLAINTEXT_BUFFER_UP_TO {
                 *plaintext = Vec::new();
             }
+        }
+        PLAINTEXT.with_borrow_mut(|plaintext| {
+            // Empty unless a `Serialize` impl panicked here before: its bytes must neither
+            // linger nor end up in front of this value.
+            wipe(plaintext);
+            let written = serde_json::to_writer(&mut *plaintext, value);
+            let sealed = written.map(|()| self.seal(org, record, part, plaintext));
+            wipe(plaintext);
             sealed.map_err(|_| CryptoError::Malformed("value cannot be encoded as JSON"))
         })
     }
@@ -446,6 +452,23 @@ mod tests {
             let plain = key.open("o", "r1", "envelope", &sealed).unwrap();
             assert_eq!(plain, serde_json::to_vec(value).unwrap());
         }
+        // A value whose serialization panics part way leaves nothing for the next one.
+        struct Panics;
+        impl serde::Serialize for Panics {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry("leaked", "secret")?;
+                panic!("serializer bug");
+            }
+        }
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            key.seal_json("o", "r1", "envelope", &Panics)
+        }));
+        assert!(caught.is_err());
+        let sealed = key.seal_json("o", "r1", "envelope", &small).unwrap();
+        let plain = key.open("o", "r1", "envelope", &sealed).unwrap();
+        assert_eq!(plain, serde_json::to_vec(&small).unwrap());
         // A map with non-string keys has no JSON encoding: an error, not a panic.
         let bad: std::collections::HashMap<Vec<u8>, u8> = [(vec![1], 1)].into();
         assert!(key.seal_json("o", "r1", "envelope", &bad).is_err());
