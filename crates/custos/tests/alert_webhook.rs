@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 mod support;
 
-use support::{cli, Server, ADMIN};
+use support::{cli, post, post_status, Server, ADMIN};
 
 const CARD: &str = "4111 1111 1111 1111";
 const SSN: &str = "536-90-4399";
@@ -72,17 +72,6 @@ pii = { detect = ["credit_card", "us_ssn"], action = "block" }
     support::serve(command, &[]).await
 }
 
-async fn post(s: &Server, token: &str, path: &str, body: Value) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .post(format!("{}{path}", s.base))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 /// Every form a value could leak in: as written, and digits only.
 fn leaks(text: &str) -> Vec<&'static str> {
     let mut found = Vec::new();
@@ -104,23 +93,19 @@ async fn blocked_write_posts_a_value_free_alert_to_the_webhook() {
     let (webhook, mut deliveries) = webhook_receiver().await;
     let s = serve(tmp.path(), &webhook).await;
 
-    let (status, org) = post(&s, ADMIN, "/v1/orgs", json!({ "name": "Acme" })).await;
-    assert_eq!(status, 201, "{org}");
-    let org: Value = serde_json::from_str(&org).unwrap();
+    let org = post(&s, ADMIN, "/v1/orgs", json!({ "name": "Acme" })).await;
     let org = org["id"].as_str().unwrap().to_string();
-    let (status, member) = post(
+    let member = post(
         &s,
         ADMIN,
         &format!("/v1/orgs/{org}/members"),
         json!({ "name": "app", "roles": ["member"] }),
     )
     .await;
-    assert_eq!(status, 201, "{member}");
-    let member: Value = serde_json::from_str(&member).unwrap();
     let key = member["api_key"].as_str().unwrap().to_string();
 
     // PII in a category that redacts is not an alert.
-    let (status, body) = post(
+    let (status, body) = post_status(
         &s,
         &key,
         &format!("/v1/orgs/{org}/records"),
@@ -130,7 +115,7 @@ async fn blocked_write_posts_a_value_free_alert_to_the_webhook() {
     assert_eq!(status, 201, "{body}");
 
     // PII in the blocking category is refused, and alerted.
-    let (status, body) = post(
+    let (status, body) = post_status(
         &s,
         &key,
         &format!("/v1/orgs/{org}/records"),

@@ -79,8 +79,9 @@ pub async fn serve(mut command: Command, serve_args: &[&str]) -> Server {
     panic!("custos serve did not come up");
 }
 
-/// POSTs `body` as `token` and returns the JSON answer, asserting success.
-pub async fn post(s: &Server, token: &str, path: &str, body: Value) -> Value {
+/// POSTs `body` as `token` and returns the status and the body, whatever they are.
+#[allow(dead_code)] // Each test crate compiles this module; not all of them call this.
+pub async fn post_status(s: &Server, token: &str, path: &str, body: Value) -> (u16, String) {
     let r = reqwest::Client::new()
         .post(format!("{}{path}", s.base))
         .bearer_auth(token)
@@ -88,6 +89,12 @@ pub async fn post(s: &Server, token: &str, path: &str, body: Value) -> Value {
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success(), "POST {path}: {}", r.status());
-    r.json().await.unwrap()
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// POSTs `body` as `token` and returns the JSON answer, asserting success.
+pub async fn post(s: &Server, token: &str, path: &str, body: Value) -> Value {
+    let (status, text) = post_status(s, token, path, body).await;
+    assert!((200..300).contains(&status), "POST {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap()
 }
