@@ -95,8 +95,8 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
 
 /// Migration 8: records name their org by a small integer (`orgs.seq`) instead of its
 /// 36-character UUID. Every records index begins with the org, so each of them carries the
-/// shorter key: on the ingest bench's row shape the insert takes 13.7–14.2 µs per row
-/// against 15.1–15.4 µs with the UUID. Statements reach the number through [`IN_ORG`], so
+/// shorter key: a stand-alone insert of the ingest bench's row shape took 13.7–14.2 µs per
+/// row against 15.1–15.4 µs with the UUID. Statements reach the number through [`IN_ORG`], so
 /// they still take the org's id.
 const ORG_SEQ_MIGRATION: &str = r#"
 ALTER TABLE orgs ADD COLUMN seq INTEGER;
@@ -271,10 +271,10 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 
 impl SqliteStore {
     /// Page size of a new database. Larger pages mean fewer page splits and WAL frames per
-    /// batch: the ingest bench's row shape (a ~1.1 KB sealed record, four indexes) inserts in
-    /// 15.1–15.4 µs per row at 8 KiB against 17.0–17.5 µs at SQLite's default 4 KiB. An
-    /// existing database keeps the page size it was created with (changing it takes a full
-    /// VACUUM outside WAL mode).
+    /// batch: a stand-alone insert of the ingest bench's row shape (a ~1.1 KB sealed record,
+    /// four indexes) took 15.1–15.4 µs per row at 8 KiB against 17.0–17.5 µs at SQLite's
+    /// default 4 KiB. An existing database keeps the page size it was created with (changing
+    /// it takes a full VACUUM outside WAL mode).
     pub const PAGE_SIZE: u32 = 8192;
 
     /// Opens (creating and migrating if needed) the database at `path`.
