@@ -110,7 +110,7 @@ async fn ciphertext_moved_to_another_record_or_org_fails_to_open() {
         db.execute(
             "UPDATE records SET sealed = (SELECT sealed FROM records WHERE id = ?1),
                                 key_ref = (SELECT key_ref FROM records WHERE id = ?1)
-             WHERE org_id = ?2 AND id = ?3",
+             WHERE org_seq = (SELECT seq FROM orgs WHERE id = ?2) AND id = ?3",
             rusqlite::params![r1.id, target_org, target],
         )
         .unwrap();
