@@ -286,6 +286,13 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+impl Took {
+    /// Process CPU time per record of a pass over `n` records, in µs.
+    fn cpu_per_record(&self, n: usize) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / n as f64
+    }
+}
+
 /// Wall clock and process CPU since it started.
 struct Stopwatch {
     wall: Instant,
@@ -695,7 +702,7 @@ fn report(n: usize, f: &Figures) {
             "[{b}] {what:<70}: {n} records in {:>7.3} s = {:>9} records/s, process CPU {:>5.1} µs/record",
             took.wall.as_secs_f64(),
             thousands(rate(n, took.wall)),
-            took.cpu.as_secs_f64() * 1e6 / n as f64
+            took.cpu_per_record(n)
         );
     };
     line(
@@ -744,7 +751,7 @@ fn report_same_page(n: usize, core: Duration, plain: Took, page: u32) {
         "[sqlite] plain batched insert, {} KiB pages like the store (pass 2): {} records/s, process CPU {:.1} µs/record; ratio core pass 2/this {:.3}",
         page / 1024,
         thousands(rate(n, plain.wall)),
-        plain.cpu.as_secs_f64() * 1e6 / n as f64,
+        plain.cpu_per_record(n),
         rate(n, core) / rate(n, plain.wall),
     );
 }
