@@ -121,5 +121,5 @@ pub(crate) async fn signing_key(
     State(state): State<AppState>,
     Authed(caller): Authed,
 ) -> ApiResult<Json<SigningKeyView>> {
-    Ok(Json(state.custos.signing_key(&caller)?))
+    Ok(Json(state.custos.signing_key(&caller).await?))
 }

@@ -11,9 +11,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use custos_core::{
-    ArchiveRestore, AuditPage, CreatedMember, CreatedRecord, DeletionView, FileUpload, HoldView,
-    NewHold, NewMember, NewOrg, NewRecord, OrgView, OverdueRecord, RecordPage, RecordView,
-    RetentionView,
+    ArchiveRestore, AuditPage, CreatedRecord, DeletionView, FileUpload, HoldView, NewHold, NewOrg,
+    NewRecord, OrgView, OverdueRecord, RecordPage, RecordView, RetentionView,
 };
 
 use crate::{ApiError, AppState, Authed, Problem, MAX_JSON_BODY};
@@ -37,7 +36,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
         .route("/v1/orgs", post(create_org).get(list_orgs))
         .route("/v1/orgs/{org}", get(get_org).delete(terminate_org))
-        .route("/v1/orgs/{org}/members", post(add_member))
+        .merge(crate::member_routes::routes())
         .route(
             "/v1/orgs/{org}/records",
             post(create_record).get(list_records),
@@ -147,22 +146,6 @@ async fn get_org(
     Path(org): Path<String>,
 ) -> ApiResult<Json<OrgView>> {
     Ok(Json(state.custos.get_org(&caller, &org).await?))
-}
-
-/// Add a member; the API key in the response is shown once.
-#[utoipa::path(post, path = "/v1/orgs/{org}/members", params(("org" = String, Path)), request_body = NewMember,
-    responses((status = 201, body = CreatedMember), (status = "4XX", body = Problem, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-async fn add_member(
-    State(state): State<AppState>,
-    Authed(caller): Authed,
-    Path(org): Path<String>,
-    ApiJson(req): ApiJson<NewMember>,
-) -> ApiResult<(StatusCode, Json<CreatedMember>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.custos.add_member(&caller, &org, req).await?),
-    ))
 }
 
 /// Store a record: authorized by the category's access rule, PII-scrubbed, sealed, audited.
@@ -680,7 +663,12 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Custos", description = "Privacy data plane: encrypted, tenant-isolated storage with policy-as-code retention, PII scrubbing and a tamper-evident audit log."),
-    paths(healthz, metrics, openapi, create_org, list_orgs, get_org, terminate_org, add_member,
+    paths(healthz, metrics, openapi, create_org, list_orgs, get_org, terminate_org,
+          crate::member_routes::add_member, crate::member_routes::list_members,
+          crate::member_routes::update_member, crate::member_routes::remove_member,
+          crate::member_routes::rotate_key, crate::member_routes::revoke_key,
+          crate::member_routes::enroll_totp, crate::member_routes::open_session,
+          crate::member_routes::get_settings, crate::member_routes::update_settings,
           create_record, list_records, get_record, delete_record, restore_record, archive_restore,
           upload_file, download_file,
           get_retention, set_retention, create_hold, list_holds, release_hold, deletion_log,

@@ -101,6 +101,31 @@ impl Server {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A session token proving a second factor for the member with API key `key`: enrolls
+    /// its TOTP factor and opens a session with the current code.
+    async fn mfa_session(&self, org: &str, key: &str) -> String {
+        let (status, enrolled) = self
+            .post(key, &format!("/v1/orgs/{org}/members/me/totp"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{enrolled}");
+        let secret = totp_rs::Secret::try_from_base32(enrolled["secret"].as_str().unwrap());
+        let totp = totp_rs::Builder::new()
+            .with_digits(6)
+            .with_step_duration(30)
+            .with_secret(secret.unwrap())
+            .build()
+            .unwrap();
+        let (status, session) = self
+            .post(
+                key,
+                &format!("/v1/orgs/{org}/sessions"),
+                json!({"totp": totp.generate_current().to_string()}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{session}");
+        session["token"].as_str().unwrap().to_string()
+    }
+
     /// An org and a member with `roles` and `mfa`; returns (org id, API key).
     async fn org_with_member(&self, roles: &[&str], mfa: bool) -> (String, String) {
         let (s, org) = self.post(ADMIN, "/v1/orgs", json!({"name": "Acme"})).await;
@@ -451,7 +476,17 @@ async fn service_endpoints_and_openapi() {
 #[tokio::test]
 async fn hard_delete_delete_all_deletion_log_and_overdue_over_http() {
     let s = server().await;
-    let (org, key) = s.org_with_member(&["member"], false).await;
+    // Hard deletes are for owners and admins (the full matrix is in tests/authz.rs).
+    let (org, plain) = s.org_with_member(&["member"], false).await;
+    let (status, manager) = s
+        .post(
+            ADMIN,
+            &format!("/v1/orgs/{org}/members"),
+            json!({"name": "ops", "roles": ["admin"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{manager}");
+    let key = manager["api_key"].as_str().unwrap().to_string();
     let (_, created) = s
         .post(
             &key,
@@ -484,19 +519,21 @@ async fn hard_delete_delete_all_deletion_log_and_overdue_over_http() {
     let r = s
         .send(
             Method::POST,
-            &key,
+            &plain,
             &format!("/v1/orgs/{org}/categories/uploads/delete-all"),
         )
         .await;
     assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
     assert_eq!(
-        s.get(&key, &format!("/v1/orgs/{org}/deletion-log")).await.0,
+        s.get(&plain, &format!("/v1/orgs/{org}/deletion-log"))
+            .await
+            .0,
         StatusCode::FORBIDDEN
     );
-    // The admin token may; nothing is purged before a sweep and nothing is overdue yet.
+    // An admin member may; nothing is purged before a sweep and nothing is overdue yet.
     let (status, n) = s
         .post(
-            ADMIN,
+            &key,
             &format!("/v1/orgs/{org}/categories/messages/delete-all"),
             json!({}),
         )
@@ -512,7 +549,7 @@ async fn hard_delete_delete_all_deletion_log_and_overdue_over_http() {
     let r = s
         .send(
             Method::POST,
-            ADMIN,
+            &key,
             &format!("/v1/orgs/{org}/categories/nope/delete-all"),
         )
         .await;
@@ -586,8 +623,15 @@ async fn archive_restore_and_org_termination_over_http() {
         .send(Method::DELETE, &member, &format!("/v1/orgs/{org}"))
         .await;
     assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+    // Termination reaches every category, some of which need a second factor: the owner's
+    // API key alone is refused, a TOTP session is not.
     let r = s
         .send(Method::DELETE, &owner, &format!("/v1/orgs/{org}"))
+        .await;
+    assert_problem(r, StatusCode::FORBIDDEN, "mfa_required").await;
+    let session = s.mfa_session(&org, &owner).await;
+    let r = s
+        .send(Method::DELETE, &session, &format!("/v1/orgs/{org}"))
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let view: Value = r.json().await.unwrap();

@@ -1,141 +1,125 @@
-//! Authorization: which org a caller may act in, and what a category's access rule allows.
+//! Applying the authorization table: resolving the org a caller acts in, asking
+//! [`authz::decide`](crate::authz::decide), and auditing every refusal.
 
 use custos_policy::Category;
 use custos_store::OrgScope;
 
+use crate::authz::{decide, CategoryRule, Facts, MfaRule, Operation};
 use crate::{Caller, CoreError, Custos, Principal};
 
-/// Why a member may not touch a category, if it may not.
-pub(crate) fn category_refusal(caller: &Caller, category: &Category) -> Option<CoreError> {
-    match &caller.principal {
-        Principal::System => None,
-        Principal::Admin => Some(CoreError::Forbidden(
-            "the admin token manages orgs and members; use a member's API key for data".into(),
-        )),
-        Principal::Member { member, .. } => {
-            let rule = &category.access;
-            let has_role = rule
-                .roles
-                .iter()
-                .any(|role| member.roles.iter().any(|r| r == role.as_str()));
-            if !has_role {
-                let allowed: Vec<&str> = rule.roles.iter().map(|r| r.as_str()).collect();
-                return Some(CoreError::Forbidden(format!(
-                    "category `{}` is open to roles {}; the member has {}",
-                    category.name,
-                    allowed.join(", "),
-                    if member.roles.is_empty() {
-                        "none".to_string()
-                    } else {
-                        member.roles.join(", ")
-                    }
-                )));
-            }
-            if !rule.groups.is_empty() && !rule.groups.iter().any(|g| member.groups.contains(g)) {
-                return Some(CoreError::Forbidden(format!(
-                    "category `{}` is open to groups {}; the member is in none of them",
-                    category.name,
-                    rule.groups.join(", ")
-                )));
-            }
-            if rule.require_mfa && !member.mfa {
-                return Some(CoreError::MfaRequired(category.name.clone()));
-            }
-            None
-        }
-    }
+/// An operation allowed in one org: its scope, and what the category checks still need.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    /// The org the operation acts in.
+    pub scope: OrgScope,
+    op: Operation,
+    facts: Facts,
 }
 
-/// What may still be done with an org once its termination started (members are gone by
-/// then; this binds the admin token): read its status and evidence, and place or lift legal
-/// holds, which still stop its purge.
-const READABLE_AFTER_TERMINATION: &[&str] = &[
-    "org.read",
-    "org.terminate",
-    "audit.read",
-    "deletion_log.read",
-    "lifecycle.overdue",
-    "hold.create",
-    "hold.read",
-    "hold.release",
-];
-
 impl Custos {
-    /// The scope of `org` if the caller may act in it. A member asking for another org gets
-    /// `not_found` (not `forbidden`), so org ids cannot be probed; the attempt is audited.
-    pub(crate) async fn scope_for(
+    /// Authorizes `op` in `org` for `caller` from the authorization table. A member naming
+    /// another org gets `not_found` (not `forbidden`), so org ids cannot be probed. For rules
+    /// that apply the target category's access rule, the category is checked by
+    /// [`Custos::authorize_category`] once it is known; for rules that apply every category,
+    /// all of them are checked here. Refusals are audited.
+    pub(crate) async fn authorize(
         &self,
         caller: &Caller,
+        op: Operation,
         org: &str,
-        action: &str,
-    ) -> Result<OrgScope, CoreError> {
-        match &caller.principal {
-            Principal::Member { scope, .. } if scope.org_id() == org => Ok(scope.clone()),
-            Principal::Member { scope, .. } => {
+    ) -> Result<Grant, CoreError> {
+        let rule = op.rule();
+        let target = Some(format!("org:{org}"));
+        let org_row = match &caller.principal {
+            Principal::Member { scope, .. } if scope.org_id() != org => {
                 let own = scope.org_id().to_string();
-                Err(self
-                    .deny(
-                        caller,
-                        Some(&own),
-                        action,
-                        Some(format!("org:{org}")),
-                        CoreError::NotFound(format!("org {org}")),
-                    )
-                    .await)
-            }
-            Principal::Admin | Principal::System => match self.store.org(org).await? {
-                Some((_, o))
-                    if o.terminating_since.is_some()
-                        && !READABLE_AFTER_TERMINATION.contains(&action) =>
-                {
-                    Err(CoreError::OrgTerminated(org.to_string()))
-                }
-                Some((scope, _)) => Ok(scope),
-                None => Err(CoreError::NotFound(format!("org {org}"))),
-            },
-        }
-    }
-
-    /// Requires the admin token, the system, or a member with one of `roles`.
-    pub(crate) async fn require_manager(
-        &self,
-        caller: &Caller,
-        scope: &OrgScope,
-        action: &str,
-        roles: &[&str],
-    ) -> Result<(), CoreError> {
-        if let Principal::Member { member, .. } = &caller.principal {
-            if !member.roles.iter().any(|r| roles.contains(&r.as_str())) {
-                let error = CoreError::Forbidden(format!(
-                    "`{action}` needs one of the roles {}",
-                    roles.join(", ")
-                ));
+                let error = CoreError::NotFound(format!("org {org}"));
                 return Err(self
-                    .deny(caller, Some(scope.org_id()), action, None, error)
+                    .deny(caller, Some(&own), rule.action, target, error)
                     .await);
             }
+            _ => self.store.org(org).await?,
+        };
+        let Some((scope, row)) = org_row else {
+            return Err(CoreError::NotFound(format!("org {org}")));
+        };
+        let factor_enrolled = match &caller.principal {
+            Principal::Member { member, .. } if rule.mfa == MfaRule::IfEnrolled => {
+                self.store.totp(&scope, &member.id).await?.is_some()
+            }
+            _ => false,
+        };
+        let facts = Facts {
+            terminating: row.terminating_since.is_some(),
+            require_mfa_for_admins: self.org_settings_of(&scope).await?.require_mfa_for_admins,
+            factor_enrolled,
+        };
+        let all: Vec<&Category> = match rule.category {
+            CategoryRule::All => self.policy.categories.values().collect(),
+            _ => Vec::new(),
+        };
+        match decide(rule, &caller.principal, facts, &all) {
+            Ok(()) => Ok(Grant { scope, op, facts }),
+            Err(CoreError::OrgTerminated(_)) => Err(CoreError::OrgTerminated(org.to_string())),
+            Err(error) => Err(self
+                .deny(caller, Some(org), rule.action, target, error)
+                .await),
         }
-        Ok(())
     }
 
-    /// The policy category named `name`, if the caller may use it; refusals are audited.
-    pub(crate) async fn category_for(
+    /// Checks the access rule of category `name` for the operation of `grant`; refusals are
+    /// audited with `target`.
+    pub(crate) async fn authorize_category(
         &self,
         caller: &Caller,
-        scope: &OrgScope,
+        grant: &Grant,
         name: &str,
-        action: &str,
         target: Option<String>,
-    ) -> Result<&custos_policy::Category, CoreError> {
+    ) -> Result<&Category, CoreError> {
         let category = self
             .policy
             .category(name)
             .ok_or_else(|| CoreError::UnknownCategory(name.to_string()))?;
-        if let Some(error) = category_refusal(caller, category) {
+        let rule = grant.op.rule();
+        if let Err(error) = decide(rule, &caller.principal, grant.facts, &[category]) {
+            let org = grant.scope.org_id().to_string();
             return Err(self
-                .deny(caller, Some(scope.org_id()), action, target, error)
+                .deny(caller, Some(&org), rule.action, target, error)
                 .await);
         }
         Ok(category)
+    }
+
+    /// Whether the operation of `grant` may touch category `category` (listings leave out
+    /// what the caller may not see instead of refusing).
+    pub(crate) fn may_use_category(
+        &self,
+        caller: &Caller,
+        grant: &Grant,
+        category: &Category,
+    ) -> bool {
+        decide(grant.op.rule(), &caller.principal, grant.facts, &[category]).is_ok()
+    }
+
+    /// Authorizes an operation that acts in no org (creating orgs, deployment-wide audit
+    /// material, scanning); refusals are audited.
+    pub(crate) async fn authorize_global(
+        &self,
+        caller: &Caller,
+        op: Operation,
+    ) -> Result<(), CoreError> {
+        let rule = op.rule();
+        match decide(rule, &caller.principal, Facts::default(), &[]) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let org = match &caller.principal {
+                    Principal::Member { scope, .. } => Some(scope.org_id().to_string()),
+                    _ => None,
+                };
+                Err(self
+                    .deny(caller, org.as_deref(), rule.action, None, error)
+                    .await)
+            }
+        }
     }
 }

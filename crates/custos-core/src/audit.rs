@@ -14,6 +14,7 @@ use custos_store::StoredCheckpoint;
 
 pub use custos_audit::{ConsistencyProof, InclusionProof};
 
+use crate::authz::Operation;
 use crate::{Caller, CoreError, Custos, Principal};
 
 /// One audit log entry as the API shows it.
@@ -35,8 +36,6 @@ pub struct AuditPage {
     pub next_from: Option<u64>,
 }
 
-const AUDIT_READERS: &[&str] = &["owner", "admin", "auditor"];
-
 impl Custos {
     /// Audit entries from index `from`: all of them for the admin (or one org's with `org`),
     /// only their own org's for members with an owner, admin or auditor role.
@@ -56,15 +55,23 @@ impl Custos {
         }
         let scope = match (&caller.principal, org) {
             (Principal::Member { scope, .. }, requested) => {
-                let scope = self
-                    .scope_for(caller, requested.unwrap_or(scope.org_id()), "audit.read")
-                    .await?;
-                self.require_manager(caller, &scope, "audit.read", AUDIT_READERS)
-                    .await?;
-                Some(scope)
+                let org = requested.unwrap_or(scope.org_id());
+                Some(
+                    self.authorize(caller, Operation::AuditEvents, org)
+                        .await?
+                        .scope,
+                )
             }
-            (_, Some(org)) => Some(self.scope_for(caller, org, "audit.read").await?),
-            (_, None) => None,
+            (_, Some(org)) => Some(
+                self.authorize(caller, Operation::AuditEvents, org)
+                    .await?
+                    .scope,
+            ),
+            (_, None) => {
+                self.authorize_global(caller, Operation::AuditEvents)
+                    .await?;
+                None
+            }
         };
         let entries = self
             .store
@@ -89,9 +96,6 @@ impl Custos {
 }
 
 // --- The Merkle log: checkpoints, proofs, verification, export --------------------------------
-
-/// Roles that may read the audit log of their own org (events and inclusion proofs).
-const PROOF_READERS: &[&str] = AUDIT_READERS;
 
 /// Rows read per store round trip when streaming the whole log.
 const VERIFY_PAGE: u32 = 20_000;
@@ -255,7 +259,8 @@ impl Custos {
     }
 
     /// The checkpoint verification key; any authenticated caller may fetch it.
-    pub fn signing_key(&self, _caller: &Caller) -> Result<SigningKeyView, CoreError> {
+    pub async fn signing_key(&self, caller: &Caller) -> Result<SigningKeyView, CoreError> {
+        self.authorize_global(caller, Operation::SigningKey).await?;
         let signer = self.audit_signer()?;
         Ok(SigningKeyView {
             public_key: base64::engine::general_purpose::STANDARD.encode(signer.public_key()),
@@ -265,7 +270,9 @@ impl Custos {
 
     /// The latest checkpoint, signing a new one first if the log grew since (so it covers
     /// every entry committed before the call). Deployment-wide: any authenticated caller.
-    pub async fn audit_checkpoint(&self, _caller: &Caller) -> Result<CheckpointView, CoreError> {
+    pub async fn audit_checkpoint(&self, caller: &Caller) -> Result<CheckpointView, CoreError> {
+        self.authorize_global(caller, Operation::AuditCheckpoint)
+            .await?;
         let cp = self.ensure_checkpoint().await?;
         checkpoint_view(&cp)
     }
@@ -338,9 +345,8 @@ impl Custos {
         index: u64,
         tree_size: Option<u64>,
     ) -> Result<InclusionProof, CoreError> {
+        self.authorize_global(caller, Operation::AuditProof).await?;
         if let Principal::Member { scope, .. } = &caller.principal {
-            self.require_manager(caller, scope, "audit.proof", PROOF_READERS)
-                .await?;
             let own = self.store.audit_entries(Some(scope), index, 1).await?;
             if own.first().map(|e| e.index) != Some(index) {
                 return Err(CoreError::NotFound(format!("audit entry {index}")));
@@ -372,10 +378,12 @@ impl Custos {
     /// checkpoint). Deployment-wide, like checkpoints: any authenticated caller.
     pub async fn audit_consistency_proof(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         from: u64,
         to: Option<u64>,
     ) -> Result<ConsistencyProof, CoreError> {
+        self.authorize_global(caller, Operation::AuditConsistency)
+            .await?;
         let to = match to {
             Some(to) => {
                 let log = self.store.audit_size().await?;

@@ -67,10 +67,13 @@ impl Custos {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        let scope = self.scope_for(caller, org, "file.upload").await?;
-        let category = self
-            .category_for(caller, &scope, &upload.category, "file.upload", None)
+        let grant = self
+            .authorize(caller, crate::authz::Operation::FileUpload, org)
             .await?;
+        let category = self
+            .authorize_category(caller, &grant, &upload.category, None)
+            .await?;
+        let scope = grant.scope;
         check_subject(&upload.subject)?;
         check_metadata(&upload.metadata)?;
         if !category.store_content {
@@ -169,10 +172,11 @@ impl Custos {
         org: &str,
         id: &str,
     ) -> Result<FileDownload, CoreError> {
-        let scope = self.scope_for(caller, org, "file.download").await?;
-        let row = self
-            .readable_record(caller, &scope, id, "file.download")
+        let grant = self
+            .authorize(caller, crate::authz::Operation::FileDownload, org)
             .await?;
+        let row = self.readable_record(caller, &grant, id).await?;
+        let scope = grant.scope;
         let Some(size) = row.blob_size else {
             return Err(CoreError::NotFound(format!("file of record {id}")));
         };

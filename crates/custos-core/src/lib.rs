@@ -10,13 +10,16 @@
 
 mod access;
 mod audit;
+pub mod authz;
 mod clock;
 mod error;
 mod files;
 mod lifecycle;
+mod members;
 mod orgs;
 mod pii;
 mod records;
+mod settings;
 
 use std::sync::Arc;
 
@@ -38,27 +41,66 @@ pub use lifecycle::{
     due_step, is_held, purge_event_covers, purged_ids_digest, removal_deadline, ActionKind,
     ArchiveRestore, DeletionView, OverdueRecord, SlaKind, SweepAction, SweepOptions, SweepSummary,
 };
-pub use orgs::{CreatedMember, HoldView, NewHold, NewMember, NewOrg, OrgView, RetentionView};
+pub use members::{
+    CreatedMember, MemberChange, MemberView, NewMember, NewSession, RotatedKey, SessionView,
+    TotpEnrollment,
+};
+pub use orgs::{HoldView, NewHold, NewOrg, OrgView, RetentionView};
 pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
 pub use records::{
     created_record_ids, CreatedRecord, NewRecord, RecordPage, RecordSummary, RecordView,
     MAX_BATCH_RECORDS,
 };
+pub use settings::{IdentityProvider, OrgSettings, SettingsChange};
 
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub enum Principal {
     /// The deployment's bootstrap administrator: manages orgs and their first members.
     Admin,
-    /// A member of one org, through its API key.
+    /// A member of one org, through its API key (and, for a second factor, a session or an
+    /// identity-provider token).
     Member {
         /// The member's org.
         scope: OrgScope,
         /// The member.
         member: Member,
+        /// How the member proved who it is on this request.
+        auth: Authentication,
     },
     /// Custos itself (CLI maintenance, scheduler).
     System,
+}
+
+/// How a member proved who it is on one request. MFA is a property of this, never of the
+/// member record: an API key alone never counts as a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// Its API key alone.
+    ApiKey,
+    /// A session opened with its API key and a TOTP code, valid until `expires`.
+    TotpSession {
+        /// When the session stops working.
+        expires: jiff::Timestamp,
+    },
+    /// Its API key plus the org's identity-provider token whose `amr` names a second factor.
+    IdentityToken,
+}
+
+impl Authentication {
+    /// Whether a second factor was proved.
+    pub fn second_factor(&self) -> bool {
+        !matches!(self, Authentication::ApiKey)
+    }
+
+    /// The name recorded in audit events (`api_key`, `totp_session`, `idp_token`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Authentication::ApiKey => "api_key",
+            Authentication::TotpSession { .. } => "totp_session",
+            Authentication::IdentityToken => "idp_token",
+        }
+    }
 }
 
 /// The caller of one operation: principal plus request correlation for the audit log.
@@ -192,7 +234,8 @@ impl Custos {
         jiff::Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
     }
 
-    /// Resolves a bearer token to a principal.
+    /// Resolves a bearer token (the admin token, a member's API key, or a session token
+    /// opened with a second factor) to a principal.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, CoreError> {
         let hash = token_hash(token);
         if let Some(admin) = &self.admin_token_hash {
@@ -201,8 +244,24 @@ impl Custos {
                 return Ok(Principal::Admin);
             }
         }
+        if token.starts_with(members::SESSION_PREFIX) {
+            return match self.store.session(&hash, self.now()).await? {
+                Some((scope, member, session)) => Ok(Principal::Member {
+                    scope,
+                    member,
+                    auth: Authentication::TotpSession {
+                        expires: session.expires_at,
+                    },
+                }),
+                None => Err(CoreError::Unauthenticated),
+            };
+        }
         match self.store.member_by_key_hash(&hash).await? {
-            Some((scope, member)) => Ok(Principal::Member { scope, member }),
+            Some((scope, member)) => Ok(Principal::Member {
+                scope,
+                member,
+                auth: Authentication::ApiKey,
+            }),
             None => Err(CoreError::Unauthenticated),
         }
     }

@@ -300,10 +300,11 @@ impl Custos {
         id: &str,
     ) -> Result<ArchiveRestore, CoreError> {
         const ACTION: &str = "record.archive_restore";
-        let scope = self.scope_for(caller, org, ACTION).await?;
-        self.require_manager(caller, &scope, ACTION, crate::orgs::MANAGERS)
+        let grant = self
+            .authorize(caller, crate::authz::Operation::RecordArchiveRestore, org)
             .await?;
-        let row = self.readable_record(caller, &scope, id, ACTION).await?;
+        let row = self.readable_record(caller, &grant, id).await?;
+        let scope = grant.scope;
         if row.state != RecordState::Archived {
             return Err(CoreError::Conflict(format!(
                 "record {id} is not archived; it is readable as it is"
@@ -761,14 +762,18 @@ impl Custos {
         org: Option<&str>,
     ) -> Result<Vec<OverdueRecord>, CoreError> {
         let only = match org {
-            Some(org) => {
-                let scope = self.scope_for(caller, org, "lifecycle.overdue").await?;
-                self.require_manager(caller, &scope, "lifecycle.overdue", crate::orgs::MANAGERS)
-                    .await?;
-                Some(scope)
-            }
+            Some(org) => Some(
+                self.authorize(caller, crate::authz::Operation::LifecycleOverdue, org)
+                    .await?
+                    .scope,
+            ),
             None if matches!(caller.principal, Principal::Admin | Principal::System) => None,
-            None => return Err(CoreError::Forbidden("name the org to report on".into())),
+            None => {
+                return Err(CoreError::invalid(
+                    "org",
+                    "members name their org to report on",
+                ))
+            }
         };
         let now = self.now();
         let mut orgs = OrgCache::default();
@@ -823,9 +828,10 @@ impl Custos {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DeletionView>, CoreError> {
-        let scope = self.scope_for(caller, org, "deletion_log.read").await?;
-        self.require_manager(caller, &scope, "deletion_log.read", crate::orgs::MANAGERS)
-            .await?;
+        let scope = self
+            .authorize(caller, crate::authz::Operation::DeletionLogRead, org)
+            .await?
+            .scope;
         Ok(self
             .store
             .deletion_log(&scope, after, limit.clamp(1, crate::records::MAX_PAGE))

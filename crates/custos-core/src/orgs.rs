@@ -3,10 +3,12 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use custos_policy::{Duration, Role};
-use custos_store::{Hold, Member, Org, OrgScope};
+use custos_policy::Duration;
+use custos_store::{Hold, Org, OrgScope};
 
-use crate::{generate_api_key, token_hash, Caller, CoreError, Custos, Principal};
+use crate::authz::Operation;
+use crate::members::check_name;
+use crate::{Caller, CoreError, Custos, Principal};
 
 /// Request to create an org.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -59,35 +61,6 @@ impl From<Org> for OrgView {
             terminated_at: o.terminated_at,
         }
     }
-}
-
-/// Request to add a member.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewMember {
-    /// Display name.
-    pub name: String,
-    /// Roles: `owner`, `admin`, `member`, `auditor`, `service`.
-    pub roles: Vec<String>,
-    /// Groups, for category access rules.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// Whether this member authenticates with MFA.
-    #[serde(default)]
-    pub mfa: bool,
-}
-
-/// A member just created, with its API key (shown this once).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct CreatedMember {
-    /// Member id.
-    pub id: String,
-    /// Org id.
-    pub org: String,
-    /// Roles.
-    pub roles: Vec<String>,
-    /// The API key. Store it now: Custos keeps only its hash.
-    pub api_key: String,
 }
 
 /// An org's retention for one category.
@@ -143,32 +116,10 @@ impl From<Hold> for HoldView {
     }
 }
 
-pub(crate) const MANAGERS: &[&str] = &["owner", "admin"];
-
-fn check_name(field: &str, value: &str) -> Result<(), CoreError> {
-    if value.trim().is_empty() {
-        return Err(CoreError::invalid(field, "must not be empty"));
-    }
-    if value.chars().count() > 200 {
-        return Err(CoreError::invalid(field, "must be at most 200 characters"));
-    }
-    Ok(())
-}
-
 impl Custos {
     /// Creates an org in a region of the policy (admin only).
     pub async fn create_org(&self, caller: &Caller, req: NewOrg) -> Result<OrgView, CoreError> {
-        if matches!(caller.principal, Principal::Member { .. }) {
-            return Err(self
-                .deny(
-                    caller,
-                    None,
-                    "org.create",
-                    None,
-                    CoreError::Forbidden("only the admin token creates orgs".into()),
-                )
-                .await);
-        }
+        self.authorize_global(caller, Operation::OrgCreate).await?;
         check_name("name", &req.name)?;
         let regions = &self.policy.service.regions;
         let region = req
@@ -204,6 +155,7 @@ impl Custos {
 
     /// Every org (admin), or the caller's own (member).
     pub async fn list_orgs(&self, caller: &Caller) -> Result<Vec<OrgView>, CoreError> {
+        self.authorize_global(caller, Operation::OrgList).await?;
         match &caller.principal {
             Principal::Member { scope, .. } => Ok(self
                 .store
@@ -223,8 +175,8 @@ impl Custos {
 
     /// One org.
     pub async fn get_org(&self, caller: &Caller, org: &str) -> Result<OrgView, CoreError> {
-        let scope = self.scope_for(caller, org, "org.read").await?;
-        self.org_view(&scope).await
+        let grant = self.authorize(caller, Operation::OrgRead, org).await?;
+        self.org_view(&grant.scope).await
     }
 
     async fn org_view(&self, scope: &OrgScope) -> Result<OrgView, CoreError> {
@@ -241,9 +193,10 @@ impl Custos {
     /// (holds permitting), then destroys the org's keys, within the policy's
     /// `account_termination_within`. The audit trail stays. Asking again changes nothing.
     pub async fn terminate_org(&self, caller: &Caller, org: &str) -> Result<OrgView, CoreError> {
-        let scope = self.scope_for(caller, org, "org.terminate").await?;
-        self.require_manager(caller, &scope, "org.terminate", &["owner"])
-            .await?;
+        let scope = self
+            .authorize(caller, Operation::OrgTerminate, org)
+            .await?
+            .scope;
         let event = self
             .event(caller, "org.terminate")
             .org(org)
@@ -252,65 +205,6 @@ impl Custos {
             .request_termination(&scope, self.now(), &[event])
             .await?;
         self.org_view(&scope).await
-    }
-
-    /// Adds a member and returns its API key once (admin, or an org owner/admin).
-    pub async fn add_member(
-        &self,
-        caller: &Caller,
-        org: &str,
-        req: NewMember,
-    ) -> Result<CreatedMember, CoreError> {
-        let scope = self.scope_for(caller, org, "member.create").await?;
-        self.require_manager(caller, &scope, "member.create", MANAGERS)
-            .await?;
-        check_name("name", &req.name)?;
-        if req.roles.is_empty() {
-            return Err(CoreError::invalid("roles", "give at least one role"));
-        }
-        for role in &req.roles {
-            role.parse::<Role>().map_err(|_| {
-                CoreError::invalid(
-                    "roles",
-                    format!(
-                        "unknown role {role:?}; expected owner, admin, member, auditor or service"
-                    ),
-                )
-            })?;
-        }
-        // Only an owner may create another owner.
-        if let Principal::Member { member, .. } = &caller.principal {
-            if req.roles.iter().any(|r| r == "owner") && !member.roles.iter().any(|r| r == "owner")
-            {
-                let error = CoreError::Forbidden("only an owner can add an owner".into());
-                return Err(self
-                    .deny(caller, Some(scope.org_id()), "member.create", None, error)
-                    .await);
-            }
-        }
-        let member = Member {
-            id: uuid::Uuid::now_v7().to_string(),
-            name: req.name,
-            roles: req.roles,
-            groups: req.groups,
-            mfa: req.mfa,
-            created_at: self.now(),
-        };
-        let api_key = generate_api_key();
-        let event = self
-            .event(caller, "member.create")
-            .org(scope.org_id())
-            .target(format!("member:{}", member.id))
-            .reason(format!("roles={}", member.roles.join(",")));
-        self.store
-            .add_member(&scope, &member, &token_hash(&api_key), &[event])
-            .await?;
-        Ok(CreatedMember {
-            id: member.id,
-            org: scope.org_id().to_string(),
-            roles: member.roles,
-            api_key,
-        })
     }
 
     /// The org's override for a category, parsed; `None` if it uses the policy default.
@@ -338,12 +232,15 @@ impl Custos {
         category: &str,
         retention: &str,
     ) -> Result<RetentionView, CoreError> {
-        let scope = self.scope_for(caller, org, "retention.set").await?;
-        self.require_manager(caller, &scope, "retention.set", MANAGERS)
-            .await?;
-        if self.policy.category(category).is_none() {
-            return Err(CoreError::UnknownCategory(category.to_string()));
-        }
+        let grant = self.authorize(caller, Operation::RetentionSet, org).await?;
+        self.authorize_category(
+            caller,
+            &grant,
+            category,
+            Some(format!("category:{category}")),
+        )
+        .await?;
+        let scope = grant.scope;
         let duration: Duration = retention
             .parse()
             .map_err(|e| CoreError::invalid("retention", format!("{retention:?}: {e}")))?;
@@ -371,7 +268,10 @@ impl Custos {
         caller: &Caller,
         org: &str,
     ) -> Result<Vec<RetentionView>, CoreError> {
-        let scope = self.scope_for(caller, org, "retention.read").await?;
+        let scope = self
+            .authorize(caller, Operation::RetentionRead, org)
+            .await?
+            .scope;
         let overrides = self.store.retention_overrides(&scope).await?;
         Ok(self
             .policy
@@ -401,9 +301,10 @@ impl Custos {
         org: &str,
         req: NewHold,
     ) -> Result<HoldView, CoreError> {
-        let scope = self.scope_for(caller, org, "hold.create").await?;
-        self.require_manager(caller, &scope, "hold.create", MANAGERS)
-            .await?;
+        let scope = self
+            .authorize(caller, Operation::HoldCreate, org)
+            .await?
+            .scope;
         check_name("reason", &req.reason)?;
         if let Some(c) = &req.category {
             if self.policy.category(c).is_none() {
@@ -437,9 +338,10 @@ impl Custos {
         org: &str,
         id: &str,
     ) -> Result<(), CoreError> {
-        let scope = self.scope_for(caller, org, "hold.release").await?;
-        self.require_manager(caller, &scope, "hold.release", MANAGERS)
-            .await?;
+        let scope = self
+            .authorize(caller, Operation::HoldRelease, org)
+            .await?
+            .scope;
         let event = self
             .event(caller, "hold.release")
             .org(scope.org_id())
@@ -457,7 +359,10 @@ impl Custos {
 
     /// The org's active holds.
     pub async fn holds(&self, caller: &Caller, org: &str) -> Result<Vec<HoldView>, CoreError> {
-        let scope = self.scope_for(caller, org, "hold.read").await?;
+        let scope = self
+            .authorize(caller, Operation::HoldList, org)
+            .await?
+            .scope;
         Ok(self
             .store
             .holds(&scope)

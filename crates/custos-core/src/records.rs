@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 use custos_crypto::KeyRef;
 use custos_store::{OrgScope, RecordFilter, RecordRow, RecordState, StateChange};
 
+use crate::access::Grant;
+use crate::authz::Operation;
 use crate::pii::{BatchTokens, PiiBlocked, Scan, ScrubPlan, TokenKeys};
 use crate::{Caller, CoreError, Custos};
 
@@ -453,7 +455,8 @@ impl Custos {
         org: &str,
         reqs: Vec<NewRecord>,
     ) -> Result<Vec<CreatedRecord>, CoreError> {
-        let scope = self.scope_for(caller, org, "record.create").await?;
+        let grant = self.authorize(caller, Operation::RecordCreate, org).await?;
+        let scope = grant.scope.clone();
         if reqs.is_empty() {
             return Ok(Vec::new());
         }
@@ -478,7 +481,7 @@ impl Custos {
         let mut pending = Vec::with_capacity(reqs.len());
         for req in reqs {
             let category = self
-                .category_for(caller, &scope, &req.category, "record.create", None)
+                .authorize_category(caller, &grant, &req.category, None)
                 .await?;
             check_subject(&req.subject)?;
             check_metadata(&req.metadata)?;
@@ -809,24 +812,17 @@ impl Custos {
     pub(crate) async fn readable_record(
         &self,
         caller: &Caller,
-        scope: &OrgScope,
+        grant: &Grant,
         id: &str,
-        action: &str,
     ) -> Result<RecordRow, CoreError> {
         let row = self
             .store
-            .record(scope, id)
+            .record(&grant.scope, id)
             .await?
             .filter(|r| matches!(r.state, RecordState::Active | RecordState::Archived))
             .ok_or_else(|| CoreError::NotFound(format!("record {id}")))?;
-        self.category_for(
-            caller,
-            scope,
-            &row.category,
-            action,
-            Some(format!("record:{id}")),
-        )
-        .await?;
+        self.authorize_category(caller, grant, &row.category, Some(format!("record:{id}")))
+            .await?;
         Ok(row)
     }
 
@@ -857,10 +853,9 @@ impl Custos {
         org: &str,
         id: &str,
     ) -> Result<RecordView, CoreError> {
-        let scope = self.scope_for(caller, org, "record.read").await?;
-        let row = self
-            .readable_record(caller, &scope, id, "record.read")
-            .await?;
+        let grant = self.authorize(caller, Operation::RecordRead, org).await?;
+        let row = self.readable_record(caller, &grant, id).await?;
+        let scope = grant.scope;
         let row = self.with_archived_content(&scope, row).await?;
         let (view, _) = self.record_view(&scope, row)?;
         let event = self
@@ -925,12 +920,9 @@ impl Custos {
         org: &str,
         id: &str,
     ) -> Result<RecordView, CoreError> {
-        let scope = self.scope_for(caller, org, "record.reveal").await?;
-        self.require_manager(caller, &scope, "record.reveal", &["owner", "admin"])
-            .await?;
-        let row = self
-            .readable_record(caller, &scope, id, "record.reveal")
-            .await?;
+        let grant = self.authorize(caller, Operation::RecordReveal, org).await?;
+        let row = self.readable_record(caller, &grant, id).await?;
+        let scope = grant.scope;
         let row = self.with_archived_content(&scope, row).await?;
         let (mut view, pseudonyms) = self.record_view(&scope, row)?;
         // Records from before org-wide tokens carry their own vault.
@@ -959,7 +951,8 @@ impl Custos {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<RecordPage, CoreError> {
-        let scope = self.scope_for(caller, org, "record.list").await?;
+        let grant = self.authorize(caller, Operation::RecordList, org).await?;
+        let scope = grant.scope.clone();
         let limit = limit.unwrap_or(100);
         if limit == 0 || limit > MAX_PAGE {
             return Err(CoreError::invalid(
@@ -968,8 +961,7 @@ impl Custos {
             ));
         }
         if let Some(c) = category {
-            self.category_for(caller, &scope, c, "record.list", None)
-                .await?;
+            self.authorize_category(caller, &grant, c, None).await?;
         }
         let filter = RecordFilter {
             subject_ref: subject
@@ -990,7 +982,7 @@ impl Custos {
             .filter(|r| {
                 self.policy
                     .category(&r.category)
-                    .is_some_and(|c| crate::access::category_refusal(caller, c).is_none())
+                    .is_some_and(|c| self.may_use_category(caller, &grant, c))
             })
             .map(|r| RecordSummary {
                 id: r.id,
@@ -1007,10 +999,9 @@ impl Custos {
 
     /// Soft-deletes a record: hidden at once, restorable within the soft-delete window.
     pub async fn soft_delete(&self, caller: &Caller, org: &str, id: &str) -> Result<(), CoreError> {
-        let scope = self.scope_for(caller, org, "record.delete").await?;
-        let row = self
-            .readable_record(caller, &scope, id, "record.delete")
-            .await?;
+        let grant = self.authorize(caller, Operation::RecordDelete, org).await?;
+        let row = self.readable_record(caller, &grant, id).await?;
+        let scope = grant.scope;
         let now = self.now();
         let change = StateChange {
             id: id.to_string(),
@@ -1030,21 +1021,26 @@ impl Custos {
     /// Hard-deletes a record (also one already soft-deleted): hidden at once, not restorable,
     /// purged with its objects by the next sweep, within `hard_delete_within`.
     pub async fn hard_delete(&self, caller: &Caller, org: &str, id: &str) -> Result<(), CoreError> {
-        let scope = self.scope_for(caller, org, "record.delete").await?;
+        let grant = self
+            .authorize(caller, Operation::RecordHardDelete, org)
+            .await?;
+        let scope = grant.scope.clone();
         let row = self
             .store
             .record(&scope, id)
             .await?
             .filter(|r| r.state != RecordState::PurgeRequested)
             .ok_or_else(|| CoreError::NotFound(format!("record {id}")))?;
-        self.category_for(
-            caller,
-            &scope,
-            &row.category,
-            "record.delete",
-            Some(format!("record:{id}")),
-        )
-        .await?;
+        self.authorize_category(caller, &grant, &row.category, Some(format!("record:{id}")))
+            .await?;
+        // A held record stays readable and restorable: hiding it for good would break the
+        // hold's promise as surely as purging it.
+        let holds = self.store.holds(&scope).await?;
+        if crate::is_held(&row, &holds) {
+            return Err(CoreError::Conflict(format!(
+                "record {id} is under a legal hold; release the hold first"
+            )));
+        }
         let now = self.now();
         let change = StateChange {
             id: id.to_string(),
@@ -1070,12 +1066,17 @@ impl Custos {
         org: &str,
         category: &str,
     ) -> Result<u64, CoreError> {
-        let scope = self.scope_for(caller, org, "category.delete_all").await?;
-        self.require_manager(caller, &scope, "category.delete_all", crate::orgs::MANAGERS)
+        let grant = self
+            .authorize(caller, Operation::CategoryDeleteAll, org)
             .await?;
-        if self.policy.category(category).is_none() {
-            return Err(CoreError::UnknownCategory(category.to_string()));
-        }
+        self.authorize_category(
+            caller,
+            &grant,
+            category,
+            Some(format!("category:{category}")),
+        )
+        .await?;
+        let scope = grant.scope;
         let filter = RecordFilter {
             category: Some(category.to_string()),
             states: vec![
@@ -1085,6 +1086,7 @@ impl Custos {
             ],
             ..RecordFilter::default()
         };
+        let holds = self.store.holds(&scope).await?;
         let now = self.now();
         let mut marked = 0u64;
         let mut after: Option<String> = None;
@@ -1095,8 +1097,15 @@ impl Custos {
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
-            let targets: Vec<(String, RecordState)> =
-                page.iter().map(|r| (r.id.clone(), r.state)).collect();
+            // Held records stay as they are: the hold outranks the button.
+            let targets: Vec<(String, RecordState)> = page
+                .iter()
+                .filter(|r| !crate::is_held(r, &holds))
+                .map(|r| (r.id.clone(), r.state))
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
             let event = self
                 .event(caller, "category.delete_all")
                 .org(scope.org_id())
@@ -1133,21 +1142,18 @@ impl Custos {
 
     /// Restores a soft-deleted record while its window is open.
     pub async fn restore(&self, caller: &Caller, org: &str, id: &str) -> Result<(), CoreError> {
-        let scope = self.scope_for(caller, org, "record.restore").await?;
+        let grant = self
+            .authorize(caller, Operation::RecordRestore, org)
+            .await?;
+        let scope = grant.scope.clone();
         let row = self
             .store
             .record(&scope, id)
             .await?
             .filter(|r| r.state == RecordState::SoftDeleted)
             .ok_or_else(|| CoreError::NotFound(format!("soft-deleted record {id}")))?;
-        self.category_for(
-            caller,
-            &scope,
-            &row.category,
-            "record.restore",
-            Some(format!("record:{id}")),
-        )
-        .await?;
+        self.authorize_category(caller, &grant, &row.category, Some(format!("record:{id}")))
+            .await?;
         let now = self.now();
         let deleted_at = row.deleted_at.unwrap_or(row.created_at);
         let closes = self.policy.deletion.soft_delete_window.add_to(deleted_at);
@@ -1245,7 +1251,7 @@ pii = { detect = ["person"], action = "tokenize" }
             name: "o".into(),
             roles: vec!["owner".into()],
             groups: vec![],
-            mfa: true,
+            mfa: false,
         };
         let key = custos
             .add_member(&admin, &org, member)

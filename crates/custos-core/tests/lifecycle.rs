@@ -494,10 +494,14 @@ async fn hard_delete_and_delete_all_purge_on_the_next_sweep() {
         .await
         .unwrap();
 
-    env.custos
+    // Hard deletes are for owners and admins.
+    let err = env
+        .custos
         .hard_delete(&member, &org, &one.id)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(matches!(err, CoreError::Forbidden(_)), "{err:?}");
+    env.custos.hard_delete(&owner, &org, &one.id).await.unwrap();
     let err = env
         .custos
         .get_record(&member, &org, &one.id)
@@ -673,6 +677,12 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
         .await
         .unwrap();
     let owner = Caller::new(env.custos.authenticate(&created.api_key).await.unwrap());
+    // Termination reaches every category, `accounts` needs a second factor: the API key alone
+    // is refused, a TOTP session is not.
+    let err = env.custos.terminate_org(&owner, &org).await.unwrap_err();
+    assert!(matches!(err, CoreError::MfaRequired(_)), "{err:?}");
+    let session = mfa_session(&env.custos, &owner, &org).await;
+    let owner = Caller::new(env.custos.authenticate(&session).await.unwrap());
     let other_member = env.member(&other, &["member"], &[], false).await;
     let kept = env
         .custos

@@ -175,7 +175,7 @@ impl Env {
             name: "m".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             groups: vec![],
-            mfa: true,
+            mfa: false,
         };
         let created = self.custos.add_member(&admin(), org, req).await.unwrap();
         Caller::new(self.custos.authenticate(&created.api_key).await.unwrap())

@@ -19,6 +19,9 @@
 mod audit_pg;
 mod audit_sqlite;
 mod audit_tree;
+mod members;
+mod members_pg;
+mod members_sqlite;
 mod model;
 mod objects;
 mod pg;
@@ -30,6 +33,7 @@ mod tokens_pg;
 mod tokens_sqlite;
 
 pub use audit_tree::{AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
+pub use members::{MemberStore, Session, TotpFactor};
 pub use model::*;
 pub use objects::{
     ObjectLocation, ObjectWriter, Objects, S3Options, ARCHIVE_STORAGE_CLASS_ENV,
@@ -44,7 +48,7 @@ use custos_audit::AuditEvent;
 
 /// Persistence of orgs, members, records, holds, overrides and the audit event stream.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: MemberStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`, for `/healthz` and logs.
     fn backend(&self) -> &'static str;
 

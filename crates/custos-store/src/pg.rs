@@ -87,6 +87,7 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
     crate::tokens_pg::MIGRATION,
     RECOMPUTE_MIGRATION,
     TERMINATION_MIGRATION,
+    crate::members::MIGRATION,
 ];
 
 /// Migration 6: org termination, archive restore windows, and the audit event of each purge.
@@ -128,7 +129,7 @@ const MIGRATION_LOCK: i64 = 0x0C05_7050;
 /// [`Store`] on PostgreSQL.
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -221,7 +222,7 @@ impl PgStore {
     }
 }
 
-async fn append_audit(
+pub(crate) async fn append_audit(
     tx: &mut Transaction<'_, Postgres>,
     audit: &[AuditEvent],
 ) -> Result<u64, StoreError> {
@@ -292,7 +293,7 @@ fn due_from_row(row: &PgRow) -> Result<DueRecord, StoreError> {
     })
 }
 
-fn member_from_row(row: &PgRow) -> Result<Member, StoreError> {
+pub(crate) fn member_from_row(row: &PgRow) -> Result<Member, StoreError> {
     let roles: String = row.try_get(2)?;
     let groups: String = row.try_get(3)?;
     let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());

@@ -16,4 +16,7 @@ pub(crate) const TERMINATED_ORG_TABLES: &[&str] = &[
     "retention_overrides",
     "holds",
     "due_recompute",
+    "org_settings",
+    "member_factors",
+    "sessions",
 ];

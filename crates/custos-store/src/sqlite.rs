@@ -91,6 +91,7 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
     TERMINATION_MIGRATION,
     SUBJECT_INDEX_MIGRATION,
     ORG_SEQ_MIGRATION,
+    crate::members::MIGRATION,
 ];
 
 /// Migration 8: records name their org by a small integer (`orgs.seq`) instead of its
@@ -306,7 +307,7 @@ impl SqliteStore {
         })
     }
 
-    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -324,7 +325,7 @@ impl SqliteStore {
         .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
     }
 
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -349,7 +350,11 @@ impl SqliteStore {
 
     /// In one transaction: `change`, then the audit events if it returned true; nothing is
     /// committed (or appended) when it returned false.
-    async fn mutate_if<F>(&self, audit: &[AuditEvent], change: F) -> Result<bool, StoreError>
+    pub(crate) async fn mutate_if<F>(
+        &self,
+        audit: &[AuditEvent],
+        change: F,
+    ) -> Result<bool, StoreError>
     where
         F: FnOnce(&Transaction<'_>) -> Result<bool, StoreError> + Send + 'static,
     {
@@ -367,7 +372,11 @@ impl SqliteStore {
     }
 
     /// In one transaction: `change`, then the audit events.
-    async fn mutate<T, F>(&self, audit: &[AuditEvent], change: F) -> Result<T, StoreError>
+    pub(crate) async fn mutate<T, F>(
+        &self,
+        audit: &[AuditEvent],
+        change: F,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -449,7 +458,7 @@ fn due_from_row(row: &rusqlite::Row<'_>) -> Result<DueRecord, StoreError> {
     })
 }
 
-fn member_from_row(row: &rusqlite::Row<'_>) -> Result<Member, StoreError> {
+pub(crate) fn member_from_row(row: &rusqlite::Row<'_>) -> Result<Member, StoreError> {
     let roles: String = row.get(2)?;
     let groups: String = row.get(3)?;
     let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());

@@ -104,7 +104,7 @@ pub async fn run(global: &Global, cmd: AuditCommand) -> Result<(), Failure> {
             checkpoint_out,
         } => export(&custos, out, checkpoint_out).await,
         AuditCommand::Key { json } => {
-            let key = custos.signing_key(&system())?;
+            let key = custos.signing_key(&system()).await?;
             if json {
                 json_line(&key)
             } else {

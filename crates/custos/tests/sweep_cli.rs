@@ -196,7 +196,7 @@ impl Data {
                     name: "counsel".into(),
                     roles: vec!["owner".into()],
                     groups: vec![],
-                    mfa: true,
+                    mfa: false,
                 },
             )
             .await

@@ -69,6 +69,8 @@ impl Env {
             .id
     }
 
+    /// A member of `org`; with `mfa`, authenticated through a TOTP session (a second factor),
+    /// else by its API key alone.
     pub async fn member(&self, org: &str, roles: &[&str], groups: &[&str], mfa: bool) -> Caller {
         let created = self
             .custos
@@ -79,12 +81,17 @@ impl Env {
                     name: "m".into(),
                     roles: roles.iter().map(|r| r.to_string()).collect(),
                     groups: groups.iter().map(|g| g.to_string()).collect(),
-                    mfa,
+                    mfa: false,
                 },
             )
             .await
             .unwrap();
-        Caller::new(self.custos.authenticate(&created.api_key).await.unwrap())
+        let caller = Caller::new(self.custos.authenticate(&created.api_key).await.unwrap());
+        if !mfa {
+            return caller;
+        }
+        let token = mfa_session(&self.custos, &caller, org).await;
+        Caller::new(self.custos.authenticate(&token).await.unwrap())
     }
 
     pub async fn audit_size(&self) -> u64 {
@@ -108,4 +115,28 @@ pub fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Enrolls `caller`'s TOTP factor and opens a session with the current code; returns the
+/// session token.
+pub async fn mfa_session(custos: &Custos, caller: &Caller, org: &str) -> String {
+    let enrolled = custos.enroll_totp(caller, org).await.unwrap();
+    let code = totp_code(&enrolled.secret, custos.now().as_second() as u64);
+    custos
+        .open_session(caller, org, custos_core::NewSession { totp: code })
+        .await
+        .unwrap()
+        .token
+}
+
+/// The RFC 6238 code of a base32 secret at unix time `at`.
+pub fn totp_code(secret: &str, at: u64) -> String {
+    totp_rs::Builder::new()
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+        .build()
+        .unwrap()
+        .generate(at)
+        .to_string()
 }

@@ -1,0 +1,184 @@
+//! Members, their keys, TOTP enrollment, sessions and org settings: who may act in an org and
+//! how strongly they must authenticate.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+
+use custos_core::{
+    CreatedMember, MemberChange, MemberView, NewMember, NewSession, OrgSettings, RotatedKey,
+    SessionView, SettingsChange, TotpEnrollment,
+};
+
+use crate::routes::ApiJson;
+use crate::{ApiError, AppState, Authed, Problem};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orgs/{org}/members", post(add_member).get(list_members))
+        .route("/v1/orgs/{org}/members/me/totp", post(enroll_totp))
+        .route(
+            "/v1/orgs/{org}/members/{id}",
+            patch(update_member).delete(remove_member),
+        )
+        .route(
+            "/v1/orgs/{org}/members/{id}/key",
+            post(rotate_key).delete(revoke_key),
+        )
+        .route("/v1/orgs/{org}/sessions", post(open_session))
+        .route(
+            "/v1/orgs/{org}/settings",
+            get(get_settings).patch(update_settings),
+        )
+}
+
+/// Add a member; the API key in the response is shown once. Callers grant only roles and
+/// groups they hold themselves.
+#[utoipa::path(post, path = "/v1/orgs/{org}/members", params(("org" = String, Path)), request_body = NewMember,
+    responses((status = 201, body = CreatedMember), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn add_member(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<NewMember>,
+) -> ApiResult<(StatusCode, Json<CreatedMember>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.custos.add_member(&caller, &org, req).await?),
+    ))
+}
+
+/// The org's members (never their keys).
+#[utoipa::path(get, path = "/v1/orgs/{org}/members", params(("org" = String, Path)),
+    responses((status = 200, body = [MemberView]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn list_members(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<Json<Vec<MemberView>>> {
+    Ok(Json(state.custos.list_members(&caller, &org).await?))
+}
+
+/// Change a member's name, roles, groups or second-factor requirement.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/members/{id}", params(("org" = String, Path), ("id" = String, Path)),
+    request_body = MemberChange,
+    responses((status = 200, body = MemberView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn update_member(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+    ApiJson(change): ApiJson<MemberChange>,
+) -> ApiResult<Json<MemberView>> {
+    Ok(Json(
+        state
+            .custos
+            .update_member(&caller, &org, &id, change)
+            .await?,
+    ))
+}
+
+/// Remove a member: its API key and sessions stop working at once.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/members/{id}", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn remove_member(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.custos.remove_member(&caller, &org, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issue a member a new API key (shown once); the old key and its sessions stop working.
+#[utoipa::path(post, path = "/v1/orgs/{org}/members/{id}/key", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = RotatedKey), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn rotate_key(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<Json<RotatedKey>> {
+    Ok(Json(
+        state.custos.rotate_member_key(&caller, &org, &id).await?,
+    ))
+}
+
+/// Revoke a member's API key (and its sessions) without issuing a new one.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/members/{id}/key", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn revoke_key(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.custos.revoke_member_key(&caller, &org, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enroll the calling member's TOTP second factor; the secret is shown once. Replacing an
+/// enrolled factor needs a session opened with it.
+#[utoipa::path(post, path = "/v1/orgs/{org}/members/me/totp", params(("org" = String, Path)),
+    responses((status = 201, body = TotpEnrollment), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn enroll_totp(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<(StatusCode, Json<TotpEnrollment>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.custos.enroll_totp(&caller, &org).await?),
+    ))
+}
+
+/// Open a session with the calling member's API key and a TOTP code; the session token
+/// proves a second factor until the org's `session_timeout`. Each code opens one session.
+#[utoipa::path(post, path = "/v1/orgs/{org}/sessions", params(("org" = String, Path)), request_body = NewSession,
+    responses((status = 201, body = SessionView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn open_session(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<NewSession>,
+) -> ApiResult<(StatusCode, Json<SessionView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.custos.open_session(&caller, &org, req).await?),
+    ))
+}
+
+/// The org's settings.
+#[utoipa::path(get, path = "/v1/orgs/{org}/settings", params(("org" = String, Path)),
+    responses((status = 200, body = OrgSettings), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn get_settings(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<Json<OrgSettings>> {
+    Ok(Json(state.custos.settings(&caller, &org).await?))
+}
+
+/// Change the org's settings (only the fields given); audited with every value set.
+#[utoipa::path(patch, path = "/v1/orgs/{org}/settings", params(("org" = String, Path)), request_body = SettingsChange,
+    responses((status = 200, body = OrgSettings), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn update_settings(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+    ApiJson(change): ApiJson<SettingsChange>,
+) -> ApiResult<Json<OrgSettings>> {
+    Ok(Json(
+        state.custos.update_settings(&caller, &org, change).await?,
+    ))
+}

@@ -1,0 +1,781 @@
+//! Authorization: one table naming every operation Custos performs for a caller, and one
+//! function that decides from it.
+//!
+//! Every HTTP route, CLI command and core call that acts for a caller is an [`Operation`]; its
+//! [`Rule`] says who may perform it (the bootstrap admin token, member roles), whether the
+//! target category's access rule applies (to bulk operations and overrides too), whether it
+//! needs a caller authenticated with a second factor, and whether it still works on an org
+//! being terminated. [`decide`] is the only place that turns a rule and a caller into an
+//! answer; services ask it through `Custos::authorize` and never decide on their own.
+
+use custos_policy::{Category, Role};
+
+use crate::{CoreError, Principal};
+
+/// When an operation needs a caller authenticated with a second factor (a TOTP session or an
+/// identity-provider token whose `amr` names one). An API key alone never is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaRule {
+    /// Never required by the operation itself (a category rule or the member's own
+    /// `mfa` requirement may still ask for it).
+    No,
+    /// Required of members holding the `owner` or `admin` role when the org's setting
+    /// `require_mfa_for_admins` is on.
+    ForAdmins,
+    /// Required when the calling member already has a second factor enrolled (replacing a
+    /// factor must not be possible with a stolen API key alone; enrolling the first is).
+    IfEnrolled,
+}
+
+/// Which categories' access rules apply to an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CategoryRule {
+    /// None: the operation touches no category's data.
+    No,
+    /// The one category the operation names or touches.
+    Target,
+    /// Every category of the policy (the operation reaches all of the org's data).
+    All,
+}
+
+/// Who may perform an operation, and under which conditions.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// The operation.
+    pub op: Operation,
+    /// The audit action a refusal is recorded under.
+    pub action: &'static str,
+    /// Whether the deployment's bootstrap admin token may perform it.
+    pub admin: bool,
+    /// Member roles that may perform it (any one suffices); empty: no member.
+    pub roles: &'static [Role],
+    /// Which category access rules apply.
+    pub category: CategoryRule,
+    /// When a second factor is needed.
+    pub mfa: MfaRule,
+    /// Whether it is still allowed on an org being terminated (evidence and holds only).
+    pub while_terminating: bool,
+    /// The HTTP route, as `(method, path)`, if it has one.
+    pub route: Option<(&'static str, &'static str)>,
+    /// The CLI command, if it has one.
+    pub cli: Option<&'static str>,
+}
+
+macro_rules! operations {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Every operation Custos performs for a caller.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Operation { $($(#[$doc])* $name,)* }
+
+        impl Operation {
+            /// Every operation, in table order.
+            pub const ALL: &'static [Operation] = &[$(Operation::$name,)*];
+        }
+    };
+}
+
+operations! {
+    /// Create an org.
+    OrgCreate,
+    /// List orgs (members see their own).
+    OrgList,
+    /// Read an org.
+    OrgRead,
+    /// Terminate an org.
+    OrgTerminate,
+    /// Read the org's settings.
+    SettingsRead,
+    /// Change the org's settings.
+    SettingsUpdate,
+    /// Add a member.
+    MemberCreate,
+    /// List members.
+    MemberList,
+    /// Change a member's name, roles, groups or MFA requirement.
+    MemberUpdate,
+    /// Remove a member (its keys and sessions stop working).
+    MemberRemove,
+    /// Issue a member a new API key (the old one stops working).
+    MemberKeyRotate,
+    /// Revoke a member's API key without issuing a new one.
+    MemberKeyRevoke,
+    /// Enroll the calling member's TOTP second factor.
+    TotpEnroll,
+    /// Open a short-lived session with the calling member's API key and a TOTP code.
+    SessionOpen,
+    /// Store a record.
+    RecordCreate,
+    /// List records.
+    RecordList,
+    /// Read a record.
+    RecordRead,
+    /// Read a record with its `tokenize` pseudonyms reversed.
+    RecordReveal,
+    /// Soft-delete a record.
+    RecordDelete,
+    /// Hard-delete a record.
+    RecordHardDelete,
+    /// Restore a soft-deleted record.
+    RecordRestore,
+    /// Open an archived record for the restore window.
+    RecordArchiveRestore,
+    /// Upload a file.
+    FileUpload,
+    /// Download a file.
+    FileDownload,
+    /// Hard-delete every record of a category.
+    CategoryDeleteAll,
+    /// Read the org's retention per category.
+    RetentionRead,
+    /// Set the org's retention override for a category.
+    RetentionSet,
+    /// Place a legal hold.
+    HoldCreate,
+    /// List legal holds (with their reasons).
+    HoldList,
+    /// Release a legal hold.
+    HoldRelease,
+    /// Read the deletion log.
+    DeletionLogRead,
+    /// Read the SLA report of overdue records.
+    LifecycleOverdue,
+    /// Query audit events.
+    AuditEvents,
+    /// Read the latest signed checkpoint.
+    AuditCheckpoint,
+    /// Read an inclusion proof.
+    AuditProof,
+    /// Read a consistency proof.
+    AuditConsistency,
+    /// Read the deployment's signing key.
+    SigningKey,
+    /// Scan text for PII.
+    Scan,
+    /// Run the lifecycle sweep (system only: the CLI and the scheduler).
+    Sweep,
+    /// Rotate the root or an org key (system only: the CLI).
+    KeysRotate,
+    /// Verify the whole audit log (system only: the CLI).
+    AuditVerify,
+    /// Export the audit log (system only: the CLI).
+    AuditExport,
+}
+
+use Role::{Admin as ADM, Auditor as AUD, Member as MEM, Owner as OWN, Service as SVC};
+
+/// Every member role.
+const ANY_ROLE: &[Role] = &[OWN, ADM, MEM, AUD, SVC];
+/// Roles that manage an org.
+const MANAGERS: &[Role] = &[OWN, ADM];
+/// Roles that read an org's evidence (audit trail, deletion log, holds, SLA report).
+const EVIDENCE: &[Role] = &[OWN, ADM, AUD];
+
+const fn rule(
+    op: Operation,
+    action: &'static str,
+    admin: bool,
+    roles: &'static [Role],
+    category: CategoryRule,
+    mfa: MfaRule,
+) -> Rule {
+    Rule {
+        op,
+        action,
+        admin,
+        roles,
+        category,
+        mfa,
+        while_terminating: false,
+        route: None,
+        cli: None,
+    }
+}
+
+impl Rule {
+    const fn http(mut self, method: &'static str, path: &'static str) -> Rule {
+        self.route = Some((method, path));
+        self
+    }
+
+    const fn cli(mut self, command: &'static str) -> Rule {
+        self.cli = Some(command);
+        self
+    }
+
+    const fn while_terminating(mut self) -> Rule {
+        self.while_terminating = true;
+        self
+    }
+}
+
+use CategoryRule::{All, Target};
+use MfaRule::{ForAdmins, IfEnrolled, No};
+use Operation as Op;
+
+/// The authorization table: one row per operation, in [`Operation::ALL`] order.
+pub const TABLE: &[Rule] = &[
+    rule(Op::OrgCreate, "org.create", true, &[], CategoryRule::No, No).http("POST", "/v1/orgs"),
+    rule(
+        Op::OrgList,
+        "org.list",
+        true,
+        ANY_ROLE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs"),
+    rule(
+        Op::OrgRead,
+        "org.read",
+        true,
+        ANY_ROLE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}")
+    .while_terminating(),
+    rule(
+        Op::OrgTerminate,
+        "org.terminate",
+        true,
+        &[OWN],
+        All,
+        ForAdmins,
+    )
+    .http("DELETE", "/v1/orgs/{org}")
+    .while_terminating(),
+    rule(
+        Op::SettingsRead,
+        "settings.read",
+        true,
+        MANAGERS,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/settings"),
+    rule(
+        Op::SettingsUpdate,
+        "settings.update",
+        true,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("PATCH", "/v1/orgs/{org}/settings"),
+    rule(
+        Op::MemberCreate,
+        "member.create",
+        true,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/members"),
+    rule(
+        Op::MemberList,
+        "member.list",
+        true,
+        MANAGERS,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/members"),
+    rule(
+        Op::MemberUpdate,
+        "member.update",
+        true,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("PATCH", "/v1/orgs/{org}/members/{id}"),
+    rule(
+        Op::MemberRemove,
+        "member.remove",
+        true,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("DELETE", "/v1/orgs/{org}/members/{id}"),
+    rule(
+        Op::MemberKeyRotate,
+        "member.key_rotate",
+        true,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/members/{id}/key"),
+    rule(
+        Op::MemberKeyRevoke,
+        "member.key_revoke",
+        true,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("DELETE", "/v1/orgs/{org}/members/{id}/key"),
+    rule(
+        Op::TotpEnroll,
+        "member.totp_enroll",
+        false,
+        ANY_ROLE,
+        CategoryRule::No,
+        IfEnrolled,
+    )
+    .http("POST", "/v1/orgs/{org}/members/me/totp"),
+    rule(
+        Op::SessionOpen,
+        "session.open",
+        false,
+        ANY_ROLE,
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/v1/orgs/{org}/sessions"),
+    rule(
+        Op::RecordCreate,
+        "record.create",
+        false,
+        ANY_ROLE,
+        Target,
+        No,
+    )
+    .http("POST", "/v1/orgs/{org}/records"),
+    rule(Op::RecordList, "record.list", false, ANY_ROLE, Target, No)
+        .http("GET", "/v1/orgs/{org}/records"),
+    rule(Op::RecordRead, "record.read", false, ANY_ROLE, Target, No)
+        .http("GET", "/v1/orgs/{org}/records/{id}"),
+    rule(
+        Op::RecordReveal,
+        "record.reveal",
+        false,
+        MANAGERS,
+        Target,
+        ForAdmins,
+    )
+    .http("GET", "/v1/orgs/{org}/records/{id}?reveal=true"),
+    rule(
+        Op::RecordDelete,
+        "record.delete",
+        false,
+        ANY_ROLE,
+        Target,
+        No,
+    )
+    .http("DELETE", "/v1/orgs/{org}/records/{id}"),
+    rule(
+        Op::RecordHardDelete,
+        "record.hard_delete",
+        false,
+        MANAGERS,
+        Target,
+        ForAdmins,
+    )
+    .http("DELETE", "/v1/orgs/{org}/records/{id}?hard=true"),
+    rule(
+        Op::RecordRestore,
+        "record.restore",
+        false,
+        ANY_ROLE,
+        Target,
+        No,
+    )
+    .http("POST", "/v1/orgs/{org}/records/{id}/restore"),
+    rule(
+        Op::RecordArchiveRestore,
+        "record.archive_restore",
+        false,
+        MANAGERS,
+        Target,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/records/{id}/archive-restore"),
+    rule(Op::FileUpload, "file.upload", false, ANY_ROLE, Target, No)
+        .http("POST", "/v1/orgs/{org}/files"),
+    rule(
+        Op::FileDownload,
+        "file.download",
+        false,
+        ANY_ROLE,
+        Target,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/records/{id}/file"),
+    rule(
+        Op::CategoryDeleteAll,
+        "category.delete_all",
+        false,
+        MANAGERS,
+        Target,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/categories/{category}/delete-all"),
+    rule(
+        Op::RetentionRead,
+        "retention.read",
+        true,
+        ANY_ROLE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/retention"),
+    rule(
+        Op::RetentionSet,
+        "retention.set",
+        true,
+        MANAGERS,
+        Target,
+        ForAdmins,
+    )
+    .http("PUT", "/v1/orgs/{org}/retention/{category}"),
+    rule(
+        Op::HoldCreate,
+        "hold.create",
+        true,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/holds")
+    .while_terminating(),
+    rule(
+        Op::HoldList,
+        "hold.read",
+        true,
+        EVIDENCE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/holds")
+    .while_terminating(),
+    rule(
+        Op::HoldRelease,
+        "hold.release",
+        true,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("DELETE", "/v1/orgs/{org}/holds/{id}")
+    .while_terminating(),
+    rule(
+        Op::DeletionLogRead,
+        "deletion_log.read",
+        true,
+        EVIDENCE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/deletion-log")
+    .while_terminating(),
+    rule(
+        Op::LifecycleOverdue,
+        "lifecycle.overdue",
+        true,
+        EVIDENCE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/lifecycle/overdue")
+    .cli("sweep --report")
+    .while_terminating(),
+    rule(
+        Op::AuditEvents,
+        "audit.read",
+        true,
+        EVIDENCE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/audit/events")
+    .while_terminating(),
+    rule(
+        Op::AuditCheckpoint,
+        "audit.checkpoint",
+        true,
+        ANY_ROLE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/audit/checkpoint")
+    .cli("audit checkpoint"),
+    rule(
+        Op::AuditProof,
+        "audit.proof",
+        true,
+        EVIDENCE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/audit/proof/{index}")
+    .cli("audit proof")
+    .while_terminating(),
+    rule(
+        Op::AuditConsistency,
+        "audit.consistency",
+        true,
+        ANY_ROLE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/audit/consistency")
+    .cli("audit consistency"),
+    rule(
+        Op::SigningKey,
+        "audit.signing_key",
+        true,
+        ANY_ROLE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/signing-key")
+    .cli("audit key"),
+    rule(Op::Scan, "pii.scan", true, ANY_ROLE, CategoryRule::No, No)
+        .http("POST", "/v1/scan")
+        .cli("scan"),
+    rule(
+        Op::Sweep,
+        "lifecycle.sweep",
+        false,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .cli("sweep"),
+    rule(
+        Op::KeysRotate,
+        "key.rotate",
+        false,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .cli("keys rotate"),
+    rule(
+        Op::AuditVerify,
+        "audit.verify",
+        false,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .cli("audit verify"),
+    rule(
+        Op::AuditExport,
+        "audit.export",
+        false,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .cli("audit export"),
+];
+
+impl Operation {
+    /// This operation's row of [`TABLE`].
+    pub fn rule(self) -> &'static Rule {
+        // TABLE is in ALL order (a unit test checks it), so the discriminant indexes it.
+        &TABLE[self as usize]
+    }
+}
+
+/// What [`decide`] needs to know about the caller's org and the calling member.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts {
+    /// The org is being (or was) terminated.
+    pub terminating: bool,
+    /// The org's `require_mfa_for_admins` setting.
+    pub require_mfa_for_admins: bool,
+    /// The calling member has a second factor enrolled.
+    pub factor_enrolled: bool,
+}
+
+/// The one authorization decision: may `principal` perform `rule`'s operation in an org
+/// with `org` facts, on `categories` (the target category, or every category for
+/// [`CategoryRule::All`]; ignored when the rule applies none)? The system is always allowed.
+pub fn decide(
+    rule: &Rule,
+    principal: &Principal,
+    facts: Facts,
+    categories: &[&Category],
+) -> Result<(), CoreError> {
+    if facts.terminating && !rule.while_terminating && !matches!(principal, Principal::System) {
+        return Err(CoreError::OrgTerminated("this org".into()));
+    }
+    match principal {
+        Principal::System => Ok(()),
+        Principal::Admin if rule.admin => Ok(()),
+        Principal::Admin => Err(CoreError::Forbidden(format!(
+            "`{}` is not open to the admin token; the admin token manages orgs and members, \
+             use a member's API key for data",
+            rule.action
+        ))),
+        Principal::Member { member, auth, .. } => {
+            let has = |roles: &[Role]| {
+                roles
+                    .iter()
+                    .any(|r| member.roles.iter().any(|m| m == r.as_str()))
+            };
+            if !has(rule.roles) {
+                return Err(CoreError::Forbidden(format!(
+                    "`{}` needs one of the roles {}; the member has {}",
+                    rule.action,
+                    role_list(rule.roles),
+                    if member.roles.is_empty() {
+                        "none".to_string()
+                    } else {
+                        member.roles.join(", ")
+                    }
+                )));
+            }
+            let second_factor = auth.second_factor();
+            // Opening a session is how a second factor is proved, so it cannot need one.
+            if !second_factor && rule.op != Operation::SessionOpen {
+                let needs = match rule.mfa {
+                    MfaRule::No => false,
+                    MfaRule::ForAdmins => facts.require_mfa_for_admins && has(MANAGERS),
+                    MfaRule::IfEnrolled => facts.factor_enrolled,
+                };
+                // A member that must always use a second factor still enrolls its first.
+                let needs = needs || (member.mfa && rule.mfa != MfaRule::IfEnrolled);
+                if needs {
+                    return Err(CoreError::MfaRequired(rule.action.to_string()));
+                }
+            }
+            if rule.category != CategoryRule::No {
+                for category in categories {
+                    category_check(category, member, second_factor)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A category's access rule (roles, groups, MFA) against a member.
+fn category_check(
+    category: &Category,
+    member: &custos_store::Member,
+    second_factor: bool,
+) -> Result<(), CoreError> {
+    let rule = &category.access;
+    if !rule
+        .roles
+        .iter()
+        .any(|role| member.roles.iter().any(|r| r == role.as_str()))
+    {
+        return Err(CoreError::Forbidden(format!(
+            "category `{}` is open to roles {}; the member has {}",
+            category.name,
+            role_list(&rule.roles),
+            if member.roles.is_empty() {
+                "none".to_string()
+            } else {
+                member.roles.join(", ")
+            }
+        )));
+    }
+    if !rule.groups.is_empty() && !rule.groups.iter().any(|g| member.groups.contains(g)) {
+        return Err(CoreError::Forbidden(format!(
+            "category `{}` is open to groups {}; the member is in none of them",
+            category.name,
+            rule.groups.join(", ")
+        )));
+    }
+    if rule.require_mfa && !second_factor {
+        return Err(CoreError::MfaRequired(format!(
+            "category `{}`",
+            category.name
+        )));
+    }
+    Ok(())
+}
+
+fn role_list(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The authorization table as a Markdown table (rendered in the README).
+pub fn table_markdown() -> String {
+    let mut out = String::from(
+        "| operation | route | CLI | admin token | member roles | category rule | second factor | while terminating |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in TABLE {
+        let route = r
+            .route
+            .map(|(m, p)| format!("`{m} {p}`"))
+            .unwrap_or_else(|| "—".into());
+        let cli = r
+            .cli
+            .map(|c| format!("`custos {c}`"))
+            .unwrap_or_else(|| "—".into());
+        let roles = if r.roles.is_empty() {
+            "—".to_string()
+        } else if r.roles == ANY_ROLE {
+            "any".to_string()
+        } else {
+            role_list(r.roles)
+        };
+        let category = match r.category {
+            CategoryRule::No => "—",
+            CategoryRule::Target => "target category",
+            CategoryRule::All => "every category",
+        };
+        let mfa = match r.mfa {
+            MfaRule::No => "—",
+            MfaRule::ForAdmins => "owners/admins if org requires",
+            MfaRule::IfEnrolled => "if one is enrolled",
+        };
+        out.push_str(&format!(
+            "| `{}` | {route} | {cli} | {} | {roles} | {category} | {mfa} | {} |\n",
+            r.action,
+            if r.admin { "yes" } else { "no" },
+            if r.while_terminating { "yes" } else { "no" },
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_in_operation_order_and_complete() {
+        assert_eq!(TABLE.len(), Operation::ALL.len());
+        for (i, op) in Operation::ALL.iter().enumerate() {
+            assert_eq!(TABLE[i].op, *op, "row {i} of TABLE");
+            assert_eq!(*op as usize, i);
+        }
+    }
+
+    #[test]
+    fn routes_and_actions_are_unique() {
+        let mut routes = std::collections::HashSet::new();
+        let mut actions = std::collections::HashSet::new();
+        for r in TABLE {
+            assert!(actions.insert(r.action), "duplicate action {}", r.action);
+            if let Some(route) = r.route {
+                assert!(routes.insert(route), "duplicate route {route:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn readme_renders_the_table() {
+        let readme = include_str!("../../../README.md");
+        assert!(
+            readme.contains(&table_markdown()),
+            "README.md must contain the authorization table exactly as \
+             `custos_core::authz::table_markdown()` renders it:\n{}",
+            table_markdown()
+        );
+    }
+}

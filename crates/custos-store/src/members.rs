@@ -1,0 +1,132 @@
+//! Members, their API keys, second factors and sessions, and org settings: what
+//! authentication and authorization read, behind [`MemberStore`] (a part of [`crate::Store`]).
+//!
+//! TOTP secrets arrive sealed by `custos-crypto`; API keys and session tokens arrive hashed.
+//! Nothing here sees a secret in the clear.
+
+use custos_audit::AuditEvent;
+use jiff::Timestamp;
+
+use crate::{Member, OrgScope, StoreError};
+
+/// Migration (both backends): org settings, second factors and sessions.
+pub(crate) const MIGRATION: &str = r#"
+CREATE TABLE org_settings (
+    org_id TEXT PRIMARY KEY REFERENCES orgs(id),
+    settings TEXT NOT NULL
+);
+CREATE TABLE member_factors (
+    org_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    totp_sealed BYTEA NOT NULL,
+    last_step BIGINT,
+    PRIMARY KEY (org_id, member_id)
+);
+CREATE TABLE sessions (
+    token_hash BYTEA PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    method TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_by_member ON sessions (org_id, member_id);
+"#;
+
+/// A session opened with a second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// SHA-256 of the session token (the token itself is shown once).
+    pub token_hash: [u8; 32],
+    /// The member it authenticates.
+    pub member_id: String,
+    /// How the second factor was proved (`totp`).
+    pub method: String,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// A member's enrolled TOTP factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpFactor {
+    /// The shared secret, sealed under the org key.
+    pub sealed: Vec<u8>,
+    /// The last time step a code was accepted for (codes at or before it are refused).
+    pub last_step: Option<i64>,
+}
+
+/// Persistence of members, keys, factors, sessions and org settings. Every mutation takes
+/// the audit events that describe it and appends them in the same transaction.
+#[async_trait::async_trait]
+pub trait MemberStore {
+    /// The org's members, oldest first.
+    async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError>;
+    /// One member of the org.
+    async fn member(&self, scope: &OrgScope, id: &str) -> Result<Option<Member>, StoreError>;
+    /// Replaces a member's name, roles, groups and MFA requirement; false (nothing appended)
+    /// if there is no such member.
+    async fn update_member(
+        &self,
+        scope: &OrgScope,
+        member: &Member,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// Removes a member with its factor and sessions; false (nothing appended) if absent.
+    async fn remove_member(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// Replaces a member's API key hash and ends its sessions (rotation, or revocation with
+    /// the hash of a key nobody holds); false (nothing appended) if absent.
+    async fn set_member_key(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        key_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+
+    /// The org's settings document (JSON), if it was ever changed.
+    async fn org_settings(&self, scope: &OrgScope) -> Result<Option<String>, StoreError>;
+    /// Replaces the org's settings document.
+    async fn set_org_settings(
+        &self,
+        scope: &OrgScope,
+        settings: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+
+    /// Enrolls (or re-enrolls) a member's TOTP factor: its sealed secret, no step used yet.
+    /// Ends the member's sessions. False (nothing appended) if the member is absent.
+    async fn set_totp(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        sealed: &[u8],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// A member's TOTP factor, if enrolled.
+    async fn totp(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+    ) -> Result<Option<TotpFactor>, StoreError>;
+    /// Opens `session` after a TOTP code of time step `step` was checked: compare-and-set,
+    /// only if no code of this or a later step was accepted before (so a code cannot be
+    /// replayed). False (nothing written or appended) otherwise.
+    async fn open_session(
+        &self,
+        scope: &OrgScope,
+        session: &Session,
+        step: i64,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// The member a session token hash authenticates, with its org and the session, if the
+    /// session exists and has not expired at `now` (its member still exists).
+    async fn session(
+        &self,
+        token_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<(OrgScope, Member, Session)>, StoreError>;
+}

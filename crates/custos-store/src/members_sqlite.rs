@@ -1,0 +1,264 @@
+//! [`MemberStore`] on SQLite.
+
+use custos_audit::AuditEvent;
+use rusqlite::{params, OptionalExtension};
+
+use crate::members::{MemberStore, Session, TotpFactor};
+use crate::model::{from_micros, to_micros};
+use crate::sqlite::member_from_row;
+use crate::{Member, OrgScope, SqliteStore, StoreError};
+
+const MEMBER_COLUMNS: &str = "id, name, roles, groups_json, mfa, created_at";
+
+fn json(values: &[String]) -> String {
+    serde_json::to_string(values).expect("strings serialize")
+}
+
+#[async_trait::async_trait]
+impl MemberStore for SqliteStore {
+    async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError> {
+        let org = scope.org_id().to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members WHERE org_id = ?1 ORDER BY created_at, id"
+            ))?;
+            let mut rows = stmt.query([&org])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(member_from_row(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn member(&self, scope: &OrgScope, id: &str) -> Result<Option<Member>, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), id.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members WHERE org_id = ?1 AND id = ?2"
+            ))?;
+            let mut rows = stmt.query([&org, &id])?;
+            rows.next()?.map(member_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn update_member(
+        &self,
+        scope: &OrgScope,
+        member: &Member,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, m) = (scope.org_id().to_string(), member.clone());
+        self.mutate_if(audit, move |tx| {
+            Ok(tx.execute(
+                "UPDATE members SET name = ?3, roles = ?4, groups_json = ?5, mfa = ?6
+                 WHERE org_id = ?1 AND id = ?2",
+                params![org, m.id, m.name, json(&m.roles), json(&m.groups), m.mfa],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn remove_member(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), id.to_string());
+        self.mutate_if(audit, move |tx| {
+            let removed = tx.execute(
+                "DELETE FROM members WHERE org_id = ?1 AND id = ?2",
+                [&org, &id],
+            )? == 1;
+            if removed {
+                for table in ["member_factors", "sessions"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE org_id = ?1 AND member_id = ?2"),
+                        [&org, &id],
+                    )?;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn set_member_key(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        key_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, id, hash) = (scope.org_id().to_string(), id.to_string(), *key_hash);
+        self.mutate_if(audit, move |tx| {
+            let changed = tx.execute(
+                "UPDATE members SET key_hash = ?3 WHERE org_id = ?1 AND id = ?2",
+                params![org, id, &hash[..]],
+            )? == 1;
+            if changed {
+                tx.execute(
+                    "DELETE FROM sessions WHERE org_id = ?1 AND member_id = ?2",
+                    [&org, &id],
+                )?;
+            }
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn org_settings(&self, scope: &OrgScope) -> Result<Option<String>, StoreError> {
+        let org = scope.org_id().to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT settings FROM org_settings WHERE org_id = ?1")?
+                    .query_row([&org], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    async fn set_org_settings(
+        &self,
+        scope: &OrgScope,
+        settings: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (org, settings) = (scope.org_id().to_string(), settings.to_string());
+        self.mutate(audit, move |tx| {
+            tx.execute(
+                "INSERT INTO org_settings (org_id, settings) VALUES (?1, ?2)
+                 ON CONFLICT (org_id) DO UPDATE SET settings = excluded.settings",
+                [&org, &settings],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_totp(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        sealed: &[u8],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, id, sealed) = (
+            scope.org_id().to_string(),
+            member_id.to_string(),
+            sealed.to_vec(),
+        );
+        self.mutate_if(audit, move |tx| {
+            let exists: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM members WHERE org_id = ?1 AND id = ?2",
+                    [&org, &id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_none() {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO member_factors (org_id, member_id, totp_sealed, last_step)
+                 VALUES (?1, ?2, ?3, NULL)
+                 ON CONFLICT (org_id, member_id)
+                 DO UPDATE SET totp_sealed = excluded.totp_sealed, last_step = NULL",
+                params![org, id, sealed],
+            )?;
+            tx.execute(
+                "DELETE FROM sessions WHERE org_id = ?1 AND member_id = ?2",
+                [&org, &id],
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn totp(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+    ) -> Result<Option<TotpFactor>, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), member_id.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT totp_sealed, last_step FROM member_factors
+                 WHERE org_id = ?1 AND member_id = ?2",
+            )?
+            .query_row([&org, &id], |r| {
+                Ok(TotpFactor {
+                    sealed: r.get(0)?,
+                    last_step: r.get(1)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn open_session(
+        &self,
+        scope: &OrgScope,
+        session: &Session,
+        step: i64,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, s) = (scope.org_id().to_string(), session.clone());
+        self.mutate_if(audit, move |tx| {
+            let used = tx.execute(
+                "UPDATE member_factors SET last_step = ?3
+                 WHERE org_id = ?1 AND member_id = ?2 AND (last_step IS NULL OR last_step < ?3)",
+                params![org, s.member_id, step],
+            )? == 1;
+            if used {
+                tx.execute(
+                    "INSERT INTO sessions (token_hash, org_id, member_id, method, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        &s.token_hash[..],
+                        org,
+                        s.member_id,
+                        s.method,
+                        to_micros(s.expires_at)
+                    ],
+                )?;
+            }
+            Ok(used)
+        })
+        .await
+    }
+
+    async fn session(
+        &self,
+        token_hash: &[u8; 32],
+        now: jiff::Timestamp,
+    ) -> Result<Option<(OrgScope, Member, Session)>, StoreError> {
+        let hash = *token_hash;
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.id, m.name, m.roles, m.groups_json, m.mfa, m.created_at,
+                        s.org_id, s.method, s.expires_at
+                 FROM sessions s JOIN members m ON m.org_id = s.org_id AND m.id = s.member_id
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+            )?;
+            let mut rows = stmt.query(params![&hash[..], to_micros(now)])?;
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
+            let member = member_from_row(r)?;
+            let session = Session {
+                token_hash: hash,
+                member_id: member.id.clone(),
+                method: r.get(7)?,
+                expires_at: from_micros(r.get(8)?)?,
+            };
+            Ok(Some((OrgScope::new(r.get(6)?), member, session)))
+        })
+        .await
+    }
+}
