@@ -16,6 +16,7 @@ mod files;
 mod lifecycle;
 mod orgs;
 mod pii;
+mod pii_stream;
 mod records;
 
 use std::sync::Arc;
