@@ -956,6 +956,81 @@ mod tests {
     }
 
     #[test]
+    fn metadata_keys_and_values_are_redacted_and_colliding_keys_get_suffixes() {
+        let plan = plan(
+            &[EntityKind::EmailAddress, EntityKind::UsSsn],
+            Operator::Redact,
+        );
+        let metadata = json!({
+            "a@example.com": 1,
+            "b@example.org": {"note": "SSN 536-22-8726"},
+            "plain": ["mail c@example.net", true],
+        });
+        let scan = plan
+            .scan(scanner(), &json!("no pii"), Some(&metadata))
+            .unwrap();
+        assert_eq!(scan.counts["EMAIL_ADDRESS"], 3);
+        assert_eq!(scan.counts["US_SSN"], 1);
+        let out = plan.apply_metadata(metadata, scan.meta, None).unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "[EMAIL_ADDRESS_REDACTED]": 1,
+                "[EMAIL_ADDRESS_REDACTED] (2)": {"note": "SSN [US_SSN_REDACTED]"},
+                "plain": ["mail [EMAIL_ADDRESS_REDACTED]", true],
+            })
+        );
+    }
+
+    #[test]
+    fn a_renamed_key_never_replaces_a_kept_one() {
+        let plan = plan(&[EntityKind::EmailAddress], Operator::Redact);
+        let metadata = json!({"[EMAIL_ADDRESS_REDACTED]": "kept", "z@example.com": "moved"});
+        let scan = plan.scan(scanner(), &json!(1), Some(&metadata)).unwrap();
+        let out = plan.apply_metadata(metadata, scan.meta, None).unwrap();
+        assert_eq!(
+            out,
+            json!({"[EMAIL_ADDRESS_REDACTED]": "kept", "[EMAIL_ADDRESS_REDACTED] (2)": "moved"})
+        );
+    }
+
+    #[test]
+    fn metadata_blocks_name_positions_and_hide_pii_keys() {
+        let plan = plan(
+            &[EntityKind::EmailAddress, EntityKind::UsSsn],
+            Operator::Block,
+        );
+        let metadata = json!({"ok": "fine", "x@example.com": {"why": "SSN 536-22-8726"}});
+        let Err((counts, hits)) = plan.scan(scanner(), &json!("clean"), Some(&metadata)) else {
+            panic!("expected a block")
+        };
+        assert_eq!(counts["EMAIL_ADDRESS"], 1);
+        assert_eq!(counts["US_SSN"], 1);
+        assert_eq!(
+            hits,
+            vec![
+                "EMAIL_ADDRESS at metadata{key 1}[0..13]",
+                "US_SSN at metadata.{key 1}.why[4..15]",
+            ]
+        );
+    }
+
+    #[test]
+    fn tokenized_metadata_keys_use_the_org_tokens() {
+        let plan = plan(&[EntityKind::EmailAddress], Operator::Tokenize);
+        let content = json!("from ana@example.com");
+        let metadata = json!({"ana@example.com": "bo@example.com"});
+        let scan = plan.scan(scanner(), &content, Some(&metadata)).unwrap();
+        assert_eq!(scan.targets.len(), 2, "{:?}", scan.targets);
+        let tokens = tokens_for(&scan.targets, 1);
+        let mut vault = tokens.vault_for(&scan.targets).unwrap().unwrap();
+        let out = plan
+            .apply_metadata(metadata, scan.meta, Some(&mut vault))
+            .unwrap();
+        assert_eq!(out, json!({"<EMAIL_ADDRESS_1>": "<EMAIL_ADDRESS_2>"}));
+    }
+
+    #[test]
     fn encrypt_round_trips_through_the_cipher() {
         let plan = plan(&[EntityKind::EmailAddress], Operator::Encrypt);
         let (out, _) = scrub(&plan, json!("write to eve@example.org"));
