@@ -19,7 +19,7 @@ use crate::{Caller, CoreError, CreatedRecord, Custos};
 
 /// Whether a body of `content_type` is text the PII rule scans: `text/*`, JSON, NDJSON,
 /// XML and `+json` / `+xml` types. Anything else (or no type) is stored as binary.
-pub fn is_text_type(content_type: Option<&str>) -> bool {
+pub(crate) fn is_text_type(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else {
         return false;
     };

@@ -469,6 +469,21 @@ async fn a_text_body_with_pii_is_refused_for_block_and_nothing_is_stored() {
         assert_eq!(actions, ["pii.blocked"], "only the refusal is audited");
     }
     assert_eq!(env.stored_in(&org, "blocked_notes").await, 0);
+    // A large body whose SSN comes late, after earlier windows were sealed and written.
+    let mut big = "nothing to see in this line of filler text\n".repeat(8000);
+    big.push_str(&format!("SSN {SSN}\n"));
+    let chunks: Vec<Vec<u8>> = big.as_bytes().chunks(8191).map(<[u8]>::to_vec).collect();
+    let err = env
+        .upload(
+            &owner,
+            &org,
+            text_upload("blocked_notes", "big.txt"),
+            chunks,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::PiiBlocked(_)), "{err:?}");
+    assert_eq!(env.stored_in(&org, "blocked_notes").await, 0);
     assert_eq!(
         env.objects(),
         Vec::<std::path::PathBuf>::new(),
