@@ -239,27 +239,13 @@ impl Custos {
             keys: token_keys.as_ref(),
             subject_ref: &subject_ref,
         };
-        let streamed: Result<(), Stop> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| CoreError::invalid("body", e.to_string()))?;
-                let (Some(scrubber), Some(pii)) = (&mut scrubber, &mut pii) else {
-                    sink.put(&chunk).await?;
-                    continue;
-                };
-                if let Some(window) = scrubber.push(&self.scanner, &chunk)? {
-                    let text = self.scrub_window(pii, &tokens_for, window).await?;
-                    sink.put(text.as_bytes()).await?;
-                }
-            }
-            if let (Some(scrubber), Some(pii)) = (&mut scrubber, &mut pii) {
-                if let Some(window) = scrubber.finish(&self.scanner)? {
-                    let text = self.scrub_window(pii, &tokens_for, window).await?;
-                    sink.put(text.as_bytes()).await?;
-                }
-            }
-            Ok(())
-        }
-        .await;
+        let scrub = match (&mut scrubber, &mut pii) {
+            (Some(scrubber), Some(pii)) => Some((scrubber, pii)),
+            _ => None,
+        };
+        let streamed = self
+            .stream_body(&mut body, &mut sink, scrub, &tokens_for)
+            .await;
         let size = sink.size;
         match streamed {
             Ok(()) => sink.finish().await?,
@@ -357,6 +343,39 @@ impl Custos {
             expire_at: due.expire_at,
             pii: counts,
         })
+    }
+
+    /// Streams `body` into `sink`: as is, or window by window through `scrub` (a text body
+    /// under a PII rule).
+    async fn stream_body<'s, S, E>(
+        &'s self,
+        body: &mut S,
+        sink: &mut BlobSink,
+        mut scrub: Option<(&mut TextScrubber, &mut FilePii<'s>)>,
+        tokens_for: &TokensFor<'_>,
+    ) -> Result<(), Stop>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| CoreError::invalid("body", e.to_string()))?;
+            let Some((scrubber, pii)) = scrub.as_mut() else {
+                sink.put(&chunk).await?;
+                continue;
+            };
+            if let Some(window) = scrubber.push(&self.scanner, &chunk)? {
+                let text = self.scrub_window(pii, tokens_for, window).await?;
+                sink.put(text.as_bytes()).await?;
+            }
+        }
+        if let Some((scrubber, pii)) = scrub {
+            if let Some(window) = scrubber.finish(&self.scanner)? {
+                let text = self.scrub_window(pii, tokens_for, window).await?;
+                sink.put(text.as_bytes()).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Scans one window of a text body and returns its text as stored: transformed by the
