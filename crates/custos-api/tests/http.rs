@@ -407,6 +407,62 @@ async fn files_stream_up_and_down_intact() {
 }
 
 #[tokio::test]
+async fn text_uploads_are_scanned_by_name_and_body() {
+    let s = server().await;
+    let (org, key) = s.org_with_member(&["member"], false).await;
+    let upload = |category: &str, name: &str, body: String| {
+        s.client
+            .post(s.url(&format!(
+                "/v1/orgs/{org}/files?category={category}&name={name}"
+            )))
+            .bearer_auth(&key)
+            .header("content-type", "text/csv")
+            .body(body)
+            .send()
+    };
+    // A redacting category: the body and the name are stored redacted.
+    let body = "who,mail\nana,ana@example.com\n".repeat(5000);
+    let r = upload("files", "ana%40example.com%20list.csv", body.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["pii"]["EMAIL_ADDRESS"], 5001);
+    let id = created["id"].as_str().unwrap();
+    let r = s
+        .send(
+            Method::GET,
+            &key,
+            &format!("/v1/orgs/{org}/records/{id}/file"),
+        )
+        .await;
+    let expected = body.replace("ana@example.com", "[EMAIL_ADDRESS_REDACTED]");
+    assert_eq!(
+        r.headers()["content-length"],
+        expected.len().to_string().as_str()
+    );
+    assert_eq!(r.text().await.unwrap(), expected);
+    let (_, view) = s.get(&key, &format!("/v1/orgs/{org}/records/{id}")).await;
+    assert_eq!(view["file_name"], "[EMAIL_ADDRESS_REDACTED] list.csv");
+
+    // A blocking category refuses a body holding an SSN, naming only its position.
+    let r = upload(
+        "payments_notes",
+        "a.csv",
+        "id,ssn\n1,SSN 536-22-8726\n".to_string(),
+    )
+    .await
+    .unwrap();
+    let status = r.status();
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["code"], "pii_blocked");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("US_SSN at body[13..24]"), "{detail}");
+    assert!(!detail.contains("536-22"), "{detail}");
+}
+
+#[tokio::test]
 async fn scan_reports_character_offsets() {
     let s = server().await;
     let (_, key) = s.org_with_member(&["member"], false).await;

@@ -9,10 +9,111 @@ use futures::{Stream, StreamExt};
 use serde_json::Value;
 
 use custos_crypto::KeyRef;
+use custos_pii::Finding;
 use custos_store::{RecordRow, RecordState};
 
+use crate::pii::{BatchTokens, PiiBlocked, ScanAcc, ScrubPlan, TokenKeys};
+use crate::pii_stream::{TextScrubber, Window};
 use crate::records::{check_metadata, check_subject, Envelope, ENVELOPE_PART};
 use crate::{Caller, CoreError, CreatedRecord, Custos};
+
+/// Whether a body of `content_type` is text the PII rule scans: `text/*`, JSON, NDJSON,
+/// XML and `+json` / `+xml` types. Anything else (or no type) is stored as binary.
+pub(crate) fn is_text_type(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || matches!(
+            essence.as_str(),
+            "application/json" | "application/x-ndjson" | "application/xml"
+        )
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml")
+}
+
+/// The PII state of one upload: what was found so far and the org tokens it resolved.
+struct FilePii<'s> {
+    plan: &'s ScrubPlan,
+    acc: ScanAcc<'s>,
+    tokens: BatchTokens,
+    /// This org's mint lock, held from the first token resolved until the upload ends.
+    minting: Option<tokio::sync::MutexGuard<'s, ()>>,
+}
+
+impl<'s> FilePii<'s> {
+    fn new(plan: &'s ScrubPlan, scanner: &'s custos_pii::Scanner) -> Self {
+        FilePii {
+            plan,
+            acc: ScanAcc::new(plan, scanner),
+            tokens: BatchTokens::default(),
+            minting: None,
+        }
+    }
+}
+
+/// A file's name, metadata, PII counts, tokens to store and org tokens used, as stored.
+type ScrubbedFields = (
+    Option<String>,
+    Value,
+    BTreeMap<String, u64>,
+    BatchTokens,
+    Option<Vec<String>>,
+);
+
+/// What resolving an upload's org tokens needs.
+struct TokensFor<'a> {
+    scope: &'a custos_store::OrgScope,
+    /// `None` unless the rule tokenizes.
+    keys: Option<&'a TokenKeys>,
+    subject_ref: &'a Option<String>,
+}
+
+/// Why an upload stopped streaming.
+enum Stop {
+    /// The category's `block` rule caught PII in the body.
+    Blocked,
+    /// Anything else.
+    Core(CoreError),
+}
+
+impl From<CoreError> for Stop {
+    fn from(e: CoreError) -> Self {
+        Stop::Core(e)
+    }
+}
+
+/// The object being written: plaintext in, sealed chunks out, plaintext bytes counted.
+struct BlobSink {
+    writer: custos_store::ObjectWriter,
+    encryptor: custos_crypto::BlobEncryptor,
+    size: u64,
+}
+
+impl BlobSink {
+    /// Seals and writes `bytes`, as stored (after any PII transformation).
+    async fn put(&mut self, bytes: &[u8]) -> Result<(), CoreError> {
+        self.size += bytes.len() as u64;
+        let sealed = self.encryptor.push(bytes);
+        if !sealed.is_empty() {
+            self.writer.write(&sealed).await?;
+        }
+        Ok(())
+    }
+
+    /// Seals the last chunk and completes the object.
+    async fn finish(mut self) -> Result<(), CoreError> {
+        self.writer.write(&self.encryptor.finish()).await?;
+        self.writer.finish().await?;
+        Ok(())
+    }
+}
 
 /// Everything about an upload except its bytes.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +157,11 @@ impl Custos {
     /// Stores a file as a record. The blob is written and sealed first; the record row and
     /// its audit event are committed only after the blob is complete, so a failed upload
     /// leaves no record (and the partial blob is aborted or removed).
+    ///
+    /// The category's PII rule applies to the file name and metadata, and to the body of
+    /// text types ([`is_text_type`]) as it streams: `block` refuses the upload (nothing is
+    /// stored, only the refusal is audited); other actions transform the text before it is
+    /// sealed, and the recorded size is that of the stored text.
     pub async fn upload_file<S, E>(
         &self,
         caller: &Caller,
@@ -85,6 +191,22 @@ impl Custos {
                 ),
             ));
         }
+        let plan = self.scrub_plan(&scope, category)?;
+        // The name and metadata are scanned before any byte is stored, so a block on them
+        // refuses the upload without touching the object store.
+        let mut pii = plan.as_ref().map(|plan| FilePii::new(plan, &self.scanner));
+        let name_found = match (&mut pii, &upload.file_name) {
+            (Some(pii), Some(name)) => pii.acc.text(&"file_name", name),
+            _ => Vec::new(),
+        };
+        if let (Some(pii), Some(m)) = (&mut pii, upload.metadata.as_ref()) {
+            if !m.is_null() {
+                pii.acc.metadata(m);
+            }
+        }
+        if let Some(p) = pii.take_if(|p| p.acc.is_blocked()) {
+            return Err(self.refuse_file(caller, &scope, &category.name, p).await);
+        }
         let now = self.now();
         let retention = self.retention_override(&scope, &category.name).await?;
         let due = category.due_times(now, retention);
@@ -97,37 +219,79 @@ impl Custos {
         let key = self
             .vault
             .content_key(scope.org_id(), subject_ref.as_deref())?;
+        let token_keys = match &plan {
+            Some(plan) if plan.tokenizes() => {
+                Some(TokenKeys::for_org(&self.vault, scope.org_id())?)
+            }
+            _ => None,
+        };
         let object = blob_key(scope.org_id(), &id);
-        let mut writer = self.objects.writer(&object).await?;
-        let mut encryptor = key.blob_encryptor(scope.org_id(), &id);
-        let mut size = 0u64;
-        let streamed: Result<(), CoreError> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| CoreError::invalid("body", e.to_string()))?;
-                size += chunk.len() as u64;
-                let sealed = encryptor.push(&chunk);
-                if !sealed.is_empty() {
-                    writer.write(&sealed).await?;
+        let mut sink = BlobSink {
+            writer: self.objects.writer(&object).await?,
+            encryptor: key.blob_encryptor(scope.org_id(), &id),
+            size: 0,
+        };
+        let mut scrubber = match &pii {
+            Some(pii) if is_text_type(upload.content_type.as_deref()) => {
+                Some(TextScrubber::new(pii.plan.kinds().to_vec()))
+            }
+            _ => None,
+        };
+        let tokens_for = TokensFor {
+            scope: &scope,
+            keys: token_keys.as_ref(),
+            subject_ref: &subject_ref,
+        };
+        let scrub = match (&mut scrubber, &mut pii) {
+            (Some(scrubber), Some(pii)) => Some((scrubber, pii)),
+            _ => None,
+        };
+        let streamed = self
+            .stream_body(&mut body, &mut sink, scrub, &tokens_for)
+            .await;
+        let size = sink.size;
+        match streamed {
+            Ok(()) => sink.finish().await?,
+            Err(stop) => {
+                let _ = sink.writer.abort().await;
+                return Err(match stop {
+                    Stop::Core(e) => e,
+                    Stop::Blocked => match pii {
+                        Some(p) => self.refuse_file(caller, &scope, &category.name, p).await,
+                        None => CoreError::Internal("a PII block without a rule".into()),
+                    },
+                });
+            }
+        }
+
+        // `pii` lives to the end: it holds the org's mint lock, if taken, past the commit.
+        let (file_name, metadata, counts, tokens, org_tokens) = match pii.as_mut() {
+            None => (
+                upload.file_name,
+                upload.metadata.unwrap_or(Value::Null),
+                BTreeMap::new(),
+                BatchTokens::default(),
+                None,
+            ),
+            Some(pii) => {
+                let fields = (upload.file_name, name_found, upload.metadata);
+                match self.scrub_fields(pii, &tokens_for, fields).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = self.objects.delete(&object).await;
+                        return Err(e);
+                    }
                 }
             }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = streamed {
-            let _ = writer.abort().await;
-            return Err(e);
-        }
-        writer.write(&encryptor.finish()).await?;
-        writer.finish().await?;
-
+        };
         let envelope = Envelope {
             content: Value::Null,
             subject: upload.subject,
-            metadata: upload.metadata.unwrap_or(Value::Null),
-            file_name: upload.file_name,
+            metadata,
+            file_name,
             content_type: upload.content_type,
             tokens: None,
-            org_tokens: None,
+            org_tokens,
         };
         let sealed = key
             .seal_json(scope.org_id(), &id, ENVELOPE_PART, &envelope)
@@ -145,24 +309,181 @@ impl Custos {
             key_ref: key.key_ref().to_string(),
             sealed: Some(sealed),
             blob_size: Some(size),
-            pii: Value::Object(Default::default()),
+            pii: serde_json::to_value(&counts).expect("map serializes"),
         };
         let event = self
             .event(caller, "file.upload")
             .org(scope.org_id())
             .target(format!("record:{id}"))
             .reason(format!("category={} bytes={size}", category.name));
-        if let Err(e) = self.store.insert_records(&scope, &[row], &[event]).await {
+        let inserted = if tokens.write.is_empty() {
+            self.store
+                .insert_records(&scope, &[row], &[event])
+                .await
+                .map(|()| true)
+        } else {
+            self.store
+                .insert_records_with_tokens(&scope, &[row], &tokens.write, &[event])
+                .await
+        };
+        let failed = match inserted {
+            Ok(true) => None,
+            // Another process minted the same values or numbers first; the body is gone,
+            // so the caller uploads again.
+            Ok(false) => Some(CoreError::Conflict(
+                "concurrent writes minted the same PII tokens; retry the upload".into(),
+            )),
+            Err(e) => Some(e.into()),
+        };
+        if let Some(e) = failed {
             let _ = self.objects.delete(&object).await;
-            return Err(e.into());
+            return Err(e);
         }
         Ok(CreatedRecord {
             id,
             category: category.name.clone(),
             archive_at: due.archive_at,
             expire_at: due.expire_at,
-            pii: BTreeMap::new(),
+            pii: counts,
         })
+    }
+
+    /// Streams `body` into `sink`: as is, or window by window through `scrub` (a text body
+    /// under a PII rule).
+    async fn stream_body<'s, S, E>(
+        &'s self,
+        body: &mut S,
+        sink: &mut BlobSink,
+        mut scrub: Option<(&mut TextScrubber, &mut FilePii<'s>)>,
+        tokens_for: &TokensFor<'_>,
+    ) -> Result<(), Stop>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| CoreError::invalid("body", e.to_string()))?;
+            let Some((scrubber, pii)) = scrub.as_mut() else {
+                sink.put(&chunk).await?;
+                continue;
+            };
+            if let Some(window) = scrubber.push(&self.scanner, &chunk)? {
+                let text = self.scrub_window(pii, tokens_for, window).await?;
+                sink.put(text.as_bytes()).await?;
+            }
+        }
+        if let Some((scrubber, pii)) = scrub {
+            if let Some(window) = scrubber.finish(&self.scanner)? {
+                let text = self.scrub_window(pii, tokens_for, window).await?;
+                sink.put(text.as_bytes()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Scans one window of a text body and returns its text as stored: transformed by the
+    /// rule, or [`Stop::Blocked`] when the rule blocks what it holds.
+    async fn scrub_window<'s>(
+        &'s self,
+        pii: &mut FilePii<'s>,
+        tokens_for: &TokensFor<'_>,
+        window: Window,
+    ) -> Result<String, Stop> {
+        pii.acc
+            .found(&"body", window.offset, &window.text, &window.findings);
+        if pii.acc.is_blocked() {
+            return Err(Stop::Blocked);
+        }
+        if window.findings.is_empty() {
+            return Ok(window.text);
+        }
+        let mut vault = self.window_vault(pii, tokens_for).await?;
+        let text = pii
+            .plan
+            .transform(&window.text, &window.findings, vault.as_mut())
+            .map_err(|e| CoreError::Internal(format!("PII rule in the file body: {e}")))?;
+        Ok(text.unwrap_or(window.text))
+    }
+
+    /// A frozen vault of the org tokens of every value the upload tokenizes so far,
+    /// resolving (and minting) those it lacks; `None` when the rule does not tokenize.
+    async fn window_vault<'s>(
+        &'s self,
+        pii: &mut FilePii<'s>,
+        tokens_for: &TokensFor<'_>,
+    ) -> Result<Option<custos_pii::TokenVault>, CoreError> {
+        let Some(keys) = tokens_for.keys else {
+            return Ok(None);
+        };
+        let targets = &pii.acc.scan.targets;
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        if pii.minting.is_none() {
+            // Tokens minted now are stored only with the record, so this org's other
+            // minters wait until the upload commits (see `MintLocks`).
+            pii.minting = Some(self.mint_locks.lock(tokens_for.scope.org_id()).await);
+        }
+        let wanted = targets
+            .iter()
+            .map(|(k, v)| (*k, v.clone(), tokens_for.subject_ref.clone()))
+            .collect();
+        self.resolve_more_tokens(tokens_for.scope, keys, wanted, &mut pii.tokens)
+            .await?;
+        pii.tokens.vault_for(targets)
+    }
+
+    /// Applies the rule to the file name (given its findings) and metadata once the body is
+    /// stored: their tokens, if any, are resolved with the body's. Returns them with the
+    /// upload's PII counts, its tokens to store and the org tokens its envelope uses.
+    async fn scrub_fields<'s>(
+        &'s self,
+        pii: &mut FilePii<'s>,
+        tokens_for: &TokensFor<'_>,
+        (name, name_found, metadata): (Option<String>, Vec<Finding>, Option<Value>),
+    ) -> Result<ScrubbedFields, CoreError> {
+        let mut vault = self.window_vault(pii, tokens_for).await?;
+        let plan = pii.plan;
+        let name = match name {
+            Some(name) => Some(
+                plan.transform(&name, &name_found, vault.as_mut())
+                    .map_err(|e| CoreError::Internal(format!("PII rule at file_name: {e}")))?
+                    .unwrap_or(name),
+            ),
+            None => None,
+        };
+        let scan = std::mem::take(&mut pii.acc.scan);
+        let metadata =
+            plan.apply_metadata(metadata.unwrap_or(Value::Null), scan.meta, vault.as_mut())?;
+        let used = vault.map(|v| v.entries().iter().map(|e| e.token.clone()).collect());
+        Ok((
+            name,
+            metadata,
+            scan.counts,
+            std::mem::take(&mut pii.tokens),
+            used,
+        ))
+    }
+
+    /// Refuses an upload whose name, metadata or body a `block` rule caught (audited).
+    async fn refuse_file(
+        &self,
+        caller: &Caller,
+        scope: &custos_store::OrgScope,
+        category: &str,
+        pii: FilePii<'_>,
+    ) -> CoreError {
+        match pii.acc.finish() {
+            Err((counts, hits)) => {
+                let blocked = PiiBlocked {
+                    category: category.to_string(),
+                    counts,
+                    hits,
+                };
+                self.refuse_pii(caller, scope, blocked).await
+            }
+            Ok(_) => CoreError::Internal("a PII block without hits".into()),
+        }
     }
 
     /// Streams a file record's plaintext, authenticating every chunk.

@@ -18,6 +18,7 @@ mod lifecycle;
 mod members;
 mod orgs;
 mod pii;
+mod pii_stream;
 mod records;
 mod settings;
 

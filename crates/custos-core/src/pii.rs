@@ -93,15 +93,116 @@ pub(crate) struct ScrubKeys {
     pub cipher: Option<OrgValueCipher>,
 }
 
-/// What scanning one value found, kept until its org tokens (if any) are resolved.
-#[derive(Clone)]
+/// What scanning one record found, kept until its org tokens (if any) are resolved.
+#[derive(Clone, Default)]
 pub(crate) struct Scan {
     /// Findings of each string of the content, in walk order (empty where none).
     pub findings: Vec<Vec<Finding>>,
+    /// Findings of each key and string of the metadata, in [`visit_keyed`] order (empty
+    /// when there is no metadata).
+    pub meta: Vec<Vec<Finding>>,
     /// Entity type → count of values found.
     pub counts: BTreeMap<String, u64>,
     /// Distinct (kind, value) pairs the tokenize operator will replace, first seen first.
     pub targets: Vec<(EntityKind, String)>,
+}
+
+/// Entity counts and positions (never values) of a write a `block` rule refuses.
+pub(crate) type BlockedHits = (BTreeMap<String, u64>, Vec<String>);
+
+/// Collects what the texts of one write hold: counts, tokenize targets, blocked positions.
+pub(crate) struct ScanAcc<'p> {
+    plan: &'p ScrubPlan,
+    scanner: &'p custos_pii::Scanner,
+    /// The scan being filled (findings are pushed by the caller, in its own order).
+    pub scan: Scan,
+    blocked: Vec<String>,
+    seen: HashSet<(EntityKind, String)>,
+}
+
+impl<'p> ScanAcc<'p> {
+    /// An empty accumulator for `plan`.
+    pub fn new(plan: &'p ScrubPlan, scanner: &'p custos_pii::Scanner) -> Self {
+        ScanAcc {
+            plan,
+            scanner,
+            scan: Scan::default(),
+            blocked: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Scans one text found at `at` (a position, rendered only for a refusal).
+    pub fn text(&mut self, at: &dyn std::fmt::Display, text: &str) -> Vec<Finding> {
+        let found = self.scanner.scan_for(text, &self.plan.kinds);
+        self.found(at, 0, text, &found);
+        found
+    }
+
+    /// Records `found` (findings in `text`, found at `at`; `offset` chars precede `text` in
+    /// what `at` names, for positions in a streamed body).
+    pub fn found(
+        &mut self,
+        at: &dyn std::fmt::Display,
+        offset: usize,
+        text: &str,
+        found: &[Finding],
+    ) {
+        if found.is_empty() {
+            return;
+        }
+        for f in found {
+            *self
+                .scan
+                .counts
+                .entry(f.entity.as_str().to_string())
+                .or_insert(0) += 1;
+        }
+        match tokenize_targets(text, found, &self.plan.ops) {
+            Ok(values) => {
+                for (kind, value) in values {
+                    if self.seen.insert((kind, value.to_string())) {
+                        self.scan.targets.push((kind, value.to_string()));
+                    }
+                }
+            }
+            Err(AnonymizeError::Blocked(b)) => {
+                for (kind, start, end) in b.hits {
+                    let (start, end) = (start + offset, end + offset);
+                    self.blocked.push(format!("{kind} at {at}[{start}..{end}]"));
+                }
+            }
+            // Cannot happen (findings come from this text); refuse rather than store
+            // unscrubbed text if it does.
+            Err(other) => self.blocked.push(format!("{at}: {other}")),
+        }
+    }
+
+    /// True once a `block` rule refused something.
+    pub fn is_blocked(&self) -> bool {
+        !self.blocked.is_empty()
+    }
+
+    /// The scan, or what a `block` rule refused.
+    pub fn finish(self) -> Result<Scan, BlockedHits> {
+        if self.blocked.is_empty() {
+            Ok(self.scan)
+        } else {
+            Err((self.scan.counts, self.blocked))
+        }
+    }
+
+    /// Scans every key and string of `metadata` into `scan.meta`.
+    pub fn metadata(&mut self, metadata: &Value) {
+        let mut meta = Vec::new();
+        visit_keyed(metadata, "metadata", &mut |at, text| {
+            let found = self.text(at, text);
+            let hit = !found.is_empty();
+            meta.push(found);
+            hit
+        });
+        self.scan.meta = meta;
+    }
 }
 
 /// A category's PII rule made ready to apply: entity kinds, operator and the org keys the
@@ -118,52 +219,31 @@ impl ScrubPlan {
         matches!(self.ops.default, Operator::Tokenize)
     }
 
-    /// Scans every string in `content` for the rule's kinds. On `block`, returns the entity
-    /// counts and the JSON paths of the hits (never values), before anything is minted.
+    /// The entity kinds the rule detects.
+    pub fn kinds(&self) -> &[EntityKind] {
+        &self.kinds
+    }
+
+    /// Scans every string in `content`, and every key and string of `metadata`, for the
+    /// rule's kinds. On `block`, returns the entity counts and the JSON paths of the hits
+    /// (never values), before anything is minted.
     pub fn scan(
         &self,
         scanner: &custos_pii::Scanner,
         content: &Value,
-    ) -> Result<Scan, (BTreeMap<String, u64>, Vec<String>)> {
+        metadata: Option<&Value>,
+    ) -> Result<Scan, BlockedHits> {
+        let mut acc = ScanAcc::new(self, scanner);
         let mut findings = Vec::new();
-        let mut counts = BTreeMap::new();
-        let mut blocked = Vec::new();
-        let mut targets = Vec::new();
-        let mut seen = HashSet::new();
         visit(content, &mut |path, text| {
-            let found = scanner.scan_for(text, &self.kinds);
-            if !found.is_empty() {
-                for f in &found {
-                    *counts.entry(f.entity.as_str().to_string()).or_insert(0) += 1;
-                }
-                match tokenize_targets(text, &found, &self.ops) {
-                    Ok(values) => {
-                        for (kind, value) in values {
-                            if seen.insert((kind, value)) {
-                                targets.push((kind, value.to_string()));
-                            }
-                        }
-                    }
-                    Err(AnonymizeError::Blocked(b)) => {
-                        for (kind, start, end) in b.hits {
-                            blocked.push(format!("{kind} at {path}[{start}..{end}]"));
-                        }
-                    }
-                    // Cannot happen (findings come from this text); refuse rather than store
-                    // unscrubbed text if it does.
-                    Err(other) => blocked.push(format!("{path}: {other}")),
-                }
-            }
-            findings.push(found);
+            findings.push(acc.text(path, text))
         });
-        if !blocked.is_empty() {
-            return Err((counts, blocked));
+        acc.scan.findings = findings;
+        // Records without metadata (the common case) pay nothing here.
+        if let Some(m) = metadata.filter(|m| !m.is_null()) {
+            acc.metadata(m);
         }
-        Ok(Scan {
-            findings,
-            counts,
-            targets,
-        })
+        acc.finish()
     }
 
     /// Applies the rule to `content`, given the findings [`ScrubPlan::scan`] made in it.
@@ -177,31 +257,13 @@ impl ScrubPlan {
         if findings.iter().all(Vec::is_empty) {
             return Ok(content);
         }
-        let hmac_bytes = self
-            .keys
-            .hmac
-            .as_ref()
-            .map(|k| k.with_bytes(|b| b.to_vec()));
         let mut findings = findings.into_iter();
         let mut failed = None;
         // Same walk order as the scan, so the n-th string meets its own findings.
         walk(&mut content, &mut |path, text| {
             let found = findings.next().unwrap_or_default();
-            if found.is_empty() {
-                return None;
-            }
-            let mut ctx = OperatorContext::new();
-            if let Some(b) = &hmac_bytes {
-                ctx = ctx.with_hmac_key(b);
-            }
-            if let Some(c) = &self.keys.cipher {
-                ctx = ctx.with_cipher(c);
-            }
-            if let Some(v) = vault.as_deref_mut() {
-                ctx = ctx.with_vault(v);
-            }
-            match anonymize(text, &found, &self.ops, &mut ctx) {
-                Ok(out) => Some(out.text),
+            match self.transform(text, &found, vault.as_deref_mut()) {
+                Ok(out) => out,
                 Err(e) => {
                     // Refuse rather than store unscrubbed text (the message names no value).
                     failed.get_or_insert_with(|| format!("PII rule at {path}: {e}"));
@@ -214,29 +276,111 @@ impl ScrubPlan {
             None => Ok(content),
         }
     }
+
+    /// Applies the rule to `metadata` (keys and strings), given the findings of
+    /// [`ScanAcc::metadata`]. A key that held PII is replaced by its transformed form; two
+    /// keys that transform alike get ` (2)`, ` (3)`, ... suffixes in key order.
+    pub fn apply_metadata(
+        &self,
+        metadata: Value,
+        findings: Vec<Vec<Finding>>,
+        mut vault: Option<&mut TokenVault>,
+    ) -> Result<Value, CoreError> {
+        if findings.iter().all(Vec::is_empty) {
+            return Ok(metadata);
+        }
+        let mut findings = findings.into_iter();
+        let mut failed = None;
+        let out = rebuild_keyed(metadata, &mut |text| {
+            let found = findings.next().unwrap_or_default();
+            match self.transform(text, &found, vault.as_deref_mut()) {
+                Ok(out) => out,
+                Err(e) => {
+                    failed.get_or_insert_with(|| format!("PII rule in metadata: {e}"));
+                    None
+                }
+            }
+        });
+        match failed {
+            Some(why) => Err(CoreError::Internal(why)),
+            None => Ok(out),
+        }
+    }
+
+    /// `text` with `found` transformed by the rule's operator; `None` when nothing was found.
+    pub fn transform(
+        &self,
+        text: &str,
+        found: &[Finding],
+        vault: Option<&mut TokenVault>,
+    ) -> Result<Option<String>, AnonymizeError> {
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let hmac_bytes = self
+            .keys
+            .hmac
+            .as_ref()
+            .map(|k| k.with_bytes(|b| b.to_vec()));
+        let mut ctx = OperatorContext::new();
+        if let Some(b) = &hmac_bytes {
+            ctx = ctx.with_hmac_key(b);
+        }
+        if let Some(c) = &self.keys.cipher {
+            ctx = ctx.with_cipher(c);
+        }
+        if let Some(v) = vault {
+            ctx = ctx.with_vault(v);
+        }
+        anonymize(text, found, &self.ops, &mut ctx).map(|out| Some(out.text))
+    }
 }
 
-/// One step of a JSON path: an object key or an array index.
+/// One step of a JSON path: an object key, a key withheld because it holds PII (its
+/// index in the object), or an array index.
 #[derive(Clone, Copy)]
 enum Step<'a> {
     Key(&'a str),
+    HiddenKey(usize),
     Index(usize),
 }
 
 /// The JSON path of a string being visited (`$.a.b[2]`), kept as steps and rendered only
 /// when a message needs it, instead of one formatted string per value visited.
-struct JsonPath<'a>(Vec<Step<'a>>);
+struct JsonPath<'a> {
+    root: &'static str,
+    steps: Vec<Step<'a>>,
+}
+
+impl<'a> JsonPath<'a> {
+    fn new(root: &'static str) -> Self {
+        JsonPath {
+            root,
+            steps: Vec::new(),
+        }
+    }
+}
 
 impl std::fmt::Display for JsonPath<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("$")?;
-        for step in &self.0 {
+        f.write_str(self.root)?;
+        for step in &self.steps {
             match step {
                 Step::Key(k) => write!(f, ".{k}")?,
+                Step::HiddenKey(i) => write!(f, ".{{key {i}}}")?,
                 Step::Index(i) => write!(f, "[{i}]")?,
             }
         }
         Ok(())
+    }
+}
+
+/// The position of an object key itself: `metadata.a{key 2}` is the third key of `a`.
+struct KeyAt<'p, 'a>(&'p JsonPath<'a>, usize);
+
+impl std::fmt::Display for KeyAt<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{{key {}}}", self.0, self.1)
     }
 }
 
@@ -251,22 +395,106 @@ fn visit<'v>(value: &'v Value, f: &mut dyn FnMut(&JsonPath<'v>, &'v str)) {
             Value::String(s) => f(path, s),
             Value::Array(items) => {
                 for (i, v) in items.iter().enumerate() {
-                    path.0.push(Step::Index(i));
+                    path.steps.push(Step::Index(i));
                     go(v, path, f);
-                    path.0.pop();
+                    path.steps.pop();
                 }
             }
             Value::Object(map) => {
                 for (k, v) in map {
-                    path.0.push(Step::Key(k));
+                    path.steps.push(Step::Key(k));
                     go(v, path, f);
-                    path.0.pop();
+                    path.steps.pop();
                 }
             }
             _ => {}
         }
     }
-    go(value, &mut JsonPath(Vec::new()), f)
+    go(value, &mut JsonPath::new("$"), f)
+}
+
+/// Like [`visit`], but also calls `f` with every object key, just before the key's value.
+/// `f` returns whether the text held PII; such a key is withheld from the paths below it.
+fn visit_keyed(
+    value: &Value,
+    root: &'static str,
+    f: &mut dyn FnMut(&dyn std::fmt::Display, &str) -> bool,
+) {
+    fn go<'v>(
+        value: &'v Value,
+        path: &mut JsonPath<'v>,
+        f: &mut dyn FnMut(&dyn std::fmt::Display, &str) -> bool,
+    ) {
+        match value {
+            Value::String(s) => {
+                f(path, s);
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.steps.push(Step::Index(i));
+                    go(v, path, f);
+                    path.steps.pop();
+                }
+            }
+            Value::Object(map) => {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    let hit = f(&KeyAt(path, i), k);
+                    path.steps.push(if hit {
+                        Step::HiddenKey(i)
+                    } else {
+                        Step::Key(k)
+                    });
+                    go(v, path, f);
+                    path.steps.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    go(value, &mut JsonPath::new(root), f)
+}
+
+/// Rebuilds `value`, calling `f` on every key and string in [`visit_keyed`] order; `f` may
+/// replace each (`Some`). Replaced keys that collide (with each other or a kept key) get
+/// ` (2)`, ` (3)`, ... suffixes, in key order, so the result is deterministic.
+fn rebuild_keyed(value: Value, f: &mut dyn FnMut(&str) -> Option<String>) -> Value {
+    match value {
+        Value::String(s) => Value::String(f(&s).unwrap_or(s)),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| rebuild_keyed(v, f)).collect())
+        }
+        Value::Object(map) => {
+            let mut kept = serde_json::Map::new();
+            let mut renamed = Vec::new();
+            for (k, v) in map {
+                let new_key = f(&k);
+                let v = rebuild_keyed(v, f);
+                match new_key {
+                    Some(new_key) => renamed.push((new_key, v)),
+                    None => {
+                        kept.insert(k, v);
+                    }
+                }
+            }
+            for (k, v) in renamed {
+                let k = unique_key(&kept, k);
+                kept.insert(k, v);
+            }
+            Value::Object(kept)
+        }
+        other => other,
+    }
+}
+
+/// `key`, or the first of `key (2)`, `key (3)`, ... that `map` does not hold yet.
+fn unique_key(map: &serde_json::Map<String, Value>, key: String) -> String {
+    if !map.contains_key(&key) {
+        return key;
+    }
+    (2u64..)
+        .map(|n| format!("{key} ({n})"))
+        .find(|k| !map.contains_key(k))
+        .expect("some suffix is free")
 }
 
 /// Like [`visit`], but `f` may replace each string in place (`Some`).
@@ -284,22 +512,22 @@ fn walk(value: &mut Value, f: &mut dyn FnMut(&JsonPath<'_>, &str) -> Option<Stri
             }
             Value::Array(items) => {
                 for (i, v) in items.iter_mut().enumerate() {
-                    path.0.push(Step::Index(i));
+                    path.steps.push(Step::Index(i));
                     go(v, path, f);
-                    path.0.pop();
+                    path.steps.pop();
                 }
             }
             Value::Object(map) => {
                 for (k, v) in map.iter_mut() {
-                    path.0.push(Step::Key(k));
+                    path.steps.push(Step::Key(k));
                     go(v, path, f);
-                    path.0.pop();
+                    path.steps.pop();
                 }
             }
             _ => {}
         }
     }
-    go(value, &mut JsonPath(Vec::new()), f)
+    go(value, &mut JsonPath::new("$"), f)
 }
 
 /// The org keys of the token map. Lookups are keyed hashes and values are sealed, so the
@@ -466,6 +694,26 @@ impl crate::Custos {
         keys: &TokenKeys,
         wanted: Vec<(EntityKind, String, Option<String>)>,
     ) -> Result<BatchTokens, CoreError> {
+        let mut out = BatchTokens::default();
+        self.resolve_more_tokens(scope, keys, wanted, &mut out)
+            .await?;
+        Ok(out)
+    }
+
+    /// Like [`Custos::resolve_tokens`], adding to `out` the tokens of the `wanted` values it
+    /// lacks: a streamed upload resolves window by window, and its new tokens number on
+    /// from those it already minted (not yet stored).
+    pub(crate) async fn resolve_more_tokens(
+        &self,
+        scope: &custos_store::OrgScope,
+        keys: &TokenKeys,
+        mut wanted: Vec<(EntityKind, String, Option<String>)>,
+        out: &mut BatchTokens,
+    ) -> Result<(), CoreError> {
+        wanted.retain(|(k, v, _)| !out.by_value.contains_key(&(*k, v.clone())));
+        if wanted.is_empty() {
+            return Ok(());
+        }
         let org = scope.org_id();
         let lookups: Vec<String> = wanted.iter().map(|(k, v, _)| keys.lookup(*k, v)).collect();
         let mut entities: Vec<String> = wanted
@@ -480,8 +728,11 @@ impl crate::Custos {
             .await?;
         let found: HashMap<String, String> = resolution.found.into_iter().collect();
         let mut last: HashMap<String, u64> = resolution.last_seq.into_iter().collect();
+        for t in &out.write.minted {
+            let n = last.entry(t.entity.clone()).or_insert(0);
+            *n = (*n).max(t.seq);
+        }
         let now = self.now();
-        let mut out = BatchTokens::default();
         for ((kind, value, subject_ref), lookup) in wanted.into_iter().zip(lookups) {
             let token = match found.get(&lookup) {
                 Some(token) => {
@@ -506,7 +757,7 @@ impl crate::Custos {
             };
             out.by_value.insert((kind, value), token);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// A vault of the org tokens among `tokens`, opened, to reveal a record with. Tokens no
@@ -645,7 +896,7 @@ mod tests {
     /// Scan then apply, as the write path does for rules that do not tokenize.
     fn scrub(plan: &ScrubPlan, content: Value) -> (Value, BTreeMap<String, u64>) {
         let scan = plan
-            .scan(scanner(), &content)
+            .scan(scanner(), &content, None)
             .unwrap_or_else(|(_, hits)| panic!("blocked: {hits:?}"));
         (
             plan.apply(content, scan.findings, None).unwrap(),
@@ -695,13 +946,88 @@ mod tests {
     fn block_reports_types_and_positions_never_values() {
         let plan = plan(&[EntityKind::CreditCard], Operator::Block);
         let content = json!({"note": "card 4111 1111 1111 1111"});
-        let Err((counts, hits)) = plan.scan(scanner(), &content) else {
+        let Err((counts, hits)) = plan.scan(scanner(), &content, None) else {
             panic!("expected a block")
         };
         assert_eq!(counts["CREDIT_CARD"], 1);
         assert_eq!(hits.len(), 1);
         assert!(hits[0].starts_with("CREDIT_CARD at $.note["), "{hits:?}");
         assert!(!hits[0].contains("4111"));
+    }
+
+    #[test]
+    fn metadata_keys_and_values_are_redacted_and_colliding_keys_get_suffixes() {
+        let plan = plan(
+            &[EntityKind::EmailAddress, EntityKind::UsSsn],
+            Operator::Redact,
+        );
+        let metadata = json!({
+            "a@example.com": 1,
+            "b@example.org": {"note": "SSN 536-22-8726"},
+            "plain": ["mail c@example.net", true],
+        });
+        let scan = plan
+            .scan(scanner(), &json!("no pii"), Some(&metadata))
+            .unwrap();
+        assert_eq!(scan.counts["EMAIL_ADDRESS"], 3);
+        assert_eq!(scan.counts["US_SSN"], 1);
+        let out = plan.apply_metadata(metadata, scan.meta, None).unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "[EMAIL_ADDRESS_REDACTED]": 1,
+                "[EMAIL_ADDRESS_REDACTED] (2)": {"note": "SSN [US_SSN_REDACTED]"},
+                "plain": ["mail [EMAIL_ADDRESS_REDACTED]", true],
+            })
+        );
+    }
+
+    #[test]
+    fn a_renamed_key_never_replaces_a_kept_one() {
+        let plan = plan(&[EntityKind::EmailAddress], Operator::Redact);
+        let metadata = json!({"[EMAIL_ADDRESS_REDACTED]": "kept", "z@example.com": "moved"});
+        let scan = plan.scan(scanner(), &json!(1), Some(&metadata)).unwrap();
+        let out = plan.apply_metadata(metadata, scan.meta, None).unwrap();
+        assert_eq!(
+            out,
+            json!({"[EMAIL_ADDRESS_REDACTED]": "kept", "[EMAIL_ADDRESS_REDACTED] (2)": "moved"})
+        );
+    }
+
+    #[test]
+    fn metadata_blocks_name_positions_and_hide_pii_keys() {
+        let plan = plan(
+            &[EntityKind::EmailAddress, EntityKind::UsSsn],
+            Operator::Block,
+        );
+        let metadata = json!({"ok": "fine", "x@example.com": {"why": "SSN 536-22-8726"}});
+        let Err((counts, hits)) = plan.scan(scanner(), &json!("clean"), Some(&metadata)) else {
+            panic!("expected a block")
+        };
+        assert_eq!(counts["EMAIL_ADDRESS"], 1);
+        assert_eq!(counts["US_SSN"], 1);
+        assert_eq!(
+            hits,
+            vec![
+                "EMAIL_ADDRESS at metadata{key 1}[0..13]",
+                "US_SSN at metadata.{key 1}.why[4..15]",
+            ]
+        );
+    }
+
+    #[test]
+    fn tokenized_metadata_keys_use_the_org_tokens() {
+        let plan = plan(&[EntityKind::EmailAddress], Operator::Tokenize);
+        let content = json!("from ana@example.com");
+        let metadata = json!({"ana@example.com": "bo@example.com"});
+        let scan = plan.scan(scanner(), &content, Some(&metadata)).unwrap();
+        assert_eq!(scan.targets.len(), 2, "{:?}", scan.targets);
+        let tokens = tokens_for(&scan.targets, 1);
+        let mut vault = tokens.vault_for(&scan.targets).unwrap().unwrap();
+        let out = plan
+            .apply_metadata(metadata, scan.meta, Some(&mut vault))
+            .unwrap();
+        assert_eq!(out, json!({"<EMAIL_ADDRESS_1>": "<EMAIL_ADDRESS_2>"}));
     }
 
     #[test]
@@ -726,7 +1052,7 @@ mod tests {
             "a": "Ana Lopez wrote to ana@example.com",
             "b": ["ana@example.com again", 3],
         });
-        let scan = plan.scan(scanner(), &content).unwrap();
+        let scan = plan.scan(scanner(), &content, None).unwrap();
         assert_eq!(
             scan.targets,
             vec![
@@ -758,7 +1084,7 @@ mod tests {
     fn an_unresolved_target_is_an_error_not_a_local_token() {
         let plan = plan(&[EntityKind::EmailAddress], Operator::Tokenize);
         let content = json!("to ana@example.com and bo@example.com");
-        let scan = plan.scan(scanner(), &content).unwrap();
+        let scan = plan.scan(scanner(), &content, None).unwrap();
         let tokens = tokens_for(&scan.targets[..1], 1);
         assert!(tokens.vault_for(&scan.targets).is_err());
         let mut partial = tokens.vault_for(&scan.targets[..1]).unwrap().unwrap();
@@ -832,7 +1158,7 @@ mod tests {
                 Operator::Tokenize,
             );
             let content = json!({ "text": text, "n": 1 });
-            let scan = plan.scan(scanner(), &content).unwrap();
+            let scan = plan.scan(scanner(), &content, None).unwrap();
             let tokens = tokens_for(&scan.targets, first);
             let mut vault = tokens.vault_for(&scan.targets).unwrap().unwrap_or_default();
             let out = plan.apply(content, scan.findings, Some(&mut vault)).unwrap();

@@ -236,13 +236,15 @@ fn scan_pending(scanner: &custos_pii::Scanner, p: Pending) -> Result<Scanned, Re
     let scan = match &p.plan {
         None => None,
         Some(plan) => {
-            let mut scan = plan.scan(scanner, &p.content).map_err(|(counts, hits)| {
-                Refused::Pii(PiiBlocked {
-                    category: p.category.clone(),
-                    counts,
-                    hits,
-                })
-            })?;
+            let mut scan = plan
+                .scan(scanner, &p.content, p.metadata.as_ref())
+                .map_err(|(counts, hits)| {
+                    Refused::Pii(PiiBlocked {
+                        category: p.category.clone(),
+                        counts,
+                        hits,
+                    })
+                })?;
             // Pass-through content is dropped, so it gets no tokens: minting would keep the
             // values of content the policy says not to keep.
             if !p.store_content {
@@ -264,7 +266,8 @@ fn seal_scanned(
     s: Scanned,
 ) -> Result<SealedRecord, Refused> {
     let Scanned { p, scan } = s;
-    let (content, counts, org_tokens) = match (&p.plan, scan) {
+    let metadata = p.metadata.unwrap_or(Value::Null);
+    let (content, metadata, counts, org_tokens) = match (&p.plan, scan) {
         (Some(plan), Some(scan)) if p.store_content => {
             let mut vault = tokens.vault_for(&scan.targets).map_err(Refused::Core)?;
             let used = vault
@@ -273,16 +276,19 @@ fn seal_scanned(
             let content = plan
                 .apply(p.content, scan.findings, vault.as_mut())
                 .map_err(Refused::Core)?;
-            (content, scan.counts, used)
+            let metadata = plan
+                .apply_metadata(metadata, scan.meta, vault.as_mut())
+                .map_err(Refused::Core)?;
+            (content, metadata, scan.counts, used)
         }
         // Nothing is kept of pass-through content, so it is not anonymized either.
-        (_, Some(scan)) => (Value::Null, scan.counts, None),
-        (_, None) => (p.content, BTreeMap::new(), None),
+        (_, Some(scan)) => (Value::Null, Value::Null, scan.counts, None),
+        (_, None) => (p.content, metadata, BTreeMap::new(), None),
     };
-    let envelope = p.store_content.then(|| Envelope {
+    let envelope = p.store_content.then_some(Envelope {
         content,
         subject: p.subject,
-        metadata: p.metadata.unwrap_or(Value::Null),
+        metadata,
         file_name: None,
         content_type: None,
         tokens: None,
@@ -927,11 +933,13 @@ impl Custos {
         let (mut view, pseudonyms) = self.record_view(&scope, row)?;
         // Records from before org-wide tokens carry their own vault.
         if let Some(vault) = &pseudonyms.record_vault {
-            view.content = detokenize_value(view.content, vault);
+            view.content = detokenize_value(view.content, vault, false);
         }
         if !pseudonyms.org_tokens.is_empty() {
             let vault = self.org_token_vault(&scope, &pseudonyms.org_tokens).await?;
-            view.content = detokenize_value(view.content, &vault);
+            view.content = detokenize_value(view.content, &vault, false);
+            view.metadata = detokenize_value(view.metadata, &vault, true);
+            view.file_name = view.file_name.map(|n| custos_pii::detokenize(&n, &vault));
         }
         let event = self
             .event(caller, "record.reveal")
@@ -1177,19 +1185,27 @@ impl Custos {
     }
 }
 
-/// Reverses `tokenize` pseudonyms in every string of `value`.
-fn detokenize_value(value: Value, vault: &custos_pii::TokenVault) -> Value {
+/// Reverses `tokenize` pseudonyms in every string of `value`, and in its object keys if
+/// `keys` (metadata keys are tokenized, content keys are not).
+fn detokenize_value(value: Value, vault: &custos_pii::TokenVault, keys: bool) -> Value {
     match value {
         Value::String(s) => Value::String(custos_pii::detokenize(&s, vault)),
         Value::Array(items) => Value::Array(
             items
                 .into_iter()
-                .map(|v| detokenize_value(v, vault))
+                .map(|v| detokenize_value(v, vault, keys))
                 .collect(),
         ),
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (k, detokenize_value(v, vault)))
+                .map(|(k, v)| {
+                    let k = if keys {
+                        custos_pii::detokenize(&k, vault)
+                    } else {
+                        k
+                    };
+                    (k, detokenize_value(v, vault, keys))
+                })
                 .collect(),
         ),
         other => other,

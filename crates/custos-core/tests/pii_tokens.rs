@@ -159,6 +159,7 @@ on_both_backends!(
     concurrent_batches_agree_on_one_token_per_value,
     token_rows_keep_the_subject_and_no_raw_value,
     large_batches_are_streamed_all_or_nothing,
+    uploads_and_metadata_share_the_org_tokens,
 );
 
 impl Env {
@@ -590,6 +591,105 @@ async fn token_rows_keep_the_subject_and_no_raw_value(env: Env) {
             }
         }
     }
+}
+
+/// Metadata keys and values, file names and text bodies (several windows) are tokenized with
+/// the same org tokens as content, stored with the record; a blocking category refuses a
+/// text upload on both backends.
+async fn uploads_and_metadata_share_the_org_tokens(env: Env) {
+    let org = env.org("Acme").await;
+    let owner = env.member(&org, &["owner"]).await;
+    let scope = env.scope(&org).await;
+    let record = NewRecord {
+        metadata: Some(json!({ "ana@example.com": "SSN 536-90-4399" })),
+        ..note("support_notes", None, "mail ana@example.com")
+    };
+    let created = env
+        .custos
+        .create_record(&owner, &org, record)
+        .await
+        .unwrap();
+    let view = env
+        .custos
+        .get_record(&owner, &org, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(view.content["text"], "mail <EMAIL_ADDRESS_1>");
+    assert_eq!(
+        view.metadata,
+        json!({ "<EMAIL_ADDRESS_1>": "SSN <US_SSN_1>" })
+    );
+    let revealed = env
+        .custos
+        .reveal_record(&owner, &org, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        revealed.metadata,
+        json!({ "ana@example.com": "SSN 536-90-4399" })
+    );
+
+    let mut body = "plain filler line without anything personal\n".repeat(3000);
+    body.push_str("ana@example.com and bo@example.org\n");
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = body
+        .as_bytes()
+        .chunks(4093)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let upload = custos_core::FileUpload {
+        category: "support_notes".into(),
+        subject: None,
+        file_name: Some("bo@example.org notes.txt".into()),
+        content_type: Some("text/plain".into()),
+        metadata: None,
+    };
+    let file = env
+        .custos
+        .upload_file(&owner, &org, upload, futures::stream::iter(chunks))
+        .await
+        .unwrap();
+    let view = env.custos.get_record(&owner, &org, &file.id).await.unwrap();
+    assert_eq!(
+        view.file_name.as_deref(),
+        Some("<EMAIL_ADDRESS_2> notes.txt")
+    );
+    let download = env
+        .custos
+        .download_file(&owner, &org, &file.id)
+        .await
+        .unwrap();
+    let stored: Vec<u8> = futures::StreamExt::concat(futures::StreamExt::map(download.body, |c| {
+        c.unwrap().to_vec()
+    }))
+    .await;
+    let expected = body
+        .replace("ana@example.com", "<EMAIL_ADDRESS_1>")
+        .replace("bo@example.org", "<EMAIL_ADDRESS_2>");
+    assert!(stored == expected.as_bytes(), "stored body differs");
+    assert_eq!(download.size, expected.len() as u64);
+    let rows = env
+        .store
+        .pii_tokens(&scope, &["<EMAIL_ADDRESS_2>".into()])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "the upload's new token is stored with it");
+
+    // A blocking category refuses a text body holding what it blocks.
+    let upload = custos_core::FileUpload {
+        category: "card_notes".into(),
+        subject: None,
+        file_name: Some("c.txt".into()),
+        content_type: Some("text/plain".into()),
+        metadata: None,
+    };
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
+        "card 4111 1111 1111 1111",
+    ))]);
+    let refused = env.custos.upload_file(&owner, &org, upload, body).await;
+    assert!(
+        matches!(refused, Err(CoreError::PiiBlocked(_))),
+        "{refused:?}"
+    );
 }
 
 fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
