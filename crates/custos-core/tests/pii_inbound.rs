@@ -77,7 +77,7 @@ impl Env {
             name: "o".into(),
             roles: vec!["owner".into()],
             groups: vec![],
-            mfa: true,
+            mfa: false,
         };
         let key = self
             .custos
