@@ -293,6 +293,56 @@ mod tests {
     use super::*;
     use custos_audit::{leaf_hash, MemoryNodeStore};
 
+    /// The filter re-check agrees with the SQL: exact text, `since` inclusive and `until`
+    /// exclusive at microsecond precision, and a filter on `target` never matches no target.
+    #[test]
+    fn filter_matches_columns_like_the_sql() {
+        use crate::model::AuditFilter;
+        use custos_audit::{Actor, AuditEvent};
+        let t: jiff::Timestamp = "2026-01-02T03:04:05.000001Z".parse().unwrap();
+        let event = AuditEvent::new(t, Actor::Member("m1".into()), "record.create").org("o1");
+        let cols = AuditIndex::of(&event);
+        let with = |f: AuditFilter| f.matches(&cols);
+        assert!(with(AuditFilter::default()));
+        assert!(with(AuditFilter {
+            actor: Some("member:m1".into()),
+            action: Some("record.create".into()),
+            since: Some(t),
+            until: Some(t + jiff::SignedDuration::from_micros(1)),
+            ..AuditFilter::default()
+        }));
+        assert!(!with(AuditFilter {
+            until: Some(t),
+            ..AuditFilter::default()
+        }));
+        assert!(!with(AuditFilter {
+            since: Some(t + jiff::SignedDuration::from_micros(1)),
+            ..AuditFilter::default()
+        }));
+        assert!(!with(AuditFilter {
+            target: Some("record:r1".into()),
+            ..AuditFilter::default()
+        }));
+        assert!(!with(AuditFilter {
+            actor: Some("member:m2".into()),
+            ..AuditFilter::default()
+        }));
+    }
+
+    /// The first differing column is named in table order; equal columns name none.
+    #[test]
+    fn first_difference_names_the_first_column_in_table_order() {
+        use custos_audit::{Actor, AuditEvent, Outcome};
+        let t: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+        let event = AuditEvent::new(t, Actor::System, "key.rotate").target("key:k1");
+        let stored = AuditIndex::of(&event);
+        assert_eq!(stored.first_difference(&stored.clone()), None);
+        let moved = AuditIndex::of(&event.clone().org("o2").outcome(Outcome::Failed));
+        assert_eq!(stored.first_difference(&moved), Some("org_id"));
+        let failed = AuditIndex::of(&event.outcome(Outcome::Failed));
+        assert_eq!(stored.first_difference(&failed), Some("outcome"));
+    }
+
     /// Resolving through the tiered layout gives the same hashes as storing every node.
     #[test]
     fn tiered_nodes_match_full_store() {
