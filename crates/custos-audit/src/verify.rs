@@ -12,6 +12,10 @@
 //! Plus every signed checkpoint note ever issued (not only the latest): each one anchors a
 //! prefix. Rows are fed in ascending `index` order (`ORDER BY index`).
 //!
+//! Anything else a store keeps beside the leaf (indexed columns to filter on) is not covered
+//! by the tree: the store's verifier must compare it with the event decoded from the leaf
+//! (Custos's `verify_audit_log` does, column by column).
+//!
 //! # How the first bad index is named
 //!
 //! Checks run in log order and the first failure wins, so everything below

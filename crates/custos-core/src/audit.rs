@@ -8,9 +8,11 @@ use base64::Engine as _;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use custos_audit::{AuditEvent, Checkpoint, Hash, LogVerifier, NoteSigner, TamperError, TreeHead};
+use custos_audit::{
+    leaf_hash, AuditEvent, Checkpoint, Hash, LogVerifier, NoteSigner, TamperError, TreeHead,
+};
 use custos_crypto::DeploymentSigner;
-use custos_store::StoredCheckpoint;
+use custos_store::{AuditEntry, AuditFilter, AuditIndex, AuditRow, StoredCheckpoint};
 
 pub use custos_audit::{ConsistencyProof, InclusionProof};
 
@@ -39,6 +41,10 @@ pub struct AuditPage {
 impl Custos {
     /// Audit entries from index `from`: all of them for the admin (or one org's with `org`),
     /// only their own org's for members with an owner, admin or auditor role.
+    ///
+    /// The store selects rows by their indexed columns, which the Merkle tree does not cover;
+    /// every returned row is re-checked against its decoded leaf (org and filter), and a row
+    /// that disagrees fails the whole query closed (see [`checked_entry`]).
     pub async fn audit_events(
         &self,
         caller: &Caller,
@@ -80,19 +86,43 @@ impl Custos {
         let next_from = (entries.len() == limit as usize)
             .then(|| entries.last().map(|e| e.index + 1))
             .flatten();
+        let org = scope.as_ref().map(|s| s.org_id());
         let items = entries
             .into_iter()
-            .map(|e| {
-                AuditEvent::from_canonical_bytes(&e.leaf)
-                    .map(|event| AuditEntryView {
-                        index: e.index,
-                        event,
-                    })
-                    .map_err(|err| CoreError::Internal(format!("audit entry {}: {err}", e.index)))
-            })
+            .map(|e| checked_entry(e, org, filter))
             .collect::<Result<_, _>>()?;
         Ok(AuditPage { items, next_from })
     }
+}
+
+/// Decodes a queried entry and re-checks the query (org scope and filter) against the event
+/// in its leaf, the only data the Merkle tree covers.
+///
+/// A row whose stored columns disagree with its leaf was tampered with (columns are derived
+/// from the event at append, in the same transaction). It fails the query closed with an
+/// internal error naming only its index, instead of being dropped: a caller never sees
+/// another org's event, and an operator cannot miss the tamper (`custos audit verify` names
+/// the row and the column).
+fn checked_entry(
+    entry: AuditEntry,
+    org: Option<&str>,
+    filter: &AuditFilter,
+) -> Result<AuditEntryView, CoreError> {
+    let index = entry.index;
+    let event = AuditEvent::from_canonical_bytes(&entry.leaf)
+        .map_err(|err| CoreError::Internal(format!("audit entry {index}: {err}")))?;
+    let in_scope = org.is_none_or(|org| event.org.as_deref() == Some(org));
+    if !in_scope || !filter.matches(&AuditIndex::of(&event)) {
+        tracing::error!(
+            index,
+            "audit entry's stored columns disagree with its event; run `custos audit verify`"
+        );
+        return Err(CoreError::Internal(format!(
+            "audit entry {index}: its stored columns disagree with its event \
+             (run `custos audit verify`)"
+        )));
+    }
+    Ok(AuditEntryView { index, event })
 }
 
 // --- The Merkle log: checkpoints, proofs, verification, export --------------------------------
@@ -206,6 +236,10 @@ pub struct AuditVerification {
     pub checkpoints_verified: usize,
     /// The largest signed size; entries at or after it are not covered by a signature yet.
     pub anchored_size: u64,
+    /// Trailing entries (`entries - anchored_size`) not yet covered by a signed checkpoint.
+    /// Rows dropped from this tail leave no trace but a smaller count: that is the bound of
+    /// what verification can prove, kept to about a second of appends by `custos serve`.
+    pub uncovered: u64,
     /// Wall time of the recomputation.
     pub elapsed: std::time::Duration,
 }
@@ -224,6 +258,35 @@ pub enum AuditFailure {
         /// What is wrong.
         reason: String,
     },
+    /// A row's stored indexed column (what queries filter and authorize on) disagrees with
+    /// the event in its leaf. Names the column, never its value (values may be personal).
+    #[error(
+        "audit log tampered at index {index}: stored column `{column}` does not match the \
+         event in its leaf"
+    )]
+    ColumnMismatch {
+        /// The row's index.
+        index: u64,
+        /// The SQL name of the first mismatching column.
+        column: &'static str,
+    },
+    /// A row's leaf matches its hash but is not a decodable audit event.
+    #[error("audit log tampered at index {index}: its leaf is not a valid audit event")]
+    Undecodable {
+        /// The row's index.
+        index: u64,
+    },
+    /// The store records more entries than are present: rows were dropped from the tail.
+    #[error(
+        "audit log tampered at index {present}: the store records {recorded} entries but \
+         only {present} are present"
+    )]
+    Shortened {
+        /// Entries present (and verified).
+        present: u64,
+        /// The log size the store recorded before verification started.
+        recorded: u64,
+    },
     /// The entries verify, but the stored tree nodes (used for proofs) give another root.
     #[error(
         "entries verify, but the stored tree nodes give a different root at size {size}: \
@@ -240,8 +303,33 @@ impl AuditFailure {
     pub fn first_bad_index(&self) -> Option<u64> {
         match self {
             AuditFailure::Tampered(t) => Some(t.first_bad_index),
+            AuditFailure::ColumnMismatch { index, .. } | AuditFailure::Undecodable { index } => {
+                Some(*index)
+            }
+            AuditFailure::Shortened { present, .. } => Some(*present),
             _ => None,
         }
+    }
+
+    /// Of a tree failure and an earlier-found row failure, the one with the lower first bad
+    /// index (the tree one on a tie): a rewritten leaf whose columns were left alone is
+    /// placed by the checkpoints when they place it lower.
+    fn lowest(tree: AuditFailure, row: Option<AuditFailure>) -> AuditFailure {
+        match row {
+            Some(row) if row.first_bad_index() < tree.first_bad_index() => row,
+            _ => tree,
+        }
+    }
+}
+
+/// Checks a row's indexed columns against the event decoded from its leaf.
+fn check_columns(row: &AuditRow) -> Result<(), AuditFailure> {
+    let index = row.index;
+    let event = AuditEvent::from_canonical_bytes(&row.leaf)
+        .map_err(|_| AuditFailure::Undecodable { index })?;
+    match AuditIndex::of(&event).first_difference(&row.columns) {
+        Some(column) => Err(AuditFailure::ColumnMismatch { index, column }),
+        None => Ok(()),
     }
 }
 
@@ -338,7 +426,8 @@ impl Custos {
     /// admin or auditor role may prove only their own org's entries (the same rule as for
     /// reading events); another org's index is `not_found`. A proof holds only hashes, but
     /// the leaf hash of an entry is a fingerprint of another tenant's event, so it is not
-    /// handed across orgs.
+    /// handed across orgs. The org is the one in the decoded leaf (the `org_id` column is not
+    /// covered by the tree), and the proof's leaf hash must be that leaf's.
     pub async fn audit_inclusion_proof(
         &self,
         caller: &Caller,
@@ -346,11 +435,9 @@ impl Custos {
         tree_size: Option<u64>,
     ) -> Result<InclusionProof, CoreError> {
         self.authorize_global(caller, Operation::AuditProof).await?;
+        let mut own_leaf = None;
         if let Principal::Member { scope, .. } = &caller.principal {
-            let own = self.store.audit_entries(Some(scope), index, 1).await?;
-            if own.first().map(|e| e.index) != Some(index) {
-                return Err(CoreError::NotFound(format!("audit entry {index}")));
-            }
+            own_leaf = Some(self.org_leaf(scope.org_id(), index).await?);
         }
         let size = match tree_size {
             Some(s) => {
@@ -371,7 +458,38 @@ impl Custos {
                 format!("must be below the tree size {size}"),
             ));
         }
-        Ok(self.store.audit_inclusion_proof(index, size).await?)
+        let proof = self.store.audit_inclusion_proof(index, size).await?;
+        if own_leaf.is_some_and(|leaf| leaf_hash(&leaf) != proof.leaf_hash) {
+            tracing::error!(
+                index,
+                "audit entry's leaf disagrees with its stored leaf hash; run `custos audit verify`"
+            );
+            return Err(CoreError::Internal(format!(
+                "audit entry {index}: its leaf disagrees with its stored leaf hash \
+                 (run `custos audit verify`)"
+            )));
+        }
+        Ok(proof)
+    }
+
+    /// The leaf bytes of entry `index` if its decoded event belongs to `org`; `not_found`
+    /// otherwise (absent, or another org's: the two are not told apart).
+    async fn org_leaf(&self, org: &str, index: u64) -> Result<Vec<u8>, CoreError> {
+        let not_found = || CoreError::NotFound(format!("audit entry {index}"));
+        let entry = self
+            .store
+            .audit_entries(None, index, 1)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|e| e.index == index)
+            .ok_or_else(not_found)?;
+        let event = AuditEvent::from_canonical_bytes(&entry.leaf)
+            .map_err(|err| CoreError::Internal(format!("audit entry {index}: {err}")))?;
+        if event.org.as_deref() != Some(org) {
+            return Err(not_found());
+        }
+        Ok(entry.leaf)
     }
 
     /// Consistency proof from the tree of `from` entries to that of `to` (default: the latest
@@ -415,7 +533,9 @@ impl Custos {
 
     /// Recomputes the whole tree from the stored entries (streamed in pages), checks it against
     /// every stored checkpoint (signature and root) and the `extra` ones (already verified,
-    /// e.g. an auditor's saved copy), and compares the stored tree nodes' root.
+    /// e.g. an auditor's saved copy), checks every row's indexed columns against the event in
+    /// its leaf, that no row was dropped below the log size the store recorded, and compares
+    /// the stored tree nodes' root. Of several failures, the lowest first bad index wins.
     ///
     /// `Ok(Err(_))` is a failed check; `Err(_)` an operational error.
     pub async fn verify_audit_log(
@@ -450,8 +570,14 @@ impl Custos {
                 heads.push(TreeHead::from(&head));
             }
         }
+        // Read before the rows: appends only ever raise it, so fewer rows than this means
+        // rows were dropped (PostgreSQL keeps the size in its own row, `audit_head`).
+        let recorded = self.store.audit_size().await?;
         let started = std::time::Instant::now();
         let mut verifier = LogVerifier::new(heads);
+        // The first row whose columns disagree with its leaf; hashing goes on, since the
+        // signed checkpoints may place a rewritten leaf lower.
+        let mut row_failure: Option<AuditFailure> = None;
         let mut bytes = 0u64;
         // Fixed index ranges of VERIFY_PAGE, VERIFY_PREFETCH of them read ahead in parallel (on
         // the blocking pool) while this task hashes: reading, not hashing, is the slower half.
@@ -484,7 +610,10 @@ impl Custos {
                     for (_, t) in &inflight {
                         t.abort();
                     }
-                    return Ok(Err(e.into()));
+                    return Ok(Err(AuditFailure::lowest(e.into(), row_failure)));
+                }
+                if row_failure.is_none() {
+                    row_failure = check_columns(row).err();
                 }
             }
         }
@@ -493,8 +622,17 @@ impl Custos {
         }
         let report = match verifier.finish() {
             Ok(r) => r,
-            Err(e) => return Ok(Err(e.into())),
+            Err(e) => return Ok(Err(AuditFailure::lowest(e.into(), row_failure))),
         };
+        if let Some(failure) = row_failure {
+            return Ok(Err(failure));
+        }
+        if report.size < recorded {
+            return Ok(Err(AuditFailure::Shortened {
+                present: report.size,
+                recorded,
+            }));
+        }
         let elapsed = started.elapsed();
         let stored_root = self.store.audit_root(report.size).await;
         if stored_root.ok() != Some(report.root) {
@@ -506,6 +644,7 @@ impl Custos {
             root: report.root,
             checkpoints_verified: report.checkpoints_verified,
             anchored_size: report.anchored_size,
+            uncovered: report.size - report.anchored_size,
             elapsed,
         }))
     }

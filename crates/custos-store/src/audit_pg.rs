@@ -7,8 +7,8 @@ use custos_audit::{leaf_hash, ConsistencyProof, Frontier, Hash, InclusionProof, 
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::audit_tree::{
-    extend, fetch_plan, frontier_from, frontier_ids, hash_from, tree_error, AuditRow, FetchedNodes,
-    StoredCheckpoint,
+    extend, fetch_plan, frontier_from, frontier_ids, hash_from, tree_error, AuditIndex, AuditRow,
+    FetchedNodes, StoredCheckpoint,
 };
 use crate::model::{from_micros, to_micros, StoreError};
 
@@ -183,14 +183,15 @@ async fn check_size(conn: &mut PgConnection, size: u64) -> Result<(), StoreError
     Ok(())
 }
 
-/// Rows with leaf hashes from `from`, in index order.
+/// Rows with leaf hashes and indexed columns from `from`, in index order.
 pub(crate) async fn rows(
     pool: &PgPool,
     from: u64,
     limit: u32,
 ) -> Result<Vec<AuditRow>, StoreError> {
     let rows = sqlx::query(
-        "SELECT idx, leaf, leaf_hash FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2",
+        "SELECT idx, leaf, leaf_hash, org_id, time, actor, action, target, outcome
+         FROM audit_log WHERE idx >= $1 ORDER BY idx LIMIT $2",
     )
     .bind(from as i64)
     .bind(limit as i64)
@@ -203,6 +204,14 @@ pub(crate) async fn rows(
                 index: r.try_get::<i64, _>(0)? as u64,
                 leaf: r.try_get(1)?,
                 leaf_hash: h.map(|h| hash_from(&h, "leaf hash")).transpose()?,
+                columns: AuditIndex {
+                    org: r.try_get(3)?,
+                    time: r.try_get(4)?,
+                    actor: r.try_get(5)?,
+                    action: r.try_get(6)?,
+                    target: r.try_get(7)?,
+                    outcome: r.try_get(8)?,
+                },
             })
         })
         .collect()

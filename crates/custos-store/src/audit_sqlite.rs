@@ -4,8 +4,8 @@ use custos_audit::{leaf_hash, ConsistencyProof, Frontier, Hash, InclusionProof, 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::audit_tree::{
-    extend, fetch_plan, frontier_from, frontier_ids, hash_from, tree_error, AuditRow, FetchedNodes,
-    StoredCheckpoint,
+    extend, fetch_plan, frontier_from, frontier_ids, hash_from, tree_error, AuditIndex, AuditRow,
+    FetchedNodes, StoredCheckpoint,
 };
 use crate::model::{from_micros, to_micros, AuditColumns, StoreError};
 
@@ -157,10 +157,11 @@ pub(crate) fn backfill_if_needed(conn: &mut Connection) -> Result<(), StoreError
     Ok(())
 }
 
-/// Rows with leaf hashes from `from`, in index order.
+/// Rows with leaf hashes and indexed columns from `from`, in index order.
 pub(crate) fn rows(conn: &Connection, from: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT idx, leaf, leaf_hash FROM audit_log WHERE idx >= ?1 ORDER BY idx LIMIT ?2",
+        "SELECT idx, leaf, leaf_hash, org_id, time, actor, action, target, outcome
+         FROM audit_log WHERE idx >= ?1 ORDER BY idx LIMIT ?2",
     )?;
     let mut rows = stmt.query(params![from as i64, limit])?;
     let mut out = Vec::with_capacity(limit.min(100_000) as usize);
@@ -170,6 +171,14 @@ pub(crate) fn rows(conn: &Connection, from: u64, limit: u32) -> Result<Vec<Audit
             index: r.get::<_, i64>(0)? as u64,
             leaf: r.get(1)?,
             leaf_hash: h.map(|h| hash_from(&h, "leaf hash")).transpose()?,
+            columns: AuditIndex {
+                org: r.get(3)?,
+                time: r.get(4)?,
+                actor: r.get(5)?,
+                action: r.get(6)?,
+                target: r.get(7)?,
+                outcome: r.get(8)?,
+            },
         });
     }
     Ok(out)

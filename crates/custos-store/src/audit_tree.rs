@@ -41,6 +41,87 @@ pub struct AuditRow {
     pub leaf: Vec<u8>,
     /// The leaf hash written at append time (`None` only if the column was cleared).
     pub leaf_hash: Option<Hash>,
+    /// The indexed columns stored beside the leaf (what queries filter on).
+    pub columns: AuditIndex,
+}
+
+/// The indexed columns of an `audit_log` row, exactly as the store derives them from the
+/// event at append time. Queries filter on these, so verification compares each one with
+/// the event decoded from the (hashed) leaf: they are a cache of the leaf, never a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditIndex {
+    /// `org_id`: the event's org.
+    pub org: Option<String>,
+    /// `time`: the event time in microseconds since the Unix epoch.
+    pub time: i64,
+    /// `actor`: `admin`, `system`, `anonymous` or `member:<id>`.
+    pub actor: String,
+    /// `action`: e.g. `record.create`.
+    pub action: String,
+    /// `target`: e.g. `record:<id>`.
+    pub target: Option<String>,
+    /// `outcome`: `success`, `denied` or `failed`.
+    pub outcome: String,
+}
+
+impl AuditIndex {
+    /// The columns the store writes for `event`.
+    pub fn of(event: &custos_audit::AuditEvent) -> Self {
+        use custos_audit::{Actor, Outcome};
+        let actor = match &event.actor {
+            Actor::Admin => "admin".to_string(),
+            Actor::Member(id) => format!("member:{id}"),
+            Actor::System => "system".to_string(),
+            Actor::Anonymous => "anonymous".to_string(),
+        };
+        let outcome = match event.outcome {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::Failed => "failed",
+        };
+        AuditIndex {
+            org: event.org.clone(),
+            time: crate::model::to_micros(event.time),
+            actor,
+            action: event.action.clone(),
+            target: event.target.clone(),
+            outcome: outcome.to_string(),
+        }
+    }
+
+    /// The SQL name of the first column (in table order) where `self` and `other` differ.
+    /// Only the name: values may be personal (a member id) and must not reach messages.
+    pub fn first_difference(&self, other: &AuditIndex) -> Option<&'static str> {
+        [
+            ("org_id", self.org == other.org),
+            ("time", self.time == other.time),
+            ("actor", self.actor == other.actor),
+            ("action", self.action == other.action),
+            ("target", self.target == other.target),
+            ("outcome", self.outcome == other.outcome),
+        ]
+        .into_iter()
+        .find_map(|(name, same)| (!same).then_some(name))
+    }
+}
+
+impl crate::model::AuditFilter {
+    /// Whether an event with these columns passes the filter: the same conditions the SQL
+    /// applies to the stored columns, for re-checking against the decoded leaf.
+    pub fn matches(&self, event: &AuditIndex) -> bool {
+        let text = |want: &Option<String>, got: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == got)
+        };
+        text(&self.actor, Some(&event.actor))
+            && text(&self.action, Some(&event.action))
+            && text(&self.target, event.target.as_deref())
+            && self
+                .since
+                .is_none_or(|t| event.time >= crate::model::to_micros(t))
+            && self
+                .until
+                .is_none_or(|t| event.time < crate::model::to_micros(t))
+    }
 }
 
 /// A signed tree head as stored: its size, the C2SP note text, and when it was made.
@@ -211,6 +292,56 @@ pub(crate) fn hash_from(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
 mod tests {
     use super::*;
     use custos_audit::{leaf_hash, MemoryNodeStore};
+
+    /// The filter re-check agrees with the SQL: exact text, `since` inclusive and `until`
+    /// exclusive at microsecond precision, and a filter on `target` never matches no target.
+    #[test]
+    fn filter_matches_columns_like_the_sql() {
+        use crate::model::AuditFilter;
+        use custos_audit::{Actor, AuditEvent};
+        let t: jiff::Timestamp = "2026-01-02T03:04:05.000001Z".parse().unwrap();
+        let event = AuditEvent::new(t, Actor::Member("m1".into()), "record.create").org("o1");
+        let cols = AuditIndex::of(&event);
+        let with = |f: AuditFilter| f.matches(&cols);
+        assert!(with(AuditFilter::default()));
+        assert!(with(AuditFilter {
+            actor: Some("member:m1".into()),
+            action: Some("record.create".into()),
+            since: Some(t),
+            until: Some(t + jiff::SignedDuration::from_micros(1)),
+            ..AuditFilter::default()
+        }));
+        assert!(!with(AuditFilter {
+            until: Some(t),
+            ..AuditFilter::default()
+        }));
+        assert!(!with(AuditFilter {
+            since: Some(t + jiff::SignedDuration::from_micros(1)),
+            ..AuditFilter::default()
+        }));
+        assert!(!with(AuditFilter {
+            target: Some("record:r1".into()),
+            ..AuditFilter::default()
+        }));
+        assert!(!with(AuditFilter {
+            actor: Some("member:m2".into()),
+            ..AuditFilter::default()
+        }));
+    }
+
+    /// The first differing column is named in table order; equal columns name none.
+    #[test]
+    fn first_difference_names_the_first_column_in_table_order() {
+        use custos_audit::{Actor, AuditEvent, Outcome};
+        let t: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+        let event = AuditEvent::new(t, Actor::System, "key.rotate").target("key:k1");
+        let stored = AuditIndex::of(&event);
+        assert_eq!(stored.first_difference(&stored.clone()), None);
+        let moved = AuditIndex::of(&event.clone().org("o2").outcome(Outcome::Failed));
+        assert_eq!(stored.first_difference(&moved), Some("org_id"));
+        let failed = AuditIndex::of(&event.outcome(Outcome::Failed));
+        assert_eq!(stored.first_difference(&failed), Some("outcome"));
+    }
 
     /// Resolving through the tiered layout gives the same hashes as storing every node.
     #[test]

@@ -32,7 +32,7 @@ mod tokens;
 mod tokens_pg;
 mod tokens_sqlite;
 
-pub use audit_tree::{AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
+pub use audit_tree::{AuditIndex, AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
 pub use members::{MemberStore, Session, TotpFactor};
 pub use model::*;
 pub use objects::{
@@ -287,8 +287,8 @@ pub trait Store: MemberStore + Send + Sync + 'static {
     ) -> Result<Vec<AuditEntry>, StoreError>;
     async fn audit_size(&self) -> Result<u64, StoreError>;
 
-    /// Stored audit rows with their leaf hashes, `index >= from`, in order, at most `limit`
-    /// (for whole-log verification and export).
+    /// Stored audit rows with their leaf hashes and indexed columns, `index >= from`, in
+    /// order, at most `limit` (for whole-log verification and export).
     async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError>;
     /// The Merkle root of the first `size` entries, from the stored tree nodes.
     async fn audit_root(&self, size: u64) -> Result<custos_audit::Hash, StoreError>;

@@ -352,24 +352,22 @@ pub(crate) struct AuditColumns {
 
 impl AuditColumns {
     pub fn of(event: &custos_audit::AuditEvent) -> Self {
-        let actor = match &event.actor {
-            custos_audit::Actor::Admin => "admin".to_string(),
-            custos_audit::Actor::Member(id) => format!("member:{id}"),
-            custos_audit::Actor::System => "system".to_string(),
-            custos_audit::Actor::Anonymous => "anonymous".to_string(),
-        };
-        let outcome = match event.outcome {
-            custos_audit::Outcome::Success => "success",
-            custos_audit::Outcome::Denied => "denied",
-            custos_audit::Outcome::Failed => "failed",
-        };
-        AuditColumns {
-            org: event.org.clone(),
-            time: to_micros(event.time),
+        // One derivation for writing and for verification (`AuditIndex::of`).
+        let crate::AuditIndex {
+            org,
+            time,
             actor,
-            action: event.action.clone(),
-            target: event.target.clone(),
-            outcome: outcome.to_string(),
+            action,
+            target,
+            outcome,
+        } = crate::AuditIndex::of(event);
+        AuditColumns {
+            org,
+            time,
+            actor,
+            action,
+            target,
+            outcome,
             leaf: event.to_canonical_bytes(),
         }
     }

@@ -23,8 +23,9 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Sign an audit checkpoint every this many seconds when the log grew.
-    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Sign an audit checkpoint every this many seconds when the log grew. Entries not yet
+    /// checkpointed can be dropped undetected, so this bounds that window.
+    #[arg(long, default_value_t = 1, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_interval: u64,
     /// Run the lifecycle sweep every this many seconds (0: never; run `custos sweep`).
     #[arg(long, default_value_t = 60, value_name = "SECS")]

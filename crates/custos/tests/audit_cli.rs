@@ -1,6 +1,7 @@
 //! `custos audit ...` end to end, on a real SQLite data directory driven by the real binary:
-//! tampering with the stored log (a flipped byte, a deleted entry, swapped entries, a
-//! truncated and re-appended tail) makes `custos audit verify` exit 1 naming the right index;
+//! tampering with the stored log (a flipped byte, an edited indexed column, a deleted entry,
+//! swapped entries, a truncated and re-appended tail) makes `custos audit verify` exit 1
+//! naming the right index; rows dropped from the uncovered tail show in its count;
 //! and the independent Python verifier (`tools/audit-verify`) accepts what the CLI exports.
 //!
 //! Events are appended through the real store (`SqliteStore::append_audit`, the code every
@@ -249,6 +250,76 @@ async fn truncated_tail_is_found_and_a_reappended_tail_too() {
     d.append_as(250, "forged").await;
     let stderr = d.verify_fails_at(400);
     assert!(stderr.contains("checkpoint at size 600"), "{stderr}");
+}
+
+/// SQL literal of an optional text column value.
+fn literal(value: Option<&str>) -> String {
+    value.map_or("NULL".into(), |v| format!("'{}'", v.replace('\'', "''")))
+}
+
+#[tokio::test]
+async fn each_indexed_column_edit_exits_1_naming_the_index_and_the_column() {
+    let d = log_with_checkpoint(100).await;
+    d.append(5).await; // an uncovered tail: columns there are checked too
+    for idx in [42u64, 103] {
+        let row = d.store().await.audit_rows(idx, 1).await.unwrap().remove(0);
+        let c = row.columns;
+        let cases = [
+            (
+                "org_id",
+                "'org-elsewhere'".to_string(),
+                literal(c.org.as_deref()),
+            ),
+            ("time", (c.time + 1).to_string(), c.time.to_string()),
+            ("actor", "'member:forged'".into(), literal(Some(&c.actor))),
+            ("action", "'hold.release'".into(), literal(Some(&c.action))),
+            ("target", "NULL".into(), literal(c.target.as_deref())),
+            ("outcome", "'failed'".into(), literal(Some(&c.outcome))),
+        ];
+        for (column, forged, original) in cases {
+            d.tamper(&format!(
+                "UPDATE audit_log SET {column} = {forged} WHERE idx = {idx}"
+            ))
+            .await;
+            let stderr = d.verify_fails_at(idx);
+            assert!(stderr.contains(&format!("`{column}`")), "{stderr}");
+            // Names the column, never a value (actor ids and orgs may be personal).
+            for value in [c.actor.as_str(), "forged", "org-", "hold.release"] {
+                assert!(!stderr.contains(value), "{value} in: {stderr}");
+            }
+            d.tamper(&format!(
+                "UPDATE audit_log SET {column} = {original} WHERE idx = {idx}"
+            ))
+            .await;
+            d.ok(&["audit", "verify"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_uncovered_tail_is_reported_and_dropping_from_it_only_shrinks_it() {
+    let d = log_with_checkpoint(100).await;
+    d.append(5).await;
+    let out = d.ok(&["audit", "verify"]);
+    assert!(out.contains("audit log verified: 105 entries"), "{out}");
+    assert!(
+        out.contains("uncovered: 5 trailing entries not yet covered by a signed checkpoint"),
+        "{out}"
+    );
+    // Rows dropped from the uncovered tail: undetectable, but bounded by that count.
+    d.tamper("DELETE FROM audit_log WHERE idx >= 102").await;
+    let out = d.ok(&["audit", "verify"]);
+    assert!(out.contains("audit log verified: 102 entries"), "{out}");
+    assert!(out.contains("uncovered: 2 trailing"), "{out}");
+    // Once checkpointed, the same drop is found.
+    d.ok(&["audit", "checkpoint"]);
+    assert!(d.ok(&["audit", "verify"]).contains("uncovered: 0 trailing"));
+    d.tamper("DELETE FROM audit_log WHERE idx >= 101").await;
+    let stderr = d.verify_fails_at(101);
+    assert!(
+        stderr.contains("shorter than the signed checkpoint"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -146,3 +146,28 @@ async fn audit_routes_serve_verifiable_checkpoints_and_proofs() {
     }
     panic!("no periodic checkpoint covered the log: {anchored}");
 }
+
+#[tokio::test]
+async fn by_default_serve_signs_a_checkpoint_within_a_second_of_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // No --checkpoint-interval: the default bounds the uncovered tail to about a second.
+    let s = support::serve(cli(&data), &[]).await;
+    org_with_auditor(&s, "A").await;
+    let appended = std::time::Instant::now();
+    let mut report = String::new();
+    while appended.elapsed() < Duration::from_secs(6) {
+        let out = cli(&data).args(["audit", "verify"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        report = String::from_utf8(out.stdout).unwrap();
+        if report.contains("uncovered: 0 trailing") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("no checkpoint covered the appends within 6 s: {report}");
+}
