@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use custos_core::{CheckpointView, SigningKeyView};
 
 use crate::routes::{ApiQuery, Path};
-use crate::{ApiError, AppState, Authed};
+use crate::{inputs, ApiError, AppState, Authed};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -49,7 +49,7 @@ pub(crate) struct ConsistencyProofDoc {
 }
 
 /// The latest signed checkpoint, signing a new one first if the log grew since.
-#[utoipa::path(get, path = "/v1/audit/checkpoint",
+#[utoipa::path(get, tag = "audit", path = "/v1/audit/checkpoint",
     responses((status = 200, body = CheckpointView)),
     security(("bearer" = [])))]
 pub(crate) async fn checkpoint(
@@ -70,7 +70,7 @@ pub(crate) struct ProofQuery {
 
 /// Inclusion proof of one entry against a checkpoint. Org members (owner, admin, auditor)
 /// may prove only their own org's entries.
-#[utoipa::path(get, path = "/v1/audit/proof/{index}", params(("index" = u64, Path), ProofQuery),
+#[utoipa::path(get, tag = "audit", path = "/v1/audit/proof/{index}", params(("index" = u64, Path), ProofQuery),
     responses((status = 200, body = InclusionProofDoc)),
     security(("bearer" = [])))]
 pub(crate) async fn inclusion_proof(
@@ -82,7 +82,11 @@ pub(crate) async fn inclusion_proof(
     Ok(Json(
         state
             .custos
-            .audit_inclusion_proof(&caller, index, q.tree_size)
+            .audit_inclusion_proof(
+                &caller,
+                inputs::log_index("index", index)?,
+                inputs::opt_log_index("tree_size", q.tree_size)?,
+            )
             .await?,
     ))
 }
@@ -99,7 +103,7 @@ pub(crate) struct ConsistencyQuery {
 }
 
 /// Consistency proof between two tree sizes: the later tree extends the earlier one.
-#[utoipa::path(get, path = "/v1/audit/consistency", params(ConsistencyQuery),
+#[utoipa::path(get, tag = "audit", path = "/v1/audit/consistency", params(ConsistencyQuery),
     responses((status = 200, body = ConsistencyProofDoc)),
     security(("bearer" = [])))]
 pub(crate) async fn consistency_proof(
@@ -110,13 +114,17 @@ pub(crate) async fn consistency_proof(
     Ok(Json(
         state
             .custos
-            .audit_consistency_proof(&caller, q.from, q.to)
+            .audit_consistency_proof(
+                &caller,
+                inputs::log_index("from", q.from)?,
+                inputs::opt_log_index("to", q.to)?,
+            )
             .await?,
     ))
 }
 
 /// The deployment's checkpoint verification key (Ed25519, and as a C2SP verifier key).
-#[utoipa::path(get, path = "/v1/signing-key",
+#[utoipa::path(get, tag = "audit", path = "/v1/signing-key",
     responses((status = 200, body = SigningKeyView)),
     security(("bearer" = [])))]
 pub(crate) async fn signing_key(

@@ -69,6 +69,23 @@ pub fn time(name: &str, value: Option<&str>) -> Result<Option<jiff::Timestamp>, 
     }
 }
 
+/// An audit log index or tree size: the log stores them as signed 64-bit integers, so a
+/// value past `i64::MAX` names no entry and is refused rather than wrapped.
+pub fn log_index(name: &str, value: u64) -> Result<u64, ApiError> {
+    if value > i64::MAX as u64 {
+        return Err(ApiError::invalid(
+            name,
+            format!("must be at most {}", i64::MAX),
+        ));
+    }
+    Ok(value)
+}
+
+/// [`log_index`] of an optional value.
+pub fn opt_log_index(name: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
+    value.map(|v| log_index(name, v)).transpose()
+}
+
 /// An upload's file name: at most [`MAX_FILE_NAME`] characters, no control characters.
 pub fn file_name(value: Option<&str>) -> Result<(), ApiError> {
     let Some(name) = value else { return Ok(()) };

@@ -203,6 +203,7 @@ struct ListQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -617,6 +618,7 @@ struct DeletionLogQuery {
     /// Record id to continue after (the last id of the previous page).
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -666,17 +668,21 @@ struct AuditQuery {
     /// Only this target (`record:<id>`, `category:<name>`, ...).
     target: Option<String>,
     /// Only events at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Only events before this time (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
     /// First index to return (default 0).
+    #[param(maximum = 9223372036854775807_u64)]
     from: Option<u64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// Audit events, in log order.
-#[utoipa::path(get, path = "/v1/audit/events", params(AuditQuery),
+#[utoipa::path(get, tag = "audit", path = "/v1/audit/events", params(AuditQuery),
     responses((status = 200, body = AuditPage)),
     security(("bearer" = [])))]
 async fn audit_events(
@@ -685,6 +691,7 @@ async fn audit_events(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
     let limit = inputs::limit(q.limit)?;
+    let from = inputs::log_index("from", q.from.unwrap_or(0))?;
     Ok(Json(
         state
             .custos
@@ -698,7 +705,7 @@ async fn audit_events(
                     action: q.action,
                     target: q.target,
                 },
-                q.from.unwrap_or(0),
+                from,
                 limit,
             )
             .await?,

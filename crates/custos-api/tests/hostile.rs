@@ -568,3 +568,65 @@ async fn request_ids_are_custos_own_and_the_callers_is_kept_apart() {
     assert!(events[1].get("client_request_id").is_none());
     assert_eq!(s.store.audit_size().await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn log_indexes_past_the_signed_range_are_refused() {
+    let s = server().await;
+    for path in [
+        "/v1/audit/events?from=9223372036854775808",
+        "/v1/audit/proof/9223372036854775808",
+        "/v1/audit/proof/0?tree_size=18446744073709551615",
+        "/v1/audit/consistency?from=9223372036854775808",
+    ] {
+        let r = s.send(Method::GET, ADMIN, path).await;
+        problem(r, StatusCode::BAD_REQUEST, "invalid_input").await;
+    }
+}
+
+#[tokio::test]
+async fn openapi_declares_query_parameters_and_every_problem_status() {
+    let s = server().await;
+    let doc = s.json(ADMIN, "/openapi.json").await;
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let in_path = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    p["in"],
+                    if in_path { "path" } else { "query" },
+                    "{method} {path} {name}"
+                );
+            }
+            let responses = op["responses"].as_object().unwrap();
+            assert!(!responses.contains_key("4XX"), "{method} {path}");
+            if op["security"].is_array() {
+                for status in ["400", "401", "403", "404", "500"] {
+                    let r = &responses[status];
+                    assert_eq!(
+                        r["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(operations >= 30, "{operations}");
+    let list = &doc["paths"]["/v1/orgs/{org}/records"]["get"]["parameters"];
+    let limit = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["required"], false);
+    assert_eq!(limit["schema"]["maximum"], 1000);
+    let problem = &doc["components"]["schemas"]["Problem"];
+    assert!(problem["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("instance")));
+}
