@@ -36,6 +36,8 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$here/requirements.txt" "$stamp"; th
     || unavailable "cannot install the pinned tools from PyPI"
   cp "$here/requirements.txt" "$stamp"
 fi
+# Absolute: schemathesis runs from the temp dir.
+venv="$(cd "$venv" && pwd)"
 py="$venv/bin/python"
 
 work="$(mktemp -d)"
