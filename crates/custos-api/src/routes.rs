@@ -84,7 +84,7 @@ async fn not_found() -> ApiError {
 }
 
 /// Liveness and store reachability.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "healthy"), (status = 503, body = Problem)))]
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "healthy"), (status = 503, description = "the store is unreachable (`unavailable`)", body = Problem, content_type = "application/problem+json")))]
 async fn healthz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let store = state.custos.store();
     store.audit_size().await.map_err(|e| {
