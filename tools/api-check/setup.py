@@ -1,4 +1,4 @@
-"""Creates an org and an owner member over HTTP; prints the member's API key.
+"""Creates an org and an owner member over HTTP; prints the org id and the member's API key.
 
     setup.py BASE_URL ADMIN_TOKEN
 """
@@ -23,7 +23,7 @@ def main():
     base, token = sys.argv[1], sys.argv[2]
     org = post(base, token, "/v1/orgs", {"name": "Fuzz"})
     member = post(base, token, f"/v1/orgs/{org['id']}/members", {"name": "fuzzer", "roles": ["owner"]})
-    print(member["api_key"])
+    print(org["id"], member["api_key"])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,61 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
 use crate::problem::PROBLEM_JSON;
 
+/// The served document: the generated one with this deployment's policy filled in, so the
+/// categories and regions a request may name are listed (`enum`) instead of any string.
+pub(crate) fn for_policy(
+    doc: &OpenApi,
+    categories: &[&str],
+    regions: &[&str],
+) -> serde_json::Value {
+    let mut doc = serde_json::to_value(doc).unwrap_or_default();
+    if let Some(schemas) = doc.get_mut("components").and_then(|c| c.get_mut("schemas")) {
+        for (schema, field, values) in [
+            ("NewRecord", "category", categories),
+            ("NewHold", "category", categories),
+            ("NewOrg", "region", regions),
+        ] {
+            let property = schemas
+                .get_mut(schema)
+                .and_then(|s| s.get_mut("properties"))
+                .and_then(|p| p.get_mut(field));
+            if let Some(property) = property {
+                restrict(property, values);
+            }
+        }
+    }
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        let operations = paths
+            .values_mut()
+            .filter_map(|item| item.as_object_mut())
+            .flat_map(|item| item.values_mut());
+        for op in operations {
+            // `get_mut`, not indexing: indexing a missing key would insert a `null`.
+            let parameters = op
+                .get_mut("parameters")
+                .and_then(|p| p.as_array_mut())
+                .into_iter()
+                .flatten();
+            for p in parameters.filter(|p| p["name"] == "category") {
+                restrict(&mut p["schema"], categories);
+            }
+        }
+    }
+    doc
+}
+
+/// Adds `enum: values` to a string schema (keeping `null` if the schema allows it).
+fn restrict(schema: &mut serde_json::Value, values: &[&str]) {
+    let nullable = schema["type"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t == "null"));
+    let mut allowed: Vec<serde_json::Value> = values.iter().map(|v| (*v).into()).collect();
+    if nullable {
+        allowed.push(serde_json::Value::Null);
+    }
+    schema["enum"] = serde_json::Value::Array(allowed);
+}
+
 /// Adds the bearer security scheme and the problem responses.
 pub(crate) struct Complete;
 

@@ -111,10 +111,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// This document.
+/// This document, with the deployment's categories and regions listed.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let policy = state.custos.policy();
+    let categories: Vec<&str> = policy.categories.keys().map(String::as_str).collect();
+    let regions: Vec<&str> = policy.service.regions.iter().map(String::as_str).collect();
+    Json(crate::openapi::for_policy(
+        &ApiDoc::openapi(),
+        &categories,
+        &regions,
+    ))
 }
 
 /// Create an org (admin token).

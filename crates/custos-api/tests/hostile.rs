@@ -595,6 +595,7 @@ async fn openapi_declares_query_parameters_and_every_problem_status() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             operations += 1;
+            assert!(!op["parameters"].is_null() || op.get("parameters").is_none());
             for p in op["parameters"].as_array().into_iter().flatten() {
                 let name = p["name"].as_str().unwrap();
                 let in_path = path.contains(&format!("{{{name}}}"));
@@ -628,6 +629,11 @@ async fn openapi_declares_query_parameters_and_every_problem_status() {
         .unwrap();
     assert_eq!(limit["required"], false);
     assert_eq!(limit["schema"]["maximum"], 1000);
+    // The deployment's categories are listed where a request names one.
+    let category = &doc["components"]["schemas"]["NewRecord"]["properties"]["category"];
+    let listed = category["enum"].as_array().unwrap();
+    assert!(listed.contains(&json!("messages")), "{category}");
+    assert!(!listed.contains(&json!("payments_notes")), "{category}");
     let problem = &doc["components"]["schemas"]["Problem"];
     assert!(problem["required"]
         .as_array()
