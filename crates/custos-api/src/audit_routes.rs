@@ -3,7 +3,7 @@
 //! deployment-wide (any authenticated caller); inclusion proofs follow the event read rule
 //! (see `Custos::audit_inclusion_proof`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use custos_core::{CheckpointView, SigningKeyView};
 
-use crate::routes::ApiQuery;
-use crate::{ApiError, AppState, Authed, Problem};
+use crate::routes::{ApiQuery, Path};
+use crate::{inputs, ApiError, AppState, Authed};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -49,8 +49,8 @@ pub(crate) struct ConsistencyProofDoc {
 }
 
 /// The latest signed checkpoint, signing a new one first if the log grew since.
-#[utoipa::path(get, path = "/v1/audit/checkpoint",
-    responses((status = 200, body = CheckpointView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+#[utoipa::path(get, tag = "audit", path = "/v1/audit/checkpoint",
+    responses((status = 200, body = CheckpointView)),
     security(("bearer" = [])))]
 pub(crate) async fn checkpoint(
     State(state): State<AppState>,
@@ -61,6 +61,7 @@ pub(crate) async fn checkpoint(
 
 /// Inclusion proof parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProofQuery {
     /// Tree size to prove against (default: the latest checkpoint's).
@@ -69,8 +70,8 @@ pub(crate) struct ProofQuery {
 
 /// Inclusion proof of one entry against a checkpoint. Org members (owner, admin, auditor)
 /// may prove only their own org's entries.
-#[utoipa::path(get, path = "/v1/audit/proof/{index}", params(("index" = u64, Path), ProofQuery),
-    responses((status = 200, body = InclusionProofDoc), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+#[utoipa::path(get, tag = "audit", path = "/v1/audit/proof/{index}", params(("index" = u64, Path), ProofQuery),
+    responses((status = 200, body = InclusionProofDoc)),
     security(("bearer" = [])))]
 pub(crate) async fn inclusion_proof(
     State(state): State<AppState>,
@@ -81,13 +82,18 @@ pub(crate) async fn inclusion_proof(
     Ok(Json(
         state
             .custos
-            .audit_inclusion_proof(&caller, index, q.tree_size)
+            .audit_inclusion_proof(
+                &caller,
+                inputs::log_index("index", index)?,
+                inputs::opt_log_index("tree_size", q.tree_size)?,
+            )
             .await?,
     ))
 }
 
 /// Consistency proof parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsistencyQuery {
     /// The earlier tree size.
@@ -97,8 +103,8 @@ pub(crate) struct ConsistencyQuery {
 }
 
 /// Consistency proof between two tree sizes: the later tree extends the earlier one.
-#[utoipa::path(get, path = "/v1/audit/consistency", params(ConsistencyQuery),
-    responses((status = 200, body = ConsistencyProofDoc), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+#[utoipa::path(get, tag = "audit", path = "/v1/audit/consistency", params(ConsistencyQuery),
+    responses((status = 200, body = ConsistencyProofDoc)),
     security(("bearer" = [])))]
 pub(crate) async fn consistency_proof(
     State(state): State<AppState>,
@@ -108,14 +114,18 @@ pub(crate) async fn consistency_proof(
     Ok(Json(
         state
             .custos
-            .audit_consistency_proof(&caller, q.from, q.to)
+            .audit_consistency_proof(
+                &caller,
+                inputs::log_index("from", q.from)?,
+                inputs::opt_log_index("to", q.to)?,
+            )
             .await?,
     ))
 }
 
 /// The deployment's checkpoint verification key (Ed25519, and as a C2SP verifier key).
-#[utoipa::path(get, path = "/v1/signing-key",
-    responses((status = 200, body = SigningKeyView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+#[utoipa::path(get, tag = "audit", path = "/v1/signing-key",
+    responses((status = 200, body = SigningKeyView)),
     security(("bearer" = [])))]
 pub(crate) async fn signing_key(
     State(state): State<AppState>,

@@ -7,8 +7,10 @@
 //! What it is not: business logic. Authorization, policy and audit live in `custos-core`.
 
 mod audit_routes;
+mod inputs;
 mod member_routes;
 mod metrics;
+mod openapi;
 mod problem;
 mod routes;
 
@@ -25,7 +27,7 @@ use axum::Router;
 use custos_core::{Caller, Custos};
 
 pub use metrics::Metrics;
-pub use problem::{ApiError, Problem};
+pub use problem::{scrub_detail, ApiError, Problem};
 pub use routes::ApiDoc;
 
 /// Largest JSON request body accepted (files stream through their own route).
@@ -50,9 +52,20 @@ impl AppState {
     }
 }
 
-/// The request id: the caller's `x-request-id` if sane, else a fresh UUID.
+/// The request id: always a fresh UUID chosen by Custos (returned in `x-request-id`).
 #[derive(Debug, Clone)]
 struct RequestId(String);
+
+/// The caller's own `X-Request-Id`, if it passed [`client_request_id`] (echoed as
+/// `x-client-request-id`, carried in audit events as `client_request_id`).
+#[derive(Debug, Clone)]
+struct ClientRequestId(String);
+
+/// Longest caller request id kept.
+pub const MAX_CLIENT_REQUEST_ID: usize = 128;
+
+/// Largest body of a framework error response read to turn it into a problem document.
+const MAX_REJECTION_BODY: usize = 4096;
 
 /// The whole API as an axum router.
 pub fn router(state: AppState) -> Router {
@@ -61,27 +74,78 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The caller's request id if it is short and made of token characters only; anything else
+/// is dropped, so nothing a caller sends lands verbatim in a signed audit event.
+fn client_request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get("x-request-id")?.to_str().ok()?;
+    let ok = !value.is_empty()
+        && value.len() <= MAX_CLIENT_REQUEST_ID
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:+/=@".contains(c));
+    ok.then(|| value.to_string())
+}
+
 async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id = uuid::Uuid::new_v4().to_string();
+    let client_id = client_request_id(req.headers());
     req.extensions_mut().insert(RequestId(id.clone()));
+    if let Some(c) = &client_id {
+        req.extensions_mut().insert(ClientRequestId(c.clone()));
+    }
     let method = req.method().clone();
     // The path names ids only, never content, so it is safe to log.
     let path = req.uri().path().to_string();
-    let mut response = next.run(req).await;
+    let response = next.run(req).await;
+    let mut response = as_problem(response, &id).await;
     let micros = started.elapsed().as_micros() as u64;
     state.metrics.observe(response.status().as_u16(), micros);
     tracing::info!(%method, %path, status = response.status().as_u16(), micros, request_id = %id, "request");
+    let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", v);
+        headers.insert("x-request-id", v);
+    }
+    if let Some(v) = client_id.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert("x-client-request-id", v);
     }
     response
+}
+
+/// Every error response as a problem document carrying this request's id as `instance`:
+/// ours get the id filled in; the framework's own (path rejections, 405, ...) are rebuilt.
+async fn as_problem(response: Response, id: &str) -> Response {
+    let status = response.status();
+    if let Some(problem) = response.extensions().get::<Problem>() {
+        let mut problem = problem.clone();
+        problem.instance = format!("urn:uuid:{id}");
+        let (mut parts, _) = response.into_parts();
+        let rendered = problem::problem_response(&problem);
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(problem::PROBLEM_JSON),
+        );
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, rendered.into_body());
+    }
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_REJECTION_BODY).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::new(),
+    };
+    let mut problem = problem::from_status(status, &text).problem_doc();
+    problem.instance = format!("urn:uuid:{id}");
+    let mut rebuilt = problem::problem_response(&problem);
+    // Keep the framework's other headers (`Allow` on a 405, for one).
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rebuilt.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rebuilt
 }
 
 /// An authenticated caller, from `Authorization: Bearer <token>`.
@@ -101,6 +165,10 @@ impl FromRequestParts<AppState> for Authed {
             .ok_or_else(|| ApiError::from(custos_core::CoreError::Unauthenticated))?;
         let principal = state.custos.authenticate(token).await?;
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+        let client_request_id = parts
+            .extensions
+            .get::<ClientRequestId>()
+            .map(|r| r.0.clone());
         let source = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -108,6 +176,7 @@ impl FromRequestParts<AppState> for Authed {
         Ok(Authed(Caller {
             principal,
             request_id,
+            client_request_id,
             source,
         }))
     }

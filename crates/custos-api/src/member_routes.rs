@@ -1,7 +1,7 @@
 //! Members, their keys, TOTP enrollment, sessions and org settings: who may act in an org and
 //! how strongly they must authenticate.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
@@ -11,8 +11,8 @@ use custos_core::{
     SessionView, SettingsChange, TotpEnrollment,
 };
 
-use crate::routes::ApiJson;
-use crate::{ApiError, AppState, Authed, Problem};
+use crate::routes::{ApiJson, Path};
+use crate::{ApiError, AppState, Authed};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -38,7 +38,7 @@ pub(crate) fn routes() -> Router<AppState> {
 /// Add a member; the API key in the response is shown once. Callers grant only roles and
 /// groups they hold themselves.
 #[utoipa::path(post, path = "/v1/orgs/{org}/members", params(("org" = String, Path)), request_body = NewMember,
-    responses((status = 201, body = CreatedMember), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 201, body = CreatedMember)),
     security(("bearer" = [])))]
 pub(crate) async fn add_member(
     State(state): State<AppState>,
@@ -54,7 +54,7 @@ pub(crate) async fn add_member(
 
 /// The org's members (never their keys).
 #[utoipa::path(get, path = "/v1/orgs/{org}/members", params(("org" = String, Path)),
-    responses((status = 200, body = [MemberView]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = [MemberView])),
     security(("bearer" = [])))]
 pub(crate) async fn list_members(
     State(state): State<AppState>,
@@ -67,7 +67,7 @@ pub(crate) async fn list_members(
 /// Change a member's name, roles, groups or second-factor requirement.
 #[utoipa::path(patch, path = "/v1/orgs/{org}/members/{id}", params(("org" = String, Path), ("id" = String, Path)),
     request_body = MemberChange,
-    responses((status = 200, body = MemberView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = MemberView)),
     security(("bearer" = [])))]
 pub(crate) async fn update_member(
     State(state): State<AppState>,
@@ -85,7 +85,7 @@ pub(crate) async fn update_member(
 
 /// Remove a member: its API key and sessions stop working at once.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/members/{id}", params(("org" = String, Path), ("id" = String, Path)),
-    responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 204)),
     security(("bearer" = [])))]
 pub(crate) async fn remove_member(
     State(state): State<AppState>,
@@ -98,7 +98,7 @@ pub(crate) async fn remove_member(
 
 /// Issue a member a new API key (shown once); the old key and its sessions stop working.
 #[utoipa::path(post, path = "/v1/orgs/{org}/members/{id}/key", params(("org" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = RotatedKey), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = RotatedKey)),
     security(("bearer" = [])))]
 pub(crate) async fn rotate_key(
     State(state): State<AppState>,
@@ -112,7 +112,7 @@ pub(crate) async fn rotate_key(
 
 /// Revoke a member's API key (and its sessions) without issuing a new one.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/members/{id}/key", params(("org" = String, Path), ("id" = String, Path)),
-    responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 204)),
     security(("bearer" = [])))]
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
@@ -126,7 +126,7 @@ pub(crate) async fn revoke_key(
 /// Enroll the calling member's TOTP second factor; the secret is shown once. Replacing an
 /// enrolled factor needs a session opened with it.
 #[utoipa::path(post, path = "/v1/orgs/{org}/members/me/totp", params(("org" = String, Path)),
-    responses((status = 201, body = TotpEnrollment), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 201, body = TotpEnrollment)),
     security(("bearer" = [])))]
 pub(crate) async fn enroll_totp(
     State(state): State<AppState>,
@@ -142,7 +142,7 @@ pub(crate) async fn enroll_totp(
 /// Open a session with the calling member's API key and a TOTP code; the session token
 /// proves a second factor until the org's `session_timeout`. Each code opens one session.
 #[utoipa::path(post, path = "/v1/orgs/{org}/sessions", params(("org" = String, Path)), request_body = NewSession,
-    responses((status = 201, body = SessionView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 201, body = SessionView)),
     security(("bearer" = [])))]
 pub(crate) async fn open_session(
     State(state): State<AppState>,
@@ -158,7 +158,7 @@ pub(crate) async fn open_session(
 
 /// The org's settings.
 #[utoipa::path(get, path = "/v1/orgs/{org}/settings", params(("org" = String, Path)),
-    responses((status = 200, body = OrgSettings), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = OrgSettings)),
     security(("bearer" = [])))]
 pub(crate) async fn get_settings(
     State(state): State<AppState>,
@@ -170,7 +170,7 @@ pub(crate) async fn get_settings(
 
 /// Change the org's settings (only the fields given); audited with every value set.
 #[utoipa::path(patch, path = "/v1/orgs/{org}/settings", params(("org" = String, Path)), request_body = SettingsChange,
-    responses((status = 200, body = OrgSettings), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = OrgSettings)),
     security(("bearer" = [])))]
 pub(crate) async fn update_settings(
     State(state): State<AppState>,

@@ -1,7 +1,7 @@
 //! Routes and handlers, each annotated for the generated OpenAPI document.
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -15,12 +15,18 @@ use custos_core::{
     NewRecord, OrgView, OverdueRecord, RecordPage, RecordView, RetentionView,
 };
 
-use crate::{ApiError, AppState, Authed, Problem, MAX_JSON_BODY};
+use crate::openapi::Complete;
+use crate::{inputs, ApiError, AppState, Authed, Problem, MAX_JSON_BODY};
 
 /// JSON body extractor whose rejections are problem documents.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
+
+/// Path extractor whose rejections are problem documents.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
 
 /// Query extractor whose rejections are problem documents.
 #[derive(FromRequestParts)]
@@ -77,7 +83,7 @@ async fn not_found() -> ApiError {
 }
 
 /// Liveness and store reachability.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "healthy"), (status = 503, body = Problem)))]
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "healthy"), (status = 503, description = "the store is unreachable (`unavailable`)", body = Problem, content_type = "application/problem+json")))]
 async fn healthz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let store = state.custos.store();
     store.audit_size().await.map_err(|e| {
@@ -104,15 +110,22 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// This document.
+/// This document, with the deployment's categories and regions listed.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let policy = state.custos.policy();
+    let categories: Vec<&str> = policy.categories.keys().map(String::as_str).collect();
+    let regions: Vec<&str> = policy.service.regions.iter().map(String::as_str).collect();
+    Json(crate::openapi::for_policy(
+        &ApiDoc::openapi(),
+        &categories,
+        &regions,
+    ))
 }
 
 /// Create an org (admin token).
 #[utoipa::path(post, path = "/v1/orgs", request_body = NewOrg,
-    responses((status = 201, body = OrgView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 201, body = OrgView)),
     security(("bearer" = [])))]
 async fn create_org(
     State(state): State<AppState>,
@@ -127,7 +140,7 @@ async fn create_org(
 
 /// List orgs (all for the admin token, the own org for members).
 #[utoipa::path(get, path = "/v1/orgs",
-    responses((status = 200, body = [OrgView]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = [OrgView])),
     security(("bearer" = [])))]
 async fn list_orgs(
     State(state): State<AppState>,
@@ -138,7 +151,7 @@ async fn list_orgs(
 
 /// Read an org.
 #[utoipa::path(get, path = "/v1/orgs/{org}", params(("org" = String, Path)),
-    responses((status = 200, body = OrgView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = OrgView)),
     security(("bearer" = [])))]
 async fn get_org(
     State(state): State<AppState>,
@@ -150,7 +163,7 @@ async fn get_org(
 
 /// Store a record: authorized by the category's access rule, PII-scrubbed, sealed, audited.
 #[utoipa::path(post, path = "/v1/orgs/{org}/records", params(("org" = String, Path)), request_body = NewRecord,
-    responses((status = 201, body = CreatedRecord), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 201, body = CreatedRecord)),
     security(("bearer" = [])))]
 async fn create_record(
     State(state): State<AppState>,
@@ -158,6 +171,10 @@ async fn create_record(
     Path(org): Path<String>,
     ApiJson(req): ApiJson<NewRecord>,
 ) -> ApiResult<(StatusCode, Json<CreatedRecord>)> {
+    inputs::exact_numbers("content", &req.content)?;
+    if let Some(m) = &req.metadata {
+        inputs::exact_numbers("metadata", m)?;
+    }
     Ok((
         StatusCode::CREATED,
         Json(state.custos.create_record(&caller, &org, req).await?),
@@ -166,6 +183,7 @@ async fn create_record(
 
 /// Filters and pagination for record listings.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// Only this subject's records.
@@ -175,12 +193,13 @@ struct ListQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// List records (no content), paginated.
 #[utoipa::path(get, path = "/v1/orgs/{org}/records", params(("org" = String, Path), ListQuery),
-    responses((status = 200, body = RecordPage), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = RecordPage)),
     security(("bearer" = [])))]
 async fn list_records(
     State(state): State<AppState>,
@@ -188,6 +207,8 @@ async fn list_records(
     Path(org): Path<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<RecordPage>> {
+    let cursor = inputs::cursor(q.cursor.as_deref())?;
+    let limit = inputs::limit(q.limit)?;
     Ok(Json(
         state
             .custos
@@ -196,8 +217,8 @@ async fn list_records(
                 &org,
                 q.subject.as_deref(),
                 q.category.as_deref(),
-                q.cursor.as_deref(),
-                q.limit,
+                cursor,
+                Some(limit),
             )
             .await?,
     ))
@@ -205,6 +226,7 @@ async fn list_records(
 
 /// Options of a record read.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct GetQuery {
     /// Reverse `tokenize` pseudonyms (owners and admins; audited as `record.reveal`).
@@ -214,7 +236,7 @@ struct GetQuery {
 
 /// Read one record, decrypted.
 #[utoipa::path(get, path = "/v1/orgs/{org}/records/{id}", params(("org" = String, Path), ("id" = String, Path), GetQuery),
-    responses((status = 200, body = RecordView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = RecordView)),
     security(("bearer" = [])))]
 async fn get_record(
     State(state): State<AppState>,
@@ -232,6 +254,7 @@ async fn get_record(
 
 /// Delete options.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
     /// `true`: hard delete (not restorable; purged by the next sweep, within the policy's
     /// `hard_delete_within`). Default: soft delete, restorable within the window.
@@ -240,7 +263,7 @@ struct DeleteQuery {
 
 /// Soft-delete a record (restorable within the policy's window), or hard-delete it.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/records/{id}", params(("org" = String, Path), ("id" = String, Path), DeleteQuery),
-    responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 204)),
     security(("bearer" = [])))]
 async fn delete_record(
     State(state): State<AppState>,
@@ -265,7 +288,7 @@ struct DeletedCount {
 
 /// Hard-delete every record of a category in the org (owners and admins).
 #[utoipa::path(post, path = "/v1/orgs/{org}/categories/{category}/delete-all", params(("org" = String, Path), ("category" = String, Path)),
-    responses((status = 200, body = DeletedCount), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = DeletedCount)),
     security(("bearer" = [])))]
 async fn delete_category(
     State(state): State<AppState>,
@@ -281,7 +304,7 @@ async fn delete_category(
 
 /// Restore a soft-deleted record within the window.
 #[utoipa::path(post, path = "/v1/orgs/{org}/records/{id}/restore", params(("org" = String, Path), ("id" = String, Path)),
-    responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 204)),
     security(("bearer" = [])))]
 async fn restore_record(
     State(state): State<AppState>,
@@ -295,7 +318,7 @@ async fn restore_record(
 /// Request an archived record's content: readable through the normal read routes for the
 /// policy's `archive_restore_window` (owners and admins).
 #[utoipa::path(post, path = "/v1/orgs/{org}/records/{id}/archive-restore", params(("org" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = ArchiveRestore), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = ArchiveRestore)),
     security(("bearer" = [])))]
 async fn archive_restore(
     State(state): State<AppState>,
@@ -313,7 +336,7 @@ async fn archive_restore(
 /// Terminate an org (admin token or an org owner): members revoked at once, every record
 /// purged and the org's keys destroyed by the sweeper within `account_termination_within`.
 #[utoipa::path(delete, path = "/v1/orgs/{org}", params(("org" = String, Path)),
-    responses((status = 202, body = OrgView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 202, body = OrgView)),
     security(("bearer" = [])))]
 async fn terminate_org(
     State(state): State<AppState>,
@@ -328,6 +351,7 @@ async fn terminate_org(
 
 /// Where an uploaded file goes.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
     /// Policy category.
@@ -341,7 +365,7 @@ struct UploadQuery {
 /// Upload a file as the raw request body (streamed, sealed chunk by chunk).
 #[utoipa::path(post, path = "/v1/orgs/{org}/files", params(("org" = String, Path), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = CreatedRecord), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 201, body = CreatedRecord)),
     security(("bearer" = [])))]
 async fn upload_file(
     State(state): State<AppState>,
@@ -351,14 +375,13 @@ async fn upload_file(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<CreatedRecord>)> {
+    inputs::file_name(q.name.as_deref())?;
+    let content_type = upload_content_type(&headers)?;
     let upload = FileUpload {
         category: q.category,
         subject: q.subject,
         file_name: q.name,
-        content_type: headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        content_type,
         metadata: None,
     };
     let stream = body.into_data_stream();
@@ -373,9 +396,91 @@ async fn upload_file(
     ))
 }
 
-/// Download a file record's content (decrypted, streamed).
+/// Longest `Content-Type` kept with an upload.
+const MAX_CONTENT_TYPE: usize = 255;
+
+/// The upload's media type, if sent: printable ASCII, `type/subtype`, bounded.
+fn upload_content_type(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(None);
+    };
+    let refuse = || {
+        ApiError::invalid(
+            "content-type",
+            format!("must be a media type such as application/pdf, at most {MAX_CONTENT_TYPE} characters"),
+        )
+    };
+    let text = value.to_str().map_err(|_| refuse())?.trim();
+    let essence = text.split(';').next().unwrap_or("").trim();
+    let valid = text.len() <= MAX_CONTENT_TYPE
+        && text.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        && essence
+            .split_once('/')
+            .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty() && !s.contains('/'));
+    if valid {
+        Ok(Some(text.to_string()))
+    } else {
+        Err(refuse())
+    }
+}
+
+/// Whether a browser would run or render `media_type` as a document of this origin (HTML,
+/// SVG, XML, scripts): such content is only ever served as opaque bytes.
+fn is_active(media_type: &str) -> bool {
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.contains("html")
+        || essence.contains("xml")
+        || essence.contains("svg")
+        || essence.contains("javascript")
+        || essence.contains("ecmascript")
+}
+
+/// `Content-Disposition: attachment` with an ASCII fallback name and the RFC 8187 UTF-8 one.
+fn content_disposition(file_name: Option<&str>) -> header::HeaderValue {
+    let name: String = file_name
+        .unwrap_or("download")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(inputs::MAX_FILE_NAME)
+        .collect();
+    let name = if name.trim().is_empty() {
+        "download".to_string()
+    } else {
+        name
+    };
+    let ascii: String = name
+        .chars()
+        .map(|c| match c {
+            ' ' | '-' | '.' | '_' | '(' | ')' | '+' => c,
+            c if c.is_ascii_alphanumeric() => c,
+            _ => '_',
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let value = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
+    header::HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| header::HeaderValue::from_static("attachment"))
+}
+
+/// Download a file record's content (decrypted, streamed), always as an attachment with
+/// `X-Content-Type-Options: nosniff`; active types (HTML, SVG, XML, scripts) are served as
+/// `application/octet-stream`.
 #[utoipa::path(get, path = "/v1/orgs/{org}/records/{id}/file", params(("org" = String, Path), ("id" = String, Path)),
-    responses((status = 200, content_type = "application/octet-stream"), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "the file's bytes", content_type = "application/octet-stream",
+        headers(("content-disposition" = String, description = "attachment; filename=...; filename*=UTF-8''..."),
+                ("x-content-type-options" = String, description = "nosniff")))),
     security(("bearer" = [])))]
 async fn download_file(
     State(state): State<AppState>,
@@ -386,7 +491,10 @@ async fn download_file(
     let content_type = download
         .content_type
         .clone()
-        .unwrap_or_else(|| "application/octet-stream".into());
+        .filter(|t| !is_active(t))
+        .and_then(|t| header::HeaderValue::from_str(&t).ok())
+        .unwrap_or_else(|| header::HeaderValue::from_static("application/octet-stream"));
+    let disposition = content_disposition(download.file_name.as_deref());
     let body = Body::from_stream(download.body.map(|r| {
         r.map_err(|e| {
             tracing::error!(error = %e, "file stream failed");
@@ -399,15 +507,23 @@ async fn download_file(
         header::CONTENT_LENGTH,
         header::HeaderValue::from(download.size),
     );
-    if let Ok(v) = header::HeaderValue::from_str(&content_type) {
-        headers.insert(header::CONTENT_TYPE, v);
-    }
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_DISPOSITION, disposition);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    // Even opened directly, the bytes run no script and load nothing.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
     Ok(response)
 }
 
 /// The org's effective retention per category.
 #[utoipa::path(get, path = "/v1/orgs/{org}/retention", params(("org" = String, Path)),
-    responses((status = 200, body = [RetentionView]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = [RetentionView])),
     security(("bearer" = [])))]
 async fn get_retention(
     State(state): State<AppState>,
@@ -428,7 +544,7 @@ struct SetRetention {
 /// Set the org's retention for a category, within the policy's bounds.
 #[utoipa::path(put, path = "/v1/orgs/{org}/retention/{category}", params(("org" = String, Path), ("category" = String, Path)),
     request_body = SetRetention,
-    responses((status = 200, body = RetentionView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = RetentionView)),
     security(("bearer" = [])))]
 async fn set_retention(
     State(state): State<AppState>,
@@ -446,7 +562,7 @@ async fn set_retention(
 
 /// Place a legal hold (whole org, a subject, or a category).
 #[utoipa::path(post, path = "/v1/orgs/{org}/holds", params(("org" = String, Path)), request_body = NewHold,
-    responses((status = 201, body = HoldView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 201, body = HoldView)),
     security(("bearer" = [])))]
 async fn create_hold(
     State(state): State<AppState>,
@@ -462,7 +578,7 @@ async fn create_hold(
 
 /// The org's active holds.
 #[utoipa::path(get, path = "/v1/orgs/{org}/holds", params(("org" = String, Path)),
-    responses((status = 200, body = [HoldView]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = [HoldView])),
     security(("bearer" = [])))]
 async fn list_holds(
     State(state): State<AppState>,
@@ -474,7 +590,7 @@ async fn list_holds(
 
 /// Release a legal hold.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/holds/{id}", params(("org" = String, Path), ("id" = String, Path)),
-    responses((status = 204), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 204)),
     security(("bearer" = [])))]
 async fn release_hold(
     State(state): State<AppState>,
@@ -487,16 +603,18 @@ async fn release_hold(
 
 /// Deletion-log paging.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeletionLogQuery {
-    /// Record id to continue after.
+    /// Record id to continue after (the last id of the previous page).
     cursor: Option<String>,
-    /// Page size (at most 1000).
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// The org's deletion log: one row per purged record (no content), ordered by record id.
 #[utoipa::path(get, path = "/v1/orgs/{org}/deletion-log", params(("org" = String, Path), DeletionLogQuery),
-    responses((status = 200, body = [DeletionView]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = [DeletionView])),
     security(("bearer" = [])))]
 async fn deletion_log(
     State(state): State<AppState>,
@@ -504,17 +622,19 @@ async fn deletion_log(
     Path(org): Path<String>,
     ApiQuery(q): ApiQuery<DeletionLogQuery>,
 ) -> ApiResult<Json<Vec<DeletionView>>> {
+    let cursor = inputs::cursor(q.cursor.as_deref())?;
+    let limit = inputs::limit(q.limit)?;
     Ok(Json(
         state
             .custos
-            .deletion_log(&caller, &org, q.cursor.as_deref(), q.limit.unwrap_or(100))
+            .deletion_log(&caller, &org, cursor, limit)
             .await?,
     ))
 }
 
 /// Records of the org still stored past the policy's removal deadline (SLA report).
 #[utoipa::path(get, path = "/v1/orgs/{org}/lifecycle/overdue", params(("org" = String, Path)),
-    responses((status = 200, body = [OverdueRecord]), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = [OverdueRecord])),
     security(("bearer" = [])))]
 async fn overdue(
     State(state): State<AppState>,
@@ -526,6 +646,7 @@ async fn overdue(
 
 /// Audit listing parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     /// Only this org's events (members always see only their own org).
@@ -537,37 +658,30 @@ struct AuditQuery {
     /// Only this target (`record:<id>`, `category:<name>`, ...).
     target: Option<String>,
     /// Only events at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Only events before this time (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
     /// First index to return (default 0).
+    #[param(maximum = 9223372036854775807_u64)]
     from: Option<u64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
-fn time_param(name: &str, value: Option<&str>) -> Result<Option<jiff::Timestamp>, ApiError> {
-    value
-        .map(|v| {
-            v.parse::<jiff::Timestamp>().map_err(|_| {
-                ApiError::from(custos_core::CoreError::invalid(
-                    name,
-                    format!("{v:?} is not an RFC 3339 time such as 2026-01-01T00:00:00Z"),
-                ))
-            })
-        })
-        .transpose()
-}
-
 /// Audit events, in log order.
-#[utoipa::path(get, path = "/v1/audit/events", params(AuditQuery),
-    responses((status = 200, body = AuditPage), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+#[utoipa::path(get, tag = "audit", path = "/v1/audit/events", params(AuditQuery),
+    responses((status = 200, body = AuditPage)),
     security(("bearer" = [])))]
 async fn audit_events(
     State(state): State<AppState>,
     Authed(caller): Authed,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
+    let limit = inputs::limit(q.limit)?;
+    let from = inputs::log_index("from", q.from.unwrap_or(0))?;
     Ok(Json(
         state
             .custos
@@ -575,14 +689,14 @@ async fn audit_events(
                 &caller,
                 q.org.as_deref(),
                 &custos_core::AuditFilter {
-                    since: time_param("since", q.since.as_deref())?,
-                    until: time_param("until", q.until.as_deref())?,
+                    since: inputs::time("since", q.since.as_deref())?,
+                    until: inputs::time("until", q.until.as_deref())?,
                     actor: q.actor,
                     action: q.action,
                     target: q.target,
                 },
-                q.from.unwrap_or(0),
-                q.limit.unwrap_or(100),
+                from,
+                limit,
             )
             .await?,
     ))
@@ -620,7 +734,7 @@ struct ScanResponse {
 
 /// Detect PII in a text (any authenticated caller; nothing is stored).
 #[utoipa::path(post, path = "/v1/scan", request_body = ScanRequest,
-    responses((status = 200, body = ScanResponse), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = ScanResponse)),
     security(("bearer" = [])))]
 async fn scan(
     State(state): State<AppState>,
@@ -646,19 +760,6 @@ async fn scan(
     }))
 }
 
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
 /// The OpenAPI 3.1 document, generated from the handlers and their types.
 #[derive(OpenApi)]
 #[openapi(
@@ -677,6 +778,6 @@ impl utoipa::Modify for BearerAuth {
           crate::audit_routes::checkpoint, crate::audit_routes::inclusion_proof,
           crate::audit_routes::consistency_proof, crate::audit_routes::signing_key, scan),
     components(schemas(Problem, SetRetention, ScanRequest, ScanResponse, FindingView, DeletedCount)),
-    modifiers(&BearerAuth)
+    modifiers(&Complete)
 )]
 pub struct ApiDoc;

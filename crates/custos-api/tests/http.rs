@@ -143,6 +143,10 @@ impl Server {
     }
 }
 
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
+}
+
 async fn assert_problem(response: reqwest::Response, status: StatusCode, code: &str) {
     assert_eq!(response.status(), status);
     assert_eq!(
@@ -518,7 +522,7 @@ async fn service_endpoints_and_openapi() {
         metrics.contains("custos_http_requests_total{class=\"2xx\"}"),
         "{metrics}"
     );
-    // Request ids are echoed.
+    // Request ids are Custos's own; the caller's is echoed apart.
     let r = s
         .client
         .get(s.url("/healthz"))
@@ -526,7 +530,9 @@ async fn service_endpoints_and_openapi() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    assert_ne!(r.headers()["x-request-id"], "abc-123");
+    assert!(uuid_like(r.headers()["x-request-id"].to_str().unwrap()));
+    assert_eq!(r.headers()["x-client-request-id"], "abc-123");
 }
 
 #[tokio::test]

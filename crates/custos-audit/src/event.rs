@@ -45,6 +45,10 @@ pub struct AuditEvent {
     pub action: String,
     /// Who acted.
     pub actor: Actor,
+    /// The caller's own request id (its `X-Request-Id`), validated and length-limited; kept
+    /// apart from `request_id`, which Custos always chooses itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     /// The org the action concerns; `None` for deployment-wide actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
@@ -53,7 +57,8 @@ pub struct AuditEvent {
     /// Free-form, non-personal detail (a reason code, a category name, counts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The request id that carried the action, for correlation with service logs.
+    /// Custos's own id of the request that carried the action, for correlation with service
+    /// logs (never chosen by the caller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// The caller's network address, when the action came over the network.
@@ -79,6 +84,7 @@ impl AuditEvent {
         AuditEvent {
             action: action.into(),
             actor,
+            client_request_id: None,
             org: None,
             outcome: Outcome::Success,
             reason: None,
@@ -121,6 +127,12 @@ impl AuditEvent {
         self
     }
 
+    /// Sets the caller's own request id (already validated by the HTTP layer).
+    pub fn client_request(mut self, client_request_id: Option<String>) -> Self {
+        self.client_request_id = client_request_id;
+        self
+    }
+
     /// The canonical encoding: the exact bytes that are stored and hashed as the Merkle leaf.
     pub fn to_canonical_bytes(&self) -> Vec<u8> {
         // Serializing a struct of strings, enums and a timestamp cannot fail.
@@ -149,5 +161,23 @@ mod tests {
             r#"{"action":"record.create","actor":{"kind":"member","id":"m1"},"org":"o1","outcome":"success","target":"record:r1","time":"2026-01-02T03:04:05Z","v":1}"#
         );
         assert_eq!(AuditEvent::from_canonical_bytes(&bytes).unwrap(), event);
+    }
+
+    #[test]
+    fn client_request_id_sorts_after_actor_and_is_omitted_when_absent() {
+        let time: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+        let event = AuditEvent::new(time, Actor::Admin, "org.create")
+            .request(Some("r1".into()), None)
+            .client_request(Some("c1".into()));
+        let bytes = event.to_canonical_bytes();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"action":"org.create","actor":{"kind":"admin"},"client_request_id":"c1","outcome":"success","request_id":"r1","time":"2026-01-02T03:04:05Z","v":1}"#
+        );
+        assert_eq!(AuditEvent::from_canonical_bytes(&bytes).unwrap(), event);
+        let plain = AuditEvent::new(time, Actor::Admin, "org.create");
+        assert!(!String::from_utf8(plain.to_canonical_bytes())
+            .unwrap()
+            .contains("client_request_id"));
     }
 }

@@ -111,6 +111,8 @@ pub struct Caller {
     pub principal: Principal,
     /// Request id, if the call came over HTTP.
     pub request_id: Option<String>,
+    /// The caller's own request id (`X-Request-Id`), validated by the HTTP layer, if sent.
+    pub client_request_id: Option<String>,
     /// Network address of the caller, if any.
     pub source: Option<String>,
 }
@@ -121,6 +123,7 @@ impl Caller {
         Caller {
             principal,
             request_id: None,
+            client_request_id: None,
             source: None,
         }
     }
@@ -271,6 +274,7 @@ impl Custos {
     fn event(&self, caller: &Caller, action: &str) -> AuditEvent {
         AuditEvent::new(self.now(), caller.actor(), action)
             .request(caller.request_id.clone(), caller.source.clone())
+            .client_request(caller.client_request_id.clone())
     }
 
     /// Records a refused action in the audit log, then returns the refusal. If the audit

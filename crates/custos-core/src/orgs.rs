@@ -305,6 +305,13 @@ impl Custos {
             .authorize(caller, Operation::HoldCreate, org)
             .await?
             .scope;
+        // Once termination completed there is nothing left to hold, and the org's keys
+        // (needed to name a subject) are destroyed: refuse instead of failing inside.
+        if let Some((_, o)) = self.store.org(scope.org_id()).await? {
+            if o.terminated_at.is_some() {
+                return Err(CoreError::OrgTerminated(org.to_string()));
+            }
+        }
         check_name("reason", &req.reason)?;
         if let Some(c) = &req.category {
             if self.policy.category(c).is_none() {

@@ -25,11 +25,11 @@ pub struct NewRecord {
     #[serde(default)]
     pub subject: Option<String>,
     /// The content: any JSON value (a string for text).
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub content: Value,
     /// Caller metadata (a JSON object); sealed with the content.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
@@ -73,10 +73,10 @@ pub struct RecordView {
     /// Subject, if any.
     pub subject: Option<String>,
     /// Content (`null` for categories that keep no content).
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub content: Value,
-    /// Caller metadata.
-    #[schema(value_type = Object)]
+    /// Caller metadata (`null` if none was sent).
+    #[schema(value_type = serde_json::Value)]
     pub metadata: Value,
     /// Lifecycle state.
     pub state: String,

@@ -51,7 +51,19 @@ impl From<custos_core::CoreError> for Failure {
     }
 }
 
+/// Makes every file and directory this process creates private to its owner (0600 / 0700):
+/// the database, its WAL and SHM files, object files and tokens are created by several
+/// libraries, and the umask is the one place that covers them all.
+fn private_umask() {
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 fn main() -> ExitCode {
+    private_umask();
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
