@@ -9,7 +9,8 @@ import sys
 
 from custos_client import AuthenticatedClient
 from custos_client.api.audit import audit_events, inclusion_proof
-from custos_client.api.default import add_member, create_org, create_record, get_record, list_records
+from custos_client.api.default import create_org, create_record, get_record, list_records
+from custos_client.api.members import add_member
 from custos_client.models import (
     AuditPage,
     CreatedMember,

@@ -16,6 +16,16 @@ use crate::{ApiError, AppState, Authed};
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A change document from a JSON object. Taken as a map first because serde would also
+/// accept a JSON array for a struct whose fields are all optional, and a PATCH body is an
+/// object.
+fn fields<T: serde::de::DeserializeOwned>(
+    object: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|e| ApiError::invalid("body", e.to_string()))
+}
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/orgs/{org}/members", post(add_member).get(list_members))
@@ -37,7 +47,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// Add a member; the API key in the response is shown once. Callers grant only roles and
 /// groups they hold themselves.
-#[utoipa::path(post, path = "/v1/orgs/{org}/members", params(("org" = String, Path)), request_body = NewMember,
+#[utoipa::path(post, tag = "members", path = "/v1/orgs/{org}/members", params(("org" = String, Path)), request_body = NewMember,
     responses((status = 201, body = CreatedMember)),
     security(("bearer" = [])))]
 pub(crate) async fn add_member(
@@ -53,7 +63,7 @@ pub(crate) async fn add_member(
 }
 
 /// The org's members (never their keys).
-#[utoipa::path(get, path = "/v1/orgs/{org}/members", params(("org" = String, Path)),
+#[utoipa::path(get, tag = "members", path = "/v1/orgs/{org}/members", params(("org" = String, Path)),
     responses((status = 200, body = [MemberView])),
     security(("bearer" = [])))]
 pub(crate) async fn list_members(
@@ -65,7 +75,7 @@ pub(crate) async fn list_members(
 }
 
 /// Change a member's name, roles, groups or second-factor requirement.
-#[utoipa::path(patch, path = "/v1/orgs/{org}/members/{id}", params(("org" = String, Path), ("id" = String, Path)),
+#[utoipa::path(patch, tag = "members", path = "/v1/orgs/{org}/members/{id}", params(("org" = String, Path), ("id" = String, Path)),
     request_body = MemberChange,
     responses((status = 200, body = MemberView)),
     security(("bearer" = [])))]
@@ -73,8 +83,9 @@ pub(crate) async fn update_member(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path((org, id)): Path<(String, String)>,
-    ApiJson(change): ApiJson<MemberChange>,
+    ApiJson(change): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult<Json<MemberView>> {
+    let change: MemberChange = fields(change)?;
     Ok(Json(
         state
             .custos
@@ -84,7 +95,7 @@ pub(crate) async fn update_member(
 }
 
 /// Remove a member: its API key and sessions stop working at once.
-#[utoipa::path(delete, path = "/v1/orgs/{org}/members/{id}", params(("org" = String, Path), ("id" = String, Path)),
+#[utoipa::path(delete, tag = "members", path = "/v1/orgs/{org}/members/{id}", params(("org" = String, Path), ("id" = String, Path)),
     responses((status = 204)),
     security(("bearer" = [])))]
 pub(crate) async fn remove_member(
@@ -97,7 +108,7 @@ pub(crate) async fn remove_member(
 }
 
 /// Issue a member a new API key (shown once); the old key and its sessions stop working.
-#[utoipa::path(post, path = "/v1/orgs/{org}/members/{id}/key", params(("org" = String, Path), ("id" = String, Path)),
+#[utoipa::path(post, tag = "members", path = "/v1/orgs/{org}/members/{id}/key", params(("org" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = RotatedKey)),
     security(("bearer" = [])))]
 pub(crate) async fn rotate_key(
@@ -111,7 +122,7 @@ pub(crate) async fn rotate_key(
 }
 
 /// Revoke a member's API key (and its sessions) without issuing a new one.
-#[utoipa::path(delete, path = "/v1/orgs/{org}/members/{id}/key", params(("org" = String, Path), ("id" = String, Path)),
+#[utoipa::path(delete, tag = "members", path = "/v1/orgs/{org}/members/{id}/key", params(("org" = String, Path), ("id" = String, Path)),
     responses((status = 204)),
     security(("bearer" = [])))]
 pub(crate) async fn revoke_key(
@@ -125,7 +136,7 @@ pub(crate) async fn revoke_key(
 
 /// Enroll the calling member's TOTP second factor; the secret is shown once. Replacing an
 /// enrolled factor needs a session opened with it.
-#[utoipa::path(post, path = "/v1/orgs/{org}/members/me/totp", params(("org" = String, Path)),
+#[utoipa::path(post, tag = "members", path = "/v1/orgs/{org}/members/me/totp", params(("org" = String, Path)),
     responses((status = 201, body = TotpEnrollment)),
     security(("bearer" = [])))]
 pub(crate) async fn enroll_totp(
@@ -141,7 +152,7 @@ pub(crate) async fn enroll_totp(
 
 /// Open a session with the calling member's API key and a TOTP code; the session token
 /// proves a second factor until the org's `session_timeout`. Each code opens one session.
-#[utoipa::path(post, path = "/v1/orgs/{org}/sessions", params(("org" = String, Path)), request_body = NewSession,
+#[utoipa::path(post, tag = "members", path = "/v1/orgs/{org}/sessions", params(("org" = String, Path)), request_body = NewSession,
     responses((status = 201, body = SessionView)),
     security(("bearer" = [])))]
 pub(crate) async fn open_session(
@@ -157,7 +168,7 @@ pub(crate) async fn open_session(
 }
 
 /// The org's settings.
-#[utoipa::path(get, path = "/v1/orgs/{org}/settings", params(("org" = String, Path)),
+#[utoipa::path(get, tag = "members", path = "/v1/orgs/{org}/settings", params(("org" = String, Path)),
     responses((status = 200, body = OrgSettings)),
     security(("bearer" = [])))]
 pub(crate) async fn get_settings(
@@ -169,15 +180,16 @@ pub(crate) async fn get_settings(
 }
 
 /// Change the org's settings (only the fields given); audited with every value set.
-#[utoipa::path(patch, path = "/v1/orgs/{org}/settings", params(("org" = String, Path)), request_body = SettingsChange,
+#[utoipa::path(patch, tag = "members", path = "/v1/orgs/{org}/settings", params(("org" = String, Path)), request_body = SettingsChange,
     responses((status = 200, body = OrgSettings)),
     security(("bearer" = [])))]
 pub(crate) async fn update_settings(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(org): Path<String>,
-    ApiJson(change): ApiJson<SettingsChange>,
+    ApiJson(change): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult<Json<OrgSettings>> {
+    let change: SettingsChange = fields(change)?;
     Ok(Json(
         state.custos.update_settings(&caller, &org, change).await?,
     ))

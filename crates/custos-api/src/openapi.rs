@@ -78,6 +78,7 @@ impl utoipa::Modify for Complete {
                 (&mut item.get, "get"),
                 (&mut item.put, "put"),
                 (&mut item.post, "post"),
+                (&mut item.patch, "patch"),
                 (&mut item.delete, "delete"),
             ];
             for (operation, method) in operations {
