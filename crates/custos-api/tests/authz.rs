@@ -1,0 +1,931 @@
+//! The authorization table, tried over HTTP: every operation × every kind of caller (the admin
+//! token; each role, in and out of a group, by API key and by TOTP session) × categories with
+//! a role, a group and an MFA rule. The expected answer of each cell is read off the table's
+//! row (`custos_core::authz::TABLE`) by the plain rules below, not by calling the code under
+//! test; a route served but missing from the table fails the coverage test.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use custos_core::authz::{CategoryRule, MfaRule, Operation, Rule, TABLE};
+use custos_core::{Clock, Custos, ManualClock};
+use custos_crypto::{DeploymentSigner, KeyVault, LocalKms, SqliteKeyStore};
+use custos_policy::{Category, Policy};
+use custos_store::{ObjectLocation, Objects, SqliteStore};
+use jiff::ToSpan;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "matrix-admin-token-0123456789";
+const ROLES: [&str; 5] = ["owner", "admin", "member", "auditor", "service"];
+/// Categories the target-category operations are tried on: no extra rule, a group rule, an
+/// MFA rule (all open to every role, so the rule under test decides).
+const CATEGORIES: [&str; 3] = ["messages", "legal_notes", "secure_notes"];
+/// Routes served without a token, outside the table.
+const PUBLIC: [(&str, &str); 3] = [
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+];
+
+fn policy() -> Policy {
+    let extra = r#"
+[categories.legal_notes]
+retention = "30d"
+org_configurable = { min = "1d", max = "90d" }
+access = { roles = ["owner", "admin", "member", "auditor", "service"], groups = ["legal"] }
+
+[categories.secure_notes]
+retention = "30d"
+org_configurable = { min = "1d", max = "90d" }
+access = { roles = ["owner", "admin", "member", "auditor", "service"], require_mfa = true }
+"#;
+    Policy::parse(&format!("{}{extra}", Policy::BUILTIN_TOML), "matrix.toml").unwrap()
+}
+
+struct Server {
+    _dir: tempfile::TempDir,
+    base: String,
+    client: reqwest::Client,
+    clock: Arc<ManualClock>,
+    policy: Arc<Policy>,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
+    let objects = Objects::open(&ObjectLocation::File(data.join("objects"))).unwrap();
+    let kms = LocalKms::open_or_create(&data.join("keys/root.keyring")).unwrap();
+    let keys = SqliteKeyStore::open(&data.join("keys/keys.db")).unwrap();
+    let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));
+    let clock = Arc::new(ManualClock::new(jiff::Timestamp::now()));
+    let policy = Arc::new(policy());
+    let custos = Custos::new(policy.clone(), store, objects, vault, clock.clone())
+        .with_admin_token(ADMIN)
+        .with_audit_signer(Arc::new(DeploymentSigner::ephemeral("Example SaaS")));
+    let app = custos_api::router(custos_api::AppState::new(Arc::new(custos)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Server {
+        _dir: dir,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        clock,
+        policy,
+    }
+}
+
+/// A request body.
+enum Body {
+    None,
+    Json(Value),
+    Bytes(&'static str),
+}
+
+impl Server {
+    async fn call(&self, method: &str, token: &str, path: &str, body: Body) -> (StatusCode, Value) {
+        let method: Method = method.parse().unwrap();
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        req = match body {
+            Body::None => req,
+            Body::Json(v) => req.json(&v),
+            Body::Bytes(b) => req.header("content-type", "text/plain").body(b),
+        };
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `call` that must succeed with a 2xx; returns the body.
+    async fn ok(&self, method: &str, token: &str, path: &str, body: Body) -> Value {
+        let (status, v) = self.call(method, token, path, body).await;
+        assert!(status.is_success(), "{method} {path}: {status} {v}");
+        v
+    }
+
+    fn totp_code(&self, secret: &str) -> String {
+        totp_rs::Builder::new()
+            .with_digits(6)
+            .with_step_duration(30)
+            .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+            .build()
+            .unwrap()
+            .generate(self.clock.now().as_second() as u64)
+            .to_string()
+    }
+}
+
+/// One kind of caller.
+#[derive(Clone)]
+struct Principal {
+    /// `admin` or `<role>` with `+legal` and `/session` as they apply, for messages.
+    label: String,
+    token: String,
+    /// `None` for the admin token.
+    member: Option<MemberFacts>,
+}
+
+#[derive(Clone)]
+struct MemberFacts {
+    role: &'static str,
+    legal: bool,
+    session: bool,
+    totp_secret: String,
+}
+
+/// An org with one member per role and group membership, each reachable by API key and by a
+/// TOTP session, in an org that requires a second factor of its owners and admins.
+struct World {
+    org: String,
+    principals: Vec<Principal>,
+    /// An owner in `legal` with a session: passes every category rule, writes fixtures.
+    writer: String,
+}
+
+async fn world(s: &Server) -> World {
+    let org = s
+        .ok(
+            "POST",
+            ADMIN,
+            "/v1/orgs",
+            Body::Json(json!({"name": "Matrix"})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok(
+        "PATCH",
+        ADMIN,
+        &format!("/v1/orgs/{org}/settings"),
+        Body::Json(json!({"require_mfa_for_admins": true})),
+    )
+    .await;
+    let mut principals = vec![Principal {
+        label: "admin-token".into(),
+        token: ADMIN.into(),
+        member: None,
+    }];
+    let mut writer = None;
+    for role in ROLES {
+        for legal in [false, true] {
+            let groups: Vec<&str> = if legal { vec!["legal"] } else { vec![] };
+            let created = s
+                .ok(
+                    "POST",
+                    ADMIN,
+                    &format!("/v1/orgs/{org}/members"),
+                    Body::Json(json!({"name": "m", "roles": [role], "groups": groups})),
+                )
+                .await;
+            let key = created["api_key"].as_str().unwrap().to_string();
+            let enrolled = s
+                .ok(
+                    "POST",
+                    &key,
+                    &format!("/v1/orgs/{org}/members/me/totp"),
+                    Body::None,
+                )
+                .await;
+            let secret = enrolled["secret"].as_str().unwrap().to_string();
+            let session = s
+                .ok(
+                    "POST",
+                    &key,
+                    &format!("/v1/orgs/{org}/sessions"),
+                    Body::Json(json!({"totp": s.totp_code(&secret)})),
+                )
+                .await["token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            if role == "owner" && legal {
+                writer = Some(session.clone());
+            }
+            // API key first: a cell may end the member's sessions (re-enrolling TOTP).
+            for (token, via_session) in [(key, false), (session, true)] {
+                principals.push(Principal {
+                    label: format!(
+                        "{role}{}{}",
+                        if legal { "+legal" } else { "" },
+                        if via_session { "/session" } else { "/key" }
+                    ),
+                    token,
+                    member: Some(MemberFacts {
+                        role,
+                        legal,
+                        session: via_session,
+                        totp_secret: secret.clone(),
+                    }),
+                });
+            }
+        }
+    }
+    World {
+        org,
+        principals,
+        writer: writer.unwrap(),
+    }
+}
+
+/// The answer the table gives: `Ok` or the refusal's problem code. Read off the row with the
+/// plain rules of the README, independently of `custos_core::authz::decide`.
+fn expected(
+    rule: &Rule,
+    who: &Principal,
+    categories: &[&Category],
+    org_requires_mfa_for_admins: bool,
+) -> Result<(), &'static str> {
+    let Some(m) = &who.member else {
+        return if rule.admin { Ok(()) } else { Err("forbidden") };
+    };
+    if !rule.roles.iter().any(|r| r.as_str() == m.role) {
+        return Err("forbidden");
+    }
+    let manager = m.role == "owner" || m.role == "admin";
+    let op_needs_mfa = match rule.mfa {
+        MfaRule::No => false,
+        MfaRule::ForAdmins => org_requires_mfa_for_admins && manager,
+        // Every member of the world has a factor enrolled.
+        MfaRule::IfEnrolled => true,
+    };
+    if op_needs_mfa && !m.session && rule.op != Operation::SessionOpen {
+        return Err("mfa_required");
+    }
+    if rule.category != CategoryRule::No {
+        for c in categories {
+            if !c.access.roles.iter().any(|r| r.as_str() == m.role) {
+                return Err("forbidden");
+            }
+            if !c.access.groups.is_empty()
+                && !(m.legal && c.access.groups.contains(&"legal".into()))
+            {
+                return Err("forbidden");
+            }
+            if c.access.require_mfa && !m.session {
+                return Err("mfa_required");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A fresh record of `category` written by the world's writer.
+async fn record(s: &Server, w: &World, category: &str) -> String {
+    s.ok(
+        "POST",
+        &w.writer,
+        &format!("/v1/orgs/{}/records", w.org),
+        Body::Json(json!({"category": category, "content": {"text": "matrix"}})),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The request that tries `op` as `who` (on `category` for target-category operations),
+/// with fresh fixtures so that cells do not depend on each other.
+async fn request(
+    s: &Server,
+    w: &World,
+    op: Operation,
+    who: &Principal,
+    category: &str,
+) -> (String, String, Body) {
+    let org = &w.org;
+    let same_grants = || {
+        let (roles, groups) = match &who.member {
+            Some(m) => (vec![m.role], if m.legal { vec!["legal"] } else { vec![] }),
+            None => (vec!["member"], vec![]),
+        };
+        json!({"name": "target", "roles": roles, "groups": groups})
+    };
+    let target_member = || async {
+        s.ok(
+            "POST",
+            ADMIN,
+            &format!("/v1/orgs/{org}/members"),
+            Body::Json(same_grants()),
+        )
+        .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (method, path, body) = match op {
+        Operation::OrgCreate => ("POST", "/v1/orgs".into(), Body::Json(json!({"name": "n"}))),
+        Operation::OrgList => ("GET", "/v1/orgs".into(), Body::None),
+        Operation::OrgRead => ("GET", format!("/v1/orgs/{org}"), Body::None),
+        Operation::OrgTerminate => ("DELETE", format!("/v1/orgs/{org}"), Body::None),
+        Operation::SettingsRead => ("GET", format!("/v1/orgs/{org}/settings"), Body::None),
+        Operation::SettingsUpdate => (
+            "PATCH",
+            format!("/v1/orgs/{org}/settings"),
+            Body::Json(json!({"session_timeout": "1h"})),
+        ),
+        Operation::MemberCreate => (
+            "POST",
+            format!("/v1/orgs/{org}/members"),
+            Body::Json(same_grants()),
+        ),
+        Operation::MemberList => ("GET", format!("/v1/orgs/{org}/members"), Body::None),
+        Operation::MemberUpdate => (
+            "PATCH",
+            format!("/v1/orgs/{org}/members/{}", target_member().await),
+            Body::Json(json!({"name": "renamed"})),
+        ),
+        Operation::MemberRemove => (
+            "DELETE",
+            format!("/v1/orgs/{org}/members/{}", target_member().await),
+            Body::None,
+        ),
+        Operation::MemberKeyRotate => (
+            "POST",
+            format!("/v1/orgs/{org}/members/{}/key", target_member().await),
+            Body::None,
+        ),
+        Operation::MemberKeyRevoke => (
+            "DELETE",
+            format!("/v1/orgs/{org}/members/{}/key", target_member().await),
+            Body::None,
+        ),
+        Operation::TotpEnroll => (
+            "POST",
+            format!("/v1/orgs/{org}/members/me/totp"),
+            Body::None,
+        ),
+        Operation::SessionOpen => {
+            // A fresh time step: each code opens one session.
+            s.clock.advance(31.seconds());
+            let code = who
+                .member
+                .as_ref()
+                .map(|m| s.totp_code(&m.totp_secret))
+                .unwrap_or_else(|| "000000".into());
+            (
+                "POST",
+                format!("/v1/orgs/{org}/sessions"),
+                Body::Json(json!({ "totp": code })),
+            )
+        }
+        Operation::RecordCreate => (
+            "POST",
+            format!("/v1/orgs/{org}/records"),
+            Body::Json(json!({"category": category, "content": {"text": "x"}})),
+        ),
+        Operation::RecordList => (
+            "GET",
+            format!("/v1/orgs/{org}/records?category={category}"),
+            Body::None,
+        ),
+        Operation::RecordRead => (
+            "GET",
+            format!("/v1/orgs/{org}/records/{}", record(s, w, category).await),
+            Body::None,
+        ),
+        Operation::RecordReveal => (
+            "GET",
+            format!(
+                "/v1/orgs/{org}/records/{}?reveal=true",
+                record(s, w, category).await
+            ),
+            Body::None,
+        ),
+        Operation::RecordDelete => (
+            "DELETE",
+            format!("/v1/orgs/{org}/records/{}", record(s, w, category).await),
+            Body::None,
+        ),
+        Operation::RecordHardDelete => (
+            "DELETE",
+            format!(
+                "/v1/orgs/{org}/records/{}?hard=true",
+                record(s, w, category).await
+            ),
+            Body::None,
+        ),
+        Operation::RecordRestore => {
+            let id = record(s, w, category).await;
+            let path = format!("/v1/orgs/{org}/records/{id}");
+            s.ok("DELETE", &w.writer, &path, Body::None).await;
+            ("POST", format!("{path}/restore"), Body::None)
+        }
+        Operation::RecordArchiveRestore => (
+            "POST",
+            format!(
+                "/v1/orgs/{org}/records/{}/archive-restore",
+                record(s, w, category).await
+            ),
+            Body::None,
+        ),
+        Operation::FileUpload => (
+            "POST",
+            format!("/v1/orgs/{org}/files?category={category}&name=a.txt"),
+            Body::Bytes("hello"),
+        ),
+        Operation::FileDownload => {
+            let id = s
+                .ok(
+                    "POST",
+                    &w.writer,
+                    &format!("/v1/orgs/{org}/files?category={category}&name=a.txt"),
+                    Body::Bytes("hello"),
+                )
+                .await["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (
+                "GET",
+                format!("/v1/orgs/{org}/records/{id}/file"),
+                Body::None,
+            )
+        }
+        Operation::CategoryDeleteAll => (
+            "POST",
+            format!("/v1/orgs/{org}/categories/{category}/delete-all"),
+            Body::None,
+        ),
+        Operation::RetentionRead => ("GET", format!("/v1/orgs/{org}/retention"), Body::None),
+        Operation::RetentionSet => (
+            "PUT",
+            format!("/v1/orgs/{org}/retention/{category}"),
+            Body::Json(json!({"retention": "30d"})),
+        ),
+        Operation::HoldCreate => (
+            "POST",
+            format!("/v1/orgs/{org}/holds"),
+            Body::Json(json!({"reason": "case 1", "category": "app_logs"})),
+        ),
+        Operation::HoldList => ("GET", format!("/v1/orgs/{org}/holds"), Body::None),
+        Operation::HoldRelease => {
+            let hold = s
+                .ok(
+                    "POST",
+                    ADMIN,
+                    &format!("/v1/orgs/{org}/holds"),
+                    Body::Json(json!({"reason": "case 2", "category": "app_logs"})),
+                )
+                .await;
+            (
+                "DELETE",
+                format!("/v1/orgs/{org}/holds/{}", hold["id"].as_str().unwrap()),
+                Body::None,
+            )
+        }
+        Operation::DeletionLogRead => ("GET", format!("/v1/orgs/{org}/deletion-log"), Body::None),
+        Operation::LifecycleOverdue => (
+            "GET",
+            format!("/v1/orgs/{org}/lifecycle/overdue"),
+            Body::None,
+        ),
+        Operation::AuditEvents => ("GET", format!("/v1/audit/events?org={org}"), Body::None),
+        Operation::AuditCheckpoint => ("GET", "/v1/audit/checkpoint".into(), Body::None),
+        Operation::AuditProof => {
+            let page = s
+                .ok(
+                    "GET",
+                    ADMIN,
+                    &format!("/v1/audit/events?org={org}&action=org.create"),
+                    Body::None,
+                )
+                .await;
+            let index = page["items"][0]["index"].as_u64().unwrap();
+            ("GET", format!("/v1/audit/proof/{index}"), Body::None)
+        }
+        Operation::AuditConsistency => ("GET", "/v1/audit/consistency?from=1".into(), Body::None),
+        Operation::SigningKey => ("GET", "/v1/signing-key".into(), Body::None),
+        Operation::Scan => (
+            "POST",
+            "/v1/scan".into(),
+            Body::Json(json!({"text": "hello"})),
+        ),
+        Operation::Sweep
+        | Operation::KeysRotate
+        | Operation::AuditVerify
+        | Operation::AuditExport => unreachable!("system-only operations have no route"),
+    };
+    (method.to_string(), path, body)
+}
+
+/// Statuses an allowed cell may answer besides 2xx, where the request is allowed but the
+/// state says no: an archive restore of a record that is not archived, a session opened
+/// with a session.
+fn allowed_refusal(op: Operation, who: &Principal, status: StatusCode) -> bool {
+    match op {
+        Operation::RecordArchiveRestore => status == StatusCode::CONFLICT,
+        Operation::SessionOpen => {
+            who.member.as_ref().is_some_and(|m| m.session) && status == StatusCode::BAD_REQUEST
+        }
+        _ => false,
+    }
+}
+
+/// Tries one cell: `rule` as principal `i` of `w`; the disagreement, if any.
+async fn cell(
+    s: &Server,
+    w: &World,
+    rule: &Rule,
+    category: Option<&str>,
+    i: usize,
+) -> Option<String> {
+    let who = &w.principals[i];
+    let checked: Vec<&Category> = match (rule.category, category) {
+        (CategoryRule::All, _) => s.policy.categories.values().collect(),
+        (CategoryRule::Target, Some(c)) => vec![s.policy.category(c).unwrap()],
+        _ => vec![],
+    };
+    let want = expected(rule, who, &checked, true);
+    let (method, path, body) = request(s, w, rule.op, who, category.unwrap_or("")).await;
+    let (status, answer) = s.call(&method, &who.token, &path, body).await;
+    let agrees = match want {
+        Ok(()) => status.is_success() || allowed_refusal(rule.op, who, status),
+        Err(code) => status == StatusCode::FORBIDDEN && answer["code"] == code,
+    };
+    (!agrees).then(|| {
+        format!(
+            "{} on {category:?} as {}: expected {want:?}, got {status} {answer}",
+            rule.action, who.label
+        )
+    })
+}
+
+/// Callers in a world: the admin token, and each role in and out of `legal` by key and by
+/// session.
+const PRINCIPALS: usize = 1 + ROLES.len() * 2 * 2;
+
+#[tokio::test]
+async fn every_cell_of_the_table_answers_as_the_table_says() {
+    let s = server().await;
+    let mut cells = 0;
+    let mut failures = Vec::new();
+    for rule in TABLE.iter().filter(|r| r.route.is_some()) {
+        let categories: Vec<Option<&str>> = match rule.category {
+            CategoryRule::Target => CATEGORIES.iter().map(|c| Some(*c)).collect(),
+            _ => vec![None],
+        };
+        for category in categories {
+            let shared = world(&s).await;
+            assert_eq!(shared.principals.len(), PRINCIPALS);
+            for i in 0..PRINCIPALS {
+                // Termination ends its world, so each of its cells gets one of its own.
+                let own;
+                let w = if rule.op == Operation::OrgTerminate {
+                    own = world(&s).await;
+                    &own
+                } else {
+                    &shared
+                };
+                cells += 1;
+                failures.extend(cell(&s, w, rule, category, i).await);
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} cells disagree with the table:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(cells > 900, "only {cells} cells ran");
+}
+
+/// `(METHOD, path)` of every route in the table, without query strings.
+fn table_routes() -> BTreeSet<(String, String)> {
+    TABLE
+        .iter()
+        .filter_map(|r| r.route)
+        .map(|(m, p)| (m.to_string(), p.split('?').next().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_served_route_is_in_the_table_and_needs_a_token() {
+    let s = server().await;
+    let mut known = table_routes();
+    let public: BTreeSet<(String, String)> = PUBLIC
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    known.extend(public.iter().cloned());
+
+    // 1. The OpenAPI document names exactly the table's routes and the public ones.
+    let (_, doc) = s.call("GET", "", "/openapi.json", Body::None).await;
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert_eq!(documented, known, "OpenAPI paths against the table");
+
+    // 2. Every `.route("…")` the API crate registers is a table path or a public one.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let paths: BTreeSet<&str> = known.iter().map(|(_, p)| p.as_str()).collect();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let file = entry.unwrap().path();
+        let text = std::fs::read_to_string(&file).unwrap();
+        for chunk in text.split(".route(").skip(1) {
+            let literal = chunk
+                .trim_start()
+                .strip_prefix('"')
+                .unwrap_or_else(|| panic!("{}: .route( without a literal path", file.display()));
+            let path = &literal[..literal.find('"').unwrap()];
+            assert!(
+                paths.contains(path),
+                "{} registers {path}, which the authorization table does not name",
+                file.display()
+            );
+        }
+    }
+
+    // 3. Every table route is served and refuses a caller without a token.
+    for (method, path) in table_routes() {
+        let concrete = path
+            .replace("{org}", "01a21e0d-61f6-7419-9e7a-d7805e663ac3")
+            .replace("{id}", "01a21e0d-61f6-7419-9e7a-d7805e663ac4")
+            .replace("{category}", "messages")
+            .replace("{index}", "0");
+        let r = s
+            .client
+            .request(method.parse().unwrap(), format!("{}{concrete}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a token"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_system_only_operations_have_no_route_and_refuse_everyone_else() {
+    for op in [
+        Operation::Sweep,
+        Operation::KeysRotate,
+        Operation::AuditVerify,
+        Operation::AuditExport,
+    ] {
+        let rule = op.rule();
+        assert!(rule.route.is_none() && rule.cli.is_some(), "{:?}", rule.op);
+        assert!(!rule.admin && rule.roles.is_empty(), "{:?}", rule.op);
+    }
+}
+
+/// A member of `org` created by the admin token; returns its API key and id.
+async fn member(s: &Server, org: &str, body: Value) -> (String, String) {
+    let v = s
+        .ok(
+            "POST",
+            ADMIN,
+            &format!("/v1/orgs/{org}/members"),
+            Body::Json(body),
+        )
+        .await;
+    (
+        v["api_key"].as_str().unwrap().to_string(),
+        v["id"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn no_caller_grants_what_it_does_not_hold() {
+    let s = server().await;
+    let org = s
+        .ok("POST", ADMIN, "/v1/orgs", Body::Json(json!({"name": "E"})))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let members = format!("/v1/orgs/{org}/members");
+    let (admin, _) = member(&s, &org, json!({"name": "a", "roles": ["admin"]})).await;
+    let (_, owner_id) = member(&s, &org, json!({"name": "o", "roles": ["owner"]})).await;
+    let (_, plain_id) = member(&s, &org, json!({"name": "p", "roles": ["admin"]})).await;
+    for body in [
+        json!({"name": "x", "roles": ["owner"]}),
+        json!({"name": "x", "roles": ["admin", "auditor"]}),
+        json!({"name": "x", "roles": ["admin"], "groups": ["legal"]}),
+    ] {
+        let (status, answer) = s.call("POST", &admin, &members, Body::Json(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    }
+    // Nor by changing a member it may manage, nor by touching one stronger than itself.
+    let plain = format!("{members}/{plain_id}");
+    for change in [json!({"roles": ["owner"]}), json!({"groups": ["legal"]})] {
+        let (status, _) = s.call("PATCH", &admin, &plain, Body::Json(change)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let owner = format!("{members}/{owner_id}");
+    for (method, path) in [
+        ("PATCH", owner.clone()),
+        ("DELETE", owner.clone()),
+        ("POST", format!("{owner}/key")),
+        ("DELETE", format!("{owner}/key")),
+    ] {
+        let body = if method == "PATCH" {
+            Body::Json(json!({"roles": ["admin"]}))
+        } else {
+            Body::None
+        };
+        let (status, _) = s.call(method, &admin, &path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    // What it may grant, it grants, and the audit event names every attribute.
+    let created = s
+        .ok(
+            "POST",
+            &admin,
+            &members,
+            Body::Json(json!({"name": "y", "roles": ["admin"], "mfa": true})),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let events = s
+        .ok(
+            "GET",
+            ADMIN,
+            &format!("/v1/audit/events?org={org}&action=member.create&target=member:{id}"),
+            Body::None,
+        )
+        .await;
+    assert_eq!(
+        events["items"][0]["event"]["reason"], "roles=admin groups= mfa=true",
+        "{events}"
+    );
+    // A member that must use a second factor cannot make one that need not (it first needs
+    // a session at all).
+    let strict = created["api_key"].as_str().unwrap();
+    let (status, answer) = s
+        .call(
+            "POST",
+            strict,
+            &members,
+            Body::Json(json!({"name": "z", "roles": ["admin"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("mfa_required"))
+    );
+    // The `mfa` flag grants nothing: a member created with it still needs a session for an
+    // MFA category, and its API key alone does nothing but enroll and open one.
+    let (status, answer) = s
+        .call(
+            "POST",
+            strict,
+            &format!("/v1/orgs/{org}/records"),
+            Body::Json(json!({"category": "secure_notes", "content": "x"})),
+        )
+        .await;
+    assert_eq!(answer["code"], "mfa_required", "{status} {answer}");
+}
+
+#[tokio::test]
+async fn totp_sessions_expire_and_codes_open_one_session() {
+    let s = server().await;
+    let org = s
+        .ok("POST", ADMIN, "/v1/orgs", Body::Json(json!({"name": "T"})))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (key, _) = member(&s, &org, json!({"name": "a", "roles": ["admin"]})).await;
+    let sessions = format!("/v1/orgs/{org}/sessions");
+    let write = |token: String| {
+        let s = &s;
+        let org = org.clone();
+        async move {
+            s.call(
+                "POST",
+                &token,
+                &format!("/v1/orgs/{org}/records"),
+                Body::Json(json!({"category": "secure_notes", "content": "x"})),
+            )
+            .await
+        }
+    };
+    // No factor yet: no session.
+    let (status, _) = s
+        .call(
+            "POST",
+            &key,
+            &sessions,
+            Body::Json(json!({"totp": "123456"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let secret = s
+        .ok(
+            "POST",
+            &key,
+            &format!("/v1/orgs/{org}/members/me/totp"),
+            Body::None,
+        )
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A wrong code, then the right one once; the same code again is refused.
+    let code = s.totp_code(&secret);
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let (status, _) = s
+        .call(
+            "POST",
+            &key,
+            &sessions,
+            Body::Json(json!({ "totp": wrong })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let session = s
+        .ok("POST", &key, &sessions, Body::Json(json!({ "totp": code })))
+        .await;
+    let token = session["token"].as_str().unwrap().to_string();
+    let (status, answer) = s
+        .call("POST", &key, &sessions, Body::Json(json!({ "totp": code })))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "replay: {answer}");
+    // The key alone is refused where the session is not.
+    assert_eq!(write(key.clone()).await.1["code"], "mfa_required");
+    assert_eq!(write(token.clone()).await.0, StatusCode::CREATED);
+    // Re-enrolling with the key alone is refused (a stolen key cannot take the factor).
+    let (status, answer) = s
+        .call(
+            "POST",
+            &key,
+            &format!("/v1/orgs/{org}/members/me/totp"),
+            Body::None,
+        )
+        .await;
+    assert_eq!(answer["code"], "mfa_required", "{status}");
+    // An old code (two steps back) is refused; the session expires after session_timeout.
+    s.clock.advance(61.seconds());
+    let (status, _) = s
+        .call("POST", &key, &sessions, Body::Json(json!({ "totp": code })))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    s.clock.advance(1.hour());
+    assert_eq!(write(token).await.0, StatusCode::UNAUTHORIZED);
+    // A shorter org timeout applies to sessions opened after it.
+    s.ok(
+        "PATCH",
+        ADMIN,
+        &format!("/v1/orgs/{org}/settings"),
+        Body::Json(json!({"session_timeout": "5m"})),
+    )
+    .await;
+    let session = s
+        .ok(
+            "POST",
+            &key,
+            &sessions,
+            Body::Json(json!({ "totp": s.totp_code(&secret) })),
+        )
+        .await;
+    let token = session["token"].as_str().unwrap().to_string();
+    s.clock.advance(4.minutes());
+    assert_eq!(write(token.clone()).await.0, StatusCode::CREATED);
+    s.clock.advance(2.minutes());
+    assert_eq!(write(token).await.0, StatusCode::UNAUTHORIZED);
+    // Rotating the key ends its sessions.
+    let session = s
+        .ok(
+            "POST",
+            &key,
+            &sessions,
+            Body::Json(json!({ "totp": s.totp_code(&secret) })),
+        )
+        .await;
+    let token = session["token"].as_str().unwrap().to_string();
+    let members = s
+        .ok("GET", ADMIN, &format!("/v1/orgs/{org}/members"), Body::None)
+        .await;
+    let id = members[0]["id"].as_str().unwrap();
+    s.ok(
+        "POST",
+        ADMIN,
+        &format!("/v1/orgs/{org}/members/{id}/key"),
+        Body::None,
+    )
+    .await;
+    assert_eq!(write(token).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(write(key).await.0, StatusCode::UNAUTHORIZED);
+}
