@@ -84,7 +84,12 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     response
 }
 
-/// An authenticated caller, from `Authorization: Bearer <token>`.
+/// The header carrying the org's identity-provider ID token, a second factor for the
+/// member API key in `Authorization`.
+pub const IDENTITY_TOKEN_HEADER: &str = "x-custos-identity-token";
+
+/// An authenticated caller, from `Authorization: Bearer <token>` (plus, optionally,
+/// [`IDENTITY_TOKEN_HEADER`]).
 pub struct Authed(pub Caller);
 
 impl FromRequestParts<AppState> for Authed {
@@ -99,12 +104,23 @@ impl FromRequestParts<AppState> for Authed {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::from(custos_core::CoreError::Unauthenticated))?;
-        let principal = state.custos.authenticate(token).await?;
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
         let source = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string());
+        let principal = match parts.headers.get(IDENTITY_TOKEN_HEADER) {
+            None => state.custos.authenticate(token).await?,
+            // A header that is not text is an invalid token, refused and audited as such.
+            Some(id_token) => {
+                let id_token = id_token.to_str().unwrap_or_default().trim();
+                let (rid, src) = (request_id.clone(), source.clone());
+                state
+                    .custos
+                    .authenticate_with_identity(token, id_token, rid, src)
+                    .await?
+            }
+        };
         Ok(Authed(Caller {
             principal,
             request_id,
