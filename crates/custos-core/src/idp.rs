@@ -416,3 +416,234 @@ impl JwksCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::{json, Value};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn provider() -> IdentityProvider {
+        IdentityProvider {
+            issuer: "https://idp.example.com".into(),
+            audience: "custos-client".into(),
+            jwks_uri: "https://idp.example.com/jwks.json".into(),
+        }
+    }
+
+    /// A signing key (from `seed`) and its public JWK named `kid`.
+    fn key(seed: u8, kid: &str) -> (EncodingKey, Jwk) {
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let der = sk.to_pkcs8_der().expect("pkcs8");
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk.verifying_key());
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
+        (
+            EncodingKey::from_ed_der(der.as_bytes()),
+            serde_json::from_value(jwk).expect("jwk"),
+        )
+    }
+
+    fn claims() -> Value {
+        json!({"iss": "https://idp.example.com", "aud": "custos-client", "sub": "u1",
+               "exp": NOW + 300, "iat": NOW, "amr": ["pwd", "otp"]})
+    }
+
+    fn sign(enc: &EncodingKey, kid: &str, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, claims, enc).expect("sign")
+    }
+
+    fn set(keys: Vec<Jwk>) -> JwkSet {
+        JwkSet { keys }
+    }
+
+    fn b64(v: &Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn second_factor_rule() {
+        let amr = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(names_second_factor(&amr(&["pwd", "otp"])));
+        assert!(names_second_factor(&amr(&["mfa"])));
+        assert!(names_second_factor(&amr(&["hwk"])));
+        assert!(names_second_factor(&amr(&["face", "pwd"])));
+        assert!(!names_second_factor(&amr(&["pwd"])));
+        assert!(!names_second_factor(&amr(&["pwd", "pin", "kba"])));
+        assert!(!names_second_factor(&amr(&["OTP"])));
+        assert!(!names_second_factor(&[]));
+    }
+
+    #[test]
+    fn unsigned_symmetric_and_malformed_headers_are_refused() {
+        let body = b64(&claims());
+        let token = |h: Value| format!("{}.{body}.", b64(&h));
+        assert_eq!(
+            token_header(&token(json!({"alg": "none"}))),
+            Err(TokenRefusal::Algorithm)
+        );
+        assert_eq!(
+            token_header(&token(json!({"alg": "HS256", "kid": "k"}))),
+            Err(TokenRefusal::Algorithm)
+        );
+        assert_eq!(
+            token_header(&token(json!({"typ": "JWT"}))),
+            Err(TokenRefusal::Algorithm)
+        );
+        assert_eq!(
+            token_header(&token(json!({"alg": "EdDSA", "kid": 7}))),
+            Err(TokenRefusal::Malformed)
+        );
+        assert_eq!(token_header("abc.def"), Err(TokenRefusal::Malformed));
+        assert_eq!(token_header("!!.a.b"), Err(TokenRefusal::Malformed));
+        assert_eq!(
+            token_header(&token(json!({"alg": "ES256", "kid": "k"}))),
+            Ok((Algorithm::ES256, Some("k".into())))
+        );
+    }
+
+    #[test]
+    fn a_valid_token_verifies() {
+        let (enc, jwk) = key(1, "k1");
+        let token = sign(&enc, "k1", &claims());
+        assert_eq!(
+            verify_identity_token(&token, &provider(), &set(vec![jwk]), NOW),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn each_claim_is_checked() {
+        let (enc, jwk) = key(1, "k1");
+        let keys = set(vec![jwk]);
+        let check = |change: &dyn Fn(&mut Value), now: i64| {
+            let mut c = claims();
+            change(&mut c);
+            verify_identity_token(&sign(&enc, "k1", &c), &provider(), &keys, now)
+        };
+        let exp = NOW + 300;
+        assert_eq!(check(&|_| {}, exp + LEEWAY_SECONDS), Ok(()));
+        assert_eq!(
+            check(&|_| {}, exp + LEEWAY_SECONDS + 1),
+            Err(TokenRefusal::Expired)
+        );
+        let no_exp = |c: &mut Value| {
+            c.as_object_mut().unwrap().remove("exp");
+        };
+        assert_eq!(check(&no_exp, NOW), Err(TokenRefusal::Expired));
+        let later = |c: &mut Value| c["nbf"] = json!(NOW + 120);
+        assert_eq!(check(&later, NOW), Err(TokenRefusal::NotYetValid));
+        assert_eq!(check(&later, NOW + 60), Ok(()));
+        let aud = |c: &mut Value| c["aud"] = json!(["other", "another"]);
+        assert_eq!(check(&aud, NOW), Err(TokenRefusal::Audience));
+        let aud_list = |c: &mut Value| c["aud"] = json!(["other", "custos-client"]);
+        assert_eq!(check(&aud_list, NOW), Ok(()));
+        let no_aud = |c: &mut Value| {
+            c.as_object_mut().unwrap().remove("aud");
+        };
+        assert_eq!(check(&no_aud, NOW), Err(TokenRefusal::Audience));
+        let iss = |c: &mut Value| c["iss"] = json!("https://evil.example.com");
+        assert_eq!(check(&iss, NOW), Err(TokenRefusal::Issuer));
+        let pwd = |c: &mut Value| c["amr"] = json!(["pwd"]);
+        assert_eq!(check(&pwd, NOW), Err(TokenRefusal::NoSecondFactor));
+        let no_amr = |c: &mut Value| {
+            c.as_object_mut().unwrap().remove("amr");
+        };
+        assert_eq!(check(&no_amr, NOW), Err(TokenRefusal::NoSecondFactor));
+    }
+
+    #[test]
+    fn keys_must_match_kid_kind_and_signature() {
+        let (enc, _) = key(1, "k1");
+        let (_, other) = key(2, "k1");
+        let token = sign(&enc, "k1", &claims());
+        // Another key published under the same kid: the signature does not verify.
+        assert_eq!(
+            verify_identity_token(&token, &provider(), &set(vec![other]), NOW),
+            Err(TokenRefusal::Signature)
+        );
+        let (_, k2) = key(1, "k2");
+        assert_eq!(
+            verify_identity_token(&token, &provider(), &set(vec![k2]), NOW),
+            Err(TokenRefusal::UnknownKey)
+        );
+        // A symmetric key in the set never verifies anything, even with an asymmetric alg.
+        let oct: Jwk = serde_json::from_value(json!({"kty": "oct", "k": "c2VjcmV0", "kid": "k1"}))
+            .expect("oct jwk");
+        assert_eq!(
+            verify_identity_token(&token, &provider(), &set(vec![oct]), NOW),
+            Err(TokenRefusal::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn jwks_parsing_skips_unreadable_keys() {
+        let (_, jwk) = key(1, "k1");
+        let doc = json!({"keys": [{"kty": "weird"}, jwk]});
+        let keys = parse_jwks(doc.to_string().as_bytes()).expect("jwks");
+        assert_eq!(keys.keys.len(), 1);
+        assert!(parse_jwks(b"[]").is_err());
+    }
+
+    /// A key source whose keys the test changes, counting fetches.
+    struct Feed {
+        keys: Mutex<Vec<Jwk>>,
+        fetches: AtomicUsize,
+    }
+
+    impl KeySource for Feed {
+        fn fetch<'a>(&'a self, _uri: &'a str) -> BoxFuture<'a, Result<JwkSet, String>> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let keys = self.keys.lock().unwrap().clone();
+            Box::pin(async move { Ok(JwkSet { keys }) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cache_refetches_once_for_an_unknown_kid() {
+        let (enc1, jwk1) = key(1, "k1");
+        let (enc2, jwk2) = key(2, "k2");
+        let feed = Arc::new(Feed {
+            keys: Mutex::new(vec![jwk1]),
+            fetches: AtomicUsize::new(0),
+        });
+        let cache = JwksCache::new(feed.clone());
+        let fetches = || feed.fetches.load(Ordering::SeqCst);
+        let t1 = sign(&enc1, "k1", &claims());
+        let t2 = sign(&enc2, "k2", &claims());
+        // Cold cache and an unknown kid: the one fetch just made is not repeated.
+        assert_eq!(
+            cache.verify("o", &provider(), &t2, NOW).await,
+            Err(TokenRefusal::UnknownKey)
+        );
+        assert_eq!(fetches(), 1);
+        assert_eq!(cache.verify("o", &provider(), &t1, NOW).await, Ok(()));
+        assert_eq!(fetches(), 1, "fresh keys are reused");
+        // The provider rotates: the unknown kid makes one refetch, which finds it.
+        feed.keys.lock().unwrap().push(jwk2);
+        assert_eq!(cache.verify("o", &provider(), &t2, NOW).await, Ok(()));
+        assert_eq!(fetches(), 2);
+        let (enc3, _) = key(3, "k3");
+        let t3 = sign(&enc3, "k3", &claims());
+        assert_eq!(
+            cache.verify("o", &provider(), &t3, NOW).await,
+            Err(TokenRefusal::UnknownKey)
+        );
+        assert_eq!(fetches(), 3, "exactly one refetch per unknown kid");
+        // Another org's cache entry is its own.
+        assert_eq!(cache.verify("p", &provider(), &t1, NOW).await, Ok(()));
+        assert_eq!(fetches(), 4);
+        // An unsigned token is refused without touching the keys.
+        let none = format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims()));
+        assert_eq!(
+            cache.verify("q", &provider(), &none, NOW).await,
+            Err(TokenRefusal::Algorithm)
+        );
+        assert_eq!(fetches(), 4);
+    }
+}
