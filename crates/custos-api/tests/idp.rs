@@ -353,11 +353,20 @@ async fn an_unknown_kid_makes_one_refetch() {
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(issuer.fetches(), 2);
 
-    // A key the provider never published: one refetch, then refused.
+    // A key the provider never published, right after that refetch: refused without another
+    // fetch (the refetch cooldown keeps made-up key ids from hammering the provider).
     let stray = Key::new(3, "k3").sign(&issuer.claims());
     assert_unauthenticated(s.write_security_log(&org, &api_key, Some(&stray)).await);
-    assert_eq!(issuer.fetches(), 3);
+    assert_eq!(issuer.fetches(), 2);
     assert_eq!(s.refusals(Some(&org)).await, vec!["unknown_key"]);
+
+    // In another org using the same provider, a first unknown kid refetches once.
+    let (other, other_key) = s.org(Some(&issuer)).await;
+    let (status, _) = s.write_security_log(&other, &other_key, Some(&token)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(issuer.fetches(), 3);
+    assert_unauthenticated(s.write_security_log(&other, &other_key, Some(&stray)).await);
+    assert_eq!(issuer.fetches(), 4);
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@
 //!
 //! Verification is a plain function over a key set ([`verify_identity_token`]); the keys come
 //! from a [`KeySource`] (HTTP by default) through a per-org cache with a TTL that is
-//! refetched once when a token names a key id it does not hold (the provider rotated keys).
+//! refetched once when a token names a key id it does not hold (the provider rotated keys),
+//! at most once per [`REFETCH_COOLDOWN`] so that tokens with made-up key ids cannot make
+//! Custos hammer the provider.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,6 +28,8 @@ use crate::settings::IdentityProvider;
 pub const LEEWAY_SECONDS: i64 = 60;
 /// How long a fetched key set is used before it is fetched again.
 const JWKS_TTL: Duration = Duration::from_secs(300);
+/// Shortest time between two refetches for unknown key ids, per org.
+pub const REFETCH_COOLDOWN: Duration = Duration::from_secs(10);
 /// Bounds on one key-set fetch: a slow provider must not hold requests.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on connecting to the provider.
@@ -328,6 +332,8 @@ impl KeySource for HttpKeySource {
 struct CachedKeys {
     jwks_uri: String,
     fetched: Instant,
+    /// When a token with an unknown key id last made a refetch.
+    refetched: Option<Instant>,
     keys: Arc<JwkSet>,
 }
 
@@ -374,12 +380,19 @@ impl JwksCache {
                 return Err(TokenRefusal::KeysUnavailable);
             }
         };
+        let now = Instant::now();
+        let mut entries = self.lock();
+        let refetched = match refresh {
+            true => Some(now),
+            false => entries.get(org).and_then(|e| e.refetched),
+        };
         let entry = CachedKeys {
             jwks_uri: jwks_uri.to_string(),
-            fetched: Instant::now(),
+            fetched: now,
+            refetched,
             keys: keys.clone(),
         };
-        self.lock().insert(org.to_string(), entry);
+        entries.insert(org.to_string(), entry);
         Ok((keys, true))
     }
 
@@ -390,13 +403,22 @@ impl JwksCache {
             .map(|e| e.keys.clone())
     }
 
+    /// Whether an unknown key id may refetch the org's keys now.
+    fn may_refetch(&self, org: &str) -> bool {
+        self.lock()
+            .get(org)
+            .and_then(|e| e.refetched)
+            .is_none_or(|t| t.elapsed() >= REFETCH_COOLDOWN)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedKeys>> {
         // A panic while holding the map cannot leave it inconsistent: entries are whole.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Verifies `token` for `org` with the cached keys; a token naming a key the cache does
-    /// not hold makes one refetch (the provider may have rotated its keys).
+    /// not hold makes one refetch (the provider may have rotated its keys), unless the keys
+    /// were just fetched or another refetch happened within [`REFETCH_COOLDOWN`].
     pub async fn verify(
         &self,
         org: &str,
@@ -408,7 +430,7 @@ impl JwksCache {
         token_header(token)?;
         let (keys, fetched) = self.keys(org, &idp.jwks_uri, false).await?;
         match verify_identity_token(token, idp, &keys, now) {
-            Err(TokenRefusal::UnknownKey) if !fetched => {
+            Err(TokenRefusal::UnknownKey) if !fetched && self.may_refetch(org) => {
                 let (keys, _) = self.keys(org, &idp.jwks_uri, true).await?;
                 verify_identity_token(token, idp, &keys, now)
             }
@@ -634,10 +656,15 @@ mod tests {
             cache.verify("o", &provider(), &t3, NOW).await,
             Err(TokenRefusal::UnknownKey)
         );
-        assert_eq!(fetches(), 3, "exactly one refetch per unknown kid");
+        assert_eq!(fetches(), 2, "no second refetch within the cooldown");
         // Another org's cache entry is its own.
         assert_eq!(cache.verify("p", &provider(), &t1, NOW).await, Ok(()));
-        assert_eq!(fetches(), 4);
+        assert_eq!(fetches(), 3);
+        assert_eq!(
+            cache.verify("p", &provider(), &t3, NOW).await,
+            Err(TokenRefusal::UnknownKey)
+        );
+        assert_eq!(fetches(), 4, "the first unknown kid of an org refetches");
         // An unsigned token is refused without touching the keys.
         let none = format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims()));
         assert_eq!(
@@ -645,5 +672,12 @@ mod tests {
             Err(TokenRefusal::Algorithm)
         );
         assert_eq!(fetches(), 4);
+        // Once the cooldown has passed, an unknown kid refetches again.
+        cache.lock().get_mut("o").unwrap().refetched = Some(Instant::now() - REFETCH_COOLDOWN);
+        assert_eq!(
+            cache.verify("o", &provider(), &t3, NOW).await,
+            Err(TokenRefusal::UnknownKey)
+        );
+        assert_eq!(fetches(), 5);
     }
 }
