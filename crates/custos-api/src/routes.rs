@@ -650,11 +650,23 @@ struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // Not a credential of its own: a second factor sent along with a member's API key.
+        components.add_security_scheme(
+            "identity_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                crate::IDENTITY_TOKEN_HEADER,
+                "The org's identity-provider ID token (JWT) whose `amr` names a second factor, \
+                 sent with a member API key in `Authorization`; an invalid token fails the \
+                 request with 401.",
+            ))),
         );
     }
 }

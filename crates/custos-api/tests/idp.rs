@@ -421,3 +421,21 @@ async fn an_unreachable_key_set_refuses_the_token() {
     assert_unauthenticated(s.write_security_log(&org, &api_key, Some(&token)).await);
     assert_eq!(s.refusals(Some(&org)).await, vec!["jwks_unavailable"]);
 }
+
+#[tokio::test]
+async fn the_openapi_document_names_the_identity_token_header() {
+    let s = server().await;
+    let doc: Value = s
+        .client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scheme = &doc["components"]["securitySchemes"]["identity_token"];
+    assert_eq!(scheme["type"], "apiKey", "{scheme}");
+    assert_eq!(scheme["in"], "header");
+    assert_eq!(scheme["name"], "x-custos-identity-token");
+}
