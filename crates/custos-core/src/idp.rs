@@ -171,6 +171,8 @@ fn key_fits(jwk: &Jwk, alg: Algorithm) -> bool {
         return false;
     }
     if let Some(key_alg) = jwk.common.key_algorithm {
+        // Both print the JOSE name (`EdDSA`, `RS256`, ...); a key pinned to another
+        // algorithm must not verify this one.
         if key_alg.to_string() != format!("{alg:?}") {
             return false;
         }
@@ -594,6 +596,17 @@ mod tests {
             verify_identity_token(&token, &provider(), &set(vec![k2]), NOW),
             Err(TokenRefusal::UnknownKey)
         );
+        // The right key pinned to another algorithm, or marked for encryption, does not count.
+        let (_, mut pinned) = key(1, "k1");
+        pinned.common.key_algorithm = Some(jsonwebtoken::jwk::KeyAlgorithm::ES256);
+        let (_, mut enc_use) = key(1, "k1");
+        enc_use.common.public_key_use = Some(PublicKeyUse::Encryption);
+        for jwk in [pinned, enc_use] {
+            assert_eq!(
+                verify_identity_token(&token, &provider(), &set(vec![jwk]), NOW),
+                Err(TokenRefusal::UnknownKey)
+            );
+        }
         // A symmetric key in the set never verifies anything, even with an asymmetric alg.
         let oct: Jwk = serde_json::from_value(json!({"kty": "oct", "k": "c2VjcmV0", "kid": "k1"}))
             .expect("oct jwk");
