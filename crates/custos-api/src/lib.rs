@@ -148,7 +148,12 @@ async fn as_problem(response: Response, id: &str) -> Response {
     rebuilt
 }
 
-/// An authenticated caller, from `Authorization: Bearer <token>`.
+/// The header carrying the org's identity-provider ID token, a second factor for the
+/// member API key in `Authorization`.
+pub const IDENTITY_TOKEN_HEADER: &str = "x-custos-identity-token";
+
+/// An authenticated caller, from `Authorization: Bearer <token>` (plus, optionally,
+/// [`IDENTITY_TOKEN_HEADER`]).
 pub struct Authed(pub Caller);
 
 impl FromRequestParts<AppState> for Authed {
@@ -163,7 +168,6 @@ impl FromRequestParts<AppState> for Authed {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::from(custos_core::CoreError::Unauthenticated))?;
-        let principal = state.custos.authenticate(token).await?;
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
         let client_request_id = parts
             .extensions
@@ -173,6 +177,22 @@ impl FromRequestParts<AppState> for Authed {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string());
+        let principal = match parts.headers.get(IDENTITY_TOKEN_HEADER) {
+            None => state.custos.authenticate(token).await?,
+            // A header that is not text is an invalid token, refused and audited as such.
+            Some(id_token) => {
+                let id_token = id_token.to_str().unwrap_or_default().trim();
+                let context = custos_core::RequestContext {
+                    request_id: request_id.clone(),
+                    client_request_id: client_request_id.clone(),
+                    source: source.clone(),
+                };
+                state
+                    .custos
+                    .authenticate_with_identity(token, id_token, context)
+                    .await?
+            }
+        };
         Ok(Authed(Caller {
             principal,
             request_id,

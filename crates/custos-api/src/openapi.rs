@@ -3,7 +3,7 @@
 //! schema (handlers declare only their success responses).
 
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
 use crate::problem::PROBLEM_JSON;
@@ -72,6 +72,16 @@ impl utoipa::Modify for Complete {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // Not a credential of its own: a second factor sent along with a member's API key.
+        components.add_security_scheme(
+            "identity_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                crate::IDENTITY_TOKEN_HEADER,
+                "The org's identity-provider ID token (JWT) whose `amr` names a second factor, \
+                 sent with a member API key in `Authorization`; an invalid token fails the \
+                 request with 401.",
+            ))),
         );
         for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [

@@ -14,6 +14,7 @@ pub mod authz;
 mod clock;
 mod error;
 mod files;
+pub mod idp;
 mod lifecycle;
 mod members;
 mod orgs;
@@ -71,6 +72,17 @@ pub enum Principal {
     },
     /// Custos itself (CLI maintenance, scheduler).
     System,
+}
+
+/// Where a request came from, for the audit events of its authentication.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Custos's own request id.
+    pub request_id: Option<String>,
+    /// The caller's own request id, if it sent a valid one.
+    pub client_request_id: Option<String>,
+    /// The caller's network address.
+    pub source: Option<String>,
 }
 
 /// How a member proved who it is on one request. MFA is a property of this, never of the
@@ -166,6 +178,7 @@ pub struct Custos {
     alerts: Option<Arc<dyn AlertSink>>,
     audit_signer: Option<Arc<audit::AuditSigner>>,
     mint_locks: pii::MintLocks,
+    identity_keys: idp::JwksCache,
 }
 
 impl std::fmt::Debug for Custos {
@@ -196,12 +209,19 @@ impl Custos {
             alerts: None,
             audit_signer: None,
             mint_locks: pii::MintLocks::default(),
+            identity_keys: idp::JwksCache::default(),
         }
     }
 
     /// Sends PII block alerts to `sink` (e.g. a webhook).
     pub fn with_alert_sink(mut self, sink: Arc<dyn AlertSink>) -> Self {
         self.alerts = Some(sink);
+        self
+    }
+
+    /// Fetches identity providers' signing keys from `source` instead of over HTTP.
+    pub fn with_identity_key_source(mut self, source: Arc<dyn idp::KeySource>) -> Self {
+        self.identity_keys = idp::JwksCache::new(source);
         self
     }
 
@@ -267,6 +287,72 @@ impl Custos {
                 auth: Authentication::ApiKey,
             }),
             None => Err(CoreError::Unauthenticated),
+        }
+    }
+
+    /// Resolves a member's API key plus its org's identity-provider ID token to a principal
+    /// whose second factor is the token. Any refusal is audited as a denied
+    /// `auth.identity_token` event naming the reason code and returned as
+    /// [`CoreError::Unauthenticated`]: a present token never falls back to the key alone.
+    pub async fn authenticate_with_identity(
+        &self,
+        api_key: &str,
+        id_token: &str,
+        context: RequestContext,
+    ) -> Result<Principal, CoreError> {
+        let principal = self.authenticate(api_key).await?;
+        let caller = Caller {
+            principal,
+            request_id: context.request_id,
+            client_request_id: context.client_request_id,
+            source: context.source,
+        };
+        let (scope, member) = match &caller.principal {
+            Principal::Member {
+                scope,
+                member,
+                auth: Authentication::ApiKey,
+            } => (scope, member),
+            _ => {
+                return Err(self
+                    .refuse_identity(&caller, idp::TokenRefusal::NotMemberKey)
+                    .await)
+            }
+        };
+        let settings = self.org_settings_of(scope).await?;
+        let Some(provider) = settings.identity_provider else {
+            return Err(self
+                .refuse_identity(&caller, idp::TokenRefusal::NoIdentityProvider)
+                .await);
+        };
+        let now = self.now().as_second();
+        if let Err(refusal) = self
+            .identity_keys
+            .verify(scope.org_id(), &provider, id_token, now)
+            .await
+        {
+            return Err(self.refuse_identity(&caller, refusal).await);
+        }
+        Ok(Principal::Member {
+            scope: scope.clone(),
+            member: member.clone(),
+            auth: Authentication::IdentityToken,
+        })
+    }
+
+    /// Audits a refused identity token (reason code only) and returns the refusal.
+    async fn refuse_identity(&self, caller: &Caller, refusal: idp::TokenRefusal) -> CoreError {
+        let mut event = self
+            .event(caller, "auth.identity_token")
+            .outcome(Outcome::Denied)
+            .reason(refusal.code());
+        if let Principal::Member { scope, member, .. } = &caller.principal {
+            event.org = Some(scope.org_id().to_string());
+            event.target = Some(format!("member:{}", member.id));
+        }
+        match self.store.append_audit(&[event]).await {
+            Ok(()) => CoreError::Unauthenticated,
+            Err(e) => CoreError::from(e),
         }
     }
 

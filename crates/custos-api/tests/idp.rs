@@ -1,0 +1,441 @@
+//! Identity-provider ID tokens as a second factor, over HTTP: a real Custos server and a
+//! stand-in identity provider (a real HTTP server on loopback publishing `/jwks.json` with
+//! Ed25519 keys this test makes), both on ephemeral ports.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use custos_core::{Custos, SystemClock};
+use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_policy::Policy;
+use custos_store::{ObjectLocation, Objects, SqliteStore};
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "test-admin-token-0123456789";
+const AUDIENCE: &str = "custos-app";
+
+struct Server {
+    _dir: tempfile::TempDir,
+    base: String,
+    client: reqwest::Client,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
+    let objects = Objects::open(&ObjectLocation::File(data.join("objects"))).unwrap();
+    let kms = LocalKms::open_or_create(&data.join("keys/root.keyring")).unwrap();
+    let keys = SqliteKeyStore::open(&data.join("keys/keys.db")).unwrap();
+    let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));
+    let policy = Policy::parse(Policy::BUILTIN_TOML, "builtin.toml").unwrap();
+    let custos = Custos::new(
+        Arc::new(policy),
+        store,
+        objects,
+        vault,
+        Arc::new(SystemClock),
+    )
+    .with_admin_token(ADMIN);
+    let app = custos_api::router(custos_api::AppState::new(Arc::new(custos)));
+    let base = serve(app).await;
+    Server {
+        _dir: dir,
+        base,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// Serves `app` on an ephemeral loopback port; returns its base URL.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+/// A stand-in identity provider: publishes the public halves of its keys and counts fetches.
+struct Issuer {
+    base: String,
+    published: Arc<Mutex<Vec<Value>>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+/// An Ed25519 signing key named `kid`.
+struct Key {
+    kid: String,
+    signing: ed25519_dalek::SigningKey,
+}
+
+impl Key {
+    fn new(seed: u8, kid: &str) -> Key {
+        Key {
+            kid: kid.into(),
+            signing: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+        }
+    }
+
+    fn public(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    fn jwk(&self) -> Value {
+        json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": self.kid,
+               "x": b64(&self.public())})
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let der = self.signing.to_pkcs8_der().unwrap();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(der.as_bytes())).unwrap()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Issuer {
+    async fn start(keys: &[&Key]) -> Issuer {
+        let published = Arc::new(Mutex::new(keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (p, f) = (published.clone(), fetches.clone());
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let (p, f) = (p.clone(), f.clone());
+                async move {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let keys = p.lock().unwrap().clone();
+                    axum::Json(json!({ "keys": keys }))
+                }
+            }),
+        );
+        Issuer {
+            base: serve(app).await,
+            published,
+            fetches,
+        }
+    }
+
+    fn publish(&self, key: &Key) {
+        self.published.lock().unwrap().push(key.jwk());
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    /// Claims of a fresh token for `AUDIENCE` whose user signed in with a password and a
+    /// one-time code.
+    fn claims(&self) -> Value {
+        let now = jiff::Timestamp::now().as_second();
+        json!({"iss": self.base, "aud": AUDIENCE, "sub": "user-1", "iat": now,
+               "exp": now + 300, "amr": ["pwd", "otp"]})
+    }
+
+    fn settings(&self) -> Value {
+        json!({"identity_provider": {"issuer": self.base, "audience": AUDIENCE,
+               "jwks_uri": format!("{}/jwks.json", self.base)}})
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn call(
+        &self,
+        req: reqwest::RequestBuilder,
+        token: &str,
+        id_token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = req.bearer_auth(token);
+        if let Some(id_token) = id_token {
+            req = req.header("X-Custos-Identity-Token", id_token);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let req = self.client.post(self.url(path)).json(&body);
+        self.call(req, token, None).await
+    }
+
+    /// An org whose identity provider is `issuer` (if any) and an admin member's API key.
+    async fn org(&self, issuer: Option<&Issuer>) -> (String, String) {
+        let (s, org) = self.post(ADMIN, "/v1/orgs", json!({"name": "Acme"})).await;
+        assert_eq!(s, StatusCode::CREATED, "{org}");
+        let org = org["id"].as_str().unwrap().to_string();
+        let members = format!("/v1/orgs/{org}/members");
+        let (s, m) = self
+            .post(ADMIN, &members, json!({"name": "app", "roles": ["admin"]}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{m}");
+        if let Some(issuer) = issuer {
+            let req = self
+                .client
+                .patch(self.url(&format!("/v1/orgs/{org}/settings")))
+                .json(&issuer.settings());
+            let (s, body) = self.call(req, ADMIN, None).await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+        }
+        (org, m["api_key"].as_str().unwrap().to_string())
+    }
+
+    /// Writes a `security_logs` record (roles owner/admin/auditor and a second factor).
+    async fn write_security_log(
+        &self,
+        org: &str,
+        key: &str,
+        id_token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let req = self
+            .client
+            .post(self.url(&format!("/v1/orgs/{org}/records")))
+            .json(&json!({"category": "security_logs", "content": "login burst"}));
+        self.call(req, key, id_token).await
+    }
+
+    /// The reason codes of the denied `auth.identity_token` events (of `org`, if given).
+    async fn refusals(&self, org: Option<&str>) -> Vec<String> {
+        let filter = org.map(|o| format!("&org={o}")).unwrap_or_default();
+        let path = format!("/v1/audit/events?action=auth.identity_token{filter}");
+        let (s, page) = self
+            .call(self.client.get(self.url(&path)), ADMIN, None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                assert_eq!(e["event"]["outcome"], "denied", "{e}");
+                e["event"]["reason"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+}
+
+/// Asserts the request failed as a 401 `unauthenticated` problem.
+fn assert_unauthenticated((status, body): (StatusCode, Value)) {
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "unauthenticated", "{body}");
+}
+
+#[tokio::test]
+async fn a_token_with_a_second_factor_opens_a_require_mfa_category() {
+    let s = server().await;
+    let key = Key::new(1, "k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let (org, api_key) = s.org(Some(&issuer)).await;
+
+    let (status, body) = s.write_security_log(&org, &api_key, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "mfa_required");
+
+    let token = key.sign(&issuer.claims());
+    let (status, body) = s.write_security_log(&org, &api_key, Some(&token)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = s.write_security_log(&org, &api_key, Some(&token)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(issuer.fetches(), 1, "the key set is cached");
+    assert!(s.refusals(Some(&org)).await.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_tokens_fail_the_request_and_are_audited_by_reason() {
+    let s = server().await;
+    let key = Key::new(1, "k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let (org, api_key) = s.org(Some(&issuer)).await;
+    let signed = |change: &dyn Fn(&mut Value)| {
+        let mut claims = issuer.claims();
+        change(&mut claims);
+        key.sign(&claims)
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let header = |h: Value| b64(h.to_string().as_bytes());
+    let body = b64(issuer.claims().to_string().as_bytes());
+    // HS256 keyed with the provider's public key bytes (the classic algorithm confusion).
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some("k1".into());
+    let confused = jsonwebtoken::encode(
+        &hs,
+        &issuer.claims(),
+        &EncodingKey::from_secret(&key.public()),
+    )
+    .unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            signed(&|c| {
+                c["exp"] = json!(now - 3600);
+                c["iat"] = json!(now - 7200);
+            }),
+            "expired",
+        ),
+        (
+            signed(&|c| c["aud"] = json!("someone-else")),
+            "wrong_audience",
+        ),
+        (
+            signed(&|c| c["iss"] = json!("https://evil.example.com")),
+            "wrong_issuer",
+        ),
+        (
+            format!("{}.{body}.", header(json!({"alg": "none", "typ": "JWT"}))),
+            "algorithm_refused",
+        ),
+        (confused, "algorithm_refused"),
+        (signed(&|c| c["amr"] = json!(["pwd"])), "no_second_factor"),
+        (Key::new(9, "k1").sign(&issuer.claims()), "bad_signature"),
+        ("not-a-jwt".into(), "malformed"),
+    ];
+    let mut expected = Vec::new();
+    for (token, reason) in &cases {
+        assert_unauthenticated(s.write_security_log(&org, &api_key, Some(token)).await);
+        expected.push(reason.to_string());
+    }
+    // A refused token fails even requests the API key alone may make: no fallback.
+    let (token, _) = &cases[0];
+    let req = s.client.get(s.url(&format!("/v1/orgs/{org}/records")));
+    assert_unauthenticated(s.call(req, &api_key, Some(token)).await);
+    expected.push("expired".into());
+
+    assert_eq!(s.refusals(Some(&org)).await, expected);
+    // The audit log names reasons, never the tokens or their claims.
+    let path = format!("/v1/audit/events?org={org}");
+    let (_, page) = s.call(s.client.get(s.url(&path)), ADMIN, None).await;
+    let log = page.to_string();
+    for (token, _) in &cases {
+        let signature = token.rsplit('.').next().unwrap_or_default();
+        assert!(signature.is_empty() || !log.contains(signature));
+    }
+    assert!(!log.contains("someone-else") && !log.contains("user-1"));
+}
+
+#[tokio::test]
+async fn an_unknown_kid_makes_one_refetch() {
+    let s = server().await;
+    let k1 = Key::new(1, "k1");
+    let issuer = Issuer::start(&[&k1]).await;
+    let (org, api_key) = s.org(Some(&issuer)).await;
+    let (status, _) = s
+        .write_security_log(&org, &api_key, Some(&k1.sign(&issuer.claims())))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(issuer.fetches(), 1);
+
+    // The provider rotates to k2: the first token naming it makes one refetch.
+    let k2 = Key::new(2, "k2");
+    issuer.publish(&k2);
+    let token = k2.sign(&issuer.claims());
+    let (status, body) = s.write_security_log(&org, &api_key, Some(&token)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(issuer.fetches(), 2);
+    let (status, _) = s.write_security_log(&org, &api_key, Some(&token)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(issuer.fetches(), 2);
+
+    // A key the provider never published, right after that refetch: refused without another
+    // fetch (the refetch cooldown keeps made-up key ids from hammering the provider).
+    let stray = Key::new(3, "k3").sign(&issuer.claims());
+    assert_unauthenticated(s.write_security_log(&org, &api_key, Some(&stray)).await);
+    assert_eq!(issuer.fetches(), 2);
+    assert_eq!(s.refusals(Some(&org)).await, vec!["unknown_key"]);
+
+    // In another org using the same provider, a first unknown kid refetches once.
+    let (other, other_key) = s.org(Some(&issuer)).await;
+    let (status, _) = s.write_security_log(&other, &other_key, Some(&token)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(issuer.fetches(), 3);
+    assert_unauthenticated(s.write_security_log(&other, &other_key, Some(&stray)).await);
+    assert_eq!(issuer.fetches(), 4);
+}
+
+#[tokio::test]
+async fn a_token_counts_only_with_a_key_of_the_providers_org() {
+    let s = server().await;
+    let (ka, kb) = (Key::new(1, "k1"), Key::new(2, "k1"));
+    let (issuer_a, issuer_b) = (Issuer::start(&[&ka]).await, Issuer::start(&[&kb]).await);
+    let (org_a, key_a) = s.org(Some(&issuer_a)).await;
+    let (org_b, key_b) = s.org(Some(&issuer_b)).await;
+    let (org_c, key_c) = s.org(None).await;
+    let token_b = kb.sign(&issuer_b.claims());
+
+    // Org B's token is valid for org B...
+    let (status, body) = s.write_security_log(&org_b, &key_b, Some(&token_b)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // ...but not with org A's API key (A's provider did not sign it), not for an org with
+    // no provider, and never with the admin token.
+    assert_unauthenticated(s.write_security_log(&org_a, &key_a, Some(&token_b)).await);
+    assert_unauthenticated(s.write_security_log(&org_b, &key_a, Some(&token_b)).await);
+    assert_unauthenticated(s.write_security_log(&org_c, &key_c, Some(&token_b)).await);
+    let req = s.client.get(s.url("/v1/orgs"));
+    let audit_admin = s.refusals(None).await.len();
+    assert_unauthenticated(s.call(req, ADMIN, Some(&token_b)).await);
+
+    assert_eq!(s.refusals(Some(&org_a)).await, vec!["bad_signature"; 2]);
+    assert_eq!(s.refusals(Some(&org_c)).await, vec!["no_identity_provider"]);
+    assert!(s.refusals(Some(&org_b)).await.is_empty());
+    let all = s.refusals(None).await;
+    assert_eq!(all.len(), audit_admin + 1);
+    assert_eq!(all.last().map(String::as_str), Some("not_member_key"));
+}
+
+#[tokio::test]
+async fn an_unreachable_key_set_refuses_the_token() {
+    let s = server().await;
+    let key = Key::new(1, "k1");
+    let issuer = Issuer::start(&[&key]).await;
+    // A port nothing listens on: bound, then released.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (org, api_key) = s.org(None).await;
+    let mut settings = issuer.settings();
+    settings["identity_provider"]["jwks_uri"] = json!(format!("http://127.0.0.1:{port}/jwks.json"));
+    let req = s
+        .client
+        .patch(s.url(&format!("/v1/orgs/{org}/settings")))
+        .json(&settings);
+    assert_eq!(s.call(req, ADMIN, None).await.0, StatusCode::OK);
+
+    let token = key.sign(&issuer.claims());
+    assert_unauthenticated(s.write_security_log(&org, &api_key, Some(&token)).await);
+    assert_eq!(s.refusals(Some(&org)).await, vec!["jwks_unavailable"]);
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_the_identity_token_header() {
+    let s = server().await;
+    let doc: Value = s
+        .client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scheme = &doc["components"]["securitySchemes"]["identity_token"];
+    assert_eq!(scheme["type"], "apiKey", "{scheme}");
+    assert_eq!(scheme["in"], "header");
+    assert_eq!(scheme["name"], "x-custos-identity-token");
+}
