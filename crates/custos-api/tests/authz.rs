@@ -270,9 +270,9 @@ fn expected(
             if !c.access.roles.iter().any(|r| r.as_str() == m.role) {
                 return Err("forbidden");
             }
-            if !c.access.groups.is_empty()
-                && !(m.legal && c.access.groups.contains(&"legal".into()))
-            {
+            let in_group = c.access.groups.is_empty()
+                || (m.legal && c.access.groups.contains(&"legal".to_string()));
+            if !in_group {
                 return Err("forbidden");
             }
             if c.access.require_mfa && !m.session {

@@ -15,8 +15,10 @@ use custos_store::{Member, OrgScope, Session};
 use crate::authz::Operation;
 use crate::{generate_api_key, token_hash, Authentication, Caller, CoreError, Custos, Principal};
 
-/// Session tokens start with this, so authentication knows where to look them up.
-pub(crate) const SESSION_PREFIX: &str = "cus_s_";
+/// Session tokens start with this, so authentication knows where to look them up. API keys
+/// are `cus_` and base64url, so no API key can start with it (`cus_s_` could: one key in
+/// 4,096 would then be taken for a session).
+pub(crate) const SESSION_PREFIX: &str = "cuss_";
 /// TOTP parameters every authenticator app accepts (RFC 6238 defaults).
 const TOTP_DIGITS: u8 = 6;
 const TOTP_STEP: u64 = 30;
@@ -622,6 +624,14 @@ mod tests {
 
     fn totp() -> totp_rs::Totp {
         super::totp("m", b"12345678901234567890".to_vec()).unwrap()
+    }
+
+    #[test]
+    fn no_api_key_looks_like_a_session_token() {
+        for _ in 0..20_000 {
+            assert!(!crate::generate_api_key().starts_with(SESSION_PREFIX));
+        }
+        assert!(!"cus_".starts_with(SESSION_PREFIX) && !SESSION_PREFIX.starts_with("cus_"));
     }
 
     #[test]
