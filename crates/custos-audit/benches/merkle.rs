@@ -18,7 +18,7 @@ fn events(n: u64) -> Vec<Vec<u8>> {
             AuditEvent::new(
                 t0 + jiff::SignedDuration::from_secs(i as i64),
                 Actor::Member(format!("0196a3c2-7d1e-7b3a-9f00-{i:012x}")),
-                "record.create",
+                custos_audit::AuditAction::RecordCreate,
             )
             .org("0196a3c2-0000-7000-8000-00000000abcd")
             .target(format!("record:0196a3c2-7d1e-7b3a-8e11-{i:012x}"))

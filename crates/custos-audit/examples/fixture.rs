@@ -45,7 +45,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 Actor::Member(format!("member-{}", i % 17))
             },
-            ["record.create", "record.delete", "dsr.erase", "key.rotate"][(i % 4) as usize],
+            [
+                custos_audit::AuditAction::RecordCreate,
+                custos_audit::AuditAction::RecordDelete,
+                custos_audit::AuditAction::RecordPurge,
+                custos_audit::AuditAction::KeyRotate,
+            ][(i % 4) as usize],
         )
         .org(format!("org-{}", i % 5))
         .target(format!("record:{i:08}"))

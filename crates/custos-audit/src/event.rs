@@ -80,9 +80,9 @@ pub struct DecodeError(#[from] serde_json::Error);
 
 impl AuditEvent {
     /// A successful action by `actor` at `time`; set the optional fields with the builders.
-    pub fn new(time: jiff::Timestamp, actor: Actor, action: impl Into<String>) -> Self {
+    pub fn new(time: jiff::Timestamp, actor: Actor, action: crate::AuditAction) -> Self {
         AuditEvent {
-            action: action.into(),
+            action: action.as_str().to_string(),
             actor,
             client_request_id: None,
             org: None,
@@ -152,9 +152,13 @@ mod tests {
     #[test]
     fn encoding_v1_is_stable() {
         let time: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
-        let event = AuditEvent::new(time, Actor::Member("m1".into()), "record.create")
-            .org("o1")
-            .target("record:r1");
+        let event = AuditEvent::new(
+            time,
+            Actor::Member("m1".into()),
+            crate::AuditAction::RecordCreate,
+        )
+        .org("o1")
+        .target("record:r1");
         let bytes = event.to_canonical_bytes();
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
@@ -166,7 +170,7 @@ mod tests {
     #[test]
     fn client_request_id_sorts_after_actor_and_is_omitted_when_absent() {
         let time: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
-        let event = AuditEvent::new(time, Actor::Admin, "org.create")
+        let event = AuditEvent::new(time, Actor::Admin, crate::AuditAction::OrgCreate)
             .request(Some("r1".into()), None)
             .client_request(Some("c1".into()));
         let bytes = event.to_canonical_bytes();
@@ -175,7 +179,7 @@ mod tests {
             r#"{"action":"org.create","actor":{"kind":"admin"},"client_request_id":"c1","outcome":"success","request_id":"r1","time":"2026-01-02T03:04:05Z","v":1}"#
         );
         assert_eq!(AuditEvent::from_canonical_bytes(&bytes).unwrap(), event);
-        let plain = AuditEvent::new(time, Actor::Admin, "org.create");
+        let plain = AuditEvent::new(time, Actor::Admin, crate::AuditAction::OrgCreate);
         assert!(!String::from_utf8(plain.to_canonical_bytes())
             .unwrap()
             .contains("client_request_id"));

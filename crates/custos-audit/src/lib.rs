@@ -41,6 +41,7 @@
 
 #![warn(missing_docs)]
 
+pub mod action;
 pub mod checkpoint;
 pub mod event;
 pub mod merkle;
@@ -48,6 +49,7 @@ pub mod note;
 pub mod proof;
 pub mod verify;
 
+pub use action::AuditAction;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use event::{Actor, AuditEvent, Outcome, EVENT_ENCODING_VERSION};
 pub use merkle::{

@@ -27,7 +27,7 @@ fn build(n: u64, batch: u64) -> Log {
         let end = (start + batch).min(n);
         let mut hashes = Vec::new();
         for i in start..end {
-            let leaf = AuditEvent::new(t0, Actor::System, "record.purge")
+            let leaf = AuditEvent::new(t0, Actor::System, custos_audit::AuditAction::RecordPurge)
                 .target(format!("record:{i}"))
                 .to_canonical_bytes();
             let h = leaf_hash(&leaf);

@@ -633,15 +633,19 @@ fn build_rows(vault: &KeyVault, org: &str, w: &Workload, batch: usize) -> (Vec<B
         let t = Instant::now();
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         events.push(
-            AuditEvent::new(now, Actor::Member("m".into()), "record.create")
-                .request(None, None)
-                .org(org)
-                .target("records")
-                .reason(format!(
-                    "records={} categories={CATEGORY} ids={}",
-                    ids.len(),
-                    ids.join(",")
-                )),
+            AuditEvent::new(
+                now,
+                Actor::Member("m".into()),
+                custos_audit::AuditAction::RecordCreate,
+            )
+            .request(None, None)
+            .org(org)
+            .target("records")
+            .reason(format!(
+                "records={} categories={CATEGORY} ids={}",
+                ids.len(),
+                ids.join(",")
+            )),
         );
         p.id_and_audit_event += t.elapsed();
         out.push((rows, events));

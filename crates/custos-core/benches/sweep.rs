@@ -104,7 +104,8 @@ async fn run(dir: &Path, stored: usize, due: usize) -> Run {
                 }
             })
             .collect();
-        let event = AuditEvent::new(now, Actor::System, "bench.load").org(&org);
+        let event =
+            AuditEvent::new(now, Actor::System, custos_audit::AuditAction::RecordCreate).org(&org);
         store.insert_records(&scope, &rows, &[event]).await.unwrap();
         i += n;
     }

@@ -8,6 +8,7 @@
 //! being terminated. [`decide`] is the only place that turns a rule and a caller into an
 //! answer; services ask it through `Custos::authorize` and never decide on their own.
 
+use custos_audit::AuditAction;
 use custos_policy::{Category, Role};
 
 use crate::{CoreError, Principal};
@@ -44,7 +45,7 @@ pub struct Rule {
     /// The operation.
     pub op: Operation,
     /// The audit action a refusal is recorded under.
-    pub action: &'static str,
+    pub action: AuditAction,
     /// Whether the deployment's bootstrap admin token may perform it.
     pub admin: bool,
     /// Member roles that may perform it (any one suffices); empty: no member.
@@ -172,7 +173,7 @@ const EVIDENCE: &[Role] = &[OWN, ADM, AUD];
 
 const fn rule(
     op: Operation,
-    action: &'static str,
+    action: AuditAction,
     admin: bool,
     roles: &'static [Role],
     category: CategoryRule,
@@ -208,16 +209,17 @@ impl Rule {
     }
 }
 
+use AuditAction as A;
 use CategoryRule::{All, Target};
 use MfaRule::{ForAdmins, IfEnrolled, No};
 use Operation as Op;
 
 /// The authorization table: one row per operation, in [`Operation::ALL`] order.
 pub const TABLE: &[Rule] = &[
-    rule(Op::OrgCreate, "org.create", true, &[], CategoryRule::No, No).http("POST", "/v1/orgs"),
+    rule(Op::OrgCreate, A::OrgCreate, true, &[], CategoryRule::No, No).http("POST", "/v1/orgs"),
     rule(
         Op::OrgList,
-        "org.list",
+        A::OrgList,
         true,
         ANY_ROLE,
         CategoryRule::No,
@@ -226,7 +228,7 @@ pub const TABLE: &[Rule] = &[
     .http("GET", "/v1/orgs"),
     rule(
         Op::OrgRead,
-        "org.read",
+        A::OrgRead,
         true,
         ANY_ROLE,
         CategoryRule::No,
@@ -236,7 +238,7 @@ pub const TABLE: &[Rule] = &[
     .while_terminating(),
     rule(
         Op::OrgTerminate,
-        "org.terminate",
+        A::OrgTerminate,
         true,
         &[OWN],
         All,
@@ -246,7 +248,7 @@ pub const TABLE: &[Rule] = &[
     .while_terminating(),
     rule(
         Op::SettingsRead,
-        "settings.read",
+        A::SettingsRead,
         true,
         MANAGERS,
         CategoryRule::No,
@@ -255,7 +257,7 @@ pub const TABLE: &[Rule] = &[
     .http("GET", "/v1/orgs/{org}/settings"),
     rule(
         Op::SettingsUpdate,
-        "settings.update",
+        A::SettingsUpdate,
         true,
         MANAGERS,
         CategoryRule::No,
@@ -264,7 +266,7 @@ pub const TABLE: &[Rule] = &[
     .http("PATCH", "/v1/orgs/{org}/settings"),
     rule(
         Op::MemberCreate,
-        "member.create",
+        A::MemberCreate,
         true,
         MANAGERS,
         CategoryRule::No,
@@ -273,7 +275,7 @@ pub const TABLE: &[Rule] = &[
     .http("POST", "/v1/orgs/{org}/members"),
     rule(
         Op::MemberList,
-        "member.list",
+        A::MemberList,
         true,
         MANAGERS,
         CategoryRule::No,
@@ -282,7 +284,7 @@ pub const TABLE: &[Rule] = &[
     .http("GET", "/v1/orgs/{org}/members"),
     rule(
         Op::MemberUpdate,
-        "member.update",
+        A::MemberUpdate,
         true,
         MANAGERS,
         CategoryRule::No,
@@ -291,7 +293,7 @@ pub const TABLE: &[Rule] = &[
     .http("PATCH", "/v1/orgs/{org}/members/{id}"),
     rule(
         Op::MemberRemove,
-        "member.remove",
+        A::MemberRemove,
         true,
         MANAGERS,
         CategoryRule::No,
@@ -300,7 +302,7 @@ pub const TABLE: &[Rule] = &[
     .http("DELETE", "/v1/orgs/{org}/members/{id}"),
     rule(
         Op::MemberKeyRotate,
-        "member.key_rotate",
+        A::MemberKeyRotate,
         true,
         MANAGERS,
         CategoryRule::No,
@@ -309,7 +311,7 @@ pub const TABLE: &[Rule] = &[
     .http("POST", "/v1/orgs/{org}/members/{id}/key"),
     rule(
         Op::MemberKeyRevoke,
-        "member.key_revoke",
+        A::MemberKeyRevoke,
         true,
         MANAGERS,
         CategoryRule::No,
@@ -318,7 +320,7 @@ pub const TABLE: &[Rule] = &[
     .http("DELETE", "/v1/orgs/{org}/members/{id}/key"),
     rule(
         Op::TotpEnroll,
-        "member.totp_enroll",
+        A::MemberTotpEnroll,
         false,
         ANY_ROLE,
         CategoryRule::No,
@@ -327,7 +329,7 @@ pub const TABLE: &[Rule] = &[
     .http("POST", "/v1/orgs/{org}/members/me/totp"),
     rule(
         Op::SessionOpen,
-        "session.open",
+        A::SessionOpen,
         false,
         ANY_ROLE,
         CategoryRule::No,
@@ -336,20 +338,20 @@ pub const TABLE: &[Rule] = &[
     .http("POST", "/v1/orgs/{org}/sessions"),
     rule(
         Op::RecordCreate,
-        "record.create",
+        A::RecordCreate,
         false,
         ANY_ROLE,
         Target,
         No,
     )
     .http("POST", "/v1/orgs/{org}/records"),
-    rule(Op::RecordList, "record.list", false, ANY_ROLE, Target, No)
+    rule(Op::RecordList, A::RecordList, false, ANY_ROLE, Target, No)
         .http("GET", "/v1/orgs/{org}/records"),
-    rule(Op::RecordRead, "record.read", false, ANY_ROLE, Target, No)
+    rule(Op::RecordRead, A::RecordRead, false, ANY_ROLE, Target, No)
         .http("GET", "/v1/orgs/{org}/records/{id}"),
     rule(
         Op::RecordReveal,
-        "record.reveal",
+        A::RecordReveal,
         false,
         MANAGERS,
         Target,
@@ -358,7 +360,7 @@ pub const TABLE: &[Rule] = &[
     .http("GET", "/v1/orgs/{org}/records/{id}?reveal=true"),
     rule(
         Op::RecordDelete,
-        "record.delete",
+        A::RecordDelete,
         false,
         ANY_ROLE,
         Target,
@@ -367,7 +369,7 @@ pub const TABLE: &[Rule] = &[
     .http("DELETE", "/v1/orgs/{org}/records/{id}"),
     rule(
         Op::RecordHardDelete,
-        "record.hard_delete",
+        A::RecordHardDelete,
         false,
         MANAGERS,
         Target,
@@ -376,7 +378,7 @@ pub const TABLE: &[Rule] = &[
     .http("DELETE", "/v1/orgs/{org}/records/{id}?hard=true"),
     rule(
         Op::RecordRestore,
-        "record.restore",
+        A::RecordRestore,
         false,
         ANY_ROLE,
         Target,
@@ -385,18 +387,18 @@ pub const TABLE: &[Rule] = &[
     .http("POST", "/v1/orgs/{org}/records/{id}/restore"),
     rule(
         Op::RecordArchiveRestore,
-        "record.archive_restore",
+        A::RecordArchiveRestore,
         false,
         MANAGERS,
         Target,
         ForAdmins,
     )
     .http("POST", "/v1/orgs/{org}/records/{id}/archive-restore"),
-    rule(Op::FileUpload, "file.upload", false, ANY_ROLE, Target, No)
+    rule(Op::FileUpload, A::FileUpload, false, ANY_ROLE, Target, No)
         .http("POST", "/v1/orgs/{org}/files"),
     rule(
         Op::FileDownload,
-        "file.download",
+        A::FileDownload,
         false,
         ANY_ROLE,
         Target,
@@ -405,7 +407,7 @@ pub const TABLE: &[Rule] = &[
     .http("GET", "/v1/orgs/{org}/records/{id}/file"),
     rule(
         Op::CategoryDeleteAll,
-        "category.delete_all",
+        A::CategoryDeleteAll,
         false,
         MANAGERS,
         Target,
@@ -414,7 +416,7 @@ pub const TABLE: &[Rule] = &[
     .http("POST", "/v1/orgs/{org}/categories/{category}/delete-all"),
     rule(
         Op::RetentionRead,
-        "retention.read",
+        A::RetentionRead,
         true,
         ANY_ROLE,
         CategoryRule::No,
@@ -423,7 +425,7 @@ pub const TABLE: &[Rule] = &[
     .http("GET", "/v1/orgs/{org}/retention"),
     rule(
         Op::RetentionSet,
-        "retention.set",
+        A::RetentionSet,
         true,
         MANAGERS,
         Target,
@@ -432,7 +434,7 @@ pub const TABLE: &[Rule] = &[
     .http("PUT", "/v1/orgs/{org}/retention/{category}"),
     rule(
         Op::HoldCreate,
-        "hold.create",
+        A::HoldCreate,
         true,
         MANAGERS,
         CategoryRule::No,
@@ -442,7 +444,7 @@ pub const TABLE: &[Rule] = &[
     .while_terminating(),
     rule(
         Op::HoldList,
-        "hold.read",
+        A::HoldRead,
         true,
         EVIDENCE,
         CategoryRule::No,
@@ -452,7 +454,7 @@ pub const TABLE: &[Rule] = &[
     .while_terminating(),
     rule(
         Op::HoldRelease,
-        "hold.release",
+        A::HoldRelease,
         true,
         MANAGERS,
         CategoryRule::No,
@@ -462,7 +464,7 @@ pub const TABLE: &[Rule] = &[
     .while_terminating(),
     rule(
         Op::DeletionLogRead,
-        "deletion_log.read",
+        A::DeletionLogRead,
         true,
         EVIDENCE,
         CategoryRule::No,
@@ -472,7 +474,7 @@ pub const TABLE: &[Rule] = &[
     .while_terminating(),
     rule(
         Op::LifecycleOverdue,
-        "lifecycle.overdue",
+        A::LifecycleOverdue,
         true,
         EVIDENCE,
         CategoryRule::No,
@@ -483,7 +485,7 @@ pub const TABLE: &[Rule] = &[
     .while_terminating(),
     rule(
         Op::AuditEvents,
-        "audit.read",
+        A::AuditRead,
         true,
         EVIDENCE,
         CategoryRule::No,
@@ -493,7 +495,7 @@ pub const TABLE: &[Rule] = &[
     .while_terminating(),
     rule(
         Op::AuditCheckpoint,
-        "audit.checkpoint",
+        A::AuditCheckpoint,
         true,
         ANY_ROLE,
         CategoryRule::No,
@@ -503,7 +505,7 @@ pub const TABLE: &[Rule] = &[
     .cli("audit checkpoint"),
     rule(
         Op::AuditProof,
-        "audit.proof",
+        A::AuditProof,
         true,
         EVIDENCE,
         CategoryRule::No,
@@ -514,7 +516,7 @@ pub const TABLE: &[Rule] = &[
     .while_terminating(),
     rule(
         Op::AuditConsistency,
-        "audit.consistency",
+        A::AuditConsistency,
         true,
         ANY_ROLE,
         CategoryRule::No,
@@ -524,7 +526,7 @@ pub const TABLE: &[Rule] = &[
     .cli("audit consistency"),
     rule(
         Op::SigningKey,
-        "audit.signing_key",
+        A::AuditSigningKey,
         true,
         ANY_ROLE,
         CategoryRule::No,
@@ -532,12 +534,12 @@ pub const TABLE: &[Rule] = &[
     )
     .http("GET", "/v1/signing-key")
     .cli("audit key"),
-    rule(Op::Scan, "pii.scan", true, ANY_ROLE, CategoryRule::No, No)
+    rule(Op::Scan, A::PiiScan, true, ANY_ROLE, CategoryRule::No, No)
         .http("POST", "/v1/scan")
         .cli("scan"),
     rule(
         Op::Sweep,
-        "lifecycle.sweep",
+        A::LifecycleSweep,
         false,
         &[],
         CategoryRule::No,
@@ -546,7 +548,7 @@ pub const TABLE: &[Rule] = &[
     .cli("sweep"),
     rule(
         Op::KeysRotate,
-        "key.rotate",
+        A::KeyRotate,
         false,
         &[],
         CategoryRule::No,
@@ -555,7 +557,7 @@ pub const TABLE: &[Rule] = &[
     .cli("keys rotate"),
     rule(
         Op::AuditVerify,
-        "audit.verify",
+        A::AuditVerify,
         false,
         &[],
         CategoryRule::No,
@@ -564,7 +566,7 @@ pub const TABLE: &[Rule] = &[
     .cli("audit verify"),
     rule(
         Op::AuditExport,
-        "audit.export",
+        A::AuditExport,
         false,
         &[],
         CategoryRule::No,

@@ -312,7 +312,7 @@ impl Custos {
             pii: serde_json::to_value(&counts).expect("map serializes"),
         };
         let event = self
-            .event(caller, "file.upload")
+            .event(caller, custos_audit::AuditAction::FileUpload)
             .org(scope.org_id())
             .target(format!("record:{id}"))
             .reason(format!("category={} bytes={size}", category.name));
@@ -515,7 +515,7 @@ impl Custos {
         };
         let reader = self.objects.reader(&key).await?;
         let event = self
-            .event(caller, "file.download")
+            .event(caller, custos_audit::AuditAction::FileDownload)
             .org(scope.org_id())
             .target(format!("record:{id}"));
         self.store.append_audit(&[event]).await?;

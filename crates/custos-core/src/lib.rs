@@ -343,7 +343,7 @@ impl Custos {
     /// Audits a refused identity token (reason code only) and returns the refusal.
     async fn refuse_identity(&self, caller: &Caller, refusal: idp::TokenRefusal) -> CoreError {
         let mut event = self
-            .event(caller, "auth.identity_token")
+            .event(caller, custos_audit::AuditAction::AuthIdentityToken)
             .outcome(Outcome::Denied)
             .reason(refusal.code());
         if let Principal::Member { scope, member, .. } = &caller.principal {
@@ -357,7 +357,7 @@ impl Custos {
     }
 
     /// A success event for `action` by `caller`, now.
-    fn event(&self, caller: &Caller, action: &str) -> AuditEvent {
+    fn event(&self, caller: &Caller, action: custos_audit::AuditAction) -> AuditEvent {
         AuditEvent::new(self.now(), caller.actor(), action)
             .request(caller.request_id.clone(), caller.source.clone())
             .client_request(caller.client_request_id.clone())
@@ -369,7 +369,7 @@ impl Custos {
         &self,
         caller: &Caller,
         org: Option<&str>,
-        action: &str,
+        action: custos_audit::AuditAction,
         target: Option<String>,
         error: CoreError,
     ) -> CoreError {

@@ -284,7 +284,7 @@ pub fn purge_event_covers(event: &custos_audit::AuditEvent, ids: &[&str]) -> boo
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
             .map(str::to_string)
     };
-    event.action == "record.purge"
+    event.action == custos_audit::AuditAction::RecordPurge
         && field("records") == Some(ids.len().to_string())
         && field("ids_sha256") == Some(purged_ids_digest(ids.iter().copied()))
 }
@@ -299,7 +299,7 @@ impl Custos {
         org: &str,
         id: &str,
     ) -> Result<ArchiveRestore, CoreError> {
-        const ACTION: &str = "record.archive_restore";
+        const ACTION: custos_audit::AuditAction = custos_audit::AuditAction::RecordArchiveRestore;
         let grant = self
             .authorize(caller, crate::authz::Operation::RecordArchiveRestore, org)
             .await?;
@@ -556,7 +556,7 @@ impl Custos {
                 let last = page.last().map(|r| r.id.clone());
                 let finished = page.len() < PAGE as usize;
                 let event = self
-                    .event(&system(), "retention.recompute")
+                    .event(&system(), custos_audit::AuditAction::RetentionRecompute)
                     .org(job.scope.org_id())
                     .target(format!("category:{}", category.name))
                     .reason(format!("records={done}"));
@@ -639,7 +639,7 @@ impl Custos {
                 .await?;
         }
         let event = self
-            .event(&system(), "record.archive")
+            .event(&system(), custos_audit::AuditAction::RecordArchive)
             .org(org)
             .target(format!("record:{}", row.id))
             .reason(format!("category={}", row.category));
@@ -698,7 +698,7 @@ impl Custos {
             reasons.sort_unstable();
             reasons.dedup();
             let event = self
-                .event(&system(), "record.purge")
+                .event(&system(), custos_audit::AuditAction::RecordPurge)
                 .org(org)
                 .target("deletion_log")
                 .reason(format!(
@@ -740,7 +740,7 @@ impl Custos {
             }
             self.vault.destroy_org(&org.id)?;
             let event = self
-                .event(&system(), "org.terminated")
+                .event(&system(), custos_audit::AuditAction::OrgTerminated)
                 .org(&org.id)
                 .target(format!("org:{}", org.id))
                 .reason("records purged, org keys destroyed");

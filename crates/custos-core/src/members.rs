@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use custos_audit::AuditAction;
 use custos_policy::Role;
 use custos_store::{Member, OrgScope, Session};
 
@@ -249,7 +250,7 @@ impl Custos {
         &self,
         caller: &Caller,
         scope: &OrgScope,
-        action: &str,
+        action: AuditAction,
         target: Option<String>,
         why: String,
     ) -> CoreError {
@@ -277,7 +278,7 @@ impl Custos {
         check_groups(&req.groups)?;
         if let Some(why) = ungrantable(caller, &req.roles, &req.groups, req.mfa) {
             return Err(self
-                .refuse_grant(caller, &grant.scope, "member.create", None, why)
+                .refuse_grant(caller, &grant.scope, AuditAction::MemberCreate, None, why)
                 .await);
         }
         let member = Member {
@@ -290,7 +291,7 @@ impl Custos {
         };
         let api_key = generate_api_key();
         let event = self
-            .event(caller, "member.create")
+            .event(caller, custos_audit::AuditAction::MemberCreate)
             .org(org)
             .target(format!("member:{}", member.id))
             .reason(grants(&member));
@@ -330,7 +331,7 @@ impl Custos {
         caller: &Caller,
         scope: &OrgScope,
         id: &str,
-        action: &str,
+        action: AuditAction,
     ) -> Result<Member, CoreError> {
         let member = self
             .store
@@ -355,7 +356,7 @@ impl Custos {
     ) -> Result<MemberView, CoreError> {
         let grant = self.authorize(caller, Operation::MemberUpdate, org).await?;
         let mut member = self
-            .managed_member(caller, &grant.scope, id, "member.update")
+            .managed_member(caller, &grant.scope, id, AuditAction::MemberUpdate)
             .await?;
         if let Some(name) = change.name {
             check_name("name", &name)?;
@@ -375,11 +376,11 @@ impl Custos {
         if let Some(why) = ungrantable(caller, &member.roles, &member.groups, member.mfa) {
             let target = Some(format!("member:{id}"));
             return Err(self
-                .refuse_grant(caller, &grant.scope, "member.update", target, why)
+                .refuse_grant(caller, &grant.scope, AuditAction::MemberUpdate, target, why)
                 .await);
         }
         let event = self
-            .event(caller, "member.update")
+            .event(caller, custos_audit::AuditAction::MemberUpdate)
             .org(org)
             .target(format!("member:{id}"))
             .reason(grants(&member));
@@ -401,10 +402,10 @@ impl Custos {
         id: &str,
     ) -> Result<(), CoreError> {
         let grant = self.authorize(caller, Operation::MemberRemove, org).await?;
-        self.managed_member(caller, &grant.scope, id, "member.remove")
+        self.managed_member(caller, &grant.scope, id, AuditAction::MemberRemove)
             .await?;
         let event = self
-            .event(caller, "member.remove")
+            .event(caller, custos_audit::AuditAction::MemberRemove)
             .org(org)
             .target(format!("member:{id}"));
         if !self.store.remove_member(&grant.scope, id, &[event]).await? {
@@ -423,11 +424,17 @@ impl Custos {
         let grant = self
             .authorize(caller, Operation::MemberKeyRotate, org)
             .await?;
-        self.managed_member(caller, &grant.scope, id, "member.key_rotate")
+        self.managed_member(caller, &grant.scope, id, AuditAction::MemberKeyRotate)
             .await?;
         let api_key = generate_api_key();
-        self.replace_key(caller, &grant.scope, id, &api_key, "member.key_rotate")
-            .await?;
+        self.replace_key(
+            caller,
+            &grant.scope,
+            id,
+            &api_key,
+            AuditAction::MemberKeyRotate,
+        )
+        .await?;
         Ok(RotatedKey {
             id: id.to_string(),
             api_key,
@@ -445,12 +452,18 @@ impl Custos {
         let grant = self
             .authorize(caller, Operation::MemberKeyRevoke, org)
             .await?;
-        self.managed_member(caller, &grant.scope, id, "member.key_revoke")
+        self.managed_member(caller, &grant.scope, id, AuditAction::MemberKeyRevoke)
             .await?;
         // The hash of a key nobody was ever shown: no token authenticates as this member.
         let unknowable = generate_api_key();
-        self.replace_key(caller, &grant.scope, id, &unknowable, "member.key_revoke")
-            .await
+        self.replace_key(
+            caller,
+            &grant.scope,
+            id,
+            &unknowable,
+            AuditAction::MemberKeyRevoke,
+        )
+        .await
     }
 
     async fn replace_key(
@@ -459,7 +472,7 @@ impl Custos {
         scope: &OrgScope,
         id: &str,
         key: &str,
-        action: &str,
+        action: AuditAction,
     ) -> Result<(), CoreError> {
         let event = self
             .event(caller, action)
@@ -494,7 +507,7 @@ impl Custos {
             .org_purpose_key(org, TOTP_SEAL_PURPOSE)?
             .seal(&totp_aad(org, &member.id), &raw);
         let event = self
-            .event(caller, "member.totp_enroll")
+            .event(caller, custos_audit::AuditAction::MemberTotpEnroll)
             .org(org)
             .target(format!("member:{}", member.id));
         if !self
@@ -540,7 +553,7 @@ impl Custos {
         let Some(factor) = self.store.totp(&grant.scope, &member.id).await? else {
             let error = refuse("the member has no TOTP factor enrolled");
             return Err(self
-                .deny(caller, Some(org), "session.open", target, error)
+                .deny(caller, Some(org), AuditAction::SessionOpen, target, error)
                 .await);
         };
         let raw = self
@@ -553,7 +566,7 @@ impl Custos {
         let Some(step) = step.filter(|s| factor.last_step.is_none_or(|last| *s > last)) else {
             let error = refuse("wrong, expired or already used code");
             return Err(self
-                .deny(caller, Some(org), "session.open", target, error)
+                .deny(caller, Some(org), AuditAction::SessionOpen, target, error)
                 .await);
         };
         let timeout = self
@@ -568,7 +581,7 @@ impl Custos {
             expires_at: timeout.add_to(self.now()),
         };
         let event = self
-            .event(caller, "session.open")
+            .event(caller, custos_audit::AuditAction::SessionOpen)
             .org(org)
             .target(format!("member:{}", member.id))
             .reason(format!("method=totp expires={}", session.expires_at));
@@ -580,7 +593,7 @@ impl Custos {
             // Another request used this code (or a later one) first.
             let error = refuse("wrong, expired or already used code");
             return Err(self
-                .deny(caller, Some(org), "session.open", target, error)
+                .deny(caller, Some(org), AuditAction::SessionOpen, target, error)
                 .await);
         }
         Ok(SessionView {

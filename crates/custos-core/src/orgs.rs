@@ -146,7 +146,7 @@ impl Custos {
         // without a row (crash in between) is inert.
         self.vault.ensure_org(&org.id)?;
         let event = self
-            .event(caller, "org.create")
+            .event(caller, custos_audit::AuditAction::OrgCreate)
             .org(&org.id)
             .target(format!("org:{}", org.id));
         self.store.create_org(&org, &[event]).await?;
@@ -198,7 +198,7 @@ impl Custos {
             .await?
             .scope;
         let event = self
-            .event(caller, "org.terminate")
+            .event(caller, custos_audit::AuditAction::OrgTerminate)
             .org(org)
             .target(format!("org:{org}"));
         self.store
@@ -248,7 +248,7 @@ impl Custos {
             .check_override(category, duration)
             .map_err(|e| CoreError::invalid("retention", e.to_string()))?;
         let event = self
-            .event(caller, "retention.set")
+            .event(caller, custos_audit::AuditAction::RetentionSet)
             .org(scope.org_id())
             .target(format!("category:{category}"))
             .reason(format!("retention={duration}"));
@@ -331,7 +331,7 @@ impl Custos {
             created_at: self.now(),
         };
         let event = self
-            .event(caller, "hold.create")
+            .event(caller, custos_audit::AuditAction::HoldCreate)
             .org(scope.org_id())
             .target(format!("hold:{}", hold.id));
         self.store.create_hold(&scope, &hold, &[event]).await?;
@@ -350,7 +350,7 @@ impl Custos {
             .await?
             .scope;
         let event = self
-            .event(caller, "hold.release")
+            .event(caller, custos_audit::AuditAction::HoldRelease)
             .org(scope.org_id())
             .target(format!("hold:{id}"));
         if self

@@ -816,7 +816,7 @@ impl crate::Custos {
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
         let event = self
-            .event(caller, "pii.blocked")
+            .event(caller, custos_audit::AuditAction::PiiBlocked)
             .org(org)
             .target(format!("category:{}", blocked.category))
             .outcome(custos_audit::Outcome::Denied)

@@ -344,7 +344,7 @@ fn create_event(
 /// The record ids a `record.create` event names (see [`create_event`]): its target's for a
 /// single record, its `ids=` list for a batch; empty for any other event.
 pub fn created_record_ids(event: &custos_audit::AuditEvent) -> Vec<&str> {
-    if event.action != "record.create" {
+    if event.action != custos_audit::AuditAction::RecordCreate {
         return Vec::new();
     }
     match event.target.as_deref() {
@@ -672,7 +672,11 @@ impl Custos {
             .iter()
             .map(|r| (r.id.as_str(), r.category.as_str()))
             .collect();
-        let event = create_event(self.event(caller, "record.create"), scope, &named);
+        let event = create_event(
+            self.event(caller, custos_audit::AuditAction::RecordCreate),
+            scope,
+            &named,
+        );
         Ok((rows, vec![event], created))
     }
 
@@ -701,7 +705,11 @@ impl Custos {
             .iter()
             .map(|p| (p.id.as_str(), p.category.as_str()))
             .collect();
-        let event = create_event(self.event(caller, "record.create"), scope, &named);
+        let event = create_event(
+            self.event(caller, custos_audit::AuditAction::RecordCreate),
+            scope,
+            &named,
+        );
         let (sender, chunks) = custos_store::record_stream(pending.len());
         let mut pieces = Vec::with_capacity(pending.len() / STREAM_CHUNK + 2);
         let mut pending = pending.into_iter().peekable();
@@ -865,7 +873,7 @@ impl Custos {
         let row = self.with_archived_content(&scope, row).await?;
         let (view, _) = self.record_view(&scope, row)?;
         let event = self
-            .event(caller, "record.read")
+            .event(caller, custos_audit::AuditAction::RecordRead)
             .org(scope.org_id())
             .target(format!("record:{id}"));
         self.store.append_audit(&[event]).await?;
@@ -942,7 +950,7 @@ impl Custos {
             view.file_name = view.file_name.map(|n| custos_pii::detokenize(&n, &vault));
         }
         let event = self
-            .event(caller, "record.reveal")
+            .event(caller, custos_audit::AuditAction::RecordReveal)
             .org(scope.org_id())
             .target(format!("record:{id}"));
         self.store.append_audit(&[event]).await?;
@@ -1019,7 +1027,7 @@ impl Custos {
             next_due_at: Some(self.policy.deletion.soft_delete_window.add_to(now)),
         };
         let event = self
-            .event(caller, "record.delete")
+            .event(caller, custos_audit::AuditAction::RecordDelete)
             .org(scope.org_id())
             .target(format!("record:{id}"))
             .reason("soft_delete");
@@ -1058,7 +1066,7 @@ impl Custos {
             next_due_at: Some(now),
         };
         let event = self
-            .event(caller, "record.delete")
+            .event(caller, custos_audit::AuditAction::RecordDelete)
             .org(scope.org_id())
             .target(format!("record:{id}"))
             .reason("hard_delete");
@@ -1115,7 +1123,7 @@ impl Custos {
                 continue;
             }
             let event = self
-                .event(caller, "category.delete_all")
+                .event(caller, custos_audit::AuditAction::CategoryDeleteAll)
                 .org(scope.org_id())
                 .target(format!("category:{category}"))
                 .reason(format!("records={}", targets.len()));
@@ -1178,7 +1186,7 @@ impl Custos {
             next_due_at: Some(next_due(row.archive_at, row.expire_at)),
         };
         let event = self
-            .event(caller, "record.restore")
+            .event(caller, custos_audit::AuditAction::RecordRestore)
             .org(scope.org_id())
             .target(format!("record:{id}"));
         self.apply_transition(&scope, change, event).await

@@ -209,7 +209,7 @@ impl Custos {
         }
         let json = serde_json::to_string(&settings).expect("settings serialize");
         let event = self
-            .event(caller, "settings.update")
+            .event(caller, custos_audit::AuditAction::SettingsUpdate)
             .org(org)
             .target(format!("org:{org}"))
             .reason(changed.join(" "));

@@ -118,7 +118,7 @@ async fn build(store: Arc<dyn Store>, raw: Raw, dir: tempfile::TempDir) -> Log {
             AuditEvent::new(
                 event_time(i),
                 Actor::Member(SECRET_ACTOR.into()),
-                "record.create",
+                custos_audit::AuditAction::RecordCreate,
             )
             .org(org_a.clone())
             .target(format!("record:r{i}"))
@@ -402,9 +402,13 @@ async fn clean_log_reports_its_uncovered_tail() {
     log.custos.checkpoint_if_grown().await.unwrap().unwrap();
     assert_eq!(log.verify().await.unwrap().uncovered, 0);
     // Outcomes other than success are columns too: a denied event round-trips.
-    let denied = AuditEvent::new(event_time(99), Actor::System, "record.read")
-        .org(log.org_a.clone())
-        .outcome(Outcome::Denied);
+    let denied = AuditEvent::new(
+        event_time(99),
+        Actor::System,
+        custos_audit::AuditAction::RecordRead,
+    )
+    .org(log.org_a.clone())
+    .outcome(Outcome::Denied);
     log.store.append_audit(&[denied]).await.unwrap();
     assert_eq!(log.verify().await.unwrap().uncovered, 1);
 }

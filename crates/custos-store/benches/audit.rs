@@ -35,7 +35,7 @@ fn event(i: u64) -> AuditEvent {
     AuditEvent::new(
         t + jiff::SignedDuration::from_micros(i as i64 * 20),
         Actor::Member(format!("0190f3a2-7c1e-7d4b-9a8e-{:012x}", i % 1000)),
-        "record.create",
+        custos_audit::AuditAction::RecordCreate,
     )
     .org(format!("0190f3a2-0000-7000-8000-{:012x}", i % 50))
     .target(format!("record:0190f3a2-7c1e-7d4b-9a8e-{i:012x}"))

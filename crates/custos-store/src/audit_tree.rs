@@ -300,7 +300,12 @@ mod tests {
         use crate::model::AuditFilter;
         use custos_audit::{Actor, AuditEvent};
         let t: jiff::Timestamp = "2026-01-02T03:04:05.000001Z".parse().unwrap();
-        let event = AuditEvent::new(t, Actor::Member("m1".into()), "record.create").org("o1");
+        let event = AuditEvent::new(
+            t,
+            Actor::Member("m1".into()),
+            custos_audit::AuditAction::RecordCreate,
+        )
+        .org("o1");
         let cols = AuditIndex::of(&event);
         let with = |f: AuditFilter| f.matches(&cols);
         assert!(with(AuditFilter::default()));
@@ -334,7 +339,8 @@ mod tests {
     fn first_difference_names_the_first_column_in_table_order() {
         use custos_audit::{Actor, AuditEvent, Outcome};
         let t: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
-        let event = AuditEvent::new(t, Actor::System, "key.rotate").target("key:k1");
+        let event = AuditEvent::new(t, Actor::System, custos_audit::AuditAction::KeyRotate)
+            .target("key:k1");
         let stored = AuditIndex::of(&event);
         assert_eq!(stored.first_difference(&stored.clone()), None);
         let moved = AuditIndex::of(&event.clone().org("o2").outcome(Outcome::Failed));

@@ -19,7 +19,7 @@ fn event(i: u64) -> AuditEvent {
     AuditEvent::new(
         t + jiff::SignedDuration::from_millis(i as i64),
         Actor::System,
-        "test.append",
+        custos_audit::AuditAction::RecordCreate,
     )
     .target(format!("n:{i}"))
 }

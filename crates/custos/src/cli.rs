@@ -149,10 +149,14 @@ async fn rotate(global: &Global, org: Option<String>) -> Result<(), Failure> {
                 .await
                 .map_err(|e| Failure::Failed(e.to_string()))?
                 .map_err(|e| Failure::Failed(e.to_string()))?;
-            let event = AuditEvent::new(custos.now(), Actor::System, "key.rotate")
-                .org(org)
-                .target(format!("key:org/{org}/v{}", report.new_version))
-                .reason(format!("rewrapped_subject_keys={}", report.rewrapped));
+            let event = AuditEvent::new(
+                custos.now(),
+                Actor::System,
+                custos_audit::AuditAction::KeyRotate,
+            )
+            .org(org)
+            .target(format!("key:org/{org}/v{}", report.new_version))
+            .reason(format!("rewrapped_subject_keys={}", report.rewrapped));
             (report, event)
         }
         None => {
@@ -160,9 +164,13 @@ async fn rotate(global: &Global, org: Option<String>) -> Result<(), Failure> {
                 .await
                 .map_err(|e| Failure::Failed(e.to_string()))?
                 .map_err(|e| Failure::Failed(e.to_string()))?;
-            let event = AuditEvent::new(custos.now(), Actor::System, "key.rotate")
-                .target(format!("key:root/v{}", report.new_version))
-                .reason(format!("rewrapped_org_keys={}", report.rewrapped));
+            let event = AuditEvent::new(
+                custos.now(),
+                Actor::System,
+                custos_audit::AuditAction::KeyRotate,
+            )
+            .target(format!("key:root/v{}", report.new_version))
+            .reason(format!("rewrapped_org_keys={}", report.rewrapped));
             (report, event)
         }
     };

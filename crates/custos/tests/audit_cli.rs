@@ -97,7 +97,11 @@ impl Data {
                     .parse()
                     .unwrap(),
                     Actor::Member(format!("member-{}", i % 7)),
-                    ["record.create", "record.delete", "hold.create"][(i % 3) as usize],
+                    [
+                        custos_audit::AuditAction::RecordCreate,
+                        custos_audit::AuditAction::RecordDelete,
+                        custos_audit::AuditAction::HoldCreate,
+                    ][(i % 3) as usize],
                 )
                 .org(format!("org-{}", i % 5))
                 .target(format!("{kind}:{i:08}"))

@@ -1134,7 +1134,7 @@ pub async fn audit_query_filters_by_actor_action_target_and_time(h: Harness) {
         custos_audit::AuditEvent::new(
             now_us(),
             custos_audit::Actor::Member("m1".into()),
-            "record.create",
+            custos_audit::AuditAction::RecordCreate,
         )
         .org(a.org_id())
         .target("record:2"),

@@ -244,12 +244,18 @@ pub fn hold(reason: &str, subject: Option<&str>, category: Option<&str>) -> Hold
     }
 }
 
-/// A unique audit event about `org` (or deployment-wide when `None`).
+/// A unique audit event about `org` (or deployment-wide when `None`). The store keeps any
+/// action text, so the suite names actions freely.
 pub fn event(org: Option<&OrgScope>, action: &str, target: &str) -> AuditEvent {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let mut e = AuditEvent::new(now_us(), Actor::System, action)
-        .target(target)
-        .reason(format!("seq-{}", SEQ.fetch_add(1, Ordering::Relaxed)));
+    let mut e = AuditEvent::new(
+        now_us(),
+        Actor::System,
+        custos_audit::AuditAction::RecordCreate,
+    )
+    .target(target)
+    .reason(format!("seq-{}", SEQ.fetch_add(1, Ordering::Relaxed)));
+    e.action = action.to_string();
     if let Some(org) = org {
         e = e.org(org.org_id());
     }

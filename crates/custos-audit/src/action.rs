@@ -1,0 +1,155 @@
+//! Every action the audit log records, as one typed enum: writers cannot misspell an action
+//! or invent one, and readers can list them all.
+
+use std::fmt;
+
+macro_rules! actions {
+    ($($(#[$doc:meta])* $name:ident = $text:literal,)*) => {
+        /// An action the audit log records (`noun.verb`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum AuditAction { $($(#[$doc])* $name,)* }
+
+        impl AuditAction {
+            /// Every action.
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$name,)*];
+
+            /// The action as written into events (`record.create`, ...).
+            pub const fn as_str(self) -> &'static str {
+                match self { $(AuditAction::$name => $text,)* }
+            }
+
+            /// The action named `text`, if it is one.
+            pub fn parse(text: &str) -> Option<AuditAction> {
+                match text { $($text => Some(AuditAction::$name),)* _ => None }
+            }
+        }
+    };
+}
+
+actions! {
+    /// An org was created.
+    OrgCreate = "org.create",
+    /// Orgs were listed.
+    OrgList = "org.list",
+    /// An org was read.
+    OrgRead = "org.read",
+    /// An org's termination was requested.
+    OrgTerminate = "org.terminate",
+    /// An org's termination completed (records purged, keys destroyed).
+    OrgTerminated = "org.terminated",
+    /// Org settings were read.
+    SettingsRead = "settings.read",
+    /// Org settings were changed.
+    SettingsUpdate = "settings.update",
+    /// A member was added.
+    MemberCreate = "member.create",
+    /// Members were listed.
+    MemberList = "member.list",
+    /// A member was changed.
+    MemberUpdate = "member.update",
+    /// A member was removed.
+    MemberRemove = "member.remove",
+    /// A member's API key was rotated.
+    MemberKeyRotate = "member.key_rotate",
+    /// A member's API key was revoked.
+    MemberKeyRevoke = "member.key_revoke",
+    /// A member enrolled a TOTP factor.
+    MemberTotpEnroll = "member.totp_enroll",
+    /// A session was opened with a second factor.
+    SessionOpen = "session.open",
+    /// An identity-provider token was presented (refusals are recorded).
+    AuthIdentityToken = "auth.identity_token",
+    /// Records were created.
+    RecordCreate = "record.create",
+    /// Records were listed.
+    RecordList = "record.list",
+    /// A record was read.
+    RecordRead = "record.read",
+    /// A record was read with its pseudonyms reversed.
+    RecordReveal = "record.reveal",
+    /// A record was soft- or hard-deleted (the reason says which).
+    RecordDelete = "record.delete",
+    /// A hard delete was refused (successes are `record.delete` with reason `hard_delete`).
+    RecordHardDelete = "record.hard_delete",
+    /// A soft-deleted record was restored.
+    RecordRestore = "record.restore",
+    /// An archived record was opened for the restore window.
+    RecordArchiveRestore = "record.archive_restore",
+    /// A record moved to the archive tier.
+    RecordArchive = "record.archive",
+    /// Records were purged.
+    RecordPurge = "record.purge",
+    /// A file was uploaded.
+    FileUpload = "file.upload",
+    /// A file was downloaded.
+    FileDownload = "file.download",
+    /// Every record of a category was marked for purge.
+    CategoryDeleteAll = "category.delete_all",
+    /// Retention was read.
+    RetentionRead = "retention.read",
+    /// An org's retention override was set.
+    RetentionSet = "retention.set",
+    /// Due times were recomputed after a retention change.
+    RetentionRecompute = "retention.recompute",
+    /// A legal hold was placed.
+    HoldCreate = "hold.create",
+    /// Holds were listed.
+    HoldRead = "hold.read",
+    /// A legal hold was released.
+    HoldRelease = "hold.release",
+    /// The deletion log was read.
+    DeletionLogRead = "deletion_log.read",
+    /// The SLA report was read.
+    LifecycleOverdue = "lifecycle.overdue",
+    /// A lifecycle sweep ran.
+    LifecycleSweep = "lifecycle.sweep",
+    /// Audit events were queried.
+    AuditRead = "audit.read",
+    /// A checkpoint was read.
+    AuditCheckpoint = "audit.checkpoint",
+    /// An inclusion proof was read.
+    AuditProof = "audit.proof",
+    /// A consistency proof was read.
+    AuditConsistency = "audit.consistency",
+    /// The signing key was read.
+    AuditSigningKey = "audit.signing_key",
+    /// The audit log was verified.
+    AuditVerify = "audit.verify",
+    /// The audit log was exported.
+    AuditExport = "audit.export",
+    /// A key was rotated.
+    KeyRotate = "key.rotate",
+    /// Text was scanned for PII.
+    PiiScan = "pii.scan",
+    /// A write was refused by a category's `block` PII rule.
+    PiiBlocked = "pii.blocked",
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<AuditAction> for String {
+    fn eq(&self, other: &AuditAction) -> bool {
+        self == other.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_round_trips_and_is_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for a in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(a.as_str()), Some(*a));
+            assert!(seen.insert(a.as_str()), "{a} twice");
+            let (noun, verb) = a.as_str().split_once('.').expect("noun.verb");
+            assert!(!noun.is_empty() && !verb.is_empty());
+        }
+        assert_eq!(AuditAction::parse("record.nope"), None);
+    }
+}
