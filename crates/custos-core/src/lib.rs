@@ -15,6 +15,7 @@ mod clock;
 mod error;
 mod files;
 pub mod idp;
+mod keys;
 mod lifecycle;
 mod members;
 mod orgs;

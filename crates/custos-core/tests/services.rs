@@ -5,7 +5,9 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use custos_core::{CoreError, FileUpload, NewHold, NewMember, NewOrg, NewRecord};
+use custos_core::{
+    Caller, CoreError, FileUpload, NewHold, NewMember, NewOrg, NewRecord, Principal,
+};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -583,4 +585,66 @@ async fn holds_are_managed_by_owners_and_audited() {
         "not_found"
     );
     assert!(env.custos.holds(&owner, &org).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn key_rotation_is_system_only_audited_and_fails_closed() {
+    let env = env();
+    let org = env.org("acme").await;
+    let owner = env.member(&org, &["owner"], &[], true).await;
+    let m = env.member(&org, &["member"], &[], false).await;
+    let kept = env
+        .custos
+        .create_record(&m, &org, message(Some("alice"), "a"))
+        .await
+        .unwrap();
+    // Not even an owner with a second factor, nor the admin token, rotates keys.
+    for caller in [&owner, &admin()] {
+        let err = env
+            .custos
+            .rotate_keys(caller, Some(&org))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CoreError::Forbidden(_)), "{err:?}");
+    }
+    let system = Caller::new(Principal::System);
+    let before = env.audit_size().await;
+    let report = env.custos.rotate_keys(&system, Some(&org)).await.unwrap();
+    assert_eq!(report.new_version, 2);
+    // A start and a result event.
+    assert_eq!(env.audit_size().await, before + 2);
+    // With the audit log refusing appends, nothing is rotated.
+    env.store
+        .execute_raw_for_tests(
+            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'down'); END;",
+        )
+        .await
+        .unwrap();
+    assert!(env.custos.rotate_keys(&system, Some(&org)).await.is_err());
+    assert!(env.custos.rotate_keys(&system, None).await.is_err());
+    env.store
+        .execute_raw_for_tests("DROP TRIGGER no_audit;")
+        .await
+        .unwrap();
+    let report = env.custos.rotate_keys(&system, Some(&org)).await.unwrap();
+    assert_eq!(
+        report.new_version, 3,
+        "the refused rotation left no version behind"
+    );
+    let report = env.custos.rotate_keys(&system, None).await.unwrap();
+    assert_eq!(report.new_version, 2);
+    assert_eq!(
+        env.custos
+            .get_record(&m, &org, &kept.id)
+            .await
+            .unwrap()
+            .content["text"],
+        "a"
+    );
+    let err = env
+        .custos
+        .rotate_keys(&system, Some("nope"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoreError::NotFound(_)), "{err:?}");
 }

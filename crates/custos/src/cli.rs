@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use custos_audit::{Actor, AuditEvent};
 
 use crate::deploy::{self, PolicySource};
 use crate::Failure;
@@ -131,54 +130,18 @@ fn policy(global: &Global, cmd: PolicyCommand) -> Result<(), Failure> {
 
 async fn rotate(global: &Global, org: Option<String>) -> Result<(), Failure> {
     let deployment = deploy::open(global).await?;
-    let custos = &deployment.custos;
-    let vault = custos.vault().clone();
-    let (report, event) = match &org {
-        Some(org) => {
-            if custos
-                .store()
-                .org(org)
-                .await
-                .map_err(|e| Failure::Failed(e.to_string()))?
-                .is_none()
-            {
-                return Err(Failure::BadInput(format!("--org {org}: no such org")));
-            }
-            let o = org.clone();
-            let report = tokio::task::spawn_blocking(move || vault.rotate_org(&o))
-                .await
-                .map_err(|e| Failure::Failed(e.to_string()))?
-                .map_err(|e| Failure::Failed(e.to_string()))?;
-            let event = AuditEvent::new(
-                custos.now(),
-                Actor::System,
-                custos_audit::AuditAction::KeyRotate,
-            )
-            .org(org)
-            .target(format!("key:org/{org}/v{}", report.new_version))
-            .reason(format!("rewrapped_subject_keys={}", report.rewrapped));
-            (report, event)
-        }
-        None => {
-            let report = tokio::task::spawn_blocking(move || vault.rotate_root())
-                .await
-                .map_err(|e| Failure::Failed(e.to_string()))?
-                .map_err(|e| Failure::Failed(e.to_string()))?;
-            let event = AuditEvent::new(
-                custos.now(),
-                Actor::System,
-                custos_audit::AuditAction::KeyRotate,
-            )
-            .target(format!("key:root/v{}", report.new_version))
-            .reason(format!("rewrapped_org_keys={}", report.rewrapped));
-            (report, event)
-        }
-    };
-    custos
-        .store()
-        .append_audit(&[event])
+    let system = custos_core::Caller::new(custos_core::Principal::System);
+    let report = deployment
+        .custos
+        .rotate_keys(&system, org.as_deref())
         .await
-        .map_err(|e| Failure::Failed(format!("keys rotated but the audit append failed: {e}")))?;
+        .map_err(|e| match e {
+            custos_core::CoreError::NotFound(_) => Failure::BadInput(format!(
+                "--org {}: no such org",
+                org.as_deref().unwrap_or("")
+            )),
+            other => Failure::Failed(other.to_string()),
+        })?;
     println!(
         "rotated {} key to version {}; re-wrapped {} key(s); no content was re-encrypted",
         if org.is_some() { "org" } else { "root" },

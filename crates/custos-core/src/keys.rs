@@ -1,0 +1,72 @@
+//! Key rotation as a core operation: authorized from the table (the system only), audited
+//! before anything changes, so a rotation whose audit append fails never starts.
+
+use custos_audit::{AuditAction, Outcome};
+use custos_crypto::RotationReport;
+
+use crate::authz::Operation;
+use crate::{Caller, CoreError, Custos};
+
+impl Custos {
+    /// Rotates the root key (re-wrapping every org key) or, with `org`, that org's key
+    /// (re-wrapping its subject keys); content is never re-encrypted.
+    ///
+    /// Fails closed: a `key.rotate` event saying the rotation starts is appended first, and
+    /// if that append fails nothing is rotated. The result (new version and re-wrap count, or
+    /// the failure) is appended as a second event; if only that append fails, the rotation is
+    /// done and the error says so, and the log shows a start without its end.
+    pub async fn rotate_keys(
+        &self,
+        caller: &Caller,
+        org: Option<&str>,
+    ) -> Result<RotationReport, CoreError> {
+        self.authorize_global(caller, Operation::KeysRotate).await?;
+        if let Some(org) = org {
+            if self.store.org(org).await?.is_none() {
+                return Err(CoreError::NotFound(format!("org {org}")));
+            }
+        }
+        let target = match org {
+            Some(org) => format!("key:org/{org}"),
+            None => "key:root".to_string(),
+        };
+        let event = |reason: String| {
+            let e = self
+                .event(caller, AuditAction::KeyRotate)
+                .target(target.clone())
+                .reason(reason);
+            match org {
+                Some(org) => e.org(org),
+                None => e,
+            }
+        };
+        self.store.append_audit(&[event("started".into())]).await?;
+        let vault = self.vault.clone();
+        let owned = org.map(str::to_string);
+        let rotated = tokio::task::spawn_blocking(move || match owned {
+            Some(org) => vault.rotate_org(&org),
+            None => vault.rotate_root(),
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("key rotation task failed: {e}")))?;
+        let (done, result) = match rotated {
+            Ok(report) => (
+                event(format!(
+                    "done new_version={} rewrapped={}",
+                    report.new_version, report.rewrapped
+                )),
+                Ok(report),
+            ),
+            Err(e) => (
+                event("failed".into()).outcome(Outcome::Failed),
+                Err(CoreError::from(e)),
+            ),
+        };
+        if let Err(e) = self.store.append_audit(&[done]).await {
+            return Err(CoreError::Internal(format!(
+                "the rotation ran but its result could not be audited: {e}"
+            )));
+        }
+        result
+    }
+}
