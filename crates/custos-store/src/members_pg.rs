@@ -1,28 +1,17 @@
 //! [`MemberStore`] on PostgreSQL.
 
 use custos_audit::AuditEvent;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 
 use crate::members::{MemberStore, Session, TotpFactor};
 use crate::model::{from_micros, to_micros};
-use crate::pg::{append_audit, member_from_row};
+use crate::pg::{commit_with, member_from_row};
 use crate::{Member, OrgScope, PgStore, StoreError};
 
 const MEMBER_COLUMNS: &str = "id, name, roles, groups_json, mfa, created_at";
 
 fn json(values: &[String]) -> String {
     serde_json::to_string(values).expect("strings serialize")
-}
-
-/// Appends `audit` and commits: the only way these methods commit, so no change lands
-/// without its events.
-async fn commit_with(
-    mut tx: Transaction<'_, Postgres>,
-    audit: &[AuditEvent],
-) -> Result<(), StoreError> {
-    append_audit(&mut tx, audit).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 #[async_trait::async_trait]

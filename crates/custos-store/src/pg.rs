@@ -222,6 +222,20 @@ impl PgStore {
     }
 }
 
+/// Appends `audit` and commits: how mutations commit, so none lands without its events.
+/// The exceptions: migrations; a purge, which appends first because its deletion-log rows
+/// name its event's index; and the bookkeeping commits of an unfinished recomputation page
+/// or of a termination found incomplete, which only move due times and leave the event to
+/// the step that completes.
+pub(crate) async fn commit_with(
+    mut tx: Transaction<'_, Postgres>,
+    audit: &[AuditEvent],
+) -> Result<(), StoreError> {
+    append_audit(&mut tx, audit).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub(crate) async fn append_audit(
     tx: &mut Transaction<'_, Postgres>,
     audit: &[AuditEvent],
@@ -422,8 +436,7 @@ impl Store for PgStore {
             .bind(to_micros(org.created_at))
             .execute(&mut *tx)
             .await?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(OrgScope::new(org.id.clone()))
     }
 
@@ -472,8 +485,7 @@ impl Store for PgStore {
         .bind(to_micros(member.created_at))
         .execute(&mut *tx)
         .await?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(())
     }
 
@@ -500,8 +512,7 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         insert_record_rows(&mut tx, scope.org_id(), records).await?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(())
     }
 
@@ -521,8 +532,7 @@ impl Store for PgStore {
             received += rows.len();
         }
         chunks.check_complete(received)?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(())
     }
 
@@ -591,8 +601,7 @@ impl Store for PgStore {
         if n == 0 {
             return Ok(false);
         }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(true)
     }
 
@@ -679,8 +688,7 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(n)
     }
 
@@ -723,8 +731,7 @@ impl Store for PgStore {
         if n == 0 {
             return Ok(false);
         }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(true)
     }
 
@@ -815,8 +822,7 @@ impl Store for PgStore {
             .bind(to_micros(at))
             .execute(&mut *tx)
             .await?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(true)
     }
 
@@ -867,8 +873,7 @@ impl Store for PgStore {
             .bind(to_micros(at))
             .execute(&mut *tx)
             .await?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(true)
     }
 
@@ -893,8 +898,7 @@ impl Store for PgStore {
         if n == 0 {
             return Ok(false);
         }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(true)
     }
 
@@ -1057,8 +1061,7 @@ impl Store for PgStore {
         .bind(category)
         .execute(&mut *tx)
         .await?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(())
     }
 
@@ -1097,8 +1100,7 @@ impl Store for PgStore {
         .bind(to_micros(hold.created_at))
         .execute(&mut *tx)
         .await?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(())
     }
 
@@ -1123,8 +1125,7 @@ impl Store for PgStore {
         if n == 0 {
             return Ok(false);
         }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(true)
     }
 
@@ -1150,10 +1151,7 @@ impl Store for PgStore {
     }
 
     async fn append_audit(&self, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        commit_with(self.pool.begin().await?, audit).await
     }
 
     async fn audit_query(
@@ -1279,8 +1277,7 @@ impl Store for PgStore {
             return Ok(false);
         }
         insert_record_rows(&mut tx, scope.org_id(), records).await?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await?;
+        commit_with(tx, audit).await?;
         Ok(true)
     }
 
