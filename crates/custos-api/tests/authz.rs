@@ -5,19 +5,20 @@
 //! test; a route served but missing from the table fails the coverage test.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use custos_core::authz::{CategoryRule, MfaRule, Operation, Rule, TABLE};
-use custos_core::{Clock, Custos, ManualClock};
-use custos_crypto::{DeploymentSigner, KeyVault, LocalKms, SqliteKeyStore};
+use custos_core::{Clock, ManualClock};
+use custos_crypto::DeploymentSigner;
 use custos_policy::{Category, Policy};
-use custos_store::{ObjectLocation, Objects, SqliteStore};
 use jiff::ToSpan;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const ADMIN: &str = "matrix-admin-token-0123456789";
+mod support;
+
+use support::{deploy, ADMIN};
+
 const ROLES: [&str; 5] = ["owner", "admin", "member", "auditor", "service"];
 /// Categories the target-category operations are tried on: no extra rule, a group rule, an
 /// MFA rule (all open to every role, so the rule under test decides).
@@ -44,45 +45,28 @@ access = { roles = ["owner", "admin", "member", "auditor", "service"], require_m
     Policy::parse(&format!("{}{extra}", Policy::BUILTIN_TOML), "matrix.toml").unwrap()
 }
 
+/// A deployment on a manual clock (TOTP codes follow it), with its policy at hand.
 struct Server {
-    _dir: tempfile::TempDir,
-    base: String,
-    client: reqwest::Client,
+    d: support::Deployment,
     clock: Arc<ManualClock>,
     policy: Arc<Policy>,
 }
 
+impl std::ops::Deref for Server {
+    type Target = support::Deployment;
+    fn deref(&self) -> &support::Deployment {
+        &self.d
+    }
+}
+
 async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
-    let objects = Objects::open(&ObjectLocation::File(data.join("objects"))).unwrap();
-    let kms = LocalKms::open_or_create(&data.join("keys/root.keyring")).unwrap();
-    let keys = SqliteKeyStore::open(&data.join("keys/keys.db")).unwrap();
-    let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));
     let clock = Arc::new(ManualClock::new(jiff::Timestamp::now()));
     let policy = Arc::new(policy());
-    let custos = Custos::new(policy.clone(), store, objects, vault, clock.clone())
-        .with_admin_token(ADMIN)
-        .with_audit_signer(Arc::new(DeploymentSigner::ephemeral("Example SaaS")));
-    let app = custos_api::router(custos_api::AppState::new(Arc::new(custos)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    Server {
-        _dir: dir,
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        clock,
-        policy,
-    }
+    let d = deploy(policy.as_ref().clone(), clock.clone(), |c| {
+        c.with_audit_signer(Arc::new(DeploymentSigner::ephemeral("Example SaaS")))
+    })
+    .await;
+    Server { d, clock, policy }
 }
 
 /// A request body.

@@ -2,63 +2,23 @@
 //! plain text), names the input, echoes no more than a short scrubbed excerpt of it, and
 //! changes nothing.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use custos_core::{Custos, SweepOptions, SystemClock};
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_core::{SweepOptions, SystemClock};
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, SqliteStore, Store};
+use custos_store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const ADMIN: &str = "test-admin-token-0123456789";
+mod support;
 
-struct Server {
-    _dir: tempfile::TempDir,
-    base: String,
-    client: reqwest::Client,
-    store: Arc<SqliteStore>,
-    custos: Arc<Custos>,
-}
+use support::{deploy, ADMIN};
+
+type Server = support::Deployment;
 
 async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
-    let objects = Objects::open(&ObjectLocation::File(data.join("objects"))).unwrap();
-    let kms = LocalKms::open_or_create(&data.join("keys/root.keyring")).unwrap();
-    let keys = SqliteKeyStore::open(&data.join("keys/keys.db")).unwrap();
-    let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));
     let policy = Policy::parse(Policy::BUILTIN_TOML, "builtin.toml").unwrap();
-    let custos = Arc::new(
-        Custos::new(
-            Arc::new(policy),
-            store.clone(),
-            objects,
-            vault,
-            Arc::new(SystemClock),
-        )
-        .with_admin_token(ADMIN),
-    );
-    let app = custos_api::router(custos_api::AppState::new(custos.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    Server {
-        _dir: dir,
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        store,
-        custos,
-    }
+    deploy(policy, Arc::new(SystemClock), |c| c).await
 }
 
 impl Server {

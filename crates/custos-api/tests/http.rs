@@ -1,24 +1,19 @@
 //! The HTTP API on a real server (loopback, ephemeral port) with a real client, over a real
 //! SQLite store, object store and key store.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use custos_core::{Custos, SystemClock};
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_core::SystemClock;
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, SqliteStore, Store};
+use custos_store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const ADMIN: &str = "test-admin-token-0123456789";
+mod support;
 
-struct Server {
-    _dir: tempfile::TempDir,
-    base: String,
-    client: reqwest::Client,
-    store: Arc<SqliteStore>,
-}
+use support::{deploy, ADMIN};
+
+type Server = support::Deployment;
 
 /// A policy with the built-in categories plus one whose PII rule blocks.
 fn policy() -> Policy {
@@ -33,38 +28,7 @@ pii = { detect = ["credit_card", "us_ssn"], action = "block" }
 }
 
 async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
-    let objects = Objects::open(&ObjectLocation::File(data.join("objects"))).unwrap();
-    let kms = LocalKms::open_or_create(&data.join("keys/root.keyring")).unwrap();
-    let keys = SqliteKeyStore::open(&data.join("keys/keys.db")).unwrap();
-    let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));
-    let custos = Custos::new(
-        Arc::new(policy()),
-        store.clone(),
-        objects,
-        vault,
-        Arc::new(SystemClock),
-    )
-    .with_admin_token(ADMIN);
-    let app = custos_api::router(custos_api::AppState::new(Arc::new(custos)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    Server {
-        _dir: dir,
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        store,
-    }
+    deploy(policy(), Arc::new(SystemClock), |c| c).await
 }
 
 impl Server {

@@ -2,68 +2,27 @@
 //! stand-in identity provider (a real HTTP server on loopback publishing `/jwks.json` with
 //! Ed25519 keys this test makes), both on ephemeral ports.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use custos_core::{Custos, SystemClock};
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_core::SystemClock;
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, SqliteStore};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const ADMIN: &str = "test-admin-token-0123456789";
+mod support;
+
+use support::{deploy, serve, ADMIN};
+
+type Server = support::Deployment;
 const AUDIENCE: &str = "custos-app";
 
-struct Server {
-    _dir: tempfile::TempDir,
-    base: String,
-    client: reqwest::Client,
-}
-
 async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
-    let objects = Objects::open(&ObjectLocation::File(data.join("objects"))).unwrap();
-    let kms = LocalKms::open_or_create(&data.join("keys/root.keyring")).unwrap();
-    let keys = SqliteKeyStore::open(&data.join("keys/keys.db")).unwrap();
-    let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));
     let policy = Policy::parse(Policy::BUILTIN_TOML, "builtin.toml").unwrap();
-    let custos = Custos::new(
-        Arc::new(policy),
-        store,
-        objects,
-        vault,
-        Arc::new(SystemClock),
-    )
-    .with_admin_token(ADMIN);
-    let app = custos_api::router(custos_api::AppState::new(Arc::new(custos)));
-    let base = serve(app).await;
-    Server {
-        _dir: dir,
-        base,
-        client: reqwest::Client::new(),
-    }
-}
-
-/// Serves `app` on an ephemeral loopback port; returns its base URL.
-async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}")
+    deploy(policy, Arc::new(SystemClock), |c| c).await
 }
 
 /// A stand-in identity provider: publishes the public halves of its keys and counts fetches.
