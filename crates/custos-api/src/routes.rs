@@ -85,8 +85,7 @@ async fn not_found() -> ApiError {
 /// Liveness and store reachability.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "healthy"), (status = 503, description = "the store is unreachable (`unavailable`)", body = Problem, content_type = "application/problem+json")))]
 async fn healthz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    let store = state.custos.store();
-    store.audit_size().await.map_err(|e| {
+    state.custos.audit_size().await.map_err(|e| {
         tracing::error!(error = %e, "health check failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -95,14 +94,14 @@ async fn healthz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Va
         )
     })?;
     Ok(Json(
-        serde_json::json!({"status": "ok", "store": store.backend()}),
+        serde_json::json!({"status": "ok", "store": state.custos.backend()}),
     ))
 }
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let size = state.custos.store().audit_size().await.ok();
+    let size = state.custos.audit_size().await.ok();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(size),

@@ -242,14 +242,14 @@ impl Custos {
         &self.policy
     }
 
-    /// The store (for health checks and the audit endpoints).
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// The store backend's name (`sqlite`, `postgres`), for `/healthz` and start-up output.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
     }
 
-    /// The key vault (for `keys rotate`).
-    pub fn vault(&self) -> &Arc<KeyVault> {
-        &self.vault
+    /// The number of entries in the audit log; also a reachability check of the store.
+    pub async fn audit_size(&self) -> Result<u64, CoreError> {
+        Ok(self.store.audit_size().await?)
     }
 
     /// The current time of this deployment's clock, at the store's microsecond precision

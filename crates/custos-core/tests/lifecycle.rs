@@ -197,7 +197,7 @@ async fn years_of_policy_archive_and_purge_each_category_on_its_day() {
     assert!(logs_purged >= release_day && logs_purged < plus_days(release_day, 2));
 
     // Nothing left but deletion-log rows; each purge audited.
-    let acme = env.custos.store().org(&org).await.unwrap().unwrap().0;
+    let acme = env.store.org(&org).await.unwrap().unwrap().0;
     let rows = env
         .store
         .list_records(&acme, &Default::default(), None, 1000)
@@ -293,7 +293,7 @@ async fn archive_moves_content_and_purge_leaves_no_objects() {
         .await
         .unwrap_err();
     assert!(matches!(err, CoreError::Conflict(_)), "{err:?}");
-    let scope = env.custos.store().org(&org).await.unwrap().unwrap().0;
+    let scope = env.store.org(&org).await.unwrap().unwrap().0;
     let row = env.store.record(&scope, &msg.id).await.unwrap().unwrap();
     assert!(row.sealed.is_none(), "content still in the hot store");
     let objects = env.dir.path().join("data/objects");
@@ -366,7 +366,7 @@ async fn purged_content_is_in_no_file_under_the_data_dir() {
         )
         .await
         .unwrap();
-    let scope = env.custos.store().org(&org).await.unwrap().unwrap().0;
+    let scope = env.store.org(&org).await.unwrap().unwrap().0;
     let sealed = env
         .store
         .record(&scope, &created.id)
@@ -427,7 +427,7 @@ async fn retention_override_change_recomputes_existing_records() {
         .await
         .unwrap();
     assert_eq!(first.recomputed, 3300);
-    let scope = env.custos.store().org(&org).await.unwrap().unwrap().0;
+    let scope = env.store.org(&org).await.unwrap().unwrap().0;
     let row = env
         .store
         .record(&scope, &messages[0].id)
@@ -801,7 +801,7 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
     let view = env.custos.get_org(&admin(), &org).await.unwrap();
     assert_eq!(view.status, "terminated");
     assert!(
-        env.custos.vault().subject_ref(&org, "anyone").is_err(),
+        env.vault.subject_ref(&org, "anyone").is_err(),
         "org key survived"
     );
     let org_objects = env.dir.path().join("data/objects/orgs").join(&org);
@@ -828,7 +828,7 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
         .await
         .unwrap()
         .is_some());
-    assert!(env.custos.vault().subject_ref(&other, "anyone").is_ok());
+    assert!(env.vault.subject_ref(&other, "anyone").is_ok());
     // A later sweep has nothing more to do.
     assert!(env.sweep().await.is_empty());
 }

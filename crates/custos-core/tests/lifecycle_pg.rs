@@ -11,7 +11,7 @@ use std::sync::Arc;
 use custos_core::{Caller, Custos, ManualClock, NewOrg, NewRecord, Principal, SweepOptions};
 use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, PgStore};
+use custos_store::{ObjectLocation, Objects, PgStore, Store};
 use jiff::ToSpan;
 use serde_json::json;
 
@@ -56,6 +56,8 @@ async fn two_sweepers_on_one_database_do_each_action_once() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("keys")).unwrap();
     let clock = Arc::new(ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
+    // A third handle on the same database, to read what the two instances did.
+    let reader = first.clone();
     let a = instance(first, dir.path(), clock.clone());
     let b = instance(second, dir.path(), clock.clone());
 
@@ -104,7 +106,7 @@ async fn two_sweepers_on_one_database_do_each_action_once() {
 
     // Exactly once: N deletion-log rows, each pointing at a batch purge event whose digest
     // covers exactly the rows pointing at it, and no other purge event.
-    let store = a.store();
+    let store = &reader;
     let scope = store.org(&org).await.unwrap().unwrap().0;
     let log = store.deletion_log(&scope, None, 10_000).await.unwrap();
     assert_eq!(log.len(), N);

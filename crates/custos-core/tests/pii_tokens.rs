@@ -54,6 +54,7 @@ struct Env {
     dir: tempfile::TempDir,
     custos: Custos,
     store: Arc<dyn Store>,
+    vault: Arc<KeyVault>,
 }
 
 fn admin() -> Caller {
@@ -86,8 +87,19 @@ where
     let keys = SqliteKeyStore::open(&data.join("keys/keys.db")).unwrap();
     let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));
     let clock = Arc::new(ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
-    let custos = Custos::new(Arc::new(policy()), store.clone(), objects, vault, clock);
-    let env = Env { dir, custos, store };
+    let custos = Custos::new(
+        Arc::new(policy()),
+        store.clone(),
+        objects,
+        vault.clone(),
+        clock,
+    );
+    let env = Env {
+        dir,
+        custos,
+        store,
+        vault,
+    };
     let outcome = std::panic::AssertUnwindSafe(body(env)).catch_unwind().await;
     if let Some((url, name)) = schema {
         if let Err(e) = PgStore::drop_schema(&url, &name).await {
@@ -569,7 +581,7 @@ async fn token_rows_keep_the_subject_and_no_raw_value(env: Env) {
         .await
         .unwrap();
     assert_eq!(rows.len(), 3);
-    let alice = env.custos.vault().subject_ref(&org, "alice").unwrap();
+    let alice = env.vault.subject_ref(&org, "alice").unwrap();
     for row in &rows {
         // Minted by the first record holding the value: Alice's for her name and address.
         let expected = (row.token != "<US_SSN_1>").then_some(alice.as_str());

@@ -146,7 +146,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
         );
     }
     println!("Custos listening on {scheme}://{}", args.listen);
-    println!("  store:  {}", custos.store().backend());
+    println!("  store:  {}", custos.backend());
     match &source {
         TokenSource::Env => println!("  admin token: from CUSTOS_ADMIN_TOKEN"),
         TokenSource::File(path) => println!("  admin token: {}", path.display()),

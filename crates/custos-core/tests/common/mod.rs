@@ -15,6 +15,8 @@ pub struct Env {
     pub custos: Custos,
     pub clock: Arc<ManualClock>,
     pub store: Arc<SqliteStore>,
+    /// The deployment's key vault (the core does not hand its own out).
+    pub vault: Arc<KeyVault>,
 }
 
 pub fn env() -> Env {
@@ -39,7 +41,7 @@ fn env_in(dir: tempfile::TempDir, objects: Objects) -> Env {
         Arc::new(Policy::builtin()),
         store.clone(),
         objects,
-        vault,
+        vault.clone(),
         clock.clone(),
     );
     Env {
@@ -47,6 +49,7 @@ fn env_in(dir: tempfile::TempDir, objects: Objects) -> Env {
         custos,
         clock,
         store,
+        vault,
     }
 }
 
