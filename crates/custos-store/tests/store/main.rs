@@ -11,6 +11,7 @@
 //! [`objects`] covers the blob store, which has one implementation.
 
 mod isolation;
+mod members;
 mod objects;
 mod suite;
 mod support;
@@ -39,6 +40,9 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends! {
+    crate::members::members_change_rotate_and_remove => members_change_rotate_and_remove,
+    crate::members::totp_steps_are_used_once_and_sessions_expire => totp_steps_are_used_once_and_sessions_expire,
+    crate::members::org_settings_upsert_per_org => org_settings_upsert_per_org,
     crate::suite::orgs_create_get_list => orgs_create_get_list,
     crate::suite::org_duplicate_id_conflicts => org_duplicate_id_conflicts,
     crate::suite::members_lookup_by_key_hash => members_lookup_by_key_hash,

@@ -7,15 +7,6 @@ use custos_store::{OrgScope, RecordFilter, RecordRow, RecordState, StateChange, 
 
 use crate::support::*;
 
-async fn create_org(store: &dyn Store, book: &mut AuditBook, name: &str) -> OrgScope {
-    let org = org(name);
-    let audit = [event(None, "org.create", &format!("org:{}", org.id))];
-    let scope = store.create_org(&org, &audit).await.unwrap();
-    book.appended(&audit);
-    assert_eq!(scope.org_id(), org.id);
-    scope
-}
-
 async fn list_all(store: &dyn Store, scope: &OrgScope, filter: &RecordFilter) -> Vec<RecordRow> {
     store
         .list_records(scope, filter, None, u32::MAX)

@@ -206,6 +206,16 @@ pub fn member(name: &str, roles: &[&str], groups: &[&str], mfa: bool) -> Member 
 }
 
 /// A random API key hash.
+/// Creates an org named `name`, audited, and returns its scope.
+pub async fn create_org(store: &dyn Store, book: &mut AuditBook, name: &str) -> OrgScope {
+    let org = org(name);
+    let audit = [event(None, "org.create", &format!("org:{}", org.id))];
+    let scope = store.create_org(&org, &audit).await.unwrap();
+    book.appended(&audit);
+    assert_eq!(scope.org_id(), org.id);
+    scope
+}
+
 pub fn key_hash() -> [u8; 32] {
     let mut h = [0u8; 32];
     h[..16].copy_from_slice(Uuid::new_v4().as_bytes());

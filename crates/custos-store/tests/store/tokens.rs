@@ -3,17 +3,9 @@
 
 use std::sync::Arc;
 
-use custos_store::{OrgScope, PiiToken, RecordState, Store, TokenBatch, TokenResolution};
+use custos_store::{PiiToken, RecordState, Store, TokenBatch, TokenResolution};
 
 use crate::support::*;
-
-async fn create_org(store: &dyn Store, book: &mut AuditBook, name: &str) -> OrgScope {
-    let org = org(name);
-    let audit = [event(None, "org.create", &format!("org:{}", org.id))];
-    let scope = store.create_org(&org, &audit).await.unwrap();
-    book.appended(&audit);
-    scope
-}
 
 /// A token row as core would mint it (the store never interprets lookup or sealed value).
 fn token(entity: &str, seq: u64, lookup: &str, subject: Option<&str>) -> PiiToken {

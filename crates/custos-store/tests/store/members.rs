@@ -1,0 +1,175 @@
+//! `MemberStore` on both backends: member changes, key rotation, TOTP factors, sessions and
+//! org settings, each audited in its own transaction and scoped to its org.
+
+use custos_store::Session;
+use jiff::ToSpan;
+
+use crate::support::*;
+
+fn session(member: &str, expires: jiff::Timestamp) -> Session {
+    Session {
+        token_hash: key_hash(),
+        member_id: member.to_string(),
+        method: "totp".into(),
+        expires_at: expires,
+    }
+}
+
+pub async fn members_change_rotate_and_remove(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "A").await;
+    let b = create_org(store, &mut book, "B").await;
+    let alice = member("Alice", &["admin"], &["legal"], false);
+    let key = key_hash();
+    let audit = [event(Some(&a), "member.create", "member:alice")];
+    store.add_member(&a, &alice, &key, &audit).await.unwrap();
+    book.appended(&audit);
+    assert_eq!(store.members(&a).await.unwrap(), vec![alice.clone()]);
+    assert!(store.members(&b).await.unwrap().is_empty());
+    assert_eq!(store.member(&b, &alice.id).await.unwrap(), None);
+
+    // Changes apply in the member's own org only; elsewhere nothing is written or appended.
+    let mut changed = alice.clone();
+    changed.roles = vec!["owner".into()];
+    changed.groups = vec![];
+    changed.mfa = true;
+    let audit = [event(Some(&b), "member.update", "member:alice")];
+    assert!(!store.update_member(&b, &changed, &audit).await.unwrap());
+    let audit = [event(Some(&a), "member.update", "member:alice")];
+    assert!(store.update_member(&a, &changed, &audit).await.unwrap());
+    book.appended(&audit);
+    assert_eq!(
+        store.member(&a, &alice.id).await.unwrap(),
+        Some(changed.clone())
+    );
+
+    // A new key replaces the old one and ends the member's sessions.
+    let audit = [event(Some(&a), "session.open", "member:alice")];
+    let factor = b"sealed-secret".to_vec();
+    assert!(store.set_totp(&a, &alice.id, &factor, &[]).await.unwrap());
+    let s = session(&alice.id, now_us() + 1.hour());
+    assert!(store.open_session(&a, &s, 100, &audit).await.unwrap());
+    book.appended(&audit);
+    assert!(store
+        .session(&s.token_hash, now_us())
+        .await
+        .unwrap()
+        .is_some());
+    let new_key = key_hash();
+    let audit = [event(Some(&a), "member.key_rotate", "member:alice")];
+    assert!(!store
+        .set_member_key(&b, &alice.id, &new_key, &[])
+        .await
+        .unwrap());
+    assert!(store
+        .set_member_key(&a, &alice.id, &new_key, &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    assert_eq!(store.member_by_key_hash(&key).await.unwrap(), None);
+    assert_eq!(
+        store.member_by_key_hash(&new_key).await.unwrap(),
+        Some((a.clone(), changed.clone()))
+    );
+    assert_eq!(store.session(&s.token_hash, now_us()).await.unwrap(), None);
+
+    // Removal takes the factor and sessions with it.
+    let s = session(&alice.id, now_us() + 1.hour());
+    assert!(store.open_session(&a, &s, 101, &[]).await.unwrap());
+    let audit = [event(Some(&a), "member.remove", "member:alice")];
+    assert!(!store.remove_member(&b, &alice.id, &[]).await.unwrap());
+    assert!(store.remove_member(&a, &alice.id, &audit).await.unwrap());
+    book.appended(&audit);
+    assert_eq!(store.member(&a, &alice.id).await.unwrap(), None);
+    assert_eq!(store.totp(&a, &alice.id).await.unwrap(), None);
+    assert_eq!(store.session(&s.token_hash, now_us()).await.unwrap(), None);
+    assert!(!store.remove_member(&a, &alice.id, &[]).await.unwrap());
+    book.verify(store).await;
+}
+
+pub async fn totp_steps_are_used_once_and_sessions_expire(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "A").await;
+    let b = create_org(store, &mut book, "B").await;
+    let bob = member("Bob", &["member"], &[], false);
+    store.add_member(&a, &bob, &key_hash(), &[]).await.unwrap();
+    // No factor, no member elsewhere: no enrollment, no session.
+    assert!(!store.set_totp(&b, &bob.id, b"x", &[]).await.unwrap());
+    let s = session(&bob.id, now_us() + 1.hour());
+    assert!(!store.open_session(&a, &s, 7, &[]).await.unwrap());
+    let audit = [event(Some(&a), "member.totp_enroll", "member:bob")];
+    assert!(store
+        .set_totp(&a, &bob.id, b"sealed", &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    let factor = store.totp(&a, &bob.id).await.unwrap().unwrap();
+    assert_eq!(
+        (factor.sealed.as_slice(), factor.last_step),
+        (&b"sealed"[..], None)
+    );
+    assert_eq!(store.totp(&b, &bob.id).await.unwrap(), None);
+
+    // Step 7 once; 7 again or 6 never; 8 after it.
+    let audit = [event(Some(&a), "session.open", "member:bob")];
+    assert!(store.open_session(&a, &s, 7, &audit).await.unwrap());
+    book.appended(&audit);
+    for step in [7, 6] {
+        let again = session(&bob.id, now_us() + 1.hour());
+        let audit = [event(Some(&a), "session.open", "member:bob")];
+        assert!(!store.open_session(&a, &again, step, &audit).await.unwrap());
+        assert_eq!(
+            store.session(&again.token_hash, now_us()).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        store.totp(&a, &bob.id).await.unwrap().unwrap().last_step,
+        Some(7)
+    );
+    let later = session(&bob.id, now_us() + 1.hour());
+    assert!(store.open_session(&a, &later, 8, &[]).await.unwrap());
+
+    // A session authenticates its member until it expires.
+    let (scope, m, found) = store
+        .session(&s.token_hash, now_us())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((scope, m, found), (a.clone(), bob.clone(), s.clone()));
+    let after = s.expires_at + 1.microsecond();
+    assert_eq!(store.session(&s.token_hash, after).await.unwrap(), None);
+
+    // Re-enrolling resets the step and ends the sessions.
+    assert!(store.set_totp(&a, &bob.id, b"other", &[]).await.unwrap());
+    assert_eq!(
+        store.totp(&a, &bob.id).await.unwrap().unwrap().last_step,
+        None
+    );
+    assert_eq!(
+        store.session(&later.token_hash, now_us()).await.unwrap(),
+        None
+    );
+    book.verify(store).await;
+}
+
+pub async fn org_settings_upsert_per_org(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "A").await;
+    let b = create_org(store, &mut book, "B").await;
+    assert_eq!(store.org_settings(&a).await.unwrap(), None);
+    for doc in [
+        r#"{"require_mfa_for_admins":true}"#,
+        r#"{"session_timeout":"5m"}"#,
+    ] {
+        let audit = [event(Some(&a), "settings.update", "org:a")];
+        store.set_org_settings(&a, doc, &audit).await.unwrap();
+        book.appended(&audit);
+        assert_eq!(store.org_settings(&a).await.unwrap().as_deref(), Some(doc));
+    }
+    assert_eq!(store.org_settings(&b).await.unwrap(), None);
+    book.verify(store).await;
+}
