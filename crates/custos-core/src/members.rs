@@ -500,8 +500,9 @@ impl Custos {
             unreachable!("the table opens TOTP enrollment to members only");
         };
         let secret = custos_crypto::SecretKey::generate();
-        let raw: Vec<u8> = secret.with_bytes(|b| b[..20].to_vec());
-        let totp = self.totp_for(&member.id, raw.clone())?;
+        // Wiped when dropped; the `Totp` value wipes its own copy (the crate's `zeroize`).
+        let raw = zeroize::Zeroizing::new(secret.with_bytes(|b| b[..20].to_vec()));
+        let totp = totp(&member.id, raw.to_vec())?;
         let sealed = self
             .vault
             .org_purpose_key(org, TOTP_SEAL_PURPOSE)?
@@ -521,12 +522,8 @@ impl Custos {
             otpauth_uri: totp
                 .to_url()
                 .map_err(|e| CoreError::Internal(format!("TOTP URI: {e}")))?,
-            secret: totp_rs::Secret::from(raw).to_base32(),
+            secret: totp_rs::Secret::from(raw.to_vec()).to_base32(),
         })
-    }
-
-    fn totp_for(&self, member_id: &str, secret: Vec<u8>) -> Result<totp_rs::Totp, CoreError> {
-        totp(member_id, secret)
     }
 
     /// Opens a session for the calling member with its API key and a TOTP code: the session
@@ -560,7 +557,7 @@ impl Custos {
             .vault
             .org_purpose_key(org, TOTP_SEAL_PURPOSE)?
             .open(&totp_aad(org, &member.id), &factor.sealed)?;
-        let totp = self.totp_for(&member.id, raw)?;
+        let totp = totp(&member.id, raw)?;
         let now = self.now().as_second().max(0) as u64;
         let step = matching_step(&totp, req.totp.trim(), now);
         let Some(step) = step.filter(|s| factor.last_step.is_none_or(|last| *s > last)) else {
