@@ -21,6 +21,7 @@ mod members;
 mod orgs;
 mod pii;
 mod pii_stream;
+mod pii_walk;
 mod records;
 mod settings;
 
