@@ -674,6 +674,20 @@ async fn the_system_only_operations_have_no_route_and_refuse_everyone_else() {
     }
 }
 
+/// A new org, created by the admin token; returns its id.
+async fn new_org(s: &Server) -> String {
+    s.ok(
+        "POST",
+        ADMIN,
+        "/v1/orgs",
+        Body::Json(json!({"name": "Org"})),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// A member of `org` created by the admin token; returns its API key and id.
 async fn member(s: &Server, org: &str, body: Value) -> (String, String) {
     let v = s
@@ -693,12 +707,7 @@ async fn member(s: &Server, org: &str, body: Value) -> (String, String) {
 #[tokio::test]
 async fn no_caller_grants_what_it_does_not_hold() {
     let s = server().await;
-    let org = s
-        .ok("POST", ADMIN, "/v1/orgs", Body::Json(json!({"name": "E"})))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let org = new_org(&s).await;
     let members = format!("/v1/orgs/{org}/members");
     let (admin, _) = member(&s, &org, json!({"name": "a", "roles": ["admin"]})).await;
     let (_, owner_id) = member(&s, &org, json!({"name": "o", "roles": ["owner"]})).await;
@@ -785,12 +794,7 @@ async fn no_caller_grants_what_it_does_not_hold() {
 #[tokio::test]
 async fn totp_sessions_expire_and_codes_open_one_session() {
     let s = server().await;
-    let org = s
-        .ok("POST", ADMIN, "/v1/orgs", Body::Json(json!({"name": "T"})))
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let org = new_org(&s).await;
     let (key, _) = member(&s, &org, json!({"name": "a", "roles": ["admin"]})).await;
     let sessions = format!("/v1/orgs/{org}/sessions");
     let write = |token: String| {

@@ -14,6 +14,25 @@ fn json(values: &[String]) -> String {
     serde_json::to_string(values).expect("strings serialize")
 }
 
+/// Deletes a member's rows from `tables` (its factor, its sessions) inside `tx`.
+async fn forget(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tables: &[&str],
+    scope: &OrgScope,
+    member: &str,
+) -> Result<(), StoreError> {
+    for table in tables {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE org_id = $1 AND member_id = $2"
+        ))
+        .bind(scope.org_id())
+        .bind(member)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MemberStore for PgStore {
     async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError> {
@@ -84,15 +103,7 @@ impl MemberStore for PgStore {
         if n != 1 {
             return Ok(false);
         }
-        for table in ["member_factors", "sessions"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE org_id = $1 AND member_id = $2"
-            ))
-            .bind(scope.org_id())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        forget(&mut tx, &["member_factors", "sessions"], scope, id).await?;
         commit_with(tx, audit).await?;
         Ok(true)
     }
@@ -115,11 +126,7 @@ impl MemberStore for PgStore {
         if n != 1 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND member_id = $2")
-            .bind(scope.org_id())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        forget(&mut tx, &["sessions"], scope, id).await?;
         commit_with(tx, audit).await?;
         Ok(true)
     }
@@ -179,11 +186,7 @@ impl MemberStore for PgStore {
         .bind(sealed)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND member_id = $2")
-            .bind(scope.org_id())
-            .bind(member_id)
-            .execute(&mut *tx)
-            .await?;
+        forget(&mut tx, &["sessions"], scope, member_id).await?;
         commit_with(tx, audit).await?;
         Ok(true)
     }

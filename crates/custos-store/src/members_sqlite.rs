@@ -14,6 +14,22 @@ fn json(values: &[String]) -> String {
     serde_json::to_string(values).expect("strings serialize")
 }
 
+/// Deletes a member's rows from `tables` (its factor, its sessions) inside `tx`.
+fn forget(
+    tx: &rusqlite::Transaction<'_>,
+    tables: &[&str],
+    org: &str,
+    member: &str,
+) -> Result<(), StoreError> {
+    for table in tables {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE org_id = ?1 AND member_id = ?2"),
+            [org, member],
+        )?;
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MemberStore for SqliteStore {
     async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError> {
@@ -74,12 +90,7 @@ impl MemberStore for SqliteStore {
                 [&org, &id],
             )? == 1;
             if removed {
-                for table in ["member_factors", "sessions"] {
-                    tx.execute(
-                        &format!("DELETE FROM {table} WHERE org_id = ?1 AND member_id = ?2"),
-                        [&org, &id],
-                    )?;
-                }
+                forget(tx, &["member_factors", "sessions"], &org, &id)?;
             }
             Ok(removed)
         })
@@ -100,10 +111,7 @@ impl MemberStore for SqliteStore {
                 params![org, id, &hash[..]],
             )? == 1;
             if changed {
-                tx.execute(
-                    "DELETE FROM sessions WHERE org_id = ?1 AND member_id = ?2",
-                    [&org, &id],
-                )?;
+                forget(tx, &["sessions"], &org, &id)?;
             }
             Ok(changed)
         })
@@ -170,10 +178,7 @@ impl MemberStore for SqliteStore {
                  DO UPDATE SET totp_sealed = excluded.totp_sealed, last_step = NULL",
                 params![org, id, sealed],
             )?;
-            tx.execute(
-                "DELETE FROM sessions WHERE org_id = ?1 AND member_id = ?2",
-                [&org, &id],
-            )?;
+            forget(tx, &["sessions"], &org, &id)?;
             Ok(true)
         })
         .await
