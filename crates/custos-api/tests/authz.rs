@@ -100,6 +100,16 @@ impl Server {
         v
     }
 
+    /// A session for the member with API key `key` and TOTP `secret`, at the current code.
+    async fn open_session(&self, org: &str, key: &str, secret: &str) -> String {
+        let body = Body::Json(json!({ "totp": self.totp_code(secret) }));
+        self.ok("POST", key, &format!("/v1/orgs/{org}/sessions"), body)
+            .await["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     fn totp_code(&self, secret: &str) -> String {
         totp_rs::Builder::new()
             .with_digits(6)
@@ -185,17 +195,7 @@ async fn world(s: &Server) -> World {
                 )
                 .await;
             let secret = enrolled["secret"].as_str().unwrap().to_string();
-            let session = s
-                .ok(
-                    "POST",
-                    &key,
-                    &format!("/v1/orgs/{org}/sessions"),
-                    Body::Json(json!({"totp": s.totp_code(&secret)})),
-                )
-                .await["token"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let session = s.open_session(&org, &key, &secret).await;
             if role == "owner" && legal {
                 writer = Some(session.clone());
             }
@@ -880,29 +880,13 @@ async fn totp_sessions_expire_and_codes_open_one_session() {
         Body::Json(json!({"session_timeout": "5m"})),
     )
     .await;
-    let session = s
-        .ok(
-            "POST",
-            &key,
-            &sessions,
-            Body::Json(json!({ "totp": s.totp_code(&secret) })),
-        )
-        .await;
-    let token = session["token"].as_str().unwrap().to_string();
+    let token = s.open_session(&org, &key, &secret).await;
     s.clock.advance(4.minutes());
     assert_eq!(write(token.clone()).await.0, StatusCode::CREATED);
     s.clock.advance(2.minutes());
     assert_eq!(write(token).await.0, StatusCode::UNAUTHORIZED);
     // Rotating the key ends its sessions.
-    let session = s
-        .ok(
-            "POST",
-            &key,
-            &sessions,
-            Body::Json(json!({ "totp": s.totp_code(&secret) })),
-        )
-        .await;
-    let token = session["token"].as_str().unwrap().to_string();
+    let token = s.open_session(&org, &key, &secret).await;
     let members = s
         .ok("GET", ADMIN, &format!("/v1/orgs/{org}/members"), Body::None)
         .await;
