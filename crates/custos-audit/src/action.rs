@@ -123,6 +123,40 @@ actions! {
     PiiScan = "pii.scan",
     /// A write was refused by a category's `block` PII rule.
     PiiBlocked = "pii.blocked",
+    /// A data subject request was filed.
+    RequestCreate = "request.create",
+    /// Data subject requests were listed.
+    RequestList = "request.list",
+    /// A data subject request was read.
+    RequestRead = "request.read",
+    /// Work on a data subject request started (`received` → `in_progress`).
+    RequestStart = "request.start",
+    /// A data subject request completed or partially completed (the reason says which).
+    RequestComplete = "request.complete",
+    /// A data subject request's deadline was extended.
+    RequestExtend = "request.extend",
+    /// A data subject request was rejected.
+    RequestReject = "request.reject",
+    /// A subject's data was exported for a request.
+    RequestExport = "request.export",
+    /// A bulk erasure job was filed.
+    RequestBulk = "request.bulk",
+    /// A certificate of deletion was issued.
+    CertificateIssue = "certificate.issue",
+    /// A certificate of deletion was read.
+    CertificateRead = "certificate.read",
+    /// A subject's keys are being destroyed (appended before the keys go).
+    SubjectCryptoErase = "subject.crypto_erase",
+    /// A subject's records were marked for purge by an erasure.
+    SubjectPurge = "subject.purge",
+    /// A subject's records were anonymized by an erasure.
+    SubjectAnonymize = "subject.anonymize",
+    /// A subject's records were folded into counts by an erasure.
+    SubjectAggregate = "subject.aggregate",
+    /// A subject's PII tokens were destroyed by an erasure.
+    SubjectTokensDestroy = "subject.tokens_destroy",
+    /// A subject's erasure completed: the event a certificate of deletion is bound to.
+    SubjectErase = "subject.erase",
 }
 
 impl fmt::Display for AuditAction {

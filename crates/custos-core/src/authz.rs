@@ -152,6 +152,22 @@ operations! {
     SigningKey,
     /// Scan text for PII.
     Scan,
+    /// File a data subject request (an erasure runs at once).
+    RequestCreate,
+    /// List data subject requests.
+    RequestList,
+    /// Read a data subject request.
+    RequestRead,
+    /// Extend a data subject request's deadline, once.
+    RequestExtend,
+    /// Reject a data subject request, with a reason.
+    RequestReject,
+    /// Download (generating it if needed) the export of an access or portability request.
+    RequestExport,
+    /// Read the certificate of deletion of an erasure request.
+    RequestCertificate,
+    /// File a bulk erasure (a CSV of subjects).
+    RequestBulkErase,
     /// Run the lifecycle sweep (system only: the CLI and the scheduler).
     Sweep,
     /// Rotate the root or an org key (system only: the CLI).
@@ -168,6 +184,11 @@ use Role::{Admin as ADM, Auditor as AUD, Member as MEM, Owner as OWN, Service as
 const ANY_ROLE: &[Role] = &[OWN, ADM, MEM, AUD, SVC];
 /// Roles that manage an org.
 const MANAGERS: &[Role] = &[OWN, ADM];
+/// Roles that may file data subject requests: managers, and the customer's application
+/// acting for its end user ("delete my data", "export my data").
+const REQUESTERS: &[Role] = &[OWN, ADM, SVC];
+/// Roles that may follow data subject requests and fetch their certificates.
+const REQUEST_READERS: &[Role] = &[OWN, ADM, AUD, SVC];
 /// Roles that read an org's evidence (audit trail, deletion log, holds, SLA report).
 const EVIDENCE: &[Role] = &[OWN, ADM, AUD];
 
@@ -537,6 +558,85 @@ pub const TABLE: &[Rule] = &[
     rule(Op::Scan, A::PiiScan, true, ANY_ROLE, CategoryRule::No, No)
         .http("POST", "/v1/scan")
         .cli("scan"),
+    rule(
+        Op::RequestCreate,
+        A::RequestCreate,
+        false,
+        REQUESTERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/requests")
+    .cli("dsr erase"),
+    rule(
+        Op::RequestList,
+        A::RequestList,
+        false,
+        REQUEST_READERS,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/requests")
+    .cli("dsr list"),
+    rule(
+        Op::RequestRead,
+        A::RequestRead,
+        false,
+        REQUEST_READERS,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/requests/{id}")
+    .cli("dsr show"),
+    rule(
+        Op::RequestExtend,
+        A::RequestExtend,
+        false,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/requests/{id}/extend")
+    .cli("dsr extend"),
+    rule(
+        Op::RequestReject,
+        A::RequestReject,
+        false,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/requests/{id}/reject"),
+    rule(
+        Op::RequestExport,
+        A::RequestExport,
+        false,
+        REQUESTERS,
+        Target,
+        ForAdmins,
+    )
+    .http("GET", "/v1/orgs/{org}/requests/{id}/export")
+    .cli("dsr export"),
+    rule(
+        Op::RequestCertificate,
+        A::CertificateRead,
+        false,
+        REQUEST_READERS,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/requests/{id}/certificate")
+    .while_terminating(),
+    rule(
+        Op::RequestBulkErase,
+        A::RequestBulk,
+        false,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/requests/bulk")
+    .cli("dsr erase --csv"),
     rule(
         Op::Sweep,
         A::LifecycleSweep,

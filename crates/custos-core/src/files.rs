@@ -216,9 +216,10 @@ impl Custos {
             .as_deref()
             .map(|s| self.vault.subject_ref(scope.org_id(), s))
             .transpose()?;
-        let key = self
-            .vault
-            .content_key(scope.org_id(), subject_ref.as_deref())?;
+        let slot = subject_ref
+            .as_deref()
+            .map(|r| custos_crypto::KeyVault::subject_slot(r, &category.name));
+        let key = self.vault.content_key(scope.org_id(), slot.as_deref())?;
         let token_keys = match &plan {
             Some(plan) if plan.tokenizes() => {
                 Some(TokenKeys::for_org(&self.vault, scope.org_id())?)

@@ -11,7 +11,10 @@
 mod access;
 mod audit;
 pub mod authz;
+mod certificate;
 mod clock;
+mod dsr;
+mod erasure;
 mod error;
 mod files;
 pub mod idp;
@@ -39,6 +42,10 @@ pub use audit::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use custos_store::AuditFilter;
+pub use dsr::{
+    extended_due, request_due, NewRequest, RequestExtension, RequestPage, RequestQuery,
+    RequestRejection, RequestView,
+};
 pub use error::CoreError;
 pub use files::{FileDownload, FileUpload};
 pub use lifecycle::{
@@ -147,6 +154,16 @@ impl Caller {
             Principal::Admin => Actor::Admin,
             Principal::Member { member, .. } => Actor::Member(member.id.clone()),
             Principal::System => Actor::System,
+        }
+    }
+
+    /// The actor as the audit log's indexed column names it (`admin`, `system`,
+    /// `member:<id>`).
+    pub fn actor_name(&self) -> String {
+        match &self.principal {
+            Principal::Admin => "admin".into(),
+            Principal::Member { member, .. } => format!("member:{}", member.id),
+            Principal::System => "system".into(),
         }
     }
 }

@@ -215,6 +215,19 @@ pub(crate) struct ScrubPlan {
 }
 
 impl ScrubPlan {
+    /// Every entity kind the scanner knows, redacted: what erasure's `anonymize` leaves of a
+    /// record, whatever the category's own rule.
+    pub fn redact_all() -> ScrubPlan {
+        ScrubPlan {
+            kinds: EntityKind::ALL.to_vec(),
+            ops: Operators::uniform(Operator::Redact),
+            keys: ScrubKeys {
+                hmac: None,
+                cipher: None,
+            },
+        }
+    }
+
     /// True when the rule replaces values with org-wide pseudonyms.
     pub fn tokenizes(&self) -> bool {
         matches!(self.ops.default, Operator::Tokenize)

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use custos_crypto::KeyRef;
+use custos_crypto::{KeyRef, KeyVault};
 use custos_store::{OrgScope, RecordFilter, RecordRow, RecordState, StateChange};
 
 use crate::access::Grant;
@@ -413,7 +413,7 @@ fn seal_row(
     let (key_ref, sealed) = match envelope {
         Some(envelope) => {
             let key = match &spec.subject_ref {
-                Some(r) => keys.subjects.get(r),
+                Some(r) => keys.subjects.get(&KeyVault::subject_slot(r, spec.category)),
                 None => keys.org.as_ref(),
             }
             .ok_or_else(|| CoreError::Internal("content key missing from the batch".into()))?;
@@ -776,7 +776,10 @@ impl Custos {
         let sealed = pending.iter().filter(|p| p.store_content);
         let wanted: Vec<String> = sealed
             .clone()
-            .filter_map(|p| p.subject_ref.clone())
+            .filter_map(|p| {
+                let r = p.subject_ref.as_deref()?;
+                Some(KeyVault::subject_slot(r, &p.category))
+            })
             .collect();
         let org_wanted = sealed.clone().any(|p| p.subject_ref.is_none());
         let (vault, org) = (self.vault.clone(), scope.org_id().to_string());
@@ -808,10 +811,14 @@ impl Custos {
         envelope: Option<Envelope>,
     ) -> Result<RecordRow, CoreError> {
         if envelope.is_some() {
-            match &spec.subject_ref {
-                Some(r) if !keys.subjects.contains_key(r) => {
-                    let key = self.vault.content_key(scope.org_id(), Some(r))?;
-                    keys.subjects.insert(r.clone(), key);
+            let slot = spec
+                .subject_ref
+                .as_deref()
+                .map(|r| KeyVault::subject_slot(r, spec.category));
+            match &slot {
+                Some(slot) if !keys.subjects.contains_key(slot) => {
+                    let key = self.vault.content_key(scope.org_id(), Some(slot))?;
+                    keys.subjects.insert(slot.clone(), key);
                 }
                 None if keys.org.is_none() => {
                     keys.org = Some(self.vault.content_key(scope.org_id(), None)?);

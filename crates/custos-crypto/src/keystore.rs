@@ -57,8 +57,16 @@ pub trait KeyStore: Send + Sync {
     fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError>;
     /// Replaces the wrapping of subject keys, all or nothing.
     fn rewrap_subject_keys(&self, org: &str, rows: &[SubjectKeyRow]) -> Result<(), CryptoError>;
-    /// Destroys a subject's keys; returns how many were destroyed.
-    fn destroy_subject(&self, org: &str, subject_ref: &str) -> Result<usize, CryptoError>;
+    /// Every key of a subject: the one named by its reference itself and those of its slots
+    /// (`<subject_ref>/<slot>`).
+    fn subject_key_slots(
+        &self,
+        org: &str,
+        subject_ref: &str,
+    ) -> Result<Vec<SubjectKeyRow>, CryptoError>;
+    /// Destroys subject keys by id in one transaction; returns how many were destroyed (keys
+    /// already gone are skipped, so a retried erasure is harmless).
+    fn destroy_subject_keys(&self, org: &str, key_ids: &[String]) -> Result<usize, CryptoError>;
     /// Destroys every key of an org.
     fn destroy_org(&self, org: &str) -> Result<(), CryptoError>;
 }
@@ -289,11 +297,33 @@ impl KeyStore for SqliteKeyStore {
         Ok(())
     }
 
-    fn destroy_subject(&self, org: &str, subject_ref: &str) -> Result<usize, CryptoError> {
-        Ok(self.conn().execute(
-            "DELETE FROM subject_keys WHERE org = ?1 AND subject_ref = ?2",
-            [org, subject_ref],
-        )?)
+    fn subject_key_slots(
+        &self,
+        org: &str,
+        subject_ref: &str,
+    ) -> Result<Vec<SubjectKeyRow>, CryptoError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys
+             WHERE org = ?1 AND (subject_ref = ?2 OR substr(subject_ref, 1, length(?2) + 1) = ?2 || '/')
+             ORDER BY subject_ref",
+        )?;
+        let rows = stmt.query_map([org, subject_ref], subject_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn destroy_subject_keys(&self, org: &str, key_ids: &[String]) -> Result<usize, CryptoError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        for id in key_ids {
+            n += tx.execute(
+                "DELETE FROM subject_keys WHERE org = ?1 AND key_id = ?2",
+                [org, id.as_str()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     fn destroy_org(&self, org: &str) -> Result<(), CryptoError> {

@@ -14,6 +14,15 @@ pub struct RotationReport {
     pub rewrapped: usize,
 }
 
+/// A live subject key: its id (as records name it in `subject:<id>`) and its slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectKeySlot {
+    /// Key id.
+    pub key_id: String,
+    /// `<subject_ref>` or `<subject_ref>/<category>`.
+    pub slot: String,
+}
+
 /// Unwrapped org keys by org id, every version oldest first.
 type OrgKeyCache = HashMap<String, Vec<(u32, Arc<SecretKey>)>>;
 
@@ -241,9 +250,44 @@ impl KeyVault {
         })
     }
 
-    /// Destroys a subject's key: everything sealed under it becomes unreadable everywhere.
+    /// The key slot that seals one category's records of a subject: erasure destroys slots
+    /// one by one, so `delete` categories become unreadable at once while `anonymize` work
+    /// still opens its own records, and a legal hold on a category keeps exactly its slot.
+    pub fn subject_slot(subject_ref: &str, category: &str) -> String {
+        format!("{subject_ref}/{category}")
+    }
+
+    /// Every live key of a subject, with the slot (`<ref>` or `<ref>/<category>`) it seals.
+    pub fn subject_keys_of(
+        &self,
+        org: &str,
+        subject_ref: &str,
+    ) -> Result<Vec<SubjectKeySlot>, CryptoError> {
+        Ok(self
+            .store
+            .subject_key_slots(org, subject_ref)?
+            .into_iter()
+            .map(|row| SubjectKeySlot {
+                key_id: row.key_id,
+                slot: row.subject_ref,
+            })
+            .collect())
+    }
+
+    /// Destroys subject keys by id: everything sealed under them becomes unreadable
+    /// everywhere (every copy of the data), at once. Returns how many existed.
+    pub fn destroy_subject_keys(&self, org: &str, key_ids: &[String]) -> Result<usize, CryptoError> {
+        self.store.destroy_subject_keys(org, key_ids)
+    }
+
+    /// Destroys every key of a subject (all its slots).
     pub fn destroy_subject(&self, org: &str, subject_ref: &str) -> Result<usize, CryptoError> {
-        self.store.destroy_subject(org, subject_ref)
+        let ids: Vec<String> = self
+            .subject_keys_of(org, subject_ref)?
+            .into_iter()
+            .map(|k| k.key_id)
+            .collect();
+        self.destroy_subject_keys(org, &ids)
     }
 
     /// Destroys every key of an org (termination).

@@ -66,6 +66,9 @@ pub struct Deletion {
     pub account_termination_within: Duration,
     /// Deadline for a data subject's erasure request (GDPR/CCPA).
     pub erasure_request_within: Duration,
+    /// How far an owner or admin may extend a data subject request's deadline, once (GDPR
+    /// Art. 12(3): by two further months).
+    pub erasure_extension_max: Duration,
     /// How long an archived record stays readable after an authorized restore request.
     pub archive_restore_window: Duration,
 }

@@ -29,6 +29,7 @@ const DELETION_KEYS: &[&str] = &[
     "expired_within",
     "account_termination_within",
     "erasure_request_within",
+    "erasure_extension_max",
     "archive_restore_window",
 ];
 const CATEGORY_KEYS: &[&str] = &[
@@ -67,6 +68,7 @@ pub(crate) mod defaults {
             expired_within: Duration::from_parts(7, DurationUnit::Days),
             account_termination_within: Duration::from_parts(90, DurationUnit::Days),
             erasure_request_within: Duration::from_parts(30, DurationUnit::Days),
+            erasure_extension_max: Duration::from_parts(2, DurationUnit::Months),
             archive_restore_window: Duration::from_parts(48, DurationUnit::Hours),
         }
     }
@@ -712,6 +714,7 @@ fn check_deletion(cx: &mut Cx<'_>, table: &dyn TableLike, at: &Span) -> Deletion
         expired_within: get("expired_within", d.expired_within),
         account_termination_within: get("account_termination_within", d.account_termination_within),
         erasure_request_within: get("erasure_request_within", d.erasure_request_within),
+        erasure_extension_max: get("erasure_extension_max", d.erasure_extension_max),
         archive_restore_window: get("archive_restore_window", d.archive_restore_window),
     }
 }

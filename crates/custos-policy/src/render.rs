@@ -91,6 +91,11 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     );
     let _ = writeln!(
         o,
+        "erasure_extension_max = \"{}\"",
+        d.erasure_extension_max
+    );
+    let _ = writeln!(
+        o,
         "archive_restore_window = \"{}\"",
         d.archive_restore_window
     );
@@ -350,8 +355,10 @@ pub(crate) fn disclosure(p: &Policy) -> String {
     let _ = writeln!(
         o,
         "- Requests to erase a person's data (GDPR, CCPA) are completed within {}, and a signed \
-         certificate of deletion is available on request.",
-        d.erasure_request_within.describe()
+         certificate of deletion is available on request. When a request is complex, the deadline \
+         may be extended once, by at most {}, and the person is told why.",
+        d.erasure_request_within.describe(),
+        d.erasure_extension_max.describe()
     );
     let _ = writeln!(
         o,

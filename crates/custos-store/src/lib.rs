@@ -25,6 +25,9 @@ mod members_sqlite;
 mod model;
 mod objects;
 mod pg;
+mod requests;
+mod requests_pg;
+mod requests_sqlite;
 mod schema;
 mod sqlite;
 mod stream;
@@ -40,6 +43,10 @@ pub use objects::{
     DEFAULT_ARCHIVE_STORAGE_CLASS,
 };
 pub use pg::PgStore;
+pub use requests::{
+    ErasureAggregate, RecordRewrite, RequestCursor, RequestFilter, RequestKind, RequestStatus,
+    RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
+};
 pub use sqlite::SqliteStore;
 pub use stream::{record_stream, RecordChunks, RecordSender};
 pub use tokens::{PiiToken, TokenBatch, TokenResolution};
@@ -48,7 +55,7 @@ use custos_audit::AuditEvent;
 
 /// Persistence of orgs, members, records, holds, overrides and the audit event stream.
 #[async_trait::async_trait]
-pub trait Store: MemberStore + Send + Sync + 'static {
+pub trait Store: MemberStore + RequestStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`, for `/healthz` and logs.
     fn backend(&self) -> &'static str;
 

@@ -88,6 +88,7 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
     RECOMPUTE_MIGRATION,
     TERMINATION_MIGRATION,
     crate::members::MIGRATION,
+    crate::requests::MIGRATION,
 ];
 
 /// Migration 6: org termination, archive restore windows, and the audit event of each purge.

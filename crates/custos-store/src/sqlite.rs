@@ -92,6 +92,7 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
     SUBJECT_INDEX_MIGRATION,
     ORG_SEQ_MIGRATION,
     crate::members::MIGRATION,
+    crate::requests::MIGRATION,
 ];
 
 /// Migration 8: records name their org by a small integer (`orgs.seq`) instead of its
@@ -140,7 +141,7 @@ CREATE INDEX records_by_due ON records (next_due_at) WHERE next_due_at IS NOT NU
 /// The condition that scopes a records statement to the org whose id is `?1` (see migration
 /// 8). SQLite evaluates the uncorrelated subquery once per statement, and an unknown org
 /// matches nothing.
-const IN_ORG: &str = "org_seq = (SELECT seq FROM orgs WHERE id = ?1)";
+pub(crate) const IN_ORG: &str = "org_seq = (SELECT seq FROM orgs WHERE id = ?1)";
 
 /// The org id of a records row, for statements that span orgs.
 const ORG_OF_ROW: &str = "(SELECT o.id FROM orgs o WHERE o.seq = records.org_seq)";

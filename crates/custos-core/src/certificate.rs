@@ -1,0 +1,208 @@
+//! Certificates of deletion: the statement an erasure round makes, the `subject.erase` audit
+//! event bound to it, and the sealed, signed certificate (see `custos-cert` for the format
+//! and its offline verification).
+
+use custos_audit::AuditAction;
+use custos_cert::{
+    FormatV1, HeldBack, Issuer, Method, Sanitization, Statement, Status, Subject, Tiers, Times,
+};
+use custos_store::{AuditFilter, OrgScope, RequestStatus, StoredCertificate, SubjectRequest};
+
+use crate::authz::Operation;
+use crate::erasure::Progress;
+use crate::{Caller, CoreError, Custos};
+
+/// How Custos checked the erasure it certifies (the certificate's `verification`).
+const VERIFICATION: &str = "Every destroyed key id was confirmed absent from the key store \
+    before completion; record counts were taken from the store before disposal; the erasure \
+    event is included in the audit log under the signed checkpoint below.";
+
+fn method(name: &str) -> Result<Method, CoreError> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| CoreError::Internal(format!("unknown erasure method {name:?}")))
+}
+
+impl Custos {
+    /// The statement of an erasure round, rebuilt the same from the request and its saved
+    /// progress every time (so a resumed issue signs the same statement).
+    fn certificate_statement(
+        &self,
+        scope: &OrgScope,
+        request: &SubjectRequest,
+        p: &Progress,
+    ) -> Result<Statement, CoreError> {
+        let signer = self.audit_signer()?;
+        let missing = || CoreError::Internal(format!("request {}: round not completed", request.id));
+        let id = p
+            .certificate_id
+            .as_deref()
+            .and_then(|s| s.parse::<uuid::Uuid>().ok())
+            .ok_or_else(missing)?;
+        let completed = p.completed_at.ok_or_else(missing)?;
+        let status = match request.status {
+            RequestStatus::Completed => Status::Completed,
+            RequestStatus::PartiallyCompleted => Status::PartiallyCompleted,
+            other => {
+                return Err(CoreError::Internal(format!(
+                    "request {} is {other}; only finished erasures are certified",
+                    request.id
+                )))
+            }
+        };
+        let mut sanitization = Vec::with_capacity(p.report.categories.len());
+        for (category, c) in &p.report.categories {
+            sanitization.push(Sanitization {
+                category: category.clone(),
+                disposition: c.disposition.clone(),
+                method: method(&c.method)?,
+                tiers: Tiers {
+                    hot: c.hot,
+                    archive: c.archive,
+                    objects: c.objects,
+                },
+                held: c.held,
+            });
+        }
+        Ok(Statement {
+            format: FormatV1,
+            id,
+            issued_at: completed,
+            status,
+            issuer: Issuer {
+                tool: "custos".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                origin: signer.origin().to_string(),
+                verifier_key: signer.verifier_key(),
+            },
+            subject: Subject {
+                org: scope.org_id().to_string(),
+                subject_ref: request.subject_ref.clone(),
+                request: request.id.clone(),
+            },
+            times: Times {
+                received: request.received_at,
+                due: request.due_at,
+                completed,
+            },
+            sanitization,
+            keys_destroyed: p.report.keys_destroyed.clone(),
+            tokens_destroyed: p.report.tokens_destroyed,
+            held_back: p
+                .report
+                .held_back
+                .iter()
+                .map(|h| HeldBack {
+                    hold: h.hold.clone(),
+                    reason: h.reason.clone(),
+                    records: h.records,
+                })
+                .collect(),
+            verification: VERIFICATION.into(),
+        })
+    }
+
+    /// The `subject.erase` event that a round's certificate is bound to.
+    pub(crate) fn certificate_event(
+        &self,
+        caller: &Caller,
+        scope: &OrgScope,
+        request: &SubjectRequest,
+        p: &Progress,
+    ) -> Result<custos_audit::AuditEvent, CoreError> {
+        let statement = self.certificate_statement(scope, request, p)?;
+        Ok(self
+            .event(caller, AuditAction::SubjectErase)
+            .org(scope.org_id())
+            .target(format!("request:{}", request.id))
+            .reason(statement.event_reason()))
+    }
+
+    /// Seals a completed round's statement: finds its `subject.erase` leaf, proves it under
+    /// a signed checkpoint, and signs the whole with the deployment key.
+    pub(crate) async fn seal_certificate(
+        &self,
+        scope: &OrgScope,
+        request: &SubjectRequest,
+        p: &Progress,
+    ) -> Result<StoredCertificate, CoreError> {
+        let statement = self.certificate_statement(scope, request, p)?;
+        let reason = statement.event_reason();
+        let filter = AuditFilter {
+            action: Some(AuditAction::SubjectErase.as_str().into()),
+            target: Some(format!("request:{}", request.id)),
+            ..AuditFilter::default()
+        };
+        let mut found = None;
+        let mut from = 0;
+        while found.is_none() {
+            let page = self.store.audit_query(Some(scope), &filter, from, 100).await?;
+            let Some(last) = page.last() else { break };
+            from = last.index + 1;
+            found = page.into_iter().find(|e| {
+                custos_audit::AuditEvent::from_canonical_bytes(&e.leaf)
+                    .is_ok_and(|ev| ev.reason.as_deref() == Some(reason.as_str()))
+            });
+        }
+        let entry = found.ok_or_else(|| {
+            CoreError::Internal(format!(
+                "request {}: its subject.erase event is not in the audit log",
+                request.id
+            ))
+        })?;
+        let checkpoint = self.ensure_checkpoint().await?;
+        if checkpoint.size <= entry.index {
+            return Err(CoreError::Internal(
+                "the latest checkpoint does not cover the erasure event yet".into(),
+            ));
+        }
+        let proof = self
+            .store
+            .audit_inclusion_proof(entry.index, checkpoint.size)
+            .await?;
+        let signer = self.audit_signer()?;
+        let certificate = statement.seal(entry.leaf, proof, checkpoint.note, |bytes| {
+            custos_audit::NoteSigner::sign(signer, bytes)
+        });
+        Ok(StoredCertificate {
+            id: certificate.statement.id.to_string(),
+            request_id: request.id.clone(),
+            issued_at: certificate.statement.issued_at,
+            body: certificate.to_json_pretty(),
+        })
+    }
+
+    /// The latest certificate of deletion of an erasure request (audited).
+    pub async fn request_certificate(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+    ) -> Result<custos_cert::Certificate, CoreError> {
+        let grant = self
+            .authorize(caller, Operation::RequestCertificate, org)
+            .await?;
+        let scope = grant.scope;
+        let request = self.load_request(&scope, id).await?;
+        let latest = self
+            .store
+            .certificates(&scope, &request.id)
+            .await?
+            .pop()
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "certificate of request {id} (only finished erasures have one; this request \
+                     is a {} request, {})",
+                    request.kind, request.status
+                ))
+            })?;
+        let event = self
+            .event(caller, AuditAction::CertificateRead)
+            .org(scope.org_id())
+            .target(format!("request:{id}"))
+            .reason(format!("certificate={}", latest.id));
+        self.store.append_audit(&[event]).await?;
+        serde_json::from_str(&latest.body).map_err(|e| {
+            CoreError::Internal(format!("stored certificate {} is corrupt: {e}", latest.id))
+        })
+    }
+}

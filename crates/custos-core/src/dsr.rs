@@ -1,0 +1,547 @@
+//! Data subject requests as objects: filing, listing by due time, deadlines computed on the
+//! calendar, one extension, rejection. Erasure itself is in `erasure.rs`, exports in
+//! `export.rs`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use custos_audit::AuditAction;
+use custos_store::{
+    OrgScope, RequestCursor, RequestFilter, RequestKind, RequestStatus, SubjectRequest,
+};
+
+use crate::authz::Operation;
+use crate::{Caller, CoreError, Custos};
+
+/// Most characters of an extension or rejection reason.
+const MAX_REASON_CHARS: usize = 1000;
+/// Largest page a request listing returns.
+const MAX_REQUEST_PAGE: u32 = 1000;
+/// Part name of the sealed subject identifier in a request's associated data.
+const SUBJECT_PART: &str = "request-subject";
+
+/// A data subject request to file.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequest {
+    /// `access`, `portability` or `erasure`.
+    #[serde(rename = "type")]
+    pub kind: RequestKind,
+    /// The customer's own identifier for the person (as records name it in `subject`).
+    pub subject: String,
+}
+
+/// An extension of a request's deadline (once, at most `[deletion] erasure_extension_max`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestExtension {
+    /// By how much, as a policy duration (`14d`, `1mo`, `2mo`).
+    pub by: String,
+    /// Why (told to the person; kept on the request, not in the audit log).
+    pub reason: String,
+}
+
+/// A rejection of a request that has not started.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestRejection {
+    /// Why (kept on the request, not in the audit log).
+    pub reason: String,
+}
+
+/// One data subject request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequestView {
+    /// Request id.
+    pub id: String,
+    /// `access`, `portability` or `erasure`.
+    #[serde(rename = "type")]
+    pub kind: RequestKind,
+    /// `received`, `in_progress`, `completed`, `partially_completed` or `rejected`.
+    pub status: RequestStatus,
+    /// The subject's identifier while the request is open; `null` once it is done (only the
+    /// keyed reference is kept).
+    pub subject: Option<String>,
+    /// Keyed reference of the subject: what the audit log, the deletion log and certificates
+    /// name.
+    pub subject_ref: String,
+    /// Who filed it (`member:<id>`, `system`).
+    pub filed_by: String,
+    /// When it was received.
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: jiff::Timestamp,
+    /// When it is due.
+    #[schema(value_type = String, format = DateTime)]
+    pub due_at: jiff::Timestamp,
+    /// Open and past its due time.
+    pub overdue: bool,
+    /// When it was extended, if it was.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub extended_at: Option<jiff::Timestamp>,
+    /// Why it was extended.
+    pub extension_reason: Option<String>,
+    /// Why it was rejected, or what legal holds keep back.
+    pub status_reason: Option<String>,
+    /// When it completed, partially completed or was rejected.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub completed_at: Option<jiff::Timestamp>,
+    /// Ids of the certificates of deletion issued for it, oldest first.
+    pub certificates: Vec<String>,
+}
+
+/// A page of requests.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequestPage {
+    /// Requests by due time, earliest first.
+    pub items: Vec<RequestView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Which requests a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct RequestQuery {
+    /// Only this type.
+    pub kind: Option<RequestKind>,
+    /// Only this status.
+    pub status: Option<RequestStatus>,
+    /// Only open requests past due.
+    pub overdue: bool,
+    /// Continue after this request id.
+    pub cursor: Option<String>,
+    /// Page size (default 100).
+    pub limit: Option<u32>,
+}
+
+fn check_reason(field: &str, reason: &str) -> Result<(), CoreError> {
+    let n = reason.trim().chars().count();
+    if n == 0 || n > MAX_REASON_CHARS || reason.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(CoreError::invalid(
+            field,
+            format!("must be 1 to {MAX_REASON_CHARS} characters of text"),
+        ));
+    }
+    Ok(())
+}
+
+/// The due time of a request received at `received`: calendar-aware (`1mo` from 31 January
+/// is 28 or 29 February).
+pub fn request_due(within: &custos_policy::Duration, received: jiff::Timestamp) -> jiff::Timestamp {
+    within.add_to(received)
+}
+
+/// Checks an extension `by` against the policy's maximum, from the current due time; returns
+/// the new due time.
+pub fn extended_due(
+    due: jiff::Timestamp,
+    by: &str,
+    max: &custos_policy::Duration,
+) -> Result<jiff::Timestamp, CoreError> {
+    let by: custos_policy::Duration = by
+        .parse()
+        .map_err(|e| CoreError::invalid("by", format!("{e}")))?;
+    let new_due = by.add_to(due);
+    if new_due > max.add_to(due) {
+        return Err(CoreError::invalid(
+            "by",
+            format!("may extend by at most {max} ([deletion] erasure_extension_max)"),
+        ));
+    }
+    Ok(new_due)
+}
+
+impl Custos {
+    /// A request's view for the API, with its certificate ids.
+    pub(crate) async fn request_view(
+        &self,
+        scope: &OrgScope,
+        q: SubjectRequest,
+    ) -> Result<RequestView, CoreError> {
+        let certificates = self
+            .store
+            .certificates(scope, &q.id)
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let subject = match &q.subject_sealed {
+            Some(sealed) => Some(self.open_request_subject(scope, &q.id, sealed)?),
+            None => None,
+        };
+        Ok(RequestView {
+            overdue: q.status.is_open() && self.now() > q.due_at,
+            id: q.id,
+            kind: q.kind,
+            status: q.status,
+            subject,
+            subject_ref: q.subject_ref,
+            filed_by: q.filed_by,
+            received_at: q.received_at,
+            due_at: q.due_at,
+            extended_at: q.extended_at,
+            extension_reason: q.extension_reason,
+            status_reason: q.status_reason,
+            completed_at: q.completed_at,
+            certificates,
+        })
+    }
+
+    fn seal_request_subject(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        subject: &str,
+    ) -> Result<Vec<u8>, CoreError> {
+        let key = self.vault.content_key(scope.org_id(), None)?;
+        let sealed = key.seal(scope.org_id(), id, SUBJECT_PART, subject.as_bytes());
+        // The key reference travels with the ciphertext so rotation keeps it openable.
+        let mut out = key.key_ref().to_string().into_bytes();
+        out.push(0);
+        out.extend(sealed);
+        Ok(out)
+    }
+
+    pub(crate) fn open_request_subject(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        sealed: &[u8],
+    ) -> Result<String, CoreError> {
+        let corrupt = || CoreError::Internal(format!("request {id}: sealed subject is corrupt"));
+        let split = sealed.iter().position(|b| *b == 0).ok_or_else(corrupt)?;
+        let key_ref: custos_crypto::KeyRef = std::str::from_utf8(&sealed[..split])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(corrupt)?;
+        let key = self.vault.content_key_for(scope.org_id(), &key_ref)?;
+        let plain = key.open(scope.org_id(), id, SUBJECT_PART, &sealed[split + 1..])?;
+        String::from_utf8(plain).map_err(|_| corrupt())
+    }
+
+    /// Files a data subject request. An erasure runs at once (see [`Custos::run_erasure`]);
+    /// access and portability requests complete when their export is first produced.
+    pub async fn create_request(
+        &self,
+        caller: &Caller,
+        org: &str,
+        new: NewRequest,
+    ) -> Result<RequestView, CoreError> {
+        let grant = self.authorize(caller, Operation::RequestCreate, org).await?;
+        let scope = grant.scope;
+        crate::records::check_subject(&Some(new.subject.clone()))?;
+        let request = self.file_request(caller, &scope, new.kind, &new.subject).await?;
+        let request = match new.kind {
+            RequestKind::Erasure => self.run_erasure(caller, &scope, request).await?,
+            _ => request,
+        };
+        self.request_view(&scope, request).await
+    }
+
+    /// Stores a new request (status `received`) with its audit event.
+    pub(crate) async fn file_request(
+        &self,
+        caller: &Caller,
+        scope: &OrgScope,
+        kind: RequestKind,
+        subject: &str,
+    ) -> Result<SubjectRequest, CoreError> {
+        let now = self.now();
+        let id = uuid::Uuid::now_v7().to_string();
+        let subject_ref = self.vault.subject_ref(scope.org_id(), subject)?;
+        let request = SubjectRequest {
+            subject_sealed: Some(self.seal_request_subject(scope, &id, subject)?),
+            id,
+            kind,
+            status: RequestStatus::Received,
+            subject_ref,
+            filed_by: caller.actor_name(),
+            received_at: now,
+            due_at: request_due(&self.policy.deletion.erasure_request_within, now),
+            extended_at: None,
+            extension_reason: None,
+            status_reason: None,
+            completed_at: None,
+            progress: "{}".into(),
+            version: 0,
+        };
+        let event = self
+            .event(caller, AuditAction::RequestCreate)
+            .org(scope.org_id())
+            .target(format!("request:{}", request.id))
+            .reason(format!(
+                "type={} subject_ref={} due={}",
+                kind, request.subject_ref, request.due_at
+            ));
+        self.store.create_request(scope, &request, &[event]).await?;
+        Ok(request)
+    }
+
+    /// Loads one request of the org or fails with `not_found`.
+    pub(crate) async fn load_request(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+    ) -> Result<SubjectRequest, CoreError> {
+        self.store
+            .subject_request(scope, id)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("request {id}")))
+    }
+
+    /// Reads one request (audited).
+    pub async fn get_request(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+    ) -> Result<RequestView, CoreError> {
+        let grant = self.authorize(caller, Operation::RequestRead, org).await?;
+        let request = self.load_request(&grant.scope, id).await?;
+        let event = self
+            .event(caller, AuditAction::RequestRead)
+            .org(grant.scope.org_id())
+            .target(format!("request:{id}"));
+        self.store.append_audit(&[event]).await?;
+        self.request_view(&grant.scope, request).await
+    }
+
+    /// Lists the org's requests by due time (audited).
+    pub async fn list_requests(
+        &self,
+        caller: &Caller,
+        org: &str,
+        query: RequestQuery,
+    ) -> Result<RequestPage, CoreError> {
+        let grant = self.authorize(caller, Operation::RequestList, org).await?;
+        let scope = grant.scope;
+        let limit = query.limit.unwrap_or(100);
+        if limit == 0 || limit > MAX_REQUEST_PAGE {
+            return Err(CoreError::invalid(
+                "limit",
+                format!("must be 1 to {MAX_REQUEST_PAGE}"),
+            ));
+        }
+        let after = match &query.cursor {
+            None => None,
+            Some(id) => {
+                let last = self
+                    .store
+                    .subject_request(&scope, id)
+                    .await?
+                    .ok_or_else(|| CoreError::invalid("cursor", "names no request of this org"))?;
+                Some(RequestCursor {
+                    due_at: last.due_at,
+                    id: last.id,
+                })
+            }
+        };
+        let mut statuses: Vec<RequestStatus> = query.status.into_iter().collect();
+        if query.overdue {
+            statuses = match query.status {
+                Some(s) if !s.is_open() => return Ok(RequestPage::empty()),
+                Some(s) => vec![s],
+                None => vec![RequestStatus::Received, RequestStatus::InProgress],
+            };
+        }
+        let filter = RequestFilter {
+            kind: query.kind,
+            statuses,
+            subject_ref: None,
+        };
+        let mut rows = self
+            .store
+            .list_requests(&scope, &filter, after.as_ref(), limit)
+            .await?;
+        let next_cursor = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|r| r.id.clone()))
+            .flatten();
+        let now = self.now();
+        if query.overdue {
+            rows.retain(|r| r.due_at < now);
+        }
+        let event = self
+            .event(caller, AuditAction::RequestList)
+            .org(scope.org_id());
+        self.store.append_audit(&[event]).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(self.request_view(&scope, row).await?);
+        }
+        // Past due and sorted by due time, the overdue listing ends at the first request that
+        // is not overdue yet.
+        let next_cursor = next_cursor.filter(|_| !query.overdue || items.len() == limit as usize);
+        Ok(RequestPage { items, next_cursor })
+    }
+
+    /// Saves a request changed from `old` (compare-and-set on its version) with its events;
+    /// `conflict` when someone else changed it meanwhile.
+    pub(crate) async fn save_request(
+        &self,
+        scope: &OrgScope,
+        mut request: SubjectRequest,
+        certificate: Option<&custos_store::StoredCertificate>,
+        audit: &[custos_audit::AuditEvent],
+    ) -> Result<SubjectRequest, CoreError> {
+        request.version += 1;
+        if self
+            .store
+            .update_request(scope, &request, certificate, audit)
+            .await?
+        {
+            Ok(request)
+        } else {
+            Err(CoreError::Conflict(format!(
+                "request {} changed meanwhile; read it again",
+                request.id
+            )))
+        }
+    }
+
+    /// Extends an open request's deadline once, by at most `[deletion]
+    /// erasure_extension_max`.
+    pub async fn extend_request(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+        extension: RequestExtension,
+    ) -> Result<RequestView, CoreError> {
+        let grant = self.authorize(caller, Operation::RequestExtend, org).await?;
+        let scope = grant.scope;
+        check_reason("reason", &extension.reason)?;
+        let mut request = self.load_request(&scope, id).await?;
+        if !request.status.is_open() {
+            return Err(CoreError::Conflict(format!(
+                "request {id} is {}; only open requests can be extended",
+                request.status
+            )));
+        }
+        if request.extended_at.is_some() {
+            return Err(CoreError::Conflict(format!(
+                "request {id} was already extended; a request may be extended once"
+            )));
+        }
+        let due = extended_due(
+            request.due_at,
+            &extension.by,
+            &self.policy.deletion.erasure_extension_max,
+        )?;
+        request.extended_at = Some(self.now());
+        request.extension_reason = Some(extension.reason);
+        request.due_at = due;
+        let event = self
+            .event(caller, AuditAction::RequestExtend)
+            .org(scope.org_id())
+            .target(format!("request:{id}"))
+            .reason(format!("by={} due={due}", extension.by));
+        let request = self.save_request(&scope, request, None, &[event]).await?;
+        self.request_view(&scope, request).await
+    }
+
+    /// Rejects a request that has not started, with a reason.
+    pub async fn reject_request(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+        rejection: RequestRejection,
+    ) -> Result<RequestView, CoreError> {
+        let grant = self.authorize(caller, Operation::RequestReject, org).await?;
+        let scope = grant.scope;
+        check_reason("reason", &rejection.reason)?;
+        let mut request = self.load_request(&scope, id).await?;
+        if request.status != RequestStatus::Received {
+            return Err(CoreError::Conflict(format!(
+                "request {id} is {}; only a request not yet started can be rejected",
+                request.status
+            )));
+        }
+        request.status = RequestStatus::Rejected;
+        request.status_reason = Some(rejection.reason);
+        request.completed_at = Some(self.now());
+        request.subject_sealed = None;
+        let event = self
+            .event(caller, AuditAction::RequestReject)
+            .org(scope.org_id())
+            .target(format!("request:{id}"));
+        let request = self.save_request(&scope, request, None, &[event]).await?;
+        self.request_view(&scope, request).await
+    }
+
+    /// Open requests of any org past due (the SLA report).
+    pub(crate) async fn overdue_requests(
+        &self,
+        now: jiff::Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(OrgScope, SubjectRequest)>, CoreError> {
+        let due_by = now
+            .checked_sub(jiff::SignedDuration::from_micros(1))
+            .unwrap_or(now);
+        Ok(self
+            .store
+            .requests_by_status(
+                &[RequestStatus::Received, RequestStatus::InProgress],
+                due_by,
+                limit,
+            )
+            .await?)
+    }
+}
+
+impl RequestPage {
+    fn empty() -> Self {
+        RequestPage {
+            items: Vec::new(),
+            next_cursor: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_policy::Duration;
+
+    fn t(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn d(s: &str) -> Duration {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_month_from_the_31st_of_january_ends_in_february() {
+        assert_eq!(
+            request_due(&d("1mo"), t("2027-01-31T10:00:00Z")),
+            t("2027-02-28T10:00:00Z")
+        );
+        assert_eq!(
+            request_due(&d("1mo"), t("2028-01-31T10:00:00Z")),
+            t("2028-02-29T10:00:00Z")
+        );
+        assert_eq!(
+            request_due(&d("30d"), t("2027-01-31T10:00:00Z")),
+            t("2027-03-02T10:00:00Z")
+        );
+    }
+
+    #[test]
+    fn an_extension_stays_within_the_maximum() {
+        let due = t("2027-02-28T00:00:00Z");
+        let max = d("2mo");
+        assert_eq!(
+            extended_due(due, "2mo", &max).unwrap(),
+            t("2027-04-28T00:00:00Z")
+        );
+        assert_eq!(
+            extended_due(due, "14d", &max).unwrap(),
+            t("2027-03-14T00:00:00Z")
+        );
+        // 61 days from 28 February is past two months (28 April) in this stretch.
+        let err = extended_due(due, "61d", &max).unwrap_err();
+        assert!(err.to_string().contains("at most 2mo"), "{err}");
+        assert!(extended_due(due, "3mo", &max).is_err());
+        assert!(extended_due(due, "soon", &max).is_err());
+    }
+}
