@@ -11,8 +11,14 @@ Commands (exit 0 = verified, 1 = a check failed, 2 = bad input):
   verify.py export      --key KEY --note CHECKPOINT --export EXPORT.jsonl
   verify.py inclusion   --key KEY --note CHECKPOINT --proof PROOF.json [--export EXPORT.jsonl]
   verify.py consistency --key KEY --old-note OLD --note NEW --proof PROOF.json [--export EXPORT.jsonl]
+  verify.py cert        [--key KEY] --cert CERTIFICATE.json [--subject-ref REF]
 
 KEY is a verifier key string `<name>+<hex key id>+<base64(0x01 || pubkey)>`, or `@FILE`.
+
+`cert` checks a certificate of deletion (format custos-certificate-of-deletion/v1) in the same
+order as `custos cert verify` and, when one fails, prints `certificate invalid: <check>: <detail>`
+with the same check names: format, signature, checkpoint, inclusion_proof, event, subject.
+Without --key the certificate's own issuer.verifier_key is used, which shows consistency only.
 """
 
 import argparse
@@ -359,9 +365,224 @@ def cmd_consistency(args, key):
     print(f"ok: {args.proof}: the tree of size {n} extends the tree of size {m}")
 
 
+# --- certificates of deletion ---------------------------------------------------------------
+
+CERT_FORMAT = "custos-certificate-of-deletion/v1"
+SEAL_FIELDS = ("leaf", "inclusion_proof", "checkpoint", "signature")
+MAX_SAFE_INTEGER = 2**53 - 1  # I-JSON: every JSON implementation reads these exactly
+
+# The v1 document's shape: exact keys per object, "s" a string, "i" an integer in 0..2^53-1,
+# a one-element list a list of that shape.
+_TIERS = {"hot": "i", "archive": "i", "objects": "i"}
+CERT_SHAPE = {
+    "format": "s", "id": "s", "issued_at": "s", "status": "s",
+    "issuer": {"tool": "s", "version": "s", "origin": "s", "verifier_key": "s"},
+    "subject": {"org": "s", "subject_ref": "s", "request": "s"},
+    "times": {"received": "s", "due": "s", "completed": "s"},
+    "sanitization": [{"category": "s", "disposition": "s", "method": "s", "tiers": _TIERS,
+                      "held": "i"}],
+    "keys_destroyed": ["s"], "tokens_destroyed": "i",
+    "held_back": [{"hold": "s", "reason": "s", "records": "i"}],
+    "verification": "s",
+    "leaf": "s",
+    "inclusion_proof": {"index": "i", "tree_size": "i", "leaf_hash": "s", "hashes": ["s"]},
+    "checkpoint": "s", "signature": "s",
+}
+STATUSES = ("completed", "partially_completed")
+METHODS = ("cryptographic_erase", "purge", "anonymize", "aggregate")
+
+
+class CertInvalid(Exception):
+    """A certificate check failed: exit 1, naming the check."""
+
+    def __init__(self, check, detail):
+        super().__init__(f"{check}: {detail}")
+        self.check = check
+
+
+def jcs(value):
+    """RFC 8785 (JCS) bytes of the JSON a certificate holds.
+
+    For strings, integers below 2^53, arrays and objects, sorted keys and no whitespace is JCS:
+    integers print alike; json.dumps escapes exactly ", \\ and control characters (\\b \\t
+    \\n \\f \\r, else lowercase \\u00xx), as JCS does. JCS sorts keys by UTF-16 code units
+    and Python by code points; the two orders differ only above U+FFFF, and every key in a
+    certificate is ASCII (the shape check guarantees it), so they agree here.
+    """
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CertInvalid("format", "a string holds a lone surrogate") from None
+
+
+def _no_duplicates(pairs):
+    obj = {}
+    for k, v in pairs:
+        if k in obj:
+            raise CertInvalid("format", f"duplicate key {k!r}")
+        obj[k] = v
+    return obj
+
+
+def _not_integer(text):
+    raise CertInvalid("format", f"number {text} is not an integer")
+
+
+def check_shape(value, shape, where):
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise CertInvalid("format", f"{where} must be an object")
+        if set(value) != set(shape):
+            extra, missing = sorted(set(value) - set(shape)), sorted(set(shape) - set(value))
+            raise CertInvalid("format", f"{where}: unknown keys {extra}, missing keys {missing}")
+        for k, sub in shape.items():
+            check_shape(value[k], sub, f"{where}.{k}")
+    elif isinstance(shape, list):
+        if not isinstance(value, list):
+            raise CertInvalid("format", f"{where} must be a list")
+        for i, item in enumerate(value):
+            check_shape(item, shape[0], f"{where}[{i}]")
+    elif shape == "s":
+        if not isinstance(value, str):
+            raise CertInvalid("format", f"{where} must be a string")
+    elif not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SAFE_INTEGER:
+        raise CertInvalid("format", f"{where} must be an integer in 0..2^53-1")
+
+
+def cert_b64(text, what, length=None):
+    """Strict standard base64: the one encoding of the bytes, so a signature has one form."""
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise CertInvalid("format", f"{what} is not base64") from None
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise CertInvalid("format", f"{what} is not canonical base64")
+    if length is not None and len(raw) != length:
+        raise CertInvalid("format", f"{what} must be {length} bytes, got {len(raw)}")
+    return raw
+
+
+def parse_certificate(data):
+    """Format: I-JSON (no duplicate keys, integers only), the v1 tag, the v1 shape, base64."""
+    try:
+        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                         parse_float=_not_integer, parse_constant=_not_integer)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CertInvalid("format", f"not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise CertInvalid("format", "a certificate is a JSON object")
+    if doc.get("format") != CERT_FORMAT:
+        raise CertInvalid("format", f"format is {doc.get('format')!r}, not {CERT_FORMAT!r}")
+    check_shape(doc, CERT_SHAPE, "certificate")
+    if doc["status"] not in STATUSES:
+        raise CertInvalid("format", f"unknown status {doc['status']!r}")
+    for c in doc["sanitization"]:
+        if c["method"] not in METHODS:
+            raise CertInvalid("format", f"unknown method {c['method']!r}")
+    p = doc["inclusion_proof"]
+    return doc, {
+        "leaf": cert_b64(doc["leaf"], "leaf"),
+        "signature": cert_b64(doc["signature"], "signature", 64),
+        "leaf_hash": cert_b64(p["leaf_hash"], "inclusion_proof.leaf_hash", 32),
+        "hashes": [cert_b64(h, "inclusion_proof.hashes", 32) for h in p["hashes"]],
+    }
+
+
+def cert_own_key(doc):
+    try:
+        return parse_verifier_key(doc["issuer"]["verifier_key"])
+    except (BadInput, CheckFailed) as e:
+        raise CertInvalid("signature", f"issuer.verifier_key: {e}") from None
+
+
+def verify_certificate(data, key, subject_ref=None):
+    """Runs every check in order; returns (doc, checkpoint) or raises CertInvalid."""
+    doc, raw = parse_certificate(data)
+    # signature: Ed25519 over JCS of the document without `signature`.
+    own = key is None
+    if own:
+        key = cert_own_key(doc)
+    unsigned = {k: v for k, v in doc.items() if k != "signature"}
+    try:
+        VerifyKey(key[2]).verify(jcs(unsigned), raw["signature"])
+    except (BadSignatureError, ValueError):
+        raise CertInvalid("signature", f"Ed25519 signature does not verify with key {key[0]}") \
+            from None
+    if not own and cert_own_key(doc) != key:
+        raise CertInvalid("signature",
+                          "signed by the supplied key, but issuer.verifier_key names another key")
+    # checkpoint: signed by the same key, for the issuer's log.
+    try:
+        cp = parse_checkpoint(verify_note(doc["checkpoint"], key))
+    except (BadInput, CheckFailed) as e:
+        raise CertInvalid("checkpoint", str(e)) from None
+    if cp["origin"] != doc["issuer"]["origin"]:
+        raise CertInvalid("checkpoint", "the checkpoint is for another log origin")
+    # inclusion_proof: the leaf, at the checkpoint's size, leads to its root.
+    p = doc["inclusion_proof"]
+    if leaf_hash(raw["leaf"]) != raw["leaf_hash"]:
+        raise CertInvalid("inclusion_proof", "leaf_hash is not SHA-256(0x00 || leaf)")
+    if p["tree_size"] != cp["size"]:
+        raise CertInvalid("inclusion_proof", f"proof is for tree size {p['tree_size']}, "
+                                             f"the checkpoint is size {cp['size']}")
+    try:
+        verify_inclusion(raw["leaf_hash"], p["index"], p["tree_size"], raw["hashes"], cp["root"])
+    except CheckFailed as e:
+        raise CertInvalid("inclusion_proof", str(e)) from None
+    # event: the leaf is the successful subject.erase that commits to this statement.
+    try:
+        event = json.loads(raw["leaf"].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CertInvalid("event", "the leaf is not a JSON audit event") from None
+    if not isinstance(event, dict):
+        raise CertInvalid("event", "the leaf is not a JSON audit event")
+    subject = doc["subject"]
+    statement = {k: v for k, v in doc.items() if k not in SEAL_FIELDS}
+    digest = hashlib.sha256(jcs(statement)).hexdigest()
+    expected_reason = f"subject_ref={subject['subject_ref']} certificate={doc['id']} statement={digest}"
+    for field, want, what in (
+        ("action", "subject.erase", "the leaf is not a subject.erase event"),
+        ("outcome", "success", "the erasure event's outcome is not success"),
+        ("org", subject["org"], "the event is for another org"),
+        ("target", f"request:{subject['request']}", "the event is for another request"),
+        ("reason", expected_reason, "the event's reason does not commit to this statement"),
+    ):
+        if event.get(field) != want:
+            raise CertInvalid("event", what)
+    # subject: only when the caller names the subject reference they expect.
+    if subject_ref is not None and subject["subject_ref"] != subject_ref:
+        raise CertInvalid("subject", "the certificate is for another subject reference")
+    return doc, cp
+
+
+def cmd_cert(args):
+    key = None
+    if args.key is not None:
+        text = read_text(args.key[1:]) if args.key.startswith("@") else args.key
+        try:
+            key = parse_verifier_key(text)
+        except CheckFailed as e:  # a key whose id does not match is a malformed argument here
+            raise BadInput(f"--key: {e}") from None
+    try:
+        with open(args.cert, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise BadInput(f"{args.cert}: {e}") from None
+    subject_ref = args.subject_ref.strip() if args.subject_ref is not None else None
+    doc, cp = verify_certificate(data, key, subject_ref)
+    how = "supplied key" if key is not None else "the certificate's own key (self-asserted)"
+    print(f"ok: certificate {doc['id']} verified ({how}; audit entry "
+          f"{doc['inclusion_proof']['index']} in the checkpoint of size {cp['size']})")
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("cert")
+    c.add_argument("--key", help="verifier key string, or @FILE (default: the certificate's own)")
+    c.add_argument("--cert", required=True, help="the certificate of deletion (JSON)")
+    c.add_argument("--subject-ref", help="the subject reference the certificate must name")
     for name in ("note", "export", "inclusion", "consistency"):
         s = sub.add_parser(name)
         s.add_argument("--key", required=True, help="verifier key string, or @FILE")
@@ -374,10 +595,16 @@ def main(argv):
             s.add_argument("--export", required=(name == "export"))
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "cert":
+            cmd_cert(args)
+            return 0
         key_text = read_text(args.key[1:]) if args.key.startswith("@") else args.key
         key = parse_verifier_key(key_text)
         {"note": cmd_note, "export": cmd_export, "inclusion": cmd_inclusion,
          "consistency": cmd_consistency}[args.cmd](args, key)
+    except CertInvalid as e:
+        print(f"certificate invalid: {e}", file=sys.stderr)
+        return 1
     except CheckFailed as e:
         print(f"FAILED: {e}", file=sys.stderr)
         return 1
