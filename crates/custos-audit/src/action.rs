@@ -85,8 +85,6 @@ actions! {
     FileDownload = "file.download",
     /// Every record of a category was marked for purge.
     CategoryDeleteAll = "category.delete_all",
-    /// A data subject's data was erased; the reason commits to the certificate of deletion.
-    SubjectErase = "subject.erase",
     /// Retention was read.
     RetentionRead = "retention.read",
     /// An org's retention override was set.

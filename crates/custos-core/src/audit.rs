@@ -340,7 +340,7 @@ impl Custos {
         self
     }
 
-    fn audit_signer(&self) -> Result<&AuditSigner, CoreError> {
+    pub(crate) fn audit_signer(&self) -> Result<&AuditSigner, CoreError> {
         self.audit_signer
             .as_deref()
             .ok_or_else(|| CoreError::Internal("no audit signing key is configured".into()))

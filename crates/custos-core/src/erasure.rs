@@ -19,7 +19,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use custos_audit::AuditAction;
-use custos_crypto::KeyVault;
 use custos_policy::ErasureAction;
 use custos_store::{
     Hold, OrgScope, RecordFilter, RecordRewrite, RecordRow, RecordState, RequestStatus,
@@ -31,6 +30,8 @@ use crate::pii::ScrubPlan;
 use crate::records::{Envelope, ENVELOPE_PART};
 use crate::{Caller, CoreError, Custos};
 
+/// How long an in-progress erasure must sit untouched before a sweep takes it over.
+const STALE_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(300);
 /// Records handled per store transaction.
 const ERASURE_PAGE: u32 = 500;
 /// What replaces the subject's own identifier in anonymized text.
@@ -111,6 +112,9 @@ pub(crate) struct Progress {
     /// When this round completed (the certificate's issue time).
     #[serde(default)]
     pub completed_at: Option<jiff::Timestamp>,
+    /// When a step last saved progress (a sweeper leaves younger in-progress runs alone).
+    #[serde(default)]
+    pub touched_at: Option<jiff::Timestamp>,
 }
 
 impl Progress {
@@ -307,7 +311,9 @@ impl Custos {
                 request = self.save_request(scope, request, None, &[event]).await?;
             }
             RequestStatus::InProgress => {}
-            RequestStatus::PartiallyCompleted if p.phase == Phase::Completed => {}
+            // Finished, but the process stopped before the certificate was stored.
+            RequestStatus::Completed | RequestStatus::PartiallyCompleted
+                if p.phase == Phase::Completed => {}
             _ => return Ok(request),
         }
         loop {
@@ -429,6 +435,7 @@ impl Custos {
             }
             Phase::Certified => return Ok(request),
         }
+        p.touched_at = Some(self.now());
         p.store(&mut request);
         self.save_request(scope, request, None, &events).await
     }
@@ -679,9 +686,11 @@ impl Custos {
         })
     }
 
-    /// Resumes every erasure of any org that a crash left in progress, or that legal holds
-    /// kept partial and whose holds are gone. Returns how many requests it moved.
-    pub async fn resume_erasures(&self) -> Result<usize, CoreError> {
+    /// Resumes the erasures (of one org, or of all) that a crash left in progress (untouched
+    /// for [`STALE_AFTER`], so a live run is not raced), or that legal holds kept partial and
+    /// whose holds are gone. Returns how many requests it moved; one that fails is logged
+    /// and left for the next pass.
+    pub async fn resume_erasures(&self, only: Option<&OrgScope>) -> Result<usize, CoreError> {
         let caller = Caller::new(crate::Principal::System);
         let open = self
             .store
@@ -691,15 +700,25 @@ impl Custos {
                 1000,
             )
             .await?;
+        let now = self.now();
         let mut moved = 0;
         for (scope, request) in open {
-            if request.kind != custos_store::RequestKind::Erasure {
+            if request.kind != custos_store::RequestKind::Erasure
+                || only.is_some_and(|s| *s != scope)
+            {
+                continue;
+            }
+            let touched = Progress::of(&request)?.touched_at;
+            if request.status == RequestStatus::InProgress
+                && touched.is_some_and(|t| now < t + STALE_AFTER)
+            {
                 continue;
             }
             let before = (request.status, request.version);
-            let after = self.run_erasure(&caller, &scope, request).await?;
-            if (after.status, after.version) != before {
-                moved += 1;
+            match self.run_erasure(&caller, &scope, request).await {
+                Ok(after) if (after.status, after.version) != before => moved += 1,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "resuming an erasure failed; next pass retries"),
             }
         }
         Ok(moved)
@@ -709,6 +728,7 @@ impl Custos {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use custos_crypto::KeyVault;
 
     #[test]
     fn slots_name_their_category() {

@@ -96,6 +96,9 @@ pub struct SweepSummary {
     pub recomputed: u64,
     /// Org terminations completed (all records purged, keys destroyed).
     pub terminated: u64,
+    /// Erasure requests resumed (after a crash, or after the holds that kept them partial
+    /// were released).
+    pub erasures: u64,
 }
 
 impl SweepSummary {
@@ -166,16 +169,22 @@ pub enum SlaKind {
     HardDelete,
     /// Its org is terminated and it is still here after `account_termination_within`.
     AccountTermination,
+    /// A data subject request still open after its due time (`erasure_request_within`,
+    /// plus any extension).
+    SubjectRequest,
 }
 
-/// A record still stored after the policy's deadline for removing it.
+/// A record still stored after the policy's deadline for removing it, or a data subject
+/// request still open after its due time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OverdueRecord {
     /// Org id.
     pub org: String,
-    /// Record id.
-    pub record: String,
-    /// Category.
+    /// Record id (for a record's deadline).
+    pub record: Option<String>,
+    /// Request id (for a data subject request's deadline).
+    pub request: Option<String>,
+    /// The record's category, or the request's type (`access`, `portability`, `erasure`).
     pub category: String,
     /// The promise at stake.
     pub kind: SlaKind,
@@ -408,6 +417,8 @@ impl Custos {
             return Ok(summary);
         }
         summary.recomputed = self.recompute_due_times().await?;
+        // Before claiming: the records a resumed erasure marks are purged in this same pass.
+        summary.erasures = self.resume_erasures(None).await? as u64;
         loop {
             let lease_until = now + opts.lease;
             let claimed = self
@@ -753,7 +764,7 @@ impl Custos {
     }
 
     /// Records past their removal deadline (`expired_within`, `hard_delete_within`,
-    /// `account_termination_within`), of one org (its managers, or the admin) or of all orgs
+    /// `account_termination_within`) and open data subject requests past due, of one org (its managers, or the admin) or of all orgs
     /// (the admin or the system). Reads only what is due, so it costs what is late, not what
     /// is stored.
     pub async fn overdue(
@@ -808,7 +819,8 @@ impl Custos {
                 if deadline <= now {
                     out.push(OverdueRecord {
                         org: due.scope.org_id().to_string(),
-                        record: due.row.id.clone(),
+                        record: Some(due.row.id.clone()),
+                        request: None,
                         category: due.row.category.clone(),
                         kind,
                         deadline,
@@ -816,6 +828,20 @@ impl Custos {
                     });
                 }
             }
+        }
+        for (scope, request) in self.overdue_requests(now, 10_000).await? {
+            if only.as_ref().is_some_and(|s| *s != scope) {
+                continue;
+            }
+            out.push(OverdueRecord {
+                org: scope.org_id().to_string(),
+                record: None,
+                request: Some(request.id),
+                category: request.kind.to_string(),
+                kind: SlaKind::SubjectRequest,
+                deadline: request.due_at,
+                held: false,
+            });
         }
         Ok(out)
     }

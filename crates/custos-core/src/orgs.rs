@@ -358,6 +358,11 @@ impl Custos {
             .release_hold(&scope, id, self.now(), &[event])
             .await?
         {
+            // Erasures the hold kept partial complete now, with a new certificate. The
+            // release stands even if that fails: the next sweep resumes them.
+            if let Err(e) = self.resume_erasures(Some(&scope)).await {
+                tracing::warn!(error = %e, "resuming erasures after a hold release failed");
+            }
             Ok(())
         } else {
             Err(CoreError::NotFound(format!("active hold {id}")))

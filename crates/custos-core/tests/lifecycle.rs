@@ -779,7 +779,7 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
     env.clock.advance(91.days());
     let overdue = env.custos.overdue(&admin(), Some(&org)).await.unwrap();
     assert_eq!(overdue.len(), 1, "{overdue:?}");
-    assert_eq!(overdue[0].record, held);
+    assert_eq!(overdue[0].record.as_deref(), Some(held.as_str()));
     assert_eq!(overdue[0].kind, custos_core::SlaKind::AccountTermination);
     assert!(overdue[0].held);
 

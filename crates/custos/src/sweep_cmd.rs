@@ -54,6 +54,7 @@ async fn report(global: &Global, json: bool) -> Result<(), Failure> {
             custos_core::SlaKind::Expired => "expired_within",
             custos_core::SlaKind::HardDelete => "hard_delete_within",
             custos_core::SlaKind::AccountTermination => "account_termination_within",
+            custos_core::SlaKind::SubjectRequest => "erasure_request_within (open requests)",
         };
         let entry = per_org
             .entry((o.org.as_str(), kind, o.held))
@@ -62,7 +63,7 @@ async fn report(global: &Global, json: bool) -> Result<(), Failure> {
         entry.1 = entry.1.min(o.deadline);
     }
     let mut summary = format!(
-        "SLA report: {} records past their removal deadline\n",
+        "SLA report: {} records or requests past their deadline\n",
         overdue.len()
     );
     for ((org, kind, held), (n, oldest)) in &per_org {
@@ -79,7 +80,9 @@ async fn report(global: &Global, json: bool) -> Result<(), Failure> {
     }
     if overdue.iter().any(|o| !o.held) {
         return Err(Failure::Failed(
-            "records are overdue for removal; run `custos sweep`".into(),
+            "records or requests are overdue; run `custos sweep` and answer the requests \
+             (`custos dsr list`)"
+                .into(),
         ));
     }
     Ok(())
