@@ -32,7 +32,8 @@ impl Custos {
         p: &Progress,
     ) -> Result<Statement, CoreError> {
         let signer = self.audit_signer()?;
-        let missing = || CoreError::Internal(format!("request {}: round not completed", request.id));
+        let missing =
+            || CoreError::Internal(format!("request {}: round not completed", request.id));
         let id = p
             .certificate_id
             .as_deref()
@@ -135,7 +136,10 @@ impl Custos {
         let mut found = None;
         let mut from = 0;
         while found.is_none() {
-            let page = self.store.audit_query(Some(scope), &filter, from, 100).await?;
+            let page = self
+                .store
+                .audit_query(Some(scope), &filter, from, 100)
+                .await?;
             let Some(last) = page.last() else { break };
             from = last.index + 1;
             found = page.into_iter().find(|e| {

@@ -226,15 +226,92 @@ impl Custos {
         org: &str,
         new: NewRequest,
     ) -> Result<RequestView, CoreError> {
-        let grant = self.authorize(caller, Operation::RequestCreate, org).await?;
+        let grant = self
+            .authorize(caller, Operation::RequestCreate, org)
+            .await?;
         let scope = grant.scope;
         crate::records::check_subject(&Some(new.subject.clone()))?;
-        let request = self.file_request(caller, &scope, new.kind, &new.subject).await?;
         let request = match new.kind {
-            RequestKind::Erasure => self.run_erasure(caller, &scope, request).await?,
-            _ => request,
+            RequestKind::Erasure => self.erase(caller, &scope, &new.subject).await?,
+            kind => {
+                self.file_request(caller, &scope, kind, &new.subject)
+                    .await?
+            }
         };
         self.request_view(&scope, request).await
+    }
+
+    /// Erases a subject (`custos dsr erase`): resumes the subject's open erasure request if
+    /// there is one (a run that was killed finishes the same request), else files one, and
+    /// runs it.
+    pub async fn erase_subject(
+        &self,
+        caller: &Caller,
+        org: &str,
+        subject: &str,
+    ) -> Result<RequestView, CoreError> {
+        let grant = self
+            .authorize(caller, Operation::RequestCreate, org)
+            .await?;
+        crate::records::check_subject(&Some(subject.to_string()))?;
+        let request = self.erase(caller, &grant.scope, subject).await?;
+        self.request_view(&grant.scope, request).await
+    }
+
+    async fn erase(
+        &self,
+        caller: &Caller,
+        scope: &OrgScope,
+        subject: &str,
+    ) -> Result<SubjectRequest, CoreError> {
+        let filter = RequestFilter {
+            kind: Some(RequestKind::Erasure),
+            statuses: vec![
+                RequestStatus::Received,
+                RequestStatus::InProgress,
+                RequestStatus::Completed,
+                RequestStatus::PartiallyCompleted,
+            ],
+            subject_ref: Some(self.vault.subject_ref(scope.org_id(), subject)?),
+        };
+        // Unfinished: open, or done but stopped before its certificate was stored.
+        let mut unfinished = None;
+        let mut after = None;
+        'pages: loop {
+            let page = self
+                .store
+                .list_requests(scope, &filter, after.as_ref(), 100)
+                .await?;
+            for request in &page {
+                if request.status.is_open()
+                    || crate::erasure::Progress::of(request)?.phase
+                        == crate::erasure::Phase::Completed
+                {
+                    unfinished = Some(request.clone());
+                    break 'pages;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 100 => {
+                    after = Some(RequestCursor {
+                        due_at: last.due_at,
+                        id: last.id.clone(),
+                    })
+                }
+                _ => break,
+            }
+        }
+        let request = match unfinished {
+            Some(request) => request,
+            None => {
+                let filed = self
+                    .file_request(caller, scope, RequestKind::Erasure, subject)
+                    .await?;
+                self.fault("erasure.filed")?;
+                filed
+            }
+        };
+        self.run_erasure(caller, scope, request).await
     }
 
     /// Stores a new request (status `received`) with its audit event.
@@ -406,7 +483,9 @@ impl Custos {
         id: &str,
         extension: RequestExtension,
     ) -> Result<RequestView, CoreError> {
-        let grant = self.authorize(caller, Operation::RequestExtend, org).await?;
+        let grant = self
+            .authorize(caller, Operation::RequestExtend, org)
+            .await?;
         let scope = grant.scope;
         check_reason("reason", &extension.reason)?;
         let mut request = self.load_request(&scope, id).await?;
@@ -446,7 +525,9 @@ impl Custos {
         id: &str,
         rejection: RequestRejection,
     ) -> Result<RequestView, CoreError> {
-        let grant = self.authorize(caller, Operation::RequestReject, org).await?;
+        let grant = self
+            .authorize(caller, Operation::RequestReject, org)
+            .await?;
         let scope = grant.scope;
         check_reason("reason", &rejection.reason)?;
         let mut request = self.load_request(&scope, id).await?;

@@ -161,7 +161,12 @@ fn drop_identifier(value: serde_json::Value, subject: &str) -> serde_json::Value
         ),
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (k.replace(subject, SUBJECT_PLACEHOLDER), drop_identifier(v, subject)))
+                .map(|(k, v)| {
+                    (
+                        k.replace(subject, SUBJECT_PLACEHOLDER),
+                        drop_identifier(v, subject),
+                    )
+                })
                 .collect(),
         ),
         other => other,
@@ -220,6 +225,7 @@ impl Custos {
         if ids.is_empty() {
             return Ok(());
         }
+        self.fault("erasure.before_key_destruction")?;
         let (vault, org) = (self.vault.clone(), scope.org_id().to_string());
         tokio::task::spawn_blocking(move || vault.destroy_subject_keys(&org, &ids))
             .await
@@ -285,6 +291,7 @@ impl Custos {
                     "round=1".into(),
                 );
                 request = self.save_request(scope, request, None, &[event]).await?;
+                self.fault("erasure.started")?;
             }
             RequestStatus::PartiallyCompleted if p.phase == Phase::Certified => {
                 let holds = self.store.holds(scope).await?;
@@ -353,6 +360,7 @@ impl Custos {
             }
             Phase::DestroyDeleteKeys => {
                 self.destroy_keys(scope, p.pending_keys.clone()).await?;
+                self.fault("erasure.delete_keys_destroyed")?;
                 let pending = std::mem::take(&mut p.pending_keys);
                 p.report.keys_destroyed.extend(pending);
                 let holds = self.store.holds(scope).await?;
@@ -377,11 +385,13 @@ impl Custos {
             }
             Phase::DestroyRetainedKeys => {
                 self.destroy_keys(scope, p.pending_keys.clone()).await?;
+                self.fault("erasure.retained_keys_destroyed")?;
                 let pending = std::mem::take(&mut p.pending_keys);
                 p.report.keys_destroyed.extend(pending);
                 self.confirm_destroyed(scope, &sref, &p.report.keys_destroyed)
                     .await?;
                 if p.report.held_back.is_empty() {
+                    self.fault("erasure.before_tokens")?;
                     let event = self.erasure_event(
                         caller,
                         AuditAction::SubjectTokensDestroy,
@@ -393,6 +403,7 @@ impl Custos {
                         .store
                         .destroy_subject_tokens(scope, &sref, &[event])
                         .await?;
+                    self.fault("erasure.tokens_destroyed")?;
                 }
                 let now = self.now();
                 request.status = if p.report.held_back.is_empty() {
@@ -401,7 +412,8 @@ impl Custos {
                     RequestStatus::PartiallyCompleted
                 };
                 request.status_reason = (!p.report.held_back.is_empty()).then(|| {
-                    let ids: Vec<&str> = p.report.held_back.iter().map(|h| h.hold.as_str()).collect();
+                    let ids: Vec<&str> =
+                        p.report.held_back.iter().map(|h| h.hold.as_str()).collect();
                     format!("kept by legal holds: {}", ids.join(", "))
                 });
                 request.completed_at = Some(now);
@@ -420,6 +432,7 @@ impl Custos {
             }
             Phase::Completed => {
                 let certificate = self.seal_certificate(scope, &request, p).await?;
+                self.fault("erasure.certificate_sealed")?;
                 p.phase = Phase::Certified;
                 events.push(self.erasure_event(
                     caller,
@@ -435,9 +448,12 @@ impl Custos {
             }
             Phase::Certified => return Ok(request),
         }
+        self.fault("erasure.before_save")?;
         p.touched_at = Some(self.now());
         p.store(&mut request);
-        self.save_request(scope, request, None, &events).await
+        let saved = self.save_request(scope, request, None, &events).await?;
+        self.fault("erasure.after_save")?;
+        Ok(saved)
     }
 
     /// Fills the report's per-category, per-tier counts and the holds that keep records.
@@ -549,6 +565,7 @@ impl Custos {
                         self.store
                             .aggregate_records(scope, &targets, now, &[event])
                             .await?;
+                        self.fault("erasure.aggregated")?;
                     }
                     ErasureAction::Anonymize => {
                         let (files, rest): (Vec<RecordRow>, Vec<RecordRow>) =
@@ -557,6 +574,7 @@ impl Custos {
                         self.anonymize_rows(caller, scope, request, rest).await?;
                     }
                 }
+                self.fault("erasure.page_disposed")?;
                 if !full {
                     break;
                 }
@@ -587,7 +605,7 @@ impl Custos {
         self.store
             .request_purges(scope, &targets, self.now(), &[event])
             .await?;
-        Ok(())
+        self.fault("erasure.purges_requested")
     }
 
     /// Re-seals records under the org key with the subject's identifier and every PII value
@@ -636,6 +654,7 @@ impl Custos {
                     self.objects
                         .put_archive(&archive_envelope_key(org, &row.id), bytes)
                         .await?;
+                    self.fault("erasure.archive_object_rewritten")?;
                     None
                 }
                 (_, sealed) => sealed,
@@ -658,7 +677,7 @@ impl Custos {
         self.store
             .rewrite_records(scope, &rewrites, &[event])
             .await?;
-        Ok(())
+        self.fault("erasure.anonymized")
     }
 
     /// What an anonymized record keeps: its content and metadata with the subject's
@@ -718,7 +737,9 @@ impl Custos {
             match self.run_erasure(&caller, &scope, request).await {
                 Ok(after) if (after.status, after.version) != before => moved += 1,
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "resuming an erasure failed; next pass retries"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "resuming an erasure failed; next pass retries")
+                }
             }
         }
         Ok(moved)
@@ -733,7 +754,10 @@ mod tests {
     #[test]
     fn slots_name_their_category() {
         let r = "ab12";
-        assert_eq!(slot_category(&KeyVault::subject_slot(r, "messages"), r), Some("messages"));
+        assert_eq!(
+            slot_category(&KeyVault::subject_slot(r, "messages"), r),
+            Some("messages")
+        );
         assert_eq!(slot_category(r, r), None);
         assert_eq!(slot_category("ab123/messages", r), None);
     }
@@ -751,7 +775,11 @@ mod tests {
         assert!(hold_covers(&hold(Some("a"), None), "a", "files"));
         assert!(!hold_covers(&hold(Some("b"), None), "a", "files"));
         assert!(hold_covers(&hold(None, Some("files")), "a", "files"));
-        assert!(!hold_covers(&hold(Some("a"), Some("files")), "a", "messages"));
+        assert!(!hold_covers(
+            &hold(Some("a"), Some("files")),
+            "a",
+            "messages"
+        ));
     }
 
     #[test]

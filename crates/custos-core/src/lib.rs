@@ -198,7 +198,13 @@ pub struct Custos {
     audit_signer: Option<Arc<audit::AuditSigner>>,
     mint_locks: pii::MintLocks,
     identity_keys: idp::JwksCache,
+    faults: Option<FaultHook>,
 }
+
+/// A test hook called at each named point of a long, resumable operation (an erasure);
+/// returning true makes the operation stop there with an error, as if the process had been
+/// killed at that point.
+pub type FaultHook = Arc<dyn Fn(&'static str) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Custos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,6 +235,23 @@ impl Custos {
             audit_signer: None,
             mint_locks: pii::MintLocks::default(),
             identity_keys: idp::JwksCache::default(),
+            faults: None,
+        }
+    }
+
+    /// Calls `hook` at each named point of an erasure (crash tests); see [`FaultHook`].
+    pub fn with_fault_hook(mut self, hook: FaultHook) -> Self {
+        self.faults = Some(hook);
+        self
+    }
+
+    /// Stops with an error here if the fault hook says so.
+    pub(crate) fn fault(&self, point: &'static str) -> Result<(), CoreError> {
+        match &self.faults {
+            Some(hook) if hook(point) => {
+                Err(CoreError::Internal(format!("injected fault at {point}")))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -276,7 +276,11 @@ impl KeyVault {
 
     /// Destroys subject keys by id: everything sealed under them becomes unreadable
     /// everywhere (every copy of the data), at once. Returns how many existed.
-    pub fn destroy_subject_keys(&self, org: &str, key_ids: &[String]) -> Result<usize, CryptoError> {
+    pub fn destroy_subject_keys(
+        &self,
+        org: &str,
+        key_ids: &[String],
+    ) -> Result<usize, CryptoError> {
         self.store.destroy_subject_keys(org, key_ids)
     }
 

@@ -89,11 +89,7 @@ pub(crate) fn to_toml(p: &Policy) -> String {
         "erasure_request_within = \"{}\"",
         d.erasure_request_within
     );
-    let _ = writeln!(
-        o,
-        "erasure_extension_max = \"{}\"",
-        d.erasure_extension_max
-    );
+    let _ = writeln!(o, "erasure_extension_max = \"{}\"", d.erasure_extension_max);
     let _ = writeln!(
         o,
         "archive_restore_window = \"{}\"",

@@ -144,7 +144,11 @@ impl RequestStore for SqliteStore {
         if let Some(c) = after {
             sql.push_str(" AND (due_at > ? OR (due_at = ? AND id > ?))");
             let due = to_micros(c.due_at);
-            args.extend([Sql::Integer(due), Sql::Integer(due), Sql::Text(c.id.clone())]);
+            args.extend([
+                Sql::Integer(due),
+                Sql::Integer(due),
+                Sql::Text(c.id.clone()),
+            ]);
         }
         sql.push_str(" ORDER BY due_at, id LIMIT ?");
         args.push(Sql::Integer(i64::from(limit)));

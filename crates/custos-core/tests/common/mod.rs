@@ -43,7 +43,8 @@ fn env_in(dir: tempfile::TempDir, objects: Objects) -> Env {
         objects,
         vault.clone(),
         clock.clone(),
-    );
+    )
+    .with_audit_signer(signer(&data));
     Env {
         dir,
         custos,
@@ -51,6 +52,17 @@ fn env_in(dir: tempfile::TempDir, objects: Objects) -> Env {
         store,
         vault,
     }
+}
+
+/// The deployment's signing key, kept under `data/keys` like `custos serve` keeps it.
+pub fn signer(data: &Path) -> Arc<custos_crypto::DeploymentSigner> {
+    Arc::new(
+        custos_crypto::DeploymentSigner::open_or_create(
+            &data.join("keys/signing.key"),
+            "custos.test",
+        )
+        .unwrap(),
+    )
 }
 
 pub fn admin() -> Caller {
@@ -95,6 +107,23 @@ impl Env {
         }
         let token = mfa_session(&self.custos, &caller, org).await;
         Caller::new(self.custos.authenticate(&token).await.unwrap())
+    }
+
+    /// A second `Custos` over the same store, keys and objects (a restarted process), with
+    /// `configure` applied (e.g. a fault hook).
+    pub fn reopen(&self, configure: impl FnOnce(Custos) -> Custos) -> Custos {
+        let data = self.dir.path().join("data");
+        let objects = Objects::open(&ObjectLocation::File(data.join("objects"))).unwrap();
+        configure(
+            Custos::new(
+                Arc::new(Policy::builtin()),
+                self.store.clone(),
+                objects,
+                self.vault.clone(),
+                self.clock.clone(),
+            )
+            .with_audit_signer(signer(&data)),
+        )
     }
 
     pub async fn audit_size(&self) -> u64 {
