@@ -45,6 +45,9 @@ pub(crate) struct PdfFile<W: Write> {
     info: Ref,
     fonts: [Ref; 2],
     page_refs: Vec<Ref>,
+    /// Reused across pages: a fresh compressor per page spent most of the time allocating and
+    /// clearing its tables.
+    zlib: ZlibEncoder<Vec<u8>>,
 }
 
 impl<W: Write> PdfFile<W> {
@@ -60,6 +63,7 @@ impl<W: Write> PdfFile<W> {
             info: Ref::new(3),
             fonts: [Ref::new(4), Ref::new(5)],
             page_refs: Vec::new(),
+            zlib: ZlibEncoder::new(Vec::new(), Compression::fast()),
         };
         file.next_id = 6;
         // The binary marker tells transfer tools the file is not text (PDF 2.0, 7.5.2).
@@ -103,9 +107,9 @@ impl<W: Write> PdfFile<W> {
 
     /// Compresses one page's content and writes it with its page object.
     pub(crate) fn add_page(&mut self, content: Content) -> Result<(), ExportError> {
-        let mut zlib = ZlibEncoder::new(Vec::new(), Compression::default());
-        zlib.write_all(&content.finish())?;
-        let compressed = zlib.finish()?;
+        self.zlib.write_all(&content.finish())?;
+        // `reset` ends the zlib stream into the old buffer and starts a new one.
+        let compressed = self.zlib.reset(Vec::new())?;
 
         let content_id = self.alloc();
         let mut chunk = Chunk::new();

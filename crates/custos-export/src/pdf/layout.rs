@@ -82,9 +82,15 @@ pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
             lines.push(String::new());
             continue;
         }
-        // Deep indentation would leave no room: cap it at half a line.
-        let indent = " ".repeat((line.len() - body.len()).min(width / 2));
-        let hanging = format!("{indent}  ");
+        // Deep indentation would leave no room: cap it at half a line. Continuations of an
+        // indented line (nested JSON) hang two further in; prose continues flush.
+        let depth = (line.len() - body.len()).min(width / 2);
+        let indent = " ".repeat(depth);
+        let hanging = if depth > 0 {
+            format!("{indent}  ")
+        } else {
+            indent.clone()
+        };
         let options = textwrap::Options::new(width)
             .initial_indent(&indent)
             .subsequent_indent(&hanging)
