@@ -34,6 +34,12 @@ if have_tools; then
 fi
 echo "ensure-poppler: installing poppler-utils with apt-get" >&2
 export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq >&2
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends poppler-utils >&2
+# apt's progress goes to a log, shown only when the install fails.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+if ! { "${sudo[@]}" apt-get update -q && "${sudo[@]}" apt-get install -y -q --no-install-recommends poppler-utils; } >"$log" 2>&1; then
+  tail -n 30 "$log" >&2
+  echo "ensure-poppler: apt-get could not install poppler-utils" >&2
+  exit 1
+fi
 have_tools

@@ -21,6 +21,15 @@ enum Section {
     Events,
 }
 
+/// A failed write while serializing is an output error, not a JSON one.
+fn json_error(e: serde_json::Error) -> ExportError {
+    if e.is_io() {
+        ExportError::Io(e.into())
+    } else {
+        ExportError::Json(e)
+    }
+}
+
 /// Streams a JSON export.
 pub(crate) struct JsonWriter<W: Write> {
     out: BufWriter<W>,
@@ -62,7 +71,7 @@ impl<W: Write> JsonWriter<W> {
         };
         // The head is small and fixed: serialize it as an object and reopen it by dropping the
         // closing brace, so its member order and escaping stay serde_json's.
-        let mut bytes = serde_json::to_vec(&head)?;
+        let mut bytes = serde_json::to_vec(&head).map_err(json_error)?;
         debug_assert_eq!(bytes.last(), Some(&b'}'));
         bytes.pop();
         out.write_all(&bytes)?;
@@ -79,7 +88,7 @@ impl<W: Write> JsonWriter<W> {
         if self.has_item {
             self.out.write_all(b",")?;
         }
-        serde_json::to_writer(&mut self.out, value)?;
+        serde_json::to_writer(&mut self.out, value).map_err(json_error)?;
         self.has_item = true;
         Ok(())
     }

@@ -71,6 +71,8 @@
 //! w.finish().unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 mod csv_zip;
 mod error;
 mod json;
@@ -157,8 +159,12 @@ impl std::fmt::Display for Format {
 ///
 /// Call order: every record, grouped by category in the order of the header's categories, then
 /// every event, then [`finish`](ExportWriter::finish). A record of an unknown category, out of
-/// that order, or after an event is refused. Dropping a writer without `finish` leaves the output
-/// incomplete (unparseable), which is what a reader should see when the export failed.
+/// that order, or after an event is refused.
+///
+/// Dropping a writer without `finish` (the export failed half-way) leaves the output cut short:
+/// the JSON does not parse and the zip has no central directory, so neither passes for a complete
+/// export. A cut PDF lacks its trailer, but some viewers repair such files: the caller must still
+/// report the transfer as failed (e.g. abort the HTTP response).
 pub trait ExportWriter {
     /// Writes one record.
     fn record(&mut self, r: &ExportRecord) -> Result<(), ExportError>;
