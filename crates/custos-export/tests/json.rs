@@ -198,3 +198,22 @@ proptest! {
         prop_assert_eq!(back, records);
     }
 }
+
+/// The exact bytes of the sample export, so any change to the format shows up in review.
+/// `UPDATE_GOLDEN=1 cargo test -p custos-export --test json` rewrites the file.
+#[test]
+fn sample_export_matches_the_golden_file() {
+    let (header, records, events) = sample();
+    let bytes = export(Format::Json, &header, &records, &events).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/sample.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let golden =
+        std::fs::read(&path).expect("tests/golden/sample.json (UPDATE_GOLDEN=1 writes it)");
+    assert!(
+        bytes == golden,
+        "the JSON export changed; if on purpose, rerun with UPDATE_GOLDEN=1 and review the diff:\n{}",
+        String::from_utf8_lossy(&bytes)
+    );
+}
