@@ -504,6 +504,30 @@ impl Custos {
         };
         let row = self.with_archived_content(&scope, row).await?;
         let envelope = self.open_envelope(&scope, &row)?;
+        let body = self.blob_plaintext(&scope, &row).await?;
+        let event = self
+            .event(caller, custos_audit::AuditAction::FileDownload)
+            .org(scope.org_id())
+            .target(format!("record:{id}"));
+        self.store.append_audit(&[event]).await?;
+        let (file_name, content_type) = envelope
+            .map(|e| (e.file_name, e.content_type))
+            .unwrap_or_default();
+        Ok(FileDownload {
+            size,
+            file_name,
+            content_type,
+            body,
+        })
+    }
+
+    /// The decrypted bytes of a record's blob (hot or archive tier), as they stream in.
+    pub(crate) async fn blob_plaintext(
+        &self,
+        scope: &custos_store::OrgScope,
+        row: &custos_store::RecordRow,
+    ) -> Result<BoxStream<'static, Result<Bytes, CoreError>>, CoreError> {
+        let id = &row.id;
         let key_ref: KeyRef = row
             .key_ref
             .parse()
@@ -515,12 +539,6 @@ impl Custos {
             _ => blob_key(scope.org_id(), id),
         };
         let reader = self.objects.reader(&key).await?;
-        let event = self
-            .event(caller, custos_audit::AuditAction::FileDownload)
-            .org(scope.org_id())
-            .target(format!("record:{id}"));
-        self.store.append_audit(&[event]).await?;
-
         // State: the object stream and the decryptor until the object ends, then nothing.
         let body = futures::stream::try_unfold(Some((reader, decryptor)), |state| async move {
             let Some((mut reader, mut decryptor)) = state else {
@@ -544,14 +562,6 @@ impl Custos {
             }
         })
         .boxed();
-        let (file_name, content_type) = envelope
-            .map(|e| (e.file_name, e.content_type))
-            .unwrap_or_default();
-        Ok(FileDownload {
-            size,
-            file_name,
-            content_type,
-            body,
-        })
+        Ok(body)
     }
 }

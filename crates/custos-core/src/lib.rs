@@ -15,6 +15,7 @@ mod certificate;
 mod clock;
 mod dsr;
 mod erasure;
+mod export;
 mod error;
 mod files;
 pub mod idp;
@@ -47,6 +48,8 @@ pub use dsr::{
     RequestRejection, RequestView,
 };
 pub use error::CoreError;
+pub use export::{export_format, EXPORTS_CATEGORY};
+pub use custos_export::{Format as ExportFormat, EXPORT_SCHEMA};
 pub use files::{FileDownload, FileUpload};
 pub use lifecycle::{
     due_step, is_held, purge_event_covers, purged_ids_digest, removal_deadline, ActionKind,

@@ -1202,7 +1202,7 @@ impl Custos {
 
 /// Reverses `tokenize` pseudonyms in every string of `value`, and in its object keys if
 /// `keys` (metadata keys are tokenized, content keys are not).
-fn detokenize_value(value: Value, vault: &custos_pii::TokenVault, keys: bool) -> Value {
+pub(crate) fn detokenize_value(value: Value, vault: &custos_pii::TokenVault, keys: bool) -> Value {
     match value {
         Value::String(s) => Value::String(custos_pii::detokenize(&s, vault)),
         Value::Array(items) => Value::Array(
