@@ -10,9 +10,13 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-dir="${1:?usage: check-cert.sh DIR VENV_DIR CUSTOS_BIN}"
-venv="${2:?usage: check-cert.sh DIR VENV_DIR CUSTOS_BIN}"
-custos="${3:?usage: check-cert.sh DIR VENV_DIR CUSTOS_BIN}"
+usage="usage: check-cert.sh DIR VENV_DIR CUSTOS_BIN"
+# Absolute paths: the CLI runs from a scratch directory.
+dir="$(cd "${1:?$usage}" && pwd)"
+venv="${2:?$usage}"
+custos_arg="${3:?$usage}"
+custos="$(cd "$(dirname "$custos_arg")" && pwd)/$(basename "$custos_arg")"
+[ -x "$custos" ] || { echo "$custos_arg: not an executable" >&2; exit 2; }
 
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"

@@ -117,7 +117,11 @@ pub fn build(subject_ref: &str) -> Fixture {
     let other = self::signer(OTHER_SEED);
     let vk = verifier_key(signer.name(), &signer.public_key());
     let a = statement(1, "org-1", subject_ref, &vk);
-    let b = statement(2, "org-2", OTHER_SUBJECT_REF, &vk);
+    let mut b = statement(2, "org-2", OTHER_SUBJECT_REF, &vk);
+    // Characters JCS escapes or must not escape, so that a second JCS implementation (the
+    // Python verifier) is checked on them too.
+    b.verification =
+        "Keys \"destroyed\" \\ checked:\ttab,\u{1}\u{1f}\u{7f} \u{e9}\u{2014}\u{1f600}.".into();
 
     let t = ts("2026-11-27T09:59:30Z");
     let plain = |action, target: &str| {

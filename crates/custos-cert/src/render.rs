@@ -18,7 +18,6 @@ fn method_text(m: Method) -> &'static str {
 pub fn render_text(cert: &Certificate) -> String {
     let s = &cert.statement;
     let mut out = String::new();
-    // Writing to a String cannot fail.
     let mut line = |text: String| {
         out.push_str(&text);
         out.push('\n');
@@ -57,6 +56,7 @@ pub fn render_text(cert: &Certificate) -> String {
             c.tiers.objects
         );
         if c.held > 0 {
+            // Writing to a String cannot fail.
             let _ = write!(text, "; {} held", c.held);
         }
         line(text);

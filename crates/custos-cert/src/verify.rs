@@ -116,9 +116,11 @@ pub fn verify(
 ) -> Result<Verified, VerifyFailure> {
     let (doc, cert) = parse(cert_json)?;
     let (key, key_source) = check_signature(&doc, &cert, verifier_key)?;
-    let checkpoint =
-        Checkpoint::verify_signed_for(&cert.checkpoint, &key.to_string(), &issuer_origin(&cert))
-            .map_err(|e| fail(Check::Checkpoint, e))?;
+    // The same key as the signature, and the issuer's own log: a checkpoint of another log
+    // signed by the same key does not count.
+    let origin = &cert.statement.issuer.origin;
+    let checkpoint = Checkpoint::verify_signed_for(&cert.checkpoint, &key.to_string(), origin)
+        .map_err(|e| fail(Check::Checkpoint, e))?;
     check_inclusion(&cert, &checkpoint)?;
     check_event(&doc, &cert)?;
     if let Some(expected) = expected_subject_ref {
@@ -135,10 +137,6 @@ pub fn verify(
         checkpoint,
         subject_checked: expected_subject_ref.is_some(),
     })
-}
-
-fn issuer_origin(cert: &Certificate) -> String {
-    cert.statement.issuer.origin.clone()
 }
 
 /// Format: strict JSON, an object, the v1 tag, then the typed certificate.

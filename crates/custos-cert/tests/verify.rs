@@ -380,3 +380,66 @@ proptest! {
         prop_assert!(verify(&json, Some(&fx.verifier_key), Some(REF)).is_err());
     }
 }
+
+/// Seals the fixture's statement over a fresh log whose entry 1 is `event`, signed by the fixture key.
+fn sealed_over(fx: &Fixture, event: custos_audit::AuditEvent) -> Vec<u8> {
+    use custos_audit::{inclusion_proof, leaf_hash, Checkpoint, Frontier, MemoryNodeStore};
+    use custos_audit::{NodeStore as _, NoteSigner as _};
+    let statement = fx.certificate.statement.clone();
+    let filler = custos_audit::AuditEvent::new(
+        event.time,
+        custos_audit::Actor::System,
+        custos_audit::AuditAction::LifecycleSweep,
+    );
+    let leaves = [filler.to_canonical_bytes(), event.to_canonical_bytes()];
+    let mut frontier = Frontier::new();
+    let mut store = MemoryNodeStore::new();
+    let nodes = frontier
+        .append_batch(leaves.iter().map(|l| leaf_hash(l)))
+        .unwrap();
+    store.put_nodes(&nodes).unwrap();
+    let head = Checkpoint {
+        origin: fixture::ORIGIN.into(),
+        size: 2,
+        root: frontier.root(),
+        time: None,
+    };
+    let note = head.sign(&fx.signer).unwrap();
+    let proof = inclusion_proof(&store, 1, 2).unwrap();
+    statement
+        .seal(leaves[1].clone(), proof, note, |m| fx.signer.sign(m))
+        .to_jcs()
+}
+
+#[test]
+fn the_event_must_be_this_statements_successful_erasure() {
+    let fx = fx();
+    let s = &fx.certificate.statement;
+    let t: jiff::Timestamp = "2026-11-27T09:59:30Z".parse().unwrap();
+    let good = s.erase_event(t, custos_audit::Actor::System);
+    verify(
+        &sealed_over(&fx, good.clone()),
+        Some(&fx.verifier_key),
+        Some(REF),
+    )
+    .unwrap();
+    let mut wrong_action = good.clone();
+    wrong_action.action = "record.purge".into();
+    let bad = [
+        wrong_action,
+        good.clone().outcome(custos_audit::Outcome::Failed),
+        good.clone().org("org-2"),
+        good.clone().target("request:req-2"),
+        good.clone()
+            .reason(s.event_reason().replace("statement=", "statement=0")),
+    ];
+    for event in bad {
+        let f = verify(
+            &sealed_over(&fx, event.clone()),
+            Some(&fx.verifier_key),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(f.check, Check::Event, "{event:?}: {f}");
+    }
+}

@@ -56,6 +56,9 @@ pub enum Command {
     Redact(crate::pii_cmd::RedactArgs),
     /// Run every lifecycle action that is due (archive, purge), or forecast with --dry-run.
     Sweep(crate::sweep_cmd::SweepArgs),
+    /// Certificates of deletion: verify one offline.
+    #[command(subcommand)]
+    Cert(crate::cert_cmd::CertCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +94,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Scan(args) => crate::pii_cmd::scan(args),
         Command::Redact(args) => crate::pii_cmd::redact(&cli.global, args),
         Command::Sweep(args) => crate::sweep_cmd::run(&cli.global, args).await,
+        Command::Cert(cmd) => crate::cert_cmd::run(&cli.global, cmd),
     }
 }
 

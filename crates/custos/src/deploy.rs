@@ -95,11 +95,7 @@ pub async fn open(global: &Global) -> Result<Deployment, Failure> {
     })?;
     let keys = keys_dir(global);
     create_private_dir(&keys)?;
-    let kms = match std::env::var("CUSTOS_ROOT_KEY") {
-        Ok(value) => LocalKms::from_env_value(&value),
-        Err(_) => LocalKms::open_or_create(&keys.join("root.keyring")),
-    }
-    .map_err(|e| Failure::Failed(e.to_string()))?;
+    let kms = open_kms(&keys)?;
     let key_store =
         SqliteKeyStore::open(&keys.join("keys.db")).map_err(|e| Failure::Failed(e.to_string()))?;
     let signer = DeploymentSigner::open_or_create(&keys.join("signing.key"), &policy.service.name)
@@ -117,6 +113,37 @@ pub async fn open(global: &Global) -> Result<Deployment, Failure> {
         signer: Arc::new(signer),
         data_dir: global.data.clone(),
     })
+}
+
+/// The root KMS: `CUSTOS_ROOT_KEY` if set, else the keyring in the keys directory.
+fn open_kms(keys: &Path) -> Result<LocalKms, Failure> {
+    match std::env::var("CUSTOS_ROOT_KEY") {
+        Ok(value) => LocalKms::from_env_value(&value),
+        Err(_) => LocalKms::open_or_create(&keys.join("root.keyring")),
+    }
+    .map_err(|e| Failure::Failed(e.to_string()))
+}
+
+/// Opens an existing deployment's key vault alone (no store, no objects) and creates nothing:
+/// for offline commands that need keyed references, such as `cert verify --subject`.
+pub fn open_key_vault(global: &Global) -> Result<KeyVault, Failure> {
+    let keys = keys_dir(global);
+    let missing = |what: &str| {
+        Failure::BadInput(format!(
+            "no {what} in {} (set --data or --keys to the deployment's)",
+            keys.display()
+        ))
+    };
+    let db = keys.join("keys.db");
+    if !db.is_file() {
+        return Err(missing("key store"));
+    }
+    if std::env::var_os("CUSTOS_ROOT_KEY").is_none() && !keys.join("root.keyring").is_file() {
+        return Err(missing("root keyring"));
+    }
+    let kms = open_kms(&keys)?;
+    let key_store = SqliteKeyStore::open(&db).map_err(|e| Failure::Failed(e.to_string()))?;
+    Ok(KeyVault::new(Arc::new(kms), Arc::new(key_store)))
 }
 
 /// Creates a directory readable only by its owner.

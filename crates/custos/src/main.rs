@@ -4,6 +4,7 @@
 
 mod alerts;
 mod audit_cmd;
+mod cert_cmd;
 mod cli;
 mod deploy;
 mod pii_cmd;
