@@ -12,6 +12,7 @@ mod member_routes;
 mod metrics;
 mod openapi;
 mod problem;
+mod request_routes;
 mod routes;
 
 use std::net::SocketAddr;

@@ -43,6 +43,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/orgs", post(create_org).get(list_orgs))
         .route("/v1/orgs/{org}", get(get_org).delete(terminate_org))
         .merge(crate::member_routes::routes())
+        .merge(crate::request_routes::routes())
         .route(
             "/v1/orgs/{org}/records",
             post(create_record).get(list_records),
@@ -769,6 +770,11 @@ async fn scan(
           crate::member_routes::rotate_key, crate::member_routes::revoke_key,
           crate::member_routes::enroll_totp, crate::member_routes::open_session,
           crate::member_routes::get_settings, crate::member_routes::update_settings,
+          crate::request_routes::create_request, crate::request_routes::list_requests,
+          crate::request_routes::bulk_erase, crate::request_routes::get_request,
+          crate::request_routes::extend_request, crate::request_routes::reject_request,
+          crate::request_routes::export, crate::request_routes::certificate,
+          crate::request_routes::export_schema,
           create_record, list_records, get_record, delete_record, restore_record, archive_restore,
           upload_file, download_file,
           get_retention, set_retention, create_hold, list_holds, release_hold, deletion_log,

@@ -49,6 +49,26 @@ pub struct RequestRejection {
     pub reason: String,
 }
 
+/// Most subjects one bulk erasure takes.
+pub const MAX_BULK_SUBJECTS: usize = 10_000;
+
+/// What a bulk erasure did for one subject, in input order.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BulkOutcome {
+    /// The subject's position in the input (0-based).
+    pub index: usize,
+    /// Keyed reference of the subject.
+    pub subject_ref: String,
+    /// The erasure request (absent if it could not be filed).
+    pub request: Option<String>,
+    /// `completed`, `partially_completed`, or `failed`.
+    pub status: String,
+    /// The latest certificate of deletion, if one was issued.
+    pub certificate: Option<String>,
+    /// Why it failed (an error code and message; never the subject).
+    pub error: Option<String>,
+}
+
 /// One data subject request.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RequestView {
@@ -264,6 +284,26 @@ impl Custos {
         scope: &OrgScope,
         subject: &str,
     ) -> Result<SubjectRequest, CoreError> {
+        let request = match self.erasure_to_run(scope, subject).await? {
+            Some(request) => request,
+            None => {
+                let filed = self
+                    .file_request(caller, scope, RequestKind::Erasure, subject)
+                    .await?;
+                self.fault("erasure.filed")?;
+                filed
+            }
+        };
+        self.run_erasure(caller, scope, request).await
+    }
+
+    /// The subject's unfinished erasure, if any: open, or done but stopped before its
+    /// certificate was stored.
+    async fn erasure_to_run(
+        &self,
+        scope: &OrgScope,
+        subject: &str,
+    ) -> Result<Option<SubjectRequest>, CoreError> {
         let filter = RequestFilter {
             kind: Some(RequestKind::Erasure),
             statuses: vec![
@@ -274,7 +314,6 @@ impl Custos {
             ],
             subject_ref: Some(self.vault.subject_ref(scope.org_id(), subject)?),
         };
-        // Unfinished: open, or done but stopped before its certificate was stored.
         let mut unfinished = None;
         let mut after = None;
         'pages: loop {
@@ -301,17 +340,81 @@ impl Custos {
                 _ => break,
             }
         }
-        let request = match unfinished {
-            Some(request) => request,
-            None => {
-                let filed = self
-                    .file_request(caller, scope, RequestKind::Erasure, subject)
-                    .await?;
-                self.fault("erasure.filed")?;
-                filed
-            }
-        };
-        self.run_erasure(caller, scope, request).await
+        Ok(unfinished)
+    }
+
+    /// Erases many subjects as one job: every request is filed first (so a crash leaves them
+    /// all `received`, and the sweep finishes them), then each runs in turn.
+    pub async fn bulk_erase(
+        &self,
+        caller: &Caller,
+        org: &str,
+        subjects: Vec<String>,
+    ) -> Result<Vec<BulkOutcome>, CoreError> {
+        let grant = self
+            .authorize(caller, Operation::RequestBulkErase, org)
+            .await?;
+        let scope = grant.scope;
+        if subjects.is_empty() || subjects.len() > MAX_BULK_SUBJECTS {
+            return Err(CoreError::invalid(
+                "subjects",
+                format!("must list 1 to {MAX_BULK_SUBJECTS} subjects"),
+            ));
+        }
+        for (i, s) in subjects.iter().enumerate() {
+            crate::records::check_subject(&Some(s.clone())).map_err(|_| {
+                CoreError::invalid(&format!("subjects[{i}]"), "must be 1 to 256 characters")
+            })?;
+        }
+        let event = self
+            .event(caller, AuditAction::RequestBulk)
+            .org(scope.org_id())
+            .reason(format!("subjects={}", subjects.len()));
+        self.store.append_audit(&[event]).await?;
+        let mut filed = Vec::with_capacity(subjects.len());
+        for subject in &subjects {
+            let filed_one = match self.erasure_to_run(&scope, subject).await? {
+                Some(open) => open,
+                None => {
+                    self.file_request(caller, &scope, RequestKind::Erasure, subject)
+                        .await?
+                }
+            };
+            filed.push(filed_one);
+        }
+        let mut out = Vec::with_capacity(filed.len());
+        for (index, request) in filed.into_iter().enumerate() {
+            let subject_ref = request.subject_ref.clone();
+            let id = request.id.clone();
+            let outcome = match self.run_erasure(caller, &scope, request).await {
+                Ok(done) => {
+                    let certificate = self
+                        .store
+                        .certificates(&scope, &done.id)
+                        .await?
+                        .pop()
+                        .map(|c| c.id);
+                    BulkOutcome {
+                        index,
+                        subject_ref,
+                        request: Some(id),
+                        status: done.status.to_string(),
+                        certificate,
+                        error: None,
+                    }
+                }
+                Err(e) => BulkOutcome {
+                    index,
+                    subject_ref,
+                    request: Some(id),
+                    status: "failed".into(),
+                    certificate: None,
+                    error: Some(format!("{}: {e}", e.code())),
+                },
+            };
+            out.push(outcome);
+        }
+        Ok(out)
     }
 
     /// Stores a new request (status `received`) with its audit event.

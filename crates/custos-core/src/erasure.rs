@@ -714,7 +714,11 @@ impl Custos {
         let open = self
             .store
             .requests_by_status(
-                &[RequestStatus::InProgress, RequestStatus::PartiallyCompleted],
+                &[
+                    RequestStatus::Received,
+                    RequestStatus::InProgress,
+                    RequestStatus::PartiallyCompleted,
+                ],
                 jiff::Timestamp::MAX,
                 1000,
             )
@@ -727,10 +731,10 @@ impl Custos {
             {
                 continue;
             }
-            let touched = Progress::of(&request)?.touched_at;
-            if request.status == RequestStatus::InProgress
-                && touched.is_some_and(|t| now < t + STALE_AFTER)
-            {
+            let touched = Progress::of(&request)?
+                .touched_at
+                .unwrap_or(request.received_at);
+            if request.status.is_open() && now < touched + STALE_AFTER {
                 continue;
             }
             let before = (request.status, request.version);

@@ -95,7 +95,11 @@ impl Custos {
             .ok_or_else(|| CoreError::NotFound(format!("org {}", scope.org_id())))?;
         let subject_ref = self.vault.subject_ref(scope.org_id(), subject)?;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for c in self.store.subject_record_counts(scope, &subject_ref).await? {
+        for c in self
+            .store
+            .subject_record_counts(scope, &subject_ref)
+            .await?
+        {
             if c.state != RecordState::PurgeRequested {
                 *counts.entry(c.category).or_default() += c.records;
             }
@@ -115,7 +119,9 @@ impl Custos {
                 records: *records,
                 retention,
                 archive_after: policy.and_then(|c| c.archive_after.map(|a| a.to_string())),
-                classification: policy.map(|c| c.classification.to_string()).unwrap_or_default(),
+                classification: policy
+                    .map(|c| c.classification.to_string())
+                    .unwrap_or_default(),
                 next_expiry: None,
             });
         }
@@ -130,7 +136,8 @@ impl Custos {
             request_due: request.map(|r| r.due_at),
         };
         let pipe = Pipe::default();
-        let mut writer = custos_export::writer(format, pipe.clone(), &header).map_err(export_error)?;
+        let mut writer =
+            custos_export::writer(format, pipe.clone(), &header).map_err(export_error)?;
         let (mut total, mut archived) = (0u64, 0u64);
         for category in counts.keys() {
             let filter = RecordFilter {
@@ -322,14 +329,18 @@ impl Custos {
         format: Format,
         out: &mut (dyn Write + Send),
     ) -> Result<u64, CoreError> {
-        let grant = self.authorize(caller, Operation::RequestExport, org).await?;
+        let grant = self
+            .authorize(caller, Operation::RequestExport, org)
+            .await?;
         self.authorize_category(caller, &grant, EXPORTS_CATEGORY, None)
             .await?;
         crate::records::check_subject(&Some(subject.to_string()))?;
         let scope = grant.scope;
         let (tx, mut rx) = tokio::sync::mpsc::channel(8);
         let produce = async {
-            let result = self.produce_export(&scope, subject, None, format, &tx).await;
+            let result = self
+                .produce_export(&scope, subject, None, format, &tx)
+                .await;
             drop(tx);
             result
         };
@@ -364,9 +375,16 @@ impl Custos {
         id: &str,
         format: Format,
     ) -> Result<FileDownload, CoreError> {
-        let grant = self.authorize(caller, Operation::RequestExport, org).await?;
-        self.authorize_category(caller, &grant, EXPORTS_CATEGORY, Some(format!("request:{id}")))
+        let grant = self
+            .authorize(caller, Operation::RequestExport, org)
             .await?;
+        self.authorize_category(
+            caller,
+            &grant,
+            EXPORTS_CATEGORY,
+            Some(format!("request:{id}")),
+        )
+        .await?;
         let scope = grant.scope;
         let mut request = self.load_request(&scope, id).await?;
         if request.kind == RequestKind::Erasure {

@@ -15,8 +15,8 @@ mod certificate;
 mod clock;
 mod dsr;
 mod erasure;
-mod export;
 mod error;
+mod export;
 mod files;
 pub mod idp;
 mod keys;
@@ -42,14 +42,14 @@ pub use audit::{
     CheckpointView, ConsistencyProof, InclusionProof, SigningKeyView,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use custos_export::{Format as ExportFormat, EXPORT_SCHEMA};
 pub use custos_store::AuditFilter;
 pub use dsr::{
-    extended_due, request_due, NewRequest, RequestExtension, RequestPage, RequestQuery,
-    RequestRejection, RequestView,
+    extended_due, request_due, BulkOutcome, NewRequest, RequestExtension, RequestPage,
+    RequestQuery, RequestRejection, RequestView, MAX_BULK_SUBJECTS,
 };
 pub use error::CoreError;
 pub use export::{export_format, EXPORTS_CATEGORY};
-pub use custos_export::{Format as ExportFormat, EXPORT_SCHEMA};
 pub use files::{FileDownload, FileUpload};
 pub use lifecycle::{
     due_step, is_held, purge_event_covers, purged_ids_digest, removal_deadline, ActionKind,
