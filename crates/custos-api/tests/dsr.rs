@@ -74,7 +74,8 @@ async fn session_member(d: &Deployment, org: &str, role: &str) -> String {
         .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
         .build()
         .unwrap()
-        .generate(jiff::Timestamp::now().as_second() as u64);
+        .generate(jiff::Timestamp::now().as_second() as u64)
+        .to_string();
     let (status, s) = post(
         d,
         &key,
