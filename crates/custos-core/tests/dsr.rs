@@ -78,7 +78,12 @@ async fn fixture() -> Fixture {
         &org,
         "interactions",
         ALICE,
-        json!({"question": format!("{ALICE} asked about invoice 17"), "answer": "sent"}),
+        json!({
+            "question": format!("{ALICE} asked about invoice 17"),
+            // A name and an address: PII the category's own rule (email, phone, SSN, card)
+            // keeps on the way in, and erasure must not.
+            "answer": "sent to Alice Johnson at 1600 Pennsylvania Avenue NW, Washington, DC 20500"
+        }),
     )
     .await;
     alice.push((id, "interactions"));
