@@ -6,13 +6,15 @@
 //! `postgres://postgres@127.0.0.1:5432/test`), dropped afterwards. When PostgreSQL cannot be
 //! reached the `postgres::*` tests are skipped with a message, or fail when `CI=true`.
 //!
-//! [`tokens`] covers the org-wide PII token map.
+//! [`tokens`] covers the org-wide PII token map; [`requests`] data subject requests and the
+//! record changes of erasures.
 //!
 //! [`objects`] covers the blob store, which has one implementation.
 
 mod isolation;
 mod members;
 mod objects;
+mod requests;
 mod suite;
 mod support;
 mod tokens;
@@ -43,6 +45,8 @@ on_both_backends! {
     crate::members::members_change_rotate_and_remove => members_change_rotate_and_remove,
     crate::members::totp_steps_are_used_once_and_sessions_expire => totp_steps_are_used_once_and_sessions_expire,
     crate::members::org_settings_upsert_per_org => org_settings_upsert_per_org,
+    crate::requests::requests_round_trip_and_update_by_compare_and_set => requests_round_trip_and_update_by_compare_and_set,
+    crate::requests::erasure_changes_records_and_tokens_in_their_org_only => erasure_changes_records_and_tokens_in_their_org_only,
     crate::suite::orgs_create_get_list => orgs_create_get_list,
     crate::suite::org_duplicate_id_conflicts => org_duplicate_id_conflicts,
     crate::suite::members_lookup_by_key_hash => members_lookup_by_key_hash,
