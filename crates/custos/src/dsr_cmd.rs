@@ -111,8 +111,9 @@ pub struct EraseArgs {
     /// A CSV of subject ids (one column, optional `subject` header): one resumable bulk job.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
-    /// With --csv: the results file, one row per finished subject (default FILE.results.csv);
-    /// a rerun skips the subjects it already lists as done.
+    /// With --csv: the results file, one row per finished subject (default FILE.results.csv;
+    /// `<results>.started` beside it records when the job began). A rerun skips the subjects
+    /// it lists as done and never erases a subject twice.
     #[arg(long, value_name = "FILE", requires = "csv")]
     pub results: Option<PathBuf>,
     /// With --subject: the certificate file (default ./certificate-<request id>.json). With
