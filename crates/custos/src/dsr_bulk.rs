@@ -138,7 +138,9 @@ pub fn read_subjects(input: impl Read) -> Result<Vec<String>, String> {
 
 /// What an existing results file says: the subjects done, and for failed subjects the
 /// request they failed on, if any. A row cut short by a crash counts as not done.
-pub fn read_results(input: impl Read) -> Result<(HashSet<String>, HashMap<String, String>), String> {
+pub fn read_results(
+    input: impl Read,
+) -> Result<(HashSet<String>, HashMap<String, String>), String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -313,11 +315,11 @@ fn job_start(job: &BulkJob, now: jiff::Timestamp) -> Result<(jiff::Timestamp, bo
     name.push(".started");
     let marker = PathBuf::from(name);
     match std::fs::read_to_string(&marker) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map(|t| (t, true))
-            .map_err(|e| Failure::BadInput(format!("{}: not a start time: {e}", marker.display()))),
+        Ok(text) => {
+            text.trim().parse().map(|t| (t, true)).map_err(|e| {
+                Failure::BadInput(format!("{}: not a start time: {e}", marker.display()))
+            })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             crate::dsr_cmd::write_atomic(&marker, &format!("{now}\n"))?;
             Ok((now, false))
@@ -440,11 +442,7 @@ mod tests {
         let job = BulkJob::new(Path::new("in/subjects.csv"), None, None);
         assert_eq!(job.results, Path::new("in/subjects.csv.results.csv"));
         assert_eq!(job.certificates, Path::new("in/subjects.csv.certificates"));
-        let job = BulkJob::new(
-            Path::new("in/subjects.csv"),
-            Some("out/r.csv".into()),
-            None,
-        );
+        let job = BulkJob::new(Path::new("in/subjects.csv"), Some("out/r.csv".into()), None);
         assert_eq!(job.certificates, Path::new("out/subjects.csv.certificates"));
         let job = BulkJob::new(Path::new("s.csv"), None, Some("certs".into()));
         assert_eq!(job.certificates, Path::new("certs"));
@@ -457,7 +455,10 @@ mod tests {
             read_subjects(input.as_bytes()).unwrap(),
             ["alice", "bob, jr", "carol"]
         );
-        assert_eq!(read_subjects("alice\r\nbob".as_bytes()).unwrap(), ["alice", "bob"]);
+        assert_eq!(
+            read_subjects("alice\r\nbob".as_bytes()).unwrap(),
+            ["alice", "bob"]
+        );
         // Spreadsheets start their CSV with a byte order mark.
         assert_eq!(
             read_subjects("\u{feff}subject\r\nalice\r\n".as_bytes()).unwrap(),
@@ -504,7 +505,11 @@ mod tests {
     fn appending_ends_a_row_cut_short() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.csv");
-        std::fs::write(&path, "subject,request,status,certificate,detail\nalice,r1,compl").unwrap();
+        std::fs::write(
+            &path,
+            "subject,request,status,certificate,detail\nalice,r1,compl",
+        )
+        .unwrap();
         let mut results = Results::open(&path).unwrap();
         let row = |s: &str| ResultRow {
             subject: s.into(),
@@ -519,7 +524,10 @@ mod tests {
         assert_eq!(done.into_iter().collect::<Vec<_>>(), ["bob"]);
         // A fresh file gets the header first.
         let fresh = dir.path().join("fresh.csv");
-        Results::open(&fresh).unwrap().append(&row("carol")).unwrap();
+        Results::open(&fresh)
+            .unwrap()
+            .append(&row("carol"))
+            .unwrap();
         let text = std::fs::read_to_string(&fresh).unwrap();
         assert_eq!(
             text,

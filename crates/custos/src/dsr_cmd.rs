@@ -340,8 +340,12 @@ pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), Failure> {
 }
 
 async fn export(custos: &Custos, args: ExportArgs) -> Result<(), Failure> {
-    let format = custos_core::export_format(&args.format)
-        .map_err(|_| Failure::BadInput(format!("--format {}: must be json, csv or pdf", args.format)))?;
+    let format = custos_core::export_format(&args.format).map_err(|_| {
+        Failure::BadInput(format!(
+            "--format {}: must be json, csv or pdf",
+            args.format
+        ))
+    })?;
     let tmp = temp_beside(&args.out)?;
     let mut writer = std::io::BufWriter::new(tmp);
     // On failure the temporary file is dropped, which removes it: no half export is left.
