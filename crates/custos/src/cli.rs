@@ -59,6 +59,9 @@ pub enum Command {
     /// Certificates of deletion: verify one offline.
     #[command(subcommand)]
     Cert(crate::cert_cmd::CertCommand),
+    /// Data subject requests: list, show, extend; export a subject; erase a subject or a CSV.
+    #[command(subcommand)]
+    Dsr(crate::dsr_cmd::DsrCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +98,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Redact(args) => crate::pii_cmd::redact(&cli.global, args),
         Command::Sweep(args) => crate::sweep_cmd::run(&cli.global, args).await,
         Command::Cert(cmd) => crate::cert_cmd::run(&cli.global, cmd),
+        Command::Dsr(cmd) => crate::dsr_cmd::run(&cli.global, cmd).await,
     }
 }
 

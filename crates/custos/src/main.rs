@@ -7,6 +7,8 @@ mod audit_cmd;
 mod cert_cmd;
 mod cli;
 mod deploy;
+mod dsr_bulk;
+mod dsr_cmd;
 mod pii_cmd;
 mod serve;
 mod sweep_cmd;
