@@ -5,7 +5,7 @@
 #
 #   tools/audit-verify/check-cert.sh DIR VENV_DIR CUSTOS_BIN
 #
-# DIR holds what `cargo run -p custos-cert --example fixture -- DIR` writes. The verifier's
+# DIR holds what `cargo run -p custos-cert --example cert_fixture -- DIR` writes. The verifier's
 # Python dependencies are installed into VENV_DIR, created if missing.
 set -euo pipefail
 

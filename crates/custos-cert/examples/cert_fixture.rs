@@ -9,7 +9,7 @@
 //! - `test-signing-seed.hex`: the fixture key's seed, public and for tests only, so that the
 //!   tamper tests can re-sign altered certificates the way a dishonest key holder could
 //!
-//! `cargo run -p custos-cert --example fixture -- DIR`
+//! `cargo run -p custos-cert --example cert_fixture -- DIR`
 
 use std::path::PathBuf;
 
