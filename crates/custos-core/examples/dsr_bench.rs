@@ -130,7 +130,9 @@ fn content(category: &str, subject: &str, i: usize) -> serde_json::Value {
             "question": format!("{subject} asked about invoice {i}; reply to the account email"),
             "answer": "The invoice was sent again; it is also in the billing page.",
         }),
-        "analytics" => json!({"event": "page_view", "page": format!("/docs/{}", i % 50), "ms": i % 900}),
+        "analytics" => {
+            json!({"event": "page_view", "page": format!("/docs/{}", i % 50), "ms": i % 900})
+        }
         _ => json!(format!(
             "message {i} from {subject}: the parcel arrived today, thanks for the quick help"
         )),
@@ -352,7 +354,10 @@ async fn verify(
             for id in sample {
                 let kept = d.custos.get_record(&system(), org, id).await.expect("kept");
                 let text = serde_json::to_string(&(&kept.content, &kept.metadata)).unwrap();
-                assert!(kept.subject.is_none() && !text.contains("subject-"), "{text}");
+                assert!(
+                    kept.subject.is_none() && !text.contains("subject-"),
+                    "{text}"
+                );
             }
         }
         _ => {
