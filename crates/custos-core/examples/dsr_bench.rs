@@ -193,14 +193,14 @@ type Marks = Arc<Mutex<Vec<(&'static str, Instant)>>>;
 /// slot was still in the key store.
 type SlotCheck = Arc<Mutex<Option<bool>>>;
 
+/// Whose `delete` slot the hook checks: the vault, the org and the subject reference of the
+/// run in progress.
+type SlotTarget = Arc<Mutex<Option<(Arc<KeyVault>, String, String)>>>;
+
 /// A fault hook that notes when each point is reached (never failing), and at
 /// `erasure.delete_keys_destroyed` checks the key store for the subject's `<ref>/messages`
 /// slot (after taking the time, so the check is not part of the figure).
-fn marking_hook(
-    marks: Marks,
-    check: SlotCheck,
-    target: Arc<Mutex<Option<(Arc<KeyVault>, String, String)>>>,
-) -> custos_core::FaultHook {
+fn marking_hook(marks: Marks, check: SlotCheck, target: SlotTarget) -> custos_core::FaultHook {
     Arc::new(move |point| {
         let now = Instant::now();
         marks.lock().unwrap().push((point, now));
@@ -234,7 +234,7 @@ async fn erasure_case(dir: &Path, args: &Args) {
     };
     let marks: Marks = Arc::default();
     let check: SlotCheck = Arc::default();
-    let target = Arc::new(Mutex::new(None));
+    let target: SlotTarget = Arc::default();
     let d = open(
         &dir.join("data"),
         Some(marking_hook(marks.clone(), check.clone(), target.clone())),
