@@ -233,6 +233,43 @@ impl Custos {
         Ok(())
     }
 
+    /// Writes `keys` down as the next to destroy; the `subject.crypto_erase` event that names
+    /// them is saved with that progress, before any of them goes.
+    fn record_keys_to_destroy(
+        &self,
+        caller: &Caller,
+        scope: &OrgScope,
+        request: &SubjectRequest,
+        p: &mut Progress,
+        keys: Vec<String>,
+    ) -> Option<custos_audit::AuditEvent> {
+        p.pending_keys = keys;
+        (!p.pending_keys.is_empty()).then(|| {
+            self.erasure_event(
+                caller,
+                AuditAction::SubjectCryptoErase,
+                scope,
+                request,
+                format!("keys={}", p.pending_keys.join(",")),
+            )
+        })
+    }
+
+    /// Destroys the keys written down by [`Custos::record_keys_to_destroy`] and moves them
+    /// into the report.
+    async fn destroy_pending(
+        &self,
+        scope: &OrgScope,
+        p: &mut Progress,
+        point: &'static str,
+    ) -> Result<(), CoreError> {
+        self.destroy_keys(scope, p.pending_keys.clone()).await?;
+        self.fault(point)?;
+        let pending = std::mem::take(&mut p.pending_keys);
+        p.report.keys_destroyed.extend(pending);
+        Ok(())
+    }
+
     /// Fails unless none of `ids` is still in the key store (what the certificate states).
     async fn confirm_destroyed(
         &self,
@@ -346,23 +383,13 @@ impl Custos {
         match p.phase {
             Phase::Plan => {
                 let holds = self.store.holds(scope).await?;
-                p.pending_keys = self.erasable_keys(scope, &sref, &holds, true).await?;
+                let keys = self.erasable_keys(scope, &sref, &holds, true).await?;
+                events.extend(self.record_keys_to_destroy(caller, scope, &request, p, keys));
                 p.phase = Phase::DestroyDeleteKeys;
-                if !p.pending_keys.is_empty() {
-                    events.push(self.erasure_event(
-                        caller,
-                        AuditAction::SubjectCryptoErase,
-                        scope,
-                        &request,
-                        format!("keys={}", p.pending_keys.join(",")),
-                    ));
-                }
             }
             Phase::DestroyDeleteKeys => {
-                self.destroy_keys(scope, p.pending_keys.clone()).await?;
-                self.fault("erasure.delete_keys_destroyed")?;
-                let pending = std::mem::take(&mut p.pending_keys);
-                p.report.keys_destroyed.extend(pending);
+                self.destroy_pending(scope, p, "erasure.delete_keys_destroyed")
+                    .await?;
                 let holds = self.store.holds(scope).await?;
                 self.count_for_report(scope, &sref, &holds, &mut p.report)
                     .await?;
@@ -371,23 +398,13 @@ impl Custos {
             Phase::Dispose => {
                 let holds = self.store.holds(scope).await?;
                 self.dispose(caller, scope, &request, &holds).await?;
-                p.pending_keys = self.erasable_keys(scope, &sref, &holds, false).await?;
+                let keys = self.erasable_keys(scope, &sref, &holds, false).await?;
+                events.extend(self.record_keys_to_destroy(caller, scope, &request, p, keys));
                 p.phase = Phase::DestroyRetainedKeys;
-                if !p.pending_keys.is_empty() {
-                    events.push(self.erasure_event(
-                        caller,
-                        AuditAction::SubjectCryptoErase,
-                        scope,
-                        &request,
-                        format!("keys={}", p.pending_keys.join(",")),
-                    ));
-                }
             }
             Phase::DestroyRetainedKeys => {
-                self.destroy_keys(scope, p.pending_keys.clone()).await?;
-                self.fault("erasure.retained_keys_destroyed")?;
-                let pending = std::mem::take(&mut p.pending_keys);
-                p.report.keys_destroyed.extend(pending);
+                self.destroy_pending(scope, p, "erasure.retained_keys_destroyed")
+                    .await?;
                 self.confirm_destroyed(scope, &sref, &p.report.keys_destroyed)
                     .await?;
                 if p.report.held_back.is_empty() {
