@@ -640,6 +640,8 @@ impl Custos {
         let org = scope.org_id();
         let org_key = self.vault.content_key(org, None)?;
         let plan = ScrubPlan::redact_all();
+        // Dropped with the page: subject keys are otherwise never kept in memory.
+        let mut keys = std::collections::HashMap::new();
         let mut rewrites = Vec::with_capacity(rows.len());
         for mut row in rows {
             let archived = row.state == RecordState::Archived;
@@ -649,13 +651,13 @@ impl Custos {
                     .read_small(&archive_envelope_key(org, &row.id))
                     .await?;
             }
-            let envelope = match self.open_envelope(scope, &row) {
+            let envelope = match self.open_envelope_with(scope, &row, &mut keys) {
                 Ok(e) => e,
                 // A crash after the archive object was rewritten and before the row was:
                 // the object already opens under the org key.
                 Err(_) if archived => {
                     row.key_ref = org_key.key_ref().to_string();
-                    self.open_envelope(scope, &row)?
+                    self.open_envelope_with(scope, &row, &mut keys)?
                 }
                 Err(e) => return Err(e),
             };

@@ -853,14 +853,32 @@ impl Custos {
         scope: &OrgScope,
         row: &RecordRow,
     ) -> Result<Option<Envelope>, CoreError> {
+        self.open_envelope_with(scope, row, &mut HashMap::new())
+    }
+
+    /// [`Custos::open_envelope`], unwrapping each key once into `keys`: the records of one
+    /// page of an erasure share their slot key, and a key-store lookup per record was most
+    /// of the cost of anonymizing them.
+    pub(crate) fn open_envelope_with(
+        &self,
+        scope: &OrgScope,
+        row: &RecordRow,
+        keys: &mut HashMap<String, custos_crypto::ContentKey>,
+    ) -> Result<Option<Envelope>, CoreError> {
         let Some(sealed) = &row.sealed else {
             return Ok(None);
         };
-        let key_ref: KeyRef = row
-            .key_ref
-            .parse()
-            .map_err(|_| CoreError::Internal(format!("record {} has a bad key ref", row.id)))?;
-        let key = self.vault.content_key_for(scope.org_id(), &key_ref)?;
+        let key = match keys.get(&row.key_ref) {
+            Some(key) => key.clone(),
+            None => {
+                let key_ref: KeyRef = row.key_ref.parse().map_err(|_| {
+                    CoreError::Internal(format!("record {} has a bad key ref", row.id))
+                })?;
+                let key = self.vault.content_key_for(scope.org_id(), &key_ref)?;
+                keys.insert(row.key_ref.clone(), key.clone());
+                key
+            }
+        };
         let plaintext = key.open(scope.org_id(), &row.id, ENVELOPE_PART, sealed)?;
         serde_json::from_slice(&plaintext)
             .map(Some)
