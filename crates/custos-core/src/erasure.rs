@@ -187,6 +187,23 @@ impl Custos {
         holds.iter().any(|h| hold_covers(h, subject_ref, category))
     }
 
+    /// Every live key of the subject (key-store I/O, off the async workers).
+    async fn live_subject_keys(
+        &self,
+        scope: &OrgScope,
+        subject_ref: &str,
+    ) -> Result<Vec<custos_crypto::SubjectKeySlot>, CoreError> {
+        let (vault, org, sref) = (
+            self.vault.clone(),
+            scope.org_id().to_string(),
+            subject_ref.to_string(),
+        );
+        tokio::task::spawn_blocking(move || vault.subject_keys_of(&org, &sref))
+            .await
+            .map_err(|e| CoreError::Internal(format!("key task failed: {e}")))?
+            .map_err(CoreError::from)
+    }
+
     /// The subject's live keys that may go now: with `delete_only`, the slots of `delete`
     /// categories; otherwise every slot not under a hold. The single pre-slot key goes only
     /// when nothing of the subject is held.
@@ -197,14 +214,7 @@ impl Custos {
         holds: &[Hold],
         delete_only: bool,
     ) -> Result<Vec<String>, CoreError> {
-        let (vault, org, sref) = (
-            self.vault.clone(),
-            scope.org_id().to_string(),
-            subject_ref.to_string(),
-        );
-        let keys = tokio::task::spawn_blocking(move || vault.subject_keys_of(&org, &sref))
-            .await
-            .map_err(|e| CoreError::Internal(format!("key task failed: {e}")))??;
+        let keys = self.live_subject_keys(scope, subject_ref).await?;
         let nothing_held = !holds
             .iter()
             .any(|h| h.subject_ref.as_deref().is_none_or(|s| s == subject_ref));
@@ -277,14 +287,7 @@ impl Custos {
         subject_ref: &str,
         ids: &[String],
     ) -> Result<(), CoreError> {
-        let (vault, org, sref) = (
-            self.vault.clone(),
-            scope.org_id().to_string(),
-            subject_ref.to_string(),
-        );
-        let live = tokio::task::spawn_blocking(move || vault.subject_keys_of(&org, &sref))
-            .await
-            .map_err(|e| CoreError::Internal(format!("key task failed: {e}")))??;
+        let live = self.live_subject_keys(scope, subject_ref).await?;
         if let Some(k) = live.iter().find(|k| ids.contains(&k.key_id)) {
             return Err(CoreError::Internal(format!(
                 "key {} is still in the key store after its destruction",
