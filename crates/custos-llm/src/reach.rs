@@ -1,0 +1,219 @@
+//! What a request asks the model to reach, and what a response says it used.
+
+use serde_json::Value;
+
+use crate::WireFormat;
+
+/// Responses tool types that reach outside the provider (prefixes; dated variants included).
+const RESPONSES_REACH: &[&str] = &["web_search", "mcp", "computer_use"];
+
+/// Anthropic tool types that reach outside the provider (prefixes of dated types).
+const ANTHROPIC_REACH: &[&str] = &["web_search", "web_fetch", "computer", "mcp"];
+
+/// A feature that makes the model reach outside (for private data mode), or None.
+///
+/// Chat: `web_search_options`, or a tool whose type is not `function` / `custom`. Responses: a
+/// tool whose type starts with `web_search`, `mcp` or `computer_use`. Anthropic: `mcp_servers`,
+/// or a tool whose type starts with `web_search`, `web_fetch`, `computer` or `mcp`. The name
+/// returned is short and stable (the matched prefix or field), never caller text.
+pub fn outside_reach(format: WireFormat, body: &Value) -> Option<String> {
+    let tools = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let tool_type = |t: &Value| t.get("type").and_then(Value::as_str).map(str::to_owned);
+    match format {
+        WireFormat::ChatCompletions => {
+            if body.get("web_search_options").is_some() {
+                return Some("web_search_options".into());
+            }
+            tools.iter().find_map(|t| match tool_type(t).as_deref() {
+                Some("function") | Some("custom") => None,
+                // Any other kind is a provider-run tool; name it by a fixed word, not its text.
+                _ => Some("tool".into()),
+            })
+        }
+        WireFormat::Responses => tools
+            .iter()
+            .find_map(|t| reach_prefix(tool_type(t).as_deref(), RESPONSES_REACH)),
+        WireFormat::AnthropicMessages => {
+            if body.get("mcp_servers").is_some() {
+                return Some("mcp_servers".into());
+            }
+            tools
+                .iter()
+                .find_map(|t| reach_prefix(tool_type(t).as_deref(), ANTHROPIC_REACH))
+        }
+    }
+}
+
+fn reach_prefix(ty: Option<&str>, prefixes: &[&str]) -> Option<String> {
+    let ty = ty?;
+    prefixes
+        .iter()
+        .find(|p| ty.starts_with(**p))
+        .map(|p| p.to_string())
+}
+
+/// Token usage as the upstream reports it.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt (input) tokens.
+    pub input: Option<u64>,
+    /// Completion (output) tokens.
+    pub output: Option<u64>,
+}
+
+impl Usage {
+    /// Reads `{<input_key>, <output_key>}` of a usage object; fields it lacks stay as they are.
+    pub(crate) fn merge(&mut self, usage: Option<&Value>, input_key: &str, output_key: &str) {
+        let Some(u) = usage else { return };
+        if let Some(n) = u.get(input_key).and_then(Value::as_u64) {
+            self.input = Some(n);
+        }
+        if let Some(n) = u.get(output_key).and_then(Value::as_u64) {
+            self.output = Some(n);
+        }
+    }
+}
+
+/// The names a format gives its usage counters.
+pub(crate) fn usage_keys(format: WireFormat) -> (&'static str, &'static str) {
+    match format {
+        WireFormat::ChatCompletions => ("prompt_tokens", "completion_tokens"),
+        WireFormat::Responses | WireFormat::AnthropicMessages => ("input_tokens", "output_tokens"),
+    }
+}
+
+/// Token usage of a non-streaming response body (`usage` at the top level in every format).
+pub fn usage_of(format: WireFormat, response: &Value) -> Usage {
+    let (i, o) = usage_keys(format);
+    let mut u = Usage::default();
+    u.merge(response.get("usage"), i, o);
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn chat_reach() {
+        let f = WireFormat::ChatCompletions;
+        assert_eq!(outside_reach(f, &json!({"messages": []})), None);
+        assert_eq!(
+            outside_reach(
+                f,
+                &json!({"tools": [{"type": "function"}, {"type": "custom"}]})
+            ),
+            None
+        );
+        assert_eq!(
+            outside_reach(f, &json!({"web_search_options": {}})).as_deref(),
+            Some("web_search_options")
+        );
+        assert_eq!(
+            outside_reach(
+                f,
+                &json!({"tools": [{"type": "function"}, {"type": "x y"}]})
+            )
+            .as_deref(),
+            Some("tool")
+        );
+    }
+
+    #[test]
+    fn responses_reach() {
+        let f = WireFormat::Responses;
+        for allowed in [
+            "function",
+            "file_search",
+            "image_generation",
+            "code_interpreter",
+            "custom",
+        ] {
+            assert_eq!(
+                outside_reach(f, &json!({"tools": [{"type": allowed}]})),
+                None,
+                "{allowed}"
+            );
+        }
+        for (ty, name) in [
+            ("web_search", "web_search"),
+            ("web_search_preview_2025_03_11", "web_search"),
+            ("mcp", "mcp"),
+            ("computer_use_preview", "computer_use"),
+        ] {
+            assert_eq!(
+                outside_reach(f, &json!({"tools": [{"type": "function"}, {"type": ty}]}))
+                    .as_deref(),
+                Some(name)
+            );
+        }
+    }
+
+    #[test]
+    fn anthropic_reach() {
+        let f = WireFormat::AnthropicMessages;
+        assert_eq!(
+            outside_reach(f, &json!({"tools": [{"name": "t", "input_schema": {}}]})),
+            None
+        );
+        assert_eq!(
+            outside_reach(f, &json!({"mcp_servers": []})).as_deref(),
+            Some("mcp_servers")
+        );
+        for (ty, name) in [
+            ("web_search_20250305", "web_search"),
+            ("web_fetch_20250910", "web_fetch"),
+            ("computer_20250124", "computer"),
+            ("mcp_toolset", "mcp"),
+        ] {
+            assert_eq!(
+                outside_reach(f, &json!({"tools": [{"type": ty}]})).as_deref(),
+                Some(name)
+            );
+        }
+        assert_eq!(
+            outside_reach(f, &json!({"tools": [{"type": "bash_20250124"}]})),
+            None
+        );
+    }
+
+    #[test]
+    fn usage_per_format() {
+        let chat = json!({"usage": {"prompt_tokens": 12, "completion_tokens": 7}});
+        assert_eq!(
+            usage_of(WireFormat::ChatCompletions, &chat),
+            Usage {
+                input: Some(12),
+                output: Some(7)
+            }
+        );
+        let resp = json!({"usage": {"input_tokens": 3, "output_tokens": 4}});
+        assert_eq!(
+            usage_of(WireFormat::Responses, &resp),
+            Usage {
+                input: Some(3),
+                output: Some(4)
+            }
+        );
+        assert_eq!(
+            usage_of(WireFormat::AnthropicMessages, &resp),
+            Usage {
+                input: Some(3),
+                output: Some(4)
+            }
+        );
+        assert_eq!(
+            usage_of(WireFormat::AnthropicMessages, &chat),
+            Usage::default()
+        );
+        assert_eq!(
+            usage_of(WireFormat::Responses, &json!({})),
+            Usage::default()
+        );
+    }
+}
