@@ -292,9 +292,11 @@ mod tests {
     #[test]
     fn near_miss_is_released_as_soon_as_it_diverges() {
         let mut r = Restorer::new(map(), TextMode::Plain);
-        assert_eq!(r.push("see <EMAIL_ADDRESS_12"), "see ");
-        assert_eq!(r.held(), "<EMAIL_ADDRESS_12".len());
-        assert_eq!(r.push("3 done"), "<EMAIL_ADDRESS_123 done");
+        assert_eq!(r.push("see <EMAIL_ADDRESS_01"), "see ");
+        assert_eq!(r.held(), "<EMAIL_ADDRESS_01".len());
+        assert_eq!(r.push("3 done"), "<EMAIL_ADDRESS_013 done");
+        // Not a prefix of any placeholder: released at once.
+        assert_eq!(r.push("x <EMAIL_ADDRESS_12"), "x <EMAIL_ADDRESS_12");
         assert_eq!(r.held(), 0);
         assert_eq!(r.push("<EMAIL"), "");
         assert_eq!(r.finish(), "<EMAIL");

@@ -149,7 +149,7 @@ fn responses_scans_instructions_and_every_input_form() {
         at(&v, "/input/1/content/1/image_url"),
         "data:image/png;base64,AAAA"
     );
-    assert_eq!(s.counts[&EntityKind::EmailAddress], 8);
+    assert_eq!(s.counts[&EntityKind::EmailAddress], 7);
 }
 
 #[test]
