@@ -5,7 +5,7 @@
 //! structural but holds an object (a JSON schema property called `name`, say) is walked, since
 //! only strings can be trusted to be the enum they claim to be.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use custos_pii::{
     anonymize, tokenize_targets, AnonymizeError, EntityKind, Finding, Operator, OperatorContext,
@@ -129,6 +129,7 @@ pub fn scrub_request(
         ops,
         counts: BTreeMap::new(),
         map: PlaceholderMap::default(),
+        minted: HashMap::new(),
         blocked: BTreeSet::new(),
     };
     walk.value(body, None, false)?;
@@ -167,6 +168,9 @@ struct Walk<'w, 'a> {
     ops: Operators,
     counts: BTreeMap<EntityKind, u64>,
     map: PlaceholderMap,
+    /// value → (kind, placeholder) already derived in this request: prompts repeat the same
+    /// few values (a conversation re-sends every turn), and each derivation is an HMAC.
+    minted: HashMap<String, Vec<(EntityKind, String)>>,
     blocked: BTreeSet<EntityKind>,
 }
 
@@ -264,19 +268,13 @@ impl Walk<'_, '_> {
     /// vault holding exactly them (so `anonymize` never mints a token of its own).
     fn mint(&mut self, s: &str, findings: &[Finding]) -> Result<TokenVault, ScrubError> {
         let targets = tokenize_targets(s, findings, &self.ops).map_err(engine)?;
-        let mut entries = Vec::with_capacity(targets.len());
+        let mut entries: Vec<VaultEntry> = Vec::with_capacity(targets.len());
+        let mut seen: HashSet<(EntityKind, &str)> = HashSet::with_capacity(targets.len());
         for (kind, value) in targets {
-            let token = placeholder(self.scrubber.key, kind, value);
-            match self.map.get(&token) {
-                Some(known) if known != value => {
-                    // Restoring would hand one value's owner another's data: refuse instead.
-                    return Err(ScrubError::Engine(format!(
-                        "two different {kind} values share one placeholder"
-                    )));
-                }
-                Some(_) => {}
-                None => self.map.insert(token.clone(), value.to_string()),
+            if !seen.insert((kind, value)) {
+                continue;
             }
+            let token = self.placeholder_of(kind, value)?;
             entries.push(VaultEntry {
                 entity: kind,
                 value: value.to_string(),
@@ -286,6 +284,30 @@ impl Walk<'_, '_> {
         let mut vault = TokenVault::from_entries(entries);
         vault.freeze();
         Ok(vault)
+    }
+
+    /// The placeholder of a value, derived once per request and recorded in the map.
+    fn placeholder_of(&mut self, kind: EntityKind, value: &str) -> Result<String, ScrubError> {
+        if let Some(known) = self
+            .minted
+            .get(value)
+            .and_then(|ks| ks.iter().find(|(k, _)| *k == kind))
+        {
+            return Ok(known.1.clone());
+        }
+        let token = placeholder(self.scrubber.key, kind, value);
+        if self.map.get(&token).is_some_and(|known| known != value) {
+            // Restoring would hand one value's owner another's data: refuse instead.
+            return Err(ScrubError::Engine(format!(
+                "two different {kind} values share one placeholder"
+            )));
+        }
+        self.map.insert(token.clone(), value.to_string());
+        self.minted
+            .entry(value.to_string())
+            .or_default()
+            .push((kind, token.clone()));
+        Ok(token)
     }
 }
 
@@ -301,4 +323,38 @@ fn is_strings(v: &Value) -> bool {
 /// The engine's errors name kinds and indexes only, never values.
 fn engine(e: AnonymizeError) -> ScrubError {
     ScrubError::Engine(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_placeholder_already_standing_for_another_value_is_refused() {
+        let scanner = Scanner::new();
+        let key = PlaceholderKey::new(b"k");
+        let scrubber = Scrubber {
+            scanner: &scanner,
+            kinds: &[EntityKind::EmailAddress],
+            action: PiiAction::Tokenize,
+            key: &key,
+        };
+        let mut walk = Walk {
+            scrubber: &scrubber,
+            ops: Operators::uniform(Operator::Tokenize),
+            counts: BTreeMap::new(),
+            map: PlaceholderMap::default(),
+            minted: HashMap::new(),
+            blocked: BTreeSet::new(),
+        };
+        // Stands in for an HMAC collision, which no test can find by search.
+        let p = placeholder(&key, EntityKind::EmailAddress, "ada@example.com");
+        walk.map.insert(p.clone(), "eve@example.com".into());
+        let mut s = "mail ada@example.com".to_string();
+        let err = walk.text(&mut s).unwrap_err();
+        assert!(matches!(err, ScrubError::Engine(_)), "{err:?}");
+        assert!(!err.to_string().contains("example"));
+        assert_eq!(s, "mail ada@example.com");
+        assert_eq!(walk.map.get(&p), Some("eve@example.com"));
+    }
 }

@@ -171,6 +171,48 @@ fn chat_done_flushes_held_text_in_a_synthesized_chunk_first() {
 }
 
 #[test]
+fn chat_refusal_audio_legacy_function_call_and_two_choices() {
+    let (a, b) = common::PAIRS[0].0.split_at(10);
+    let (c, d) = common::PAIRS[2].0.split_at(4);
+    let events = vec![
+        chat_chunk(json!({"index": 0, "delta": {"refusal": format!("no {a}"),
+            "audio": {"id": "au_1", "transcript": c}}, "finish_reason": null})),
+        chat_chunk(json!({"index": 1, "delta": {"content": a,
+            "function_call": {"name": "f", "arguments": format!("{{\"x\":\"{c}")}}, "finish_reason": null})),
+        chat_chunk(json!({"index": 1, "delta": {"content": b,
+            "function_call": {"arguments": format!("{d}\"}}")}}, "finish_reason": "stop"})),
+        chat_chunk(
+            json!({"index": 0, "delta": {"refusal": b, "audio": {"transcript": d}}, "finish_reason": null}),
+        ),
+        SseEvent::data("[DONE]"),
+    ];
+    let (out, _) = run(WireFormat::ChatCompletions, events);
+    let mut acc = std::collections::BTreeMap::<(u64, &str), String>::new();
+    for e in &out[..out.len() - 1] {
+        for ch in data(e)["choices"].as_array().unwrap() {
+            let i = ch["index"].as_u64().unwrap();
+            for ptr in [
+                "/refusal",
+                "/audio/transcript",
+                "/content",
+                "/function_call/arguments",
+            ] {
+                if let Some(s) = ch["delta"].pointer(ptr).and_then(Value::as_str) {
+                    acc.entry((i, ptr)).or_default().push_str(s);
+                }
+            }
+        }
+    }
+    assert_eq!(acc[&(0, "/refusal")], "no ada@example.com");
+    assert_eq!(acc[&(0, "/audio/transcript")], common::PAIRS[2].1);
+    assert_eq!(acc[&(1, "/content")], "ada@example.com");
+    let args: Value = serde_json::from_str(&acc[&(1, "/function_call/arguments")]).unwrap();
+    assert_eq!(args["x"], common::PAIRS[2].1);
+    // Nothing was held at the end, so no chunk was synthesized.
+    assert_eq!(out.len(), 5);
+}
+
+#[test]
 fn chat_unchanged_chunks_are_forwarded_byte_for_byte() {
     let e = SseEvent::data(
         r#"{"z":1,"choices":[{"index":0,"delta":{"content":"plain text"},"finish_reason":null}],"a":2}"#,

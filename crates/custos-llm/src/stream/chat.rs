@@ -19,16 +19,37 @@ enum Field {
     ReasoningContent,
     /// `reasoning`, the same from others.
     Reasoning,
+    /// `audio.transcript` of audio output.
+    AudioTranscript,
+    /// The deprecated `function_call.arguments`.
+    FunctionCall,
     /// `tool_calls[].function.arguments` of the tool call with this `index`.
     Tool(u64),
 }
 
-/// The plain-text delta fields and the text each one is.
-const PLAIN_FIELDS: &[(&str, Field)] = &[
-    ("content", Field::Content),
-    ("refusal", Field::Refusal),
-    ("reasoning_content", Field::ReasoningContent),
-    ("reasoning", Field::Reasoning),
+/// The delta fields that stream a text: (key, key inside it if nested, which text, how written).
+const STREAMED: &[(&str, Option<&str>, Field, TextMode)] = &[
+    ("content", None, Field::Content, TextMode::Plain),
+    ("refusal", None, Field::Refusal, TextMode::Plain),
+    (
+        "reasoning_content",
+        None,
+        Field::ReasoningContent,
+        TextMode::Plain,
+    ),
+    ("reasoning", None, Field::Reasoning, TextMode::Plain),
+    (
+        "audio",
+        Some("transcript"),
+        Field::AudioTranscript,
+        TextMode::Plain,
+    ),
+    (
+        "function_call",
+        Some("arguments"),
+        Field::FunctionCall,
+        TextMode::JsonString,
+    ),
 ];
 
 /// Chunk fields copied into synthesized chunks so SDKs see the same completion.
@@ -95,10 +116,20 @@ impl ChatState {
     ) -> bool {
         let mut changed = false;
         for (name, value) in delta.iter_mut() {
-            let field = PLAIN_FIELDS.iter().find(|(n, _)| n == name).map(|f| f.1);
-            match (field, value) {
-                (Some(field), Value::String(s)) => {
-                    changed |= self.push(idx, field, TextMode::Plain, s, map);
+            let streamed = STREAMED.iter().find(|(n, ..)| n == name);
+            match (streamed, value) {
+                (Some(&(_, None, field, mode)), Value::String(s)) => {
+                    changed |= self.push(idx, field, mode, s, map);
+                }
+                (Some(&(_, Some(inner), field, mode)), Value::Object(obj)) => {
+                    for (k, v) in obj.iter_mut() {
+                        match v {
+                            Value::String(s) if k == inner => {
+                                changed |= self.push(idx, field, mode, s, map);
+                            }
+                            v => changed |= restore_value(v, map, Some(k)),
+                        }
+                    }
                 }
                 (None, Value::Array(calls)) if name == "tool_calls" => {
                     for (j, call) in calls.iter_mut().enumerate() {
@@ -195,17 +226,30 @@ impl ChatState {
 /// Appends released text to a delta's field (a tool call's arguments: to the entry with its
 /// index, or a new entry).
 fn append(delta: &mut Map<String, Value>, field: Field, text: String) {
-    let name = match field {
-        Field::Tool(k) => return append_tool(delta, k, text),
-        f => PLAIN_FIELDS
-            .iter()
-            .find(|(_, pf)| *pf == f)
-            .map_or("content", |(n, _)| *n),
+    if let Field::Tool(k) = field {
+        return append_tool(delta, k, text);
+    }
+    let Some(&(name, inner, ..)) = STREAMED.iter().find(|(_, _, f, _)| *f == field) else {
+        return;
     };
-    match delta.get_mut(name) {
+    let target = match inner {
+        None => delta,
+        Some(_) => {
+            let obj = delta
+                .entry(name)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !obj.is_object() {
+                *obj = Value::Object(Map::new());
+            }
+            let Value::Object(obj) = obj else { return };
+            obj
+        }
+    };
+    let key = inner.unwrap_or(name);
+    match target.get_mut(key) {
         Some(Value::String(s)) => s.push_str(&text),
         _ => {
-            delta.insert(name.into(), Value::String(text));
+            target.insert(key.into(), Value::String(text));
         }
     }
 }
