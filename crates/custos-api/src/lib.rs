@@ -8,6 +8,10 @@
 
 mod audit_routes;
 mod inputs;
+mod llm_errors;
+mod llm_forward;
+mod llm_metrics;
+mod llm_routes;
 mod member_routes;
 mod metrics;
 mod openapi;
@@ -27,6 +31,7 @@ use axum::response::Response;
 use axum::Router;
 use custos_core::{Caller, Custos};
 
+pub use llm_routes::Gateway;
 pub use metrics::Metrics;
 pub use problem::{scrub_detail, ApiError, Problem};
 pub use routes::ApiDoc;
@@ -41,6 +46,8 @@ pub struct AppState {
     pub custos: Arc<Custos>,
     /// Request metrics.
     pub metrics: Arc<Metrics>,
+    /// The LLM gateway's upstream client, limits and metrics.
+    pub gateway: Arc<Gateway>,
 }
 
 impl AppState {
@@ -49,6 +56,7 @@ impl AppState {
         AppState {
             custos,
             metrics: Arc::new(Metrics::default()),
+            gateway: Arc::new(Gateway::default()),
         }
     }
 }
@@ -71,6 +79,7 @@ const MAX_REJECTION_BODY: usize = 4096;
 /// The whole API as an axum router.
 pub fn router(state: AppState) -> Router {
     routes::routes()
+        .merge(llm_routes::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -117,6 +126,14 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
 /// ours get the id filled in; the framework's own (path rejections, 405, ...) are rebuilt.
 async fn as_problem(response: Response, id: &str) -> Response {
     let status = response.status();
+    // The LLM gateway answers in the providers' own shapes, which their SDKs parse.
+    if response
+        .extensions()
+        .get::<llm_errors::ProviderShaped>()
+        .is_some()
+    {
+        return response;
+    }
     if let Some(problem) = response.extensions().get::<Problem>() {
         let mut problem = problem.clone();
         problem.instance = format!("urn:uuid:{id}");
@@ -169,36 +186,46 @@ impl FromRequestParts<AppState> for Authed {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::from(custos_core::CoreError::Unauthenticated))?;
-        let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
-        let client_request_id = parts
-            .extensions
-            .get::<ClientRequestId>()
-            .map(|r| r.0.clone());
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
-        let principal = match parts.headers.get(IDENTITY_TOKEN_HEADER) {
-            None => state.custos.authenticate(token).await?,
-            // A header that is not text is an invalid token, refused and audited as such.
-            Some(id_token) => {
-                let id_token = id_token.to_str().unwrap_or_default().trim();
-                let context = custos_core::RequestContext {
-                    request_id: request_id.clone(),
-                    client_request_id: client_request_id.clone(),
-                    source: source.clone(),
-                };
-                state
-                    .custos
-                    .authenticate_with_identity(token, id_token, context)
-                    .await?
-            }
-        };
-        Ok(Authed(Caller {
-            principal,
-            request_id,
-            client_request_id,
-            source,
-        }))
+        Ok(Authed(caller_from(parts, state, token).await?))
     }
+}
+
+/// The caller presenting `token` on this request (plus, optionally, the identity token in
+/// [`IDENTITY_TOKEN_HEADER`]), with the request's ids and source address.
+pub(crate) async fn caller_from(
+    parts: &Parts,
+    state: &AppState,
+    token: &str,
+) -> Result<Caller, custos_core::CoreError> {
+    let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+    let client_request_id = parts
+        .extensions
+        .get::<ClientRequestId>()
+        .map(|r| r.0.clone());
+    let source = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let principal = match parts.headers.get(IDENTITY_TOKEN_HEADER) {
+        None => state.custos.authenticate(token).await?,
+        // A header that is not text is an invalid token, refused and audited as such.
+        Some(id_token) => {
+            let id_token = id_token.to_str().unwrap_or_default().trim();
+            let context = custos_core::RequestContext {
+                request_id: request_id.clone(),
+                client_request_id: client_request_id.clone(),
+                source: source.clone(),
+            };
+            state
+                .custos
+                .authenticate_with_identity(token, id_token, context)
+                .await?
+        }
+    };
+    Ok(Caller {
+        principal,
+        request_id,
+        client_request_id,
+        source,
+    })
 }

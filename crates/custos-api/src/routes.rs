@@ -105,7 +105,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let size = state.custos.audit_size().await.ok();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(size),
+        {
+            let mut text = state.metrics.render(size);
+            state.gateway.metrics.render(&mut text);
+            text
+        },
     )
         .into_response()
 }

@@ -157,6 +157,16 @@ actions! {
     SubjectTokensDestroy = "subject.tokens_destroy",
     /// A subject's erasure completed: the event a certificate of deletion is bound to.
     SubjectErase = "subject.erase",
+    /// An OpenAI Chat Completions call through the LLM gateway. Like every `llm.*` call event
+    /// it holds metadata only (provider, model, tokens, latency, PII counts by type); a
+    /// refused call is the same action with a `denied` outcome.
+    LlmChatCompletions = "llm.chat_completions",
+    /// An OpenAI Responses call through the LLM gateway.
+    LlmResponses = "llm.responses",
+    /// An Anthropic Messages call through the LLM gateway.
+    LlmMessages = "llm.messages",
+    /// The models an org may use were listed through the LLM gateway.
+    LlmModels = "llm.models",
 }
 
 impl fmt::Display for AuditAction {

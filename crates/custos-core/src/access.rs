@@ -12,6 +12,10 @@ use crate::{Caller, CoreError, Custos, Principal};
 pub(crate) struct Grant {
     /// The org the operation acts in.
     pub scope: OrgScope,
+    /// The org's home region.
+    pub region: String,
+    /// The org's settings, as read for this decision.
+    pub settings: crate::settings::OrgSettings,
     op: Operation,
     facts: Facts,
 }
@@ -49,9 +53,10 @@ impl Custos {
             }
             _ => false,
         };
+        let settings = self.org_settings_of(&scope).await?;
         let facts = Facts {
             terminating: row.terminating_since.is_some(),
-            require_mfa_for_admins: self.org_settings_of(&scope).await?.require_mfa_for_admins,
+            require_mfa_for_admins: settings.require_mfa_for_admins,
             factor_enrolled,
         };
         let all: Vec<&Category> = match rule.category {
@@ -59,7 +64,13 @@ impl Custos {
             _ => Vec::new(),
         };
         match decide(rule, &caller.principal, facts, &all) {
-            Ok(()) => Ok(Grant { scope, op, facts }),
+            Ok(()) => Ok(Grant {
+                scope,
+                region: row.region,
+                settings,
+                op,
+                facts,
+            }),
             Err(CoreError::OrgTerminated(_)) => Err(CoreError::OrgTerminated(org.to_string())),
             Err(error) => Err(self
                 .deny(caller, Some(org), rule.action, target, error)

@@ -168,6 +168,14 @@ operations! {
     RequestCertificate,
     /// File a bulk erasure (a CSV of subjects).
     RequestBulkErase,
+    /// Send an OpenAI Chat Completions call through the LLM gateway.
+    LlmChatCompletions,
+    /// Send an OpenAI Responses call through the LLM gateway.
+    LlmResponses,
+    /// Send an Anthropic Messages call through the LLM gateway.
+    LlmMessages,
+    /// List the models the org may use through an LLM gateway provider.
+    LlmModels,
     /// Run the lifecycle sweep (system only: the CLI and the scheduler).
     Sweep,
     /// Rotate the root or an org key (system only: the CLI).
@@ -189,6 +197,9 @@ const MANAGERS: &[Role] = &[OWN, ADM];
 const REQUESTERS: &[Role] = &[OWN, ADM, SVC];
 /// Roles that may follow data subject requests and fetch their certificates.
 const REQUEST_READERS: &[Role] = &[OWN, ADM, AUD, SVC];
+/// Roles that use the LLM gateway: everyone who works with the org's data (auditors read
+/// evidence, they do not prompt models with customer data).
+const LLM_USERS: &[Role] = &[OWN, ADM, MEM, SVC];
 /// Roles that read an org's evidence (audit trail, deletion log, holds, SLA report).
 const EVIDENCE: &[Role] = &[OWN, ADM, AUD];
 
@@ -637,6 +648,42 @@ pub const TABLE: &[Rule] = &[
     )
     .http("POST", "/v1/orgs/{org}/requests/bulk")
     .cli("dsr erase --csv"),
+    rule(
+        Op::LlmChatCompletions,
+        A::LlmChatCompletions,
+        false,
+        LLM_USERS,
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/llm/{provider}/v1/chat/completions"),
+    rule(
+        Op::LlmResponses,
+        A::LlmResponses,
+        false,
+        LLM_USERS,
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/llm/{provider}/v1/responses"),
+    rule(
+        Op::LlmMessages,
+        A::LlmMessages,
+        false,
+        LLM_USERS,
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/llm/{provider}/v1/messages"),
+    rule(
+        Op::LlmModels,
+        A::LlmModels,
+        false,
+        LLM_USERS,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/llm/{provider}/v1/models"),
     rule(
         Op::Sweep,
         A::LifecycleSweep,

@@ -21,6 +21,7 @@ mod files;
 pub mod idp;
 mod keys;
 mod lifecycle;
+mod llm;
 mod members;
 mod orgs;
 mod pii;
@@ -55,6 +56,7 @@ pub use lifecycle::{
     due_step, is_held, purge_event_covers, purged_ids_digest, removal_deadline, ActionKind,
     ArchiveRestore, DeletionView, OverdueRecord, SlaKind, SweepAction, SweepOptions, SweepSummary,
 };
+pub use llm::{LlmAdmission, LlmCallReport, LlmRefusal, LlmResult};
 pub use members::{
     CreatedMember, MemberChange, MemberView, NewMember, NewSession, RotatedKey, SessionView,
     TotpEnrollment,
@@ -65,7 +67,10 @@ pub use records::{
     created_record_ids, CreatedRecord, NewRecord, RecordPage, RecordSummary, RecordView,
     MAX_BATCH_RECORDS,
 };
-pub use settings::{IdentityProvider, OrgSettings, SettingsChange};
+pub use settings::{
+    IdentityProvider, OrgSettings, SettingsChange, DEFAULT_LLM_MAX_CONCURRENCY,
+    DEFAULT_LLM_MAX_REQUEST_BYTES,
+};
 
 /// Who is calling.
 #[derive(Debug, Clone)]

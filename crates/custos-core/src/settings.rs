@@ -1,6 +1,8 @@
-//! Per-org settings that change how the org's callers authenticate: `require_mfa_for_admins`,
-//! `session_timeout` and the identity provider whose tokens prove a second factor. Stored as
-//! one JSON document per org; every change is audited with the values it set.
+//! Per-org settings: how the org's callers authenticate (`require_mfa_for_admins`,
+//! `session_timeout`, the identity provider whose tokens prove a second factor) and what the
+//! LLM gateway lets them do (`allow_data_transfer`, allowed providers and models,
+//! `private_data_mode`, request size and concurrency limits, prompt retention). Stored as one
+//! JSON document per org; every change is audited with the values it set.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -15,6 +17,13 @@ use crate::{Caller, CoreError, Custos};
 const DEFAULT_SESSION_TIMEOUT: &str = "1h";
 /// The shortest and longest session an org may choose.
 const SESSION_BOUNDS: (&str, &str) = ("5m", "24h");
+
+/// The largest LLM request body an org gets when it sets none, and the most it may set.
+pub const DEFAULT_LLM_MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+const LLM_REQUEST_BYTES_BOUNDS: (u64, u64) = (1024, 32 * 1024 * 1024);
+/// Concurrent LLM calls an org gets when it sets none, and the most it may set.
+pub const DEFAULT_LLM_MAX_CONCURRENCY: u32 = 64;
+const LLM_CONCURRENCY_MAX: u32 = 4096;
 
 /// The identity provider whose ID tokens prove that an application's signed-in user passed
 /// a second factor.
@@ -40,6 +49,24 @@ pub struct OrgSettings {
     pub session_timeout: String,
     /// The identity provider whose tokens prove a second factor, if any.
     pub identity_provider: Option<IdentityProvider>,
+    /// The org's data may go to an LLM provider outside the org's region (seed 004's
+    /// `allowDataTransfer`); off, a provider whose `regions` miss the org's region is refused.
+    pub allow_data_transfer: bool,
+    /// The LLM providers the org's callers may use (names from the policy); `null`: all of them.
+    pub llm_providers: Option<Vec<String>>,
+    /// The models the org's callers may use (within the policy's lists); `null`: any the
+    /// policy allows.
+    pub llm_models: Option<Vec<String>>,
+    /// Refuse LLM requests that ask the model to reach outside (hosted web search, remote
+    /// tool servers): seed 004's `configAIUseOnlyPrivateData`.
+    pub private_data_mode: bool,
+    /// The largest LLM request body, in bytes (1 KiB to 32 MiB).
+    pub llm_max_request_bytes: u64,
+    /// How many LLM calls of the org may run at once (1 to 4096); more get 429.
+    pub llm_max_concurrency: u32,
+    /// Keep each call's scrubbed prompt (placeholders, never values) as a record of the
+    /// policy's LLM category; only where the policy does not demand zero retention.
+    pub llm_retain_prompts: bool,
 }
 
 impl Default for OrgSettings {
@@ -48,6 +75,13 @@ impl Default for OrgSettings {
             require_mfa_for_admins: false,
             session_timeout: DEFAULT_SESSION_TIMEOUT.into(),
             identity_provider: None,
+            allow_data_transfer: false,
+            llm_providers: None,
+            llm_models: None,
+            private_data_mode: false,
+            llm_max_request_bytes: DEFAULT_LLM_MAX_REQUEST_BYTES,
+            llm_max_concurrency: DEFAULT_LLM_MAX_CONCURRENCY,
+            llm_retain_prompts: false,
         }
     }
 }
@@ -66,6 +100,29 @@ pub struct SettingsChange {
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<IdentityProvider>)]
     pub identity_provider: Option<Option<IdentityProvider>>,
+    /// See [`OrgSettings::allow_data_transfer`].
+    #[serde(default)]
+    pub allow_data_transfer: Option<bool>,
+    /// See [`OrgSettings::llm_providers`]; `null` allows every provider of the policy.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub llm_providers: Option<Option<Vec<String>>>,
+    /// See [`OrgSettings::llm_models`]; `null` allows every model the policy allows.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub llm_models: Option<Option<Vec<String>>>,
+    /// See [`OrgSettings::private_data_mode`].
+    #[serde(default)]
+    pub private_data_mode: Option<bool>,
+    /// See [`OrgSettings::llm_max_request_bytes`].
+    #[serde(default)]
+    pub llm_max_request_bytes: Option<u64>,
+    /// See [`OrgSettings::llm_max_concurrency`].
+    #[serde(default)]
+    pub llm_max_concurrency: Option<u32>,
+    /// See [`OrgSettings::llm_retain_prompts`].
+    #[serde(default)]
+    pub llm_retain_prompts: Option<bool>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -87,7 +144,11 @@ impl OrgSettings {
         parse_timeout(&self.session_timeout)
     }
 
-    fn apply(mut self, change: SettingsChange) -> Result<(OrgSettings, Vec<String>), CoreError> {
+    fn apply(
+        mut self,
+        change: SettingsChange,
+        llm: &custos_policy::Llm,
+    ) -> Result<(OrgSettings, Vec<String>), CoreError> {
         let mut changed = Vec::new();
         if let Some(v) = change.require_mfa_for_admins {
             self.require_mfa_for_admins = v;
@@ -107,8 +168,128 @@ impl OrgSettings {
             });
             self.identity_provider = v;
         }
+        if let Some(v) = change.allow_data_transfer {
+            self.allow_data_transfer = v;
+            changed.push(format!("allow_data_transfer={v}"));
+        }
+        if let Some(v) = change.llm_providers {
+            if let Some(names) = &v {
+                check_providers(names, llm)?;
+            }
+            changed.push(format!("llm_providers={}", list_or_all(&v)));
+            self.llm_providers = v;
+        }
+        if let Some(v) = change.llm_models {
+            if let Some(models) = &v {
+                check_models(models, llm)?;
+            }
+            changed.push(format!("llm_models={}", list_or_all(&v)));
+            self.llm_models = v;
+        }
+        if let Some(v) = change.private_data_mode {
+            self.private_data_mode = v;
+            changed.push(format!("private_data_mode={v}"));
+        }
+        if let Some(v) = change.llm_max_request_bytes {
+            let (min, max) = LLM_REQUEST_BYTES_BOUNDS;
+            if !(min..=max).contains(&v) {
+                return Err(CoreError::invalid(
+                    "llm_max_request_bytes",
+                    format!("must be between {min} and {max}"),
+                ));
+            }
+            self.llm_max_request_bytes = v;
+            changed.push(format!("llm_max_request_bytes={v}"));
+        }
+        if let Some(v) = change.llm_max_concurrency {
+            if !(1..=LLM_CONCURRENCY_MAX).contains(&v) {
+                return Err(CoreError::invalid(
+                    "llm_max_concurrency",
+                    format!("must be between 1 and {LLM_CONCURRENCY_MAX}"),
+                ));
+            }
+            self.llm_max_concurrency = v;
+            changed.push(format!("llm_max_concurrency={v}"));
+        }
+        if let Some(v) = change.llm_retain_prompts {
+            if v && llm.zero_retention {
+                return Err(CoreError::invalid(
+                    "llm_retain_prompts",
+                    "the policy demands LLM zero retention ([llm] zero_retention = true)",
+                ));
+            }
+            if v && llm.category.is_none() {
+                return Err(CoreError::invalid(
+                    "llm_retain_prompts",
+                    "the policy names no [llm] category to keep prompts in",
+                ));
+            }
+            self.llm_retain_prompts = v;
+            changed.push(format!("llm_retain_prompts={v}"));
+        }
         Ok((self, changed))
     }
+}
+
+fn list_or_all(v: &Option<Vec<String>>) -> String {
+    match v {
+        None => "all".into(),
+        Some(list) if list.is_empty() => "none".into(),
+        Some(list) => list.join(","),
+    }
+}
+
+fn check_providers(names: &[String], llm: &custos_policy::Llm) -> Result<(), CoreError> {
+    for name in names {
+        if !llm.providers.iter().any(|p| &p.name == name) {
+            let known: Vec<&str> = llm.providers.iter().map(|p| p.name.as_str()).collect();
+            return Err(CoreError::invalid(
+                "llm_providers",
+                format!(
+                    "every entry must name a provider of the policy (it has: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A model name as the gateway accepts it: what provider model ids look like, and nothing that
+/// could carry content into the audit log.
+pub(crate) fn valid_model_name(model: &str) -> bool {
+    !model.is_empty()
+        && model.len() <= 128
+        && model
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@+".contains(c))
+}
+
+fn check_models(models: &[String], llm: &custos_policy::Llm) -> Result<(), CoreError> {
+    for model in models {
+        if !valid_model_name(model) {
+            return Err(CoreError::invalid(
+                "llm_models",
+                "model names are 1 to 128 letters, digits and - _ . : / @ +",
+            ));
+        }
+        // Within the policy: some provider lists it, or lists no models at all (any).
+        let allowed = llm
+            .providers
+            .iter()
+            .any(|p| p.models.is_empty() || p.models.iter().any(|m| m == model));
+        if !allowed {
+            return Err(CoreError::invalid(
+                "llm_models",
+                format!("{model} is in no provider's `models` list of the policy"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_timeout(value: &str) -> Result<Duration, CoreError> {
@@ -203,7 +384,7 @@ impl Custos {
         let grant = self
             .authorize(caller, Operation::SettingsUpdate, org)
             .await?;
-        let (settings, changed) = self.org_settings_of(&grant.scope).await?.apply(change)?;
+        let (settings, changed) = self.org_settings_of(&grant.scope).await?.apply(change, &self.policy.llm)?;
         if changed.is_empty() {
             return Ok(settings);
         }

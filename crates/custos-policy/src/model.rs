@@ -157,6 +157,11 @@ pub struct Llm {
     pub providers: Vec<Provider>,
     /// PII handling applied to prompts before they leave for a provider.
     pub pii: Option<PiiRule>,
+    /// How long the gateway waits for an upstream provider's response headers, in seconds.
+    pub timeout_seconds: u64,
+    /// The category whose records keep scrubbed prompts when an org opts in (never with
+    /// `zero_retention`).
+    pub category: Option<String>,
 }
 
 /// One upstream LLM provider.
@@ -170,6 +175,10 @@ pub struct Provider {
     pub base_url: String,
     /// Service regions whose orgs may use this provider (residency).
     pub regions: Vec<String>,
+    /// The environment variable holding the provider's API key (read per call, never stored).
+    pub api_key_env: Option<String>,
+    /// The models orgs may use through this provider; empty: any.
+    pub models: Vec<String>,
 }
 
 /// When a record is due for archival and for expiry.

@@ -47,8 +47,17 @@ const BOUNDS_KEYS: &[&str] = &["min", "max"];
 const ACCESS_KEYS: &[&str] = &["roles", "groups", "require_mfa"];
 const PII_KEYS: &[&str] = &["detect", "action"];
 const BACKUP_KEYS: &[&str] = &["retention", "rpo", "rto"];
-const LLM_KEYS: &[&str] = &["zero_retention", "providers", "pii"];
-const PROVIDER_KEYS: &[&str] = &["name", "kind", "base_url", "regions"];
+/// Seconds the gateway waits for an upstream provider when the policy names no timeout.
+const DEFAULT_LLM_TIMEOUT_SECONDS: u64 = 120;
+const LLM_KEYS: &[&str] = &["zero_retention", "providers", "pii", "timeout_seconds", "category"];
+const PROVIDER_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "base_url",
+    "regions",
+    "api_key_env",
+    "models",
+];
 
 /// The category whose records are the audit trail; it can never be made editable.
 pub(crate) const AUDIT_CATEGORY: &str = "audit";
@@ -578,11 +587,16 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         .get("llm")
         .and_then(|f| table_field(cx, f).map(|t| (f, t)))
     {
-        Some((field, t)) => check_llm(cx, t, &field.key, regions.as_ref()),
+        Some((field, t)) => {
+            let names: BTreeSet<String> = categories.keys().cloned().collect();
+            check_llm(cx, t, &field.key, regions.as_ref(), &names)
+        }
         None => Llm {
             zero_retention: true,
             providers: Vec::new(),
             pii: None,
+            timeout_seconds: DEFAULT_LLM_TIMEOUT_SECONDS,
+            category: None,
         },
     };
 
@@ -1027,6 +1041,7 @@ fn check_llm(
     table: &dyn TableLike,
     at: &Span,
     regions: Option<&Vec<String>>,
+    categories: &BTreeSet<String>,
 ) -> Llm {
     let f = fields(cx, table, LLM_KEYS, at, "[llm]", &BTreeSet::new());
     let zero_retention = f
@@ -1087,10 +1102,39 @@ fn check_llm(
         .get("pii")
         .and_then(|field| table_field(cx, field).map(|t| (field, t)))
         .and_then(|(field, t)| check_pii(cx, t, field));
+    let timeout_seconds = match f.get("timeout_seconds") {
+        None => DEFAULT_LLM_TIMEOUT_SECONDS,
+        Some(field) => match field.item.as_integer() {
+            Some(n) if (1..=3600).contains(&n) => n as u64,
+            _ => {
+                cx.error(
+                    &field.value_span(),
+                    "`timeout_seconds` must be a whole number of seconds from 1 to 3600",
+                    "e.g. timeout_seconds = 120".to_string(),
+                );
+                DEFAULT_LLM_TIMEOUT_SECONDS
+            }
+        },
+    };
+    let category = f
+        .get("category")
+        .and_then(|field| string_field(cx, field))
+        .map(|(name, span)| {
+            if !categories.contains(&name) {
+                cx.error(
+                    &span,
+                    format!("[llm] category {name:?} is not a category of this policy"),
+                    "name the category that keeps scrubbed prompts, e.g. \"llm_usage\"".to_string(),
+                );
+            }
+            name
+        });
     Llm {
         zero_retention,
         providers,
         pii,
+        timeout_seconds,
+        category,
     }
 }
 
@@ -1177,12 +1221,38 @@ fn check_provider(
         }
         None => missing(cx, at, "regions", "a provider", "[\"us-east\"]"),
     }
+    let api_key_env = f
+        .get("api_key_env")
+        .and_then(|field| string_field(cx, field))
+        .and_then(|(var, span)| {
+            let ok = !var.is_empty()
+                && var.len() <= 128
+                && !var.starts_with(|c: char| c.is_ascii_digit())
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                cx.error(
+                    &span,
+                    format!("api_key_env {var:?} is not an environment variable name"),
+                    "letters, digits and _, e.g. \"OPENAI_API_KEY\"".to_string(),
+                );
+            }
+            ok.then_some(var)
+        });
+    let models = f
+        .get("models")
+        .and_then(|field| string_array(cx, field))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
     let provider = match (&name, kind, base_url) {
         (Some((name, _)), Some(kind), Some(base_url)) => Some(Provider {
             name: name.clone(),
             kind,
             base_url,
             regions: provider_regions,
+            api_key_env,
+            models,
         }),
         _ => None,
     };

@@ -132,9 +132,16 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     } else {
         let _ = writeln!(o, "providers = [");
         for pr in &p.llm.providers {
+            let mut extra = String::new();
+            if let Some(var) = &pr.api_key_env {
+                extra.push_str(&format!(", api_key_env = {}", quote(var)));
+            }
+            if !pr.models.is_empty() {
+                extra.push_str(&format!(", models = {}", string_list(&pr.models)));
+            }
             let _ = writeln!(
                 o,
-                "  {{ name = {}, kind = {}, base_url = {}, regions = {} }},",
+                "  {{ name = {}, kind = {}, base_url = {}, regions = {}{extra} }},",
                 quote(&pr.name),
                 quote(pr.kind.as_str()),
                 quote(&pr.base_url),
@@ -145,6 +152,10 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     }
     if let Some(pii) = &p.llm.pii {
         let _ = writeln!(o, "pii = {}", pii_inline(pii));
+    }
+    let _ = writeln!(o, "timeout_seconds = {}", p.llm.timeout_seconds);
+    if let Some(c) = &p.llm.category {
+        let _ = writeln!(o, "category = {}", quote(c));
     }
     o
 }
@@ -392,7 +403,8 @@ pub(crate) fn disclosure(p: &Policy) -> String {
         }
         let _ = writeln!(
             o,
-            "- Organizations in other regions are never routed to a provider outside their region."
+            "- Organizations in other regions are never routed to a provider outside their region, \
+             unless the organization explicitly allows the transfer."
         );
     }
     if p.llm.zero_retention {

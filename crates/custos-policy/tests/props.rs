@@ -96,6 +96,8 @@ fn policy() -> impl Strategy<Value = Policy> {
                 .into_iter()
                 .map(|c| (c.name.clone(), c))
                 .collect::<BTreeMap<_, _>>();
+            // The LLM category must name one of the generated categories.
+            p.llm.category = p.categories.keys().next().cloned();
             p
         })
         .prop_filter("service name must not be blank", |p| {

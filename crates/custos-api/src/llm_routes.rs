@@ -1,0 +1,413 @@
+//! The LLM gateway's routes: the providers' own wire formats under `/llm/{provider}/v1/...`, so
+//! an official SDK works by changing its base URL and using a Custos API key.
+//!
+//! Each call: authenticate (the key as the SDK sends it), admit (authorization table, provider,
+//! region, org settings: all decided in `custos-core`), read the body within the org's limit,
+//! check the model and private data mode, take a concurrency slot, scrub with `custos-llm`
+//! (fail closed), then forward ([`crate::llm_forward`]). Every refusal is audited and answered
+//! in the provider's error shape.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use custos_core::authz::Operation;
+use custos_core::{Caller, LlmAdmission, LlmRefusal};
+use custos_llm::{PiiAction, PlaceholderKey, ScrubError, Scrubbed, Scrubber, WireFormat};
+use custos_policy::ProviderKind;
+
+use crate::llm_errors::{Dialect, GatewayError};
+use crate::llm_metrics::LlmMetrics;
+use crate::AppState;
+
+/// The gateway's shared state: the pooled upstream client, per-org in-flight counts, metrics.
+pub struct Gateway {
+    /// Upstream HTTP client (rustls, pooled connections).
+    pub(crate) client: reqwest::Client,
+    inflight: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// The gateway's metrics.
+    pub metrics: LlmMetrics,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("the TLS backend initializes");
+        Gateway {
+            client,
+            inflight: Mutex::new(HashMap::new()),
+            metrics: LlmMetrics::default(),
+        }
+    }
+}
+
+/// One of the org's concurrency slots; given back on drop.
+pub(crate) struct Slot(Arc<AtomicU32>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Gateway {
+    /// Takes one of `org`'s `limit` slots, or `None` when all are in use.
+    fn slot(&self, org: &str, limit: u32) -> Option<Slot> {
+        let counter = self
+            .inflight
+            .lock()
+            .expect("gateway lock")
+            .entry(org.to_string())
+            .or_default()
+            .clone();
+        let taken = counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok();
+        taken.then_some(Slot(counter))
+    }
+}
+
+/// The gateway's routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/llm/{provider}/v1/chat/completions",
+            post(chat_completions),
+        )
+        .route("/llm/{provider}/v1/responses", post(responses))
+        .route("/llm/{provider}/v1/messages", post(messages))
+        .route("/llm/{provider}/v1/models", get(models))
+}
+
+async fn chat_completions(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    req: Request,
+) -> Response {
+    call(state, Operation::LlmChatCompletions, provider, req).await
+}
+
+async fn responses(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    req: Request,
+) -> Response {
+    call(state, Operation::LlmResponses, provider, req).await
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    req: Request,
+) -> Response {
+    call(state, Operation::LlmMessages, provider, req).await
+}
+
+/// The wire format of a call route.
+fn format_of(op: Operation) -> WireFormat {
+    match op {
+        Operation::LlmResponses => WireFormat::Responses,
+        Operation::LlmMessages => WireFormat::AnthropicMessages,
+        _ => WireFormat::ChatCompletions,
+    }
+}
+
+/// The path under the provider's base URL.
+pub(crate) fn upstream_path(op: Operation) -> &'static str {
+    match op {
+        Operation::LlmResponses => "/v1/responses",
+        Operation::LlmMessages => "/v1/messages",
+        Operation::LlmModels => "/v1/models",
+        _ => "/v1/chat/completions",
+    }
+}
+
+/// The error shape of a route: fixed for the call routes; for models, the provider's kind
+/// (or, for an unknown provider, the way the SDK sent its key).
+fn dialect_of(state: &AppState, op: Operation, provider: &str, parts: &Parts) -> Dialect {
+    match op {
+        Operation::LlmMessages => Dialect::Anthropic,
+        Operation::LlmModels => {
+            let kind = state
+                .custos
+                .policy()
+                .llm
+                .providers
+                .iter()
+                .find(|p| p.name == provider)
+                .map(|p| p.kind);
+            match kind {
+                Some(ProviderKind::Anthropic) => Dialect::Anthropic,
+                Some(ProviderKind::OpenAi) => Dialect::OpenAi,
+                None if parts.headers.contains_key("x-api-key") => Dialect::Anthropic,
+                None => Dialect::OpenAi,
+            }
+        }
+        _ => Dialect::OpenAi,
+    }
+}
+
+/// The Custos key as the SDKs send it: `x-api-key` (Anthropic) or `Authorization: Bearer`.
+fn presented_key(parts: &Parts) -> Option<&str> {
+    let from_header = parts
+        .headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok());
+    let from_bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    from_header
+        .or(from_bearer)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Authenticates and admits a call; a refusal comes back as the response to send.
+async fn admit(
+    state: &AppState,
+    op: Operation,
+    provider: &str,
+    parts: &Parts,
+    dialect: Dialect,
+) -> Result<(Caller, LlmAdmission), Response> {
+    let refuse = |r: LlmRefusal| {
+        state.gateway.metrics.refusal(r.reason());
+        GatewayError::from_refusal(&r).response(dialect)
+    };
+    let Some(token) = presented_key(parts) else {
+        return Err(refuse(custos_core::CoreError::Unauthenticated.into()));
+    };
+    let caller = crate::caller_from(parts, state, token)
+        .await
+        .map_err(|e| refuse(e.into()))?;
+    let admission = state
+        .custos
+        .llm_admit(&caller, op, provider)
+        .await
+        .map_err(refuse)?;
+    Ok((caller, admission))
+}
+
+/// Everything a forwarded call carries from admission to its audit event.
+pub(crate) struct Admitted {
+    pub caller: Caller,
+    pub admission: LlmAdmission,
+    pub dialect: Dialect,
+    pub format: WireFormat,
+    pub model: String,
+    pub stream: bool,
+    pub scrubbed: Scrubbed,
+    pub started: Instant,
+    pub slot: Slot,
+}
+
+async fn call(state: AppState, op: Operation, provider: String, req: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let dialect = dialect_of(&state, op, &provider, &parts);
+    let (caller, admission) = match admit(&state, op, &provider, &parts, dialect).await {
+        Ok(v) => v,
+        Err(response) => return response,
+    };
+    let format = format_of(op);
+    let org = admission.org.clone();
+    // From here on every refusal is audited with what is known of the call.
+    let refuse = |refusal: LlmRefusal, model: Option<String>| {
+        let state = state.clone();
+        let caller = caller.clone();
+        let org = org.clone();
+        let provider = provider.clone();
+        async move {
+            let refusal = state
+                .custos
+                .llm_refuse(&caller, op, &org, &provider, model.as_deref(), refusal)
+                .await;
+            state.gateway.metrics.refusal(refusal.reason());
+            GatewayError::from_refusal(&refusal).response(dialect)
+        }
+    };
+    let limit = admission.settings.llm_max_request_bytes;
+    let bytes = match read_body(&parts, body, limit).await {
+        Ok(b) => b,
+        Err(r) => return refuse(r, None).await,
+    };
+    let mut json: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        _ => {
+            let r = LlmRefusal::Malformed("the body must be a JSON object".into());
+            return refuse(r, None).await;
+        }
+    };
+    drop(bytes);
+    let model = json
+        .get("model")
+        .and_then(|m| m.as_str())
+        .map(str::to_string);
+    if let Err(r) = state.custos.llm_check_model(&admission, model.as_deref()) {
+        return refuse(r, model).await;
+    }
+    let model = model.unwrap_or_default();
+    if admission.settings.private_data_mode {
+        if let Some(feature) = custos_llm::outside_reach(format, &json) {
+            return refuse(LlmRefusal::PrivateDataMode(feature), Some(model)).await;
+        }
+    }
+    let Some(slot) = state
+        .gateway
+        .slot(&admission.org, admission.settings.llm_max_concurrency)
+    else {
+        let r = LlmRefusal::Concurrency(admission.settings.llm_max_concurrency);
+        return refuse(r, Some(model)).await;
+    };
+    let stream = json.get("stream").and_then(|s| s.as_bool()) == Some(true);
+    let scrubbed = match scrub(&state, &admission, format, &mut json) {
+        Ok(s) => s,
+        Err(r) => return refuse(r, Some(model)).await,
+    };
+    let call = Admitted {
+        caller,
+        admission,
+        dialect,
+        format,
+        model,
+        stream,
+        scrubbed,
+        started,
+        slot,
+    };
+    crate::llm_forward::forward(state, call, &parts, json).await
+}
+
+/// Reads the body, refusing one larger than `limit` bytes without reading past it.
+async fn read_body(
+    parts: &Parts,
+    body: axum::body::Body,
+    limit: u64,
+) -> Result<bytes::Bytes, LlmRefusal> {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(LlmRefusal::TooLarge(limit));
+    }
+    axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|_| LlmRefusal::TooLarge(limit))
+}
+
+/// Scrubs the request in place under the policy's `[llm] pii` rule.
+fn scrub(
+    state: &AppState,
+    admission: &LlmAdmission,
+    format: WireFormat,
+    json: &mut serde_json::Value,
+) -> Result<Scrubbed, LlmRefusal> {
+    let Some((kinds, action)) = &admission.pii else {
+        return Ok(Scrubbed::default());
+    };
+    let action = match action {
+        custos_policy::PiiAction::None => return Ok(Scrubbed::default()),
+        custos_policy::PiiAction::Redact => PiiAction::Redact,
+        custos_policy::PiiAction::Mask => PiiAction::Mask,
+        custos_policy::PiiAction::Block => PiiAction::Block,
+        // A model cannot use ciphertext or a bare hash; a keyed placeholder is both stable and
+        // reversible by the gateway alone, which is what these actions promise.
+        custos_policy::PiiAction::Tokenize
+        | custos_policy::PiiAction::Encrypt
+        | custos_policy::PiiAction::Hash => PiiAction::Tokenize,
+    };
+    let key = admission.placeholder_key.with_bytes(PlaceholderKey::new);
+    let scrubber = Scrubber {
+        scanner: state.custos.scanner(),
+        kinds,
+        action,
+        key: &key,
+    };
+    custos_llm::scrub_request(format, json, &scrubber).map_err(|e| match e {
+        ScrubError::Blocked { kinds } => {
+            LlmRefusal::PiiBlocked(kinds.iter().map(|k| k.as_str().to_string()).collect())
+        }
+        ScrubError::Malformed(field) => LlmRefusal::Malformed(field),
+        ScrubError::Engine(detail) => {
+            tracing::error!(error = %detail, "LLM gateway: PII scan failed; call refused");
+            LlmRefusal::ScanFailed
+        }
+    })
+}
+
+/// `GET /llm/{provider}/v1/models`: the models this org may use, in the provider's list
+/// shape; when neither the policy nor the org restricts them, the provider's own list.
+async fn models(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    let op = Operation::LlmModels;
+    let dialect = dialect_of(&state, op, &provider, &parts);
+    let (_, admission) = match admit(&state, op, &provider, &parts, dialect).await {
+        Ok(v) => v,
+        Err(response) => return response,
+    };
+    match state.custos.llm_models(&admission) {
+        Some(list) => {
+            let mut response = Json(model_list(dialect, &list)).into_response_with_marker();
+            *response.status_mut() = StatusCode::OK;
+            response
+        }
+        None => crate::llm_forward::forward_models(&state, &admission, dialect).await,
+    }
+}
+
+/// A list of model ids in the provider's shape.
+fn model_list(dialect: Dialect, models: &[String]) -> serde_json::Value {
+    use serde_json::json;
+    match dialect {
+        Dialect::OpenAi => json!({
+            "object": "list",
+            "data": models.iter().map(|m| json!({
+                "id": m, "object": "model", "created": 0, "owned_by": "custos"
+            })).collect::<Vec<_>>(),
+        }),
+        Dialect::Anthropic => json!({
+            "data": models.iter().map(|m| json!({
+                "type": "model", "id": m, "display_name": m,
+                "created_at": "1970-01-01T00:00:00Z"
+            })).collect::<Vec<_>>(),
+            "has_more": false,
+            "first_id": models.first(),
+            "last_id": models.last(),
+        }),
+    }
+}
+
+trait IntoProviderResponse {
+    fn into_response_with_marker(self) -> Response;
+}
+
+impl<T: serde::Serialize> IntoProviderResponse for Json<T> {
+    fn into_response_with_marker(self) -> Response {
+        use axum::response::IntoResponse;
+        let mut r = self.into_response();
+        r.extensions_mut()
+            .insert(crate::llm_errors::ProviderShaped);
+        r
+    }
+}

@@ -1,0 +1,462 @@
+//! The LLM gateway's decisions: who may call which provider and model from where, what the
+//! org's settings refuse, and the one metadata-only audit event each call leaves.
+//!
+//! The wire formats, scrubbing and streaming live in `custos-llm` and `custos-api`; this module
+//! holds what must be decided from the policy, the org's settings and the authorization table,
+//! so the HTTP layer never decides on its own.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use custos_audit::Outcome;
+use custos_crypto::SecretKey;
+use custos_pii::EntityKind;
+use custos_policy::{PiiAction, Provider, ProviderKind};
+use custos_store::OrgScope;
+
+use crate::authz::Operation;
+use crate::settings::{valid_model_name, OrgSettings};
+use crate::{Caller, CoreError, Custos, Principal};
+
+/// Why the gateway refuses a call. Each has a stable reason code (audit, metrics, error
+/// bodies); messages name the input and what is wrong, never content.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmRefusal {
+    /// Authentication or authorization refused the caller (already audited).
+    #[error("{0}")]
+    Core(#[from] CoreError),
+    /// `{provider}` is not a provider of the policy.
+    #[error("no LLM provider named {0:?} is configured; see `custos policy show` ([llm] providers)")]
+    UnknownProvider(String),
+    /// The route is not part of the provider's wire format.
+    #[error("provider {provider:?} is of kind {kind}, which does not serve this route")]
+    WrongKind {
+        /// The provider's name.
+        provider: String,
+        /// Its kind.
+        kind: &'static str,
+    },
+    /// The org's settings do not allow this provider.
+    #[error("the org's settings do not allow provider {0:?} (setting llm_providers)")]
+    ProviderNotAllowed(String),
+    /// The provider serves none of the org's regions and the org does not allow transfer.
+    #[error(
+        "provider {provider:?} does not serve the org's region {region}; the org does not allow \
+         data transfer outside it (setting allow_data_transfer)"
+    )]
+    RegionNotAllowed {
+        /// The provider's name.
+        provider: String,
+        /// The org's region.
+        region: String,
+    },
+    /// The body names no model, or a model name that is not one.
+    #[error("`model` must be 1 to 128 letters, digits and - _ . : / @ +")]
+    InvalidModel,
+    /// The policy or the org's settings do not allow this model.
+    #[error("model {0:?} is not allowed for this org (policy models, setting llm_models)")]
+    ModelNotAllowed(String),
+    /// Private data mode refuses features that make the model reach outside.
+    #[error(
+        "the org's private data mode refuses requests that reach outside ({0}); remove it or \
+         turn off setting private_data_mode"
+    )]
+    PrivateDataMode(String),
+    /// The policy's `[llm] pii` rule is `block` and the request holds these entity types.
+    #[error("the request contains personal data the policy blocks: {}", .0.join(", "))]
+    PiiBlocked(Vec<String>),
+    /// The body is larger than the org allows.
+    #[error("the request body is larger than {0} bytes (setting llm_max_request_bytes)")]
+    TooLarge(u64),
+    /// The org already runs as many calls as it allows.
+    #[error("the org already has {0} LLM calls running (setting llm_max_concurrency); retry shortly")]
+    Concurrency(u32),
+    /// The body is not what the wire format needs.
+    #[error("invalid request: {0}")]
+    Malformed(String),
+    /// Scanning or transforming the request failed; it was not forwarded (fail closed).
+    #[error("the request could not be scanned for personal data, so it was not forwarded")]
+    ScanFailed,
+    /// The provider's key variable is not set in Custos's environment.
+    #[error("provider {provider:?} has no API key: environment variable {var} is not set")]
+    MissingUpstreamKey {
+        /// The provider's name.
+        provider: String,
+        /// The variable named by `api_key_env`.
+        var: String,
+    },
+}
+
+impl LlmRefusal {
+    /// The stable reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LlmRefusal::Core(e) => e.code(),
+            LlmRefusal::UnknownProvider(_) => "unknown_provider",
+            LlmRefusal::WrongKind { .. } => "wrong_provider_kind",
+            LlmRefusal::ProviderNotAllowed(_) => "provider_not_allowed",
+            LlmRefusal::RegionNotAllowed { .. } => "region_not_allowed",
+            LlmRefusal::InvalidModel => "invalid_model",
+            LlmRefusal::ModelNotAllowed(_) => "model_not_allowed",
+            LlmRefusal::PrivateDataMode(_) => "private_data_mode",
+            LlmRefusal::PiiBlocked(_) => "pii_blocked",
+            LlmRefusal::TooLarge(_) => "request_too_large",
+            LlmRefusal::Concurrency(_) => "concurrency_limit",
+            LlmRefusal::Malformed(_) => "invalid_request",
+            LlmRefusal::ScanFailed => "scan_failed",
+            LlmRefusal::MissingUpstreamKey { .. } => "upstream_key_missing",
+        }
+    }
+}
+
+/// A call the gateway admitted: everything the HTTP layer needs to scrub and forward it.
+pub struct LlmAdmission {
+    /// The operation (which route).
+    pub op: Operation,
+    /// The caller's org.
+    pub org: String,
+    scope: OrgScope,
+    /// The upstream provider.
+    pub provider: Provider,
+    /// The org's settings.
+    pub settings: OrgSettings,
+    /// The org key placeholders are derived under (stable for the org's life).
+    pub placeholder_key: SecretKey,
+    /// The policy's `[llm] pii` rule: entity kinds and action; `None`: nothing is scanned.
+    pub pii: Option<(Vec<EntityKind>, PiiAction)>,
+    /// Whether the org keeps scrubbed prompts (never under zero retention).
+    pub retain_prompts: bool,
+}
+
+impl std::fmt::Debug for LlmAdmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmAdmission")
+            .field("op", &self.op)
+            .field("org", &self.org)
+            .field("provider", &self.provider.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a forwarded call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmResult {
+    /// The provider answered (2xx) and the answer reached the caller.
+    Ok,
+    /// The provider answered with this error status.
+    UpstreamStatus(u16),
+    /// The provider did not answer in time.
+    UpstreamTimeout,
+    /// The provider could not be reached, or its connection broke.
+    UpstreamUnreachable,
+    /// The provider's stream could not be read or restored; the caller got an error event.
+    StreamError,
+    /// The caller went away before the end; the upstream request was cancelled.
+    CallerGone,
+}
+
+impl LlmResult {
+    fn as_reason(&self) -> String {
+        match self {
+            LlmResult::Ok => "ok".into(),
+            LlmResult::UpstreamStatus(s) => format!("upstream_{s}"),
+            LlmResult::UpstreamTimeout => "upstream_timeout".into(),
+            LlmResult::UpstreamUnreachable => "upstream_unreachable".into(),
+            LlmResult::StreamError => "stream_error".into(),
+            LlmResult::CallerGone => "caller_gone".into(),
+        }
+    }
+}
+
+/// The metadata one call leaves in the audit log: never content.
+#[derive(Debug, Clone)]
+pub struct LlmCallReport {
+    /// The model the caller asked for (a validated model name).
+    pub model: String,
+    /// Whether the answer was streamed.
+    pub stream: bool,
+    /// Input tokens, as the provider reported them.
+    pub input_tokens: Option<u64>,
+    /// Output tokens, as the provider reported them.
+    pub output_tokens: Option<u64>,
+    /// Milliseconds from the request's arrival to the end of the answer.
+    pub latency_ms: u64,
+    /// Milliseconds the provider took (to its last byte).
+    pub upstream_ms: u64,
+    /// Values found per entity type.
+    pub pii: BTreeMap<EntityKind, u64>,
+    /// How it ended.
+    pub result: LlmResult,
+}
+
+impl LlmCallReport {
+    /// The audit event's `reason`: space-separated `key=value` pairs.
+    fn reason(&self) -> String {
+        let mut out = format!("model={} stream={}", self.model, self.stream);
+        if let Some(n) = self.input_tokens {
+            let _ = write!(out, " input_tokens={n}");
+        }
+        if let Some(n) = self.output_tokens {
+            let _ = write!(out, " output_tokens={n}");
+        }
+        let _ = write!(
+            out,
+            " latency_ms={} upstream_ms={}",
+            self.latency_ms, self.upstream_ms
+        );
+        if !self.pii.is_empty() {
+            out.push_str(" pii=");
+            out.push_str(&pii_counts(&self.pii));
+        }
+        let _ = write!(out, " result={}", self.result.as_reason());
+        out
+    }
+}
+
+/// `EMAIL_ADDRESS:2,PERSON:1`.
+fn pii_counts(counts: &BTreeMap<EntityKind, u64>) -> String {
+    counts
+        .iter()
+        .map(|(k, n)| format!("{}:{n}", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The wire format a route's operation speaks, and the provider kind that serves it.
+fn kind_for(op: Operation) -> Option<ProviderKind> {
+    match op {
+        Operation::LlmChatCompletions | Operation::LlmResponses => Some(ProviderKind::OpenAi),
+        Operation::LlmMessages => Some(ProviderKind::Anthropic),
+        _ => None,
+    }
+}
+
+impl Custos {
+    /// Admits a call of `op` to provider `name` by `caller`: authorization from the table, the
+    /// provider exists and speaks the route's format, the org allows it, and it serves the
+    /// org's region unless the org allows transfer. Refusals are audited.
+    pub async fn llm_admit(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        name: &str,
+    ) -> Result<LlmAdmission, LlmRefusal> {
+        let org = match &caller.principal {
+            Principal::Member { scope, .. } => scope.org_id().to_string(),
+            // The admin token acts in no org; the table refuses it (and audits that).
+            _ => {
+                self.authorize_global(caller, op).await?;
+                return Err(CoreError::Internal("the table admits the admin token".into()).into());
+            }
+        };
+        let grant = self.authorize(caller, op, &org).await?;
+        let provider = match self.llm_provider_for(&grant, op, name) {
+            Ok(p) => p,
+            Err(refusal) => {
+                return Err(self.llm_refuse(caller, op, &org, name, None, refusal).await)
+            }
+        };
+        let placeholder_key = self
+            .vault
+            .org_purpose_key(&org, "custos/llm-placeholder/v1")
+            .map_err(CoreError::from)?;
+        let pii = match &self.policy.llm.pii {
+            Some(rule) => Some((crate::pii::kinds_of(rule)?, rule.action)),
+            None => None,
+        };
+        let retain_prompts = grant.settings.llm_retain_prompts && !self.policy.llm.zero_retention;
+        Ok(LlmAdmission {
+            op,
+            org,
+            scope: grant.scope,
+            provider,
+            settings: grant.settings,
+            placeholder_key,
+            pii,
+            retain_prompts,
+        })
+    }
+
+    /// The provider `name` if the route, the org's settings and its region allow it.
+    fn llm_provider_for(
+        &self,
+        grant: &crate::access::Grant,
+        op: Operation,
+        name: &str,
+    ) -> Result<Provider, LlmRefusal> {
+        let provider = self
+            .policy
+            .llm
+            .providers
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| LlmRefusal::UnknownProvider(target_name(name).to_string()))?;
+        if let Some(kind) = kind_for(op) {
+            if provider.kind != kind {
+                return Err(LlmRefusal::WrongKind {
+                    provider: provider.name.clone(),
+                    kind: provider.kind.as_str(),
+                });
+            }
+        }
+        if let Some(allowed) = &grant.settings.llm_providers {
+            if !allowed.iter().any(|a| a == name) {
+                return Err(LlmRefusal::ProviderNotAllowed(name.to_string()));
+            }
+        }
+        if !provider.regions.contains(&grant.region) && !grant.settings.allow_data_transfer {
+            return Err(LlmRefusal::RegionNotAllowed {
+                provider: name.to_string(),
+                region: grant.region.clone(),
+            });
+        }
+        Ok(provider.clone())
+    }
+
+    /// Checks the model a call names against the policy's provider list and the org's
+    /// settings (not audited: the caller audits the refusal with [`Custos::llm_refuse`]).
+    pub fn llm_check_model(
+        &self,
+        admission: &LlmAdmission,
+        model: Option<&str>,
+    ) -> Result<(), LlmRefusal> {
+        let model = model
+            .filter(|m| valid_model_name(m))
+            .ok_or(LlmRefusal::InvalidModel)?;
+        let provider = &admission.provider;
+        let in_policy = provider.models.is_empty() || provider.models.iter().any(|m| m == model);
+        let in_settings = admission
+            .settings
+            .llm_models
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|m| m == model));
+        if in_policy && in_settings {
+            Ok(())
+        } else {
+            Err(LlmRefusal::ModelNotAllowed(model.to_string()))
+        }
+    }
+
+    /// The models the org may use through the admitted provider; `None` when neither the
+    /// policy nor the org restricts them (the provider's own list applies).
+    pub fn llm_models(&self, admission: &LlmAdmission) -> Option<Vec<String>> {
+        let provider = &admission.provider;
+        match (&admission.settings.llm_models, provider.models.is_empty()) {
+            (None, true) => None,
+            (None, false) => Some(provider.models.clone()),
+            (Some(org), true) => Some(org.clone()),
+            (Some(org), false) => Some(
+                org.iter()
+                    .filter(|m| provider.models.contains(m))
+                    .cloned()
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Records a refused call (`denied`, with its reason code and, for blocked PII, the
+    /// entity types) and returns the refusal. If the audit append fails, that is returned.
+    pub async fn llm_refuse(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        org: &str,
+        provider: &str,
+        model: Option<&str>,
+        refusal: LlmRefusal,
+    ) -> LlmRefusal {
+        if matches!(refusal, LlmRefusal::Core(_)) {
+            // Authentication and authorization refusals are audited where they happen.
+            return refusal;
+        }
+        let mut reason = refusal.reason().to_string();
+        if let Some(m) = model.filter(|m| valid_model_name(m)) {
+            let _ = write!(reason, " model={m}");
+        }
+        if let LlmRefusal::PiiBlocked(kinds) = &refusal {
+            let _ = write!(reason, " pii={}", kinds.join(","));
+        }
+        let event = self
+            .event(caller, op.rule().action)
+            .org(org)
+            .target(format!("llm:{}", target_name(provider)))
+            .outcome(Outcome::Denied)
+            .reason(reason);
+        match self.store.append_audit(&[event]).await {
+            Ok(()) => refusal,
+            Err(e) => CoreError::from(e).into(),
+        }
+    }
+
+    /// Appends the one metadata-only event of a forwarded call.
+    pub async fn llm_record_call(
+        &self,
+        caller: &Caller,
+        admission: &LlmAdmission,
+        report: &LlmCallReport,
+    ) -> Result<(), CoreError> {
+        let outcome = if report.result == LlmResult::Ok {
+            Outcome::Success
+        } else {
+            Outcome::Failed
+        };
+        let event = self
+            .event(caller, admission.op.rule().action)
+            .org(&admission.org)
+            .target(format!("llm:{}", admission.provider.name))
+            .outcome(outcome)
+            .reason(report.reason());
+        self.store.append_audit(&[event]).await?;
+        Ok(())
+    }
+
+    /// The org scope of an admitted call (for the HTTP layer's per-org limits).
+    pub fn llm_scope<'a>(&self, admission: &'a LlmAdmission) -> &'a OrgScope {
+        &admission.scope
+    }
+}
+
+/// A provider name from the route, safe for the audit log: unknown names are caller input.
+fn target_name(provider: &str) -> &str {
+    let ok = !provider.is_empty()
+        && provider.len() <= 64
+        && provider
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        provider
+    } else {
+        "invalid"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_reason_holds_metadata_only() {
+        let report = LlmCallReport {
+            model: "gpt-4o-mini".into(),
+            stream: true,
+            input_tokens: Some(12),
+            output_tokens: None,
+            latency_ms: 40,
+            upstream_ms: 38,
+            pii: BTreeMap::from([(EntityKind::EmailAddress, 2), (EntityKind::Person, 1)]),
+            result: LlmResult::UpstreamStatus(500),
+        };
+        assert_eq!(
+            report.reason(),
+            "model=gpt-4o-mini stream=true input_tokens=12 latency_ms=40 upstream_ms=38 \
+             pii=EMAIL_ADDRESS:2,PERSON:1 result=upstream_500"
+        );
+    }
+
+    #[test]
+    fn provider_names_from_the_route_are_sanitized() {
+        assert_eq!(target_name("openai"), "openai");
+        assert_eq!(target_name("a b@c"), "invalid");
+        assert_eq!(target_name(&"x".repeat(65)), "invalid");
+    }
+}
