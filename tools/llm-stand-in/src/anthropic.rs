@@ -120,7 +120,7 @@ pub fn complete(ctx: &Ctx) -> Value {
 /// The Messages event sequence, from `message_start` to `message_stop`.
 pub fn stream(ctx: &Ctx) -> Streamed {
     let mut s = Streamed::new();
-    let mut push = |s: &mut Streamed, kind: &str, mut data: Value| {
+    let push = |s: &mut Streamed, kind: &str, mut data: Value| {
         data["type"] = Value::from(kind);
         s.event(kind, &data);
     };
