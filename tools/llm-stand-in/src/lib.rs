@@ -29,6 +29,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -141,6 +142,11 @@ pub async fn start(listen: SocketAddr) -> std::io::Result<Running> {
     let (stop, shutdown) = watch::channel(false);
     let state = Arc::new(StandIn::new(shutdown.clone()));
     let app = router(state.clone());
+    // Streams are many small writes: without TCP_NODELAY, Nagle and delayed ACKs hold each
+    // event back tens of milliseconds, which would show up as the gateway's latency.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let mut signal = shutdown;
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

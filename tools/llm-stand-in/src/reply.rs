@@ -1,5 +1,16 @@
 //! The provider-independent part of a reply: what the model "says", how it is cut into
 //! streamed deltas, and the directives a test puts in the model name.
+//!
+//! The rules, so that tests can predict every reply:
+//! - `text` is the text of the last input message or item (string content, or its text parts
+//!   joined with ""; for a tool result, its content text).
+//! - Tools declared (and `tool_choice` not "none") and the last message a user message (not a
+//!   tool result): one call to the first declared tool with arguments `{"text": text}` as
+//!   serde_json writes it. Otherwise the text `"You said: " + text`.
+//! - Usage: input tokens are the whitespace-separated words of every text in the request
+//!   (system prompt or instructions, message texts, tool-call arguments, tool results); output
+//!   tokens the words of the reply text or of the tool-call arguments.
+//! - Model-name directives, joined by `+`: see [`Directives`].
 
 use std::time::Duration;
 

@@ -26,7 +26,7 @@ pub struct Streamed {
 }
 
 impl Streamed {
-    /// An empty stream whose first delta will be the next frame pushed after `mark`.
+    /// An empty stream (its first delta defaults to its first frame).
     pub fn new() -> Self {
         Streamed {
             frames: Vec::new(),

@@ -507,3 +507,50 @@ async fn control_routes_list_clear_and_count() {
     assert!(del.status().is_success());
     assert!(s.state.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_drip_stream_dropped_midway_counts_and_a_finished_one_does_not() {
+    let s = stand_in().await;
+    let body = json!({"model": "stand-in+chunk-1+drip-50", "stream": true,
+        "input": "a reply long enough to take a while"});
+    let mut resp = post(&s, "/v1/responses", &body).await;
+    let first = resp.chunk().await.unwrap().expect("a first event");
+    assert!(String::from_utf8_lossy(&first).starts_with("event: response.created\n"));
+    drop(resp);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.state.disconnects() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the disconnect was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = json!({"model": "stand-in+drip-1", "stream": true, "input": "short"});
+    let events = stream(&s, "/v1/responses", &body).await;
+    assert_eq!(
+        events.last().unwrap().name.as_deref(),
+        Some("response.completed")
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(s.state.disconnects(), 1);
+}
+
+#[tokio::test]
+async fn dropping_running_stops_serving() {
+    let s = stand_in().await;
+    let base = s.base_url();
+    let resp = client()
+        .get(format!("{base}/_stand-in/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fresh = reqwest::Client::new();
+    assert!(fresh
+        .get(format!("{base}/_stand-in/stats"))
+        .send()
+        .await
+        .is_err());
+}
