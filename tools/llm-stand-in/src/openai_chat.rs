@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::provider::Ctx;
+use crate::provider::{obfuscation, Ctx};
 use crate::reply::{content_text, Conversation, Reply};
 use crate::sse::Streamed;
 
@@ -118,7 +118,9 @@ pub fn stream(ctx: &Ctx) -> Streamed {
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let chunk = |choices: Value, usage: Option<Value>| {
+    let obfuscate = ctx.obfuscate();
+    let mut n = 0;
+    let mut chunk = |choices: Value, usage: Option<Value>| {
         let mut c = json!({
             "id": format!("chatcmpl-{}", ctx.id),
             "object": "chat.completion.chunk",
@@ -132,6 +134,11 @@ pub fn stream(ctx: &Ctx) -> Streamed {
         if include_usage {
             c["usage"] = usage.unwrap_or(Value::Null);
         }
+        if let (true, Some(delta)) = (obfuscate, c.pointer("/choices/0/delta")) {
+            let padding = obfuscation(n, &delta.to_string());
+            c["obfuscation"] = Value::from(padding);
+        }
+        n += 1;
         c.to_string()
     };
     let choice = |delta: Value, finish: Option<&str>| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::provider::Ctx;
+use crate::provider::{obfuscation, Ctx};
 use crate::reply::{content_text, Conversation, Reply};
 use crate::sse::Streamed;
 
@@ -159,6 +159,15 @@ struct Seq {
 }
 
 impl Seq {
+    /// A delta event's fields, with `obfuscation` padding unless the request turned it off.
+    fn delta(&self, ctx: &Ctx, mut data: Value) -> Value {
+        if ctx.obfuscate() {
+            let d = data["delta"].as_str().unwrap_or_default().to_owned();
+            data["obfuscation"] = Value::from(obfuscation(self.s.frames.len(), &d));
+        }
+        data
+    }
+
     fn push(&mut self, kind: &str, mut data: Value) {
         data["type"] = Value::from(kind);
         data["sequence_number"] = Value::from(self.n);
@@ -202,7 +211,7 @@ pub fn stream(ctx: &Ctx) -> Streamed {
             for d in ctx.directives.deltas(text) {
                 e.push(
                     "response.output_text.delta",
-                    at(json!({"delta": d, "logprobs": []})),
+                    at(e.delta(ctx, json!({"delta": d, "logprobs": []}))),
                 );
             }
             e.push(
@@ -219,7 +228,10 @@ pub fn stream(ctx: &Ctx) -> Streamed {
             for d in ctx.directives.deltas(arguments) {
                 e.push(
                     "response.function_call_arguments.delta",
-                    json!({"item_id": fc_id(ctx), "output_index": 0, "delta": d}),
+                    e.delta(
+                        ctx,
+                        json!({"item_id": fc_id(ctx), "output_index": 0, "delta": d}),
+                    ),
                 );
             }
             e.push(

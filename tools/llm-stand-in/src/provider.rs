@@ -48,6 +48,26 @@ impl Ctx<'_> {
     pub fn call_id(&self) -> String {
         format!("call_{}", self.id)
     }
+
+    /// Whether streamed OpenAI deltas carry an `obfuscation` field: on unless
+    /// `stream_options.include_obfuscation` is false, as OpenAI does.
+    pub fn obfuscate(&self) -> bool {
+        self.req
+            .pointer("/stream_options/include_obfuscation")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    }
+}
+
+/// Padding for the `obfuscation` field of the `n`th event: OpenAI pads delta events with
+/// random characters so their sizes say nothing of the text; a fixed pattern keeps the
+/// stand-in deterministic while the field's presence stays realistic.
+pub fn obfuscation(n: usize, delta: &str) -> String {
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let len = 1 + (16 - delta.len() % 16) % 16;
+    (0..len)
+        .map(|i| char::from(ALNUM[(n * 7 + i * 13) % ALNUM.len()]))
+        .collect()
 }
 
 impl Api {

@@ -146,7 +146,7 @@ async fn chat_calls_the_first_tool_then_answers_the_result() {
 async fn chat_streams_chunks_usage_and_done() {
     let s = stand_in().await;
     let body = json!({"model": "stand-in+chunk-4", "stream": true,
-        "stream_options": {"include_usage": true},
+        "stream_options": {"include_usage": true, "include_obfuscation": false},
         "messages": [{"role": "user", "content": "héllo wörld"}]});
     let events = stream(&s, "/v1/chat/completions", &body).await;
     assert_eq!(events.last().unwrap().data, "[DONE]");
@@ -174,6 +174,7 @@ async fn chat_streams_chunks_usage_and_done() {
     let finish = &chunks[chunks.len() - 2];
     assert_eq!(finish["choices"][0]["finish_reason"], "stop");
     assert_eq!(finish["usage"], Value::Null);
+    assert!(chunks.iter().all(|c| c.get("obfuscation").is_none()));
 }
 
 #[tokio::test]
@@ -196,8 +197,11 @@ async fn chat_streams_a_tool_call_split_in_two() {
         chunks.last().unwrap()["choices"][0]["finish_reason"],
         "tool_calls"
     );
-    // Without include_usage there is no usage field at all.
+    // Without include_usage there is no usage field at all; obfuscation is on by default.
     assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+    assert!(chunks
+        .iter()
+        .all(|c| c["obfuscation"].as_str().is_some_and(|o| !o.is_empty())));
 }
 
 #[tokio::test]
@@ -244,6 +248,8 @@ async fn responses_stream_the_full_event_sequence() {
         assert_eq!(v["sequence_number"], i);
     }
     assert_eq!(json_of(&events[4])["delta"], "You");
+    assert!(json_of(&events[4])["obfuscation"].is_string());
+    assert!(json_of(&events[3]).get("obfuscation").is_none());
     assert_eq!(json_of(&events[5])["delta"], " said: hi");
     let done = json_of(&events[9]);
     assert_eq!(done["response"]["instructions"], "x");
