@@ -172,6 +172,9 @@ mod tests {
         assert_eq!(blocked.status, StatusCode::BAD_REQUEST);
         assert!(blocked.message.contains("US_SSN"));
         let big = GatewayError::from_refusal(&LlmRefusal::TooLarge(1024));
-        assert_eq!(big.body(Dialect::Anthropic)["error"]["type"], "request_too_large");
+        assert_eq!(
+            big.body(Dialect::Anthropic)["error"]["type"],
+            "request_too_large"
+        );
     }
 }

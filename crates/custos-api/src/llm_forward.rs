@@ -114,9 +114,24 @@ pub(crate) async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if is_stream {
-        stream(state, call, response, timeout, added_before, upstream_started)
+        stream(
+            state,
+            call,
+            response,
+            timeout,
+            added_before,
+            upstream_started,
+        )
     } else {
-        whole(state, call, response, timeout, added_before, upstream_started).await
+        whole(
+            state,
+            call,
+            response,
+            timeout,
+            added_before,
+            upstream_started,
+        )
+        .await
     }
 }
 
@@ -196,7 +211,12 @@ async fn upstream_status(
 }
 
 /// The provider could not be reached or did not answer in time.
-fn upstream_failed(state: AppState, call: Admitted, result: LlmResult, added: Duration) -> Response {
+fn upstream_failed(
+    state: AppState,
+    call: Admitted,
+    result: LlmResult,
+    added: Duration,
+) -> Response {
     let (status, code, what) = match result {
         LlmResult::UpstreamTimeout => (
             StatusCode::GATEWAY_TIMEOUT,
@@ -243,8 +263,7 @@ async fn whole(
     added_before: Duration,
     upstream_started: Instant,
 ) -> Response {
-    let body = match tokio::time::timeout(timeout, read_limited(response, MAX_ANSWER_BYTES)).await
-    {
+    let body = match tokio::time::timeout(timeout, read_limited(response, MAX_ANSWER_BYTES)).await {
         Ok(Some(b)) => b,
         Ok(None) => {
             return upstream_failed(state, call, LlmResult::UpstreamUnreachable, added_before)
@@ -308,7 +327,11 @@ fn stream(
         let mut upstream = response.bytes_stream();
         let mut transform = Duration::ZERO;
         let result = 'relay: loop {
-            let next = tokio::time::timeout(idle, upstream.next()).await;
+            // A caller that goes away cancels at once, not at the provider's next byte.
+            let next = tokio::select! {
+                next = tokio::time::timeout(idle, upstream.next()) => next,
+                () = tx.closed() => break LlmResult::CallerGone,
+            };
             let t = Instant::now();
             let events = match next {
                 Err(_) => break LlmResult::UpstreamTimeout,
@@ -358,7 +381,9 @@ fn stream(
         if !matches!(result, LlmResult::Ok | LlmResult::CallerGone) {
             let (code, what) = match result {
                 LlmResult::UpstreamTimeout => ("upstream_timeout", "stopped answering"),
-                LlmResult::StreamError => ("stream_error", "sent a stream the gateway could not read"),
+                LlmResult::StreamError => {
+                    ("stream_error", "sent a stream the gateway could not read")
+                }
                 _ => ("upstream_unreachable", "broke the connection"),
             };
             let e = GatewayError::new(
@@ -452,13 +477,7 @@ pub(crate) async fn forward_models(
     dialect: Dialect,
 ) -> Response {
     let timeout = Duration::from_secs(state.custos.policy().llm.timeout_seconds);
-    let rb = match upstream_request(
-        state,
-        admission,
-        reqwest::Method::GET,
-        "/v1/models",
-        None,
-    ) {
+    let rb = match upstream_request(state, admission, reqwest::Method::GET, "/v1/models", None) {
         Ok(rb) => rb,
         Err(r) => return GatewayError::from_refusal(&r).response(dialect),
     };
@@ -480,7 +499,10 @@ pub(crate) async fn forward_models(
         None => GatewayError::new(
             StatusCode::BAD_GATEWAY,
             "upstream_error",
-            format!("provider {} did not list its models", admission.provider.name),
+            format!(
+                "provider {} did not list its models",
+                admission.provider.name
+            ),
         )
         .response(dialect),
     }

@@ -162,10 +162,7 @@ fn dialect_of(state: &AppState, op: Operation, provider: &str, parts: &Parts) ->
 
 /// The Custos key as the SDKs send it: `x-api-key` (Anthropic) or `Authorization: Bearer`.
 fn presented_key(parts: &Parts) -> Option<&str> {
-    let from_header = parts
-        .headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok());
+    let from_header = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
     let from_bearer = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -406,8 +403,7 @@ impl<T: serde::Serialize> IntoProviderResponse for Json<T> {
     fn into_response_with_marker(self) -> Response {
         use axum::response::IntoResponse;
         let mut r = self.into_response();
-        r.extensions_mut()
-            .insert(crate::llm_errors::ProviderShaped);
+        r.extensions_mut().insert(crate::llm_errors::ProviderShaped);
         r
     }
 }

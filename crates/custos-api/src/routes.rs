@@ -103,14 +103,11 @@ async fn healthz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Va
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let size = state.custos.audit_size().await.ok();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        {
-            let mut text = state.metrics.render(size);
-            state.gateway.metrics.render(&mut text);
-            text
-        },
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
+        let mut text = state.metrics.render(size);
+        state.gateway.metrics.render(&mut text);
+        text
+    })
         .into_response()
 }
 

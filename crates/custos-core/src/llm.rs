@@ -26,7 +26,9 @@ pub enum LlmRefusal {
     #[error("{0}")]
     Core(#[from] CoreError),
     /// `{provider}` is not a provider of the policy.
-    #[error("no LLM provider named {0:?} is configured; see `custos policy show` ([llm] providers)")]
+    #[error(
+        "no LLM provider named {0:?} is configured; see `custos policy show` ([llm] providers)"
+    )]
     UnknownProvider(String),
     /// The route is not part of the provider's wire format.
     #[error("provider {provider:?} is of kind {kind}, which does not serve this route")]
@@ -69,7 +71,9 @@ pub enum LlmRefusal {
     #[error("the request body is larger than {0} bytes (setting llm_max_request_bytes)")]
     TooLarge(u64),
     /// The org already runs as many calls as it allows.
-    #[error("the org already has {0} LLM calls running (setting llm_max_concurrency); retry shortly")]
+    #[error(
+        "the org already has {0} LLM calls running (setting llm_max_concurrency); retry shortly"
+    )]
     Concurrency(u32),
     /// The body is not what the wire format needs.
     #[error("invalid request: {0}")]

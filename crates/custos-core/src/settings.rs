@@ -384,7 +384,10 @@ impl Custos {
         let grant = self
             .authorize(caller, Operation::SettingsUpdate, org)
             .await?;
-        let (settings, changed) = self.org_settings_of(&grant.scope).await?.apply(change, &self.policy.llm)?;
+        let (settings, changed) = self
+            .org_settings_of(&grant.scope)
+            .await?
+            .apply(change, &self.policy.llm)?;
         if changed.is_empty() {
             return Ok(settings);
         }

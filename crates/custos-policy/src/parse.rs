@@ -49,7 +49,13 @@ const PII_KEYS: &[&str] = &["detect", "action"];
 const BACKUP_KEYS: &[&str] = &["retention", "rpo", "rto"];
 /// Seconds the gateway waits for an upstream provider when the policy names no timeout.
 const DEFAULT_LLM_TIMEOUT_SECONDS: u64 = 120;
-const LLM_KEYS: &[&str] = &["zero_retention", "providers", "pii", "timeout_seconds", "category"];
+const LLM_KEYS: &[&str] = &[
+    "zero_retention",
+    "providers",
+    "pii",
+    "timeout_seconds",
+    "category",
+];
 const PROVIDER_KEYS: &[&str] = &[
     "name",
     "kind",
