@@ -76,7 +76,8 @@ impl Gateway {
                 (n < limit).then_some(n + 1)
             })
             .is_ok();
-        taken.then_some(Slot(counter))
+        // Not `then_some`: a Slot built for a refused call would give back a slot on drop.
+        taken.then(|| Slot(counter))
     }
 }
 

@@ -434,6 +434,11 @@ async fn refusals_are_provider_shaped_and_audited() {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers()["retry-after"], "1");
     refused(&r.json().await.unwrap(), "concurrency_limit");
+    // A refusal takes no slot and gives none back: the next call is refused too.
+    let r = g
+        .post("/openai/v1/chat/completions", chat("stand-in", "hi", false))
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     drop(held);
     // Nothing refused reached the provider; each refusal is one denied event.
     assert!(g
@@ -474,7 +479,7 @@ async fn refusals_are_provider_shaped_and_audited() {
             .text()
             .await
             .unwrap();
-    assert!(metrics.contains("custos_llm_refusals_total{reason=\"concurrency_limit\"} 1"));
+    assert!(metrics.contains("custos_llm_refusals_total{reason=\"concurrency_limit\"} 2"));
     assert!(metrics.contains("custos_llm_gateway_added_seconds_count"));
 }
 
@@ -622,3 +627,4 @@ async fn models_lists_what_the_org_may_use() {
     assert_eq!(v["has_more"], false);
     assert_eq!(v["data"][0]["type"], "model");
 }
+
