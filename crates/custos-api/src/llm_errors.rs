@@ -62,6 +62,7 @@ impl GatewayError {
         if let LlmRefusal::Core(CoreError::Internal(detail)) = refusal {
             tracing::error!(error = %detail, "LLM gateway: internal error");
         }
+        tracing::debug!(reason = refusal.reason(), "LLM call refused");
         let mut e = GatewayError::new(status, refusal.reason(), refusal.to_string());
         if matches!(refusal, LlmRefusal::Concurrency(_)) {
             e.retry_after = Some("1".into());

@@ -95,6 +95,14 @@ pub(crate) async fn forward(
         .header(header::CONTENT_TYPE, "application/json")
         .body(bytes);
     let added_before = call.started.elapsed();
+    // Metadata only, at every level: never a prompt, a completion or a header value.
+    tracing::trace!(
+        provider = %call.admission.provider.name,
+        model = %call.model,
+        stream = call.stream,
+        placeholders = call.scrubbed.placeholders.len(),
+        "LLM call forwarded"
+    );
     let upstream_started = Instant::now();
     let sent = tokio::time::timeout(timeout, rb.send()).await;
     let response = match sent {

@@ -627,4 +627,3 @@ async fn models_lists_what_the_org_may_use() {
     assert_eq!(v["has_more"], false);
     assert_eq!(v["data"][0]["type"], "model");
 }
-

@@ -155,19 +155,23 @@ async fn official_sdks_hold_pseudonymized_conversations_through_the_gateway() {
 
 /// One error case per SDK and API.
 fn cases(model: &str, extra: Value, status: u16, openai: &str, anthropic: &str) -> Vec<Value> {
-    [("openai", "chat"), ("openai", "responses"), ("anthropic", "messages")]
-        .iter()
-        .map(|(sdk, api)| {
-            let class = if *sdk == "openai" { openai } else { anthropic };
-            let mut extra = extra.clone();
-            // Per-API bodies for the cases that need content of their own.
-            if let Some(per_api) = extra.get(*api).cloned() {
-                extra = per_api;
-            }
-            json!({"sdk": sdk, "api": api, "model": model, "body_extra": extra,
+    [
+        ("openai", "chat"),
+        ("openai", "responses"),
+        ("anthropic", "messages"),
+    ]
+    .iter()
+    .map(|(sdk, api)| {
+        let class = if *sdk == "openai" { openai } else { anthropic };
+        let mut extra = extra.clone();
+        // Per-API bodies for the cases that need content of their own.
+        if let Some(per_api) = extra.get(*api).cloned() {
+            extra = per_api;
+        }
+        json!({"sdk": sdk, "api": api, "model": model, "body_extra": extra,
                    "expect_status": status, "expect_class": class})
-        })
-        .collect()
+    })
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +198,13 @@ async fn every_refusal_raises_the_sdks_documented_exception() {
     let big = json!({"padding": "x".repeat(2048)});
     runs.push((
         key,
-        cases("stand-in", big, 413, "APIStatusError", "ContentTooLargeError"),
+        cases(
+            "stand-in",
+            big,
+            413,
+            "APIStatusError",
+            "ContentTooLargeError",
+        ),
     ));
     // Upstream failures, streamed and not.
     let key = org_key(&d, "us-east", json!({})).await;
@@ -259,5 +269,8 @@ async fn every_refusal_raises_the_sdks_documented_exception() {
     )
     .await;
     assert_passed(&out);
-    assert!(up.state.requests().is_empty(), "a blocked call was forwarded");
+    assert!(
+        up.state.requests().is_empty(),
+        "a blocked call was forwarded"
+    );
 }
