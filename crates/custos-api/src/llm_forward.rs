@@ -444,6 +444,7 @@ fn finish(
         upstream_ms: upstream.as_millis() as u64,
         pii: call.scrubbed.counts.clone(),
         result,
+        prompt_record: call.prompt_record.clone(),
     };
     state.gateway.metrics.call(CallSample {
         provider: &call.admission.provider.name,

@@ -212,6 +212,7 @@ pub(crate) struct Admitted {
     pub scrubbed: Scrubbed,
     pub started: Instant,
     pub slot: Slot,
+    pub prompt_record: Option<String>,
 }
 
 async fn call(state: AppState, op: Operation, provider: String, req: Request) -> Response {
@@ -277,6 +278,15 @@ async fn call(state: AppState, op: Operation, provider: String, req: Request) ->
         Ok(s) => s,
         Err(r) => return refuse(r, Some(model)).await,
     };
+    // Kept before forwarding: an org that promised to keep prompts gets no call without one.
+    let prompt_record = match state
+        .custos
+        .llm_retain_prompt(&admission, &model, &json)
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => return refuse(LlmRefusal::Core(e), Some(model)).await,
+    };
     let call = Admitted {
         caller,
         admission,
@@ -287,6 +297,7 @@ async fn call(state: AppState, op: Operation, provider: String, req: Request) ->
         scrubbed,
         started,
         slot,
+        prompt_record,
     };
     crate::llm_forward::forward(state, call, &parts, json).await
 }
@@ -406,5 +417,45 @@ impl<T: serde::Serialize> IntoProviderResponse for Json<T> {
         let mut r = self.into_response();
         r.extensions_mut().insert(crate::llm_errors::ProviderShaped);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_per_org_and_a_refusal_gives_none_back() {
+        let g = Gateway::default();
+        let a = g.slot("org-a", 2).expect("first");
+        let b = g.slot("org-a", 2).expect("second");
+        assert!(g.slot("org-a", 2).is_none());
+        assert!(g.slot("org-a", 2).is_none(), "a refusal freed a slot");
+        let other = g.slot("org-b", 1).expect("another org has its own");
+        drop(a);
+        let c = g
+            .slot("org-a", 2)
+            .expect("a finished call gives its slot back");
+        assert!(g.slot("org-a", 2).is_none());
+        drop((b, c, other));
+        assert!(g.slot("org-a", 2).is_some());
+    }
+
+    #[test]
+    fn keys_are_taken_as_each_sdk_sends_them() {
+        let req = |h: &[(&str, &str)]| {
+            let mut b = axum::http::Request::builder();
+            for (k, v) in h {
+                b = b.header(*k, *v);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        assert_eq!(presented_key(&req(&[("x-api-key", "k1")])), Some("k1"));
+        assert_eq!(
+            presented_key(&req(&[("authorization", "Bearer k2")])),
+            Some("k2")
+        );
+        assert_eq!(presented_key(&req(&[("authorization", "Basic k3")])), None);
+        assert_eq!(presented_key(&req(&[("x-api-key", " ")])), None);
     }
 }

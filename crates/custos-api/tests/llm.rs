@@ -57,10 +57,16 @@ struct Gw {
 }
 
 async fn gateway(action: PiiAction, region: &str) -> Gw {
+    gateway_with(action, region, |_| {}).await
+}
+
+async fn gateway_with(action: PiiAction, region: &str, adjust: impl FnOnce(&mut Policy)) -> Gw {
     // Every test sets the same value, so parallel tests cannot disagree.
     std::env::set_var(KEY_VAR, UPSTREAM_KEY);
     let up = start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let d = deploy(policy(&up.base_url(), action), Arc::new(SystemClock), |c| c).await;
+    let mut policy = policy(&up.base_url(), action);
+    adjust(&mut policy);
+    let d = deploy(policy, Arc::new(SystemClock), |c| c).await;
     let org = d
         .client
         .post(format!("{}/v1/orgs", d.base))
@@ -626,4 +632,68 @@ async fn models_lists_what_the_org_may_use() {
             .unwrap();
     assert_eq!(v["has_more"], false);
     assert_eq!(v["data"][0]["type"], "model");
+}
+
+#[tokio::test]
+async fn prompts_are_kept_scrubbed_only_when_the_org_opts_in_and_the_policy_allows() {
+    let g = gateway(PiiAction::Tokenize, "us-east").await;
+    let r =
+        g.d.client
+            .patch(format!("{}/v1/orgs/{}/settings", g.d.base, g.org))
+            .bearer_auth(ADMIN)
+            .json(&json!({"llm_retain_prompts": true}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "zero retention refuses"
+    );
+
+    let g = gateway_with(PiiAction::Tokenize, "us-east", |p| {
+        p.llm.zero_retention = false;
+        p.llm.category = Some("app_logs".into());
+    })
+    .await;
+    g.settings(json!({"llm_retain_prompts": true})).await;
+    let r = g
+        .post(
+            "/openai/v1/chat/completions",
+            chat("stand-in", &prompt(), false),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let events = g.events("llm.chat_completions").await;
+    let reason = events[0]["reason"].as_str().unwrap();
+    let id = reason.split("prompt_record=").nth(1).expect(reason);
+    let owner: Value =
+        g.d.client
+            .post(format!("{}/v1/orgs/{}/members", g.d.base, g.org))
+            .bearer_auth(ADMIN)
+            .json(&json!({"name": "owner", "roles": ["owner"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let record: Value =
+        g.d.client
+            .get(format!("{}/v1/orgs/{}/records/{id}", g.d.base, g.org))
+            .bearer_auth(owner["api_key"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(record["category"], "app_logs", "{record}");
+    let kept = record["content"]["request"]["messages"][0]["content"]
+        .as_str()
+        .unwrap();
+    assert_eq!(placeholders(kept).len(), 3, "{kept}");
+    for value in [EMAIL, PHONE, NAME] {
+        assert!(!kept.contains(value));
+    }
 }

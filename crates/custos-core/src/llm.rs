@@ -191,6 +191,8 @@ pub struct LlmCallReport {
     pub pii: BTreeMap<EntityKind, u64>,
     /// How it ended.
     pub result: LlmResult,
+    /// The record keeping the scrubbed prompt, if the org keeps them.
+    pub prompt_record: Option<String>,
 }
 
 impl LlmCallReport {
@@ -213,6 +215,9 @@ impl LlmCallReport {
             out.push_str(&pii_counts(&self.pii));
         }
         let _ = write!(out, " result={}", self.result.as_reason());
+        if let Some(id) = &self.prompt_record {
+            let _ = write!(out, " prompt_record={id}");
+        }
         out
     }
 }
@@ -392,6 +397,34 @@ impl Custos {
         }
     }
 
+    /// Keeps the call's scrubbed request (placeholders, never values) as a record of the
+    /// policy's LLM category, when the org opted in and the policy allows it; returns the
+    /// record's id. Stored by Custos itself (the `system` actor), audited as any record.
+    pub async fn llm_retain_prompt(
+        &self,
+        admission: &LlmAdmission,
+        model: &str,
+        scrubbed: &serde_json::Value,
+    ) -> Result<Option<String>, CoreError> {
+        let category = match (&self.policy.llm.category, admission.retain_prompts) {
+            (Some(c), true) if !self.policy.llm.zero_retention => c.clone(),
+            _ => return Ok(None),
+        };
+        let record = crate::NewRecord {
+            category,
+            subject: None,
+            content: serde_json::json!({
+                "provider": admission.provider.name,
+                "model": model,
+                "request": scrubbed,
+            }),
+            metadata: None,
+        };
+        let system = Caller::new(Principal::System);
+        let created = self.create_record(&system, &admission.org, record).await?;
+        Ok(Some(created.id))
+    }
+
     /// Appends the one metadata-only event of a forwarded call.
     pub async fn llm_record_call(
         &self,
@@ -449,6 +482,7 @@ mod tests {
             upstream_ms: 38,
             pii: BTreeMap::from([(EntityKind::EmailAddress, 2), (EntityKind::Person, 1)]),
             result: LlmResult::UpstreamStatus(500),
+            prompt_record: None,
         };
         assert_eq!(
             report.reason(),

@@ -419,6 +419,37 @@ mod tests {
     }
 
     #[test]
+    fn llm_settings_stay_within_the_policy() {
+        let mut llm = custos_policy::Policy::builtin().llm;
+        llm.providers[0].models = vec!["claude-x".into()];
+        let change = |json: &str| serde_json::from_str::<SettingsChange>(json).unwrap();
+        let ok =
+            |json: &str, llm: &custos_policy::Llm| OrgSettings::default().apply(change(json), llm);
+        let (s, changed) = ok(
+            r#"{"allow_data_transfer": true, "llm_providers": ["openai"], "private_data_mode": true}"#,
+            &llm,
+        )
+        .unwrap();
+        assert!(s.allow_data_transfer && s.private_data_mode);
+        assert_eq!(s.llm_providers, Some(vec!["openai".to_string()]));
+        assert!(changed.contains(&"llm_providers=openai".to_string()));
+        assert!(ok(r#"{"llm_providers": ["mistral"]}"#, &llm).is_err());
+        // OpenAI lists no models (any), so any valid name is within the policy.
+        assert!(ok(r#"{"llm_models": ["gpt-x"]}"#, &llm).is_ok());
+        assert!(ok(r#"{"llm_models": ["bad name!"]}"#, &llm).is_err());
+        assert!(ok(r#"{"llm_max_request_bytes": 10}"#, &llm).is_err());
+        assert!(ok(r#"{"llm_max_concurrency": 0}"#, &llm).is_err());
+        // Zero retention forbids keeping prompts; without it the opt-in is accepted.
+        assert!(ok(r#"{"llm_retain_prompts": true}"#, &llm).is_err());
+        llm.zero_retention = false;
+        assert!(ok(r#"{"llm_retain_prompts": true}"#, &llm).is_ok());
+        llm.providers.truncate(1);
+        assert!(ok(r#"{"llm_models": ["gpt-x"]}"#, &llm).is_err());
+        let (s, _) = ok(r#"{"llm_models": null}"#, &llm).unwrap();
+        assert_eq!(s.llm_models, None);
+    }
+
+    #[test]
     fn key_urls_are_https_or_loopback_http() {
         assert!(check_key_url("f", "https://idp.example.com/jwks").is_ok());
         assert!(check_key_url("f", "http://127.0.0.1:8080/jwks").is_ok());
