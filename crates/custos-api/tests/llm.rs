@@ -294,6 +294,11 @@ async fn a_placeholder_split_at_any_byte_is_restored() {
                 json!({"model": format!("stand-in+split-{split}"), "max_tokens": 64,
                     "stream": true, "messages": [{"role": "user", "content": text}]}),
             ),
+            (
+                "/openai/v1/responses",
+                json!({"model": format!("stand-in+split-{split}"), "stream": true,
+                    "input": text}),
+            ),
         ] {
             let r = g.post(path, body).await;
             assert_eq!(r.status(), StatusCode::OK);
@@ -302,11 +307,20 @@ async fn a_placeholder_split_at_any_byte_is_restored() {
                 !sse.contains(&p),
                 "split {split} of {path}: placeholder leaked"
             );
+            let events = data_lines(&sse)
+                .iter()
+                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                .collect::<Vec<_>>();
             let got: String = if path.contains("anthropic") {
-                data_lines(&sse)
+                events
                     .iter()
-                    .filter_map(|d| serde_json::from_str::<Value>(d).ok())
                     .filter_map(|v| v["delta"]["text"].as_str().map(String::from))
+                    .collect()
+            } else if path.contains("responses") {
+                events
+                    .iter()
+                    .filter(|v| v["type"] == "response.output_text.delta")
+                    .filter_map(|v| v["delta"].as_str().map(String::from))
                     .collect()
             } else {
                 chat_text(&sse)

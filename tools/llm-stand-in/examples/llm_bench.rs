@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p custos-llm-stand-in --example llm_bench -- \
 //!     BASE KEY [--api chat|responses|messages] [--n 200] [--c 8] [--model stand-in] [--pii]
+//!     [--size 1|4|32] [--stream-only]
 //! ```
 //! BASE is what an SDK would take: `http://127.0.0.1:P/v1` (OpenAI) or `http://127.0.0.1:P`
 //! (Anthropic) for the stand-in; `.../llm/openai/v1` or `.../llm/anthropic` for the gateway.
@@ -26,11 +27,15 @@ struct Args {
     c: usize,
     model: String,
     pii: bool,
+    /// Only this prompt size (KB); all three when unset.
+    size: Option<usize>,
+    /// Only streamed calls.
+    stream_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let usage = "usage: llm_bench BASE KEY [--api chat|responses|messages] [--n N] [--c C] [--model M] [--pii]";
+    let usage = "usage: llm_bench BASE KEY [--api chat|responses|messages] [--n N] [--c C] [--model M] [--pii] [--size KB] [--stream-only]";
     let base = it.next().ok_or(usage)?;
     let key = it.next().ok_or(usage)?;
     let mut a = Args {
@@ -41,6 +46,8 @@ fn parse_args() -> Result<Args, String> {
         c: 8,
         model: "stand-in".into(),
         pii: false,
+        size: None,
+        stream_only: false,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -50,6 +57,8 @@ fn parse_args() -> Result<Args, String> {
             "--c" => a.c = value()?.parse().map_err(|e| format!("--c: {e}"))?,
             "--model" => a.model = value()?,
             "--pii" => a.pii = true,
+            "--size" => a.size = Some(value()?.parse().map_err(|e| format!("--size: {e}"))?),
+            "--stream-only" => a.stream_only = true,
             other => return Err(format!("unknown argument {other:?}\n{usage}")),
         }
     }
@@ -209,7 +218,13 @@ async fn main() {
         .build()
         .expect("a reqwest client");
     for size in [1024, 4 * 1024, 32 * 1024] {
+        if a.size.is_some_and(|kb| kb * 1024 != size) {
+            continue;
+        }
         for stream in [false, true] {
+            if a.stream_only && !stream {
+                continue;
+            }
             if let Err(e) = run(&client, &a, size, stream).await {
                 eprintln!("llm_bench: {e}");
                 std::process::exit(1);
