@@ -115,6 +115,18 @@ impl GatewayError {
     }
 }
 
+/// A JSON answer in a provider's shape (the problem-document middleware leaves it alone).
+pub(crate) fn provider_json(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.extensions_mut().insert(ProviderShaped);
+    r
+}
+
 fn core_status(e: &CoreError) -> StatusCode {
     match e {
         CoreError::Unauthenticated => StatusCode::UNAUTHORIZED,

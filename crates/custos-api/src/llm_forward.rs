@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use custos_core::{LlmAdmission, LlmCallReport, LlmRefusal, LlmResult};
 use custos_llm::{SseParser, StreamRestorer, Usage};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::llm_errors::{Dialect, GatewayError, ProviderShaped};
+use crate::llm_errors::{provider_json, Dialect, GatewayError, ProviderShaped};
 use crate::llm_metrics::CallSample;
 use crate::llm_routes::{upstream_path, Admitted};
 use crate::AppState;
@@ -194,17 +194,12 @@ async fn upstream_status(
             ),
         )
         .response(call.dialect),
-        _ => {
-            let body = read_limited(response, MAX_ANSWER_BYTES).await;
-            let mut r = (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
-                [(header::CONTENT_TYPE, "application/json")],
-                body.unwrap_or_default(),
-            )
-                .into_response();
-            r.extensions_mut().insert(ProviderShaped);
-            r
-        }
+        _ => provider_json(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            read_limited(response, MAX_ANSWER_BYTES)
+                .await
+                .unwrap_or_default(),
+        ),
     };
     let upstream = upstream_started.elapsed();
     finish(
@@ -307,14 +302,7 @@ async fn whole(
     drop(json);
     let added = added_before + restore_started.elapsed();
     finish(&state, call, LlmResult::Ok, usage, added, upstream);
-    let mut r = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response();
-    r.extensions_mut().insert(ProviderShaped);
-    r
+    provider_json(StatusCode::OK, bytes)
 }
 
 /// A streamed answer: relayed event by event.
@@ -495,16 +483,7 @@ pub(crate) async fn forward_models(
         _ => None,
     };
     match answer {
-        Some(body) => {
-            let mut r = (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response();
-            r.extensions_mut().insert(ProviderShaped);
-            r
-        }
+        Some(body) => provider_json(StatusCode::OK, body),
         None => GatewayError::new(
             StatusCode::BAD_GATEWAY,
             "upstream_error",

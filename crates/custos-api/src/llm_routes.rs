@@ -17,7 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use custos_core::authz::Operation;
 use custos_core::{Caller, LlmAdmission, LlmRefusal};
 use custos_llm::{PiiAction, PlaceholderKey, ScrubError, Scrubbed, Scrubber, WireFormat};
@@ -376,11 +376,10 @@ async fn models(
         Err(response) => return response,
     };
     match state.custos.llm_models(&admission) {
-        Some(list) => {
-            let mut response = Json(model_list(dialect, &list)).into_response_with_marker();
-            *response.status_mut() = StatusCode::OK;
-            response
-        }
+        Some(list) => crate::llm_errors::provider_json(
+            StatusCode::OK,
+            model_list(dialect, &list).to_string(),
+        ),
         None => crate::llm_forward::forward_models(&state, &admission, dialect).await,
     }
 }
@@ -404,19 +403,6 @@ fn model_list(dialect: Dialect, models: &[String]) -> serde_json::Value {
             "first_id": models.first(),
             "last_id": models.last(),
         }),
-    }
-}
-
-trait IntoProviderResponse {
-    fn into_response_with_marker(self) -> Response;
-}
-
-impl<T: serde::Serialize> IntoProviderResponse for Json<T> {
-    fn into_response_with_marker(self) -> Response {
-        use axum::response::IntoResponse;
-        let mut r = self.into_response();
-        r.extensions_mut().insert(crate::llm_errors::ProviderShaped);
-        r
     }
 }
 

@@ -12,7 +12,6 @@ use custos_audit::Outcome;
 use custos_crypto::SecretKey;
 use custos_pii::EntityKind;
 use custos_policy::{PiiAction, Provider, ProviderKind};
-use custos_store::OrgScope;
 
 use crate::authz::Operation;
 use crate::settings::{valid_model_name, OrgSettings};
@@ -119,7 +118,6 @@ pub struct LlmAdmission {
     pub op: Operation,
     /// The caller's org.
     pub org: String,
-    scope: OrgScope,
     /// The upstream provider.
     pub provider: Provider,
     /// The org's settings.
@@ -277,7 +275,6 @@ impl Custos {
         Ok(LlmAdmission {
             op,
             org,
-            scope: grant.scope,
             provider,
             settings: grant.settings,
             placeholder_key,
@@ -447,10 +444,6 @@ impl Custos {
         Ok(())
     }
 
-    /// The org scope of an admitted call (for the HTTP layer's per-org limits).
-    pub fn llm_scope<'a>(&self, admission: &'a LlmAdmission) -> &'a OrgScope {
-        &admission.scope
-    }
 }
 
 /// A provider name from the route, safe for the audit log: unknown names are caller input.

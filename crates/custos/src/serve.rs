@@ -167,16 +167,22 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
         shutdown_signal().await;
         shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
+    // TCP_NODELAY: small writes (each streamed LLM event, a short JSON answer) leave at once
+    // instead of waiting on Nagle's algorithm for the peer's delayed ACK (about 40 ms).
+    let nodelay = axum_server::accept::NoDelayAcceptor::new();
     let served = match tls {
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-            axum_server::bind_rustls(args.listen, config)
+            let tls = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(nodelay);
+            axum_server::bind(args.listen)
+                .acceptor(tls)
                 .handle(handle)
                 .serve(app)
                 .await
         }
         None => {
             axum_server::bind(args.listen)
+                .acceptor(nodelay)
                 .handle(handle)
                 .serve(app)
                 .await
