@@ -376,10 +376,9 @@ async fn models(
         Err(response) => return response,
     };
     match state.custos.llm_models(&admission) {
-        Some(list) => crate::llm_errors::provider_json(
-            StatusCode::OK,
-            model_list(dialect, &list).to_string(),
-        ),
+        Some(list) => {
+            crate::llm_errors::provider_json(StatusCode::OK, model_list(dialect, &list).to_string())
+        }
         None => crate::llm_forward::forward_models(&state, &admission, dialect).await,
     }
 }

@@ -443,7 +443,6 @@ impl Custos {
         self.store.append_audit(&[event]).await?;
         Ok(())
     }
-
 }
 
 /// A provider name from the route, safe for the audit log: unknown names are caller input.
