@@ -429,6 +429,19 @@ async fn refusals_are_provider_shaped_and_audited() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "permission_error");
+    // A body the gateway cannot scrub is refused, never forwarded as it is.
+    let r = g
+        .post(
+            "/openai/v1/chat/completions",
+            json!({"model": "stand-in", "messages": format!("mail {EMAIL}")}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("invalid_request") && !text.contains(EMAIL),
+        "{text}"
+    );
     // Unknown provider, wrong kind.
     let r = g
         .post("/nope/v1/chat/completions", chat("stand-in", "hi", false))
@@ -477,6 +490,7 @@ async fn refusals_are_provider_shaped_and_audited() {
         .map(|e| e["reason"].as_str().unwrap().to_string())
         .collect();
     for code in [
+        "invalid_request",
         "model_not_allowed",
         "private_data_mode",
         "request_too_large",

@@ -34,7 +34,7 @@ impl Custos {
     ) -> Result<Grant, CoreError> {
         let rule = op.rule();
         let target = Some(format!("org:{org}"));
-        let org_row = match &caller.principal {
+        let (org_row, settings) = match &caller.principal {
             Principal::Member { scope, .. } if scope.org_id() != org => {
                 let own = scope.org_id().to_string();
                 let error = CoreError::NotFound(format!("org {org}"));
@@ -42,7 +42,14 @@ impl Custos {
                     .deny(caller, Some(&own), rule.action, target, error)
                     .await);
             }
-            _ => self.store.org(org).await?,
+            // A member's own org: its row and its settings are read at the same time (every
+            // member request pays this, the LLM gateway's included).
+            Principal::Member { scope, .. } => {
+                let (row, settings) =
+                    tokio::join!(self.store.org(org), self.org_settings_of(scope));
+                (row?, Some(settings?))
+            }
+            _ => (self.store.org(org).await?, None),
         };
         let Some((scope, row)) = org_row else {
             return Err(CoreError::NotFound(format!("org {org}")));
@@ -53,7 +60,10 @@ impl Custos {
             }
             _ => false,
         };
-        let settings = self.org_settings_of(&scope).await?;
+        let settings = match settings {
+            Some(s) => s,
+            None => self.org_settings_of(&scope).await?,
+        };
         let facts = Facts {
             terminating: row.terminating_since.is_some(),
             require_mfa_for_admins: settings.require_mfa_for_admins,
