@@ -344,10 +344,8 @@ fn stream(
                         }
                         out.extend(restorer.finish());
                         transform += t.elapsed();
-                        for e in out {
-                            if tx.send(Ok(e.to_bytes())).await.is_err() {
-                                break 'relay LlmResult::CallerGone;
-                            }
+                        if !out.is_empty() && tx.send(Ok(joined(&out))).await.is_err() {
+                            break 'relay LlmResult::CallerGone;
                         }
                         break LlmResult::Ok;
                     }
@@ -365,10 +363,9 @@ fn stream(
                 }
             }
             transform += t.elapsed();
-            for e in out {
-                if tx.send(Ok(e.to_bytes())).await.is_err() {
-                    break 'relay LlmResult::CallerGone;
-                }
+            // The events of one upstream read leave together: one write, not one per event.
+            if !out.is_empty() && tx.send(Ok(joined(&out))).await.is_err() {
+                break 'relay LlmResult::CallerGone;
             }
         };
         // Dropping the upstream body here closes its connection: the provider stops.
@@ -411,6 +408,20 @@ fn stream(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r.extensions_mut().insert(ProviderShaped);
     r
+}
+
+/// Events as the bytes of one write.
+fn joined(events: &[custos_llm::SseEvent]) -> Bytes {
+    match events {
+        [one] => one.to_bytes(),
+        many => {
+            let mut out = Vec::new();
+            for e in many {
+                out.extend_from_slice(&e.to_bytes());
+            }
+            Bytes::from(out)
+        }
+    }
 }
 
 /// Metrics and the one audit event of a forwarded call, off the caller's path. The
