@@ -424,7 +424,7 @@ fn joined(events: &[custos_llm::SseEvent]) -> Bytes {
     }
 }
 
-/// Metrics and the one audit event of a forwarded call, off the caller's path. The
+/// Metrics and the one audit event of a forwarded call, appended off the caller's path. The
 /// concurrency slot is given back when `call` drops here.
 fn finish(
     state: &AppState,
@@ -454,17 +454,10 @@ fn finish(
         input_tokens: usage.input,
         output_tokens: usage.output,
     });
-    let state = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = state
-            .custos
-            .llm_record_call(&call.caller, &call.admission, &report)
-            .await
-        {
-            tracing::error!(error = %e, "LLM gateway: the call's audit event could not be appended");
-        }
-        drop(call.slot);
-    });
+    let event = state
+        .custos
+        .llm_call_event(&call.caller, &call.admission, &report);
+    state.gateway.audit(state, event);
 }
 
 fn report_result(result: LlmResult) -> &'static str {

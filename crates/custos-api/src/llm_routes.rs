@@ -27,14 +27,26 @@ use crate::llm_errors::{Dialect, GatewayError};
 use crate::llm_metrics::LlmMetrics;
 use crate::AppState;
 
-/// The gateway's shared state: the pooled upstream client, per-org in-flight counts, metrics.
+/// The gateway's shared state: the pooled upstream client, per-org in-flight counts, the
+/// finished calls' audit events waiting for their commit, metrics.
 pub struct Gateway {
     /// Upstream HTTP client (rustls, pooled connections).
     pub(crate) client: reqwest::Client,
     inflight: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    audit: Mutex<AuditQueue>,
     /// The gateway's metrics.
     pub metrics: LlmMetrics,
 }
+
+/// Call events waiting to be appended, and whether a task is appending.
+#[derive(Default)]
+struct AuditQueue {
+    pending: Vec<custos_audit::AuditEvent>,
+    appending: bool,
+}
+
+/// Most events appended in one transaction.
+const AUDIT_BATCH: usize = 512;
 
 impl Default for Gateway {
     fn default() -> Self {
@@ -47,6 +59,7 @@ impl Default for Gateway {
         Gateway {
             client,
             inflight: Mutex::new(HashMap::new()),
+            audit: Mutex::new(AuditQueue::default()),
             metrics: LlmMetrics::default(),
         }
     }
@@ -62,6 +75,37 @@ impl Drop for Slot {
 }
 
 impl Gateway {
+    /// Queues a finished call's audit event. One task appends at a time; events that arrive
+    /// while it commits go together in its next transaction (group commit: under load, many
+    /// calls share one fsync; alone, a call's event is appended at once).
+    pub(crate) fn audit(&self, state: &AppState, event: custos_audit::AuditEvent) {
+        let mut queue = self.audit.lock().expect("gateway lock");
+        queue.pending.push(event);
+        if queue.appending {
+            return;
+        }
+        queue.appending = true;
+        drop(queue);
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = {
+                    let mut queue = state.gateway.audit.lock().expect("gateway lock");
+                    if queue.pending.is_empty() {
+                        queue.appending = false;
+                        return;
+                    }
+                    let n = queue.pending.len().min(AUDIT_BATCH);
+                    queue.pending.drain(..n).collect::<Vec<_>>()
+                };
+                if let Err(e) = state.custos.llm_append(&batch).await {
+                    tracing::error!(error = %e, events = batch.len(),
+                        "LLM gateway: call audit events could not be appended");
+                }
+            }
+        });
+    }
+
     /// Takes one of `org`'s `limit` slots, or `None` when all are in use.
     fn slot(&self, org: &str, limit: u32) -> Option<Slot> {
         let counter = self
@@ -211,7 +255,8 @@ pub(crate) struct Admitted {
     pub stream: bool,
     pub scrubbed: Scrubbed,
     pub started: Instant,
-    pub slot: Slot,
+    /// Held until the call is finished (given back when the call drops).
+    pub _slot: Slot,
     pub prompt_record: Option<String>,
 }
 
@@ -296,7 +341,7 @@ async fn call(state: AppState, op: Operation, provider: String, req: Request) ->
         stream,
         scrubbed,
         started,
-        slot,
+        _slot: slot,
         prompt_record,
     };
     crate::llm_forward::forward(state, call, &parts, json).await

@@ -725,3 +725,24 @@ async fn prompts_are_kept_scrubbed_only_when_the_org_opts_in_and_the_policy_allo
         assert!(!kept.contains(value));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_each_leave_exactly_one_event() {
+    let g = gateway(PiiAction::Tokenize, "us-east").await;
+    let calls = (0..24).map(|i| {
+        g.post(
+            "/openai/v1/chat/completions",
+            chat("stand-in", &format!("call {i}: {EMAIL}"), i % 2 == 0),
+        )
+    });
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.status(), StatusCode::OK);
+        r.bytes().await.unwrap();
+    }
+    let events = g.events_n("llm.chat_completions", 24).await;
+    assert_eq!(events.len(), 24);
+    assert!(events
+        .iter()
+        .all(|e| e["outcome"] == "success"
+            && e["reason"].as_str().unwrap().contains("EMAIL_ADDRESS:1")));
+}

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use custos_audit::Outcome;
+use custos_audit::{AuditEvent, Outcome};
 use custos_crypto::SecretKey;
 use custos_pii::EntityKind;
 use custos_policy::{PiiAction, Provider, ProviderKind};
@@ -422,25 +422,30 @@ impl Custos {
         Ok(Some(created.id))
     }
 
-    /// Appends the one metadata-only event of a forwarded call.
-    pub async fn llm_record_call(
+    /// The one metadata-only event of a forwarded call, for [`Custos::llm_append`].
+    pub fn llm_call_event(
         &self,
         caller: &Caller,
         admission: &LlmAdmission,
         report: &LlmCallReport,
-    ) -> Result<(), CoreError> {
+    ) -> AuditEvent {
         let outcome = if report.result == LlmResult::Ok {
             Outcome::Success
         } else {
             Outcome::Failed
         };
-        let event = self
-            .event(caller, admission.op.rule().action)
+        self.event(caller, admission.op.rule().action)
             .org(&admission.org)
             .target(format!("llm:{}", admission.provider.name))
             .outcome(outcome)
-            .reason(report.reason());
-        self.store.append_audit(&[event]).await?;
+            .reason(report.reason())
+    }
+
+    /// Appends finished calls' events in one transaction (the gateway batches them, so many
+    /// concurrent calls share one commit). Only events made by [`Custos::llm_call_event`].
+    pub async fn llm_append(&self, events: &[AuditEvent]) -> Result<(), CoreError> {
+        debug_assert!(events.iter().all(|e| e.action.starts_with("llm.")));
+        self.store.append_audit(events).await?;
         Ok(())
     }
 }
