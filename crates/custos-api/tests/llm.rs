@@ -60,6 +60,20 @@ async fn gateway(action: PiiAction, region: &str) -> Gw {
     gateway_with(action, region, |_| {}).await
 }
 
+/// A POST as the admin token; the JSON answer.
+async fn admin_post(d: &Deployment, path: &str, body: Value) -> Value {
+    let r = d
+        .client
+        .post(format!("{}{path}", d.base))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
 async fn gateway_with(action: PiiAction, region: &str, adjust: impl FnOnce(&mut Policy)) -> Gw {
     // Every test sets the same value, so parallel tests cannot disagree.
     std::env::set_var(KEY_VAR, UPSTREAM_KEY);
@@ -67,31 +81,12 @@ async fn gateway_with(action: PiiAction, region: &str, adjust: impl FnOnce(&mut 
     let mut policy = policy(&up.base_url(), action);
     adjust(&mut policy);
     let d = deploy(policy, Arc::new(SystemClock), |c| c).await;
-    let org = d
-        .client
-        .post(format!("{}/v1/orgs", d.base))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "Acme", "region": region}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
+    let org = admin_post(&d, "/v1/orgs", json!({"name": "Acme", "region": region})).await["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let key = d
-        .client
-        .post(format!("{}/v1/orgs/{org}/members", d.base))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "app", "roles": ["member"]}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["api_key"]
+    let member = json!({"name": "app", "roles": ["member"]});
+    let key = admin_post(&d, &format!("/v1/orgs/{org}/members"), member).await["api_key"]
         .as_str()
         .unwrap()
         .to_string();
@@ -695,17 +690,12 @@ async fn prompts_are_kept_scrubbed_only_when_the_org_opts_in_and_the_policy_allo
     let events = g.events("llm.chat_completions").await;
     let reason = events[0]["reason"].as_str().unwrap();
     let id = reason.split("prompt_record=").nth(1).expect(reason);
-    let owner: Value =
-        g.d.client
-            .post(format!("{}/v1/orgs/{}/members", g.d.base, g.org))
-            .bearer_auth(ADMIN)
-            .json(&json!({"name": "owner", "roles": ["owner"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let owner = admin_post(
+        &g.d,
+        &format!("/v1/orgs/{}/members", g.org),
+        json!({"name": "owner", "roles": ["owner"]}),
+    )
+    .await;
     let record: Value =
         g.d.client
             .get(format!("{}/v1/orgs/{}/records/{id}", g.d.base, g.org))
