@@ -322,6 +322,7 @@ fn stream(
         let mut parser = SseParser::new(MAX_EVENT_BYTES);
         let mut upstream = response.bytes_stream();
         let mut transform = Duration::ZERO;
+        let mut first_pending = true;
         let result = 'relay: loop {
             // A caller that goes away cancels at once, not at the provider's next byte.
             let next = tokio::select! {
@@ -356,10 +357,21 @@ fn stream(
                 break LlmResult::StreamError;
             };
             let mut out = Vec::with_capacity(events.len());
+            let mut t = t;
             for e in events {
                 match restorer.on_event(e) {
                     Ok(v) => out.extend(v),
                     Err(_) => break 'relay LlmResult::StreamError,
+                }
+                // The caller's first byte does not wait for the rest of the first read.
+                if first_pending && !out.is_empty() {
+                    first_pending = false;
+                    transform += t.elapsed();
+                    if tx.send(Ok(joined(&out))).await.is_err() {
+                        break 'relay LlmResult::CallerGone;
+                    }
+                    out.clear();
+                    t = Instant::now();
                 }
             }
             transform += t.elapsed();

@@ -1,6 +1,8 @@
 //! Prints the gateway's added latency: µs per scrub of 1/4/32 KB chat requests, per whole
 //! response restore, and per streamed chunk restored. Run with `--release`. The PII engine's
 //! own scan time is printed beside it: on a busy machine both p99 columns show preemption.
+//! `--dense`: a distinct e-mail address and phone number every 256 bytes (the gateway
+//! benchmark's prompts) instead of a few values repeated.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,10 +21,21 @@ const PROSE: &[&str] = &[
     "She mentioned that the package was left at the wrong door. ",
 ];
 
-/// A chat request of about `bytes` bytes, with an e-mail, a phone number or a name every ~250 bytes.
-fn request(bytes: usize) -> Value {
+/// A chat request of about `bytes` bytes, with an e-mail, a phone number or a name every ~250 bytes
+/// (`dense`: a distinct e-mail and phone number every 256 bytes, as `llm_bench` sends).
+fn request(bytes: usize, dense: bool) -> Value {
     let mut text = String::new();
     let mut i = 0;
+    while dense && text.len() < bytes {
+        text.push_str(&format!(
+            "mail user{i}@example.com or call (415) 555-{:04} ",
+            1000 + i % 9000
+        ));
+        for k in 0..4 {
+            text.push_str(&PROSE[(i + k) % PROSE.len()][..48]);
+        }
+        i += 1;
+    }
     while text.len() < bytes {
         text.push_str(PROSE[i % PROSE.len()]);
         match i % 3 {
@@ -56,6 +69,7 @@ fn percentile(samples: &mut [Duration], p: f64) -> f64 {
 }
 
 fn main() {
+    let dense = std::env::args().any(|a| a == "--dense");
     let scanner = Scanner::new();
     let key = PlaceholderKey::new(b"bench org key");
     let kinds = [
@@ -63,6 +77,7 @@ fn main() {
         EntityKind::PhoneNumber,
         EntityKind::CreditCard,
         EntityKind::UsSsn,
+        EntityKind::IbanCode,
         EntityKind::Person,
     ];
     let scrubber = Scrubber {
@@ -75,7 +90,7 @@ fn main() {
         "size   scan-only p50 µs  scan-only p99 µs  redact p50 µs  scrub p50 µs  scrub p99 µs  restore p50 µs  stream µs/chunk  placeholders"
     );
     for kb in [1usize, 4, 32] {
-        let body = request(kb * 1024);
+        let body = request(kb * 1024, dense);
         let iters = if kb == 32 { 200 } else { 1000 };
         let mut scrub_times = Vec::with_capacity(iters);
         let mut restore_times = Vec::with_capacity(iters);

@@ -36,8 +36,20 @@ impl fmt::Debug for PlaceholderKey {
 /// `<KIND_hhhhhhhhhhhh>`: the kind's name and the first 6 bytes, in lowercase hex, of
 /// HMAC-SHA256(key, "custos-llm/placeholder/v1\0" + KIND + "\0" + value).
 pub fn placeholder(key: &PlaceholderKey, kind: EntityKind, value: &str) -> String {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("HMAC accepts any key length");
+    placeholder_keyed(&key.mac(), kind, value)
+}
+
+impl PlaceholderKey {
+    /// The HMAC state keyed once, to be cloned per value (keying costs as much as hashing a
+    /// short value).
+    pub(crate) fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC accepts any key length")
+    }
+}
+
+/// [`placeholder`] with the key's HMAC state already keyed ([`PlaceholderKey::mac`]).
+pub(crate) fn placeholder_keyed(keyed: &Hmac<Sha256>, kind: EntityKind, value: &str) -> String {
+    let mut mac = keyed.clone();
     mac.update(PLACEHOLDER_DOMAIN);
     mac.update(kind.as_str().as_bytes());
     mac.update(b"\0");

@@ -5,15 +5,18 @@
 //! structural but holds an object (a JSON schema property called `name`, say) is walked, since
 //! only strings can be trusted to be the enum they claim to be.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use custos_pii::{
-    anonymize, tokenize_targets, AnonymizeError, EntityKind, Finding, Operator, OperatorContext,
-    Operators, Scanner, TokenVault, VaultEntry,
+    anonymize, AnonymizeError, EntityKind, Operator, OperatorContext, Operators, Scanner,
+    Tokenizer,
 };
 use serde_json::{Map, Value};
 
-use crate::placeholder::{placeholder, PlaceholderKey, PlaceholderMap};
+use hmac::Hmac;
+use sha2::Sha256;
+
+use crate::placeholder::{placeholder_keyed, PlaceholderKey, PlaceholderMap};
 use crate::WireFormat;
 
 /// How detected values are handled (the policy's `[llm] pii` action).
@@ -129,7 +132,7 @@ pub fn scrub_request(
         ops,
         counts: BTreeMap::new(),
         map: PlaceholderMap::default(),
-        minted: HashMap::new(),
+        mac: scrubber.key.mac(),
         blocked: BTreeSet::new(),
     };
     walk.value(body, None, false)?;
@@ -168,9 +171,8 @@ struct Walk<'w, 'a> {
     ops: Operators,
     counts: BTreeMap<EntityKind, u64>,
     map: PlaceholderMap,
-    /// value → (kind, placeholder) already derived in this request: prompts repeat the same
-    /// few values (a conversation re-sends every turn), and each derivation is an HMAC.
-    minted: HashMap<String, Vec<(EntityKind, String)>>,
+    /// The org key's HMAC state, keyed once per request.
+    mac: Hmac<Sha256>,
     blocked: BTreeSet<EntityKind>,
 }
 
@@ -250,8 +252,12 @@ impl Walk<'_, '_> {
             return Ok(false);
         }
         let out = if self.scrubber.action == PiiAction::Tokenize {
-            let mut vault = self.mint(s, &findings)?;
-            let mut ctx = OperatorContext::new().with_vault(&mut vault);
+            // Placeholders are minted as `anonymize` meets each value: no vault in between.
+            let mut minter = Minter {
+                mac: &self.mac,
+                map: &mut self.map,
+            };
+            let mut ctx = OperatorContext::new().with_tokenizer(&mut minter);
             anonymize(s, &findings, &self.ops, &mut ctx)
         } else {
             anonymize(s, &findings, &self.ops, &mut OperatorContext::new())
@@ -263,50 +269,29 @@ impl Walk<'_, '_> {
         *s = out.text;
         Ok(true)
     }
+}
 
-    /// Derives the placeholders of this text's values, records them, and returns a frozen
-    /// vault holding exactly them (so `anonymize` never mints a token of its own).
-    fn mint(&mut self, s: &str, findings: &[Finding]) -> Result<TokenVault, ScrubError> {
-        let targets = tokenize_targets(s, findings, &self.ops).map_err(engine)?;
-        let mut entries: Vec<VaultEntry> = Vec::with_capacity(targets.len());
-        let mut seen: HashSet<(EntityKind, &str)> = HashSet::with_capacity(targets.len());
-        for (kind, value) in targets {
-            if !seen.insert((kind, value)) {
-                continue;
-            }
-            let token = self.placeholder_of(kind, value)?;
-            entries.push(VaultEntry {
-                entity: kind,
-                value: value.to_string(),
-                token,
-            });
-        }
-        let mut vault = TokenVault::from_entries(entries);
-        vault.freeze();
-        Ok(vault)
-    }
+/// Mints placeholders for one request: derived from the value under the org key and
+/// recorded in the request's map (a value met again derives the same placeholder).
+struct Minter<'m> {
+    mac: &'m Hmac<Sha256>,
+    map: &'m mut PlaceholderMap,
+}
 
-    /// The placeholder of a value, derived once per request and recorded in the map.
-    fn placeholder_of(&mut self, kind: EntityKind, value: &str) -> Result<String, ScrubError> {
-        if let Some(known) = self
-            .minted
-            .get(value)
-            .and_then(|ks| ks.iter().find(|(k, _)| *k == kind))
-        {
-            return Ok(known.1.clone());
-        }
-        let token = placeholder(self.scrubber.key, kind, value);
-        if self.map.get(&token).is_some_and(|known| known != value) {
+impl Tokenizer for Minter<'_> {
+    fn token(&mut self, kind: EntityKind, value: &str) -> Result<String, AnonymizeError> {
+        let token = placeholder_keyed(self.mac, kind, value);
+        match self.map.get(&token) {
+            Some(known) if known == value => {}
             // Restoring would hand one value's owner another's data: refuse instead.
-            return Err(ScrubError::Engine(format!(
-                "two different {kind} values share one placeholder"
-            )));
+            Some(_) => {
+                return Err(AnonymizeError::Tokenizer {
+                    kind,
+                    reason: "two different values share one placeholder".into(),
+                })
+            }
+            None => self.map.insert(token.clone(), value.to_string()),
         }
-        self.map.insert(token.clone(), value.to_string());
-        self.minted
-            .entry(value.to_string())
-            .or_default()
-            .push((kind, token.clone()));
         Ok(token)
     }
 }
@@ -328,6 +313,7 @@ fn engine(e: AnonymizeError) -> ScrubError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::placeholder::placeholder;
 
     #[test]
     fn a_placeholder_already_standing_for_another_value_is_refused() {
@@ -344,7 +330,7 @@ mod tests {
             ops: Operators::uniform(Operator::Tokenize),
             counts: BTreeMap::new(),
             map: PlaceholderMap::default(),
-            minted: HashMap::new(),
+            mac: key.mac(),
             blocked: BTreeSet::new(),
         };
         // Stands in for an HMAC collision, which no test can find by search.

@@ -468,12 +468,40 @@ fn anthropic_malformed_delta_is_an_error() {
     assert!(s
         .on_event(SseEvent::named("content_block_delta", "oops"))
         .is_err());
+    // Without an index, a delta that could carry a placeholder cannot be restored: an error.
     assert!(s
         .on_event(SseEvent::named(
             "content_block_delta",
-            r#"{"type":"content_block_delta","delta":{}}"#
+            r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"<PER"}}"#
         ))
         .is_err());
+}
+
+#[test]
+fn events_without_a_bracket_leave_as_they_came() {
+    // With nothing held and no `<` in any form, an event cannot touch a placeholder: it is
+    // forwarded byte for byte, even when it breaks the format (that is the provider's to own).
+    for format in [
+        WireFormat::ChatCompletions,
+        WireFormat::Responses,
+        WireFormat::AnthropicMessages,
+    ] {
+        let mut s = StreamRestorer::new(format, common::map());
+        for data in [
+            r#"{"type":"content_block_delta","delta":{}}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"plain text"}}]}"#,
+            r#"{"type":"response.output_text.delta","delta":"more", "sequence_number":7}"#,
+        ] {
+            let e = SseEvent::named("content_block_delta", data);
+            assert_eq!(s.on_event(e.clone()).unwrap(), vec![e]);
+        }
+        // An escaped `<` takes the full path: an index-less delta is then an error.
+        let escaped = r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"\u003cPER"}}"#;
+        let e = SseEvent::named("content_block_delta", escaped);
+        if format == WireFormat::AnthropicMessages {
+            assert!(s.on_event(e).is_err());
+        }
+    }
 }
 
 // ---------- properties ----------

@@ -47,6 +47,7 @@ mod scanner;
 pub use entity::{EntityKind, Finding, UnknownEntity};
 pub use operators::{
     anonymize, detokenize, format_token, keyed_hash, parse_token, tokenize_targets, AnonymizeError,
-    Anonymized, Blocked, Operator, OperatorContext, Operators, TokenVault, ValueCipher, VaultEntry,
+    Anonymized, Blocked, Operator, OperatorContext, Operators, TokenVault, Tokenizer, ValueCipher,
+    VaultEntry,
 };
 pub use scanner::Scanner;

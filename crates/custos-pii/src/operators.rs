@@ -81,7 +81,15 @@ pub trait ValueCipher {
     fn open(&self, token: &str) -> Option<String>;
 }
 
-/// Per-call inputs some operators need: the org's hash key, cipher and token vault.
+/// Mints the tokens of [`Operator::Tokenize`] itself, for a caller that keeps its own map from
+/// tokens to values (the LLM gateway derives them from the value; no vault is built).
+pub trait Tokenizer {
+    /// The token for `value`, detected as `kind`; an error refuses the whole text.
+    fn token(&mut self, kind: EntityKind, value: &str) -> Result<String, AnonymizeError>;
+}
+
+/// Per-call inputs some operators need: the org's hash key, cipher and token vault (or
+/// tokenizer).
 #[derive(Default)]
 pub struct OperatorContext<'a> {
     /// Key for [`Operator::Hash`] (per org).
@@ -90,6 +98,8 @@ pub struct OperatorContext<'a> {
     pub cipher: Option<&'a dyn ValueCipher>,
     /// Vault for [`Operator::Tokenize`]; updated with new tokens, the caller persists it.
     pub vault: Option<&'a mut TokenVault>,
+    /// Tokenizer for [`Operator::Tokenize`], used instead of the vault when set.
+    pub tokenizer: Option<&'a mut dyn Tokenizer>,
 }
 
 impl<'a> OperatorContext<'a> {
@@ -115,6 +125,12 @@ impl<'a> OperatorContext<'a> {
         self.vault = Some(vault);
         self
     }
+
+    /// Adds a tokenizer (takes precedence over a vault).
+    pub fn with_tokenizer(mut self, tokenizer: &'a mut dyn Tokenizer) -> Self {
+        self.tokenizer = Some(tokenizer);
+        self
+    }
 }
 
 impl fmt::Debug for OperatorContext<'_> {
@@ -124,6 +140,7 @@ impl fmt::Debug for OperatorContext<'_> {
             .field("hmac_key", &self.hmac_key.map(|_| "<set>"))
             .field("cipher", &self.cipher.map(|_| "<set>"))
             .field("vault", &self.vault.as_ref().map(|v| v.len()))
+            .field("tokenizer", &self.tokenizer.as_ref().map(|_| "<set>"))
             .finish()
     }
 }
@@ -166,6 +183,14 @@ pub enum AnonymizeError {
     /// `Tokenize` met a value a frozen vault has no token for (see [`TokenVault::freeze`]).
     #[error("operator tokenize found a {0} value that has no token in the frozen vault")]
     NotInVault(EntityKind),
+    /// A [`Tokenizer`] refused a value (names the kind and the reason, never the value).
+    #[error("operator tokenize for {kind}: {reason}")]
+    Tokenizer {
+        /// The value's kind.
+        kind: EntityKind,
+        /// Why, without the value.
+        reason: String,
+    },
     /// A finding's offsets do not fit the text (findings from another text?).
     #[error("finding {index} ({entity}) has offsets outside the text or inside a character")]
     BadOffsets {
@@ -319,6 +344,10 @@ pub fn anonymize(
             Operator::Encrypt => {
                 let c = ctx.cipher.ok_or(AnonymizeError::MissingCipher(kind))?;
                 out.push_str(&c.seal(value));
+            }
+            Operator::Tokenize if ctx.tokenizer.is_some() => {
+                let t = ctx.tokenizer.as_deref_mut().expect("checked just above");
+                out.push_str(&t.token(kind, value)?);
             }
             Operator::Tokenize => {
                 let v = ctx

@@ -328,3 +328,56 @@ proptest! {
         prop_assert_eq!(detokenize(&out.text, &vault), text);
     }
 }
+
+/// Mints `<KIND~value length>` and refuses values longer than `max`.
+struct Lengths {
+    max: usize,
+    calls: usize,
+}
+
+impl custos_pii::Tokenizer for Lengths {
+    fn token(&mut self, kind: EntityKind, value: &str) -> Result<String, AnonymizeError> {
+        self.calls += 1;
+        if value.len() > self.max {
+            return Err(AnonymizeError::Tokenizer {
+                kind,
+                reason: "too long".into(),
+            });
+        }
+        Ok(format!("<{kind}~{}>", value.len()))
+    }
+}
+
+#[test]
+fn a_tokenizer_mints_instead_of_the_vault_and_its_refusal_names_no_value() {
+    let ops = Operators::uniform(Operator::Tokenize);
+    let text = "Write to ana@example.com or bo@example.com.";
+    let mut vault = TokenVault::new();
+    let mut minter = Lengths { max: 64, calls: 0 };
+    let out = anonymize(
+        text,
+        &scan(text),
+        &ops,
+        &mut OperatorContext::new()
+            .with_vault(&mut vault)
+            .with_tokenizer(&mut minter),
+    )
+    .unwrap();
+    assert_eq!(
+        out.text,
+        "Write to <EMAIL_ADDRESS~15> or <EMAIL_ADDRESS~14>."
+    );
+    assert_eq!(minter.calls, 2);
+    assert!(vault.is_empty(), "the vault was not used");
+
+    let mut strict = Lengths { max: 14, calls: 0 };
+    let err = anonymize(
+        text,
+        &scan(text),
+        &ops,
+        &mut OperatorContext::new().with_tokenizer(&mut strict),
+    )
+    .unwrap_err();
+    assert!(matches!(err, AnonymizeError::Tokenizer { .. }), "{err:?}");
+    assert!(!err.to_string().contains("example"), "{err}");
+}

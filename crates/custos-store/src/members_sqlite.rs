@@ -120,7 +120,7 @@ impl MemberStore for SqliteStore {
 
     async fn org_settings(&self, scope: &OrgScope) -> Result<Option<String>, StoreError> {
         let org = scope.org_id().to_string();
-        self.read(move |c| {
+        self.read_point(move |c| {
             Ok(
                 c.prepare_cached("SELECT settings FROM org_settings WHERE org_id = ?1")?
                     .query_row([&org], |r| r.get(0))

@@ -118,15 +118,14 @@ pub fn complete(ctx: &Ctx) -> Value {
 }
 
 /// The Messages event sequence, from `message_start` to `message_stop`.
-pub fn stream(ctx: &Ctx) -> Streamed {
-    let mut s = Streamed::new();
+pub fn stream(ctx: &Ctx, s: &mut Streamed) {
     let push = |s: &mut Streamed, kind: &str, mut data: Value| {
         data["type"] = Value::from(kind);
         s.event(kind, &data);
     };
     // Anthropic reports one output token at the start, the real count in message_delta.
     push(
-        &mut s,
+        s,
         "message_start",
         json!({"message": message(ctx, json!([]), None, 1)}),
     );
@@ -149,30 +148,29 @@ pub fn stream(ctx: &Ctx) -> Streamed {
         ),
     };
     push(
-        &mut s,
+        s,
         "content_block_start",
         json!({"index": 0, "content_block": start}),
     );
-    push(&mut s, "ping", json!({}));
+    push(s, "ping", json!({}));
     s.mark_first_delta();
     for delta in deltas {
         push(
-            &mut s,
+            s,
             "content_block_delta",
             json!({"index": 0, "delta": delta}),
         );
     }
-    push(&mut s, "content_block_stop", json!({"index": 0}));
+    push(s, "content_block_stop", json!({"index": 0}));
     push(
-        &mut s,
+        s,
         "message_delta",
         json!({
             "delta": {"stop_reason": stop_reason(&ctx.reply), "stop_sequence": null},
             "usage": {"output_tokens": ctx.usage.output}
         }),
     );
-    push(&mut s, "message_stop", json!({}));
-    s
+    push(s, "message_stop", json!({}));
 }
 
 /// An error body as Anthropic sends it.

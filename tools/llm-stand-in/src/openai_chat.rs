@@ -112,7 +112,7 @@ pub fn complete(ctx: &Ctx) -> Value {
 }
 
 /// The `chat.completion.chunk` events, then `[DONE]`.
-pub fn stream(ctx: &Ctx) -> Streamed {
+pub fn stream(ctx: &Ctx, s: &mut Streamed) {
     let include_usage = ctx
         .req
         .pointer("/stream_options/include_usage")
@@ -142,7 +142,6 @@ pub fn stream(ctx: &Ctx) -> Streamed {
         c.to_string()
     };
     let choice = |delta: Value, finish: Option<&str>| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
-    let mut s = Streamed::new();
     match &ctx.reply {
         Reply::Text(text) => {
             s.data(&chunk(
@@ -185,7 +184,6 @@ pub fn stream(ctx: &Ctx) -> Streamed {
         s.data(&chunk(json!([]), Some(usage(ctx))));
     }
     s.data("[DONE]");
-    s
 }
 
 /// An error body as OpenAI sends it.

@@ -102,7 +102,7 @@ fn text_part(text: &str) -> Value {
 
 /// The `response` object; `done` gives the completed one with output and usage.
 fn response(ctx: &Ctx, done: bool) -> Value {
-    let req = ctx.req;
+    let req = &ctx.req;
     let echo = |key: &str, default: Value| req.get(key).cloned().unwrap_or(default);
     let (status, output, usage) = if done {
         let usage = json!({
@@ -153,17 +153,17 @@ pub fn complete(ctx: &Ctx) -> Value {
 }
 
 /// Numbers the events as OpenAI does (`sequence_number` from 0).
-struct Seq {
-    s: Streamed,
+struct Seq<'s> {
+    s: &'s mut Streamed,
     n: u64,
 }
 
-impl Seq {
+impl Seq<'_> {
     /// A delta event's fields, with `obfuscation` padding unless the request turned it off.
     fn delta(&self, ctx: &Ctx, mut data: Value) -> Value {
         if ctx.obfuscate() {
             let d = data["delta"].as_str().unwrap_or_default().to_owned();
-            data["obfuscation"] = Value::from(obfuscation(self.s.frames.len(), &d));
+            data["obfuscation"] = Value::from(obfuscation(self.s.len(), &d));
         }
         data
     }
@@ -177,9 +177,9 @@ impl Seq {
 }
 
 /// The Responses event sequence, from `response.created` to `response.completed`.
-pub fn stream(ctx: &Ctx) -> Streamed {
+pub fn stream(ctx: &Ctx, s: &mut Streamed) {
     let mut e = Seq {
-        s: Streamed::new(),
+        s,
         n: 0,
     };
     e.push(
@@ -248,7 +248,6 @@ pub fn stream(ctx: &Ctx) -> Streamed {
         "response.completed",
         json!({"response": response(ctx, true)}),
     );
-    e.s
 }
 
 #[cfg(test)]

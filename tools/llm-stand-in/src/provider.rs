@@ -26,9 +26,9 @@ pub enum Api {
 
 /// Everything a wire format needs to render one reply.
 #[derive(Debug)]
-pub struct Ctx<'a> {
+pub struct Ctx {
     /// The request body.
-    pub req: &'a Value,
+    pub req: Value,
     /// The model name as requested (directives included), echoed back as providers do.
     pub model: String,
     /// A number unique within this stand-in, for ids.
@@ -43,7 +43,7 @@ pub struct Ctx<'a> {
     pub directives: Directives,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     /// The id of the (single) tool call of this reply.
     pub fn call_id(&self) -> String {
         format!("call_{}", self.id)
@@ -87,11 +87,11 @@ impl Api {
         }
     }
 
-    fn stream(self, ctx: &Ctx) -> Streamed {
+    fn stream(self, ctx: &Ctx, s: &mut Streamed) {
         match self {
-            Api::Chat => openai_chat::stream(ctx),
-            Api::Responses => openai_responses::stream(ctx),
-            Api::Messages => anthropic::stream(ctx),
+            Api::Chat => openai_chat::stream(ctx, s),
+            Api::Responses => openai_responses::stream(ctx, s),
+            Api::Messages => anthropic::stream(ctx, s),
         }
     }
 
@@ -147,8 +147,9 @@ pub async fn handle(state: Arc<StandIn>, api: Api, body: &[u8]) -> Response {
     let conv = api.conversation(&req);
     let reply = Reply::to(&conv);
     let usage = Usage::of(&conv, &reply);
+    let streaming = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let ctx = Ctx {
-        req: &req,
+        req,
         model,
         id: format!("standin{n:08}"),
         created: SystemTime::now()
@@ -159,9 +160,13 @@ pub async fn handle(state: Arc<StandIn>, api: Api, body: &[u8]) -> Response {
         usage,
         directives,
     };
-    let streaming = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mut resp = if streaming {
-        sse::respond(state, api.stream(&ctx), &ctx.directives)
+        let (mut sink, frames) = Streamed::channel();
+        let directives = ctx.directives.clone();
+        // Frames are built beside the sending, as a provider streams while it generates: the
+        // first event does not wait for the last one to be built.
+        tokio::task::spawn_blocking(move || api.stream(&ctx, &mut sink));
+        sse::respond(state, frames, &directives)
     } else {
         Json(api.complete(&ctx)).into_response()
     };

@@ -3,6 +3,7 @@
 //! before the end.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,56 +17,86 @@ use tokio::sync::{mpsc, watch};
 use crate::reply::Directives;
 use crate::StandIn;
 
-/// A whole streamed reply, already framed, and where its first delta is.
-#[derive(Debug, Clone)]
+/// One SSE frame and whether it is the reply's first content delta.
+#[derive(Debug)]
+pub struct Frame {
+    bytes: Bytes,
+    first_delta: bool,
+}
+
+/// Where a reply's frames go as they are built: the sending side of [`respond`]'s body.
+#[derive(Debug)]
 pub struct Streamed {
-    /// Each SSE frame (`event:` and `data:` lines and the blank line).
-    pub frames: Vec<String>,
-    /// Index in `frames` of the first content delta (`hang` stops after it).
-    pub first_delta: usize,
+    tx: mpsc::Sender<Frame>,
+    built: usize,
+    mark_next: bool,
 }
 
 impl Streamed {
-    /// An empty stream (its first delta defaults to its first frame).
-    pub fn new() -> Self {
-        Streamed {
-            frames: Vec::new(),
-            first_delta: 0,
-        }
+    /// A sink and the frames it will carry, built on a blocking thread at most two frames
+    /// ahead of the sending, as a provider generates while it streams (and stops when the
+    /// client is gone).
+    pub fn channel() -> (Streamed, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(2);
+        let sink = Streamed {
+            tx,
+            built: 0,
+            mark_next: false,
+        };
+        (sink, rx)
+    }
+
+    /// Frames built so far.
+    pub fn len(&self) -> usize {
+        self.built
+    }
+
+    /// Whether no frame was built yet.
+    pub fn is_empty(&self) -> bool {
+        self.built == 0
     }
 
     /// Appends a frame with an `event:` line, as OpenAI Responses and Anthropic send them.
     pub fn event(&mut self, name: &str, data: &serde_json::Value) {
-        self.frames.push(format!("event: {name}\ndata: {data}\n\n"));
+        self.push(format!("event: {name}\ndata: {data}\n\n"));
     }
 
     /// Appends a `data:`-only frame, as Chat Completions sends them.
     pub fn data(&mut self, data: &str) {
-        self.frames.push(format!("data: {data}\n\n"));
+        self.push(format!("data: {data}\n\n"));
     }
 
-    /// Marks the next frame pushed as the first delta.
+    /// Marks the next frame pushed as the first delta (`hang` stops after it).
     pub fn mark_first_delta(&mut self) {
-        self.first_delta = self.frames.len();
+        self.mark_next = true;
+    }
+
+    fn push(&mut self, frame: String) {
+        let first_delta = std::mem::take(&mut self.mark_next);
+        self.built += 1;
+        // A client that left closed the receiver; the frames have nowhere to go.
+        let _ = self.tx.blocking_send(Frame {
+            bytes: Bytes::from(frame),
+            first_delta,
+        });
     }
 }
 
-impl Default for Streamed {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Sends `streamed` as a `text/event-stream` response, paced by the directives.
-pub fn respond(state: Arc<StandIn>, streamed: Streamed, directives: &Directives) -> Response {
+/// Sends the frames as a `text/event-stream` response, paced by the directives.
+pub fn respond(
+    state: Arc<StandIn>,
+    frames: mpsc::Receiver<Frame>,
+    directives: &Directives,
+) -> Response {
     // Capacity 1: the producer runs at most one event ahead of what hyper has taken, so a
     // client that goes away is noticed at the next event.
     let (tx, rx) = mpsc::channel::<Bytes>(1);
-    let total = streamed.frames.len();
+    let total = Arc::new(AtomicUsize::new(usize::MAX));
     let shutdown = state.shutdown.clone();
     tokio::spawn(produce(
         tx,
-        streamed,
+        frames,
+        total.clone(),
         directives.drip,
         directives.hang,
         shutdown,
@@ -87,24 +118,28 @@ pub fn respond(state: Arc<StandIn>, streamed: Streamed, directives: &Directives)
     resp
 }
 
+/// Hands the frames on one at a time; records how many there were once all are handed on.
 async fn produce(
     tx: mpsc::Sender<Bytes>,
-    streamed: Streamed,
+    mut frames: mpsc::Receiver<Frame>,
+    total: Arc<AtomicUsize>,
     drip: Option<std::time::Duration>,
     hang: bool,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    for (i, frame) in streamed.frames.into_iter().enumerate() {
+    let mut i = 0;
+    while let Some(frame) = frames.recv().await {
         if let (Some(pause), true) = (drip, i > 0) {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = tx.closed() => return,
             }
         }
-        if tx.send(Bytes::from(frame)).await.is_err() {
+        i += 1;
+        if tx.send(frame.bytes).await.is_err() {
             return;
         }
-        if hang && i == streamed.first_delta {
+        if hang && frame.first_delta {
             // Until the client goes away (or the stand-in stops): the rest never comes.
             tokio::select! {
                 _ = tx.closed() => {}
@@ -113,13 +148,15 @@ async fn produce(
             return;
         }
     }
+    total.store(i, Ordering::Release);
 }
 
 /// The response body: counts a disconnect when dropped before every frame was handed on.
 struct Tracked {
     rx: mpsc::Receiver<Bytes>,
     yielded: usize,
-    total: usize,
+    /// Frames in the whole reply, once the producer handed on the last one.
+    total: Arc<AtomicUsize>,
     state: Arc<StandIn>,
 }
 
@@ -140,7 +177,7 @@ impl Stream for Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if self.yielded < self.total {
+        if self.yielded < self.total.load(Ordering::Acquire) {
             self.state.count_disconnect();
         }
     }

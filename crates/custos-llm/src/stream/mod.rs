@@ -73,6 +73,16 @@ impl StreamRestorer {
             }
             return Ok(vec![event]);
         }
+        if self.passes_through(&event) {
+            // Nothing held and no `<` in any form: the event cannot hold or finish a
+            // placeholder, so it leaves as it came (most events of a long answer).
+            if event.data.contains("\"usage\"") && !event.data.contains("\"usage\":null") {
+                if let Some(obj) = parse_object(&event.data) {
+                    note_usage(self.format, &obj, &mut self.usage);
+                }
+            }
+            return Ok(vec![event]);
+        }
         let ctx = Ctx {
             map: &self.map,
             format: self.format,
@@ -83,6 +93,26 @@ impl StreamRestorer {
             State::Responses(s) => s.on_event(event, ctx),
             State::Anthropic(s) => s.on_event(event, ctx),
         }
+    }
+
+    /// Whether `event` can be forwarded untouched: no text is held back, no synthesized event
+    /// moved the numbering, and its data (shaped like a JSON object) has no `<`, raw or
+    /// JSON-escaped: every placeholder starts with one, and a held prefix is the only other
+    /// thing an event could complete.
+    fn passes_through(&self, event: &SseEvent) -> bool {
+        let renumbered = match &self.state {
+            State::Responses(s) => s.renumbers(),
+            _ => false,
+        };
+        let data = event.data.trim();
+        !renumbered
+            && self.held() == 0
+            // Data that is not even shaped like an object gets the full check (and its error).
+            && data.starts_with('{')
+            && data.ends_with('}')
+            && !data.as_bytes().contains(&b'<')
+            && !data.contains("u003c")
+            && !data.contains("u003C")
     }
 
     /// At upstream end of stream: anything still held back, as synthesized delta events.

@@ -207,6 +207,11 @@ impl ResponsesState {
         out
     }
 
+    /// Whether synthesized events moved later sequence numbers (every event is rewritten).
+    pub(crate) fn renumbers(&self) -> bool {
+        self.shift > 0
+    }
+
     pub(crate) fn held(&self) -> usize {
         self.open.values().map(|o| o.restorer.held()).sum()
     }
