@@ -63,10 +63,69 @@ pub(crate) fn push_json_escaped(out: &mut String, value: &str) {
     out.push_str(&value[start..]);
 }
 
-/// Restores every complete placeholder of `text`; borrows when there is none.
+/// In JSON source text a serializer may write `<` and `>` as `\u003c` and `\u003e` (escaping
+/// them for HTML); a placeholder written so must be found all the same. Rewrites those four
+/// escapes (either hex case) to the characters they stand for, which is the same JSON, and
+/// leaves every other escape as it is. Also returns how many trailing bytes are an escape cut
+/// short (a streamed piece may end inside one: they are held back until the rest arrives).
+fn unescape_angles(text: &str) -> (Cow<'_, str>, usize) {
+    let b = text.as_bytes();
+    if !b.contains(&b'\\') {
+        return (Cow::Borrowed(text), 0);
+    }
+    let mut out: Option<String> = None;
+    let mut pos = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        // An escape: `\x` (two bytes) or `\uXXXX` (six); a backslash pair is one escape, so
+        // `\\u003c` stays text.
+        let len = if b.get(i + 1) == Some(&b'u') { 6 } else { 2 };
+        if i + len > b.len() {
+            let cut_short = b.len() - i;
+            return match out {
+                None => (Cow::Borrowed(text), cut_short),
+                Some(mut o) => {
+                    o.push_str(&text[pos..]);
+                    (Cow::Owned(o), cut_short)
+                }
+            };
+        }
+        let angle = match &b[i..i + len] {
+            [_, _, h @ ..] if h.eq_ignore_ascii_case(b"003c") => Some('<'),
+            [_, _, h @ ..] if h.eq_ignore_ascii_case(b"003e") => Some('>'),
+            _ => None,
+        };
+        if let Some(c) = angle {
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
+            o.push_str(&text[pos..i]);
+            o.push(c);
+            pos = i + len;
+        }
+        i += len;
+    }
+    match out {
+        None => (Cow::Borrowed(text), 0),
+        Some(mut o) => {
+            o.push_str(&text[pos..]);
+            (Cow::Owned(o), 0)
+        }
+    }
+}
+
+/// Restores every complete placeholder of `text`; borrows when there is none. In JSON source
+/// text, `\u003c` / `\u003e` escapes count as the brackets (and come back unescaped).
 pub(crate) fn restore_cow<'t>(text: &'t str, map: &PlaceholderMap, mode: TextMode) -> Cow<'t, str> {
     if map.is_empty() {
         return Cow::Borrowed(text);
+    }
+    if mode == TextMode::JsonString {
+        if let (Cow::Owned(unescaped), _) = unescape_angles(text) {
+            return Cow::Owned(restore_cow(&unescaped, map, TextMode::JsonString).into_owned());
+        }
     }
     let mut out: Option<String> = None;
     let mut pos = 0;
@@ -169,6 +228,19 @@ impl Restorer {
             joined = j;
             &joined
         };
+        let (unescaped, cut_short) = match self.mode {
+            TextMode::JsonString => unescape_angles(text),
+            TextMode::Plain => (Cow::Borrowed(text), 0),
+        };
+        let (text, tail) = unescaped.split_at(unescaped.len() - cut_short);
+        let out = self.release(text);
+        // An escape cut short waits, behind a held placeholder prefix if there is one.
+        self.held.push_str(tail);
+        out
+    }
+
+    /// Restores `text`'s complete placeholders; holds back a trailing placeholder prefix.
+    fn release(&mut self, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
         let mut pos = 0;
         let mut search = 0;
@@ -261,6 +333,25 @@ mod tests {
         push_json_escaped(&mut mine, &s);
         mine.push('"');
         assert_eq!(mine, serde_json::to_string(&s).unwrap());
+    }
+
+    #[test]
+    fn json_text_finds_placeholders_written_with_escaped_brackets() {
+        // As a serializer that escapes `<` and `>` for HTML writes tool-call arguments.
+        let escaped = P.replace('<', "\\u003c").replace('>', "\\u003E");
+        let text = format!(r#"{{"to": "{escaped}", "raw": "\\u003c", "lt": "\u003cb"}}"#);
+        let want = r#"{"to": "ada@example.com", "raw": "\\u003c", "lt": "<b"}"#;
+        assert_eq!(restore_text(&text, &map(), TextMode::JsonString), want);
+        // Plain text was decoded already: an escape there is just text.
+        assert_eq!(restore_text(&escaped, &map(), TextMode::Plain), escaped);
+        for cut in 0..=text.len() {
+            let (got, max_held) = stream(&[&text[..cut], &text[cut..]], TextMode::JsonString);
+            assert_eq!(got, want, "cut at {cut}");
+            assert!(max_held < P.len() + 6, "cut at {cut}: held {max_held}");
+        }
+        let bytes: Vec<String> = text.chars().map(String::from).collect();
+        let pieces: Vec<&str> = bytes.iter().map(String::as_str).collect();
+        assert_eq!(stream(&pieces, TextMode::JsonString).0, want);
     }
 
     #[test]

@@ -96,9 +96,9 @@ impl StreamRestorer {
     }
 
     /// Whether `event` can be forwarded untouched: no text is held back, no synthesized event
-    /// moved the numbering, and its data (shaped like a JSON object) has no `<`, raw or
-    /// JSON-escaped: every placeholder starts with one, and a held prefix is the only other
-    /// thing an event could complete.
+    /// moved the numbering, and its data (shaped like a JSON object) can spell no `<` or `>`:
+    /// every placeholder starts with one, and a held prefix is the only other thing an event
+    /// could complete.
     fn passes_through(&self, event: &SseEvent) -> bool {
         let renumbered = match &self.state {
             State::Responses(s) => s.renumbers(),
@@ -110,9 +110,10 @@ impl StreamRestorer {
             // Data that is not even shaped like an object gets the full check (and its error).
             && data.starts_with('{')
             && data.ends_with('}')
-            && !data.as_bytes().contains(&b'<')
-            && !data.contains("u003c")
-            && !data.contains("u003C")
+            && !may_hold_placeholder(data)
+            // A backslash in a decoded string: it may begin such an escape in JSON text (tool
+            // arguments), finished by a later event.
+            && !data.contains("\\\\")
     }
 
     /// At upstream end of stream: anything still held back, as synthesized delta events.
@@ -181,7 +182,8 @@ fn to_data(obj: &Map<String, Value>) -> String {
     serde_json::to_string(obj).unwrap_or_default()
 }
 
-/// True when data could hold a placeholder, also as JSON's `\u003c` escape of `<`.
+/// True when data could hold a placeholder, also as JSON's `\u003c` escape of `<` (or end
+/// one, as `\u003e`).
 fn may_hold_placeholder(data: &str) -> bool {
     data.contains('<') || data.contains("\\u003")
 }

@@ -40,6 +40,11 @@ fn fragment() -> impl Strategy<Value = String> {
         let p = PAIRS[i].0;
         format!("{}{}", &p[..n.min(p.len() - 1)], c)
     });
+    // As a serializer that escapes `<` and `>` for HTML writes them in JSON text.
+    let escaped = (0..PAIRS.len(), any::<bool>()).prop_map(|(i, upper)| {
+        let (lt, gt) = if upper { ("\\u003C", "\\u003E") } else { ("\\u003c", "\\u003e") };
+        PAIRS[i].0.replace('<', lt).replace('>', gt)
+    });
     prop_oneof![
         3 => "\\PC{0,12}",
         1 => Just("<".to_string()),
@@ -48,6 +53,9 @@ fn fragment() -> impl Strategy<Value = String> {
         3 => ph,
         2 => truncated,
         2 => near_miss,
+        2 => escaped,
+        1 => prop::sample::select(vec!["\\", "\\\\", "\\u00", "\\u003", "\\u003cb"])
+            .prop_map(str::to_string),
     ]
 }
 
