@@ -270,7 +270,8 @@ impl Restorer {
         std::mem::take(&mut self.held)
     }
 
-    /// Bytes currently held back (bounded by the longest placeholder).
+    /// Bytes currently held back: less than the longest placeholder, plus in JSON text at most
+    /// 5 bytes of an escape cut short (`\u003`).
     pub fn held(&self) -> usize {
         self.held.len()
     }

@@ -130,7 +130,8 @@ impl StreamRestorer {
         self.usage
     }
 
-    /// Bytes held back across all open texts (bounded by open texts × longest placeholder).
+    /// Bytes held back across all open texts (per text: less than the longest placeholder,
+    /// plus 5 bytes of a cut-short escape in JSON text).
     pub fn held(&self) -> usize {
         match &self.state {
             State::Chat(s) => s.held(),
