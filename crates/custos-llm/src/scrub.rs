@@ -8,8 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use custos_pii::{
-    anonymize, AnonymizeError, EntityKind, Operator, OperatorContext, Operators, Scanner,
-    Tokenizer,
+    anonymize, AnonymizeError, EntityKind, Operator, OperatorContext, Operators, Scanner, Tokenizer,
 };
 use serde_json::{Map, Value};
 

@@ -498,7 +498,8 @@ fn events_without_a_bracket_leave_as_they_came() {
             assert_eq!(s.on_event(e.clone()).unwrap(), vec![e]);
         }
         // An escaped `<` takes the full path: an index-less delta is then an error.
-        let escaped = r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"\u003cPER"}}"#;
+        let escaped =
+            r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"\u003cPER"}}"#;
         let e = SseEvent::named("content_block_delta", escaped);
         if format == WireFormat::AnthropicMessages {
             assert!(s.on_event(e).is_err());

@@ -178,10 +178,7 @@ impl Seq<'_> {
 
 /// The Responses event sequence, from `response.created` to `response.completed`.
 pub fn stream(ctx: &Ctx, s: &mut Streamed) {
-    let mut e = Seq {
-        s,
-        n: 0,
-    };
+    let mut e = Seq { s, n: 0 };
     e.push(
         "response.created",
         json!({"response": response(ctx, false)}),

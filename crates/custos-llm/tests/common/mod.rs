@@ -42,7 +42,11 @@ fn fragment() -> impl Strategy<Value = String> {
     });
     // As a serializer that escapes `<` and `>` for HTML writes them in JSON text.
     let escaped = (0..PAIRS.len(), any::<bool>()).prop_map(|(i, upper)| {
-        let (lt, gt) = if upper { ("\\u003C", "\\u003E") } else { ("\\u003c", "\\u003e") };
+        let (lt, gt) = if upper {
+            ("\\u003C", "\\u003E")
+        } else {
+            ("\\u003c", "\\u003e")
+        };
         PAIRS[i].0.replace('<', lt).replace('>', gt)
     });
     prop_oneof![
