@@ -49,7 +49,8 @@ impl GatewayError {
             LlmRefusal::ProviderNotAllowed(_)
             | LlmRefusal::RegionNotAllowed { .. }
             | LlmRefusal::ModelNotAllowed(_)
-            | LlmRefusal::PrivateDataMode(_) => StatusCode::FORBIDDEN,
+            | LlmRefusal::PrivateDataMode(_)
+            | LlmRefusal::ProviderStorage(_) => StatusCode::FORBIDDEN,
             LlmRefusal::InvalidModel | LlmRefusal::PiiBlocked(_) | LlmRefusal::Malformed(_) => {
                 StatusCode::BAD_REQUEST
             }

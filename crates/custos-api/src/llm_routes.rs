@@ -311,6 +311,11 @@ async fn call(state: AppState, op: Operation, provider: String, req: Request) ->
             return refuse(LlmRefusal::PrivateDataMode(feature), Some(model)).await;
         }
     }
+    if state.custos.policy().llm.zero_retention {
+        if let Err(field) = custos_llm::forbid_provider_storage(format, &mut json) {
+            return refuse(LlmRefusal::ProviderStorage(field), Some(model)).await;
+        }
+    }
     let Some(slot) = state
         .gateway
         .slot(&admission.org, admission.settings.llm_max_concurrency)

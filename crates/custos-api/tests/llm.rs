@@ -513,6 +513,67 @@ async fn refusals_are_provider_shaped_and_audited() {
 }
 
 #[tokio::test]
+async fn zero_retention_asks_the_provider_to_keep_nothing() {
+    let g = gateway(PiiAction::Tokenize, "us-east").await;
+    // Responses: OpenAI keeps them unless told not to; the gateway tells it.
+    let r = g
+        .post(
+            "/openai/v1/responses",
+            json!({"model": "stand-in", "input": prompt()}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let sent: Value = serde_json::from_str(&g.up.state.requests()[0].body).unwrap();
+    assert_eq!(sent["store"], json!(false), "{sent}");
+    // A request that asks to be kept is refused before it leaves, and audited.
+    for (path, body) in [
+        (
+            "/openai/v1/responses",
+            json!({"model": "stand-in", "input": "hi", "store": true}),
+        ),
+        (
+            "/openai/v1/responses",
+            json!({"model": "stand-in", "input": "hi", "background": true}),
+        ),
+        (
+            "/openai/v1/chat/completions",
+            json!({"model": "stand-in", "store": true, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    ] {
+        let r = g.post(path, body).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "zero_retention", "{v}");
+    }
+    assert_eq!(
+        g.up.state.requests().len(),
+        1,
+        "a refused call reached the provider"
+    );
+    let denied = g.events_n("llm.responses", 3).await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["outcome"] == "denied" && e.to_string().contains("zero_retention")),
+        "{denied:?}"
+    );
+    // Without zero retention the caller's choice goes through untouched.
+    let g = gateway_with(PiiAction::Tokenize, "us-east", |p| {
+        p.llm.zero_retention = false
+    })
+    .await;
+    let r = g
+        .post(
+            "/openai/v1/responses",
+            json!({"model": "stand-in", "input": "hi", "store": true}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let sent: Value = serde_json::from_str(&g.up.state.requests()[0].body).unwrap();
+    assert_eq!(sent["store"], json!(true));
+}
+
+#[tokio::test]
 async fn a_provider_outside_the_orgs_region_needs_its_consent() {
     let g = gateway(PiiAction::Tokenize, "eu-central").await;
     let r = g

@@ -63,6 +63,12 @@ pub enum LlmRefusal {
          turn off setting private_data_mode"
     )]
     PrivateDataMode(String),
+    /// The policy demands zero retention and the request asks the provider to keep it.
+    #[error(
+        "the policy demands zero retention ([llm] zero_retention), so the provider may not keep \
+         the request: remove `{0}`"
+    )]
+    ProviderStorage(&'static str),
     /// The policy's `[llm] pii` rule is `block` and the request holds these entity types.
     #[error("the request contains personal data the policy blocks: {}", .0.join(", "))]
     PiiBlocked(Vec<String>),
@@ -102,6 +108,7 @@ impl LlmRefusal {
             LlmRefusal::InvalidModel => "invalid_model",
             LlmRefusal::ModelNotAllowed(_) => "model_not_allowed",
             LlmRefusal::PrivateDataMode(_) => "private_data_mode",
+            LlmRefusal::ProviderStorage(_) => "zero_retention",
             LlmRefusal::PiiBlocked(_) => "pii_blocked",
             LlmRefusal::TooLarge(_) => "request_too_large",
             LlmRefusal::Concurrency(_) => "concurrency_limit",

@@ -48,7 +48,7 @@ mod stream;
 
 pub use custos_pii::EntityKind;
 pub use placeholder::{placeholder, PlaceholderKey, PlaceholderMap};
-pub use reach::{outside_reach, usage_of, Usage};
+pub use reach::{forbid_provider_storage, outside_reach, usage_of, Usage};
 pub use restore::{restore_response, restore_text, Restorer, TextMode};
 pub use scrub::{scrub_request, PiiAction, ScrubError, Scrubbed, Scrubber};
 pub use sse::{SseError, SseEvent, SseParser};

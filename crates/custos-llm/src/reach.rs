@@ -56,6 +56,30 @@ fn reach_prefix(ty: Option<&str>, prefixes: &[&str]) -> Option<String> {
         .map(|p| p.to_string())
 }
 
+/// Makes a request ask the provider to keep nothing, for a zero-retention policy: OpenAI keeps
+/// Responses (and chat completions sent with `store: true`) unless told not to. A Responses
+/// request without `store` gets `"store": false`; a request that asks for `store: true` (or,
+/// on Responses, `background` mode, which needs it) is refused with the field's name.
+/// Anthropic's Messages API has no such switch.
+pub fn forbid_provider_storage(format: WireFormat, body: &mut Value) -> Result<(), &'static str> {
+    let Some(obj) = body.as_object_mut() else {
+        return Ok(());
+    };
+    if format == WireFormat::AnthropicMessages {
+        return Ok(());
+    }
+    if obj.get("store").and_then(Value::as_bool) == Some(true) {
+        return Err("store");
+    }
+    if format == WireFormat::Responses {
+        if obj.get("background").and_then(Value::as_bool) == Some(true) {
+            return Err("background");
+        }
+        obj.insert("store".into(), Value::Bool(false));
+    }
+    Ok(())
+}
+
 /// Token usage as the upstream reports it.
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Usage {
@@ -96,6 +120,31 @@ pub fn usage_of(format: WireFormat, response: &Value) -> Usage {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn zero_retention_turns_provider_storage_off_or_refuses() {
+        let mut r = json!({"model": "m", "input": "hi"});
+        forbid_provider_storage(WireFormat::Responses, &mut r).unwrap();
+        assert_eq!(r["store"], json!(false));
+        let mut r = json!({"model": "m", "store": false});
+        forbid_provider_storage(WireFormat::Responses, &mut r).unwrap();
+        assert_eq!(r["store"], json!(false));
+        for f in [WireFormat::Responses, WireFormat::ChatCompletions] {
+            let mut asks = json!({"model": "m", "store": true});
+            assert_eq!(forbid_provider_storage(f, &mut asks), Err("store"));
+        }
+        let mut bg = json!({"model": "m", "background": true});
+        assert_eq!(
+            forbid_provider_storage(WireFormat::Responses, &mut bg),
+            Err("background")
+        );
+        // Chat completions keep nothing by default: the body is left as it is.
+        let mut chat = json!({"model": "m", "messages": []});
+        forbid_provider_storage(WireFormat::ChatCompletions, &mut chat).unwrap();
+        assert_eq!(chat, json!({"model": "m", "messages": []}));
+        let mut anthropic = json!({"model": "m", "store": true});
+        forbid_provider_storage(WireFormat::AnthropicMessages, &mut anthropic).unwrap();
+    }
+
     use super::*;
     use serde_json::json;
 
