@@ -520,7 +520,12 @@ fn for_each_string(v: &Value, f: &mut dyn FnMut(&str)) {
 }
 
 /// Builds the rows and events `create_records` would, timing each step.
-fn build_rows(vault: &KeyVault, org: &str, w: &Workload, batch: usize) -> (Vec<Batch>, Phases) {
+async fn build_rows(
+    vault: &KeyVault,
+    org: &str,
+    w: &Workload,
+    batch: usize,
+) -> (Vec<Batch>, Phases) {
     let mut p = Phases::default();
     let policy = Policy::builtin();
     let kinds: Vec<custos_pii::EntityKind> = policy
@@ -565,10 +570,10 @@ fn build_rows(vault: &KeyVault, org: &str, w: &Workload, batch: usize) -> (Vec<B
 
             let subject = w.subjects[i].as_deref();
             let t = Instant::now();
-            let subject_ref = subject
-                .map(|s| vault.subject_ref(org, s))
-                .transpose()
-                .expect("subject ref");
+            let subject_ref = match subject {
+                Some(s) => Some(vault.subject_ref(org, s).await.expect("subject ref")),
+                None => None,
+            };
             p.subject_ref += t.elapsed();
 
             let t = Instant::now();
@@ -583,7 +588,7 @@ fn build_rows(vault: &KeyVault, org: &str, w: &Workload, batch: usize) -> (Vec<B
             let t = Instant::now();
             let key = match &subject_ref {
                 Some(r) => {
-                    let k = vault.content_key(org, Some(r)).expect("subject key");
+                    let k = vault.content_key(org, Some(r)).await.expect("subject key");
                     if seen.insert(r.clone()) {
                         p.key_new_subject += t.elapsed();
                         p.new_subjects += 1;
@@ -596,7 +601,7 @@ fn build_rows(vault: &KeyVault, org: &str, w: &Workload, batch: usize) -> (Vec<B
                 None => {
                     let k = match org_key.take() {
                         Some(k) => k,
-                        None => vault.content_key(org, None).expect("org key"),
+                        None => vault.content_key(org, None).await.expect("org key"),
                     };
                     p.key_org += t.elapsed();
                     k
@@ -663,7 +668,7 @@ async fn new_org(store: &dyn Store, vault: &KeyVault) -> OrgScope {
         terminating_since: None,
         terminated_at: None,
     };
-    vault.ensure_org(&org.id).expect("org key");
+    vault.ensure_org(&org.id).await.expect("org key");
     store.create_org(&org, &[]).await.expect("create org")
 }
 
@@ -883,7 +888,7 @@ async fn bench_sqlite(cfg: &Config, w: &Workload) {
         let vault = vault_in(dir2.path());
         let store = SqliteStore::open(&dir2.path().join("custos.db")).expect("sqlite store");
         let scope = new_org(&store, &vault).await;
-        let (batches, phases) = build_rows(&vault, scope.org_id(), w, cfg.batch);
+        let (batches, phases) = build_rows(&vault, scope.org_id(), w, cfg.batch).await;
         let store_only = run_store_only(&store, &scope, batches).await;
         report_breakdown(
             "sqlite",
@@ -949,7 +954,7 @@ async fn bench_pg(cfg: &Config, w: &Workload) {
                 let dir2 = tempfile::tempdir().expect("temp dir");
                 let vault = vault_in(dir2.path());
                 let scope = new_org(&store, &vault).await;
-                let (batches, phases) = build_rows(&vault, scope.org_id(), w, cfg.batch);
+                let (batches, phases) = build_rows(&vault, scope.org_id(), w, cfg.batch).await;
                 let store_only = run_store_only(&store, &scope, batches).await;
                 report_breakdown("postgres", n, core[0].wall, &phases, store_only, plain[0].wall);
                 Ok::<_, custos_store::StoreError>(())

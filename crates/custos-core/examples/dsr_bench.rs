@@ -207,8 +207,8 @@ fn marking_hook(marks: Marks, check: SlotCheck, target: SlotTarget) -> custos_co
         if point == "erasure.delete_keys_destroyed" {
             if let Some((vault, org, sref)) = target.lock().unwrap().as_ref() {
                 let slot = KeyVault::subject_slot(sref, "messages");
-                let present = vault
-                    .subject_keys_of(org, sref)
+                // The hook is synchronous; the local key store answers without the reactor.
+                let present = futures::executor::block_on(vault.subject_keys_of(org, sref))
                     .expect("key store readable")
                     .iter()
                     .any(|k| k.slot == slot);
@@ -255,7 +255,7 @@ async fn erasure_case(dir: &Path, args: &Args) {
         );
     }
     for (run, (subject, sample)) in subjects.iter().zip(&samples).enumerate() {
-        let sref = d.vault.subject_ref(&org, subject).unwrap();
+        let sref = d.vault.subject_ref(&org, subject).await.unwrap();
         *target.lock().unwrap() = Some((d.vault.clone(), org.clone(), sref.clone()));
         marks.lock().unwrap().clear();
         *check.lock().unwrap() = None;

@@ -185,7 +185,7 @@ impl Custos {
             .map(|c| c.id)
             .collect();
         let subject = match &q.subject_sealed {
-            Some(sealed) => Some(self.open_request_subject(scope, &q.id, sealed)?),
+            Some(sealed) => Some(self.open_request_subject(scope, &q.id, sealed).await?),
             None => None,
         };
         Ok(RequestView {
@@ -206,13 +206,13 @@ impl Custos {
         })
     }
 
-    fn seal_request_subject(
+    async fn seal_request_subject(
         &self,
         scope: &OrgScope,
         id: &str,
         subject: &str,
     ) -> Result<Vec<u8>, CoreError> {
-        let key = self.vault.content_key(scope.org_id(), None)?;
+        let key = self.vault.content_key(scope.org_id(), None).await?;
         let sealed = key.seal(scope.org_id(), id, SUBJECT_PART, subject.as_bytes());
         // The key reference travels with the ciphertext so rotation keeps it openable.
         let mut out = key.key_ref().to_string().into_bytes();
@@ -221,7 +221,7 @@ impl Custos {
         Ok(out)
     }
 
-    pub(crate) fn open_request_subject(
+    pub(crate) async fn open_request_subject(
         &self,
         scope: &OrgScope,
         id: &str,
@@ -233,7 +233,7 @@ impl Custos {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or_else(corrupt)?;
-        let key = self.vault.content_key_for(scope.org_id(), &key_ref)?;
+        let key = self.vault.content_key_for(scope.org_id(), &key_ref).await?;
         let plain = key.open(scope.org_id(), id, SUBJECT_PART, &sealed[split + 1..])?;
         String::from_utf8(plain).map_err(|_| corrupt())
     }
@@ -312,7 +312,7 @@ impl Custos {
                 RequestStatus::Completed,
                 RequestStatus::PartiallyCompleted,
             ],
-            subject_ref: Some(self.vault.subject_ref(scope.org_id(), subject)?),
+            subject_ref: Some(self.vault.subject_ref(scope.org_id(), subject).await?),
         };
         let mut unfinished = None;
         let mut after = None;
@@ -427,9 +427,9 @@ impl Custos {
     ) -> Result<SubjectRequest, CoreError> {
         let now = self.now();
         let id = uuid::Uuid::now_v7().to_string();
-        let subject_ref = self.vault.subject_ref(scope.org_id(), subject)?;
+        let subject_ref = self.vault.subject_ref(scope.org_id(), subject).await?;
         let request = SubjectRequest {
-            subject_sealed: Some(self.seal_request_subject(scope, &id, subject)?),
+            subject_sealed: Some(self.seal_request_subject(scope, &id, subject).await?),
             id,
             kind,
             status: RequestStatus::Received,

@@ -193,14 +193,9 @@ impl Custos {
         scope: &OrgScope,
         subject_ref: &str,
     ) -> Result<Vec<custos_crypto::SubjectKeySlot>, CoreError> {
-        let (vault, org, sref) = (
-            self.vault.clone(),
-            scope.org_id().to_string(),
-            subject_ref.to_string(),
-        );
-        tokio::task::spawn_blocking(move || vault.subject_keys_of(&org, &sref))
+        self.vault
+            .subject_keys_of(scope.org_id(), subject_ref)
             .await
-            .map_err(|e| CoreError::Internal(format!("key task failed: {e}")))?
             .map_err(CoreError::from)
     }
 
@@ -236,10 +231,9 @@ impl Custos {
             return Ok(());
         }
         self.fault("erasure.before_key_destruction")?;
-        let (vault, org) = (self.vault.clone(), scope.org_id().to_string());
-        tokio::task::spawn_blocking(move || vault.destroy_subject_keys(&org, &ids))
-            .await
-            .map_err(|e| CoreError::Internal(format!("key task failed: {e}")))??;
+        self.vault
+            .destroy_subject_keys(scope.org_id(), &ids)
+            .await?;
         Ok(())
     }
 
@@ -641,7 +635,7 @@ impl Custos {
             return Ok(());
         }
         let org = scope.org_id();
-        let org_key = self.vault.content_key(org, None)?;
+        let org_key = self.vault.content_key(org, None).await?;
         let plan = ScrubPlan::redact_all();
         // Dropped with the page: subject keys are otherwise never kept in memory.
         let mut keys = std::collections::HashMap::new();
@@ -654,13 +648,13 @@ impl Custos {
                     .read_small(&archive_envelope_key(org, &row.id))
                     .await?;
             }
-            let envelope = match self.open_envelope_with(scope, &row, &mut keys) {
+            let envelope = match self.open_envelope_with(scope, &row, &mut keys).await {
                 Ok(e) => e,
                 // A crash after the archive object was rewritten and before the row was:
                 // the object already opens under the org key.
                 Err(_) if archived => {
                     row.key_ref = org_key.key_ref().to_string();
-                    self.open_envelope_with(scope, &row, &mut keys)?
+                    self.open_envelope_with(scope, &row, &mut keys).await?
                 }
                 Err(e) => return Err(e),
             };

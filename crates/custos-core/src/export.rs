@@ -93,7 +93,7 @@ impl Custos {
             .await?
             .map(|(_, o)| o)
             .ok_or_else(|| CoreError::NotFound(format!("org {}", scope.org_id())))?;
-        let subject_ref = self.vault.subject_ref(scope.org_id(), subject)?;
+        let subject_ref = self.vault.subject_ref(scope.org_id(), subject).await?;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for c in self
             .store
@@ -256,7 +256,7 @@ impl Custos {
         } else {
             "hot"
         };
-        let envelope = self.open_envelope(scope, &row)?;
+        let envelope = self.open_envelope(scope, &row).await?;
         let (mut content, mut metadata, file_name, content_type, tokens) = match envelope {
             Some(e) => (
                 e.content,
@@ -354,7 +354,7 @@ impl Custos {
         let (produced, consumed) = tokio::join!(produce, consume);
         let (records, archived) = produced?;
         consumed?;
-        let subject_ref = self.vault.subject_ref(scope.org_id(), subject)?;
+        let subject_ref = self.vault.subject_ref(scope.org_id(), subject).await?;
         let event = self
             .event(caller, AuditAction::RequestExport)
             .org(scope.org_id())
@@ -403,7 +403,7 @@ impl Custos {
                 request.status
             )));
         };
-        let subject = self.open_request_subject(&scope, id, &sealed)?;
+        let subject = self.open_request_subject(&scope, id, &sealed).await?;
         if request.status == RequestStatus::Received {
             request.status = RequestStatus::InProgress;
             let event = self

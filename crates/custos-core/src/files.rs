@@ -191,7 +191,7 @@ impl Custos {
                 ),
             ));
         }
-        let plan = self.scrub_plan(&scope, category)?;
+        let plan = self.scrub_plan(&scope, category).await?;
         // The name and metadata are scanned before any byte is stored, so a block on them
         // refuses the upload without touching the object store.
         let mut pii = plan.as_ref().map(|plan| FilePii::new(plan, &self.scanner));
@@ -211,18 +211,20 @@ impl Custos {
         let retention = self.retention_override(&scope, &category.name).await?;
         let due = category.due_times(now, retention);
         let id = uuid::Uuid::now_v7().to_string();
-        let subject_ref = upload
-            .subject
-            .as_deref()
-            .map(|s| self.vault.subject_ref(scope.org_id(), s))
-            .transpose()?;
+        let subject_ref = match upload.subject.as_deref() {
+            Some(s) => Some(self.vault.subject_ref(scope.org_id(), s).await?),
+            None => None,
+        };
         let slot = subject_ref
             .as_deref()
             .map(|r| custos_crypto::KeyVault::subject_slot(r, &category.name));
-        let key = self.vault.content_key(scope.org_id(), slot.as_deref())?;
+        let key = self
+            .vault
+            .content_key(scope.org_id(), slot.as_deref())
+            .await?;
         let token_keys = match &plan {
             Some(plan) if plan.tokenizes() => {
-                Some(TokenKeys::for_org(&self.vault, scope.org_id())?)
+                Some(TokenKeys::for_org(&self.vault, scope.org_id()).await?)
             }
             _ => None,
         };
@@ -503,7 +505,7 @@ impl Custos {
             return Err(CoreError::NotFound(format!("file of record {id}")));
         };
         let row = self.with_archived_content(&scope, row).await?;
-        let envelope = self.open_envelope(&scope, &row)?;
+        let envelope = self.open_envelope(&scope, &row).await?;
         let body = self.blob_plaintext(&scope, &row).await?;
         let event = self
             .event(caller, custos_audit::AuditAction::FileDownload)
@@ -532,7 +534,7 @@ impl Custos {
             .key_ref
             .parse()
             .map_err(|_| CoreError::Internal(format!("record {id} has a bad key ref")))?;
-        let key = self.vault.content_key_for(scope.org_id(), &key_ref)?;
+        let key = self.vault.content_key_for(scope.org_id(), &key_ref).await?;
         let decryptor = key.blob_decryptor(scope.org_id(), id);
         let key = match row.state {
             RecordState::Archived => crate::lifecycle::archive_blob_key(scope.org_id(), id),

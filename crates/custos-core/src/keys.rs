@@ -41,14 +41,10 @@ impl Custos {
             }
         };
         self.store.append_audit(&[event("started".into())]).await?;
-        let vault = self.vault.clone();
-        let owned = org.map(str::to_string);
-        let rotated = tokio::task::spawn_blocking(move || match owned {
-            Some(org) => vault.rotate_org(&org),
-            None => vault.rotate_root(),
-        })
-        .await
-        .map_err(|e| CoreError::Internal(format!("key rotation task failed: {e}")))?;
+        let rotated = match org {
+            Some(org) => self.vault.rotate_org(org).await,
+            None => self.vault.rotate_root().await,
+        };
         let (done, result) = match rotated {
             Ok(report) => (
                 event(format!(

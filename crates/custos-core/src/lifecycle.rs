@@ -749,7 +749,7 @@ impl Custos {
             if !left.is_empty() {
                 continue;
             }
-            self.vault.destroy_org(&org.id)?;
+            self.vault.destroy_org(&org.id).await?;
             let event = self
                 .event(&system(), custos_audit::AuditAction::OrgTerminated)
                 .org(&org.id)

@@ -273,6 +273,7 @@ impl Custos {
         let placeholder_key = self
             .vault
             .org_purpose_key(&org, "custos/llm-placeholder/v1")
+            .await
             .map_err(CoreError::from)?;
         let pii = match &self.policy.llm.pii {
             Some(rule) => Some((crate::pii::kinds_of(rule)?, rule.action)),

@@ -505,7 +505,8 @@ impl Custos {
         let totp = totp(&member.id, raw.to_vec())?;
         let sealed = self
             .vault
-            .org_purpose_key(org, TOTP_SEAL_PURPOSE)?
+            .org_purpose_key(org, TOTP_SEAL_PURPOSE)
+            .await?
             .seal(&totp_aad(org, &member.id), &raw);
         let event = self
             .event(caller, custos_audit::AuditAction::MemberTotpEnroll)
@@ -555,7 +556,8 @@ impl Custos {
         };
         let raw = self
             .vault
-            .org_purpose_key(org, TOTP_SEAL_PURPOSE)?
+            .org_purpose_key(org, TOTP_SEAL_PURPOSE)
+            .await?
             .open(&totp_aad(org, &member.id), &factor.sealed)?;
         let totp = totp(&member.id, raw)?;
         let now = self.now().as_second().max(0) as u64;

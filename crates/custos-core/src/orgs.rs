@@ -144,7 +144,7 @@ impl Custos {
         };
         // The key comes first: an org row without a key would be unusable, while a key
         // without a row (crash in between) is inert.
-        self.vault.ensure_org(&org.id)?;
+        self.vault.ensure_org(&org.id).await?;
         let event = self
             .event(caller, custos_audit::AuditAction::OrgCreate)
             .org(&org.id)
@@ -318,11 +318,10 @@ impl Custos {
                 return Err(CoreError::UnknownCategory(c.clone()));
             }
         }
-        let subject_ref = req
-            .subject
-            .as_deref()
-            .map(|s| self.vault.subject_ref(scope.org_id(), s))
-            .transpose()?;
+        let subject_ref = match req.subject.as_deref() {
+            Some(s) => Some(self.vault.subject_ref(scope.org_id(), s).await?),
+            None => None,
+        };
         let hold = Hold {
             id: uuid::Uuid::now_v7().to_string(),
             reason: req.reason,

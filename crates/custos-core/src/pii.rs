@@ -361,10 +361,14 @@ pub(crate) struct TokenKeys {
 
 impl TokenKeys {
     /// The org's token keys (key-store I/O).
-    pub fn for_org(vault: &custos_crypto::KeyVault, org: &str) -> Result<Self, CoreError> {
+    pub async fn for_org(vault: &custos_crypto::KeyVault, org: &str) -> Result<Self, CoreError> {
         Ok(TokenKeys {
-            lookup: vault.org_purpose_key(org, "custos/pii-token-lookup/v1")?,
-            seal: vault.org_purpose_key(org, "custos/pii-token-seal/v1")?,
+            lookup: vault
+                .org_purpose_key(org, "custos/pii-token-lookup/v1")
+                .await?,
+            seal: vault
+                .org_purpose_key(org, "custos/pii-token-seal/v1")
+                .await?,
         })
     }
 
@@ -473,7 +477,7 @@ pub(crate) struct PiiBlocked {
 
 impl crate::Custos {
     /// `category`'s PII rule with the org keys it needs; `None` if it has no rule.
-    pub(crate) fn scrub_plan(
+    pub(crate) async fn scrub_plan(
         &self,
         scope: &custos_store::OrgScope,
         category: &custos_policy::Category,
@@ -484,19 +488,25 @@ impl crate::Custos {
         let kinds = kinds_of(rule)?;
         let operator = operator_for(rule.action);
         let org = scope.org_id();
-        let keys = ScrubKeys {
-            hmac: matches!(operator, Operator::Hash)
-                .then(|| self.vault.org_purpose_key(org, "custos/pii-hash/v1"))
-                .transpose()?,
-            cipher: matches!(operator, Operator::Encrypt)
-                .then(|| -> Result<_, CoreError> {
-                    Ok(OrgValueCipher {
-                        key: self.vault.org_purpose_key(org, "custos/pii-encrypt/v1")?,
-                        aad: format!("custos/pii-value/v1\0{org}").into_bytes(),
-                    })
-                })
-                .transpose()?,
+        let hmac = match operator {
+            Operator::Hash => Some(
+                self.vault
+                    .org_purpose_key(org, "custos/pii-hash/v1")
+                    .await?,
+            ),
+            _ => None,
         };
+        let cipher = match operator {
+            Operator::Encrypt => Some(OrgValueCipher {
+                key: self
+                    .vault
+                    .org_purpose_key(org, "custos/pii-encrypt/v1")
+                    .await?,
+                aad: format!("custos/pii-value/v1\0{org}").into_bytes(),
+            }),
+            _ => None,
+        };
+        let keys = ScrubKeys { hmac, cipher };
         Ok(Some(ScrubPlan {
             kinds,
             ops: Operators::uniform(operator),
@@ -588,7 +598,7 @@ impl crate::Custos {
         tokens: &[String],
     ) -> Result<TokenVault, CoreError> {
         let org = scope.org_id();
-        let keys = TokenKeys::for_org(&self.vault, org)?;
+        let keys = TokenKeys::for_org(&self.vault, org).await?;
         let rows = self.store.pii_tokens(scope, tokens).await?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
@@ -658,19 +668,22 @@ impl crate::Custos {
                 tokens: None,
                 org_tokens: None,
             };
-            rows.push(self.sealed_row(
-                scope,
-                &mut crate::records::BatchKeys::default(),
-                crate::records::RowSpec {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    category: &security.name,
-                    subject_ref: None,
-                    now,
-                    due: security.due_times(now, None),
-                    pii: &BTreeMap::new(),
-                },
-                Some(envelope),
-            )?);
+            rows.push(
+                self.sealed_row(
+                    scope,
+                    &mut crate::records::BatchKeys::default(),
+                    crate::records::RowSpec {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        category: &security.name,
+                        subject_ref: None,
+                        now,
+                        due: security.due_times(now, None),
+                        pii: &BTreeMap::new(),
+                    },
+                    Some(envelope),
+                )
+                .await?,
+            );
         }
         self.store.insert_records(scope, &rows, &[event]).await?;
         if let Some(sink) = &self.alerts {

@@ -499,14 +499,13 @@ impl Custos {
                 dues.insert(category.name.clone(), category.due_times(now, o));
                 plans.insert(
                     category.name.clone(),
-                    self.scrub_plan(&scope, category)?.map(Arc::new),
+                    self.scrub_plan(&scope, category).await?.map(Arc::new),
                 );
             }
-            let subject_ref = req
-                .subject
-                .as_deref()
-                .map(|s| self.vault.subject_ref(scope.org_id(), s))
-                .transpose()?;
+            let subject_ref = match req.subject.as_deref() {
+                Some(s) => Some(self.vault.subject_ref(scope.org_id(), s).await?),
+                None => None,
+            };
             pending.push(Pending {
                 id: uuid::Uuid::now_v7().to_string(),
                 category: category.name.clone(),
@@ -596,7 +595,7 @@ impl Custos {
         let token_keys = if wanted.is_empty() {
             None
         } else {
-            Some(TokenKeys::for_org(&self.vault, &org_id)?)
+            Some(TokenKeys::for_org(&self.vault, &org_id).await?)
         };
         let mut minting = None;
         for _ in 0..TOKEN_ATTEMPTS {
@@ -782,28 +781,24 @@ impl Custos {
             })
             .collect();
         let org_wanted = sealed.clone().any(|p| p.subject_ref.is_none());
-        let (vault, org) = (self.vault.clone(), scope.org_id().to_string());
-        // Key-store I/O is blocking; keep it off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
-            Ok(BatchKeys {
-                org: org_wanted
-                    .then(|| vault.content_key(&org, None))
-                    .transpose()?,
-                subjects: if refs.is_empty() {
-                    HashMap::new()
-                } else {
-                    vault.subject_content_keys(&org, &refs)?
-                },
-            })
+        let org = scope.org_id();
+        let refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        Ok(BatchKeys {
+            org: match org_wanted {
+                true => Some(self.vault.content_key(org, None).await?),
+                false => None,
+            },
+            subjects: if refs.is_empty() {
+                HashMap::new()
+            } else {
+                self.vault.subject_content_keys(org, &refs).await?
+            },
         })
-        .await
-        .map_err(|e| CoreError::Internal(format!("key task failed: {e}")))?
     }
 
     /// Seals `envelope` under the subject's key (else the org key), fetching into `keys`
     /// whichever key it lacks, and builds the row. `None` envelope: metadata only.
-    pub(crate) fn sealed_row(
+    pub(crate) async fn sealed_row(
         &self,
         scope: &OrgScope,
         keys: &mut BatchKeys,
@@ -817,11 +812,11 @@ impl Custos {
                 .map(|r| KeyVault::subject_slot(r, spec.category));
             match &slot {
                 Some(slot) if !keys.subjects.contains_key(slot) => {
-                    let key = self.vault.content_key(scope.org_id(), Some(slot))?;
+                    let key = self.vault.content_key(scope.org_id(), Some(slot)).await?;
                     keys.subjects.insert(slot.clone(), key);
                 }
                 None if keys.org.is_none() => {
-                    keys.org = Some(self.vault.content_key(scope.org_id(), None)?);
+                    keys.org = Some(self.vault.content_key(scope.org_id(), None).await?);
                 }
                 _ => {}
             }
@@ -848,18 +843,19 @@ impl Custos {
     }
 
     /// Opens a record's sealed envelope.
-    pub(crate) fn open_envelope(
+    pub(crate) async fn open_envelope(
         &self,
         scope: &OrgScope,
         row: &RecordRow,
     ) -> Result<Option<Envelope>, CoreError> {
         self.open_envelope_with(scope, row, &mut HashMap::new())
+            .await
     }
 
     /// [`Custos::open_envelope`], unwrapping each key once into `keys`: the records of one
     /// page of an erasure share their slot key, and a key-store lookup per record was most
     /// of the cost of anonymizing them.
-    pub(crate) fn open_envelope_with(
+    pub(crate) async fn open_envelope_with(
         &self,
         scope: &OrgScope,
         row: &RecordRow,
@@ -874,7 +870,7 @@ impl Custos {
                 let key_ref: KeyRef = row.key_ref.parse().map_err(|_| {
                     CoreError::Internal(format!("record {} has a bad key ref", row.id))
                 })?;
-                let key = self.vault.content_key_for(scope.org_id(), &key_ref)?;
+                let key = self.vault.content_key_for(scope.org_id(), &key_ref).await?;
                 keys.insert(row.key_ref.clone(), key.clone());
                 key
             }
@@ -896,7 +892,7 @@ impl Custos {
         let row = self.readable_record(caller, &grant, id).await?;
         let scope = grant.scope;
         let row = self.with_archived_content(&scope, row).await?;
-        let (view, _) = self.record_view(&scope, row)?;
+        let (view, _) = self.record_view(&scope, row).await?;
         let event = self
             .event(caller, custos_audit::AuditAction::RecordRead)
             .org(scope.org_id())
@@ -906,12 +902,12 @@ impl Custos {
     }
 
     /// Decrypts a row into its view, with what reveal needs to reverse its pseudonyms.
-    fn record_view(
+    async fn record_view(
         &self,
         scope: &OrgScope,
         row: RecordRow,
     ) -> Result<(RecordView, Pseudonyms), CoreError> {
-        let envelope = self.open_envelope(scope, &row)?;
+        let envelope = self.open_envelope(scope, &row).await?;
         let (content, subject, metadata, file_name, content_type, pseudonyms) = match envelope {
             Some(e) => (
                 e.content,
@@ -963,7 +959,7 @@ impl Custos {
         let row = self.readable_record(caller, &grant, id).await?;
         let scope = grant.scope;
         let row = self.with_archived_content(&scope, row).await?;
-        let (mut view, pseudonyms) = self.record_view(&scope, row)?;
+        let (mut view, pseudonyms) = self.record_view(&scope, row).await?;
         // Records from before org-wide tokens carry their own vault.
         if let Some(vault) = &pseudonyms.record_vault {
             view.content = detokenize_value(view.content, vault, false);
@@ -1005,9 +1001,10 @@ impl Custos {
             self.authorize_category(caller, &grant, c, None).await?;
         }
         let filter = RecordFilter {
-            subject_ref: subject
-                .map(|s| self.vault.subject_ref(scope.org_id(), s))
-                .transpose()?,
+            subject_ref: match subject {
+                Some(s) => Some(self.vault.subject_ref(scope.org_id(), s).await?),
+                None => None,
+            },
             category: category.map(str::to_string),
             states: vec![RecordState::Active, RecordState::Archived],
         };
@@ -1339,6 +1336,7 @@ pii = { detect = ["person"], action = "tokenize" }
                 },
                 Some(envelope),
             )
+            .await
             .unwrap();
         let legacy_id = row.id.clone();
         custos

@@ -205,7 +205,7 @@ async fn an_erasure_destroys_keys_applies_each_disposition_and_issues_a_verifiab
         .sweep(&SweepOptions::default(), &mut |_| {})
         .await
         .unwrap();
-    let alice_ref = f.env.vault.subject_ref(&f.org, ALICE).unwrap();
+    let alice_ref = f.env.vault.subject_ref(&f.org, ALICE).await.unwrap();
     let left = f
         .env
         .store
@@ -225,6 +225,7 @@ async fn an_erasure_destroys_keys_applies_each_disposition_and_issues_a_verifiab
         .env
         .vault
         .subject_keys_of(&f.org, &alice_ref)
+        .await
         .unwrap()
         .is_empty());
 
@@ -253,7 +254,7 @@ async fn an_erasure_destroys_keys_applies_each_disposition_and_issues_a_verifiab
     );
     assert_eq!(statement.keys_destroyed.len(), 3);
     // Another subject's reference does not match it.
-    let bob_ref = f.env.vault.subject_ref(&f.org, BOB).unwrap();
+    let bob_ref = f.env.vault.subject_ref(&f.org, BOB).await.unwrap();
     let wrong = custos_cert::verify(body, Some(&key), Some(&bob_ref)).unwrap_err();
     assert_eq!(wrong.check, custos_cert::Check::Subject);
 

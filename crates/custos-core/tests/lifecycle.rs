@@ -801,7 +801,7 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
     let view = env.custos.get_org(&admin(), &org).await.unwrap();
     assert_eq!(view.status, "terminated");
     assert!(
-        env.vault.subject_ref(&org, "anyone").is_err(),
+        env.vault.subject_ref(&org, "anyone").await.is_err(),
         "org key survived"
     );
     let org_objects = env.dir.path().join("data/objects/orgs").join(&org);
@@ -828,7 +828,7 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
         .await
         .unwrap()
         .is_some());
-    assert!(env.vault.subject_ref(&other, "anyone").is_ok());
+    assert!(env.vault.subject_ref(&other, "anyone").await.is_ok());
     // A later sweep has nothing more to do.
     assert!(env.sweep().await.is_empty());
 }

@@ -581,7 +581,7 @@ async fn token_rows_keep_the_subject_and_no_raw_value(env: Env) {
         .await
         .unwrap();
     assert_eq!(rows.len(), 3);
-    let alice = env.vault.subject_ref(&org, "alice").unwrap();
+    let alice = env.vault.subject_ref(&org, "alice").await.unwrap();
     for row in &rows {
         // Minted by the first record holding the value: Alice's for her name and address.
         let expected = (row.token != "<US_SSN_1>").then_some(alice.as_str());

@@ -469,16 +469,19 @@ async fn destroyed_subject_key_erases_that_subject_only_and_rotation_keeps_data_
         .create_record(&m, &org, message(None, "n"))
         .await
         .unwrap();
-    env.vault.rotate_root().unwrap();
-    env.vault.rotate_org(&org).unwrap();
+    env.vault.rotate_root().await.unwrap();
+    env.vault.rotate_org(&org).await.unwrap();
     for (id, text) in [(&alice.id, "a"), (&bob.id, "b"), (&none.id, "n")] {
         assert_eq!(
             env.custos.get_record(&m, &org, id).await.unwrap().content["text"],
             text
         );
     }
-    let alice_ref = env.vault.subject_ref(&org, "alice").unwrap();
-    assert_eq!(env.vault.destroy_subject(&org, &alice_ref).unwrap(), 1);
+    let alice_ref = env.vault.subject_ref(&org, "alice").await.unwrap();
+    assert_eq!(
+        env.vault.destroy_subject(&org, &alice_ref).await.unwrap(),
+        1
+    );
     assert_eq!(
         env.custos
             .get_record(&m, &org, &alice.id)

@@ -29,6 +29,9 @@ pub enum CryptoError {
     /// The key store failed.
     #[error("key store: {0}")]
     Store(#[from] rusqlite::Error),
+    /// A key service (a key store or KMS backend) failed; names the operation, never a key.
+    #[error("key service: {0}")]
+    Service(String),
     /// Reading or writing a key file failed.
     #[error("key file {path}: {source}")]
     Io {

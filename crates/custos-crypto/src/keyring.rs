@@ -1,8 +1,9 @@
 //! The root of the hierarchy: a KMS-shaped trait and the local keyring that implements it.
 //!
-//! The trait only wraps and unwraps: the root key never leaves its implementation, which is
-//! the shape of a cloud KMS (encrypt/decrypt by key id), so a production implementation can
-//! call one without the rest of Custos changing.
+//! The trait only wraps, unwraps and re-wraps (async, as a network KMS answers): the root key
+//! never leaves its implementation, which is the shape of a cloud KMS (encrypt, decrypt and
+//! re-encrypt by key id), so a production implementation can call one without the rest of
+//! Custos changing.
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -12,16 +13,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CryptoError, SecretKey, WrappedKey};
 
-/// A key-encryption service holding versioned root keys.
+/// A key-encryption service holding versioned root keys (the shape of a cloud KMS: the root
+/// key never leaves it; a wrapped key is opaque and names the root version that wrapped it).
+#[async_trait::async_trait]
 pub trait Kms: Send + Sync {
-    /// The version new wraps use.
-    fn current_version(&self) -> u32;
     /// Wraps `key` under the current root version, bound to `aad`.
-    fn wrap(&self, aad: &[u8], key: &SecretKey) -> Result<WrappedKey, CryptoError>;
-    /// Unwraps a key wrapped by any version still in the keyring.
-    fn unwrap(&self, aad: &[u8], wrapped: &WrappedKey) -> Result<SecretKey, CryptoError>;
+    async fn wrap(&self, aad: &[u8], key: &SecretKey) -> Result<WrappedKey, CryptoError>;
+    /// Unwraps a key wrapped by any version still in the KMS.
+    async fn unwrap(&self, aad: &[u8], wrapped: &WrappedKey) -> Result<SecretKey, CryptoError>;
+    /// Re-wraps under the current root version inside the KMS (rotation never pulls the key's
+    /// plaintext out of it).
+    async fn rewrap(&self, aad: &[u8], wrapped: &WrappedKey) -> Result<WrappedKey, CryptoError>;
     /// Adds a new root version and makes it current; older versions stay for unwrapping.
-    fn rotate(&self) -> Result<u32, CryptoError>;
+    async fn rotate(&self) -> Result<u32, CryptoError>;
 }
 
 #[derive(Serialize, Deserialize)]
@@ -146,16 +150,20 @@ fn decode_key(text: &str) -> Result<SecretKey, &'static str> {
     key
 }
 
-impl Kms for LocalKms {
-    fn current_version(&self) -> u32 {
+impl LocalKms {
+    /// The version new wraps use.
+    pub fn current_version(&self) -> u32 {
         self.keys
             .read()
             .expect("keyring lock")
             .last()
             .map_or(0, |(v, _)| *v)
     }
+}
 
-    fn wrap(&self, aad: &[u8], key: &SecretKey) -> Result<WrappedKey, CryptoError> {
+#[async_trait::async_trait]
+impl Kms for LocalKms {
+    async fn wrap(&self, aad: &[u8], key: &SecretKey) -> Result<WrappedKey, CryptoError> {
         let keys = self.keys.read().expect("keyring lock");
         let (version, root) = keys.last().expect("keyring is never empty");
         Ok(WrappedKey {
@@ -164,7 +172,7 @@ impl Kms for LocalKms {
         })
     }
 
-    fn unwrap(&self, aad: &[u8], wrapped: &WrappedKey) -> Result<SecretKey, CryptoError> {
+    async fn unwrap(&self, aad: &[u8], wrapped: &WrappedKey) -> Result<SecretKey, CryptoError> {
         let keys = self.keys.read().expect("keyring lock");
         let (_, root) = keys
             .iter()
@@ -173,7 +181,13 @@ impl Kms for LocalKms {
         root.unwrap_key(&Self::aad(wrapped.wrapped_by, aad), &wrapped.blob)
     }
 
-    fn rotate(&self) -> Result<u32, CryptoError> {
+    async fn rewrap(&self, aad: &[u8], wrapped: &WrappedKey) -> Result<WrappedKey, CryptoError> {
+        // In process the unwrapped key never leaves this function (and is wiped on drop).
+        let key = self.unwrap(aad, wrapped).await?;
+        self.wrap(aad, &key).await
+    }
+
+    async fn rotate(&self) -> Result<u32, CryptoError> {
         if self.path.is_none() {
             return Err(CryptoError::Unsupported(format!(
                 "the root key comes from {ENV_SOURCE}; rotate it in your secret manager"
@@ -197,8 +211,8 @@ impl Kms for LocalKms {
 mod tests {
     use super::*;
 
-    #[test]
-    fn keyring_is_created_0600_and_reopens() {
+    #[tokio::test]
+    async fn keyring_is_created_0600_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("root.keyring");
         let kms = LocalKms::open_or_create(&path).unwrap();
@@ -209,17 +223,17 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let key = SecretKey::generate();
-        let wrapped = kms.wrap(b"ctx", &key).unwrap();
-        assert_eq!(kms.rotate().unwrap(), 2);
+        let wrapped = kms.wrap(b"ctx", &key).await.unwrap();
+        assert_eq!(kms.rotate().await.unwrap(), 2);
         let reopened = LocalKms::open_or_create(&path).unwrap();
         assert_eq!(reopened.current_version(), 2);
-        let back = reopened.unwrap(b"ctx", &wrapped).unwrap();
+        let back = reopened.unwrap(b"ctx", &wrapped).await.unwrap();
         assert_eq!(back.expose(), key.expose());
-        assert!(reopened.unwrap(b"other", &wrapped).is_err());
+        assert!(reopened.unwrap(b"other", &wrapped).await.is_err());
     }
 
-    #[test]
-    fn env_key_is_validated_without_echoing_it() {
+    #[tokio::test]
+    async fn env_key_is_validated_without_echoing_it() {
         let err = LocalKms::from_env_value("c2VjcmV0")
             .unwrap_err()
             .to_string();
@@ -227,6 +241,6 @@ mod tests {
         let kms =
             LocalKms::from_env_value(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
                 .unwrap();
-        assert!(kms.rotate().is_err());
+        assert!(kms.rotate().await.is_err());
     }
 }

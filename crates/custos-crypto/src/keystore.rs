@@ -5,7 +5,7 @@
 //! with `secure_delete` so destroyed key bytes are overwritten on disk, not just unlinked.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -23,57 +23,73 @@ pub struct SubjectKeyRow {
 }
 
 /// Persistence of wrapped keys. Implementations never see an unwrapped key.
+#[async_trait::async_trait]
 pub trait KeyStore: Send + Sync {
     /// All versions of an org's key, oldest first.
-    fn org_keys(&self, org: &str) -> Result<Vec<(u32, WrappedKey)>, CryptoError>;
+    async fn org_keys(&self, org: &str) -> Result<Vec<(u32, WrappedKey)>, CryptoError>;
     /// Stores a new org key version; returns false if that version already exists.
-    fn insert_org_key(
+    async fn insert_org_key(
         &self,
         org: &str,
         version: u32,
         key: &WrappedKey,
     ) -> Result<bool, CryptoError>;
     /// Replaces the wrapping of existing org key versions (root rotation), all or nothing.
-    fn rewrap_org_keys(&self, org: &str, keys: &[(u32, WrappedKey)]) -> Result<(), CryptoError>;
+    async fn rewrap_org_keys(
+        &self,
+        org: &str,
+        keys: &[(u32, WrappedKey)],
+    ) -> Result<(), CryptoError>;
     /// Every org that has keys.
-    fn orgs(&self) -> Result<Vec<String>, CryptoError>;
+    async fn orgs(&self) -> Result<Vec<String>, CryptoError>;
     /// A subject key by id, if it still exists.
-    fn subject_key_by_id(&self, org: &str, key_id: &str)
-        -> Result<Option<WrappedKey>, CryptoError>;
+    async fn subject_key_by_id(
+        &self,
+        org: &str,
+        key_id: &str,
+    ) -> Result<Option<WrappedKey>, CryptoError>;
     /// The live keys of many subjects at once (those that have one).
-    fn subject_keys_for(
+    async fn subject_keys_for(
         &self,
         org: &str,
         subject_refs: &[&str],
     ) -> Result<Vec<SubjectKeyRow>, CryptoError>;
     /// Stores many subject keys in one transaction, skipping subjects that already have one;
     /// returns the live rows of all of them.
-    fn insert_subject_keys(
+    async fn insert_subject_keys(
         &self,
         org: &str,
         rows: &[SubjectKeyRow],
     ) -> Result<Vec<SubjectKeyRow>, CryptoError>;
     /// All subject keys of an org (for re-wrapping after org key rotation).
-    fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError>;
+    async fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError>;
     /// Replaces the wrapping of subject keys, all or nothing.
-    fn rewrap_subject_keys(&self, org: &str, rows: &[SubjectKeyRow]) -> Result<(), CryptoError>;
+    async fn rewrap_subject_keys(
+        &self,
+        org: &str,
+        rows: &[SubjectKeyRow],
+    ) -> Result<(), CryptoError>;
     /// Every key of a subject: the one named by its reference itself and those of its slots
     /// (`<subject_ref>/<slot>`).
-    fn subject_key_slots(
+    async fn subject_key_slots(
         &self,
         org: &str,
         subject_ref: &str,
     ) -> Result<Vec<SubjectKeyRow>, CryptoError>;
     /// Destroys subject keys by id in one transaction; returns how many were destroyed (keys
     /// already gone are skipped, so a retried erasure is harmless).
-    fn destroy_subject_keys(&self, org: &str, key_ids: &[String]) -> Result<usize, CryptoError>;
+    async fn destroy_subject_keys(
+        &self,
+        org: &str,
+        key_ids: &[String],
+    ) -> Result<usize, CryptoError>;
     /// Destroys every key of an org.
-    fn destroy_org(&self, org: &str) -> Result<(), CryptoError>;
+    async fn destroy_org(&self, org: &str) -> Result<(), CryptoError>;
 }
 
 /// [`KeyStore`] on a SQLite file (`<keys>/keys.db`, mode 0600).
 pub struct SqliteKeyStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for SqliteKeyStore {
@@ -126,12 +142,21 @@ impl SqliteKeyStore {
                  ON subject_keys (org, subject_ref);",
         )?;
         Ok(SqliteKeyStore {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// Runs `f` on the connection on tokio's blocking pool: key-store writes fsync (the file
+    /// runs `synchronous = FULL`), which must not hold up an async worker.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, CryptoError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, CryptoError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || f(&mut conn.lock().unwrap_or_else(|e| e.into_inner())))
+            .await
+            .map_err(|e| CryptoError::Service(format!("key store task failed: {e}")))?
     }
 }
 
@@ -168,170 +193,224 @@ fn select_subjects(
     Ok(out)
 }
 
+#[async_trait::async_trait]
 impl KeyStore for SqliteKeyStore {
-    fn org_keys(&self, org: &str) -> Result<Vec<(u32, WrappedKey)>, CryptoError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT version, wrapped_by, blob FROM org_keys WHERE org = ?1 ORDER BY version",
-        )?;
-        let rows = stmt.query_map([org], |r| {
-            Ok((
-                r.get(0)?,
-                WrappedKey {
-                    wrapped_by: r.get(1)?,
-                    blob: r.get(2)?,
-                },
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    async fn org_keys(&self, org: &str) -> Result<Vec<(u32, WrappedKey)>, CryptoError> {
+        let org = org.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT version, wrapped_by, blob FROM org_keys WHERE org = ?1 ORDER BY version",
+            )?;
+            let rows = stmt.query_map([org], |r| {
+                Ok((
+                    r.get(0)?,
+                    WrappedKey {
+                        wrapped_by: r.get(1)?,
+                        blob: r.get(2)?,
+                    },
+                ))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
-    fn insert_org_key(
+    async fn insert_org_key(
         &self,
         org: &str,
         version: u32,
         key: &WrappedKey,
     ) -> Result<bool, CryptoError> {
-        let n = self.conn().execute(
-            "INSERT OR IGNORE INTO org_keys (org, version, wrapped_by, blob) VALUES (?1, ?2, ?3, ?4)",
-            params![org, version, key.wrapped_by, key.blob],
-        )?;
-        Ok(n == 1)
-    }
-
-    fn rewrap_org_keys(&self, org: &str, keys: &[(u32, WrappedKey)]) -> Result<(), CryptoError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for (version, key) in keys {
-            tx.execute(
-                "UPDATE org_keys SET wrapped_by = ?3, blob = ?4 WHERE org = ?1 AND version = ?2",
+        let (org, key) = (org.to_string(), key.clone());
+        self.with_conn(move |conn| {
+            let n = conn.execute(
+                "INSERT OR IGNORE INTO org_keys (org, version, wrapped_by, blob)
+                 VALUES (?1, ?2, ?3, ?4)",
                 params![org, version, key.wrapped_by, key.blob],
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(n == 1)
+        })
+        .await
     }
 
-    fn orgs(&self) -> Result<Vec<String>, CryptoError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT DISTINCT org FROM org_keys ORDER BY org")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    async fn rewrap_org_keys(
+        &self,
+        org: &str,
+        keys: &[(u32, WrappedKey)],
+    ) -> Result<(), CryptoError> {
+        let (org, keys) = (org.to_string(), keys.to_vec());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            for (version, key) in &keys {
+                tx.execute(
+                    "UPDATE org_keys SET wrapped_by = ?3, blob = ?4 WHERE org = ?1 AND version = ?2",
+                    params![org, version, key.wrapped_by, key.blob],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
-    fn subject_key_by_id(
+    async fn orgs(&self) -> Result<Vec<String>, CryptoError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare("SELECT DISTINCT org FROM org_keys ORDER BY org")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn subject_key_by_id(
         &self,
         org: &str,
         key_id: &str,
     ) -> Result<Option<WrappedKey>, CryptoError> {
-        Ok(self
-            .conn()
-            .prepare_cached(
-                "SELECT wrapped_by, blob FROM subject_keys WHERE org = ?1 AND key_id = ?2",
-            )?
-            .query_row([org, key_id], |r| {
-                Ok(WrappedKey {
-                    wrapped_by: r.get(0)?,
-                    blob: r.get(1)?,
+        let (org, key_id) = (org.to_string(), key_id.to_string());
+        self.with_conn(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT wrapped_by, blob FROM subject_keys WHERE org = ?1 AND key_id = ?2",
+                )?
+                .query_row([org, key_id], |r| {
+                    Ok(WrappedKey {
+                        wrapped_by: r.get(0)?,
+                        blob: r.get(1)?,
+                    })
                 })
-            })
-            .optional()?)
+                .optional()?)
+        })
+        .await
     }
 
-    fn subject_keys_for(
+    async fn subject_keys_for(
         &self,
         org: &str,
         subject_refs: &[&str],
     ) -> Result<Vec<SubjectKeyRow>, CryptoError> {
-        let conn = self.conn();
-        select_subjects(&conn, org, subject_refs)
+        let org = org.to_string();
+        let refs: Vec<String> = subject_refs.iter().map(|r| r.to_string()).collect();
+        self.with_conn(move |conn| {
+            let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+            select_subjects(conn, &org, &refs)
+        })
+        .await
     }
 
-    fn insert_subject_keys(
+    async fn insert_subject_keys(
         &self,
         org: &str,
         rows: &[SubjectKeyRow],
     ) -> Result<Vec<SubjectKeyRow>, CryptoError> {
-        let mut conn = self.conn();
-        // One transaction (one fsync) for the whole batch: per-key commits cost ~18 ms each.
-        let tx = conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO subject_keys (org, key_id, subject_ref, wrapped_by, blob)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for row in rows {
-                stmt.execute(params![
-                    org,
-                    row.key_id,
-                    row.subject_ref,
-                    row.wrapped.wrapped_by,
-                    row.wrapped.blob
-                ])?;
+        let (org, rows) = (org.to_string(), rows.to_vec());
+        self.with_conn(move |conn| {
+            // One transaction (one fsync) for the whole batch: per-key commits cost ~18 ms
+            // each.
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO subject_keys (org, key_id, subject_ref, wrapped_by, blob)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for row in &rows {
+                    stmt.execute(params![
+                        org,
+                        row.key_id,
+                        row.subject_ref,
+                        row.wrapped.wrapped_by,
+                        row.wrapped.blob
+                    ])?;
+                }
             }
-        }
-        tx.commit()?;
-        let refs: Vec<&str> = rows.iter().map(|r| r.subject_ref.as_str()).collect();
-        select_subjects(&conn, org, &refs)
+            tx.commit()?;
+            let refs: Vec<&str> = rows.iter().map(|r| r.subject_ref.as_str()).collect();
+            select_subjects(conn, &org, &refs)
+        })
+        .await
     }
 
-    fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys WHERE org = ?1",
-        )?;
-        let rows = stmt.query_map([org], subject_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn rewrap_subject_keys(&self, org: &str, rows: &[SubjectKeyRow]) -> Result<(), CryptoError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for row in rows {
-            tx.execute(
-                "UPDATE subject_keys SET wrapped_by = ?3, blob = ?4 WHERE org = ?1 AND key_id = ?2",
-                params![org, row.key_id, row.wrapped.wrapped_by, row.wrapped.blob],
+    async fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError> {
+        let org = org.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys WHERE org = ?1",
             )?;
-        }
-        tx.commit()?;
-        Ok(())
+            let rows = stmt.query_map([org], subject_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
-    fn subject_key_slots(
+    async fn rewrap_subject_keys(
+        &self,
+        org: &str,
+        rows: &[SubjectKeyRow],
+    ) -> Result<(), CryptoError> {
+        let (org, rows) = (org.to_string(), rows.to_vec());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            for row in &rows {
+                tx.execute(
+                    "UPDATE subject_keys SET wrapped_by = ?3, blob = ?4 WHERE org = ?1 AND key_id = ?2",
+                    params![org, row.key_id, row.wrapped.wrapped_by, row.wrapped.blob],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn subject_key_slots(
         &self,
         org: &str,
         subject_ref: &str,
     ) -> Result<Vec<SubjectKeyRow>, CryptoError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys
-             WHERE org = ?1 AND (subject_ref = ?2 OR substr(subject_ref, 1, length(?2) + 1) = ?2 || '/')
-             ORDER BY subject_ref",
-        )?;
-        let rows = stmt.query_map([org, subject_ref], subject_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn destroy_subject_keys(&self, org: &str, key_ids: &[String]) -> Result<usize, CryptoError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut n = 0;
-        for id in key_ids {
-            n += tx.execute(
-                "DELETE FROM subject_keys WHERE org = ?1 AND key_id = ?2",
-                [org, id.as_str()],
+        let (org, subject_ref) = (org.to_string(), subject_ref.to_string());
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key_id, subject_ref, wrapped_by, blob FROM subject_keys
+                 WHERE org = ?1
+                   AND (subject_ref = ?2 OR substr(subject_ref, 1, length(?2) + 1) = ?2 || '/')
+                 ORDER BY subject_ref",
             )?;
-        }
-        tx.commit()?;
-        Ok(n)
+            let rows = stmt.query_map([org, subject_ref], subject_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
-    fn destroy_org(&self, org: &str) -> Result<(), CryptoError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute("DELETE FROM subject_keys WHERE org = ?1", [org])?;
-        tx.execute("DELETE FROM org_keys WHERE org = ?1", [org])?;
-        tx.commit()?;
-        Ok(())
+    async fn destroy_subject_keys(
+        &self,
+        org: &str,
+        key_ids: &[String],
+    ) -> Result<usize, CryptoError> {
+        let (org, key_ids) = (org.to_string(), key_ids.to_vec());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            let mut n = 0;
+            for id in &key_ids {
+                n += tx.execute(
+                    "DELETE FROM subject_keys WHERE org = ?1 AND key_id = ?2",
+                    [org.as_str(), id.as_str()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn destroy_org(&self, org: &str) -> Result<(), CryptoError> {
+        let org = org.to_string();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM subject_keys WHERE org = ?1", [&org])?;
+            tx.execute("DELETE FROM org_keys WHERE org = ?1", [&org])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -66,13 +66,16 @@ impl KeyVault {
     }
 
     /// Loads (and caches) every version of an org's key, oldest first; empty if none.
-    fn load_org(&self, org: &str) -> Result<Vec<(u32, Arc<SecretKey>)>, CryptoError> {
+    async fn load_org(&self, org: &str) -> Result<Vec<(u32, Arc<SecretKey>)>, CryptoError> {
         if let Some(keys) = self.cache().get(org) {
             return Ok(keys.clone());
         }
         let mut keys = Vec::new();
-        for (version, wrapped) in self.store.org_keys(org)? {
-            let key = self.kms.unwrap(&org_key_aad(org, version), &wrapped)?;
+        for (version, wrapped) in self.store.org_keys(org).await? {
+            let key = self
+                .kms
+                .unwrap(&org_key_aad(org, version), &wrapped)
+                .await?;
             keys.push((version, Arc::new(key)));
         }
         if !keys.is_empty() {
@@ -82,26 +85,27 @@ impl KeyVault {
     }
 
     /// Creates the org's first key if it has none. Idempotent.
-    pub fn ensure_org(&self, org: &str) -> Result<(), CryptoError> {
-        if !self.load_org(org)?.is_empty() {
+    pub async fn ensure_org(&self, org: &str) -> Result<(), CryptoError> {
+        if !self.load_org(org).await?.is_empty() {
             return Ok(());
         }
         let key = SecretKey::generate();
-        let wrapped = self.kms.wrap(&org_key_aad(org, 1), &key)?;
-        self.store.insert_org_key(org, 1, &wrapped)?;
+        let wrapped = self.kms.wrap(&org_key_aad(org, 1), &key).await?;
+        self.store.insert_org_key(org, 1, &wrapped).await?;
         self.cache().remove(org);
         Ok(())
     }
 
-    fn current_org_key(&self, org: &str) -> Result<(u32, Arc<SecretKey>), CryptoError> {
-        self.load_org(org)?
+    async fn current_org_key(&self, org: &str) -> Result<(u32, Arc<SecretKey>), CryptoError> {
+        self.load_org(org)
+            .await?
             .last()
             .cloned()
             .ok_or_else(|| CryptoError::NoOrgKey(org.to_string()))
     }
 
-    fn org_key(&self, org: &str, version: u32) -> Result<Arc<SecretKey>, CryptoError> {
-        let keys = self.load_org(org)?;
+    async fn org_key(&self, org: &str, version: u32) -> Result<Arc<SecretKey>, CryptoError> {
+        let keys = self.load_org(org).await?;
         if keys.is_empty() {
             return Err(CryptoError::KeyDestroyed);
         }
@@ -117,8 +121,8 @@ impl KeyVault {
     ///
     /// Keyed by the org's first key version, which rotation keeps, so refs are stable for the
     /// org's life and meaningless once the org's keys are destroyed.
-    pub fn subject_ref(&self, org: &str, subject: &str) -> Result<String, CryptoError> {
-        let keys = self.load_org(org)?;
+    pub async fn subject_ref(&self, org: &str, subject: &str) -> Result<String, CryptoError> {
+        let keys = self.load_org(org).await?;
         let (_, first) = keys
             .first()
             .ok_or_else(|| CryptoError::NoOrgKey(org.to_string()))?;
@@ -129,8 +133,12 @@ impl KeyVault {
 
     /// A per-org key for a named purpose (PII keyed hashing, tokenization), stable for the
     /// org's life.
-    pub fn org_purpose_key(&self, org: &str, purpose: &str) -> Result<SecretKey, CryptoError> {
-        let keys = self.load_org(org)?;
+    pub async fn org_purpose_key(
+        &self,
+        org: &str,
+        purpose: &str,
+    ) -> Result<SecretKey, CryptoError> {
+        let keys = self.load_org(org).await?;
         let (_, first) = keys
             .first()
             .ok_or_else(|| CryptoError::NoOrgKey(org.to_string()))?;
@@ -138,12 +146,12 @@ impl KeyVault {
     }
 
     /// The key new content of this subject (or, with `None`, of the org) is sealed under.
-    fn key_for_write(
+    async fn key_for_write(
         &self,
         org: &str,
         subject_ref: Option<&str>,
     ) -> Result<(KeyRef, Arc<SecretKey>), CryptoError> {
-        let (org_version, org_key) = self.current_org_key(org)?;
+        let (org_version, org_key) = self.current_org_key(org).await?;
         let Some(subject_ref) = subject_ref else {
             return Ok((
                 KeyRef::Org {
@@ -153,48 +161,50 @@ impl KeyVault {
             ));
         };
         let key = self
-            .subject_content_keys(org, &[subject_ref])?
+            .subject_content_keys(org, &[subject_ref])
+            .await?
             .remove(subject_ref)
             .ok_or(CryptoError::Malformed("subject key missing after insert"))?;
         Ok((key.key_ref, key.key))
     }
 
-    fn unwrap_subject(
+    async fn unwrap_subject(
         &self,
         org: &str,
         key_id: &str,
         wrapped: &WrappedKey,
     ) -> Result<SecretKey, CryptoError> {
-        let org_key = self.org_key(org, wrapped.wrapped_by)?;
+        let org_key = self.org_key(org, wrapped.wrapped_by).await?;
         org_key.unwrap_key(&subject_key_aad(org, key_id), &wrapped.blob)
     }
 
-    fn key_for_read(&self, org: &str, key: &KeyRef) -> Result<Arc<SecretKey>, CryptoError> {
+    async fn key_for_read(&self, org: &str, key: &KeyRef) -> Result<Arc<SecretKey>, CryptoError> {
         match key {
-            KeyRef::Org { version } => self.org_key(org, *version),
+            KeyRef::Org { version } => self.org_key(org, *version).await,
             KeyRef::Subject { key_id } => {
                 let wrapped = self
                     .store
-                    .subject_key_by_id(org, key_id)?
+                    .subject_key_by_id(org, key_id)
+                    .await?
                     .ok_or(CryptoError::KeyDestroyed)?;
-                Ok(Arc::new(self.unwrap_subject(org, key_id, &wrapped)?))
+                Ok(Arc::new(self.unwrap_subject(org, key_id, &wrapped).await?))
             }
         }
     }
 
     /// The content key for new data, to seal one or more parts of one record.
-    pub fn content_key(
+    pub async fn content_key(
         &self,
         org: &str,
         subject_ref: Option<&str>,
     ) -> Result<ContentKey, CryptoError> {
-        let (key_ref, key) = self.key_for_write(org, subject_ref)?;
+        let (key_ref, key) = self.key_for_write(org, subject_ref).await?;
         Ok(ContentKey { key_ref, key })
     }
 
     /// Content keys for many subjects at once (creating missing keys in one key-store
     /// transaction), by subject reference.
-    pub fn subject_content_keys(
+    pub async fn subject_content_keys(
         &self,
         org: &str,
         subject_refs: &[&str],
@@ -202,9 +212,9 @@ impl KeyVault {
         let mut refs: Vec<&str> = subject_refs.to_vec();
         refs.sort_unstable();
         refs.dedup();
-        let mut rows = self.store.subject_keys_for(org, &refs)?;
+        let mut rows = self.store.subject_keys_for(org, &refs).await?;
         if rows.len() < refs.len() {
-            let (org_version, org_key) = self.current_org_key(org)?;
+            let (org_version, org_key) = self.current_org_key(org).await?;
             let missing: Vec<SubjectKeyRow> = refs
                 .iter()
                 .filter(|r| !rows.iter().any(|row| row.subject_ref == **r))
@@ -223,14 +233,15 @@ impl KeyVault {
                 .collect();
             rows = self
                 .store
-                .insert_subject_keys(org, &missing)?
+                .insert_subject_keys(org, &missing)
+                .await?
                 .into_iter()
                 .chain(rows)
                 .collect();
         }
         let mut out = HashMap::with_capacity(rows.len());
         for row in rows {
-            let key = self.unwrap_subject(org, &row.key_id, &row.wrapped)?;
+            let key = self.unwrap_subject(org, &row.key_id, &row.wrapped).await?;
             out.insert(
                 row.subject_ref,
                 ContentKey {
@@ -243,9 +254,13 @@ impl KeyVault {
     }
 
     /// The content key named by a stored [`KeyRef`], to open existing data.
-    pub fn content_key_for(&self, org: &str, key_ref: &KeyRef) -> Result<ContentKey, CryptoError> {
+    pub async fn content_key_for(
+        &self,
+        org: &str,
+        key_ref: &KeyRef,
+    ) -> Result<ContentKey, CryptoError> {
         Ok(ContentKey {
-            key: self.key_for_read(org, key_ref)?,
+            key: self.key_for_read(org, key_ref).await?,
             key_ref: key_ref.clone(),
         })
     }
@@ -258,14 +273,15 @@ impl KeyVault {
     }
 
     /// Every live key of a subject, with the slot (`<ref>` or `<ref>/<category>`) it seals.
-    pub fn subject_keys_of(
+    pub async fn subject_keys_of(
         &self,
         org: &str,
         subject_ref: &str,
     ) -> Result<Vec<SubjectKeySlot>, CryptoError> {
         Ok(self
             .store
-            .subject_key_slots(org, subject_ref)?
+            .subject_key_slots(org, subject_ref)
+            .await?
             .into_iter()
             .map(|row| SubjectKeySlot {
                 key_id: row.key_id,
@@ -276,43 +292,47 @@ impl KeyVault {
 
     /// Destroys subject keys by id: everything sealed under them becomes unreadable
     /// everywhere (every copy of the data), at once. Returns how many existed.
-    pub fn destroy_subject_keys(
+    pub async fn destroy_subject_keys(
         &self,
         org: &str,
         key_ids: &[String],
     ) -> Result<usize, CryptoError> {
-        self.store.destroy_subject_keys(org, key_ids)
+        self.store.destroy_subject_keys(org, key_ids).await
     }
 
     /// Destroys every key of a subject (all its slots).
-    pub fn destroy_subject(&self, org: &str, subject_ref: &str) -> Result<usize, CryptoError> {
+    pub async fn destroy_subject(
+        &self,
+        org: &str,
+        subject_ref: &str,
+    ) -> Result<usize, CryptoError> {
         let ids: Vec<String> = self
-            .subject_keys_of(org, subject_ref)?
+            .subject_keys_of(org, subject_ref)
+            .await?
             .into_iter()
             .map(|k| k.key_id)
             .collect();
-        self.destroy_subject_keys(org, &ids)
+        self.destroy_subject_keys(org, &ids).await
     }
 
     /// Destroys every key of an org (termination).
-    pub fn destroy_org(&self, org: &str) -> Result<(), CryptoError> {
+    pub async fn destroy_org(&self, org: &str) -> Result<(), CryptoError> {
         self.cache().remove(org);
-        self.store.destroy_org(org)
+        self.store.destroy_org(org).await
     }
 
     /// Adds a root key version and re-wraps every org key under it. Content is untouched.
-    pub fn rotate_root(&self) -> Result<RotationReport, CryptoError> {
-        let new_version = self.kms.rotate()?;
+    pub async fn rotate_root(&self) -> Result<RotationReport, CryptoError> {
+        let new_version = self.kms.rotate().await?;
         let mut rewrapped = 0;
-        for org in self.store.orgs()? {
+        for org in self.store.orgs().await? {
             let mut rows = Vec::new();
-            for (version, wrapped) in self.store.org_keys(&org)? {
+            for (version, wrapped) in self.store.org_keys(&org).await? {
                 let aad = org_key_aad(&org, version);
-                let key = self.kms.unwrap(&aad, &wrapped)?;
-                rows.push((version, self.kms.wrap(&aad, &key)?));
+                rows.push((version, self.kms.rewrap(&aad, &wrapped).await?));
             }
             rewrapped += rows.len();
-            self.store.rewrap_org_keys(&org, &rows)?;
+            self.store.rewrap_org_keys(&org, &rows).await?;
         }
         Ok(RotationReport {
             new_version,
@@ -324,27 +344,34 @@ impl KeyVault {
     ///
     /// Older org key versions are kept (wrapped) so content sealed directly under them stays
     /// readable; new org-level content uses the new version.
-    pub fn rotate_org(&self, org: &str) -> Result<RotationReport, CryptoError> {
-        let (current, _) = self.current_org_key(org)?;
+    pub async fn rotate_org(&self, org: &str) -> Result<RotationReport, CryptoError> {
+        let (current, _) = self.current_org_key(org).await?;
         let new_version = current + 1;
         let new_key = SecretKey::generate();
-        let wrapped = self.kms.wrap(&org_key_aad(org, new_version), &new_key)?;
-        if !self.store.insert_org_key(org, new_version, &wrapped)? {
+        let wrapped = self
+            .kms
+            .wrap(&org_key_aad(org, new_version), &new_key)
+            .await?;
+        if !self
+            .store
+            .insert_org_key(org, new_version, &wrapped)
+            .await?
+        {
             return Err(CryptoError::Unsupported(format!(
                 "org key version {new_version} already exists (concurrent rotation?)"
             )));
         }
         self.cache().remove(org);
         let mut rows = Vec::new();
-        for mut row in self.store.subject_keys(org)? {
-            let key = self.unwrap_subject(org, &row.key_id, &row.wrapped)?;
+        for mut row in self.store.subject_keys(org).await? {
+            let key = self.unwrap_subject(org, &row.key_id, &row.wrapped).await?;
             row.wrapped = WrappedKey {
                 wrapped_by: new_version,
                 blob: new_key.wrap(&subject_key_aad(org, &row.key_id), &key),
             };
             rows.push(row);
         }
-        self.store.rewrap_subject_keys(org, &rows)?;
+        self.store.rewrap_subject_keys(org, &rows).await?;
         Ok(RotationReport {
             new_version,
             rewrapped: rows.len(),
@@ -470,29 +497,29 @@ mod tests {
         (dir, KeyVault::new(Arc::new(kms), Arc::new(store)))
     }
 
-    #[test]
-    fn ciphertext_moved_to_another_record_or_org_fails_to_open() {
+    #[tokio::test]
+    async fn ciphertext_moved_to_another_record_or_org_fails_to_open() {
         let (_dir, vault) = vault();
-        vault.ensure_org("o1").unwrap();
-        vault.ensure_org("o2").unwrap();
-        let k1 = vault.content_key("o1", None).unwrap();
+        vault.ensure_org("o1").await.unwrap();
+        vault.ensure_org("o2").await.unwrap();
+        let k1 = vault.content_key("o1", None).await.unwrap();
         let sealed = k1.seal("o1", "r1", "content", b"secret");
         assert_eq!(k1.open("o1", "r1", "content", &sealed).unwrap(), b"secret");
         // Another record of the same org.
         assert!(k1.open("o1", "r2", "content", &sealed).is_err());
         // The same record id in another org, with that org's key and with ours.
-        let k2 = vault.content_key_for("o2", k1.key_ref()).unwrap();
+        let k2 = vault.content_key_for("o2", k1.key_ref()).await.unwrap();
         assert!(k2.open("o2", "r1", "content", &sealed).is_err());
         assert!(k1.open("o2", "r1", "content", &sealed).is_err());
         // Another part of the same record.
         assert!(k1.open("o1", "r1", "blob", &sealed).is_err());
     }
 
-    #[test]
-    fn seal_json_seals_the_json_encoding_and_reuses_a_wiped_buffer() {
+    #[tokio::test]
+    async fn seal_json_seals_the_json_encoding_and_reuses_a_wiped_buffer() {
         let (_dir, vault) = vault();
-        vault.ensure_org("o").unwrap();
-        let key = vault.content_key("o", None).unwrap();
+        vault.ensure_org("o").await.unwrap();
+        let key = vault.content_key("o", None).await.unwrap();
         let big = serde_json::json!({ "note": "x".repeat(3000), "n": 1 });
         let small = serde_json::json!({ "a": [1, "two", null] });
         for value in [&big, &small, &big] {
@@ -527,17 +554,17 @@ mod tests {
         PLAINTEXT.with_borrow(|b| assert_eq!(b.capacity(), 0));
     }
 
-    #[test]
-    fn rotation_rewraps_and_old_content_stays_readable() {
+    #[tokio::test]
+    async fn rotation_rewraps_and_old_content_stays_readable() {
         let (_dir, vault) = vault();
-        vault.ensure_org("o").unwrap();
-        let sref = vault.subject_ref("o", "alice@example.com").unwrap();
-        let org_level = vault.content_key("o", None).unwrap();
-        let subject_level = vault.content_key("o", Some(&sref)).unwrap();
+        vault.ensure_org("o").await.unwrap();
+        let sref = vault.subject_ref("o", "alice@example.com").await.unwrap();
+        let org_level = vault.content_key("o", None).await.unwrap();
+        let subject_level = vault.content_key("o", Some(&sref)).await.unwrap();
         let a = org_level.seal("o", "r1", "content", b"org data");
         let b = subject_level.seal("o", "r2", "content", b"subject data");
 
-        let root = vault.rotate_root().unwrap();
+        let root = vault.rotate_root().await.unwrap();
         assert_eq!(
             root,
             RotationReport {
@@ -545,7 +572,7 @@ mod tests {
                 rewrapped: 1
             }
         );
-        let org = vault.rotate_org("o").unwrap();
+        let org = vault.rotate_org("o").await.unwrap();
         assert_eq!(
             org,
             RotationReport {
@@ -554,65 +581,75 @@ mod tests {
             }
         );
 
-        let k = vault.content_key_for("o", org_level.key_ref()).unwrap();
+        let k = vault
+            .content_key_for("o", org_level.key_ref())
+            .await
+            .unwrap();
         assert_eq!(k.open("o", "r1", "content", &a).unwrap(), b"org data");
-        let k = vault.content_key_for("o", subject_level.key_ref()).unwrap();
+        let k = vault
+            .content_key_for("o", subject_level.key_ref())
+            .await
+            .unwrap();
         assert_eq!(k.open("o", "r2", "content", &b).unwrap(), b"subject data");
         // New org-level content uses the new version; the subject ref is stable.
         assert_eq!(
-            vault.content_key("o", None).unwrap().key_ref(),
+            vault.content_key("o", None).await.unwrap().key_ref(),
             &KeyRef::Org { version: 2 }
         );
-        assert_eq!(vault.subject_ref("o", "alice@example.com").unwrap(), sref);
+        assert_eq!(
+            vault.subject_ref("o", "alice@example.com").await.unwrap(),
+            sref
+        );
     }
 
-    #[test]
-    fn destroying_a_subject_key_erases_only_that_subject() {
+    #[tokio::test]
+    async fn destroying_a_subject_key_erases_only_that_subject() {
         let (_dir, vault) = vault();
-        vault.ensure_org("o").unwrap();
-        let alice = vault.subject_ref("o", "alice").unwrap();
-        let bob = vault.subject_ref("o", "bob").unwrap();
-        let ka = vault.content_key("o", Some(&alice)).unwrap();
-        let kb = vault.content_key("o", Some(&bob)).unwrap();
+        vault.ensure_org("o").await.unwrap();
+        let alice = vault.subject_ref("o", "alice").await.unwrap();
+        let bob = vault.subject_ref("o", "bob").await.unwrap();
+        let ka = vault.content_key("o", Some(&alice)).await.unwrap();
+        let kb = vault.content_key("o", Some(&bob)).await.unwrap();
         let a = ka.seal("o", "r1", "content", b"a");
         let b = kb.seal("o", "r2", "content", b"b");
-        assert_eq!(vault.destroy_subject("o", &alice).unwrap(), 1);
+        assert_eq!(vault.destroy_subject("o", &alice).await.unwrap(), 1);
         assert!(matches!(
-            vault.content_key_for("o", ka.key_ref()),
+            vault.content_key_for("o", ka.key_ref()).await,
             Err(CryptoError::KeyDestroyed)
         ));
-        let kb2 = vault.content_key_for("o", kb.key_ref()).unwrap();
+        let kb2 = vault.content_key_for("o", kb.key_ref()).await.unwrap();
         assert_eq!(kb2.open("o", "r2", "content", &b).unwrap(), b"b");
         // A new key for the same subject never opens the old data.
-        let ka2 = vault.content_key("o", Some(&alice)).unwrap();
+        let ka2 = vault.content_key("o", Some(&alice)).await.unwrap();
         assert_ne!(ka2.key_ref(), ka.key_ref());
         assert!(ka2.open("o", "r1", "content", &a).is_err());
     }
 
-    #[test]
-    fn batch_subject_keys_match_single_lookups() {
+    #[tokio::test]
+    async fn batch_subject_keys_match_single_lookups() {
         let (_dir, vault) = vault();
-        vault.ensure_org("o").unwrap();
-        let existing = vault.content_key("o", Some("ref-a")).unwrap();
+        vault.ensure_org("o").await.unwrap();
+        let existing = vault.content_key("o", Some("ref-a")).await.unwrap();
         let keys = vault
             .subject_content_keys("o", &["ref-a", "ref-b", "ref-b", "ref-c"])
+            .await
             .unwrap();
         assert_eq!(keys.len(), 3);
         assert_eq!(keys["ref-a"].key_ref(), existing.key_ref());
         let sealed = keys["ref-b"].seal("o", "r", "content", b"x");
-        let again = vault.content_key("o", Some("ref-b")).unwrap();
+        let again = vault.content_key("o", Some("ref-b")).await.unwrap();
         assert_eq!(again.key_ref(), keys["ref-b"].key_ref());
         assert_eq!(again.open("o", "r", "content", &sealed).unwrap(), b"x");
     }
 
-    #[test]
-    fn destroyed_org_cannot_open_anything() {
+    #[tokio::test]
+    async fn destroyed_org_cannot_open_anything() {
         let (_dir, vault) = vault();
-        vault.ensure_org("o").unwrap();
-        let k = vault.content_key("o", None).unwrap();
-        vault.destroy_org("o").unwrap();
+        vault.ensure_org("o").await.unwrap();
+        let k = vault.content_key("o", None).await.unwrap();
+        vault.destroy_org("o").await.unwrap();
         assert!(matches!(
-            vault.content_key_for("o", k.key_ref()),
+            vault.content_key_for("o", k.key_ref()).await,
             Err(CryptoError::KeyDestroyed)
         ));
     }

@@ -41,18 +41,18 @@ pub struct VerifyArgs {
 }
 
 /// Runs one certificate command.
-pub fn run(global: &Global, cmd: CertCommand) -> Result<(), Failure> {
+pub async fn run(global: &Global, cmd: CertCommand) -> Result<(), Failure> {
     match cmd {
-        CertCommand::Verify(args) => verify(global, args),
+        CertCommand::Verify(args) => verify(global, args).await,
     }
 }
 
-fn verify(global: &Global, args: VerifyArgs) -> Result<(), Failure> {
+async fn verify(global: &Global, args: VerifyArgs) -> Result<(), Failure> {
     let json = std::fs::read(&args.file)
         .map_err(|e| Failure::BadInput(format!("{}: {e}", args.file.display())))?;
     let key = args.key.as_deref().map(read_key).transpose()?;
     let expected = match (&args.org, &args.subject) {
-        (Some(org), Some(subject)) => Some(subject_ref(global, org, subject)?),
+        (Some(org), Some(subject)) => Some(subject_ref(global, org, subject).await?),
         _ => None,
     };
     let ok = custos_cert::verify(&json, key.as_deref(), expected.as_deref())
@@ -94,9 +94,9 @@ fn read_key(arg: &str) -> Result<String, Failure> {
 
 /// The keyed subject reference of `subject` in `org`, from the deployment's key store; opens
 /// only the keys, creating nothing.
-fn subject_ref(global: &Global, org: &str, subject: &str) -> Result<String, Failure> {
+async fn subject_ref(global: &Global, org: &str, subject: &str) -> Result<String, Failure> {
     let vault = deploy::open_key_vault(global)?;
-    vault.subject_ref(org, subject).map_err(|e| match e {
+    vault.subject_ref(org, subject).await.map_err(|e| match e {
         CryptoError::NoOrgKey(_) => Failure::BadInput(format!(
             "--org {org}: the key store has no key for this org (wrong --data/--keys, or its keys were destroyed)"
         )),

@@ -97,7 +97,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Scan(args) => crate::pii_cmd::scan(args),
         Command::Redact(args) => crate::pii_cmd::redact(&cli.global, args),
         Command::Sweep(args) => crate::sweep_cmd::run(&cli.global, args).await,
-        Command::Cert(cmd) => crate::cert_cmd::run(&cli.global, cmd),
+        Command::Cert(cmd) => crate::cert_cmd::run(&cli.global, cmd).await,
         Command::Dsr(cmd) => crate::dsr_cmd::run(&cli.global, cmd).await,
     }
 }

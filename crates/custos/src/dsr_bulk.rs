@@ -340,7 +340,7 @@ async fn filed_since(
     let mut by_ref = HashMap::with_capacity(subjects.len());
     for subject in subjects {
         // A subject the key store cannot reference fails on its own row, with the reason.
-        if let Ok(r) = vault.subject_ref(org, subject) {
+        if let Ok(r) = vault.subject_ref(org, subject).await {
             by_ref.insert(r, (*subject).clone());
         }
     }

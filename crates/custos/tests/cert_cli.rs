@@ -106,8 +106,8 @@ fn bad_input_exits_2() {
     assert!(!c.data().exists());
 }
 
-#[test]
-fn subject_is_checked_through_the_deployment_key_store() {
+#[tokio::test]
+async fn subject_is_checked_through_the_deployment_key_store() {
     // A real key store with org-1's key, laid out as `custos` lays out <data>/keys.
     let tmp = tempfile::tempdir().unwrap();
     let keys = tmp.path().join("keys");
@@ -116,8 +116,8 @@ fn subject_is_checked_through_the_deployment_key_store() {
         Arc::new(LocalKms::open_or_create(&keys.join("root.keyring")).unwrap()),
         Arc::new(SqliteKeyStore::open(&keys.join("keys.db")).unwrap()),
     );
-    vault.ensure_org("org-1").unwrap();
-    let alice = vault.subject_ref("org-1", "alice").unwrap();
+    vault.ensure_org("org-1").await.unwrap();
+    let alice = vault.subject_ref("org-1", "alice").await.unwrap();
     drop(vault);
 
     let c = Case::new(&alice);
