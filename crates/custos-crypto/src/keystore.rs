@@ -85,6 +85,13 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<usize, CryptoError>;
     /// Destroys every key of an org.
     async fn destroy_org(&self, org: &str) -> Result<(), CryptoError>;
+    /// The deployment signing key's seed, wrapped by the root, if one is stored.
+    async fn signing_seed(&self) -> Result<Option<WrappedKey>, CryptoError>;
+    /// Stores a wrapped signing seed unless one exists, and returns the one stored: the first
+    /// instance to start creates it, every other uses it.
+    async fn insert_signing_seed(&self, seed: &WrappedKey) -> Result<WrappedKey, CryptoError>;
+    /// Replaces the signing seed's wrapping (root rotation).
+    async fn rewrap_signing_seed(&self, seed: &WrappedKey) -> Result<(), CryptoError>;
 }
 
 /// [`KeyStore`] on a SQLite file (`<keys>/keys.db`, mode 0600).
@@ -139,7 +146,9 @@ impl SqliteKeyStore {
                  wrapped_by INTEGER NOT NULL, blob BLOB NOT NULL,
                  PRIMARY KEY (org, key_id));
              CREATE UNIQUE INDEX IF NOT EXISTS subject_keys_by_ref
-                 ON subject_keys (org, subject_ref);",
+                 ON subject_keys (org, subject_ref);
+             CREATE TABLE IF NOT EXISTS deployment_keys (
+                 name TEXT PRIMARY KEY, wrapped_by INTEGER NOT NULL, blob BLOB NOT NULL);",
         )?;
         Ok(SqliteKeyStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -413,4 +422,45 @@ impl KeyStore for SqliteKeyStore {
         })
         .await
     }
+
+    async fn signing_seed(&self) -> Result<Option<WrappedKey>, CryptoError> {
+        self.with_conn(|conn| select_signing_seed(conn)).await
+    }
+
+    async fn insert_signing_seed(&self, seed: &WrappedKey) -> Result<WrappedKey, CryptoError> {
+        let seed = seed.clone();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO deployment_keys (name, wrapped_by, blob)
+                 VALUES ('signing', ?1, ?2)",
+                params![seed.wrapped_by, seed.blob],
+            )?;
+            select_signing_seed(conn)?.ok_or(CryptoError::Malformed("signing seed vanished"))
+        })
+        .await
+    }
+
+    async fn rewrap_signing_seed(&self, seed: &WrappedKey) -> Result<(), CryptoError> {
+        let seed = seed.clone();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "UPDATE deployment_keys SET wrapped_by = ?1, blob = ?2 WHERE name = 'signing'",
+                params![seed.wrapped_by, seed.blob],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn select_signing_seed(conn: &Connection) -> Result<Option<WrappedKey>, CryptoError> {
+    Ok(conn
+        .prepare_cached("SELECT wrapped_by, blob FROM deployment_keys WHERE name = 'signing'")?
+        .query_row([], |r| {
+            Ok(WrappedKey {
+                wrapped_by: r.get(0)?,
+                blob: r.get(1)?,
+            })
+        })
+        .optional()?)
 }

@@ -25,7 +25,7 @@ pub use keyring::{Kms, LocalKms};
 pub use keystore::{KeyStore, SqliteKeyStore, SubjectKeyRow};
 pub use signing::DeploymentSigner;
 pub use stream::{BlobDecryptor, BlobEncryptor, BLOB_CHUNK};
-pub use vault::{ContentKey, KeyVault, RotationReport, SubjectKeySlot};
+pub use vault::{ContentKey, KeyVault, RotationReport, SubjectKeySlot, ORG_KEY_RECHECK};
 
 /// Writes `bytes` to `path` atomically with mode 0600 (temporary file, fsync, rename).
 pub fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -59,6 +59,14 @@ impl DeploymentSigner {
         })
     }
 
+    /// A signer from a 32-byte seed held by the key hierarchy (a shared key store).
+    pub(crate) fn from_seed(name: &str, seed: &crate::SecretKey) -> Self {
+        DeploymentSigner {
+            name: name.to_string(),
+            key: SigningKey::from_bytes(seed.expose()),
+        }
+    }
+
     /// A throwaway signer, for tests.
     pub fn ephemeral(name: &str) -> Self {
         DeploymentSigner {

@@ -2,8 +2,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::{CryptoError, KeyRef, KeyStore, Kms, RecordAad, SecretKey, SubjectKeyRow, WrappedKey};
+use crate::{
+    CryptoError, DeploymentSigner, KeyRef, KeyStore, Kms, RecordAad, SecretKey, SubjectKeyRow,
+    WrappedKey,
+};
 
 /// What a rotation did, for the CLI's summary and the audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,18 +27,33 @@ pub struct SubjectKeySlot {
     pub slot: String,
 }
 
-/// Unwrapped org keys by org id, every version oldest first.
-type OrgKeyCache = HashMap<String, Vec<(u32, Arc<SecretKey>)>>;
+/// How long an org's cached keys are used before the key store is asked again whether they
+/// still exist: the bound within which a termination by another instance or process stops
+/// this one from opening the org's data.
+pub const ORG_KEY_RECHECK: Duration = Duration::from_secs(1);
+
+/// An org's keys as last read: the wrapped rows (to notice a change) and their unwrapping.
+struct CachedOrg {
+    wrapped: Vec<(u32, WrappedKey)>,
+    keys: Vec<(u32, Arc<SecretKey>)>,
+    checked: Instant,
+}
+
+/// Unwrapped org keys by org id.
+type OrgKeyCache = HashMap<String, CachedOrg>;
 
 /// Root KMS + key store, with unwrapped org keys cached in memory.
 ///
-/// Only org keys are cached: they change only by rotation or termination. Subject keys are
-/// unwrapped on each use (one key-store lookup and one 32-byte AES-GCM open), so that a subject
-/// key destroyed by another process (the CLI's `dsr erase`) stops opening data at once.
+/// Only org keys are cached, and only for [`ORG_KEY_RECHECK`]: after that the key store is
+/// read again (one indexed read; the KMS is asked only when the rows changed), so an org
+/// destroyed by another instance sharing the key store stops opening here within that bound.
+/// Subject keys are unwrapped on each use (one key-store lookup and one 32-byte AES-GCM open),
+/// so a destroyed subject key (erasure, by any instance or the CLI) stops opening data at once.
 pub struct KeyVault {
     kms: Arc<dyn Kms>,
     store: Arc<dyn KeyStore>,
     org_keys: Mutex<OrgKeyCache>,
+    recheck: Duration,
 }
 
 impl std::fmt::Debug for KeyVault {
@@ -42,6 +61,9 @@ impl std::fmt::Debug for KeyVault {
         f.write_str("KeyVault")
     }
 }
+
+/// What the deployment signing seed is bound to when the root wraps it.
+const SIGNING_SEED_AAD: &[u8] = b"custos/signing-seed/v1";
 
 fn org_key_aad(org: &str, version: u32) -> Vec<u8> {
     format!("custos/org-key/v1\0{org}\0{version}").into_bytes()
@@ -58,7 +80,14 @@ impl KeyVault {
             kms,
             store,
             org_keys: Mutex::new(HashMap::new()),
+            recheck: ORG_KEY_RECHECK,
         }
+    }
+
+    /// The same vault with another recheck interval (tests: zero reads the store every time).
+    pub fn with_recheck(mut self, recheck: Duration) -> Self {
+        self.recheck = recheck;
+        self
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, OrgKeyCache> {
@@ -67,21 +96,51 @@ impl KeyVault {
 
     /// Loads (and caches) every version of an org's key, oldest first; empty if none.
     async fn load_org(&self, org: &str) -> Result<Vec<(u32, Arc<SecretKey>)>, CryptoError> {
-        if let Some(keys) = self.cache().get(org) {
-            return Ok(keys.clone());
+        if let Some(c) = self.cache().get(org) {
+            if c.checked.elapsed() < self.recheck {
+                return Ok(c.keys.clone());
+            }
         }
-        let mut keys = Vec::new();
-        for (version, wrapped) in self.store.org_keys(org).await? {
-            let key = self
-                .kms
-                .unwrap(&org_key_aad(org, version), &wrapped)
-                .await?;
-            keys.push((version, Arc::new(key)));
+        let wrapped = self.store.org_keys(org).await?;
+        if wrapped.is_empty() {
+            self.cache().remove(org);
+            return Ok(Vec::new());
         }
-        if !keys.is_empty() {
-            self.cache().insert(org.to_string(), keys.clone());
+        if let Some(c) = self.cache().get_mut(org) {
+            if c.wrapped == wrapped {
+                c.checked = Instant::now();
+                return Ok(c.keys.clone());
+            }
         }
+        let mut keys = Vec::with_capacity(wrapped.len());
+        for (version, w) in &wrapped {
+            let key = self.kms.unwrap(&org_key_aad(org, *version), w).await?;
+            keys.push((*version, Arc::new(key)));
+        }
+        let cached = CachedOrg {
+            wrapped,
+            keys: keys.clone(),
+            checked: Instant::now(),
+        };
+        self.cache().insert(org.to_string(), cached);
         Ok(keys)
+    }
+
+    /// The deployment's signing key from the key store (created, wrapped by the root, by the
+    /// first instance that asks): every instance sharing the key store signs with it.
+    pub async fn deployment_signer(&self, name: &str) -> Result<DeploymentSigner, CryptoError> {
+        let wrapped = match self.store.signing_seed().await? {
+            Some(w) => w,
+            None => {
+                let fresh = self
+                    .kms
+                    .wrap(SIGNING_SEED_AAD, &SecretKey::generate())
+                    .await?;
+                self.store.insert_signing_seed(&fresh).await?
+            }
+        };
+        let seed = self.kms.unwrap(SIGNING_SEED_AAD, &wrapped).await?;
+        Ok(DeploymentSigner::from_seed(name, &seed))
     }
 
     /// Creates the org's first key if it has none. Idempotent.
@@ -333,6 +392,10 @@ impl KeyVault {
             }
             rewrapped += rows.len();
             self.store.rewrap_org_keys(&org, &rows).await?;
+        }
+        if let Some(seed) = self.store.signing_seed().await? {
+            let rewrapped = self.kms.rewrap(SIGNING_SEED_AAD, &seed).await?;
+            self.store.rewrap_signing_seed(&rewrapped).await?;
         }
         Ok(RotationReport {
             new_version,
@@ -652,5 +715,55 @@ mod tests {
             vault.content_key_for("o", k.key_ref()).await,
             Err(CryptoError::KeyDestroyed)
         ));
+    }
+
+    #[tokio::test]
+    async fn instances_sharing_a_key_store_sign_with_one_key_across_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms: Arc<dyn Kms> =
+            Arc::new(LocalKms::open_or_create(&dir.path().join("root.keyring")).unwrap());
+        let open = || {
+            let store = SqliteKeyStore::open(&dir.path().join("keys.db")).unwrap();
+            KeyVault::new(kms.clone(), Arc::new(store))
+        };
+        let (a, b) = (open(), open());
+        let first = a.deployment_signer("svc").await.unwrap();
+        let second = b.deployment_signer("svc").await.unwrap();
+        assert_eq!(first.public_key(), second.public_key());
+        a.rotate_root().await.unwrap();
+        let after = b.deployment_signer("svc").await.unwrap();
+        assert_eq!(after.public_key(), first.public_key());
+    }
+
+    #[tokio::test]
+    async fn an_org_destroyed_elsewhere_stops_opening_within_the_recheck_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms: Arc<dyn Kms> =
+            Arc::new(LocalKms::open_or_create(&dir.path().join("root.keyring")).unwrap());
+        let open = |recheck| {
+            let store = SqliteKeyStore::open(&dir.path().join("keys.db")).unwrap();
+            KeyVault::new(kms.clone(), Arc::new(store)).with_recheck(recheck)
+        };
+        let bound = Duration::from_millis(300);
+        let (here, there) = (open(bound), open(bound));
+        here.ensure_org("o").await.unwrap();
+        let key = here.content_key("o", None).await.unwrap();
+        let sealed = key.seal("o", "r", "content", b"x");
+        let cached = there.content_key_for("o", key.key_ref()).await.unwrap();
+        assert_eq!(cached.open("o", "r", "content", &sealed).unwrap(), b"x");
+        here.destroy_org("o").await.unwrap();
+        // The destroying vault refuses at once; the other within the bound.
+        assert!(matches!(
+            here.content_key_for("o", key.key_ref()).await,
+            Err(CryptoError::KeyDestroyed)
+        ));
+        tokio::time::sleep(bound + Duration::from_millis(50)).await;
+        assert!(matches!(
+            there.content_key_for("o", key.key_ref()).await,
+            Err(CryptoError::KeyDestroyed)
+        ));
+        // A vault that rechecks every time refuses at once.
+        let strict = open(Duration::ZERO);
+        assert!(strict.content_key_for("o", key.key_ref()).await.is_err());
     }
 }

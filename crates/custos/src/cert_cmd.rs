@@ -95,7 +95,7 @@ fn read_key(arg: &str) -> Result<String, Failure> {
 /// The keyed subject reference of `subject` in `org`, from the deployment's key store; opens
 /// only the keys, creating nothing.
 async fn subject_ref(global: &Global, org: &str, subject: &str) -> Result<String, Failure> {
-    let vault = deploy::open_key_vault(global)?;
+    let vault = deploy::open_key_vault(global).await?;
     vault.subject_ref(org, subject).await.map_err(|e| match e {
         CryptoError::NoOrgKey(_) => Failure::BadInput(format!(
             "--org {org}: the key store has no key for this org (wrong --data/--keys, or its keys were destroyed)"

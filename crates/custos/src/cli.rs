@@ -32,9 +32,10 @@ pub struct Global {
     /// Object store URL: file:DIR (default <data>/objects) or s3://bucket/prefix.
     #[arg(long, global = true, value_name = "URL", env = "CUSTOS_OBJECTS")]
     pub objects: Option<String>,
-    /// Key store directory (default <data>/keys). Keep it out of data backups.
-    #[arg(long, global = true, value_name = "DIR", env = "CUSTOS_KEYS")]
-    pub keys: Option<PathBuf>,
+    /// Key store: a directory (default <data>/keys) or the postgres:// URL of a database that
+    /// never holds data (shared by several instances). Keep it out of data backups.
+    #[arg(long, global = true, value_name = "DIR|URL", env = "CUSTOS_KEYS")]
+    pub keys: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use custos_core::{Custos, SystemClock};
 use custos_crypto::{DeploymentSigner, KeyVault, LocalKms, SqliteKeyStore};
+use custos_keystore_pg::PgKeyStore;
 use custos_policy::Policy;
 use custos_store::{ObjectLocation, Objects, PgStore, SqliteStore, Store};
 
@@ -44,11 +45,79 @@ pub struct Deployment {
     pub data_dir: PathBuf,
 }
 
-fn keys_dir(global: &Global) -> PathBuf {
-    global
-        .keys
-        .clone()
-        .unwrap_or_else(|| global.data.join("keys"))
+/// Where the key store lives.
+enum KeyLocation {
+    /// The local keyring, key database and signing key file in a 0700 directory.
+    Dir(PathBuf),
+    /// A PostgreSQL database shared by several instances.
+    Postgres(String),
+}
+
+fn key_location(global: &Global) -> KeyLocation {
+    match &global.keys {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            KeyLocation::Postgres(url.clone())
+        }
+        Some(dir) => KeyLocation::Dir(PathBuf::from(dir)),
+        None => KeyLocation::Dir(global.data.join("keys")),
+    }
+}
+
+/// The root KMS of a shared key store: every instance must hold the same root, so it comes
+/// from `CUSTOS_ROOT_KEY` (a keyring file would differ per instance).
+fn shared_root() -> Result<LocalKms, Failure> {
+    let value = std::env::var("CUSTOS_ROOT_KEY").map_err(|_| {
+        Failure::BadInput(
+            "--keys postgres://...: set CUSTOS_ROOT_KEY (base64 of 32 bytes, the same for \
+             every instance); a keyring file would give each instance its own root"
+                .into(),
+        )
+    })?;
+    LocalKms::from_env_value(&value).map_err(|e| Failure::BadInput(e.to_string()))
+}
+
+/// The PostgreSQL key store at `url`, refused when it is the data's own database (a data
+/// backup would then carry the keys, and an erasure would not reach it).
+async fn pg_key_store(global: &Global, url: &str) -> Result<PgKeyStore, Failure> {
+    if global.database.as_deref().map(str::trim) == Some(url.trim()) {
+        return Err(Failure::BadInput(
+            "--keys names the same database as --database: keys must live in a database that \
+             never holds data, so that a data backup never contains them"
+                .into(),
+        ));
+    }
+    PgKeyStore::connect(url, None)
+        .await
+        .map_err(|e| Failure::Failed(format!("--keys: cannot open the key store: {e}")))
+}
+
+/// The key vault and the deployment signer from `--keys`.
+async fn open_keys(
+    global: &Global,
+    service: &str,
+) -> Result<(KeyVault, DeploymentSigner), Failure> {
+    match key_location(global) {
+        KeyLocation::Dir(keys) => {
+            create_private_dir(&keys)?;
+            let kms = open_kms(&keys)?;
+            let key_store = SqliteKeyStore::open(&keys.join("keys.db"))
+                .map_err(|e| Failure::Failed(e.to_string()))?;
+            // A local deployment keeps the signing key it always had, in its own file.
+            let signer = DeploymentSigner::open_or_create(&keys.join("signing.key"), service)
+                .map_err(|e| Failure::Failed(e.to_string()))?;
+            Ok((KeyVault::new(Arc::new(kms), Arc::new(key_store)), signer))
+        }
+        KeyLocation::Postgres(url) => {
+            let kms = shared_root()?;
+            let store = pg_key_store(global, &url).await?;
+            let vault = KeyVault::new(Arc::new(kms), Arc::new(store));
+            let signer = vault
+                .deployment_signer(service)
+                .await
+                .map_err(|e| Failure::Failed(format!("--keys: signing key: {e}")))?;
+            Ok((vault, signer))
+        }
+    }
 }
 
 async fn open_store(global: &Global) -> Result<Arc<dyn Store>, Failure> {
@@ -93,14 +162,8 @@ pub async fn open(global: &Global) -> Result<Deployment, Failure> {
         custos_store::StoreError::Config(_) => Failure::BadInput(e.to_string()),
         e => Failure::Failed(e.to_string()),
     })?;
-    let keys = keys_dir(global);
-    create_private_dir(&keys)?;
-    let kms = open_kms(&keys)?;
-    let key_store =
-        SqliteKeyStore::open(&keys.join("keys.db")).map_err(|e| Failure::Failed(e.to_string()))?;
-    let signer = DeploymentSigner::open_or_create(&keys.join("signing.key"), &policy.service.name)
-        .map_err(|e| Failure::Failed(e.to_string()))?;
-    let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(key_store)));
+    let (vault, signer) = open_keys(global, &policy.service.name).await?;
+    let vault = Arc::new(vault);
     let custos = Custos::new(
         Arc::new(policy),
         store,
@@ -126,8 +189,15 @@ fn open_kms(keys: &Path) -> Result<LocalKms, Failure> {
 
 /// Opens an existing deployment's key vault alone (no store, no objects) and creates nothing:
 /// for offline commands that need keyed references, such as `cert verify --subject`.
-pub fn open_key_vault(global: &Global) -> Result<KeyVault, Failure> {
-    let keys = keys_dir(global);
+pub async fn open_key_vault(global: &Global) -> Result<KeyVault, Failure> {
+    let keys = match key_location(global) {
+        KeyLocation::Dir(keys) => keys,
+        KeyLocation::Postgres(url) => {
+            let kms = shared_root()?;
+            let store = pg_key_store(global, &url).await?;
+            return Ok(KeyVault::new(Arc::new(kms), Arc::new(store)));
+        }
+    };
     let missing = |what: &str| {
         Failure::BadInput(format!(
             "no {what} in {} (set --data or --keys to the deployment's)",

@@ -159,7 +159,7 @@ pub async fn run(global: &Global, cmd: DsrCommand) -> Result<(), Failure> {
             (Some(subject), _) => erase_one(&custos, &args.org, subject, args.out).await,
             (None, Some(csv)) => {
                 let job = crate::dsr_bulk::BulkJob::new(csv, args.results, args.out);
-                let vault = deploy::open_key_vault(global)?;
+                let vault = deploy::open_key_vault(global).await?;
                 crate::dsr_bulk::run(&custos, &vault, &args.org, &job).await
             }
             (None, None) => Err(Failure::BadInput(

@@ -216,3 +216,100 @@ fn serve_initializes_once_and_reuses_the_admin_token() {
     }
     assert_eq!(tokens[0], tokens[1]);
 }
+
+/// A fresh PostgreSQL database for a key store, dropped on drop; `None` (after a loud skip
+/// message) when PostgreSQL is unreachable outside CI.
+struct KeyDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl KeyDb {
+    fn create() -> Option<KeyDb> {
+        let base = std::env::var("CUSTOS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("custos_keys_{}", std::process::id());
+        let ok = Command::new("psql")
+            .args([&base, "-qc", &format!("CREATE DATABASE {name}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL at {base} unusable; CI=true makes this fatal");
+            }
+            eprintln!(
+                "\n*** SKIPPED: PostgreSQL at {base} unusable; set CUSTOS_TEST_POSTGRES_URL ***\n"
+            );
+            return None;
+        }
+        let (prefix, _) = base.rsplit_once('/').unwrap();
+        let url = format!("{prefix}/{name}");
+        Some(KeyDb {
+            admin: base,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for KeyDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &self.admin,
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+#[test]
+fn deployments_sharing_a_postgres_key_store_sign_with_one_key() {
+    let Some(db) = KeyDb::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let key_of = |data: &str, root: Option<&str>| {
+        let mut cmd = custos();
+        cmd.arg("--data")
+            .arg(dir.path().join(data))
+            .args(["--keys", &db.url, "audit", "key"])
+            .env_remove("CUSTOS_ROOT_KEY");
+        if let Some(root) = root {
+            cmd.env("CUSTOS_ROOT_KEY", root);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, first, err) = key_of("one", Some(root));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, second, err) = key_of("two", Some(root));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(first, second, "two instances, two verifier keys");
+    assert!(!dir.path().join("one/keys").exists(), "no local key files");
+    // Without the shared root, refused as bad input naming what to set.
+    let (code, _, err) = key_of("three", None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("CUSTOS_ROOT_KEY"), "{err}");
+    assert!(
+        !err.contains(&db.url),
+        "the URL (and a password in it) is not echoed: {err}"
+    );
+    // Keys in the data's own database: refused.
+    let out = custos()
+        .arg("--data")
+        .arg(dir.path().join("four"))
+        .args(["--database", &db.url, "--keys", &db.url, "audit", "key"])
+        .env("CUSTOS_ROOT_KEY", root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never holds data"));
+}
