@@ -153,6 +153,7 @@ pub fn title(code: &str) -> &'static str {
         "erased" => "Content erased",
         "pii_blocked" => "Content refused by the PII rule",
         "unavailable" => "Service unavailable",
+        "not_ready" => "A service this instance needs does not answer",
         _ => "Internal error",
     }
 }

@@ -38,6 +38,7 @@ type ApiResult<T> = Result<T, ApiError>;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/v1/orgs", post(create_org).get(list_orgs))
@@ -81,6 +82,34 @@ pub(crate) fn routes() -> Router<AppState> {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Readiness: 200 only when the database, the object store and the key store all answer.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "every service answers: `{\"status\": \"ready\", \"database\": \"ok\", \"objects\": \"ok\", \"keys\": \"ok\"}`"), (status = 503, description = "a service does not answer (`not_ready`; the detail names which)", body = Problem, content_type = "application/problem+json")))]
+async fn readyz(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    let r = state.custos.readiness().await;
+    let mut down = Vec::new();
+    for (name, result) in [
+        ("database", &r.database),
+        ("object store", &r.objects),
+        ("key store", &r.keys),
+    ] {
+        if let Err(e) = result {
+            // The cause goes to the log; the answer names the service only.
+            tracing::error!(service = name, error = %e, "readiness check failed");
+            down.push(name);
+        }
+    }
+    if !down.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("not answering: {}", down.join(", ")),
+        ));
+    }
+    Ok(Json(serde_json::json!({
+        "status": "ready", "database": "ok", "objects": "ok", "keys": "ok"
+    })))
 }
 
 /// Liveness and store reachability.
@@ -765,7 +794,7 @@ async fn scan(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Custos", description = "Privacy data plane: encrypted, tenant-isolated storage with policy-as-code retention, PII scrubbing and a tamper-evident audit log."),
-    paths(healthz, metrics, openapi, create_org, list_orgs, get_org, terminate_org,
+    paths(healthz, readyz, metrics, openapi, create_org, list_orgs, get_org, terminate_org,
           crate::member_routes::add_member, crate::member_routes::list_members,
           crate::member_routes::update_member, crate::member_routes::remove_member,
           crate::member_routes::rotate_key, crate::member_routes::revoke_key,

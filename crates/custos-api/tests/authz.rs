@@ -24,8 +24,9 @@ const ROLES: [&str; 5] = ["owner", "admin", "member", "auditor", "service"];
 /// MFA rule (all open to every role, so the rule under test decides).
 const CATEGORIES: [&str; 3] = ["messages", "legal_notes", "secure_notes"];
 /// Routes served without a token, outside the table.
-const PUBLIC: [(&str, &str); 4] = [
+const PUBLIC: [(&str, &str); 5] = [
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/v1/schemas/export.json"),

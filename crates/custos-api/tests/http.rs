@@ -446,6 +446,32 @@ async fn scan_reports_character_offsets() {
 }
 
 #[tokio::test]
+async fn readyz_is_200_only_while_every_service_answers() {
+    let s = server().await;
+    let r = s.client.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"status": "ready", "database": "ok", "objects": "ok", "keys": "ok"})
+    );
+    // The object store's root replaced by a file: no longer answering.
+    let objects = s.dir.path().join("data/objects");
+    std::fs::remove_dir_all(&objects).ok();
+    std::fs::write(&objects, b"not a directory").unwrap();
+    let r = s.client.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "not_ready", "{problem}");
+    assert_eq!(
+        problem["detail"], "not answering: object store",
+        "{problem}"
+    );
+    // Liveness is another question: the process and its database are fine.
+    let r = s.client.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn service_endpoints_and_openapi() {
     let s = server().await;
     let r = s.client.get(s.url("/healthz")).send().await.unwrap();

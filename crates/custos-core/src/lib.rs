@@ -222,6 +222,24 @@ impl std::fmt::Debug for Custos {
     }
 }
 
+/// What [`Custos::readiness`] found, per service.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// The database.
+    pub database: Result<(), String>,
+    /// The object store.
+    pub objects: Result<(), String>,
+    /// The key store and its KMS.
+    pub keys: Result<(), String>,
+}
+
+impl Readiness {
+    /// True when every service answered.
+    pub fn ready(&self) -> bool {
+        self.database.is_ok() && self.objects.is_ok() && self.keys.is_ok()
+    }
+}
+
 impl Custos {
     /// Assembles the services.
     pub fn new(
@@ -299,6 +317,22 @@ impl Custos {
     /// The number of entries in the audit log; also a reachability check of the store.
     pub async fn audit_size(&self) -> Result<u64, CoreError> {
         Ok(self.store.audit_size().await?)
+    }
+
+    /// Which of the services a request needs answer now: the database, the object store and
+    /// the key store (with its KMS). Each `Err` holds what failed, with no secret in it.
+    pub async fn readiness(&self) -> Readiness {
+        let (database, objects, keys) = tokio::join!(
+            self.store.audit_size(),
+            // A key no object has: a reachable store answers "absent".
+            self.objects.exists(".custos-readiness-probe"),
+            self.vault.ping(),
+        );
+        Readiness {
+            database: database.map(|_| ()).map_err(|e| e.to_string()),
+            objects: objects.map(|_| ()).map_err(|e| e.to_string()),
+            keys: keys.map_err(|e| e.to_string()),
+        }
     }
 
     /// The current time of this deployment's clock, at the store's microsecond precision

@@ -26,6 +26,10 @@ pub trait Kms: Send + Sync {
     async fn rewrap(&self, aad: &[u8], wrapped: &WrappedKey) -> Result<WrappedKey, CryptoError>;
     /// Adds a new root version and makes it current; older versions stay for unwrapping.
     async fn rotate(&self) -> Result<u32, CryptoError>;
+    /// Whether the KMS answers (for readiness); a local keyring always does.
+    async fn ping(&self) -> Result<(), CryptoError> {
+        Ok(())
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -92,6 +92,8 @@ pub trait KeyStore: Send + Sync {
     async fn insert_signing_seed(&self, seed: &WrappedKey) -> Result<WrappedKey, CryptoError>;
     /// Replaces the signing seed's wrapping (root rotation).
     async fn rewrap_signing_seed(&self, seed: &WrappedKey) -> Result<(), CryptoError>;
+    /// Whether the store answers (for readiness).
+    async fn ping(&self) -> Result<(), CryptoError>;
 }
 
 /// [`KeyStore`] on a SQLite file (`<keys>/keys.db`, mode 0600).
@@ -447,6 +449,14 @@ impl KeyStore for SqliteKeyStore {
                 "UPDATE deployment_keys SET wrapped_by = ?1, blob = ?2 WHERE name = 'signing'",
                 params![seed.wrapped_by, seed.blob],
             )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), CryptoError> {
+        self.with_conn(|conn| {
+            conn.query_row("SELECT count(*) FROM org_keys", [], |r| r.get::<_, i64>(0))?;
             Ok(())
         })
         .await

@@ -126,6 +126,12 @@ impl KeyVault {
         Ok(keys)
     }
 
+    /// Whether the key store and the KMS answer (for readiness).
+    pub async fn ping(&self) -> Result<(), CryptoError> {
+        self.store.ping().await?;
+        self.kms.ping().await
+    }
+
     /// The deployment's signing key from the key store (created, wrapped by the root, by the
     /// first instance that asks): every instance sharing the key store signs with it.
     pub async fn deployment_signer(&self, name: &str) -> Result<DeploymentSigner, CryptoError> {

@@ -134,15 +134,6 @@ impl PgKeyStore {
         Ok(())
     }
 
-    /// Whether the database answers (for `/readyz`).
-    pub async fn ping(&self) -> Result<(), CryptoError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(failed("ping"))?;
-        Ok(())
-    }
-
     async fn migrate(&self) -> Result<(), CryptoError> {
         let mut tx = self.pool.begin().await.map_err(failed("migrate"))?;
         // Several instances start at once: one creates the tables, the others wait.
@@ -432,6 +423,14 @@ impl KeyStore for PgKeyStore {
         self.signing_seed()
             .await?
             .ok_or(CryptoError::Malformed("signing seed vanished"))
+    }
+
+    async fn ping(&self) -> Result<(), CryptoError> {
+        sqlx::query("SELECT 1 FROM custos_org_keys LIMIT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(failed("ping"))?;
+        Ok(())
     }
 
     async fn rewrap_signing_seed(&self, seed: &WrappedKey) -> Result<(), CryptoError> {

@@ -67,6 +67,7 @@ fn row(id: &str, sref: &str, blob: &[u8]) -> SubjectKeyRow {
 
 /// What every key store must do, run on both backends.
 async fn contract(s: &dyn KeyStore) {
+    s.ping().await.unwrap();
     assert!(s.org_keys("o").await.unwrap().is_empty());
     assert!(s.insert_org_key("o", 1, &w(1, b"k1")).await.unwrap());
     assert!(
