@@ -222,6 +222,9 @@ impl std::fmt::Debug for Custos {
     }
 }
 
+/// How long [`Custos::readiness`] waits for each service.
+pub const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What [`Custos::readiness`] found, per service.
 #[derive(Debug, Clone)]
 pub struct Readiness {
@@ -322,16 +325,27 @@ impl Custos {
     /// Which of the services a request needs answer now: the database, the object store and
     /// the key store (with its KMS). Each `Err` holds what failed, with no secret in it.
     pub async fn readiness(&self) -> Readiness {
+        // A probe must answer quickly: a service that takes longer (retrying a dead endpoint)
+        // counts as not answering.
+        async fn within<T, E: std::fmt::Display>(
+            check: impl std::future::Future<Output = Result<T, E>>,
+        ) -> Result<(), String> {
+            match tokio::time::timeout(READINESS_TIMEOUT, check).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {READINESS_TIMEOUT:?}")),
+            }
+        }
         let (database, objects, keys) = tokio::join!(
-            self.store.audit_size(),
+            within(self.store.audit_size()),
             // A key no object has: a reachable store answers "absent".
-            self.objects.exists(".custos-readiness-probe"),
-            self.vault.ping(),
+            within(self.objects.exists(".custos-readiness-probe")),
+            within(self.vault.ping()),
         );
         Readiness {
-            database: database.map(|_| ()).map_err(|e| e.to_string()),
-            objects: objects.map(|_| ()).map_err(|e| e.to_string()),
-            keys: keys.map_err(|e| e.to_string()),
+            database,
+            objects,
+            keys,
         }
     }
 

@@ -96,8 +96,18 @@ impl KeyVault {
 
     /// Loads (and caches) every version of an org's key, oldest first; empty if none.
     async fn load_org(&self, org: &str) -> Result<Vec<(u32, Arc<SecretKey>)>, CryptoError> {
+        self.load_org_checked(org, false).await
+    }
+
+    /// [`KeyVault::load_org`]; `fresh` reads the store even within the recheck interval (a
+    /// version this instance has not seen yet was made by another one).
+    async fn load_org_checked(
+        &self,
+        org: &str,
+        fresh: bool,
+    ) -> Result<Vec<(u32, Arc<SecretKey>)>, CryptoError> {
         if let Some(c) = self.cache().get(org) {
-            if c.checked.elapsed() < self.recheck {
+            if !fresh && c.checked.elapsed() < self.recheck {
                 return Ok(c.keys.clone());
             }
         }
@@ -170,7 +180,11 @@ impl KeyVault {
     }
 
     async fn org_key(&self, org: &str, version: u32) -> Result<Arc<SecretKey>, CryptoError> {
-        let keys = self.load_org(org).await?;
+        let mut keys = self.load_org(org).await?;
+        if !keys.is_empty() && !keys.iter().any(|(v, _)| *v == version) {
+            // Rotated by another instance (or the CLI) since this one last looked.
+            keys = self.load_org_checked(org, true).await?;
+        }
         if keys.is_empty() {
             return Err(CryptoError::KeyDestroyed);
         }
@@ -771,5 +785,29 @@ mod tests {
         // A vault that rechecks every time refuses at once.
         let strict = open(Duration::ZERO);
         assert!(strict.content_key_for("o", key.key_ref()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_version_rotated_elsewhere_opens_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms: Arc<dyn Kms> =
+            Arc::new(LocalKms::open_or_create(&dir.path().join("root.keyring")).unwrap());
+        let open = || {
+            let store = SqliteKeyStore::open(&dir.path().join("keys.db")).unwrap();
+            KeyVault::new(kms.clone(), Arc::new(store)).with_recheck(Duration::from_secs(3600))
+        };
+        let (here, there) = (open(), open());
+        here.ensure_org("o").await.unwrap();
+        let sref = here.subject_ref("o", "alice").await.unwrap();
+        here.content_key("o", None).await.unwrap(); // caches version 1 here
+        there.rotate_org("o").await.unwrap();
+        let newer = there.content_key("o", None).await.unwrap();
+        assert_eq!(newer.key_ref(), &KeyRef::Org { version: 2 });
+        let sealed = newer.seal("o", "r", "content", b"x");
+        let opened = here.content_key_for("o", newer.key_ref()).await.unwrap();
+        assert_eq!(opened.open("o", "r", "content", &sealed).unwrap(), b"x");
+        // Subject keys re-wrapped under version 2 unwrap here too.
+        let subject = there.content_key("o", Some(&sref)).await.unwrap();
+        here.content_key_for("o", subject.key_ref()).await.unwrap();
     }
 }

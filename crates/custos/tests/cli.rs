@@ -3,6 +3,8 @@
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 
+mod support;
+
 fn custos() -> Command {
     Command::new(env!("CARGO_BIN_EXE_custos"))
 }
@@ -217,57 +219,9 @@ fn serve_initializes_once_and_reuses_the_admin_token() {
     assert_eq!(tokens[0], tokens[1]);
 }
 
-/// A fresh PostgreSQL database for a key store, dropped on drop; `None` (after a loud skip
-/// message) when PostgreSQL is unreachable outside CI.
-struct KeyDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl KeyDb {
-    fn create() -> Option<KeyDb> {
-        let base = std::env::var("CUSTOS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!("custos_keys_{}", std::process::id());
-        let ok = Command::new("psql")
-            .args([&base, "-qc", &format!("CREATE DATABASE {name}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !ok {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PostgreSQL at {base} unusable; CI=true makes this fatal");
-            }
-            eprintln!(
-                "\n*** SKIPPED: PostgreSQL at {base} unusable; set CUSTOS_TEST_POSTGRES_URL ***\n"
-            );
-            return None;
-        }
-        let (prefix, _) = base.rsplit_once('/').unwrap();
-        let url = format!("{prefix}/{name}");
-        Some(KeyDb {
-            admin: base,
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for KeyDb {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                &self.admin,
-                "-qc",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .output();
-    }
-}
-
 #[test]
 fn deployments_sharing_a_postgres_key_store_sign_with_one_key() {
-    let Some(db) = KeyDb::create() else {
+    let Some(db) = support::PgDb::create("keys") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -98,3 +98,49 @@ pub async fn post(s: &Server, token: &str, path: &str, body: Value) -> Value {
     assert!((200..300).contains(&status), "POST {path}: {status} {text}");
     serde_json::from_str(&text).unwrap()
 }
+
+/// A fresh PostgreSQL database (`CUSTOS_TEST_POSTGRES_URL`'s server, default the local test
+/// server), dropped when this drops; `None`, after a loud skip message, when PostgreSQL is
+/// unreachable outside CI (fatal under `CI=true`).
+pub struct PgDb {
+    admin: String,
+    name: String,
+    /// The new database's URL.
+    pub url: String,
+}
+
+impl PgDb {
+    /// Creates `custos_<what>_<pid>_<n>`.
+    pub fn create(what: &str) -> Option<PgDb> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let admin = std::env::var("CUSTOS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("custos_{what}_{}_{n}", std::process::id());
+        let created = Command::new("psql")
+            .args([&admin, "-qc", &format!("CREATE DATABASE {name}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !created {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL at {admin} unusable (psql CREATE DATABASE); CI=true makes this fatal");
+            }
+            eprintln!(
+                "\n*** SKIPPED: PostgreSQL at {admin} unusable; set CUSTOS_TEST_POSTGRES_URL ***\n"
+            );
+            return None;
+        }
+        let (server, _) = admin.rsplit_once('/').expect("a database URL");
+        let url = format!("{server}/{name}");
+        Some(PgDb { admin, name, url })
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = Command::new("psql")
+            .args([&self.admin, "-qc", &drop])
+            .output();
+    }
+}
