@@ -400,6 +400,40 @@ async fn three_instances_share_one_deployment() {
         }
     }
 
+    // An erasure through one instance: the subject's content is unreadable through every
+    // other at once (subject keys are never cached; see ORG_KEY_RECHECK for org keys).
+    let (org, key) = &orgs[1];
+    let path = format!("/v1/orgs/{org}/requests");
+    let body = json!({"type": "erasure", "subject": "user-0"});
+    let (status, request) = call(
+        &client,
+        reqwest::Method::POST,
+        &servers[0],
+        key,
+        &path,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{request}");
+    let erased: Vec<&String> = written
+        .kept
+        .iter()
+        .filter(|(_, (o, c))| o == org && c["n"].as_u64().unwrap() % 3 == 0)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!erased.is_empty());
+    for s in &servers[1..] {
+        for id in &erased {
+            let path = format!("/v1/orgs/{org}/records/{id}");
+            let (status, got) = call(&client, reqwest::Method::GET, s, key, &path, None).await;
+            assert!(
+                status == 404 || status == 410,
+                "erased through one instance, read through another: {status} {got}"
+            );
+            assert!(got.get("content").is_none(), "{got}");
+        }
+    }
+
     // Every due purge done, by whichever instance got to it, exactly once: each record once
     // in the deletion log, and the purge events of the org count each record once.
     let path = format!("/v1/orgs/{legacy}/members");
