@@ -162,6 +162,19 @@ impl PgKeyStore {
         Ok(())
     }
 
+    /// Runs a query selecting `key_id, subject_ref, wrapped_by, blob`; `op` names it in errors.
+    async fn subject_rows(
+        &self,
+        op: &'static str,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<SubjectKeyRow>, CryptoError> {
+        let rows = query.fetch_all(&self.pool).await.map_err(failed(op))?;
+        rows.iter()
+            .map(subject_row)
+            .collect::<Result<_, _>>()
+            .map_err(failed(op))
+    }
+
     /// Removes destroyed rows' old versions from the live table (best effort: a failure
     /// leaves them to autovacuum and is not the caller's to handle).
     async fn vacuum(&self, table: &str) {
@@ -260,19 +273,16 @@ impl KeyStore for PgKeyStore {
         subject_refs: &[&str],
     ) -> Result<Vec<SubjectKeyRow>, CryptoError> {
         let refs: Vec<String> = subject_refs.iter().map(|r| r.to_string()).collect();
-        let rows = sqlx::query(
-            "SELECT key_id, subject_ref, wrapped_by, blob FROM custos_subject_keys
+        self.subject_rows(
+            "read subject keys",
+            sqlx::query(
+                "SELECT key_id, subject_ref, wrapped_by, blob FROM custos_subject_keys
              WHERE org = $1 AND subject_ref = ANY($2)",
+            )
+            .bind(org)
+            .bind(&refs),
         )
-        .bind(org)
-        .bind(&refs)
-        .fetch_all(&self.pool)
         .await
-        .map_err(failed("read subject keys"))?;
-        rows.iter()
-            .map(subject_row)
-            .collect::<Result<_, _>>()
-            .map_err(failed("read subject keys"))
     }
 
     async fn insert_subject_keys(
@@ -303,17 +313,14 @@ impl KeyStore for PgKeyStore {
     }
 
     async fn subject_keys(&self, org: &str) -> Result<Vec<SubjectKeyRow>, CryptoError> {
-        let rows = sqlx::query(
+        self.subject_rows(
+            "read subject keys",
+            sqlx::query(
             "SELECT key_id, subject_ref, wrapped_by, blob FROM custos_subject_keys WHERE org = $1",
         )
-        .bind(org)
-        .fetch_all(&self.pool)
+        .bind(org),
+        )
         .await
-        .map_err(failed("read subject keys"))?;
-        rows.iter()
-            .map(subject_row)
-            .collect::<Result<_, _>>()
-            .map_err(failed("read subject keys"))
     }
 
     async fn rewrap_subject_keys(
@@ -347,20 +354,17 @@ impl KeyStore for PgKeyStore {
         org: &str,
         subject_ref: &str,
     ) -> Result<Vec<SubjectKeyRow>, CryptoError> {
-        let rows = sqlx::query(
-            "SELECT key_id, subject_ref, wrapped_by, blob FROM custos_subject_keys
+        self.subject_rows(
+            "read subject key slots",
+            sqlx::query(
+                "SELECT key_id, subject_ref, wrapped_by, blob FROM custos_subject_keys
              WHERE org = $1 AND (subject_ref = $2 OR left(subject_ref, length($2) + 1) = $2 || '/')
              ORDER BY subject_ref",
+            )
+            .bind(org)
+            .bind(subject_ref),
         )
-        .bind(org)
-        .bind(subject_ref)
-        .fetch_all(&self.pool)
         .await
-        .map_err(failed("read subject key slots"))?;
-        rows.iter()
-            .map(subject_row)
-            .collect::<Result<_, _>>()
-            .map_err(failed("read subject key slots"))
     }
 
     async fn destroy_subject_keys(

@@ -8,7 +8,9 @@
 //! mutation uses) and by the binary itself (`custos keys rotate`); tampering goes straight to
 //! the database file, as an attacker with disk access would.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use custos_audit::{Actor, AuditEvent, Checkpoint, InclusionProof};
@@ -380,62 +382,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The target directory (`.../target`), from the binary's path, for the reusable venv.
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_custos"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A venv with the verifier's requirements, or `None` (loud skip) outside CI.
-fn verifier_venv() -> Option<PathBuf> {
-    let venv = target_dir().join("audit-verify-venv");
-    let requirements = workspace_root().join("tools/audit-verify/requirements.txt");
-    let python = venv.join("bin/python");
-    let ready = python.exists()
-        && Command::new(&python)
-            .args(["-c", "import nacl"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ready {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(&requirements)
-                .status()
-                .is_ok_and(|s| s.success());
-        if !made {
-            let _ = std::fs::remove_dir_all(&venv);
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("cannot create the audit-verify venv (python3 -m venv / pip) under CI=true");
-            }
-            eprintln!(
-                "\n*** SKIPPING the independent verifier test: cannot create a venv with PyNaCl at {} ***\n",
-                venv.display()
-            );
-            return None;
-        }
-    }
-    Some(venv)
-}
-
 #[tokio::test]
 async fn independent_verifier_accepts_the_cli_export_checkpoints_and_proofs() {
-    let Some(venv) = verifier_venv() else {
+    let Some(venv) = support::verifier_venv() else {
         return;
     };
     let d = Data::new();
@@ -479,7 +428,7 @@ async fn independent_verifier_accepts_the_cli_export_checkpoints_and_proofs() {
     assert_eq!(first["event"]["action"], "record.create");
 
     let status = Command::new("bash")
-        .arg(workspace_root().join("tools/audit-verify/check.sh"))
+        .arg(support::workspace_root().join("tools/audit-verify/check.sh"))
         .arg(&out)
         .arg(&venv)
         .status()

@@ -13,7 +13,6 @@ mod stand_in;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -203,47 +202,6 @@ async fn writer(servers: Arc<Vec<Server>>, w: usize, org: String, key: String) -
         }
     }
     out
-}
-
-/// The independent verifier's venv (`tools/audit-verify`), or `None` (loud skip) outside CI.
-fn verifier_venv() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap();
-    let target = Path::new(env!("CARGO_BIN_EXE_custos"))
-        .ancestors()
-        .nth(2)
-        .unwrap();
-    let venv = target.join("audit-verify-venv");
-    let python = venv.join("bin/python");
-    let usable = |p: &Path| {
-        Command::new(p)
-            .args(["-c", "import nacl"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !usable(&python) {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(root.join("tools/audit-verify/requirements.txt"))
-                .status()
-                .is_ok_and(|s| s.success());
-        if !made {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "cannot create the audit-verify venv under CI=true"
-            );
-            eprintln!("\n*** SKIPPED the independent verifier: no venv with PyNaCl ***\n");
-            return None;
-        }
-    }
-    Some(venv)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,13 +505,12 @@ async fn three_instances_share_one_deployment() {
         std::fs::write(&file, note).unwrap();
         shared.ok(&["audit", "verify", "--checkpoint", file.to_str().unwrap()]);
     }
-    if let Some(venv) = verifier_venv() {
+    if let Some(venv) = support::verifier_venv() {
         // A fresh export: its checkpoint covers every event the checks above appended.
         shared.ok(&["audit", "export", "--out", export.to_str().unwrap()]);
         let key = shared.dir.path().join("verifier-key.txt");
         std::fs::write(&key, shared.ok(&["audit", "key"])).unwrap();
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/audit-verify/verify.py");
+        let script = support::workspace_root().join("tools/audit-verify/verify.py");
         let note = export.with_extension("jsonl.checkpoint");
         let out = Command::new(venv.join("bin/python"))
             .arg(script)

@@ -4,7 +4,7 @@
 // Each test crate uses its own subset of these helpers.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -143,4 +143,57 @@ impl Drop for PgDb {
             .args([&self.admin, "-qc", &drop])
             .output();
     }
+}
+
+/// The target directory (`.../target`), from the binary's path, for the reusable venv.
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_custos"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A venv with the verifier's requirements, or `None` (loud skip) outside CI.
+pub fn verifier_venv() -> Option<PathBuf> {
+    let venv = target_dir().join("audit-verify-venv");
+    let requirements = workspace_root().join("tools/audit-verify/requirements.txt");
+    let python = venv.join("bin/python");
+    let ready = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import nacl"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(&requirements)
+                .status()
+                .is_ok_and(|s| s.success());
+        if !made {
+            let _ = std::fs::remove_dir_all(&venv);
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("cannot create the audit-verify venv (python3 -m venv / pip) under CI=true");
+            }
+            eprintln!(
+                "\n*** SKIPPING the independent verifier test: cannot create a venv with PyNaCl at {} ***\n",
+                venv.display()
+            );
+            return None;
+        }
+    }
+    Some(venv)
 }
