@@ -32,8 +32,9 @@ impl SecretKey {
         SecretKey(bytes)
     }
 
-    /// Takes ownership of raw key bytes (from a keyring or an unwrap).
-    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+    /// Takes ownership of raw key bytes (from a keyring, an unwrap or a KMS `Decrypt`); the
+    /// caller wipes its own copies.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
         SecretKey(bytes)
     }
 
