@@ -1,5 +1,6 @@
-//! Test support shared by the S3 tests of several crates (included with `#[path]`): starts
-//! `serve.sh` (moto) on a free port for one test and stops it when the test ends.
+//! Test support shared by the S3 and KMS tests of several crates (included with `#[path]`):
+//! starts `serve.sh` (moto, which serves S3 and KMS on one port) on a free port for one test
+//! and stops it when the test ends. It depends on no Custos crate, so any test can include it.
 //!
 //! The stand-in needs Python and, on first use, PyPI. When it cannot start, a test fails under
 //! `CI=true` and is otherwise skipped with a loud message, like the PostgreSQL tests.
@@ -64,18 +65,6 @@ fn log_tail(path: &Path) -> String {
 }
 
 impl StandIn {
-    /// The store's S3 settings for this stand-in (endpoint, region, credentials, plain HTTP).
-    pub fn options(&self) -> custos_store::S3Options {
-        custos_store::S3Options {
-            endpoint: Some(self.endpoint.clone()),
-            region: Some(REGION.into()),
-            allow_http: true,
-            access_key_id: Some(ACCESS_KEY_ID.into()),
-            secret_access_key: Some(SECRET_ACCESS_KEY.into()),
-            ..custos_store::S3Options::default()
-        }
-    }
-
     /// Starts a fresh, empty stand-in for `test`; `None` if the test should be skipped.
     pub async fn start(test: &str) -> Option<StandIn> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

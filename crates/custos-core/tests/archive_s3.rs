@@ -13,6 +13,20 @@ use futures::StreamExt;
 use jiff::ToSpan;
 use serde_json::json;
 
+impl stand_in::StandIn {
+    /// The store's S3 settings for this stand-in (endpoint, region, credentials, plain HTTP).
+    fn options(&self) -> custos_store::S3Options {
+        custos_store::S3Options {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some(stand_in::REGION.into()),
+            allow_http: true,
+            access_key_id: Some(stand_in::ACCESS_KEY_ID.into()),
+            secret_access_key: Some(stand_in::SECRET_ACCESS_KEY.into()),
+            ..custos_store::S3Options::default()
+        }
+    }
+}
+
 const BUCKET: &str = "custos-archive";
 const PREFIX: &str = "deploy-1";
 

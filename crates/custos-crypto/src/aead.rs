@@ -32,8 +32,8 @@ impl SecretKey {
         SecretKey(bytes)
     }
 
-    /// Takes ownership of raw key bytes (from a keyring, an unwrap, or a KMS backend's
-    /// decrypt); the caller wipes its own copy.
+    /// Takes ownership of raw key bytes (from a keyring, an unwrap or a KMS `Decrypt`); the
+    /// caller wipes its own copies.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         SecretKey(bytes)
     }

@@ -9,6 +9,20 @@ use custos_store::{Objects, S3Options, DEFAULT_ARCHIVE_STORAGE_CLASS};
 use futures::StreamExt;
 use stand_in::StandIn;
 
+impl StandIn {
+    /// The store's S3 settings for this stand-in (endpoint, region, credentials, plain HTTP).
+    fn options(&self) -> custos_store::S3Options {
+        custos_store::S3Options {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some(stand_in::REGION.into()),
+            allow_http: true,
+            access_key_id: Some(stand_in::ACCESS_KEY_ID.into()),
+            secret_access_key: Some(stand_in::SECRET_ACCESS_KEY.into()),
+            ..custos_store::S3Options::default()
+        }
+    }
+}
+
 const BUCKET: &str = "custos-test";
 
 /// 12 MiB: three parts of the 5 MiB multipart size, the last one short.
