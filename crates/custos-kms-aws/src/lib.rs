@@ -376,6 +376,25 @@ impl Kms for AwsKms {
             tokio::time::sleep(ROTATION_POLL).await;
         }
     }
+
+    async fn ping(&self) -> Result<(), CryptoError> {
+        // Reachable and still usable: a disabled or deleted key is as good as unreachable.
+        let described = self
+            .client
+            .describe_key()
+            .key_id(&self.key_arn)
+            .send()
+            .await
+            .map_err(|e| kms_error("DescribeKey", e))?;
+        match described.key_metadata.and_then(|m| m.key_state) {
+            Some(KeyState::Enabled) => Ok(()),
+            state => Err(CryptoError::Service(format!(
+                "KMS key {} is not enabled (state {})",
+                self.key_id,
+                state.as_ref().map_or("unknown", |s| s.as_str())
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]

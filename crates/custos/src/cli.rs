@@ -36,6 +36,11 @@ pub struct Global {
     /// never holds data (shared by several instances). Keep it out of data backups.
     #[arg(long, global = true, value_name = "DIR|URL", env = "CUSTOS_KEYS")]
     pub keys: Option<String>,
+    /// Where the root key is held instead of the keyring or CUSTOS_ROOT_KEY:
+    /// aws-kms:KEY (a KMS key id, ARN or alias/NAME; region, credentials and endpoint from
+    /// the standard AWS_* variables).
+    #[arg(long, global = true, value_name = "URL", env = "CUSTOS_KMS")]
+    pub kms: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

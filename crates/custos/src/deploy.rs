@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use custos_core::{Custos, SystemClock};
-use custos_crypto::{DeploymentSigner, KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{DeploymentSigner, KeyStore, KeyVault, Kms, LocalKms, SqliteKeyStore};
 use custos_keystore_pg::PgKeyStore;
+use custos_kms_aws::{AwsKms, AwsKmsConfig};
 use custos_policy::Policy;
 use custos_store::{ObjectLocation, Objects, PgStore, SqliteStore, Store};
 
@@ -63,13 +64,33 @@ fn key_location(global: &Global) -> KeyLocation {
     }
 }
 
-/// The root KMS of a shared key store: every instance must hold the same root, so it comes
-/// from `CUSTOS_ROOT_KEY` (a keyring file would differ per instance).
+/// The root KMS: `--kms` when given; else, for a key directory, its keyring (or
+/// `CUSTOS_ROOT_KEY`), and for a shared key store `CUSTOS_ROOT_KEY`.
+async fn root_kms(global: &Global, location: &KeyLocation) -> Result<Arc<dyn Kms>, Failure> {
+    if let Some(kms) = &global.kms {
+        let Some(key) = kms.strip_prefix("aws-kms:").filter(|k| !k.is_empty()) else {
+            return Err(Failure::BadInput(format!(
+                "--kms {kms:?}: expected aws-kms:KEY (a KMS key id, ARN or alias/NAME)"
+            )));
+        };
+        let aws = AwsKms::connect(&AwsKmsConfig::new(key))
+            .await
+            .map_err(|e| Failure::Failed(format!("--kms: {e}")))?;
+        return Ok(Arc::new(aws));
+    }
+    Ok(match location {
+        KeyLocation::Dir(dir) => Arc::new(open_kms(dir)?),
+        KeyLocation::Postgres(_) => Arc::new(shared_root()?),
+    })
+}
+
+/// The root of a shared key store without a KMS: every instance must hold the same root, so
+/// it comes from `CUSTOS_ROOT_KEY` (a keyring file would differ per instance).
 fn shared_root() -> Result<LocalKms, Failure> {
     let value = std::env::var("CUSTOS_ROOT_KEY").map_err(|_| {
         Failure::BadInput(
             "--keys postgres://...: set CUSTOS_ROOT_KEY (base64 of 32 bytes, the same for \
-             every instance); a keyring file would give each instance its own root"
+             every instance) or --kms; a keyring file would give each instance its own root"
                 .into(),
         )
     })?;
@@ -91,26 +112,28 @@ async fn pg_key_store(global: &Global, url: &str) -> Result<PgKeyStore, Failure>
         .map_err(|e| Failure::Failed(format!("--keys: cannot open the key store: {e}")))
 }
 
-/// The key vault and the deployment signer from `--keys`.
+/// The key vault and the deployment signer from `--keys` and `--kms`.
 async fn open_keys(
     global: &Global,
     service: &str,
 ) -> Result<(KeyVault, DeploymentSigner), Failure> {
-    match key_location(global) {
+    let location = key_location(global);
+    if let KeyLocation::Dir(keys) = &location {
+        create_private_dir(keys)?;
+    }
+    let kms = root_kms(global, &location).await?;
+    match location {
         KeyLocation::Dir(keys) => {
-            create_private_dir(&keys)?;
-            let kms = open_kms(&keys)?;
             let key_store = SqliteKeyStore::open(&keys.join("keys.db"))
                 .map_err(|e| Failure::Failed(e.to_string()))?;
             // A local deployment keeps the signing key it always had, in its own file.
             let signer = DeploymentSigner::open_or_create(&keys.join("signing.key"), service)
                 .map_err(|e| Failure::Failed(e.to_string()))?;
-            Ok((KeyVault::new(Arc::new(kms), Arc::new(key_store)), signer))
+            Ok((KeyVault::new(kms, Arc::new(key_store)), signer))
         }
         KeyLocation::Postgres(url) => {
-            let kms = shared_root()?;
             let store = pg_key_store(global, &url).await?;
-            let vault = KeyVault::new(Arc::new(kms), Arc::new(store));
+            let vault = KeyVault::new(kms, Arc::new(store));
             let signer = vault
                 .deployment_signer(service)
                 .await
@@ -190,30 +213,30 @@ fn open_kms(keys: &Path) -> Result<LocalKms, Failure> {
 /// Opens an existing deployment's key vault alone (no store, no objects) and creates nothing:
 /// for offline commands that need keyed references, such as `cert verify --subject`.
 pub async fn open_key_vault(global: &Global) -> Result<KeyVault, Failure> {
-    let keys = match key_location(global) {
-        KeyLocation::Dir(keys) => keys,
-        KeyLocation::Postgres(url) => {
-            let kms = shared_root()?;
-            let store = pg_key_store(global, &url).await?;
-            return Ok(KeyVault::new(Arc::new(kms), Arc::new(store)));
+    let location = key_location(global);
+    let store: Arc<dyn KeyStore> = match &location {
+        KeyLocation::Postgres(url) => Arc::new(pg_key_store(global, url).await?),
+        KeyLocation::Dir(keys) => {
+            let missing = |what: &str| {
+                Failure::BadInput(format!(
+                    "no {what} in {} (set --data or --keys to the deployment's)",
+                    keys.display()
+                ))
+            };
+            let db = keys.join("keys.db");
+            if !db.is_file() {
+                return Err(missing("key store"));
+            }
+            if global.kms.is_none()
+                && std::env::var_os("CUSTOS_ROOT_KEY").is_none()
+                && !keys.join("root.keyring").is_file()
+            {
+                return Err(missing("root keyring"));
+            }
+            Arc::new(SqliteKeyStore::open(&db).map_err(|e| Failure::Failed(e.to_string()))?)
         }
     };
-    let missing = |what: &str| {
-        Failure::BadInput(format!(
-            "no {what} in {} (set --data or --keys to the deployment's)",
-            keys.display()
-        ))
-    };
-    let db = keys.join("keys.db");
-    if !db.is_file() {
-        return Err(missing("key store"));
-    }
-    if std::env::var_os("CUSTOS_ROOT_KEY").is_none() && !keys.join("root.keyring").is_file() {
-        return Err(missing("root keyring"));
-    }
-    let kms = open_kms(&keys)?;
-    let key_store = SqliteKeyStore::open(&db).map_err(|e| Failure::Failed(e.to_string()))?;
-    Ok(KeyVault::new(Arc::new(kms), Arc::new(key_store)))
+    Ok(KeyVault::new(root_kms(global, &location).await?, store))
 }
 
 /// Creates a directory readable only by its owner.
