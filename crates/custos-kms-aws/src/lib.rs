@@ -59,6 +59,14 @@ const ROTATION_WAIT: Duration = Duration::from_secs(300);
 /// How often [`Kms::rotate`] asks whether the rotation is done.
 const ROTATION_POLL: Duration = Duration::from_millis(500);
 
+/// The HTTPS client KMS calls go through: rustls with ring (the workspace's TLS provider).
+pub fn https_client() -> aws_sdk_kms::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// Where the root key is: the KMS key and, optionally, region and endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsKmsConfig {
@@ -118,6 +126,7 @@ impl AwsKms {
         if let Some(endpoint) = &config.endpoint_url {
             loader = loader.endpoint_url(endpoint);
         }
+        loader = loader.http_client(https_client());
         let sdk = loader.load().await;
         Self::with_client(aws_sdk_kms::Client::new(&sdk), &config.key_id).await
     }

@@ -21,6 +21,7 @@ fn sdk_config(endpoint: &str) -> aws_sdk_kms::Config {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(stand_in::REGION))
         .endpoint_url(endpoint)
+        .http_client(custos_kms_aws::https_client())
         .credentials_provider(Credentials::new(
             stand_in::ACCESS_KEY_ID,
             stand_in::SECRET_ACCESS_KEY,
