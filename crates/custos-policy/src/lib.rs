@@ -27,7 +27,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, LoadError};
 pub use duration::{Duration, DurationError, DurationUnit, VALIDATION_REFERENCE};
 pub use model::{
     Access, Backups, Bounds, Category, Classification, Deletion, DueTimes, ErasureAction, Llm,
-    OverrideError, PiiAction, PiiRule, Policy, Provider, ProviderKind, Role, Service,
+    OverrideError, PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service,
     UnknownKeyword, KNOWN_PII_ENTITIES,
 };
 
@@ -68,6 +68,30 @@ impl Policy {
     /// The effective policy as TOML with every default filled in; it parses back to `self`.
     pub fn to_toml(&self) -> String {
         render::to_toml(self)
+    }
+
+    /// What is valid but probably not meant, one sentence each: today, a region left on the
+    /// main stores while other regions have their own (its orgs' data would share the main
+    /// stores with every region that has no table).
+    pub fn warnings(&self) -> Vec<String> {
+        if self.regions.is_empty() {
+            return Vec::new();
+        }
+        let with: Vec<&str> = self.regions.keys().map(String::as_str).collect();
+        self.service
+            .regions
+            .iter()
+            .filter(|r| !self.regions.contains_key(*r))
+            .map(|r| {
+                format!(
+                    "region `{r}` has no stores while {} {} its own: its orgs' data lives in \
+                     the main database and object store; add [regions.{r}] with `database` and \
+                     `objects` to say where (they may be the main ones)",
+                    with.join(", "),
+                    if with.len() == 1 { "has" } else { "have" }
+                )
+            })
+            .collect()
     }
 
     /// The category of that name, if the policy defines it.

@@ -38,6 +38,9 @@ pub struct Policy {
     pub categories: BTreeMap<String, Category>,
     /// Backup retention and recovery objectives.
     pub backups: Backups,
+    /// Regions with their own stores (`[regions.<name>]`); empty: every region uses the main
+    /// stores.
+    pub regions: BTreeMap<String, RegionStores>,
     /// Rules for traffic to hosted LLMs.
     pub llm: Llm,
 }
@@ -135,6 +138,15 @@ pub struct PiiRule {
     pub detect: Vec<String>,
     /// What to do with each finding.
     pub action: PiiAction,
+}
+
+/// A `[regions.<name>]` table: where the data of the region's orgs lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RegionStores {
+    /// The region's database: `sqlite:PATH` or `postgres://...`.
+    pub database: String,
+    /// The region's object store: `file:DIR` or `s3://bucket/prefix`.
+    pub objects: String,
 }
 
 /// The `[backups]` table.

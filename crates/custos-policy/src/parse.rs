@@ -13,7 +13,8 @@ use crate::diagnostic::{Diagnostic, Diagnostics, LineIndex};
 use crate::duration::{Duration, DurationUnit};
 use crate::model::{
     Access, Backups, Bounds, Category, Classification, Deletion, ErasureAction, Llm, PiiAction,
-    PiiRule, Policy, Provider, ProviderKind, Role, Service, UnknownKeyword, KNOWN_PII_ENTITIES,
+    PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service, UnknownKeyword,
+    KNOWN_PII_ENTITIES,
 };
 
 type Span = Range<usize>;
@@ -21,7 +22,15 @@ type Span = Range<usize>;
 /// How many duplicate table headers we step over before giving up on a file.
 const MAX_RECOVERIES: usize = 64;
 
-const ROOT_KEYS: &[&str] = &["service", "deletion", "categories", "backups", "llm"];
+const ROOT_KEYS: &[&str] = &[
+    "service",
+    "deletion",
+    "categories",
+    "backups",
+    "regions",
+    "llm",
+];
+const REGION_KEYS: &[&str] = &["database", "objects"];
 const SERVICE_KEYS: &[&str] = &["name", "regions", "default_region"];
 const DELETION_KEYS: &[&str] = &[
     "soft_delete_window",
@@ -589,6 +598,14 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         None => defaults::backups(),
     };
 
+    let region_stores = match f
+        .get("regions")
+        .and_then(|f| table_field(cx, f).map(|t| (f, t)))
+    {
+        Some((field, t)) => check_regions(cx, t, &field.key, regions.as_deref()),
+        None => BTreeMap::new(),
+    };
+
     let llm = match f
         .get("llm")
         .and_then(|f| table_field(cx, f).map(|t| (f, t)))
@@ -611,8 +628,81 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         deletion,
         categories,
         backups,
+        regions: region_stores,
         llm,
     }
+}
+
+/// `[regions.<name>]` tables: each names one of `service.regions` and gives both stores (a
+/// region without a table uses the main ones; [`Policy::warnings`] points that out when other
+/// regions have their own).
+fn check_regions(
+    cx: &mut Cx<'_>,
+    table: &dyn TableLike,
+    at: &Span,
+    regions: Option<&[String]>,
+) -> BTreeMap<String, RegionStores> {
+    let mut out = BTreeMap::new();
+    for (name, item) in table.iter() {
+        let key = table
+            .get_key_value(name)
+            .and_then(|(k, _)| k.span())
+            .unwrap_or_else(|| at.clone());
+        if let Some(known) = regions {
+            if !known.iter().any(|r| r == name) {
+                cx.error(
+                    &key,
+                    format!("[regions.{name}] names a region that is not in service.regions"),
+                    region_hint(known),
+                );
+            }
+        }
+        let Some(t) = item.as_table_like() else {
+            cx.error(
+                &item.span().unwrap_or_else(|| key.clone()),
+                format!(
+                    "region `{name}` must be a table, found {}",
+                    describe_type(item)
+                ),
+                format!("write it as [regions.{name}] with `database` and `objects`"),
+            );
+            continue;
+        };
+        let within = format!("[regions.{name}]");
+        let f = fields(cx, t, REGION_KEYS, &key, &within, &BTreeSet::new());
+        let url = |cx: &mut Cx<'_>, field: &str, schemes: &[&str], example: &str| {
+            let Some(value) = f.get(field) else {
+                missing(cx, &key, field, &within, example);
+                return None;
+            };
+            let (text, span) = string_field(cx, value)?;
+            if !schemes.iter().any(|s| text.starts_with(s)) {
+                cx.error(
+                    &span,
+                    format!("`{field}` must start with {}", schemes.join(" or ")),
+                    format!("for example `{field} = {example}`"),
+                );
+                return None;
+            }
+            Some(text)
+        };
+        let database = url(
+            cx,
+            "database",
+            &["sqlite:", "postgres://", "postgresql://"],
+            "\"postgres://db-eu.internal/custos\"",
+        );
+        let objects = url(
+            cx,
+            "objects",
+            &["file:", "s3://"],
+            "\"s3://custos-eu/data\"",
+        );
+        if let (Some(database), Some(objects)) = (database, objects) {
+            out.insert(name.to_string(), RegionStores { database, objects });
+        }
+    }
+    out
 }
 
 fn no_categories(cx: &mut Cx<'_>, at: &Span) {

@@ -125,6 +125,12 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     let _ = writeln!(o, "rpo = \"{}\"", b.rpo);
     let _ = writeln!(o, "rto = \"{}\"", b.rto);
 
+    for (name, stores) in &p.regions {
+        let _ = writeln!(o, "\n[regions.{name}]");
+        let _ = writeln!(o, "database = {}", quote(&stores.database));
+        let _ = writeln!(o, "objects = {}", quote(&stores.objects));
+    }
+
     let _ = writeln!(o, "\n[llm]");
     let _ = writeln!(o, "zero_retention = {}", p.llm.zero_retention);
     if p.llm.providers.is_empty() {

@@ -64,7 +64,7 @@ fn unknown_top_level_key_lists_the_allowed_keys() {
     );
     assert_eq!(
         e.hint.as_deref(),
-        Some("allowed keys here: service, deletion, categories, backups, llm")
+        Some("allowed keys here: service, deletion, categories, backups, regions, llm")
     );
 }
 
@@ -504,4 +504,79 @@ fn unknown_key_in_an_array_of_tables_entry() {
     let src = "[categories.m]\nretention = \"1d\"\n[[llm.providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = \"https://x\"\nregions = [\"us-east\"]\nmodel = \"gpt\"\n";
     let d = Policy::parse(src, "p.toml").unwrap_err();
     assert_eq!(located(&d), ["8:1: unknown key `model` in a provider"]);
+}
+
+const MESSAGES: &str = "\n[categories.messages]\nretention = \"365d\"\n";
+
+#[test]
+fn regions_with_their_own_stores_parse_and_render_back() {
+    let src = format!(
+        "{HEAD}{MESSAGES}
+[regions.us-east]
+database = \"sqlite:/srv/us/custos.db\"
+objects = \"file:/srv/us/objects\"
+
+[regions.eu-central]
+database = \"postgres://db-eu.internal/custos\"
+objects = \"s3://custos-eu/data\"
+"
+    );
+    let p = Policy::parse(&src, "custos.toml").unwrap();
+    assert_eq!(p.regions.len(), 2);
+    assert_eq!(p.regions["eu-central"].objects, "s3://custos-eu/data");
+    let again = Policy::parse(&p.to_toml(), "shown.toml").unwrap();
+    assert_eq!(
+        again, p,
+        "policy show prints what parses back to the same policy"
+    );
+}
+
+#[test]
+fn a_region_left_without_stores_beside_one_with_them_is_a_warning() {
+    // Valid (that region's orgs use the main stores), but pointed out.
+    let src = format!(
+        "{HEAD}{MESSAGES}\n[regions.eu-central]\ndatabase = \"postgres://db-eu/custos\"\nobjects = \"s3://eu/data\"\n"
+    );
+    let p = Policy::parse(&src, "custos.toml").unwrap();
+    let warnings = p.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("region `us-east` has no stores while eu-central has its own"),
+        "{warnings:?}"
+    );
+    assert!(warnings[0].contains("[regions.us-east]"));
+    // Without any region table there is nothing to point out.
+    let plain = Policy::parse(&format!("{HEAD}{MESSAGES}"), "custos.toml").unwrap();
+    assert!(plain.warnings().is_empty());
+}
+
+#[test]
+fn region_tables_name_known_regions_and_both_stores_by_scheme() {
+    let d = check(&format!(
+        "{MESSAGES}
+[regions.us-east]
+database = \"mysql://db/custos\"
+objects = \"file:/srv/us\"
+
+[regions.eu-central]
+objects = \"s3://eu/data\"
+
+[regions.mars]
+database = \"sqlite:/m.db\"
+objects = \"file:/m\"
+"
+    ));
+    let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+    assert!(
+        messages.contains(&"`database` must start with sqlite: or postgres:// or postgresql://"),
+        "{d}"
+    );
+    assert!(
+        messages.contains(&"[regions.eu-central] is missing `database`"),
+        "{d}"
+    );
+    assert!(
+        messages.contains(&"[regions.mars] names a region that is not in service.regions"),
+        "{d}"
+    );
 }

@@ -116,6 +116,9 @@ fn policy(global: &Global, cmd: PolicyCommand) -> Result<(), Failure> {
                 .unwrap_or_else(|| PathBuf::from("custos.toml"));
             let policy =
                 custos_policy::Policy::load(&file).map_err(|e| Failure::BadInput(e.to_string()))?;
+            for warning in policy.warnings() {
+                eprintln!("{}: warning: {warning}", file.display());
+            }
             println!(
                 "{}: ok ({} categories)",
                 file.display(),

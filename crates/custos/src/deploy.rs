@@ -167,6 +167,14 @@ async fn open_store(global: &Global) -> Result<Arc<dyn Store>, Failure> {
 /// Opens (creating on first use) everything a command needs.
 pub async fn open(global: &Global) -> Result<Deployment, Failure> {
     let (policy, _) = load_policy(global)?;
+    if let Some(region) = policy.regions.keys().next() {
+        // Fail closed: a residency promise this version would not keep must not be accepted.
+        return Err(Failure::BadInput(format!(
+            "[regions.{region}]: per-region stores are checked by `custos policy check` but not \
+             used yet by this version, which keeps every org's data in the main stores; remove \
+             the [regions.*] tables rather than rely on residency it does not enforce"
+        )));
+    }
     std::fs::create_dir_all(&global.data).map_err(|e| {
         Failure::Failed(format!(
             "cannot create data dir {}: {e}",

@@ -267,3 +267,37 @@ fn deployments_sharing_a_postgres_key_store_sign_with_one_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("never holds data"));
 }
+
+#[test]
+fn region_stores_are_checked_and_refused_until_they_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("custos.toml");
+    std::fs::write(
+        &policy,
+        "[service]\nname = \"Acme\"\nregions = [\"us-east\", \"eu-central\"]\ndefault_region = \"us-east\"\n\
+         [categories.notes]\nretention = \"30d\"\n\
+         [regions.eu-central]\ndatabase = \"sqlite:/tmp/eu.db\"\nobjects = \"file:/tmp/eu\"\n",
+    )
+    .unwrap();
+    let out = custos()
+        .args(["policy", "check"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("warning: region `us-east` has no stores while eu-central has its own"),
+        "{err}"
+    );
+    let out = custos()
+        .arg("--config")
+        .arg(&policy)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .args(["keys", "rotate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not used yet"));
+}
