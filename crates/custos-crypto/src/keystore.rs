@@ -85,13 +85,17 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<usize, CryptoError>;
     /// Destroys every key of an org.
     async fn destroy_org(&self, org: &str) -> Result<(), CryptoError>;
-    /// The deployment signing key's seed, wrapped by the root, if one is stored.
-    async fn signing_seed(&self) -> Result<Option<WrappedKey>, CryptoError>;
-    /// Stores a wrapped signing seed unless one exists, and returns the one stored: the first
-    /// instance to start creates it, every other uses it.
-    async fn insert_signing_seed(&self, seed: &WrappedKey) -> Result<WrappedKey, CryptoError>;
-    /// Replaces the signing seed's wrapping (root rotation).
-    async fn rewrap_signing_seed(&self, seed: &WrappedKey) -> Result<(), CryptoError>;
+    /// A deployment key (`signing`, `backup`), wrapped by the root, if one is stored.
+    async fn deployment_key(&self, name: &str) -> Result<Option<WrappedKey>, CryptoError>;
+    /// Stores a wrapped deployment key unless one of that name exists, and returns the one
+    /// stored: the first instance to need it creates it, every other uses it.
+    async fn insert_deployment_key(
+        &self,
+        name: &str,
+        key: &WrappedKey,
+    ) -> Result<WrappedKey, CryptoError>;
+    /// Replaces a deployment key's wrapping (root rotation).
+    async fn rewrap_deployment_key(&self, name: &str, key: &WrappedKey) -> Result<(), CryptoError>;
     /// Whether the store answers (for readiness).
     async fn ping(&self) -> Result<(), CryptoError>;
 }
@@ -425,29 +429,36 @@ impl KeyStore for SqliteKeyStore {
         .await
     }
 
-    async fn signing_seed(&self) -> Result<Option<WrappedKey>, CryptoError> {
-        self.with_conn(|conn| select_signing_seed(conn)).await
+    async fn deployment_key(&self, name: &str) -> Result<Option<WrappedKey>, CryptoError> {
+        let name = name.to_string();
+        self.with_conn(move |conn| select_deployment_key(conn, &name))
+            .await
     }
 
-    async fn insert_signing_seed(&self, seed: &WrappedKey) -> Result<WrappedKey, CryptoError> {
-        let seed = seed.clone();
+    async fn insert_deployment_key(
+        &self,
+        name: &str,
+        key: &WrappedKey,
+    ) -> Result<WrappedKey, CryptoError> {
+        let (name, key) = (name.to_string(), key.clone());
         self.with_conn(move |conn| {
             conn.execute(
                 "INSERT OR IGNORE INTO deployment_keys (name, wrapped_by, blob)
-                 VALUES ('signing', ?1, ?2)",
-                params![seed.wrapped_by, seed.blob],
+                 VALUES (?1, ?2, ?3)",
+                params![name, key.wrapped_by, key.blob],
             )?;
-            select_signing_seed(conn)?.ok_or(CryptoError::Malformed("signing seed vanished"))
+            select_deployment_key(conn, &name)?
+                .ok_or(CryptoError::Malformed("deployment key vanished"))
         })
         .await
     }
 
-    async fn rewrap_signing_seed(&self, seed: &WrappedKey) -> Result<(), CryptoError> {
-        let seed = seed.clone();
+    async fn rewrap_deployment_key(&self, name: &str, key: &WrappedKey) -> Result<(), CryptoError> {
+        let (name, key) = (name.to_string(), key.clone());
         self.with_conn(move |conn| {
             conn.execute(
-                "UPDATE deployment_keys SET wrapped_by = ?1, blob = ?2 WHERE name = 'signing'",
-                params![seed.wrapped_by, seed.blob],
+                "UPDATE deployment_keys SET wrapped_by = ?2, blob = ?3 WHERE name = ?1",
+                params![name, key.wrapped_by, key.blob],
             )?;
             Ok(())
         })
@@ -463,10 +474,10 @@ impl KeyStore for SqliteKeyStore {
     }
 }
 
-fn select_signing_seed(conn: &Connection) -> Result<Option<WrappedKey>, CryptoError> {
+fn select_deployment_key(conn: &Connection, name: &str) -> Result<Option<WrappedKey>, CryptoError> {
     Ok(conn
-        .prepare_cached("SELECT wrapped_by, blob FROM deployment_keys WHERE name = 'signing'")?
-        .query_row([], |r| {
+        .prepare_cached("SELECT wrapped_by, blob FROM deployment_keys WHERE name = ?1")?
+        .query_row([name], |r| {
             Ok(WrappedKey {
                 wrapped_by: r.get(0)?,
                 blob: r.get(1)?,

@@ -24,7 +24,7 @@ pub use error::CryptoError;
 pub use keyring::{Kms, LocalKms};
 pub use keystore::{KeyStore, SqliteKeyStore, SubjectKeyRow};
 pub use signing::DeploymentSigner;
-pub use stream::{BlobDecryptor, BlobEncryptor, BLOB_CHUNK};
+pub use stream::{BackupKey, BlobDecryptor, BlobEncryptor, BLOB_CHUNK};
 pub use vault::{ContentKey, KeyVault, RotationReport, SubjectKeySlot, ORG_KEY_RECHECK};
 
 /// Writes `bytes` to `path` atomically with mode 0600 (temporary file, fsync, rename).

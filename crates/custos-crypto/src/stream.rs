@@ -165,6 +165,33 @@ impl BlobDecryptor {
     }
 }
 
+/// The key backups are sealed under (see `KeyVault::backup_key`): each backed-up file is one
+/// sealed blob bound to its backup and its name, so a file moved to another backup or renamed
+/// does not open. Cannot be printed or cloned.
+pub struct BackupKey(pub(crate) SecretKey);
+
+impl std::fmt::Debug for BackupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackupKey(<secret>)")
+    }
+}
+
+impl BackupKey {
+    fn aad(backup: &str, name: &str) -> Vec<u8> {
+        format!("custos/backup/v1\0{backup}\0{name}").into_bytes()
+    }
+
+    /// A streaming encryptor for the file `name` of backup `backup`.
+    pub fn encryptor(&self, backup: &str, name: &str) -> BlobEncryptor {
+        BlobEncryptor::new(&self.0, Self::aad(backup, name))
+    }
+
+    /// The matching decryptor.
+    pub fn decryptor(&self, backup: &str, name: &str) -> BlobDecryptor {
+        BlobDecryptor::new(&self.0, Self::aad(backup, name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,8 +62,13 @@ impl std::fmt::Debug for KeyVault {
     }
 }
 
-/// What the deployment signing seed is bound to when the root wraps it.
-const SIGNING_SEED_AAD: &[u8] = b"custos/signing-seed/v1";
+/// The deployment keys the key store may hold: the signing seed and the backup key.
+const DEPLOYMENT_KEYS: [&str; 2] = ["signing", "backup"];
+
+/// What a deployment key is bound to when the root wraps it.
+fn deployment_key_aad(name: &str) -> Vec<u8> {
+    format!("custos/deployment-key/v1\0{name}").into_bytes()
+}
 
 fn org_key_aad(org: &str, version: u32) -> Vec<u8> {
     format!("custos/org-key/v1\0{org}\0{version}").into_bytes()
@@ -145,18 +150,27 @@ impl KeyVault {
     /// The deployment's signing key from the key store (created, wrapped by the root, by the
     /// first instance that asks): every instance sharing the key store signs with it.
     pub async fn deployment_signer(&self, name: &str) -> Result<DeploymentSigner, CryptoError> {
-        let wrapped = match self.store.signing_seed().await? {
+        let seed = self.deployment_key("signing").await?;
+        Ok(DeploymentSigner::from_seed(name, &seed))
+    }
+
+    /// The key backups are sealed under, from the key store (created by the first instance
+    /// that asks): a data backup is useless without the key store, which it never contains.
+    pub async fn backup_key(&self) -> Result<crate::BackupKey, CryptoError> {
+        Ok(crate::BackupKey(self.deployment_key("backup").await?))
+    }
+
+    /// A named deployment key, created (wrapped by the root) if the store has none yet.
+    async fn deployment_key(&self, name: &str) -> Result<SecretKey, CryptoError> {
+        let aad = deployment_key_aad(name);
+        let wrapped = match self.store.deployment_key(name).await? {
             Some(w) => w,
             None => {
-                let fresh = self
-                    .kms
-                    .wrap(SIGNING_SEED_AAD, &SecretKey::generate())
-                    .await?;
-                self.store.insert_signing_seed(&fresh).await?
+                let fresh = self.kms.wrap(&aad, &SecretKey::generate()).await?;
+                self.store.insert_deployment_key(name, &fresh).await?
             }
         };
-        let seed = self.kms.unwrap(SIGNING_SEED_AAD, &wrapped).await?;
-        Ok(DeploymentSigner::from_seed(name, &seed))
+        self.kms.unwrap(&aad, &wrapped).await
     }
 
     /// Creates the org's first key if it has none. Idempotent.
@@ -413,9 +427,11 @@ impl KeyVault {
             rewrapped += rows.len();
             self.store.rewrap_org_keys(&org, &rows).await?;
         }
-        if let Some(seed) = self.store.signing_seed().await? {
-            let rewrapped = self.kms.rewrap(SIGNING_SEED_AAD, &seed).await?;
-            self.store.rewrap_signing_seed(&rewrapped).await?;
+        for name in DEPLOYMENT_KEYS {
+            if let Some(key) = self.store.deployment_key(name).await? {
+                let rewrapped = self.kms.rewrap(&deployment_key_aad(name), &key).await?;
+                self.store.rewrap_deployment_key(name, &rewrapped).await?;
+            }
         }
         Ok(RotationReport {
             new_version,

@@ -402,31 +402,36 @@ impl KeyStore for PgKeyStore {
         Ok(())
     }
 
-    async fn signing_seed(&self) -> Result<Option<WrappedKey>, CryptoError> {
-        let row = sqlx::query(
-            "SELECT wrapped_by, blob FROM custos_deployment_keys WHERE name = 'signing'",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failed("read signing seed"))?;
+    async fn deployment_key(&self, name: &str) -> Result<Option<WrappedKey>, CryptoError> {
+        let row =
+            sqlx::query("SELECT wrapped_by, blob FROM custos_deployment_keys WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed("read deployment key"))?;
         row.map(|r| wrapped(&r, 0))
             .transpose()
-            .map_err(failed("read signing seed"))
+            .map_err(failed("read deployment key"))
     }
 
-    async fn insert_signing_seed(&self, seed: &WrappedKey) -> Result<WrappedKey, CryptoError> {
+    async fn insert_deployment_key(
+        &self,
+        name: &str,
+        key: &WrappedKey,
+    ) -> Result<WrappedKey, CryptoError> {
         sqlx::query(
-            "INSERT INTO custos_deployment_keys (name, wrapped_by, blob) VALUES ('signing', $1, $2)
+            "INSERT INTO custos_deployment_keys (name, wrapped_by, blob) VALUES ($1, $2, $3)
              ON CONFLICT DO NOTHING",
         )
-        .bind(seed.wrapped_by as i32)
-        .bind(&seed.blob)
+        .bind(name)
+        .bind(key.wrapped_by as i32)
+        .bind(&key.blob)
         .execute(&self.pool)
         .await
-        .map_err(failed("insert signing seed"))?;
-        self.signing_seed()
+        .map_err(failed("insert deployment key"))?;
+        self.deployment_key(name)
             .await?
-            .ok_or(CryptoError::Malformed("signing seed vanished"))
+            .ok_or(CryptoError::Malformed("deployment key vanished"))
     }
 
     async fn ping(&self) -> Result<(), CryptoError> {
@@ -437,15 +442,14 @@ impl KeyStore for PgKeyStore {
         Ok(())
     }
 
-    async fn rewrap_signing_seed(&self, seed: &WrappedKey) -> Result<(), CryptoError> {
-        sqlx::query(
-            "UPDATE custos_deployment_keys SET wrapped_by = $1, blob = $2 WHERE name = 'signing'",
-        )
-        .bind(seed.wrapped_by as i32)
-        .bind(&seed.blob)
-        .execute(&self.pool)
-        .await
-        .map_err(failed("rewrap signing seed"))?;
+    async fn rewrap_deployment_key(&self, name: &str, key: &WrappedKey) -> Result<(), CryptoError> {
+        sqlx::query("UPDATE custos_deployment_keys SET wrapped_by = $2, blob = $3 WHERE name = $1")
+            .bind(name)
+            .bind(key.wrapped_by as i32)
+            .bind(&key.blob)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("rewrap deployment key"))?;
         Ok(())
     }
 }

@@ -136,18 +136,31 @@ async fn contract(s: &dyn KeyStore) {
     assert!(s.org_keys("o").await.unwrap().is_empty());
     assert!(s.subject_keys("o").await.unwrap().is_empty());
 
-    assert_eq!(s.signing_seed().await.unwrap(), None);
+    assert_eq!(s.deployment_key("signing").await.unwrap(), None);
     assert_eq!(
-        s.insert_signing_seed(&w(1, b"s1")).await.unwrap(),
+        s.insert_deployment_key("signing", &w(1, b"s1"))
+            .await
+            .unwrap(),
         w(1, b"s1")
     );
     assert_eq!(
-        s.insert_signing_seed(&w(1, b"s2")).await.unwrap(),
+        s.insert_deployment_key("signing", &w(1, b"s2"))
+            .await
+            .unwrap(),
         w(1, b"s1"),
-        "the first seed stays"
+        "the first key stays"
     );
-    s.rewrap_signing_seed(&w(2, b"s1'")).await.unwrap();
-    assert_eq!(s.signing_seed().await.unwrap(), Some(w(2, b"s1'")));
+    s.insert_deployment_key("backup", &w(1, b"b1"))
+        .await
+        .unwrap();
+    s.rewrap_deployment_key("signing", &w(2, b"s1'"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.deployment_key("signing").await.unwrap(),
+        Some(w(2, b"s1'"))
+    );
+    assert_eq!(s.deployment_key("backup").await.unwrap(), Some(w(1, b"b1")));
 }
 
 #[tokio::test]

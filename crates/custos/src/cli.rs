@@ -62,6 +62,9 @@ pub enum Command {
     Redact(crate::pii_cmd::RedactArgs),
     /// Run every lifecycle action that is due (archive, purge), or forecast with --dry-run.
     Sweep(crate::sweep_cmd::SweepArgs),
+    /// Encrypted backups of an embedded deployment: create, list, verify.
+    #[command(subcommand)]
+    Backup(crate::backup_cmd::BackupCommand),
     /// Certificates of deletion: verify one offline.
     #[command(subcommand)]
     Cert(crate::cert_cmd::CertCommand),
@@ -104,6 +107,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Redact(args) => crate::pii_cmd::redact(&cli.global, args),
         Command::Sweep(args) => crate::sweep_cmd::run(&cli.global, args).await,
         Command::Cert(cmd) => crate::cert_cmd::run(&cli.global, cmd).await,
+        Command::Backup(cmd) => crate::backup_cmd::run(&cli.global, cmd).await,
         Command::Dsr(cmd) => crate::dsr_cmd::run(&cli.global, cmd).await,
     }
 }

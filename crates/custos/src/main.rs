@@ -4,6 +4,7 @@
 
 mod alerts;
 mod audit_cmd;
+mod backup_cmd;
 mod cert_cmd;
 mod cli;
 mod deploy;
