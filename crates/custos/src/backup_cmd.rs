@@ -260,12 +260,17 @@ async fn create(global: &Global, to: &Path) -> Result<(), Failure> {
     let key = backup_key(global).await?;
     deploy::create_private_dir(to)?;
     let created = jiff::Timestamp::now();
-    let id = format!("{}-{}", created.strftime("%Y%m%dT%H%M%SZ"), uuid_suffix());
+    let id = format!("{}-{}", created.strftime("%Y%m%dT%H%M%SZ"), random_suffix());
     let dir = to.join(&id);
     deploy::create_private_dir(&dir)?;
     // A consistent online snapshot: `VACUUM INTO` reads one transaction's view while writers
-    // go on. It is plaintext only until sealed, inside the 0700 backup directory.
-    let snapshot = dir.join(".snapshot.db");
+    // go on. It is plaintext only until sealed, in a scratch directory inside the 0700 backup
+    // directory that is removed on every way out of this function.
+    let scratch = tempfile::Builder::new()
+        .prefix(".snapshot-")
+        .tempdir_in(&dir)
+        .map_err(io(&dir))?;
+    let snapshot = scratch.path().join(DATABASE);
     let conn = rusqlite::Connection::open(&database)
         .map_err(|e| Failure::Failed(format!("{}: {e}", database.display())))?;
     conn.execute("VACUUM INTO ?1", [snapshot.to_string_lossy()])
@@ -281,7 +286,7 @@ async fn create(global: &Global, to: &Path) -> Result<(), Failure> {
         &snapshot,
         &dir.join(format!("{DATABASE}.sealed")),
     )?];
-    std::fs::remove_file(&snapshot).map_err(io(&snapshot))?;
+    drop(scratch);
     for rel in files_under(&objects)? {
         let name = format!("objects/{}", rel.display());
         let sealed = dir.join(format!("{name}.sealed"));
@@ -326,7 +331,8 @@ fn prune(
     Ok(())
 }
 
-fn uuid_suffix() -> String {
+/// Six random hex digits: two backups in one second get different ids.
+fn random_suffix() -> String {
     use rand::Rng;
     format!("{:06x}", rand::thread_rng().gen_range(0..0x100_0000u32))
 }
