@@ -85,6 +85,37 @@ pub async fn run(global: &Global, cmd: BackupCommand) -> Result<(), Failure> {
     }
 }
 
+/// Fails when this deployment is not one `custos backup` can back up (for `serve
+/// --backup-to`, at start).
+pub fn check_sources(global: &Global) -> Result<(), Failure> {
+    sources(global).map(|_| ())
+}
+
+/// `serve --backup-to`: a backup every `every`, the first after one interval; failures are
+/// logged (an error each time) and the next one is tried on schedule.
+pub async fn run_scheduled(global: Global, to: PathBuf, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match take(&global, &to).await {
+            Ok(done) => tracing::info!(backup = %done.id, files = done.files, bytes = done.bytes,
+                audit_size = done.audit_size, pruned = done.pruned.len(), "scheduled backup taken"),
+            Err(e) => tracing::error!(error = %e, "scheduled backup failed"),
+        }
+    }
+}
+
+/// What one backup did.
+struct Taken {
+    id: String,
+    dir: PathBuf,
+    files: usize,
+    bytes: u64,
+    audit_size: u64,
+    pruned: Vec<String>,
+}
+
 /// The embedded deployment's database file and objects directory; anything else is refused
 /// with what to use instead.
 fn sources(global: &Global) -> Result<(PathBuf, PathBuf), Failure> {
@@ -255,6 +286,23 @@ fn manifests(to: &Path) -> Result<Vec<Manifest>, Failure> {
 }
 
 async fn create(global: &Global, to: &Path) -> Result<(), Failure> {
+    let done = take(global, to).await?;
+    println!(
+        "backup {}: database and {} object(s), {} bytes, audit log at {} entries -> {}",
+        done.id,
+        done.files - 1,
+        done.bytes,
+        done.audit_size,
+        done.dir.display()
+    );
+    for id in done.pruned {
+        println!("pruned backup {id} (older than the policy's [backups] retention)");
+    }
+    Ok(())
+}
+
+/// Takes one backup into `to` and prunes the expired ones.
+async fn take(global: &Global, to: &Path) -> Result<Taken, Failure> {
     let (policy, _) = deploy::load_policy(global)?;
     let (database, objects) = sources(global)?;
     let key = backup_key(global).await?;
@@ -302,33 +350,36 @@ async fn create(global: &Global, to: &Path) -> Result<(), Failure> {
     };
     let text = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     custos_crypto::write_secret_file(&dir.join(MANIFEST), &text).map_err(io(&dir))?;
-    let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
-    println!(
-        "backup {id}: database and {} object(s), {bytes} bytes, audit log at {audit_size} entries -> {}",
-        manifest.files.len() - 1,
-        dir.display()
-    );
-    prune(to, &policy.backups.retention, created)
+    let pruned = prune(to, &policy.backups.retention, created)?;
+    Ok(Taken {
+        id,
+        dir,
+        files: manifest.files.len(),
+        bytes: manifest.files.iter().map(|f| f.size).sum(),
+        audit_size,
+        pruned,
+    })
 }
 
-/// Removes backups older than `retention`, always keeping the newest.
+/// Removes backups older than `retention`, always keeping the newest; returns the ids removed.
 fn prune(
     to: &Path,
     retention: &custos_policy::Duration,
     now: jiff::Timestamp,
-) -> Result<(), Failure> {
+) -> Result<Vec<String>, Failure> {
     let all = manifests(to)?;
     let Some((_, older)) = all.split_last() else {
-        return Ok(());
+        return Ok(Vec::new());
     };
+    let mut pruned = Vec::new();
     for m in older {
         if retention.add_to(m.created) <= now {
             let dir = to.join(&m.id);
             std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
-            println!("pruned backup {} (older than {retention})", m.id);
+            pruned.push(m.id.clone());
         }
     }
-    Ok(())
+    Ok(pruned)
 }
 
 /// Six random hex digits: two backups in one second get different ids.

@@ -30,6 +30,13 @@ pub struct ServeArgs {
     /// Run the lifecycle sweep every this many seconds (0: never; run `custos sweep`).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub sweep_interval: u64,
+    /// Take an encrypted backup into this directory every --backup-interval (as `custos
+    /// backup create --to DIR`; embedded deployments).
+    #[arg(long, value_name = "DIR")]
+    pub backup_to: Option<PathBuf>,
+    /// Seconds between scheduled backups (default 3600, the built-in policy's rpo).
+    #[arg(long, default_value_t = 3600, value_name = "SECS", requires = "backup_to", value_parser = clap::value_parser!(u64).range(1..))]
+    pub backup_interval: u64,
 }
 
 /// Where the admin token comes from, for the start-up message.
@@ -131,6 +138,15 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
                 .clone()
                 .run_sweeper(std::time::Duration::from_secs(args.sweep_interval)),
         );
+    }
+    if let Some(to) = &args.backup_to {
+        // Checked now, so a deployment that cannot be backed up does not start quietly.
+        crate::backup_cmd::check_sources(global)?;
+        tokio::spawn(crate::backup_cmd::run_scheduled(
+            global.clone(),
+            to.clone(),
+            std::time::Duration::from_secs(args.backup_interval),
+        ));
     }
     let app = custos_api::router(custos_api::AppState::new(custos.clone()))
         .into_make_service_with_connect_info::<SocketAddr>();

@@ -171,3 +171,41 @@ async fn an_online_backup_is_sealed_verifies_and_names_a_tampered_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
     drop(server);
 }
+
+#[tokio::test]
+async fn serve_takes_backups_on_a_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let to = tmp.path().join("scheduled");
+    let server = support::serve(
+        support::cli(&data),
+        &[
+            "--backup-to",
+            to.to_str().unwrap(),
+            "--backup-interval",
+            "1",
+        ],
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let manifests = loop {
+        let found: Vec<PathBuf> = std::fs::read_dir(&to)
+            .map(|d| d.map(|e| e.unwrap().path().join("manifest.json")).collect())
+            .unwrap_or_default();
+        let done: Vec<PathBuf> = found.into_iter().filter(|m| m.is_file()).collect();
+        if done.len() >= 2 {
+            break done;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled backups in {}",
+            to.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    drop(server);
+    let (code, out, err) = backup(&data, &["verify", "--to", to.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(": ok"), "{out} ({} backups)", manifests.len());
+}
