@@ -236,13 +236,6 @@ pub struct Readiness {
     pub keys: Result<(), String>,
 }
 
-impl Readiness {
-    /// True when every service answered.
-    pub fn ready(&self) -> bool {
-        self.database.is_ok() && self.objects.is_ok() && self.keys.is_ok()
-    }
-}
-
 impl Custos {
     /// Assembles the services.
     pub fn new(

@@ -5,6 +5,8 @@
 mod common;
 #[path = "../../../tools/s3-stand-in/stand_in.rs"]
 mod stand_in;
+#[path = "../../../tools/s3-stand-in/store_options.rs"]
+mod store_options;
 
 use bytes::Bytes;
 use custos_core::{ActionKind, FileUpload, NewRecord, SweepOptions};
@@ -12,20 +14,6 @@ use custos_store::{Objects, DEFAULT_ARCHIVE_STORAGE_CLASS};
 use futures::StreamExt;
 use jiff::ToSpan;
 use serde_json::json;
-
-impl stand_in::StandIn {
-    /// The store's S3 settings for this stand-in (endpoint, region, credentials, plain HTTP).
-    fn options(&self) -> custos_store::S3Options {
-        custos_store::S3Options {
-            endpoint: Some(self.endpoint.clone()),
-            region: Some(stand_in::REGION.into()),
-            allow_http: true,
-            access_key_id: Some(stand_in::ACCESS_KEY_ID.into()),
-            secret_access_key: Some(stand_in::SECRET_ACCESS_KEY.into()),
-            ..custos_store::S3Options::default()
-        }
-    }
-}
 
 const BUCKET: &str = "custos-archive";
 const PREFIX: &str = "deploy-1";

@@ -4,24 +4,12 @@
 
 #[path = "../../../tools/s3-stand-in/stand_in.rs"]
 mod stand_in;
+#[path = "../../../tools/s3-stand-in/store_options.rs"]
+mod store_options;
 
 use custos_store::{Objects, S3Options, DEFAULT_ARCHIVE_STORAGE_CLASS};
 use futures::StreamExt;
 use stand_in::StandIn;
-
-impl StandIn {
-    /// The store's S3 settings for this stand-in (endpoint, region, credentials, plain HTTP).
-    fn options(&self) -> custos_store::S3Options {
-        custos_store::S3Options {
-            endpoint: Some(self.endpoint.clone()),
-            region: Some(stand_in::REGION.into()),
-            allow_http: true,
-            access_key_id: Some(stand_in::ACCESS_KEY_ID.into()),
-            secret_access_key: Some(stand_in::SECRET_ACCESS_KEY.into()),
-            ..custos_store::S3Options::default()
-        }
-    }
-}
 
 const BUCKET: &str = "custos-test";
 
