@@ -79,7 +79,9 @@ impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         let status = match &e {
             CoreError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            CoreError::Forbidden(_) | CoreError::MfaRequired(_) => StatusCode::FORBIDDEN,
+            CoreError::Forbidden(_)
+            | CoreError::MfaRequired(_)
+            | CoreError::TransferNotAllowed(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound(_) => StatusCode::NOT_FOUND,
             CoreError::Invalid { .. } | CoreError::UnknownCategory(_) => StatusCode::BAD_REQUEST,
             CoreError::Conflict(_) => StatusCode::CONFLICT,
@@ -152,6 +154,7 @@ pub fn title(code: &str) -> &'static str {
         "org_terminated" => "Org terminated",
         "erased" => "Content erased",
         "pii_blocked" => "Content refused by the PII rule",
+        "data_transfer_not_allowed" => "The org does not allow its data to leave its region",
         "unavailable" => "Service unavailable",
         "not_ready" => "A service this instance needs does not answer",
         _ => "Internal error",

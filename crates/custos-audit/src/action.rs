@@ -37,6 +37,9 @@ actions! {
     OrgTerminate = "org.terminate",
     /// An org's termination completed (records purged, keys destroyed).
     OrgTerminated = "org.terminated",
+    /// An org moved to another region (its data copied to that region's stores); a refused
+    /// move is recorded too.
+    OrgMove = "org.move",
     /// Org settings were read.
     SettingsRead = "settings.read",
     /// Org settings were changed.

@@ -12,7 +12,9 @@ use custos_audit::{
     leaf_hash, AuditEvent, Checkpoint, Hash, LogVerifier, NoteSigner, TamperError, TreeHead,
 };
 use custos_crypto::DeploymentSigner;
-use custos_store::{AuditEntry, AuditFilter, AuditIndex, AuditRow, StoredCheckpoint};
+use custos_store::{
+    AuditEntry, AuditFilter, AuditIndex, AuditRow, OrgScope, Store, StoredCheckpoint,
+};
 
 pub use custos_audit::{ConsistencyProof, InclusionProof};
 
@@ -361,33 +363,53 @@ impl Custos {
     pub async fn audit_checkpoint(&self, caller: &Caller) -> Result<CheckpointView, CoreError> {
         self.authorize_global(caller, Operation::AuditCheckpoint)
             .await?;
-        let cp = self.ensure_checkpoint().await?;
+        let log = self.log_of_caller(caller).await?;
+        let cp = self.ensure_checkpoint_in(&log).await?;
         checkpoint_view(&cp)
     }
 
-    /// The latest stored checkpoint, creating one if the log grew since.
+    /// The latest stored checkpoint of the main log, creating one if the log grew since.
     pub async fn ensure_checkpoint(&self) -> Result<StoredCheckpoint, CoreError> {
-        match self.checkpoint_if_grown().await? {
+        self.ensure_checkpoint_in(&self.store).await
+    }
+
+    /// The latest stored checkpoint of `log`, creating one if the log grew since.
+    pub(crate) async fn ensure_checkpoint_in(
+        &self,
+        log: &Arc<dyn Store>,
+    ) -> Result<StoredCheckpoint, CoreError> {
+        match self.checkpoint_if_grown_in(log).await? {
             Some(cp) => Ok(cp),
-            None => self
-                .store
+            None => log
                 .latest_audit_checkpoint()
                 .await?
                 .ok_or_else(|| CoreError::Internal("no checkpoint after creating one".into())),
         }
     }
 
-    /// Signs and stores a checkpoint if the log grew since the latest one (or none exists);
-    /// `None` when nothing changed. What `custos serve` runs periodically.
+    /// Signs and stores a checkpoint of each log (the main one and every region's own) that
+    /// grew since its latest (or has none); returns the main log's new one, `None` when it did
+    /// not change. What `custos serve` runs periodically.
     pub async fn checkpoint_if_grown(&self) -> Result<Option<StoredCheckpoint>, CoreError> {
+        for region in self.store.regions() {
+            self.checkpoint_if_grown_in(&region.store).await?;
+        }
+        self.checkpoint_if_grown_in(&self.store).await
+    }
+
+    /// [`Custos::checkpoint_if_grown`] for one log.
+    async fn checkpoint_if_grown_in(
+        &self,
+        log: &Arc<dyn Store>,
+    ) -> Result<Option<StoredCheckpoint>, CoreError> {
         let signer = self.audit_signer()?;
-        let size = self.store.audit_size().await?;
-        if let Some(latest) = self.store.latest_audit_checkpoint().await? {
+        let size = log.audit_size().await?;
+        if let Some(latest) = log.latest_audit_checkpoint().await? {
             if latest.size >= size {
                 return Ok(None);
             }
         }
-        let root = self.store.audit_root(size).await?;
+        let root = log.audit_root(size).await?;
         let time = self.now();
         let head = Checkpoint {
             origin: signer.origin().to_string(),
@@ -398,8 +420,7 @@ impl Custos {
         let note = head
             .sign(signer)
             .map_err(|e| CoreError::Internal(format!("signing checkpoint: {e}")))?;
-        let stored = self
-            .store
+        let stored = log
             .add_audit_checkpoint(&StoredCheckpoint { size, note, time })
             .await?;
         Ok(Some(stored))
@@ -435,13 +456,14 @@ impl Custos {
         tree_size: Option<u64>,
     ) -> Result<InclusionProof, CoreError> {
         self.authorize_global(caller, Operation::AuditProof).await?;
+        let log = self.log_of_caller(caller).await?;
         let mut own_leaf = None;
         if let Principal::Member { scope, .. } = &caller.principal {
-            own_leaf = Some(self.org_leaf(scope.org_id(), index).await?);
+            own_leaf = Some(self.org_leaf(&log, scope.org_id(), index).await?);
         }
         let size = match tree_size {
             Some(s) => {
-                let log = self.store.audit_size().await?;
+                let log = log.audit_size().await?;
                 if s > log {
                     return Err(CoreError::invalid(
                         "tree_size",
@@ -450,7 +472,7 @@ impl Custos {
                 }
                 s
             }
-            None => self.ensure_checkpoint().await?.size,
+            None => self.ensure_checkpoint_in(&log).await?.size,
         };
         if index >= size {
             return Err(CoreError::invalid(
@@ -458,7 +480,7 @@ impl Custos {
                 format!("must be below the tree size {size}"),
             ));
         }
-        let proof = self.store.audit_inclusion_proof(index, size).await?;
+        let proof = log.audit_inclusion_proof(index, size).await?;
         if own_leaf.is_some_and(|leaf| leaf_hash(&leaf) != proof.leaf_hash) {
             tracing::error!(
                 index,
@@ -474,10 +496,14 @@ impl Custos {
 
     /// The leaf bytes of entry `index` if its decoded event belongs to `org`; `not_found`
     /// otherwise (absent, or another org's: the two are not told apart).
-    async fn org_leaf(&self, org: &str, index: u64) -> Result<Vec<u8>, CoreError> {
+    async fn org_leaf(
+        &self,
+        log: &Arc<dyn Store>,
+        org: &str,
+        index: u64,
+    ) -> Result<Vec<u8>, CoreError> {
         let not_found = || CoreError::NotFound(format!("audit entry {index}"));
-        let entry = self
-            .store
+        let entry = log
             .audit_entries(None, index, 1)
             .await?
             .into_iter()
@@ -502,9 +528,10 @@ impl Custos {
     ) -> Result<ConsistencyProof, CoreError> {
         self.authorize_global(caller, Operation::AuditConsistency)
             .await?;
+        let log = self.log_of_caller(caller).await?;
         let to = match to {
             Some(to) => {
-                let log = self.store.audit_size().await?;
+                let log = log.audit_size().await?;
                 if to > log {
                     return Err(CoreError::invalid(
                         "to",
@@ -513,7 +540,7 @@ impl Custos {
                 }
                 to
             }
-            None => self.ensure_checkpoint().await?.size,
+            None => self.ensure_checkpoint_in(&log).await?.size,
         };
         if from > to {
             return Err(CoreError::invalid(
@@ -521,7 +548,7 @@ impl Custos {
                 format!("must not exceed the later size {to}"),
             ));
         }
-        Ok(self.store.audit_consistency_proof(from, to).await?)
+        Ok(log.audit_consistency_proof(from, to).await?)
     }
 
     /// Parses and checks a signed checkpoint note against this deployment's key and origin.
@@ -538,16 +565,21 @@ impl Custos {
     /// the stored tree nodes' root. Of several failures, the lowest first bad index wins.
     ///
     /// `Ok(Err(_))` is a failed check; `Err(_)` an operational error.
+    ///
+    /// `region` names a region with stores of its own (see [`Custos::log_regions`]), whose
+    /// log is its own; `None` is the main log.
     pub async fn verify_audit_log(
         &self,
+        region: Option<&str>,
         extra: &[Checkpoint],
     ) -> Result<Result<AuditVerification, AuditFailure>, CoreError> {
+        let log = self.log_of_region(region)?;
         let signer = self.audit_signer()?;
         let key = signer.verifier_key();
         let mut heads: Vec<TreeHead> = extra.iter().map(TreeHead::from).collect();
         let mut from_size = 0;
         loop {
-            let page = self.store.audit_checkpoints(from_size, 1000).await?;
+            let page = log.audit_checkpoints(from_size, 1000).await?;
             let Some(last) = page.last() else { break };
             from_size = last.size + 1;
             for stored in &page {
@@ -572,7 +604,7 @@ impl Custos {
         }
         // Read before the rows: appends only ever raise it, so fewer rows than this means
         // rows were dropped (PostgreSQL keeps the size in its own row, `audit_head`).
-        let recorded = self.store.audit_size().await?;
+        let recorded = log.audit_size().await?;
         let started = std::time::Instant::now();
         let mut verifier = LogVerifier::new(heads);
         // The first row whose columns disagree with its leaf; hashing goes on, since the
@@ -584,7 +616,7 @@ impl Custos {
         // A range holding no row ends the log; a gap fails verification before a later range
         // is consulted, so a row read twice (LIMIT spilling past a gap) is never pushed twice.
         let read = |start: u64| {
-            let store = self.store.clone();
+            let store = log.clone();
             tokio::spawn(async move { store.audit_rows(start, VERIFY_PAGE).await })
         };
         let mut inflight = std::collections::VecDeque::new();
@@ -634,7 +666,7 @@ impl Custos {
             }));
         }
         let elapsed = started.elapsed();
-        let stored_root = self.store.audit_root(report.size).await;
+        let stored_root = log.audit_root(report.size).await;
         if stored_root.ok() != Some(report.root) {
             return Ok(Err(AuditFailure::NodesDisagree { size: report.size }));
         }
@@ -651,17 +683,20 @@ impl Custos {
 
     /// Writes the log as JSON lines `{"index", "leaf" (base64 of the hashed bytes), "event"}`
     /// for exactly the entries of the latest checkpoint (created if the log grew), and returns
-    /// that checkpoint, so the export and the checkpoint verify together.
+    /// that checkpoint, so the export and the checkpoint verify together. `region` as for
+    /// [`Custos::verify_audit_log`].
     pub async fn audit_export(
         &self,
+        region: Option<&str>,
         out: &mut dyn std::io::Write,
     ) -> Result<StoredCheckpoint, CoreError> {
-        let cp = self.ensure_checkpoint().await?;
+        let log = self.log_of_region(region)?;
+        let cp = self.ensure_checkpoint_in(&log).await?;
         let io = |e: std::io::Error| CoreError::Internal(format!("writing the export: {e}"));
         let mut from = 0u64;
         while from < cp.size {
             let limit = VERIFY_PAGE.min(u32::try_from(cp.size - from).unwrap_or(u32::MAX));
-            let page = self.store.audit_rows(from, limit).await?;
+            let page = log.audit_rows(from, limit).await?;
             let Some(last) = page.last() else { break };
             from = last.index + 1;
             for row in page.iter().filter(|r| r.index < cp.size) {
@@ -681,6 +716,46 @@ impl Custos {
         }
         out.flush().map_err(io)?;
         Ok(cp)
+    }
+}
+
+impl Custos {
+    /// The regions with stores (and so an audit log) of their own, besides the main log.
+    pub fn log_regions(&self) -> Vec<String> {
+        self.store.regions().into_iter().map(|r| r.name).collect()
+    }
+
+    /// The log of `region` (`None`: the main log).
+    fn log_of_region(&self, region: Option<&str>) -> Result<Arc<dyn Store>, CoreError> {
+        let Some(name) = region else {
+            return Ok(self.store.clone());
+        };
+        self.store
+            .regions()
+            .into_iter()
+            .find(|r| r.name == name)
+            .map(|r| r.store)
+            .ok_or_else(|| {
+                CoreError::invalid(
+                    "region",
+                    format!("{name:?} is not a region with stores of its own"),
+                )
+            })
+    }
+
+    /// The log a caller's audit requests read: a member's org's region log, else the main.
+    pub(crate) async fn log_of_org(&self, scope: &OrgScope) -> Result<Arc<dyn Store>, CoreError> {
+        Ok(match self.store.region_of(scope).await? {
+            Some(region) => region.store,
+            None => self.store.clone(),
+        })
+    }
+
+    async fn log_of_caller(&self, caller: &Caller) -> Result<Arc<dyn Store>, CoreError> {
+        match &caller.principal {
+            Principal::Member { scope, .. } => self.log_of_org(scope).await,
+            _ => Ok(self.store.clone()),
+        }
     }
 }
 

@@ -153,14 +153,15 @@ impl Custos {
                 request.id
             ))
         })?;
-        let checkpoint = self.ensure_checkpoint().await?;
+        // The org's log: its region's own when the region has stores of its own.
+        let log = self.log_of_org(scope).await?;
+        let checkpoint = self.ensure_checkpoint_in(&log).await?;
         if checkpoint.size <= entry.index {
             return Err(CoreError::Internal(
                 "the latest checkpoint does not cover the erasure event yet".into(),
             ));
         }
-        let proof = self
-            .store
+        let proof = log
             .audit_inclusion_proof(entry.index, checkpoint.size)
             .await?;
         let signer = self.audit_signer()?;

@@ -41,6 +41,10 @@ pub enum CoreError {
     /// The record's content was crypto-erased.
     #[error("the content of this record was erased")]
     Erased,
+    /// The change would move the org's data out of its region, and the org does not allow
+    /// data transfer.
+    #[error("{0}")]
+    TransferNotAllowed(String),
     /// The category's PII rule is `block` and PII was found.
     #[error("content rejected: {0}")]
     PiiBlocked(String),
@@ -63,6 +67,7 @@ impl CoreError {
             CoreError::Conflict(_) => "conflict",
             CoreError::Erased => "erased",
             CoreError::PiiBlocked(_) => "pii_blocked",
+            CoreError::TransferNotAllowed(_) => "data_transfer_not_allowed",
             CoreError::Internal(_) => "internal",
         }
     }

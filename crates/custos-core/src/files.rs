@@ -229,8 +229,9 @@ impl Custos {
             _ => None,
         };
         let object = blob_key(scope.org_id(), &id);
+        let objects = self.objects_of(&scope).await?;
         let mut sink = BlobSink {
-            writer: self.objects.writer(&object).await?,
+            writer: objects.writer(&object).await?,
             encryptor: key.blob_encryptor(scope.org_id(), &id),
             size: 0,
         };
@@ -281,7 +282,7 @@ impl Custos {
                 match self.scrub_fields(pii, &tokens_for, fields).await {
                     Ok(s) => s,
                     Err(e) => {
-                        let _ = self.objects.delete(&object).await;
+                        let _ = objects.delete(&object).await;
                         return Err(e);
                     }
                 }
@@ -339,7 +340,7 @@ impl Custos {
             Err(e) => Some(e.into()),
         };
         if let Some(e) = failed {
-            let _ = self.objects.delete(&object).await;
+            let _ = objects.delete(&object).await;
             return Err(e);
         }
         Ok(CreatedRecord {
@@ -540,7 +541,7 @@ impl Custos {
             RecordState::Archived => crate::lifecycle::archive_blob_key(scope.org_id(), id),
             _ => blob_key(scope.org_id(), id),
         };
-        let reader = self.objects.reader(&key).await?;
+        let reader = self.objects_of(scope).await?.reader(&key).await?;
         // State: the object stream and the decryptor until the object ends, then nothing.
         let body = futures::stream::try_unfold(Some((reader, decryptor)), |state| async move {
             let Some((mut reader, mut decryptor)) = state else {

@@ -342,6 +342,14 @@ impl Custos {
         }
     }
 
+    /// The object store of the org's home region: its region's own, or the main one.
+    pub(crate) async fn objects_of(&self, scope: &OrgScope) -> Result<Objects, CoreError> {
+        Ok(match self.store.region_of(scope).await? {
+            Some(region) => region.objects,
+            None => self.objects.clone(),
+        })
+    }
+
     /// The current time of this deployment's clock, at the store's microsecond precision
     /// (so a time returned on create equals the time read back later).
     pub fn now(&self) -> jiff::Timestamp {

@@ -640,12 +640,14 @@ impl Custos {
             return Ok(false);
         };
         if let Some(sealed) = row.sealed {
-            self.objects
+            self.objects_of(scope)
+                .await?
                 .put_archive(&archive_envelope_key(org, &row.id), sealed)
                 .await?;
         }
         if row.blob_size.is_some() {
-            self.objects
+            self.objects_of(scope)
+                .await?
                 .copy_to_archive(&blob_key(org, &row.id), &archive_blob_key(org, &row.id))
                 .await?;
         }
@@ -659,7 +661,7 @@ impl Custos {
             .archive_record(scope, &row.id, row.state, row.expire_at, &[event])
             .await?;
         if moved && row.blob_size.is_some() {
-            self.objects.delete(&blob_key(org, &row.id)).await?;
+            self.objects_of(scope).await?.delete(&blob_key(org, &row.id)).await?;
         }
         Ok(moved)
     }
@@ -685,7 +687,7 @@ impl Custos {
                 (archived, archive_envelope_key(org, &row.id)),
             ] {
                 if exists {
-                    self.objects.delete(&key).await?;
+                    self.objects_of(scope).await?.delete(&key).await?;
                 }
             }
         }

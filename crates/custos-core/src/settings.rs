@@ -42,6 +42,9 @@ pub struct IdentityProvider {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OrgSettings {
+    /// The org's home region, where its records, files and archive live (read from the org;
+    /// a change through `region` moves the data, and needs `allow_data_transfer`).
+    pub region: String,
     /// Members with the `owner` or `admin` role need a second factor for administrative
     /// operations (seed 000: "MFA required for administrative access").
     pub require_mfa_for_admins: bool,
@@ -72,6 +75,7 @@ pub struct OrgSettings {
 impl Default for OrgSettings {
     fn default() -> Self {
         OrgSettings {
+            region: String::new(),
             require_mfa_for_admins: false,
             session_timeout: DEFAULT_SESSION_TIMEOUT.into(),
             identity_provider: None,
@@ -90,6 +94,11 @@ impl Default for OrgSettings {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
+    /// Moves the org to this region (one of the policy's `service.regions`): its data goes to
+    /// that region's stores. Refused (`data_transfer_not_allowed`) unless the org allows data
+    /// transfer (already, or in the same change).
+    #[serde(default)]
+    pub region: Option<String>,
     /// See [`OrgSettings::require_mfa_for_admins`].
     #[serde(default)]
     pub require_mfa_for_admins: Option<bool>,
@@ -371,7 +380,9 @@ impl Custos {
     /// The org's settings.
     pub async fn settings(&self, caller: &Caller, org: &str) -> Result<OrgSettings, CoreError> {
         let grant = self.authorize(caller, Operation::SettingsRead, org).await?;
-        self.org_settings_of(&grant.scope).await
+        let mut settings = self.org_settings_of(&grant.scope).await?;
+        settings.region = grant.region;
+        Ok(settings)
     }
 
     /// Changes the org's settings; the audit event names every value set.
@@ -379,28 +390,83 @@ impl Custos {
         &self,
         caller: &Caller,
         org: &str,
-        change: SettingsChange,
+        mut change: SettingsChange,
     ) -> Result<OrgSettings, CoreError> {
         let grant = self
             .authorize(caller, Operation::SettingsUpdate, org)
             .await?;
-        let (settings, changed) = self
+        let moving = change.region.take().filter(|to| *to != grant.region);
+        let (mut settings, changed) = self
             .org_settings_of(&grant.scope)
             .await?
             .apply(change, &self.policy.llm)?;
-        if changed.is_empty() {
-            return Ok(settings);
+        // Every check before anything is written: a refused move changes no setting either.
+        if let Some(to) = &moving {
+            self.check_move(caller, &grant.region, to, &settings, org)
+                .await?;
         }
-        let json = serde_json::to_string(&settings).expect("settings serialize");
-        let event = self
-            .event(caller, custos_audit::AuditAction::SettingsUpdate)
-            .org(org)
-            .target(format!("org:{org}"))
-            .reason(changed.join(" "));
-        self.store
-            .set_org_settings(&grant.scope, &json, &[event])
-            .await?;
+        if !changed.is_empty() {
+            let json = serde_json::to_string(&settings).expect("settings serialize");
+            let event = self
+                .event(caller, custos_audit::AuditAction::SettingsUpdate)
+                .org(org)
+                .target(format!("org:{org}"))
+                .reason(changed.join(" "));
+            self.store
+                .set_org_settings(&grant.scope, &json, &[event])
+                .await?;
+        }
+        settings.region = grant.region.clone();
+        if let Some(to) = moving {
+            let event = self
+                .event(caller, custos_audit::AuditAction::OrgMove)
+                .org(org)
+                .target(format!("org:{org}"))
+                .reason(format!("from={} to={to}", grant.region));
+            self.store
+                .set_org_region(&grant.scope, &to, &[event])
+                .await?;
+            settings.region = to;
+        }
         Ok(settings)
+    }
+
+    /// A move of the org from `from` to `to` is allowed: `to` is a region of the policy and
+    /// the org allows data transfer. A refusal is audited.
+    async fn check_move(
+        &self,
+        caller: &Caller,
+        from: &str,
+        to: &str,
+        settings: &OrgSettings,
+        org: &str,
+    ) -> Result<(), CoreError> {
+        let regions = &self.policy.service.regions;
+        if !regions.iter().any(|r| r == to) {
+            return Err(CoreError::invalid(
+                "region",
+                format!(
+                    "{to:?} is not one of this deployment's regions ({})",
+                    regions.join(", ")
+                ),
+            ));
+        }
+        if settings.allow_data_transfer {
+            return Ok(());
+        }
+        let refusal = CoreError::TransferNotAllowed(format!(
+            "moving the org from {from} to {to} takes its data out of its region; set \
+             allow_data_transfer to true first (or in the same change)"
+        ));
+        Err(self
+            .deny(
+                caller,
+                Some(org),
+                custos_audit::AuditAction::OrgMove,
+                Some(format!("org:{org}")),
+                refusal,
+            )
+            .await)
     }
 }
 

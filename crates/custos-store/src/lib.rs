@@ -24,7 +24,9 @@ mod members_pg;
 mod members_sqlite;
 mod model;
 mod objects;
+mod org_rows;
 mod pg;
+mod regional;
 mod requests;
 mod requests_pg;
 mod requests_sqlite;
@@ -42,7 +44,9 @@ pub use objects::{
     ObjectLocation, ObjectWriter, Objects, S3Options, ARCHIVE_STORAGE_CLASS_ENV,
     DEFAULT_ARCHIVE_STORAGE_CLASS,
 };
+pub use org_rows::{Cell, OrgRows, TableRows};
 pub use pg::PgStore;
+pub use regional::{RegionStores, RegionalStore, HOME_RECHECK};
 pub use requests::{
     ErasureAggregate, RecordRewrite, RequestCursor, RequestFilter, RequestKind, RequestStatus,
     RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
@@ -351,4 +355,36 @@ pub trait Store: MemberStore + RequestStore + Send + Sync + 'static {
         scope: &OrgScope,
         tokens: &[String],
     ) -> Result<Vec<PiiToken>, StoreError>;
+
+    /// The region whose own stores hold the org, when it is not this store itself (only a
+    /// [`RegionalStore`] answers `Some`): its audit log and object store are the org's.
+    async fn region_of(&self, _scope: &OrgScope) -> Result<Option<RegionStores>, StoreError> {
+        Ok(None)
+    }
+    /// The regions with stores of their own behind this store (empty but for a
+    /// [`RegionalStore`]): each keeps its own audit log.
+    fn regions(&self) -> Vec<RegionStores> {
+        Vec::new()
+    }
+    /// Makes `region` the org's home on this same store (both regions share it), appending
+    /// `audit`.
+    async fn set_org_region(
+        &self,
+        scope: &OrgScope,
+        region: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+    /// Every row of the org but its audit trail, for a move to another region's store.
+    async fn export_org(&self, scope: &OrgScope) -> Result<OrgRows, StoreError>;
+    /// Writes an org exported from another store with `region` as its home, replacing any
+    /// earlier partial copy, and appends `audit`; returns its scope here.
+    async fn import_org(
+        &self,
+        rows: &OrgRows,
+        region: &str,
+        audit: &[AuditEvent],
+    ) -> Result<OrgScope, StoreError>;
+    /// Deletes every row of the org but its audit trail (it moved to another store), and
+    /// appends `audit`.
+    async fn drop_org(&self, scope: &OrgScope, audit: &[AuditEvent]) -> Result<(), StoreError>;
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -421,6 +421,51 @@ impl Objects {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(objects_err(e)),
         }
+    }
+
+    /// The keys of every object under `prefix` (a `/`-separated directory), in no set order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = Self::path(prefix)?;
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(objects_err)?;
+        Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+    }
+
+    /// Copies the object at `key` into another object store under the same key, streaming,
+    /// replacing any object there; archive-tier keys (`…/archive/…`) land in `other`'s archive
+    /// storage class. Returns the bytes copied.
+    pub async fn copy_into(&self, other: &Objects, key: &str) -> Result<u64, StoreError> {
+        let mut chunks = self.reader(key).await?;
+        let archive = key.contains("/archive/") && other.archive_class.is_some();
+        let mut writer = if archive {
+            let class = other.archive_class.as_deref().unwrap_or_default();
+            let opts = PutMultipartOptions::from(Self::archive_attributes(class));
+            let upload = other
+                .store
+                .put_multipart_opts(&Self::path(key)?, opts)
+                .await
+                .map_err(objects_err)?;
+            ObjectWriter {
+                inner: WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
+                written: 0,
+            }
+        } else {
+            other.writer(key).await?
+        };
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(bytes) => writer.write(&bytes).await?,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        writer.finish().await
     }
 
     /// Whether an object exists.

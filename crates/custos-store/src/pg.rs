@@ -1298,4 +1298,46 @@ impl Store for PgStore {
     ) -> Result<Vec<crate::PiiToken>, StoreError> {
         crate::tokens_pg::fetch(&self.pool, scope.org_id(), tokens).await
     }
+
+    async fn set_org_region(
+        &self,
+        scope: &OrgScope,
+        region: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE orgs SET region = $2 WHERE id = $1")
+            .bind(scope.org_id())
+            .bind(region)
+            .execute(&mut *tx)
+            .await?;
+        commit_with(tx, audit).await
+    }
+
+    async fn export_org(&self, _scope: &OrgScope) -> Result<crate::OrgRows, StoreError> {
+        Err(pg_move_unsupported())
+    }
+
+    async fn import_org(
+        &self,
+        _rows: &crate::OrgRows,
+        _region: &str,
+        _audit: &[AuditEvent],
+    ) -> Result<OrgScope, StoreError> {
+        Err(pg_move_unsupported())
+    }
+
+    async fn drop_org(&self, _scope: &OrgScope, _audit: &[AuditEvent]) -> Result<(), StoreError> {
+        Err(pg_move_unsupported())
+    }
+}
+
+/// Moving an org's rows into or out of a PostgreSQL region store is not built yet; a region
+/// change between regions that share a PostgreSQL store works (in place).
+fn pg_move_unsupported() -> StoreError {
+    StoreError::Config(
+        "moving an org's data into or out of a PostgreSQL region store is not supported yet; \
+         copy it with PostgreSQL's tools, or use SQLite region stores"
+            .into(),
+    )
 }

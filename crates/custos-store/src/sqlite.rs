@@ -1482,6 +1482,54 @@ impl Store for SqliteStore {
         self.read(move |c| crate::tokens_sqlite::fetch(c, &org, &tokens))
             .await
     }
+
+    async fn set_org_region(
+        &self,
+        scope: &OrgScope,
+        region: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (org, region) = (scope.org_id().to_string(), region.to_string());
+        self.mutate(audit, move |tx| {
+            tx.execute(
+                "UPDATE orgs SET region = ?2 WHERE id = ?1",
+                params![org, region],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn export_org(&self, scope: &OrgScope) -> Result<crate::OrgRows, StoreError> {
+        let scope = scope.clone();
+        // One read transaction: a consistent copy even while the org is written to.
+        self.read(move |c| {
+            c.execute_batch("BEGIN")?;
+            let out = crate::org_rows::sqlite_export(c, &scope);
+            c.execute_batch("COMMIT")?;
+            out
+        })
+        .await
+    }
+
+    async fn import_org(
+        &self,
+        rows: &crate::OrgRows,
+        region: &str,
+        audit: &[AuditEvent],
+    ) -> Result<OrgScope, StoreError> {
+        let (rows, region) = (rows.clone(), region.to_string());
+        self.mutate(audit, move |tx| {
+            crate::org_rows::sqlite_import(tx, &rows, &region)
+        })
+        .await
+    }
+
+    async fn drop_org(&self, scope: &OrgScope, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        let org = scope.org_id().to_string();
+        self.mutate(audit, move |tx| crate::org_rows::sqlite_delete(tx, &org))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -19,10 +19,15 @@ pub enum AuditCommand {
     /// Recompute the whole Merkle tree from the stored entries, check it against every stored
     /// signed checkpoint (and --checkpoint FILE) and every row's indexed columns against its
     /// event; exit 1 naming the first bad index. Reports the entries not yet checkpointed.
+    /// Every log is verified: the main one and each of a region with stores of its own.
     Verify {
-        /// A signed checkpoint saved earlier (e.g. by an auditor), checked as well.
+        /// A signed checkpoint saved earlier (e.g. by an auditor), checked as well (against
+        /// the main log, or the --region one).
         #[arg(long, value_name = "FILE")]
         checkpoint: Vec<PathBuf>,
+        /// Only the log of this region (one with stores of its own).
+        #[arg(long, value_name = "NAME")]
+        region: Option<String>,
     },
     /// Print the latest signed checkpoint (C2SP tlog-checkpoint note), signing a new one first
     /// if the log grew since.
@@ -55,6 +60,9 @@ pub enum AuditCommand {
         /// is given).
         #[arg(long, value_name = "FILE")]
         checkpoint_out: Option<PathBuf>,
+        /// The log of this region (one with stores of its own) instead of the main log.
+        #[arg(long, value_name = "NAME")]
+        region: Option<String>,
     },
     /// Print the checkpoint verification key (C2SP verifier key; --json for both forms).
     Key {
@@ -86,7 +94,19 @@ fn json_line<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
 pub async fn run(global: &Global, cmd: AuditCommand) -> Result<(), Failure> {
     let custos = open(global).await?;
     match cmd {
-        AuditCommand::Verify { checkpoint } => verify(&custos, &checkpoint).await,
+        AuditCommand::Verify { checkpoint, region } => {
+            let extra = saved_checkpoints(&custos, &checkpoint)?;
+            match region {
+                Some(name) => verify(&custos, Some(&name), &extra).await,
+                None => {
+                    verify(&custos, None, &extra).await?;
+                    for name in custos.log_regions() {
+                        verify(&custos, Some(&name), &[]).await?;
+                    }
+                    Ok(())
+                }
+            }
+        }
         AuditCommand::Checkpoint => {
             let cp = custos.audit_checkpoint(&system()).await?;
             print!("{}", cp.checkpoint);
@@ -103,7 +123,8 @@ pub async fn run(global: &Global, cmd: AuditCommand) -> Result<(), Failure> {
         AuditCommand::Export {
             out,
             checkpoint_out,
-        } => export(&custos, out, checkpoint_out).await,
+            region,
+        } => export(&custos, region.as_deref(), out, checkpoint_out).await,
         AuditCommand::Key { json } => {
             let key = custos.signing_key(&system()).await?;
             if json {
@@ -116,7 +137,11 @@ pub async fn run(global: &Global, cmd: AuditCommand) -> Result<(), Failure> {
     }
 }
 
-async fn verify(custos: &Custos, files: &[PathBuf]) -> Result<(), Failure> {
+/// Reads and checks the `--checkpoint` files.
+fn saved_checkpoints(
+    custos: &Custos,
+    files: &[PathBuf],
+) -> Result<Vec<custos_audit::Checkpoint>, Failure> {
     let mut extra = Vec::with_capacity(files.len());
     for path in files {
         let note = std::fs::read_to_string(path)
@@ -138,12 +163,25 @@ async fn verify(custos: &Custos, files: &[PathBuf]) -> Result<(), Failure> {
             }
         }
     }
-    match custos.verify_audit_log(&extra).await? {
+    Ok(extra)
+}
+
+/// Verifies one log: the main one, or a region's own.
+async fn verify(
+    custos: &Custos,
+    region: Option<&str>,
+    extra: &[custos_audit::Checkpoint],
+) -> Result<(), Failure> {
+    let name = match region {
+        Some(r) => format!("audit log of region {r}"),
+        None => "audit log".to_string(),
+    };
+    match custos.verify_audit_log(region, extra).await? {
         Ok(v) => {
             let mb = v.bytes as f64 / 1e6;
             let secs = v.elapsed.as_secs_f64().max(1e-9);
             println!(
-                "audit log verified: {} entries, {:.1} MB in {:.2} s ({:.0} MB/s)",
+                "{name} verified: {} entries, {:.1} MB in {:.2} s ({:.0} MB/s)",
                 v.entries,
                 mb,
                 secs,
@@ -169,7 +207,9 @@ async fn verify(custos: &Custos, files: &[PathBuf]) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Err(failure) => Err(Failure::Failed(format!("audit verify FAILED: {failure}"))),
+        Err(failure) => Err(Failure::Failed(format!(
+            "audit verify FAILED ({name}): {failure}"
+        ))),
     }
 }
 
@@ -181,6 +221,7 @@ fn looks_like_note(text: &str) -> bool {
 
 async fn export(
     custos: &Custos,
+    region: Option<&str>,
     out: Option<PathBuf>,
     checkpoint_out: Option<PathBuf>,
 ) -> Result<(), Failure> {
@@ -196,11 +237,11 @@ async fn export(
             let file = std::fs::File::create(path)
                 .map_err(|e| Failure::BadInput(format!("--out {}: {e}", path.display())))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-            custos.audit_export(&mut w).await?
+            custos.audit_export(region, &mut w).await?
         }
         None => {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-            let cp = custos.audit_export(&mut w).await?;
+            let cp = custos.audit_export(region, &mut w).await?;
             w.flush()
                 .map_err(|e| Failure::Failed(format!("standard output: {e}")))?;
             cp

@@ -8,7 +8,9 @@ use custos_crypto::{DeploymentSigner, KeyStore, KeyVault, Kms, LocalKms, SqliteK
 use custos_keystore_pg::PgKeyStore;
 use custos_kms_aws::{AwsKms, AwsKmsConfig};
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, PgStore, SqliteStore, Store};
+use custos_store::{
+    ObjectLocation, Objects, PgStore, RegionStores, RegionalStore, SqliteStore, Store,
+};
 
 use crate::cli::Global;
 use crate::Failure;
@@ -143,56 +145,111 @@ async fn open_keys(
     }
 }
 
-async fn open_store(global: &Global) -> Result<Arc<dyn Store>, Failure> {
-    let url = global
+/// The main database's URL: `--database`, else the SQLite file in the data directory.
+fn main_database(global: &Global) -> String {
+    global
         .database
         .clone()
-        .unwrap_or_else(|| format!("sqlite:{}", global.data.join("custos.db").display()));
+        .unwrap_or_else(|| format!("sqlite:{}", global.data.join("custos.db").display()))
+}
+
+/// Opens the database at `url`; `what` names where the URL came from, for messages (a
+/// PostgreSQL URL is never echoed: it may hold a password).
+async fn open_store(url: &str, what: &str) -> Result<Arc<dyn Store>, Failure> {
     if let Some(path) = url.strip_prefix("sqlite:") {
         let store = SqliteStore::open(Path::new(path))
-            .map_err(|e| Failure::Failed(format!("--database {url}: {e}")))?;
+            .map_err(|e| Failure::Failed(format!("{what} {url}: {e}")))?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PgStore::connect(&url, None)
+        let store = PgStore::connect(url, None)
             .await
-            .map_err(|e| Failure::Failed(format!("--database: cannot open PostgreSQL: {e}")))?;
+            .map_err(|e| Failure::Failed(format!("{what}: cannot open PostgreSQL: {e}")))?;
         Ok(Arc::new(store))
     } else {
         Err(Failure::BadInput(format!(
-            "--database {url:?}: expected sqlite:PATH or postgres://..."
+            "{what} {url:?}: expected sqlite:PATH or postgres://..."
         )))
     }
+}
+
+/// Opens the object store at `location`; `what` (if any) prefixes messages.
+fn open_objects(location: &ObjectLocation, what: Option<&str>) -> Result<Objects, Failure> {
+    let text = |e: &custos_store::StoreError| match what {
+        Some(w) => format!("{w}: {e}"),
+        None => e.to_string(),
+    };
+    Objects::open(location).map_err(|e| match e {
+        // Settings (an archive class, S3 options) are input; anything else is the store.
+        custos_store::StoreError::Config(_) => Failure::BadInput(text(&e)),
+        e => Failure::Failed(text(&e)),
+    })
+}
+
+/// The main stores, or, when the policy gives regions stores of their own, a
+/// [`RegionalStore`] over the main stores and each region's.
+async fn open_stores(
+    global: &Global,
+    policy: &Policy,
+    main_objects: &Objects,
+    main_location: &ObjectLocation,
+) -> Result<Arc<dyn Store>, Failure> {
+    let main_url = main_database(global);
+    let main = open_store(&main_url, "--database").await?;
+    if policy.regions.is_empty() {
+        return Ok(main);
+    }
+    // Residency only holds if no two places share a store.
+    let mut databases = vec![(main_url.trim().to_string(), "--database".to_string())];
+    let mut objects = vec![(format!("{main_location:?}"), "--objects".to_string())];
+    let mut regions = Vec::new();
+    for (name, stores) in &policy.regions {
+        let what = format!("[regions.{name}]");
+        let location = stores
+            .objects
+            .parse::<ObjectLocation>()
+            .map_err(|e| Failure::BadInput(format!("{what} objects: {e}")))?;
+        for (seen, place, mine) in [
+            (&mut databases, "database", stores.database.trim().to_string()),
+            (&mut objects, "objects", format!("{location:?}")),
+        ] {
+            if let Some((_, other)) = seen.iter().find(|(url, _)| *url == mine) {
+                return Err(Failure::BadInput(format!(
+                    "{what} {place} is the same as {other}'s: a region's data must have stores \
+                     of its own"
+                )));
+            }
+            seen.push((mine, what.clone()));
+        }
+        regions.push(RegionStores {
+            name: name.clone(),
+            store: open_store(&stores.database, &format!("{what} database")).await?,
+            objects: open_objects(&location, Some(&format!("{what} objects")))?,
+        });
+    }
+    Ok(Arc::new(RegionalStore::new(
+        main,
+        main_objects.clone(),
+        regions,
+    )))
 }
 
 /// Opens (creating on first use) everything a command needs.
 pub async fn open(global: &Global) -> Result<Deployment, Failure> {
     let (policy, _) = load_policy(global)?;
-    if let Some(region) = policy.regions.keys().next() {
-        // Fail closed: a residency promise this version would not keep must not be accepted.
-        return Err(Failure::BadInput(format!(
-            "[regions.{region}]: per-region stores are checked by `custos policy check` but not \
-             used yet by this version, which keeps every org's data in the main stores; remove \
-             the [regions.*] tables rather than rely on residency it does not enforce"
-        )));
-    }
     std::fs::create_dir_all(&global.data).map_err(|e| {
         Failure::Failed(format!(
             "cannot create data dir {}: {e}",
             global.data.display()
         ))
     })?;
-    let store = open_store(global).await?;
     let location = match &global.objects {
         Some(url) => url
             .parse::<ObjectLocation>()
             .map_err(|e| Failure::BadInput(e.to_string()))?,
         None => ObjectLocation::File(global.data.join("objects")),
     };
-    let objects = Objects::open(&location).map_err(|e| match e {
-        // Settings (an archive class, S3 options) are input; anything else is the store.
-        custos_store::StoreError::Config(_) => Failure::BadInput(e.to_string()),
-        e => Failure::Failed(e.to_string()),
-    })?;
+    let objects = open_objects(&location, None)?;
+    let store = open_stores(global, &policy, &objects, &location).await?;
     let (vault, signer) = open_keys(global, &policy.service.name).await?;
     let vault = Arc::new(vault);
     let custos = Custos::new(

@@ -1,0 +1,574 @@
+//! [`RegionalStore`]: one [`Store`] over the main stores and the stores of every region that
+//! has its own (`[regions.<name>]` in the policy), so that an org's rows, files and archive
+//! live only in its home region's stores.
+//!
+//! Each region store is a whole Custos store, audit log included: an org's mutations commit
+//! with their audit events in its region's database, as everywhere else. Calls that name an
+//! org go to its home store; calls about no org in particular (sweeps, lookups by key hash)
+//! ask every store; the deployment-wide audit calls (size, proofs, checkpoints) answer for the
+//! main log, and [`Store::regions`] hands out each region's own.
+//!
+//! What it is not: a replicator. Nothing is copied between regions except by
+//! [`Store::set_org_region`], which the core only calls when the org allows data transfer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use custos_audit::AuditEvent;
+use jiff::Timestamp;
+
+use crate::{
+    AuditEntry, AuditFilter, AuditRow, DeletionEntry, DueCursor, DueRecord, DueUpdate, Hold,
+    Member, MemberStore, Objects, Org, OrgRows, OrgScope, PendingRecompute, PiiToken, Purge,
+    RecordChunks, RecordFilter, RecordRewrite, RecordRow, RecordState, RequestCursor,
+    RequestFilter, RequestStatus, RequestStore, Session, StateChange, Store, StoreError,
+    StoredCertificate, StoredCheckpoint, SubjectRecordCount, SubjectRequest, TokenBatch,
+    TokenResolution, TotpFactor, ErasureAggregate,
+};
+
+/// How long an instance trusts what it found out about an org's home region before asking
+/// the stores again: the longest a request can still reach the old region's store after
+/// another instance moved the org (where the org no longer exists, so it fails rather than
+/// writes there).
+pub const HOME_RECHECK: Duration = Duration::from_secs(1);
+
+/// A region with stores of its own.
+#[derive(Clone)]
+pub struct RegionStores {
+    /// The region's name (a `service.regions` entry).
+    pub name: String,
+    /// Its database (with its own audit log).
+    pub store: Arc<dyn Store>,
+    /// Its object store.
+    pub objects: Objects,
+}
+
+impl std::fmt::Debug for RegionStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionStores")
+            .field("name", &self.name)
+            .field("store", &self.store.backend())
+            .field("objects", &self.objects)
+            .finish()
+    }
+}
+
+/// Where an org lives: `None` the main stores, `Some(i)` the `i`th region with its own.
+type Home = Option<usize>;
+
+/// The main stores plus each region's own, routing by the org's home region.
+pub struct RegionalStore {
+    main: Arc<dyn Store>,
+    main_objects: Objects,
+    regions: Vec<RegionStores>,
+    homes: RwLock<HashMap<String, (Home, Instant)>>,
+}
+
+impl std::fmt::Debug for RegionalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionalStore")
+            .field("main", &self.main.backend())
+            .field("regions", &self.regions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegionalStore {
+    /// The main stores (orgs of regions without stores of their own) and the regions with.
+    pub fn new(main: Arc<dyn Store>, main_objects: Objects, regions: Vec<RegionStores>) -> Self {
+        RegionalStore {
+            main,
+            main_objects,
+            regions,
+            homes: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn store_at(&self, home: Home) -> &Arc<dyn Store> {
+        match home {
+            Some(i) => &self.regions[i].store,
+            None => &self.main,
+        }
+    }
+
+    fn objects_at(&self, home: Home) -> &Objects {
+        match home {
+            Some(i) => &self.regions[i].objects,
+            None => &self.main_objects,
+        }
+    }
+
+    /// Where orgs of `region` live.
+    fn home_of_region(&self, region: &str) -> Home {
+        self.regions.iter().position(|r| r.name == region)
+    }
+
+    fn remember(&self, org_id: &str, home: Home) {
+        let mut homes = self.homes.write().unwrap_or_else(|e| e.into_inner());
+        homes.insert(org_id.to_string(), (home, Instant::now()));
+    }
+
+    /// Which store holds the org: known within [`HOME_RECHECK`], else asked (regions first;
+    /// an org no region store has is on the main store, or nowhere).
+    async fn locate(&self, org_id: &str) -> Result<Home, StoreError> {
+        {
+            let homes = self.homes.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((home, seen)) = homes.get(org_id) {
+                if seen.elapsed() < HOME_RECHECK {
+                    return Ok(*home);
+                }
+            }
+        }
+        let mut home = None;
+        for (i, region) in self.regions.iter().enumerate() {
+            if region.store.org(org_id).await?.is_some() {
+                home = Some(i);
+                break;
+            }
+        }
+        self.remember(org_id, home);
+        Ok(home)
+    }
+
+    async fn home(&self, scope: &OrgScope) -> Result<&Arc<dyn Store>, StoreError> {
+        Ok(self.store_at(self.locate(scope.org_id()).await?))
+    }
+
+    /// Every store, main first.
+    fn all(&self) -> impl Iterator<Item = (Home, &Arc<dyn Store>)> {
+        std::iter::once((None, &self.main))
+            .chain(self.regions.iter().enumerate().map(|(i, r)| (Some(i), &r.store)))
+    }
+
+    /// Copies the org's rows and objects to the stores of `to`, then removes them from
+    /// `from`. Each step can be repeated: an interrupted move finishes when asked again.
+    async fn move_between(
+        &self,
+        scope: &OrgScope,
+        from: Home,
+        to: Home,
+        region: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (source, target) = (self.store_at(from), self.store_at(to));
+        let rows = source.export_org(scope).await?;
+        target.import_org(&rows, region, audit).await?;
+        let prefix = format!("orgs/{}", scope.org_id());
+        let keys = self.objects_at(from).list(&prefix).await?;
+        for key in &keys {
+            self.objects_at(from)
+                .copy_into(self.objects_at(to), key)
+                .await?;
+        }
+        self.remember(scope.org_id(), to);
+        source.drop_org(scope, audit).await?;
+        for key in &keys {
+            self.objects_at(from).delete(key).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RegionalStore {
+    fn backend(&self) -> &'static str {
+        self.main.backend()
+    }
+
+    async fn create_org(&self, org: &Org, audit: &[AuditEvent]) -> Result<OrgScope, StoreError> {
+        let home = self.home_of_region(&org.region);
+        let scope = self.store_at(home).create_org(org, audit).await?;
+        self.remember(&org.id, home);
+        Ok(scope)
+    }
+
+    async fn org(&self, id: &str) -> Result<Option<(OrgScope, Org)>, StoreError> {
+        let home = self.locate(id).await?;
+        self.store_at(home).org(id).await
+    }
+
+    async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
+        let mut all = Vec::new();
+        for (_, store) in self.all() {
+            all.extend(store.orgs().await?);
+        }
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(all)
+    }
+
+    async fn member_by_key_hash(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<(OrgScope, Member)>, StoreError> {
+        for (home, store) in self.all() {
+            if let Some(found) = store.member_by_key_hash(key_hash).await? {
+                self.remember(found.0.org_id(), home);
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DueRecord>, StoreError> {
+        let mut claimed = Vec::new();
+        for (_, store) in self.all() {
+            let left = limit.saturating_sub(claimed.len() as u32);
+            if left == 0 {
+                break;
+            }
+            claimed.extend(store.claim_due(now, lease_until, left).await?);
+        }
+        Ok(claimed)
+    }
+
+    async fn peek_due(
+        &self,
+        as_of: Timestamp,
+        after: Option<&DueCursor>,
+        limit: u32,
+    ) -> Result<Vec<DueRecord>, StoreError> {
+        let mut all = Vec::new();
+        for (_, store) in self.all() {
+            all.extend(store.peek_due(as_of, after, limit).await?);
+        }
+        // The order each store lists in: due time, then org, then id.
+        all.sort_by(|a, b| {
+            let (a, b) = (a.cursor(), b.cursor());
+            (a.due_at, a.org, a.id).cmp(&(b.due_at, b.org, b.id))
+        });
+        all.truncate(limit as usize);
+        Ok(all)
+    }
+
+    async fn forget_deleted(&self) -> Result<(), StoreError> {
+        for (_, store) in self.all() {
+            store.forget_deleted().await?;
+        }
+        Ok(())
+    }
+
+    async fn pending_recomputes(&self) -> Result<Vec<PendingRecompute>, StoreError> {
+        let mut all = Vec::new();
+        for (_, store) in self.all() {
+            all.extend(store.pending_recomputes().await?);
+        }
+        Ok(all)
+    }
+
+    async fn append_audit(&self, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        // Each event goes to the log of its org's home; runs of one home stay one append.
+        let mut run: Vec<AuditEvent> = Vec::new();
+        let mut run_home: Home = None;
+        for event in audit {
+            let home = match &event.org {
+                Some(org) => self.locate(org).await?,
+                None => None,
+            };
+            if home != run_home && !run.is_empty() {
+                self.store_at(run_home).append_audit(&run).await?;
+                run.clear();
+            }
+            run_home = home;
+            run.push(event.clone());
+        }
+        if !run.is_empty() {
+            self.store_at(run_home).append_audit(&run).await?;
+        }
+        Ok(())
+    }
+
+    async fn audit_entries(
+        &self,
+        scope: Option<&OrgScope>,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        match scope {
+            Some(s) => self.home(s).await?.audit_entries(scope, from, limit).await,
+            None => self.main.audit_entries(None, from, limit).await,
+        }
+    }
+
+    async fn audit_query(
+        &self,
+        scope: Option<&OrgScope>,
+        filter: &AuditFilter,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        match scope {
+            Some(s) => {
+                let store = self.home(s).await?;
+                store.audit_query(scope, filter, from, limit).await
+            }
+            None => self.main.audit_query(None, filter, from, limit).await,
+        }
+    }
+
+    async fn audit_size(&self) -> Result<u64, StoreError> {
+        self.main.audit_size().await
+    }
+
+    async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+        self.main.audit_rows(from, limit).await
+    }
+
+    async fn audit_root(&self, size: u64) -> Result<custos_audit::Hash, StoreError> {
+        self.main.audit_root(size).await
+    }
+
+    async fn audit_inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<custos_audit::InclusionProof, StoreError> {
+        self.main.audit_inclusion_proof(index, size).await
+    }
+
+    async fn audit_consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<custos_audit::ConsistencyProof, StoreError> {
+        self.main.audit_consistency_proof(old_size, new_size).await
+    }
+
+    async fn add_audit_checkpoint(
+        &self,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<StoredCheckpoint, StoreError> {
+        self.main.add_audit_checkpoint(checkpoint).await
+    }
+
+    async fn latest_audit_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.main.latest_audit_checkpoint().await
+    }
+
+    async fn audit_checkpoints(
+        &self,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.main.audit_checkpoints(from_size, limit).await
+    }
+
+    async fn region_of(&self, scope: &OrgScope) -> Result<Option<RegionStores>, StoreError> {
+        Ok(self
+            .locate(scope.org_id())
+            .await?
+            .map(|i| self.regions[i].clone()))
+    }
+
+    fn regions(&self) -> Vec<RegionStores> {
+        self.regions.clone()
+    }
+
+    async fn set_org_region(
+        &self,
+        scope: &OrgScope,
+        region: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let from = self.locate(scope.org_id()).await?;
+        let to = self.home_of_region(region);
+        if from == to {
+            return self.store_at(from).set_org_region(scope, region, audit).await;
+        }
+        self.move_between(scope, from, to, region, audit).await
+    }
+
+    async fn export_org(&self, scope: &OrgScope) -> Result<OrgRows, StoreError> {
+        self.home(scope).await?.export_org(scope).await
+    }
+
+    async fn import_org(
+        &self,
+        rows: &OrgRows,
+        region: &str,
+        audit: &[AuditEvent],
+    ) -> Result<OrgScope, StoreError> {
+        let home = self.home_of_region(region);
+        let scope = self.store_at(home).import_org(rows, region, audit).await?;
+        self.remember(&rows.org_id, home);
+        Ok(scope)
+    }
+
+    async fn drop_org(&self, scope: &OrgScope, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        self.home(scope).await?.drop_org(scope, audit).await
+    }
+    async fn add_member(&self, scope: &OrgScope, member: &Member, key_hash: &[u8; 32], audit: &[AuditEvent]) -> Result<(), StoreError> {
+        self.home(scope).await?.add_member(scope, member, key_hash, audit).await
+    }
+    async fn insert_records(&self, scope: &OrgScope, records: &[RecordRow], audit: &[AuditEvent]) -> Result<(), StoreError> {
+        self.home(scope).await?.insert_records(scope, records, audit).await
+    }
+    async fn insert_record_stream(&self, scope: &OrgScope, chunks: RecordChunks, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        self.home(scope).await?.insert_record_stream(scope, chunks, audit).await
+    }
+    async fn record(&self, scope: &OrgScope, id: &str) -> Result<Option<RecordRow>, StoreError> {
+        self.home(scope).await?.record(scope, id).await
+    }
+    async fn list_records(&self, scope: &OrgScope, filter: &RecordFilter, after: Option<&str>, limit: u32) -> Result<Vec<RecordRow>, StoreError> {
+        self.home(scope).await?.list_records(scope, filter, after, limit).await
+    }
+    async fn transition_record(&self, scope: &OrgScope, change: &StateChange, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.transition_record(scope, change, audit).await
+    }
+    async fn request_purges(&self, scope: &OrgScope, targets: &[(String, RecordState)], at: jiff::Timestamp, audit: &[AuditEvent]) -> Result<u64, StoreError> {
+        self.home(scope).await?.request_purges(scope, targets, at, audit).await
+    }
+    async fn defer_record(&self, scope: &OrgScope, id: &str, until: jiff::Timestamp) -> Result<(), StoreError> {
+        self.home(scope).await?.defer_record(scope, id, until).await
+    }
+    async fn archive_record(&self, scope: &OrgScope, id: &str, from: RecordState, next_due_at: jiff::Timestamp, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.archive_record(scope, id, from, next_due_at, audit).await
+    }
+    async fn purge_records(&self, scope: &OrgScope, purges: &[Purge], event: &AuditEvent) -> Result<Option<Vec<String>>, StoreError> {
+        self.home(scope).await?.purge_records(scope, purges, event).await
+    }
+    async fn request_termination(&self, scope: &OrgScope, at: jiff::Timestamp, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.request_termination(scope, at, audit).await
+    }
+    async fn finish_termination(&self, scope: &OrgScope, at: jiff::Timestamp, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.finish_termination(scope, at, audit).await
+    }
+    async fn open_archive_window(&self, scope: &OrgScope, id: &str, until: jiff::Timestamp, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.open_archive_window(scope, id, until, audit).await
+    }
+    async fn archive_window(&self, scope: &OrgScope, id: &str) -> Result<Option<jiff::Timestamp>, StoreError> {
+        self.home(scope).await?.archive_window(scope, id).await
+    }
+    async fn deletion_log(&self, scope: &OrgScope, after: Option<&str>, limit: u32) -> Result<Vec<DeletionEntry>, StoreError> {
+        self.home(scope).await?.deletion_log(scope, after, limit).await
+    }
+    async fn apply_recompute(&self, scope: &OrgScope, category: &str, updates: &[DueUpdate], next_after: Option<&str>, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        self.home(scope).await?.apply_recompute(scope, category, updates, next_after, audit).await
+    }
+    async fn set_retention_override(&self, scope: &OrgScope, category: &str, retention: &str, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        self.home(scope).await?.set_retention_override(scope, category, retention, audit).await
+    }
+    async fn retention_overrides(&self, scope: &OrgScope) -> Result<Vec<(String, String)>, StoreError> {
+        self.home(scope).await?.retention_overrides(scope).await
+    }
+    async fn create_hold(&self, scope: &OrgScope, hold: &Hold, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        self.home(scope).await?.create_hold(scope, hold, audit).await
+    }
+    async fn release_hold(&self, scope: &OrgScope, id: &str, released_at: jiff::Timestamp, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.release_hold(scope, id, released_at, audit).await
+    }
+    async fn holds(&self, scope: &OrgScope) -> Result<Vec<Hold>, StoreError> {
+        self.home(scope).await?.holds(scope).await
+    }
+    async fn insert_records_with_tokens(&self, scope: &OrgScope, records: &[RecordRow], tokens: &TokenBatch, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.insert_records_with_tokens(scope, records, tokens, audit).await
+    }
+    async fn resolve_pii_tokens(&self, scope: &OrgScope, lookups: &[String], entities: &[String]) -> Result<TokenResolution, StoreError> {
+        self.home(scope).await?.resolve_pii_tokens(scope, lookups, entities).await
+    }
+    async fn pii_tokens(&self, scope: &OrgScope, tokens: &[String]) -> Result<Vec<PiiToken>, StoreError> {
+        self.home(scope).await?.pii_tokens(scope, tokens).await
+    }
+}
+
+#[async_trait::async_trait]
+impl MemberStore for RegionalStore {
+    async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError> {
+        self.home(scope).await?.members(scope).await
+    }
+    async fn member(&self, scope: &OrgScope, id: &str) -> Result<Option<Member>, StoreError> {
+        self.home(scope).await?.member(scope, id).await
+    }
+    async fn update_member(&self, scope: &OrgScope, member: &Member, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.update_member(scope, member, audit).await
+    }
+    async fn remove_member(&self, scope: &OrgScope, id: &str, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.remove_member(scope, id, audit).await
+    }
+    async fn set_member_key(&self, scope: &OrgScope, id: &str, key_hash: &[u8; 32], audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.set_member_key(scope, id, key_hash, audit).await
+    }
+    async fn org_settings(&self, scope: &OrgScope) -> Result<Option<String>, StoreError> {
+        self.home(scope).await?.org_settings(scope).await
+    }
+    async fn set_org_settings(&self, scope: &OrgScope, settings: &str, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        self.home(scope).await?.set_org_settings(scope, settings, audit).await
+    }
+    async fn set_totp(&self, scope: &OrgScope, member_id: &str, sealed: &[u8], audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.set_totp(scope, member_id, sealed, audit).await
+    }
+    async fn totp(&self, scope: &OrgScope, member_id: &str) -> Result<Option<TotpFactor>, StoreError> {
+        self.home(scope).await?.totp(scope, member_id).await
+    }
+    async fn open_session(&self, scope: &OrgScope, session: &Session, step: i64, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.open_session(scope, session, step, audit).await
+    }
+
+    async fn session(
+        &self,
+        token_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<(OrgScope, Member, Session)>, StoreError> {
+        for (home, store) in self.all() {
+            if let Some(found) = store.session(token_hash, now).await? {
+                self.remember(found.0.org_id(), home);
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestStore for RegionalStore {
+    async fn create_request(&self, scope: &OrgScope, request: &SubjectRequest, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        self.home(scope).await?.create_request(scope, request, audit).await
+    }
+    async fn subject_request(&self, scope: &OrgScope, id: &str) -> Result<Option<SubjectRequest>, StoreError> {
+        self.home(scope).await?.subject_request(scope, id).await
+    }
+    async fn list_requests(&self, scope: &OrgScope, filter: &RequestFilter, after: Option<&RequestCursor>, limit: u32) -> Result<Vec<SubjectRequest>, StoreError> {
+        self.home(scope).await?.list_requests(scope, filter, after, limit).await
+    }
+    async fn update_request(&self, scope: &OrgScope, request: &SubjectRequest, certificate: Option<&StoredCertificate>, audit: &[AuditEvent]) -> Result<bool, StoreError> {
+        self.home(scope).await?.update_request(scope, request, certificate, audit).await
+    }
+    async fn certificates(&self, scope: &OrgScope, request_id: &str) -> Result<Vec<StoredCertificate>, StoreError> {
+        self.home(scope).await?.certificates(scope, request_id).await
+    }
+    async fn rewrite_records(&self, scope: &OrgScope, rewrites: &[RecordRewrite], audit: &[AuditEvent]) -> Result<u64, StoreError> {
+        self.home(scope).await?.rewrite_records(scope, rewrites, audit).await
+    }
+    async fn aggregate_records(&self, scope: &OrgScope, targets: &[(String, RecordState)], at: Timestamp, audit: &[AuditEvent]) -> Result<u64, StoreError> {
+        self.home(scope).await?.aggregate_records(scope, targets, at, audit).await
+    }
+    async fn erasure_aggregates(&self, scope: &OrgScope) -> Result<Vec<ErasureAggregate>, StoreError> {
+        self.home(scope).await?.erasure_aggregates(scope).await
+    }
+    async fn subject_record_counts(&self, scope: &OrgScope, subject_ref: &str) -> Result<Vec<SubjectRecordCount>, StoreError> {
+        self.home(scope).await?.subject_record_counts(scope, subject_ref).await
+    }
+    async fn destroy_subject_tokens(&self, scope: &OrgScope, subject_ref: &str, audit: &[AuditEvent]) -> Result<u64, StoreError> {
+        self.home(scope).await?.destroy_subject_tokens(scope, subject_ref, audit).await
+    }
+
+    async fn requests_by_status(
+        &self,
+        statuses: &[RequestStatus],
+        due_by: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(OrgScope, SubjectRequest)>, StoreError> {
+        let mut all = Vec::new();
+        for (_, store) in self.all() {
+            all.extend(store.requests_by_status(statuses, due_by, limit).await?);
+        }
+        all.sort_by(|a, b| (a.1.due_at, &a.1.id).cmp(&(b.1.due_at, &b.1.id)));
+        all.truncate(limit as usize);
+        Ok(all)
+    }
+}
