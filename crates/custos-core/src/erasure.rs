@@ -668,7 +668,7 @@ impl Custos {
             let sealed = match (archived, sealed) {
                 (true, Some(bytes)) => {
                     self.objects_of(scope)
-                .await?
+                        .await?
                         .put_archive(&archive_envelope_key(org, &row.id), bytes)
                         .await?;
                     self.fault("erasure.archive_object_rewritten")?;

@@ -661,7 +661,10 @@ impl Custos {
             .archive_record(scope, &row.id, row.state, row.expire_at, &[event])
             .await?;
         if moved && row.blob_size.is_some() {
-            self.objects_of(scope).await?.delete(&blob_key(org, &row.id)).await?;
+            self.objects_of(scope)
+                .await?
+                .delete(&blob_key(org, &row.id))
+                .await?;
         }
         Ok(moved)
     }

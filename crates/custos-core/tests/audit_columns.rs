@@ -64,7 +64,7 @@ impl Log {
     }
 
     async fn verify(&self) -> Result<AuditVerification, AuditFailure> {
-        self.custos.verify_audit_log(&[]).await.unwrap()
+        self.custos.verify_audit_log(None, &[]).await.unwrap()
     }
 
     async fn verify_fails(&self) -> AuditFailure {

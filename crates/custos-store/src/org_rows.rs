@@ -79,7 +79,9 @@ fn sqlite_tables(conn: &Connection) -> Result<Vec<(String, OrgKey, Vec<String>)>
     let mut out = Vec::new();
     for name in names {
         let columns: Vec<String> = conn
-            .prepare(&format!("SELECT name FROM pragma_table_info('{name}') ORDER BY cid"))?
+            .prepare(&format!(
+                "SELECT name FROM pragma_table_info('{name}') ORDER BY cid"
+            ))?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         let key = if name == "orgs" {
@@ -95,7 +97,12 @@ fn sqlite_tables(conn: &Connection) -> Result<Vec<(String, OrgKey, Vec<String>)>
         };
         let kept = columns
             .into_iter()
-            .filter(|c| !matches!((&key, c.as_str()), (OrgKey::OrgsRow, "seq") | (_, "org_seq")))
+            .filter(|c| {
+                !matches!(
+                    (&key, c.as_str()),
+                    (OrgKey::OrgsRow, "seq") | (_, "org_seq")
+                )
+            })
             .collect();
         out.push((name, key, kept));
     }

@@ -19,12 +19,12 @@ use custos_audit::AuditEvent;
 use jiff::Timestamp;
 
 use crate::{
-    AuditEntry, AuditFilter, AuditRow, DeletionEntry, DueCursor, DueRecord, DueUpdate, Hold,
-    Member, MemberStore, Objects, Org, OrgRows, OrgScope, PendingRecompute, PiiToken, Purge,
-    RecordChunks, RecordFilter, RecordRewrite, RecordRow, RecordState, RequestCursor,
-    RequestFilter, RequestStatus, RequestStore, Session, StateChange, Store, StoreError,
-    StoredCertificate, StoredCheckpoint, SubjectRecordCount, SubjectRequest, TokenBatch,
-    TokenResolution, TotpFactor, ErasureAggregate,
+    AuditEntry, AuditFilter, AuditRow, DeletionEntry, DueCursor, DueRecord, DueUpdate,
+    ErasureAggregate, Hold, Member, MemberStore, Objects, Org, OrgRows, OrgScope, PendingRecompute,
+    PiiToken, Purge, RecordChunks, RecordFilter, RecordRewrite, RecordRow, RecordState,
+    RequestCursor, RequestFilter, RequestStatus, RequestStore, Session, StateChange, Store,
+    StoreError, StoredCertificate, StoredCheckpoint, SubjectRecordCount, SubjectRequest,
+    TokenBatch, TokenResolution, TotpFactor,
 };
 
 /// How long an instance trusts what it found out about an org's home region before asking
@@ -137,8 +137,12 @@ impl RegionalStore {
 
     /// Every store, main first.
     fn all(&self) -> impl Iterator<Item = (Home, &Arc<dyn Store>)> {
-        std::iter::once((None, &self.main))
-            .chain(self.regions.iter().enumerate().map(|(i, r)| (Some(i), &r.store)))
+        std::iter::once((None, &self.main)).chain(
+            self.regions
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (Some(i), &r.store)),
+        )
     }
 
     /// Copies the org's rows and objects to the stores of `to`, then removes them from
@@ -378,7 +382,10 @@ impl Store for RegionalStore {
         let from = self.locate(scope.org_id()).await?;
         let to = self.home_of_region(region);
         if from == to {
-            return self.store_at(from).set_org_region(scope, region, audit).await;
+            return self
+                .store_at(from)
+                .set_org_region(scope, region, audit)
+                .await;
         }
         self.move_between(scope, from, to, region, audit).await
     }
@@ -402,76 +409,247 @@ impl Store for RegionalStore {
     async fn drop_org(&self, scope: &OrgScope, audit: &[AuditEvent]) -> Result<(), StoreError> {
         self.home(scope).await?.drop_org(scope, audit).await
     }
-    async fn add_member(&self, scope: &OrgScope, member: &Member, key_hash: &[u8; 32], audit: &[AuditEvent]) -> Result<(), StoreError> {
-        self.home(scope).await?.add_member(scope, member, key_hash, audit).await
+    async fn add_member(
+        &self,
+        scope: &OrgScope,
+        member: &Member,
+        key_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.home(scope)
+            .await?
+            .add_member(scope, member, key_hash, audit)
+            .await
     }
-    async fn insert_records(&self, scope: &OrgScope, records: &[RecordRow], audit: &[AuditEvent]) -> Result<(), StoreError> {
-        self.home(scope).await?.insert_records(scope, records, audit).await
+    async fn insert_records(
+        &self,
+        scope: &OrgScope,
+        records: &[RecordRow],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.home(scope)
+            .await?
+            .insert_records(scope, records, audit)
+            .await
     }
-    async fn insert_record_stream(&self, scope: &OrgScope, chunks: RecordChunks, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        self.home(scope).await?.insert_record_stream(scope, chunks, audit).await
+    async fn insert_record_stream(
+        &self,
+        scope: &OrgScope,
+        chunks: RecordChunks,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.home(scope)
+            .await?
+            .insert_record_stream(scope, chunks, audit)
+            .await
     }
     async fn record(&self, scope: &OrgScope, id: &str) -> Result<Option<RecordRow>, StoreError> {
         self.home(scope).await?.record(scope, id).await
     }
-    async fn list_records(&self, scope: &OrgScope, filter: &RecordFilter, after: Option<&str>, limit: u32) -> Result<Vec<RecordRow>, StoreError> {
-        self.home(scope).await?.list_records(scope, filter, after, limit).await
+    async fn list_records(
+        &self,
+        scope: &OrgScope,
+        filter: &RecordFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        self.home(scope)
+            .await?
+            .list_records(scope, filter, after, limit)
+            .await
     }
-    async fn transition_record(&self, scope: &OrgScope, change: &StateChange, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.transition_record(scope, change, audit).await
+    async fn transition_record(
+        &self,
+        scope: &OrgScope,
+        change: &StateChange,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .transition_record(scope, change, audit)
+            .await
     }
-    async fn request_purges(&self, scope: &OrgScope, targets: &[(String, RecordState)], at: jiff::Timestamp, audit: &[AuditEvent]) -> Result<u64, StoreError> {
-        self.home(scope).await?.request_purges(scope, targets, at, audit).await
+    async fn request_purges(
+        &self,
+        scope: &OrgScope,
+        targets: &[(String, RecordState)],
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        self.home(scope)
+            .await?
+            .request_purges(scope, targets, at, audit)
+            .await
     }
-    async fn defer_record(&self, scope: &OrgScope, id: &str, until: jiff::Timestamp) -> Result<(), StoreError> {
+    async fn defer_record(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        until: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
         self.home(scope).await?.defer_record(scope, id, until).await
     }
-    async fn archive_record(&self, scope: &OrgScope, id: &str, from: RecordState, next_due_at: jiff::Timestamp, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.archive_record(scope, id, from, next_due_at, audit).await
+    async fn archive_record(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        from: RecordState,
+        next_due_at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .archive_record(scope, id, from, next_due_at, audit)
+            .await
     }
-    async fn purge_records(&self, scope: &OrgScope, purges: &[Purge], event: &AuditEvent) -> Result<Option<Vec<String>>, StoreError> {
-        self.home(scope).await?.purge_records(scope, purges, event).await
+    async fn purge_records(
+        &self,
+        scope: &OrgScope,
+        purges: &[Purge],
+        event: &AuditEvent,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        self.home(scope)
+            .await?
+            .purge_records(scope, purges, event)
+            .await
     }
-    async fn request_termination(&self, scope: &OrgScope, at: jiff::Timestamp, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.request_termination(scope, at, audit).await
+    async fn request_termination(
+        &self,
+        scope: &OrgScope,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .request_termination(scope, at, audit)
+            .await
     }
-    async fn finish_termination(&self, scope: &OrgScope, at: jiff::Timestamp, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.finish_termination(scope, at, audit).await
+    async fn finish_termination(
+        &self,
+        scope: &OrgScope,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .finish_termination(scope, at, audit)
+            .await
     }
-    async fn open_archive_window(&self, scope: &OrgScope, id: &str, until: jiff::Timestamp, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.open_archive_window(scope, id, until, audit).await
+    async fn open_archive_window(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        until: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .open_archive_window(scope, id, until, audit)
+            .await
     }
-    async fn archive_window(&self, scope: &OrgScope, id: &str) -> Result<Option<jiff::Timestamp>, StoreError> {
+    async fn archive_window(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+    ) -> Result<Option<jiff::Timestamp>, StoreError> {
         self.home(scope).await?.archive_window(scope, id).await
     }
-    async fn deletion_log(&self, scope: &OrgScope, after: Option<&str>, limit: u32) -> Result<Vec<DeletionEntry>, StoreError> {
-        self.home(scope).await?.deletion_log(scope, after, limit).await
+    async fn deletion_log(
+        &self,
+        scope: &OrgScope,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeletionEntry>, StoreError> {
+        self.home(scope)
+            .await?
+            .deletion_log(scope, after, limit)
+            .await
     }
-    async fn apply_recompute(&self, scope: &OrgScope, category: &str, updates: &[DueUpdate], next_after: Option<&str>, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        self.home(scope).await?.apply_recompute(scope, category, updates, next_after, audit).await
+    async fn apply_recompute(
+        &self,
+        scope: &OrgScope,
+        category: &str,
+        updates: &[DueUpdate],
+        next_after: Option<&str>,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.home(scope)
+            .await?
+            .apply_recompute(scope, category, updates, next_after, audit)
+            .await
     }
-    async fn set_retention_override(&self, scope: &OrgScope, category: &str, retention: &str, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        self.home(scope).await?.set_retention_override(scope, category, retention, audit).await
+    async fn set_retention_override(
+        &self,
+        scope: &OrgScope,
+        category: &str,
+        retention: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.home(scope)
+            .await?
+            .set_retention_override(scope, category, retention, audit)
+            .await
     }
-    async fn retention_overrides(&self, scope: &OrgScope) -> Result<Vec<(String, String)>, StoreError> {
+    async fn retention_overrides(
+        &self,
+        scope: &OrgScope,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         self.home(scope).await?.retention_overrides(scope).await
     }
-    async fn create_hold(&self, scope: &OrgScope, hold: &Hold, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        self.home(scope).await?.create_hold(scope, hold, audit).await
+    async fn create_hold(
+        &self,
+        scope: &OrgScope,
+        hold: &Hold,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.home(scope)
+            .await?
+            .create_hold(scope, hold, audit)
+            .await
     }
-    async fn release_hold(&self, scope: &OrgScope, id: &str, released_at: jiff::Timestamp, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.release_hold(scope, id, released_at, audit).await
+    async fn release_hold(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        released_at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .release_hold(scope, id, released_at, audit)
+            .await
     }
     async fn holds(&self, scope: &OrgScope) -> Result<Vec<Hold>, StoreError> {
         self.home(scope).await?.holds(scope).await
     }
-    async fn insert_records_with_tokens(&self, scope: &OrgScope, records: &[RecordRow], tokens: &TokenBatch, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.insert_records_with_tokens(scope, records, tokens, audit).await
+    async fn insert_records_with_tokens(
+        &self,
+        scope: &OrgScope,
+        records: &[RecordRow],
+        tokens: &TokenBatch,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .insert_records_with_tokens(scope, records, tokens, audit)
+            .await
     }
-    async fn resolve_pii_tokens(&self, scope: &OrgScope, lookups: &[String], entities: &[String]) -> Result<TokenResolution, StoreError> {
-        self.home(scope).await?.resolve_pii_tokens(scope, lookups, entities).await
+    async fn resolve_pii_tokens(
+        &self,
+        scope: &OrgScope,
+        lookups: &[String],
+        entities: &[String],
+    ) -> Result<TokenResolution, StoreError> {
+        self.home(scope)
+            .await?
+            .resolve_pii_tokens(scope, lookups, entities)
+            .await
     }
-    async fn pii_tokens(&self, scope: &OrgScope, tokens: &[String]) -> Result<Vec<PiiToken>, StoreError> {
+    async fn pii_tokens(
+        &self,
+        scope: &OrgScope,
+        tokens: &[String],
+    ) -> Result<Vec<PiiToken>, StoreError> {
         self.home(scope).await?.pii_tokens(scope, tokens).await
     }
 }
@@ -484,29 +662,84 @@ impl MemberStore for RegionalStore {
     async fn member(&self, scope: &OrgScope, id: &str) -> Result<Option<Member>, StoreError> {
         self.home(scope).await?.member(scope, id).await
     }
-    async fn update_member(&self, scope: &OrgScope, member: &Member, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.update_member(scope, member, audit).await
+    async fn update_member(
+        &self,
+        scope: &OrgScope,
+        member: &Member,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .update_member(scope, member, audit)
+            .await
     }
-    async fn remove_member(&self, scope: &OrgScope, id: &str, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.remove_member(scope, id, audit).await
+    async fn remove_member(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .remove_member(scope, id, audit)
+            .await
     }
-    async fn set_member_key(&self, scope: &OrgScope, id: &str, key_hash: &[u8; 32], audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.set_member_key(scope, id, key_hash, audit).await
+    async fn set_member_key(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        key_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .set_member_key(scope, id, key_hash, audit)
+            .await
     }
     async fn org_settings(&self, scope: &OrgScope) -> Result<Option<String>, StoreError> {
         self.home(scope).await?.org_settings(scope).await
     }
-    async fn set_org_settings(&self, scope: &OrgScope, settings: &str, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        self.home(scope).await?.set_org_settings(scope, settings, audit).await
+    async fn set_org_settings(
+        &self,
+        scope: &OrgScope,
+        settings: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.home(scope)
+            .await?
+            .set_org_settings(scope, settings, audit)
+            .await
     }
-    async fn set_totp(&self, scope: &OrgScope, member_id: &str, sealed: &[u8], audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.set_totp(scope, member_id, sealed, audit).await
+    async fn set_totp(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        sealed: &[u8],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .set_totp(scope, member_id, sealed, audit)
+            .await
     }
-    async fn totp(&self, scope: &OrgScope, member_id: &str) -> Result<Option<TotpFactor>, StoreError> {
+    async fn totp(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+    ) -> Result<Option<TotpFactor>, StoreError> {
         self.home(scope).await?.totp(scope, member_id).await
     }
-    async fn open_session(&self, scope: &OrgScope, session: &Session, step: i64, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.open_session(scope, session, step, audit).await
+    async fn open_session(
+        &self,
+        scope: &OrgScope,
+        session: &Session,
+        step: i64,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .open_session(scope, session, step, audit)
+            .await
     }
 
     async fn session(
@@ -526,35 +759,107 @@ impl MemberStore for RegionalStore {
 
 #[async_trait::async_trait]
 impl RequestStore for RegionalStore {
-    async fn create_request(&self, scope: &OrgScope, request: &SubjectRequest, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        self.home(scope).await?.create_request(scope, request, audit).await
+    async fn create_request(
+        &self,
+        scope: &OrgScope,
+        request: &SubjectRequest,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.home(scope)
+            .await?
+            .create_request(scope, request, audit)
+            .await
     }
-    async fn subject_request(&self, scope: &OrgScope, id: &str) -> Result<Option<SubjectRequest>, StoreError> {
+    async fn subject_request(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+    ) -> Result<Option<SubjectRequest>, StoreError> {
         self.home(scope).await?.subject_request(scope, id).await
     }
-    async fn list_requests(&self, scope: &OrgScope, filter: &RequestFilter, after: Option<&RequestCursor>, limit: u32) -> Result<Vec<SubjectRequest>, StoreError> {
-        self.home(scope).await?.list_requests(scope, filter, after, limit).await
+    async fn list_requests(
+        &self,
+        scope: &OrgScope,
+        filter: &RequestFilter,
+        after: Option<&RequestCursor>,
+        limit: u32,
+    ) -> Result<Vec<SubjectRequest>, StoreError> {
+        self.home(scope)
+            .await?
+            .list_requests(scope, filter, after, limit)
+            .await
     }
-    async fn update_request(&self, scope: &OrgScope, request: &SubjectRequest, certificate: Option<&StoredCertificate>, audit: &[AuditEvent]) -> Result<bool, StoreError> {
-        self.home(scope).await?.update_request(scope, request, certificate, audit).await
+    async fn update_request(
+        &self,
+        scope: &OrgScope,
+        request: &SubjectRequest,
+        certificate: Option<&StoredCertificate>,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .update_request(scope, request, certificate, audit)
+            .await
     }
-    async fn certificates(&self, scope: &OrgScope, request_id: &str) -> Result<Vec<StoredCertificate>, StoreError> {
-        self.home(scope).await?.certificates(scope, request_id).await
+    async fn certificates(
+        &self,
+        scope: &OrgScope,
+        request_id: &str,
+    ) -> Result<Vec<StoredCertificate>, StoreError> {
+        self.home(scope)
+            .await?
+            .certificates(scope, request_id)
+            .await
     }
-    async fn rewrite_records(&self, scope: &OrgScope, rewrites: &[RecordRewrite], audit: &[AuditEvent]) -> Result<u64, StoreError> {
-        self.home(scope).await?.rewrite_records(scope, rewrites, audit).await
+    async fn rewrite_records(
+        &self,
+        scope: &OrgScope,
+        rewrites: &[RecordRewrite],
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        self.home(scope)
+            .await?
+            .rewrite_records(scope, rewrites, audit)
+            .await
     }
-    async fn aggregate_records(&self, scope: &OrgScope, targets: &[(String, RecordState)], at: Timestamp, audit: &[AuditEvent]) -> Result<u64, StoreError> {
-        self.home(scope).await?.aggregate_records(scope, targets, at, audit).await
+    async fn aggregate_records(
+        &self,
+        scope: &OrgScope,
+        targets: &[(String, RecordState)],
+        at: Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        self.home(scope)
+            .await?
+            .aggregate_records(scope, targets, at, audit)
+            .await
     }
-    async fn erasure_aggregates(&self, scope: &OrgScope) -> Result<Vec<ErasureAggregate>, StoreError> {
+    async fn erasure_aggregates(
+        &self,
+        scope: &OrgScope,
+    ) -> Result<Vec<ErasureAggregate>, StoreError> {
         self.home(scope).await?.erasure_aggregates(scope).await
     }
-    async fn subject_record_counts(&self, scope: &OrgScope, subject_ref: &str) -> Result<Vec<SubjectRecordCount>, StoreError> {
-        self.home(scope).await?.subject_record_counts(scope, subject_ref).await
+    async fn subject_record_counts(
+        &self,
+        scope: &OrgScope,
+        subject_ref: &str,
+    ) -> Result<Vec<SubjectRecordCount>, StoreError> {
+        self.home(scope)
+            .await?
+            .subject_record_counts(scope, subject_ref)
+            .await
     }
-    async fn destroy_subject_tokens(&self, scope: &OrgScope, subject_ref: &str, audit: &[AuditEvent]) -> Result<u64, StoreError> {
-        self.home(scope).await?.destroy_subject_tokens(scope, subject_ref, audit).await
+    async fn destroy_subject_tokens(
+        &self,
+        scope: &OrgScope,
+        subject_ref: &str,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        self.home(scope)
+            .await?
+            .destroy_subject_tokens(scope, subject_ref, audit)
+            .await
     }
 
     async fn requests_by_status(

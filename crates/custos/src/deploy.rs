@@ -209,7 +209,11 @@ async fn open_stores(
             .parse::<ObjectLocation>()
             .map_err(|e| Failure::BadInput(format!("{what} objects: {e}")))?;
         for (seen, place, mine) in [
-            (&mut databases, "database", stores.database.trim().to_string()),
+            (
+                &mut databases,
+                "database",
+                stores.database.trim().to_string(),
+            ),
             (&mut objects, "objects", format!("{location:?}")),
         ] {
             if let Some((_, other)) = seen.iter().find(|(url, _)| *url == mine) {

@@ -39,11 +39,8 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
         .filter(|p| !p.starts_with(dir.join("keys")))
         .filter(|p| {
             p.to_string_lossy().contains(needle)
-                || std::fs::read(p).is_ok_and(|bytes| {
-                    bytes
-                        .windows(needle.len())
-                        .any(|w| w == needle.as_bytes())
-                })
+                || std::fs::read(p)
+                    .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
         })
         .collect()
 }
@@ -85,12 +82,21 @@ async fn send(
     let r = r.send().await.unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Creates an org in `region` named `name` and an owner; returns (org id, owner key).
 async fn org_with_owner(s: &Server, name: &str, region: &str) -> (String, String) {
-    let org = support::post(s, ADMIN, "/v1/orgs", json!({"name": name, "region": region})).await;
+    let org = support::post(
+        s,
+        ADMIN,
+        "/v1/orgs",
+        json!({"name": name, "region": region}),
+    )
+    .await;
     let id = org["id"].as_str().unwrap().to_string();
     let owner = support::post(
         s,
@@ -160,10 +166,21 @@ async fn an_org_lives_in_its_region_and_moves_only_when_allowed() {
     // fail: the us stores do hold the marker. The key store (main/keys) is not data: it is
     // shared by every region and holds each org's wrapped key under the org's id.
     let (us_dir, eu_dir) = (root.join("us"), root.join("eu"));
-    assert!(!files_holding(&us_dir, marker).is_empty(), "control: the us db holds the org");
+    assert!(
+        !files_holding(&us_dir, marker).is_empty(),
+        "control: the us db holds the org"
+    );
     for needle in [marker, &us_org, &record_id, &file_id] {
-        assert_eq!(files_holding(&eu_dir, needle), Vec::<PathBuf>::new(), "{needle} in eu");
-        assert_eq!(files_holding(&main, needle), Vec::<PathBuf>::new(), "{needle} in main");
+        assert_eq!(
+            files_holding(&eu_dir, needle),
+            Vec::<PathBuf>::new(),
+            "{needle} in eu"
+        );
+        assert_eq!(
+            files_holding(&main, needle),
+            Vec::<PathBuf>::new(),
+            "{needle} in main"
+        );
     }
     assert_eq!(files_holding(&us_dir, &eu_org), Vec::<PathBuf>::new());
     assert_eq!(files_holding(&main, &eu_org), Vec::<PathBuf>::new());
@@ -185,7 +202,10 @@ async fn an_org_lives_in_its_region_and_moves_only_when_allowed() {
     assert_eq!(body["code"], "data_transfer_not_allowed");
     let (_, now) = send(&server, reqwest::Method::GET, &us_key, &settings, None).await;
     assert_eq!(now["region"], "us-east");
-    assert_eq!(now["session_timeout"], "1h", "a refused move changes no setting");
+    assert_eq!(
+        now["session_timeout"], "1h",
+        "a refused move changes no setting"
+    );
     assert_eq!(files_holding(&eu_dir, &us_org), Vec::<PathBuf>::new());
 
     // Allowed: the data moves, reads go to the new region.
@@ -267,6 +287,12 @@ async fn an_org_lives_in_its_region_and_moves_only_when_allowed() {
         String::from_utf8_lossy(&verified.stderr)
     );
     assert!(out.contains("audit log verified"), "{out}");
-    assert!(out.contains("audit log of region us-east verified"), "{out}");
-    assert!(out.contains("audit log of region eu-central verified"), "{out}");
+    assert!(
+        out.contains("audit log of region us-east verified"),
+        "{out}"
+    );
+    assert!(
+        out.contains("audit log of region eu-central verified"),
+        "{out}"
+    );
 }

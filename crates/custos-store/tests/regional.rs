@@ -1,0 +1,313 @@
+//! [`RegionalStore`] over SQLite stores: every org's rows and audit events land in its home
+//! region's store only; lookups by id, key hash and the cross-org sweeps find orgs in any
+//! region; a move copies every row of every table (nothing lost, nothing left behind) and the
+//! org's objects, and each store's audit log still verifies.
+
+use std::sync::Arc;
+
+use custos_audit::{Actor, AuditAction, AuditEvent};
+use custos_store::{
+    Hold, Member, ObjectLocation, Objects, Org, OrgScope, RecordRow, RecordState, RegionStores,
+    RegionalStore, SqliteStore, Store,
+};
+use jiff::Timestamp;
+
+fn now() -> Timestamp {
+    Timestamp::from_microsecond(Timestamp::now().as_microsecond()).unwrap()
+}
+
+fn event(org: &str, action: AuditAction) -> AuditEvent {
+    AuditEvent::new(now(), Actor::System, action)
+        .org(org)
+        .target(format!("org:{org}"))
+}
+
+fn record(id: &str) -> RecordRow {
+    let created = now();
+    RecordRow {
+        id: id.to_string(),
+        category: "messages".into(),
+        subject_ref: Some("ref-1".into()),
+        state: RecordState::Active,
+        created_at: created,
+        archive_at: None,
+        expire_at: created + jiff::SignedDuration::from_hours(24),
+        deleted_at: None,
+        next_due_at: Some(created - jiff::SignedDuration::from_hours(1)),
+        key_ref: "org".into(),
+        sealed: Some(format!("sealed:{id}").into_bytes()),
+        blob_size: None,
+        pii: serde_json::json!({}),
+    }
+}
+
+struct Stores {
+    _dir: tempfile::TempDir,
+    main: Arc<dyn Store>,
+    eu: Arc<dyn Store>,
+    main_objects: Objects,
+    eu_objects: Objects,
+    regional: RegionalStore,
+}
+
+fn stores() -> Stores {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| -> (Arc<dyn Store>, Objects) {
+        let store = SqliteStore::open(&dir.path().join(name).join("custos.db")).unwrap();
+        let objects =
+            Objects::open(&ObjectLocation::File(dir.path().join(name).join("objects"))).unwrap();
+        (Arc::new(store), objects)
+    };
+    let (main, main_objects) = open("main");
+    let (eu, eu_objects) = open("eu");
+    let regional = RegionalStore::new(
+        main.clone(),
+        main_objects.clone(),
+        vec![RegionStores {
+            name: "eu-central".into(),
+            store: eu.clone(),
+            objects: eu_objects.clone(),
+        }],
+    );
+    Stores {
+        _dir: dir,
+        main,
+        eu,
+        main_objects,
+        eu_objects,
+        regional,
+    }
+}
+
+/// An org in `region` with a member, two records, a hold, an override and settings.
+async fn populated_org(store: &dyn Store, region: &str) -> (OrgScope, [u8; 32]) {
+    let org = Org {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: format!("org in {region}"),
+        region: region.into(),
+        created_at: now(),
+        terminating_since: None,
+        terminated_at: None,
+    };
+    let scope = store
+        .create_org(&org, &[event(&org.id, AuditAction::OrgCreate)])
+        .await
+        .unwrap();
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let member = Member {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: "owner".into(),
+        roles: vec!["owner".into()],
+        groups: vec![],
+        mfa: false,
+        created_at: now(),
+    };
+    store
+        .add_member(
+            &scope,
+            &member,
+            &key,
+            &[event(&org.id, AuditAction::MemberCreate)],
+        )
+        .await
+        .unwrap();
+    let records = [
+        record(&uuid::Uuid::now_v7().to_string()),
+        record(&uuid::Uuid::now_v7().to_string()),
+    ];
+    store
+        .insert_records(
+            &scope,
+            &records,
+            &[event(&org.id, AuditAction::RecordCreate)],
+        )
+        .await
+        .unwrap();
+    let hold = Hold {
+        id: uuid::Uuid::new_v4().to_string(),
+        reason: "litigation".into(),
+        subject_ref: None,
+        category: Some("messages".into()),
+        created_at: now(),
+    };
+    store
+        .create_hold(&scope, &hold, &[event(&org.id, AuditAction::HoldCreate)])
+        .await
+        .unwrap();
+    store
+        .set_retention_override(
+            &scope,
+            "messages",
+            "60d",
+            &[event(&org.id, AuditAction::RetentionSet)],
+        )
+        .await
+        .unwrap();
+    store
+        .set_org_settings(
+            &scope,
+            r#"{"session_timeout":"2h"}"#,
+            &[event(&org.id, AuditAction::SettingsUpdate)],
+        )
+        .await
+        .unwrap();
+    (scope, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orgs_live_in_their_region_and_are_found_from_anywhere() {
+    let s = stores();
+    let (us, us_key) = populated_org(&s.regional, "us-east").await;
+    let (eu, eu_key) = populated_org(&s.regional, "eu-central").await;
+
+    // Rows and audit events: each in its home store only.
+    assert!(s.main.org(us.org_id()).await.unwrap().is_some());
+    assert!(s.eu.org(us.org_id()).await.unwrap().is_none());
+    assert!(s.eu.org(eu.org_id()).await.unwrap().is_some());
+    assert!(s.main.org(eu.org_id()).await.unwrap().is_none());
+    let main_events = s.main.audit_entries(None, 0, 100).await.unwrap();
+    let eu_events = s.eu.audit_entries(None, 0, 100).await.unwrap();
+    assert_eq!((main_events.len(), eu_events.len()), (6, 6));
+    for e in &eu_events {
+        let ev = AuditEvent::from_canonical_bytes(&e.leaf).unwrap();
+        assert_eq!(ev.org.as_deref(), Some(eu.org_id()));
+    }
+    // A deployment-wide event goes to the main log; an org's event to its region's.
+    s.regional
+        .append_audit(&[
+            AuditEvent::new(now(), Actor::Admin, AuditAction::OrgList),
+            event(eu.org_id(), AuditAction::OrgRead),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(s.main.audit_size().await.unwrap(), 7);
+    assert_eq!(s.eu.audit_size().await.unwrap(), 7);
+
+    // Found from the router, whichever store holds them.
+    assert_eq!(s.regional.orgs().await.unwrap().len(), 2);
+    let by_key = s
+        .regional
+        .member_by_key_hash(&eu_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_key.0, eu);
+    let by_key = s
+        .regional
+        .member_by_key_hash(&us_key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_key.0, us);
+    assert_eq!(
+        s.regional
+            .list_records(&eu, &Default::default(), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let due = s.regional.peek_due(now(), None, 10).await.unwrap();
+    assert_eq!(due.len(), 4, "sweeps see due records of every region");
+    assert!(s
+        .regional
+        .region_of(&eu)
+        .await
+        .unwrap()
+        .is_some_and(|r| r.name == "eu-central"));
+    assert!(s.regional.region_of(&us).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_copies_every_row_and_object_and_leaves_nothing_behind() {
+    let s = stores();
+    let (org, key) = populated_org(&s.regional, "us-east").await;
+    let blob = format!("orgs/{}/blobs/file-1", org.org_id());
+    let archived = format!("orgs/{}/archive/rec.envelope", org.org_id());
+    s.main_objects
+        .put(&blob, b"blob bytes".to_vec())
+        .await
+        .unwrap();
+    s.main_objects
+        .put(&archived, b"archived".to_vec())
+        .await
+        .unwrap();
+    let before = s.main.export_org(&org).await.unwrap();
+    assert!(before.row_count() >= 7, "{before:?}");
+    let main_log = s.main.audit_size().await.unwrap();
+
+    s.regional
+        .set_org_region(
+            &org,
+            "eu-central",
+            &[event(org.org_id(), AuditAction::OrgMove)],
+        )
+        .await
+        .unwrap();
+
+    // Every row arrived, the same but for the home region.
+    let after = s.eu.export_org(&org).await.unwrap();
+    assert_eq!(after.tables.len(), before.tables.len());
+    for (a, b) in before.tables.iter().zip(&after.tables) {
+        assert_eq!(
+            (a.table.as_str(), a.rows.len()),
+            (b.table.as_str(), b.rows.len())
+        );
+        if a.table != "orgs" {
+            assert_eq!(a, b);
+        }
+    }
+    let (_, moved) = s.regional.org(org.org_id()).await.unwrap().unwrap();
+    assert_eq!(moved.region, "eu-central");
+    assert_eq!(
+        s.regional
+            .member_by_key_hash(&key)
+            .await
+            .unwrap()
+            .unwrap()
+            .0,
+        org
+    );
+    assert_eq!(
+        s.eu_objects.read_small(&blob).await.unwrap().unwrap(),
+        b"blob bytes"
+    );
+    assert_eq!(
+        s.eu_objects.read_small(&archived).await.unwrap().unwrap(),
+        b"archived"
+    );
+
+    // Nothing left in the old region but its audit trail, which gained the move.
+    assert_eq!(s.main.export_org(&org).await.unwrap().row_count(), 0);
+    assert!(s.main.org(org.org_id()).await.unwrap().is_none());
+    assert!(s
+        .main_objects
+        .list(&format!("orgs/{}", org.org_id()))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.main.audit_size().await.unwrap(), main_log + 1);
+    let last = s.eu.audit_entries(Some(&org), 0, 100).await.unwrap();
+    let last = AuditEvent::from_canonical_bytes(&last.last().unwrap().leaf).unwrap();
+    assert_eq!(last.action, AuditAction::OrgMove.as_str());
+
+    // Moving back the same way works too (a move is not one-way).
+    s.regional
+        .set_org_region(
+            &org,
+            "us-east",
+            &[event(org.org_id(), AuditAction::OrgMove)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.main.export_org(&org).await.unwrap().row_count(),
+        before.row_count()
+    );
+    assert_eq!(s.eu.export_org(&org).await.unwrap().row_count(), 0);
+    assert_eq!(
+        s.main_objects.read_small(&blob).await.unwrap().unwrap(),
+        b"blob bytes"
+    );
+}
