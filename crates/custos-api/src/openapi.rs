@@ -151,7 +151,7 @@ fn description(status: u16) -> &'static str {
     match status {
         400 => "invalid input (`invalid_input`, `malformed_json`, `unknown_category`)",
         401 => "missing or invalid credentials (`unauthenticated`)",
-        403 => "not allowed (`forbidden`, `mfa_required`)",
+        403 => "not allowed (`forbidden`, `mfa_required`, `data_transfer_not_allowed`)",
         404 => "no such org, record, hold or entry (`not_found`)",
         409 => "conflicts with the current state (`conflict`)",
         410 => "the org is terminated or the content erased (`org_terminated`, `erased`)",

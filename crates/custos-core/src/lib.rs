@@ -329,12 +329,23 @@ impl Custos {
                 Err(_) => Err(format!("no answer within {READINESS_TIMEOUT:?}")),
             }
         }
-        let (database, objects, keys) = tokio::join!(
+        // A key no object has: a reachable store answers "absent".
+        const PROBE: &str = ".custos-readiness-probe";
+        let (mut database, mut objects, keys) = tokio::join!(
             within(self.store.audit_size()),
-            // A key no object has: a reachable store answers "absent".
-            within(self.objects.exists(".custos-readiness-probe")),
+            within(self.objects.exists(PROBE)),
             within(self.vault.ping()),
         );
+        // A region with stores of its own is needed as much as the main ones.
+        for region in self.store.regions() {
+            let (db, obj) = tokio::join!(
+                within(region.store.audit_size()),
+                within(region.objects.exists(PROBE)),
+            );
+            let named = |e: String| format!("region {}: {e}", region.name);
+            database = database.and(db.map_err(named));
+            objects = objects.and(obj.map_err(named));
+        }
         Readiness {
             database,
             objects,

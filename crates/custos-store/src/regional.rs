@@ -109,8 +109,11 @@ impl RegionalStore {
         homes.insert(org_id.to_string(), (home, Instant::now()));
     }
 
-    /// Which store holds the org: known within [`HOME_RECHECK`], else asked (regions first;
-    /// an org no region store has is on the main store, or nowhere).
+    /// Which store holds the org: known within [`HOME_RECHECK`], else asked. The store whose
+    /// copy names a region that lives on it holds the org; a copy naming a region elsewhere is
+    /// a move in progress (see [`RegionalStore::move_between`]) and counts only when no store
+    /// holds the org otherwise. An org no store has is looked for on the main store (and not
+    /// found there).
     async fn locate(&self, org_id: &str) -> Result<Home, StoreError> {
         {
             let homes = self.homes.read().unwrap_or_else(|e| e.into_inner());
@@ -120,13 +123,18 @@ impl RegionalStore {
                 }
             }
         }
+        let mut copy = None;
         let mut home = None;
-        for (i, region) in self.regions.iter().enumerate() {
-            if region.store.org(org_id).await?.is_some() {
-                home = Some(i);
-                break;
+        for (at, store) in self.all() {
+            if let Some((_, org)) = store.org(org_id).await? {
+                if self.home_of_region(&org.region) == at {
+                    home = Some(at);
+                    break;
+                }
+                copy = Some(at);
             }
         }
+        let home = home.or(copy).unwrap_or(None);
         self.remember(org_id, home);
         Ok(home)
     }
@@ -145,8 +153,11 @@ impl RegionalStore {
         )
     }
 
-    /// Copies the org's rows and objects to the stores of `to`, then removes them from
-    /// `from`. Each step can be repeated: an interrupted move finishes when asked again.
+    /// Copies the org's rows and objects to the stores of `to`, removes them from `from`,
+    /// then makes `region` the copy's home. Until that last step the copy still names the old
+    /// region, so [`RegionalStore::locate`] keeps finding the org at `from`; a move interrupted
+    /// at any step finishes when asked again (the copy is replaced, the objects copied again,
+    /// and once `from` is empty the copy is the org and the region changes in place).
     async fn move_between(
         &self,
         scope: &OrgScope,
@@ -157,7 +168,19 @@ impl RegionalStore {
     ) -> Result<(), StoreError> {
         let (source, target) = (self.store_at(from), self.store_at(to));
         let rows = source.export_org(scope).await?;
-        target.import_org(&rows, region, audit).await?;
+        let old_region = rows
+            .tables
+            .iter()
+            .find(|t| t.table == "orgs")
+            .and_then(|t| {
+                let at = t.columns.iter().position(|c| c == "region")?;
+                match t.rows.first()?.get(at)? {
+                    crate::Cell::Text(r) => Some(r.clone()),
+                    _ => None,
+                }
+            })
+            .ok_or_else(|| StoreError::Corrupt("the org's row names no region".into()))?;
+        target.import_org(&rows, &old_region, &[]).await?;
         let prefix = format!("orgs/{}", scope.org_id());
         let keys = self.objects_at(from).list(&prefix).await?;
         for key in &keys {
@@ -165,11 +188,12 @@ impl RegionalStore {
                 .copy_into(self.objects_at(to), key)
                 .await?;
         }
-        self.remember(scope.org_id(), to);
-        source.drop_org(scope, audit).await?;
         for key in &keys {
             self.objects_at(from).delete(key).await?;
         }
+        source.drop_org(scope, audit).await?;
+        target.set_org_region(scope, region, audit).await?;
+        self.remember(scope.org_id(), to);
         Ok(())
     }
 }

@@ -311,3 +311,71 @@ async fn a_move_copies_every_row_and_object_and_leaves_nothing_behind() {
         b"blob bytes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_again() {
+    let s = stores();
+    let (org, _) = populated_org(&s.regional, "us-east").await;
+    let rows = s.main.export_org(&org).await.unwrap();
+    let id = org.org_id();
+
+    // Stopped after the copy: the copy still names the old region, the source holds the org.
+    s.eu.import_org(&rows, "us-east", &[]).await.unwrap();
+    let fresh = RegionalStore::new(
+        s.main.clone(),
+        s.main_objects.clone(),
+        vec![RegionStores {
+            name: "eu-central".into(),
+            store: s.eu.clone(),
+            objects: s.eu_objects.clone(),
+        }],
+    );
+    assert!(
+        fresh.region_of(&org).await.unwrap().is_none(),
+        "still at the source"
+    );
+    fresh
+        .set_org_region(&org, "eu-central", &[event(id, AuditAction::OrgMove)])
+        .await
+        .unwrap();
+    assert_eq!(s.main.export_org(&org).await.unwrap().row_count(), 0);
+    assert_eq!(
+        s.eu.export_org(&org).await.unwrap().row_count(),
+        rows.row_count()
+    );
+    assert_eq!(fresh.org(id).await.unwrap().unwrap().1.region, "eu-central");
+
+    // Stopped after the source was emptied, before the region changed: the copy is the org,
+    // and asking again changes the region in place.
+    let (other, _) = populated_org(&s.regional, "us-east").await;
+    let rows = s.main.export_org(&other).await.unwrap();
+    s.eu.import_org(&rows, "us-east", &[]).await.unwrap();
+    s.main.drop_org(&other, &[]).await.unwrap();
+    let fresh = RegionalStore::new(
+        s.main.clone(),
+        s.main_objects.clone(),
+        vec![RegionStores {
+            name: "eu-central".into(),
+            store: s.eu.clone(),
+            objects: s.eu_objects.clone(),
+        }],
+    );
+    let (_, seen) = fresh.org(other.org_id()).await.unwrap().unwrap();
+    assert_eq!(seen.region, "us-east", "found, half moved");
+    fresh
+        .set_org_region(
+            &other,
+            "eu-central",
+            &[event(other.org_id(), AuditAction::OrgMove)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fresh.org(other.org_id()).await.unwrap().unwrap().1.region,
+        "eu-central"
+    );
+    assert_eq!(
+        s.eu.export_org(&other).await.unwrap().row_count(),
+        rows.row_count()
+    );
+}
