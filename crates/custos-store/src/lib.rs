@@ -25,6 +25,7 @@ mod members_sqlite;
 mod model;
 mod objects;
 mod org_rows;
+mod org_rows_pg;
 mod pg;
 mod regional;
 mod requests;

@@ -30,7 +30,8 @@ pub enum Cell {
 pub struct TableRows {
     /// Table name.
     pub table: String,
-    /// Column names, in the order of each row's cells (store-internal org keys left out).
+    /// Column names, in the order of each row's cells (the org key columns, `org_id` and the
+    /// like, left out: every row is the org's).
     pub columns: Vec<String>,
     /// The rows.
     pub rows: Vec<Vec<Cell>>,
@@ -53,7 +54,7 @@ impl OrgRows {
 }
 
 /// How a table's rows belong to an org.
-enum OrgKey {
+pub(crate) enum OrgKey {
     /// `orgs` itself, by `id`; its `seq` is store-internal.
     OrgsRow,
     /// An `org_id` column.
@@ -63,8 +64,8 @@ enum OrgKey {
 }
 
 /// Tables that belong to the store, not to an org.
-fn is_store_table(name: &str) -> bool {
-    name.starts_with("audit_") || name.starts_with("sqlite_")
+pub(crate) fn is_store_table(name: &str) -> bool {
+    name.starts_with("audit_") || name.starts_with("sqlite_") || name == "custos_migrations"
 }
 
 /// The org's tables on this SQLite database, `orgs` first, with how each is keyed and its
@@ -95,12 +96,14 @@ fn sqlite_tables(conn: &Connection) -> Result<Vec<(String, OrgKey, Vec<String>)>
                 "table {name} has no org column: cannot tell which of its rows move with an org"
             )));
         };
+        // The org keys are each store's own business (SQLite numbers orgs, PostgreSQL does
+        // not): rows travel without them, and the target adds its own.
         let kept = columns
             .into_iter()
             .filter(|c| {
                 !matches!(
                     (&key, c.as_str()),
-                    (OrgKey::OrgsRow, "seq") | (_, "org_seq")
+                    (OrgKey::OrgsRow, "seq") | (_, "org_seq") | (OrgKey::OrgId, "org_id")
                 )
             })
             .collect();
@@ -218,7 +221,10 @@ pub(crate) fn sqlite_import(
                 cols.push("org_seq".into());
                 marks.push(format!("(SELECT seq FROM orgs WHERE id = ?{org_param})"));
             }
-            OrgKey::OrgId => {}
+            OrgKey::OrgId => {
+                cols.push("org_id".into());
+                marks.push(format!("?{org_param}"));
+            }
         }
         let sql = format!(
             "INSERT INTO {} ({}) VALUES ({})",
@@ -233,7 +239,7 @@ pub(crate) fn sqlite_import(
             if let (OrgKey::OrgsRow, Some(i)) = (key, region_at) {
                 values[i] = Value::Text(region.to_string());
             }
-            if matches!(key, OrgKey::OrgSeq) {
+            if matches!(key, OrgKey::OrgSeq | OrgKey::OrgId) {
                 values.push(Value::Text(rows.org_id.clone()));
             }
             stmt.execute(params_from_iter(values))?;

@@ -1314,30 +1314,28 @@ impl Store for PgStore {
         commit_with(tx, audit).await
     }
 
-    async fn export_org(&self, _scope: &OrgScope) -> Result<crate::OrgRows, StoreError> {
-        Err(pg_move_unsupported())
+    async fn export_org(&self, scope: &OrgScope) -> Result<crate::OrgRows, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = crate::org_rows_pg::pg_export(&mut tx, scope).await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     async fn import_org(
         &self,
-        _rows: &crate::OrgRows,
-        _region: &str,
-        _audit: &[AuditEvent],
+        rows: &crate::OrgRows,
+        region: &str,
+        audit: &[AuditEvent],
     ) -> Result<OrgScope, StoreError> {
-        Err(pg_move_unsupported())
+        let mut tx = self.pool.begin().await?;
+        let scope = crate::org_rows_pg::pg_import(&mut tx, rows, region).await?;
+        commit_with(tx, audit).await?;
+        Ok(scope)
     }
 
-    async fn drop_org(&self, _scope: &OrgScope, _audit: &[AuditEvent]) -> Result<(), StoreError> {
-        Err(pg_move_unsupported())
+    async fn drop_org(&self, scope: &OrgScope, audit: &[AuditEvent]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        crate::org_rows_pg::pg_delete(&mut tx, scope.org_id()).await?;
+        commit_with(tx, audit).await
     }
-}
-
-/// Moving an org's rows into or out of a PostgreSQL region store is not built yet; a region
-/// change between regions that share a PostgreSQL store works (in place).
-fn pg_move_unsupported() -> StoreError {
-    StoreError::Config(
-        "moving an org's data into or out of a PostgreSQL region store is not supported yet; \
-         copy it with PostgreSQL's tools, or use SQLite region stores"
-            .into(),
-    )
 }

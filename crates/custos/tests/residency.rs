@@ -137,7 +137,9 @@ async fn an_org_lives_in_its_region_and_moves_only_when_allowed() {
         c
     };
     let server = support::serve(command(), &[]).await;
-    let ready = reqwest::get(format!("{}/readyz", server.base)).await.unwrap();
+    let ready = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .unwrap();
     assert_eq!(ready.status().as_u16(), 200, "every region's stores answer");
 
     // The marker is the org's name: stored in plain text (unlike content, which is sealed),

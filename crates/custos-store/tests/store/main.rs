@@ -14,6 +14,7 @@
 mod isolation;
 mod members;
 mod objects;
+mod regional;
 mod requests;
 mod suite;
 mod support;
@@ -42,6 +43,9 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends! {
+    crate::regional::orgs_live_in_their_region_and_are_found_from_anywhere => regional_orgs_live_in_their_region,
+    crate::regional::a_move_copies_every_row_and_object_and_leaves_nothing_behind => regional_move_copies_every_row_and_object,
+    crate::regional::an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_again => regional_interrupted_move_finishes,
     crate::members::members_change_rotate_and_remove => members_change_rotate_and_remove,
     crate::members::totp_steps_are_used_once_and_sessions_expire => totp_steps_are_used_once_and_sessions_expire,
     crate::members::org_settings_upsert_per_org => org_settings_upsert_per_org,

@@ -1,7 +1,7 @@
-//! [`RegionalStore`] over SQLite stores: every org's rows and audit events land in its home
-//! region's store only; lookups by id, key hash and the cross-org sweeps find orgs in any
-//! region; a move copies every row of every table (nothing lost, nothing left behind) and the
-//! org's objects, and each store's audit log still verifies.
+//! [`RegionalStore`] over a SQLite main store and a region store of each backend: every org's
+//! rows and audit events land in its home region's store only; lookups by id, key hash and the
+//! cross-org sweeps find orgs in any region; a move copies every row of every table (nothing
+//! lost, nothing left behind, between backends too) and the org's objects.
 
 use std::sync::Arc;
 
@@ -11,6 +11,8 @@ use custos_store::{
     RegionalStore, SqliteStore, Store,
 };
 use jiff::Timestamp;
+
+use crate::support::Harness;
 
 fn now() -> Timestamp {
     Timestamp::from_microsecond(Timestamp::now().as_microsecond()).unwrap()
@@ -50,16 +52,15 @@ struct Stores {
     regional: RegionalStore,
 }
 
-fn stores() -> Stores {
+/// A SQLite main store and `eu` (the harness's store) as the eu-central region's.
+fn stores(eu: Arc<dyn Store>) -> Stores {
     let dir = tempfile::tempdir().unwrap();
-    let open = |name: &str| -> (Arc<dyn Store>, Objects) {
-        let store = SqliteStore::open(&dir.path().join(name).join("custos.db")).unwrap();
-        let objects =
-            Objects::open(&ObjectLocation::File(dir.path().join(name).join("objects"))).unwrap();
-        (Arc::new(store), objects)
+    let objects = |name: &str| {
+        Objects::open(&ObjectLocation::File(dir.path().join(name).join("objects"))).unwrap()
     };
-    let (main, main_objects) = open("main");
-    let (eu, eu_objects) = open("eu");
+    let main: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("main").join("custos.db")).unwrap());
+    let (main_objects, eu_objects) = (objects("main"), objects("eu"));
     let regional = RegionalStore::new(
         main.clone(),
         main_objects.clone(),
@@ -155,9 +156,8 @@ async fn populated_org(store: &dyn Store, region: &str) -> (OrgScope, [u8; 32]) 
     (scope, key)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orgs_live_in_their_region_and_are_found_from_anywhere() {
-    let s = stores();
+pub async fn orgs_live_in_their_region_and_are_found_from_anywhere(h: Harness) {
+    let s = stores(h.store.clone());
     let (us, us_key) = populated_org(&s.regional, "us-east").await;
     let (eu, eu_key) = populated_org(&s.regional, "eu-central").await;
 
@@ -219,9 +219,8 @@ async fn orgs_live_in_their_region_and_are_found_from_anywhere() {
     assert!(s.regional.region_of(&us).await.unwrap().is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_move_copies_every_row_and_object_and_leaves_nothing_behind() {
-    let s = stores();
+pub async fn a_move_copies_every_row_and_object_and_leaves_nothing_behind(h: Harness) {
+    let s = stores(h.store.clone());
     let (org, key) = populated_org(&s.regional, "us-east").await;
     let blob = format!("orgs/{}/blobs/file-1", org.org_id());
     let archived = format!("orgs/{}/archive/rec.envelope", org.org_id());
@@ -312,9 +311,8 @@ async fn a_move_copies_every_row_and_object_and_leaves_nothing_behind() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_again() {
-    let s = stores();
+pub async fn an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_again(h: Harness) {
+    let s = stores(h.store.clone());
     let (org, _) = populated_org(&s.regional, "us-east").await;
     let rows = s.main.export_org(&org).await.unwrap();
     let id = org.org_id();
