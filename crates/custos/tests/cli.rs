@@ -269,14 +269,20 @@ fn deployments_sharing_a_postgres_key_store_sign_with_one_key() {
 }
 
 #[test]
-fn region_stores_are_checked_and_refused_until_they_are_enforced() {
+fn region_stores_are_checked_and_may_not_share_a_store() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("custos.toml");
+    let data = dir.path().join("data");
+    // The eu-central region names the main database: residency would be text only.
     std::fs::write(
         &policy,
-        "[service]\nname = \"Acme\"\nregions = [\"us-east\", \"eu-central\"]\ndefault_region = \"us-east\"\n\
-         [categories.notes]\nretention = \"30d\"\n\
-         [regions.eu-central]\ndatabase = \"sqlite:/tmp/eu.db\"\nobjects = \"file:/tmp/eu\"\n",
+        format!(
+            "[service]\nname = \"Acme\"\nregions = [\"us-east\", \"eu-central\"]\n\
+             default_region = \"us-east\"\n[categories.notes]\nretention = \"30d\"\n\
+             [regions.eu-central]\ndatabase = \"sqlite:{}\"\nobjects = \"file:{}\"\n",
+            data.join("custos.db").display(),
+            dir.path().join("eu").display()
+        ),
     )
     .unwrap();
     let out = custos()
@@ -294,10 +300,14 @@ fn region_stores_are_checked_and_refused_until_they_are_enforced() {
         .arg("--config")
         .arg(&policy)
         .arg("--data")
-        .arg(dir.path().join("data"))
+        .arg(&data)
         .args(["keys", "rotate"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not used yet"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[regions.eu-central] database is the same as --database's"),
+        "{err}"
+    );
 }
