@@ -22,6 +22,30 @@ pub struct SubjectKeyRow {
     pub wrapped: WrappedKey,
 }
 
+/// What a destroyed key leaves behind: which key, and when it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The org of the key.
+    pub org: String,
+    /// The subject key's id; empty when every key of the org was destroyed.
+    pub key_id: String,
+    /// When it was destroyed (Unix seconds).
+    pub destroyed_at: i64,
+}
+
+/// What merging a key-store backup into a key store did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Org key versions brought back (missing here, not destroyed).
+    pub org_keys: usize,
+    /// Subject keys brought back.
+    pub subject_keys: usize,
+    /// Deployment keys brought back.
+    pub deployment_keys: usize,
+    /// Keys in the backup that stayed out because a tombstone says they were destroyed.
+    pub refused_destroyed: usize,
+}
+
 /// Persistence of wrapped keys. Implementations never see an unwrapped key.
 #[async_trait::async_trait]
 pub trait KeyStore: Send + Sync {
@@ -85,6 +109,9 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<usize, CryptoError>;
     /// Destroys every key of an org.
     async fn destroy_org(&self, org: &str) -> Result<(), CryptoError>;
+    /// The tombstones destroying keys left (`key_id` empty: the whole org), so that a
+    /// key-store backup restored later cannot bring a destroyed key back.
+    async fn tombstones(&self) -> Result<Vec<Tombstone>, CryptoError>;
     /// A deployment key (`signing`, `backup`), wrapped by the root, if one is stored.
     async fn deployment_key(&self, name: &str) -> Result<Option<WrappedKey>, CryptoError>;
     /// Stores a wrapped deployment key unless one of that name exists, and returns the one
@@ -154,11 +181,97 @@ impl SqliteKeyStore {
              CREATE UNIQUE INDEX IF NOT EXISTS subject_keys_by_ref
                  ON subject_keys (org, subject_ref);
              CREATE TABLE IF NOT EXISTS deployment_keys (
-                 name TEXT PRIMARY KEY, wrapped_by INTEGER NOT NULL, blob BLOB NOT NULL);",
+                 name TEXT PRIMARY KEY, wrapped_by INTEGER NOT NULL, blob BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS destroyed_keys (
+                 org TEXT NOT NULL, key_id TEXT NOT NULL, destroyed_at INTEGER NOT NULL,
+                 PRIMARY KEY (org, key_id));",
         )?;
         Ok(SqliteKeyStore {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Writes a consistent copy of this key store to `to` (a new file, mode 0600): keys stay
+    /// wrapped by the root key, which the copy never contains.
+    pub async fn snapshot(&self, to: &Path) -> Result<(), CryptoError> {
+        let to = to.to_path_buf();
+        self.with_conn(move |conn| {
+            conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).map_err(
+                    |source| CryptoError::Io {
+                        path: to.display().to_string(),
+                        source,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Merges a key-store copy (from [`SqliteKeyStore::snapshot`]) into this store, in one
+    /// transaction: keys missing here come back unless a tombstone here or in the copy says
+    /// they were destroyed; keys present here are kept as they are; the copy's tombstones
+    /// are added.
+    pub async fn merge_from(&self, copy: &Path) -> Result<MergeReport, CryptoError> {
+        let copy = copy.to_string_lossy().into_owned();
+        self.with_conn(move |conn| {
+            conn.execute("ATTACH DATABASE ?1 AS copy", [&copy])?;
+            let merged = (|| {
+                conn.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS copy.destroyed_keys (
+                         org TEXT NOT NULL, key_id TEXT NOT NULL, destroyed_at INTEGER NOT NULL,
+                         PRIMARY KEY (org, key_id));",
+                )?;
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO destroyed_keys (org, key_id, destroyed_at)
+                     SELECT org, key_id, destroyed_at FROM copy.destroyed_keys",
+                    [],
+                )?;
+                let refused: i64 = tx.query_row(
+                    "SELECT (SELECT count(*) FROM copy.org_keys c WHERE EXISTS
+                                (SELECT 1 FROM destroyed_keys d WHERE d.org = c.org AND d.key_id = ''))
+                          + (SELECT count(*) FROM copy.subject_keys c WHERE EXISTS
+                                (SELECT 1 FROM destroyed_keys d WHERE d.org = c.org
+                                 AND (d.key_id = '' OR d.key_id = c.key_id)))",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let org_keys = tx.execute(
+                    "INSERT OR IGNORE INTO org_keys (org, version, wrapped_by, blob)
+                     SELECT org, version, wrapped_by, blob FROM copy.org_keys c
+                     WHERE NOT EXISTS (SELECT 1 FROM destroyed_keys d
+                                       WHERE d.org = c.org AND d.key_id = '')",
+                    [],
+                )?;
+                let subject_keys = tx.execute(
+                    "INSERT OR IGNORE INTO subject_keys (org, key_id, subject_ref, wrapped_by, blob)
+                     SELECT org, key_id, subject_ref, wrapped_by, blob FROM copy.subject_keys c
+                     WHERE NOT EXISTS (SELECT 1 FROM destroyed_keys d WHERE d.org = c.org
+                                       AND (d.key_id = '' OR d.key_id = c.key_id))",
+                    [],
+                )?;
+                let deployment_keys = tx.execute(
+                    "INSERT OR IGNORE INTO deployment_keys (name, wrapped_by, blob)
+                     SELECT name, wrapped_by, blob FROM copy.deployment_keys",
+                    [],
+                )?;
+                tx.commit()?;
+                Ok::<_, CryptoError>(MergeReport {
+                    org_keys,
+                    subject_keys,
+                    deployment_keys,
+                    refused_destroyed: refused as usize,
+                })
+            })();
+            conn.execute("DETACH DATABASE copy", [])?;
+            merged
+        })
+        .await
     }
 
     /// Runs `f` on the connection on tokio's blocking pool: key-store writes fsync (the file
@@ -405,10 +518,16 @@ impl KeyStore for SqliteKeyStore {
         self.with_conn(move |conn| {
             let tx = conn.transaction()?;
             let mut n = 0;
+            let now = jiff::Timestamp::now().as_second();
             for id in &key_ids {
                 n += tx.execute(
                     "DELETE FROM subject_keys WHERE org = ?1 AND key_id = ?2",
                     [org.as_str(), id.as_str()],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO destroyed_keys (org, key_id, destroyed_at)
+                     VALUES (?1, ?2, ?3)",
+                    params![org, id, now],
                 )?;
             }
             tx.commit()?;
@@ -423,8 +542,30 @@ impl KeyStore for SqliteKeyStore {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM subject_keys WHERE org = ?1", [&org])?;
             tx.execute("DELETE FROM org_keys WHERE org = ?1", [&org])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO destroyed_keys (org, key_id, destroyed_at)
+                 VALUES (?1, '', ?2)",
+                params![org, jiff::Timestamp::now().as_second()],
+            )?;
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn tombstones(&self) -> Result<Vec<Tombstone>, CryptoError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT org, key_id, destroyed_at FROM destroyed_keys ORDER BY org, key_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Tombstone {
+                    org: r.get(0)?,
+                    key_id: r.get(1)?,
+                    destroyed_at: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

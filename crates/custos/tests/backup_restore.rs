@@ -1,0 +1,401 @@
+//! The backup drill of the issue, on the built binary and a real data directory: take a
+//! backup, erase a subject, purge records, restore (the key store, the database, both), and
+//! show that the erased subject stays unreadable, purged records stay gone, the audit log and
+//! the erasure's certificate verify, and everything else is back; the drill prints RTO and RPO.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use support::{post, Server, ADMIN};
+
+const MARKER: &str = "RESTORE-MARKER-51c0";
+
+fn run(data: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = support::cli(data).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let (code, out, err) = run(data, args);
+    assert_eq!(code, Some(0), "{args:?}: {out}\n{err}");
+    out
+}
+
+async fn get(s: &Server, token: &str, path: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", s.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// An org with a member; records of `alice`, of `bob`, and of no subject; one file.
+struct Fixture {
+    org: String,
+    key: String,
+    alice: Vec<String>,
+    bob: Vec<String>,
+    plain: Vec<String>,
+    file: String,
+}
+
+async fn record(s: &Server, f: &Fixture, subject: Option<&str>, i: usize) -> String {
+    let mut body = json!({"category": "messages", "content": {"text": format!("{MARKER} {i}")}});
+    if let Some(subject) = subject {
+        body["subject"] = json!(subject);
+    }
+    post(s, &f.key, &format!("/v1/orgs/{}/records", f.org), body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn fill(s: &Server) -> Fixture {
+    let org = post(s, ADMIN, "/v1/orgs", json!({"name": "acme"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let member = post(
+        s,
+        ADMIN,
+        &format!("/v1/orgs/{org}/members"),
+        json!({"name": "app", "roles": ["owner"]}),
+    )
+    .await;
+    let mut f = Fixture {
+        org,
+        key: member["api_key"].as_str().unwrap().to_string(),
+        alice: Vec::new(),
+        bob: Vec::new(),
+        plain: Vec::new(),
+        file: String::new(),
+    };
+    for i in 0..3 {
+        let id = record(s, &f, Some("alice"), i).await;
+        f.alice.push(id);
+        let id = record(s, &f, Some("bob"), i).await;
+        f.bob.push(id);
+    }
+    for i in 0..4 {
+        let id = record(s, &f, None, i).await;
+        f.plain.push(id);
+    }
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/orgs/{}/files?category=files&name=notes.txt",
+            s.base, f.org
+        ))
+        .bearer_auth(&f.key)
+        .header("content-type", "text/plain")
+        .body(format!("{MARKER} in a file"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let v: Value = r.json().await.unwrap();
+    f.file = v["id"].as_str().unwrap().to_string();
+    f
+}
+
+/// Readable with its content: 200 and the marker.
+async fn readable(s: &Server, f: &Fixture, id: &str) -> bool {
+    let (status, body) = get(s, &f.key, &format!("/v1/orgs/{}/records/{id}", f.org)).await;
+    status == 200 && body.contains(MARKER)
+}
+
+async fn hard_delete(s: &Server, f: &Fixture, id: &str) {
+    let r = reqwest::Client::new()
+        .delete(format!(
+            "{}/v1/orgs/{}/records/{id}?hard=true",
+            s.base, f.org
+        ))
+        .bearer_auth(&f.key)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// What the drill checks on the restored deployment.
+async fn assert_restored(s: &Server, f: &Fixture, purged: &[String], lost: &str) {
+    for id in &f.alice {
+        assert!(!readable(s, f, id).await, "erased alice's {id} is readable");
+    }
+    for id in purged {
+        let (status, _) = get(s, &f.key, &format!("/v1/orgs/{}/records/{id}", f.org)).await;
+        assert_eq!(status, 404, "purged {id} came back");
+    }
+    for id in f
+        .bob
+        .iter()
+        .chain(f.plain.iter().filter(|p| !purged.contains(p)))
+    {
+        assert!(readable(s, f, id).await, "{id} was not restored");
+    }
+    let (status, body) = get(
+        s,
+        &f.key,
+        &format!("/v1/orgs/{}/records/{}/file", f.org, f.file),
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, &*format!("{MARKER} in a file"))
+    );
+    // Written after the backup: beyond the recovery point.
+    let (status, _) = get(s, &f.key, &format!("/v1/orgs/{}/records/{lost}", f.org)).await;
+    assert_eq!(status, 404);
+}
+
+/// The backup directories under `to`, oldest first.
+fn by_creation(to: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<(jiff::Timestamp, PathBuf)> = std::fs::read_dir(to)
+        .unwrap()
+        .map(|e| {
+            let dir = e.unwrap().path();
+            let m: Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                    .unwrap();
+            (m["created"].as_str().unwrap().parse().unwrap(), dir)
+        })
+        .collect();
+    dirs.sort();
+    dirs.into_iter().map(|(_, d)| d).collect()
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+fn replaced_db(data: &Path) -> PathBuf {
+    std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("custos.db.replaced-")
+                && !p.to_string_lossy().ends_with("-wal")
+                && !p.to_string_lossy().ends_with("-shm")
+        })
+        .expect("the replaced database is kept")
+}
+
+#[tokio::test]
+async fn restoring_both_stores_keeps_erasures_and_purges_and_brings_back_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = support::serve(support::cli(&data), &[]).await;
+    let f = fill(&server).await;
+    let backups = tmp.path().join("backups");
+    let key_backups = tmp.path().join("key-backups");
+    let (b, kb) = (backups.to_str().unwrap(), key_backups.to_str().unwrap());
+    let out = ok(&data, &["backup", "create", "--to", b]);
+    assert!(out.contains("(full)"), "{out}");
+    let out = ok(&data, &["backup", "create", "--key-store", "--to", kb]);
+    assert!(out.starts_with("key-store backup "), "{out}");
+    ok(&data, &["backup", "verify", "--key-store", "--to", kb]);
+
+    // After the backup: erase alice, hard-delete two records, sweep (purges), write one more.
+    let out = ok(
+        &data,
+        &["dsr", "erase", "--org", &f.org, "--subject", "alice"],
+    );
+    let certificate = tmp.path().join(out.lines().next().unwrap());
+    assert!(certificate.is_file(), "{out}");
+    let purged = vec![f.plain[0].clone(), f.plain[1].clone()];
+    for id in &purged {
+        hard_delete(&server, &f, id).await;
+    }
+    ok(&data, &["sweep"]);
+    let lost = record(&server, &f, None, 99).await;
+    for id in f.alice.iter().chain(&purged) {
+        assert!(!readable(&server, &f, id).await);
+    }
+    drop(server);
+
+    // Both stores are lost to an older state: the key store entirely (its tombstones with
+    // it), the database by restoring the backup.
+    std::fs::remove_file(data.join("keys/keys.db")).unwrap();
+    let out = ok(&data, &["backup", "restore", "--key-store", "--from", kb]);
+    assert!(out.contains("subject key(s)"), "{out}");
+    let destroyed_again: usize = out
+        .split("replayed the audit log's key destructions: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(destroyed_again >= 1, "{out}");
+    let out = ok(&data, &["backup", "restore", "--from", b]);
+    assert!(out.contains("restored backup "), "{out}");
+    assert!(out.contains("reconciled from audit index"), "{out}");
+    assert!(
+        out.contains(" 2 record(s) purged") || out.contains("record(s) purged"),
+        "{out}"
+    );
+    let db = data.join("custos.db");
+    let records_after = count(&db, "SELECT count(*) FROM records");
+
+    let server = support::serve(support::cli(&data), &[]).await;
+    assert_restored(&server, &f, &purged, &lost).await;
+    drop(server);
+    let out = ok(&data, &["audit", "verify"]);
+    assert!(out.contains("audit log verified"), "{out}");
+    // The certificate issued after the backup still proves inclusion: the log continued.
+    ok(&data, &["cert", "verify", certificate.to_str().unwrap()]);
+
+    // Reconcile again: nothing changes.
+    let aside = replaced_db(&data);
+    let from = format!("sqlite:{}", aside.display());
+    let out = ok(&data, &["backup", "reconcile", "--from", &from]);
+    assert!(out.contains("0 record(s) purged"), "{out}");
+    assert!(out.contains("0 subject key(s)"), "{out}");
+    assert_eq!(count(&db, "SELECT count(*) FROM records"), records_after);
+    ok(&data, &["audit", "verify"]);
+    let server = support::serve(support::cli(&data), &[]).await;
+    assert_restored(&server, &f, &purged, &lost).await;
+    drop(server);
+
+    // The drill restores the newest backup elsewhere and prints RTO and RPO.
+    let out = ok(&data, &["backup", "drill", "--from", b]);
+    assert!(
+        out.contains("recovery time ") && out.contains("(policy rto 4h: met)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("recovery point ") && out.contains("(policy rpo 1h: met)"),
+        "{out}"
+    );
+    assert!(out.contains("audit log verified"), "{out}");
+    println!("{out}");
+}
+
+#[tokio::test]
+async fn a_key_store_backup_restored_later_does_not_bring_a_destroyed_key_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = support::serve(support::cli(&data), &[]).await;
+    let f = fill(&server).await;
+    let kb = tmp.path().join("key-backups");
+    let kb = kb.to_str().unwrap();
+    ok(&data, &["backup", "create", "--key-store", "--to", kb]);
+    ok(
+        &data,
+        &["dsr", "erase", "--org", &f.org, "--subject", "alice"],
+    );
+    let keys = data.join("keys/keys.db");
+    let tombstones = count(&keys, "SELECT count(*) FROM destroyed_keys");
+    assert!(tombstones >= 1, "destroying a key leaves a tombstone");
+    drop(server);
+
+    // The key store is kept; an older copy of it is merged in.
+    let out = ok(&data, &["backup", "restore", "--key-store", "--from", kb]);
+    assert!(out.contains("kept out by tombstones"), "{out}");
+    let refused: usize = out
+        .split("; ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(refused as i64, tombstones, "{out}");
+    let server = support::serve(support::cli(&data), &[]).await;
+    for id in &f.alice {
+        assert!(!readable(&server, &f, id).await, "alice's key came back");
+    }
+    for id in &f.bob {
+        assert!(readable(&server, &f, id).await);
+    }
+    drop(server);
+}
+
+#[tokio::test]
+async fn incremental_backups_seal_only_changes_and_pruning_keeps_what_they_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = support::serve(support::cli(&data), &[]).await;
+    let f = fill(&server).await;
+    let to = tmp.path().join("backups");
+    let b = to.to_str().unwrap();
+    let out = ok(&data, &["backup", "create", "--to", b]);
+    assert!(out.contains("(full)"), "{out}");
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/orgs/{}/files?category=files&name=more.txt",
+            server.base, f.org
+        ))
+        .bearer_auth(&f.key)
+        .header("content-type", "text/plain")
+        .body("a second file")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let out = ok(&data, &["backup", "create", "--to", b]);
+    assert!(out.contains("(incremental)"), "{out}");
+    assert!(out.contains("2 object(s) (1 sealed here)"), "{out}");
+    drop(server);
+    ok(&data, &["backup", "verify", "--to", b]);
+
+    // The full backup is past retention, but the incremental reads from it: both stay.
+    let dirs = by_creation(&to);
+    let manifest_path = dirs[0].join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["kind"], "full");
+    let old = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(31 * 24);
+    manifest["created"] = json!(old.to_string());
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let mut second: Value =
+        serde_json::from_str(&std::fs::read_to_string(dirs[1].join("manifest.json")).unwrap())
+            .unwrap();
+    second["created"] = json!(old.to_string());
+    std::fs::write(dirs[1].join("manifest.json"), second.to_string()).unwrap();
+    let out = ok(&data, &["backup", "create", "--to", b]);
+    assert!(out.contains("(incremental)"), "{out}");
+    // Both older backups hold an object the newest reads: neither is pruned.
+    assert!(!out.contains("pruned"), "{out}");
+    ok(&data, &["backup", "verify", "--to", b]);
+    assert!(
+        dirs[0].exists() && dirs[1].exists(),
+        "a backup an incremental reads from was pruned"
+    );
+
+    // Restore from the incremental chain brings both files back.
+    std::fs::remove_dir_all(data.join("objects")).unwrap();
+    let out = ok(&data, &["backup", "restore", "--from", b]);
+    assert!(out.contains("2 object(s)"), "{out}");
+    let server = support::serve(support::cli(&data), &[]).await;
+    let (status, body) = get(
+        &server,
+        &f.key,
+        &format!("/v1/orgs/{}/records/{}/file", f.org, f.file),
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, &*format!("{MARKER} in a file"))
+    );
+    drop(server);
+
+    // A --full backup reads from nothing.
+    let out = ok(&data, &["backup", "create", "--full", "--to", b]);
+    assert!(
+        out.contains("(full)") && out.contains("(2 sealed here)"),
+        "{out}"
+    );
+}
