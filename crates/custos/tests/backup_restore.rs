@@ -88,21 +88,26 @@ async fn fill(s: &Server) -> Fixture {
         let id = record(s, &f, None, i).await;
         f.plain.push(id);
     }
+    f.file = upload(s, &f, "notes.txt", &format!("{MARKER} in a file")).await;
+    f
+}
+
+/// Uploads a file as a record; its id.
+async fn upload(s: &Server, f: &Fixture, name: &str, body: &str) -> String {
     let r = reqwest::Client::new()
         .post(format!(
-            "{}/v1/orgs/{}/files?category=files&name=notes.txt",
+            "{}/v1/orgs/{}/files?category=files&name={name}",
             s.base, f.org
         ))
         .bearer_auth(&f.key)
         .header("content-type", "text/plain")
-        .body(format!("{MARKER} in a file"))
+        .body(body.to_string())
         .send()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
     let v: Value = r.json().await.unwrap();
-    f.file = v["id"].as_str().unwrap().to_string();
-    f
+    v["id"].as_str().unwrap().to_string()
 }
 
 /// Readable with its content: 200 and the marker.
@@ -200,6 +205,9 @@ async fn restoring_both_stores_keeps_erasures_and_purges_and_brings_back_the_res
     std::fs::create_dir_all(&data).unwrap();
     let server = support::serve(support::cli(&data), &[]).await;
     let f = fill(&server).await;
+    let gone = upload(&server, &f, "gone.txt", "a file purged after the backup").await;
+    let gone_object = data.join(format!("objects/orgs/{}/blobs/{gone}", f.org));
+    assert!(gone_object.is_file());
     let backups = tmp.path().join("backups");
     let key_backups = tmp.path().join("key-backups");
     let (b, kb) = (backups.to_str().unwrap(), key_backups.to_str().unwrap());
@@ -216,11 +224,12 @@ async fn restoring_both_stores_keeps_erasures_and_purges_and_brings_back_the_res
     );
     let certificate = tmp.path().join(out.lines().next().unwrap());
     assert!(certificate.is_file(), "{out}");
-    let purged = vec![f.plain[0].clone(), f.plain[1].clone()];
+    let purged = vec![f.plain[0].clone(), f.plain[1].clone(), gone.clone()];
     for id in &purged {
         hard_delete(&server, &f, id).await;
     }
     ok(&data, &["sweep"]);
+    assert!(!gone_object.exists());
     let lost = record(&server, &f, None, 99).await;
     for id in f.alice.iter().chain(&purged) {
         assert!(!readable(&server, &f, id).await);
@@ -397,5 +406,133 @@ async fn incremental_backups_seal_only_changes_and_pruning_keeps_what_they_read(
     assert!(
         out.contains("(full)") && out.contains("(2 sealed here)"),
         "{out}"
+    );
+}
+
+const ROOT: &str = "9mvW6fN0m8Qm3Zb9Jx3h2b1Vn0pQ5sT7uY8wE4rA6cI=";
+
+/// The binary on PostgreSQL data and key stores (objects in `data`).
+fn on_pg(data: &Path, database: &str, keys: &str) -> std::process::Command {
+    let mut c = support::cli(data);
+    c.env("CUSTOS_DATABASE", database)
+        .env("CUSTOS_KEYS", keys)
+        .env("CUSTOS_ROOT_KEY", ROOT);
+    c
+}
+
+fn pg_ok(data: &Path, database: &str, keys: &str, args: &[&str]) -> String {
+    let out = on_pg(data, database, keys).args(args).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}\n{stderr}");
+    stdout
+}
+
+/// `pg_dump from | psql to`: PostgreSQL's own backup and restore.
+fn pg_copy(from: &support::PgDb, to: &support::PgDb) {
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--no-owner", &from.url])
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let mut psql = std::process::Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", &to.url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    psql.stdin.take().unwrap().write_all(&dump.stdout).unwrap();
+    assert!(psql.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn after_postgresql_restores_reconcile_keeps_erasures_and_purges() {
+    let (Some(live), Some(keys), Some(data_backup), Some(keys_backup)) = (
+        support::PgDb::create("bk_live"),
+        support::PgDb::create("bk_keys"),
+        support::PgDb::create("bk_data_restored"),
+        support::PgDb::create("bk_keys_restored"),
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = support::serve(on_pg(&data, &live.url, &keys.url), &[]).await;
+    let f = fill(&server).await;
+
+    // PostgreSQL's own backups of both stores (pg_dump; restored below into new databases).
+    pg_copy(&live, &data_backup);
+    pg_copy(&keys, &keys_backup);
+    // restore and drill are for SQLite deployments; they say what to do instead.
+    let out = on_pg(&data, &live.url, &keys.url)
+        .args(["backup", "restore", "--from", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("custos backup reconcile"));
+
+    let out = pg_ok(
+        &data,
+        &live.url,
+        &keys.url,
+        &["dsr", "erase", "--org", &f.org, "--subject", "alice"],
+    );
+    let certificate = tmp.path().join(out.lines().next().unwrap());
+    let purged = vec![f.plain[0].clone(), f.plain[1].clone()];
+    for id in &purged {
+        hard_delete(&server, &f, id).await;
+    }
+    pg_ok(&data, &live.url, &keys.url, &["sweep"]);
+    let lost = record(&server, &f, None, 99).await;
+    drop(server);
+
+    // Both stores restored from their dumps (the key store's tombstones with it); the step
+    // after: reconcile from the log of the database in use before.
+    let (restored, restored_keys) = (&data_backup.url, &keys_backup.url);
+    let out = pg_ok(
+        &data,
+        restored,
+        restored_keys,
+        &["backup", "reconcile", "--from", &live.url],
+    );
+    // alice's records (purged by the sweep after her erasure) and the two hard-deleted ones.
+    let n = f.alice.len() + purged.len();
+    assert!(out.contains(&format!(" {n} record(s) purged")), "{out}");
+    let destroyed: usize = out
+        .split("checkpoint(s) copied, ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(destroyed >= 1, "{out}");
+    let again = pg_ok(
+        &data,
+        restored,
+        restored_keys,
+        &["backup", "reconcile", "--from", &live.url],
+    );
+    assert!(
+        again.contains(" 0 subject key(s)") && again.contains(" 0 record(s) purged"),
+        "{again}"
+    );
+
+    let server = support::serve(on_pg(&data, restored, restored_keys), &[]).await;
+    assert_restored(&server, &f, &purged, &lost).await;
+    drop(server);
+    let out = pg_ok(&data, restored, restored_keys, &["audit", "verify"]);
+    assert!(out.contains("audit log verified"), "{out}");
+    pg_ok(
+        &data,
+        restored,
+        restored_keys,
+        &["cert", "verify", certificate.to_str().unwrap()],
     );
 }
