@@ -9,6 +9,7 @@ use custos_crypto::BackupKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::place::Place;
 use super::{backup_key, io, sources, DATABASE};
 use crate::cli::Global;
 use crate::{deploy, Failure};
@@ -74,7 +75,7 @@ pub async fn run_scheduled(global: Global, to: PathBuf, every: std::time::Durati
     tick.tick().await;
     loop {
         tick.tick().await;
-        match take(&global, &to, false, 7).await {
+        match take_to(&global, &to, false, 7).await {
             Ok(done) => tracing::info!(backup = %done.id, files = done.files, bytes = done.bytes,
                 audit_size = done.audit_size, pruned = done.pruned.len(), "scheduled backup taken"),
             Err(e) => tracing::error!(error = %e, "scheduled backup failed"),
@@ -222,7 +223,7 @@ pub(super) async fn create(
     full: bool,
     full_every: u32,
 ) -> Result<(), Failure> {
-    let done = take(global, to, full, full_every).await?;
+    let done = take_to(global, to, full, full_every).await?;
     println!(
         "backup {} ({}): database and {} object(s) ({} sealed here), {} bytes, audit log at {} entries -> {}",
         done.id,
@@ -291,7 +292,23 @@ pub(super) fn snapshot_counts(db: &Path) -> Result<(u64, BTreeMap<String, u64>),
     Ok((audit, records))
 }
 
-/// Takes one backup into `to` and prunes the expired ones.
+/// Takes one backup into the place `to` (a directory or S3) and prunes the expired ones.
+async fn take_to(
+    global: &Global,
+    to: &Path,
+    full: bool,
+    full_every: u32,
+) -> Result<Taken, Failure> {
+    let place = Place::open(to).await?;
+    let mut done = take(global, place.dir(), full, full_every).await?;
+    place.publish(&done.id, &done.pruned).await?;
+    if to.to_string_lossy().starts_with("s3://") {
+        done.dir = PathBuf::from(format!("{}/{}", place.shown(), done.id));
+    }
+    Ok(done)
+}
+
+/// Takes one backup into the directory `to` and prunes the expired ones.
 async fn take(global: &Global, to: &Path, full: bool, full_every: u32) -> Result<Taken, Failure> {
     let (policy, _) = deploy::load_policy(global)?;
     let (database, objects) = sources(global)?;
@@ -446,10 +463,11 @@ pub(super) fn random_suffix() -> String {
     format!("{:06x}", rand::thread_rng().gen_range(0..0x100_0000u32))
 }
 
-pub(super) fn list(to: &Path) -> Result<(), Failure> {
-    let all = manifests(to)?;
+pub(super) async fn list(to: &Path) -> Result<(), Failure> {
+    let place = Place::open(to).await?;
+    let all = manifests(place.dir())?;
     if all.is_empty() {
-        println!("no backups in {}", to.display());
+        println!("no backups in {}", place.shown());
         return Ok(());
     }
     println!(
@@ -572,9 +590,11 @@ pub(super) fn materialize(
 }
 
 pub(super) async fn verify(global: &Global, to: &Path, id: Option<&str>) -> Result<(), Failure> {
-    let manifest = choose(to, id, false)?;
+    let place = Place::open(to).await?;
+    let manifest = choose(place.dir(), id, false)?;
     let key = backup_key(global).await?;
-    materialize(&key, to, &manifest, None)?;
+    place.fetch(&manifest).await?;
+    materialize(&key, place.dir(), &manifest, None)?;
     let borrowed = manifest
         .files
         .iter()

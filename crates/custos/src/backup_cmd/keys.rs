@@ -12,6 +12,7 @@ use custos_audit::AuditAction;
 use custos_crypto::SqliteKeyStore;
 
 use super::archive::{self, Entry, Manifest, KEYS_KIND};
+use super::place::Place;
 use super::reconcile::{event, replay_key_destructions};
 use super::restore::{database_url, open_store};
 use super::{io, DATABASE};
@@ -60,6 +61,8 @@ pub(super) async fn create(global: &Global, to: &Path) -> Result<(), Failure> {
             db.display()
         )));
     }
+    let place = Place::open(to).await?;
+    let to = place.dir();
     deploy::create_private_dir(to)?;
     let created = jiff::Timestamp::now();
     let id = format!(
@@ -94,11 +97,13 @@ pub(super) async fn create(global: &Global, to: &Path) -> Result<(), Failure> {
         }],
     };
     archive::write_manifest(&dir, &manifest)?;
+    let pruned = archive::prune(to, &policy.backups.retention, created)?;
+    place.publish(&id, &pruned).await?;
     println!(
-        "key-store backup {id}: {orgs} org key version(s), {subjects} subject key(s), {tombstones} tombstone(s), {size} bytes -> {} (keys wrapped by the root key, which it does not contain)",
-        dir.display()
+        "key-store backup {id}: {orgs} org key version(s), {subjects} subject key(s), {tombstones} tombstone(s), {size} bytes -> {}/{id} (keys wrapped by the root key, which it does not contain)",
+        place.shown()
     );
-    for id in archive::prune(to, &policy.backups.retention, created)? {
+    for id in pruned {
         println!("pruned backup {id} (older than the policy's [backups] retention)");
     }
     Ok(())
@@ -128,9 +133,11 @@ fn checked(to: &Path, manifest: &Manifest) -> Result<PathBuf, Failure> {
 }
 
 /// `custos backup verify --key-store`.
-pub(super) fn verify(to: &Path, id: Option<&str>) -> Result<(), Failure> {
-    let manifest = archive::choose(to, id, true)?;
-    let path = checked(to, &manifest)?;
+pub(super) async fn verify(to: &Path, id: Option<&str>) -> Result<(), Failure> {
+    let place = Place::open(to).await?;
+    let manifest = archive::choose(place.dir(), id, true)?;
+    place.fetch(&manifest).await?;
+    let path = checked(place.dir(), &manifest)?;
     let (orgs, subjects, tombstones) =
         key_counts(&path).map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))?;
     println!(
@@ -143,8 +150,10 @@ pub(super) fn verify(to: &Path, id: Option<&str>) -> Result<(), Failure> {
 /// `custos backup restore --key-store`: merges the backup into the key store (created if
 /// lost), then destroys again every key whose destruction the data's audit log records.
 pub(super) async fn restore(global: &Global, from: &Path, id: Option<&str>) -> Result<(), Failure> {
-    let manifest = archive::choose(from, id, true)?;
-    let copy = checked(from, &manifest)?;
+    let place = Place::open(from).await?;
+    let manifest = archive::choose(place.dir(), id, true)?;
+    place.fetch(&manifest).await?;
+    let copy = checked(place.dir(), &manifest)?;
     let db = key_db(global)?;
     // Merge from a private copy: attaching writes nothing, but the backup stays untouched.
     let scratch = tempfile::tempdir().map_err(|e| Failure::Failed(format!("scratch dir: {e}")))?;

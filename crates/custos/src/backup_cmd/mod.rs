@@ -17,6 +17,7 @@
 
 mod archive;
 mod keys;
+mod place;
 mod reconcile;
 mod restore;
 
@@ -61,8 +62,9 @@ pub enum BackupCommand {
 /// Where backups are.
 #[derive(Debug, Args)]
 pub struct Target {
-    /// The backup directory (created 0700 if missing).
-    #[arg(long, visible_alias = "from", value_name = "DIR")]
+    /// The backup directory (created 0700 if missing), or s3://bucket/prefix (credentials,
+    /// region and endpoint from the standard AWS_* variables).
+    #[arg(long, visible_alias = "from", value_name = "DIR|URL")]
     pub to: PathBuf,
 }
 
@@ -136,8 +138,10 @@ pub async fn run(global: &Global, cmd: BackupCommand) -> Result<(), Failure> {
         BackupCommand::Create(a) => {
             archive::create(global, &a.target.to, a.full, a.full_every).await
         }
-        BackupCommand::List(t) => archive::list(&t.to),
-        BackupCommand::Verify(c) if c.key_store => keys::verify(&c.target.to, c.id.as_deref()),
+        BackupCommand::List(t) => archive::list(&t.to).await,
+        BackupCommand::Verify(c) if c.key_store => {
+            keys::verify(&c.target.to, c.id.as_deref()).await
+        }
         BackupCommand::Verify(c) => archive::verify(global, &c.target.to, c.id.as_deref()).await,
         BackupCommand::Restore(a) if a.chosen.key_store => {
             keys::restore(global, &a.chosen.target.to, a.chosen.id.as_deref()).await

@@ -8,6 +8,7 @@ use custos_audit::AuditAction;
 use custos_store::{ObjectLocation, Objects, PgStore, SqliteStore, Store};
 
 use super::archive;
+use super::place::Place;
 use super::reconcile::{self, event};
 use super::{backup_key, io, locations, DATABASE};
 use crate::cli::Global;
@@ -110,8 +111,10 @@ pub(super) async fn restore(
 ) -> Result<(), Failure> {
     let started = Instant::now();
     let (database, objects_dir) = locations(global)?;
-    let manifest = archive::choose(from, id, false)?;
+    let place = Place::open(from).await?;
+    let manifest = archive::choose(place.dir(), id, false)?;
     let key = backup_key(global).await?;
+    place.fetch(&manifest).await?;
     let db_dir = database
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -122,7 +125,8 @@ pub(super) async fn restore(
         .prefix(".custos-restore-")
         .tempdir_in(&db_dir)
         .map_err(io(&db_dir))?;
-    archive::materialize(&key, from, &manifest, Some(stage.path()))?;
+    archive::materialize(&key, place.dir(), &manifest, Some(stage.path()))?;
+    drop(place);
 
     let stamp = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%SZ")
@@ -291,8 +295,10 @@ pub(super) async fn drill(
     let (policy, _) = deploy::load_policy(global)?;
     let start_time = jiff::Timestamp::now();
     let started = Instant::now();
-    let manifest = archive::choose(from, None, false)?;
+    let place = Place::open(from).await?;
+    let manifest = archive::choose(place.dir(), None, false)?;
     let key = backup_key(global).await?;
+    place.fetch(&manifest).await?;
     let temp;
     let dir = match scratch {
         Some(dir) => {
@@ -328,7 +334,8 @@ pub(super) async fn drill(
     };
     let data = dir.join("data");
     deploy::create_private_dir(&data)?;
-    archive::materialize(&key, from, &manifest, Some(&data))?;
+    archive::materialize(&key, place.dir(), &manifest, Some(&data))?;
+    drop(place);
     println!(
         "drill: backup {} ({}, taken {}) restored into {}",
         manifest.id,
