@@ -536,3 +536,41 @@ async fn after_postgresql_restores_reconcile_keeps_erasures_and_purges() {
         &["cert", "verify", certificate.to_str().unwrap()],
     );
 }
+
+#[tokio::test]
+async fn a_restore_without_reconcile_is_reconciled_later_from_the_replaced_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = support::serve(support::cli(&data), &[]).await;
+    let f = fill(&server).await;
+    let b = tmp.path().join("backups");
+    let b = b.to_str().unwrap();
+    ok(&data, &["backup", "create", "--to", b]);
+    ok(
+        &data,
+        &["dsr", "erase", "--org", &f.org, "--subject", "alice"],
+    );
+    let purged = vec![f.plain[3].clone()];
+    hard_delete(&server, &f, &purged[0]).await;
+    ok(&data, &["sweep"]);
+    let lost = record(&server, &f, Some("bob"), 7).await;
+    drop(server);
+
+    let out = ok(&data, &["backup", "restore", "--no-reconcile", "--from", b]);
+    assert!(out.contains("not reconciled (--no-reconcile)"), "{out}");
+    // The restored log was written to (the restore is audited): the replaced log's later
+    // entries follow it instead of taking their own indices.
+    let from = format!("sqlite:{}", replaced_db(&data).display());
+    let out = ok(&data, &["backup", "reconcile", "--from", &from]);
+    let n = f.alice.len() + purged.len();
+    assert!(out.contains(&format!(" {n} record(s) purged")), "{out}");
+    assert!(!out.contains(" 0 log entries appended"), "{out}");
+    let again = ok(&data, &["backup", "reconcile", "--from", &from]);
+    assert!(again.contains(" 0 log entries appended"), "{again}");
+    assert!(again.contains(" 0 record(s) purged"), "{again}");
+    ok(&data, &["audit", "verify"]);
+    let server = support::serve(support::cli(&data), &[]).await;
+    assert_restored(&server, &f, &purged, &lost).await;
+    drop(server);
+}

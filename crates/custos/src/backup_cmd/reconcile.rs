@@ -117,8 +117,108 @@ async fn default_since(dst: &dyn Store, src_size: u64, dst_size: u64) -> Result<
         .unwrap_or(src_size))
 }
 
-/// Appends the source log's entries past the restored log's end, verbatim, with `with`
-/// after them, in one transaction; fails if the restored log is not a prefix of the source.
+/// How the restored log relates to the source's.
+enum Layout {
+    /// The restored log is a prefix of the source's (or the source's of it): the source's
+    /// later entries go at their own indices.
+    Continues,
+    /// The restored log was written to after the restore (`backup.restore` at
+    /// `restored_at`, e.g. a restore with `--no-reconcile`): the source's later entries are
+    /// appended after what is there; `done` when an earlier reconcile already did.
+    Displaced { restored_at: u64, done: bool },
+}
+
+/// Indices of the entries with `action` in `store` from `from`.
+async fn indices_of(
+    store: &dyn Store,
+    action: AuditAction,
+    from: u64,
+) -> Result<Vec<u64>, Failure> {
+    let filter = AuditFilter {
+        action: Some(action.as_str().into()),
+        ..AuditFilter::default()
+    };
+    let mut out = Vec::new();
+    let mut at = from;
+    loop {
+        let page = store
+            .audit_query(None, &filter, at, 1000)
+            .await
+            .map_err(failed("reading the restored log"))?;
+        let Some(last) = page.last() else { break };
+        at = last.index + 1;
+        out.extend(page.iter().map(|e| e.index));
+    }
+    Ok(out)
+}
+
+async fn same_root(src: &dyn Store, dst: &dyn Store, size: u64) -> Result<bool, Failure> {
+    if size == 0 {
+        return Ok(true);
+    }
+    let a = src.audit_root(size).await.map_err(failed("source root"))?;
+    let b = dst
+        .audit_root(size)
+        .await
+        .map_err(failed("restored root"))?;
+    Ok(a == b)
+}
+
+async fn layout(
+    src: &dyn Store,
+    dst: &dyn Store,
+    src_size: u64,
+    dst_size: u64,
+) -> Result<Layout, Failure> {
+    if same_root(src, dst, src_size.min(dst_size)).await? {
+        return Ok(Layout::Continues);
+    }
+    if let Some(&restored_at) = indices_of(dst, AuditAction::BackupRestore, 0).await?.last() {
+        if restored_at <= src_size && same_root(src, dst, restored_at).await? {
+            let done = !indices_of(dst, AuditAction::BackupReconcile, restored_at)
+                .await?
+                .is_empty();
+            return Ok(Layout::Displaced { restored_at, done });
+        }
+    }
+    Err(Failure::Failed(
+        "reconcile: the restored audit log and the source's differ, and not after a restore:          the source is not the log the restored backup was taken from"
+            .into(),
+    ))
+}
+
+/// The source's entries `[from, to)`, decoded; each must re-encode to its stored bytes, so
+/// that appending it appends the very same leaf.
+async fn entries(src: &dyn Store, from: u64, to: u64) -> Result<Vec<AuditEvent>, Failure> {
+    let mut events = Vec::new();
+    let mut at = from;
+    while at < to {
+        let page = src
+            .audit_entries(None, at, 10_000)
+            .await
+            .map_err(failed("reading the source log"))?;
+        if page.is_empty() {
+            break;
+        }
+        for entry in page.into_iter().take_while(|e| e.index < to) {
+            let event = AuditEvent::from_canonical_bytes(&entry.leaf).map_err(|e| {
+                Failure::Failed(format!("reconcile: source log entry {}: {e}", entry.index))
+            })?;
+            if event.to_canonical_bytes() != entry.leaf {
+                return Err(Failure::Failed(format!(
+                    "reconcile: source log entry {} is not in this version's canonical encoding",
+                    entry.index
+                )));
+            }
+            at = entry.index + 1;
+            events.push(event);
+        }
+    }
+    Ok(events)
+}
+
+/// Appends the source's entries past the restored log's end at their own indices, with
+/// `with` after them, in one transaction, and checks the continued log's root.
 async fn continue_log(
     src: &dyn Store,
     dst: &dyn Store,
@@ -126,68 +226,16 @@ async fn continue_log(
     dst_size: u64,
     with: Vec<AuditEvent>,
 ) -> Result<u64, Failure> {
-    let common = src_size.min(dst_size);
-    if common > 0 {
-        let a = src
-            .audit_root(common)
-            .await
-            .map_err(failed("source root"))?;
-        let b = dst
-            .audit_root(common)
-            .await
-            .map_err(failed("restored root"))?;
-        if a != b {
-            return Err(Failure::Failed(format!(
-                "reconcile: the restored audit log and the source's differ within their first \
-                 {common} entries: the source is not the log this backup was taken from (or \
-                 the restored database was written to before reconciling)"
-            )));
-        }
-    }
-    let mut events = Vec::new();
-    let mut from = dst_size;
-    while from < src_size {
-        let page = src
-            .audit_entries(None, from, 10_000)
-            .await
-            .map_err(failed("reading the source log"))?;
-        if page.is_empty() {
-            break;
-        }
-        for entry in page {
-            let event = AuditEvent::from_canonical_bytes(&entry.leaf).map_err(|e| {
-                Failure::Failed(format!("reconcile: source log entry {}: {e}", entry.index))
-            })?;
-            // The store appends an event's canonical bytes: they must be the stored leaf's.
-            if event.to_canonical_bytes() != entry.leaf {
-                return Err(Failure::Failed(format!(
-                    "reconcile: source log entry {} is not in this version's canonical encoding",
-                    entry.index
-                )));
-            }
-            from = entry.index + 1;
-            events.push(event);
-        }
-    }
+    let mut events = entries(src, dst_size, src_size).await?;
     let appended = events.len() as u64;
     events.extend(with);
     dst.append_audit(&events)
         .await
         .map_err(failed("appending to the restored log"))?;
-    if appended > 0 {
-        let a = src
-            .audit_root(src_size)
-            .await
-            .map_err(failed("source root"))?;
-        let b = dst
-            .audit_root(src_size)
-            .await
-            .map_err(failed("restored root"))?;
-        if a != b {
-            return Err(Failure::Failed(
-                "reconcile: the continued log's root differs from the source's".into(),
-            ));
-        }
+    if appended > 0 && !same_root(src, dst, src_size).await? {
+        return Err(Failure::Failed(
+            "reconcile: the continued log's root differs from the source's".into(),
+        ));
     }
     Ok(appended)
 }
@@ -254,9 +302,11 @@ pub(super) async fn reconcile(
         .audit_size()
         .await
         .map_err(failed("restored log size"))?;
-    let since = match since {
-        Some(n) => n,
-        None => default_since(dst, src_size, dst_size).await?,
+    let layout = layout(src, dst, src_size, dst_size).await?;
+    let since = match (since, &layout) {
+        (Some(n), _) => n,
+        (None, Layout::Continues) => default_since(dst, src_size, dst_size).await?,
+        (None, Layout::Displaced { restored_at, .. }) => *restored_at,
     };
     let mut report = Report {
         since,
@@ -267,11 +317,30 @@ pub(super) async fn reconcile(
         AuditAction::BackupReconcile,
         format!("phase=start from_index={since}"),
     ));
-    report.appended = continue_log(src, dst, src_size, dst_size, with).await?;
+    let mut from = since.max(1);
+    match layout {
+        Layout::Continues => {
+            report.appended = continue_log(src, dst, src_size, dst_size, with).await?;
+        }
+        Layout::Displaced { restored_at, done } => {
+            // The later entries cannot take their own indices: they follow what is there
+            // (the same bytes; checkpoints of the source do not apply to this log).
+            let mut events = if done {
+                Vec::new()
+            } else {
+                entries(src, restored_at, src_size).await?
+            };
+            report.appended = events.len() as u64;
+            events.extend(with);
+            dst.append_audit(&events)
+                .await
+                .map_err(failed("appending to the restored log"))?;
+            from = u64::MAX;
+        }
+    }
 
     // Signed checkpoints of the continued log stay valid: copy those the restored one lacks.
-    let mut from = since.max(1);
-    loop {
+    while from <= src_size {
         let page = src
             .audit_checkpoints(from, 1000)
             .await
