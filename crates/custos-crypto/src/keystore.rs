@@ -3,6 +3,8 @@
 //! The key store is deliberately not the data store: backups and exports of the data never
 //! carry keys, so destroying a key here erases the data in every copy. The SQLite file runs
 //! with `secure_delete` so destroyed key bytes are overwritten on disk, not just unlinked.
+//! Destroying a key leaves a tombstone (org, key id, time) so that an older copy of the store
+//! merged back later ([`SqliteKeyStore::merge_from`]) cannot bring the key back.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

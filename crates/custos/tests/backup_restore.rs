@@ -290,6 +290,18 @@ async fn restoring_both_stores_keeps_erasures_and_purges_and_brings_back_the_res
     );
     assert!(out.contains("audit log verified"), "{out}");
     println!("{out}");
+
+    // A backup older than the rpo is a missed target: exit 1.
+    let newest = by_creation(&backups).pop().unwrap().join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&newest).unwrap()).unwrap();
+    let old = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
+    manifest["created"] = json!(old.to_string());
+    std::fs::write(&newest, manifest.to_string()).unwrap();
+    let (code, out, err) = run(&data, &["backup", "drill", "--from", b]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(out.contains("before now (policy rpo 1h: MISSED)"), "{out}");
+    assert!(err.contains("beyond the rpo 1h"), "{err}");
 }
 
 #[tokio::test]
