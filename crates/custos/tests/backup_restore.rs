@@ -384,7 +384,7 @@ async fn incremental_backups_seal_only_changes_and_pruning_keeps_what_they_read(
     let mut second: Value =
         serde_json::from_str(&std::fs::read_to_string(dirs[1].join("manifest.json")).unwrap())
             .unwrap();
-    second["created"] = json!(old.to_string());
+    second["created"] = json!((old + jiff::SignedDuration::from_hours(1)).to_string());
     std::fs::write(dirs[1].join("manifest.json"), second.to_string()).unwrap();
     let out = ok(&data, &["backup", "create", "--to", b]);
     assert!(out.contains("(incremental)"), "{out}");
@@ -418,6 +418,26 @@ async fn incremental_backups_seal_only_changes_and_pruning_keeps_what_they_read(
     assert!(
         out.contains("(full)") && out.contains("(2 sealed here)"),
         "{out}"
+    );
+
+    // A database whose log is not the backup's continuation (here: started afresh) is not
+    // replaced: its later history could not be replayed.
+    for f in ["custos.db", "custos.db-wal", "custos.db-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    let server = support::serve(support::cli(&data), &[]).await;
+    post(&server, ADMIN, "/v1/orgs", json!({"name": "fresh"})).await;
+    drop(server);
+    let before = count(&data.join("custos.db"), "SELECT count(*) FROM audit_log");
+    let (code, _, err) = run(&data, &["backup", "restore", "--from", b]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("does not begin with backup") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(
+        count(&data.join("custos.db"), "SELECT count(*) FROM audit_log"),
+        before
     );
 }
 

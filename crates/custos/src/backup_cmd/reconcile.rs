@@ -182,7 +182,8 @@ async fn layout(
         }
     }
     Err(Failure::Failed(
-        "reconcile: the restored audit log and the source's differ, and not after a restore:          the source is not the log the restored backup was taken from"
+        "reconcile: the restored audit log and the source's differ, and not after a restore: \
+         the source is not the log the restored backup was taken from"
             .into(),
     ))
 }

@@ -83,6 +83,37 @@ fn move_dir(from: &Path, to: &Path) -> Result<(), Failure> {
     std::fs::remove_dir_all(from).map_err(io(from))
 }
 
+/// Whether the audit log in `live` begins with the `n` entries of the one in `restored`
+/// (same leaves, byte for byte): only then can it be replayed onto the restored database.
+fn log_continues(live: &Path, restored: &Path, n: u64) -> Result<bool, Failure> {
+    let open = |p: &Path| {
+        rusqlite::Connection::open_with_flags(p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| Failure::Failed(format!("{}: {e}", p.display())))
+    };
+    let (a, b) = (open(live)?, open(restored)?);
+    let sql = "SELECT leaf FROM audit_log WHERE idx < ?1 ORDER BY idx";
+    let fail = |e: rusqlite::Error| Failure::Failed(format!("comparing audit logs: {e}"));
+    let (mut sa, mut sb) = (a.prepare(sql).map_err(fail)?, b.prepare(sql).map_err(fail)?);
+    let (mut ra, mut rb) = (
+        sa.query([n as i64]).map_err(fail)?,
+        sb.query([n as i64]).map_err(fail)?,
+    );
+    let mut seen = 0u64;
+    loop {
+        match (ra.next().map_err(fail)?, rb.next().map_err(fail)?) {
+            (Some(x), Some(y)) => {
+                let (x, y): (Vec<u8>, Vec<u8>) = (x.get(0).map_err(fail)?, y.get(0).map_err(fail)?);
+                if x != y {
+                    return Ok(false);
+                }
+                seen += 1;
+            }
+            (None, None) => return Ok(seen == n),
+            _ => return Ok(false),
+        }
+    }
+}
+
 /// Sets the live database aside (its WAL folded in first), returning where it went.
 fn set_aside(database: &Path, stamp: &str) -> Result<PathBuf, Failure> {
     let conn = rusqlite::Connection::open(database)
@@ -132,6 +163,18 @@ pub(super) async fn restore(
         .strftime("%Y%m%dT%H%M%SZ")
         .to_string();
     let live = database.is_file();
+    if live
+        && replay
+        && !log_continues(&database, &stage.path().join(DATABASE), manifest.audit_size)?
+    {
+        return Err(Failure::Failed(format!(
+            "the audit log of {} does not begin with backup {}'s, so its later erasures and \
+             purges cannot be replayed onto it; nothing was changed (pass --no-reconcile to \
+             restore anyway, then reconcile from a copy of the log the backup was taken from)",
+            database.display(),
+            manifest.id
+        )));
+    }
     let aside = if live {
         Some(set_aside(&database, &stamp)?)
     } else {
