@@ -117,9 +117,13 @@ async fn readable(s: &Server, f: &Fixture, id: &str) -> bool {
 }
 
 async fn hard_delete(s: &Server, f: &Fixture, id: &str) {
+    delete(s, f, id, true).await
+}
+
+async fn delete(s: &Server, f: &Fixture, id: &str, hard: bool) {
     let r = reqwest::Client::new()
         .delete(format!(
-            "{}/v1/orgs/{}/records/{id}?hard=true",
+            "{}/v1/orgs/{}/records/{id}?hard={hard}",
             s.base, f.org
         ))
         .bearer_auth(&f.key)
@@ -230,6 +234,21 @@ async fn restoring_both_stores_keeps_erasures_and_purges_and_brings_back_the_res
     }
     ok(&data, &["sweep"]);
     assert!(!gone_object.exists());
+    // Deleted after the sweep, so not purged yet when the database is replaced: a hard
+    // delete and a soft delete; and a soft delete undone by a restore.
+    hard_delete(&server, &f, &f.plain[2]).await;
+    delete(&server, &f, &f.plain[3], false).await;
+    delete(&server, &f, &f.bob[2], false).await;
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/orgs/{}/records/{}/restore",
+            server.base, f.org, f.bob[2]
+        ))
+        .bearer_auth(&f.key)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
     let lost = record(&server, &f, None, 99).await;
     for id in f.alice.iter().chain(&purged) {
         assert!(!readable(&server, &f, id).await);
@@ -251,12 +270,17 @@ async fn restoring_both_stores_keeps_erasures_and_purges_and_brings_back_the_res
     let out = ok(&data, &["backup", "restore", "--from", b]);
     assert!(out.contains("restored backup "), "{out}");
     assert!(out.contains("reconciled from audit index"), "{out}");
+    let n = f.alice.len() + purged.len();
+    assert!(out.contains(&format!(" {n} record(s) purged")), "{out}");
+    assert!(out.contains(" 1 object(s) deleted"), "{out}");
+    assert!(!gone_object.exists(), "a purged file's object came back");
     assert!(
-        out.contains(" 2 record(s) purged") || out.contains("record(s) purged"),
+        out.contains(" 1 pending deletion(s) marked for purge and 1 soft delete(s) replayed"),
         "{out}"
     );
+    let mut purged = purged;
+    purged.extend([f.plain[2].clone(), f.plain[3].clone()]);
     let db = data.join("custos.db");
-    let records_after = count(&db, "SELECT count(*) FROM records");
 
     let server = support::serve(support::cli(&data), &[]).await;
     assert_restored(&server, &f, &purged, &lost).await;
@@ -266,12 +290,17 @@ async fn restoring_both_stores_keeps_erasures_and_purges_and_brings_back_the_res
     // The certificate issued after the backup still proves inclusion: the log continued.
     ok(&data, &["cert", "verify", certificate.to_str().unwrap()]);
 
-    // Reconcile again: nothing changes.
+    // Reconcile again: nothing changes (the server's sweep has purged what was marked).
+    let records_after = count(&db, "SELECT count(*) FROM records");
     let aside = replaced_db(&data);
     let from = format!("sqlite:{}", aside.display());
     let out = ok(&data, &["backup", "reconcile", "--from", &from]);
-    assert!(out.contains("0 record(s) purged"), "{out}");
-    assert!(out.contains("0 subject key(s)"), "{out}");
+    assert!(out.contains(" 0 record(s) purged"), "{out}");
+    assert!(out.contains(" 0 subject key(s)"), "{out}");
+    assert!(
+        out.contains(" 0 pending deletion(s) marked for purge and 0 soft delete(s)"),
+        "{out}"
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM records"), records_after);
     ok(&data, &["audit", "verify"]);
     let server = support::serve(support::cli(&data), &[]).await;

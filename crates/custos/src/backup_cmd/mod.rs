@@ -17,6 +17,7 @@
 
 mod archive;
 mod keys;
+mod pending;
 mod place;
 mod reconcile;
 mod restore;

@@ -34,6 +34,10 @@ pub(super) struct Report {
     pub tokens_destroyed: u64,
     /// Org terminations started or completed (again).
     pub terminations: usize,
+    /// Records deleted after the backup but not purged yet, marked for purge again.
+    pub marked_for_purge: u64,
+    /// Records soft-deleted after the backup (and not restored), hidden again.
+    pub soft_deleted: u64,
 }
 
 impl Report {
@@ -41,7 +45,8 @@ impl Report {
     pub fn counts(&self) -> String {
         format!(
             "from_index={} appended={} checkpoints={} keys_destroyed={} orgs_destroyed={} \
-             records_purged={} objects_deleted={} tokens_destroyed={} terminations={}",
+             records_purged={} objects_deleted={} tokens_destroyed={} terminations={} \
+             marked_for_purge={} soft_deleted={}",
             self.since,
             self.appended,
             self.checkpoints,
@@ -50,12 +55,14 @@ impl Report {
             self.records_purged,
             self.objects_deleted,
             self.tokens_destroyed,
-            self.terminations
+            self.terminations,
+            self.marked_for_purge,
+            self.soft_deleted
         )
     }
 }
 
-fn failed(what: &'static str) -> impl Fn(custos_store::StoreError) -> Failure {
+pub(super) fn failed(what: &'static str) -> impl Fn(custos_store::StoreError) -> Failure {
     move |e| Failure::Failed(format!("reconcile: {what}: {e}"))
 }
 
@@ -67,18 +74,18 @@ pub(super) fn event(action: AuditAction, reason: String) -> AuditEvent {
 }
 
 /// One `name=value` field of an event's reason.
-fn field<'a>(reason: &'a str, name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(reason: &'a str, name: &str) -> Option<&'a str> {
     reason
         .split(' ')
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
-/// Every successful event with `action` in `store` from index `since`.
-async fn events_of(
+/// Every successful event with `action` in `store` from index `since`, with its index.
+pub(super) async fn events_of(
     store: &dyn Store,
     action: AuditAction,
     since: u64,
-) -> Result<Vec<AuditEvent>, Failure> {
+) -> Result<Vec<(u64, AuditEvent)>, Failure> {
     let filter = AuditFilter {
         action: Some(action.as_str().into()),
         ..AuditFilter::default()
@@ -97,7 +104,7 @@ async fn events_of(
                 Failure::Failed(format!("reconcile: source log entry {}: {e}", entry.index))
             })?;
             if e.outcome == Outcome::Success {
-                out.push(e);
+                out.push((entry.index, e));
             }
         }
     }
@@ -113,7 +120,7 @@ async fn default_since(dst: &dyn Store, src_size: u64, dst_size: u64) -> Result<
     let earlier = events_of(dst, AuditAction::BackupReconcile, src_size).await?;
     Ok(earlier
         .iter()
-        .find_map(|e| field(e.reason.as_deref()?, "from_index")?.parse().ok())
+        .find_map(|(_, e)| field(e.reason.as_deref()?, "from_index")?.parse().ok())
         .unwrap_or(src_size))
 }
 
@@ -249,7 +256,7 @@ pub(super) async fn replay_key_destructions(
     since: u64,
 ) -> Result<(usize, BTreeSet<String>), Failure> {
     let mut keys_destroyed = 0;
-    for e in events_of(log, AuditAction::SubjectCryptoErase, since).await? {
+    for (_, e) in events_of(log, AuditAction::SubjectCryptoErase, since).await? {
         let reason = e.reason.as_deref().unwrap_or("");
         let (Some(org), Some(keys)) = (e.org.as_deref(), field(reason, "keys")) else {
             continue;
@@ -265,7 +272,7 @@ pub(super) async fn replay_key_destructions(
             .map_err(|e| Failure::Failed(format!("reconcile: destroying subject keys: {e}")))?;
     }
     let mut terminated = BTreeSet::new();
-    for e in events_of(log, AuditAction::OrgTerminated, since).await? {
+    for (_, e) in events_of(log, AuditAction::OrgTerminated, since).await? {
         if let Some(org) = e.org {
             vault
                 .destroy_org(&org)
@@ -295,6 +302,7 @@ pub(super) async fn reconcile(
     dst: &dyn Store,
     vault: &KeyVault,
     objects: Option<&Objects>,
+    policy: &custos_policy::Policy,
     since: Option<u64>,
     first: Vec<AuditEvent>,
 ) -> Result<Report, Failure> {
@@ -362,7 +370,7 @@ pub(super) async fn reconcile(
     let (keys, terminated) = replay_key_destructions(src, vault, since).await?;
     report.keys_destroyed = keys;
     report.orgs_destroyed = terminated.len();
-    for e in events_of(src, AuditAction::OrgTerminate, since).await? {
+    for (_, e) in events_of(src, AuditAction::OrgTerminate, since).await? {
         let Some(org) = e.org.as_deref() else {
             continue;
         };
@@ -384,7 +392,7 @@ pub(super) async fn reconcile(
             }
         }
     }
-    for e in events_of(src, AuditAction::SubjectTokensDestroy, since).await? {
+    for (_, e) in events_of(src, AuditAction::SubjectTokensDestroy, since).await? {
         let reason = e.reason.as_deref().unwrap_or("");
         let (Some(org), Some(sref)) = (e.org.as_deref(), field(reason, "subject_ref")) else {
             continue;
@@ -456,6 +464,10 @@ pub(super) async fn reconcile(
             }
         }
     }
+
+    let marked = super::pending::replay(src, dst, policy, since).await?;
+    report.marked_for_purge = marked.purge;
+    report.soft_deleted = marked.soft;
 
     for org in &terminated {
         let Some((scope, row)) = dst.org(org).await.map_err(failed("reading an org"))? else {

@@ -141,6 +141,7 @@ pub(super) async fn restore(
     replay: bool,
 ) -> Result<(), Failure> {
     let started = Instant::now();
+    let (policy, _) = deploy::load_policy(global)?;
     let (database, objects_dir) = locations(global)?;
     let place = Place::open(from).await?;
     let manifest = archive::choose(place.dir(), id, false)?;
@@ -229,6 +230,7 @@ pub(super) async fn restore(
                 dst.as_ref(),
                 &vault,
                 Some(&objects),
+                &policy,
                 Some(manifest.audit_size),
                 vec![restored],
             )
@@ -271,7 +273,7 @@ pub(super) async fn restore(
 
 fn print_report(r: &reconcile::Report) {
     println!(
-        "reconciled from audit index {}: {} log entries appended, {} checkpoint(s) copied, {} subject key(s) and {} org key set(s) destroyed, {} record(s) purged, {} object(s) deleted, {} PII token(s) destroyed, {} termination(s) replayed",
+        "reconciled from audit index {}: {} log entries appended, {} checkpoint(s) copied, {} subject key(s) and {} org key set(s) destroyed, {} record(s) purged, {} object(s) deleted, {} PII token(s) destroyed, {} termination(s) replayed, {} pending deletion(s) marked for purge and {} soft delete(s) replayed",
         r.since,
         r.appended,
         r.checkpoints,
@@ -280,7 +282,9 @@ fn print_report(r: &reconcile::Report) {
         r.records_purged,
         r.objects_deleted,
         r.tokens_destroyed,
-        r.terminations
+        r.terminations,
+        r.marked_for_purge,
+        r.soft_deleted
     );
 }
 
@@ -299,6 +303,7 @@ pub(super) async fn reconcile_from(
                 .into(),
         ));
     }
+    let (policy, _) = deploy::load_policy(global)?;
     let src = open_store(from, "--from").await?;
     let dst = open_store(&here, "--database").await?;
     let vault = deploy::open_key_vault(global).await?;
@@ -308,6 +313,7 @@ pub(super) async fn reconcile_from(
         dst.as_ref(),
         &vault,
         Some(&objects),
+        &policy,
         since,
         Vec::new(),
     )
