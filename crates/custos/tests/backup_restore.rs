@@ -491,8 +491,8 @@ fn pg_ok(data: &Path, database: &str, keys: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// `pg_dump from | psql to`: PostgreSQL's own backup and restore.
-fn pg_copy(from: &support::PgDb, to: &support::PgDb) {
+/// `pg_dump from`: PostgreSQL's own backup.
+fn pg_dump(from: &support::PgDb) -> Vec<u8> {
     let dump = std::process::Command::new("pg_dump")
         .args(["--no-owner", &from.url])
         .output()
@@ -502,6 +502,11 @@ fn pg_copy(from: &support::PgDb, to: &support::PgDb) {
         "{}",
         String::from_utf8_lossy(&dump.stderr)
     );
+    dump.stdout
+}
+
+/// `psql to < dump`: its restore, into a new database.
+fn pg_load(dump: &[u8], to: &support::PgDb) {
     let mut psql = std::process::Command::new("psql")
         .args(["-q", "-v", "ON_ERROR_STOP=1", &to.url])
         .stdin(std::process::Stdio::piped())
@@ -509,7 +514,7 @@ fn pg_copy(from: &support::PgDb, to: &support::PgDb) {
         .spawn()
         .unwrap();
     use std::io::Write;
-    psql.stdin.take().unwrap().write_all(&dump.stdout).unwrap();
+    psql.stdin.take().unwrap().write_all(dump).unwrap();
     assert!(psql.wait().unwrap().success());
 }
 
@@ -530,8 +535,9 @@ async fn after_postgresql_restores_reconcile_keeps_erasures_and_purges() {
     let f = fill(&server).await;
 
     // PostgreSQL's own backups of both stores (pg_dump; restored below into new databases).
-    pg_copy(&live, &data_backup);
-    pg_copy(&keys, &keys_backup);
+    pg_load(&pg_dump(&live), &data_backup);
+    let keys_dump = pg_dump(&keys);
+    pg_load(&keys_dump, &keys_backup);
     // restore and drill are for SQLite deployments; they say what to do instead.
     let out = on_pg(&data, &live.url, &keys.url)
         .args(["backup", "restore", "--from", "nowhere"])
@@ -596,6 +602,24 @@ async fn after_postgresql_restores_reconcile_keeps_erasures_and_purges() {
         restored_keys,
         &["cert", "verify", certificate.to_str().unwrap()],
     );
+
+    // The key store alone restored (the data database kept): reconcile without --from
+    // replays the key destructions of the deployment's own log.
+    let Some(keys_only) = support::PgDb::create("bk_keys_only") else {
+        return;
+    };
+    pg_load(&keys_dump, &keys_only);
+    let out = pg_ok(&data, &live.url, &keys_only.url, &["backup", "reconcile"]);
+    assert!(out.contains("reconciled the key store"), "{out}");
+    assert!(!out.contains(": 0 subject key(s)"), "{out}");
+    let server = support::serve(on_pg(&data, &live.url, &keys_only.url), &[]).await;
+    for id in &f.alice {
+        assert!(!readable(&server, &f, id).await, "alice's key came back");
+    }
+    for id in &f.bob {
+        assert!(readable(&server, &f, id).await);
+    }
+    drop(server);
 }
 
 #[tokio::test]

@@ -214,3 +214,27 @@ pub(super) async fn restore(global: &Global, from: &Path, id: Option<&str>) -> R
     );
     Ok(())
 }
+
+/// `custos backup reconcile` without `--from`: after a restore of the key store alone (a
+/// PostgreSQL key store restored with its own tools, or a key directory restored from a file
+/// backup), every key destruction this deployment's audit log records is done again.
+pub(super) async fn reconcile_keys(global: &Global, since: Option<u64>) -> Result<(), Failure> {
+    let log = open_store(&database_url(global), "--database").await?;
+    let vault = deploy::open_key_vault(global).await?;
+    let since = since.unwrap_or(0);
+    let (keys, orgs) = replay_key_destructions(log.as_ref(), &vault, since).await?;
+    log.append_audit(&[event(
+        AuditAction::BackupReconcile,
+        format!(
+            "phase=done key_store_only from_index={since} keys_destroyed={keys} orgs_destroyed={}",
+            orgs.len()
+        ),
+    )])
+    .await
+    .map_err(|e| Failure::Failed(format!("auditing the reconcile: {e}")))?;
+    println!(
+        "reconciled the key store from this deployment's audit log (from index {since}): {keys} subject key(s) and {} org key set(s) destroyed again",
+        orgs.len()
+    );
+    Ok(())
+}

@@ -52,7 +52,8 @@ pub enum BackupCommand {
     /// destroyed.
     Restore(RestoreArgs),
     /// Replay on this deployment's (restored) database and key store every erasure, purge
-    /// and key destruction that the audit log of --from records; idempotent.
+    /// and key destruction that the audit log of --from records; without --from (only the
+    /// key store was restored), the key destructions its own audit log records. Idempotent.
     Reconcile(ReconcileArgs),
     /// Restore the newest backup into a scratch directory, verify its audit log and counts,
     /// and print the recovery time measured and the recovery point achieved against the
@@ -112,9 +113,10 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
     /// The database whose audit log runs past the restored one (sqlite:PATH or
-    /// postgres://...): the one in use before the restore, or a copy of it.
+    /// postgres://...): the one in use before the restore, or a copy of it. Without it, only
+    /// the key store is reconciled, from this deployment's own audit log.
     #[arg(long, value_name = "URL")]
-    from: String,
+    from: Option<String>,
     /// Replay events from this log index on (default: where the restored log ended, as the
     /// first reconcile recorded it).
     #[arg(long, value_name = "INDEX")]
@@ -156,7 +158,10 @@ pub async fn run(global: &Global, cmd: BackupCommand) -> Result<(), Failure> {
             )
             .await
         }
-        BackupCommand::Reconcile(a) => restore::reconcile_from(global, &a.from, a.since).await,
+        BackupCommand::Reconcile(a) => match a.from {
+            Some(from) => restore::reconcile_from(global, &from, a.since).await,
+            None => keys::reconcile_keys(global, a.since).await,
+        },
         BackupCommand::Drill(a) => restore::drill(global, &a.target.to, a.scratch.as_deref()).await,
     }
 }
