@@ -9,7 +9,8 @@
 //! and the file's name, so the backup is unreadable without the key store, which it never
 //! contains. An incremental backup seals the database again but only the objects that changed
 //! since its parent; its manifest names the backup that holds each unchanged one. Key-store
-//! backups (`--key-store`) are separate directories of their own kind.
+//! backups (`--key-store`) are separate directories of their own kind. The place may also be
+//! `s3://bucket/prefix` ([`place`]).
 //!
 //! After a restore, [`reconcile`] replays from the audit log every erasure, purge and key
 //! destruction recorded after the backup was taken, so nothing erased comes back.

@@ -2,7 +2,7 @@
 //! database it replaced records after the backup: the log's later entries are appended
 //! verbatim, so the log continues and certificates issued meanwhile still prove inclusion;
 //! then every subject key destruction, org termination, PII-token destruction and purge is
-//! done again. Every step is idempotent, so a reconcile run twice (or resumed after a crash)
+//! done again, and deletions not purged yet are marked again ([`super::pending`]). Every step is idempotent, so a reconcile run twice (or resumed after a crash)
 //! ends in the same state; each is audited with counts only.
 
 use std::collections::BTreeSet;

@@ -160,9 +160,12 @@ pub(super) async fn restore(
     archive::materialize(&key, place.dir(), &manifest, Some(stage.path()))?;
     drop(place);
 
-    let stamp = jiff::Timestamp::now()
-        .strftime("%Y%m%dT%H%M%SZ")
-        .to_string();
+    // Unique even for two restores in one second: a rename would replace an older copy.
+    let stamp = format!(
+        "{}-{}",
+        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
+        archive::random_suffix()
+    );
     let live = database.is_file();
     if live
         && replay
