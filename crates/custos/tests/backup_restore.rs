@@ -659,3 +659,49 @@ async fn a_restore_without_reconcile_is_reconciled_later_from_the_replaced_log()
     assert_restored(&server, &f, &purged, &lost).await;
     drop(server);
 }
+
+#[tokio::test]
+async fn an_org_terminated_after_the_backup_stays_terminated_after_a_restore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = support::serve(support::cli(&data), &["--sweep-interval", "0"]).await;
+    let f = fill(&server).await;
+    let b = tmp.path().join("backups");
+    let b = b.to_str().unwrap();
+    ok(&data, &["backup", "create", "--to", b]);
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/orgs/{}", server.base, f.org))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    drop(server);
+    let out = ok(&data, &["sweep"]);
+    let db = data.join("custos.db");
+    let terminated = "SELECT count(*) FROM orgs WHERE terminated_at IS NOT NULL";
+    assert_eq!(count(&db, terminated), 1, "{out}");
+
+    let out = ok(&data, &["backup", "restore", "--from", b]);
+    assert!(out.contains(" 1 org key set(s) destroyed"), "{out}");
+    assert!(out.contains(" 1 org termination(s) replayed"), "{out}");
+    let n = f.alice.len() + f.bob.len() + f.plain.len() + 1;
+    assert!(
+        out.contains(&format!(" {n} record(s) purged, 1 object(s) deleted")),
+        "{out}"
+    );
+    assert_eq!(count(&db, terminated), 1, "{out}");
+    assert_eq!(count(&db, "SELECT count(*) FROM records"), 0, "{out}");
+    assert_eq!(count(&db, "SELECT count(*) FROM members"), 0, "{out}");
+    ok(&data, &["audit", "verify"]);
+    let server = support::serve(support::cli(&data), &[]).await;
+    let (status, _) = get(
+        &server,
+        &f.key,
+        &format!("/v1/orgs/{}/records/{}", f.org, f.bob[0]),
+    )
+    .await;
+    assert_ne!(status, 200);
+    drop(server);
+}

@@ -32,7 +32,7 @@ pub(super) struct Report {
     pub objects_deleted: usize,
     /// PII tokens destroyed (again).
     pub tokens_destroyed: u64,
-    /// Org terminations started or completed (again).
+    /// Orgs whose termination was started or completed (again).
     pub terminations: usize,
     /// Records deleted after the backup but not purged yet, marked for purge again.
     pub marked_for_purge: u64,
@@ -370,6 +370,8 @@ pub(super) async fn reconcile(
     let (keys, terminated) = replay_key_destructions(src, vault, since).await?;
     report.keys_destroyed = keys;
     report.orgs_destroyed = terminated.len();
+    // Orgs whose termination was started or completed again.
+    let mut replayed_orgs = BTreeSet::new();
     for (_, e) in events_of(src, AuditAction::OrgTerminate, since).await? {
         let Some(org) = e.org.as_deref() else {
             continue;
@@ -388,7 +390,7 @@ pub(super) async fn reconcile(
                 .await
                 .map_err(failed("replaying a termination"))?
             {
-                report.terminations += 1;
+                replayed_orgs.insert(org.to_string());
             }
         }
     }
@@ -494,10 +496,11 @@ pub(super) async fn reconcile(
             .await
             .map_err(failed("replaying a termination"))?
         {
-            report.terminations += 1;
+            replayed_orgs.insert(org.clone());
         }
     }
 
+    report.terminations = replayed_orgs.len();
     dst.append_audit(&[event(
         AuditAction::BackupReconcile,
         format!("phase=done {}", report.counts()),

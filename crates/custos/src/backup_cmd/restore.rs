@@ -276,7 +276,7 @@ pub(super) async fn restore(
 
 fn print_report(r: &reconcile::Report) {
     println!(
-        "reconciled from audit index {}: {} log entries appended, {} checkpoint(s) copied, {} subject key(s) and {} org key set(s) destroyed, {} record(s) purged, {} object(s) deleted, {} PII token(s) destroyed, {} termination(s) replayed, {} pending deletion(s) marked for purge and {} soft delete(s) replayed",
+        "reconciled from audit index {}: {} log entries appended, {} checkpoint(s) copied, {} subject key(s) and {} org key set(s) destroyed, {} record(s) purged, {} object(s) deleted, {} PII token(s) destroyed, {} org termination(s) replayed, {} pending deletion(s) marked for purge and {} soft delete(s) replayed",
         r.since,
         r.appended,
         r.checkpoints,
