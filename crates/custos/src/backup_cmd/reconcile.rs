@@ -355,9 +355,17 @@ pub(super) async fn reconcile(
             .await
             .map_err(failed("reading checkpoints"))?;
         let Some(last) = page.last() else { break };
+        let have: BTreeSet<u64> = dst
+            .audit_checkpoints(from, 1000)
+            .await
+            .map_err(failed("reading checkpoints"))?
+            .iter()
+            .map(|c| c.size)
+            .filter(|&size| size <= last.size)
+            .collect();
         from = last.size + 1;
         for cp in &page {
-            if cp.size <= src_size {
+            if cp.size <= src_size && !have.contains(&cp.size) {
                 dst.add_audit_checkpoint(cp)
                     .await
                     .map_err(failed("copying a checkpoint"))?;
