@@ -545,6 +545,12 @@ async fn after_postgresql_restores_reconcile_keeps_erasures_and_purges() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("custos backup reconcile"));
+    let out = on_pg(&data, &live.url, &keys.url)
+        .args(["backup", "drill", "--from", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
 
     let out = pg_ok(
         &data,

@@ -345,6 +345,8 @@ pub(super) async fn drill(
     scratch: Option<&Path>,
 ) -> Result<(), Failure> {
     let (policy, _) = deploy::load_policy(global)?;
+    // A PostgreSQL deployment is refused here, with what to do instead.
+    let (database, objects) = locations(global)?;
     let start_time = jiff::Timestamp::now();
     let started = Instant::now();
     let place = Place::open(from).await?;
@@ -354,7 +356,6 @@ pub(super) async fn drill(
     let temp;
     let dir = match scratch {
         Some(dir) => {
-            let (database, objects) = locations(global).unwrap_or_default();
             let live = [global.data.as_path(), database.as_path(), objects.as_path()];
             let abs = std::path::absolute(dir).map_err(io(dir))?;
             if live
