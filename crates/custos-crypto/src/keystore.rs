@@ -628,3 +628,68 @@ fn select_deployment_key(conn: &Connection, name: &str) -> Result<Option<Wrapped
         })
         .optional()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(n: u8) -> WrappedKey {
+        WrappedKey {
+            wrapped_by: 1,
+            blob: vec![n; 8],
+        }
+    }
+
+    fn row(id: &str) -> SubjectKeyRow {
+        SubjectKeyRow {
+            key_id: id.into(),
+            subject_ref: format!("ref-{id}"),
+            wrapped: w(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_merged_older_copy_does_not_bring_a_destroyed_key_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = SqliteKeyStore::open(&dir.path().join("keys.db")).unwrap();
+        live.insert_org_key("o", 1, &w(1)).await.unwrap();
+        live.insert_org_key("gone", 1, &w(1)).await.unwrap();
+        live.insert_subject_keys("o", &[row("a"), row("b")])
+            .await
+            .unwrap();
+        let copy = dir.path().join("copy.db");
+        live.snapshot(&copy).await.unwrap();
+
+        // After the copy: a subject key and a whole org destroyed, and `b` lost otherwise.
+        live.destroy_subject_keys("o", &["a".into()]).await.unwrap();
+        live.destroy_org("gone").await.unwrap();
+        live.with_conn(|c| {
+            c.execute("DELETE FROM subject_keys WHERE key_id = 'b'", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let report = live.merge_from(&copy).await.unwrap();
+        assert_eq!(report.subject_keys, 1, "{report:?}");
+        assert_eq!(report.org_keys, 0, "{report:?}");
+        assert_eq!(report.refused_destroyed, 2, "{report:?}");
+        assert_eq!(live.subject_key_by_id("o", "a").await.unwrap(), None);
+        assert!(live.subject_key_by_id("o", "b").await.unwrap().is_some());
+        assert!(live.org_keys("gone").await.unwrap().is_empty());
+        // Merging again changes nothing.
+        let again = live.merge_from(&copy).await.unwrap();
+        assert_eq!((again.subject_keys, again.org_keys), (0, 0));
+
+        // A lost key store rebuilt from the copy gets its tombstones only from the copy (none
+        // here): the audit log's record of destruction is what `custos backup` replays then.
+        let fresh = SqliteKeyStore::open(&dir.path().join("fresh.db")).unwrap();
+        let report = fresh.merge_from(&copy).await.unwrap();
+        assert_eq!((report.subject_keys, report.org_keys), (2, 2));
+        let stones = live.tombstones().await.unwrap();
+        let ids: Vec<(&str, &str)> = stones
+            .iter()
+            .map(|t| (t.org.as_str(), t.key_id.as_str()))
+            .collect();
+        assert_eq!(ids, [("gone", ""), ("o", "a")]);
+    }
+}
