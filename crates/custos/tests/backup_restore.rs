@@ -551,6 +551,13 @@ async fn after_postgresql_restores_reconcile_keeps_erasures_and_purges() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
+    // So is a key-store backup of a PostgreSQL key store.
+    let out = on_pg(&data, &live.url, &keys.url)
+        .args(["backup", "create", "--key-store", "--to", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
 
     let out = pg_ok(
         &data,
