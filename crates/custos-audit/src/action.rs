@@ -170,6 +170,13 @@ actions! {
     LlmMessages = "llm.messages",
     /// The models an org may use were listed through the LLM gateway.
     LlmModels = "llm.models",
+    /// The database was restored from a backup (counts and the backup id only).
+    BackupRestore = "backup.restore",
+    /// Erasures, purges and key destructions recorded after a backup were replayed on the
+    /// restored stores (counts only).
+    BackupReconcile = "backup.reconcile",
+    /// A key-store backup was merged into the key store; destroyed keys stayed destroyed.
+    BackupKeysRestore = "backup.keys_restore",
 }
 
 impl fmt::Display for AuditAction {

@@ -3,6 +3,8 @@
 //! The key store is deliberately not the data store: backups and exports of the data never
 //! carry keys, so destroying a key here erases the data in every copy. The SQLite file runs
 //! with `secure_delete` so destroyed key bytes are overwritten on disk, not just unlinked.
+//! Destroying a key leaves a tombstone (org, key id, time) so that an older copy of the store
+//! merged back later ([`SqliteKeyStore::merge_from`]) cannot bring the key back.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,30 @@ pub struct SubjectKeyRow {
     pub subject_ref: String,
     /// The key wrapped by an org key version.
     pub wrapped: WrappedKey,
+}
+
+/// What a destroyed key leaves behind: which key, and when it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The org of the key.
+    pub org: String,
+    /// The subject key's id; empty when every key of the org was destroyed.
+    pub key_id: String,
+    /// When it was destroyed (Unix seconds).
+    pub destroyed_at: i64,
+}
+
+/// What merging a key-store backup into a key store did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Org key versions brought back (missing here, not destroyed).
+    pub org_keys: usize,
+    /// Subject keys brought back.
+    pub subject_keys: usize,
+    /// Deployment keys brought back.
+    pub deployment_keys: usize,
+    /// Keys in the backup that stayed out because a tombstone says they were destroyed.
+    pub refused_destroyed: usize,
 }
 
 /// Persistence of wrapped keys. Implementations never see an unwrapped key.
@@ -85,6 +111,9 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<usize, CryptoError>;
     /// Destroys every key of an org.
     async fn destroy_org(&self, org: &str) -> Result<(), CryptoError>;
+    /// The tombstones destroying keys left (`key_id` empty: the whole org), so that a
+    /// key-store backup restored later cannot bring a destroyed key back.
+    async fn tombstones(&self) -> Result<Vec<Tombstone>, CryptoError>;
     /// A deployment key (`signing`, `backup`), wrapped by the root, if one is stored.
     async fn deployment_key(&self, name: &str) -> Result<Option<WrappedKey>, CryptoError>;
     /// Stores a wrapped deployment key unless one of that name exists, and returns the one
@@ -154,11 +183,97 @@ impl SqliteKeyStore {
              CREATE UNIQUE INDEX IF NOT EXISTS subject_keys_by_ref
                  ON subject_keys (org, subject_ref);
              CREATE TABLE IF NOT EXISTS deployment_keys (
-                 name TEXT PRIMARY KEY, wrapped_by INTEGER NOT NULL, blob BLOB NOT NULL);",
+                 name TEXT PRIMARY KEY, wrapped_by INTEGER NOT NULL, blob BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS destroyed_keys (
+                 org TEXT NOT NULL, key_id TEXT NOT NULL, destroyed_at INTEGER NOT NULL,
+                 PRIMARY KEY (org, key_id));",
         )?;
         Ok(SqliteKeyStore {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Writes a consistent copy of this key store to `to` (a new file, mode 0600): keys stay
+    /// wrapped by the root key, which the copy never contains.
+    pub async fn snapshot(&self, to: &Path) -> Result<(), CryptoError> {
+        let to = to.to_path_buf();
+        self.with_conn(move |conn| {
+            conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).map_err(
+                    |source| CryptoError::Io {
+                        path: to.display().to_string(),
+                        source,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Merges a key-store copy (from [`SqliteKeyStore::snapshot`]) into this store, in one
+    /// transaction: keys missing here come back unless a tombstone here or in the copy says
+    /// they were destroyed; keys present here are kept as they are; the copy's tombstones
+    /// are added.
+    pub async fn merge_from(&self, copy: &Path) -> Result<MergeReport, CryptoError> {
+        let copy = copy.to_string_lossy().into_owned();
+        self.with_conn(move |conn| {
+            conn.execute("ATTACH DATABASE ?1 AS copy", [&copy])?;
+            let merged = (|| {
+                conn.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS copy.destroyed_keys (
+                         org TEXT NOT NULL, key_id TEXT NOT NULL, destroyed_at INTEGER NOT NULL,
+                         PRIMARY KEY (org, key_id));",
+                )?;
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO destroyed_keys (org, key_id, destroyed_at)
+                     SELECT org, key_id, destroyed_at FROM copy.destroyed_keys",
+                    [],
+                )?;
+                let refused: i64 = tx.query_row(
+                    "SELECT (SELECT count(*) FROM copy.org_keys c WHERE EXISTS
+                                (SELECT 1 FROM destroyed_keys d WHERE d.org = c.org AND d.key_id = ''))
+                          + (SELECT count(*) FROM copy.subject_keys c WHERE EXISTS
+                                (SELECT 1 FROM destroyed_keys d WHERE d.org = c.org
+                                 AND (d.key_id = '' OR d.key_id = c.key_id)))",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let org_keys = tx.execute(
+                    "INSERT OR IGNORE INTO org_keys (org, version, wrapped_by, blob)
+                     SELECT org, version, wrapped_by, blob FROM copy.org_keys c
+                     WHERE NOT EXISTS (SELECT 1 FROM destroyed_keys d
+                                       WHERE d.org = c.org AND d.key_id = '')",
+                    [],
+                )?;
+                let subject_keys = tx.execute(
+                    "INSERT OR IGNORE INTO subject_keys (org, key_id, subject_ref, wrapped_by, blob)
+                     SELECT org, key_id, subject_ref, wrapped_by, blob FROM copy.subject_keys c
+                     WHERE NOT EXISTS (SELECT 1 FROM destroyed_keys d WHERE d.org = c.org
+                                       AND (d.key_id = '' OR d.key_id = c.key_id))",
+                    [],
+                )?;
+                let deployment_keys = tx.execute(
+                    "INSERT OR IGNORE INTO deployment_keys (name, wrapped_by, blob)
+                     SELECT name, wrapped_by, blob FROM copy.deployment_keys",
+                    [],
+                )?;
+                tx.commit()?;
+                Ok::<_, CryptoError>(MergeReport {
+                    org_keys,
+                    subject_keys,
+                    deployment_keys,
+                    refused_destroyed: refused as usize,
+                })
+            })();
+            conn.execute("DETACH DATABASE copy", [])?;
+            merged
+        })
+        .await
     }
 
     /// Runs `f` on the connection on tokio's blocking pool: key-store writes fsync (the file
@@ -405,10 +520,16 @@ impl KeyStore for SqliteKeyStore {
         self.with_conn(move |conn| {
             let tx = conn.transaction()?;
             let mut n = 0;
+            let now = jiff::Timestamp::now().as_second();
             for id in &key_ids {
                 n += tx.execute(
                     "DELETE FROM subject_keys WHERE org = ?1 AND key_id = ?2",
                     [org.as_str(), id.as_str()],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO destroyed_keys (org, key_id, destroyed_at)
+                     VALUES (?1, ?2, ?3)",
+                    params![org, id, now],
                 )?;
             }
             tx.commit()?;
@@ -423,8 +544,30 @@ impl KeyStore for SqliteKeyStore {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM subject_keys WHERE org = ?1", [&org])?;
             tx.execute("DELETE FROM org_keys WHERE org = ?1", [&org])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO destroyed_keys (org, key_id, destroyed_at)
+                 VALUES (?1, '', ?2)",
+                params![org, jiff::Timestamp::now().as_second()],
+            )?;
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn tombstones(&self) -> Result<Vec<Tombstone>, CryptoError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT org, key_id, destroyed_at FROM destroyed_keys ORDER BY org, key_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Tombstone {
+                    org: r.get(0)?,
+                    key_id: r.get(1)?,
+                    destroyed_at: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -484,4 +627,69 @@ fn select_deployment_key(conn: &Connection, name: &str) -> Result<Option<Wrapped
             })
         })
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(n: u8) -> WrappedKey {
+        WrappedKey {
+            wrapped_by: 1,
+            blob: vec![n; 8],
+        }
+    }
+
+    fn row(id: &str) -> SubjectKeyRow {
+        SubjectKeyRow {
+            key_id: id.into(),
+            subject_ref: format!("ref-{id}"),
+            wrapped: w(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_merged_older_copy_does_not_bring_a_destroyed_key_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = SqliteKeyStore::open(&dir.path().join("keys.db")).unwrap();
+        live.insert_org_key("o", 1, &w(1)).await.unwrap();
+        live.insert_org_key("gone", 1, &w(1)).await.unwrap();
+        live.insert_subject_keys("o", &[row("a"), row("b")])
+            .await
+            .unwrap();
+        let copy = dir.path().join("copy.db");
+        live.snapshot(&copy).await.unwrap();
+
+        // After the copy: a subject key and a whole org destroyed, and `b` lost otherwise.
+        live.destroy_subject_keys("o", &["a".into()]).await.unwrap();
+        live.destroy_org("gone").await.unwrap();
+        live.with_conn(|c| {
+            c.execute("DELETE FROM subject_keys WHERE key_id = 'b'", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let report = live.merge_from(&copy).await.unwrap();
+        assert_eq!(report.subject_keys, 1, "{report:?}");
+        assert_eq!(report.org_keys, 0, "{report:?}");
+        assert_eq!(report.refused_destroyed, 2, "{report:?}");
+        assert_eq!(live.subject_key_by_id("o", "a").await.unwrap(), None);
+        assert!(live.subject_key_by_id("o", "b").await.unwrap().is_some());
+        assert!(live.org_keys("gone").await.unwrap().is_empty());
+        // Merging again changes nothing.
+        let again = live.merge_from(&copy).await.unwrap();
+        assert_eq!((again.subject_keys, again.org_keys), (0, 0));
+
+        // A lost key store rebuilt from the copy gets its tombstones only from the copy (none
+        // here): the audit log's record of destruction is what `custos backup` replays then.
+        let fresh = SqliteKeyStore::open(&dir.path().join("fresh.db")).unwrap();
+        let report = fresh.merge_from(&copy).await.unwrap();
+        assert_eq!((report.subject_keys, report.org_keys), (2, 2));
+        let stones = live.tombstones().await.unwrap();
+        let ids: Vec<(&str, &str)> = stones
+            .iter()
+            .map(|t| (t.org.as_str(), t.key_id.as_str()))
+            .collect();
+        assert_eq!(ids, [("gone", ""), ("o", "a")]);
+    }
 }

@@ -22,7 +22,7 @@ mod vault;
 pub use aead::{KeyRef, RecordAad, SecretKey, WrappedKey};
 pub use error::CryptoError;
 pub use keyring::{Kms, LocalKms};
-pub use keystore::{KeyStore, SqliteKeyStore, SubjectKeyRow};
+pub use keystore::{KeyStore, MergeReport, SqliteKeyStore, SubjectKeyRow, Tombstone};
 pub use signing::DeploymentSigner;
 pub use stream::{BackupKey, BlobDecryptor, BlobEncryptor, BLOB_CHUNK};
 pub use vault::{ContentKey, KeyVault, RotationReport, SubjectKeySlot, ORG_KEY_RECHECK};

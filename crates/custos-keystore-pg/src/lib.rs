@@ -12,9 +12,12 @@
 //! vacuumed, so their bytes leave the live table at once; PostgreSQL's WAL and its backups keep
 //! old pages until they are recycled, which is why a destroyed key's wrapping is useless
 //! without the org key above it, and why key-store backups are kept apart from data backups.
+//! Destroying a key also leaves a tombstone row (org, key id, time): the key store's own record
+//! of the destruction, beside the audit log's, which `custos backup reconcile` replays after
+//! this database is restored from an older backup.
 
 use async_trait::async_trait;
-use custos_crypto::{CryptoError, KeyStore, SubjectKeyRow, WrappedKey};
+use custos_crypto::{CryptoError, KeyStore, SubjectKeyRow, Tombstone, WrappedKey};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
@@ -152,6 +155,11 @@ impl PgKeyStore {
                  PRIMARY KEY (org, key_id), UNIQUE (org, subject_ref))",
             "CREATE TABLE IF NOT EXISTS custos_deployment_keys (
                  name TEXT PRIMARY KEY, wrapped_by INTEGER NOT NULL, blob BYTEA NOT NULL)",
+            // What destroying a key leaves: a key-store copy restored later (a database
+            // restore) is reconciled against these and the audit log.
+            "CREATE TABLE IF NOT EXISTS custos_destroyed_keys (
+                 org TEXT NOT NULL, key_id TEXT NOT NULL, destroyed_at BIGINT NOT NULL,
+                 PRIMARY KEY (org, key_id))",
         ] {
             sqlx::query(ddl)
                 .execute(&mut *tx)
@@ -372,13 +380,29 @@ impl KeyStore for PgKeyStore {
         org: &str,
         key_ids: &[String],
     ) -> Result<usize, CryptoError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(failed("destroy subject keys"))?;
         let done =
             sqlx::query("DELETE FROM custos_subject_keys WHERE org = $1 AND key_id = ANY($2)")
                 .bind(org)
                 .bind(key_ids)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(failed("destroy subject keys"))?;
+        sqlx::query(
+            "INSERT INTO custos_destroyed_keys (org, key_id, destroyed_at)
+             SELECT $1, k, $3 FROM unnest($2::text[]) AS k ON CONFLICT DO NOTHING",
+        )
+        .bind(org)
+        .bind(key_ids)
+        .bind(jiff::Timestamp::now().as_second())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("destroy subject keys"))?;
+        tx.commit().await.map_err(failed("destroy subject keys"))?;
         self.vacuum("custos_subject_keys").await;
         Ok(done.rows_affected() as usize)
     }
@@ -396,10 +420,38 @@ impl KeyStore for PgKeyStore {
                 .await
                 .map_err(failed("destroy org keys"))?;
         }
+        sqlx::query(
+            "INSERT INTO custos_destroyed_keys (org, key_id, destroyed_at)
+             VALUES ($1, '', $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(org)
+        .bind(jiff::Timestamp::now().as_second())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("destroy org keys"))?;
         tx.commit().await.map_err(failed("destroy org keys"))?;
         self.vacuum("custos_subject_keys").await;
         self.vacuum("custos_org_keys").await;
         Ok(())
+    }
+
+    async fn tombstones(&self) -> Result<Vec<Tombstone>, CryptoError> {
+        let rows = sqlx::query(
+            "SELECT org, key_id, destroyed_at FROM custos_destroyed_keys ORDER BY org, key_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("read tombstones"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Tombstone {
+                    org: r.try_get(0)?,
+                    key_id: r.try_get(1)?,
+                    destroyed_at: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(failed("read tombstones"))
     }
 
     async fn deployment_key(&self, name: &str) -> Result<Option<WrappedKey>, CryptoError> {

@@ -135,6 +135,20 @@ async fn contract(s: &dyn KeyStore) {
     s.destroy_org("o").await.unwrap();
     assert!(s.org_keys("o").await.unwrap().is_empty());
     assert!(s.subject_keys("o").await.unwrap().is_empty());
+    // Each destruction leaves a tombstone (the org's with an empty key id), so a restored
+    // older copy of the key store cannot bring the keys back.
+    let stones: Vec<(String, String)> = s
+        .tombstones()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.org, t.key_id))
+        .collect();
+    let expected: Vec<(String, String)> = ["", "a", "gone"]
+        .iter()
+        .map(|k| ("o".to_string(), k.to_string()))
+        .collect();
+    assert_eq!(stones, expected);
 
     assert_eq!(s.deployment_key("signing").await.unwrap(), None);
     assert_eq!(

@@ -62,7 +62,8 @@ pub enum Command {
     Redact(crate::pii_cmd::RedactArgs),
     /// Run every lifecycle action that is due (archive, purge), or forecast with --dry-run.
     Sweep(crate::sweep_cmd::SweepArgs),
-    /// Encrypted backups of an embedded deployment: create, list, verify.
+    /// Encrypted backups: create, list, verify, restore, reconcile (after any restore, SQLite
+    /// or PostgreSQL), drill.
     #[command(subcommand)]
     Backup(crate::backup_cmd::BackupCommand),
     /// Certificates of deletion: verify one offline.

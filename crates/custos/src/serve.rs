@@ -30,9 +30,10 @@ pub struct ServeArgs {
     /// Run the lifecycle sweep every this many seconds (0: never; run `custos sweep`).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub sweep_interval: u64,
-    /// Take an encrypted backup into this directory every --backup-interval (as `custos
-    /// backup create --to DIR`; embedded deployments).
-    #[arg(long, value_name = "DIR")]
+    /// Take an encrypted backup into this directory or s3://bucket/prefix every
+    /// --backup-interval (as `custos backup create --to DIR`: incremental, a full one every
+    /// 7th; embedded deployments).
+    #[arg(long, value_name = "DIR|URL")]
     pub backup_to: Option<PathBuf>,
     /// Seconds between scheduled backups (default 3600, the built-in policy's rpo).
     #[arg(long, default_value_t = 3600, value_name = "SECS", requires = "backup_to", value_parser = clap::value_parser!(u64).range(1..))]

@@ -110,13 +110,24 @@ async fn an_online_backup_is_sealed_verifies_and_names_a_tampered_file() {
     }
 
     // An object blob moved in from another backup does not open here.
-    let (code, _, err) = backup(&data, &["create", "--to", to_arg]);
+    let (code, _, err) = backup(&data, &["create", "--full", "--to", to_arg]);
     assert_eq!(code, Some(0), "{err}");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&to)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    dirs.sort();
+    // Oldest first, by the manifests' creation times (ids taken in one second may sort
+    // either way).
+    dirs.sort_by_key(|d| {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("manifest.json")).unwrap())
+                .unwrap();
+        m["created"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+    });
     let object = every_file(&dirs[0])
         .into_iter()
         .find(|f| f.to_string_lossy().contains("/objects/"))
