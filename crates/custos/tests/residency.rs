@@ -299,4 +299,13 @@ async fn an_org_lives_in_its_region_and_moves_only_when_allowed() {
         out.contains("audit log of region eu-central verified"),
         "{out}"
     );
+
+    // A backup of the main stores alone would miss the regions' data: refused.
+    let backup = command()
+        .args(["backup", "create", "--to"])
+        .arg(root.join("backups"))
+        .output()
+        .unwrap();
+    assert_eq!(backup.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&backup.stderr).contains("[regions."));
 }

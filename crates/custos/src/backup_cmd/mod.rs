@@ -137,6 +137,7 @@ pub struct DrillArgs {
 
 /// Runs one backup command.
 pub async fn run(global: &Global, cmd: BackupCommand) -> Result<(), Failure> {
+    refuse_regions(global)?;
     match cmd {
         BackupCommand::Create(a) if a.key_store => keys::create(global, &a.target.to).await,
         BackupCommand::Create(a) => {
@@ -170,7 +171,23 @@ pub async fn run(global: &Global, cmd: BackupCommand) -> Result<(), Failure> {
 /// Fails when this deployment is not one `custos backup` can back up (for `serve
 /// --backup-to`, at start).
 pub fn check_sources(global: &Global) -> Result<(), Failure> {
+    refuse_regions(global)?;
     sources(global).map(|_| ())
+}
+
+/// Refuses a policy whose regions have stores of their own: backups, restores and
+/// reconciliation here cover the main database, objects and audit log only, and a backup that
+/// silently missed a region's data would be worse than none.
+fn refuse_regions(global: &Global) -> Result<(), Failure> {
+    let (policy, _) = crate::deploy::load_policy(global)?;
+    match policy.regions.keys().next() {
+        None => Ok(()),
+        Some(region) => Err(Failure::BadInput(format!(
+            "[regions.{region}]: `custos backup` covers the main database and objects only, and \
+             this policy gives regions stores of their own; back each region's database and \
+             objects up with their stores' own tools (see the README's residency section)"
+        ))),
+    }
 }
 
 /// The database name inside a backup and the data directory.

@@ -449,7 +449,7 @@ pub(super) async fn drill(
     let custos = std::sync::Arc::try_unwrap(deployment.custos)
         .map_err(|_| Failure::Failed("services are shared before start".into()))?
         .with_audit_signer(deployment.signer.clone());
-    match custos.verify_audit_log(&[]).await? {
+    match custos.verify_audit_log(None, &[]).await? {
         Ok(v) => println!(
             "  audit log verified: {} entries, {} signed checkpoint(s)",
             v.entries, v.checkpoints_verified
