@@ -116,6 +116,19 @@ async fn readable(s: &Server, f: &Fixture, id: &str) -> bool {
     status == 200 && body.contains(MARKER)
 }
 
+/// An embedded deployment in a temporary directory, served with `serve_args` and filled by
+/// [`fill`]: the directory (kept alive), the data directory, the server and the fixture.
+async fn filled_deployment(
+    serve_args: &[&str],
+) -> (tempfile::TempDir, std::path::PathBuf, Server, Fixture) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = support::serve(support::cli(&data), serve_args).await;
+    let f = fill(&server).await;
+    (tmp, data, server, f)
+}
+
 /// After a key-store restore: alice's destroyed key stayed destroyed, bob's records read.
 async fn assert_only_bob_readable(s: &Server, f: &Fixture) {
     for id in &f.alice {
@@ -214,11 +227,7 @@ fn replaced_db(data: &Path) -> PathBuf {
 
 #[tokio::test]
 async fn restoring_both_stores_keeps_erasures_and_purges_and_brings_back_the_rest() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = support::serve(support::cli(&data), &[]).await;
-    let f = fill(&server).await;
+    let (tmp, data, server, f) = filled_deployment(&[]).await;
     let gone = upload(&server, &f, "gone.txt", "a file purged after the backup").await;
     let gone_object = data.join(format!("objects/orgs/{}/blobs/{gone}", f.org));
     assert!(gone_object.is_file());
@@ -345,11 +354,7 @@ async fn restoring_both_stores_keeps_erasures_and_purges_and_brings_back_the_res
 
 #[tokio::test]
 async fn a_key_store_backup_restored_later_does_not_bring_a_destroyed_key_back() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = support::serve(support::cli(&data), &[]).await;
-    let f = fill(&server).await;
+    let (tmp, data, server, f) = filled_deployment(&[]).await;
     let kb = tmp.path().join("key-backups");
     let kb = kb.to_str().unwrap();
     ok(&data, &["backup", "create", "--key-store", "--to", kb]);
@@ -379,11 +384,7 @@ async fn a_key_store_backup_restored_later_does_not_bring_a_destroyed_key_back()
 
 #[tokio::test]
 async fn incremental_backups_seal_only_changes_and_pruning_keeps_what_they_read() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = support::serve(support::cli(&data), &[]).await;
-    let f = fill(&server).await;
+    let (tmp, data, server, f) = filled_deployment(&[]).await;
     let to = tmp.path().join("backups");
     let b = to.to_str().unwrap();
     let out = ok(&data, &["backup", "create", "--to", b]);
@@ -637,11 +638,7 @@ async fn after_postgresql_restores_reconcile_keeps_erasures_and_purges() {
 
 #[tokio::test]
 async fn a_restore_without_reconcile_is_reconciled_later_from_the_replaced_log() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = support::serve(support::cli(&data), &[]).await;
-    let f = fill(&server).await;
+    let (tmp, data, server, f) = filled_deployment(&[]).await;
     let b = tmp.path().join("backups");
     let b = b.to_str().unwrap();
     ok(&data, &["backup", "create", "--to", b]);
@@ -675,11 +672,7 @@ async fn a_restore_without_reconcile_is_reconciled_later_from_the_replaced_log()
 
 #[tokio::test]
 async fn an_org_terminated_after_the_backup_stays_terminated_after_a_restore() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = support::serve(support::cli(&data), &["--sweep-interval", "0"]).await;
-    let f = fill(&server).await;
+    let (tmp, data, server, f) = filled_deployment(&["--sweep-interval", "0"]).await;
     let b = tmp.path().join("backups");
     let b = b.to_str().unwrap();
     ok(&data, &["backup", "create", "--to", b]);
