@@ -134,9 +134,14 @@ impl RegionalStore {
                 copy = Some(at);
             }
         }
-        let home = home.or(copy).unwrap_or(None);
-        self.remember(org_id, home);
-        Ok(home)
+        match home.or(copy) {
+            Some(home) => {
+                self.remember(org_id, home);
+                Ok(home)
+            }
+            // Not remembered: a caller naming random org ids must not grow the map.
+            None => Ok(None),
+        }
     }
 
     async fn home(&self, scope: &OrgScope) -> Result<&Arc<dyn Store>, StoreError> {
@@ -899,5 +904,41 @@ impl RequestStore for RegionalStore {
         all.sort_by(|a, b| (a.1.due_at, &a.1.id).cmp(&(b.1.due_at, &b.1.id)));
         all.truncate(limit as usize);
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ObjectLocation, SqliteStore};
+
+    #[tokio::test]
+    async fn unknown_org_ids_are_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| -> (Arc<dyn Store>, Objects) {
+            let store = SqliteStore::open(&dir.path().join(name).join("custos.db")).unwrap();
+            let location = ObjectLocation::File(dir.path().join(name).join("objects"));
+            (Arc::new(store), Objects::open(&location).unwrap())
+        };
+        let (main, main_objects) = open("main");
+        let (eu, eu_objects) = open("eu");
+        let regional = RegionalStore::new(
+            main,
+            main_objects,
+            vec![RegionStores {
+                name: "eu-central".into(),
+                store: eu,
+                objects: eu_objects,
+            }],
+        );
+        for i in 0..100 {
+            assert!(regional
+                .org(&format!("no-such-org-{i}"))
+                .await
+                .unwrap()
+                .is_none());
+        }
+        let homes = regional.homes.read().unwrap();
+        assert!(homes.is_empty(), "{} unknown ids remembered", homes.len());
     }
 }
