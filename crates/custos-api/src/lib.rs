@@ -51,8 +51,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over a set of services.
+    /// State over a set of services. Inside a Tokio runtime, also starts the task that
+    /// appends the audit events of refused credentials every second (it ends with `custos`).
     pub fn new(custos: Arc<Custos>) -> Self {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let weak = Arc::downgrade(&custos);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(custos_core::AUTH_FAILURE_FLUSH);
+                loop {
+                    tick.tick().await;
+                    let Some(custos) = weak.upgrade() else { break };
+                    custos.flush_auth_failures().await;
+                }
+            });
+        }
         AppState {
             custos,
             metrics: Arc::new(Metrics::default()),
@@ -92,7 +104,10 @@ fn client_request_id(headers: &axum::http::HeaderMap) -> Option<String> {
         && value.len() <= MAX_CLIENT_REQUEST_ID
         && value
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:+/=@".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:+/=@".contains(c))
+        // It is kept in signed audit leaves, which are never erased: an id that looks like
+        // personal data (an e-mail address, a phone number) is dropped, not recorded.
+        && problem::scanner().scan(value).is_empty();
     ok.then(|| value.to_string())
 }
 
@@ -206,16 +221,16 @@ pub(crate) async fn caller_from(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
+    let context = custos_core::RequestContext {
+        request_id: request_id.clone(),
+        client_request_id: client_request_id.clone(),
+        source: source.clone(),
+    };
     let principal = match parts.headers.get(IDENTITY_TOKEN_HEADER) {
-        None => state.custos.authenticate(token).await?,
+        None => state.custos.authenticate_from(token, &context).await?,
         // A header that is not text is an invalid token, refused and audited as such.
         Some(id_token) => {
             let id_token = id_token.to_str().unwrap_or_default().trim();
-            let context = custos_core::RequestContext {
-                request_id: request_id.clone(),
-                client_request_id: client_request_id.clone(),
-                source: source.clone(),
-            };
             state
                 .custos
                 .authenticate_with_identity(token, id_token, context)

@@ -7,8 +7,8 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 
 use custos_core::{
-    CreatedMember, MemberChange, MemberView, NewMember, NewSession, OrgSettings, RotatedKey,
-    SessionView, SettingsChange, TotpEnrollment,
+    CreatedMember, EnrollmentCodeView, MemberChange, MemberView, NewMember, NewSession,
+    OrgSettings, RotatedKey, SessionView, SettingsChange, TotpEnrollment, TotpEnrollmentRequest,
 };
 
 use crate::routes::{ApiJson, Path};
@@ -37,6 +37,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(
             "/v1/orgs/{org}/members/{id}/key",
             post(rotate_key).delete(revoke_key),
+        )
+        .route(
+            "/v1/orgs/{org}/members/{id}/totp-enrollment",
+            post(issue_enrollment_code),
+        )
+        .route(
+            "/v1/orgs/{org}/members/{id}/totp-lockout",
+            axum::routing::delete(clear_totp_lockout),
         )
         .route("/v1/orgs/{org}/sessions", post(open_session))
         .route(
@@ -134,20 +142,64 @@ pub(crate) async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Enroll the calling member's TOTP second factor; the secret is shown once. Replacing an
-/// enrolled factor needs a session opened with it.
+/// Enroll the calling member's TOTP second factor; the secret is shown once. A member that
+/// must use a second factor, or replaces an enrolled one, sends the one-time
+/// `enrollment_code` an owner or admin issued (or calls with a second factor); the body may
+/// be empty otherwise.
 #[utoipa::path(post, tag = "members", path = "/v1/orgs/{org}/members/me/totp", params(("org" = String, Path)),
+    request_body(content = Option<TotpEnrollmentRequest>, content_type = "application/json"),
     responses((status = 201, body = TotpEnrollment)),
     security(("bearer" = [])))]
 pub(crate) async fn enroll_totp(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(org): Path<String>,
+    body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<TotpEnrollment>)> {
+    // An empty body is the plain enrollment, as before codes existed.
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        TotpEnrollmentRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?
+    };
     Ok((
         StatusCode::CREATED,
-        Json(state.custos.enroll_totp(&caller, &org).await?),
+        Json(state.custos.enroll_totp(&caller, &org, req).await?),
     ))
+}
+
+/// Issue a member a one-time code (valid 15 minutes, shown once) to enroll its TOTP factor
+/// with; for members the caller may manage.
+#[utoipa::path(post, tag = "members", path = "/v1/orgs/{org}/members/{id}/totp-enrollment", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 201, body = EnrollmentCodeView)),
+    security(("bearer" = [])))]
+pub(crate) async fn issue_enrollment_code(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<EnrollmentCodeView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            state
+                .custos
+                .issue_enrollment_code(&caller, &org, &id)
+                .await?,
+        ),
+    ))
+}
+
+/// End a member's lockout after too many wrong TOTP codes.
+#[utoipa::path(delete, tag = "members", path = "/v1/orgs/{org}/members/{id}/totp-lockout", params(("org" = String, Path), ("id" = String, Path)),
+    responses((status = 204)),
+    security(("bearer" = [])))]
+pub(crate) async fn clear_totp_lockout(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.custos.clear_totp_lockout(&caller, &org, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Open a session with the calling member's API key and a TOTP code; the session token

@@ -107,7 +107,8 @@ fn problem_statuses(path: &str, method: &str, op: &Operation) -> Vec<u16> {
         // /healthz declares its own 503; /metrics and /openapi.json cannot fail.
         return vec![];
     }
-    let mut statuses = vec![400, 401, 403, 404, 500];
+    // 429: a source that failed to authenticate too often, or a member locked out of TOTP.
+    let mut statuses = vec![400, 401, 403, 404, 429, 500];
     if path.starts_with("/v1/orgs/{org}") {
         // State conflicts (restore window, archived content) and terminated orgs.
         statuses.extend([409, 410]);
@@ -153,11 +154,12 @@ fn description(status: u16) -> &'static str {
         401 => "missing or invalid credentials (`unauthenticated`)",
         403 => "not allowed (`forbidden`, `mfa_required`, `data_transfer_not_allowed`)",
         404 => "no such org, record, hold or entry (`not_found`)",
-        409 => "conflicts with the current state (`conflict`)",
+        409 => "conflicts with the current state (`conflict`, `move_in_progress`)",
         410 => "the org is terminated or the content erased (`org_terminated`, `erased`)",
         413 => "request body too large (`payload_too_large`)",
         415 => "the body is not `application/json` (`unsupported_media_type`)",
         422 => "refused by the category's PII rule (`pii_blocked`)",
+        429 => "too many failed attempts (`rate_limited`); see `Retry-After`",
         _ => "internal error (`internal`); details are in the service log",
     }
 }

@@ -45,6 +45,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     detail: String,
+    /// Seconds for a `Retry-After` header (`rate_limited`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -54,6 +56,7 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -84,7 +87,8 @@ impl From<CoreError> for ApiError {
             | CoreError::TransferNotAllowed(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound(_) => StatusCode::NOT_FOUND,
             CoreError::Invalid { .. } | CoreError::UnknownCategory(_) => StatusCode::BAD_REQUEST,
-            CoreError::Conflict(_) => StatusCode::CONFLICT,
+            CoreError::Conflict(_) | CoreError::MoveInProgress(_) => StatusCode::CONFLICT,
+            CoreError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             CoreError::Erased | CoreError::OrgTerminated(_) => StatusCode::GONE,
             CoreError::PiiBlocked(_) => StatusCode::UNPROCESSABLE_ENTITY,
             CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -93,10 +97,15 @@ impl From<CoreError> for ApiError {
             // The detail may name internals (SQL, paths); log it, return a generic message.
             tracing::error!(error = %detail, "internal error");
         }
+        let retry_after = match &e {
+            CoreError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         ApiError {
             status,
             code: e.code(),
             detail: e.to_string(),
+            retry_after,
         }
     }
 }
@@ -155,6 +164,8 @@ pub fn title(code: &str) -> &'static str {
         "erased" => "Content erased",
         "pii_blocked" => "Content refused by the PII rule",
         "data_transfer_not_allowed" => "The org does not allow its data to leave its region",
+        "rate_limited" => "Too many failed attempts; try again later",
+        "move_in_progress" => "The org is being moved to another region",
         "unavailable" => "Service unavailable",
         "not_ready" => "A service this instance needs does not answer",
         _ => "Internal error",
@@ -169,6 +180,7 @@ pub(crate) fn code_for_status(status: StatusCode) -> &'static str {
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::CONFLICT => "conflict",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
@@ -188,7 +200,8 @@ pub(crate) fn from_status(status: StatusCode, detail: &str) -> ApiError {
     ApiError::new(status, code, detail)
 }
 
-fn scanner() -> &'static custos_pii::Scanner {
+/// The PII scanner shared by the request layer (details, client request ids).
+pub(crate) fn scanner() -> &'static custos_pii::Scanner {
     static S: OnceLock<custos_pii::Scanner> = OnceLock::new();
     S.get_or_init(custos_pii::Scanner::new)
 }
@@ -264,6 +277,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         // The request layer fills in `instance` and re-renders the body from this.
         response.extensions_mut().insert(problem);

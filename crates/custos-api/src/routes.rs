@@ -135,6 +135,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
         let mut text = state.metrics.render(size);
         state.gateway.metrics.render(&mut text);
+        state.custos.render_auth_metrics(&mut text);
         text
     })
         .into_response()
@@ -799,6 +800,7 @@ async fn scan(
           crate::member_routes::update_member, crate::member_routes::remove_member,
           crate::member_routes::rotate_key, crate::member_routes::revoke_key,
           crate::member_routes::enroll_totp, crate::member_routes::open_session,
+          crate::member_routes::issue_enrollment_code, crate::member_routes::clear_totp_lockout,
           crate::member_routes::get_settings, crate::member_routes::update_settings,
           crate::request_routes::create_request, crate::request_routes::list_requests,
           crate::request_routes::bulk_erase, crate::request_routes::get_request,

@@ -164,6 +164,41 @@ struct World {
     principals: Vec<Principal>,
     /// An owner in `legal` with a session: passes every category rule, writes fixtures.
     writer: String,
+    /// A session of a member holding every role and `legal`, the first of the org to enroll
+    /// TOTP: it issues the enrollment codes the owners and admins need.
+    issuer: String,
+}
+
+impl Server {
+    /// Enrolls the member with API key `key` and id `id`, with an enrollment code from
+    /// `issuer` (a session) when `issuer` is given; returns the TOTP secret.
+    async fn enroll(&self, org: &str, key: &str, id: &str, issuer: Option<&str>) -> String {
+        let body = match issuer {
+            Some(issuer) => {
+                let code = self
+                    .ok(
+                        "POST",
+                        issuer,
+                        &format!("/v1/orgs/{org}/members/{id}/totp-enrollment"),
+                        Body::None,
+                    )
+                    .await["code"]
+                    .clone();
+                Body::Json(json!({ "enrollment_code": code }))
+            }
+            None => Body::None,
+        };
+        self.ok(
+            "POST",
+            key,
+            &format!("/v1/orgs/{org}/members/me/totp"),
+            body,
+        )
+        .await["secret"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
 }
 
 async fn world(s: &Server) -> World {
@@ -190,6 +225,21 @@ async fn world(s: &Server) -> World {
         token: ADMIN.into(),
         member: None,
     }];
+    // The org's first owner/admin to enroll needs no code; every later one does.
+    let issuer = s
+        .ok(
+            "POST",
+            ADMIN,
+            &format!("/v1/orgs/{org}/members"),
+            Body::Json(json!({"name": "issuer", "roles": ROLES, "groups": ["legal"]})),
+        )
+        .await;
+    let (issuer_key, issuer_id) = (
+        issuer["api_key"].as_str().unwrap(),
+        issuer["id"].as_str().unwrap(),
+    );
+    let secret = s.enroll(&org, issuer_key, issuer_id, None).await;
+    let issuer = s.open_session(&org, issuer_key, &secret).await;
     let mut writer = None;
     for role in ROLES {
         for legal in [false, true] {
@@ -203,15 +253,11 @@ async fn world(s: &Server) -> World {
                 )
                 .await;
             let key = created["api_key"].as_str().unwrap().to_string();
-            let enrolled = s
-                .ok(
-                    "POST",
-                    &key,
-                    &format!("/v1/orgs/{org}/members/me/totp"),
-                    Body::None,
-                )
+            let id = created["id"].as_str().unwrap();
+            let manager = role == "owner" || role == "admin";
+            let secret = s
+                .enroll(&org, &key, id, manager.then_some(issuer.as_str()))
                 .await;
-            let secret = enrolled["secret"].as_str().unwrap().to_string();
             let session = s.open_session(&org, &key, &secret).await;
             if role == "owner" && legal {
                 writer = Some(session.clone());
@@ -239,6 +285,7 @@ async fn world(s: &Server) -> World {
         org,
         principals,
         writer: writer.unwrap(),
+        issuer,
     }
 }
 
@@ -260,14 +307,17 @@ fn expected(
     let op_needs_mfa = match rule.mfa {
         MfaRule::No => false,
         MfaRule::ForAdmins => org_requires_mfa_for_admins && manager,
-        // Every member of the world has a factor enrolled.
-        MfaRule::IfEnrolled => true,
+        // Every member of the world has a factor enrolled (and presents no code).
+        MfaRule::Enrollment => true,
     };
     if op_needs_mfa && !m.session && rule.op != Operation::SessionOpen {
         return Err("mfa_required");
     }
     if rule.category != CategoryRule::No {
         for c in categories {
+            if rule.edits && !c.editable {
+                return Err("forbidden");
+            }
             if !c.access.roles.iter().any(|r| r.as_str() == m.role) {
                 return Err("forbidden");
             }
@@ -280,6 +330,19 @@ fn expected(
                 return Err("mfa_required");
             }
         }
+    }
+    // Operations on another member target one with the caller's own grants: for an admin,
+    // a peer admin, which only an owner may manage.
+    let on_a_peer = [
+        Operation::MemberUpdate,
+        Operation::MemberRemove,
+        Operation::MemberKeyRotate,
+        Operation::MemberKeyRevoke,
+        Operation::TotpEnrollmentCode,
+        Operation::TotpUnlock,
+    ];
+    if on_a_peer.contains(&rule.op) && m.role == "admin" {
+        return Err("forbidden");
     }
     Ok(())
 }
@@ -383,6 +446,35 @@ async fn request(
             format!("/v1/orgs/{org}/members/me/totp"),
             Body::None,
         ),
+        Operation::TotpEnrollmentCode => (
+            "POST",
+            format!(
+                "/v1/orgs/{org}/members/{}/totp-enrollment",
+                target_member().await
+            ),
+            Body::None,
+        ),
+        Operation::TotpUnlock => {
+            // A target with a factor (its count of wrong codes is what gets cleared).
+            let created = s
+                .ok(
+                    "POST",
+                    ADMIN,
+                    &format!("/v1/orgs/{org}/members"),
+                    Body::Json(same_grants()),
+                )
+                .await;
+            let (key, id) = (
+                created["api_key"].as_str().unwrap(),
+                created["id"].as_str().unwrap(),
+            );
+            s.enroll(org, key, id, Some(&w.issuer)).await;
+            (
+                "DELETE",
+                format!("/v1/orgs/{org}/members/{id}/totp-lockout"),
+                Body::None,
+            )
+        }
         Operation::SessionOpen => {
             // A fresh time step: each code opens one session.
             s.clock.advance(31.seconds());

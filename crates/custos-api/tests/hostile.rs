@@ -531,6 +531,26 @@ async fn request_ids_are_custos_own_and_the_callers_is_kept_apart() {
     assert!(uuid::Uuid::parse_str(events[1]["request_id"].as_str().unwrap()).is_ok());
     assert!(events[1].get("client_request_id").is_none());
     assert_eq!(s.store.audit_size().await.unwrap(), 2);
+    // An id that is personal data never reaches a signed leaf (which is never erased).
+    for pii in ["zed@mailpit.io", "+1-202-555-0143"] {
+        let r = s
+            .client
+            .post(s.url("/v1/orgs"))
+            .bearer_auth(ADMIN)
+            .header("x-request-id", pii)
+            .json(&json!({"name": "Gamma"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert!(!r.headers().contains_key("x-client-request-id"), "{pii}");
+    }
+    let page = s.json(ADMIN, "/v1/audit/events?action=org.create").await;
+    let text = page.to_string();
+    assert!(
+        !text.contains("mailpit") && !text.contains("555-0143"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -58,10 +58,19 @@ actions! {
     MemberKeyRevoke = "member.key_revoke",
     /// A member enrolled a TOTP factor.
     MemberTotpEnroll = "member.totp_enroll",
+    /// An owner or admin issued a member a one-time TOTP enrollment code.
+    MemberTotpEnrollmentCode = "member.totp_enrollment_code",
+    /// A member's TOTP factor was locked after too many wrong codes.
+    MemberTotpLock = "member.totp_lock",
+    /// An owner or admin cleared a member's TOTP lockout.
+    MemberTotpUnlock = "member.totp_unlock",
     /// A session was opened with a second factor.
     SessionOpen = "session.open",
     /// An identity-provider token was presented (refusals are recorded).
     AuthIdentityToken = "auth.identity_token",
+    /// A presented credential (API key, session token) was refused: unknown, revoked or
+    /// expired. Only an API key's public prefix is recorded.
+    AuthReject = "auth.reject",
     /// Records were created.
     RecordCreate = "record.create",
     /// Records were listed.

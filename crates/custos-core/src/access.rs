@@ -20,6 +20,13 @@ pub(crate) struct Grant {
     facts: Facts,
 }
 
+impl Grant {
+    /// Whether the caller presented its valid enrollment code for this decision.
+    pub(crate) fn facts_enrollment_code(&self) -> bool {
+        self.facts.enrollment_code
+    }
+}
+
 impl Custos {
     /// Authorizes `op` in `org` for `caller` from the authorization table. A member naming
     /// another org gets `not_found` (not `forbidden`), so org ids cannot be probed. For rules
@@ -31,6 +38,18 @@ impl Custos {
         caller: &Caller,
         op: Operation,
         org: &str,
+    ) -> Result<Grant, CoreError> {
+        self.authorize_with(caller, op, org, None).await
+    }
+
+    /// [`Custos::authorize`] for a caller that may present a TOTP enrollment code (the
+    /// [`MfaRule::Enrollment`] rule counts a valid one).
+    pub(crate) async fn authorize_with(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        org: &str,
+        enrollment_code: Option<&str>,
     ) -> Result<Grant, CoreError> {
         let rule = op.rule();
         let target = Some(format!("org:{org}"));
@@ -54,21 +73,21 @@ impl Custos {
         let Some((scope, row)) = org_row else {
             return Err(CoreError::NotFound(format!("org {org}")));
         };
-        let factor_enrolled = match &caller.principal {
-            Principal::Member { member, .. } if rule.mfa == MfaRule::IfEnrolled => {
-                self.store.totp(&scope, &member.id).await?.is_some()
-            }
-            _ => false,
-        };
         let settings = match settings {
             Some(s) => s,
             None => self.org_settings_of(&scope).await?,
         };
-        let facts = Facts {
+        let mut facts = Facts {
             terminating: row.terminating_since.is_some(),
             require_mfa_for_admins: settings.require_mfa_for_admins,
-            factor_enrolled,
+            ..Facts::default()
         };
+        if let (Principal::Member { member, .. }, MfaRule::Enrollment) =
+            (&caller.principal, rule.mfa)
+        {
+            self.enrollment_facts(&scope, member, enrollment_code, &mut facts)
+                .await?;
+        }
         let all: Vec<&Category> = match rule.category {
             CategoryRule::All => self.policy.categories.values().collect(),
             _ => Vec::new(),
@@ -142,5 +161,34 @@ impl Custos {
                     .await)
             }
         }
+    }
+
+    /// What the enrollment rule needs to know: whether the member has a factor, whether any
+    /// owner or admin of the org has one, and whether `code` is its valid enrollment code.
+    async fn enrollment_facts(
+        &self,
+        scope: &OrgScope,
+        member: &custos_store::Member,
+        code: Option<&str>,
+        facts: &mut Facts,
+    ) -> Result<(), CoreError> {
+        let enrolled = self.store.enrolled_members(scope).await?;
+        facts.factor_enrolled = enrolled.contains(&member.id);
+        let members = self.store.members(scope).await?;
+        facts.no_manager_factor = !members.iter().any(|m| {
+            enrolled.contains(&m.id) && m.roles.iter().any(|r| r == "owner" || r == "admin")
+        });
+        if let Some(code) = code {
+            let issued = self.store.enrollment_code(scope, &member.id).await?;
+            facts.enrollment_code = issued.is_some_and(|issued| {
+                issued.expires_at > self.now()
+                    && subtle::ConstantTimeEq::ct_eq(
+                        &issued.code_hash[..],
+                        &crate::token_hash(code)[..],
+                    )
+                    .into()
+            });
+        }
+        Ok(())
     }
 }

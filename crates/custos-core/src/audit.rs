@@ -725,6 +725,22 @@ impl Custos {
         self.store.regions().into_iter().map(|r| r.name).collect()
     }
 
+    /// The orgs whose rows are in the stores of more than one region: each must live in
+    /// exactly one, so any is a move that was interrupted (asking for it again finishes it)
+    /// or a defect. Empty when no region has stores of its own.
+    pub async fn orgs_in_several_stores(&self) -> Result<Vec<String>, CoreError> {
+        // A deployment with regional stores lists every store's orgs one after another.
+        let mut seen = std::collections::BTreeMap::<String, u32>::new();
+        for org in self.store.orgs().await? {
+            *seen.entry(org.id).or_default() += 1;
+        }
+        Ok(seen
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     /// The log of `region` (`None`: the main log).
     fn log_of_region(&self, region: Option<&str>) -> Result<Arc<dyn Store>, CoreError> {
         let Some(name) = region else {

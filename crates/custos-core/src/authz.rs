@@ -23,9 +23,12 @@ pub enum MfaRule {
     /// Required of members holding the `owner` or `admin` role when the org's setting
     /// `require_mfa_for_admins` is on.
     ForAdmins,
-    /// Required when the calling member already has a second factor enrolled (replacing a
-    /// factor must not be possible with a stolen API key alone; enrolling the first is).
-    IfEnrolled,
+    /// Enrolling a TOTP factor: required (or a one-time enrollment code an owner or admin
+    /// issued) when the member already has a factor, or must use one (`mfa`, or an owner or
+    /// admin while the org requires it) unless it is an owner or admin and no owner or admin
+    /// of the org has a factor yet (so the first one can start). Otherwise the API key alone
+    /// enrolls: a stolen key must not become both factors.
+    Enrollment,
 }
 
 /// Which categories' access rules apply to an operation.
@@ -56,6 +59,9 @@ pub struct Rule {
     pub mfa: MfaRule,
     /// Whether it is still allowed on an org being terminated (evidence and holds only).
     pub while_terminating: bool,
+    /// Whether it changes or deletes stored records, which no caller may do in a category
+    /// with `editable = false` (only retention removes those).
+    pub edits: bool,
     /// The HTTP route, as `(method, path)`, if it has one.
     pub route: Option<(&'static str, &'static str)>,
     /// The CLI command, if it has one.
@@ -104,6 +110,10 @@ operations! {
     TotpEnroll,
     /// Open a short-lived session with the calling member's API key and a TOTP code.
     SessionOpen,
+    /// Issue a member a one-time code to enroll its TOTP factor with.
+    TotpEnrollmentCode,
+    /// Clear a member's lockout after too many wrong TOTP codes.
+    TotpUnlock,
     /// Store a record.
     RecordCreate,
     /// List records.
@@ -219,6 +229,7 @@ const fn rule(
         category,
         mfa,
         while_terminating: false,
+        edits: false,
         route: None,
         cli: None,
     }
@@ -239,11 +250,16 @@ impl Rule {
         self.while_terminating = true;
         self
     }
+
+    const fn edits(mut self) -> Rule {
+        self.edits = true;
+        self
+    }
 }
 
 use AuditAction as A;
 use CategoryRule::{All, Target};
-use MfaRule::{ForAdmins, IfEnrolled, No};
+use MfaRule::{Enrollment, ForAdmins, No};
 use Operation as Op;
 
 /// The authorization table: one row per operation, in [`Operation::ALL`] order.
@@ -356,7 +372,7 @@ pub const TABLE: &[Rule] = &[
         false,
         ANY_ROLE,
         CategoryRule::No,
-        IfEnrolled,
+        Enrollment,
     )
     .http("POST", "/v1/orgs/{org}/members/me/totp"),
     rule(
@@ -368,6 +384,24 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("POST", "/v1/orgs/{org}/sessions"),
+    rule(
+        Op::TotpEnrollmentCode,
+        A::MemberTotpEnrollmentCode,
+        false,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/members/{id}/totp-enrollment"),
+    rule(
+        Op::TotpUnlock,
+        A::MemberTotpUnlock,
+        false,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("DELETE", "/v1/orgs/{org}/members/{id}/totp-lockout"),
     rule(
         Op::RecordCreate,
         A::RecordCreate,
@@ -398,7 +432,8 @@ pub const TABLE: &[Rule] = &[
         Target,
         No,
     )
-    .http("DELETE", "/v1/orgs/{org}/records/{id}"),
+    .http("DELETE", "/v1/orgs/{org}/records/{id}")
+    .edits(),
     rule(
         Op::RecordHardDelete,
         A::RecordHardDelete,
@@ -407,7 +442,8 @@ pub const TABLE: &[Rule] = &[
         Target,
         ForAdmins,
     )
-    .http("DELETE", "/v1/orgs/{org}/records/{id}?hard=true"),
+    .http("DELETE", "/v1/orgs/{org}/records/{id}?hard=true")
+    .edits(),
     rule(
         Op::RecordRestore,
         A::RecordRestore,
@@ -416,7 +452,8 @@ pub const TABLE: &[Rule] = &[
         Target,
         No,
     )
-    .http("POST", "/v1/orgs/{org}/records/{id}/restore"),
+    .http("POST", "/v1/orgs/{org}/records/{id}/restore")
+    .edits(),
     rule(
         Op::RecordArchiveRestore,
         A::RecordArchiveRestore,
@@ -445,7 +482,8 @@ pub const TABLE: &[Rule] = &[
         Target,
         ForAdmins,
     )
-    .http("POST", "/v1/orgs/{org}/categories/{category}/delete-all"),
+    .http("POST", "/v1/orgs/{org}/categories/{category}/delete-all")
+    .edits(),
     rule(
         Op::RetentionRead,
         A::RetentionRead,
@@ -739,6 +777,10 @@ pub struct Facts {
     pub require_mfa_for_admins: bool,
     /// The calling member has a second factor enrolled.
     pub factor_enrolled: bool,
+    /// No owner or admin of the org has a second factor enrolled (enrollment only).
+    pub no_manager_factor: bool,
+    /// The caller presented its valid, unexpired enrollment code (enrollment only).
+    pub enrollment_code: bool,
 }
 
 /// The one authorization decision: may `principal` perform `rule`'s operation in an org
@@ -782,20 +824,31 @@ pub fn decide(
             let second_factor = auth.second_factor();
             // Opening a session is how a second factor is proved, so it cannot need one.
             if !second_factor && rule.op != Operation::SessionOpen {
+                let manager = has(MANAGERS);
+                let must_use = member.mfa || (facts.require_mfa_for_admins && manager);
                 let needs = match rule.mfa {
-                    MfaRule::No => false,
-                    MfaRule::ForAdmins => facts.require_mfa_for_admins && has(MANAGERS),
-                    MfaRule::IfEnrolled => facts.factor_enrolled,
+                    MfaRule::No => member.mfa,
+                    MfaRule::ForAdmins => must_use,
+                    MfaRule::Enrollment => {
+                        let first_manager = manager && facts.no_manager_factor;
+                        let needs = facts.factor_enrolled || (must_use && !first_manager);
+                        if needs && !facts.enrollment_code {
+                            return Err(CoreError::MfaRequired(format!(
+                                "`{}` without a valid enrollment code (an owner or admin \
+                                 issues one: POST /v1/orgs/{{org}}/members/{{id}}/totp-enrollment)",
+                                rule.action
+                            )));
+                        }
+                        false
+                    }
                 };
-                // A member that must always use a second factor still enrolls its first.
-                let needs = needs || (member.mfa && rule.mfa != MfaRule::IfEnrolled);
                 if needs {
-                    return Err(CoreError::MfaRequired(rule.action.to_string()));
+                    return Err(CoreError::MfaRequired(format!("`{}`", rule.action)));
                 }
             }
             if rule.category != CategoryRule::No {
                 for category in categories {
-                    category_check(category, member, second_factor)?;
+                    category_check(category, member, second_factor, rule.edits)?;
                 }
             }
             Ok(())
@@ -808,7 +861,15 @@ fn category_check(
     category: &Category,
     member: &custos_store::Member,
     second_factor: bool,
+    edits: bool,
 ) -> Result<(), CoreError> {
+    if edits && !category.editable {
+        return Err(CoreError::Forbidden(format!(
+            "category `{}` is append-only (editable = false): no caller changes or deletes \
+             its records; only its retention removes them",
+            category.name
+        )));
+    }
     let rule = &category.access;
     if !rule
         .roles
@@ -872,15 +933,18 @@ pub fn table_markdown() -> String {
         } else {
             role_list(r.roles)
         };
-        let category = match r.category {
-            CategoryRule::No => "—",
-            CategoryRule::Target => "target category",
-            CategoryRule::All => "every category",
+        let category = match (r.category, r.edits) {
+            (CategoryRule::No, _) => "—",
+            (CategoryRule::Target, false) => "target category",
+            (CategoryRule::Target, true) => "target category (editable ones only)",
+            (CategoryRule::All, _) => "every category",
         };
         let mfa = match r.mfa {
             MfaRule::No => "—",
             MfaRule::ForAdmins => "owners/admins if org requires",
-            MfaRule::IfEnrolled => "if one is enrolled",
+            MfaRule::Enrollment => {
+                "if one is enrolled or must be (else an enrollment code, see README)"
+            }
         };
         out.push_str(&format!(
             "| `{}` | {route} | {cli} | {} | {roles} | {category} | {mfa} | {} |\n",

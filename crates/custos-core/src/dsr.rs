@@ -591,6 +591,7 @@ impl Custos {
             .await?;
         let scope = grant.scope;
         check_reason("reason", &extension.reason)?;
+        self.check_free_text("reason", &extension.reason)?;
         let mut request = self.load_request(&scope, id).await?;
         if !request.status.is_open() {
             return Err(CoreError::Conflict(format!(
@@ -633,6 +634,7 @@ impl Custos {
             .await?;
         let scope = grant.scope;
         check_reason("reason", &rejection.reason)?;
+        self.check_free_text("reason", &rejection.reason)?;
         let mut request = self.load_request(&scope, id).await?;
         if request.status != RequestStatus::Received {
             return Err(CoreError::Conflict(format!(

@@ -14,8 +14,8 @@ pub enum CoreError {
     /// Authenticated, but not allowed.
     #[error("forbidden: {0}")]
     Forbidden(String),
-    /// The category requires MFA and the caller has none.
-    #[error("category `{0}` requires a member with MFA")]
+    /// The operation (or category) named needs a second factor and the caller proved none.
+    #[error("{0} needs a second factor (a TOTP session or an identity-provider token)")]
     MfaRequired(String),
     /// The thing does not exist (or is not visible to the caller).
     #[error("{0} not found")]
@@ -48,6 +48,19 @@ pub enum CoreError {
     /// The category's PII rule is `block` and PII was found.
     #[error("content rejected: {0}")]
     PiiBlocked(String),
+    /// Too many failures (wrong TOTP codes, bad credentials) from this caller or against this
+    /// member: try again after `retry_after` seconds (or, while a member is locked out, once
+    /// an owner or admin clears it).
+    #[error("{message}")]
+    RateLimited {
+        /// What was limited and how it ends.
+        message: String,
+        /// Seconds until another try can succeed (the `Retry-After` header).
+        retry_after: u64,
+    },
+    /// Another request is moving the org to another region; nothing was changed.
+    #[error("{0}")]
+    MoveInProgress(String),
     /// Storage or crypto failed; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -68,6 +81,8 @@ impl CoreError {
             CoreError::Erased => "erased",
             CoreError::PiiBlocked(_) => "pii_blocked",
             CoreError::TransferNotAllowed(_) => "data_transfer_not_allowed",
+            CoreError::RateLimited { .. } => "rate_limited",
+            CoreError::MoveInProgress(_) => "move_in_progress",
             CoreError::Internal(_) => "internal",
         }
     }
@@ -85,6 +100,7 @@ impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => CoreError::Conflict(m),
+            StoreError::MoveInProgress(m) => CoreError::MoveInProgress(m),
             other => CoreError::Internal(other.to_string()),
         }
     }

@@ -10,6 +10,7 @@
 
 mod access;
 mod audit;
+mod auth_failures;
 pub mod authz;
 mod certificate;
 mod clock;
@@ -18,9 +19,11 @@ mod erasure;
 mod error;
 mod export;
 mod files;
+mod free_text;
 pub mod idp;
 mod keys;
 mod lifecycle;
+pub mod limits;
 mod llm;
 mod members;
 mod orgs;
@@ -42,6 +45,7 @@ pub use audit::{
     log_origin, AuditEntryView, AuditFailure, AuditPage, AuditSigner, AuditVerification,
     CheckpointView, ConsistencyProof, InclusionProof, SigningKeyView,
 };
+pub use auth_failures::{AuthFailure, FLUSH_AFTER as AUTH_FAILURE_FLUSH};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use custos_export::{Format as ExportFormat, EXPORT_SCHEMA};
 pub use custos_store::AuditFilter;
@@ -58,8 +62,8 @@ pub use lifecycle::{
 };
 pub use llm::{LlmAdmission, LlmCallReport, LlmRefusal, LlmResult};
 pub use members::{
-    CreatedMember, MemberChange, MemberView, NewMember, NewSession, RotatedKey, SessionView,
-    TotpEnrollment,
+    CreatedMember, EnrollmentCodeView, MemberChange, MemberView, NewMember, NewSession, RotatedKey,
+    SessionView, TotpEnrollment, TotpEnrollmentRequest,
 };
 pub use orgs::{HoldView, NewHold, NewOrg, OrgView, RetentionView};
 pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
@@ -207,6 +211,10 @@ pub struct Custos {
     mint_locks: pii::MintLocks,
     identity_keys: idp::JwksCache,
     faults: Option<FaultHook>,
+    /// Failed attempts per network source (wrong TOTP codes, bad credentials).
+    source_failures: Arc<limits::SourceLimiter>,
+    /// Refused credentials: counters and their batched audit events.
+    auth_failures: Arc<auth_failures::AuthFailures>,
 }
 
 /// A test hook called at each named point of a long, resumable operation (an erasure);
@@ -258,6 +266,8 @@ impl Custos {
             mint_locks: pii::MintLocks::default(),
             identity_keys: idp::JwksCache::default(),
             faults: None,
+            source_failures: Arc::default(),
+            auth_failures: Arc::default(),
         }
     }
 
@@ -410,7 +420,7 @@ impl Custos {
         id_token: &str,
         context: RequestContext,
     ) -> Result<Principal, CoreError> {
-        let principal = self.authenticate(api_key).await?;
+        let principal = self.authenticate_from(api_key, &context).await?;
         let caller = Caller {
             principal,
             request_id: context.request_id,

@@ -11,9 +11,10 @@ use utoipa::ToSchema;
 
 use custos_audit::AuditAction;
 use custos_policy::Role;
-use custos_store::{Member, OrgScope, Session};
+use custos_store::{EnrollmentCode, Member, OrgScope, Session};
 
 use crate::authz::Operation;
+use crate::limits::{factor_gate, FactorGate, LOCKED_RETRY_AFTER, LOCK_AFTER};
 use crate::{generate_api_key, token_hash, Authentication, Caller, CoreError, Custos, Principal};
 
 /// Session tokens start with this, so authentication knows where to look them up. API keys
@@ -27,6 +28,10 @@ const TOTP_STEP: u64 = 30;
 const TOTP_SKEW: u16 = 1;
 /// Key purpose of the org key that seals TOTP secrets.
 const TOTP_SEAL_PURPOSE: &str = "custos/totp-secret/v1";
+/// How long an enrollment code works.
+const ENROLLMENT_CODE_VALID: jiff::SignedDuration = jiff::SignedDuration::from_secs(15 * 60);
+/// Enrollment codes start with this, so a code pasted as a bearer token is recognizable.
+const ENROLLMENT_PREFIX: &str = "cue_";
 
 /// Request to add a member.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -129,6 +134,26 @@ pub struct TotpEnrollment {
     pub secret: String,
 }
 
+/// Request to enroll the calling member's TOTP factor.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpEnrollmentRequest {
+    /// The one-time code an owner or admin issued the member: needed by a member that must
+    /// use a second factor (see the README), or to replace an enrolled factor without one.
+    #[serde(default)]
+    pub enrollment_code: Option<String>,
+}
+
+/// A one-time code that lets one member enroll its TOTP factor (shown this once).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EnrollmentCodeView {
+    /// The code; the member sends it as `enrollment_code` to `.../members/me/totp`.
+    pub code: String,
+    /// When it stops working (15 minutes after issue).
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: jiff::Timestamp,
+}
+
 /// Request to open a session.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -224,6 +249,27 @@ fn ungrantable(caller: &Caller, roles: &[String], groups: &[String], mfa: bool) 
     None
 }
 
+/// Why `caller` may not manage `target`, an owner or admin, if it may not: only an owner, or
+/// the member itself with a second factor, changes an owner's or admin's roles, MFA
+/// requirement, key or factor (an admin must not loosen or take over a peer).
+fn peer_manager(caller: &Caller, target: &Member) -> Option<String> {
+    let Principal::Member { member, auth, .. } = &caller.principal else {
+        return None;
+    };
+    let manager = |m: &Member| m.roles.iter().any(|r| r == "owner" || r == "admin");
+    if !manager(target) || member.roles.iter().any(|r| r == "owner") {
+        return None;
+    }
+    if member.id == target.id && auth.second_factor() {
+        return None;
+    }
+    Some(if member.id == target.id {
+        "managing its own membership as an admin needs a second factor".into()
+    } else {
+        "only an owner manages another owner or admin".into()
+    })
+}
+
 /// What an audit event says a member was granted.
 fn grants(member: &Member) -> String {
     format!(
@@ -274,6 +320,7 @@ impl Custos {
     ) -> Result<CreatedMember, CoreError> {
         let grant = self.authorize(caller, Operation::MemberCreate, org).await?;
         check_name("name", &req.name)?;
+        self.check_free_text("name", &req.name)?;
         check_roles(&req.roles)?;
         check_groups(&req.groups)?;
         if let Some(why) = ungrantable(caller, &req.roles, &req.groups, req.mfa) {
@@ -339,7 +386,9 @@ impl Custos {
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("member {id}")))?;
         // Not `member.mfa`: loosening is checked on the new value, holding power is not.
-        if let Some(why) = ungrantable(caller, &member.roles, &member.groups, true) {
+        let why = ungrantable(caller, &member.roles, &member.groups, true)
+            .or_else(|| peer_manager(caller, &member));
+        if let Some(why) = why {
             let target = Some(format!("member:{id}"));
             return Err(self.refuse_grant(caller, scope, action, target, why).await);
         }
@@ -360,6 +409,7 @@ impl Custos {
             .await?;
         if let Some(name) = change.name {
             check_name("name", &name)?;
+            self.check_free_text("name", &name)?;
             member.name = name;
         }
         if let Some(roles) = change.roles {
@@ -489,16 +539,26 @@ impl Custos {
     }
 
     /// Enrolls the calling member's TOTP factor (replacing any earlier one and ending its
-    /// sessions) and returns the secret once.
+    /// sessions) and returns the secret once. A member that must use a second factor, or
+    /// already has one, needs a second factor or a one-time enrollment code (see
+    /// [`crate::authz::MfaRule::Enrollment`]); the code is used up by the enrollment.
     pub async fn enroll_totp(
         &self,
         caller: &Caller,
         org: &str,
+        req: TotpEnrollmentRequest,
     ) -> Result<TotpEnrollment, CoreError> {
-        let grant = self.authorize(caller, Operation::TotpEnroll, org).await?;
+        let code = req.enrollment_code.as_deref().map(str::trim);
+        let grant = self
+            .authorize_with(caller, Operation::TotpEnroll, org, code)
+            .await?;
         let Principal::Member { member, .. } = &caller.principal else {
             unreachable!("the table opens TOTP enrollment to members only");
         };
+        // Used up only when it was what let the member in (a valid one, checked above).
+        let used_code = code
+            .filter(|_| grant.facts_enrollment_code())
+            .map(crate::token_hash);
         let secret = custos_crypto::SecretKey::generate();
         // Wiped when dropped; the `Totp` value wipes its own copy (the crate's `zeroize`).
         let raw = zeroize::Zeroizing::new(secret.with_bytes(|b| b[..20].to_vec()));
@@ -511,10 +571,21 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::MemberTotpEnroll)
             .org(org)
-            .target(format!("member:{}", member.id));
+            .target(format!("member:{}", member.id))
+            .reason(if used_code.is_some() {
+                "with=enrollment_code"
+            } else {
+                "with=api_key"
+            });
         if !self
             .store
-            .set_totp(&grant.scope, &member.id, &sealed, &[event])
+            .set_totp(
+                &grant.scope,
+                &member.id,
+                &sealed,
+                used_code.as_ref(),
+                &[event],
+            )
             .await?
         {
             return Err(CoreError::NotFound(format!("member {}", member.id)));
@@ -525,6 +596,74 @@ impl Custos {
                 .map_err(|e| CoreError::Internal(format!("TOTP URI: {e}")))?,
             secret: totp_rs::Secret::from(raw.to_vec()).to_base32(),
         })
+    }
+
+    /// Issues member `id` a one-time code to enroll its TOTP factor with, valid 15 minutes
+    /// (replacing an earlier one). Only for a member the caller may manage.
+    pub async fn issue_enrollment_code(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+    ) -> Result<EnrollmentCodeView, CoreError> {
+        let grant = self
+            .authorize(caller, Operation::TotpEnrollmentCode, org)
+            .await?;
+        self.managed_member(
+            caller,
+            &grant.scope,
+            id,
+            AuditAction::MemberTotpEnrollmentCode,
+        )
+        .await?;
+        let code = random_token(ENROLLMENT_PREFIX);
+        let issued = EnrollmentCode {
+            code_hash: token_hash(&code),
+            expires_at: self
+                .now()
+                .checked_add(ENROLLMENT_CODE_VALID)
+                .map_err(|e| CoreError::Internal(format!("enrollment code expiry: {e}")))?,
+        };
+        let event = self
+            .event(caller, AuditAction::MemberTotpEnrollmentCode)
+            .org(org)
+            .target(format!("member:{id}"))
+            .reason(format!("expires={}", issued.expires_at));
+        if !self
+            .store
+            .set_enrollment_code(&grant.scope, id, &issued, &[event])
+            .await?
+        {
+            return Err(CoreError::NotFound(format!("member {id}")));
+        }
+        Ok(EnrollmentCodeView {
+            code,
+            expires_at: issued.expires_at,
+        })
+    }
+
+    /// Ends member `id`'s lockout after too many wrong TOTP codes (its count starts again).
+    pub async fn clear_totp_lockout(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+    ) -> Result<(), CoreError> {
+        let grant = self.authorize(caller, Operation::TotpUnlock, org).await?;
+        self.managed_member(caller, &grant.scope, id, AuditAction::MemberTotpUnlock)
+            .await?;
+        let event = self
+            .event(caller, AuditAction::MemberTotpUnlock)
+            .org(org)
+            .target(format!("member:{id}"));
+        if !self
+            .store
+            .clear_totp_failures(&grant.scope, id, &[event])
+            .await?
+        {
+            return Err(CoreError::NotFound(format!("TOTP factor of member {id}")));
+        }
+        Ok(())
     }
 
     /// Opens a session for the calling member with its API key and a TOTP code: the session
@@ -554,18 +693,55 @@ impl Custos {
                 .deny(caller, Some(org), AuditAction::SessionOpen, target, error)
                 .await);
         };
+        // Limits first, and no code is checked while one holds: a refused try costs nothing
+        // and tells nothing.
+        let now = self.now();
+        self.check_source(caller, now)?;
+        match factor_gate(factor.failures, factor.last_failure_at) {
+            FactorGate::Open => {}
+            FactorGate::WaitUntil(until) if until <= now => {}
+            FactorGate::WaitUntil(until) => {
+                return Err(CoreError::RateLimited {
+                    message: format!(
+                        "too many wrong TOTP codes for this member; try again after {until}"
+                    ),
+                    retry_after: seconds_until(now, until),
+                })
+            }
+            FactorGate::Locked => {
+                return Err(CoreError::RateLimited {
+                    message: format!(
+                        "this member's TOTP factor is locked after {LOCK_AFTER} wrong codes; \
+                         an owner or admin clears it (DELETE \
+                         /v1/orgs/{{org}}/members/{{id}}/totp-lockout)"
+                    ),
+                    retry_after: LOCKED_RETRY_AFTER,
+                })
+            }
+        }
+        // Counted before the code is checked (compare-and-set): concurrent guesses cannot
+        // share one allowance; the right code sets the count back to zero.
+        if !self
+            .store
+            .reserve_totp_attempt(&grant.scope, &member.id, factor.failures, now)
+            .await?
+        {
+            return Err(CoreError::RateLimited {
+                message: "another TOTP code for this member is being checked; try again".into(),
+                retry_after: 1,
+            });
+        }
         let raw = self
             .vault
             .org_purpose_key(org, TOTP_SEAL_PURPOSE)
             .await?
             .open(&totp_aad(org, &member.id), &factor.sealed)?;
         let totp = totp(&member.id, raw)?;
-        let now = self.now().as_second().max(0) as u64;
-        let step = matching_step(&totp, req.totp.trim(), now);
+        let now_secs = now.as_second().max(0) as u64;
+        let step = matching_step(&totp, req.totp.trim(), now_secs);
         let Some(step) = step.filter(|s| factor.last_step.is_none_or(|last| *s > last)) else {
-            let error = refuse("wrong, expired or already used code");
             return Err(self
-                .deny(caller, Some(org), AuditAction::SessionOpen, target, error)
+                .wrong_code(caller, org, &member.id, factor.failures + 1)
                 .await);
         };
         let timeout = self
@@ -590,9 +766,8 @@ impl Custos {
             .await?
         {
             // Another request used this code (or a later one) first.
-            let error = refuse("wrong, expired or already used code");
             return Err(self
-                .deny(caller, Some(org), AuditAction::SessionOpen, target, error)
+                .wrong_code(caller, org, &member.id, factor.failures + 1)
                 .await);
         }
         Ok(SessionView {
@@ -600,6 +775,67 @@ impl Custos {
             expires_at: session.expires_at,
         })
     }
+}
+
+impl Custos {
+    /// Refuses a wrong (or expired, or replayed) TOTP code: audited with the member's count
+    /// of wrong codes, and the lockout with it when this one locks the factor; counted against
+    /// the caller's source.
+    async fn wrong_code(
+        &self,
+        caller: &Caller,
+        org: &str,
+        member_id: &str,
+        failures: u32,
+    ) -> CoreError {
+        if let Some(source) = &caller.source {
+            self.source_failures.fail(source, self.now());
+        }
+        let target = format!("member:{member_id}");
+        let mut events = vec![self
+            .event(caller, AuditAction::SessionOpen)
+            .outcome(custos_audit::Outcome::Denied)
+            .org(org)
+            .target(target.clone())
+            .reason(format!("wrong_code failures={failures}"))];
+        if failures == LOCK_AFTER {
+            events.push(
+                self.event(caller, AuditAction::MemberTotpLock)
+                    .org(org)
+                    .target(target)
+                    .reason(format!("failures={failures}")),
+            );
+        }
+        match self.store.append_audit(&events).await {
+            Ok(()) => {
+                CoreError::Forbidden("session refused: wrong, expired or already used code".into())
+            }
+            Err(e) => e.into(),
+        }
+    }
+
+    /// `rate_limited` while the caller's source has used up its failures.
+    pub(crate) fn check_source(
+        &self,
+        caller: &Caller,
+        now: jiff::Timestamp,
+    ) -> Result<(), CoreError> {
+        let Some(source) = &caller.source else {
+            return Ok(());
+        };
+        self.source_failures
+            .check(source, now)
+            .map_err(|retry_after| CoreError::RateLimited {
+                message: "too many failed attempts from this address; try again later".into(),
+                retry_after,
+            })
+    }
+}
+
+/// Whole seconds from `now` until `until`, at least 1 (a `Retry-After` value).
+fn seconds_until(now: jiff::Timestamp, until: jiff::Timestamp) -> u64 {
+    let secs = now.duration_until(until).as_secs().max(1);
+    u64::try_from(secs).unwrap_or(1)
 }
 
 /// Associated data binding a sealed TOTP secret to its org and member.

@@ -121,6 +121,7 @@ impl Custos {
     pub async fn create_org(&self, caller: &Caller, req: NewOrg) -> Result<OrgView, CoreError> {
         self.authorize_global(caller, Operation::OrgCreate).await?;
         check_name("name", &req.name)?;
+        self.check_free_text("name", &req.name)?;
         let regions = &self.policy.service.regions;
         let region = req
             .region
@@ -313,6 +314,7 @@ impl Custos {
             }
         }
         check_name("reason", &req.reason)?;
+        self.check_free_text("reason", &req.reason)?;
         if let Some(c) = &req.category {
             if self.policy.category(c).is_none() {
                 return Err(CoreError::UnknownCategory(c.clone()));

@@ -405,18 +405,9 @@ impl Custos {
             self.check_move(caller, &grant.region, to, &settings, org)
                 .await?;
         }
-        if !changed.is_empty() {
-            let json = serde_json::to_string(&settings).expect("settings serialize");
-            let event = self
-                .event(caller, custos_audit::AuditAction::SettingsUpdate)
-                .org(org)
-                .target(format!("org:{org}"))
-                .reason(changed.join(" "));
-            self.store
-                .set_org_settings(&grant.scope, &json, &[event])
-                .await?;
-        }
         settings.region = grant.region.clone();
+        // The move first: one refused because another is under way (`move_in_progress`)
+        // changes no setting either; the settings are then written in the org's new home.
         if let Some(to) = moving {
             let event = self
                 .event(caller, custos_audit::AuditAction::OrgMove)
@@ -427,6 +418,19 @@ impl Custos {
                 .set_org_region(&grant.scope, &to, &[event])
                 .await?;
             settings.region = to;
+        }
+        if !changed.is_empty() {
+            let mut stored = settings.clone();
+            stored.region = String::new();
+            let json = serde_json::to_string(&stored).expect("settings serialize");
+            let event = self
+                .event(caller, custos_audit::AuditAction::SettingsUpdate)
+                .org(org)
+                .target(format!("org:{org}"))
+                .reason(changed.join(" "));
+            self.store
+                .set_org_settings(&grant.scope, &json, &[event])
+                .await?;
         }
         Ok(settings)
     }

@@ -6,7 +6,8 @@
 //! Custos changing.
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,14 @@ struct KeyringEntry {
 pub struct LocalKms {
     path: Option<PathBuf>,
     keys: RwLock<Vec<(u32, SecretKey)>>,
+    /// The keyring file's modification time when last read, and when that was checked: a
+    /// rotation by another process (`custos keys rotate` beside a running `serve`) is
+    /// picked up within [`KEYRING_RECHECK`].
+    seen: Mutex<(Option<SystemTime>, Instant)>,
 }
+
+/// How often a keyring file is checked for versions added by another process.
+pub const KEYRING_RECHECK: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for LocalKms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,39 +72,75 @@ const ENV_SOURCE: &str = "CUSTOS_ROOT_KEY";
 impl LocalKms {
     /// Opens the keyring at `path`, creating it (mode 0600) with a fresh root key if absent.
     pub fn open_or_create(path: &Path) -> Result<Self, CryptoError> {
-        let io = |source| CryptoError::Io {
-            path: path.display().to_string(),
-            source,
-        };
         if !path.exists() {
             let kms = LocalKms {
                 path: Some(path.to_path_buf()),
                 keys: RwLock::new(vec![(1, SecretKey::generate())]),
+                seen: Mutex::new((None, Instant::now())),
             };
             kms.persist()?;
             return Ok(kms);
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        let bad = |reason: &str| CryptoError::BadKeyring {
-            source_name: path.display().to_string(),
-            reason: reason.to_string(),
-        };
-        let file: KeyringFile =
-            serde_json::from_str(&text).map_err(|_| bad("not a Custos keyring (JSON expected)"))?;
-        if file.format != 1 || file.versions.is_empty() {
-            return Err(bad("unsupported format or no key versions"));
-        }
-        let mut keys = Vec::new();
-        for entry in file.versions {
-            keys.push((entry.version, decode_key(&entry.key).map_err(bad)?));
-        }
-        keys.sort_by_key(|(v, _)| *v);
+        let (keys, modified) = read_keyring(path)?;
         Ok(LocalKms {
             path: Some(path.to_path_buf()),
             keys: RwLock::new(keys),
+            seen: Mutex::new((modified, Instant::now())),
         })
     }
 
+    /// Reads the keyring again if its file changed since it was last read (checked at most
+    /// every [`KEYRING_RECHECK`], or now with `force`). Versions only ever get added, so a
+    /// reload keeps every key this process could already use.
+    fn refresh(&self, force: bool) -> Result<(), CryptoError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if !force && seen.1.elapsed() < KEYRING_RECHECK {
+            return Ok(());
+        }
+        seen.1 = Instant::now();
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if !force && modified == seen.0 {
+            return Ok(());
+        }
+        let (keys, modified) = read_keyring(path)?;
+        let mut current = self.keys.write().expect("keyring lock");
+        if keys.len() >= current.len() {
+            *current = keys;
+        }
+        seen.0 = modified;
+        Ok(())
+    }
+}
+
+/// The versions of the keyring file at `path`, oldest first, with its modification time.
+fn read_keyring(path: &Path) -> Result<(Vec<(u32, SecretKey)>, Option<SystemTime>), CryptoError> {
+    let io = |source| CryptoError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let modified = std::fs::metadata(path).map_err(io)?.modified().ok();
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let bad = |reason: &str| CryptoError::BadKeyring {
+        source_name: path.display().to_string(),
+        reason: reason.to_string(),
+    };
+    let file: KeyringFile =
+        serde_json::from_str(&text).map_err(|_| bad("not a Custos keyring (JSON expected)"))?;
+    if file.format != 1 || file.versions.is_empty() {
+        return Err(bad("unsupported format or no key versions"));
+    }
+    let mut keys = Vec::new();
+    for entry in file.versions {
+        keys.push((entry.version, decode_key(&entry.key).map_err(bad)?));
+    }
+    keys.sort_by_key(|(v, _)| *v);
+    Ok((keys, modified))
+}
+
+impl LocalKms {
     /// A single root key (version 1) from the base64 value of `CUSTOS_ROOT_KEY`.
     pub fn from_env_value(value: &str) -> Result<Self, CryptoError> {
         let key = decode_key(value.trim()).map_err(|reason| CryptoError::BadKeyring {
@@ -106,6 +150,7 @@ impl LocalKms {
         Ok(LocalKms {
             path: None,
             keys: RwLock::new(vec![(1, key)]),
+            seen: Mutex::new((None, Instant::now())),
         })
     }
 
@@ -168,6 +213,7 @@ impl LocalKms {
 #[async_trait::async_trait]
 impl Kms for LocalKms {
     async fn wrap(&self, aad: &[u8], key: &SecretKey) -> Result<WrappedKey, CryptoError> {
+        self.refresh(false)?;
         let keys = self.keys.read().expect("keyring lock");
         let (version, root) = keys.last().expect("keyring is never empty");
         Ok(WrappedKey {
@@ -177,6 +223,17 @@ impl Kms for LocalKms {
     }
 
     async fn unwrap(&self, aad: &[u8], wrapped: &WrappedKey) -> Result<SecretKey, CryptoError> {
+        let known = |v: u32| {
+            self.keys
+                .read()
+                .expect("keyring lock")
+                .iter()
+                .any(|k| k.0 == v)
+        };
+        if !known(wrapped.wrapped_by) {
+            // Wrapped by a version another process added since this one read the keyring.
+            self.refresh(true)?;
+        }
         let keys = self.keys.read().expect("keyring lock");
         let (_, root) = keys
             .iter()
@@ -197,6 +254,8 @@ impl Kms for LocalKms {
                 "the root key comes from {ENV_SOURCE}; rotate it in your secret manager"
             )));
         }
+        // Versions another process added first are kept: this one comes after them.
+        self.refresh(true)?;
         let next = {
             let mut keys = self.keys.write().expect("keyring lock");
             let next = keys.last().map_or(1, |(v, _)| v + 1);
@@ -234,6 +293,28 @@ mod tests {
         let back = reopened.unwrap(b"ctx", &wrapped).await.unwrap();
         assert_eq!(back.expose(), key.expose());
         assert!(reopened.unwrap(b"other", &wrapped).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_rotation_by_another_process_is_picked_up_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.keyring");
+        let serving = LocalKms::open_or_create(&path).unwrap();
+        let cli = LocalKms::open_or_create(&path).unwrap();
+        assert_eq!(cli.rotate().await.unwrap(), 2);
+        let key = SecretKey::generate();
+        let wrapped = cli.wrap(b"ctx", &key).await.unwrap();
+        assert_eq!(wrapped.wrapped_by, 2);
+        // A key wrapped by the new version opens at once in the other process...
+        let back = serving.unwrap(b"ctx", &wrapped).await.unwrap();
+        assert_eq!(back.expose(), key.expose());
+        // ...and its own new wraps use the new version within the recheck interval.
+        std::thread::sleep(KEYRING_RECHECK);
+        assert_eq!(serving.wrap(b"ctx", &key).await.unwrap().wrapped_by, 2);
+        // Its own rotation comes after the other's, never over it.
+        assert_eq!(serving.rotate().await.unwrap(), 3);
+        assert_eq!(cli.rotate().await.unwrap(), 4);
+        assert!(serving.unwrap(b"ctx", &wrapped).await.is_ok());
     }
 
     #[tokio::test]

@@ -40,7 +40,7 @@ mod tokens_pg;
 mod tokens_sqlite;
 
 pub use audit_tree::{AuditIndex, AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
-pub use members::{MemberStore, Session, TotpFactor};
+pub use members::{EnrollmentCode, MemberStore, Session, TotpFactor};
 pub use model::*;
 pub use objects::{
     ObjectLocation, ObjectWriter, Objects, S3Options, ARCHIVE_STORAGE_CLASS_ENV,
@@ -387,6 +387,25 @@ pub trait Store: MemberStore + RequestStore + Send + Sync + 'static {
         audit: &[AuditEvent],
     ) -> Result<OrgScope, StoreError>;
     /// Deletes every row of the org but its audit trail (it moved to another store), and
-    /// appends `audit`.
-    async fn drop_org(&self, scope: &OrgScope, audit: &[AuditEvent]) -> Result<(), StoreError>;
+    /// appends `audit`. With `expect` (the rows a move copied), only if the org's rows are
+    /// still exactly those, checked in the deleting transaction: [`StoreError::Conflict`],
+    /// nothing deleted, when something was written since the copy.
+    async fn drop_org(
+        &self,
+        scope: &OrgScope,
+        expect: Option<&OrgRows>,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+    /// Claims the move of org `org_id` for `holder` until `lease_until`, or extends the
+    /// holder's own claim: false while another holder's lease runs at `now`. Deployments ask
+    /// their main store only, so every instance sees the same claim.
+    async fn claim_org_move(
+        &self,
+        org_id: &str,
+        holder: &str,
+        now: jiff::Timestamp,
+        lease_until: jiff::Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Ends `holder`'s claim on moving org `org_id` (nothing if it holds none).
+    async fn release_org_move(&self, org_id: &str, holder: &str) -> Result<(), StoreError>;
 }

@@ -32,6 +32,20 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_member ON sessions (org_id, member_id);
 "#;
 
+/// Migration (both backends): wrong TOTP codes counted per member (so guessing is limited on
+/// every instance alike), and one-time enrollment codes an owner or admin issues.
+pub(crate) const FACTOR_GUARD_MIGRATION: &str = r#"
+ALTER TABLE member_factors ADD COLUMN failures BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE member_factors ADD COLUMN last_failure_at BIGINT;
+CREATE TABLE enrollment_codes (
+    org_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    code_hash BYTEA NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (org_id, member_id)
+);
+"#;
+
 /// A session opened with a second factor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -52,6 +66,19 @@ pub struct TotpFactor {
     pub sealed: Vec<u8>,
     /// The last time step a code was accepted for (codes at or before it are refused).
     pub last_step: Option<i64>,
+    /// Wrong codes (counted before each check) since the last accepted code or unlock.
+    pub failures: u32,
+    /// When the last of those was tried.
+    pub last_failure_at: Option<Timestamp>,
+}
+
+/// A one-time code that lets a member enroll its first (or a replacement) TOTP factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentCode {
+    /// SHA-256 of the code (the code itself is shown once, to the owner or admin who issued it).
+    pub code_hash: [u8; 32],
+    /// When it stops working.
+    pub expires_at: Timestamp,
 }
 
 /// Persistence of members, keys, factors, sessions and org settings. Every mutation takes
@@ -97,15 +124,53 @@ pub trait MemberStore {
         audit: &[AuditEvent],
     ) -> Result<(), StoreError>;
 
-    /// Enrolls (or re-enrolls) a member's TOTP factor: its sealed secret, no step used yet.
-    /// Ends the member's sessions. False (nothing appended) if the member is absent.
+    /// Enrolls (or re-enrolls) a member's TOTP factor: its sealed secret, no step used yet,
+    /// no failures. Ends the member's sessions. With `code`, the member's enrollment code of
+    /// that hash is used up in the same transaction ([`StoreError::Conflict`] if it is gone:
+    /// a code enrolls once). False (nothing appended) if the member is absent.
     async fn set_totp(
         &self,
         scope: &OrgScope,
         member_id: &str,
         sealed: &[u8],
+        code: Option<&[u8; 32]>,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError>;
+    /// Counts one more attempt at a code against the member's factor before it is checked,
+    /// compare-and-set on the failures seen (`seen`), so concurrent guesses cannot share one
+    /// allowance. False if another attempt came first (or the factor is gone).
+    async fn reserve_totp_attempt(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        seen: u32,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Clears a member's wrong-code count (an owner or admin ending a lockout); false
+    /// (nothing appended) if the member has no factor.
+    async fn clear_totp_failures(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// The ids of the org's members with a TOTP factor enrolled.
+    async fn enrolled_members(&self, scope: &OrgScope) -> Result<Vec<String>, StoreError>;
+    /// Issues a member an enrollment code, replacing an earlier one; false (nothing appended)
+    /// if the member is absent.
+    async fn set_enrollment_code(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        code: &EnrollmentCode,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+    /// The member's outstanding enrollment code, if one was issued and not used.
+    async fn enrollment_code(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+    ) -> Result<Option<EnrollmentCode>, StoreError>;
     /// A member's TOTP factor, if enrolled.
     async fn totp(
         &self,
@@ -114,7 +179,8 @@ pub trait MemberStore {
     ) -> Result<Option<TotpFactor>, StoreError>;
     /// Opens `session` after a TOTP code of time step `step` was checked: compare-and-set,
     /// only if no code of this or a later step was accepted before (so a code cannot be
-    /// replayed). False (nothing written or appended) otherwise.
+    /// replayed); the member's failures go back to zero. False (nothing written or appended)
+    /// otherwise.
     async fn open_session(
         &self,
         scope: &OrgScope,

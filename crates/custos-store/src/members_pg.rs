@@ -3,7 +3,7 @@
 use custos_audit::AuditEvent;
 use sqlx::Row;
 
-use crate::members::{MemberStore, Session, TotpFactor};
+use crate::members::{EnrollmentCode, MemberStore, Session, TotpFactor};
 use crate::model::{from_micros, to_micros};
 use crate::pg::{commit_with, member_from_row};
 use crate::{Member, OrgScope, PgStore, StoreError};
@@ -103,7 +103,13 @@ impl MemberStore for PgStore {
         if n != 1 {
             return Ok(false);
         }
-        forget(&mut tx, &["member_factors", "sessions"], scope, id).await?;
+        forget(
+            &mut tx,
+            &["member_factors", "sessions", "enrollment_codes"],
+            scope,
+            id,
+        )
+        .await?;
         commit_with(tx, audit).await?;
         Ok(true)
     }
@@ -163,6 +169,112 @@ impl MemberStore for PgStore {
         scope: &OrgScope,
         member_id: &str,
         sealed: &[u8],
+        code: Option<&[u8; 32]>,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM members WHERE org_id = $1 AND id = $2 FOR UPDATE")
+                .bind(scope.org_id())
+                .bind(member_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        if let Some(code) = code {
+            let used = sqlx::query(
+                "DELETE FROM enrollment_codes
+                 WHERE org_id = $1 AND member_id = $2 AND code_hash = $3",
+            )
+            .bind(scope.org_id())
+            .bind(member_id)
+            .bind(&code[..])
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if used != 1 {
+                return Err(StoreError::Conflict(
+                    "the enrollment code was already used".into(),
+                ));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO member_factors (org_id, member_id, totp_sealed, last_step, failures)
+             VALUES ($1, $2, $3, NULL, 0)
+             ON CONFLICT (org_id, member_id)
+             DO UPDATE SET totp_sealed = excluded.totp_sealed, last_step = NULL,
+                 failures = 0, last_failure_at = NULL",
+        )
+        .bind(scope.org_id())
+        .bind(member_id)
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await?;
+        forget(&mut tx, &["sessions"], scope, member_id).await?;
+        commit_with(tx, audit).await?;
+        Ok(true)
+    }
+
+    async fn reserve_totp_attempt(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        seen: u32,
+        now: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
+        // No audit event: this counts an attempt; the core audits its outcome.
+        let n = sqlx::query(
+            "UPDATE member_factors SET failures = failures + 1, last_failure_at = $4
+             WHERE org_id = $1 AND member_id = $2 AND failures = $3",
+        )
+        .bind(scope.org_id())
+        .bind(member_id)
+        .bind(i64::from(seen))
+        .bind(to_micros(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn clear_totp_failures(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE member_factors SET failures = 0, last_failure_at = NULL
+             WHERE org_id = $1 AND member_id = $2",
+        )
+        .bind(scope.org_id())
+        .bind(member_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        commit_with(tx, audit).await?;
+        Ok(true)
+    }
+
+    async fn enrolled_members(&self, scope: &OrgScope) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT member_id FROM member_factors WHERE org_id = $1")
+                .bind(scope.org_id())
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_enrollment_code(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        code: &EnrollmentCode,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -176,19 +288,44 @@ impl MemberStore for PgStore {
             return Ok(false);
         }
         sqlx::query(
-            "INSERT INTO member_factors (org_id, member_id, totp_sealed, last_step)
-             VALUES ($1, $2, $3, NULL)
+            "INSERT INTO enrollment_codes (org_id, member_id, code_hash, expires_at)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (org_id, member_id)
-             DO UPDATE SET totp_sealed = excluded.totp_sealed, last_step = NULL",
+             DO UPDATE SET code_hash = excluded.code_hash, expires_at = excluded.expires_at",
         )
         .bind(scope.org_id())
         .bind(member_id)
-        .bind(sealed)
+        .bind(&code.code_hash[..])
+        .bind(to_micros(code.expires_at))
         .execute(&mut *tx)
         .await?;
-        forget(&mut tx, &["sessions"], scope, member_id).await?;
         commit_with(tx, audit).await?;
         Ok(true)
+    }
+
+    async fn enrollment_code(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+    ) -> Result<Option<EnrollmentCode>, StoreError> {
+        let row = sqlx::query(
+            "SELECT code_hash, expires_at FROM enrollment_codes
+             WHERE org_id = $1 AND member_id = $2",
+        )
+        .bind(scope.org_id())
+        .bind(member_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let hash: Vec<u8> = r.try_get(0)?;
+            Ok(EnrollmentCode {
+                code_hash: hash.try_into().map_err(|_| {
+                    StoreError::Corrupt("an enrollment code hash is not 32 bytes".into())
+                })?,
+                expires_at: from_micros(r.try_get(1)?)?,
+            })
+        })
+        .transpose()
     }
 
     async fn totp(
@@ -197,7 +334,7 @@ impl MemberStore for PgStore {
         member_id: &str,
     ) -> Result<Option<TotpFactor>, StoreError> {
         let row = sqlx::query(
-            "SELECT totp_sealed, last_step FROM member_factors
+            "SELECT totp_sealed, last_step, failures, last_failure_at FROM member_factors
              WHERE org_id = $1 AND member_id = $2",
         )
         .bind(scope.org_id())
@@ -208,6 +345,11 @@ impl MemberStore for PgStore {
             Ok(TotpFactor {
                 sealed: r.try_get(0)?,
                 last_step: r.try_get(1)?,
+                failures: u32::try_from(r.try_get::<i64, _>(2)?).unwrap_or(u32::MAX),
+                last_failure_at: r
+                    .try_get::<Option<i64>, _>(3)?
+                    .map(from_micros)
+                    .transpose()?,
             })
         })
         .transpose()
@@ -222,7 +364,7 @@ impl MemberStore for PgStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
-            "UPDATE member_factors SET last_step = $3
+            "UPDATE member_factors SET last_step = $3, failures = 0, last_failure_at = NULL
              WHERE org_id = $1 AND member_id = $2 AND (last_step IS NULL OR last_step < $3)",
         )
         .bind(scope.org_id())

@@ -3,7 +3,7 @@
 use custos_audit::AuditEvent;
 use rusqlite::{params, OptionalExtension};
 
-use crate::members::{MemberStore, Session, TotpFactor};
+use crate::members::{EnrollmentCode, MemberStore, Session, TotpFactor};
 use crate::model::{from_micros, to_micros};
 use crate::sqlite::member_from_row;
 use crate::{Member, OrgScope, SqliteStore, StoreError};
@@ -90,7 +90,12 @@ impl MemberStore for SqliteStore {
                 [&org, &id],
             )? == 1;
             if removed {
-                forget(tx, &["member_factors", "sessions"], &org, &id)?;
+                forget(
+                    tx,
+                    &["member_factors", "sessions", "enrollment_codes"],
+                    &org,
+                    &id,
+                )?;
             }
             Ok(removed)
         })
@@ -153,12 +158,110 @@ impl MemberStore for SqliteStore {
         scope: &OrgScope,
         member_id: &str,
         sealed: &[u8],
+        code: Option<&[u8; 32]>,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
-        let (org, id, sealed) = (
+        let (org, id, sealed, code) = (
             scope.org_id().to_string(),
             member_id.to_string(),
             sealed.to_vec(),
+            code.copied(),
+        );
+        self.mutate_if(audit, move |tx| {
+            let exists: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM members WHERE org_id = ?1 AND id = ?2",
+                    [&org, &id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_none() {
+                return Ok(false);
+            }
+            if let Some(code) = code {
+                let used = tx.execute(
+                    "DELETE FROM enrollment_codes
+                     WHERE org_id = ?1 AND member_id = ?2 AND code_hash = ?3",
+                    params![org, id, &code[..]],
+                )?;
+                if used != 1 {
+                    return Err(StoreError::Conflict(
+                        "the enrollment code was already used".into(),
+                    ));
+                }
+            }
+            tx.execute(
+                "INSERT INTO member_factors (org_id, member_id, totp_sealed, last_step, failures)
+                 VALUES (?1, ?2, ?3, NULL, 0)
+                 ON CONFLICT (org_id, member_id)
+                 DO UPDATE SET totp_sealed = excluded.totp_sealed, last_step = NULL,
+                     failures = 0, last_failure_at = NULL",
+                params![org, id, sealed],
+            )?;
+            forget(tx, &["sessions"], &org, &id)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn reserve_totp_attempt(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        seen: u32,
+        now: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), member_id.to_string());
+        // No audit event: this counts an attempt; the core audits its outcome.
+        self.mutate_if(&[], move |tx| {
+            Ok(tx.execute(
+                "UPDATE member_factors SET failures = failures + 1, last_failure_at = ?4
+                 WHERE org_id = ?1 AND member_id = ?2 AND failures = ?3",
+                params![org, id, i64::from(seen), to_micros(now)],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn clear_totp_failures(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), member_id.to_string());
+        self.mutate_if(audit, move |tx| {
+            Ok(tx.execute(
+                "UPDATE member_factors SET failures = 0, last_failure_at = NULL
+                 WHERE org_id = ?1 AND member_id = ?2",
+                [&org, &id],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn enrolled_members(&self, scope: &OrgScope) -> Result<Vec<String>, StoreError> {
+        let org = scope.org_id().to_string();
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT member_id FROM member_factors WHERE org_id = ?1")?;
+            let ids = stmt.query_map([&org], |r| r.get(0))?;
+            Ok(ids.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    async fn set_enrollment_code(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        code: &EnrollmentCode,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, id, code) = (
+            scope.org_id().to_string(),
+            member_id.to_string(),
+            code.clone(),
         );
         self.mutate_if(audit, move |tx| {
             let exists: Option<i64> = tx
@@ -172,14 +275,40 @@ impl MemberStore for SqliteStore {
                 return Ok(false);
             }
             tx.execute(
-                "INSERT INTO member_factors (org_id, member_id, totp_sealed, last_step)
-                 VALUES (?1, ?2, ?3, NULL)
+                "INSERT INTO enrollment_codes (org_id, member_id, code_hash, expires_at)
+                 VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (org_id, member_id)
-                 DO UPDATE SET totp_sealed = excluded.totp_sealed, last_step = NULL",
-                params![org, id, sealed],
+                 DO UPDATE SET code_hash = excluded.code_hash, expires_at = excluded.expires_at",
+                params![org, id, &code.code_hash[..], to_micros(code.expires_at)],
             )?;
-            forget(tx, &["sessions"], &org, &id)?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn enrollment_code(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+    ) -> Result<Option<EnrollmentCode>, StoreError> {
+        let (org, id) = (scope.org_id().to_string(), member_id.to_string());
+        self.read(move |c| {
+            let row: Option<(Vec<u8>, i64)> = c
+                .prepare_cached(
+                    "SELECT code_hash, expires_at FROM enrollment_codes
+                     WHERE org_id = ?1 AND member_id = ?2",
+                )?
+                .query_row([&org, &id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            row.map(|(hash, expires)| {
+                Ok(EnrollmentCode {
+                    code_hash: hash.try_into().map_err(|_| {
+                        StoreError::Corrupt("an enrollment code hash is not 32 bytes".into())
+                    })?,
+                    expires_at: from_micros(expires)?,
+                })
+            })
+            .transpose()
         })
         .await
     }
@@ -192,16 +321,27 @@ impl MemberStore for SqliteStore {
         let (org, id) = (scope.org_id().to_string(), member_id.to_string());
         self.read(move |c| {
             Ok(c.prepare_cached(
-                "SELECT totp_sealed, last_step FROM member_factors
+                "SELECT totp_sealed, last_step, failures, last_failure_at FROM member_factors
                  WHERE org_id = ?1 AND member_id = ?2",
             )?
             .query_row([&org, &id], |r| {
-                Ok(TotpFactor {
-                    sealed: r.get(0)?,
-                    last_step: r.get(1)?,
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                ))
+            })
+            .optional()?
+            .map(|(sealed, last_step, failures, last_failure_at)| {
+                Ok::<_, StoreError>(TotpFactor {
+                    sealed,
+                    last_step,
+                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                    last_failure_at: last_failure_at.map(from_micros).transpose()?,
                 })
             })
-            .optional()?)
+            .transpose()?)
         })
         .await
     }
@@ -216,7 +356,7 @@ impl MemberStore for SqliteStore {
         let (org, s) = (scope.org_id().to_string(), session.clone());
         self.mutate_if(audit, move |tx| {
             let used = tx.execute(
-                "UPDATE member_factors SET last_step = ?3
+                "UPDATE member_factors SET last_step = ?3, failures = 0, last_failure_at = NULL
                  WHERE org_id = ?1 AND member_id = ?2 AND (last_step IS NULL OR last_step < ?3)",
                 params![org, s.member_id, step],
             )? == 1;

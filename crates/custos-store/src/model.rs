@@ -299,6 +299,9 @@ pub enum StoreError {
     /// A streamed insert ended before all its records arrived; nothing was stored.
     #[error("insert aborted: {0}")]
     Aborted(String),
+    /// The org is being moved to another region by another request; nothing was changed.
+    #[error("{0}")]
+    MoveInProgress(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -72,6 +72,39 @@ pub(crate) async fn pg_export(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut **tx)
         .await?;
+    pg_read(tx, scope).await
+}
+
+/// Deletes every row of the org if they are still exactly `expect` (a move's copy): the org's
+/// tables are locked against writers first, so nothing written after the copy is lost with
+/// the delete. [`StoreError::Conflict`] (nothing deleted) when the rows changed.
+pub(crate) async fn pg_delete_if_unchanged(
+    tx: &mut Transaction<'_, Postgres>,
+    expect: &OrgRows,
+) -> Result<(), StoreError> {
+    let names: Vec<String> = pg_tables(tx).await?.into_iter().map(|t| t.0).collect();
+    // EXCLUSIVE lets readers on but waits for, then holds off, every writer of these tables
+    // until the move's transaction ends.
+    sqlx::query(&format!(
+        "LOCK TABLE {} IN EXCLUSIVE MODE",
+        names.join(", ")
+    ))
+    .execute(&mut **tx)
+    .await?;
+    let now = pg_read(tx, &OrgScope::new(expect.org_id.clone())).await?;
+    if now != *expect {
+        return Err(StoreError::Conflict(
+            "the org changed while it was being moved".into(),
+        ));
+    }
+    pg_delete(tx, &expect.org_id).await
+}
+
+/// Reads every row of the org inside the caller's transaction.
+async fn pg_read(
+    tx: &mut Transaction<'_, Postgres>,
+    scope: &OrgScope,
+) -> Result<OrgRows, StoreError> {
     let mut tables = Vec::new();
     for (name, key, columns) in pg_tables(tx).await? {
         let list: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();

@@ -89,6 +89,8 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
     TERMINATION_MIGRATION,
     crate::members::MIGRATION,
     crate::requests::MIGRATION,
+    crate::members::FACTOR_GUARD_MIGRATION,
+    crate::org_rows::MOVES_MIGRATION,
 ];
 
 /// Migration 6: org termination, archive restore windows, and the audit event of each purge.
@@ -1126,6 +1128,19 @@ impl Store for PgStore {
         if n == 0 {
             return Ok(false);
         }
+        // Records the sweeper set aside while held are due again at once, not after their
+        // recheck lease (a held record is only ever deferred, never in process).
+        sqlx::query(
+            "UPDATE records r SET lease_until = NULL
+             FROM holds h
+             WHERE r.org_id = $1 AND r.lease_until IS NOT NULL AND h.org_id = $1 AND h.id = $2
+               AND (h.subject_ref IS NULL OR h.subject_ref = r.subject_ref)
+               AND (h.category IS NULL OR h.category = r.category)",
+        )
+        .bind(scope.org_id())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         commit_with(tx, audit).await?;
         Ok(true)
     }
@@ -1333,9 +1348,49 @@ impl Store for PgStore {
         Ok(scope)
     }
 
-    async fn drop_org(&self, scope: &OrgScope, audit: &[AuditEvent]) -> Result<(), StoreError> {
+    async fn drop_org(
+        &self,
+        scope: &OrgScope,
+        expect: Option<&crate::OrgRows>,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        crate::org_rows_pg::pg_delete(&mut tx, scope.org_id()).await?;
+        match expect {
+            Some(rows) => crate::org_rows_pg::pg_delete_if_unchanged(&mut tx, rows).await?,
+            None => crate::org_rows_pg::pg_delete(&mut tx, scope.org_id()).await?,
+        }
         commit_with(tx, audit).await
+    }
+
+    async fn claim_org_move(
+        &self,
+        org_id: &str,
+        holder: &str,
+        now: jiff::Timestamp,
+        lease_until: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO org_moves (org_id, holder, lease_until) VALUES ($1, $2, $4)
+             ON CONFLICT (org_id) DO UPDATE
+             SET holder = excluded.holder, lease_until = excluded.lease_until
+             WHERE org_moves.lease_until <= $3 OR org_moves.holder = excluded.holder",
+        )
+        .bind(org_id)
+        .bind(holder)
+        .bind(to_micros(now))
+        .bind(to_micros(lease_until))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn release_org_move(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM org_moves WHERE org_id = $1 AND holder = $2")
+            .bind(org_id)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

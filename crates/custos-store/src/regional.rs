@@ -20,10 +20,10 @@ use jiff::Timestamp;
 
 use crate::{
     AuditEntry, AuditFilter, AuditRow, DeletionEntry, DueCursor, DueRecord, DueUpdate,
-    ErasureAggregate, Hold, Member, MemberStore, Objects, Org, OrgRows, OrgScope, PendingRecompute,
-    PiiToken, Purge, RecordChunks, RecordFilter, RecordRewrite, RecordRow, RecordState,
-    RequestCursor, RequestFilter, RequestStatus, RequestStore, Session, StateChange, Store,
-    StoreError, StoredCertificate, StoredCheckpoint, SubjectRecordCount, SubjectRequest,
+    EnrollmentCode, ErasureAggregate, Hold, Member, MemberStore, Objects, Org, OrgRows, OrgScope,
+    PendingRecompute, PiiToken, Purge, RecordChunks, RecordFilter, RecordRewrite, RecordRow,
+    RecordState, RequestCursor, RequestFilter, RequestStatus, RequestStore, Session, StateChange,
+    Store, StoreError, StoredCertificate, StoredCheckpoint, SubjectRecordCount, SubjectRequest,
     TokenBatch, TokenResolution, TotpFactor,
 };
 
@@ -158,11 +158,78 @@ impl RegionalStore {
         )
     }
 
-    /// Copies the org's rows and objects to the stores of `to`, removes them from `from`,
-    /// then makes `region` the copy's home. Until that last step the copy still names the old
-    /// region, so [`RegionalStore::locate`] keeps finding the org at `from`; a move interrupted
-    /// at any step finishes when asked again (the copy is replaced, the objects copied again,
-    /// and once `from` is empty the copy is the org and the region changes in place).
+    fn forget(&self, org_id: &str) {
+        let mut homes = self.homes.write().unwrap_or_else(|e| e.into_inner());
+        homes.remove(org_id);
+    }
+
+    /// Moves the org to `region` while holding the deployment's one claim on moving it (on
+    /// the main store, which every instance shares): a second move of the same org, here or
+    /// on another instance, gets [`StoreError::MoveInProgress`] until this one ends.
+    async fn move_org(
+        &self,
+        scope: &OrgScope,
+        region: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let org = scope.org_id();
+        let claim = MoveClaim {
+            holder: uuid::Uuid::new_v4().to_string(),
+            main: &self.main,
+            org,
+        };
+        claim.renew().await?;
+        let moved = self.move_claimed(scope, region, audit, &claim).await;
+        if let Err(e) = self.main.release_org_move(org, &claim.holder).await {
+            // The lease ends by itself; the move's own outcome is what the caller needs.
+            tracing::warn!(org, error = %e, "could not release the claim on an org move");
+        }
+        moved
+    }
+
+    async fn move_claimed(
+        &self,
+        scope: &OrgScope,
+        region: &str,
+        audit: &[AuditEvent],
+        claim: &MoveClaim<'_>,
+    ) -> Result<(), StoreError> {
+        // Where the org is now, not where this instance last saw it: another instance may
+        // have moved it since.
+        self.forget(scope.org_id());
+        let from = self.locate(scope.org_id()).await?;
+        let to = self.home_of_region(region);
+        if from != to {
+            return self
+                .move_between(scope, from, to, region, audit, claim)
+                .await;
+        }
+        // Same stores: the region changes in place. This also finishes a move interrupted
+        // after its copy was made the org: objects it left in the old region go.
+        let before = self.store_at(from).org(scope.org_id()).await?;
+        self.store_at(from)
+            .set_org_region(scope, region, audit)
+            .await?;
+        if let Some((_, old)) = before {
+            let old_home = self.home_of_region(&old.region);
+            if old_home != to {
+                let objects = self.objects_at(old_home);
+                for key in objects.list(&format!("orgs/{}", scope.org_id())).await? {
+                    objects.delete(&key).await?;
+                }
+            }
+        }
+        self.remember(scope.org_id(), to);
+        Ok(())
+    }
+
+    /// Copies the org's rows and objects to the stores of `to`, drops the rows from `from` if
+    /// nothing was written there since the copy (else copies again, up to [`MOVE_TRIES`]
+    /// times), deletes the old objects, then makes `region` the copy's home. Until that last
+    /// step the copy still names the old region, so [`RegionalStore::locate`] keeps finding
+    /// the org at `from`; a move interrupted at any step finishes when asked again (the copy
+    /// is replaced, the objects copied again, and once `from` is empty the copy is the org
+    /// and the region changes in place).
     async fn move_between(
         &self,
         scope: &OrgScope,
@@ -170,37 +237,101 @@ impl RegionalStore {
         to: Home,
         region: &str,
         audit: &[AuditEvent],
+        claim: &MoveClaim<'_>,
     ) -> Result<(), StoreError> {
         let (source, target) = (self.store_at(from), self.store_at(to));
-        let rows = source.export_org(scope).await?;
-        let old_region = rows
-            .tables
-            .iter()
-            .find(|t| t.table == "orgs")
-            .and_then(|t| {
-                let at = t.columns.iter().position(|c| c == "region")?;
-                match t.rows.first()?.get(at)? {
-                    crate::Cell::Text(r) => Some(r.clone()),
-                    _ => None,
-                }
-            })
-            .ok_or_else(|| StoreError::Corrupt("the org's row names no region".into()))?;
-        target.import_org(&rows, &old_region, &[]).await?;
+        let (source_objects, target_objects) = (self.objects_at(from), self.objects_at(to));
         let prefix = format!("orgs/{}", scope.org_id());
-        let keys = self.objects_at(from).list(&prefix).await?;
+        let mut tries = 0;
+        let keys = loop {
+            tries += 1;
+            let rows = source.export_org(scope).await?;
+            let old_region = region_of_rows(&rows)?;
+            target.import_org(&rows, &old_region, &[]).await?;
+            let keys = source_objects.list(&prefix).await?;
+            for (i, key) in keys.iter().enumerate() {
+                if i % 64 == 63 {
+                    claim.renew().await?;
+                }
+                source_objects.copy_into(target_objects, key).await?;
+            }
+            claim.renew().await?;
+            match source.drop_org(scope, Some(&rows), audit).await {
+                Ok(()) => break keys,
+                Err(StoreError::Conflict(_)) if tries < MOVE_TRIES => continue,
+                Err(e) => {
+                    // The org stays whole where it was: take the partial copy back out.
+                    target.drop_org(scope, None, &[]).await?;
+                    for key in &keys {
+                        target_objects.delete(key).await?;
+                    }
+                    return Err(match e {
+                        StoreError::Conflict(_) => StoreError::Conflict(format!(
+                            "the org was written to during each of {MOVE_TRIES} tries to move \
+                             it; nothing moved, try again"
+                        )),
+                        other => other,
+                    });
+                }
+            }
+        };
         for key in &keys {
-            self.objects_at(from)
-                .copy_into(self.objects_at(to), key)
-                .await?;
+            source_objects.delete(key).await?;
         }
-        for key in &keys {
-            self.objects_at(from).delete(key).await?;
-        }
-        source.drop_org(scope, audit).await?;
         target.set_org_region(scope, region, audit).await?;
         self.remember(scope.org_id(), to);
         Ok(())
     }
+}
+
+/// How often a move copies an org written to while it is copied before it gives up.
+const MOVE_TRIES: u32 = 3;
+/// How long a claim on moving an org lasts unless renewed (a crashed mover's claim ends by
+/// itself, so the move can be asked again).
+const MOVE_LEASE: Duration = Duration::from_secs(60);
+
+/// One mover's claim on moving one org.
+struct MoveClaim<'a> {
+    holder: String,
+    main: &'a Arc<dyn Store>,
+    org: &'a str,
+}
+
+impl MoveClaim<'_> {
+    /// Takes or extends the claim; [`StoreError::MoveInProgress`] if another mover has it.
+    async fn renew(&self) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let until = now
+            .checked_add(MOVE_LEASE)
+            .map_err(|e| StoreError::Config(format!("move lease: {e}")))?;
+        if self
+            .main
+            .claim_org_move(self.org, &self.holder, now, until)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::MoveInProgress(format!(
+                "org {} is being moved by another request",
+                self.org
+            )))
+        }
+    }
+}
+
+/// The region the org's row names in a copy of its rows.
+fn region_of_rows(rows: &OrgRows) -> Result<String, StoreError> {
+    rows.tables
+        .iter()
+        .find(|t| t.table == "orgs")
+        .and_then(|t| {
+            let at = t.columns.iter().position(|c| c == "region")?;
+            match t.rows.first()?.get(at)? {
+                crate::Cell::Text(r) => Some(r.clone()),
+                _ => None,
+            }
+        })
+        .ok_or_else(|| StoreError::Corrupt("the org's row names no region".into()))
 }
 
 #[async_trait::async_trait]
@@ -218,7 +349,16 @@ impl Store for RegionalStore {
 
     async fn org(&self, id: &str) -> Result<Option<(OrgScope, Org)>, StoreError> {
         let home = self.locate(id).await?;
-        self.store_at(home).org(id).await
+        if let Some(found) = self.store_at(home).org(id).await? {
+            return Ok(Some(found));
+        }
+        // Moved away since this instance last looked (by another instance): look again, so
+        // the request goes on in the org's new home instead of failing in its old one.
+        self.forget(id);
+        match self.locate(id).await? {
+            again if again != home => self.store_at(again).org(id).await,
+            _ => Ok(None),
+        }
     }
 
     async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
@@ -408,15 +548,7 @@ impl Store for RegionalStore {
         region: &str,
         audit: &[AuditEvent],
     ) -> Result<(), StoreError> {
-        let from = self.locate(scope.org_id()).await?;
-        let to = self.home_of_region(region);
-        if from == to {
-            return self
-                .store_at(from)
-                .set_org_region(scope, region, audit)
-                .await;
-        }
-        self.move_between(scope, from, to, region, audit).await
+        self.move_org(scope, region, audit).await
     }
 
     async fn export_org(&self, scope: &OrgScope) -> Result<OrgRows, StoreError> {
@@ -435,8 +567,29 @@ impl Store for RegionalStore {
         Ok(scope)
     }
 
-    async fn drop_org(&self, scope: &OrgScope, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        self.home(scope).await?.drop_org(scope, audit).await
+    async fn drop_org(
+        &self,
+        scope: &OrgScope,
+        expect: Option<&OrgRows>,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        self.home(scope).await?.drop_org(scope, expect, audit).await
+    }
+
+    async fn claim_org_move(
+        &self,
+        org_id: &str,
+        holder: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.main
+            .claim_org_move(org_id, holder, now, lease_until)
+            .await
+    }
+
+    async fn release_org_move(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {
+        self.main.release_org_move(org_id, holder).await
     }
     async fn add_member(
         &self,
@@ -744,11 +897,60 @@ impl MemberStore for RegionalStore {
         scope: &OrgScope,
         member_id: &str,
         sealed: &[u8],
+        code: Option<&[u8; 32]>,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         self.home(scope)
             .await?
-            .set_totp(scope, member_id, sealed, audit)
+            .set_totp(scope, member_id, sealed, code, audit)
+            .await
+    }
+    async fn reserve_totp_attempt(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        seen: u32,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .reserve_totp_attempt(scope, member_id, seen, now)
+            .await
+    }
+    async fn clear_totp_failures(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .clear_totp_failures(scope, member_id, audit)
+            .await
+    }
+    async fn enrolled_members(&self, scope: &OrgScope) -> Result<Vec<String>, StoreError> {
+        self.home(scope).await?.enrolled_members(scope).await
+    }
+    async fn set_enrollment_code(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        code: &EnrollmentCode,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        self.home(scope)
+            .await?
+            .set_enrollment_code(scope, member_id, code, audit)
+            .await
+    }
+    async fn enrollment_code(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+    ) -> Result<Option<EnrollmentCode>, StoreError> {
+        self.home(scope)
+            .await?
+            .enrollment_code(scope, member_id)
             .await
     }
     async fn totp(

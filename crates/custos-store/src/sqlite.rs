@@ -93,6 +93,8 @@ CREATE INDEX audit_by_org ON audit_log (org_id, idx);
     ORG_SEQ_MIGRATION,
     crate::members::MIGRATION,
     crate::requests::MIGRATION,
+    crate::members::FACTOR_GUARD_MIGRATION,
+    crate::org_rows::MOVES_MIGRATION,
 ];
 
 /// Migration 8: records name their org by a small integer (`orgs.seq`) instead of its
@@ -1255,6 +1257,18 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Ok(false);
             }
+            // Records the sweeper set aside while held are due again at once, not after
+            // their recheck lease (a held record is only ever deferred, never in process).
+            tx.execute(
+                &format!(
+                    "UPDATE records SET lease_until = NULL
+                     WHERE {IN_ORG} AND lease_until IS NOT NULL
+                       AND EXISTS (SELECT 1 FROM holds h WHERE h.org_id = ?1 AND h.id = ?2
+                           AND (h.subject_ref IS NULL OR h.subject_ref = records.subject_ref)
+                           AND (h.category IS NULL OR h.category = records.category))"
+                ),
+                params![org, id],
+            )?;
             append_audit(&tx, &columns)?;
             tx.commit()?;
             Ok(true)
@@ -1525,10 +1539,57 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn drop_org(&self, scope: &OrgScope, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        let org = scope.org_id().to_string();
-        self.mutate(audit, move |tx| crate::org_rows::sqlite_delete(tx, &org))
-            .await
+    async fn drop_org(
+        &self,
+        scope: &OrgScope,
+        expect: Option<&crate::OrgRows>,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (scope, expect) = (scope.clone(), expect.cloned());
+        // One write transaction: nothing can be written between the check and the delete.
+        self.mutate(audit, move |tx| {
+            if let Some(expect) = &expect {
+                if crate::org_rows::sqlite_export(tx, &scope)? != *expect {
+                    return Err(StoreError::Conflict(
+                        "the org changed while it was being moved".into(),
+                    ));
+                }
+            }
+            crate::org_rows::sqlite_delete(tx, scope.org_id())
+        })
+        .await
+    }
+
+    async fn claim_org_move(
+        &self,
+        org_id: &str,
+        holder: &str,
+        now: jiff::Timestamp,
+        lease_until: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (org, holder) = (org_id.to_string(), holder.to_string());
+        self.mutate_if(&[], move |tx| {
+            Ok(tx.execute(
+                "INSERT INTO org_moves (org_id, holder, lease_until) VALUES (?1, ?2, ?4)
+                 ON CONFLICT (org_id) DO UPDATE
+                 SET holder = excluded.holder, lease_until = excluded.lease_until
+                 WHERE org_moves.lease_until <= ?3 OR org_moves.holder = excluded.holder",
+                params![org, holder, to_micros(now), to_micros(lease_until)],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn release_org_move(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {
+        let (org, holder) = (org_id.to_string(), holder.to_string());
+        self.mutate(&[], move |tx| {
+            tx.execute(
+                "DELETE FROM org_moves WHERE org_id = ?1 AND holder = ?2",
+                [&org, &holder],
+            )?;
+            Ok(())
+        })
+        .await
     }
 }
 

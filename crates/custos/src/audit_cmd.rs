@@ -103,7 +103,17 @@ pub async fn run(global: &Global, cmd: AuditCommand) -> Result<(), Failure> {
                     for name in custos.log_regions() {
                         verify(&custos, Some(&name), &[]).await?;
                     }
-                    Ok(())
+                    // Each log can be whole while an org's rows are in two regions' stores.
+                    let doubled = custos.orgs_in_several_stores().await?;
+                    match doubled.first() {
+                        None => Ok(()),
+                        Some(org) => Err(Failure::Failed(format!(
+                            "org {org} is in the stores of more than one region ({} org(s) in \
+                             all): a move that did not finish; ask for the move again to \
+                             finish it",
+                            doubled.len()
+                        ))),
+                    }
                 }
             }
         }

@@ -27,10 +27,15 @@ pub enum CertCommand {
 pub struct VerifyArgs {
     /// The certificate (JSON).
     pub file: PathBuf,
-    /// The deployment's verifier key (what `custos audit key` prints), or @FILE. Without it
-    /// the certificate's own key is used, which shows consistency but not who issued it.
+    /// The issuing deployment's verifier key (what `custos audit key` prints), or @FILE.
+    /// Without it, the key of the deployment that --data/--keys open, when they name one;
+    /// otherwise only --trust-embedded-key accepts a certificate (exit 1 without it).
     #[arg(long, value_name = "VERIFIER_KEY")]
     pub key: Option<String>,
+    /// Accept the certificate's own embedded key: that shows the certificate is consistent,
+    /// not who issued it (anyone can sign with a key of their own).
+    #[arg(long, conflicts_with = "key")]
+    pub trust_embedded_key: bool,
     /// With --subject: require the certificate to be for this org's subject. Needs the
     /// deployment's key store (--data or --keys), since subject references are keyed.
     #[arg(long, requires = "subject")]
@@ -50,7 +55,13 @@ pub async fn run(global: &Global, cmd: CertCommand) -> Result<(), Failure> {
 async fn verify(global: &Global, args: VerifyArgs) -> Result<(), Failure> {
     let json = std::fs::read(&args.file)
         .map_err(|e| Failure::BadInput(format!("{}: {e}", args.file.display())))?;
-    let key = args.key.as_deref().map(read_key).transpose()?;
+    let (key, trusted) = match args.key.as_deref().map(read_key).transpose()? {
+        Some(key) => (Some(key), "the supplied key"),
+        None => match deploy::existing_verifier_key(global).await? {
+            Some(own) => (Some(own), "this deployment's own key"),
+            None => (None, ""),
+        },
+    };
     let expected = match (&args.org, &args.subject) {
         (Some(org), Some(subject)) => Some(subject_ref(global, org, subject).await?),
         _ => None,
@@ -59,11 +70,21 @@ async fn verify(global: &Global, args: VerifyArgs) -> Result<(), Failure> {
         .map_err(|f| Failure::Failed(format!("certificate invalid: {f}")))?;
     let cert = &ok.certificate;
     let key_note = match ok.key_source {
-        KeySource::Supplied => "signed by the supplied key".to_string(),
-        KeySource::SelfAsserted => format!(
-            "signed by the certificate's own key {}; pass --key to check who issued it",
+        KeySource::Supplied => format!("signed by {trusted}"),
+        KeySource::SelfAsserted if args.trust_embedded_key => format!(
+            "signed by the certificate's own key {}, trusted as asked; pass --key to check \
+             who issued it",
             cert.statement.issuer.verifier_key
         ),
+        KeySource::SelfAsserted => {
+            return Err(Failure::Failed(format!(
+                "certificate {} is consistent, but its key {} is self-asserted: anyone can \
+                 sign with a key of their own. Pass --key with the issuing deployment's \
+                 verifier key (`custos audit key` there), run with its --data/--keys, or pass \
+                 --trust-embedded-key to accept the certificate's own key",
+                cert.statement.id, cert.statement.issuer.verifier_key
+            )))
+        }
     };
     println!(
         "ok: certificate {} verified ({key_note}; audit entry {} in the checkpoint of size {}{})",

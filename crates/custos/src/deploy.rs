@@ -308,6 +308,31 @@ pub async fn open_key_vault(global: &Global) -> Result<KeyVault, Failure> {
     Ok(KeyVault::new(root_kms(global, &location).await?, store))
 }
 
+/// The verifier key of the deployment that `--data`/`--keys` name, if they name an existing
+/// one (its signing key is there); creates nothing. For `cert verify`, which trusts it.
+pub async fn existing_verifier_key(global: &Global) -> Result<Option<String>, Failure> {
+    let (policy, _) = load_policy(global)?;
+    let service = &policy.service.name;
+    let signer = match key_location(global) {
+        KeyLocation::Dir(keys) => {
+            let file = keys.join("signing.key");
+            if !file.is_file() {
+                return Ok(None);
+            }
+            DeploymentSigner::open_or_create(&file, service)
+                .map_err(|e| Failure::Failed(format!("{}: {e}", file.display())))?
+        }
+        KeyLocation::Postgres(_) => open_key_vault(global)
+            .await?
+            .deployment_signer(service)
+            .await
+            .map_err(|e| Failure::Failed(format!("--keys: signing key: {e}")))?,
+    };
+    Ok(Some(
+        custos_core::AuditSigner::new(Arc::new(signer)).verifier_key(),
+    ))
+}
+
 /// Creates a directory readable only by its owner.
 pub fn create_private_dir(dir: &Path) -> Result<(), Failure> {
     std::fs::create_dir_all(dir)

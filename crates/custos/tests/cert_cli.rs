@@ -68,7 +68,11 @@ fn valid_certificates_verify_with_the_key_given_inline_or_from_a_file() {
     let key_file = c.tmp.path().join("key.txt");
     std::fs::write(&key_file, format!("{}\n", c.fx.verifier_key)).unwrap();
     c.verify(&c.cert, &["--key", &format!("@{}", key_file.display())], 0);
-    let own = c.verify(&c.cert, &[], 0);
+    // Without a key to trust, a valid certificate is consistent but not proved: exit 1, unless
+    // the embedded key is trusted explicitly.
+    let own = c.verify(&c.cert, &[], 1);
+    assert!(own.contains("self-asserted"), "{own}");
+    let own = c.verify(&c.cert, &["--trust-embedded-key"], 0);
     assert!(own.contains("the certificate's own key"), "{own}");
     assert!(!c.data().exists(), "verifying creates no data directory");
 }
@@ -89,7 +93,7 @@ fn invalid_certificates_exit_1_naming_the_check() {
 
     let garbage = c.tmp.path().join("garbage.json");
     std::fs::write(&garbage, "{\"format\": 1}").unwrap();
-    let out = c.verify(&garbage, &[], 1);
+    let out = c.verify(&garbage, &["--trust-embedded-key"], 1);
     assert!(out.contains("certificate invalid: format: "), "{out}");
 }
 

@@ -81,6 +81,37 @@ fn policy_check_reports_file_line_col_and_exits_2() {
 }
 
 #[test]
+fn policy_check_without_a_file_checks_the_policy_in_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = custos()
+        .current_dir(dir.path())
+        .args(["policy", "check"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("built-in policy: ok"), "{stdout}");
+    // With a ./custos.toml, that file is the one checked.
+    std::fs::write(
+        dir.path().join("custos.toml"),
+        "[categories.x]\nretention = \"2q\"\n",
+    )
+    .unwrap();
+    let out = custos()
+        .current_dir(dir.path())
+        .args(["policy", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("custos.toml:2:"));
+}
+
+#[test]
 fn policy_show_prints_the_effective_policy() {
     let dir = tempfile::tempdir().unwrap();
     let out = custos()

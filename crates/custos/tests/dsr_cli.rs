@@ -237,6 +237,9 @@ async fn erasing_one_subject_writes_a_certificate_that_verifies() {
         "alice",
     ]);
     assert!(verified.contains("subject matches"), "{verified}");
+    // With the issuing deployment's --data, its own key is the one trusted: no --key needed.
+    let own = d.ok(&["cert", "verify", cert.to_str().unwrap()]);
+    assert!(own.contains("signed by this deployment's own key"), "{own}");
     // The request is done and its certificate is listed.
     let erasures = d.list(&["--type", "erasure"]);
     assert_eq!(erasures.len(), 1);

@@ -152,7 +152,10 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Enrolls `caller`'s TOTP factor and opens a session with the current code; returns the
 /// session token.
 pub async fn mfa_session(custos: &Custos, caller: &Caller, org: &str) -> String {
-    let enrolled = custos.enroll_totp(caller, org).await.unwrap();
+    let enrolled = custos
+        .enroll_totp(caller, org, Default::default())
+        .await
+        .unwrap();
     let code = totp_code(&enrolled.secret, custos.now().as_second() as u64);
     custos
         .open_session(caller, org, custos_core::NewSession { totp: code })

@@ -47,7 +47,10 @@ pub async fn members_change_rotate_and_remove(h: Harness) {
     // A new key replaces the old one and ends the member's sessions.
     let audit = [event(Some(&a), "session.open", "member:alice")];
     let factor = b"sealed-secret".to_vec();
-    assert!(store.set_totp(&a, &alice.id, &factor, &[]).await.unwrap());
+    assert!(store
+        .set_totp(&a, &alice.id, &factor, None, &[])
+        .await
+        .unwrap());
     let s = session(&alice.id, now_us() + 1.hour());
     assert!(store.open_session(&a, &s, 100, &audit).await.unwrap());
     book.appended(&audit);
@@ -96,12 +99,12 @@ pub async fn totp_steps_are_used_once_and_sessions_expire(h: Harness) {
     let bob = member("Bob", &["member"], &[], false);
     store.add_member(&a, &bob, &key_hash(), &[]).await.unwrap();
     // No factor, no member elsewhere: no enrollment, no session.
-    assert!(!store.set_totp(&b, &bob.id, b"x", &[]).await.unwrap());
+    assert!(!store.set_totp(&b, &bob.id, b"x", None, &[]).await.unwrap());
     let s = session(&bob.id, now_us() + 1.hour());
     assert!(!store.open_session(&a, &s, 7, &[]).await.unwrap());
     let audit = [event(Some(&a), "member.totp_enroll", "member:bob")];
     assert!(store
-        .set_totp(&a, &bob.id, b"sealed", &audit)
+        .set_totp(&a, &bob.id, b"sealed", None, &audit)
         .await
         .unwrap());
     book.appended(&audit);
@@ -143,7 +146,10 @@ pub async fn totp_steps_are_used_once_and_sessions_expire(h: Harness) {
     assert_eq!(store.session(&s.token_hash, after).await.unwrap(), None);
 
     // Re-enrolling resets the step and ends the sessions.
-    assert!(store.set_totp(&a, &bob.id, b"other", &[]).await.unwrap());
+    assert!(store
+        .set_totp(&a, &bob.id, b"other", None, &[])
+        .await
+        .unwrap());
     assert_eq!(
         store.totp(&a, &bob.id).await.unwrap().unwrap().last_step,
         None
@@ -152,6 +158,110 @@ pub async fn totp_steps_are_used_once_and_sessions_expire(h: Harness) {
         store.session(&later.token_hash, now_us()).await.unwrap(),
         None
     );
+    book.verify(store).await;
+}
+
+pub async fn totp_attempts_are_counted_once_each_and_enrollment_codes_enroll_once(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "A").await;
+    let b = create_org(store, &mut book, "B").await;
+    let bob = member("Bob", &["member"], &[], false);
+    store.add_member(&a, &bob, &key_hash(), &[]).await.unwrap();
+    assert!(store
+        .set_totp(&a, &bob.id, b"sealed", None, &[])
+        .await
+        .unwrap());
+    assert_eq!(
+        store.enrolled_members(&a).await.unwrap(),
+        vec![bob.id.clone()]
+    );
+    assert!(store.enrolled_members(&b).await.unwrap().is_empty());
+
+    // Two attempts that saw the same count: only one is counted; the other must look again.
+    let at = now_us();
+    assert!(store
+        .reserve_totp_attempt(&a, &bob.id, 0, at)
+        .await
+        .unwrap());
+    assert!(!store
+        .reserve_totp_attempt(&a, &bob.id, 0, at)
+        .await
+        .unwrap());
+    assert!(store
+        .reserve_totp_attempt(&a, &bob.id, 1, at)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .reserve_totp_attempt(&b, &bob.id, 2, at)
+            .await
+            .unwrap(),
+        "other org"
+    );
+    let factor = store.totp(&a, &bob.id).await.unwrap().unwrap();
+    assert_eq!((factor.failures, factor.last_failure_at), (2, Some(at)));
+    // A clear (audited) sets it back; so does an accepted code.
+    let audit = [event(Some(&a), "member.totp_unlock", "member:bob")];
+    assert!(store
+        .clear_totp_failures(&a, &bob.id, &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    assert_eq!(store.totp(&a, &bob.id).await.unwrap().unwrap().failures, 0);
+    assert!(store
+        .reserve_totp_attempt(&a, &bob.id, 0, at)
+        .await
+        .unwrap());
+    let s = session(&bob.id, now_us() + 1.hour());
+    assert!(store.open_session(&a, &s, 3, &[]).await.unwrap());
+    assert_eq!(store.totp(&a, &bob.id).await.unwrap().unwrap().failures, 0);
+
+    // An enrollment code: replaced by the next, used up by the enrollment it lets in.
+    let expires_at = now_us() + 15.minutes();
+    let code = |byte: u8| custos_store::EnrollmentCode {
+        code_hash: [byte; 32],
+        expires_at,
+    };
+    let audit = [event(Some(&a), "member.totp_enrollment_code", "member:bob")];
+    assert!(store
+        .set_enrollment_code(&a, &bob.id, &code(1), &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    assert!(store
+        .set_enrollment_code(&a, &bob.id, &code(2), &[])
+        .await
+        .unwrap());
+    assert!(!store
+        .set_enrollment_code(&b, &bob.id, &code(3), &[])
+        .await
+        .unwrap());
+    assert_eq!(
+        store.enrollment_code(&a, &bob.id).await.unwrap(),
+        Some(code(2))
+    );
+    let replaced = store
+        .set_totp(&a, &bob.id, b"new", Some(&[1; 32]), &[])
+        .await;
+    assert!(
+        matches!(replaced, Err(custos_store::StoreError::Conflict(_))),
+        "{replaced:?}"
+    );
+    assert_eq!(
+        store.totp(&a, &bob.id).await.unwrap().unwrap().sealed,
+        b"sealed",
+        "a refused code changes nothing"
+    );
+    assert!(store
+        .set_totp(&a, &bob.id, b"new", Some(&[2; 32]), &[])
+        .await
+        .unwrap());
+    assert_eq!(store.enrollment_code(&a, &bob.id).await.unwrap(), None);
+    let again = store
+        .set_totp(&a, &bob.id, b"newer", Some(&[2; 32]), &[])
+        .await;
+    assert!(matches!(again, Err(custos_store::StoreError::Conflict(_))));
     book.verify(store).await;
 }
 

@@ -348,7 +348,7 @@ pub async fn an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_aga
     let (other, _) = populated_org(&s.regional, "us-east").await;
     let rows = s.main.export_org(&other).await.unwrap();
     s.eu.import_org(&rows, "us-east", &[]).await.unwrap();
-    s.main.drop_org(&other, &[]).await.unwrap();
+    s.main.drop_org(&other, None, &[]).await.unwrap();
     let fresh = RegionalStore::new(
         s.main.clone(),
         s.main_objects.clone(),
@@ -376,4 +376,126 @@ pub async fn an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_aga
         s.eu.export_org(&other).await.unwrap().row_count(),
         rows.row_count()
     );
+}
+
+/// A third region ("ap-south", SQLite) beside `s`'s two, and a [`RegionalStore`] over all
+/// three as one more instance of the deployment would have (a cache of its own).
+fn instance(s: &Stores, ap: &(Arc<dyn Store>, Objects)) -> RegionalStore {
+    RegionalStore::new(
+        s.main.clone(),
+        s.main_objects.clone(),
+        vec![
+            RegionStores {
+                name: "eu-central".into(),
+                store: s.eu.clone(),
+                objects: s.eu_objects.clone(),
+            },
+            RegionStores {
+                name: "ap-south".into(),
+                store: ap.0.clone(),
+                objects: ap.1.clone(),
+            },
+        ],
+    )
+}
+
+pub async fn concurrent_moves_of_one_org_leave_exactly_one_copy(h: Harness) {
+    let s = stores(h.store.clone());
+    let ap_dir = tempfile::tempdir().unwrap();
+    let ap: (Arc<dyn Store>, Objects) = (
+        Arc::new(SqliteStore::open(&ap_dir.path().join("custos.db")).unwrap()),
+        Objects::open(&ObjectLocation::File(ap_dir.path().join("objects"))).unwrap(),
+    );
+    let (one, two) = (instance(&s, &ap), instance(&s, &ap));
+    let (org, _) = populated_org(&one, "us-east").await;
+    let id = org.org_id();
+    let blobs = [
+        format!("orgs/{id}/blobs/file-1"),
+        format!("orgs/{id}/archive/rec.envelope"),
+    ];
+    for blob in &blobs {
+        s.main_objects.put(blob, b"bytes".to_vec()).await.unwrap();
+    }
+    let rows = s.main.export_org(&org).await.unwrap().row_count();
+
+    // 20 moves at once, across three regions, through two instances.
+    let regions = ["us-east", "eu-central", "ap-south"];
+    let moves = (0..20).map(|i| {
+        let instance = if i % 2 == 0 { &one } else { &two };
+        let to = regions[(i + 1) % 3];
+        let org = org.clone();
+        async move {
+            instance
+                .set_org_region(&org, to, &[event(org.org_id(), AuditAction::OrgMove)])
+                .await
+        }
+    });
+    let results = futures::future::join_all(moves).await;
+    let done = results.iter().filter(|r| r.is_ok()).count();
+    for r in &results {
+        match r {
+            Ok(()) | Err(custos_store::StoreError::MoveInProgress(_)) => {}
+            Err(other) => panic!("a move failed otherwise: {other}"),
+        }
+    }
+    assert!(done >= 1, "at least the first move is done");
+
+    // Exactly one store holds the org, every row of it, with the objects of its region.
+    let stores = [
+        ("us-east", &s.main, &s.main_objects),
+        ("eu-central", &s.eu, &s.eu_objects),
+        ("ap-south", &ap.0, &ap.1),
+    ];
+    let mut holders = Vec::new();
+    for (region, store, objects) in stores {
+        let n = store.export_org(&org).await.unwrap().row_count();
+        let keys = objects.list(&format!("orgs/{id}")).await.unwrap();
+        if n > 0 {
+            holders.push(region);
+            assert_eq!(n, rows, "{region} holds the whole org");
+            let (_, seen) = store.org(id).await.unwrap().unwrap();
+            assert_eq!(seen.region, region, "the copy names the region it is in");
+            assert_eq!(keys.len(), blobs.len(), "{region} has the org's objects");
+        } else {
+            assert!(
+                keys.is_empty(),
+                "{region} keeps objects of an org it lacks: {keys:?}"
+            );
+        }
+    }
+    assert_eq!(holders.len(), 1, "the org is in {holders:?}");
+    assert_eq!(
+        one.org(id).await.unwrap().unwrap().1.region,
+        holders[0],
+        "both instances find it where it is"
+    );
+    assert_eq!(two.org(id).await.unwrap().unwrap().1.region, holders[0]);
+}
+
+pub async fn a_move_never_drops_what_was_written_after_its_copy(h: Harness) {
+    let s = stores(h.store.clone());
+    let (org, _) = populated_org(s.eu.as_ref(), "eu-central").await;
+    let copy = s.eu.export_org(&org).await.unwrap();
+    // A write lands after the copy was taken: dropping by that copy must refuse.
+    s.eu.insert_records(
+        &org,
+        &[record(&uuid::Uuid::now_v7().to_string())],
+        &[event(org.org_id(), AuditAction::RecordCreate)],
+    )
+    .await
+    .unwrap();
+    let refused = s.eu.drop_org(&org, Some(&copy), &[]).await;
+    assert!(
+        matches!(refused, Err(custos_store::StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        s.eu.export_org(&org).await.unwrap().row_count(),
+        copy.row_count() + 1,
+        "nothing was deleted"
+    );
+    // With the current rows it drops.
+    let current = s.eu.export_org(&org).await.unwrap();
+    s.eu.drop_org(&org, Some(&current), &[]).await.unwrap();
+    assert_eq!(s.eu.export_org(&org).await.unwrap().row_count(), 0);
 }
