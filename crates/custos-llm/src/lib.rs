@@ -42,9 +42,11 @@
 mod placeholder;
 mod reach;
 mod restore;
+mod schema;
 mod scrub;
 mod sse;
 mod stream;
+mod url_scan;
 
 pub use custos_pii::EntityKind;
 pub use placeholder::{placeholder, PlaceholderKey, PlaceholderMap};
