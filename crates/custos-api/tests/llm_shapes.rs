@@ -68,10 +68,25 @@ async fn gateway() -> Gw {
     }
     let d = deploy(p, Arc::new(SystemClock), |c| c).await;
     let post = |path: String, body: Value| {
-        let rb = d.client.post(format!("{}{path}", d.base)).bearer_auth(ADMIN);
-        async move { rb.json(&body).send().await.unwrap().json::<Value>().await.unwrap() }
+        let rb = d
+            .client
+            .post(format!("{}{path}", d.base))
+            .bearer_auth(ADMIN);
+        async move {
+            rb.json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
-    let org = post("/v1/orgs".into(), json!({"name": "Acme", "region": "us-east"})).await["id"]
+    let org = post(
+        "/v1/orgs".into(),
+        json!({"name": "Acme", "region": "us-east"}),
+    )
+    .await["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -140,6 +155,8 @@ fn args(v: Value) -> String {
 }
 
 /// Chat Completions shapes.
+// One shape a line: the table reads as a list of positions.
+#[rustfmt::skip]
 fn chat_cases() -> Vec<(&'static str, &'static str, Value)> {
     let tool_call = |id: &str, name: &str, arguments: String| {
         json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": null,
@@ -191,6 +208,8 @@ fn chat_cases() -> Vec<(&'static str, &'static str, Value)> {
 }
 
 /// Responses shapes.
+// One shape a line: the table reads as a list of positions.
+#[rustfmt::skip]
 fn responses_cases() -> Vec<(&'static str, &'static str, Value)> {
     let items = |i: Value| resp(json!([{"role": "user", "content": "hi"}, i]), json!({}));
     vec![
@@ -222,6 +241,8 @@ fn responses_cases() -> Vec<(&'static str, &'static str, Value)> {
 }
 
 /// Anthropic Messages shapes.
+// One shape a line: the table reads as a list of positions.
+#[rustfmt::skip]
 fn anthropic_cases() -> Vec<(&'static str, &'static str, Value)> {
     let tool_use = |id: &str, name: &str, input: Value| {
         json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": name, "input": input}]},
@@ -281,12 +302,19 @@ async fn no_pii_marker_reaches_the_provider_in_any_request_shape() {
         let answer = r.text().await.unwrap();
         let received = g.up.state.requests();
         // A refused call would pass vacuously: every shape must reach the provider.
-        assert_eq!(received.len(), 1, "{name}: not forwarded ({status}: {answer})");
+        assert_eq!(
+            received.len(),
+            1,
+            "{name}: not forwarded ({status}: {answer})"
+        );
         if leaks(&received[0].body) {
             leaked.push(*name);
         }
     }
-    assert!(leaked.is_empty(), "the provider received PII in: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "the provider received PII in: {leaked:?}"
+    );
 }
 
 #[tokio::test]
@@ -313,7 +341,9 @@ async fn structural_positions_arrive_unchanged() {
         (
             ANTH,
             anth(
-                user(json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64}}])),
+                user(
+                    json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64}}]),
+                ),
                 json!({"tool_choice": {"type": "auto"}}),
             ),
         ),
@@ -336,38 +366,41 @@ async fn a_model_name_holding_pii_is_refused() {
         let r = g.post(path, &body).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
         let text = r.text().await.unwrap();
-        assert!(text.contains("`model`") && !text.contains(LOCAL_PART), "{text}");
+        assert!(
+            text.contains("`model`") && !text.contains(LOCAL_PART),
+            "{text}"
+        );
     }
     assert!(g.up.state.requests().is_empty(), "a refused call was sent");
     // A model the policy does not list is counted as `other`, and the refused names appear
     // nowhere: not in /metrics, not in the audit log.
     g.post(CHAT, &chat(user(json!("hi")), json!({"model": "stand-in"})))
         .await;
-    let metrics = g
-        .d
-        .client
-        .get(format!("{}/metrics", g.d.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics =
+        g.d.client
+            .get(format!("{}/metrics", g.d.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
     assert!(!metrics.contains(LOCAL_PART) && !metrics.contains("stand-in"));
     assert!(
-        metrics.contains("custos_llm_calls_total{provider=\"openai\",model=\"other\",result=\"ok\"} 1"),
+        metrics.contains(
+            "custos_llm_calls_total{provider=\"openai\",model=\"other\",result=\"ok\"} 1"
+        ),
         "{metrics}"
     );
-    let audit = g
-        .d
-        .client
-        .get(format!("{}/v1/audit/events?org={}", g.d.base, g.org))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let audit =
+        g.d.client
+            .get(format!("{}/v1/audit/events?org={}", g.d.base, g.org))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
     assert!(audit.contains("invalid_model") && !audit.contains(LOCAL_PART));
 }

@@ -493,7 +493,13 @@ fn model_kinds(admission: &LlmAdmission) -> Vec<EntityKind> {
         EntityKind::UsSsn,
     ];
     if let Some((policy, _)) = &admission.pii {
-        kinds.extend(policy.iter().filter(|k| !kinds.contains(k)).copied().collect::<Vec<_>>());
+        kinds.extend(
+            policy
+                .iter()
+                .filter(|k| !kinds.contains(k))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
     }
     kinds
 }

@@ -85,10 +85,7 @@ const RESPONSES_STATEFUL: &[&str] = &["conversation", "previous_response_id"];
 /// value that asks for keeping is [`StorageRefusal::Retains`]; any other value that is not the
 /// safe one (`"true"`, `1`, `"false"`...) is [`StorageRefusal::Invalid`]: never guessed at.
 /// Anthropic's Messages API has no such switch.
-pub fn forbid_provider_storage(
-    format: WireFormat,
-    body: &mut Value,
-) -> Result<(), StorageRefusal> {
+pub fn forbid_provider_storage(format: WireFormat, body: &mut Value) -> Result<(), StorageRefusal> {
     let Some(obj) = body.as_object_mut() else {
         return Ok(());
     };
@@ -209,7 +206,13 @@ mod tests {
     #[test]
     fn zero_retention_refuses_every_value_but_the_one_that_keeps_nothing() {
         for f in [WireFormat::Responses, WireFormat::ChatCompletions] {
-            for v in [json!("true"), json!(1), json!("false"), json!(null), json!({})] {
+            for v in [
+                json!("true"),
+                json!(1),
+                json!("false"),
+                json!(null),
+                json!({}),
+            ] {
                 let mut b = json!({"model": "m", "store": v});
                 assert_eq!(
                     forbid_provider_storage(f, &mut b),
@@ -225,7 +228,8 @@ mod tests {
                 forbid_provider_storage(f, &mut b),
                 Err(StorageRefusal::Retains("prompt_cache_retention"))
             );
-            let mut b = json!({"model": "m", "prompt_cache_retention": "in_memory", "store": false});
+            let mut b =
+                json!({"model": "m", "prompt_cache_retention": "in_memory", "store": false});
             assert_eq!(forbid_provider_storage(f, &mut b), Ok(()));
         }
         let r = WireFormat::Responses;
@@ -233,7 +237,10 @@ mod tests {
             let mut b = json!({ field: v });
             assert!(matches!(
                 forbid_provider_storage(r, &mut b),
-                Err(StorageRefusal::Invalid { field: "background", .. })
+                Err(StorageRefusal::Invalid {
+                    field: "background",
+                    ..
+                })
             ));
         }
         for field in ["conversation", "previous_response_id"] {

@@ -181,17 +181,15 @@ pub(crate) fn is_token(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_TOKEN
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || b"_.:/-".contains(c)
-        })
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_.:/-".contains(c))
 }
 
 /// True for a long run of base64 (standard or URL-safe alphabet, padding, line breaks).
 pub(crate) fn is_binary(s: &str) -> bool {
     s.len() >= MIN_BINARY
-        && s.bytes().all(|c| {
-            c.is_ascii_alphanumeric() || b"+/=-_\r\n".contains(&c)
-        })
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"+/=-_\r\n".contains(&c))
 }
 
 #[cfg(test)]
@@ -200,10 +198,23 @@ mod tests {
 
     #[test]
     fn tokens_are_lowercase_identifiers_only() {
-        for t in ["user", "gpt-4o", "input_text", "image/png", "web_search_20250305"] {
+        for t in [
+            "user",
+            "gpt-4o",
+            "input_text",
+            "image/png",
+            "web_search_20250305",
+        ] {
             assert!(is_token(t), "{t}");
         }
-        for t in ["ada@example.com", "4155552671", "Ana", "a b", "", &"a".repeat(65)] {
+        for t in [
+            "ada@example.com",
+            "4155552671",
+            "Ana",
+            "a b",
+            "",
+            &"a".repeat(65),
+        ] {
             assert!(!is_token(t), "{t}");
         }
     }
@@ -212,6 +223,9 @@ mod tests {
     fn binary_is_long_base64() {
         assert!(is_binary(&"QUJD".repeat(100)));
         assert!(!is_binary("4111111111111111"));
-        assert!(!is_binary(&format!("{}ada@example.com", "QUJD".repeat(100))));
+        assert!(!is_binary(&format!(
+            "{}ada@example.com",
+            "QUJD".repeat(100)
+        )));
     }
 }

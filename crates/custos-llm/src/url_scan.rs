@@ -96,9 +96,7 @@ fn pieces<E>(
         if i > 0 {
             out.push(sep);
         }
-        let decoded = percent_decode_str(piece)
-            .decode_utf8_lossy()
-            .into_owned();
+        let decoded = percent_decode_str(piece).decode_utf8_lossy().into_owned();
         match transform(&decoded)? {
             Some(new) => {
                 out.extend(utf8_percent_encode(&new, COMPONENT));
@@ -127,7 +125,10 @@ mod tests {
             redact("https://ada@example.com:pw@h.test:8/a/ada@example.com/b?e=ada%40example.com&k=v#ada@example.com").as_deref(),
             Some("https://X:pw@h.test:8/a/X/b?e=X&k=v#X")
         );
-        assert_eq!(redact("mailto:ada@example.com").as_deref(), Some("mailto:X"));
+        assert_eq!(
+            redact("mailto:ada@example.com").as_deref(),
+            Some("mailto:X")
+        );
         assert_eq!(redact("https://h.test/p?q=1+2&x=%20#f"), None);
     }
 }

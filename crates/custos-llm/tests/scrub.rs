@@ -202,7 +202,10 @@ fn anthropic_scans_system_blocks_tool_use_input_and_tool_results() {
             assert_tokenized(&v, ptr);
         }
         // Short "binary" and URLs are scanned too: neither is a place to hide a value.
-        for ptr in ["/messages/1/content/1/source/data", "/messages/1/content/3/source/url"] {
+        for ptr in [
+            "/messages/1/content/1/source/data",
+            "/messages/1/content/3/source/url",
+        ] {
             assert!(!at(&v, ptr).contains("a@b.com"), "{ptr}");
         }
         assert_eq!(s.counts[&EntityKind::EmailAddress], 12);
@@ -277,7 +280,8 @@ fn object_keys_are_scanned_and_never_collide() {
         json!({"[EMAIL_ADDRESS_REDACTED]": "a", "[EMAIL_ADDRESS_REDACTED] (2)": "b"})
     );
     // A transformed key never replaces a key the caller sent.
-    let mut b = json!({"messages": [], "metadata": {EMAIL: "a", "[EMAIL_ADDRESS_REDACTED]": "kept"}});
+    let mut b =
+        json!({"messages": [], "metadata": {EMAIL: "a", "[EMAIL_ADDRESS_REDACTED]": "kept"}});
     run(WireFormat::ChatCompletions, &mut b, PiiAction::Redact).unwrap();
     assert_eq!(b["metadata"]["[EMAIL_ADDRESS_REDACTED]"], "kept");
     assert_eq!(b["metadata"]["[EMAIL_ADDRESS_REDACTED] (2)"], "a");
@@ -290,7 +294,10 @@ fn numbers_holding_pii_become_placeholders() {
         "count": 3, "ratio": 0.5, "list": [card]}});
     let (v, s) = tokenize(WireFormat::ChatCompletions, body);
     let text = v.to_string();
-    assert!(!text.contains("4155552671") && !text.contains("4111111111111111"), "{text}");
+    assert!(
+        !text.contains("4155552671") && !text.contains("4111111111111111"),
+        "{text}"
+    );
     assert!(at(&v, "/metadata/phone").starts_with("<PHONE_NUMBER_"));
     assert!(at(&v, "/metadata/card").starts_with("<CREDIT_CARD_"));
     assert_eq!(v["metadata"]["count"], 3);
@@ -299,7 +306,10 @@ fn numbers_holding_pii_become_placeholders() {
     // Restoring the answer gives the value back (as text: the model saw text).
     let mut answer = json!({"choices": [{"message": {"content": at(&v, "/metadata/card")}}]});
     restore_response(WireFormat::ChatCompletions, &mut answer, &s.placeholders);
-    assert_eq!(answer["choices"][0]["message"]["content"], "4111111111111111");
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        "4111111111111111"
+    );
 }
 
 #[test]
@@ -310,10 +320,16 @@ fn urls_are_scanned_component_by_component() {
     ]}]});
     let (v, s) = tokenize(WireFormat::ChatCompletions, body);
     let text = at(&v, "/messages/0/content/0/text");
-    assert!(text.starts_with("see https://h.test/u?mail=%3CEMAIL_ADDRESS_"), "{text}");
+    assert!(
+        text.starts_with("see https://h.test/u?mail=%3CEMAIL_ADDRESS_"),
+        "{text}"
+    );
     assert!(text.ends_with("%3E&x=1 now"), "{text}");
     let url = at(&v, "/messages/0/content/1/image_url/url");
-    assert!(url.starts_with("https://ada:pw@h.test/p/%3CEMAIL_ADDRESS_"), "{url}");
+    assert!(
+        url.starts_with("https://ada:pw@h.test/p/%3CEMAIL_ADDRESS_"),
+        "{url}"
+    );
     assert!(!url.contains(EMAIL));
     assert_eq!(s.counts[&EntityKind::EmailAddress], 3);
 }
@@ -324,7 +340,9 @@ fn tool_input_keys_come_back_restored() {
         {"type": "tool_use", "id": "t", "name": "f", "input": {EMAIL: 1}}
     ]}]});
     let (v, s) = tokenize(WireFormat::AnthropicMessages, body);
-    assert!(v["messages"][0]["content"][0]["input"].get(email_ph()).is_some());
+    assert!(v["messages"][0]["content"][0]["input"]
+        .get(email_ph())
+        .is_some());
     let mut answer = json!({"content": [{"type": "tool_use", "input": {email_ph(): 1}}]});
     restore_response(WireFormat::AnthropicMessages, &mut answer, &s.placeholders);
     assert_eq!(answer["content"][0]["input"], json!({EMAIL: 1}));
