@@ -209,17 +209,6 @@ mod tests {
             output_tokens: Some(7),
         });
         m.refusal("model_not_allowed");
-        // A model the policy does not list (any name a caller chose) is never a label.
-        m.call(CallSample {
-            provider: "openai",
-            model: "ada@example.com",
-            known_models: &["gpt-4o-mini".to_string()],
-            result: "ok",
-            added: Duration::from_micros(300),
-            upstream: Duration::from_millis(20),
-            input_tokens: None,
-            output_tokens: None,
-        });
         let mut out = String::new();
         m.render(&mut out);
         assert!(out.contains("custos_llm_gateway_added_seconds_bucket{le=\"0.00025\"} 0"));
@@ -232,6 +221,20 @@ mod tests {
             "custos_llm_tokens_total{provider=\"openai\",model=\"gpt-4o-mini\",direction=\"output\"} 7"
         ));
         assert!(out.contains("custos_llm_refusals_total{reason=\"model_not_allowed\"} 1"));
+        // A model the policy does not list (any name a caller chose) is never a label.
+        let m = LlmMetrics::default();
+        m.call(CallSample {
+            provider: "openai",
+            model: "ada@example.com",
+            known_models: &["gpt-4o-mini".to_string()],
+            result: "ok",
+            added: Duration::from_micros(300),
+            upstream: Duration::from_millis(20),
+            input_tokens: None,
+            output_tokens: None,
+        });
+        let mut out = String::new();
+        m.render(&mut out);
         assert!(out.contains(
             "custos_llm_calls_total{provider=\"openai\",model=\"other\",result=\"ok\"} 1"
         ));
