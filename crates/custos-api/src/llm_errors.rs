@@ -51,9 +51,11 @@ impl GatewayError {
             | LlmRefusal::ModelNotAllowed(_)
             | LlmRefusal::PrivateDataMode(_)
             | LlmRefusal::ProviderStorage(_) => StatusCode::FORBIDDEN,
-            LlmRefusal::InvalidModel | LlmRefusal::PiiBlocked(_) | LlmRefusal::Malformed(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            LlmRefusal::InvalidModel
+            | LlmRefusal::PiiInModel(_)
+            | LlmRefusal::InvalidField { .. }
+            | LlmRefusal::PiiBlocked(_)
+            | LlmRefusal::Malformed(_) => StatusCode::BAD_REQUEST,
             LlmRefusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             LlmRefusal::Concurrency(_) => StatusCode::TOO_MANY_REQUESTS,
             LlmRefusal::ScanFailed | LlmRefusal::MissingUpstreamKey { .. } => {

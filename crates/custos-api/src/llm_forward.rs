@@ -460,6 +460,7 @@ fn finish(
     state.gateway.metrics.call(CallSample {
         provider: &call.admission.provider.name,
         model: &call.model,
+        known_models: &call.admission.provider.models,
         result: report_result(result),
         added,
         upstream,

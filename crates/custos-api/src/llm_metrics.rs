@@ -1,8 +1,10 @@
 //! The LLM gateway's Prometheus metrics: its own added latency and the upstream latency as
 //! histograms, calls and tokens by provider and model, refusals by reason.
 //!
-//! Hand-written like the rest of `/metrics` (a few atomics and small maps). Model names are
-//! validated before they get here and capped in number, so labels stay bounded.
+//! Hand-written like the rest of `/metrics` (a few atomics and small maps). `/metrics` is
+//! unauthenticated and carries no caller-chosen string: the provider label is a name from the
+//! policy, and the model label is the model only when the policy lists it for that provider
+//! (`other` for anything else), so labels stay bounded and hold nothing a caller typed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -98,8 +100,12 @@ impl Default for LlmMetrics {
 
 /// What one finished call adds to the metrics.
 pub(crate) struct CallSample<'a> {
+    /// A provider name of the policy.
     pub provider: &'a str,
+    /// The model the caller named (labelled only if in `known_models`).
     pub model: &'a str,
+    /// The models the policy lists for the provider.
+    pub known_models: &'a [String],
     pub result: &'a str,
     pub added: Duration,
     pub upstream: Duration,
@@ -113,7 +119,12 @@ impl LlmMetrics {
         self.added.observe(s.added);
         self.upstream.observe(s.upstream);
         let mut series = self.series.lock().expect("metrics lock");
-        let mut key = (s.provider.to_string(), s.model.to_string());
+        let model = if s.known_models.iter().any(|m| m == s.model) {
+            s.model
+        } else {
+            "other"
+        };
+        let mut key = (s.provider.to_string(), model.to_string());
         if !series.contains_key(&key) && series.len() >= MAX_SERIES {
             key.1 = "other".into();
         }
@@ -190,6 +201,7 @@ mod tests {
         m.call(CallSample {
             provider: "openai",
             model: "gpt-4o-mini",
+            known_models: &["gpt-4o-mini".to_string()],
             result: "ok",
             added: Duration::from_micros(300),
             upstream: Duration::from_millis(20),
@@ -209,5 +221,23 @@ mod tests {
             "custos_llm_tokens_total{provider=\"openai\",model=\"gpt-4o-mini\",direction=\"output\"} 7"
         ));
         assert!(out.contains("custos_llm_refusals_total{reason=\"model_not_allowed\"} 1"));
+        // A model the policy does not list (any name a caller chose) is never a label.
+        let m = LlmMetrics::default();
+        m.call(CallSample {
+            provider: "openai",
+            model: "ada@example.com",
+            known_models: &["gpt-4o-mini".to_string()],
+            result: "ok",
+            added: Duration::from_micros(300),
+            upstream: Duration::from_millis(20),
+            input_tokens: None,
+            output_tokens: None,
+        });
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains(
+            "custos_llm_calls_total{provider=\"openai\",model=\"other\",result=\"ok\"} 1"
+        ));
+        assert!(!out.contains("example.com"));
     }
 }

@@ -20,7 +20,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use custos_core::authz::Operation;
 use custos_core::{Caller, LlmAdmission, LlmRefusal};
-use custos_llm::{PiiAction, PlaceholderKey, ScrubError, Scrubbed, Scrubber, WireFormat};
+use custos_llm::{
+    PiiAction, PlaceholderKey, ScrubError, Scrubbed, Scrubber, StorageRefusal, WireFormat,
+};
 use custos_policy::ProviderKind;
 
 use crate::llm_errors::{Dialect, GatewayError};
@@ -312,8 +314,14 @@ async fn call(state: AppState, op: Operation, provider: String, req: Request) ->
         }
     }
     if state.custos.policy().llm.zero_retention {
-        if let Err(field) = custos_llm::forbid_provider_storage(format, &mut json) {
-            return refuse(LlmRefusal::ProviderStorage(field), Some(model)).await;
+        if let Err(e) = custos_llm::forbid_provider_storage(format, &mut json) {
+            let r = match e {
+                StorageRefusal::Retains(field) => LlmRefusal::ProviderStorage(field),
+                StorageRefusal::Invalid { field, expected } => {
+                    LlmRefusal::InvalidField { field, expected }
+                }
+            };
+            return refuse(r, Some(model)).await;
         }
     }
     let Some(slot) = state

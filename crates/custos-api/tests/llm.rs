@@ -574,6 +574,53 @@ async fn zero_retention_asks_the_provider_to_keep_nothing() {
 }
 
 #[tokio::test]
+async fn zero_retention_refuses_truthy_values_that_are_not_true() {
+    let g = gateway(PiiAction::Tokenize, "us-east").await;
+    let chat_with = |field: &str, v: Value| {
+        let mut b = chat("stand-in", "hi", false);
+        b[field] = v;
+        ("/openai/v1/chat/completions", b)
+    };
+    let resp_with = |field: &str, v: Value| {
+        let mut b = json!({"model": "stand-in", "input": "hi"});
+        b[field] = v;
+        ("/openai/v1/responses", b)
+    };
+    // Not `false`: refused as invalid input naming the field, never guessed at.
+    for (path, body, field) in [
+        (chat_with("store", json!("true")), "store"),
+        (chat_with("store", json!(1)), "store"),
+        (resp_with("store", json!("true")), "store"),
+        (resp_with("store", json!(1)), "store"),
+        (resp_with("store", json!(null)), "store"),
+        (resp_with("background", json!("true")), "background"),
+        (resp_with("background", json!(1)), "background"),
+    ]
+    .map(|((p, b), f)| (p, b, f))
+    {
+        let r = g.post(path, body).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {field}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_input", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(&format!("`{field}`")), "{msg}");
+    }
+    // State the provider would keep or reuse: refused like `store: true`.
+    for (path, body) in [
+        resp_with("conversation", json!("conv_1")),
+        resp_with("previous_response_id", json!("resp_1")),
+        resp_with("prompt_cache_retention", json!("24h")),
+        chat_with("prompt_cache_retention", json!("24h")),
+    ] {
+        let r = g.post(path, body).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "zero_retention", "{v}");
+    }
+    assert!(g.up.state.requests().is_empty(), "a refused call was sent");
+}
+
+#[tokio::test]
 async fn a_provider_outside_the_orgs_region_needs_its_consent() {
     let g = gateway(PiiAction::Tokenize, "eu-central").await;
     let r = g

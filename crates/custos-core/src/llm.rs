@@ -54,6 +54,10 @@ pub enum LlmRefusal {
     /// The body names no model, or a model name that is not one.
     #[error("`model` must be 1 to 128 letters, digits and - _ . : / @ +")]
     InvalidModel,
+    /// The model name holds personal data: it would reach the provider, the audit log and the
+    /// metrics, so it is refused rather than scrubbed (no provider has a model named so).
+    #[error("`model` holds personal data ({}); send the provider's model name", .0.join(", "))]
+    PiiInModel(Vec<String>),
     /// The policy or the org's settings do not allow this model.
     #[error("model {0:?} is not allowed for this org (policy models, setting llm_models)")]
     ModelNotAllowed(String),
@@ -69,6 +73,16 @@ pub enum LlmRefusal {
          the request: remove `{0}`"
     )]
     ProviderStorage(&'static str),
+    /// A field is neither the value that keeps nothing nor absent, under zero retention.
+    #[error(
+        "`{field}` must be {expected} under the policy's zero retention ([llm] zero_retention)"
+    )]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What it may be.
+        expected: &'static str,
+    },
     /// The policy's `[llm] pii` rule is `block` and the request holds these entity types.
     #[error("the request contains personal data the policy blocks: {}", .0.join(", "))]
     PiiBlocked(Vec<String>),
@@ -105,7 +119,8 @@ impl LlmRefusal {
             LlmRefusal::WrongKind { .. } => "wrong_provider_kind",
             LlmRefusal::ProviderNotAllowed(_) => "provider_not_allowed",
             LlmRefusal::RegionNotAllowed { .. } => "region_not_allowed",
-            LlmRefusal::InvalidModel => "invalid_model",
+            LlmRefusal::InvalidModel | LlmRefusal::PiiInModel(_) => "invalid_model",
+            LlmRefusal::InvalidField { .. } => "invalid_input",
             LlmRefusal::ModelNotAllowed(_) => "model_not_allowed",
             LlmRefusal::PrivateDataMode(_) => "private_data_mode",
             LlmRefusal::ProviderStorage(_) => "zero_retention",
@@ -337,6 +352,14 @@ impl Custos {
         let model = model
             .filter(|m| valid_model_name(m))
             .ok_or(LlmRefusal::InvalidModel)?;
+        let found = self.scanner().scan_for(model, &model_kinds(admission));
+        if !found.is_empty() {
+            let kinds: std::collections::BTreeSet<&str> =
+                found.iter().map(|f| f.entity.as_str()).collect();
+            return Err(LlmRefusal::PiiInModel(
+                kinds.into_iter().map(str::to_string).collect(),
+            ));
+        }
         let provider = &admission.provider;
         let in_policy = provider.models.is_empty() || provider.models.iter().any(|m| m == model);
         let in_settings = admission
@@ -384,6 +407,8 @@ impl Custos {
             return refusal;
         }
         let mut reason = refusal.reason().to_string();
+        // A model name that holds personal data stays out of the log like any other value.
+        let model = model.filter(|_| !matches!(refusal, LlmRefusal::PiiInModel(_)));
         if let Some(m) = model.filter(|m| valid_model_name(m)) {
             let _ = write!(reason, " model={m}");
         }
@@ -456,6 +481,27 @@ impl Custos {
         self.store.append_audit(events).await?;
         Ok(())
     }
+}
+
+/// The kinds a model name is checked for: the policy's `[llm] pii` kinds and, always, the
+/// identifiers no model name ever holds (even when the policy scans prompts for none).
+fn model_kinds(admission: &LlmAdmission) -> Vec<EntityKind> {
+    let mut kinds = vec![
+        EntityKind::EmailAddress,
+        EntityKind::PhoneNumber,
+        EntityKind::CreditCard,
+        EntityKind::UsSsn,
+    ];
+    if let Some((policy, _)) = &admission.pii {
+        kinds.extend(
+            policy
+                .iter()
+                .filter(|k| !kinds.contains(k))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+    }
+    kinds
 }
 
 /// A provider name from the route, safe for the audit log: unknown names are caller input.

@@ -42,13 +42,15 @@
 mod placeholder;
 mod reach;
 mod restore;
+mod schema;
 mod scrub;
 mod sse;
 mod stream;
+mod url_scan;
 
 pub use custos_pii::EntityKind;
 pub use placeholder::{placeholder, PlaceholderKey, PlaceholderMap};
-pub use reach::{forbid_provider_storage, outside_reach, usage_of, Usage};
+pub use reach::{forbid_provider_storage, outside_reach, usage_of, StorageRefusal, Usage};
 pub use restore::{restore_response, restore_text, Restorer, TextMode};
 pub use scrub::{scrub_request, PiiAction, ScrubError, Scrubbed, Scrubber};
 pub use sse::{SseError, SseEvent, SseParser};

@@ -56,24 +56,76 @@ fn reach_prefix(ty: Option<&str>, prefixes: &[&str]) -> Option<String> {
         .map(|p| p.to_string())
 }
 
+/// Why a request may not go out under zero retention; each names the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageRefusal {
+    /// The field asks the provider to keep the request, or to use what it kept.
+    Retains(&'static str),
+    /// The field is not a value the gateway can check (`"true"`, `1`, `null`...): only the
+    /// value that keeps nothing, or no field at all, is accepted.
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What it may be.
+        expected: &'static str,
+    },
+}
+
+/// Responses fields that keep the request, or read what the provider kept: `conversation`
+/// appends this call's items to a stored conversation; `previous_response_id` continues from
+/// a stored response. Absent or `null` only.
+const RESPONSES_STATEFUL: &[&str] = &["conversation", "previous_response_id"];
+
 /// Makes a request ask the provider to keep nothing, for a zero-retention policy: OpenAI keeps
 /// Responses (and chat completions sent with `store: true`) unless told not to. A Responses
-/// request without `store` gets `"store": false`; a request that asks for `store: true` (or,
-/// on Responses, `background` mode, which needs it) is refused with the field's name.
+/// request without `store` gets `"store": false`. Refused, naming the field: `store` (and, on
+/// Responses, `background`, which needs it) other than `false`; Responses `conversation` and
+/// `previous_response_id` other than `null`; `prompt_cache_retention` other than `in_memory`
+/// (extended caching keeps the prompt's state for up to a day). A field set to `true` or a
+/// value that asks for keeping is [`StorageRefusal::Retains`]; any other value that is not the
+/// safe one (`"true"`, `1`, `"false"`...) is [`StorageRefusal::Invalid`]: never guessed at.
 /// Anthropic's Messages API has no such switch.
-pub fn forbid_provider_storage(format: WireFormat, body: &mut Value) -> Result<(), &'static str> {
+pub fn forbid_provider_storage(format: WireFormat, body: &mut Value) -> Result<(), StorageRefusal> {
     let Some(obj) = body.as_object_mut() else {
         return Ok(());
     };
     if format == WireFormat::AnthropicMessages {
         return Ok(());
     }
-    if obj.get("store").and_then(Value::as_bool) == Some(true) {
-        return Err("store");
+    let flags: &[&'static str] = match format {
+        WireFormat::Responses => &["store", "background"],
+        _ => &["store"],
+    };
+    for &field in flags {
+        match obj.get(field) {
+            None | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => return Err(StorageRefusal::Retains(field)),
+            Some(_) => {
+                return Err(StorageRefusal::Invalid {
+                    field,
+                    expected: "false or absent",
+                })
+            }
+        }
+    }
+    match obj.get("prompt_cache_retention") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == "in_memory" || s == "in-memory" => {}
+        Some(Value::String(s)) if s == "24h" => {
+            return Err(StorageRefusal::Retains("prompt_cache_retention"))
+        }
+        Some(_) => {
+            return Err(StorageRefusal::Invalid {
+                field: "prompt_cache_retention",
+                expected: "\"in_memory\" or absent",
+            })
+        }
     }
     if format == WireFormat::Responses {
-        if obj.get("background").and_then(Value::as_bool) == Some(true) {
-            return Err("background");
+        for &field in RESPONSES_STATEFUL {
+            if obj.get(field).is_some_and(|v| !v.is_null()) {
+                return Err(StorageRefusal::Retains(field));
+            }
         }
         obj.insert("store".into(), Value::Bool(false));
     }
@@ -130,12 +182,15 @@ mod tests {
         assert_eq!(r["store"], json!(false));
         for f in [WireFormat::Responses, WireFormat::ChatCompletions] {
             let mut asks = json!({"model": "m", "store": true});
-            assert_eq!(forbid_provider_storage(f, &mut asks), Err("store"));
+            assert_eq!(
+                forbid_provider_storage(f, &mut asks),
+                Err(StorageRefusal::Retains("store"))
+            );
         }
         let mut bg = json!({"model": "m", "background": true});
         assert_eq!(
             forbid_provider_storage(WireFormat::Responses, &mut bg),
-            Err("background")
+            Err(StorageRefusal::Retains("background"))
         );
         // Chat completions keep nothing by default: the body is left as it is.
         let mut chat = json!({"model": "m", "messages": []});
@@ -147,6 +202,59 @@ mod tests {
 
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn zero_retention_refuses_every_value_but_the_one_that_keeps_nothing() {
+        for f in [WireFormat::Responses, WireFormat::ChatCompletions] {
+            for v in [
+                json!("true"),
+                json!(1),
+                json!("false"),
+                json!(null),
+                json!({}),
+            ] {
+                let mut b = json!({"model": "m", "store": v});
+                assert_eq!(
+                    forbid_provider_storage(f, &mut b),
+                    Err(StorageRefusal::Invalid {
+                        field: "store",
+                        expected: "false or absent"
+                    }),
+                    "{f:?} {v}"
+                );
+            }
+            let mut b = json!({"model": "m", "prompt_cache_retention": "24h"});
+            assert_eq!(
+                forbid_provider_storage(f, &mut b),
+                Err(StorageRefusal::Retains("prompt_cache_retention"))
+            );
+            let mut b =
+                json!({"model": "m", "prompt_cache_retention": "in_memory", "store": false});
+            assert_eq!(forbid_provider_storage(f, &mut b), Ok(()));
+        }
+        let r = WireFormat::Responses;
+        for (field, v) in [("background", json!(1)), ("background", json!("yes"))] {
+            let mut b = json!({ field: v });
+            assert!(matches!(
+                forbid_provider_storage(r, &mut b),
+                Err(StorageRefusal::Invalid {
+                    field: "background",
+                    ..
+                })
+            ));
+        }
+        for field in ["conversation", "previous_response_id"] {
+            for v in [json!("conv_1"), json!({"id": "conv_1"}), json!(false)] {
+                let mut b = json!({ field: v });
+                assert_eq!(
+                    forbid_provider_storage(r, &mut b),
+                    Err(StorageRefusal::Retains(field))
+                );
+            }
+            let mut b = json!({ field: null });
+            assert_eq!(forbid_provider_storage(r, &mut b), Ok(()));
+        }
+    }
 
     #[test]
     fn chat_reach() {

@@ -168,17 +168,34 @@ pub(crate) fn restore_string(s: &mut String, map: &PlaceholderMap, mode: TextMod
     }
 }
 
-/// Restores every string of `v` (strings under `arguments` / `partial_json` as JSON text);
-/// true when anything changed.
+/// Restores every string and key of `v` (strings under `arguments` / `partial_json` as JSON
+/// text); true when anything changed.
 pub(crate) fn restore_value(v: &mut Value, map: &PlaceholderMap, key: Option<&str>) -> bool {
     match v {
         Value::String(s) => restore_string(s, map, mode_for_key(key)),
         Value::Array(items) => items.iter_mut().fold(false, |changed, item| {
             restore_value(item, map, key) | changed
         }),
-        Value::Object(obj) => obj.iter_mut().fold(false, |changed, (k, item)| {
-            restore_value(item, map, Some(k)) | changed
-        }),
+        Value::Object(obj) => {
+            let mut changed = obj.iter_mut().fold(false, |changed, (k, item)| {
+                restore_value(item, map, Some(k)) | changed
+            });
+            // Keys carry placeholders too (tool input keys the request had transformed).
+            if obj.keys().any(|k| k.contains('<')) {
+                let old = std::mem::take(obj);
+                for (k, item) in old {
+                    let k = match restore_cow(&k, map, TextMode::Plain) {
+                        Cow::Borrowed(_) => k,
+                        Cow::Owned(o) => {
+                            changed = true;
+                            o
+                        }
+                    };
+                    obj.insert(k, item);
+                }
+            }
+            changed
+        }
         _ => false,
     }
 }

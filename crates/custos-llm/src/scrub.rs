@@ -1,14 +1,18 @@
-//! Scrubbing a request: find personal data in every caller text and replace it.
+//! Scrubbing a request: find personal data in every caller text, key, number and URL and
+//! replace it.
 //!
-//! Fail closed: every string is scanned except values under keys known to be structure
-//! (identifiers, enums, names a provider validates) or binary payloads. A key that is usually
-//! structural but holds an object (a JSON schema property called `name`, say) is walked, since
-//! only strings can be trusted to be the enum they claim to be.
+//! Fail closed: the body is walked with the schema of its wire format ([`crate::schema`]), and
+//! only the positions that schema names as structure are left alone (and only while their value
+//! has the structural shape). Keys are scanned and transformed like the ingest path does for
+//! record metadata: a key that transforms to one already present gets ` (2)`, ` (3)`, ...
+//! suffixes, so two keys never collide. A number that holds personal data becomes the
+//! transformed text (a string): the number itself must not reach the provider.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use custos_pii::{
-    anonymize, AnonymizeError, EntityKind, Operator, OperatorContext, Operators, Scanner, Tokenizer,
+    anonymize, AnonymizeError, EntityKind, Finding, Operator, OperatorContext, Operators, Scanner,
+    Tokenizer,
 };
 use serde_json::{Map, Value};
 
@@ -16,6 +20,7 @@ use hmac::Hmac;
 use sha2::Sha256;
 
 use crate::placeholder::{placeholder_keyed, PlaceholderKey, PlaceholderMap};
+use crate::schema::{self, Node, Shape};
 use crate::WireFormat;
 
 /// How detected values are handled (the policy's `[llm] pii` action).
@@ -78,36 +83,6 @@ fn kinds_list(kinds: &BTreeSet<EntityKind>) -> String {
         .join(", ")
 }
 
-/// Keys whose string values are structure: identifiers, enums, names providers validate.
-const STRUCTURAL_KEYS: &[&str] = &[
-    "model",
-    "role",
-    "type",
-    "id",
-    "call_id",
-    "tool_call_id",
-    "tool_use_id",
-    "name",
-    "previous_response_id",
-    "service_tier",
-    "reasoning_effort",
-    "effort",
-    "media_type",
-    "detail",
-    "status",
-    "tool_choice",
-    "modalities",
-    "voice",
-    "format",
-    "encoding_format",
-];
-
-/// Keys holding binary payloads or references to them: never text, never scanned.
-const BINARY_KEYS: &[&str] = &["image_url", "file_data", "input_audio", "url", "file_url"];
-
-/// Content block types whose `input` is the model's tool input: free-form, every string scanned.
-const TOOL_INPUT_TYPES: &[&str] = &["tool_use", "server_tool_use", "mcp_tool_use"];
-
 /// Scans and transforms every caller text of `body` in place (see the crate docs for what is
 /// scanned). On any error nothing useful is left in `body`: the caller must not send it.
 pub fn scrub_request(
@@ -134,7 +109,7 @@ pub fn scrub_request(
         mac: scrubber.key.mac(),
         blocked: BTreeSet::new(),
     };
-    walk.value(body, None, false)?;
+    walk.value(body, Node::Obj(schema::root(format)), None)?;
     if !walk.blocked.is_empty() {
         return Err(ScrubError::Blocked {
             kinds: walk.blocked,
@@ -176,61 +151,158 @@ struct Walk<'w, 'a> {
 }
 
 impl Walk<'_, '_> {
-    /// Walks `v`, found under `key`; `free` means app-defined JSON (tool arguments and inputs),
-    /// where no key is structural. Returns true when anything changed.
-    fn value(&mut self, v: &mut Value, key: Option<&str>, free: bool) -> Result<bool, ScrubError> {
+    /// Walks `v`, at a position the schema gives as `node`; `key` is the field `v` sits
+    /// under (context for numbers). Returns `Some(replacement)` when `v` must be replaced
+    /// by another value (a number holding personal data becomes a string); strings, arrays
+    /// and objects are changed in place.
+    fn value(
+        &mut self,
+        v: &mut Value,
+        node: Node,
+        key: Option<&str>,
+    ) -> Result<Option<Value>, ScrubError> {
         match v {
-            Value::String(s) if !free && key == Some("arguments") => self.arguments(s),
-            Value::String(s) => self.text(s),
+            Value::String(s) => {
+                self.string(s, node)?;
+                Ok(None)
+            }
+            Value::Number(n) => self.number(n, key),
             Value::Array(items) => {
-                let mut changed = false;
-                for item in items {
-                    changed |= self.value(item, key, free)?;
+                for item in items.iter_mut() {
+                    if let Some(new) = self.value(item, node, key)? {
+                        *item = new;
+                    }
                 }
-                Ok(changed)
+                Ok(None)
             }
-            Value::Object(obj) if free => {
-                let mut changed = false;
-                for item in obj.values_mut() {
-                    changed |= self.value(item, None, true)?;
-                }
-                Ok(changed)
+            Value::Object(obj) => {
+                let shape = match node {
+                    Node::Obj(shape) | Node::Parts(shape) => Some(shape),
+                    _ => None,
+                };
+                self.object(obj, shape)?;
+                Ok(None)
             }
-            Value::Object(obj) => self.object(obj, key),
-            _ => Ok(false),
+            Value::Null | Value::Bool(_) => Ok(None),
         }
     }
 
+    /// A string at a `node` position.
+    fn string(&mut self, s: &mut String, node: Node) -> Result<bool, ScrubError> {
+        match node {
+            Node::Token | Node::Obj(_) if schema::is_token(s) => Ok(false),
+            Node::Binary if schema::is_binary(s) => Ok(false),
+            Node::Url => self.url(s),
+            Node::JsonText => self.arguments(s),
+            _ => self.text(s),
+        }
+    }
+
+    /// An object of `shape` (`None`: caller data, every key scanned). Keys the shape does not
+    /// name are scanned; a key that transforms is renamed, with a suffix if the new name is
+    /// taken, so no value is lost or merged.
     fn object(
         &mut self,
         obj: &mut Map<String, Value>,
-        key: Option<&str>,
-    ) -> Result<bool, ScrubError> {
-        let ty = obj.get("type").and_then(Value::as_str);
-        // Anthropic `source: {type: "base64", data}`: the data is an encoded image or document.
-        let base64_source = key == Some("source") && ty == Some("base64");
-        let tool_input = ty.is_some_and(|t| TOOL_INPUT_TYPES.contains(&t));
-        let mut changed = false;
-        for (k, item) in obj.iter_mut() {
-            let k = k.as_str();
-            if BINARY_KEYS.contains(&k) || (base64_source && k == "data") {
-                continue;
+        shape: Option<Shape>,
+    ) -> Result<(), ScrubError> {
+        let ty = obj.get("type").and_then(Value::as_str).map(str::to_owned);
+        let mut entries: Vec<(String, Value, bool)> = Vec::with_capacity(obj.len());
+        let keys: Vec<String> = obj.keys().cloned().collect();
+        for k in keys {
+            let field = shape.and_then(|sh| schema::field(sh, ty.as_deref(), &k));
+            let mut item = obj.remove(&k).expect("key listed above");
+            let node = field.unwrap_or(Node::Free);
+            if let Some(new) = self.value(&mut item, node, Some(&k))? {
+                item = new;
             }
-            if STRUCTURAL_KEYS.contains(&k) && is_strings(item) {
-                continue;
-            }
-            let free = tool_input && k == "input";
-            changed |= self.value(item, Some(k), free)?;
+            let mut new_key = k.clone();
+            let transformed = field.is_none() && self.text(&mut new_key)?;
+            entries.push((new_key, item, transformed));
         }
-        Ok(changed)
+        // Kept keys first, so a transformed key never displaces one that was already there.
+        for (k, v, _) in entries.iter_mut().filter(|e| !e.2) {
+            obj.insert(std::mem::take(k), std::mem::take(v));
+        }
+        for (k, v, _) in entries.into_iter().filter(|e| e.2) {
+            let k = unique_key(obj, k);
+            obj.insert(k, v);
+        }
+        Ok(())
     }
 
-    /// Tool-call arguments are JSON text: scan the strings inside, not the JSON syntax.
+    /// A number holding personal data (a phone or card number sent as a JSON number) becomes
+    /// its transformed text; the field name is the context the recognizers need (`phone`).
+    fn number(
+        &mut self,
+        n: &serde_json::Number,
+        key: Option<&str>,
+    ) -> Result<Option<Value>, ScrubError> {
+        let digits = n.to_string();
+        // Every entity scanned for that can be a bare number has at least 9 digits.
+        if digits.bytes().filter(u8::is_ascii_digit).count() < 9 {
+            return Ok(None);
+        }
+        let context = key.unwrap_or("number");
+        let framed = format!("{context}: {digits}");
+        let offset = framed.len() - digits.len();
+        let kinds = self.scrubber.kinds;
+        let hit = self
+            .scrubber
+            .scanner
+            .scan_for(&framed, kinds)
+            .into_iter()
+            .filter(|f| kinds.contains(&f.entity))
+            .find(|f| f.byte_end > offset);
+        let Some(hit) = hit else { return Ok(None) };
+        // The whole number is the value: a part of one is not a number the provider may see.
+        let whole = Finding {
+            start: 0,
+            end: digits.chars().count(),
+            byte_start: 0,
+            byte_end: digits.len(),
+            ..hit
+        };
+        let mut out = digits;
+        if !self.apply(&mut out, vec![whole])? {
+            return Ok(None);
+        }
+        Ok(Some(Value::String(out)))
+    }
+
+    /// A URL position: `data:` URLs keep a base64 payload; others are rewritten component by
+    /// component.
+    fn url(&mut self, s: &mut String) -> Result<bool, ScrubError> {
+        if let Some(rest) = s.strip_prefix("data:") {
+            if let Some((header, payload)) = rest.split_once(',') {
+                if header.ends_with(";base64") && schema::is_binary(payload) {
+                    return Ok(false);
+                }
+            }
+        }
+        match crate::url_scan::rewrite_url(s, &mut |piece| {
+            let mut t = piece.to_string();
+            Ok(self.plain(&mut t)?.then_some(t))
+        })? {
+            Some(new) => {
+                *s = new;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Tool-call arguments are JSON text: scan the keys, strings and numbers inside, not the
+    /// JSON syntax.
     fn arguments(&mut self, s: &mut String) -> Result<bool, ScrubError> {
         let Ok(mut parsed) = serde_json::from_str::<Value>(s) else {
             return self.text(s);
         };
-        if !self.value(&mut parsed, None, true)? {
+        let before = parsed.clone();
+        if let Some(new) = self.value(&mut parsed, Node::Free, None)? {
+            parsed = new;
+        }
+        if parsed == before {
             return Ok(false);
         }
         *s = serde_json::to_string(&parsed)
@@ -238,11 +310,34 @@ impl Walk<'_, '_> {
         Ok(true)
     }
 
-    /// Scans one text once and applies the action to what was found.
+    /// Scans one text: its own findings, then each URL in it component by component (the
+    /// engine reports a URL as one finding and looks no further inside).
     fn text(&mut self, s: &mut String) -> Result<bool, ScrubError> {
+        let mut changed = self.plain(s)?;
+        if s.contains("://") {
+            let urls = self.scrubber.scanner.scan_for(s, &[EntityKind::Url]);
+            // From the end, so earlier byte offsets stay valid.
+            for f in urls.iter().rev().filter(|f| f.entity == EntityKind::Url) {
+                let mut url = s[f.byte_start..f.byte_end].to_string();
+                if self.url(&mut url)? {
+                    s.replace_range(f.byte_start..f.byte_end, &url);
+                    changed = true;
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Scans one text once (URLs as the engine sees them) and applies the action.
+    fn plain(&mut self, s: &mut String) -> Result<bool, ScrubError> {
         let kinds = self.scrubber.kinds;
         let mut findings = self.scrubber.scanner.scan_for(s, kinds);
         findings.retain(|f| kinds.contains(&f.entity));
+        self.apply(s, findings)
+    }
+
+    /// Applies the action to `findings` of `s`.
+    fn apply(&mut self, s: &mut String, findings: Vec<Finding>) -> Result<bool, ScrubError> {
         if findings.is_empty() {
             return Ok(false);
         }
@@ -295,13 +390,16 @@ impl Tokenizer for Minter<'_> {
     }
 }
 
-/// True for a string or an array of strings (the shapes structural values take).
-fn is_strings(v: &Value) -> bool {
-    match v {
-        Value::String(_) => true,
-        Value::Array(items) => items.iter().all(|i| matches!(i, Value::String(_))),
-        _ => false,
+/// `key`, or the first of `key (2)`, `key (3)`, ... that `map` does not hold yet (the same
+/// rule the ingest path applies to record metadata keys).
+fn unique_key(map: &Map<String, Value>, key: String) -> String {
+    if !map.contains_key(&key) {
+        return key;
     }
+    (2u64..)
+        .map(|n| format!("{key} ({n})"))
+        .find(|k| !map.contains_key(k))
+        .expect("some suffix is free")
 }
 
 /// The engine's errors name kinds and indexes only, never values.

@@ -497,11 +497,42 @@ fn events_without_a_bracket_leave_as_they_came() {
             let e = SseEvent::named("content_block_delta", data);
             assert_eq!(s.on_event(e.clone()).unwrap(), vec![e]);
         }
-        // An escaped `<` takes the full path: an index-less delta is then an error.
-        let escaped =
-            r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"\u003cPER"}}"#;
-        let e = SseEvent::named("content_block_delta", escaped);
+        // An escaped `<` takes the full path in every format: a placeholder written with
+        // JSON's `\u003c` / `\u003e` escapes in the format's own text delta is restored, and
+        // an index-less Anthropic delta is then an error.
+        let (p, value) = common::PAIRS[0];
+        let escaped_p = p.replace('<', "\\u003c").replace('>', "\\u003e");
+        let (name, delta) = match format {
+            WireFormat::ChatCompletions => (
+                None,
+                format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"hi {escaped_p}"}}}}]}}"#),
+            ),
+            WireFormat::Responses => (
+                Some("response.output_text.delta"),
+                format!(
+                    r#"{{"type":"response.output_text.delta","item_id":"m","output_index":0,"content_index":0,"delta":"hi {escaped_p}","sequence_number":8}}"#
+                ),
+            ),
+            WireFormat::AnthropicMessages => (
+                Some("content_block_delta"),
+                format!(
+                    r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"hi {escaped_p}"}}}}"#
+                ),
+            ),
+        };
+        let e = match name {
+            Some(n) => SseEvent::named(n, delta),
+            None => SseEvent::data(delta),
+        };
+        let out = s.on_event(e.clone()).unwrap();
+        let sent: String = out.iter().map(|o| o.data.clone()).collect();
+        assert!(
+            sent.contains(value) && !sent.contains("u003c"),
+            "{format:?}: the escaped placeholder was not restored: {sent}"
+        );
         if format == WireFormat::AnthropicMessages {
+            let escaped = r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"\u003cPER"}}"#;
+            let e = SseEvent::named("content_block_delta", escaped);
             assert!(s.on_event(e).is_err());
         }
     }
