@@ -27,7 +27,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, LoadError};
 pub use duration::{Duration, DurationError, DurationUnit, VALIDATION_REFERENCE};
 pub use model::{
     Access, Backups, Bounds, Category, Classification, Deletion, DueTimes, ErasureAction, Llm,
-    OverrideError, PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service,
+    Network, OverrideError, PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service,
     UnknownKeyword, KNOWN_PII_ENTITIES,
 };
 
