@@ -24,6 +24,7 @@ mod lifecycle;
 mod llm;
 mod members;
 mod orgs;
+pub mod outbound;
 mod pii;
 mod pii_stream;
 mod pii_walk;
@@ -245,6 +246,8 @@ impl Custos {
         vault: Arc<KeyVault>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let key_source = idp::HttpKeySource::new(policy.network.clone());
+        let identity_keys = idp::JwksCache::new(Arc::new(key_source));
         Custos {
             policy,
             store,
@@ -256,7 +259,7 @@ impl Custos {
             alerts: None,
             audit_signer: None,
             mint_locks: pii::MintLocks::default(),
-            identity_keys: idp::JwksCache::default(),
+            identity_keys,
             faults: None,
         }
     }
