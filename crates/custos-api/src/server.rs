@@ -76,9 +76,7 @@ fn source_key(ip: IpAddr) -> IpAddr {
             Some(v4) => IpAddr::V4(v4),
             None => {
                 let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(
-                    s[0], s[1], s[2], s[3], 0, 0, 0, 0,
-                ))
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
             }
         },
     }
@@ -262,8 +260,11 @@ pub async fn serve(
     let _ = stop.send(true);
     // Every connection holds a slot until it ends: holding them all means all ended.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), slots.acquire_many(all))
-        .await;
+    let _ = tokio::time::timeout(
+        SHUTDOWN_GRACE + Duration::from_secs(1),
+        slots.acquire_many(all),
+    )
+    .await;
     Ok(())
 }
 
@@ -297,9 +298,8 @@ where
     } = shared;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        let req = req.map(|body| {
-            DeadlineBody::new(body, limits.body_read_timeout, limits.body_min_rate)
-        });
+        let req =
+            req.map(|body| DeadlineBody::new(body, limits.body_read_timeout, limits.body_min_rate));
         app.clone().oneshot(req)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -351,6 +351,9 @@ mod tests {
         assert!(sources.try_take("192.0.2.8".parse().unwrap(), 1).is_some());
         drop(first);
         assert!(sources.try_take(ip, 1).is_some());
-        assert!(sources.lock().is_empty(), "no entry is kept for idle sources");
+        assert!(
+            sources.lock().is_empty(),
+            "no entry is kept for idle sources"
+        );
     }
 }

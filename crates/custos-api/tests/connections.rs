@@ -58,7 +58,10 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<(
         match tokio::time::timeout(left, stream.read(&mut buf)).await {
             Err(_) => return None,
             Ok(Ok(0)) | Ok(Err(_)) => {
-                return Some((String::from_utf8_lossy(&got).into_owned(), started.elapsed()))
+                return Some((
+                    String::from_utf8_lossy(&got).into_owned(),
+                    started.elapsed(),
+                ))
             }
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
         }

@@ -439,12 +439,19 @@ async fn a_loopback_key_set_needs_network_allow() {
         format!("http://[::1]@127.0.0.1:{port}/jwks.json"),
     ] {
         let got = set_idp(&open, &open_org, idp(&uri)).await;
-        assert_eq!(got, (StatusCode::BAD_REQUEST, json!("url_not_allowed")), "{uri}");
+        assert_eq!(
+            got,
+            (StatusCode::BAD_REQUEST, json!("url_not_allowed")),
+            "{uri}"
+        );
     }
     assert_eq!(issuer.fetches(), 0);
 
     // Listed in `allow`: accepted and fetched.
-    assert_eq!(set_idp(&open, &open_org, idp(&jwks)).await.0, StatusCode::OK);
+    assert_eq!(
+        set_idp(&open, &open_org, idp(&jwks)).await.0,
+        StatusCode::OK
+    );
     let token = key.sign(&issuer.claims());
     let (status, body) = open
         .write_security_log(&open_org, &api_key, Some(&token))
@@ -471,5 +478,8 @@ async fn a_name_resolving_to_loopback_is_refused_before_connecting() {
     assert_eq!(s.refusals(Some(&org)).await, vec!["jwks_unavailable"]);
     let accepted =
         tokio::time::timeout(std::time::Duration::from_millis(300), listener.accept()).await;
-    assert!(accepted.is_err(), "a connection was opened to a refused address");
+    assert!(
+        accepted.is_err(),
+        "a connection was opened to a refused address"
+    );
 }

@@ -113,12 +113,7 @@ fn embedded_v4(ip: &Ipv6Addr) -> Option<Ipv4Addr> {
         return Some(v4);
     }
     let s = ip.segments();
-    let tail = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {
         [0, 0, 0, 0, 0, 0, _, _] if !ip.is_loopback() && !ip.is_unspecified() => Some(tail),
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(tail),
@@ -322,7 +317,10 @@ impl Outbound {
                     format!("[network] ca_file {}: cannot read: {e}", path.display())
                 })?;
                 let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    format!("[network] ca_file {}: not PEM certificates: {e}", path.display())
+                    format!(
+                        "[network] ca_file {}: not PEM certificates: {e}",
+                        path.display()
+                    )
                 })?;
                 if certs.is_empty() {
                     return Err(format!(
@@ -419,7 +417,11 @@ mod tests {
 
     #[test]
     fn schemes_other_than_https_and_http_are_refused() {
-        for url in ["ftp://idp.example.com/x", "file:///etc/passwd", "gopher://x/"] {
+        for url in [
+            "ftp://idp.example.com/x",
+            "file:///etc/passwd",
+            "gopher://x/",
+        ] {
             assert!(matches!(
                 OutboundUrl::parse(url, &Rules::default()),
                 Err(Refusal::Scheme(_))
@@ -479,10 +481,14 @@ mod tests {
     fn every_resolved_address_is_checked() {
         let sa = |s: &str| SocketAddr::new(ip(s), 443);
         let none = Rules::default();
-        assert!(none.check_all("idp.example.com", &[sa("93.184.215.14")], false).is_ok());
+        assert!(none
+            .check_all("idp.example.com", &[sa("93.184.215.14")], false)
+            .is_ok());
         // One internal address among public ones refuses the name.
         let mixed = [sa("93.184.215.14"), sa("169.254.169.254")];
-        let err = none.check_all("idp.example.com", &mixed, false).unwrap_err();
+        let err = none
+            .check_all("idp.example.com", &mixed, false)
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "idp.example.com (169.254.169.254) is a link-local or cloud-metadata address, \
@@ -492,14 +498,22 @@ mod tests {
         // Plain http: only names whose every address is allowed.
         let lo = rules(&["127.0.0.0/8"]);
         assert!(lo.check_all("localhost", &[sa("127.0.0.1")], true).is_ok());
-        assert!(lo.check_all("x", &[sa("127.0.0.1"), sa("8.8.8.8")], true).is_err());
+        assert!(lo
+            .check_all("x", &[sa("127.0.0.1"), sa("8.8.8.8")], true)
+            .is_err());
     }
 
     #[tokio::test]
     async fn the_resolver_refuses_internal_answers() {
         // Literal IPs and `localhost` resolve without sending anything anywhere.
         let none = Rules::default();
-        for name in ["127.0.0.1", "169.254.169.254", "10.0.0.1", "::1", "localhost"] {
+        for name in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "10.0.0.1",
+            "::1",
+            "localhost",
+        ] {
             let e = resolve_checked(&none, name, false).await.unwrap_err();
             assert!(e.to_string().contains("refused"), "{name}: {e}");
         }
@@ -507,7 +521,9 @@ mod tests {
         assert!(resolve_checked(&none, "8.8.8.8", true).await.is_err());
         let lo = rules(&["127.0.0.0/8", "::1/128"]);
         assert!(resolve_checked(&lo, "localhost", true).await.is_ok());
-        assert!(resolve_checked(&lo, "169.254.169.254", false).await.is_err());
+        assert!(resolve_checked(&lo, "169.254.169.254", false)
+            .await
+            .is_err());
     }
 
     #[test]
@@ -519,7 +535,10 @@ mod tests {
             ca_file: Some(dir.path().join("missing.pem")),
         };
         let e = Outbound::new(&network, t, t).unwrap_err();
-        assert!(e.starts_with("[network] ca_file ") && e.contains("missing.pem"), "{e}");
+        assert!(
+            e.starts_with("[network] ca_file ") && e.contains("missing.pem"),
+            "{e}"
+        );
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "no certificates here\n").unwrap();
         network.ca_file = Some(empty);

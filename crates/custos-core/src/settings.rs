@@ -525,7 +525,10 @@ mod tests {
             assert_eq!(code(url, &lo), Err("url_not_allowed"), "{url}");
         }
         // Loopback over http: only with `[network] allow` listing it.
-        assert_eq!(code("http://127.0.0.1:8080/jwks", &none), Err("url_not_allowed"));
+        assert_eq!(
+            code("http://127.0.0.1:8080/jwks", &none),
+            Err("url_not_allowed")
+        );
         assert_eq!(code("http://127.0.0.1:8080/jwks", &lo), Ok(()));
         assert_eq!(code("http://10.0.0.1/jwks", &lo), Err("url_not_allowed"));
         assert_eq!(code("https://[fe80::1]/jwks", &lo), Err("url_not_allowed"));

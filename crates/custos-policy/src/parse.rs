@@ -13,9 +13,8 @@ use crate::diagnostic::{Diagnostic, Diagnostics, LineIndex};
 use crate::duration::{Duration, DurationUnit};
 use crate::model::{
     Access, Backups, Bounds, Category, Classification, Deletion, ErasureAction, Llm, Network,
-    PiiAction,
-    PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service, UnknownKeyword,
-    KNOWN_PII_ENTITIES,
+    PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service,
+    UnknownKeyword, KNOWN_PII_ENTITIES,
 };
 
 #[path = "parse_network.rs"]

@@ -51,7 +51,11 @@ fn check_range(cx: &mut Cx<'_>, text: &str, span: &Span) -> Option<IpNet> {
             ),
             Err(_) => "write CIDR ranges such as \"127.0.0.0/8\" or \"fd00::/8\"".to_string(),
         };
-        cx.error(span, format!("{text:?} in `allow` is not a CIDR range"), hint);
+        cx.error(
+            span,
+            format!("{text:?} in `allow` is not a CIDR range"),
+            hint,
+        );
         return None;
     };
     if net.prefix_len() == 0 {

@@ -599,7 +599,10 @@ fn network_ranges_are_checked_where_they_are_written() {
             "12:1: unknown key `proxy` in [network]",
         ]
     );
-    let hints: Vec<_> = d.iter().map(|e| e.hint.clone().unwrap_or_default()).collect();
+    let hints: Vec<_> = d
+        .iter()
+        .map(|e| e.hint.clone().unwrap_or_default())
+        .collect();
     assert!(hints[0].contains("\"10.0.0.1/32\""), "{hints:?}");
     assert!(hints[2].contains("\"10.1.0.0/16\""), "{hints:?}");
     let text = d.to_string();

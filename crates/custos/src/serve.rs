@@ -234,13 +234,8 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
         );
     }
     let limits = connection_limits(&args);
-    let served = custos_api::server::serve(
-        listener,
-        app,
-        limits,
-        tls.map(Arc::new),
-        shutdown_signal(),
-    )
-    .await;
+    let served =
+        custos_api::server::serve(listener, app, limits, tls.map(Arc::new), shutdown_signal())
+            .await;
     served.map_err(|e| Failure::Failed(format!("server on {}: {e}", args.listen)))
 }
