@@ -18,6 +18,7 @@ mod openapi;
 mod problem;
 mod request_routes;
 mod routes;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -86,7 +86,9 @@ impl From<CoreError> for ApiError {
             | CoreError::MfaRequired(_)
             | CoreError::TransferNotAllowed(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            CoreError::Invalid { .. } | CoreError::UnknownCategory(_) => StatusCode::BAD_REQUEST,
+            CoreError::Invalid { .. }
+            | CoreError::UrlNotAllowed { .. }
+            | CoreError::UnknownCategory(_) => StatusCode::BAD_REQUEST,
             CoreError::Conflict(_) | CoreError::MoveInProgress(_) => StatusCode::CONFLICT,
             CoreError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             CoreError::Erased | CoreError::OrgTerminated(_) => StatusCode::GONE,
@@ -155,6 +157,7 @@ pub fn title(code: &str) -> &'static str {
         "not_found" => "Not found",
         "method_not_allowed" => "Method not allowed on this route",
         "invalid_input" => "Invalid input",
+        "url_not_allowed" => "URL not allowed",
         "malformed_json" => "Malformed JSON body",
         "unknown_category" => "Unknown data category",
         "unsupported_media_type" => "Unsupported media type",

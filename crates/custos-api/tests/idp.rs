@@ -20,8 +20,16 @@ use support::{deploy, serve, ADMIN};
 type Server = support::Deployment;
 const AUDIENCE: &str = "custos-app";
 
+/// The built-in policy with `[network] allow = ["127.0.0.0/8"]`: the stand-in identity
+/// provider runs on loopback, which run-time URLs may reach only when the policy says so.
 async fn server() -> Server {
-    let policy = Policy::parse(Policy::BUILTIN_TOML, "builtin.toml").unwrap();
+    server_with_network("allow = [\"127.0.0.0/8\"]").await
+}
+
+/// The built-in policy with `network` as its `[network]` table.
+async fn server_with_network(network: &str) -> Server {
+    let source = format!("{}\n[network]\n{network}\n", Policy::BUILTIN_TOML);
+    let policy = Policy::parse(&source, "builtin.toml").unwrap();
     deploy(policy, Arc::new(SystemClock), |c| c).await
 }
 
@@ -397,4 +405,81 @@ async fn the_openapi_document_names_the_identity_token_header() {
     assert_eq!(scheme["type"], "apiKey", "{scheme}");
     assert_eq!(scheme["in"], "header");
     assert_eq!(scheme["name"], "x-custos-identity-token");
+}
+
+/// PATCHes the org's identity provider to `idp` and returns the status and problem code.
+async fn set_idp(s: &Server, org: &str, idp: Value) -> (StatusCode, Value) {
+    let req = s
+        .client
+        .patch(s.url(&format!("/v1/orgs/{org}/settings")))
+        .json(&json!({ "identity_provider": idp }));
+    let (status, body) = s.call(req, ADMIN, None).await;
+    (status, body["code"].clone())
+}
+
+#[tokio::test]
+async fn a_loopback_key_set_needs_network_allow() {
+    let key = Key::new(1, "k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let jwks = format!("{}/jwks.json", issuer.base);
+    let idp = |uri: &str| json!({"issuer": issuer.base, "audience": AUDIENCE, "jwks_uri": uri});
+
+    // No `[network] allow`: the loopback provider is refused when configured, unfetched.
+    let closed = server_with_network("allow = []").await;
+    let (org, _) = closed.org(None).await;
+    let refused = set_idp(&closed, &org, idp(&jwks)).await;
+    assert_eq!(refused, (StatusCode::BAD_REQUEST, json!("url_not_allowed")));
+    // The review's user-info bypasses are refused whatever `allow` says.
+    let open = server().await;
+    let (open_org, api_key) = open.org(None).await;
+    let port = issuer.base.rsplit(':').next().unwrap();
+    for uri in [
+        format!("http://localhost:1@127.0.0.1:{port}/jwks.json"),
+        format!("http://127.0.0.1:80@127.0.0.1:{port}/jwks.json"),
+        format!("http://[::1]@127.0.0.1:{port}/jwks.json"),
+    ] {
+        let got = set_idp(&open, &open_org, idp(&uri)).await;
+        assert_eq!(
+            got,
+            (StatusCode::BAD_REQUEST, json!("url_not_allowed")),
+            "{uri}"
+        );
+    }
+    assert_eq!(issuer.fetches(), 0);
+
+    // Listed in `allow`: accepted and fetched.
+    assert_eq!(
+        set_idp(&open, &open_org, idp(&jwks)).await.0,
+        StatusCode::OK
+    );
+    let token = key.sign(&issuer.claims());
+    let (status, body) = open
+        .write_security_log(&open_org, &api_key, Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(issuer.fetches(), 1);
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_loopback_is_refused_before_connecting() {
+    // https to a name passes the URL check; the resolver then finds loopback, which this
+    // deployment does not allow, so no connection is opened to the listener.
+    let s = server_with_network("allow = []").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let key = Key::new(1, "k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let (org, api_key) = s.org(None).await;
+    let idp = json!({"issuer": issuer.base, "audience": AUDIENCE,
+                     "jwks_uri": format!("https://localhost:{port}/jwks.json")});
+    assert_eq!(set_idp(&s, &org, idp).await.0, StatusCode::OK);
+    let token = key.sign(&issuer.claims());
+    assert_unauthenticated(s.write_security_log(&org, &api_key, Some(&token)).await);
+    assert_eq!(s.refusals(Some(&org)).await, vec!["jwks_unavailable"]);
+    let accepted =
+        tokio::time::timeout(std::time::Duration::from_millis(300), listener.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "a connection was opened to a refused address"
+    );
 }

@@ -28,6 +28,15 @@ pub enum CoreError {
         /// What is wrong with it.
         message: String,
     },
+    /// A URL given at run time that the outbound rules refuse (scheme, user info, an
+    /// internal address not in `[network] allow`).
+    #[error("`{field}` is not allowed: {message}")]
+    UrlNotAllowed {
+        /// The field holding the URL.
+        field: String,
+        /// Why it is refused.
+        message: String,
+    },
     /// The category is not in the policy.
     #[error("unknown category `{0}`; see `custos policy show` for the categories this deployment defines")]
     UnknownCategory(String),
@@ -76,6 +85,7 @@ impl CoreError {
             CoreError::NotFound(_) => "not_found",
             CoreError::OrgTerminated(_) => "org_terminated",
             CoreError::Invalid { .. } => "invalid_input",
+            CoreError::UrlNotAllowed { .. } => "url_not_allowed",
             CoreError::UnknownCategory(_) => "unknown_category",
             CoreError::Conflict(_) => "conflict",
             CoreError::Erased => "erased",

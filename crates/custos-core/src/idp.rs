@@ -22,6 +22,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicK
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use crate::outbound::{error_chain, Outbound, OutboundUrl, Rules};
 use crate::settings::IdentityProvider;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
@@ -270,54 +271,62 @@ pub trait KeySource: Send + Sync {
     fn fetch<'a>(&'a self, jwks_uri: &'a str) -> BoxFuture<'a, Result<JwkSet, String>>;
 }
 
-/// Fetches key sets over HTTP(S) with bounded timeouts and no redirects (the configured URL
-/// was validated; a redirect could lead anywhere).
+/// Fetches key sets over HTTP(S) with bounded timeouts and no redirects, under the outbound
+/// rules of [`crate::outbound`]: the URL is checked again at each fetch (the policy's
+/// `[network] allow` may have changed since the setting was stored) and every address its
+/// host resolves to is checked before connecting.
 #[derive(Default)]
 pub struct HttpKeySource {
-    client: OnceLock<Result<reqwest::Client, String>>,
+    network: custos_policy::Network,
+    client: OnceLock<Result<Outbound, String>>,
 }
 
 impl HttpKeySource {
-    fn client(&self) -> Result<&reqwest::Client, String> {
+    /// A key source under the policy's `[network]` rules.
+    pub fn new(network: custos_policy::Network) -> Self {
+        HttpKeySource {
+            network,
+            client: OnceLock::new(),
+        }
+    }
+
+    fn client(&self) -> Result<&Outbound, String> {
         self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .timeout(FETCH_TIMEOUT)
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| format!("HTTP client: {e}"))
-            })
+            .get_or_init(|| Outbound::new(&self.network, FETCH_TIMEOUT, CONNECT_TIMEOUT))
             .as_ref()
             .map_err(Clone::clone)
     }
 
     async fn get(&self, jwks_uri: &str) -> Result<JwkSet, String> {
+        // Refused before any connection: nothing is sent for a URL the rules do not allow.
+        let url = OutboundUrl::parse(jwks_uri, &Rules::new(&self.network))
+            .map_err(|e| format!("jwks_uri {e}"))?;
+        let origin = url.origin();
         let response = self
             .client()?
-            .get(jwks_uri)
+            .get(&url)
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| format!("fetching {jwks_uri}: {e}"))?;
+            .map_err(|e| format!("fetching keys from {origin}: {}", error_chain(&e)))?;
         if !response.status().is_success() {
-            return Err(format!("{jwks_uri} answered {}", response.status()));
+            return Err(format!("{origin} answered {}", response.status()));
         }
         if response
             .content_length()
             .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
         {
             return Err(format!(
-                "{jwks_uri}: key set larger than {MAX_JWKS_BYTES} bytes"
+                "{origin}: key set larger than {MAX_JWKS_BYTES} bytes"
             ));
         }
         let body = response
             .bytes()
             .await
-            .map_err(|e| format!("reading {jwks_uri}: {e}"))?;
+            .map_err(|e| format!("reading keys from {origin}: {}", error_chain(&e)))?;
         if body.len() > MAX_JWKS_BYTES {
             return Err(format!(
-                "{jwks_uri}: key set larger than {MAX_JWKS_BYTES} bytes"
+                "{origin}: key set larger than {MAX_JWKS_BYTES} bytes"
             ));
         }
         parse_jwks(&body)

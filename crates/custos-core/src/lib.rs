@@ -27,6 +27,7 @@ pub mod limits;
 mod llm;
 mod members;
 mod orgs;
+pub mod outbound;
 mod pii;
 mod pii_stream;
 mod pii_walk;
@@ -253,6 +254,8 @@ impl Custos {
         vault: Arc<KeyVault>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let key_source = idp::HttpKeySource::new(policy.network.clone());
+        let identity_keys = idp::JwksCache::new(Arc::new(key_source));
         Custos {
             policy,
             store,
@@ -264,7 +267,7 @@ impl Custos {
             alerts: None,
             audit_signer: None,
             mint_locks: pii::MintLocks::default(),
-            identity_keys: idp::JwksCache::default(),
+            identity_keys,
             faults: None,
             source_failures: Arc::default(),
             auth_failures: Arc::default(),

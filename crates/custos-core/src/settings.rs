@@ -11,6 +11,7 @@ use custos_policy::Duration;
 use custos_store::OrgScope;
 
 use crate::authz::Operation;
+use crate::outbound::{OutboundUrl, Refusal, Rules};
 use crate::{Caller, CoreError, Custos};
 
 /// The session timeout when an org sets none (seed 004's `sessionTimeout`).
@@ -34,7 +35,8 @@ pub struct IdentityProvider {
     pub issuer: String,
     /// The `aud` the tokens must carry (this deployment's client id at the provider).
     pub audience: String,
-    /// Where the provider publishes its signing keys (JWKS); `https`, or `http` on loopback.
+    /// Where the provider publishes its signing keys (JWKS): `https`, no user info; internal
+    /// addresses and plain `http` only where the policy's `[network] allow` lists them.
     pub jwks_uri: String,
 }
 
@@ -156,8 +158,9 @@ impl OrgSettings {
     fn apply(
         mut self,
         change: SettingsChange,
-        llm: &custos_policy::Llm,
+        policy: &custos_policy::Policy,
     ) -> Result<(OrgSettings, Vec<String>), CoreError> {
+        let llm = &policy.llm;
         let mut changed = Vec::new();
         if let Some(v) = change.require_mfa_for_admins {
             self.require_mfa_for_admins = v;
@@ -169,7 +172,7 @@ impl OrgSettings {
         }
         if let Some(v) = change.identity_provider {
             if let Some(idp) = &v {
-                check_idp(idp)?;
+                check_idp(idp, &Rules::new(&policy.network))?;
             }
             changed.push(match &v {
                 Some(idp) => format!("identity_provider={}", idp.issuer),
@@ -321,34 +324,22 @@ fn parse_timeout(value: &str) -> Result<Duration, CoreError> {
     Ok(d)
 }
 
-/// A URL Custos may fetch keys from: `https`, or `http` to a loopback host (a local
-/// identity provider in development and tests).
-pub(crate) fn check_key_url(field: &str, url: &str) -> Result<(), CoreError> {
-    let rest = if let Some(rest) = url.strip_prefix("https://") {
-        rest
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        let host = match rest.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => rest.split(['/', ':', '?', '#']).next().unwrap_or(""),
-        };
-        if !matches!(host, "127.0.0.1" | "localhost" | "::1") {
-            return Err(CoreError::invalid(
-                field,
-                "must be an https URL (plain http only to a loopback host)",
-            ));
-        }
-        rest
-    } else {
-        return Err(CoreError::invalid(field, "must be an https URL"));
-    };
-    if rest.is_empty() || url.len() > 2048 || url.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(CoreError::invalid(field, "is not a valid URL"));
+/// A URL Custos may fetch keys from, under the outbound rules of [`crate::outbound`] (https,
+/// no user info; internal addresses and plain http only where `[network] allow` lists them).
+/// A refusal is `url_not_allowed`; a string that is no URL at all is `invalid_input`.
+pub(crate) fn check_key_url(field: &str, url: &str, rules: &Rules) -> Result<(), CoreError> {
+    match OutboundUrl::parse(url, rules) {
+        Ok(_) => Ok(()),
+        Err(e @ Refusal::NotAUrl(_)) => Err(CoreError::invalid(field, e.to_string())),
+        Err(e) => Err(CoreError::UrlNotAllowed {
+            field: field.to_string(),
+            message: e.to_string(),
+        }),
     }
-    Ok(())
 }
 
-fn check_idp(idp: &IdentityProvider) -> Result<(), CoreError> {
-    check_key_url("identity_provider.jwks_uri", &idp.jwks_uri)?;
+fn check_idp(idp: &IdentityProvider, rules: &Rules) -> Result<(), CoreError> {
+    check_key_url("identity_provider.jwks_uri", &idp.jwks_uri, rules)?;
     for (field, value) in [
         ("identity_provider.issuer", &idp.issuer),
         ("identity_provider.audience", &idp.audience),
@@ -399,7 +390,7 @@ impl Custos {
         let (mut settings, changed) = self
             .org_settings_of(&grant.scope)
             .await?
-            .apply(change, &self.policy.llm)?;
+            .apply(change, &self.policy)?;
         // Every check before anything is written: a refused move changes no setting either.
         if let Some(to) = &moving {
             self.check_move(caller, &grant.region, to, &settings, org)
@@ -490,44 +481,62 @@ mod tests {
 
     #[test]
     fn llm_settings_stay_within_the_policy() {
-        let mut llm = custos_policy::Policy::builtin().llm;
-        llm.providers[0].models = vec!["claude-x".into()];
+        let mut policy = custos_policy::Policy::builtin();
+        policy.llm.providers[0].models = vec!["claude-x".into()];
         let change = |json: &str| serde_json::from_str::<SettingsChange>(json).unwrap();
-        let ok =
-            |json: &str, llm: &custos_policy::Llm| OrgSettings::default().apply(change(json), llm);
+        let ok = |json: &str, policy: &custos_policy::Policy| {
+            OrgSettings::default().apply(change(json), policy)
+        };
         let (s, changed) = ok(
             r#"{"allow_data_transfer": true, "llm_providers": ["openai"], "private_data_mode": true}"#,
-            &llm,
+            &policy,
         )
         .unwrap();
         assert!(s.allow_data_transfer && s.private_data_mode);
         assert_eq!(s.llm_providers, Some(vec!["openai".to_string()]));
         assert!(changed.contains(&"llm_providers=openai".to_string()));
-        assert!(ok(r#"{"llm_providers": ["mistral"]}"#, &llm).is_err());
+        assert!(ok(r#"{"llm_providers": ["mistral"]}"#, &policy).is_err());
         // OpenAI lists no models (any), so any valid name is within the policy.
-        assert!(ok(r#"{"llm_models": ["gpt-x"]}"#, &llm).is_ok());
-        assert!(ok(r#"{"llm_models": ["bad name!"]}"#, &llm).is_err());
-        assert!(ok(r#"{"llm_max_request_bytes": 10}"#, &llm).is_err());
-        assert!(ok(r#"{"llm_max_concurrency": 0}"#, &llm).is_err());
+        assert!(ok(r#"{"llm_models": ["gpt-x"]}"#, &policy).is_ok());
+        assert!(ok(r#"{"llm_models": ["bad name!"]}"#, &policy).is_err());
+        assert!(ok(r#"{"llm_max_request_bytes": 10}"#, &policy).is_err());
+        assert!(ok(r#"{"llm_max_concurrency": 0}"#, &policy).is_err());
         // Zero retention forbids keeping prompts; without it the opt-in is accepted.
-        assert!(ok(r#"{"llm_retain_prompts": true}"#, &llm).is_err());
-        llm.zero_retention = false;
-        assert!(ok(r#"{"llm_retain_prompts": true}"#, &llm).is_ok());
-        llm.providers.truncate(1);
-        assert!(ok(r#"{"llm_models": ["gpt-x"]}"#, &llm).is_err());
-        let (s, _) = ok(r#"{"llm_models": null}"#, &llm).unwrap();
+        assert!(ok(r#"{"llm_retain_prompts": true}"#, &policy).is_err());
+        policy.llm.zero_retention = false;
+        assert!(ok(r#"{"llm_retain_prompts": true}"#, &policy).is_ok());
+        policy.llm.providers.truncate(1);
+        assert!(ok(r#"{"llm_models": ["gpt-x"]}"#, &policy).is_err());
+        let (s, _) = ok(r#"{"llm_models": null}"#, &policy).unwrap();
         assert_eq!(s.llm_models, None);
     }
 
     #[test]
-    fn key_urls_are_https_or_loopback_http() {
-        assert!(check_key_url("f", "https://idp.example.com/jwks").is_ok());
-        assert!(check_key_url("f", "http://127.0.0.1:8080/jwks").is_ok());
-        assert!(check_key_url("f", "http://localhost/jwks").is_ok());
-        assert!(check_key_url("f", "http://[::1]:9/jwks").is_ok());
-        assert!(check_key_url("f", "http://10.0.0.1/jwks").is_err());
-        assert!(check_key_url("f", "http://localhost.evil.com/jwks").is_err());
-        assert!(check_key_url("f", "http://[fe80::1]/jwks").is_err());
-        assert!(check_key_url("f", "ftp://x").is_err());
+    fn key_urls_follow_the_outbound_rules() {
+        let none = Rules::default();
+        let lo = Rules::new(&custos_policy::Network {
+            allow: vec!["127.0.0.0/8".parse().unwrap()],
+            ca_file: None,
+        });
+        let code = |url: &str, rules: &Rules| check_key_url("f", url, rules).map_err(|e| e.code());
+        assert_eq!(code("https://idp.example.com/jwks", &none), Ok(()));
+        // The review's bypasses: user info before a host that is not loopback.
+        for url in [
+            "http://localhost:1@idp.example.com/jwks",
+            "http://127.0.0.1:80@169.254.169.254/latest/meta-data/",
+            "http://[::1]@10.0.0.1/",
+        ] {
+            assert_eq!(code(url, &lo), Err("url_not_allowed"), "{url}");
+        }
+        // Loopback over http: only with `[network] allow` listing it.
+        assert_eq!(
+            code("http://127.0.0.1:8080/jwks", &none),
+            Err("url_not_allowed")
+        );
+        assert_eq!(code("http://127.0.0.1:8080/jwks", &lo), Ok(()));
+        assert_eq!(code("http://10.0.0.1/jwks", &lo), Err("url_not_allowed"));
+        assert_eq!(code("https://[fe80::1]/jwks", &lo), Err("url_not_allowed"));
+        assert_eq!(code("ftp://x", &lo), Err("url_not_allowed"));
+        assert_eq!(code("jwks please", &lo), Err("invalid_input"));
     }
 }

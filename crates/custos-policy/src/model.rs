@@ -43,6 +43,21 @@ pub struct Policy {
     pub regions: BTreeMap<String, RegionStores>,
     /// Rules for traffic to hosted LLMs.
     pub llm: Llm,
+    /// Which otherwise refused addresses URLs given at run time may reach (`[network]`).
+    pub network: Network,
+}
+
+/// The `[network]` table: what URLs that orgs or people supply at run time (an identity
+/// provider's JWKS, later webhooks) may reach. Loopback, private, link-local and
+/// cloud-metadata addresses are refused unless a range here lists them, and plain `http` is
+/// accepted only for hosts in these ranges.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Network {
+    /// Address ranges (CIDR) that run-time URLs may reach even though they are not public.
+    pub allow: Vec<ipnet::IpNet>,
+    /// A PEM file of extra certificate authorities to trust for those URLs (besides the
+    /// built-in web roots).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// The `[service]` table.

@@ -12,10 +12,13 @@ use toml_edit::{ImDocument, Item, TableLike, Value};
 use crate::diagnostic::{Diagnostic, Diagnostics, LineIndex};
 use crate::duration::{Duration, DurationUnit};
 use crate::model::{
-    Access, Backups, Bounds, Category, Classification, Deletion, ErasureAction, Llm, PiiAction,
-    PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service, UnknownKeyword,
-    KNOWN_PII_ENTITIES,
+    Access, Backups, Bounds, Category, Classification, Deletion, ErasureAction, Llm, Network,
+    PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service,
+    UnknownKeyword, KNOWN_PII_ENTITIES,
 };
+
+#[path = "parse_network.rs"]
+mod network;
 
 type Span = Range<usize>;
 
@@ -29,6 +32,7 @@ const ROOT_KEYS: &[&str] = &[
     "backups",
     "regions",
     "llm",
+    "network",
 ];
 const REGION_KEYS: &[&str] = &["database", "objects"];
 const SERVICE_KEYS: &[&str] = &["name", "regions", "default_region"];
@@ -623,6 +627,14 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         },
     };
 
+    let network = match f
+        .get("network")
+        .and_then(|f| table_field(cx, f).map(|t| (f, t)))
+    {
+        Some((field, t)) => network::check_network(cx, t, &field.key),
+        None => Network::default(),
+    };
+
     Policy {
         service,
         deletion,
@@ -630,6 +642,7 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         backups,
         regions: region_stores,
         llm,
+        network,
     }
 }
 

@@ -163,6 +163,15 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     if let Some(c) = &p.llm.category {
         let _ = writeln!(o, "category = {}", quote(c));
     }
+
+    // Always shown, empty or not: it says which internal addresses run-time URLs may reach.
+    let n = &p.network;
+    let _ = writeln!(o, "\n[network]");
+    let ranges: Vec<String> = n.allow.iter().map(ToString::to_string).collect();
+    let _ = writeln!(o, "allow = {}", string_list(&ranges));
+    if let Some(ca) = &n.ca_file {
+        let _ = writeln!(o, "ca_file = {}", quote(&ca.display().to_string()));
+    }
     o
 }
 

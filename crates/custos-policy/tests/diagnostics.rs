@@ -64,7 +64,7 @@ fn unknown_top_level_key_lists_the_allowed_keys() {
     );
     assert_eq!(
         e.hint.as_deref(),
-        Some("allowed keys here: service, deletion, categories, backups, regions, llm")
+        Some("allowed keys here: service, deletion, categories, backups, regions, llm, network")
     );
 }
 
@@ -579,4 +579,63 @@ objects = \"file:/m\"
         messages.contains(&"[regions.mars] names a region that is not in service.regions"),
         "{d}"
     );
+}
+
+#[test]
+fn network_ranges_are_checked_where_they_are_written() {
+    let d = check(concat!(
+        "\n[categories.messages]\nretention = \"1d\"\n\n[network]\n",
+        "allow = [\"127.0.0.0/8\", \"10.0.0.1\", \"not-a-range\", \"10.1.2.3/16\", \"::/0\"]\n",
+        "ca_file = \"\"\nproxy = true\n",
+    ));
+    assert_eq!(
+        located(&d),
+        [
+            "10:25: \"10.0.0.1\" in `allow` is not a CIDR range",
+            "10:37: \"not-a-range\" in `allow` is not a CIDR range",
+            "10:52: \"10.1.2.3/16\" in `allow` has bits set after the prefix",
+            "10:67: \"::/0\" in `allow` lists every address",
+            "11:11: `ca_file` must name a file",
+            "12:1: unknown key `proxy` in [network]",
+        ]
+    );
+    let hints: Vec<_> = d
+        .iter()
+        .map(|e| e.hint.clone().unwrap_or_default())
+        .collect();
+    assert!(hints[0].contains("\"10.0.0.1/32\""), "{hints:?}");
+    assert!(hints[2].contains("\"10.1.0.0/16\""), "{hints:?}");
+    let text = d.to_string();
+    assert!(text.contains("custos.toml:10:25: "), "{text}");
+}
+
+#[test]
+fn network_defaults_to_no_exceptions_and_reads_ranges() {
+    let p = Policy::parse(
+        &format!("{HEAD}\n[categories.messages]\nretention = \"1d\"\n"),
+        "custos.toml",
+    )
+    .unwrap();
+    assert!(p.network.allow.is_empty() && p.network.ca_file.is_none());
+    let p = Policy::parse(
+        &format!(
+            "{HEAD}\n[categories.messages]\nretention = \"1d\"\n\n[network]\n\
+             allow = [\"127.0.0.0/8\", \"fd00::/8\"]\nca_file = \"/etc/custos/ca.pem\"\n"
+        ),
+        "custos.toml",
+    )
+    .unwrap();
+    let ranges: Vec<String> = p.network.allow.iter().map(|n| n.to_string()).collect();
+    assert_eq!(ranges, ["127.0.0.0/8", "fd00::/8"]);
+    assert_eq!(
+        p.network.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/custos/ca.pem"))
+    );
+    // `policy show` prints both, and what it prints parses back to the same policy.
+    let shown = p.to_toml();
+    assert!(
+        shown.contains("[network]\nallow = [\"127.0.0.0/8\", \"fd00::/8\"]\nca_file = \"/etc/custos/ca.pem\"\n"),
+        "{shown}"
+    );
+    assert_eq!(Policy::parse(&shown, "effective.toml").unwrap(), p);
 }

@@ -38,6 +38,51 @@ pub struct ServeArgs {
     /// Seconds between scheduled backups (default 3600, the built-in policy's rpo).
     #[arg(long, default_value_t = 3600, value_name = "SECS", requires = "backup_to", value_parser = clap::value_parser!(u64).range(1..))]
     pub backup_interval: u64,
+    /// Connections held at once, in all (lowered to fit the open-files limit).
+    #[arg(long, default_value_t = 768, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
+    /// Connections held at once from one source address (IPv6: one /64). Behind a reverse
+    /// proxy every client shares its address: raise this to the proxy's pool size.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections_per_source: u64,
+    /// Seconds a client has to send a request's head (and to finish a TLS handshake); idle
+    /// keep-alive connections are closed after this too.
+    #[arg(long, default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request body, plus one per --body-min-rate bytes sent.
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub body_timeout: u64,
+    /// Body bytes that earn one more second of --body-timeout (the slowest upload kept up).
+    #[arg(long, default_value_t = 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_min_rate: u64,
+}
+
+/// Descriptors kept free for the database, files, the audit log and outbound requests.
+const RESERVED_DESCRIPTORS: u64 = 128;
+
+/// The connection limits of `args`, with the total lowered below the open-files limit so that
+/// accepting connections can never starve the rest of the process of descriptors.
+fn connection_limits(args: &ServeArgs) -> custos_api::server::ConnectionLimits {
+    let mut max = args.max_connections;
+    if let Some(soft) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+        let room = soft.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+        if max > room {
+            tracing::warn!(
+                requested = max,
+                open_files_limit = soft,
+                using = room,
+                "--max-connections lowered to fit the open-files limit (raise it with ulimit -n)"
+            );
+            max = room;
+        }
+    }
+    custos_api::server::ConnectionLimits {
+        max_connections: max as usize,
+        max_connections_per_source: args.max_connections_per_source as usize,
+        header_read_timeout: std::time::Duration::from_secs(args.header_timeout),
+        body_read_timeout: std::time::Duration::from_secs(args.body_timeout),
+        body_min_rate: args.body_min_rate,
+    }
 }
 
 /// Where the admin token comes from, for the start-up message.
@@ -127,6 +172,14 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
     if let Ok(url) = std::env::var("CUSTOS_ALERT_WEBHOOK") {
         custos = custos.with_alert_sink(Arc::new(crate::alerts::WebhookSink::new(url)?));
     }
+    // A `[network] ca_file` that cannot be read stops the start, rather than every later
+    // identity-provider fetch.
+    custos_core::outbound::Outbound::new(
+        &custos.policy().network,
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(3),
+    )
+    .map_err(Failure::BadInput)?;
     let custos = Arc::new(custos);
     tokio::spawn(
         custos
@@ -149,8 +202,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
             std::time::Duration::from_secs(args.backup_interval),
         ));
     }
-    let app = custos_api::router(custos_api::AppState::new(custos.clone()))
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app = custos_api::router(custos_api::AppState::new(custos.clone()));
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
         _ => None,
@@ -162,6 +214,9 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
             deployment.data_dir.display()
         );
     }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Failure::Failed(format!("cannot listen on {}: {e}", args.listen)))?;
     println!("Custos listening on {scheme}://{}", args.listen);
     println!("  store:  {}", custos.backend());
     match &source {
@@ -178,32 +233,9 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
             args.listen
         );
     }
-    let handle = axum_server::Handle::new();
-    let shutdown = handle.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-    });
-    // TCP_NODELAY: small writes (each streamed LLM event, a short JSON answer) leave at once
-    // instead of waiting on Nagle's algorithm for the peer's delayed ACK (about 40 ms).
-    let nodelay = axum_server::accept::NoDelayAcceptor::new();
-    let served = match tls {
-        Some(config) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-            let tls = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(nodelay);
-            axum_server::bind(args.listen)
-                .acceptor(tls)
-                .handle(handle)
-                .serve(app)
-                .await
-        }
-        None => {
-            axum_server::bind(args.listen)
-                .acceptor(nodelay)
-                .handle(handle)
-                .serve(app)
-                .await
-        }
-    };
+    let limits = connection_limits(&args);
+    let served =
+        custos_api::server::serve(listener, app, limits, tls.map(Arc::new), shutdown_signal())
+            .await;
     served.map_err(|e| Failure::Failed(format!("server on {}: {e}", args.listen)))
 }
