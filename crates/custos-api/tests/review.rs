@@ -330,22 +330,44 @@ async fn refused_credentials_are_audited_counted_and_limited_per_source() {
         metrics.contains("custos_auth_failures_total{reason=\"unknown_key\"} 3"),
         "{metrics}"
     );
-    // The source is limited after its allowance: even a valid key is refused from it, with
-    // Retry-After, until the window ends.
+    // After its allowance the source gets 429 with Retry-After for bad keys, one audit event
+    // saying it was limited, and no event per further try; valid keys still pass from it.
     for _ in 3..custos_core::limits::SOURCE_FAILURES {
-        s.call("GET", bad, &path, None).await;
+        assert_eq!(
+            s.call("GET", bad, &path, None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
-    let r =
-        s.d.client
-            .get(format!("{}{path}", s.d.base))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.headers().contains_key("retry-after"));
-    s.clock.advance(jiff::Span::new().seconds(61));
+    for _ in 0..50 {
+        let r =
+            s.d.client
+                .get(format!("{}{path}", s.d.base))
+                .bearer_auth(bad)
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(r.headers().contains_key("retry-after"));
+    }
     assert_eq!(s.call("GET", &key, &path, None).await.0, StatusCode::OK);
+    s.d.custos.flush_auth_failures().await;
+    let events = s.events("action=auth.reject").await;
+    assert_eq!(events.len() as u32, custos_core::limits::SOURCE_FAILURES);
+    let limited: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["event"]["reason"]
+                .as_str()
+                .unwrap()
+                .ends_with("source_limited")
+        })
+        .collect();
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    s.clock.advance(jiff::Span::new().seconds(61));
+    assert_eq!(
+        s.call("GET", bad, &path, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]

@@ -132,10 +132,12 @@ fn key_prefix(token: &str) -> Option<&str> {
 }
 
 impl Custos {
-    /// [`Custos::authenticate`] for a request from `context`: a source that failed too often
-    /// gets `rate_limited` without its token being looked up, and a refused credential is
-    /// audited (batched, with an API key's public prefix, never the secret), counted and
-    /// charged to the source.
+    /// [`Custos::authenticate`] for a request from `context`. A refused credential is audited
+    /// (batched, with an API key's public prefix, never the secret), counted and charged to
+    /// the source; once the source used up its failures it gets `rate_limited` for further
+    /// refused credentials, counted but not audited one by one (the event that limited it is).
+    /// Valid credentials pass whatever their source did: callers behind one address with an
+    /// attacker are not locked out, and a refusal costs one indexed read, never a commit.
     pub async fn authenticate_from(
         &self,
         token: &str,
@@ -148,16 +150,16 @@ impl Custos {
             client_request_id: context.client_request_id.clone(),
             source: context.source.clone(),
         };
+        let error = match self.authenticate(token).await {
+            Err(CoreError::Unauthenticated) => CoreError::Unauthenticated,
+            other => return other,
+        };
         if let Err(limited) = self.check_source(&caller, now) {
             self.auth_failures
                 .rate_limited
                 .fetch_add(1, Ordering::Relaxed);
             return Err(limited);
         }
-        let error = match self.authenticate(token).await {
-            Err(CoreError::Unauthenticated) => CoreError::Unauthenticated,
-            other => return other,
-        };
         let reason = if token.starts_with(crate::members::SESSION_PREFIX) {
             AuthFailure::UnknownSession
         } else if token.starts_with("cus_") {
@@ -169,10 +171,14 @@ impl Custos {
         if let Some(source) = &context.source {
             self.source_failures.fail(source, now);
         }
-        let reason_text = match key_prefix(token) {
+        let mut reason_text = match key_prefix(token) {
             Some(prefix) => format!("{} key_prefix={prefix}", reason.as_str()),
             None => reason.as_str().to_string(),
         };
+        if self.check_source(&caller, now).is_err() {
+            // This failure used up the source's allowance: say so once, in its event.
+            reason_text.push_str(" source_limited");
+        }
         let event = AuditEvent::new(now, Actor::Anonymous, AuditAction::AuthReject)
             .request(caller.request_id, caller.source)
             .client_request(caller.client_request_id)
