@@ -131,17 +131,30 @@ impl ResultRow {
 /// `subject` is a header. Ids are taken exactly as written: one with leading or trailing
 /// whitespace is marked for refusal, and a repeat is marked as a duplicate of its first line.
 /// More than one non-empty column is bad input.
-pub fn read_subjects(input: impl Read) -> Result<Vec<InputRow>, String> {
+pub fn read_subjects(mut input: impl Read) -> Result<Vec<InputRow>, String> {
+    // Read whole (a list of ids) so that a row's line can be counted past the blank lines the
+    // csv reader skips: its position is where it started reading, before them.
+    let mut text = Vec::new();
+    input.read_to_end(&mut text).map_err(|e| e.to_string())?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(input);
+        .from_reader(text.as_slice());
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut subjects = Vec::new();
     let mut first = true;
     for record in reader.records() {
         let record = record.map_err(|e| e.to_string())?;
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.position().map_or(0, |p| {
+            let skipped = text
+                .get(p.byte() as usize..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .filter(|b| **b == b'\n')
+                .count();
+            p.line() + skipped as u64
+        });
         let values: Vec<&str> = record.iter().filter(|v| !v.is_empty()).collect();
         let subject = match values.as_slice() {
             [] => continue,
@@ -357,7 +370,9 @@ pub async fn run(
     progress.finish_and_clear();
     println!(
         "{} subject(s): {} completed, {} partially completed (legal holds), {} failed, {} duplicate(s); {} done in an earlier run\nresults: {}\ncertificates: {}",
-        rows.len(),
+        rows.iter()
+            .filter(|r| !matches!(r.kind, RowKind::DuplicateOf(_)))
+            .count(),
         tally.completed,
         tally.partial,
         tally.failed,
