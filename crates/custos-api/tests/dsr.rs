@@ -467,8 +467,14 @@ async fn a_bulk_erasure_takes_a_csv_and_answers_per_subject() {
     assert_eq!(o[0]["status"], "failed", "{outcomes}");
     assert!(o[0]["request"].is_null(), "{outcomes}");
     let error = o[0]["error"].as_str().unwrap();
-    assert!(error.contains("CSV line 2") && error.contains("whitespace"), "{error}");
-    assert!(!error.contains("carol"), "errors never carry the subject: {error}");
+    assert!(
+        error.contains("CSV line 2") && error.contains("whitespace"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("carol"),
+        "errors never carry the subject: {error}"
+    );
     assert_eq!(o[1]["status"], "completed", "{outcomes}");
     assert_eq!(o[2]["status"], "duplicate", "{outcomes}");
     assert_eq!(o[2]["duplicate_of"], 1, "{outcomes}");
@@ -481,7 +487,11 @@ async fn a_bulk_erasure_takes_a_csv_and_answers_per_subject() {
         .send()
         .await
         .unwrap();
-    assert_eq!(read.status(), StatusCode::OK, "the record of ` carol ` is untouched");
+    assert_eq!(
+        read.status(),
+        StatusCode::OK,
+        "the record of ` carol ` is untouched"
+    );
 
     let r = d
         .client

@@ -391,7 +391,10 @@ impl Custos {
         self.authorize_category(caller, &grant, EXPORTS_CATEGORY, None)
             .await?;
         crate::records::check_subject(&Some(subject.to_string()))?;
-        let subject_ref = self.vault.subject_ref(grant.scope.org_id(), subject).await?;
+        let subject_ref = self
+            .vault
+            .subject_ref(grant.scope.org_id(), subject)
+            .await?;
         let counts = self.export_counts(&grant.scope, &subject_ref).await?;
         let withheld = self.withheld_categories(caller, &grant, None, counts.keys());
         let scope = grant.scope;
@@ -451,9 +454,7 @@ impl Custos {
                 "request {id} is an erasure; it has a certificate, not an export"
             )));
         }
-        let counts = self
-            .export_counts(&scope, &request.subject_ref)
-            .await?;
+        let counts = self.export_counts(&scope, &request.subject_ref).await?;
         let withheld = self.withheld_categories(caller, &grant, Some(&request), counts.keys());
         // One stored export per format and set of withheld categories: a downloader never gets
         // a file made for someone allowed to read more.

@@ -570,7 +570,8 @@ impl Custos {
         };
         for name in names {
             // A category the policy no longer names is refused like one the caller may not read.
-            if self.policy.category(name).is_none() && !matches!(caller.principal, Principal::System)
+            if self.policy.category(name).is_none()
+                && !matches!(caller.principal, Principal::System)
             {
                 return Err(CoreError::Forbidden(format!(
                     "export record {id} holds category `{name}`, which the policy no longer names"

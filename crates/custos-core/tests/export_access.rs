@@ -98,12 +98,17 @@ fn categories_of(doc: &Value) -> Vec<String> {
 fn zip_entry(bytes: &[u8], name: &str) -> String {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
     let mut text = String::new();
-    zip.by_name(name).unwrap().read_to_string(&mut text).unwrap();
+    zip.by_name(name)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
     text
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test]
@@ -125,7 +130,10 @@ async fn an_export_leaves_out_what_the_downloader_may_not_read_and_names_it() {
     let id = request(&env, &owner, &org).await;
     let doc = json_export(&export(&env, &owner, &org, &id, Format::Json).await);
     assert_eq!(categories_of(&doc), ["messages"]);
-    assert_eq!(doc["withheld"], json!([{"category": "legal", "records": 1}]));
+    assert_eq!(
+        doc["withheld"],
+        json!([{"category": "legal", "records": 1}])
+    );
     assert!(!doc.to_string().contains(SECRET));
     let summary: Vec<&str> = doc["summary"]
         .as_array()

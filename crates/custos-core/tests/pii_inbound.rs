@@ -317,9 +317,18 @@ async fn content_keys_are_scanned_and_transformed_like_values() {
     let CoreError::PiiBlocked(message) = &err else {
         panic!("expected a PII block, got {err:?}")
     };
-    assert!(message.contains("EMAIL_ADDRESS at ${key 0}[0..14]"), "{message}");
-    assert!(message.contains("US_SSN at $.{key 0}{key 0}[0..11]"), "{message}");
-    assert!(!message.contains("zed@") && !message.contains("8471"), "{message}");
+    assert!(
+        message.contains("EMAIL_ADDRESS at ${key 0}[0..14]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("US_SSN at $.{key 0}{key 0}[0..11]"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("zed@") && !message.contains("8471"),
+        "{message}"
+    );
     assert_eq!(env.stored_in(&org, "blocked_notes").await, 0);
 
     let colliding = json!({ EMAIL: "first", "bo@example.org": "second", "plain": {SSN: 1} });
@@ -335,8 +344,15 @@ async fn content_keys_are_scanned_and_transformed_like_values() {
         )
         .await
         .unwrap();
-    assert_eq!((created.pii["EMAIL_ADDRESS"], created.pii["US_SSN"]), (2, 1));
-    let view = env.custos.get_record(&owner, &org, &created.id).await.unwrap();
+    assert_eq!(
+        (created.pii["EMAIL_ADDRESS"], created.pii["US_SSN"]),
+        (2, 1)
+    );
+    let view = env
+        .custos
+        .get_record(&owner, &org, &created.id)
+        .await
+        .unwrap();
     assert_eq!(
         view.content,
         json!({
@@ -358,7 +374,11 @@ async fn content_keys_are_scanned_and_transformed_like_values() {
         )
         .await
         .unwrap();
-    let view = env.custos.get_record(&owner, &org, &created.id).await.unwrap();
+    let view = env
+        .custos
+        .get_record(&owner, &org, &created.id)
+        .await
+        .unwrap();
     assert_clean("tokenized content", &view.content.to_string());
     assert_eq!(view.content.as_object().unwrap().len(), 3);
     let revealed = env

@@ -191,7 +191,13 @@ fn empty_subject_still_has_every_file() {
     let names: Vec<&str> = files.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["a.csv", "b.csv", "events.csv", "summary.csv", "withheld.csv"]
+        [
+            "a.csv",
+            "b.csv",
+            "events.csv",
+            "summary.csv",
+            "withheld.csv"
+        ]
     );
     let none = unzip(&export(Format::Csv, &header(vec![]), &[], &[]).unwrap());
     assert_eq!(none.len(), 3);
@@ -262,7 +268,11 @@ fn formula_cells_are_defused_in_every_file() {
     for (row, t) in rows[1..].iter().zip(hostile) {
         assert_eq!(row[7], format!("'{t}"));
     }
-    assert_eq!(rows.last().unwrap()[7], "a = 1 + 1", "only the first character counts");
+    assert_eq!(
+        rows.last().unwrap()[7],
+        "a = 1 + 1",
+        "only the first character counts"
+    );
     assert_eq!(rows[1][10], "'=cmd|' /C calc'!A0");
     assert_eq!(files["summary.csv"][1][2], "'=2+2");
     assert_eq!(files["withheld.csv"][1][0], "'-legal");

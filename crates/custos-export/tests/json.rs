@@ -93,10 +93,16 @@ fn withheld_categories_are_named_with_their_counts() {
     }];
     let doc = parse(&export(Format::Json, &h, &[], &[]).unwrap());
     assert_valid(&validator(), &doc);
-    assert_eq!(doc["withheld"], json!([{"category": "legal", "records": 3}]));
+    assert_eq!(
+        doc["withheld"],
+        json!([{"category": "legal", "records": 3}])
+    );
     let mut bad = doc.clone();
     bad["withheld"] = json!([{"category": "legal"}]);
-    assert!(!validator().is_valid(&bad), "a withheld entry needs its count");
+    assert!(
+        !validator().is_valid(&bad),
+        "a withheld entry needs its count"
+    );
 }
 
 #[test]

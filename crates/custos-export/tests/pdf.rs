@@ -259,8 +259,15 @@ fn withheld_categories_are_named() {
     }];
     let rendered = render(&export(Format::Pdf, &h, &[], &[]).unwrap(), false);
     assert!(rendered.text.contains("Withheld"), "{}", rendered.text);
-    assert!(rendered.text.contains("legal: 2 records"), "{}", rendered.text);
-    let plain = render(&export(Format::Pdf, &header(vec![]), &[], &[]).unwrap(), false);
+    assert!(
+        rendered.text.contains("legal: 2 records"),
+        "{}",
+        rendered.text
+    );
+    let plain = render(
+        &export(Format::Pdf, &header(vec![]), &[], &[]).unwrap(),
+        false,
+    );
     assert!(!plain.text.contains("Withheld"));
 }
 

@@ -451,7 +451,11 @@ fn pathological_input_is_an_error_not_a_crash() {
             Ok(_) => panic!("expected problems, got a policy, from {:?}", preview(&src)),
             Err(d) => d,
         };
-        assert!(!d.is_empty(), "an error without diagnostics for {:?}", preview(&src));
+        assert!(
+            !d.is_empty(),
+            "an error without diagnostics for {:?}",
+            preview(&src)
+        );
         for e in &d {
             // Each problem is located inside the input and says what is wrong.
             assert_eq!(e.file, "p.toml");
@@ -460,7 +464,11 @@ fn pathological_input_is_an_error_not_a_crash() {
                 "{e} is outside the {lines} lines of {:?}",
                 preview(&src)
             );
-            assert!(!e.message.trim().is_empty(), "empty message for {:?}", preview(&src));
+            assert!(
+                !e.message.trim().is_empty(),
+                "empty message for {:?}",
+                preview(&src)
+            );
         }
     }
 }
