@@ -156,33 +156,36 @@ pub(crate) struct BulkErasure {
     subjects: Vec<String>,
 }
 
-/// Subjects from a CSV body: one column, an optional `subject` header row, RFC 4180 quoting.
-fn subjects_from_csv(body: &[u8]) -> Result<Vec<String>, ApiError> {
+/// Subjects from a CSV body, with the line each is on: one column, an optional `subject`
+/// header row, RFC 4180 quoting. Ids are taken exactly as written (no trimming: ` carol ` is
+/// not `carol`, and erasing the one named by trimming would be wrong); core refuses an id
+/// with leading or trailing whitespace on its own row.
+fn subjects_from_csv(body: &[u8]) -> Result<(Vec<String>, Vec<u64>), ApiError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(false)
         .from_reader(body);
     let mut subjects = Vec::new();
+    let mut lines = Vec::new();
     for (line, row) in reader.records().enumerate() {
         let row = row.map_err(|e| ApiError::invalid("body", format!("CSV: {e}")))?;
+        let at = row.position().map_or(line as u64 + 1, |p| p.line());
         if row.len() != 1 {
             return Err(ApiError::invalid(
                 "body",
-                format!(
-                    "CSV line {}: expected one column (the subject id)",
-                    line + 1
-                ),
+                format!("CSV line {at}: expected one column (the subject id)"),
             ));
         }
-        let value = row[0].trim();
+        let value = &row[0];
         if line == 0 && value.eq_ignore_ascii_case("subject") {
             continue;
         }
         if !value.is_empty() {
             subjects.push(value.to_string());
+            lines.push(at);
         }
     }
-    Ok(subjects)
+    Ok((subjects, lines))
 }
 
 /// Erase many subjects as one job (owners and admins): a `text/csv` body with one subject id
@@ -212,12 +215,15 @@ pub(crate) async fn bulk_erase(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let subjects = match content_type.as_str() {
-        "text/csv" => subjects_from_csv(&body)?,
+    let (subjects, lines) = match content_type.as_str() {
+        "text/csv" => {
+            let (subjects, lines) = subjects_from_csv(&body)?;
+            (subjects, Some(lines))
+        }
         "application/json" => {
             let bulk: BulkErasure = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::invalid("body", e.to_string()))?;
-            bulk.subjects
+            (bulk.subjects, None)
         }
         _ => {
             return Err(ApiError::new(
@@ -227,9 +233,19 @@ pub(crate) async fn bulk_erase(
             ))
         }
     };
-    Ok(Json(
-        state.custos.bulk_erase(&caller, &org, subjects).await?,
-    ))
+    let mut outcomes = state.custos.bulk_erase(&caller, &org, subjects).await?;
+    // A CSV's rows are named by their line, as its author sees them.
+    if let Some(lines) = lines {
+        for o in &mut outcomes {
+            if let Some(error) = &mut o.error {
+                *error = error.replace(
+                    &format!("subjects[{}]", o.index),
+                    &format!("CSV line {}", lines[o.index]),
+                );
+            }
+        }
+    }
+    Ok(Json(outcomes))
 }
 
 /// The format of an export or certificate download.

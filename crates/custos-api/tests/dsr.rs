@@ -441,6 +441,58 @@ async fn a_bulk_erasure_takes_a_csv_and_answers_per_subject() {
         assert_eq!(o["status"], "completed", "{o}");
         assert!(o["certificate"].is_string());
     }
+    // Ids are taken exactly as given: ` carol ` is not `carol` and is refused on its own row,
+    // naming the line; a repeated id is a `duplicate` of its first row, not a failure.
+    let (status, stored) = post(
+        d,
+        &w.owner,
+        &format!("/v1/orgs/{org}/records"),
+        json!({"category": "messages", "subject": " carol ", "content": "hi"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    let r = d
+        .client
+        .post(format!("{}/v1/orgs/{org}/requests/bulk", d.base))
+        .bearer_auth(&w.owner)
+        .header("content-type", "text/csv")
+        .body("subject\n carol \ndup-1\ndup-1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let outcomes: Value = r.json().await.unwrap();
+    let o = outcomes.as_array().unwrap();
+    assert_eq!(o.len(), 3, "{outcomes}");
+    assert_eq!(o[0]["status"], "failed", "{outcomes}");
+    assert!(o[0]["request"].is_null(), "{outcomes}");
+    let error = o[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("CSV line 2") && error.contains("whitespace"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("carol"),
+        "errors never carry the subject: {error}"
+    );
+    assert_eq!(o[1]["status"], "completed", "{outcomes}");
+    assert_eq!(o[2]["status"], "duplicate", "{outcomes}");
+    assert_eq!(o[2]["duplicate_of"], 1, "{outcomes}");
+    assert_eq!(o[2]["request"], o[1]["request"], "{outcomes}");
+    let id = stored["id"].as_str().unwrap();
+    let read = d
+        .client
+        .get(format!("{}/v1/orgs/{org}/records/{id}", d.base))
+        .bearer_auth(&w.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read.status(),
+        StatusCode::OK,
+        "the record of ` carol ` is untouched"
+    );
+
     let r = d
         .client
         .post(format!("{}/v1/orgs/{org}/requests/bulk", d.base))

@@ -2,6 +2,8 @@
 //! calendar, one extension, rejection. Erasure itself is in `erasure.rs`, exports in
 //! `export.rs`.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -61,8 +63,11 @@ pub struct BulkOutcome {
     pub subject_ref: String,
     /// The erasure request (absent if it could not be filed).
     pub request: Option<String>,
-    /// `completed`, `partially_completed`, or `failed`.
+    /// `completed`, `partially_completed`, `failed`, or `duplicate` (the same id as an
+    /// earlier position, named by `duplicate_of`; erased once, there).
     pub status: String,
+    /// For a `duplicate`, the position (0-based) of the id's first occurrence.
+    pub duplicate_of: Option<usize>,
     /// The latest certificate of deletion, if one was issued.
     pub certificate: Option<String>,
     /// Why it failed (an error code and message; never the subject).
@@ -344,7 +349,10 @@ impl Custos {
     }
 
     /// Erases many subjects as one job: every request is filed first (so a crash leaves them
-    /// all `received`, and the sweep finishes them), then each runs in turn.
+    /// all `received`, and the sweep finishes them), then each runs in turn. Ids are taken
+    /// exactly as given: one with leading or trailing whitespace is refused on its own row
+    /// (trimming it would erase a different subject than the one named), and a repeated id
+    /// is reported as a `duplicate` of its first position instead of being erased twice.
     pub async fn bulk_erase(
         &self,
         caller: &Caller,
@@ -371,19 +379,63 @@ impl Custos {
             .org(scope.org_id())
             .reason(format!("subjects={}", subjects.len()));
         self.store.append_audit(&[event]).await?;
+        let mut first: HashMap<&str, usize> = HashMap::new();
         let mut filed = Vec::with_capacity(subjects.len());
-        for subject in &subjects {
-            let filed_one = match self.erasure_to_run(&scope, subject).await? {
-                Some(open) => open,
-                None => {
-                    self.file_request(caller, &scope, RequestKind::Erasure, subject)
-                        .await?
+        for (index, subject) in subjects.iter().enumerate() {
+            let row = if subject.trim() != subject.as_str() {
+                Err(format!(
+                    "invalid_input: subjects[{index}] has leading or trailing whitespace; ids \
+                     are taken exactly as given, so remove it (or name the subject exactly as \
+                     it is stored)"
+                ))
+            } else if let Some(&of) = first.get(subject.as_str()) {
+                Ok(Err(of))
+            } else {
+                first.insert(subject, index);
+                let filed_one = match self.erasure_to_run(&scope, subject).await? {
+                    Some(open) => open,
+                    None => {
+                        self.file_request(caller, &scope, RequestKind::Erasure, subject)
+                            .await?
+                    }
+                };
+                Ok(Ok(filed_one))
+            };
+            filed.push(row);
+        }
+        let mut out: Vec<BulkOutcome> = Vec::with_capacity(filed.len());
+        for (index, row) in filed.into_iter().enumerate() {
+            let request = match row {
+                Ok(Ok(request)) => request,
+                Ok(Err(of)) => {
+                    out.push(BulkOutcome {
+                        index,
+                        subject_ref: out[of].subject_ref.clone(),
+                        request: out[of].request.clone(),
+                        status: "duplicate".into(),
+                        duplicate_of: Some(of),
+                        certificate: out[of].certificate.clone(),
+                        error: None,
+                    });
+                    continue;
+                }
+                Err(error) => {
+                    let subject_ref = self
+                        .vault
+                        .subject_ref(scope.org_id(), &subjects[index])
+                        .await?;
+                    out.push(BulkOutcome {
+                        index,
+                        subject_ref,
+                        request: None,
+                        status: "failed".into(),
+                        duplicate_of: None,
+                        certificate: None,
+                        error: Some(error),
+                    });
+                    continue;
                 }
             };
-            filed.push(filed_one);
-        }
-        let mut out = Vec::with_capacity(filed.len());
-        for (index, request) in filed.into_iter().enumerate() {
             let subject_ref = request.subject_ref.clone();
             let id = request.id.clone();
             let outcome = match self.run_erasure(caller, &scope, request).await {
@@ -399,6 +451,7 @@ impl Custos {
                         subject_ref,
                         request: Some(id),
                         status: done.status.to_string(),
+                        duplicate_of: None,
                         certificate,
                         error: None,
                     }
@@ -408,6 +461,7 @@ impl Custos {
                     subject_ref,
                     request: Some(id),
                     status: "failed".into(),
+                    duplicate_of: None,
                     certificate: None,
                     error: Some(format!("{}: {e}", e.code())),
                 },

@@ -7,7 +7,7 @@
 //! like any other data, and is erased with the subject) and downloaded from there; the CLI
 //! writes it straight to a file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -19,14 +19,16 @@ use sha2::{Digest, Sha256};
 use custos_audit::AuditAction;
 use custos_export::{
     CategorySummary, ExportEvent, ExportFile, ExportHeader, ExportRecord, ExportWriter, Format,
+    WithheldCategory,
 };
 use custos_store::{
     AuditFilter, OrgScope, RecordFilter, RecordRow, RecordState, RequestKind, RequestStatus,
     SubjectRequest,
 };
 
+use crate::access::Grant;
 use crate::authz::Operation;
-use crate::{Caller, CoreError, Custos, FileDownload, FileUpload};
+use crate::{Caller, CoreError, Custos, FileDownload, FileUpload, Principal};
 
 /// The policy category exports are stored in.
 pub const EXPORTS_CATEGORY: &str = "exports";
@@ -36,6 +38,9 @@ const EXPORT_PAGE: u32 = 500;
 const INLINE_FILE_MAX: u64 = 1 << 20;
 /// Bytes gathered before they are handed on.
 const CHUNK: usize = 64 * 1024;
+/// Metadata key of an export record naming the categories whose records it holds, so that a
+/// download of the stored file applies their access rules too.
+pub(crate) const EXPORT_CONTAINS: &str = "contains";
 
 /// A `Write` that collects bytes for the async side to take.
 #[derive(Clone, Default)]
@@ -79,12 +84,15 @@ pub fn export_format(name: &str) -> Result<Format, CoreError> {
 impl Custos {
     /// Writes the export of `subject` to `sink`; returns how many records it holds and how
     /// many of them were read from the archive tier.
+    #[allow(clippy::too_many_arguments)] // one call site each; a struct would only rename them
     async fn produce_export(
         &self,
         scope: &OrgScope,
         subject: &str,
         request: Option<&SubjectRequest>,
         format: Format,
+        mut counts: BTreeMap<String, u64>,
+        withheld: &BTreeSet<String>,
         sink: &Sink,
     ) -> Result<(u64, u64), CoreError> {
         let org = self
@@ -94,16 +102,16 @@ impl Custos {
             .map(|(_, o)| o)
             .ok_or_else(|| CoreError::NotFound(format!("org {}", scope.org_id())))?;
         let subject_ref = self.vault.subject_ref(scope.org_id(), subject).await?;
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for c in self
-            .store
-            .subject_record_counts(scope, &subject_ref)
-            .await?
-        {
-            if c.state != RecordState::PurgeRequested {
-                *counts.entry(c.category).or_default() += c.records;
-            }
-        }
+        // What the downloader may not read is left out, and named with its count.
+        let withheld: Vec<WithheldCategory> = withheld
+            .iter()
+            .filter_map(|name| {
+                counts.remove(name).map(|records| WithheldCategory {
+                    category: name.clone(),
+                    records,
+                })
+            })
+            .collect();
         let mut categories = Vec::with_capacity(counts.len());
         for (name, records) in &counts {
             let policy = self.policy.category(name);
@@ -134,6 +142,7 @@ impl Custos {
             tool: format!("custos {}", env!("CARGO_PKG_VERSION")),
             categories,
             request_due: request.map(|r| r.due_at),
+            withheld,
         };
         let pipe = Pipe::default();
         let mut writer =
@@ -177,6 +186,53 @@ impl Custos {
         writer.finish().map_err(export_error)?;
         send(sink, pipe.take()).await?;
         Ok((total, archived))
+    }
+
+    /// The subject's records per category, as an export counts them: records whose purge is
+    /// under way are gone for the subject, and earlier exports are left out (they are copies
+    /// of the other categories, made for whoever downloaded them: including one would hand a
+    /// later downloader what an earlier one was allowed to read).
+    async fn export_counts(
+        &self,
+        scope: &OrgScope,
+        subject_ref: &str,
+    ) -> Result<BTreeMap<String, u64>, CoreError> {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for c in self.store.subject_record_counts(scope, subject_ref).await? {
+            if c.state != RecordState::PurgeRequested && c.category != EXPORTS_CATEGORY {
+                *counts.entry(c.category).or_default() += c.records;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The categories among `categories` the downloader may not read, by the same category
+    /// rules (roles, groups, second factor) every other access meets. A `service` member
+    /// downloading the export of a request it filed itself (an app handing its user their own
+    /// data) gets everything, as does Custos itself (the CLI).
+    fn withheld_categories<'a>(
+        &self,
+        caller: &Caller,
+        grant: &Grant,
+        request: Option<&SubjectRequest>,
+        categories: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeSet<String> {
+        if let Principal::Member { member, .. } = &caller.principal {
+            let service = member.roles.iter().any(|r| r == "service");
+            if service && request.is_some_and(|r| r.filed_by == caller.actor_name()) {
+                return BTreeSet::new();
+            }
+        }
+        categories
+            .into_iter()
+            .filter(|name| match self.policy.category(name) {
+                Some(category) => !self.may_use_category(caller, grant, category),
+                // A category the policy no longer names has no rule to open it: only Custos
+                // itself reads it.
+                None => !matches!(caller.principal, Principal::System),
+            })
+            .cloned()
+            .collect()
     }
 
     /// Writes the audit events about the subject: those naming its reference or one of its
@@ -276,8 +332,8 @@ impl Custos {
         let mut file_name = file_name;
         if !tokens.is_empty() {
             let vault = self.org_token_vault(scope, &tokens).await?;
-            content = crate::records::detokenize_value(content, &vault, false);
-            metadata = crate::records::detokenize_value(metadata, &vault, true);
+            content = crate::records::detokenize_value(content, &vault);
+            metadata = crate::records::detokenize_value(metadata, &vault);
             file_name = file_name.map(|n| custos_pii::detokenize(&n, &vault));
         }
         let file = match row.blob_size {
@@ -335,11 +391,17 @@ impl Custos {
         self.authorize_category(caller, &grant, EXPORTS_CATEGORY, None)
             .await?;
         crate::records::check_subject(&Some(subject.to_string()))?;
+        let subject_ref = self
+            .vault
+            .subject_ref(grant.scope.org_id(), subject)
+            .await?;
+        let counts = self.export_counts(&grant.scope, &subject_ref).await?;
+        let withheld = self.withheld_categories(caller, &grant, None, counts.keys());
         let scope = grant.scope;
         let (tx, mut rx) = tokio::sync::mpsc::channel(8);
         let produce = async {
             let result = self
-                .produce_export(&scope, subject, None, format, &tx)
+                .produce_export(&scope, subject, None, format, counts, &withheld, &tx)
                 .await;
             drop(tx);
             result
@@ -354,12 +416,12 @@ impl Custos {
         let (produced, consumed) = tokio::join!(produce, consume);
         let (records, archived) = produced?;
         consumed?;
-        let subject_ref = self.vault.subject_ref(scope.org_id(), subject).await?;
         let event = self
             .event(caller, AuditAction::RequestExport)
             .org(scope.org_id())
             .reason(format!(
-                "subject_ref={subject_ref} format={format} records={records} archived_read={archived}"
+                "subject_ref={subject_ref} format={format} records={records} archived_read={archived}{}",
+                withheld_note(&withheld)
             ));
         self.store.append_audit(&[event]).await?;
         Ok(records)
@@ -385,17 +447,22 @@ impl Custos {
             Some(format!("request:{id}")),
         )
         .await?;
-        let scope = grant.scope;
+        let scope = grant.scope.clone();
         let mut request = self.load_request(&scope, id).await?;
         if request.kind == RequestKind::Erasure {
             return Err(CoreError::Conflict(format!(
                 "request {id} is an erasure; it has a certificate, not an export"
             )));
         }
+        let counts = self.export_counts(&scope, &request.subject_ref).await?;
+        let withheld = self.withheld_categories(caller, &grant, Some(&request), counts.keys());
+        // One stored export per format and set of withheld categories: a downloader never gets
+        // a file made for someone allowed to read more.
+        let key = export_key(format, &withheld);
         let mut exports: BTreeMap<String, String> =
             serde_json::from_str(&request.progress).unwrap_or_default();
-        if let Some(record) = exports.get(format.name()) {
-            return self.download_file(caller, org, record).await;
+        if let Some(record) = exports.get(&key) {
+            return self.download_export_file(caller, org, record).await;
         }
         let Some(sealed) = request.subject_sealed.clone() else {
             return Err(CoreError::Conflict(format!(
@@ -418,12 +485,24 @@ impl Custos {
             subject: Some(subject.clone()),
             file_name: Some(format!("export-{id}.{}", format.file_extension())),
             content_type: Some(format.media_type().into()),
-            metadata: Some(serde_json::json!({ "request": id, "format": format.name() })),
+            metadata: Some(serde_json::json!({
+                "request": id,
+                "format": format.name(),
+                EXPORT_CONTAINS: counts.keys().filter(|c| !withheld.contains(*c)).collect::<Vec<_>>(),
+            })),
         };
         let body = tokio_stream_of(rx);
         let produce = async {
             let result = self
-                .produce_export(&scope, &subject, Some(&request), format, &tx)
+                .produce_export(
+                    &scope,
+                    &subject,
+                    Some(&request),
+                    format,
+                    counts.clone(),
+                    &withheld,
+                    &tx,
+                )
                 .await;
             if let Err(e) = &result {
                 // The upload sees the failure and stores nothing.
@@ -435,7 +514,7 @@ impl Custos {
         let (produced, stored) = tokio::join!(produce, self.upload_file(caller, org, upload, body));
         let (records, archived) = produced?;
         let stored = stored?;
-        exports.insert(format.name().to_string(), stored.id.clone());
+        exports.insert(key, stored.id.clone());
         request.progress = serde_json::to_string(&exports).expect("map serializes");
         let first = request.status != RequestStatus::Completed;
         request.status = RequestStatus::Completed;
@@ -445,8 +524,8 @@ impl Custos {
             .org(scope.org_id())
             .target(format!("request:{id}"))
             .reason(format!(
-                "subject_ref={} format={format} records={records} archived_read={archived} export=record:{}",
-                request.subject_ref, stored.id
+                "subject_ref={} format={format} records={records} archived_read={archived} export=record:{}{}",
+                request.subject_ref, stored.id, withheld_note(&withheld)
             ))];
         if first {
             events.push(
@@ -457,7 +536,28 @@ impl Custos {
             );
         }
         self.save_request(&scope, request, None, &events).await?;
-        self.download_file(caller, org, &stored.id).await
+        self.download_export_file(caller, org, &stored.id).await
+    }
+}
+
+/// The key of a stored export in its request's progress: the format, and the categories left
+/// out of it (none: the format alone, as exports made before withholding were stored).
+fn export_key(format: Format, withheld: &BTreeSet<String>) -> String {
+    if withheld.is_empty() {
+        format.name().to_string()
+    } else {
+        let names: Vec<&str> = withheld.iter().map(String::as_str).collect();
+        format!("{}:without={}", format.name(), names.join(","))
+    }
+}
+
+/// ` withheld=a,b` for the audit reason (category names only), or nothing.
+fn withheld_note(withheld: &BTreeSet<String>) -> String {
+    if withheld.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = withheld.iter().map(String::as_str).collect();
+        format!(" withheld={}", names.join(","))
     }
 }
 

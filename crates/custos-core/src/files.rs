@@ -15,7 +15,7 @@ use custos_store::{RecordRow, RecordState};
 use crate::pii::{BatchTokens, PiiBlocked, ScanAcc, ScrubPlan, TokenKeys};
 use crate::pii_stream::{TextScrubber, Window};
 use crate::records::{check_metadata, check_subject, Envelope, ENVELOPE_PART};
-use crate::{Caller, CoreError, CreatedRecord, Custos};
+use crate::{Caller, CoreError, CreatedRecord, Custos, Principal};
 
 /// Whether a body of `content_type` is text the PII rule scans: `text/*`, JSON, NDJSON,
 /// XML and `+json` / `+xml` types. Anything else (or no type) is stored as binary.
@@ -497,16 +497,42 @@ impl Custos {
         org: &str,
         id: &str,
     ) -> Result<FileDownload, CoreError> {
+        self.download(caller, org, id, false).await
+    }
+
+    /// Downloads a stored export for `request_export`, which already left out what the
+    /// caller may not read (or decided the caller gets everything).
+    pub(crate) async fn download_export_file(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+    ) -> Result<FileDownload, CoreError> {
+        self.download(caller, org, id, true).await
+    }
+
+    async fn download(
+        &self,
+        caller: &Caller,
+        org: &str,
+        id: &str,
+        export_checked: bool,
+    ) -> Result<FileDownload, CoreError> {
         let grant = self
             .authorize(caller, crate::authz::Operation::FileDownload, org)
             .await?;
         let row = self.readable_record(caller, &grant, id).await?;
-        let scope = grant.scope;
         let Some(size) = row.blob_size else {
             return Err(CoreError::NotFound(format!("file of record {id}")));
         };
-        let row = self.with_archived_content(&scope, row).await?;
-        let envelope = self.open_envelope(&scope, &row).await?;
+        let row = self.with_archived_content(&grant.scope, row).await?;
+        let envelope = self.open_envelope(&grant.scope, &row).await?;
+        if row.category == crate::export::EXPORTS_CATEGORY && !export_checked {
+            let metadata = envelope.as_ref().map(|e| &e.metadata);
+            self.check_export_contents(caller, &grant, id, metadata)
+                .await?;
+        }
+        let scope = grant.scope;
         let body = self.blob_plaintext(&scope, &row).await?;
         let event = self
             .event(caller, custos_audit::AuditAction::FileDownload)
@@ -522,6 +548,41 @@ impl Custos {
             content_type,
             body,
         })
+    }
+
+    /// A stored export holds other categories' records: downloading its file directly needs
+    /// the access rule of each of them, as a record read would (an export stored before it
+    /// named them needs every category's). Refusals are audited.
+    async fn check_export_contents(
+        &self,
+        caller: &Caller,
+        grant: &crate::access::Grant,
+        id: &str,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<(), CoreError> {
+        let named: Option<Vec<&str>> = metadata
+            .and_then(|m| m.get(crate::export::EXPORT_CONTAINS))
+            .and_then(|c| c.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect());
+        let names: Vec<&str> = match named {
+            Some(names) => names,
+            None => self.policy.categories.keys().map(String::as_str).collect(),
+        };
+        for name in names {
+            // A category the policy no longer names is refused like one the caller may not read.
+            if self.policy.category(name).is_none()
+                && !matches!(caller.principal, Principal::System)
+            {
+                return Err(CoreError::Forbidden(format!(
+                    "export record {id} holds category `{name}`, which the policy no longer names"
+                )));
+            }
+            if self.policy.category(name).is_some() {
+                self.authorize_category(caller, grant, name, Some(format!("record:{id}")))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// The decrypted bytes of a record's blob (hot or archive tier), as they stream in.

@@ -14,7 +14,7 @@ use custos_pii::{
 use custos_policy::{PiiAction, PiiRule};
 use custos_store::{PiiToken, TokenBatch};
 
-use crate::pii_walk::{rebuild_keyed, visit, visit_keyed, walk};
+use crate::pii_walk::{rebuild_keyed, visit_keyed};
 use crate::CoreError;
 
 /// A non-personal description of a blocked write, for the audit log and alert sinks.
@@ -97,7 +97,8 @@ pub(crate) struct ScrubKeys {
 /// What scanning one record found, kept until its org tokens (if any) are resolved.
 #[derive(Clone, Default)]
 pub(crate) struct Scan {
-    /// Findings of each string of the content, in walk order (empty where none).
+    /// Findings of each key and string of the content, in [`visit_keyed`] order (empty where
+    /// none).
     pub findings: Vec<Vec<Finding>>,
     /// Findings of each key and string of the metadata, in [`visit_keyed`] order (empty
     /// when there is no metadata).
@@ -238,8 +239,8 @@ impl ScrubPlan {
         &self.kinds
     }
 
-    /// Scans every string in `content`, and every key and string of `metadata`, for the
-    /// rule's kinds. On `block`, returns the entity counts and the JSON paths of the hits
+    /// Scans every key and string of `content` and of `metadata` for the rule's kinds (a key
+    /// is data like a value: `{"zed@example.com": ...}` names a person). On `block`, returns the entity counts and the JSON paths of the hits
     /// (never values), before anything is minted.
     pub fn scan(
         &self,
@@ -249,8 +250,11 @@ impl ScrubPlan {
     ) -> Result<Scan, BlockedHits> {
         let mut acc = ScanAcc::new(self, scanner);
         let mut findings = Vec::new();
-        visit(content, &mut |path, text| {
-            findings.push(acc.text(path, text))
+        visit_keyed(content, "$", &mut |at, text| {
+            let found = acc.text(at, text);
+            let hit = !found.is_empty();
+            findings.push(found);
+            hit
         });
         acc.scan.findings = findings;
         // Records without metadata (the common case) pay nothing here.
@@ -260,57 +264,52 @@ impl ScrubPlan {
         acc.finish()
     }
 
-    /// Applies the rule to `content`, given the findings [`ScrubPlan::scan`] made in it.
-    /// `vault` holds the org tokens of the scan's targets (frozen: nothing is minted here).
+    /// Applies the rule to `content` (keys and strings), given the findings
+    /// [`ScrubPlan::scan`] made in it. `vault` holds the org tokens of the scan's targets
+    /// (frozen: nothing is minted here). A key that held PII is replaced by its transformed
+    /// form; two keys that transform alike get ` (2)`, ` (3)`, ... suffixes in key order, so
+    /// neither value is lost.
     pub fn apply(
         &self,
-        mut content: Value,
+        content: Value,
+        findings: Vec<Vec<Finding>>,
+        vault: Option<&mut TokenVault>,
+    ) -> Result<Value, CoreError> {
+        self.apply_keyed(content, findings, vault, "content")
+    }
+
+    /// Applies the rule to `metadata` (keys and strings), given the findings of
+    /// [`ScanAcc::metadata`], as [`ScrubPlan::apply`] does to content.
+    pub fn apply_metadata(
+        &self,
+        metadata: Value,
+        findings: Vec<Vec<Finding>>,
+        vault: Option<&mut TokenVault>,
+    ) -> Result<Value, CoreError> {
+        self.apply_keyed(metadata, findings, vault, "metadata")
+    }
+
+    fn apply_keyed(
+        &self,
+        value: Value,
         findings: Vec<Vec<Finding>>,
         mut vault: Option<&mut TokenVault>,
+        part: &str,
     ) -> Result<Value, CoreError> {
         if findings.iter().all(Vec::is_empty) {
-            return Ok(content);
+            return Ok(value);
         }
         let mut findings = findings.into_iter();
         let mut failed = None;
-        // Same walk order as the scan, so the n-th string meets its own findings.
-        walk(&mut content, &mut |path, text| {
+        // Same order as the scan's `visit_keyed`, so the n-th key or string meets its own
+        // findings.
+        let out = rebuild_keyed(value, &mut |text| {
             let found = findings.next().unwrap_or_default();
             match self.transform(text, &found, vault.as_deref_mut()) {
                 Ok(out) => out,
                 Err(e) => {
                     // Refuse rather than store unscrubbed text (the message names no value).
-                    failed.get_or_insert_with(|| format!("PII rule at {path}: {e}"));
-                    None
-                }
-            }
-        });
-        match failed {
-            Some(why) => Err(CoreError::Internal(why)),
-            None => Ok(content),
-        }
-    }
-
-    /// Applies the rule to `metadata` (keys and strings), given the findings of
-    /// [`ScanAcc::metadata`]. A key that held PII is replaced by its transformed form; two
-    /// keys that transform alike get ` (2)`, ` (3)`, ... suffixes in key order.
-    pub fn apply_metadata(
-        &self,
-        metadata: Value,
-        findings: Vec<Vec<Finding>>,
-        mut vault: Option<&mut TokenVault>,
-    ) -> Result<Value, CoreError> {
-        if findings.iter().all(Vec::is_empty) {
-            return Ok(metadata);
-        }
-        let mut findings = findings.into_iter();
-        let mut failed = None;
-        let out = rebuild_keyed(metadata, &mut |text| {
-            let found = findings.next().unwrap_or_default();
-            match self.transform(text, &found, vault.as_deref_mut()) {
-                Ok(out) => out,
-                Err(e) => {
-                    failed.get_or_insert_with(|| format!("PII rule in metadata: {e}"));
+                    failed.get_or_insert_with(|| format!("PII rule in {part}: {e}"));
                     None
                 }
             }

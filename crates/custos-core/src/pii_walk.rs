@@ -1,5 +1,5 @@
-//! Walking JSON for the PII step: visiting every string (and, in metadata, every key) with
-//! its path, and rebuilding a value with transformed strings and keys. Paths name positions
+//! Walking JSON for the PII step: visiting every string and every object key (of content and
+//! metadata alike) with its path, and rebuilding a value with transformed strings and keys. Paths name positions
 //! only; a key that holds PII is named by its index, never its text.
 
 use serde_json::Value;
@@ -52,36 +52,8 @@ impl std::fmt::Display for KeyAt<'_, '_> {
     }
 }
 
-/// Calls `f` with the JSON path and text of every string in `value`, depth first.
-pub(crate) fn visit<'v>(value: &'v Value, f: &mut dyn FnMut(&JsonPath<'v>, &'v str)) {
-    fn go<'v>(
-        value: &'v Value,
-        path: &mut JsonPath<'v>,
-        f: &mut dyn FnMut(&JsonPath<'v>, &'v str),
-    ) {
-        match value {
-            Value::String(s) => f(path, s),
-            Value::Array(items) => {
-                for (i, v) in items.iter().enumerate() {
-                    path.steps.push(Step::Index(i));
-                    go(v, path, f);
-                    path.steps.pop();
-                }
-            }
-            Value::Object(map) => {
-                for (k, v) in map {
-                    path.steps.push(Step::Key(k));
-                    go(v, path, f);
-                    path.steps.pop();
-                }
-            }
-            _ => {}
-        }
-    }
-    go(value, &mut JsonPath::new("$"), f)
-}
-
-/// Like [`visit`], but also calls `f` with every object key, just before the key's value.
+/// Calls `f` with the JSON path and text of every string in `value`, depth first, and with
+/// every object key, just before the key's value.
 /// `f` returns whether the text held PII; such a key is withheld from the paths below it.
 pub(crate) fn visit_keyed(
     value: &Value,
@@ -163,37 +135,4 @@ pub(crate) fn unique_key(map: &serde_json::Map<String, Value>, key: String) -> S
         .map(|n| format!("{key} ({n})"))
         .find(|k| !map.contains_key(k))
         .expect("some suffix is free")
-}
-
-/// Like [`visit`], but `f` may replace each string in place (`Some`).
-pub(crate) fn walk(value: &mut Value, f: &mut dyn FnMut(&JsonPath<'_>, &str) -> Option<String>) {
-    fn go<'v>(
-        value: &'v mut Value,
-        path: &mut JsonPath<'v>,
-        f: &mut dyn FnMut(&JsonPath<'_>, &str) -> Option<String>,
-    ) {
-        match value {
-            Value::String(s) => {
-                if let Some(replaced) = f(path, s) {
-                    *s = replaced;
-                }
-            }
-            Value::Array(items) => {
-                for (i, v) in items.iter_mut().enumerate() {
-                    path.steps.push(Step::Index(i));
-                    go(v, path, f);
-                    path.steps.pop();
-                }
-            }
-            Value::Object(map) => {
-                for (k, v) in map.iter_mut() {
-                    path.steps.push(Step::Key(k));
-                    go(v, path, f);
-                    path.steps.pop();
-                }
-            }
-            _ => {}
-        }
-    }
-    go(value, &mut JsonPath::new("$"), f)
 }

@@ -962,12 +962,12 @@ impl Custos {
         let (mut view, pseudonyms) = self.record_view(&scope, row).await?;
         // Records from before org-wide tokens carry their own vault.
         if let Some(vault) = &pseudonyms.record_vault {
-            view.content = detokenize_value(view.content, vault, false);
+            view.content = detokenize_value(view.content, vault);
         }
         if !pseudonyms.org_tokens.is_empty() {
             let vault = self.org_token_vault(&scope, &pseudonyms.org_tokens).await?;
-            view.content = detokenize_value(view.content, &vault, false);
-            view.metadata = detokenize_value(view.metadata, &vault, true);
+            view.content = detokenize_value(view.content, &vault);
+            view.metadata = detokenize_value(view.metadata, &vault);
             view.file_name = view.file_name.map(|n| custos_pii::detokenize(&n, &vault));
         }
         let event = self
@@ -1215,26 +1215,24 @@ impl Custos {
     }
 }
 
-/// Reverses `tokenize` pseudonyms in every string of `value`, and in its object keys if
-/// `keys` (metadata keys are tokenized, content keys are not).
-pub(crate) fn detokenize_value(value: Value, vault: &custos_pii::TokenVault, keys: bool) -> Value {
+/// Reverses `tokenize` pseudonyms in every string and object key of `value` (content and
+/// metadata keys are scanned and tokenized like values).
+pub(crate) fn detokenize_value(value: Value, vault: &custos_pii::TokenVault) -> Value {
     match value {
         Value::String(s) => Value::String(custos_pii::detokenize(&s, vault)),
         Value::Array(items) => Value::Array(
             items
                 .into_iter()
-                .map(|v| detokenize_value(v, vault, keys))
+                .map(|v| detokenize_value(v, vault))
                 .collect(),
         ),
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
-                    let k = if keys {
-                        custos_pii::detokenize(&k, vault)
-                    } else {
-                        k
-                    };
-                    (k, detokenize_value(v, vault, keys))
+                    (
+                        custos_pii::detokenize(&k, vault),
+                        detokenize_value(v, vault),
+                    )
                 })
                 .collect(),
         ),

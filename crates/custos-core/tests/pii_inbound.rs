@@ -288,6 +288,107 @@ async fn metadata_pii_refuses_a_blocking_write_naming_positions_only() {
     assert_eq!(env.stored_in(&org, "blocked_notes").await, 0);
 }
 
+/// Issue 23 (5): a key of `content` is data like a value. A `block` rule refuses it (naming
+/// its position, never its text), a `redact` rule rewrites it and keeps two keys that redact
+/// alike, and a `tokenize` rule's pseudonym of it is revealed again.
+#[tokio::test]
+async fn content_keys_are_scanned_and_transformed_like_values() {
+    let env = env();
+    let (org, owner) = env.org().await;
+    let hostile = json!({ "zed@mailpit.io": { "536-22-8471": "x" } });
+    let content = |c: &Value| NewRecord {
+        category: String::new(),
+        subject: None,
+        content: c.clone(),
+        metadata: None,
+    };
+    let err = env
+        .custos
+        .create_record(
+            &owner,
+            &org,
+            NewRecord {
+                category: "blocked_notes".into(),
+                ..content(&hostile)
+            },
+        )
+        .await
+        .unwrap_err();
+    let CoreError::PiiBlocked(message) = &err else {
+        panic!("expected a PII block, got {err:?}")
+    };
+    assert!(
+        message.contains("EMAIL_ADDRESS at ${key 0}[0..14]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("US_SSN at $.{key 0}{key 0}[0..11]"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("zed@") && !message.contains("8471"),
+        "{message}"
+    );
+    assert_eq!(env.stored_in(&org, "blocked_notes").await, 0);
+
+    let colliding = json!({ EMAIL: "first", "bo@example.org": "second", "plain": {SSN: 1} });
+    let created = env
+        .custos
+        .create_record(
+            &owner,
+            &org,
+            NewRecord {
+                category: "redacted_notes".into(),
+                ..content(&colliding)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (created.pii["EMAIL_ADDRESS"], created.pii["US_SSN"]),
+        (2, 1)
+    );
+    let view = env
+        .custos
+        .get_record(&owner, &org, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        view.content,
+        json!({
+            EMAIL_MARK: "first",
+            format!("{EMAIL_MARK} (2)"): "second",
+            "plain": { SSN_MARK: 1 },
+        })
+    );
+
+    let created = env
+        .custos
+        .create_record(
+            &owner,
+            &org,
+            NewRecord {
+                category: "token_notes".into(),
+                ..content(&colliding)
+            },
+        )
+        .await
+        .unwrap();
+    let view = env
+        .custos
+        .get_record(&owner, &org, &created.id)
+        .await
+        .unwrap();
+    assert_clean("tokenized content", &view.content.to_string());
+    assert_eq!(view.content.as_object().unwrap().len(), 3);
+    let revealed = env
+        .custos
+        .reveal_record(&owner, &org, &created.id)
+        .await
+        .unwrap();
+    assert_eq!(revealed.content, colliding);
+}
+
 #[tokio::test]
 async fn file_names_and_metadata_follow_the_rule() {
     let env = env();

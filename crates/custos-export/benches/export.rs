@@ -24,6 +24,7 @@ fn header(t: jiff::Timestamp) -> ExportHeader {
             next_expiry: None,
         }],
         request_due: None,
+        withheld: vec![],
     }
 }
 

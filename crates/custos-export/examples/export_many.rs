@@ -77,6 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect(),
         request_due: None,
+        withheld: vec![],
     };
 
     let start = Instant::now();

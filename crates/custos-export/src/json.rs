@@ -51,6 +51,7 @@ struct Head<'a> {
     generated_at: &'a jiff::Timestamp,
     tool: &'a str,
     summary: &'a [crate::CategorySummary],
+    withheld: &'a [crate::WithheldCategory],
 }
 
 impl<W: Write> JsonWriter<W> {
@@ -68,6 +69,7 @@ impl<W: Write> JsonWriter<W> {
             generated_at: &header.generated_at,
             tool: &header.tool,
             summary: &header.categories,
+            withheld: &header.withheld,
         };
         // The head is small and fixed: serialize it as an object and reopen it by dropping the
         // closing brace, so its member order and escaping stay serde_json's.

@@ -6,8 +6,10 @@
 //!
 //! - **JSON** ([`Format::Json`]): one `custos-export/v1` document, described exactly by the
 //!   JSON Schema (draft 2020-12) in [`EXPORT_SCHEMA`]. Machine-readable portability format.
-//! - **CSV** ([`Format::Csv`]): a zip with `summary.csv`, one RFC 4180 `<category>.csv` per
-//!   category (see [`category_file_names`]) and `events.csv`. Streamed (no `Seek`).
+//! - **CSV** ([`Format::Csv`]): a zip with `README.txt`, `summary.csv`, `withheld.csv`, one
+//!   RFC 4180 `<category>.csv` per category (see [`category_file_names`]) and `events.csv`.
+//!   Streamed (no `Seek`). Cells a spreadsheet would run as formulas are defused with a
+//!   leading `'` ([`defuse_cell`], OWASP's CSV-injection guidance).
 //! - **PDF** ([`Format::Pdf`]): a document for people, with a title block, a summary table, the
 //!   records and the events; plus [`certificate_pdf`] for any titled list of text lines.
 //!
@@ -53,6 +55,7 @@
 //!         next_expiry: None,
 //!     }],
 //!     request_due: None,
+//!     withheld: vec![],
 //! };
 //! let record = ExportRecord {
 //!     id: "rec_1".into(),
@@ -87,11 +90,14 @@ use std::io::Write;
 use std::str::FromStr;
 
 pub use csv_zip::{
-    category_file_names, EVENTS_FILE, EVENT_COLUMNS, RECORD_COLUMNS, SUMMARY_COLUMNS, SUMMARY_FILE,
+    category_file_names, defuse_cell, EVENTS_FILE, EVENT_COLUMNS, README_FILE, README_TEXT,
+    RECORD_COLUMNS, SUMMARY_COLUMNS, SUMMARY_FILE, WITHHELD_COLUMNS, WITHHELD_FILE,
 };
 pub use error::ExportError;
 pub use json::JSON_FORMAT;
-pub use model::{CategorySummary, ExportEvent, ExportFile, ExportHeader, ExportRecord};
+pub use model::{
+    CategorySummary, ExportEvent, ExportFile, ExportHeader, ExportRecord, WithheldCategory,
+};
 pub use pdf::{certificate_pdf, REPLACEMENT};
 
 /// The JSON Schema (draft 2020-12) of the JSON export document.

@@ -22,6 +22,20 @@ pub struct ExportHeader {
     pub categories: Vec<CategorySummary>,
     /// When the request is due (GDPR one-month deadline), when there is a request.
     pub request_due: Option<Timestamp>,
+    /// Categories left out because the downloader may not read them (empty: nothing was).
+    #[serde(default)]
+    pub withheld: Vec<WithheldCategory>,
+}
+
+/// A category of the subject's data left out of the export, with how many records it holds:
+/// the downloader's access rules do not open it, and the export says so instead of
+/// pretending the subject has nothing there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithheldCategory {
+    /// Category name from the policy.
+    pub category: String,
+    /// Records of the subject in the category that were left out.
+    pub records: u64,
 }
 
 /// What the subject has in one category and how long it is kept.

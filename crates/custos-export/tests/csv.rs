@@ -1,5 +1,6 @@
-//! The CSV export: a zip any unzip reads, one parseable RFC 4180 file per category plus events
-//! and summary, and every value back as it went in.
+//! The CSV export: a zip any unzip reads, one parseable RFC 4180 file per category plus events,
+//! summary and withheld categories, and every value back as it went in, except that cells a
+//! spreadsheet would run as formulas carry a leading `'` (OWASP CSV injection).
 
 mod support;
 
@@ -7,22 +8,36 @@ use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 
 use custos_export::{
-    category_file_names, ExportError, ExportRecord, Format, EVENT_COLUMNS, RECORD_COLUMNS,
-    SUMMARY_COLUMNS,
+    category_file_names, ExportError, ExportRecord, Format, WithheldCategory, EVENT_COLUMNS,
+    README_FILE, RECORD_COLUMNS, SUMMARY_COLUMNS, WITHHELD_COLUMNS,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use support::{category, export, header, record, sample};
 
-/// Every file in the zip, parsed: name → rows (the header row first).
-fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<Vec<String>>> {
+/// The zip's entries in order, with their text.
+fn entries(bytes: &[u8]) -> Vec<(String, String)> {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).expect("a readable zip");
+    (0..zip.len())
+        .map(|i| {
+            let mut entry = zip.by_index(i).unwrap();
+            assert_eq!(entry.compression(), zip::CompressionMethod::Deflated);
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            (entry.name().unwrap().into_owned(), text)
+        })
+        .collect()
+}
+
+/// Every CSV file in the zip, parsed: name → rows (the header row first). `README.txt`, the
+/// one entry that is not CSV, is checked and left out.
+fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<Vec<String>>> {
     let mut files = BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).unwrap();
-        assert_eq!(entry.compression(), zip::CompressionMethod::Deflated);
-        let mut text = String::new();
-        entry.read_to_string(&mut text).unwrap();
+    for (i, (name, text)) in entries(bytes).into_iter().enumerate() {
+        if name == README_FILE {
+            assert_eq!(i, 0, "README.txt comes first");
+            continue;
+        }
         assert!(
             text.is_empty() || text.ends_with("\r\n"),
             "RFC 4180 line ends"
@@ -34,7 +49,7 @@ fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<Vec<String>>> {
             .records()
             .map(|r| r.unwrap().iter().map(str::to_owned).collect())
             .collect();
-        files.insert(entry.name().unwrap().into_owned(), rows);
+        files.insert(name, rows);
     }
     files
 }
@@ -91,8 +106,13 @@ fn sample_export_unzips_and_round_trips() {
             "events.csv",
             "messages.csv",
             "summary.csv",
-            "support_tickets.csv"
+            "support_tickets.csv",
+            "withheld.csv"
         ]
+    );
+    assert_eq!(
+        files["withheld.csv"],
+        [WITHHELD_COLUMNS.map(str::to_owned).to_vec()]
     );
 
     let summary = &files["summary.csv"];
@@ -169,9 +189,97 @@ fn empty_subject_still_has_every_file() {
     let h = header(vec![category("a", 0), category("b", 0)]);
     let files = unzip(&export(Format::Csv, &h, &[], &[]).unwrap());
     let names: Vec<&str> = files.keys().map(String::as_str).collect();
-    assert_eq!(names, ["a.csv", "b.csv", "events.csv", "summary.csv"]);
+    assert_eq!(
+        names,
+        [
+            "a.csv",
+            "b.csv",
+            "events.csv",
+            "summary.csv",
+            "withheld.csv"
+        ]
+    );
     let none = unzip(&export(Format::Csv, &header(vec![]), &[], &[]).unwrap());
-    assert_eq!(none.len(), 2);
+    assert_eq!(none.len(), 3);
+}
+
+#[test]
+fn withheld_categories_are_listed_with_their_counts() {
+    let mut h = header(vec![category("a", 0)]);
+    h.withheld = vec![
+        WithheldCategory {
+            category: "legal".into(),
+            records: 2,
+        },
+        WithheldCategory {
+            category: "hr".into(),
+            records: 1,
+        },
+    ];
+    let files = unzip(&export(Format::Csv, &h, &[], &[]).unwrap());
+    assert_eq!(
+        files["withheld.csv"],
+        [
+            vec!["category".to_string(), "records".into()],
+            vec!["legal".into(), "2".into()],
+            vec!["hr".into(), "1".into()],
+        ]
+    );
+}
+
+/// OWASP CSV injection: every cell a spreadsheet would run as a formula gets a leading `'`,
+/// in every file; others are untouched; README.txt says so.
+#[test]
+fn formula_cells_are_defused_in_every_file() {
+    let hostile = [
+        "=HYPERLINK(\"http://127.0.0.1/x\",\"click\")",
+        "=1+1",
+        "+1",
+        "-2",
+        "@SUM(A1)",
+        "\tx",
+        "\rx",
+    ];
+    let mut cat = category("notes", hostile.len() as u64 + 1);
+    cat.retention = "=2+2".into();
+    let mut h = header(vec![cat]);
+    h.withheld = vec![WithheldCategory {
+        category: "-legal".into(),
+        records: 1,
+    }];
+    let mut records: Vec<ExportRecord> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, t)| record(&format!("r{i}"), "notes", json!(t)))
+        .collect();
+    records.push(record("safe", "notes", json!("a = 1 + 1")));
+    records[0].file = Some(custos_export::ExportFile {
+        name: Some("=cmd|' /C calc'!A0".into()),
+        content_type: Some("text/plain".into()),
+        size: 1,
+        sha256: "0".repeat(64),
+        content_base64: None,
+    });
+    let mut ev = support::event(1, "record.read");
+    ev.reason = Some("@evil".into());
+    let bytes = export(Format::Csv, &h, &records, &[ev]).unwrap();
+    let files = unzip(&bytes);
+    let rows = &files["notes.csv"];
+    for (row, t) in rows[1..].iter().zip(hostile) {
+        assert_eq!(row[7], format!("'{t}"));
+    }
+    assert_eq!(
+        rows.last().unwrap()[7],
+        "a = 1 + 1",
+        "only the first character counts"
+    );
+    assert_eq!(rows[1][10], "'=cmd|' /C calc'!A0");
+    assert_eq!(files["summary.csv"][1][2], "'=2+2");
+    assert_eq!(files["withheld.csv"][1][0], "'-legal");
+    assert_eq!(files["events.csv"][1][6], "'@evil");
+    let all = entries(&bytes);
+    assert_eq!(all[0].0, README_FILE);
+    assert!(all[0].1.contains("single quote"), "{}", all[0].1);
 }
 
 #[test]
@@ -235,7 +343,8 @@ fn info_zip_reads_the_stream() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// Any text (RFC 4180 specials included) comes back from its cell unchanged.
+    /// Any text (RFC 4180 specials included) comes back from its cell unchanged, but for the
+    /// `'` in front of a formula.
     #[test]
     fn any_text_round_trips(texts in prop::collection::vec(any::<String>(), 1..5)) {
         let h = header(vec![category("notes", texts.len() as u64)]);
@@ -252,7 +361,12 @@ proptest! {
         let rows = &files["notes.csv"];
         prop_assert_eq!(rows.len(), texts.len() + 1);
         for (row, t) in rows[1..].iter().zip(&texts) {
-            prop_assert_eq!(&row[7], t);
+            let want = if t.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                format!("'{t}")
+            } else {
+                t.clone()
+            };
+            prop_assert_eq!(&row[7], &want);
             prop_assert_eq!(serde_json::from_str::<Value>(&row[8]).unwrap(), json!({ "t": t }));
         }
     }

@@ -3,7 +3,9 @@
 
 mod support;
 
-use custos_export::{ExportError, ExportEvent, ExportRecord, Format, EXPORT_SCHEMA, JSON_FORMAT};
+use custos_export::{
+    ExportError, ExportEvent, ExportRecord, Format, WithheldCategory, EXPORT_SCHEMA, JSON_FORMAT,
+};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use support::{category, event, export, header, record, sample};
@@ -52,7 +54,8 @@ fn sample_export_validates_and_round_trips() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys.len(), 11, "{keys:?}");
+    assert_eq!(keys.len(), 12, "{keys:?}");
+    assert_eq!(doc["withheld"], json!([]));
 
     let summary: Vec<custos_export::CategorySummary> =
         serde_json::from_value(doc["summary"].clone()).unwrap();
@@ -79,6 +82,27 @@ fn empty_subject_validates() {
     assert_valid(&validator(), &doc);
     assert_eq!(doc["request"], Value::Null);
     assert_eq!(doc["events"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn withheld_categories_are_named_with_their_counts() {
+    let mut h = header(vec![category("contacts", 0)]);
+    h.withheld = vec![WithheldCategory {
+        category: "legal".into(),
+        records: 3,
+    }];
+    let doc = parse(&export(Format::Json, &h, &[], &[]).unwrap());
+    assert_valid(&validator(), &doc);
+    assert_eq!(
+        doc["withheld"],
+        json!([{"category": "legal", "records": 3}])
+    );
+    let mut bad = doc.clone();
+    bad["withheld"] = json!([{"category": "legal"}]);
+    assert!(
+        !validator().is_valid(&bad),
+        "a withheld entry needs its count"
+    );
 }
 
 #[test]

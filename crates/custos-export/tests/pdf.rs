@@ -248,6 +248,30 @@ fn empty_subject_renders() {
 }
 
 #[test]
+fn withheld_categories_are_named() {
+    if !poppler() {
+        return;
+    }
+    let mut h = header(vec![]);
+    h.withheld = vec![custos_export::WithheldCategory {
+        category: "legal".into(),
+        records: 2,
+    }];
+    let rendered = render(&export(Format::Pdf, &h, &[], &[]).unwrap(), false);
+    assert!(rendered.text.contains("Withheld"), "{}", rendered.text);
+    assert!(
+        rendered.text.contains("legal: 2 records"),
+        "{}",
+        rendered.text
+    );
+    let plain = render(
+        &export(Format::Pdf, &header(vec![]), &[], &[]).unwrap(),
+        false,
+    );
+    assert!(!plain.text.contains("Withheld"));
+}
+
+#[test]
 fn certificate_lines_are_text() {
     if !poppler() {
         return;

@@ -446,8 +446,36 @@ fn pathological_input_is_an_error_not_a_crash() {
         "[[categories]]\nretention = \"1d\"\n".to_string(),
         "categories = 5\nservice = []\nllm = \"x\"\n".to_string(),
     ] {
-        let _ = Policy::parse(&src, "p.toml");
+        let lines = src.lines().count().max(1);
+        let d = match Policy::parse(&src, "p.toml") {
+            Ok(_) => panic!("expected problems, got a policy, from {:?}", preview(&src)),
+            Err(d) => d,
+        };
+        assert!(
+            !d.is_empty(),
+            "an error without diagnostics for {:?}",
+            preview(&src)
+        );
+        for e in &d {
+            // Each problem is located inside the input and says what is wrong.
+            assert_eq!(e.file, "p.toml");
+            assert!(
+                (1..=lines + 1).contains(&e.line) && e.col >= 1,
+                "{e} is outside the {lines} lines of {:?}",
+                preview(&src)
+            );
+            assert!(
+                !e.message.trim().is_empty(),
+                "empty message for {:?}",
+                preview(&src)
+            );
+        }
     }
+}
+
+/// The start of a long input, for failure messages.
+fn preview(src: &str) -> String {
+    src.chars().take(40).collect()
 }
 
 #[test]

@@ -32,6 +32,31 @@ use crate::{deploy, Failure};
 pub const RESULTS_HEADER: [&str; 5] = ["subject", "request", "status", "certificate", "detail"];
 /// The `status` of a subject whose erasure failed in this run.
 const FAILED: &str = "failed";
+/// The `status` of a row repeating an earlier row's id (erased once, on that row).
+const DUPLICATE: &str = "duplicate";
+
+/// One subject row of the input CSV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRow {
+    /// The 1-based line the row starts on.
+    pub line: u64,
+    /// The subject id, exactly as written.
+    pub subject: String,
+    /// What to do with it.
+    pub kind: RowKind,
+}
+
+/// What a row of the input asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowKind {
+    /// Erase the subject.
+    Erase,
+    /// The same id as the row on this line: reported, not erased again.
+    DuplicateOf(u64),
+    /// The id has leading or trailing whitespace: refused, since trimming it would name a
+    /// different subject than the one written (and erase the wrong person's data).
+    Whitespace,
+}
 
 /// Where one bulk job reads and writes.
 #[derive(Debug, Clone)]
@@ -76,7 +101,7 @@ pub struct ResultRow {
     pub subject: String,
     /// The erasure request, when one was filed or resumed.
     pub request: String,
-    /// `completed`, `partially_completed` or `failed`.
+    /// `completed`, `partially_completed`, `failed` or `duplicate`.
     pub status: String,
     /// The certificate file, when one was written.
     pub certificate: String,
@@ -102,20 +127,34 @@ impl ResultRow {
     }
 }
 
-/// The subject ids of an input CSV in order, without duplicates or blank rows; a first row
-/// reading `subject` is a header. More than one non-empty column is bad input.
-pub fn read_subjects(input: impl Read) -> Result<Vec<String>, String> {
+/// The subject rows of an input CSV in order, without blank rows; a first row reading
+/// `subject` is a header. Ids are taken exactly as written: one with leading or trailing
+/// whitespace is marked for refusal, and a repeat is marked as a duplicate of its first line.
+/// More than one non-empty column is bad input.
+pub fn read_subjects(mut input: impl Read) -> Result<Vec<InputRow>, String> {
+    // Read whole (a list of ids) so that a row's line can be counted past the blank lines the
+    // csv reader skips: its position is where it started reading, before them.
+    let mut text = Vec::new();
+    input.read_to_end(&mut text).map_err(|e| e.to_string())?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(input);
-    let mut seen = HashSet::new();
+        .from_reader(text.as_slice());
+    let mut seen: HashMap<String, u64> = HashMap::new();
     let mut subjects = Vec::new();
     let mut first = true;
     for record in reader.records() {
         let record = record.map_err(|e| e.to_string())?;
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.position().map_or(0, |p| {
+            let skipped = text
+                .get(p.byte() as usize..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .filter(|b| **b == b'\n')
+                .count();
+            p.line() + skipped as u64
+        });
         let values: Vec<&str> = record.iter().filter(|v| !v.is_empty()).collect();
         let subject = match values.as_slice() {
             [] => continue,
@@ -127,11 +166,24 @@ pub fn read_subjects(input: impl Read) -> Result<Vec<String>, String> {
                 ))
             }
         };
-        let header = first && subject.eq_ignore_ascii_case("subject");
+        let header = first && subject.trim().eq_ignore_ascii_case("subject");
         first = false;
-        if !header && seen.insert(subject.to_string()) {
-            subjects.push(subject.to_string());
+        if header {
+            continue;
         }
+        let kind = if subject.trim() != subject {
+            RowKind::Whitespace
+        } else if let Some(&of) = seen.get(subject) {
+            RowKind::DuplicateOf(of)
+        } else {
+            seen.insert(subject.to_string(), line);
+            RowKind::Erase
+        };
+        subjects.push(InputRow {
+            line,
+            subject: subject.to_string(),
+            kind,
+        });
     }
     Ok(subjects)
 }
@@ -229,6 +281,7 @@ struct Tally {
     completed: u64,
     partial: u64,
     failed: u64,
+    duplicates: u64,
     skipped: u64,
 }
 
@@ -241,7 +294,7 @@ pub async fn run(
 ) -> Result<(), Failure> {
     let input = std::fs::File::open(&job.csv)
         .map_err(|e| Failure::BadInput(format!("--csv {}: {e}", job.csv.display())))?;
-    let subjects = read_subjects(std::io::BufReader::new(input))
+    let rows = read_subjects(std::io::BufReader::new(input))
         .map_err(|e| Failure::BadInput(format!("--csv {}: {e}", job.csv.display())))?;
     let (done, mut known) = match std::fs::File::open(&job.results) {
         Ok(f) => read_results(std::io::BufReader::new(f))
@@ -257,13 +310,17 @@ pub async fn run(
     deploy::create_private_dir(&job.certificates)?;
     let (started, resumed) = job_start(job, custos.now())?;
     if resumed {
-        let pending: Vec<&String> = subjects.iter().filter(|s| !done.contains(*s)).collect();
+        let pending: Vec<&String> = rows
+            .iter()
+            .filter(|r| r.kind == RowKind::Erase && !done.contains(&r.subject))
+            .map(|r| &r.subject)
+            .collect();
         for (subject, request) in filed_since(custos, vault, org, started, &pending).await? {
             known.entry(subject).or_insert(request);
         }
     }
     let mut results = Results::open(&job.results)?;
-    let progress = indicatif::ProgressBar::new(subjects.len() as u64);
+    let progress = indicatif::ProgressBar::new(rows.len() as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} {elapsed} [{bar:30}] {pos}/{len} subjects {msg} (eta {eta})",
@@ -272,16 +329,39 @@ pub async fn run(
         .progress_chars("=> "),
     );
     let mut tally = Tally::default();
-    for subject in &subjects {
-        if done.contains(subject) {
-            tally.skipped += 1;
-            progress.inc(1);
-            continue;
-        }
-        let row = erase_row(custos, org, subject, known.get(subject), job).await;
+    for input in &rows {
+        let subject = &input.subject;
+        let row = match input.kind {
+            RowKind::Erase if done.contains(subject) => {
+                tally.skipped += 1;
+                progress.inc(1);
+                continue;
+            }
+            RowKind::Erase => erase_row(custos, org, subject, known.get(subject), job).await,
+            RowKind::DuplicateOf(of) => ResultRow {
+                subject: subject.clone(),
+                request: String::new(),
+                status: DUPLICATE.to_string(),
+                certificate: String::new(),
+                detail: format!("line {}: duplicate of line {of}", input.line),
+            },
+            RowKind::Whitespace => ResultRow {
+                subject: subject.clone(),
+                request: String::new(),
+                status: FAILED.to_string(),
+                certificate: String::new(),
+                detail: format!(
+                    "line {}: the subject id has leading or trailing whitespace; ids are taken \
+                     exactly as given, so remove it (a subject stored with such an id is erased \
+                     with `custos dsr erase --subject`)",
+                    input.line
+                ),
+            },
+        };
         match row.status.as_str() {
             s if s == RequestStatus::Completed.as_str() => tally.completed += 1,
             s if s == RequestStatus::PartiallyCompleted.as_str() => tally.partial += 1,
+            DUPLICATE => tally.duplicates += 1,
             _ => tally.failed += 1,
         }
         results.append(&row)?;
@@ -289,11 +369,14 @@ pub async fn run(
     }
     progress.finish_and_clear();
     println!(
-        "{} subject(s): {} completed, {} partially completed (legal holds), {} failed; {} done in an earlier run\nresults: {}\ncertificates: {}",
-        subjects.len(),
+        "{} subject(s): {} completed, {} partially completed (legal holds), {} failed, {} duplicate(s); {} done in an earlier run\nresults: {}\ncertificates: {}",
+        rows.iter()
+            .filter(|r| !matches!(r.kind, RowKind::DuplicateOf(_)))
+            .count(),
         tally.completed,
         tally.partial,
         tally.failed,
+        tally.duplicates,
         tally.skipped,
         job.results.display(),
         job.certificates.display()
@@ -448,27 +531,48 @@ mod tests {
         assert_eq!(job.certificates, Path::new("certs"));
     }
 
+    /// The ids of rows to erase.
+    fn erased(input: &str) -> Vec<String> {
+        read_subjects(input.as_bytes())
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind == RowKind::Erase)
+            .map(|r| r.subject)
+            .collect()
+    }
+
+    fn row(line: u64, subject: &str, kind: RowKind) -> InputRow {
+        InputRow {
+            line,
+            subject: subject.into(),
+            kind,
+        }
+    }
+
     #[test]
-    fn subjects_skip_the_header_blanks_and_duplicates() {
-        let input = "subject\nalice\n\n\"bob, jr\"\n  carol \nalice\n";
+    fn ids_are_exact_whitespace_is_refused_and_duplicates_name_their_first_line() {
+        let input = "subject\nalice\n\n\"bob, jr\"\n  carol \nalice\ncarol\n\"carol \"\n";
         assert_eq!(
             read_subjects(input.as_bytes()).unwrap(),
-            ["alice", "bob, jr", "carol"]
+            [
+                row(2, "alice", RowKind::Erase),
+                row(4, "bob, jr", RowKind::Erase),
+                row(5, "  carol ", RowKind::Whitespace),
+                row(6, "alice", RowKind::DuplicateOf(2)),
+                row(7, "carol", RowKind::Erase),
+                row(8, "carol ", RowKind::Whitespace),
+            ]
         );
-        assert_eq!(
-            read_subjects("alice\r\nbob".as_bytes()).unwrap(),
-            ["alice", "bob"]
-        );
+    }
+
+    #[test]
+    fn subjects_skip_the_header_and_blanks() {
+        assert_eq!(erased("subject\nalice\n\nbob\n"), ["alice", "bob"]);
+        assert_eq!(erased("alice\r\nbob"), ["alice", "bob"]);
         // Spreadsheets start their CSV with a byte order mark.
-        assert_eq!(
-            read_subjects("\u{feff}subject\r\nalice\r\n".as_bytes()).unwrap(),
-            ["alice"]
-        );
+        assert_eq!(erased("\u{feff}subject\r\nalice\r\n"), ["alice"]);
         // `subject` is a header only on the first row.
-        assert_eq!(
-            read_subjects("alice\nsubject\n".as_bytes()).unwrap(),
-            ["alice", "subject"]
-        );
+        assert_eq!(erased("alice\nsubject\n"), ["alice", "subject"]);
     }
 
     #[test]
@@ -537,7 +641,7 @@ mod tests {
 
     proptest! {
         /// Whatever the subject ids (commas, quotes, line breaks inside), a CSV written by a
-        /// standard writer reads back as the same ids in order, once each. (A leading byte
+        /// standard writer reads back as the same ids in order, each erased once. (A leading byte
         /// order mark is the file's, not the id's: spreadsheets write one.)
         #[test]
         fn subjects_round_trip_through_csv(
@@ -560,7 +664,13 @@ mod tests {
                     expected.push(id.clone());
                 }
             }
-            prop_assert_eq!(read_subjects(bytes.as_slice()).unwrap(), expected);
+            let got: Vec<String> = read_subjects(bytes.as_slice())
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.kind == RowKind::Erase)
+                .map(|r| r.subject)
+                .collect();
+            prop_assert_eq!(got, expected);
         }
     }
 }

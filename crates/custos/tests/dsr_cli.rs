@@ -276,9 +276,14 @@ async fn bulk_erasure_resumes_and_erases_each_subject_once() {
     .unwrap();
     let out = d.ok(&["dsr", "erase", "--org", &d.org, "--csv", "subjects.csv"]);
     assert!(out.contains("5 subject(s): 5 completed"), "{out}");
+    assert!(out.contains("1 duplicate(s)"), "{out}");
     let results = d.path("subjects.csv.results.csv");
-    let first = rows(&results);
-    assert_eq!(first.len(), 5);
+    let mut first = rows(&results);
+    assert_eq!(first.len(), 6);
+    // `alice` again on line 8: reported as a duplicate of its first line, not erased twice.
+    let dup = first.pop().unwrap();
+    assert_eq!(dup[..3], ["alice", "", "duplicate"], "{dup:?}");
+    assert_eq!(dup[4], "line 8: duplicate of line 2");
     for (row, subject) in first.iter().zip(SUBJECTS) {
         assert_eq!(row[0], subject);
         assert_eq!(row[2], "completed");
@@ -314,7 +319,10 @@ async fn bulk_erasure_resumes_and_erases_each_subject_once() {
     let out = d.ok(&["dsr", "erase", "--org", &d.org, "--csv", "subjects.csv"]);
     assert!(out.contains("2 done in an earlier run"), "{out}");
     let second = rows(&results);
-    let whole: Vec<&Vec<String>> = second.iter().filter(|r| r.len() == 5).collect();
+    let whole: Vec<&Vec<String>> = second
+        .iter()
+        .filter(|r| r.len() == 5 && r[2] != "duplicate")
+        .collect();
     assert_eq!(whole.len(), 5, "{second:?}");
     assert_eq!(
         whole.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(),
@@ -341,6 +349,20 @@ async fn bulk_erasure_resumes_and_erases_each_subject_once() {
     // A third run has nothing left to do and files nothing.
     let out = d.ok(&["dsr", "erase", "--org", &d.org, "--csv", "subjects.csv"]);
     assert!(out.contains("5 done in an earlier run"), "{out}");
+    assert_eq!(d.list(&["--type", "erasure"]).len(), 5);
+
+    // Ids are taken exactly as given: one with surrounding whitespace is refused on its row,
+    // naming the line, and nothing is filed for it (trimming would erase `alice` instead).
+    std::fs::write(d.path("spaced.csv"), "subject\n alice \n").unwrap();
+    let (out, err) = d.expect(&["dsr", "erase", "--org", &d.org, "--csv", "spaced.csv"], 1);
+    assert!(out.contains("1 failed"), "{out}\n{err}");
+    let spaced = rows(&d.path("spaced.csv.results.csv"));
+    assert_eq!(spaced.len(), 1);
+    assert_eq!(spaced[0][..4], [" alice ", "", "failed", ""], "{spaced:?}");
+    assert!(
+        spaced[0][4].starts_with("line 2: ") && spaced[0][4].contains("whitespace"),
+        "{spaced:?}"
+    );
     assert_eq!(d.list(&["--type", "erasure"]).len(), 5);
 
     // Bad input: two columns, a foreign results file.

@@ -20,17 +20,22 @@ pub struct Env {
 }
 
 pub fn env() -> Env {
+    env_with_policy(Policy::builtin())
+}
+
+/// The same deployment under `policy` instead of the built-in one.
+pub fn env_with_policy(policy: Policy) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let objects = Objects::open(&ObjectLocation::File(dir.path().join("data/objects"))).unwrap();
-    env_in(dir, objects)
+    env_in(dir, objects, policy)
 }
 
 /// The same deployment with blobs and the archive tier in `objects` (e.g. on S3).
 pub fn env_with(objects: Objects) -> Env {
-    env_in(tempfile::tempdir().unwrap(), objects)
+    env_in(tempfile::tempdir().unwrap(), objects, Policy::builtin())
 }
 
-fn env_in(dir: tempfile::TempDir, objects: Objects) -> Env {
+fn env_in(dir: tempfile::TempDir, objects: Objects, policy: Policy) -> Env {
     let data = dir.path().join("data");
     let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
     let kms = LocalKms::open_or_create(&data.join("keys/root.keyring")).unwrap();
@@ -38,7 +43,7 @@ fn env_in(dir: tempfile::TempDir, objects: Objects) -> Env {
     let vault = Arc::new(KeyVault::new(Arc::new(kms), Arc::new(keys)));
     let clock = Arc::new(ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap()));
     let custos = Custos::new(
-        Arc::new(Policy::builtin()),
+        Arc::new(policy),
         store.clone(),
         objects,
         vault.clone(),

@@ -81,6 +81,7 @@ impl<W: Write> PdfWriter<W> {
         )?;
         layout.space(1.5);
         summary_table(&mut layout, header)?;
+        withheld_list(&mut layout, header)?;
         Ok(Self {
             layout,
             order,
@@ -171,6 +172,33 @@ fn summary_table<W: Write>(
             opt_when(&c.next_expiry),
         ];
         table_row(layout, Style::BODY, &WIDTHS, &row)?;
+    }
+    Ok(())
+}
+
+/// The categories left out because the downloader may not read them, when there are any.
+fn withheld_list<W: Write>(
+    layout: &mut Layout<W>,
+    header: &ExportHeader,
+) -> Result<(), ExportError> {
+    if header.withheld.is_empty() {
+        return Ok(());
+    }
+    layout.space(1.5);
+    layout.heading(Style::SECTION, "Withheld", 3)?;
+    layout.text(
+        Style::BODY,
+        0,
+        "The subject also has data in these categories. They are left out of this document \
+         because the person who downloaded it may not read them.",
+    )?;
+    for w in &header.withheld {
+        let noun = if w.records == 1 { "record" } else { "records" };
+        layout.text(
+            Style::BODY,
+            0,
+            &format!("{}: {} {noun}", w.category, w.records),
+        )?;
     }
     Ok(())
 }

@@ -55,6 +55,7 @@ pub fn header(categories: Vec<CategorySummary>) -> ExportHeader {
         tool: "custos 0.1.0".into(),
         categories,
         request_due: Some(ts("2026-06-03T10:11:12Z")),
+        withheld: vec![],
     }
 }
 
