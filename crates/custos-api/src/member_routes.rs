@@ -156,11 +156,13 @@ pub(crate) async fn enroll_totp(
     Path(org): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<TotpEnrollment>)> {
-    // An empty body is the plain enrollment, as before codes existed.
+    // An empty body (or `null`) is the plain enrollment, as before codes existed.
     let req = if body.iter().all(u8::is_ascii_whitespace) {
         TotpEnrollmentRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("body", e.to_string()))?
+        serde_json::from_slice::<Option<TotpEnrollmentRequest>>(&body)
+            .map_err(|e| ApiError::invalid("body", e.to_string()))?
+            .unwrap_or_default()
     };
     Ok((
         StatusCode::CREATED,
