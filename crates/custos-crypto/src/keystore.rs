@@ -168,8 +168,11 @@ impl SqliteKeyStore {
     fn init(conn: Connection) -> Result<Self, CryptoError> {
         // secure_delete: destroyed keys are overwritten with zeros in the file, which is what
         // makes crypto-erasure real on disk. DELETE journal (not WAL) so no stale copy lingers.
+        // busy_timeout: `custos keys rotate` and every `serve` on the same data share this
+        // file; one waits for another's transaction instead of failing the request at once.
         conn.execute_batch(
-            "PRAGMA secure_delete = ON;
+            "PRAGMA busy_timeout = 10000;
+             PRAGMA secure_delete = ON;
              PRAGMA journal_mode = DELETE;
              PRAGMA synchronous = FULL;
              CREATE TABLE IF NOT EXISTS org_keys (

@@ -294,6 +294,11 @@ impl SqliteStore {
         // Only the writer gets a large page cache (64 MiB): index pages dirtied by batch
         // inserts stay in memory; readers stream and keep SQLite's small default.
         writer.execute_batch("PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536;")?;
+        // Every write transaction takes the write lock when it begins: a deferred one that
+        // read first and then writes fails at once with SQLITE_BUSY (the busy timeout does
+        // not apply) when another process (a second `serve`, `custos keys rotate`) wrote in
+        // between; an immediate one waits for it instead.
+        writer.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         migrate(&mut writer)?;
         crate::audit_sqlite::backfill_if_needed(&mut writer)?;
         let mut readers = Vec::with_capacity(READERS);

@@ -242,7 +242,8 @@ async fn key_rotation_by_the_cli_fails_no_request_of_a_running_server() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(burst(&both, &key, &org, 20).await.iter().all(|s| *s == 201));
+    let warm = burst(&both, &key, &org, 20).await;
+    assert!(warm.iter().all(|s| *s == 201), "{warm:?}");
 
     // 200 writes in flight while the root key, then the org key, rotate.
     for args in [
