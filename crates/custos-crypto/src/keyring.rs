@@ -49,7 +49,7 @@ struct KeyringEntry {
 /// Root keys from a 0600 keyring file (`<keys>/root.keyring`) or from `CUSTOS_ROOT_KEY`.
 pub struct LocalKms {
     path: Option<PathBuf>,
-    keys: RwLock<Vec<(u32, SecretKey)>>,
+    keys: RwLock<Versions>,
     /// The keyring file's modification time when last read, and when that was checked: a
     /// rotation by another process (`custos keys rotate` beside a running `serve`) is
     /// picked up within [`KEYRING_RECHECK`].
@@ -115,8 +115,11 @@ impl LocalKms {
     }
 }
 
-/// The versions of the keyring file at `path`, oldest first, with its modification time.
-fn read_keyring(path: &Path) -> Result<(Vec<(u32, SecretKey)>, Option<SystemTime>), CryptoError> {
+/// Root key versions, oldest first.
+type Versions = Vec<(u32, SecretKey)>;
+
+/// The versions of the keyring file at `path`, with its modification time.
+fn read_keyring(path: &Path) -> Result<(Versions, Option<SystemTime>), CryptoError> {
     let io = |source| CryptoError::Io {
         path: path.display().to_string(),
         source,

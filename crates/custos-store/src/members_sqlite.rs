@@ -320,28 +320,24 @@ impl MemberStore for SqliteStore {
     ) -> Result<Option<TotpFactor>, StoreError> {
         let (org, id) = (scope.org_id().to_string(), member_id.to_string());
         self.read(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT totp_sealed, last_step, failures, last_failure_at FROM member_factors
-                 WHERE org_id = ?1 AND member_id = ?2",
-            )?
-            .query_row([&org, &id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                ))
-            })
-            .optional()?
-            .map(|(sealed, last_step, failures, last_failure_at)| {
-                Ok::<_, StoreError>(TotpFactor {
+            let row: Option<(Vec<u8>, Option<i64>, i64, Option<i64>)> = c
+                .prepare_cached(
+                    "SELECT totp_sealed, last_step, failures, last_failure_at FROM member_factors
+                     WHERE org_id = ?1 AND member_id = ?2",
+                )?
+                .query_row([&org, &id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            row.map(|(sealed, last_step, failures, last_failure_at)| {
+                Ok(TotpFactor {
                     sealed,
                     last_step,
                     failures: u32::try_from(failures).unwrap_or(u32::MAX),
                     last_failure_at: last_failure_at.map(from_micros).transpose()?,
                 })
             })
-            .transpose()?)
+            .transpose()
         })
         .await
     }

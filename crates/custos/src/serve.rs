@@ -237,5 +237,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
     let served =
         custos_api::server::serve(listener, app, limits, tls.map(Arc::new), shutdown_signal())
             .await;
+    // Refused credentials of the last second are still in their batch: audit them now.
+    custos.flush_auth_failures().await;
     served.map_err(|e| Failure::Failed(format!("server on {}: {e}", args.listen)))
 }
