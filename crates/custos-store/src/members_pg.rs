@@ -14,6 +14,21 @@ fn json(values: &[String]) -> String {
     serde_json::to_string(values).expect("strings serialize")
 }
 
+/// Locks the member's row for the rest of `tx`; false if the org has no such member.
+async fn lock_member(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    scope: &OrgScope,
+    member: &str,
+) -> Result<bool, StoreError> {
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM members WHERE org_id = $1 AND id = $2 FOR UPDATE")
+            .bind(scope.org_id())
+            .bind(member)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(found.is_some())
+}
+
 /// Deletes a member's rows from `tables` (its factor, its sessions) inside `tx`.
 async fn forget(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -173,13 +188,7 @@ impl MemberStore for PgStore {
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let exists: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM members WHERE org_id = $1 AND id = $2 FOR UPDATE")
-                .bind(scope.org_id())
-                .bind(member_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if exists.is_none() {
+        if !lock_member(&mut tx, scope, member_id).await? {
             return Ok(false);
         }
         if let Some(code) = code {
@@ -278,13 +287,7 @@ impl MemberStore for PgStore {
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let exists: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM members WHERE org_id = $1 AND id = $2 FOR UPDATE")
-                .bind(scope.org_id())
-                .bind(member_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if exists.is_none() {
+        if !lock_member(&mut tx, scope, member_id).await? {
             return Ok(false);
         }
         sqlx::query(

@@ -14,6 +14,18 @@ fn json(values: &[String]) -> String {
     serde_json::to_string(values).expect("strings serialize")
 }
 
+/// Whether the org has the member (inside `tx`).
+fn member_exists(tx: &rusqlite::Transaction<'_>, org: &str, id: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM members WHERE org_id = ?1 AND id = ?2",
+            [org, id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(found.is_some())
+}
+
 /// Deletes a member's rows from `tables` (its factor, its sessions) inside `tx`.
 fn forget(
     tx: &rusqlite::Transaction<'_>,
@@ -168,14 +180,7 @@ impl MemberStore for SqliteStore {
             code.copied(),
         );
         self.mutate_if(audit, move |tx| {
-            let exists: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM members WHERE org_id = ?1 AND id = ?2",
-                    [&org, &id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if exists.is_none() {
+            if !member_exists(tx, &org, &id)? {
                 return Ok(false);
             }
             if let Some(code) = code {
@@ -264,14 +269,7 @@ impl MemberStore for SqliteStore {
             code.clone(),
         );
         self.mutate_if(audit, move |tx| {
-            let exists: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM members WHERE org_id = ?1 AND id = ?2",
-                    [&org, &id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if exists.is_none() {
+            if !member_exists(tx, &org, &id)? {
                 return Ok(false);
             }
             tx.execute(

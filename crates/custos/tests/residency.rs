@@ -47,23 +47,7 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
 
 /// The built-in policy with `us-east` and `eu-central` on stores of their own under `root`.
 fn policy(root: &Path) -> PathBuf {
-    let shown = support::cli(&root.join("main"))
-        .args(["policy", "show"])
-        .output()
-        .unwrap();
-    assert!(shown.status.success());
-    let mut text = String::from_utf8(shown.stdout).unwrap();
-    for (region, dir) in [("us-east", "us"), ("eu-central", "eu")] {
-        let base = root.join(dir);
-        text.push_str(&format!(
-            "\n[regions.{region}]\ndatabase = \"sqlite:{}\"\nobjects = \"file:{}\"\n",
-            base.join("custos.db").display(),
-            base.join("objects").display()
-        ));
-    }
-    let path = root.join("custos.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    support::policy_with_region_stores(root, &[("us-east", "us"), ("eu-central", "eu")])
 }
 
 async fn send(

@@ -9,30 +9,17 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use support::{Server, ADMIN};
 
-/// The built-in policy with three of its regions each on SQLite and objects of its own under
-/// `root` (the fourth stays on the main stores).
+/// The built-in policy with three of its regions on stores of their own under `root` (the
+/// fourth stays on the main stores).
 fn three_region_policy(root: &Path) -> PathBuf {
-    let shown = support::cli(&root.join("main"))
-        .args(["policy", "show"])
-        .output()
-        .unwrap();
-    assert!(shown.status.success());
-    let mut text = String::from_utf8(shown.stdout).unwrap();
-    for (region, dir) in [
-        ("us-east", "us"),
-        ("eu-central", "eu"),
-        ("ap-southeast", "ap"),
-    ] {
-        let base = root.join(dir);
-        text.push_str(&format!(
-            "\n[regions.{region}]\ndatabase = \"sqlite:{}\"\nobjects = \"file:{}\"\n",
-            base.join("custos.db").display(),
-            base.join("objects").display()
-        ));
-    }
-    let path = root.join("custos.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    support::policy_with_region_stores(
+        root,
+        &[
+            ("us-east", "us"),
+            ("eu-central", "eu"),
+            ("ap-southeast", "ap"),
+        ],
+    )
 }
 
 async fn send(

@@ -79,6 +79,28 @@ pub async fn serve(mut command: Command, serve_args: &[&str]) -> Server {
     panic!("custos serve did not come up");
 }
 
+/// The built-in policy (as `policy show` prints it) with each `(region, dir)` on a SQLite
+/// database and objects of its own under `root/dir`, written to `root/custos.toml`.
+pub fn policy_with_region_stores(root: &Path, regions: &[(&str, &str)]) -> PathBuf {
+    let shown = cli(&root.join("main"))
+        .args(["policy", "show"])
+        .output()
+        .unwrap();
+    assert!(shown.status.success());
+    let mut text = String::from_utf8(shown.stdout).unwrap();
+    for (region, dir) in regions {
+        let base = root.join(dir);
+        text.push_str(&format!(
+            "\n[regions.{region}]\ndatabase = \"sqlite:{}\"\nobjects = \"file:{}\"\n",
+            base.join("custos.db").display(),
+            base.join("objects").display()
+        ));
+    }
+    let path = root.join("custos.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// POSTs `body` as `token` and returns the status and the body, whatever they are.
 #[allow(dead_code)] // Each test crate compiles this module; not all of them call this.
 pub async fn post_status(s: &Server, token: &str, path: &str, body: Value) -> (u16, String) {
