@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use support::{Server, ADMIN};
+use support::{send, Server, ADMIN};
 
 /// Every file under `dir` with its path: what a marker may not appear in.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -48,28 +48,6 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
 /// The built-in policy with `us-east` and `eu-central` on stores of their own under `root`.
 fn policy(root: &Path) -> PathBuf {
     support::policy_with_region_stores(root, &[("us-east", "us"), ("eu-central", "eu")])
-}
-
-async fn send(
-    s: &Server,
-    method: reqwest::Method,
-    token: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = reqwest::Client::new()
-        .request(method, format!("{}{path}", s.base))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        r = r.json(&body);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 /// Creates an org in `region` named `name` and an owner; returns (org id, owner key).

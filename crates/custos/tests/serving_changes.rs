@@ -6,8 +6,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
-use support::{Server, ADMIN};
+use serde_json::json;
+use support::{send, Server, ADMIN};
 
 /// The built-in policy with three of its regions on stores of their own under `root` (the
 /// fourth stays on the main stores).
@@ -19,28 +19,6 @@ fn three_region_policy(root: &Path) -> PathBuf {
             ("eu-central", "eu"),
             ("ap-southeast", "ap"),
         ],
-    )
-}
-
-async fn send(
-    s: &Server,
-    method: reqwest::Method,
-    token: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = reqwest::Client::new()
-        .request(method, format!("{}{path}", s.base))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        r = r.json(&body);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
 

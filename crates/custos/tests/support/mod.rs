@@ -101,6 +101,30 @@ pub fn policy_with_region_stores(root: &Path, regions: &[(&str, &str)]) -> PathB
     path
 }
 
+/// Sends `method path` (with a JSON `body`, if any) as `token`; the status and the answer
+/// (JSON, else its text as a JSON string).
+pub async fn send(
+    s: &Server,
+    method: reqwest::Method,
+    token: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = reqwest::Client::new()
+        .request(method, format!("{}{path}", s.base))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        r = r.json(&body);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 /// POSTs `body` as `token` and returns the status and the body, whatever they are.
 #[allow(dead_code)] // Each test crate compiles this module; not all of them call this.
 pub async fn post_status(s: &Server, token: &str, path: &str, body: Value) -> (u16, String) {
