@@ -6,11 +6,14 @@
 #
 #   bench/auth-flood.sh                 # 10 s per phase, 1,000 bad requests/s, 16 callers
 #   SECS=20 RATE=2000 C=32 bench/auth-flood.sh
+#   SOURCES=100 bench/auth-flood.sh     # the flood spread over 100 addresses: every bad key is
+#                                       # evaluated and audited (no source reaches its limit)
 set -euo pipefail
 
 SECS=${SECS:-10}
 RATE=${RATE:-1000}
 C=${C:-16}
+SOURCES=${SOURCES:-1}
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 cd "$root"
@@ -35,5 +38,5 @@ org=$(curl -fs -H "Authorization: Bearer $CUSTOS_ADMIN_TOKEN" -H 'content-type: 
 key=$(curl -fs -H "Authorization: Bearer $CUSTOS_ADMIN_TOKEN" -H 'content-type: application/json' \
   -d '{"name":"bench","roles":["member"]}' "$base/v1/orgs/$org/members" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-"$load" "$base" "$org" "$key" --secs "$SECS" --rate "$RATE" --c "$C"
+"$load" "$base" "$org" "$key" --secs "$SECS" --rate "$RATE" --c "$C" --sources "$SOURCES"
 curl -fs "$base/metrics" | grep -E '^custos_auth_' || true
