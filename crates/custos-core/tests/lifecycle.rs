@@ -472,6 +472,53 @@ async fn retention_override_change_recomputes_existing_records() {
 
 /// A hard delete hides the record at once, cannot be restored, and the next sweep purges it;
 /// "delete all" does the same for a whole category, for owners and admins only.
+/// A record the sweeper set aside because a hold covered it goes at the first sweep after
+/// the hold is released, not after its recheck lease (an hour) runs out.
+#[tokio::test]
+async fn a_released_hold_lets_its_records_go_at_the_next_sweep() {
+    let env = env();
+    let org = env.org("acme").await;
+    let owner = env.member(&org, &["owner"], &[], false).await;
+    let created = env
+        .custos
+        .create_record(&system(), &org, record("app_logs", Some("dave")))
+        .await
+        .unwrap();
+    let hold = env
+        .custos
+        .create_hold(
+            &owner,
+            &org,
+            NewHold {
+                reason: "litigation 2026-18".into(),
+                subject: Some("dave".into()),
+                category: None,
+            },
+        )
+        .await
+        .unwrap();
+    env.clock.advance(91.days());
+    let actions = env.sweep().await;
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.action == ActionKind::Held && a.record == created.id),
+        "{actions:?}"
+    );
+    env.custos
+        .release_hold(&owner, &org, &hold.id)
+        .await
+        .unwrap();
+    env.clock.advance(1.minute());
+    let actions = env.sweep().await;
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.action == ActionKind::Purge && a.record == created.id),
+        "purged a minute after the release: {actions:?}"
+    );
+}
+
 #[tokio::test]
 async fn hard_delete_and_delete_all_purge_on_the_next_sweep() {
     let env = env();
