@@ -177,12 +177,29 @@ async fn an_access_request_exports_json_csv_and_pdf() {
     assert_eq!(status, StatusCode::CREATED, "{req}");
     assert_eq!(req["status"], "received");
     let id = req["id"].as_str().unwrap();
-    // The service key alone cannot download it: the exports category needs a manager with a
-    // second factor.
+    // The application that filed it downloads it for its user, although the `exports`
+    // category is otherwise open to managers with a second factor only.
     let r = get(
         d,
         &w.service,
         &format!("/v1/orgs/{org}/requests/{id}/export"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // A request the owner filed stays closed to the service key.
+    let (status, theirs) = post(
+        d,
+        &w.owner,
+        &format!("/v1/orgs/{org}/requests"),
+        json!({"type": "portability", "subject": SUBJECT}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{theirs}");
+    let theirs = theirs["id"].as_str().unwrap();
+    let r = get(
+        d,
+        &w.service,
+        &format!("/v1/orgs/{org}/requests/{theirs}/export"),
     )
     .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);

@@ -145,15 +145,18 @@ impl Server {
         self.call(req, token, None).await
     }
 
-    /// An org whose identity provider is `issuer` (if any) and an admin member's API key.
+    /// An org whose identity provider is `issuer` (if any) and the API key of an admin member
+    /// bound to the provider's `user-1` (the person of [`Issuer::claims`]).
     async fn org(&self, issuer: Option<&Issuer>) -> (String, String) {
         let (s, org) = self.post(ADMIN, "/v1/orgs", json!({"name": "Acme"})).await;
         assert_eq!(s, StatusCode::CREATED, "{org}");
         let org = org["id"].as_str().unwrap().to_string();
         let members = format!("/v1/orgs/{org}/members");
-        let (s, m) = self
-            .post(ADMIN, &members, json!({"name": "app", "roles": ["admin"]}))
-            .await;
+        let mut admin = json!({"name": "app", "roles": ["admin"]});
+        if let Some(issuer) = issuer {
+            admin["identity"] = json!({"iss": issuer.base, "sub": "user-1"});
+        }
+        let (s, m) = self.post(ADMIN, &members, admin).await;
         assert_eq!(s, StatusCode::CREATED, "{m}");
         if let Some(issuer) = issuer {
             let req = self
@@ -364,6 +367,92 @@ async fn a_token_counts_only_with_a_key_of_the_providers_org() {
     let all = s.refusals(None).await;
     assert_eq!(all.len(), audit_admin + 1);
     assert_eq!(all.last().map(String::as_str), Some("not_member_key"));
+}
+
+#[tokio::test]
+async fn a_token_counts_only_for_the_member_bound_to_its_person() {
+    let s = server().await;
+    let key = Key::new(1, "k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let (org, _) = s.org(Some(&issuer)).await;
+    let members = format!("/v1/orgs/{org}/members");
+    let user_1 = key.sign(&issuer.claims());
+
+    // Another admin, bound to nobody, presents user-1's valid token: refused.
+    let (status, bob) = s
+        .post(ADMIN, &members, json!({"name": "bob", "roles": ["admin"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bob}");
+    let bob_key = bob["api_key"].as_str().unwrap();
+    assert_unauthenticated(s.write_security_log(&org, bob_key, Some(&user_1)).await);
+
+    // Bound to user-2, bob still cannot use user-1's token, but can use his own.
+    let bob_path = format!("{members}/{}", bob["id"].as_str().unwrap());
+    let patch = |identity: Value| {
+        s.client
+            .patch(s.url(&bob_path))
+            .json(&json!({ "identity": identity }))
+    };
+    let user_2_identity = json!({"iss": issuer.base, "sub": "user-2"});
+    let (status, body) = s.call(patch(user_2_identity.clone()), ADMIN, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["identity"], user_2_identity);
+    assert_unauthenticated(s.write_security_log(&org, bob_key, Some(&user_1)).await);
+    let mut claims = issuer.claims();
+    claims["sub"] = json!("user-2");
+    let user_2 = key.sign(&claims);
+    let (status, body) = s.write_security_log(&org, bob_key, Some(&user_2)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // One person is one member: user-1 is already the first admin.
+    let taken = json!({"iss": issuer.base, "sub": "user-1"});
+    let (status, body) = s.call(patch(taken.clone()), ADMIN, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = s
+        .post(
+            ADMIN,
+            &members,
+            json!({"name": "carol", "roles": ["member"], "identity": taken}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // A malformed identity names its field.
+    let (status, body) = s
+        .call(patch(json!({"iss": "not a url", "sub": "x"})), ADMIN, None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("identity.iss"), "{body}");
+
+    // Unbound again (`null`), bob's own token no longer counts either.
+    let (status, body) = s.call(patch(Value::Null), ADMIN, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["identity"], Value::Null);
+    assert_unauthenticated(s.write_security_log(&org, bob_key, Some(&user_2)).await);
+
+    // A member that is only a `service` acts for whichever of its users signed in.
+    let (status, app) = s
+        .post(
+            ADMIN,
+            &members,
+            json!({"name": "app", "roles": ["service"], "mfa": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    let app_key = app["api_key"].as_str().unwrap();
+    let list = || s.client.get(s.url(&format!("/v1/orgs/{org}/records")));
+    let (status, body) = s.call(list(), app_key, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    for token in [&user_1, &user_2] {
+        let (status, body) = s.call(list(), app_key, Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    assert_eq!(s.refusals(Some(&org)).await, vec!["identity_mismatch"; 3]);
+    // The audit log says a member is bound, never to whom.
+    let path = format!("/v1/audit/events?org={org}&action=member.update");
+    let (_, page) = s.call(s.client.get(s.url(&path)), ADMIN, None).await;
+    assert!(page.to_string().contains("identity=bound"), "{page}");
+    assert!(!page.to_string().contains("user-2"), "{page}");
 }
 
 #[tokio::test]

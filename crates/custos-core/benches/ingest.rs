@@ -247,6 +247,7 @@ async fn core_env(store: Arc<dyn Store>, dir: &Path) -> CoreEnv {
                 roles: vec![ROLE.into()],
                 groups: vec![],
                 mfa: false,
+                identity: None,
             },
         )
         .await

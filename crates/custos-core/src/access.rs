@@ -25,6 +25,13 @@ impl Grant {
     pub(crate) fn facts_enrollment_code(&self) -> bool {
         self.facts.enrollment_code
     }
+
+    /// Marks this decision as a `service` member's own export (see [`Facts::own_export`]);
+    /// only the export of a request it filed itself may set it.
+    pub(crate) fn for_own_export(mut self, own: bool) -> Self {
+        self.facts.own_export = own;
+        self
+    }
 }
 
 impl Custos {

@@ -781,6 +781,10 @@ pub struct Facts {
     pub no_manager_factor: bool,
     /// The caller presented its valid, unexpired enrollment code (enrollment only).
     pub enrollment_code: bool,
+    /// The caller is a `service` member producing or downloading the export of a request it
+    /// filed itself (an app handing its user their own data): the `exports` category's rule
+    /// is met. Set only by the request export, never from a request's input.
+    pub own_export: bool,
 }
 
 /// The one authorization decision: may `principal` perform `rule`'s operation in an org
@@ -848,6 +852,12 @@ pub fn decide(
             }
             if rule.category != CategoryRule::No {
                 for category in categories {
+                    let own_export = facts.own_export
+                        && category.name == crate::export::EXPORTS_CATEGORY
+                        && member.roles.iter().any(|r| r == Role::Service.as_str());
+                    if own_export {
+                        continue;
+                    }
                     category_check(category, member, second_factor, rule.edits)?;
                 }
             }

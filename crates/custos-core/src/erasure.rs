@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use custos_audit::AuditAction;
 use custos_policy::ErasureAction;
 use custos_store::{
-    Hold, OrgScope, RecordFilter, RecordRewrite, RecordRow, RecordState, RequestStatus,
+    Hold, OrgScope, PurgeCause, RecordFilter, RecordRewrite, RecordRow, RecordState, RequestStatus,
     SubjectRequest,
 };
 
@@ -482,7 +482,7 @@ impl Custos {
         let mut held_by: BTreeMap<String, u64> = BTreeMap::new();
         for c in counts {
             // Already hidden for purge (a hard delete, or an earlier round): not this erasure's.
-            if c.state == RecordState::PurgeRequested {
+            if c.state.is_purge_pending() {
                 continue;
             }
             let disposition = self.disposition(&c.category);
@@ -537,7 +537,7 @@ impl Custos {
             .subject_record_counts(scope, sref)
             .await?
             .into_iter()
-            .filter(|c| c.state != RecordState::PurgeRequested)
+            .filter(|c| !c.state.is_purge_pending())
             .map(|c| c.category)
             .collect();
         for category in categories {
@@ -617,7 +617,7 @@ impl Custos {
             format!("records={}", targets.len()),
         );
         self.store
-            .request_purges(scope, &targets, self.now(), &[event])
+            .request_purges(scope, &targets, PurgeCause::Erasure, self.now(), &[event])
             .await?;
         self.fault("erasure.purges_requested")
     }

@@ -167,7 +167,24 @@ impl Custos {
         caller: &Caller,
         org: &str,
         upload: FileUpload,
+        body: S,
+    ) -> Result<CreatedRecord, CoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        self.upload(caller, org, upload, body, false).await
+    }
+
+    /// [`Custos::upload_file`]; with `own_export`, the upload is the export of a request the
+    /// caller filed itself (see [`crate::authz::Facts::own_export`]).
+    pub(crate) async fn upload<S, E>(
+        &self,
+        caller: &Caller,
+        org: &str,
+        upload: FileUpload,
         mut body: S,
+        own_export: bool,
     ) -> Result<CreatedRecord, CoreError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
@@ -175,7 +192,8 @@ impl Custos {
     {
         let grant = self
             .authorize(caller, crate::authz::Operation::FileUpload, org)
-            .await?;
+            .await?
+            .for_own_export(own_export);
         let category = self
             .authorize_category(caller, &grant, &upload.category, None)
             .await?;
@@ -497,18 +515,20 @@ impl Custos {
         org: &str,
         id: &str,
     ) -> Result<FileDownload, CoreError> {
-        self.download(caller, org, id, false).await
+        self.download(caller, org, id, false, false).await
     }
 
     /// Downloads a stored export for `request_export`, which already left out what the
-    /// caller may not read (or decided the caller gets everything).
+    /// caller may not read (or decided the caller gets everything: `own_export`, see
+    /// [`crate::authz::Facts::own_export`]).
     pub(crate) async fn download_export_file(
         &self,
         caller: &Caller,
         org: &str,
         id: &str,
+        own_export: bool,
     ) -> Result<FileDownload, CoreError> {
-        self.download(caller, org, id, true).await
+        self.download(caller, org, id, true, own_export).await
     }
 
     async fn download(
@@ -517,10 +537,12 @@ impl Custos {
         org: &str,
         id: &str,
         export_checked: bool,
+        own_export: bool,
     ) -> Result<FileDownload, CoreError> {
         let grant = self
             .authorize(caller, crate::authz::Operation::FileDownload, org)
-            .await?;
+            .await?
+            .for_own_export(own_export);
         let row = self.readable_record(caller, &grant, id).await?;
         let Some(size) = row.blob_size else {
             return Err(CoreError::NotFound(format!("file of record {id}")));

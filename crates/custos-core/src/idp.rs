@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use crate::outbound::{error_chain, Outbound, OutboundUrl, Rules};
 use crate::settings::IdentityProvider;
+use custos_store::PersonIdentity;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECONDS: i64 = 60;
@@ -72,6 +73,11 @@ pub enum TokenRefusal {
     NoSecondFactor,
     /// The provider's key set could not be fetched or parsed.
     KeysUnavailable,
+    /// `sub` is missing or empty.
+    NoSubject,
+    /// The token is valid but names another person than the one the member is bound to (or
+    /// the member is bound to nobody and is not a `service` member).
+    OtherPerson,
 }
 
 impl TokenRefusal {
@@ -90,6 +96,8 @@ impl TokenRefusal {
             TokenRefusal::NotYetValid => "not_yet_valid",
             TokenRefusal::NoSecondFactor => "no_second_factor",
             TokenRefusal::KeysUnavailable => "jwks_unavailable",
+            TokenRefusal::NoSubject => "no_subject",
+            TokenRefusal::OtherPerson => "identity_mismatch",
         }
     }
 }
@@ -105,6 +113,9 @@ pub fn names_second_factor(amr: &[String]) -> bool {
 /// The claims Custos reads itself; `iss` and `aud` are checked by the JWT crate.
 #[derive(Deserialize)]
 struct Claims {
+    iss: String,
+    #[serde(default)]
+    sub: String,
     #[serde(default)]
     exp: Option<i64>,
     #[serde(default)]
@@ -218,6 +229,7 @@ fn refusal_of(kind: &ErrorKind) -> TokenRefusal {
         ErrorKind::InvalidAudience => TokenRefusal::Audience,
         ErrorKind::MissingRequiredClaim(c) if c == "iss" => TokenRefusal::Issuer,
         ErrorKind::MissingRequiredClaim(c) if c == "aud" => TokenRefusal::Audience,
+        ErrorKind::MissingRequiredClaim(c) if c == "sub" => TokenRefusal::NoSubject,
         ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => TokenRefusal::Algorithm,
         ErrorKind::InvalidEcdsaKey
         | ErrorKind::InvalidEddsaKey
@@ -229,13 +241,13 @@ fn refusal_of(kind: &ErrorKind) -> TokenRefusal {
 
 /// Verifies `token` against the provider `idp` with its key set `keys` at `now` (Unix
 /// seconds): signature, `iss`, `aud`, `exp`/`nbf` with [`LEEWAY_SECONDS`], and a second
-/// factor in `amr`.
+/// factor in `amr`. Returns the person the token is about (`iss` + `sub`).
 pub fn verify_identity_token(
     token: &str,
     idp: &IdentityProvider,
     keys: &JwkSet,
     now: i64,
-) -> Result<(), TokenRefusal> {
+) -> Result<PersonIdentity, TokenRefusal> {
     let (alg, kid) = token_header(token)?;
     let jwk = select_key(keys, alg, kid.as_deref()).ok_or(TokenRefusal::UnknownKey)?;
     let key = DecodingKey::from_jwk(jwk).map_err(|_| TokenRefusal::UnknownKey)?;
@@ -243,7 +255,7 @@ pub fn verify_identity_token(
     // Time is checked below against the deployment's clock, not the system's.
     validation.validate_exp = false;
     validation.validate_nbf = false;
-    validation.set_required_spec_claims(&["iss", "aud"]);
+    validation.set_required_spec_claims(&["iss", "aud", "sub"]);
     validation.set_issuer(&[&idp.issuer]);
     validation.set_audience(&[&idp.audience]);
     let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
@@ -262,7 +274,13 @@ pub fn verify_identity_token(
     if !names_second_factor(&claims.amr) {
         return Err(TokenRefusal::NoSecondFactor);
     }
-    Ok(())
+    if claims.sub.is_empty() {
+        return Err(TokenRefusal::NoSubject);
+    }
+    Ok(PersonIdentity {
+        iss: claims.iss,
+        sub: claims.sub,
+    })
 }
 
 /// Where an identity provider's key set comes from (HTTP in production; tests may feed keys).
@@ -436,7 +454,7 @@ impl JwksCache {
         idp: &IdentityProvider,
         token: &str,
         now: i64,
-    ) -> Result<(), TokenRefusal> {
+    ) -> Result<PersonIdentity, TokenRefusal> {
         // Unsigned and symmetric tokens are refused before any fetch.
         token_header(token)?;
         let (keys, fetched) = self.keys(org, &idp.jwks_uri, false).await?;
@@ -483,6 +501,14 @@ mod tests {
     fn claims() -> Value {
         json!({"iss": "https://idp.example.com", "aud": "custos-client", "sub": "u1",
                "exp": NOW + 300, "iat": NOW, "amr": ["pwd", "otp"]})
+    }
+
+    /// The person [`claims`] names.
+    fn person() -> Result<PersonIdentity, TokenRefusal> {
+        Ok(PersonIdentity {
+            iss: "https://idp.example.com".into(),
+            sub: "u1".into(),
+        })
     }
 
     fn sign(enc: &EncodingKey, kid: &str, claims: &Value) -> String {
@@ -546,7 +572,7 @@ mod tests {
         let token = sign(&enc, "k1", &claims());
         assert_eq!(
             verify_identity_token(&token, &provider(), &set(vec![jwk]), NOW),
-            Ok(())
+            person()
         );
     }
 
@@ -560,7 +586,7 @@ mod tests {
             verify_identity_token(&sign(&enc, "k1", &c), &provider(), &keys, now)
         };
         let exp = NOW + 300;
-        assert_eq!(check(&|_| {}, exp + LEEWAY_SECONDS), Ok(()));
+        assert_eq!(check(&|_| {}, exp + LEEWAY_SECONDS), person());
         assert_eq!(
             check(&|_| {}, exp + LEEWAY_SECONDS + 1),
             Err(TokenRefusal::Expired)
@@ -571,11 +597,11 @@ mod tests {
         assert_eq!(check(&no_exp, NOW), Err(TokenRefusal::Expired));
         let later = |c: &mut Value| c["nbf"] = json!(NOW + 120);
         assert_eq!(check(&later, NOW), Err(TokenRefusal::NotYetValid));
-        assert_eq!(check(&later, NOW + 60), Ok(()));
+        assert_eq!(check(&later, NOW + 60), person());
         let aud = |c: &mut Value| c["aud"] = json!(["other", "another"]);
         assert_eq!(check(&aud, NOW), Err(TokenRefusal::Audience));
         let aud_list = |c: &mut Value| c["aud"] = json!(["other", "custos-client"]);
-        assert_eq!(check(&aud_list, NOW), Ok(()));
+        assert_eq!(check(&aud_list, NOW), person());
         let no_aud = |c: &mut Value| {
             c.as_object_mut().unwrap().remove("aud");
         };
@@ -588,6 +614,13 @@ mod tests {
             c.as_object_mut().unwrap().remove("amr");
         };
         assert_eq!(check(&no_amr, NOW), Err(TokenRefusal::NoSecondFactor));
+        // Without a subject the token names nobody a member could be bound to.
+        let no_sub = |c: &mut Value| {
+            c.as_object_mut().unwrap().remove("sub");
+        };
+        assert_eq!(check(&no_sub, NOW), Err(TokenRefusal::NoSubject));
+        let empty_sub = |c: &mut Value| c["sub"] = json!("");
+        assert_eq!(check(&empty_sub, NOW), Err(TokenRefusal::NoSubject));
     }
 
     #[test]
@@ -666,11 +699,11 @@ mod tests {
             Err(TokenRefusal::UnknownKey)
         );
         assert_eq!(fetches(), 1);
-        assert_eq!(cache.verify("o", &provider(), &t1, NOW).await, Ok(()));
+        assert_eq!(cache.verify("o", &provider(), &t1, NOW).await, person());
         assert_eq!(fetches(), 1, "fresh keys are reused");
         // The provider rotates: the unknown kid makes one refetch, which finds it.
         feed.keys.lock().unwrap().push(jwk2);
-        assert_eq!(cache.verify("o", &provider(), &t2, NOW).await, Ok(()));
+        assert_eq!(cache.verify("o", &provider(), &t2, NOW).await, person());
         assert_eq!(fetches(), 2);
         let (enc3, _) = key(3, "k3");
         let t3 = sign(&enc3, "k3", &claims());
@@ -680,7 +713,7 @@ mod tests {
         );
         assert_eq!(fetches(), 2, "no second refetch within the cooldown");
         // Another org's cache entry is its own.
-        assert_eq!(cache.verify("p", &provider(), &t1, NOW).await, Ok(()));
+        assert_eq!(cache.verify("p", &provider(), &t1, NOW).await, person());
         assert_eq!(fetches(), 3);
         assert_eq!(
             cache.verify("p", &provider(), &t3, NOW).await,

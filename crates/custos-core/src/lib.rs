@@ -449,12 +449,22 @@ impl Custos {
                 .await);
         };
         let now = self.now().as_second();
-        if let Err(refusal) = self
+        let person = match self
             .identity_keys
             .verify(scope.org_id(), &provider, id_token, now)
             .await
         {
-            return Err(self.refuse_identity(&caller, refusal).await);
+            Ok(person) => person,
+            Err(refusal) => return Err(self.refuse_identity(&caller, refusal).await),
+        };
+        // A person's token proves that person's second factor, not anyone else's: it counts
+        // for the member bound to exactly this `iss` + `sub`, or for a member that is only a
+        // `service` (an app acting for whichever of its users is signed in).
+        let only_service = !member.roles.is_empty() && member.roles.iter().all(|r| r == "service");
+        if !only_service && member.identity.as_ref() != Some(&person) {
+            return Err(self
+                .refuse_identity(&caller, idp::TokenRefusal::OtherPerson)
+                .await);
         }
         Ok(Principal::Member {
             scope: scope.clone(),

@@ -127,7 +127,8 @@ pub struct DeletionView {
     /// When it was purged.
     #[schema(value_type = String, format = DateTime)]
     pub purged_at: Timestamp,
-    /// `expired`, `soft_delete_window_closed`, `hard_delete` or `account_termination`.
+    /// `expired`, `soft_delete_window_closed`, `hard_delete`, `erasure` (a subject's erasure) or
+    /// `account_termination`.
     pub reason: String,
     /// Index of the `record.purge` audit event of the batch this record was purged in; its
     /// `ids_sha256` is the SHA-256 of the batch's record ids, sorted and joined by `\n`.
@@ -202,7 +203,7 @@ pub fn removal_deadline(
     deletion: &custos_policy::Deletion,
 ) -> (SlaKind, Timestamp) {
     match row.state {
-        RecordState::PurgeRequested => (
+        RecordState::PurgeRequested | RecordState::ErasureRequested => (
             SlaKind::HardDelete,
             deletion
                 .hard_delete_within
@@ -231,6 +232,10 @@ pub fn due_step(
         RecordState::PurgeRequested => {
             let due = row.deleted_at.unwrap_or(row.created_at);
             (due <= at).then_some((ActionKind::Purge, due, "hard_delete"))
+        }
+        RecordState::ErasureRequested => {
+            let due = row.deleted_at.unwrap_or(row.created_at);
+            (due <= at).then_some((ActionKind::Purge, due, "erasure"))
         }
         RecordState::SoftDeleted => {
             let due = soft_delete_window.add_to(row.deleted_at.unwrap_or(row.created_at));

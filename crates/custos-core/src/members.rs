@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use custos_audit::AuditAction;
 use custos_policy::Role;
-use custos_store::{EnrollmentCode, Member, OrgScope, Session};
+use custos_store::{EnrollmentCode, Member, OrgScope, PersonIdentity, Session};
 
 use crate::authz::Operation;
 use crate::limits::{factor_gate, FactorGate, LOCKED_RETRY_AFTER, LOCK_AFTER};
@@ -48,6 +48,10 @@ pub struct NewMember {
     /// token) for everything it does. A requirement, never a capability: it grants nothing.
     #[serde(default)]
     pub mfa: bool,
+    /// The person this member is at the org's identity provider: an identity-provider token
+    /// sent beside the member's key counts only when its `iss` + `sub` are these.
+    #[serde(default)]
+    pub identity: Option<PersonIdentity>,
 }
 
 /// A member just created, with its API key (shown this once).
@@ -63,6 +67,8 @@ pub struct CreatedMember {
     pub groups: Vec<String>,
     /// Whether the member must use a second factor for everything.
     pub mfa: bool,
+    /// The person it is bound to, if any.
+    pub identity: Option<PersonIdentity>,
     /// The API key. Store it now: Custos keeps only its hash.
     pub api_key: String,
 }
@@ -80,6 +86,8 @@ pub struct MemberView {
     pub groups: Vec<String>,
     /// Whether the member must use a second factor for everything.
     pub mfa: bool,
+    /// The person it is bound to at the org's identity provider, if any.
+    pub identity: Option<PersonIdentity>,
     /// Creation time (RFC 3339).
     #[schema(value_type = String, format = DateTime)]
     pub created_at: jiff::Timestamp,
@@ -93,6 +101,7 @@ impl From<Member> for MemberView {
             roles: m.roles,
             groups: m.groups,
             mfa: m.mfa,
+            identity: m.identity,
             created_at: m.created_at,
         }
     }
@@ -114,6 +123,45 @@ pub struct MemberChange {
     /// New second-factor requirement.
     #[serde(default)]
     pub mfa: Option<bool>,
+    /// Binds the member to a person at the org's identity provider; `null` unbinds it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<PersonIdentity>)]
+    pub identity: Option<Option<PersonIdentity>>,
+}
+
+/// A field that is present (even as `null`) is `Some`; an absent one stays `None` (by
+/// `#[serde(default)]`), so `null` can mean "clear it".
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Checks a person's identity as a member is bound to it: `iss` is the provider's issuer URL
+/// and `sub` its subject (OpenID Connect caps it at 255 ASCII characters).
+fn check_identity(identity: &PersonIdentity) -> Result<(), CoreError> {
+    let url = url::Url::parse(&identity.iss).map_err(|e| {
+        CoreError::invalid(
+            "identity.iss",
+            format!("must be the provider's issuer URL ({e})"),
+        )
+    })?;
+    if !matches!(url.scheme(), "https" | "http") || identity.iss.len() > 2048 {
+        return Err(CoreError::invalid(
+            "identity.iss",
+            "must be an https (or http) URL of at most 2048 characters",
+        ));
+    }
+    let sub = &identity.sub;
+    if sub.is_empty() || sub.len() > 255 || !sub.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(CoreError::invalid(
+            "identity.sub",
+            "must be 1 to 255 printable ASCII characters without spaces",
+        ));
+    }
+    Ok(())
 }
 
 /// A member's new API key (shown this once); the old one no longer works.
@@ -271,12 +319,19 @@ fn peer_manager(caller: &Caller, target: &Member) -> Option<String> {
 }
 
 /// What an audit event says a member was granted.
+/// What a member may do, for its audit events; a bound identity is noted as bound, never
+/// named (audit leaves outlive the people in them).
 fn grants(member: &Member) -> String {
     format!(
-        "roles={} groups={} mfa={}",
+        "roles={} groups={} mfa={}{}",
         member.roles.join(","),
         member.groups.join(","),
-        member.mfa
+        member.mfa,
+        if member.identity.is_some() {
+            " identity=bound"
+        } else {
+            ""
+        }
     )
 }
 
@@ -323,11 +378,16 @@ impl Custos {
         self.check_free_text("name", &req.name)?;
         check_roles(&req.roles)?;
         check_groups(&req.groups)?;
+        if let Some(identity) = &req.identity {
+            check_identity(identity)?;
+        }
         if let Some(why) = ungrantable(caller, &req.roles, &req.groups, req.mfa) {
             return Err(self
                 .refuse_grant(caller, &grant.scope, AuditAction::MemberCreate, None, why)
                 .await);
         }
+        self.identity_free(&grant.scope, req.identity.as_ref(), None)
+            .await?;
         let member = Member {
             id: uuid::Uuid::now_v7().to_string(),
             name: req.name,
@@ -335,6 +395,7 @@ impl Custos {
             groups: req.groups,
             mfa: req.mfa,
             created_at: self.now(),
+            identity: req.identity,
         };
         let api_key = generate_api_key();
         let event = self
@@ -351,8 +412,33 @@ impl Custos {
             roles: member.roles,
             groups: member.groups,
             mfa: member.mfa,
+            identity: member.identity,
             api_key,
         })
+    }
+
+    /// Refuses binding `identity` when another member of the org (not `except`) is bound to
+    /// it: one person is one member. (The store's unique index settles a race.)
+    async fn identity_free(
+        &self,
+        scope: &OrgScope,
+        identity: Option<&PersonIdentity>,
+        except: Option<&str>,
+    ) -> Result<(), CoreError> {
+        let Some(identity) = identity else {
+            return Ok(());
+        };
+        let members = self.store.members(scope).await?;
+        match members
+            .iter()
+            .find(|m| m.identity.as_ref() == Some(identity) && Some(m.id.as_str()) != except)
+        {
+            Some(other) => Err(CoreError::Conflict(format!(
+                "identity is already bound to member {}; unbind it there first",
+                other.id
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The org's members.
@@ -395,7 +481,7 @@ impl Custos {
         Ok(member)
     }
 
-    /// Changes a member's name, roles, groups or second-factor requirement.
+    /// Changes a member's name, roles, groups, second-factor requirement or bound identity.
     pub async fn update_member(
         &self,
         caller: &Caller,
@@ -422,6 +508,14 @@ impl Custos {
         }
         if let Some(mfa) = change.mfa {
             member.mfa = mfa;
+        }
+        if let Some(identity) = change.identity {
+            if let Some(identity) = &identity {
+                check_identity(identity)?;
+            }
+            self.identity_free(&grant.scope, identity.as_ref(), Some(id))
+                .await?;
+            member.identity = identity;
         }
         if let Some(why) = ungrantable(caller, &member.roles, &member.groups, member.mfa) {
             let target = Some(format!("member:{id}"));

@@ -8,7 +8,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use custos_crypto::{KeyRef, KeyVault};
-use custos_store::{OrgScope, RecordFilter, RecordRow, RecordState, StateChange};
+use custos_store::{OrgScope, PurgeCause, RecordFilter, RecordRow, RecordState, StateChange};
 
 use crate::access::Grant;
 use crate::authz::Operation;
@@ -1067,7 +1067,7 @@ impl Custos {
             .store
             .record(&scope, id)
             .await?
-            .filter(|r| r.state != RecordState::PurgeRequested)
+            .filter(|r| !r.state.is_purge_pending())
             .ok_or_else(|| CoreError::NotFound(format!("record {id}")))?;
         self.authorize_category(caller, &grant, &row.category, Some(format!("record:{id}")))
             .await?;
@@ -1151,7 +1151,7 @@ impl Custos {
                 .reason(format!("records={}", targets.len()));
             marked += self
                 .store
-                .request_purges(&scope, &targets, now, &[event])
+                .request_purges(&scope, &targets, PurgeCause::Deletion, now, &[event])
                 .await?;
         }
         Ok(marked)
@@ -1296,6 +1296,7 @@ pii = { detect = ["person"], action = "tokenize" }
             roles: vec!["owner".into()],
             groups: vec![],
             mfa: false,
+            identity: None,
         };
         let key = custos
             .add_member(&admin, &org, member)

@@ -151,6 +151,7 @@ async fn auditor(custos: &Custos, org: &str) -> Caller {
                 roles: vec!["auditor".into()],
                 groups: vec![],
                 mfa: false,
+                identity: None,
             },
         )
         .await

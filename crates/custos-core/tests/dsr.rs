@@ -221,6 +221,21 @@ async fn an_erasure_destroys_keys_applies_each_disposition_and_issues_a_verifiab
         .await
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
+    // The deletion log names the erasure as the cause, not a hard delete somebody asked for.
+    let log = f.env.store.deletion_log(&scope, None, 100).await.unwrap();
+    let alice_ids: Vec<String> = f
+        .alice
+        .iter()
+        .filter(|(_, c)| *c != "interactions")
+        .map(|(id, _)| id.clone())
+        .collect();
+    let reasons: Vec<&str> = log
+        .iter()
+        .filter(|e| alice_ids.contains(&e.record_id))
+        .map(|e| e.reason.as_str())
+        .collect();
+    assert_eq!(reasons.len(), 5, "{log:?}");
+    assert!(reasons.iter().all(|r| *r == "erasure"), "{reasons:?}");
     assert!(f
         .env
         .vault

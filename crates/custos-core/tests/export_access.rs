@@ -9,7 +9,7 @@ use std::io::{Cursor, Read};
 use common::{env_with_policy, Env};
 use custos_core::{Caller, NewRecord, NewRequest};
 use custos_export::Format;
-use custos_store::RequestKind;
+use custos_store::{RequestKind, Store};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -211,4 +211,55 @@ async fn a_service_member_gets_everything_of_a_request_it_filed_itself() {
         json!([{"category": "legal", "records": 1}, {"category": "messages", "records": 1}])
     );
     assert!(!doc.to_string().contains(SECRET));
+}
+
+#[tokio::test]
+async fn under_the_builtin_policy_a_service_member_downloads_only_its_own_requests_export() {
+    // The built-in `exports` category is open to owners and admins with a second factor only:
+    // the app still hands its user the export of the request it filed, and nothing else.
+    let env = common::env();
+    let org = env.org("Acme").await;
+    let owner = env.member(&org, &["owner"], &[], true).await;
+    let app = env.member(&org, &["service"], &[], false).await;
+    record(&env, &owner, &org, "messages", json!("hello from carol")).await;
+
+    let own = request(&env, &app, &org).await;
+    let doc = json_export(&export(&env, &app, &org, &own, Format::Json).await);
+    assert_eq!(categories_of(&doc), ["messages"]);
+    assert_eq!(doc["withheld"], json!([]));
+    // Downloading it again serves the stored export.
+    let again = json_export(&export(&env, &app, &org, &own, Format::Json).await);
+    assert_eq!(categories_of(&again), ["messages"]);
+
+    let other = request(&env, &owner, &org).await;
+    let refused = env
+        .custos
+        .request_export(&app, &org, &other, Format::Json)
+        .await
+        .err()
+        .expect("another member's request is refused");
+    assert_eq!(refused.code(), "forbidden", "{refused}");
+    // The stored export stays out of reach as a plain file.
+    let (scope, _) = env.store.org(&org).await.unwrap().unwrap();
+    let stored = env
+        .store
+        .list_records(
+            &scope,
+            &custos_store::RecordFilter {
+                category: Some("exports".into()),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    let refused = env
+        .custos
+        .download_file(&app, &org, &stored[0].id)
+        .await
+        .err()
+        .expect("the export record itself stays closed to the app");
+    assert_eq!(refused.code(), "forbidden", "{refused}");
 }

@@ -719,6 +719,7 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
                 roles: vec!["owner".into()],
                 groups: vec![],
                 mfa: false,
+                identity: None,
             },
         )
         .await

@@ -78,6 +78,7 @@ impl Env {
             roles: vec!["owner".into()],
             groups: vec![],
             mfa: false,
+            identity: None,
         };
         let key = self
             .custos

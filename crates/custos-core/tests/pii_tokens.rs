@@ -189,6 +189,7 @@ impl Env {
             roles: roles.iter().map(|r| r.to_string()).collect(),
             groups: vec![],
             mfa: false,
+            identity: None,
         };
         let created = self.custos.add_member(&admin(), org, req).await.unwrap();
         Caller::new(self.custos.authenticate(&created.api_key).await.unwrap())

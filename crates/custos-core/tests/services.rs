@@ -334,6 +334,7 @@ async fn bad_input_changes_nothing() {
                 roles: vec!["king".into()],
                 groups: vec![],
                 mfa: false,
+                identity: None,
             },
         )
         .await

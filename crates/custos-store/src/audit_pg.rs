@@ -12,24 +12,6 @@ use crate::audit_tree::{
 };
 use crate::model::{from_micros, to_micros, StoreError};
 
-/// Migration 2: leaf hashes beside the leaves (existing rows hashed in SQL), stored subtree
-/// nodes, signed checkpoints. Nodes of existing rows are built by [`rebuild_if_needed`].
-pub(crate) const MIGRATION: &str = r#"
-ALTER TABLE audit_log ADD COLUMN leaf_hash BYTEA;
-UPDATE audit_log SET leaf_hash = sha256('\x00'::bytea || leaf);
-CREATE TABLE audit_nodes (
-    level SMALLINT NOT NULL,
-    idx BIGINT NOT NULL,
-    hash BYTEA NOT NULL,
-    PRIMARY KEY (level, idx)
-);
-CREATE TABLE audit_checkpoints (
-    size BIGINT PRIMARY KEY,
-    note TEXT NOT NULL,
-    time BIGINT NOT NULL
-);
-"#;
-
 /// Reads what `ids` need: stored nodes in one query, leaf hashes one query per range.
 async fn fetch(conn: &mut PgConnection, ids: &[NodeId]) -> Result<FetchedNodes, StoreError> {
     let plan = fetch_plan(ids);

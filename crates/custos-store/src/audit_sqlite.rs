@@ -9,22 +9,6 @@ use crate::audit_tree::{
 };
 use crate::model::{from_micros, to_micros, AuditColumns, StoreError};
 
-/// Migration 2: leaf hashes beside the leaves, stored subtree nodes, signed checkpoints.
-pub(crate) const MIGRATION: &str = r#"
-ALTER TABLE audit_log ADD COLUMN leaf_hash BLOB;
-CREATE TABLE audit_nodes (
-    level INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    hash BLOB NOT NULL,
-    PRIMARY KEY (level, idx)
-) WITHOUT ROWID;
-CREATE TABLE audit_checkpoints (
-    size INTEGER PRIMARY KEY,
-    note TEXT NOT NULL,
-    time INTEGER NOT NULL
-);
-"#;
-
 pub(crate) fn log_size(conn: &Connection) -> Result<u64, StoreError> {
     let n: i64 = conn.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_log", [], |r| {
         r.get(0)

@@ -23,6 +23,7 @@ mod audit_tree;
 mod members;
 mod members_pg;
 mod members_sqlite;
+pub mod migrations;
 mod model;
 mod objects;
 mod org_rows;
@@ -145,12 +146,13 @@ pub trait Store: MemberStore + RequestStore + Send + Sync + 'static {
         after: Option<&DueCursor>,
         limit: u32,
     ) -> Result<Vec<DueRecord>, StoreError>;
-    /// Marks records for purge (state `purge_requested`, due at `at`), each only if still in
+    /// Marks records for purge (the state `cause` names, due at `at`), each only if still in
     /// the given state; returns how many were marked.
     async fn request_purges(
         &self,
         scope: &OrgScope,
         targets: &[(String, RecordState)],
+        cause: PurgeCause,
         at: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError>;

@@ -9,42 +9,9 @@ use jiff::Timestamp;
 
 use crate::{Member, OrgScope, StoreError};
 
-/// Migration (both backends): org settings, second factors and sessions.
-pub(crate) const MIGRATION: &str = r#"
-CREATE TABLE org_settings (
-    org_id TEXT PRIMARY KEY REFERENCES orgs(id),
-    settings TEXT NOT NULL
-);
-CREATE TABLE member_factors (
-    org_id TEXT NOT NULL,
-    member_id TEXT NOT NULL,
-    totp_sealed BYTEA NOT NULL,
-    last_step BIGINT,
-    PRIMARY KEY (org_id, member_id)
-);
-CREATE TABLE sessions (
-    token_hash BYTEA PRIMARY KEY,
-    org_id TEXT NOT NULL,
-    member_id TEXT NOT NULL,
-    method TEXT NOT NULL,
-    expires_at BIGINT NOT NULL
-);
-CREATE INDEX sessions_by_member ON sessions (org_id, member_id);
-"#;
-
-/// Migration (both backends): wrong TOTP codes counted per member (so guessing is limited on
-/// every instance alike), and one-time enrollment codes an owner or admin issues.
-pub(crate) const FACTOR_GUARD_MIGRATION: &str = r#"
-ALTER TABLE member_factors ADD COLUMN failures BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE member_factors ADD COLUMN last_failure_at BIGINT;
-CREATE TABLE enrollment_codes (
-    org_id TEXT NOT NULL,
-    member_id TEXT NOT NULL,
-    code_hash BYTEA NOT NULL,
-    expires_at BIGINT NOT NULL,
-    PRIMARY KEY (org_id, member_id)
-);
-"#;
+/// The member columns [`crate::Member`] is read from, in order (both backends).
+pub(crate) const MEMBER_COLUMNS: &str =
+    "id, name, roles, groups_json, mfa, created_at, identity_iss, identity_sub";
 
 /// A session opened with a second factor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +56,7 @@ pub trait MemberStore {
     async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError>;
     /// One member of the org.
     async fn member(&self, scope: &OrgScope, id: &str) -> Result<Option<Member>, StoreError>;
-    /// Replaces a member's name, roles, groups and MFA requirement; false (nothing appended)
+    /// Replaces a member's name, roles, groups, MFA requirement and bound identity; false (nothing appended)
     /// if there is no such member.
     async fn update_member(
         &self,

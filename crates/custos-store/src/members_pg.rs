@@ -3,12 +3,10 @@
 use custos_audit::AuditEvent;
 use sqlx::Row;
 
-use crate::members::{EnrollmentCode, MemberStore, Session, TotpFactor};
+use crate::members::{EnrollmentCode, MemberStore, Session, TotpFactor, MEMBER_COLUMNS};
 use crate::model::{from_micros, to_micros};
 use crate::pg::{commit_with, member_from_row};
 use crate::{Member, OrgScope, PgStore, StoreError};
-
-const MEMBER_COLUMNS: &str = "id, name, roles, groups_json, mfa, created_at";
 
 fn json(values: &[String]) -> String {
     serde_json::to_string(values).expect("strings serialize")
@@ -83,7 +81,8 @@ impl MemberStore for PgStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
-            "UPDATE members SET name = $3, roles = $4, groups_json = $5, mfa = $6
+            "UPDATE members SET name = $3, roles = $4, groups_json = $5, mfa = $6,
+                                identity_iss = $7, identity_sub = $8
              WHERE org_id = $1 AND id = $2",
         )
         .bind(scope.org_id())
@@ -92,6 +91,8 @@ impl MemberStore for PgStore {
         .bind(json(&member.roles))
         .bind(json(&member.groups))
         .bind(member.mfa)
+        .bind(member.identity.as_ref().map(|i| i.iss.clone()))
+        .bind(member.identity.as_ref().map(|i| i.sub.clone()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -401,7 +402,7 @@ impl MemberStore for PgStore {
     ) -> Result<Option<(OrgScope, Member, Session)>, StoreError> {
         let row = sqlx::query(
             "SELECT m.id, m.name, m.roles, m.groups_json, m.mfa, m.created_at,
-                    s.org_id, s.method, s.expires_at
+                    m.identity_iss, m.identity_sub, s.org_id, s.method, s.expires_at
              FROM sessions s JOIN members m ON m.org_id = s.org_id AND m.id = s.member_id
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
@@ -414,9 +415,9 @@ impl MemberStore for PgStore {
         let session = Session {
             token_hash: *token_hash,
             member_id: member.id.clone(),
-            method: r.try_get(7)?,
-            expires_at: from_micros(r.try_get(8)?)?,
+            method: r.try_get(9)?,
+            expires_at: from_micros(r.try_get(10)?)?,
         };
-        Ok(Some((OrgScope::new(r.try_get(6)?), member, session)))
+        Ok(Some((OrgScope::new(r.try_get(8)?), member, session)))
     }
 }

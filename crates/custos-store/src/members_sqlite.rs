@@ -3,12 +3,10 @@
 use custos_audit::AuditEvent;
 use rusqlite::{params, OptionalExtension};
 
-use crate::members::{EnrollmentCode, MemberStore, Session, TotpFactor};
+use crate::members::{EnrollmentCode, MemberStore, Session, TotpFactor, MEMBER_COLUMNS};
 use crate::model::{from_micros, to_micros};
 use crate::sqlite::member_from_row;
 use crate::{Member, OrgScope, SqliteStore, StoreError};
-
-const MEMBER_COLUMNS: &str = "id, name, roles, groups_json, mfa, created_at";
 
 fn json(values: &[String]) -> String {
     serde_json::to_string(values).expect("strings serialize")
@@ -81,9 +79,19 @@ impl MemberStore for SqliteStore {
         let (org, m) = (scope.org_id().to_string(), member.clone());
         self.mutate_if(audit, move |tx| {
             Ok(tx.execute(
-                "UPDATE members SET name = ?3, roles = ?4, groups_json = ?5, mfa = ?6
+                "UPDATE members SET name = ?3, roles = ?4, groups_json = ?5, mfa = ?6,
+                                    identity_iss = ?7, identity_sub = ?8
                  WHERE org_id = ?1 AND id = ?2",
-                params![org, m.id, m.name, json(&m.roles), json(&m.groups), m.mfa],
+                params![
+                    org,
+                    m.id,
+                    m.name,
+                    json(&m.roles),
+                    json(&m.groups),
+                    m.mfa,
+                    m.identity.as_ref().map(|i| i.iss.clone()),
+                    m.identity.as_ref().map(|i| i.sub.clone()),
+                ],
             )? == 1)
         })
         .await
@@ -381,7 +389,7 @@ impl MemberStore for SqliteStore {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT m.id, m.name, m.roles, m.groups_json, m.mfa, m.created_at,
-                        s.org_id, s.method, s.expires_at
+                        m.identity_iss, m.identity_sub, s.org_id, s.method, s.expires_at
                  FROM sessions s JOIN members m ON m.org_id = s.org_id AND m.id = s.member_id
                  WHERE s.token_hash = ?1 AND s.expires_at > ?2",
             )?;
@@ -393,10 +401,10 @@ impl MemberStore for SqliteStore {
             let session = Session {
                 token_hash: hash,
                 member_id: member.id.clone(),
-                method: r.get(7)?,
-                expires_at: from_micros(r.get(8)?)?,
+                method: r.get(9)?,
+                expires_at: from_micros(r.get(10)?)?,
             };
-            Ok(Some((OrgScope::new(r.get(6)?), member, session)))
+            Ok(Some((OrgScope::new(r.get(8)?), member, session)))
         })
         .await
     }

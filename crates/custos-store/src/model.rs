@@ -57,6 +57,25 @@ pub struct Member {
     pub mfa: bool,
     /// Creation time.
     pub created_at: Timestamp,
+    /// The person this member is, at an identity provider (`None`: not bound to a person).
+    pub identity: Option<PersonIdentity>,
+}
+
+/// A person at an identity provider: the issuer and the subject it gives the person.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PersonIdentity {
+    /// The provider's issuer URL (`iss`).
+    pub iss: String,
+    /// The person's subject at that provider (`sub`).
+    pub sub: String,
+}
+
+/// A member's identity from its two stored columns (both set, or neither).
+pub(crate) fn identity_of(iss: Option<String>, sub: Option<String>) -> Option<PersonIdentity> {
+    Some(PersonIdentity {
+        iss: iss?,
+        sub: sub?,
+    })
 }
 
 /// Lifecycle state of a record.
@@ -71,6 +90,9 @@ pub enum RecordState {
     SoftDeleted,
     /// Hard-deleted: hidden, not restorable, purged by the next sweep.
     PurgeRequested,
+    /// Erased with its subject: hidden, not restorable, purged by the next sweep (kept apart
+    /// from [`RecordState::PurgeRequested`] so the deletion log names the erasure as the cause).
+    ErasureRequested,
 }
 
 impl RecordState {
@@ -81,7 +103,16 @@ impl RecordState {
             RecordState::Archived => "archived",
             RecordState::SoftDeleted => "soft_deleted",
             RecordState::PurgeRequested => "purge_requested",
+            RecordState::ErasureRequested => "erasure_requested",
         }
+    }
+
+    /// Hidden for good and waiting for the sweep to purge it (a hard delete or an erasure).
+    pub fn is_purge_pending(&self) -> bool {
+        matches!(
+            self,
+            RecordState::PurgeRequested | RecordState::ErasureRequested
+        )
     }
 
     /// Parses the stored text form.
@@ -91,7 +122,28 @@ impl RecordState {
             "archived" => Ok(RecordState::Archived),
             "soft_deleted" => Ok(RecordState::SoftDeleted),
             "purge_requested" => Ok(RecordState::PurgeRequested),
+            "erasure_requested" => Ok(RecordState::ErasureRequested),
             _ => Err(StoreError::Corrupt(format!("unknown record state {s:?}"))),
+        }
+    }
+}
+
+/// Why records are marked for purge; decides the state they take and so the reason the
+/// deletion log gives when the sweep purges them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeCause {
+    /// A hard delete (of a record or of a whole category).
+    Deletion,
+    /// A data subject's erasure.
+    Erasure,
+}
+
+impl PurgeCause {
+    /// The state marked records take.
+    pub fn state(self) -> RecordState {
+        match self {
+            PurgeCause::Deletion => RecordState::PurgeRequested,
+            PurgeCause::Erasure => RecordState::ErasureRequested,
         }
     }
 }

@@ -63,17 +63,6 @@ pub(crate) enum OrgKey {
     OrgSeq,
 }
 
-/// Migration (both backends): who is moving which org, so that moves of one org are
-/// serialized across instances. Read and written on the main store only; a store table, so it
-/// never moves with an org.
-pub(crate) const MOVES_MIGRATION: &str = r#"
-CREATE TABLE org_moves (
-    org_id TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    lease_until BIGINT NOT NULL
-);
-"#;
-
 /// Tables that belong to the store, not to an org.
 pub(crate) fn is_store_table(name: &str) -> bool {
     name.starts_with("audit_")

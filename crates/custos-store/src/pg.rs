@@ -6,125 +6,10 @@ use custos_audit::AuditEvent;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
+use crate::migrations::{AppliedStep, Backend, StepStatus};
 use crate::model::*;
 use crate::schema::{ORG_COLUMNS, RECORD_COLUMNS, TERMINATED_ORG_TABLES};
 use crate::Store;
-
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE orgs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    region TEXT NOT NULL,
-    created_at BIGINT NOT NULL
-);
-CREATE TABLE members (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    roles TEXT NOT NULL,
-    groups_json TEXT NOT NULL,
-    mfa BOOLEAN NOT NULL,
-    key_hash BYTEA NOT NULL UNIQUE,
-    created_at BIGINT NOT NULL,
-    PRIMARY KEY (org_id, id)
-);
-CREATE TABLE records (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    id TEXT NOT NULL,
-    category TEXT NOT NULL,
-    subject_ref TEXT,
-    state TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    archive_at BIGINT,
-    expire_at BIGINT NOT NULL,
-    deleted_at BIGINT,
-    next_due_at BIGINT,
-    key_ref TEXT NOT NULL,
-    sealed BYTEA,
-    blob_size BIGINT,
-    pii TEXT NOT NULL,
-    PRIMARY KEY (org_id, id)
-);
-CREATE INDEX records_by_subject ON records (org_id, subject_ref, id) WHERE subject_ref IS NOT NULL;
-CREATE INDEX records_by_category ON records (org_id, category, id);
-CREATE INDEX records_by_due ON records (next_due_at) WHERE next_due_at IS NOT NULL;
-CREATE TABLE retention_overrides (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    category TEXT NOT NULL,
-    retention TEXT NOT NULL,
-    PRIMARY KEY (org_id, category)
-);
-CREATE TABLE holds (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    subject_ref TEXT,
-    category TEXT,
-    created_at BIGINT NOT NULL,
-    released_at BIGINT,
-    PRIMARY KEY (org_id, id)
-);
-CREATE TABLE audit_head (
-    one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
-    size BIGINT NOT NULL
-);
-INSERT INTO audit_head (one, size) VALUES (TRUE, 0);
-CREATE TABLE audit_log (
-    idx BIGINT PRIMARY KEY,
-    org_id TEXT,
-    time BIGINT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT,
-    outcome TEXT NOT NULL,
-    leaf BYTEA NOT NULL
-);
-CREATE INDEX audit_by_org ON audit_log (org_id, idx);
-"#,
-    crate::audit_pg::MIGRATION,
-    LIFECYCLE_MIGRATION,
-    crate::tokens_pg::MIGRATION,
-    RECOMPUTE_MIGRATION,
-    TERMINATION_MIGRATION,
-    crate::members::MIGRATION,
-    crate::requests::MIGRATION,
-    crate::members::FACTOR_GUARD_MIGRATION,
-    crate::org_rows::MOVES_MIGRATION,
-];
-
-/// Migration 6: org termination, archive restore windows, and the audit event of each purge.
-const TERMINATION_MIGRATION: &str = r#"
-ALTER TABLE orgs ADD COLUMN terminate_requested_at BIGINT;
-ALTER TABLE orgs ADD COLUMN terminated_at BIGINT;
-ALTER TABLE records ADD COLUMN readable_until BIGINT;
-ALTER TABLE deletion_log ADD COLUMN audit_idx BIGINT;
-"#;
-
-/// Migration 5: due-time recomputations queued by retention override changes.
-const RECOMPUTE_MIGRATION: &str = r#"
-CREATE TABLE due_recompute (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    category TEXT NOT NULL,
-    after_id TEXT NOT NULL,
-    PRIMARY KEY (org_id, category)
-);
-"#;
-
-/// Migration 3: sweeper leases and the deletion log.
-const LIFECYCLE_MIGRATION: &str = r#"
-ALTER TABLE records ADD COLUMN lease_until BIGINT;
-CREATE TABLE deletion_log (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    record_id TEXT NOT NULL,
-    category TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    due_at BIGINT NOT NULL,
-    purged_at BIGINT NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (org_id, record_id)
-);
-"#;
 
 /// An arbitrary constant that names Custos's migration lock among advisory locks.
 const MIGRATION_LOCK: i64 = 0x0C05_7050;
@@ -145,33 +30,9 @@ impl PgStore {
     /// Connects to `url` and migrates; with `schema`, everything lives in that schema (created
     /// if missing), which is how tests and co-hosted deployments stay apart.
     pub async fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
-        let mut options: PgConnectOptions = url
-            .parse()
-            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
-        if let Some(schema) = schema {
-            if !schema
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                return Err(StoreError::Config(format!(
-                    "schema name {schema:?} must be ASCII letters, digits and '_'"
-                )));
-            }
-            let bootstrap = PgPoolOptions::new()
-                .max_connections(1)
-                .connect_with(options.clone())
-                .await?;
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                .execute(&bootstrap)
-                .await?;
-            bootstrap.close().await;
-            options = options.options([("search_path", schema)]);
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .connect_with(options)
-            .await?;
-        let store = PgStore { pool };
+        let store = PgStore {
+            pool: pool(url, schema, 16).await?,
+        };
         store.migrate().await?;
         crate::audit_pg::rebuild_if_needed(&store.pool).await?;
         Ok(store)
@@ -187,34 +48,56 @@ impl PgStore {
         Ok(())
     }
 
+    /// Runs the pending steps of `migrations/postgres/` in one transaction under an advisory
+    /// lock (instances starting together migrate once), each with its ledger row. The old
+    /// counter table `custos_migrations` keeps one row per version, so a binary from before
+    /// the ledger (which counted those rows) refuses a database it does not know.
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(MIGRATION_LOCK)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS custos_migrations (version INT PRIMARY KEY)")
+        let applied = ledger(&mut tx, true).await?;
+        let pending = crate::migrations::pending(Backend::Postgres, &applied)?;
+        for step in pending {
+            sqlx::raw_sql(step.sql).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO custos_schema_steps (version, name, checksum, applied_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(step.version as i32)
+            .bind(step.name)
+            .bind(step.checksum())
+            .bind(Some(now_micros()))
             .execute(&mut *tx)
             .await?;
-        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM custos_migrations")
-            .fetch_one(&mut *tx)
-            .await?;
-        let done = done as usize;
-        if done > MIGRATIONS.len() {
-            return Err(StoreError::Config(format!(
-                "the database schema (version {done}) is newer than this binary ({}); upgrade Custos",
-                MIGRATIONS.len()
-            )));
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-            sqlx::raw_sql(sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO custos_migrations (version) VALUES ($1)")
-                .bind(i as i32 + 1)
-                .execute(&mut *tx)
-                .await?;
+        if let Some(last) = pending.last() {
+            sqlx::query(
+                "INSERT INTO custos_migrations (version) SELECT generate_series(1, $1)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(last.version as i32)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The migration state of the database at `url` (in `schema`, if given), without changing
+    /// it (`custos migrate status`).
+    pub async fn migration_status(
+        url: &str,
+        schema: Option<&str>,
+    ) -> Result<Vec<StepStatus>, StoreError> {
+        let pool = pool(url, schema, 1).await?;
+        let mut conn = pool.acquire().await?;
+        let applied = ledger(&mut conn, false).await?;
+        drop(conn);
+        pool.close().await;
+        crate::migrations::status(Backend::Postgres, &applied)
     }
 
     /// Runs raw SQL: for tests that break the database on purpose.
@@ -223,6 +106,118 @@ impl PgStore {
         sqlx::raw_sql(sql).execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// A pool of up to `max` connections to `url`; with `schema`, every connection works in that
+/// schema (created if missing).
+async fn pool(url: &str, schema: Option<&str>, max: u32) -> Result<PgPool, StoreError> {
+    let mut options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
+    if let Some(schema) = schema {
+        if !schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(StoreError::Config(format!(
+                "schema name {schema:?} must be ASCII letters, digits and '_'"
+            )));
+        }
+        let bootstrap = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .execute(&bootstrap)
+            .await?;
+        bootstrap.close().await;
+        options = options.options([("search_path", schema)]);
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(max)
+        .connect_with(options)
+        .await?)
+}
+
+/// The steps the database recorded. A database from before the ledger is adopted from the
+/// row count of its `custos_migrations` table (written to the ledger when `write`, else only
+/// returned).
+async fn ledger(
+    conn: &mut sqlx::PgConnection,
+    write: bool,
+) -> Result<Vec<AppliedStep>, StoreError> {
+    let exists = |table: &'static str| {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables
+                            WHERE table_name = $1 AND table_schema = current_schema())",
+        )
+        .bind(table)
+    };
+    if exists("custos_schema_steps").fetch_one(&mut *conn).await? {
+        let rows = sqlx::query(
+            "SELECT version, name, checksum, applied_at FROM custos_schema_steps ORDER BY version",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let applied = rows
+            .iter()
+            .map(|r| {
+                Ok(AppliedStep {
+                    version: r.try_get::<i32, _>(0)? as u32,
+                    name: r.try_get(1)?,
+                    checksum: r.try_get(2)?,
+                    applied_at: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if !applied.is_empty() {
+            return Ok(applied);
+        }
+    }
+    let legacy: i64 = if exists("custos_migrations").fetch_one(&mut *conn).await? {
+        sqlx::query_scalar("SELECT COUNT(*) FROM custos_migrations")
+            .fetch_one(&mut *conn)
+            .await?
+    } else {
+        0
+    };
+    let known = Backend::Postgres.steps().len() as i64;
+    // Before the ledger, PostgreSQL knew two steps fewer than SQLite (see `adopted_version`).
+    if legacy > known - 2 {
+        return Err(StoreError::Config(format!(
+            "the database schema counts {legacy} steps in custos_migrations, more than this \
+             binary knows; upgrade Custos"
+        )));
+    }
+    let adopted = crate::migrations::adopted(
+        Backend::Postgres,
+        Backend::Postgres.adopted_version(legacy as u32),
+    );
+    if write {
+        sqlx::raw_sql(crate::migrations::LEDGER)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS custos_migrations (version INT PRIMARY KEY)")
+            .execute(&mut *conn)
+            .await?;
+        for a in &adopted {
+            sqlx::query(
+                "INSERT INTO custos_schema_steps (version, name, checksum, applied_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(a.version as i32)
+            .bind(&a.name)
+            .bind(&a.checksum)
+            .bind(a.applied_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(adopted)
+}
+
+fn now_micros() -> i64 {
+    to_micros(jiff::Timestamp::now())
 }
 
 /// Appends `audit` and commits: how mutations commit, so none lands without its events.
@@ -321,6 +316,7 @@ pub(crate) fn member_from_row(row: &PgRow) -> Result<Member, StoreError> {
         groups: serde_json::from_str(&groups).map_err(corrupt)?,
         mfa: row.try_get(4)?,
         created_at: from_micros(row.try_get(5)?)?,
+        identity: crate::model::identity_of(row.try_get(6)?, row.try_get(7)?),
     })
 }
 
@@ -475,8 +471,9 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO members (org_id, id, name, roles, groups_json, mfa, key_hash, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO members (org_id, id, name, roles, groups_json, mfa, key_hash, created_at,
+                                  identity_iss, identity_sub)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(scope.org_id())
         .bind(&member.id)
@@ -486,6 +483,8 @@ impl Store for PgStore {
         .bind(member.mfa)
         .bind(&key_hash[..])
         .bind(to_micros(member.created_at))
+        .bind(member.identity.as_ref().map(|i| i.iss.clone()))
+        .bind(member.identity.as_ref().map(|i| i.sub.clone()))
         .execute(&mut *tx)
         .await?;
         commit_with(tx, audit).await?;
@@ -496,14 +495,14 @@ impl Store for PgStore {
         &self,
         key_hash: &[u8; 32],
     ) -> Result<Option<(OrgScope, Member)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, roles, groups_json, mfa, created_at, org_id FROM members
-             WHERE key_hash = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {}, org_id FROM members WHERE key_hash = $1",
+            crate::members::MEMBER_COLUMNS
+        ))
         .bind(&key_hash[..])
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((OrgScope::new(r.try_get(6)?), member_from_row(&r)?)))
+        row.map(|r| Ok((OrgScope::new(r.try_get(8)?), member_from_row(&r)?)))
             .transpose()
     }
 
@@ -674,12 +673,13 @@ impl Store for PgStore {
         &self,
         scope: &OrgScope,
         targets: &[(String, RecordState)],
+        cause: PurgeCause,
         at: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
-            "UPDATE records r SET state = 'purge_requested', deleted_at = $4, next_due_at = $4,
+            "UPDATE records r SET state = $5, deleted_at = $4, next_due_at = $4,
                     lease_until = NULL
              FROM UNNEST($2::text[], $3::text[]) AS t(id, state)
              WHERE r.org_id = $1 AND r.id = t.id AND r.state = t.state",
@@ -688,6 +688,7 @@ impl Store for PgStore {
         .bind(targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>())
         .bind(targets.iter().map(|t| t.1.as_str()).collect::<Vec<_>>())
         .bind(to_micros(at))
+        .bind(cause.state().as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();

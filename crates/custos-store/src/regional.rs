@@ -21,10 +21,10 @@ use jiff::Timestamp;
 use crate::{
     AuditEntry, AuditFilter, AuditRow, DeletionEntry, DueCursor, DueRecord, DueUpdate,
     EnrollmentCode, ErasureAggregate, Hold, Member, MemberStore, Objects, Org, OrgRows, OrgScope,
-    PendingRecompute, PiiToken, Purge, RecordChunks, RecordFilter, RecordRewrite, RecordRow,
-    RecordState, RequestCursor, RequestFilter, RequestStatus, RequestStore, Session, StateChange,
-    Store, StoreError, StoredCertificate, StoredCheckpoint, SubjectRecordCount, SubjectRequest,
-    TokenBatch, TokenResolution, TotpFactor,
+    PendingRecompute, PiiToken, Purge, PurgeCause, RecordChunks, RecordFilter, RecordRewrite,
+    RecordRow, RecordState, RequestCursor, RequestFilter, RequestStatus, RequestStore, Session,
+    StateChange, Store, StoreError, StoredCertificate, StoredCheckpoint, SubjectRecordCount,
+    SubjectRequest, TokenBatch, TokenResolution, TotpFactor,
 };
 
 /// How long an instance trusts what it found out about an org's home region before asking
@@ -655,12 +655,13 @@ impl Store for RegionalStore {
         &self,
         scope: &OrgScope,
         targets: &[(String, RecordState)],
+        cause: PurgeCause,
         at: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
         self.home(scope)
             .await?
-            .request_purges(scope, targets, at, audit)
+            .request_purges(scope, targets, cause, at, audit)
             .await
     }
     async fn defer_record(

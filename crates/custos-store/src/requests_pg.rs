@@ -261,7 +261,7 @@ impl RequestStore for PgStore {
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let folded = sqlx::query(
-            "UPDATE records r SET state = 'purge_requested', deleted_at = $4, next_due_at = $4,
+            "UPDATE records r SET state = 'erasure_requested', deleted_at = $4, next_due_at = $4,
                     lease_until = NULL, subject_ref = NULL
              FROM UNNEST($2::text[], $3::text[]) AS t(id, state)
              WHERE r.org_id = $1 AND r.id = t.id AND r.state = t.state

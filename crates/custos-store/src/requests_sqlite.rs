@@ -301,7 +301,7 @@ impl RequestStore for SqliteStore {
                 "SELECT category, created_at FROM records WHERE {IN_ORG} AND id = ?2 AND state = ?3"
             ))?;
             let mut mark = tx.prepare_cached(&format!(
-                "UPDATE records SET state = 'purge_requested', deleted_at = ?3, next_due_at = ?3,
+                "UPDATE records SET state = 'erasure_requested', deleted_at = ?3, next_due_at = ?3,
                         lease_until = NULL, subject_ref = NULL
                  WHERE {IN_ORG} AND id = ?2"
             ))?;

@@ -10,207 +10,18 @@ use custos_audit::AuditEvent;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use crate::migrations::{AppliedStep, Backend, StepStatus};
 use crate::model::*;
 use crate::schema::{ORG_COLUMNS, RECORD_COLUMNS, TERMINATED_ORG_TABLES};
 use crate::Store;
 
-/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE orgs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    region TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE members (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    roles TEXT NOT NULL,
-    groups_json TEXT NOT NULL,
-    mfa INTEGER NOT NULL,
-    key_hash BLOB NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (org_id, id)
-);
--- A rowid table on purpose: ~1 KB rows would spill into overflow pages in a WITHOUT ROWID
--- table (whose rows must fit a quarter page), tripling the file and the write cost.
-CREATE TABLE records (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    id TEXT NOT NULL,
-    category TEXT NOT NULL,
-    subject_ref TEXT,
-    state TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    archive_at INTEGER,
-    expire_at INTEGER NOT NULL,
-    deleted_at INTEGER,
-    next_due_at INTEGER,
-    key_ref TEXT NOT NULL,
-    sealed BLOB,
-    blob_size INTEGER,
-    pii TEXT NOT NULL,
-    PRIMARY KEY (org_id, id)
-);
-CREATE INDEX records_by_subject ON records (org_id, subject_ref, id) WHERE subject_ref IS NOT NULL;
-CREATE INDEX records_by_category ON records (org_id, category, id);
-CREATE INDEX records_by_due ON records (next_due_at) WHERE next_due_at IS NOT NULL;
-CREATE TABLE retention_overrides (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    category TEXT NOT NULL,
-    retention TEXT NOT NULL,
-    PRIMARY KEY (org_id, category)
-);
-CREATE TABLE holds (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    subject_ref TEXT,
-    category TEXT,
-    created_at INTEGER NOT NULL,
-    released_at INTEGER,
-    PRIMARY KEY (org_id, id)
-);
-CREATE TABLE audit_log (
-    idx INTEGER PRIMARY KEY,
-    org_id TEXT,
-    time INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT,
-    outcome TEXT NOT NULL,
-    leaf BLOB NOT NULL
-);
-CREATE INDEX audit_by_org ON audit_log (org_id, idx);
-"#,
-    crate::audit_sqlite::MIGRATION,
-    LIFECYCLE_MIGRATION,
-    crate::tokens_sqlite::MIGRATION,
-    RECOMPUTE_MIGRATION,
-    TERMINATION_MIGRATION,
-    SUBJECT_INDEX_MIGRATION,
-    ORG_SEQ_MIGRATION,
-    crate::members::MIGRATION,
-    crate::requests::MIGRATION,
-    crate::members::FACTOR_GUARD_MIGRATION,
-    crate::org_rows::MOVES_MIGRATION,
-];
-
-/// Migration 8: records name their org by a small integer (`orgs.seq`) instead of its
-/// 36-character UUID. Every records index begins with the org, so each of them carries the
-/// shorter key: a stand-alone insert of the ingest bench's row shape took 13.7–14.2 µs per
-/// row against 15.1–15.4 µs with the UUID. Statements reach the number through [`IN_ORG`], so
-/// they still take the org's id.
-const ORG_SEQ_MIGRATION: &str = r#"
-ALTER TABLE orgs ADD COLUMN seq INTEGER;
-UPDATE orgs SET seq = rowid;
-CREATE UNIQUE INDEX orgs_by_seq ON orgs (seq);
-CREATE TABLE records_v8 (
-    org_seq INTEGER NOT NULL REFERENCES orgs(seq),
-    id TEXT NOT NULL,
-    category TEXT NOT NULL,
-    subject_ref TEXT,
-    state TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    archive_at INTEGER,
-    expire_at INTEGER NOT NULL,
-    deleted_at INTEGER,
-    next_due_at INTEGER,
-    key_ref TEXT NOT NULL,
-    sealed BLOB,
-    blob_size INTEGER,
-    pii TEXT NOT NULL,
-    lease_until INTEGER,
-    readable_until INTEGER,
-    PRIMARY KEY (org_seq, id)
-);
-INSERT INTO records_v8 (org_seq, id, category, subject_ref, state, created_at, archive_at,
-        expire_at, deleted_at, next_due_at, key_ref, sealed, blob_size, pii, lease_until,
-        readable_until)
-    SELECT o.seq, r.id, r.category, r.subject_ref, r.state, r.created_at, r.archive_at,
-        r.expire_at, r.deleted_at, r.next_due_at, r.key_ref, r.sealed, r.blob_size, r.pii,
-        r.lease_until, r.readable_until
-    FROM records r JOIN orgs o ON o.id = r.org_id;
-DROP TABLE records;
-ALTER TABLE records_v8 RENAME TO records;
-CREATE INDEX records_by_subject ON records (org_seq, substr(subject_ref, 1, 1), id, subject_ref)
-    WHERE subject_ref IS NOT NULL;
-CREATE INDEX records_by_category ON records (org_seq, category, id);
-CREATE INDEX records_by_due ON records (next_due_at) WHERE next_due_at IS NOT NULL;
-"#;
-
-/// The condition that scopes a records statement to the org whose id is `?1` (see migration
-/// 8). SQLite evaluates the uncorrelated subquery once per statement, and an unknown org
+/// The condition that scopes a records statement to the org whose id is `?1` (see
+/// `migrations/sqlite/0008_org_seq.sql`). SQLite evaluates the uncorrelated subquery once per statement, and an unknown org
 /// matches nothing.
 pub(crate) const IN_ORG: &str = "org_seq = (SELECT seq FROM orgs WHERE id = ?1)";
 
 /// The org id of a records row, for statements that span orgs.
 const ORG_OF_ROW: &str = "(SELECT o.id FROM orgs o WHERE o.seq = records.org_seq)";
-
-/// Migration 7: a subject index that is appended to, not written at random. Subject refs are
-/// keyed hashes, so an index sorted by ref puts each new record at a random place, and every
-/// batch dirtied about one index page per distinct subject: more pages than the records
-/// themselves, and the largest single cost of ingest. This index is sorted by the ref's first
-/// hex digit (16 buckets), then by record id: new ids are the largest, so a batch appends to
-/// the tail of at most 16 runs per org. The whole ref is the last column, so a listing scans
-/// one bucket of its org in the index alone (1/16 of the org's records that have a subject)
-/// and reads only the matching rows: a slower subject listing, traded for ingest that does
-/// not slow down as the index grows (a first page in 3.4 ms among 300,000 records).
-const SUBJECT_INDEX_MIGRATION: &str = r#"
-DROP INDEX records_by_subject;
-CREATE INDEX records_by_subject ON records (org_id, substr(subject_ref, 1, 1), id, subject_ref)
-    WHERE subject_ref IS NOT NULL;
-"#;
-
-/// Migration 6: org termination, archive restore windows, and the audit event of each purge.
-const TERMINATION_MIGRATION: &str = r#"
-ALTER TABLE orgs ADD COLUMN terminate_requested_at INTEGER;
-ALTER TABLE orgs ADD COLUMN terminated_at INTEGER;
-ALTER TABLE records ADD COLUMN readable_until INTEGER;
--- Rebuilt WITHOUT ROWID with the new column: its small rows live in the primary-key b-tree
--- itself, so each purge writes one b-tree here instead of a table and its key index.
-CREATE TABLE deletion_log_v6 (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    record_id TEXT NOT NULL,
-    category TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    due_at INTEGER NOT NULL,
-    purged_at INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    audit_idx INTEGER,
-    PRIMARY KEY (org_id, record_id)
-) WITHOUT ROWID;
-INSERT INTO deletion_log_v6 (org_id, record_id, category, created_at, due_at, purged_at, reason)
-    SELECT org_id, record_id, category, created_at, due_at, purged_at, reason FROM deletion_log;
-DROP TABLE deletion_log;
-ALTER TABLE deletion_log_v6 RENAME TO deletion_log;
-"#;
-
-/// Migration 5: due-time recomputations queued by retention override changes.
-const RECOMPUTE_MIGRATION: &str = r#"
-CREATE TABLE due_recompute (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    category TEXT NOT NULL,
-    after_id TEXT NOT NULL,
-    PRIMARY KEY (org_id, category)
-);
-"#;
-
-/// Migration 3: sweeper leases and the deletion log.
-const LIFECYCLE_MIGRATION: &str = r#"
-ALTER TABLE records ADD COLUMN lease_until INTEGER;
-CREATE TABLE deletion_log (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    record_id TEXT NOT NULL,
-    category TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    due_at INTEGER NOT NULL,
-    purged_at INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (org_id, record_id)
-);
-"#;
 
 /// [`RECORD_COLUMNS`] without the sealed content, which a sweep rarely needs (see
 /// [`Store::claim_due`]).
@@ -313,6 +124,19 @@ impl SqliteStore {
             next_reader: AtomicUsize::new(0),
             committed: spawn_checkpointer(path)?,
         })
+    }
+
+    /// The migration state of the database at `path`, without changing it (`custos migrate
+    /// status`); a missing file has every step pending.
+    pub fn migration_status(path: &Path) -> Result<Vec<StepStatus>, StoreError> {
+        let applied = if path.exists() {
+            let conn =
+                Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            ledger(&conn, false)?
+        } else {
+            Vec::new()
+        };
+        crate::migrations::status(Backend::Sqlite, &applied)
     }
 
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -420,21 +244,80 @@ impl SqliteStore {
     }
 }
 
+/// Runs the pending steps of `migrations/sqlite/`, each in its own transaction with its
+/// ledger row. `PRAGMA user_version` follows the ledger's version, so a binary from before
+/// the ledger (which read only that counter) refuses a database it does not know.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if done > MIGRATIONS.len() {
-        return Err(StoreError::Config(format!(
-            "the database schema (version {done}) is newer than this binary ({}); upgrade Custos",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+    let applied = {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        let applied = ledger(&tx, true)?;
+        tx.commit()?;
+        applied
+    };
+    for step in crate::migrations::pending(Backend::Sqlite, &applied)? {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step.sql)?;
+        tx.execute(
+            "INSERT INTO custos_schema_steps (version, name, checksum, applied_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![step.version, step.name, step.checksum(), Some(now_micros())],
+        )?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", step.version))?;
         tx.commit()?;
     }
     Ok(())
+}
+
+/// The steps the database recorded. A database from before the ledger is adopted from its
+/// `PRAGMA user_version` (written to the ledger when `write`, else only returned).
+fn ledger(conn: &Connection, write: bool) -> Result<Vec<AppliedStep>, StoreError> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'custos_schema_steps')",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists {
+        let mut stmt = conn.prepare(
+            "SELECT version, name, checksum, applied_at FROM custos_schema_steps ORDER BY version",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AppliedStep {
+                version: r.get(0)?,
+                name: r.get(1)?,
+                checksum: r.get(2)?,
+                applied_at: r.get(3)?,
+            })
+        })?;
+        let applied = rows.collect::<Result<Vec<_>, _>>()?;
+        if !applied.is_empty() {
+            return Ok(applied);
+        }
+    }
+    let legacy: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = Backend::Sqlite.steps().len() as u32;
+    if legacy > known {
+        return Err(StoreError::Config(format!(
+            "the database schema is at version {legacy}, newer than this binary knows \
+             (version {known}); upgrade Custos"
+        )));
+    }
+    let adopted =
+        crate::migrations::adopted(Backend::Sqlite, Backend::Sqlite.adopted_version(legacy));
+    if write {
+        conn.execute_batch(crate::migrations::LEDGER)?;
+        for a in &adopted {
+            conn.execute(
+                "INSERT INTO custos_schema_steps (version, name, checksum, applied_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![a.version, a.name, a.checksum, a.applied_at],
+            )?;
+        }
+    }
+    Ok(adopted)
+}
+
+fn now_micros() -> i64 {
+    to_micros(jiff::Timestamp::now())
 }
 
 fn append_audit(tx: &Transaction<'_>, events: &[AuditColumns]) -> Result<(), StoreError> {
@@ -496,6 +379,7 @@ pub(crate) fn member_from_row(row: &rusqlite::Row<'_>) -> Result<Member, StoreEr
         groups: serde_json::from_str(&groups).map_err(corrupt)?,
         mfa: row.get(4)?,
         created_at: from_micros(row.get(5)?)?,
+        identity: crate::model::identity_of(row.get(6)?, row.get(7)?),
     })
 }
 
@@ -632,8 +516,9 @@ impl Store for SqliteStore {
         let (org, m, hash) = (scope.org_id().to_string(), member.clone(), *key_hash);
         self.mutate(audit, move |tx| {
             tx.execute(
-                "INSERT INTO members (org_id, id, name, roles, groups_json, mfa, key_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO members (org_id, id, name, roles, groups_json, mfa, key_hash, created_at,
+                                      identity_iss, identity_sub)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     org,
                     m.id,
@@ -642,7 +527,9 @@ impl Store for SqliteStore {
                     serde_json::to_string(&m.groups).expect("strings serialize"),
                     m.mfa,
                     &hash[..],
-                    to_micros(m.created_at)
+                    to_micros(m.created_at),
+                    m.identity.as_ref().map(|i| i.iss.clone()),
+                    m.identity.as_ref().map(|i| i.sub.clone()),
                 ],
             )?;
             Ok(())
@@ -656,13 +543,13 @@ impl Store for SqliteStore {
     ) -> Result<Option<(OrgScope, Member)>, StoreError> {
         let hash = *key_hash;
         self.read_point(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, name, roles, groups_json, mfa, created_at, org_id FROM members
-                 WHERE key_hash = ?1",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {}, org_id FROM members WHERE key_hash = ?1",
+                crate::members::MEMBER_COLUMNS
+            ))?;
             let mut rows = stmt.query([&hash[..]])?;
             match rows.next()? {
-                Some(r) => Ok(Some((OrgScope::new(r.get(6)?), member_from_row(r)?))),
+                Some(r) => Ok(Some((OrgScope::new(r.get(8)?), member_from_row(r)?))),
                 None => Ok(None),
             }
         })
@@ -831,19 +718,21 @@ impl Store for SqliteStore {
         &self,
         scope: &OrgScope,
         targets: &[(String, RecordState)],
+        cause: PurgeCause,
         at: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
         let (org, targets) = (scope.org_id().to_string(), targets.to_vec());
+        let to = cause.state().as_str();
         self.mutate(audit, move |tx| {
             let mut stmt = tx.prepare_cached(&format!(
-                "UPDATE records SET state = 'purge_requested', deleted_at = ?4, next_due_at = ?4,
+                "UPDATE records SET state = ?5, deleted_at = ?4, next_due_at = ?4,
                         lease_until = NULL
                  WHERE {IN_ORG} AND id = ?2 AND state = ?3"
             ))?;
             let mut n = 0u64;
             for (id, state) in &targets {
-                n += stmt.execute(params![org, id, state.as_str(), to_micros(at)])? as u64;
+                n += stmt.execute(params![org, id, state.as_str(), to_micros(at), to])? as u64;
             }
             Ok(n)
         })
@@ -1687,8 +1576,8 @@ mod tests {
             let mut conn = Connection::open(&path).unwrap();
             configure(&conn).unwrap();
             let tx = conn.transaction().unwrap();
-            for sql in &MIGRATIONS[..7] {
-                tx.execute_batch(sql).unwrap();
+            for step in &Backend::Sqlite.steps()[..7] {
+                tx.execute_batch(step.sql).unwrap();
             }
             tx.execute_batch("PRAGMA user_version = 7").unwrap();
             for (org, records) in [("org-a", ["a1", "a2"]), ("org-b", ["b1", "b2"])] {

@@ -7,24 +7,6 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use crate::model::{from_micros, to_micros, StoreError};
 use crate::tokens::{PiiToken, TokenBatch, TokenResolution};
 
-/// Migration 4: the org token table (see the SQLite twin for the role of each index).
-pub(crate) const MIGRATION: &str = r#"
-CREATE TABLE pii_tokens (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    lookup TEXT NOT NULL,
-    token TEXT NOT NULL,
-    entity TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    sealed_value BYTEA NOT NULL,
-    subject_ref TEXT,
-    created_at BIGINT NOT NULL,
-    PRIMARY KEY (org_id, lookup)
-);
-CREATE UNIQUE INDEX pii_tokens_by_token ON pii_tokens (org_id, token);
-CREATE INDEX pii_tokens_by_seq ON pii_tokens (org_id, entity, seq);
-CREATE INDEX pii_tokens_by_subject ON pii_tokens (org_id, subject_ref) WHERE subject_ref IS NOT NULL;
-"#;
-
 /// Names the token-minting advisory locks among other advisory locks (first key of the pair).
 const TOKEN_LOCK_SPACE: i32 = 0x0C05_7051;
 

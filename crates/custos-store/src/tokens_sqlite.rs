@@ -7,26 +7,6 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use crate::model::{from_micros, to_micros, StoreError};
 use crate::tokens::{PiiToken, TokenBatch, TokenResolution};
 
-/// Migration 4: the org token table. The primary key finds a value's token, the unique token
-/// index serves reveal and keeps pseudonyms unique, `(entity, seq)` gives the next number
-/// without a scan, and the subject index is for erasure.
-pub(crate) const MIGRATION: &str = r#"
-CREATE TABLE pii_tokens (
-    org_id TEXT NOT NULL REFERENCES orgs(id),
-    lookup TEXT NOT NULL,
-    token TEXT NOT NULL,
-    entity TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    sealed_value BLOB NOT NULL,
-    subject_ref TEXT,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (org_id, lookup)
-);
-CREATE UNIQUE INDEX pii_tokens_by_token ON pii_tokens (org_id, token);
-CREATE INDEX pii_tokens_by_seq ON pii_tokens (org_id, entity, seq);
-CREATE INDEX pii_tokens_by_subject ON pii_tokens (org_id, subject_ref) WHERE subject_ref IS NOT NULL;
-"#;
-
 /// See [`Store::resolve_pii_tokens`](crate::Store::resolve_pii_tokens).
 pub(crate) fn resolve(
     conn: &Connection,

@@ -72,6 +72,9 @@ pub enum Command {
     /// Data subject requests: list, show, extend; export a subject; erase a subject or a CSV.
     #[command(subcommand)]
     Dsr(crate::dsr_cmd::DsrCommand),
+    /// Database schema steps: status (applied or pending, per database), run.
+    #[command(subcommand)]
+    Migrate(crate::migrate_cmd::MigrateCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +113,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cert(cmd) => crate::cert_cmd::run(&cli.global, cmd).await,
         Command::Backup(cmd) => crate::backup_cmd::run(&cli.global, cmd).await,
         Command::Dsr(cmd) => crate::dsr_cmd::run(&cli.global, cmd).await,
+        Command::Migrate(cmd) => crate::migrate_cmd::run(&cli.global, cmd).await,
     }
 }
 

@@ -146,7 +146,7 @@ async fn open_keys(
 }
 
 /// The main database's URL: `--database`, else the SQLite file in the data directory.
-fn main_database(global: &Global) -> String {
+pub fn main_database(global: &Global) -> String {
     global
         .database
         .clone()
@@ -155,7 +155,7 @@ fn main_database(global: &Global) -> String {
 
 /// Opens the database at `url`; `what` names where the URL came from, for messages (a
 /// PostgreSQL URL is never echoed: it may hold a password).
-async fn open_store(url: &str, what: &str) -> Result<Arc<dyn Store>, Failure> {
+pub async fn open_store(url: &str, what: &str) -> Result<Arc<dyn Store>, Failure> {
     if let Some(path) = url.strip_prefix("sqlite:") {
         let store = SqliteStore::open(Path::new(path))
             .map_err(|e| Failure::Failed(format!("{what} {url}: {e}")))?;

@@ -10,6 +10,7 @@ mod cli;
 mod deploy;
 mod dsr_bulk;
 mod dsr_cmd;
+mod migrate_cmd;
 mod pii_cmd;
 mod serve;
 mod sweep_cmd;

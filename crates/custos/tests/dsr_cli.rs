@@ -82,6 +82,7 @@ impl Data {
                     roles: vec!["owner".into()],
                     groups: vec![],
                     mfa: false,
+                    identity: None,
                 },
             )
             .await

@@ -197,6 +197,7 @@ impl Data {
                     roles: vec!["owner".into()],
                     groups: vec![],
                     mfa: false,
+                    identity: None,
                 },
             )
             .await

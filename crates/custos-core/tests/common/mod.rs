@@ -102,6 +102,7 @@ impl Env {
                     roles: roles.iter().map(|r| r.to_string()).collect(),
                     groups: groups.iter().map(|g| g.to_string()).collect(),
                     mfa: false,
+                    identity: None,
                 },
             )
             .await

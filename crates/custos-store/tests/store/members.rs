@@ -1,7 +1,7 @@
 //! `MemberStore` on both backends: member changes, key rotation, TOTP factors, sessions and
 //! org settings, each audited in its own transaction and scoped to its org.
 
-use custos_store::Session;
+use custos_store::{PersonIdentity, Session};
 use jiff::ToSpan;
 
 use crate::support::*;
@@ -34,6 +34,10 @@ pub async fn members_change_rotate_and_remove(h: Harness) {
     changed.roles = vec!["owner".into()];
     changed.groups = vec![];
     changed.mfa = true;
+    changed.identity = Some(PersonIdentity {
+        iss: "https://idp.example.com".into(),
+        sub: "248289761001".into(),
+    });
     let audit = [event(Some(&b), "member.update", "member:alice")];
     assert!(!store.update_member(&b, &changed, &audit).await.unwrap());
     let audit = [event(Some(&a), "member.update", "member:alice")];
@@ -54,11 +58,20 @@ pub async fn members_change_rotate_and_remove(h: Harness) {
     let s = session(&alice.id, now_us() + 1.hour());
     assert!(store.open_session(&a, &s, 100, &audit).await.unwrap());
     book.appended(&audit);
-    assert!(store
+    let (_, by_session, _) = store
         .session(&s.token_hash, now_us())
         .await
         .unwrap()
-        .is_some());
+        .unwrap();
+    assert_eq!(
+        by_session, changed,
+        "the session's member carries its identity"
+    );
+    // One person is one member of an org: a second member bound to the same identity is
+    // refused by the store itself.
+    let mut twin = member("Twin", &["member"], &[], false);
+    twin.identity = changed.identity.clone();
+    assert!(store.add_member(&a, &twin, &key_hash(), &[]).await.is_err());
     let new_key = key_hash();
     let audit = [event(Some(&a), "member.key_rotate", "member:alice")];
     assert!(!store

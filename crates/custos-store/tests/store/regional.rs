@@ -103,6 +103,7 @@ async fn populated_org(store: &dyn Store, region: &str) -> (OrgScope, [u8; 32]) 
         groups: vec![],
         mfa: false,
         created_at: now(),
+        identity: None,
     };
     store
         .add_member(

@@ -202,6 +202,7 @@ pub fn member(name: &str, roles: &[&str], groups: &[&str], mfa: bool) -> Member 
         groups: groups.iter().map(|s| s.to_string()).collect(),
         mfa,
         created_at: now_us(),
+        identity: None,
     }
 }
 

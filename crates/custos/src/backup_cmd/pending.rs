@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use custos_audit::{AuditAction, AuditEvent};
 use custos_policy::{ErasureAction, Policy};
-use custos_store::{OrgScope, RecordFilter, RecordState, StateChange, Store};
+use custos_store::{OrgScope, PurgeCause, RecordFilter, RecordState, StateChange, Store};
 
 use super::reconcile::{event, events_of, failed, field};
 use crate::Failure;
@@ -67,6 +67,7 @@ pub(super) async fn replay(
                 dst,
                 &scope,
                 vec![(row.id, row.state)],
+                PurgeCause::Deletion,
                 "record.delete",
                 since,
             )
@@ -142,6 +143,7 @@ async fn mark(
     dst: &dyn Store,
     scope: &OrgScope,
     targets: Vec<(String, RecordState)>,
+    cause: PurgeCause,
     what: &str,
     since: u64,
 ) -> Result<u64, Failure> {
@@ -149,7 +151,7 @@ async fn mark(
         return Ok(0);
     }
     let ev = replayed(scope, what, since);
-    dst.request_purges(scope, &targets, jiff::Timestamp::now(), &[ev])
+    dst.request_purges(scope, &targets, cause, jiff::Timestamp::now(), &[ev])
         .await
         .map_err(failed("replaying a deletion"))
 }
@@ -169,10 +171,10 @@ async fn mark_matching(
         return Ok(0);
     };
     let holds = dst.holds(&scope).await.map_err(failed("reading holds"))?;
-    let what = if erasure {
-        "subject.purge"
+    let (cause, what) = if erasure {
+        (PurgeCause::Erasure, "subject.purge")
     } else {
-        "category.delete_all"
+        (PurgeCause::Deletion, "category.delete_all")
     };
     let mut marked = 0;
     let mut after: Option<String> = None;
@@ -195,7 +197,7 @@ async fn mark_matching(
             })
             .map(|r| (r.id.clone(), r.state))
             .collect();
-        marked += mark(dst, &scope, targets, what, since).await?;
+        marked += mark(dst, &scope, targets, cause, what, since).await?;
     }
     Ok(marked)
 }

@@ -1,0 +1,3 @@
+-- SQLite only: records name their org by a small integer. PostgreSQL keeps the org id;
+-- this step keeps both backends' steps the same.
+SELECT 1;
