@@ -467,10 +467,9 @@ fn finish(
         input_tokens: usage.input,
         output_tokens: usage.output,
     });
-    let event = state
+    state
         .custos
-        .llm_call_event(&call.caller, &call.admission, &report);
-    state.gateway.audit(state, event);
+        .llm_finish(&call.caller, &call.admission, &report);
 }
 
 fn report_result(result: LlmResult) -> &'static str {

@@ -2,10 +2,11 @@
 //! an official SDK works by changing its base URL and using a Custos API key.
 //!
 //! Each call: authenticate (the key as the SDK sends it), admit (authorization table, provider,
-//! region, org settings: all decided in `custos-core`), read the body within the org's limit,
-//! check the model and private data mode, take a concurrency slot, scrub with `custos-llm`
-//! (fail closed), then forward ([`crate::llm_forward`]). Every refusal is audited and answered
-//! in the provider's error shape.
+//! region, org settings), read the body within the org's limit, have `custos-core` check and
+//! scrub it (model, private data mode, zero retention, PII; fail closed), take a concurrency
+//! slot, then forward ([`crate::llm_forward`]); `custos-core` records the finished call. Every
+//! decision is made in `custos-core`; this module only relays HTTP. Every refusal is audited
+//! and answered in the provider's error shape.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,36 +20,22 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use custos_core::authz::Operation;
-use custos_core::{Caller, LlmAdmission, LlmRefusal};
-use custos_llm::{
-    PiiAction, PlaceholderKey, ScrubError, Scrubbed, Scrubber, StorageRefusal, WireFormat,
-};
+use custos_core::{Caller, LlmAdmission, LlmRefusal, PreparedCall};
+use custos_llm::{Scrubbed, WireFormat};
 use custos_policy::ProviderKind;
 
 use crate::llm_errors::{Dialect, GatewayError};
 use crate::llm_metrics::LlmMetrics;
 use crate::AppState;
 
-/// The gateway's shared state: the pooled upstream client, per-org in-flight counts, the
-/// finished calls' audit events waiting for their commit, metrics.
+/// The gateway's shared state: the pooled upstream client, per-org in-flight counts, metrics.
 pub struct Gateway {
     /// Upstream HTTP client (rustls, pooled connections).
     pub(crate) client: reqwest::Client,
     inflight: Mutex<HashMap<String, Arc<AtomicU32>>>,
-    audit: Mutex<AuditQueue>,
     /// The gateway's metrics.
     pub metrics: LlmMetrics,
 }
-
-/// Call events waiting to be appended, and whether a task is appending.
-#[derive(Default)]
-struct AuditQueue {
-    pending: Vec<custos_audit::AuditEvent>,
-    appending: bool,
-}
-
-/// Most events appended in one transaction.
-const AUDIT_BATCH: usize = 512;
 
 impl Default for Gateway {
     fn default() -> Self {
@@ -61,7 +48,6 @@ impl Default for Gateway {
         Gateway {
             client,
             inflight: Mutex::new(HashMap::new()),
-            audit: Mutex::new(AuditQueue::default()),
             metrics: LlmMetrics::default(),
         }
     }
@@ -77,37 +63,6 @@ impl Drop for Slot {
 }
 
 impl Gateway {
-    /// Queues a finished call's audit event. One task appends at a time; events that arrive
-    /// while it commits go together in its next transaction (group commit: under load, many
-    /// calls share one fsync; alone, a call's event is appended at once).
-    pub(crate) fn audit(&self, state: &AppState, event: custos_audit::AuditEvent) {
-        let mut queue = self.audit.lock().expect("gateway lock");
-        queue.pending.push(event);
-        if queue.appending {
-            return;
-        }
-        queue.appending = true;
-        drop(queue);
-        let state = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let batch = {
-                    let mut queue = state.gateway.audit.lock().expect("gateway lock");
-                    if queue.pending.is_empty() {
-                        queue.appending = false;
-                        return;
-                    }
-                    let n = queue.pending.len().min(AUDIT_BATCH);
-                    queue.pending.drain(..n).collect::<Vec<_>>()
-                };
-                if let Err(e) = state.custos.llm_append(&batch).await {
-                    tracing::error!(error = %e, events = batch.len(),
-                        "LLM gateway: call audit events could not be appended");
-                }
-            }
-        });
-    }
-
     /// Takes one of `org`'s `limit` slots, or `None` when all are in use.
     fn slot(&self, org: &str, limit: u32) -> Option<Slot> {
         let counter = self
@@ -300,41 +255,29 @@ async fn call(state: AppState, op: Operation, provider: String, req: Request) ->
         }
     };
     drop(bytes);
-    let model = json
-        .get("model")
-        .and_then(|m| m.as_str())
-        .map(str::to_string);
-    if let Err(r) = state.custos.llm_check_model(&admission, model.as_deref()) {
-        return refuse(r, model).await;
-    }
-    let model = model.unwrap_or_default();
-    if admission.settings.private_data_mode {
-        if let Some(feature) = custos_llm::outside_reach(format, &json) {
-            return refuse(LlmRefusal::PrivateDataMode(feature), Some(model)).await;
+    let prepared = match state
+        .custos
+        .llm_prepare(&caller, &admission, format, &mut json)
+        .await
+    {
+        Ok(p) => p,
+        Err(refusal) => {
+            state.gateway.metrics.refusal(refusal.reason());
+            return GatewayError::from_refusal(&refusal).response(dialect);
         }
-    }
-    if state.custos.policy().llm.zero_retention {
-        if let Err(e) = custos_llm::forbid_provider_storage(format, &mut json) {
-            let r = match e {
-                StorageRefusal::Retains(field) => LlmRefusal::ProviderStorage(field),
-                StorageRefusal::Invalid { field, expected } => {
-                    LlmRefusal::InvalidField { field, expected }
-                }
-            };
-            return refuse(r, Some(model)).await;
-        }
-    }
+    };
+    let PreparedCall {
+        model,
+        stream,
+        scrubbed,
+    } = prepared;
+    // After the checks and the scrub: a refused call never held a slot.
     let Some(slot) = state
         .gateway
         .slot(&admission.org, admission.settings.llm_max_concurrency)
     else {
         let r = LlmRefusal::Concurrency(admission.settings.llm_max_concurrency);
         return refuse(r, Some(model)).await;
-    };
-    let stream = json.get("stream").and_then(|s| s.as_bool()) == Some(true);
-    let scrubbed = match scrub(&state, &admission, format, &mut json) {
-        Ok(s) => s,
-        Err(r) => return refuse(r, Some(model)).await,
     };
     // Kept before forwarding: an org that promised to keep prompts gets no call without one.
     let prompt_record = match state
@@ -377,46 +320,6 @@ async fn read_body(
     axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .await
         .map_err(|_| LlmRefusal::TooLarge(limit))
-}
-
-/// Scrubs the request in place under the policy's `[llm] pii` rule.
-fn scrub(
-    state: &AppState,
-    admission: &LlmAdmission,
-    format: WireFormat,
-    json: &mut serde_json::Value,
-) -> Result<Scrubbed, LlmRefusal> {
-    let Some((kinds, action)) = &admission.pii else {
-        return Ok(Scrubbed::default());
-    };
-    let action = match action {
-        custos_policy::PiiAction::None => return Ok(Scrubbed::default()),
-        custos_policy::PiiAction::Redact => PiiAction::Redact,
-        custos_policy::PiiAction::Mask => PiiAction::Mask,
-        custos_policy::PiiAction::Block => PiiAction::Block,
-        // A model cannot use ciphertext or a bare hash; a keyed placeholder is both stable and
-        // reversible by the gateway alone, which is what these actions promise.
-        custos_policy::PiiAction::Tokenize
-        | custos_policy::PiiAction::Encrypt
-        | custos_policy::PiiAction::Hash => PiiAction::Tokenize,
-    };
-    let key = admission.placeholder_key.with_bytes(PlaceholderKey::new);
-    let scrubber = Scrubber {
-        scanner: state.custos.scanner(),
-        kinds,
-        action,
-        key: &key,
-    };
-    custos_llm::scrub_request(format, json, &scrubber).map_err(|e| match e {
-        ScrubError::Blocked { kinds } => {
-            LlmRefusal::PiiBlocked(kinds.iter().map(|k| k.as_str().to_string()).collect())
-        }
-        ScrubError::Malformed(field) => LlmRefusal::Malformed(field),
-        ScrubError::Engine(detail) => {
-            tracing::error!(error = %detail, "LLM gateway: PII scan failed; call refused");
-            LlmRefusal::ScanFailed
-        }
-    })
 }
 
 /// `GET /llm/{provider}/v1/models`: the models this org may use, in the provider's list

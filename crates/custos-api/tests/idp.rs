@@ -148,6 +148,21 @@ impl Server {
     /// An org whose identity provider is `issuer` (if any) and the API key of an admin member
     /// bound to the provider's `user-1` (the person of [`Issuer::claims`]).
     async fn org(&self, issuer: Option<&Issuer>) -> (String, String) {
+        let (org, key) = self.org_bound(issuer).await;
+        if let Some(issuer) = issuer {
+            let req = self
+                .client
+                .patch(self.url(&format!("/v1/orgs/{org}/settings")))
+                .json(&issuer.settings());
+            let (s, body) = self.call(req, ADMIN, None).await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+        }
+        (org, key)
+    }
+
+    /// An org with no identity provider yet and the API key of an admin member bound to
+    /// `issuer`'s `user-1` (if any).
+    async fn org_bound(&self, issuer: Option<&Issuer>) -> (String, String) {
         let (s, org) = self.post(ADMIN, "/v1/orgs", json!({"name": "Acme"})).await;
         assert_eq!(s, StatusCode::CREATED, "{org}");
         let org = org["id"].as_str().unwrap().to_string();
@@ -158,14 +173,6 @@ impl Server {
         }
         let (s, m) = self.post(ADMIN, &members, admin).await;
         assert_eq!(s, StatusCode::CREATED, "{m}");
-        if let Some(issuer) = issuer {
-            let req = self
-                .client
-                .patch(self.url(&format!("/v1/orgs/{org}/settings")))
-                .json(&issuer.settings());
-            let (s, body) = self.call(req, ADMIN, None).await;
-            assert_eq!(s, StatusCode::OK, "{body}");
-        }
         (org, m["api_key"].as_str().unwrap().to_string())
     }
 
@@ -520,7 +527,7 @@ async fn a_loopback_key_set_needs_network_allow() {
     assert_eq!(refused, (StatusCode::BAD_REQUEST, json!("url_not_allowed")));
     // The review's user-info bypasses are refused whatever `allow` says.
     let open = server().await;
-    let (open_org, api_key) = open.org(None).await;
+    let (open_org, api_key) = open.org_bound(Some(&issuer)).await;
     let port = issuer.base.rsplit(':').next().unwrap();
     for uri in [
         format!("http://localhost:1@127.0.0.1:{port}/jwks.json"),

@@ -25,6 +25,7 @@ mod keys;
 mod lifecycle;
 pub mod limits;
 mod llm;
+mod llm_calls;
 mod members;
 mod orgs;
 pub mod outbound;
@@ -62,6 +63,7 @@ pub use lifecycle::{
     ArchiveRestore, DeletionView, OverdueRecord, SlaKind, SweepAction, SweepOptions, SweepSummary,
 };
 pub use llm::{LlmAdmission, LlmCallReport, LlmRefusal, LlmResult};
+pub use llm_calls::PreparedCall;
 pub use members::{
     CreatedMember, EnrollmentCodeView, MemberChange, MemberView, NewMember, NewSession, RotatedKey,
     SessionView, TotpEnrollment, TotpEnrollmentRequest,
@@ -216,6 +218,8 @@ pub struct Custos {
     source_failures: Arc<limits::SourceLimiter>,
     /// Refused credentials: counters and their batched audit events.
     auth_failures: Arc<auth_failures::AuthFailures>,
+    /// Forwarded gateway calls' events, appended in groups.
+    llm_calls: llm_calls::CallEvents,
 }
 
 /// A test hook called at each named point of a long, resumable operation (an erasure);
@@ -271,6 +275,7 @@ impl Custos {
             faults: None,
             source_failures: Arc::default(),
             auth_failures: Arc::default(),
+            llm_calls: llm_calls::CallEvents::default(),
         }
     }
 

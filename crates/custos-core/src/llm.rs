@@ -1,14 +1,14 @@
 //! The LLM gateway's decisions: who may call which provider and model from where, what the
 //! org's settings refuse, and the one metadata-only audit event each call leaves.
 //!
-//! The wire formats, scrubbing and streaming live in `custos-llm` and `custos-api`; this module
-//! holds what must be decided from the policy, the org's settings and the authorization table,
-//! so the HTTP layer never decides on its own.
+//! The wire formats, scrubbing and streaming live in `custos-llm`, the HTTP relay in
+//! `custos-api`; this module and [`crate::llm_calls`] hold what must be decided from the policy,
+//! the org's settings and the authorization table, so the HTTP layer never decides on its own.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use custos_audit::{AuditEvent, Outcome};
+use custos_audit::Outcome;
 use custos_crypto::SecretKey;
 use custos_pii::EntityKind;
 use custos_policy::{PiiAction, Provider, ProviderKind};
@@ -217,7 +217,7 @@ pub struct LlmCallReport {
 
 impl LlmCallReport {
     /// The audit event's `reason`: space-separated `key=value` pairs.
-    fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         let mut out = format!("model={} stream={}", self.model, self.stream);
         if let Some(n) = self.input_tokens {
             let _ = write!(out, " input_tokens={n}");
@@ -343,8 +343,8 @@ impl Custos {
     }
 
     /// Checks the model a call names against the policy's provider list and the org's
-    /// settings (not audited: the caller audits the refusal with [`Custos::llm_refuse`]).
-    pub fn llm_check_model(
+    /// settings (not audited: [`Custos::llm_prepare`] audits the refusal).
+    pub(crate) fn llm_check_model(
         &self,
         admission: &LlmAdmission,
         model: Option<&str>,
@@ -453,33 +453,6 @@ impl Custos {
         let system = Caller::new(Principal::System);
         let created = self.create_record(&system, &admission.org, record).await?;
         Ok(Some(created.id))
-    }
-
-    /// The one metadata-only event of a forwarded call, for [`Custos::llm_append`].
-    pub fn llm_call_event(
-        &self,
-        caller: &Caller,
-        admission: &LlmAdmission,
-        report: &LlmCallReport,
-    ) -> AuditEvent {
-        let outcome = if report.result == LlmResult::Ok {
-            Outcome::Success
-        } else {
-            Outcome::Failed
-        };
-        self.event(caller, admission.op.rule().action)
-            .org(&admission.org)
-            .target(format!("llm:{}", admission.provider.name))
-            .outcome(outcome)
-            .reason(report.reason())
-    }
-
-    /// Appends finished calls' events in one transaction (the gateway batches them, so many
-    /// concurrent calls share one commit). Only events made by [`Custos::llm_call_event`].
-    pub async fn llm_append(&self, events: &[AuditEvent]) -> Result<(), CoreError> {
-        debug_assert!(events.iter().all(|e| e.action.starts_with("llm.")));
-        self.store.append_audit(events).await?;
-        Ok(())
     }
 }
 

@@ -1,10 +1,10 @@
 //! Custos persistence.
 //!
 //! What it is for: one [`Store`] trait with two implementations that pass the same test suite —
-//! [`SqliteStore`] (the embedded default: WAL, migrations embedded in the binary) and
-//! [`PgStore`] (the scale-out backend) — plus [`RegionalStore`], which routes each org to the
-//! stores of its home region (residency), and [`Objects`], the blob store over the
-//! `object_store` crate (local filesystem by default).
+//! [`SqliteStore`] (the embedded default: WAL) and [`PgStore`] (the scale-out backend), each
+//! migrated on open by the versioned SQL files of [`migrations`] — plus [`RegionalStore`],
+//! which routes each org to the stores of its home region (residency), and [`Objects`], the
+//! blob store over the `object_store` crate (local filesystem by default).
 //!
 //! Two rules are enforced here rather than left to callers:
 //! - Tenant isolation: every record, member, hold and override operation takes an

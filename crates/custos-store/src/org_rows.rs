@@ -59,7 +59,7 @@ pub(crate) enum OrgKey {
     OrgsRow,
     /// An `org_id` column.
     OrgId,
-    /// An `org_seq` column (the store-internal number of the org, see migration 8).
+    /// An `org_seq` column (the store-internal number of the org, see `0008_org_seq.sql`).
     OrgSeq,
 }
 
@@ -68,6 +68,7 @@ pub(crate) fn is_store_table(name: &str) -> bool {
     name.starts_with("audit_")
         || name.starts_with("sqlite_")
         || name == "custos_migrations"
+        || name == "custos_schema_steps"
         || name == "org_moves"
 }
 

@@ -305,10 +305,11 @@ pub async fn erasure_changes_records_and_tokens_in_their_org_only(h: Harness) {
         aggregates[0].period
     );
     assert!(store.erasure_aggregates(&b).await.unwrap().is_empty());
+    // Marked for purge as an erasure, so the deletion log will say why it went.
     let row = store.record(&a, &ids[1]).await.unwrap().unwrap();
     assert_eq!(
         (row.state, row.subject_ref),
-        (RecordState::PurgeRequested, None)
+        (RecordState::ErasureRequested, None)
     );
 
     // Tokens of the subject go; another subject's stay.
