@@ -232,12 +232,13 @@ async fn under_the_builtin_policy_a_service_member_downloads_only_its_own_reques
     assert_eq!(categories_of(&again), ["messages"]);
 
     let other = request(&env, &owner, &org).await;
-    let refused = env
+    let Err(refused) = env
         .custos
         .request_export(&app, &org, &other, Format::Json)
         .await
-        .err()
-        .expect("another member's request is refused");
+    else {
+        panic!("another member's request is refused");
+    };
     assert_eq!(refused.code(), "forbidden", "{refused}");
     // The stored export stays out of reach as a plain file.
     let (scope, _) = env.store.org(&org).await.unwrap().unwrap();
@@ -255,11 +256,8 @@ async fn under_the_builtin_policy_a_service_member_downloads_only_its_own_reques
         .await
         .unwrap();
     assert_eq!(stored.len(), 1);
-    let refused = env
-        .custos
-        .download_file(&app, &org, &stored[0].id)
-        .await
-        .err()
-        .expect("the export record itself stays closed to the app");
+    let Err(refused) = env.custos.download_file(&app, &org, &stored[0].id).await else {
+        panic!("the export record itself stays closed to the app");
+    };
     assert_eq!(refused.code(), "forbidden", "{refused}");
 }
