@@ -179,14 +179,24 @@ impl Custos {
         code: Option<&str>,
         facts: &mut Facts,
     ) -> Result<(), CoreError> {
-        let enrolled = self.store.enrolled_members(scope).await?;
+        let enrolled = self
+            .store
+            .for_org(scope)
+            .await?
+            .enrolled_members(scope)
+            .await?;
         facts.factor_enrolled = enrolled.contains(&member.id);
-        let members = self.store.members(scope).await?;
+        let members = self.store.for_org(scope).await?.members(scope).await?;
         facts.no_manager_factor = !members.iter().any(|m| {
             enrolled.contains(&m.id) && m.roles.iter().any(|r| r == "owner" || r == "admin")
         });
         if let Some(code) = code {
-            let issued = self.store.enrollment_code(scope, &member.id).await?;
+            let issued = self
+                .store
+                .for_org(scope)
+                .await?
+                .enrollment_code(scope, &member.id)
+                .await?;
             facts.enrollment_code = issued.is_some_and(|issued| {
                 issued.expires_at > self.now()
                     && subtle::ConstantTimeEq::ct_eq(

@@ -370,7 +370,7 @@ impl Custos {
 
     /// The latest stored checkpoint of the main log, creating one if the log grew since.
     pub async fn ensure_checkpoint(&self) -> Result<StoredCheckpoint, CoreError> {
-        self.ensure_checkpoint_in(&self.store).await
+        self.ensure_checkpoint_in(self.store.main()).await
     }
 
     /// The latest stored checkpoint of `log`, creating one if the log grew since.
@@ -394,7 +394,7 @@ impl Custos {
         for region in self.store.regions() {
             self.checkpoint_if_grown_in(&region.store).await?;
         }
-        self.checkpoint_if_grown_in(&self.store).await
+        self.checkpoint_if_grown_in(self.store.main()).await
     }
 
     /// [`Custos::checkpoint_if_grown`] for one log.
@@ -722,7 +722,11 @@ impl Custos {
 impl Custos {
     /// The regions with stores (and so an audit log) of their own, besides the main log.
     pub fn log_regions(&self) -> Vec<String> {
-        self.store.regions().into_iter().map(|r| r.name).collect()
+        self.store
+            .regions()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
     }
 
     /// The orgs whose rows are in the stores of more than one region: each must live in
@@ -744,13 +748,13 @@ impl Custos {
     /// The log of `region` (`None`: the main log).
     fn log_of_region(&self, region: Option<&str>) -> Result<Arc<dyn Store>, CoreError> {
         let Some(name) = region else {
-            return Ok(self.store.clone());
+            return Ok(self.store.main().clone());
         };
         self.store
             .regions()
-            .into_iter()
+            .iter()
             .find(|r| r.name == name)
-            .map(|r| r.store)
+            .map(|r| r.store.clone())
             .ok_or_else(|| {
                 CoreError::invalid(
                     "region",
@@ -761,16 +765,13 @@ impl Custos {
 
     /// The log a caller's audit requests read: a member's org's region log, else the main.
     pub(crate) async fn log_of_org(&self, scope: &OrgScope) -> Result<Arc<dyn Store>, CoreError> {
-        Ok(match self.store.region_of(scope).await? {
-            Some(region) => region.store,
-            None => self.store.clone(),
-        })
+        Ok(self.store.for_org(scope).await?.clone())
     }
 
     async fn log_of_caller(&self, caller: &Caller) -> Result<Arc<dyn Store>, CoreError> {
         match &caller.principal {
             Principal::Member { scope, .. } => self.log_of_org(scope).await,
-            _ => Ok(self.store.clone()),
+            _ => Ok(self.store.main().clone()),
         }
     }
 }

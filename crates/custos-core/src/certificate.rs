@@ -190,6 +190,8 @@ impl Custos {
         let request = self.load_request(&scope, id).await?;
         let latest = self
             .store
+            .for_org(&scope)
+            .await?
             .certificates(&scope, &request.id)
             .await?
             .pop()

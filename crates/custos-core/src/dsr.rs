@@ -184,6 +184,8 @@ impl Custos {
     ) -> Result<RequestView, CoreError> {
         let certificates = self
             .store
+            .for_org(scope)
+            .await?
             .certificates(scope, &q.id)
             .await?
             .into_iter()
@@ -324,6 +326,8 @@ impl Custos {
         'pages: loop {
             let page = self
                 .store
+                .for_org(scope)
+                .await?
                 .list_requests(scope, &filter, after.as_ref(), 100)
                 .await?;
             for request in &page {
@@ -442,6 +446,8 @@ impl Custos {
                 Ok(done) => {
                     let certificate = self
                         .store
+                        .for_org(&scope)
+                        .await?
                         .certificates(&scope, &done.id)
                         .await?
                         .pop()
@@ -506,7 +512,11 @@ impl Custos {
                 "type={} subject_ref={} due={}",
                 kind, request.subject_ref, request.due_at
             ));
-        self.store.create_request(scope, &request, &[event]).await?;
+        self.store
+            .for_org(scope)
+            .await?
+            .create_request(scope, &request, &[event])
+            .await?;
         Ok(request)
     }
 
@@ -517,6 +527,8 @@ impl Custos {
         id: &str,
     ) -> Result<SubjectRequest, CoreError> {
         self.store
+            .for_org(scope)
+            .await?
             .subject_request(scope, id)
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("request {id}")))
@@ -560,6 +572,8 @@ impl Custos {
             Some(id) => {
                 let last = self
                     .store
+                    .for_org(&scope)
+                    .await?
                     .subject_request(&scope, id)
                     .await?
                     .ok_or_else(|| CoreError::invalid("cursor", "names no request of this org"))?;
@@ -584,6 +598,8 @@ impl Custos {
         };
         let mut rows = self
             .store
+            .for_org(&scope)
+            .await?
             .list_requests(&scope, &filter, after.as_ref(), limit)
             .await?;
         let next_cursor = (rows.len() == limit as usize)
@@ -619,6 +635,8 @@ impl Custos {
         request.version += 1;
         if self
             .store
+            .for_org(scope)
+            .await?
             .update_request(scope, &request, certificate, audit)
             .await?
         {

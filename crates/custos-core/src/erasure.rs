@@ -328,7 +328,7 @@ impl Custos {
                 self.fault("erasure.started")?;
             }
             RequestStatus::PartiallyCompleted if p.phase == Phase::Certified => {
-                let holds = self.store.holds(scope).await?;
+                let holds = self.store.for_org(scope).await?.holds(scope).await?;
                 if self
                     .erasable_keys(scope, &request.subject_ref, &holds, false)
                     .await?
@@ -379,7 +379,7 @@ impl Custos {
         let mut events = Vec::new();
         match p.phase {
             Phase::Plan => {
-                let holds = self.store.holds(scope).await?;
+                let holds = self.store.for_org(scope).await?.holds(scope).await?;
                 let keys = self.erasable_keys(scope, &sref, &holds, true).await?;
                 events.extend(self.record_keys_to_destroy(caller, scope, &request, p, keys));
                 p.phase = Phase::DestroyDeleteKeys;
@@ -387,13 +387,13 @@ impl Custos {
             Phase::DestroyDeleteKeys => {
                 self.destroy_pending(scope, p, "erasure.delete_keys_destroyed")
                     .await?;
-                let holds = self.store.holds(scope).await?;
+                let holds = self.store.for_org(scope).await?.holds(scope).await?;
                 self.count_for_report(scope, &sref, &holds, &mut p.report)
                     .await?;
                 p.phase = Phase::Dispose;
             }
             Phase::Dispose => {
-                let holds = self.store.holds(scope).await?;
+                let holds = self.store.for_org(scope).await?.holds(scope).await?;
                 self.dispose(caller, scope, &request, &holds).await?;
                 let keys = self.erasable_keys(scope, &sref, &holds, false).await?;
                 events.extend(self.record_keys_to_destroy(caller, scope, &request, p, keys));
@@ -415,6 +415,8 @@ impl Custos {
                     );
                     p.report.tokens_destroyed += self
                         .store
+                        .for_org(scope)
+                        .await?
                         .destroy_subject_tokens(scope, &sref, &[event])
                         .await?;
                     self.fault("erasure.tokens_destroyed")?;
@@ -478,7 +480,12 @@ impl Custos {
         holds: &[Hold],
         report: &mut Report,
     ) -> Result<(), CoreError> {
-        let counts = self.store.subject_record_counts(scope, subject_ref).await?;
+        let counts = self
+            .store
+            .for_org(scope)
+            .await?
+            .subject_record_counts(scope, subject_ref)
+            .await?;
         let mut held_by: BTreeMap<String, u64> = BTreeMap::new();
         for c in counts {
             // Already hidden for purge (a hard delete, or an earlier round): not this erasure's.
@@ -534,6 +541,8 @@ impl Custos {
         let sref = &request.subject_ref;
         let categories: BTreeSet<String> = self
             .store
+            .for_org(scope)
+            .await?
             .subject_record_counts(scope, sref)
             .await?
             .into_iter()
@@ -558,6 +567,8 @@ impl Custos {
             loop {
                 let rows = self
                     .store
+                    .for_org(scope)
+                    .await?
                     .list_records(scope, &filter, after.as_deref(), ERASURE_PAGE)
                     .await?;
                 let Some(last) = rows.last() else { break };
@@ -577,6 +588,8 @@ impl Custos {
                         );
                         let now = self.now();
                         self.store
+                            .for_org(scope)
+                            .await?
                             .aggregate_records(scope, &targets, now, &[event])
                             .await?;
                         self.fault("erasure.aggregated")?;
@@ -617,6 +630,8 @@ impl Custos {
             format!("records={}", targets.len()),
         );
         self.store
+            .for_org(scope)
+            .await?
             .request_purges(scope, &targets, PurgeCause::Erasure, self.now(), &[event])
             .await?;
         self.fault("erasure.purges_requested")
@@ -644,7 +659,8 @@ impl Custos {
             let archived = row.state == RecordState::Archived;
             if archived {
                 row.sealed = self
-                    .objects
+                    .objects_of(scope)
+                    .await?
                     .read_small(&archive_envelope_key(org, &row.id))
                     .await?;
             }
@@ -692,6 +708,8 @@ impl Custos {
             format!("records={}", rewrites.len()),
         );
         self.store
+            .for_org(scope)
+            .await?
             .rewrite_records(scope, &rewrites, &[event])
             .await?;
         self.fault("erasure.anonymized")

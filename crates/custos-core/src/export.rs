@@ -162,6 +162,8 @@ impl Custos {
             loop {
                 let rows = self
                     .store
+                    .for_org(scope)
+                    .await?
                     .list_records(scope, &filter, after.as_deref(), EXPORT_PAGE)
                     .await?;
                 let Some(last) = rows.last() else { break };
@@ -198,7 +200,13 @@ impl Custos {
         subject_ref: &str,
     ) -> Result<BTreeMap<String, u64>, CoreError> {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for c in self.store.subject_record_counts(scope, subject_ref).await? {
+        for c in self
+            .store
+            .for_org(scope)
+            .await?
+            .subject_record_counts(scope, subject_ref)
+            .await?
+        {
             if !c.state.is_purge_pending() && c.category != EXPORTS_CATEGORY {
                 *counts.entry(c.category).or_default() += c.records;
             }
@@ -299,7 +307,8 @@ impl Custos {
     ) -> Result<ExportRecord, CoreError> {
         let tier = if row.state == RecordState::Archived {
             row.sealed = self
-                .objects
+                .objects_of(scope)
+                .await?
                 .read_small(&crate::lifecycle::archive_envelope_key(
                     scope.org_id(),
                     &row.id,

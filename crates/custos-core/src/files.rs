@@ -340,11 +340,15 @@ impl Custos {
             .reason(format!("category={} bytes={size}", category.name));
         let inserted = if tokens.write.is_empty() {
             self.store
+                .for_org(&scope)
+                .await?
                 .insert_records(&scope, &[row], &[event])
                 .await
                 .map(|()| true)
         } else {
             self.store
+                .for_org(&scope)
+                .await?
                 .insert_records_with_tokens(&scope, &[row], &tokens.write, &[event])
                 .await
         };

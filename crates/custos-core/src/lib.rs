@@ -40,7 +40,7 @@ use std::sync::Arc;
 use custos_audit::{Actor, AuditEvent, Outcome};
 use custos_crypto::KeyVault;
 use custos_policy::Policy;
-use custos_store::{Member, Objects, OrgScope, Store};
+use custos_store::{Member, Objects, OrgScope, RegionStores, Store, Stores};
 use sha2::{Digest, Sha256};
 
 pub use audit::{
@@ -206,8 +206,8 @@ pub fn generate_api_key() -> String {
 /// The Custos services, shared by the HTTP API, the CLI and the scheduler.
 pub struct Custos {
     policy: Arc<Policy>,
-    store: Arc<dyn Store>,
-    objects: Objects,
+    /// The stores: each org's by its home region, and the main ones.
+    store: Arc<Stores>,
     vault: Arc<KeyVault>,
     clock: Arc<dyn Clock>,
     admin_token_hash: Option<[u8; 32]>,
@@ -265,8 +265,7 @@ impl Custos {
         let identity_keys = idp::JwksCache::new(Arc::new(key_source));
         Custos {
             policy,
-            store,
-            objects,
+            store: Arc::new(Stores::single(store, objects)),
             vault,
             clock,
             admin_token_hash: None,
@@ -280,6 +279,15 @@ impl Custos {
             auth_failures: Arc::default(),
             llm_calls: llm_calls::CallEvents::default(),
         }
+    }
+
+    /// Gives the regions in `regions` stores of their own: their orgs live there, and every
+    /// other org stays in the main stores given to [`Custos::new`].
+    pub fn with_regions(mut self, regions: Vec<RegionStores>) -> Self {
+        let main = self.store.main().clone();
+        let objects = self.store.main_objects().clone();
+        self.store = Arc::new(Stores::new(main, objects, regions));
+        self
     }
 
     /// Calls `hook` at each named point of an erasure (crash tests); see [`FaultHook`].
@@ -333,7 +341,7 @@ impl Custos {
 
     /// The number of entries in the audit log; also a reachability check of the store.
     pub async fn audit_size(&self) -> Result<u64, CoreError> {
-        Ok(self.store.audit_size().await?)
+        Ok(self.store.main().audit_size().await?)
     }
 
     /// Which of the services a request needs answer now: the database, the object store and
@@ -353,8 +361,8 @@ impl Custos {
         // A key no object has: a reachable store answers "absent".
         const PROBE: &str = ".custos-readiness-probe";
         let (mut database, mut objects, keys) = tokio::join!(
-            within(self.store.audit_size()),
-            within(self.objects.exists(PROBE)),
+            within(self.store.main().audit_size()),
+            within(self.store.main_objects().exists(PROBE)),
             within(self.vault.ping()),
         );
         // A region with stores of its own is needed as much as the main ones.
@@ -376,10 +384,7 @@ impl Custos {
 
     /// The object store of the org's home region: its region's own, or the main one.
     pub(crate) async fn objects_of(&self, scope: &OrgScope) -> Result<Objects, CoreError> {
-        Ok(match self.store.region_of(scope).await? {
-            Some(region) => region.objects,
-            None => self.objects.clone(),
-        })
+        Ok(self.store.objects_for(scope).await?.clone())
     }
 
     /// The current time of this deployment's clock, at the store's microsecond precision

@@ -336,6 +336,8 @@ impl Custos {
             .reason(format!("readable_until={readable_until}"));
         if !self
             .store
+            .for_org(&scope)
+            .await?
             .open_archive_window(&scope, id, readable_until, &[event])
             .await?
         {
@@ -361,7 +363,13 @@ impl Custos {
             return Ok(row);
         }
         let now = self.now();
-        match self.store.archive_window(scope, &row.id).await? {
+        match self
+            .store
+            .for_org(scope)
+            .await?
+            .archive_window(scope, &row.id)
+            .await?
+        {
             Some(until) if now < until => {}
             Some(until) => {
                 return Err(CoreError::Conflict(format!(
@@ -380,7 +388,8 @@ impl Custos {
         }
         // No envelope: the category keeps no content (only a file, or nothing at all).
         row.sealed = self
-            .objects
+            .objects_of(scope)
+            .await?
             .read_small(&archive_envelope_key(scope.org_id(), &row.id))
             .await?;
         Ok(row)
@@ -440,6 +449,8 @@ impl Custos {
                     // Due by its index entry but nothing to do (e.g. restored meanwhile):
                     // look again later rather than spin on it.
                     self.store
+                        .for_org(&due.scope)
+                        .await?
                         .defer_record(&due.scope, &due.row.id, now + HELD_RECHECK)
                         .await?;
                     continue;
@@ -447,6 +458,8 @@ impl Custos {
                 match planned.action.action {
                     ActionKind::Held => {
                         self.store
+                            .for_org(&due.scope)
+                            .await?
                             .defer_record(&due.scope, &due.row.id, now + HELD_RECHECK)
                             .await?;
                         summary.count(planned.action.action);
@@ -516,6 +529,8 @@ impl Custos {
             let Some(category) = self.policy.category(&job.category) else {
                 // A category removed from the policy: nothing to recompute against.
                 self.store
+                    .for_org(&job.scope)
+                    .await?
                     .apply_recompute(&job.scope, &job.category, &[], None, &[])
                     .await?;
                 continue;
@@ -531,6 +546,8 @@ impl Custos {
             loop {
                 let page = self
                     .store
+                    .for_org(&job.scope)
+                    .await?
                     .list_records(
                         &job.scope,
                         &filter,
@@ -577,6 +594,8 @@ impl Custos {
                     .target(format!("category:{}", category.name))
                     .reason(format!("records={done}"));
                 self.store
+                    .for_org(&job.scope)
+                    .await?
                     .apply_recompute(
                         &job.scope,
                         &category.name,
@@ -638,6 +657,8 @@ impl Custos {
         // Claims carry no content: read it, and stop if the record changed since the claim.
         let Some(row) = self
             .store
+            .for_org(scope)
+            .await?
             .record(scope, &claimed.id)
             .await?
             .filter(|r| r.state == claimed.state)
@@ -663,6 +684,8 @@ impl Custos {
             .reason(format!("category={}", row.category));
         let moved = self
             .store
+            .for_org(scope)
+            .await?
             .archive_record(scope, &row.id, row.state, row.expire_at, &[event])
             .await?;
         if moved && row.blob_size.is_some() {
@@ -728,7 +751,13 @@ impl Custos {
                     reasons.join(","),
                     purged_ids_digest(items.iter().map(|(r, _)| r.id.as_str()))
                 ));
-            match self.store.purge_records(scope, &purges, &event).await? {
+            match self
+                .store
+                .for_org(scope)
+                .await?
+                .purge_records(scope, &purges, &event)
+                .await?
+            {
                 None => return Ok(items.into_iter().map(|(_, p)| p.action).collect()),
                 Some(still) => items.retain(|(row, _)| still.contains(&row.id)),
             }
@@ -754,6 +783,8 @@ impl Custos {
             };
             let left = self
                 .store
+                .for_org(&scope)
+                .await?
                 .list_records(&scope, &RecordFilter::default(), None, 1)
                 .await?;
             if !left.is_empty() {
@@ -765,7 +796,13 @@ impl Custos {
                 .org(&org.id)
                 .target(format!("org:{}", org.id))
                 .reason("records purged, org keys destroyed");
-            if self.store.finish_termination(&scope, now, &[event]).await? {
+            if self
+                .store
+                .for_org(&scope)
+                .await?
+                .finish_termination(&scope, now, &[event])
+                .await?
+            {
                 finished += 1;
                 orgs.0.remove(&org.id);
             }
@@ -870,6 +907,8 @@ impl Custos {
             .scope;
         Ok(self
             .store
+            .for_org(&scope)
+            .await?
             .deletion_log(&scope, after, limit.clamp(1, crate::records::MAX_PAGE))
             .await?
             .into_iter()
@@ -901,7 +940,7 @@ struct OrgCache(HashMap<String, OrgFacts>);
 impl OrgCache {
     async fn of(&mut self, custos: &Custos, scope: &OrgScope) -> Result<&OrgFacts, CoreError> {
         if !self.0.contains_key(scope.org_id()) {
-            let holds = custos.store.holds(scope).await?;
+            let holds = custos.store.for_org(scope).await?.holds(scope).await?;
             let terminating_since = custos
                 .store
                 .org(scope.org_id())

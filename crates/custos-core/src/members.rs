@@ -404,6 +404,8 @@ impl Custos {
             .target(format!("member:{}", member.id))
             .reason(grants(&member));
         self.store
+            .for_org(&grant.scope)
+            .await?
             .add_member(&grant.scope, &member, &token_hash(&api_key), &[event])
             .await?;
         Ok(CreatedMember {
@@ -428,7 +430,7 @@ impl Custos {
         let Some(identity) = identity else {
             return Ok(());
         };
-        let members = self.store.members(scope).await?;
+        let members = self.store.for_org(scope).await?.members(scope).await?;
         match members
             .iter()
             .find(|m| m.identity.as_ref() == Some(identity) && Some(m.id.as_str()) != except)
@@ -450,6 +452,8 @@ impl Custos {
         let grant = self.authorize(caller, Operation::MemberList, org).await?;
         Ok(self
             .store
+            .for_org(&grant.scope)
+            .await?
             .members(&grant.scope)
             .await?
             .into_iter()
@@ -468,6 +472,8 @@ impl Custos {
     ) -> Result<Member, CoreError> {
         let member = self
             .store
+            .for_org(scope)
+            .await?
             .member(scope, id)
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("member {id}")))?;
@@ -530,6 +536,8 @@ impl Custos {
             .reason(grants(&member));
         if !self
             .store
+            .for_org(&grant.scope)
+            .await?
             .update_member(&grant.scope, &member, &[event])
             .await?
         {
@@ -552,7 +560,13 @@ impl Custos {
             .event(caller, custos_audit::AuditAction::MemberRemove)
             .org(org)
             .target(format!("member:{id}"));
-        if !self.store.remove_member(&grant.scope, id, &[event]).await? {
+        if !self
+            .store
+            .for_org(&grant.scope)
+            .await?
+            .remove_member(&grant.scope, id, &[event])
+            .await?
+        {
             return Err(CoreError::NotFound(format!("member {id}")));
         }
         Ok(())
@@ -624,6 +638,8 @@ impl Custos {
             .target(format!("member:{id}"));
         if !self
             .store
+            .for_org(scope)
+            .await?
             .set_member_key(scope, id, &token_hash(key), &[event])
             .await?
         {
@@ -673,6 +689,8 @@ impl Custos {
             });
         if !self
             .store
+            .for_org(&grant.scope)
+            .await?
             .set_totp(
                 &grant.scope,
                 &member.id,
@@ -725,6 +743,8 @@ impl Custos {
             .reason(format!("expires={}", issued.expires_at));
         if !self
             .store
+            .for_org(&grant.scope)
+            .await?
             .set_enrollment_code(&grant.scope, id, &issued, &[event])
             .await?
         {
@@ -752,6 +772,8 @@ impl Custos {
             .target(format!("member:{id}"));
         if !self
             .store
+            .for_org(&grant.scope)
+            .await?
             .clear_totp_failures(&grant.scope, id, &[event])
             .await?
         {
@@ -781,7 +803,13 @@ impl Custos {
         }
         let refuse = |why: &str| CoreError::Forbidden(format!("session refused: {why}"));
         let target = Some(format!("member:{}", member.id));
-        let Some(factor) = self.store.totp(&grant.scope, &member.id).await? else {
+        let Some(factor) = self
+            .store
+            .for_org(&grant.scope)
+            .await?
+            .totp(&grant.scope, &member.id)
+            .await?
+        else {
             let error = refuse("the member has no TOTP factor enrolled");
             return Err(self
                 .deny(caller, Some(org), AuditAction::SessionOpen, target, error)
@@ -817,6 +845,8 @@ impl Custos {
         // share one allowance; the right code sets the count back to zero.
         if !self
             .store
+            .for_org(&grant.scope)
+            .await?
             .reserve_totp_attempt(&grant.scope, &member.id, factor.failures, now)
             .await?
         {
@@ -856,6 +886,8 @@ impl Custos {
             .reason(format!("method=totp expires={}", session.expires_at));
         if !self
             .store
+            .for_org(&grant.scope)
+            .await?
             .open_session(&grant.scope, &session, step, &[event])
             .await?
         {

@@ -203,6 +203,8 @@ impl Custos {
             .org(org)
             .target(format!("org:{org}"));
         self.store
+            .for_org(&scope)
+            .await?
             .request_termination(&scope, self.now(), &[event])
             .await?;
         self.org_view(&scope).await
@@ -214,7 +216,12 @@ impl Custos {
         scope: &custos_store::OrgScope,
         category: &str,
     ) -> Result<Option<Duration>, CoreError> {
-        let overrides = self.store.retention_overrides(scope).await?;
+        let overrides = self
+            .store
+            .for_org(scope)
+            .await?
+            .retention_overrides(scope)
+            .await?;
         overrides
             .into_iter()
             .find(|(c, _)| c == category)
@@ -254,6 +261,8 @@ impl Custos {
             .target(format!("category:{category}"))
             .reason(format!("retention={duration}"));
         self.store
+            .for_org(&scope)
+            .await?
             .set_retention_override(&scope, category, &duration.to_string(), &[event])
             .await?;
         Ok(RetentionView {
@@ -273,7 +282,12 @@ impl Custos {
             .authorize(caller, Operation::RetentionRead, org)
             .await?
             .scope;
-        let overrides = self.store.retention_overrides(&scope).await?;
+        let overrides = self
+            .store
+            .for_org(&scope)
+            .await?
+            .retention_overrides(&scope)
+            .await?;
         Ok(self
             .policy
             .categories
@@ -335,7 +349,11 @@ impl Custos {
             .event(caller, custos_audit::AuditAction::HoldCreate)
             .org(scope.org_id())
             .target(format!("hold:{}", hold.id));
-        self.store.create_hold(&scope, &hold, &[event]).await?;
+        self.store
+            .for_org(&scope)
+            .await?
+            .create_hold(&scope, &hold, &[event])
+            .await?;
         Ok(hold.into())
     }
 
@@ -356,6 +374,8 @@ impl Custos {
             .target(format!("hold:{id}"));
         if self
             .store
+            .for_org(&scope)
+            .await?
             .release_hold(&scope, id, self.now(), &[event])
             .await?
         {
@@ -378,6 +398,8 @@ impl Custos {
             .scope;
         Ok(self
             .store
+            .for_org(&scope)
+            .await?
             .holds(&scope)
             .await?
             .into_iter()

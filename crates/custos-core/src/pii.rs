@@ -553,6 +553,8 @@ impl crate::Custos {
         entities.dedup();
         let resolution = self
             .store
+            .for_org(scope)
+            .await?
             .resolve_pii_tokens(scope, &lookups, &entities)
             .await?;
         let found: HashMap<String, String> = resolution.found.into_iter().collect();
@@ -598,7 +600,12 @@ impl crate::Custos {
     ) -> Result<TokenVault, CoreError> {
         let org = scope.org_id();
         let keys = TokenKeys::for_org(&self.vault, org).await?;
-        let rows = self.store.pii_tokens(scope, tokens).await?;
+        let rows = self
+            .store
+            .for_org(scope)
+            .await?
+            .pii_tokens(scope, tokens)
+            .await?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let entity = row.entity.parse().map_err(|_| {
@@ -684,7 +691,11 @@ impl crate::Custos {
                 .await?,
             );
         }
-        self.store.insert_records(scope, &rows, &[event]).await?;
+        self.store
+            .for_org(scope)
+            .await?
+            .insert_records(scope, &rows, &[event])
+            .await?;
         if let Some(sink) = &self.alerts {
             sink.alert(&PiiAlert {
                 org: org.to_string(),

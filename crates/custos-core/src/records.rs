@@ -547,7 +547,11 @@ impl Custos {
             })
             .await?;
             let (rows, events, created) = self.batch_rows(caller, &scope, sealed).await?;
-            self.store.insert_records(&scope, &rows, &events).await?;
+            self.store
+                .for_org(&scope)
+                .await?
+                .insert_records(&scope, &rows, &events)
+                .await?;
             return Ok(created);
         }
         // A tokenizing batch. The pseudonyms go inside the sealed content, so they must be
@@ -632,11 +636,17 @@ impl Custos {
             };
             let (rows, events, created) = self.batch_rows(caller, &scope, sealed).await?;
             if tokens.write.is_empty() {
-                self.store.insert_records(&scope, &rows, &events).await?;
+                self.store
+                    .for_org(&scope)
+                    .await?
+                    .insert_records(&scope, &rows, &events)
+                    .await?;
                 return Ok(created);
             }
             if self
                 .store
+                .for_org(&scope)
+                .await?
                 .insert_records_with_tokens(&scope, &rows, &tokens.write, &events)
                 .await?
             {
@@ -746,7 +756,7 @@ impl Custos {
             Ok(created)
         });
         let insert = {
-            let (store, scope) = (self.store.clone(), scope.clone());
+            let (store, scope) = (self.store.for_org(&scope).await?.clone(), scope.clone());
             tokio::spawn(async move { store.insert_record_stream(&scope, chunks, &[event]).await })
         };
         let sealed = sealing
@@ -833,6 +843,8 @@ impl Custos {
     ) -> Result<RecordRow, CoreError> {
         let row = self
             .store
+            .for_org(&grant.scope)
+            .await?
             .record(&grant.scope, id)
             .await?
             .filter(|r| matches!(r.state, RecordState::Active | RecordState::Archived))
@@ -1010,6 +1022,8 @@ impl Custos {
         };
         let rows = self
             .store
+            .for_org(&scope)
+            .await?
             .list_records(&scope, &filter, cursor, limit)
             .await?;
         let next_cursor = (rows.len() == limit as usize)
@@ -1065,6 +1079,8 @@ impl Custos {
         let scope = grant.scope.clone();
         let row = self
             .store
+            .for_org(&scope)
+            .await?
             .record(&scope, id)
             .await?
             .filter(|r| !r.state.is_purge_pending())
@@ -1073,7 +1089,7 @@ impl Custos {
             .await?;
         // A held record stays readable and restorable: hiding it for good would break the
         // hold's promise as surely as purging it.
-        let holds = self.store.holds(&scope).await?;
+        let holds = self.store.for_org(&scope).await?.holds(&scope).await?;
         if crate::is_held(&row, &holds) {
             return Err(CoreError::Conflict(format!(
                 "record {id} is under a legal hold; release the hold first"
@@ -1124,13 +1140,15 @@ impl Custos {
             ],
             ..RecordFilter::default()
         };
-        let holds = self.store.holds(&scope).await?;
+        let holds = self.store.for_org(&scope).await?.holds(&scope).await?;
         let now = self.now();
         let mut marked = 0u64;
         let mut after: Option<String> = None;
         loop {
             let page = self
                 .store
+                .for_org(&scope)
+                .await?
                 .list_records(&scope, &filter, after.as_deref(), MAX_PAGE)
                 .await?;
             let Some(last) = page.last() else { break };
@@ -1151,6 +1169,8 @@ impl Custos {
                 .reason(format!("records={}", targets.len()));
             marked += self
                 .store
+                .for_org(&scope)
+                .await?
                 .request_purges(&scope, &targets, PurgeCause::Deletion, now, &[event])
                 .await?;
         }
@@ -1166,6 +1186,8 @@ impl Custos {
     ) -> Result<(), CoreError> {
         if self
             .store
+            .for_org(scope)
+            .await?
             .transition_record(scope, &change, &[event])
             .await?
         {
@@ -1186,6 +1208,8 @@ impl Custos {
         let scope = grant.scope.clone();
         let row = self
             .store
+            .for_org(&scope)
+            .await?
             .record(&scope, id)
             .await?
             .filter(|r| r.state == RecordState::SoftDeleted)
@@ -1340,6 +1364,9 @@ pii = { detect = ["person"], action = "tokenize" }
         let legacy_id = row.id.clone();
         custos
             .store
+            .for_org(&scope)
+            .await
+            .unwrap()
             .insert_records(&scope, &[row], &[])
             .await
             .unwrap();

@@ -357,7 +357,7 @@ fn check_idp(idp: &IdentityProvider, rules: &Rules) -> Result<(), CoreError> {
 impl Custos {
     /// The org's settings (defaults where never changed).
     pub(crate) async fn org_settings_of(&self, scope: &OrgScope) -> Result<OrgSettings, CoreError> {
-        match self.store.org_settings(scope).await? {
+        match self.store.for_org(scope).await?.org_settings(scope).await? {
             None => Ok(OrgSettings::default()),
             Some(json) => serde_json::from_str(&json).map_err(|e| {
                 CoreError::Internal(format!(
@@ -420,6 +420,8 @@ impl Custos {
                 .target(format!("org:{org}"))
                 .reason(changed.join(" "));
             self.store
+                .for_org(&grant.scope)
+                .await?
                 .set_org_settings(&grant.scope, &json, &[event])
                 .await?;
         }

@@ -2,9 +2,10 @@
 //!
 //! What it is for: one [`Store`] trait with two implementations that pass the same test suite —
 //! [`SqliteStore`] (the embedded default: WAL) and [`PgStore`] (the scale-out backend), each
-//! migrated on open by the versioned SQL files of [`migrations`] — plus [`RegionalStore`],
-//! which routes each org to the stores of its home region (residency), and [`Objects`], the
-//! blob store over the `object_store` crate (local filesystem by default).
+//! migrated on open by the versioned SQL files of [`migrations`] — plus [`Stores`], the router
+//! that hands back the store of each org's home region (residency) and answers what must ask
+//! every store, and [`Objects`], the blob store over the `object_store` crate (local
+//! filesystem by default).
 //!
 //! Two rules are enforced here rather than left to callers:
 //! - Tenant isolation: every record, member, hold and override operation takes an
@@ -49,7 +50,7 @@ pub use objects::{
 };
 pub use org_rows::{Cell, OrgRows, TableRows};
 pub use pg::PgStore;
-pub use regional::{RegionStores, RegionalStore, HOME_RECHECK};
+pub use regional::{RegionStores, Stores, HOME_RECHECK};
 pub use requests::{
     ErasureAggregate, RecordRewrite, RequestCursor, RequestFilter, RequestKind, RequestStatus,
     RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
@@ -360,16 +361,6 @@ pub trait Store: MemberStore + RequestStore + Send + Sync + 'static {
         tokens: &[String],
     ) -> Result<Vec<PiiToken>, StoreError>;
 
-    /// The region whose own stores hold the org, when it is not this store itself (only a
-    /// [`RegionalStore`] answers `Some`): its audit log and object store are the org's.
-    async fn region_of(&self, _scope: &OrgScope) -> Result<Option<RegionStores>, StoreError> {
-        Ok(None)
-    }
-    /// The regions with stores of their own behind this store (empty but for a
-    /// [`RegionalStore`]): each keeps its own audit log.
-    fn regions(&self) -> Vec<RegionStores> {
-        Vec::new()
-    }
     /// Makes `region` the org's home on this same store (both regions share it), appending
     /// `audit`.
     async fn set_org_region(

@@ -1,15 +1,18 @@
-//! [`RegionalStore`]: one [`Store`] over the main stores and the stores of every region that
-//! has its own (`[regions.<name>]` in the policy), so that an org's rows, files and archive
-//! live only in its home region's stores.
+//! [`Stores`]: the router over the main stores and the stores of every region that has its own
+//! (`[regions.<name>]` in the policy), so that an org's rows, files and archive live only in
+//! its home region's stores.
 //!
 //! Each region store is a whole Custos store, audit log included: an org's mutations commit
-//! with their audit events in its region's database, as everywhere else. Calls that name an
-//! org go to its home store; calls about no org in particular (sweeps, lookups by key hash)
-//! ask every store; the deployment-wide audit calls (size, proofs, checkpoints) answer for the
-//! main log, and [`Store::regions`] hands out each region's own.
+//! with their audit events in its region's database, as everywhere else. The router hands back
+//! the org's store ([`Stores::for_org`]) and callers call it directly; it implements no
+//! [`Store`] method itself. What it does answer are the questions that must ask every store:
+//! lookups by org id, key hash or session token, due work and deadlines, listings of orgs, the
+//! audit events of no org, and moving an org between regions ([`Stores::set_org_region`]).
+//! The deployment-wide audit log is the main store's ([`Stores::main`]); [`Stores::regions`]
+//! hands out each region's own.
 //!
-//! What it is not: a replicator. Nothing is copied between regions except by
-//! [`Store::set_org_region`], which the core only calls when the org allows data transfer.
+//! What it is not: a replicator. Nothing is copied between regions except by a move, which
+//! the core only asks for when the org allows data transfer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -19,12 +22,8 @@ use custos_audit::AuditEvent;
 use jiff::Timestamp;
 
 use crate::{
-    AuditEntry, AuditFilter, AuditRow, DeletionEntry, DueCursor, DueRecord, DueUpdate,
-    EnrollmentCode, ErasureAggregate, Hold, Member, MemberStore, Objects, Org, OrgRows, OrgScope,
-    PendingRecompute, PiiToken, Purge, PurgeCause, RecordChunks, RecordFilter, RecordRewrite,
-    RecordRow, RecordState, RequestCursor, RequestFilter, RequestStatus, RequestStore, Session,
-    StateChange, Store, StoreError, StoredCertificate, StoredCheckpoint, SubjectRecordCount,
-    SubjectRequest, TokenBatch, TokenResolution, TotpFactor,
+    AuditEntry, AuditFilter, DueCursor, DueRecord, Member, Objects, Org, OrgRows, OrgScope,
+    PendingRecompute, RequestStatus, Session, Store, StoreError, SubjectRequest,
 };
 
 /// How long an instance trusts what it found out about an org's home region before asking
@@ -58,31 +57,72 @@ impl std::fmt::Debug for RegionStores {
 type Home = Option<usize>;
 
 /// The main stores plus each region's own, routing by the org's home region.
-pub struct RegionalStore {
+pub struct Stores {
     main: Arc<dyn Store>,
     main_objects: Objects,
     regions: Vec<RegionStores>,
     homes: RwLock<HashMap<String, (Home, Instant)>>,
 }
 
-impl std::fmt::Debug for RegionalStore {
+impl std::fmt::Debug for Stores {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegionalStore")
+        f.debug_struct("Stores")
             .field("main", &self.main.backend())
             .field("regions", &self.regions)
             .finish_non_exhaustive()
     }
 }
 
-impl RegionalStore {
+impl Stores {
     /// The main stores (orgs of regions without stores of their own) and the regions with.
     pub fn new(main: Arc<dyn Store>, main_objects: Objects, regions: Vec<RegionStores>) -> Self {
-        RegionalStore {
+        Stores {
             main,
             main_objects,
             regions,
             homes: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// One store and object store for every org (no region has stores of its own).
+    pub fn single(store: Arc<dyn Store>, objects: Objects) -> Self {
+        Stores::new(store, objects, Vec::new())
+    }
+
+    /// The main store: the orgs of regions without stores of their own, and the
+    /// deployment-wide audit log.
+    pub fn main(&self) -> &Arc<dyn Store> {
+        &self.main
+    }
+
+    /// The main object store.
+    pub fn main_objects(&self) -> &Objects {
+        &self.main_objects
+    }
+
+    /// The regions with stores (and an audit log) of their own.
+    pub fn regions(&self) -> &[RegionStores] {
+        &self.regions
+    }
+
+    /// The backend of the main store (`sqlite`, `postgres`).
+    pub fn backend(&self) -> &'static str {
+        self.main.backend()
+    }
+
+    /// The store that holds the org of `scope`: its home region's, else the main one.
+    pub async fn for_org(&self, scope: &OrgScope) -> Result<&Arc<dyn Store>, StoreError> {
+        Ok(self.store_at(self.locate(scope.org_id()).await?))
+    }
+
+    /// The object store of the org's home region.
+    pub async fn objects_for(&self, scope: &OrgScope) -> Result<&Objects, StoreError> {
+        Ok(self.objects_at(self.locate(scope.org_id()).await?))
+    }
+
+    /// The org's home region, when that region has stores of its own.
+    pub async fn region_of(&self, scope: &OrgScope) -> Result<Option<&RegionStores>, StoreError> {
+        Ok(self.locate(scope.org_id()).await?.map(|i| &self.regions[i]))
     }
 
     fn store_at(&self, home: Home) -> &Arc<dyn Store> {
@@ -111,7 +151,7 @@ impl RegionalStore {
 
     /// Which store holds the org: known within [`HOME_RECHECK`], else asked. The store whose
     /// copy names a region that lives on it holds the org; a copy naming a region elsewhere is
-    /// a move in progress (see [`RegionalStore::move_between`]) and counts only when no store
+    /// a move in progress (see [`Stores::move_between`]) and counts only when no store
     /// holds the org otherwise. An org no store has is looked for on the main store (and not
     /// found there).
     async fn locate(&self, org_id: &str) -> Result<Home, StoreError> {
@@ -142,10 +182,6 @@ impl RegionalStore {
             // Not remembered: a caller naming random org ids must not grow the map.
             None => Ok(None),
         }
-    }
-
-    async fn home(&self, scope: &OrgScope) -> Result<&Arc<dyn Store>, StoreError> {
-        Ok(self.store_at(self.locate(scope.org_id()).await?))
     }
 
     /// Every store, main first.
@@ -226,7 +262,7 @@ impl RegionalStore {
     /// Copies the org's rows and objects to the stores of `to`, drops the rows from `from` if
     /// nothing was written there since the copy (else copies again, up to [`MOVE_TRIES`]
     /// times), deletes the old objects, then makes `region` the copy's home. Until that last
-    /// step the copy still names the old region, so [`RegionalStore::locate`] keeps finding
+    /// step the copy still names the old region, so [`Stores::locate`] keeps finding
     /// the org at `from`; a move interrupted at any step finishes when asked again (the copy
     /// is replaced, the objects copied again, and once `from` is empty the copy is the org
     /// and the region changes in place).
@@ -334,20 +370,22 @@ fn region_of_rows(rows: &OrgRows) -> Result<String, StoreError> {
         .ok_or_else(|| StoreError::Corrupt("the org's row names no region".into()))
 }
 
-#[async_trait::async_trait]
-impl Store for RegionalStore {
-    fn backend(&self) -> &'static str {
-        self.main.backend()
-    }
-
-    async fn create_org(&self, org: &Org, audit: &[AuditEvent]) -> Result<OrgScope, StoreError> {
+/// The questions that ask every store (or route by what they carry), answered as one.
+impl Stores {
+    /// Creates the org in its region's home store.
+    pub async fn create_org(
+        &self,
+        org: &Org,
+        audit: &[AuditEvent],
+    ) -> Result<OrgScope, StoreError> {
         let home = self.home_of_region(&org.region);
         let scope = self.store_at(home).create_org(org, audit).await?;
         self.remember(&org.id, home);
         Ok(scope)
     }
 
-    async fn org(&self, id: &str) -> Result<Option<(OrgScope, Org)>, StoreError> {
+    /// The org `id`, wherever it lives.
+    pub async fn org(&self, id: &str) -> Result<Option<(OrgScope, Org)>, StoreError> {
         let home = self.locate(id).await?;
         if let Some(found) = self.store_at(home).org(id).await? {
             return Ok(Some(found));
@@ -361,7 +399,8 @@ impl Store for RegionalStore {
         }
     }
 
-    async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
+    /// Every store's orgs, oldest first (an org in the middle of a move may appear twice).
+    pub async fn orgs(&self) -> Result<Vec<Org>, StoreError> {
         let mut all = Vec::new();
         for (_, store) in self.all() {
             all.extend(store.orgs().await?);
@@ -370,7 +409,8 @@ impl Store for RegionalStore {
         Ok(all)
     }
 
-    async fn member_by_key_hash(
+    /// The member whose API key hashes to `key_hash`, in whichever store holds it.
+    pub async fn member_by_key_hash(
         &self,
         key_hash: &[u8; 32],
     ) -> Result<Option<(OrgScope, Member)>, StoreError> {
@@ -383,7 +423,23 @@ impl Store for RegionalStore {
         Ok(None)
     }
 
-    async fn claim_due(
+    /// The session of `token_hash`, in whichever store holds it.
+    pub async fn session(
+        &self,
+        token_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<(OrgScope, Member, Session)>, StoreError> {
+        for (home, store) in self.all() {
+            if let Some(found) = store.session(token_hash, now).await? {
+                self.remember(found.0.org_id(), home);
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Claims up to `limit` due records, asking each store in turn.
+    pub async fn claim_due(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
@@ -400,7 +456,8 @@ impl Store for RegionalStore {
         Ok(claimed)
     }
 
-    async fn peek_due(
+    /// Due records of every store, in due order, without claiming them.
+    pub async fn peek_due(
         &self,
         as_of: Timestamp,
         after: Option<&DueCursor>,
@@ -419,14 +476,16 @@ impl Store for RegionalStore {
         Ok(all)
     }
 
-    async fn forget_deleted(&self) -> Result<(), StoreError> {
+    /// Forgets deleted orgs' leftovers in every store.
+    pub async fn forget_deleted(&self) -> Result<(), StoreError> {
         for (_, store) in self.all() {
             store.forget_deleted().await?;
         }
         Ok(())
     }
 
-    async fn pending_recomputes(&self) -> Result<Vec<PendingRecompute>, StoreError> {
+    /// Every store's queued due-time recomputations.
+    pub async fn pending_recomputes(&self) -> Result<Vec<PendingRecompute>, StoreError> {
         let mut all = Vec::new();
         for (_, store) in self.all() {
             all.extend(store.pending_recomputes().await?);
@@ -434,8 +493,25 @@ impl Store for RegionalStore {
         Ok(all)
     }
 
-    async fn append_audit(&self, audit: &[AuditEvent]) -> Result<(), StoreError> {
-        // Each event goes to the log of its org's home; runs of one home stay one append.
+    /// Requests of every store in `statuses` due by `due_by`, soonest first.
+    pub async fn requests_by_status(
+        &self,
+        statuses: &[RequestStatus],
+        due_by: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(OrgScope, SubjectRequest)>, StoreError> {
+        let mut all = Vec::new();
+        for (_, store) in self.all() {
+            all.extend(store.requests_by_status(statuses, due_by, limit).await?);
+        }
+        all.sort_by(|a, b| (a.1.due_at, &a.1.id).cmp(&(b.1.due_at, &b.1.id)));
+        all.truncate(limit as usize);
+        Ok(all)
+    }
+
+    /// Appends events that commit with no other change: each to the log of its org's home
+    /// (events of no org to the main log); runs of one home stay one append.
+    pub async fn append_audit(&self, audit: &[AuditEvent]) -> Result<(), StoreError> {
         let mut run: Vec<AuditEvent> = Vec::new();
         let mut run_home: Home = None;
         for event in audit {
@@ -456,19 +532,26 @@ impl Store for RegionalStore {
         Ok(())
     }
 
-    async fn audit_entries(
+    /// Audit entries of the org's log (its home's), or of the main log.
+    pub async fn audit_entries(
         &self,
         scope: Option<&OrgScope>,
         from: u64,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         match scope {
-            Some(s) => self.home(s).await?.audit_entries(scope, from, limit).await,
+            Some(s) => {
+                self.for_org(s)
+                    .await?
+                    .audit_entries(scope, from, limit)
+                    .await
+            }
             None => self.main.audit_entries(None, from, limit).await,
         }
     }
 
-    async fn audit_query(
+    /// Filtered audit entries of the org's log (its home's), or of the main log.
+    pub async fn audit_query(
         &self,
         scope: Option<&OrgScope>,
         filter: &AuditFilter,
@@ -477,636 +560,22 @@ impl Store for RegionalStore {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         match scope {
             Some(s) => {
-                let store = self.home(s).await?;
+                let store = self.for_org(s).await?;
                 store.audit_query(scope, filter, from, limit).await
             }
             None => self.main.audit_query(None, filter, from, limit).await,
         }
     }
 
-    async fn audit_size(&self) -> Result<u64, StoreError> {
-        self.main.audit_size().await
-    }
-
-    async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
-        self.main.audit_rows(from, limit).await
-    }
-
-    async fn audit_root(&self, size: u64) -> Result<custos_audit::Hash, StoreError> {
-        self.main.audit_root(size).await
-    }
-
-    async fn audit_inclusion_proof(
-        &self,
-        index: u64,
-        size: u64,
-    ) -> Result<custos_audit::InclusionProof, StoreError> {
-        self.main.audit_inclusion_proof(index, size).await
-    }
-
-    async fn audit_consistency_proof(
-        &self,
-        old_size: u64,
-        new_size: u64,
-    ) -> Result<custos_audit::ConsistencyProof, StoreError> {
-        self.main.audit_consistency_proof(old_size, new_size).await
-    }
-
-    async fn add_audit_checkpoint(
-        &self,
-        checkpoint: &StoredCheckpoint,
-    ) -> Result<StoredCheckpoint, StoreError> {
-        self.main.add_audit_checkpoint(checkpoint).await
-    }
-
-    async fn latest_audit_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        self.main.latest_audit_checkpoint().await
-    }
-
-    async fn audit_checkpoints(
-        &self,
-        from_size: u64,
-        limit: u32,
-    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        self.main.audit_checkpoints(from_size, limit).await
-    }
-
-    async fn region_of(&self, scope: &OrgScope) -> Result<Option<RegionStores>, StoreError> {
-        Ok(self
-            .locate(scope.org_id())
-            .await?
-            .map(|i| self.regions[i].clone()))
-    }
-
-    fn regions(&self) -> Vec<RegionStores> {
-        self.regions.clone()
-    }
-
-    async fn set_org_region(
+    /// Makes `region` the org's home: in place when both regions share stores, else a move of
+    /// its rows and objects (see [`Stores::move_between`]), one at a time per org.
+    pub async fn set_org_region(
         &self,
         scope: &OrgScope,
         region: &str,
         audit: &[AuditEvent],
     ) -> Result<(), StoreError> {
         self.move_org(scope, region, audit).await
-    }
-
-    async fn export_org(&self, scope: &OrgScope) -> Result<OrgRows, StoreError> {
-        self.home(scope).await?.export_org(scope).await
-    }
-
-    async fn import_org(
-        &self,
-        rows: &OrgRows,
-        region: &str,
-        audit: &[AuditEvent],
-    ) -> Result<OrgScope, StoreError> {
-        let home = self.home_of_region(region);
-        let scope = self.store_at(home).import_org(rows, region, audit).await?;
-        self.remember(&rows.org_id, home);
-        Ok(scope)
-    }
-
-    async fn drop_org(
-        &self,
-        scope: &OrgScope,
-        expect: Option<&OrgRows>,
-        audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        self.home(scope).await?.drop_org(scope, expect, audit).await
-    }
-
-    async fn claim_org_move(
-        &self,
-        org_id: &str,
-        holder: &str,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.main
-            .claim_org_move(org_id, holder, now, lease_until)
-            .await
-    }
-
-    async fn release_org_move(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {
-        self.main.release_org_move(org_id, holder).await
-    }
-    async fn add_member(
-        &self,
-        scope: &OrgScope,
-        member: &Member,
-        key_hash: &[u8; 32],
-        audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        self.home(scope)
-            .await?
-            .add_member(scope, member, key_hash, audit)
-            .await
-    }
-    async fn insert_records(
-        &self,
-        scope: &OrgScope,
-        records: &[RecordRow],
-        audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        self.home(scope)
-            .await?
-            .insert_records(scope, records, audit)
-            .await
-    }
-    async fn insert_record_stream(
-        &self,
-        scope: &OrgScope,
-        chunks: RecordChunks,
-        audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        self.home(scope)
-            .await?
-            .insert_record_stream(scope, chunks, audit)
-            .await
-    }
-    async fn record(&self, scope: &OrgScope, id: &str) -> Result<Option<RecordRow>, StoreError> {
-        self.home(scope).await?.record(scope, id).await
-    }
-    async fn list_records(
-        &self,
-        scope: &OrgScope,
-        filter: &RecordFilter,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<RecordRow>, StoreError> {
-        self.home(scope)
-            .await?
-            .list_records(scope, filter, after, limit)
-            .await
-    }
-    async fn transition_record(
-        &self,
-        scope: &OrgScope,
-        change: &StateChange,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .transition_record(scope, change, audit)
-            .await
-    }
-    async fn request_purges(
-        &self,
-        scope: &OrgScope,
-        targets: &[(String, RecordState)],
-        cause: PurgeCause,
-        at: jiff::Timestamp,
-        audit: &[AuditEvent],
-    ) -> Result<u64, StoreError> {
-        self.home(scope)
-            .await?
-            .request_purges(scope, targets, cause, at, audit)
-            .await
-    }
-    async fn defer_record(
-        &self,
-        scope: &OrgScope,
-        id: &str,
-        until: jiff::Timestamp,
-    ) -> Result<(), StoreError> {
-        self.home(scope).await?.defer_record(scope, id, until).await
-    }
-    async fn archive_record(
-        &self,
-        scope: &OrgScope,
-        id: &str,
-        from: RecordState,
-        next_due_at: jiff::Timestamp,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .archive_record(scope, id, from, next_due_at, audit)
-            .await
-    }
-    async fn purge_records(
-        &self,
-        scope: &OrgScope,
-        purges: &[Purge],
-        event: &AuditEvent,
-    ) -> Result<Option<Vec<String>>, StoreError> {
-        self.home(scope)
-            .await?
-            .purge_records(scope, purges, event)
-            .await
-    }
-    async fn request_termination(
-        &self,
-        scope: &OrgScope,
-        at: jiff::Timestamp,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .request_termination(scope, at, audit)
-            .await
-    }
-    async fn finish_termination(
-        &self,
-        scope: &OrgScope,
-        at: jiff::Timestamp,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .finish_termination(scope, at, audit)
-            .await
-    }
-    async fn open_archive_window(
-        &self,
-        scope: &OrgScope,
-        id: &str,
-        until: jiff::Timestamp,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .open_archive_window(scope, id, until, audit)
-            .await
-    }
-    async fn archive_window(
-        &self,
-        scope: &OrgScope,
-        id: &str,
-    ) -> Result<Option<jiff::Timestamp>, StoreError> {
-        self.home(scope).await?.archive_window(scope, id).await
-    }
-    async fn deletion_log(
-        &self,
-        scope: &OrgScope,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<DeletionEntry>, StoreError> {
-        self.home(scope)
-            .await?
-            .deletion_log(scope, after, limit)
-            .await
-    }
-    async fn apply_recompute(
-        &self,
-        scope: &OrgScope,
-        category: &str,
-        updates: &[DueUpdate],
-        next_after: Option<&str>,
-        audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        self.home(scope)
-            .await?
-            .apply_recompute(scope, category, updates, next_after, audit)
-            .await
-    }
-    async fn set_retention_override(
-        &self,
-        scope: &OrgScope,
-        category: &str,
-        retention: &str,
-        audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        self.home(scope)
-            .await?
-            .set_retention_override(scope, category, retention, audit)
-            .await
-    }
-    async fn retention_overrides(
-        &self,
-        scope: &OrgScope,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        self.home(scope).await?.retention_overrides(scope).await
-    }
-    async fn create_hold(
-        &self,
-        scope: &OrgScope,
-        hold: &Hold,
-        audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        self.home(scope)
-            .await?
-            .create_hold(scope, hold, audit)
-            .await
-    }
-    async fn release_hold(
-        &self,
-        scope: &OrgScope,
-        id: &str,
-        released_at: jiff::Timestamp,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .release_hold(scope, id, released_at, audit)
-            .await
-    }
-    async fn holds(&self, scope: &OrgScope) -> Result<Vec<Hold>, StoreError> {
-        self.home(scope).await?.holds(scope).await
-    }
-    async fn insert_records_with_tokens(
-        &self,
-        scope: &OrgScope,
-        records: &[RecordRow],
-        tokens: &TokenBatch,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .insert_records_with_tokens(scope, records, tokens, audit)
-            .await
-    }
-    async fn resolve_pii_tokens(
-        &self,
-        scope: &OrgScope,
-        lookups: &[String],
-        entities: &[String],
-    ) -> Result<TokenResolution, StoreError> {
-        self.home(scope)
-            .await?
-            .resolve_pii_tokens(scope, lookups, entities)
-            .await
-    }
-    async fn pii_tokens(
-        &self,
-        scope: &OrgScope,
-        tokens: &[String],
-    ) -> Result<Vec<PiiToken>, StoreError> {
-        self.home(scope).await?.pii_tokens(scope, tokens).await
-    }
-}
-
-#[async_trait::async_trait]
-impl MemberStore for RegionalStore {
-    async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError> {
-        self.home(scope).await?.members(scope).await
-    }
-    async fn member(&self, scope: &OrgScope, id: &str) -> Result<Option<Member>, StoreError> {
-        self.home(scope).await?.member(scope, id).await
-    }
-    async fn update_member(
-        &self,
-        scope: &OrgScope,
-        member: &Member,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .update_member(scope, member, audit)
-            .await
-    }
-    async fn remove_member(
-        &self,
-        scope: &OrgScope,
-        id: &str,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .remove_member(scope, id, audit)
-            .await
-    }
-    async fn set_member_key(
-        &self,
-        scope: &OrgScope,
-        id: &str,
-        key_hash: &[u8; 32],
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .set_member_key(scope, id, key_hash, audit)
-            .await
-    }
-    async fn org_settings(&self, scope: &OrgScope) -> Result<Option<String>, StoreError> {
-        self.home(scope).await?.org_settings(scope).await
-    }
-    async fn set_org_settings(
-        &self,
-        scope: &OrgScope,
-        settings: &str,
-        audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        self.home(scope)
-            .await?
-            .set_org_settings(scope, settings, audit)
-            .await
-    }
-    async fn set_totp(
-        &self,
-        scope: &OrgScope,
-        member_id: &str,
-        sealed: &[u8],
-        code: Option<&[u8; 32]>,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .set_totp(scope, member_id, sealed, code, audit)
-            .await
-    }
-    async fn reserve_totp_attempt(
-        &self,
-        scope: &OrgScope,
-        member_id: &str,
-        seen: u32,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .reserve_totp_attempt(scope, member_id, seen, now)
-            .await
-    }
-    async fn clear_totp_failures(
-        &self,
-        scope: &OrgScope,
-        member_id: &str,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .clear_totp_failures(scope, member_id, audit)
-            .await
-    }
-    async fn enrolled_members(&self, scope: &OrgScope) -> Result<Vec<String>, StoreError> {
-        self.home(scope).await?.enrolled_members(scope).await
-    }
-    async fn set_enrollment_code(
-        &self,
-        scope: &OrgScope,
-        member_id: &str,
-        code: &EnrollmentCode,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .set_enrollment_code(scope, member_id, code, audit)
-            .await
-    }
-    async fn enrollment_code(
-        &self,
-        scope: &OrgScope,
-        member_id: &str,
-    ) -> Result<Option<EnrollmentCode>, StoreError> {
-        self.home(scope)
-            .await?
-            .enrollment_code(scope, member_id)
-            .await
-    }
-    async fn totp(
-        &self,
-        scope: &OrgScope,
-        member_id: &str,
-    ) -> Result<Option<TotpFactor>, StoreError> {
-        self.home(scope).await?.totp(scope, member_id).await
-    }
-    async fn open_session(
-        &self,
-        scope: &OrgScope,
-        session: &Session,
-        step: i64,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .open_session(scope, session, step, audit)
-            .await
-    }
-
-    async fn session(
-        &self,
-        token_hash: &[u8; 32],
-        now: Timestamp,
-    ) -> Result<Option<(OrgScope, Member, Session)>, StoreError> {
-        for (home, store) in self.all() {
-            if let Some(found) = store.session(token_hash, now).await? {
-                self.remember(found.0.org_id(), home);
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
-    }
-}
-
-#[async_trait::async_trait]
-impl RequestStore for RegionalStore {
-    async fn create_request(
-        &self,
-        scope: &OrgScope,
-        request: &SubjectRequest,
-        audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
-        self.home(scope)
-            .await?
-            .create_request(scope, request, audit)
-            .await
-    }
-    async fn subject_request(
-        &self,
-        scope: &OrgScope,
-        id: &str,
-    ) -> Result<Option<SubjectRequest>, StoreError> {
-        self.home(scope).await?.subject_request(scope, id).await
-    }
-    async fn list_requests(
-        &self,
-        scope: &OrgScope,
-        filter: &RequestFilter,
-        after: Option<&RequestCursor>,
-        limit: u32,
-    ) -> Result<Vec<SubjectRequest>, StoreError> {
-        self.home(scope)
-            .await?
-            .list_requests(scope, filter, after, limit)
-            .await
-    }
-    async fn update_request(
-        &self,
-        scope: &OrgScope,
-        request: &SubjectRequest,
-        certificate: Option<&StoredCertificate>,
-        audit: &[AuditEvent],
-    ) -> Result<bool, StoreError> {
-        self.home(scope)
-            .await?
-            .update_request(scope, request, certificate, audit)
-            .await
-    }
-    async fn certificates(
-        &self,
-        scope: &OrgScope,
-        request_id: &str,
-    ) -> Result<Vec<StoredCertificate>, StoreError> {
-        self.home(scope)
-            .await?
-            .certificates(scope, request_id)
-            .await
-    }
-    async fn rewrite_records(
-        &self,
-        scope: &OrgScope,
-        rewrites: &[RecordRewrite],
-        audit: &[AuditEvent],
-    ) -> Result<u64, StoreError> {
-        self.home(scope)
-            .await?
-            .rewrite_records(scope, rewrites, audit)
-            .await
-    }
-    async fn aggregate_records(
-        &self,
-        scope: &OrgScope,
-        targets: &[(String, RecordState)],
-        at: Timestamp,
-        audit: &[AuditEvent],
-    ) -> Result<u64, StoreError> {
-        self.home(scope)
-            .await?
-            .aggregate_records(scope, targets, at, audit)
-            .await
-    }
-    async fn erasure_aggregates(
-        &self,
-        scope: &OrgScope,
-    ) -> Result<Vec<ErasureAggregate>, StoreError> {
-        self.home(scope).await?.erasure_aggregates(scope).await
-    }
-    async fn subject_record_counts(
-        &self,
-        scope: &OrgScope,
-        subject_ref: &str,
-    ) -> Result<Vec<SubjectRecordCount>, StoreError> {
-        self.home(scope)
-            .await?
-            .subject_record_counts(scope, subject_ref)
-            .await
-    }
-    async fn destroy_subject_tokens(
-        &self,
-        scope: &OrgScope,
-        subject_ref: &str,
-        audit: &[AuditEvent],
-    ) -> Result<u64, StoreError> {
-        self.home(scope)
-            .await?
-            .destroy_subject_tokens(scope, subject_ref, audit)
-            .await
-    }
-
-    async fn requests_by_status(
-        &self,
-        statuses: &[RequestStatus],
-        due_by: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<(OrgScope, SubjectRequest)>, StoreError> {
-        let mut all = Vec::new();
-        for (_, store) in self.all() {
-            all.extend(store.requests_by_status(statuses, due_by, limit).await?);
-        }
-        all.sort_by(|a, b| (a.1.due_at, &a.1.id).cmp(&(b.1.due_at, &b.1.id)));
-        all.truncate(limit as usize);
-        Ok(all)
     }
 }
 
@@ -1125,7 +594,7 @@ mod tests {
         };
         let (main, main_objects) = open("main");
         let (eu, eu_objects) = open("eu");
-        let regional = RegionalStore::new(
+        let regional = Stores::new(
             main,
             main_objects,
             vec![RegionStores {

@@ -8,9 +8,7 @@ use custos_crypto::{DeploymentSigner, KeyStore, KeyVault, Kms, LocalKms, SqliteK
 use custos_keystore_pg::PgKeyStore;
 use custos_kms_aws::{AwsKms, AwsKmsConfig};
 use custos_policy::Policy;
-use custos_store::{
-    ObjectLocation, Objects, PgStore, RegionStores, RegionalStore, SqliteStore, Store,
-};
+use custos_store::{ObjectLocation, Objects, PgStore, RegionStores, SqliteStore, Store};
 
 use crate::cli::Global;
 use crate::Failure;
@@ -185,18 +183,16 @@ fn open_objects(location: &ObjectLocation, what: Option<&str>) -> Result<Objects
     })
 }
 
-/// The main stores, or, when the policy gives regions stores of their own, a
-/// [`RegionalStore`] over the main stores and each region's.
+/// The main store, and the stores of each region the policy gives stores of its own.
 async fn open_stores(
     global: &Global,
     policy: &Policy,
-    main_objects: &Objects,
     main_location: &ObjectLocation,
-) -> Result<Arc<dyn Store>, Failure> {
+) -> Result<(Arc<dyn Store>, Vec<RegionStores>), Failure> {
     let main_url = main_database(global);
     let main = open_store(&main_url, "--database").await?;
     if policy.regions.is_empty() {
-        return Ok(main);
+        return Ok((main, Vec::new()));
     }
     // Residency only holds if no two places share a store.
     let mut databases = vec![(main_url.trim().to_string(), "--database".to_string())];
@@ -230,11 +226,7 @@ async fn open_stores(
             objects: open_objects(&location, Some(&format!("{what} objects")))?,
         });
     }
-    Ok(Arc::new(RegionalStore::new(
-        main,
-        main_objects.clone(),
-        regions,
-    )))
+    Ok((main, regions))
 }
 
 /// Opens (creating on first use) everything a command needs.
@@ -253,7 +245,7 @@ pub async fn open(global: &Global) -> Result<Deployment, Failure> {
         None => ObjectLocation::File(global.data.join("objects")),
     };
     let objects = open_objects(&location, None)?;
-    let store = open_stores(global, &policy, &objects, &location).await?;
+    let (store, regions) = open_stores(global, &policy, &location).await?;
     let (vault, signer) = open_keys(global, &policy.service.name).await?;
     let vault = Arc::new(vault);
     let custos = Custos::new(
@@ -262,7 +254,8 @@ pub async fn open(global: &Global) -> Result<Deployment, Failure> {
         objects,
         vault,
         Arc::new(SystemClock),
-    );
+    )
+    .with_regions(regions);
     Ok(Deployment {
         custos: Arc::new(custos),
         signer: Arc::new(signer),

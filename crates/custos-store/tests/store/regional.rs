@@ -1,4 +1,4 @@
-//! [`RegionalStore`] over a SQLite main store and a region store of each backend: every org's
+//! [`Stores`] (the router) over a SQLite main store and a region store of each backend: every org's
 //! rows and audit events land in its home region's store only; lookups by id, key hash and the
 //! cross-org sweeps find orgs in any region; a move copies every row of every table (nothing
 //! lost, nothing left behind, between backends too) and the org's objects.
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use custos_audit::{Actor, AuditAction, AuditEvent};
 use custos_store::{
     Hold, Member, ObjectLocation, Objects, Org, OrgScope, RecordRow, RecordState, RegionStores,
-    RegionalStore, SqliteStore, Store,
+    SqliteStore, Store, Stores,
 };
 use jiff::Timestamp;
 
@@ -43,17 +43,17 @@ fn record(id: &str) -> RecordRow {
     }
 }
 
-struct Stores {
+struct Setup {
     _dir: tempfile::TempDir,
     main: Arc<dyn Store>,
     eu: Arc<dyn Store>,
     main_objects: Objects,
     eu_objects: Objects,
-    regional: RegionalStore,
+    regional: Stores,
 }
 
 /// A SQLite main store and `eu` (the harness's store) as the eu-central region's.
-fn stores(eu: Arc<dyn Store>) -> Stores {
+fn stores(eu: Arc<dyn Store>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let objects = |name: &str| {
         Objects::open(&ObjectLocation::File(dir.path().join(name).join("objects"))).unwrap()
@@ -61,7 +61,7 @@ fn stores(eu: Arc<dyn Store>) -> Stores {
     let main: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("main").join("custos.db")).unwrap());
     let (main_objects, eu_objects) = (objects("main"), objects("eu"));
-    let regional = RegionalStore::new(
+    let regional = Stores::new(
         main.clone(),
         main_objects.clone(),
         vec![RegionStores {
@@ -70,7 +70,7 @@ fn stores(eu: Arc<dyn Store>) -> Stores {
             objects: eu_objects.clone(),
         }],
     );
-    Stores {
+    Setup {
         _dir: dir,
         main,
         eu,
@@ -80,8 +80,9 @@ fn stores(eu: Arc<dyn Store>) -> Stores {
     }
 }
 
-/// An org in `region` with a member, two records, a hold, an override and settings.
-async fn populated_org(store: &dyn Store, region: &str) -> (OrgScope, [u8; 32]) {
+/// An org in `region` with a member, two records, a hold, an override and settings, created
+/// through the router and written to the store it hands back.
+async fn populated_org(stores: &Stores, region: &str) -> (OrgScope, [u8; 32]) {
     let org = Org {
         id: uuid::Uuid::new_v4().to_string(),
         name: format!("org in {region}"),
@@ -90,10 +91,11 @@ async fn populated_org(store: &dyn Store, region: &str) -> (OrgScope, [u8; 32]) 
         terminating_since: None,
         terminated_at: None,
     };
-    let scope = store
+    let scope = stores
         .create_org(&org, &[event(&org.id, AuditAction::OrgCreate)])
         .await
         .unwrap();
+    let store = stores.for_org(&scope).await.unwrap();
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     let member = Member {
@@ -201,14 +203,17 @@ pub async fn orgs_live_in_their_region_and_are_found_from_anywhere(h: Harness) {
         .unwrap()
         .unwrap();
     assert_eq!(by_key.0, us);
+    // The router hands back the org's own store, which is the region's.
+    let home = s.regional.for_org(&eu).await.unwrap();
+    assert!(Arc::ptr_eq(home, &s.eu));
     assert_eq!(
-        s.regional
-            .list_records(&eu, &Default::default(), None, 10)
+        home.list_records(&eu, &Default::default(), None, 10)
             .await
             .unwrap()
             .len(),
         2
     );
+    assert!(Arc::ptr_eq(s.regional.for_org(&us).await.unwrap(), &s.main));
     let due = s.regional.peek_due(now(), None, 10).await.unwrap();
     assert_eq!(due.len(), 4, "sweeps see due records of every region");
     assert!(s
@@ -320,7 +325,7 @@ pub async fn an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_aga
 
     // Stopped after the copy: the copy still names the old region, the source holds the org.
     s.eu.import_org(&rows, "us-east", &[]).await.unwrap();
-    let fresh = RegionalStore::new(
+    let fresh = Stores::new(
         s.main.clone(),
         s.main_objects.clone(),
         vec![RegionStores {
@@ -350,7 +355,7 @@ pub async fn an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_aga
     let rows = s.main.export_org(&other).await.unwrap();
     s.eu.import_org(&rows, "us-east", &[]).await.unwrap();
     s.main.drop_org(&other, None, &[]).await.unwrap();
-    let fresh = RegionalStore::new(
+    let fresh = Stores::new(
         s.main.clone(),
         s.main_objects.clone(),
         vec![RegionStores {
@@ -379,10 +384,10 @@ pub async fn an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_aga
     );
 }
 
-/// A third region ("ap-south", SQLite) beside `s`'s two, and a [`RegionalStore`] over all
-/// three as one more instance of the deployment would have (a cache of its own).
-fn instance(s: &Stores, ap: &(Arc<dyn Store>, Objects)) -> RegionalStore {
-    RegionalStore::new(
+/// A third region ("ap-south", SQLite) beside `s`'s two, and a [`Stores`] over all three as
+/// one more instance of the deployment would have (a cache of its own).
+fn instance(s: &Setup, ap: &(Arc<dyn Store>, Objects)) -> Stores {
+    Stores::new(
         s.main.clone(),
         s.main_objects.clone(),
         vec![
@@ -475,7 +480,11 @@ pub async fn concurrent_moves_of_one_org_leave_exactly_one_copy(h: Harness) {
 
 pub async fn a_move_never_drops_what_was_written_after_its_copy(h: Harness) {
     let s = stores(h.store.clone());
-    let (org, _) = populated_org(s.eu.as_ref(), "eu-central").await;
+    let (org, _) = populated_org(
+        &Stores::single(s.eu.clone(), s.eu_objects.clone()),
+        "eu-central",
+    )
+    .await;
     let copy = s.eu.export_org(&org).await.unwrap();
     // A write lands after the copy was taken: dropping by that copy must refuse.
     s.eu.insert_records(
