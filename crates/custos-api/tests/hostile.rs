@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use custos_core::{SweepOptions, SystemClock};
 use custos_policy::Policy;
-use custos_store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 mod support;
 
+use custos_store::prelude::*;
 use support::{deploy, ADMIN};
 
 type Server = support::Deployment;

@@ -21,7 +21,8 @@ use custos_audit::{Actor, AuditEvent};
 use custos_core::{Caller, Custos, ManualClock, NewOrg, Principal, SweepOptions};
 use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, RecordRow, RecordState, SqliteStore, Store};
+use custos_store::prelude::*;
+use custos_store::{ObjectLocation, Objects, RecordRow, RecordState, SqliteStore};
 
 fn num(name: &str, default: usize) -> usize {
     std::env::var(name)

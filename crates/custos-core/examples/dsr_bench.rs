@@ -37,7 +37,8 @@ use custos_core::{
 };
 use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, RequestStore, SqliteStore, Store};
+use custos_store::prelude::*;
+use custos_store::{ObjectLocation, Objects, RequestStore, SqliteStore};
 use serde_json::json;
 
 /// What the command line asks for.

@@ -756,7 +756,7 @@ impl Custos {
             Ok(created)
         });
         let insert = {
-            let (store, scope) = (self.store.for_org(&scope).await?.clone(), scope.clone());
+            let (store, scope) = (self.store.for_org(scope).await?.clone(), scope.clone());
             tokio::spawn(async move { store.insert_record_stream(&scope, chunks, &[event]).await })
         };
         let sealed = sealing

@@ -12,7 +12,8 @@ use custos_core::{
     Caller, CoreError, NewHold, NewRecord, NewRequest, Principal, RequestExtension, RequestQuery,
     RequestRejection, SweepOptions,
 };
-use custos_store::{RecordFilter, RequestKind, RequestStatus, RequestStore, Store};
+use custos_store::prelude::*;
+use custos_store::{RecordFilter, RequestKind, RequestStatus, RequestStore};
 use jiff::ToSpan;
 use serde_json::json;
 

@@ -9,7 +9,8 @@ use std::io::{Cursor, Read};
 use common::{env_with_policy, Env};
 use custos_core::{Caller, NewRecord, NewRequest};
 use custos_export::Format;
-use custos_store::{RequestKind, Store};
+use custos_store::prelude::*;
+use custos_store::RequestKind;
 use futures::StreamExt;
 use serde_json::{json, Value};
 

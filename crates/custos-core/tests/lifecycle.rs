@@ -10,7 +10,7 @@ use custos_core::{
     ActionKind, Caller, Clock, CoreError, FileUpload, NewHold, NewRecord, Principal, SweepAction,
     SweepOptions,
 };
-use custos_store::Store;
+use custos_store::prelude::*;
 use jiff::{Timestamp, ToSpan};
 use serde_json::json;
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use custos_core::{Caller, Custos, ManualClock, NewOrg, NewRecord, Principal, SweepOptions};
 use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, PgStore, Store};
+use custos_store::prelude::*;
+use custos_store::{ObjectLocation, Objects, PgStore};
 use jiff::ToSpan;
 use serde_json::json;
 

@@ -17,7 +17,8 @@ use custos_core::{
 };
 use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, OrgScope, SqliteStore, Store};
+use custos_store::prelude::*;
+use custos_store::{ObjectLocation, Objects, OrgScope, SqliteStore};
 
 const EMAIL: &str = "ana.lopez@example.com";
 const SSN: &str = "536-22-8726";

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use custos_audit::{leaf_hash, Actor, AuditEvent, LogVerifier, Outcome};
+use custos_store::prelude::*;
 use custos_store::{PgStore, SqliteStore, Store, STORED_MIN_LEVEL};
 
 fn num(name: &str, default: u64) -> u64 {

@@ -52,6 +52,21 @@ pub struct EnrollmentCode {
 /// the audit events that describe it and appends them in the same transaction.
 #[async_trait::async_trait]
 pub trait MemberStore {
+    /// Adds a member with the hash of its API key.
+    async fn add_member(
+        &self,
+        scope: &OrgScope,
+        member: &Member,
+        key_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+
+    /// Finds the member owning an API key hash, with its org's scope.
+    async fn member_by_key_hash(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<(OrgScope, Member)>, StoreError>;
+
     /// The org's members, oldest first.
     async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError>;
     /// One member of the org.

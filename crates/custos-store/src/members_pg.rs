@@ -48,6 +48,50 @@ async fn forget(
 
 #[async_trait::async_trait]
 impl MemberStore for PgStore {
+    async fn add_member(
+        &self,
+        scope: &OrgScope,
+        member: &Member,
+        key_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO members (org_id, id, name, roles, groups_json, mfa, key_hash, created_at,
+                                  identity_iss, identity_sub)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(scope.org_id())
+        .bind(&member.id)
+        .bind(&member.name)
+        .bind(serde_json::to_string(&member.roles).expect("strings serialize"))
+        .bind(serde_json::to_string(&member.groups).expect("strings serialize"))
+        .bind(member.mfa)
+        .bind(&key_hash[..])
+        .bind(to_micros(member.created_at))
+        .bind(member.identity.as_ref().map(|i| i.iss.clone()))
+        .bind(member.identity.as_ref().map(|i| i.sub.clone()))
+        .execute(&mut *tx)
+        .await?;
+        commit_with(tx, audit).await?;
+        Ok(())
+    }
+
+    async fn member_by_key_hash(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<(OrgScope, Member)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {}, org_id FROM members WHERE key_hash = $1",
+            crate::members::MEMBER_COLUMNS
+        ))
+        .bind(&key_hash[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((OrgScope::new(r.try_get(8)?), member_from_row(&r)?)))
+            .transpose()
+    }
+
     async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError> {
         sqlx::query(&format!(
             "SELECT {MEMBER_COLUMNS} FROM members WHERE org_id = $1 ORDER BY created_at, id"

@@ -42,6 +42,56 @@ fn forget(
 
 #[async_trait::async_trait]
 impl MemberStore for SqliteStore {
+    async fn add_member(
+        &self,
+        scope: &OrgScope,
+        member: &Member,
+        key_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (org, m, hash) = (scope.org_id().to_string(), member.clone(), *key_hash);
+        self.mutate(audit, move |tx| {
+            tx.execute(
+                "INSERT INTO members (org_id, id, name, roles, groups_json, mfa, key_hash, created_at,
+                                      identity_iss, identity_sub)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    org,
+                    m.id,
+                    m.name,
+                    serde_json::to_string(&m.roles).expect("strings serialize"),
+                    serde_json::to_string(&m.groups).expect("strings serialize"),
+                    m.mfa,
+                    &hash[..],
+                    to_micros(m.created_at),
+                    m.identity.as_ref().map(|i| i.iss.clone()),
+                    m.identity.as_ref().map(|i| i.sub.clone()),
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn member_by_key_hash(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> Result<Option<(OrgScope, Member)>, StoreError> {
+        let hash = *key_hash;
+        self.read_point(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {}, org_id FROM members WHERE key_hash = ?1",
+                crate::members::MEMBER_COLUMNS
+            ))?;
+            let mut rows = stmt.query([&hash[..]])?;
+            match rows.next()? {
+                Some(r) => Ok(Some((OrgScope::new(r.get(8)?), member_from_row(r)?))),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError> {
         let org = scope.org_id().to_string();
         self.read(move |c| {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use custos_audit::{
     leaf_hash, verify_consistency, verify_inclusion, Actor, AuditEvent, Frontier, Hash,
 };
+use custos_store::prelude::*;
 use custos_store::{PgStore, SqliteStore, Store, StoredCheckpoint, STORED_MIN_LEVEL};
 
 fn event(i: u64) -> AuditEvent {

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use custos_audit::{Actor, AuditEvent, Checkpoint, InclusionProof};
-use custos_store::{SqliteStore, Store};
+use custos_store::prelude::*;
+use custos_store::SqliteStore;
 
 /// A data directory inside a temp dir (the binary runs with the temp dir as its cwd, so no
 /// stray `custos.toml` is picked up).

@@ -15,7 +15,8 @@ use custos_core::{
 };
 use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, RecordState, SqliteStore, Store};
+use custos_store::prelude::*;
+use custos_store::{ObjectLocation, Objects, RecordState, SqliteStore};
 use jiff::{Timestamp, ToSpan};
 use serde_json::json;
 

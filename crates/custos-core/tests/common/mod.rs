@@ -8,7 +8,8 @@ use std::sync::Arc;
 use custos_core::{Caller, Custos, ManualClock, NewMember, NewOrg, Principal};
 use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
 use custos_policy::Policy;
-use custos_store::{ObjectLocation, Objects, SqliteStore, Store};
+use custos_store::prelude::*;
+use custos_store::{ObjectLocation, Objects, SqliteStore};
 
 pub struct Env {
     pub dir: tempfile::TempDir,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use custos_audit::{Actor, AuditEvent};
+use custos_store::prelude::*;
 use custos_store::{
     AuditEntry, Hold, Member, Org, OrgScope, PgStore, RecordRow, RecordState, SqliteStore, Store,
     StoreError,
