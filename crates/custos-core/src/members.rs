@@ -430,11 +430,13 @@ impl Custos {
         let Some(identity) = identity else {
             return Ok(());
         };
-        let members = self.store.for_org(scope).await?.members(scope).await?;
-        match members
-            .iter()
-            .find(|m| m.identity.as_ref() == Some(identity) && Some(m.id.as_str()) != except)
-        {
+        let bound = self
+            .store
+            .for_org(scope)
+            .await?
+            .member_by_identity(scope, identity)
+            .await?;
+        match bound.filter(|m| Some(m.id.as_str()) != except) {
             Some(other) => Err(CoreError::Conflict(format!(
                 "identity is already bound to member {}; unbind it there first",
                 other.id

@@ -7,7 +7,7 @@
 use custos_audit::AuditEvent;
 use jiff::Timestamp;
 
-use crate::{Member, OrgScope, StoreError};
+use crate::{Member, OrgScope, PersonIdentity, StoreError};
 
 /// The member columns [`crate::Member`] is read from, in order (both backends).
 pub(crate) const MEMBER_COLUMNS: &str =
@@ -67,6 +67,13 @@ pub trait MemberStore {
         key_hash: &[u8; 32],
     ) -> Result<Option<(OrgScope, Member)>, StoreError>;
 
+    /// The org's member bound to the person `identity`, if any (at most one: the store keeps
+    /// one member per person and org).
+    async fn member_by_identity(
+        &self,
+        scope: &OrgScope,
+        identity: &PersonIdentity,
+    ) -> Result<Option<Member>, StoreError>;
     /// The org's members, oldest first.
     async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError>;
     /// One member of the org.

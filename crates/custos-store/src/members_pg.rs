@@ -6,7 +6,7 @@ use sqlx::Row;
 use crate::members::{EnrollmentCode, MemberStore, Session, TotpFactor, MEMBER_COLUMNS};
 use crate::model::{from_micros, to_micros};
 use crate::pg::{commit_with, member_from_row};
-use crate::{Member, OrgScope, PgStore, StoreError};
+use crate::{Member, OrgScope, PersonIdentity, PgStore, StoreError};
 
 fn json(values: &[String]) -> String {
     serde_json::to_string(values).expect("strings serialize")
@@ -48,6 +48,24 @@ async fn forget(
 
 #[async_trait::async_trait]
 impl MemberStore for PgStore {
+    async fn member_by_identity(
+        &self,
+        scope: &OrgScope,
+        identity: &PersonIdentity,
+    ) -> Result<Option<Member>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM members
+             WHERE org_id = $1 AND identity_iss = $2 AND identity_sub = $3"
+        ))
+        .bind(scope.org_id())
+        .bind(&identity.iss)
+        .bind(&identity.sub)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| member_from_row(&r))
+        .transpose()
+    }
+
     async fn add_member(
         &self,
         scope: &OrgScope,

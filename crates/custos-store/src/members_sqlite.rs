@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension};
 use crate::members::{EnrollmentCode, MemberStore, Session, TotpFactor, MEMBER_COLUMNS};
 use crate::model::{from_micros, to_micros};
 use crate::sqlite::member_from_row;
-use crate::{Member, OrgScope, SqliteStore, StoreError};
+use crate::{Member, OrgScope, PersonIdentity, SqliteStore, StoreError};
 
 fn json(values: &[String]) -> String {
     serde_json::to_string(values).expect("strings serialize")
@@ -42,6 +42,27 @@ fn forget(
 
 #[async_trait::async_trait]
 impl MemberStore for SqliteStore {
+    async fn member_by_identity(
+        &self,
+        scope: &OrgScope,
+        identity: &PersonIdentity,
+    ) -> Result<Option<Member>, StoreError> {
+        let (org, iss, sub) = (
+            scope.org_id().to_string(),
+            identity.iss.clone(),
+            identity.sub.clone(),
+        );
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MEMBER_COLUMNS} FROM members
+                 WHERE org_id = ?1 AND identity_iss = ?2 AND identity_sub = ?3"
+            ))?;
+            let mut rows = stmt.query(params![org, iss, sub])?;
+            rows.next()?.map(member_from_row).transpose()
+        })
+        .await
+    }
+
     async fn add_member(
         &self,
         scope: &OrgScope,

@@ -58,6 +58,21 @@ pub async fn members_change_rotate_and_remove(h: Harness) {
     let s = session(&alice.id, now_us() + 1.hour());
     assert!(store.open_session(&a, &s, 100, &audit).await.unwrap());
     book.appended(&audit);
+    assert_eq!(
+        store
+            .member_by_identity(&a, changed.identity.as_ref().unwrap())
+            .await
+            .unwrap(),
+        Some(changed.clone())
+    );
+    assert_eq!(
+        store
+            .member_by_identity(&b, changed.identity.as_ref().unwrap())
+            .await
+            .unwrap(),
+        None,
+        "a person bound in one org is nobody in another"
+    );
     let (_, by_session, _) = store
         .session(&s.token_hash, now_us())
         .await
