@@ -61,6 +61,8 @@ impl GatewayError {
             LlmRefusal::ScanFailed | LlmRefusal::MissingUpstreamKey { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            // A refusal this version does not know is the service's fault, not the caller's.
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let LlmRefusal::Core(CoreError::Internal(detail)) = refusal {
             tracing::error!(error = %detail, "LLM gateway: internal error");

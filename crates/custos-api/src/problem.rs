@@ -94,6 +94,8 @@ impl From<CoreError> for ApiError {
             CoreError::Erased | CoreError::OrgTerminated(_) => StatusCode::GONE,
             CoreError::PiiBlocked(_) => StatusCode::UNPROCESSABLE_ENTITY,
             CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // An error this version does not know is answered like an internal one.
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let CoreError::Internal(detail) = &e {
             // The detail may name internals (SQL, paths); log it, return a generic message.

@@ -248,6 +248,7 @@ pub struct AuditVerification {
 
 /// Why the log failed verification (a check failed, not an operational error).
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuditFailure {
     /// The entries do not match their hashes or the signed checkpoints.
     #[error(transparent)]

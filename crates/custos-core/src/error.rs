@@ -7,6 +7,7 @@ use custos_store::StoreError;
 
 /// Why a core operation did not happen. Nothing was changed when one is returned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CoreError {
     /// No or unknown credentials.
     #[error("missing or invalid credentials")]

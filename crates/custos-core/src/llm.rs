@@ -20,6 +20,7 @@ use crate::{Caller, CoreError, Custos, Principal};
 /// Why the gateway refuses a call. Each has a stable reason code (audit, metrics, error
 /// bodies); messages name the input and what is wrong, never content.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LlmRefusal {
     /// Authentication or authorization refused the caller (already audited).
     #[error("{0}")]

@@ -2,6 +2,7 @@
 
 /// What went wrong in a cryptographic or key-management operation.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CryptoError {
     /// A ciphertext did not authenticate: wrong key, wrong associated data, or tampering.
     #[error("ciphertext failed to authenticate (wrong key, moved to another record or org, or modified)")]
