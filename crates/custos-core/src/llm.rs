@@ -276,7 +276,7 @@ impl Custos {
             // The admin token acts in no org; the table refuses it (and audits that).
             _ => {
                 self.authorize_global(caller, op).await?;
-                return Err(CoreError::Internal("the table admits the admin token".into()).into());
+                return Err(CoreError::internal("the table admits the admin token").into());
             }
         };
         let grant = self.authorize(caller, op, &org).await?;
