@@ -1264,7 +1264,7 @@ pii = { detect = ["person"], action = "tokenize" }
             custos_store::Objects::open(&custos_store::ObjectLocation::File(dir.join("objects")))
                 .unwrap();
         let kms = custos_crypto::LocalKms::open_or_create(&dir.join("keys/root.keyring")).unwrap();
-        let keys = custos_crypto::SqliteKeyStore::open(&dir.join("keys/keys.db")).unwrap();
+        let keys = custos_keystore_sqlite::SqliteKeyStore::open(&dir.join("keys/keys.db")).unwrap();
         let vault = custos_crypto::KeyVault::new(Arc::new(kms), Arc::new(keys));
         Custos::new(
             Arc::new(policy),

@@ -16,7 +16,8 @@ use custos_core::{
     AuditFailure, AuditVerification, Caller, CoreError, Custos, ManualClock, NewMember, NewOrg,
     Principal,
 };
-use custos_crypto::{DeploymentSigner, KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{DeploymentSigner, KeyVault, LocalKms};
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_policy::Policy;
 use custos_store::{AuditFilter, ObjectLocation, Objects, PgStore, SqliteStore, Store};
 

@@ -27,9 +27,10 @@ pub enum CryptoError {
     /// The operation is not possible with this key source.
     #[error("{0}")]
     Unsupported(String),
-    /// The key store failed.
+    /// The key store failed; the store's own error (SQLite's, in `custos-keystore-sqlite`) is
+    /// the source. Boxed so this crate does not depend on any store's driver.
     #[error("key store: {0}")]
-    Store(#[from] rusqlite::Error),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A key service (a key store or KMS backend) failed; names the operation, never a key.
     #[error("key service: {0}")]
     Service(String),
