@@ -307,6 +307,7 @@ impl DueRecord {
     }
 }
 
+/// A legal hold: while it stands, the records it covers are not deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     /// Hold id.
