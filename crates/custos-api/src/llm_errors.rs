@@ -61,8 +61,10 @@ impl GatewayError {
             LlmRefusal::ScanFailed | LlmRefusal::MissingUpstreamKey { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            // A refusal this version does not know is the service's fault, not the caller's.
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if let LlmRefusal::Core(CoreError::Internal(detail)) = refusal {
+        if let LlmRefusal::Core(CoreError::Internal { detail, .. }) = refusal {
             tracing::error!(error = %detail, "LLM gateway: internal error");
         }
         tracing::debug!(reason = refusal.reason(), "LLM call refused");
@@ -138,7 +140,7 @@ fn core_status(e: &CoreError) -> StatusCode {
         }
         CoreError::NotFound(_) => StatusCode::NOT_FOUND,
         CoreError::Conflict(_) => StatusCode::CONFLICT,
-        CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        CoreError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
 }

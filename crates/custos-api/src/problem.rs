@@ -93,12 +93,24 @@ impl From<CoreError> for ApiError {
             CoreError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             CoreError::Erased | CoreError::OrgTerminated(_) => StatusCode::GONE,
             CoreError::PiiBlocked(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CoreError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            // An error this version does not know is answered like an internal one.
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if let CoreError::Internal(detail) = &e {
-            // The detail may name internals (SQL, paths); log it, return a generic message.
-            tracing::error!(error = %detail, "internal error");
-        }
+        // The detail of a 500 may name internals (SQL, paths); log it once, answer with a
+        // generic message. `detail` already carries its cause's message, so the log line
+        // does not walk `source()` again.
+        let detail = match &e {
+            CoreError::Internal { detail, .. } => {
+                tracing::error!(error = %detail, "internal error");
+                "internal error".to_string()
+            }
+            _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = %e, "internal error");
+                "internal error".to_string()
+            }
+            _ => e.to_string(),
+        };
         let retry_after = match &e {
             CoreError::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
@@ -106,7 +118,7 @@ impl From<CoreError> for ApiError {
         ApiError {
             status,
             code: e.code(),
-            detail: e.to_string(),
+            detail,
             retry_after,
         }
     }

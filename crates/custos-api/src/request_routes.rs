@@ -332,7 +332,7 @@ pub(crate) async fn certificate(
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut out = Vec::new();
     custos_export::certificate_pdf("Certificate of deletion", &lines, &mut out)
-        .map_err(|e| ApiError::from(custos_core::CoreError::Internal(format!("pdf: {e}"))))?;
+        .map_err(|e| ApiError::from(custos_core::CoreError::internal_from("pdf", e)))?;
     let name = format!("certificate-{}.pdf", cert.statement.id);
     Ok((attachment("application/pdf", &name), out).into_response())
 }

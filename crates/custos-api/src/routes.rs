@@ -776,7 +776,7 @@ async fn scan(
     // Scanning is CPU work proportional to the text; keep it off the async workers.
     let findings = tokio::task::spawn_blocking(move || custos.scanner().scan(&req.text))
         .await
-        .map_err(|e| ApiError::from(custos_core::CoreError::Internal(e.to_string())))?;
+        .map_err(|e| ApiError::from(custos_core::CoreError::internal_from("scan task", e)))?;
     Ok(Json(ScanResponse {
         findings: findings
             .into_iter()

@@ -721,3 +721,24 @@ async fn archive_restore_and_org_termination_over_http() {
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED, "asking again is harmless");
 }
+
+#[tokio::test]
+async fn a_store_failure_is_a_500_that_shows_no_internal_detail() {
+    let s = server().await;
+    // Every audit append fails with a message naming internals; creating an org appends one.
+    s.store
+        .execute_raw_for_tests(
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log
+             BEGIN SELECT RAISE(ABORT, 'secret-internal-detail in audit_log'); END;",
+        )
+        .await
+        .unwrap();
+    let (status, body) = s.post(ADMIN, "/v1/orgs", json!({"name": "Acme"})).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let text = body.to_string();
+    for internal in ["secret-internal-detail", "audit_log", "database", "SQL"] {
+        assert!(!text.contains(internal), "{internal:?} leaked: {text}");
+    }
+    assert_eq!(body["code"], "internal", "{body}");
+    assert_eq!(body["detail"], "internal error", "{body}");
+}

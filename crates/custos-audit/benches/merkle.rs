@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p custos-audit`; `CUSTOS_BENCH_PROOF_SIZE` overrides the 10M-leaf proof tree.
 
+// `criterion_group!` generates a public `benches` function that takes no doc comment.
+#![allow(missing_docs)]
+
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use custos_audit::{
     consistency_proof, inclusion_proof, leaf_hash, verify_log, Actor, AuditEvent, Checkpoint,

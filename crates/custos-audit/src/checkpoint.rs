@@ -27,6 +27,7 @@ pub struct Checkpoint {
 
 /// Why a checkpoint body or signed checkpoint was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// The body is not newline-terminated lines.
     #[error("checkpoint body must end with a newline")]

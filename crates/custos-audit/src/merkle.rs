@@ -133,6 +133,7 @@ fn fold_right(hashes: &[Hash]) -> Option<Hash> {
 
 /// Why a frontier could not be built or extended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrontierError {
     /// The number of hashes does not match the binary decomposition of the size.
     #[error("a frontier of size {size} needs {expected} hashes, got {got}")]
@@ -272,6 +273,7 @@ pub trait NodeStore {
 
 /// Why a tree computation over a [`NodeStore`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TreeError<E: std::error::Error + 'static> {
     /// The store itself failed.
     #[error("node store: {0}")]
@@ -388,6 +390,7 @@ pub fn frontier_at<S: NodeStore + ?Sized>(
 
 /// Why the in-memory store refused a write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MemoryStoreError {
     /// A node already stored with a different hash: complete nodes never change.
     #[error("{0} is already stored with a different hash")]

@@ -28,6 +28,7 @@ pub trait NoteSigner {
 
 /// Why a note could not be signed or verified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NoteError {
     /// The key name is empty, contains whitespace or `+`.
     #[error("invalid key name {0:?}: must be non-empty, without spaces or '+'")]

@@ -8,6 +8,7 @@ use crate::merkle::{empty_root, node_hash, split_point, Hash, NodePlan, NodeStor
 
 /// Why proof generation was asked for something that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RangeError {
     /// The leaf index is not below the tree size.
     #[error("index {index} is not in a tree of size {size}")]
@@ -29,6 +30,7 @@ pub enum RangeError {
 
 /// Why a proof did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// The index or sizes are impossible (index past the end, old size past new size).
     #[error(transparent)]

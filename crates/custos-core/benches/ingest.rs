@@ -49,7 +49,8 @@ use std::time::{Duration, Instant};
 
 use custos_audit::{Actor, AuditEvent};
 use custos_core::{Caller, Custos, NewMember, NewOrg, NewRecord, Principal, SystemClock};
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{KeyVault, LocalKms};
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_policy::Policy;
 use custos_store::{
     ObjectLocation, Objects, Org, OrgScope, PgStore, RecordRow, RecordState, SqliteStore, Store,

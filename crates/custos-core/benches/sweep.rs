@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use custos_audit::{Actor, AuditEvent};
 use custos_core::{Caller, Custos, ManualClock, NewOrg, Principal, SweepOptions};
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{KeyVault, LocalKms};
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_policy::Policy;
 use custos_store::prelude::*;
 use custos_store::{ObjectLocation, Objects, RecordRow, RecordState, SqliteStore};

@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use custos_core::{
     Caller, Custos, ExportFormat, ManualClock, NewOrg, NewRecord, Principal, MAX_BATCH_RECORDS,
 };
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{KeyVault, LocalKms};
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_policy::Policy;
 use custos_store::prelude::*;
 use custos_store::{ObjectLocation, Objects, RequestStore, SqliteStore};

@@ -112,14 +112,14 @@ fn checked_entry(
 ) -> Result<AuditEntryView, CoreError> {
     let index = entry.index;
     let event = AuditEvent::from_canonical_bytes(&entry.leaf)
-        .map_err(|err| CoreError::Internal(format!("audit entry {index}: {err}")))?;
+        .map_err(|err| CoreError::internal_from(format!("audit entry {index}"), err))?;
     let in_scope = org.is_none_or(|org| event.org.as_deref() == Some(org));
     if !in_scope || !filter.matches(&AuditIndex::of(&event)) {
         tracing::error!(
             index,
             "audit entry's stored columns disagree with its event; run `custos audit verify`"
         );
-        return Err(CoreError::Internal(format!(
+        return Err(CoreError::internal(format!(
             "audit entry {index}: its stored columns disagree with its event \
              (run `custos audit verify`)"
         )));
@@ -248,6 +248,7 @@ pub struct AuditVerification {
 
 /// Why the log failed verification (a check failed, not an operational error).
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuditFailure {
     /// The entries do not match their hashes or the signed checkpoints.
     #[error(transparent)]
@@ -345,7 +346,7 @@ impl Custos {
     pub(crate) fn audit_signer(&self) -> Result<&AuditSigner, CoreError> {
         self.audit_signer
             .as_deref()
-            .ok_or_else(|| CoreError::Internal("no audit signing key is configured".into()))
+            .ok_or_else(|| CoreError::internal("no audit signing key is configured"))
     }
 
     /// The checkpoint verification key; any authenticated caller may fetch it.
@@ -383,7 +384,7 @@ impl Custos {
             None => log
                 .latest_audit_checkpoint()
                 .await?
-                .ok_or_else(|| CoreError::Internal("no checkpoint after creating one".into())),
+                .ok_or_else(|| CoreError::internal("no checkpoint after creating one")),
         }
     }
 
@@ -419,7 +420,7 @@ impl Custos {
         };
         let note = head
             .sign(signer)
-            .map_err(|e| CoreError::Internal(format!("signing checkpoint: {e}")))?;
+            .map_err(|e| CoreError::internal_from("signing checkpoint", e))?;
         let stored = log
             .add_audit_checkpoint(&StoredCheckpoint { size, note, time })
             .await?;
@@ -486,7 +487,7 @@ impl Custos {
                 index,
                 "audit entry's leaf disagrees with its stored leaf hash; run `custos audit verify`"
             );
-            return Err(CoreError::Internal(format!(
+            return Err(CoreError::internal(format!(
                 "audit entry {index}: its leaf disagrees with its stored leaf hash \
                  (run `custos audit verify`)"
             )));
@@ -511,7 +512,7 @@ impl Custos {
             .filter(|e| e.index == index)
             .ok_or_else(not_found)?;
         let event = AuditEvent::from_canonical_bytes(&entry.leaf)
-            .map_err(|err| CoreError::Internal(format!("audit entry {index}: {err}")))?;
+            .map_err(|err| CoreError::internal_from(format!("audit entry {index}"), err))?;
         if event.org.as_deref() != Some(org) {
             return Err(not_found());
         }
@@ -628,7 +629,7 @@ impl Custos {
         while let Some((start, task)) = inflight.pop_front() {
             let page = match task.await {
                 Ok(page) => page?,
-                Err(e) => return Err(CoreError::Internal(format!("audit read task: {e}"))),
+                Err(e) => return Err(CoreError::internal_from("audit read task", e)),
             };
             if page.is_empty() {
                 break;
@@ -692,7 +693,7 @@ impl Custos {
     ) -> Result<StoredCheckpoint, CoreError> {
         let log = self.log_of_region(region)?;
         let cp = self.ensure_checkpoint_in(&log).await?;
-        let io = |e: std::io::Error| CoreError::Internal(format!("writing the export: {e}"));
+        let io = |e: std::io::Error| CoreError::internal_from("writing the export", e);
         let mut from = 0u64;
         while from < cp.size {
             let limit = VERIFY_PAGE.min(u32::try_from(cp.size - from).unwrap_or(u32::MAX));
@@ -710,7 +711,7 @@ impl Custos {
                     "event": event,
                 });
                 serde_json::to_writer(&mut *out, &line)
-                    .map_err(|e| CoreError::Internal(format!("writing the export: {e}")))?;
+                    .map_err(|e| CoreError::internal_from("writing the export", e))?;
                 out.write_all(b"\n").map_err(io)?;
             }
         }
@@ -783,7 +784,7 @@ fn checkpoint_view(cp: &StoredCheckpoint) -> Result<CheckpointView, CoreError> {
         .map(|(b, _)| format!("{b}\n"))
         .unwrap_or_default();
     let head = Checkpoint::parse(&body)
-        .map_err(|e| CoreError::Internal(format!("stored checkpoint {}: {e}", cp.size)))?;
+        .map_err(|e| CoreError::internal_from(format!("stored checkpoint {}", cp.size), e))?;
     Ok(CheckpointView {
         origin: head.origin,
         size: cp.size,

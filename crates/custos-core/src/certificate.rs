@@ -19,7 +19,7 @@ const VERIFICATION: &str = "Every destroyed key id was confirmed absent from the
 
 fn method(name: &str) -> Result<Method, CoreError> {
     serde_json::from_value(serde_json::Value::String(name.to_string()))
-        .map_err(|_| CoreError::Internal(format!("unknown erasure method {name:?}")))
+        .map_err(|_| CoreError::internal(format!("unknown erasure method {name:?}")))
 }
 
 impl Custos {
@@ -33,7 +33,7 @@ impl Custos {
     ) -> Result<Statement, CoreError> {
         let signer = self.audit_signer()?;
         let missing =
-            || CoreError::Internal(format!("request {}: round not completed", request.id));
+            || CoreError::internal(format!("request {}: round not completed", request.id));
         let id = p
             .certificate_id
             .as_deref()
@@ -44,7 +44,7 @@ impl Custos {
             RequestStatus::Completed => Status::Completed,
             RequestStatus::PartiallyCompleted => Status::PartiallyCompleted,
             other => {
-                return Err(CoreError::Internal(format!(
+                return Err(CoreError::internal(format!(
                     "request {} is {other}; only finished erasures are certified",
                     request.id
                 )))
@@ -148,7 +148,7 @@ impl Custos {
             });
         }
         let entry = found.ok_or_else(|| {
-            CoreError::Internal(format!(
+            CoreError::internal(format!(
                 "request {}: its subject.erase event is not in the audit log",
                 request.id
             ))
@@ -157,8 +157,8 @@ impl Custos {
         let log = self.log_of_org(scope).await?;
         let checkpoint = self.ensure_checkpoint_in(&log).await?;
         if checkpoint.size <= entry.index {
-            return Err(CoreError::Internal(
-                "the latest checkpoint does not cover the erasure event yet".into(),
+            return Err(CoreError::internal(
+                "the latest checkpoint does not cover the erasure event yet",
             ));
         }
         let proof = log
@@ -209,7 +209,7 @@ impl Custos {
             .reason(format!("certificate={}", latest.id));
         self.store.append_audit(&[event]).await?;
         serde_json::from_str(&latest.body).map_err(|e| {
-            CoreError::Internal(format!("stored certificate {} is corrupt: {e}", latest.id))
+            CoreError::internal_from(format!("stored certificate {} is corrupt", latest.id), e)
         })
     }
 }

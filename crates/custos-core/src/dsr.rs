@@ -234,7 +234,7 @@ impl Custos {
         id: &str,
         sealed: &[u8],
     ) -> Result<String, CoreError> {
-        let corrupt = || CoreError::Internal(format!("request {id}: sealed subject is corrupt"));
+        let corrupt = || CoreError::internal(format!("request {id}: sealed subject is corrupt"));
         let split = sealed.iter().position(|b| *b == 0).ok_or_else(corrupt)?;
         let key_ref: custos_crypto::KeyRef = std::str::from_utf8(&sealed[..split])
             .ok()

@@ -120,7 +120,7 @@ pub(crate) struct Progress {
 impl Progress {
     pub(crate) fn of(request: &SubjectRequest) -> Result<Self, CoreError> {
         serde_json::from_str(&request.progress).map_err(|e| {
-            CoreError::Internal(format!("request {}: progress is corrupt: {e}", request.id))
+            CoreError::internal_from(format!("request {}: progress is corrupt", request.id), e)
         })
     }
 
@@ -283,7 +283,7 @@ impl Custos {
     ) -> Result<(), CoreError> {
         let live = self.live_subject_keys(scope, subject_ref).await?;
         if let Some(k) = live.iter().find(|k| ids.contains(&k.key_id)) {
-            return Err(CoreError::Internal(format!(
+            return Err(CoreError::internal(format!(
                 "key {} is still in the key store after its destruction",
                 k.key_id
             )));
@@ -726,7 +726,7 @@ impl Custos {
         let meta = (!metadata.is_null()).then_some(&metadata);
         let scan = plan
             .scan(&self.scanner, &content, meta)
-            .map_err(|_| CoreError::Internal("redaction refused a record".into()))?;
+            .map_err(|_| CoreError::internal("redaction refused a record"))?;
         let content = plan.apply(content, scan.findings, None)?;
         let metadata = plan.apply_metadata(metadata, scan.meta, None)?;
         Ok(Envelope {

@@ -7,6 +7,7 @@ use custos_store::StoreError;
 
 /// Why a core operation did not happen. Nothing was changed when one is returned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CoreError {
     /// No or unknown credentials.
     #[error("missing or invalid credentials")]
@@ -72,7 +73,15 @@ pub enum CoreError {
     MoveInProgress(String),
     /// Storage or crypto failed; details are logged, not returned.
     #[error("internal error")]
-    Internal(String),
+    Internal {
+        /// What failed, for the service log and the CLI (may name internals: never sent to
+        /// an API client).
+        detail: String,
+        /// The failure underneath, when there is one (a [`StoreError`], a
+        /// [`custos_crypto::CryptoError`], ...).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
 }
 
 impl CoreError {
@@ -93,7 +102,26 @@ impl CoreError {
             CoreError::TransferNotAllowed(_) => "data_transfer_not_allowed",
             CoreError::RateLimited { .. } => "rate_limited",
             CoreError::MoveInProgress(_) => "move_in_progress",
-            CoreError::Internal(_) => "internal",
+            CoreError::Internal { .. } => "internal",
+        }
+    }
+
+    /// An internal error with no underlying error to keep (an invariant that did not hold).
+    pub fn internal(detail: impl Into<String>) -> Self {
+        CoreError::Internal {
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// An internal error caused by `source`; the detail is `context: source`.
+    pub fn internal_from(
+        context: impl std::fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        CoreError::Internal {
+            detail: format!("{context}: {source}"),
+            source: Some(Box::new(source)),
         }
     }
 
@@ -111,7 +139,10 @@ impl From<StoreError> for CoreError {
         match e {
             StoreError::Conflict(m) => CoreError::Conflict(m),
             StoreError::MoveInProgress(m) => CoreError::MoveInProgress(m),
-            other => CoreError::Internal(other.to_string()),
+            other => CoreError::Internal {
+                detail: other.to_string(),
+                source: Some(Box::new(other)),
+            },
         }
     }
 }
@@ -120,7 +151,50 @@ impl From<custos_crypto::CryptoError> for CoreError {
     fn from(e: custos_crypto::CryptoError) -> Self {
         match e {
             custos_crypto::CryptoError::KeyDestroyed => CoreError::Erased,
-            other => CoreError::Internal(other.to_string()),
+            other => CoreError::Internal {
+                detail: other.to_string(),
+                source: Some(Box::new(other)),
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_store_failure_keeps_its_chain_and_shows_only_internal_error() {
+        let cause = std::io::Error::other("disk gone");
+        let err = CoreError::from(StoreError::database("reading records", cause));
+        assert_eq!(err.to_string(), "internal error");
+        assert_eq!(err.code(), "internal");
+        let store = err
+            .source()
+            .and_then(|s| s.downcast_ref::<StoreError>())
+            .expect("the store error is the source");
+        assert!(matches!(store, StoreError::Database { .. }), "{store:?}");
+        let io = store
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the I/O error is the store error's source");
+        assert_eq!(io.to_string(), "disk gone");
+        // The detail (logged, printed by the CLI) still says what failed.
+        match &err {
+            CoreError::Internal { detail, .. } => {
+                assert_eq!(detail, "database error: reading records: disk gone")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_conflict_stays_a_conflict() {
+        let err = CoreError::from(StoreError::Conflict("duplicate id".into()));
+        assert!(
+            matches!(err, CoreError::Conflict(ref m) if m == "duplicate id"),
+            "{err:?}"
+        );
     }
 }

@@ -69,7 +69,7 @@ impl Write for Pipe {
 }
 
 fn export_error(e: custos_export::ExportError) -> CoreError {
-    CoreError::Internal(format!("export: {e}"))
+    CoreError::internal_from("export", e)
 }
 
 /// Where the bytes of an export go, chunk by chunk.
@@ -415,7 +415,7 @@ impl Custos {
         let consume = async {
             while let Some(chunk) = rx.recv().await {
                 out.write_all(&chunk?)
-                    .map_err(|e| CoreError::Internal(format!("writing the export: {e}")))?;
+                    .map_err(|e| CoreError::internal_from("writing the export", e))?;
             }
             Ok::<(), CoreError>(())
         };
@@ -514,7 +514,7 @@ impl Custos {
                 .await;
             if let Err(e) = &result {
                 // The upload sees the failure and stores nothing.
-                let _ = tx.send(Err(CoreError::Internal(e.to_string()))).await;
+                let _ = tx.send(Err(CoreError::internal(e.to_string()))).await;
             }
             drop(tx);
             result
@@ -588,7 +588,7 @@ async fn send(sink: &Sink, bytes: Vec<u8>) -> Result<(), CoreError> {
     }
     sink.send(Ok(Bytes::from(bytes)))
         .await
-        .map_err(|_| CoreError::Internal("the export's reader went away".into()))
+        .map_err(|_| CoreError::internal("the export's reader went away"))
 }
 
 /// The receiving end of an export as a byte stream.

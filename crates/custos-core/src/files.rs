@@ -280,7 +280,7 @@ impl Custos {
                     Stop::Core(e) => e,
                     Stop::Blocked => match pii {
                         Some(p) => self.refuse_file(caller, &scope, &category.name, p).await,
-                        None => CoreError::Internal("a PII block without a rule".into()),
+                        None => CoreError::internal("a PII block without a rule"),
                     },
                 });
             }
@@ -427,7 +427,7 @@ impl Custos {
         let text = pii
             .plan
             .transform(&window.text, &window.findings, vault.as_mut())
-            .map_err(|e| CoreError::Internal(format!("PII rule in the file body: {e}")))?;
+            .map_err(|e| CoreError::internal_from("PII rule in the file body", e))?;
         Ok(text.unwrap_or(window.text))
     }
 
@@ -473,7 +473,7 @@ impl Custos {
         let name = match name {
             Some(name) => Some(
                 plan.transform(&name, &name_found, vault.as_mut())
-                    .map_err(|e| CoreError::Internal(format!("PII rule at file_name: {e}")))?
+                    .map_err(|e| CoreError::internal_from("PII rule at file_name", e))?
                     .unwrap_or(name),
             ),
             None => None,
@@ -508,7 +508,7 @@ impl Custos {
                 };
                 self.refuse_pii(caller, scope, blocked).await
             }
-            Ok(_) => CoreError::Internal("a PII block without hits".into()),
+            Ok(_) => CoreError::internal("a PII block without hits"),
         }
     }
 
@@ -621,7 +621,7 @@ impl Custos {
         let key_ref: KeyRef = row
             .key_ref
             .parse()
-            .map_err(|_| CoreError::Internal(format!("record {id} has a bad key ref")))?;
+            .map_err(|_| CoreError::internal(format!("record {id} has a bad key ref")))?;
         let key = self.vault.content_key_for(scope.org_id(), &key_ref).await?;
         let decryptor = key.blob_decryptor(scope.org_id(), id);
         let key = match row.state {

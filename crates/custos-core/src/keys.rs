@@ -59,9 +59,10 @@ impl Custos {
             ),
         };
         if let Err(e) = self.store.append_audit(&[done]).await {
-            return Err(CoreError::Internal(format!(
-                "the rotation ran but its result could not be audited: {e}"
-            )));
+            return Err(CoreError::internal_from(
+                "the rotation ran but its result could not be audited",
+                e,
+            ));
         }
         result
     }

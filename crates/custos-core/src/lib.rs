@@ -300,7 +300,7 @@ impl Custos {
     pub(crate) fn fault(&self, point: &'static str) -> Result<(), CoreError> {
         match &self.faults {
             Some(hook) if hook(point) => {
-                Err(CoreError::Internal(format!("injected fault at {point}")))
+                Err(CoreError::internal(format!("injected fault at {point}")))
             }
             _ => Ok(()),
         }

@@ -20,6 +20,7 @@ use crate::{Caller, CoreError, Custos, Principal};
 /// Why the gateway refuses a call. Each has a stable reason code (audit, metrics, error
 /// bodies); messages name the input and what is wrong, never content.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LlmRefusal {
     /// Authentication or authorization refused the caller (already audited).
     #[error("{0}")]
@@ -275,7 +276,7 @@ impl Custos {
             // The admin token acts in no org; the table refuses it (and audits that).
             _ => {
                 self.authorize_global(caller, op).await?;
-                return Err(CoreError::Internal("the table admits the admin token".into()).into());
+                return Err(CoreError::internal("the table admits the admin token").into());
             }
         };
         let grant = self.authorize(caller, op, &org).await?;

@@ -133,6 +133,11 @@ impl Custos {
                 tracing::error!(error = %detail, "LLM gateway: PII scan failed; call refused");
                 LlmRefusal::ScanFailed
             }
+            // A failure this version does not know: refuse the call rather than pass it on.
+            other => {
+                tracing::error!(error = %other, "LLM gateway: PII scan failed; call refused");
+                LlmRefusal::ScanFailed
+            }
         })
     }
 

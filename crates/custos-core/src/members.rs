@@ -707,7 +707,7 @@ impl Custos {
         Ok(TotpEnrollment {
             otpauth_uri: totp
                 .to_url()
-                .map_err(|e| CoreError::Internal(format!("TOTP URI: {e}")))?,
+                .map_err(|e| CoreError::internal_from("TOTP URI", e))?,
             secret: totp_rs::Secret::from(raw.to_vec()).to_base32(),
         })
     }
@@ -736,7 +736,7 @@ impl Custos {
             expires_at: self
                 .now()
                 .checked_add(ENROLLMENT_CODE_VALID)
-                .map_err(|e| CoreError::Internal(format!("enrollment code expiry: {e}")))?,
+                .map_err(|e| CoreError::internal_from("enrollment code expiry", e))?,
         };
         let event = self
             .event(caller, AuditAction::MemberTotpEnrollmentCode)
@@ -982,7 +982,7 @@ fn totp(member_id: &str, secret: Vec<u8>) -> Result<totp_rs::Totp, CoreError> {
         .with_issuer(Some("Custos"))
         .with_account_name(member_id)
         .build()
-        .map_err(|e| CoreError::Internal(format!("TOTP setup: {e}")))
+        .map_err(|e| CoreError::internal_from("TOTP setup", e))
 }
 
 /// The time step (`unix time / step`) whose code is `code`, within the allowed skew, if any

@@ -227,7 +227,7 @@ impl Custos {
             .find(|(c, _)| c == category)
             .map(|(_, r)| {
                 r.parse::<Duration>()
-                    .map_err(|_| CoreError::Internal(format!("stored retention {r:?} is invalid")))
+                    .map_err(|_| CoreError::internal(format!("stored retention {r:?} is invalid")))
             })
             .transpose()
     }

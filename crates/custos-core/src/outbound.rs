@@ -52,6 +52,7 @@ impl fmt::Display for AddressKind {
 /// Why a URL or an address is refused. Messages name the address or host, never a path or
 /// query (which may carry tokens).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Refusal {
     /// Not parseable as an absolute URL, too long, or without a host.
     #[error("is not a valid absolute URL{0}")]

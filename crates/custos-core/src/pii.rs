@@ -82,7 +82,7 @@ pub fn kinds_of(rule: &PiiRule) -> Result<Vec<EntityKind>, CoreError> {
         .iter()
         .map(|name| {
             EntityKind::from_policy_name(name).ok_or_else(|| {
-                CoreError::Internal(format!("policy PII entity {name:?} has no recognizer"))
+                CoreError::internal(format!("policy PII entity {name:?} has no recognizer"))
             })
         })
         .collect()
@@ -315,7 +315,7 @@ impl ScrubPlan {
             }
         });
         match failed {
-            Some(why) => Err(CoreError::Internal(why)),
+            Some(why) => Err(CoreError::internal(why)),
             None => Ok(out),
         }
     }
@@ -398,7 +398,7 @@ impl TokenKeys {
     pub fn open(&self, org: &str, token: &str, sealed: &[u8]) -> Result<String, CoreError> {
         let plain = self.seal.open(&Self::aad(org, token), sealed)?;
         String::from_utf8(plain)
-            .map_err(|_| CoreError::Internal(format!("PII token {token} holds invalid UTF-8")))
+            .map_err(|_| CoreError::internal(format!("PII token {token} holds invalid UTF-8")))
     }
 }
 
@@ -450,7 +450,7 @@ impl BatchTokens {
         let mut entries = Vec::with_capacity(targets.len());
         for (kind, value) in targets {
             let token = self.by_value.get(&(*kind, value.clone())).ok_or_else(|| {
-                CoreError::Internal(format!("a {kind} value of the batch has no org token"))
+                CoreError::internal(format!("a {kind} value of the batch has no org token"))
             })?;
             entries.push(VaultEntry {
                 entity: *kind,
@@ -609,7 +609,7 @@ impl crate::Custos {
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let entity = row.entity.parse().map_err(|_| {
-                CoreError::Internal(format!("PII token {} has an unknown kind", row.token))
+                CoreError::internal(format!("PII token {} has an unknown kind", row.token))
             })?;
             entries.push(VaultEntry {
                 entity,

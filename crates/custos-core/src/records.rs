@@ -372,7 +372,7 @@ async fn on_all_cores<T: Send + 'static>(
 ) -> Result<T, CoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| CoreError::Internal(format!("sealing task failed: {e}")))
+        .map_err(|e| CoreError::internal_from("sealing task failed", e))
 }
 
 /// What reveal needs from an envelope to reverse `tokenize` pseudonyms.
@@ -416,7 +416,7 @@ fn seal_row(
                 Some(r) => keys.subjects.get(&KeyVault::subject_slot(r, spec.category)),
                 None => keys.org.as_ref(),
             }
-            .ok_or_else(|| CoreError::Internal("content key missing from the batch".into()))?;
+            .ok_or_else(|| CoreError::internal("content key missing from the batch"))?;
             let sealed = key
                 .seal_json(org, &spec.id, ENVELOPE_PART, &envelope)
                 .expect("JSON values serialize");
@@ -761,11 +761,11 @@ impl Custos {
         };
         let sealed = sealing
             .await
-            .map_err(|e| CoreError::Internal(format!("sealing task failed: {e}")))?;
+            .map_err(|e| CoreError::internal_from("sealing task failed", e))?;
         // The sender is gone: the insert has committed (every row arrived) or rolls back.
         let inserted = insert
             .await
-            .map_err(|e| CoreError::Internal(format!("insert task failed: {e}")))?;
+            .map_err(|e| CoreError::internal_from("insert task failed", e))?;
         match sealed {
             Ok(created) => {
                 inserted?;
@@ -880,7 +880,7 @@ impl Custos {
             Some(key) => key.clone(),
             None => {
                 let key_ref: KeyRef = row.key_ref.parse().map_err(|_| {
-                    CoreError::Internal(format!("record {} has a bad key ref", row.id))
+                    CoreError::internal(format!("record {} has a bad key ref", row.id))
                 })?;
                 let key = self.vault.content_key_for(scope.org_id(), &key_ref).await?;
                 keys.insert(row.key_ref.clone(), key.clone());
@@ -890,7 +890,7 @@ impl Custos {
         let plaintext = key.open(scope.org_id(), &row.id, ENVELOPE_PART, sealed)?;
         serde_json::from_slice(&plaintext)
             .map(Some)
-            .map_err(|e| CoreError::Internal(format!("record {} envelope: {e}", row.id)))
+            .map_err(|e| CoreError::internal_from(format!("record {} envelope", row.id), e))
     }
 
     /// Reads one record, decrypted. Archived records need a restore request first.
@@ -1288,7 +1288,7 @@ pii = { detect = ["person"], action = "tokenize" }
             custos_store::Objects::open(&custos_store::ObjectLocation::File(dir.join("objects")))
                 .unwrap();
         let kms = custos_crypto::LocalKms::open_or_create(&dir.join("keys/root.keyring")).unwrap();
-        let keys = custos_crypto::SqliteKeyStore::open(&dir.join("keys/keys.db")).unwrap();
+        let keys = custos_keystore_sqlite::SqliteKeyStore::open(&dir.join("keys/keys.db")).unwrap();
         let vault = custos_crypto::KeyVault::new(Arc::new(kms), Arc::new(keys));
         Custos::new(
             Arc::new(policy),

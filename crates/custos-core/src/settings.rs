@@ -360,10 +360,10 @@ impl Custos {
         match self.store.for_org(scope).await?.org_settings(scope).await? {
             None => Ok(OrgSettings::default()),
             Some(json) => serde_json::from_str(&json).map_err(|e| {
-                CoreError::Internal(format!(
-                    "stored settings of {} are invalid: {e}",
-                    scope.org_id()
-                ))
+                CoreError::internal_from(
+                    format!("stored settings of {} are invalid", scope.org_id()),
+                    e,
+                )
             }),
         }
     }

@@ -16,7 +16,8 @@ use custos_core::{
     AuditFailure, AuditVerification, Caller, CoreError, Custos, ManualClock, NewMember, NewOrg,
     Principal,
 };
-use custos_crypto::{DeploymentSigner, KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{DeploymentSigner, KeyVault, LocalKms};
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_policy::Policy;
 use custos_store::{AuditFilter, ObjectLocation, Objects, PgStore, SqliteStore, Store};
 
@@ -266,7 +267,9 @@ async fn moved_event_stays_with_its_org(log: &Log) {
         .audit_events(&log.auditor_b, None, &all, 0, 1000)
         .await
     {
-        Err(CoreError::Internal(message)) => {
+        Err(CoreError::Internal {
+            detail: message, ..
+        }) => {
             assert!(
                 message.contains(&format!("audit entry {idx}:")),
                 "{message}"
@@ -319,7 +322,10 @@ async fn moved_event_stays_with_its_org(log: &Log) {
         .custos
         .audit_events(&admin(), Some(&log.org_a), &filter, 0, 1000)
         .await;
-    assert!(matches!(forged, Err(CoreError::Internal(_))), "{forged:?}");
+    assert!(
+        matches!(forged, Err(CoreError::Internal { .. })),
+        "{forged:?}"
+    );
 }
 
 /// A deleted middle row is named by its index.

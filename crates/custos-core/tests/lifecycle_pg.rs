@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use custos_core::{Caller, Custos, ManualClock, NewOrg, NewRecord, Principal, SweepOptions};
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{KeyVault, LocalKms};
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_policy::Policy;
 use custos_store::prelude::*;
 use custos_store::{ObjectLocation, Objects, PgStore};

@@ -15,7 +15,8 @@ use std::time::Duration;
 use custos_core::{
     Caller, CoreError, Custos, ManualClock, NewMember, NewOrg, NewRecord, Principal,
 };
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{KeyVault, LocalKms};
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_policy::Policy;
 use custos_store::{ObjectLocation, Objects, OrgScope, PgStore, SqliteStore, Store};
 use futures::FutureExt;

@@ -119,11 +119,20 @@ async fn ciphertext_moved_to_another_record_or_org_fails_to_open() {
     }
     let err = env.custos.get_record(&a, &org_a, &r2.id).await.unwrap_err();
     assert!(
-        matches!(err, CoreError::Internal(ref m) if m.contains("authenticate")),
+        matches!(err, CoreError::Internal { detail: ref m, .. } if m.contains("authenticate")),
+        "{err:?}"
+    );
+    // The crypto failure is kept as the cause, not only as text.
+    assert!(
+        matches!(
+            std::error::Error::source(&err)
+                .and_then(|s| s.downcast_ref::<custos_crypto::CryptoError>()),
+            Some(custos_crypto::CryptoError::Unauthentic)
+        ),
         "{err:?}"
     );
     let err = env.custos.get_record(&b, &org_b, &r3.id).await.unwrap_err();
-    assert!(matches!(err, CoreError::Internal(_)), "{err:?}");
+    assert!(matches!(err, CoreError::Internal { .. }), "{err:?}");
     // The original still opens.
     assert_eq!(
         env.custos

@@ -2,6 +2,7 @@
 
 /// What went wrong in a cryptographic or key-management operation.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CryptoError {
     /// A ciphertext did not authenticate: wrong key, wrong associated data, or tampering.
     #[error("ciphertext failed to authenticate (wrong key, moved to another record or org, or modified)")]
@@ -26,9 +27,10 @@ pub enum CryptoError {
     /// The operation is not possible with this key source.
     #[error("{0}")]
     Unsupported(String),
-    /// The key store failed.
+    /// The key store failed; the store's own error (SQLite's, in `custos-keystore-sqlite`) is
+    /// the source. Boxed so this crate does not depend on any store's driver.
     #[error("key store: {0}")]
-    Store(#[from] rusqlite::Error),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A key service (a key store or KMS backend) failed; names the operation, never a key.
     #[error("key service: {0}")]
     Service(String),

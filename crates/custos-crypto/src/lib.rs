@@ -9,7 +9,8 @@
 //! What it is not: a place where key bytes can escape. [`SecretKey`] has no `Debug` that shows
 //! bytes, no `Clone`, no accessor that returns the raw key, and is zeroized on drop. The key
 //! store ([`KeyStore`]) is separate from the data store on purpose: a data backup or export never
-//! contains key material, so destroying a key reaches every copy of the data.
+//! contains key material, so destroying a key reaches every copy of the data. Its implementations
+//! live in their own crates (`custos-keystore-sqlite`, `custos-keystore-pg`).
 
 mod aead;
 mod error;
@@ -22,7 +23,7 @@ mod vault;
 pub use aead::{KeyRef, RecordAad, SecretKey, WrappedKey};
 pub use error::CryptoError;
 pub use keyring::{Kms, LocalKms};
-pub use keystore::{KeyStore, MergeReport, SqliteKeyStore, SubjectKeyRow, Tombstone};
+pub use keystore::{KeyStore, MergeReport, SubjectKeyRow, Tombstone};
 pub use signing::DeploymentSigner;
 pub use stream::{BackupKey, BlobDecryptor, BlobEncryptor, BLOB_CHUNK};
 pub use vault::{ContentKey, KeyVault, RotationReport, SubjectKeySlot, ORG_KEY_RECHECK};

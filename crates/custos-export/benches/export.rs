@@ -1,6 +1,9 @@
 //! Throughput of the three writers on 1,000 typical records written to `io::sink()`.
 //! (The 100,000-record run with peak memory is `examples/export_many.rs`.)
 
+// `criterion_group!` generates a public `benches` function that takes no doc comment.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use custos_export::{writer, CategorySummary, ExportHeader, ExportRecord, Format};
 use serde_json::json;

@@ -7,10 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use custos_crypto::{
-    CryptoError, KeyStore, KeyVault, Kms, LocalKms, SqliteKeyStore, SubjectKeyRow, WrappedKey,
-};
+use custos_crypto::{CryptoError, KeyStore, KeyVault, Kms, LocalKms, SubjectKeyRow, WrappedKey};
 use custos_keystore_pg::PgKeyStore;
+use custos_keystore_sqlite::SqliteKeyStore;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 

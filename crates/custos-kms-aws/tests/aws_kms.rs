@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
-use custos_crypto::{CryptoError, KeyStore, KeyVault, Kms, SecretKey, SqliteKeyStore, WrappedKey};
+use custos_crypto::{CryptoError, KeyStore, KeyVault, Kms, SecretKey, WrappedKey};
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_kms_aws::{AwsKms, AwsKmsConfig};
 use stand_in::StandIn;
 

@@ -60,6 +60,7 @@ pub struct Scrubbed {
 
 /// Why a request could not be scrubbed; never carries content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScrubError {
     /// `block`: names entity kinds only, never values or positions inside values.
     #[error("request blocked: it contains {}", kinds_list(.kinds))]

@@ -72,6 +72,7 @@ impl SseEvent {
 
 /// Why a stream could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SseError {
     /// One event (or one line) grew past the parser's bound.
     #[error("server-sent event larger than {0} bytes")]

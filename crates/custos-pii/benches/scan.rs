@@ -1,6 +1,9 @@
 //! Criterion benchmark: scan throughput on generated mixed text at 1 KB and 1 MB
 //! (100 MB is in `examples/throughput.rs`, too slow for criterion's sampling).
 
+// `criterion_group!` generates a public `benches` function that takes no doc comment.
+#![allow(missing_docs)]
+
 #[path = "../examples/common/mixed.rs"]
 mod mixed;
 

@@ -167,6 +167,7 @@ impl std::error::Error for Blocked {}
 
 /// Why `anonymize` could not produce text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AnonymizeError {
     /// A `Block` operator matched.
     #[error(transparent)]

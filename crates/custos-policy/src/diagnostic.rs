@@ -79,6 +79,7 @@ impl std::error::Error for Diagnostics {}
 
 /// Why [`crate::Policy::load`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoadError {
     /// The file could not be read.
     #[error("cannot read policy file {}: {source}", path.display())]

@@ -263,6 +263,7 @@ impl<'de> serde::Deserialize<'de> for Duration {
 
 /// Why a string is not a valid [`Duration`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DurationError {
     /// The string was empty.
     #[error("empty duration")]

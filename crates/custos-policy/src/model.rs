@@ -240,6 +240,7 @@ impl Category {
 
 /// Why an org's retention override was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OverrideError {
     /// The policy has no such category.
     #[error("unknown category `{category}`")]

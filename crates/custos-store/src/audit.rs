@@ -32,6 +32,7 @@ pub trait AuditStore {
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// How many entries the audit log holds (the index the next append gets).
     async fn audit_size(&self) -> Result<u64, StoreError>;
 
     /// Stored audit rows with their leaf hashes and indexed columns, `index >= from`, in

@@ -236,8 +236,9 @@ pub(crate) fn add_checkpoint(
     let mut rows = stmt.query([cp.size as i64])?;
     match rows.next()? {
         Some(r) => checkpoint_from(r),
-        None => Err(StoreError::Database(
-            "checkpoint vanished after insert".into(),
+        None => Err(StoreError::database(
+            "checkpoint vanished after insert",
+            rusqlite::Error::QueryReturnedNoRows,
         )),
     }
 }

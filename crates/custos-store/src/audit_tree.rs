@@ -276,7 +276,7 @@ pub(crate) fn extend(
                     out.push((id, *h));
                 }
             })
-            .map_err(|e| StoreError::Database(format!("audit tree: {e}")))?;
+            .map_err(|e| StoreError::database("audit tree", e))?;
     }
     Ok(out)
 }

@@ -307,6 +307,7 @@ impl DueRecord {
     }
 }
 
+/// A legal hold: while it stands, the records it covers are not deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
     /// Hold id.
@@ -330,8 +331,20 @@ pub struct AuditEntry {
     pub leaf: Vec<u8>,
 }
 
+/// A failure's cause, kept for [`std::error::Error::source`].
+///
+/// Boxed rather than typed: the store has two database drivers (rusqlite, sqlx), a task pool
+/// and an object store, and a boxed cause keeps their versions out of this public type;
+/// callers who need the driver's error downcast it.
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// What went wrong in the store. Messages never include content or key material.
+///
+/// The database and object-store variants repeat their cause's message in their own (logs,
+/// the CLI and problem documents print errors with `{}` alone) and also return it from
+/// [`std::error::Error::source`], so a caller can inspect or downcast the cause.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// A uniqueness rule was violated (duplicate id, key hash, ...).
     #[error("conflict: {0}")]
@@ -340,11 +353,23 @@ pub enum StoreError {
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The database failed (connection, constraint, I/O).
-    #[error("database error: {0}")]
-    Database(String),
+    #[error("database error: {}", with_context(context, source))]
+    Database {
+        /// What the store was doing, when the cause alone does not say it.
+        context: Option<&'static str>,
+        /// The driver's (or the task pool's) error.
+        #[source]
+        source: Cause,
+    },
     /// The object store failed.
-    #[error("object store error: {0}")]
-    Objects(String),
+    #[error("object store error: {}", with_context(context, source))]
+    Objects {
+        /// What the store was doing, when the cause alone does not say it.
+        context: Option<&'static str>,
+        /// The object store's error.
+        #[source]
+        source: Cause,
+    },
     /// The configured location is not usable.
     #[error("{0}")]
     Config(String),
@@ -354,6 +379,38 @@ pub enum StoreError {
     /// The org is being moved to another region by another request; nothing was changed.
     #[error("{0}")]
     MoveInProgress(String),
+}
+
+/// `context: cause`, or the cause alone: the message of a variant that keeps its cause.
+fn with_context(context: &Option<&'static str>, source: &Cause) -> String {
+    match context {
+        Some(context) => format!("{context}: {source}"),
+        None => source.to_string(),
+    }
+}
+
+impl StoreError {
+    /// A database failure while doing `context`, keeping `source` as the cause.
+    pub fn database(
+        context: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Database {
+            context: Some(context),
+            source: Box::new(source),
+        }
+    }
+
+    /// An object-store failure while doing `context`, keeping `source` as the cause.
+    pub fn objects(
+        context: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Objects {
+            context: Some(context),
+            source: Box::new(source),
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -369,7 +426,10 @@ impl From<rusqlite::Error> for StoreError {
                 return StoreError::Conflict(e.to_string());
             }
         }
-        StoreError::Database(e.to_string())
+        StoreError::Database {
+            context: None,
+            source: Box::new(e),
+        }
     }
 }
 
@@ -380,7 +440,19 @@ impl From<sqlx::Error> for StoreError {
                 return StoreError::Conflict(db.message().to_string());
             }
         }
-        StoreError::Database(e.to_string())
+        StoreError::Database {
+            context: None,
+            source: Box::new(e),
+        }
+    }
+}
+
+impl From<object_store::Error> for StoreError {
+    fn from(e: object_store::Error) -> Self {
+        StoreError::Objects {
+            context: None,
+            source: Box::new(e),
+        }
     }
 }
 

@@ -194,7 +194,7 @@ impl std::fmt::Debug for Objects {
 }
 
 fn objects_err(e: object_store::Error) -> StoreError {
-    StoreError::Objects(e.to_string())
+    StoreError::from(e)
 }
 
 impl Objects {
@@ -297,7 +297,7 @@ impl Objects {
     }
 
     fn path(key: &str) -> Result<ObjectPath, StoreError> {
-        ObjectPath::parse(key).map_err(|e| StoreError::Objects(e.to_string()))
+        ObjectPath::parse(key).map_err(|e| StoreError::objects("object key", e))
     }
 
     /// Starts a streaming write of `key`; nothing is visible until [`ObjectWriter::finish`].

@@ -158,7 +158,7 @@ impl SqliteStore {
             out
         })
         .await
-        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::database("store task failed", e))?
     }
 
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -173,7 +173,7 @@ impl SqliteStore {
             f(&conn)
         })
         .await
-        .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::database("store task failed", e))?
     }
 
     /// A read by primary key or unique index (microseconds of work): run on the caller's

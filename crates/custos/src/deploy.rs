@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use custos_core::{Custos, SystemClock};
-use custos_crypto::{DeploymentSigner, KeyStore, KeyVault, Kms, LocalKms, SqliteKeyStore};
+use custos_crypto::{DeploymentSigner, KeyStore, KeyVault, Kms, LocalKms};
 use custos_keystore_pg::PgKeyStore;
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_kms_aws::{AwsKms, AwsKmsConfig};
 use custos_policy::Policy;
 use custos_store::{ObjectLocation, Objects, PgStore, RegionStores, SqliteStore, Store};

@@ -50,7 +50,7 @@ impl From<custos_core::CoreError> for Failure {
         use custos_core::CoreError::*;
         match e {
             Invalid { .. } | UnknownCategory(_) | NotFound(_) => Failure::BadInput(e.to_string()),
-            Internal(detail) => Failure::Failed(format!("internal error: {detail}")),
+            Internal { detail, .. } => Failure::Failed(format!("internal error: {detail}")),
             other => Failure::Failed(other.to_string()),
         }
     }

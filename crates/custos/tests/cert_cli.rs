@@ -7,7 +7,8 @@ use std::process::Output;
 use std::sync::Arc;
 
 use custos_cert::fixture::{self, Fixture};
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{KeyVault, LocalKms};
+use custos_keystore_sqlite::SqliteKeyStore;
 
 struct Case {
     tmp: tempfile::TempDir,

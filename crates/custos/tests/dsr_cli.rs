@@ -11,7 +11,8 @@ use std::sync::Arc;
 use custos_core::{
     Caller, Custos, NewHold, NewMember, NewOrg, NewRecord, NewRequest, Principal, SystemClock,
 };
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{KeyVault, LocalKms};
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_policy::Policy;
 use custos_store::{ObjectLocation, Objects, RequestKind, SqliteStore};
 use serde_json::{json, Value};

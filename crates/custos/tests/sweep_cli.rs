@@ -13,7 +13,8 @@ use bytes::Bytes;
 use custos_core::{
     Caller, Custos, FileUpload, ManualClock, NewHold, NewMember, NewOrg, NewRecord, Principal,
 };
-use custos_crypto::{KeyVault, LocalKms, SqliteKeyStore};
+use custos_crypto::{KeyVault, LocalKms};
+use custos_keystore_sqlite::SqliteKeyStore;
 use custos_policy::Policy;
 use custos_store::prelude::*;
 use custos_store::{ObjectLocation, Objects, RecordState, SqliteStore};

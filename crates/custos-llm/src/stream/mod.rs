@@ -22,6 +22,7 @@ use crate::WireFormat;
 /// Why an upstream event could not be restored; the gateway ends the stream with an error
 /// rather than forward text it could not check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StreamError {
     /// A delta event's data is not the JSON object its type needs (names the event type only).
     #[error("stream event {0:?} carries malformed data")]

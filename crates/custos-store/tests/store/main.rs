@@ -9,8 +9,10 @@
 //! [`tokens`] covers the org-wide PII token map; [`requests`] data subject requests and the
 //! record changes of erasures.
 //!
-//! [`objects`] covers the blob store, which has one implementation.
+//! [`objects`] covers the blob store, which has one implementation; [`errors`] that store errors
+//! keep their causes.
 
+mod errors;
 mod isolation;
 mod members;
 mod objects;
@@ -76,6 +78,7 @@ on_both_backends! {
     crate::suite::termination_starts_once_and_completes_when_empty => termination_starts_once_and_completes_when_empty,
     crate::suite::archive_window_opens_only_on_archived_records => archive_window_opens_only_on_archived_records,
     crate::isolation::tenant_isolation => tenant_isolation,
+    crate::errors::a_database_failure_keeps_the_driver_error => database_failure_keeps_the_driver_error,
     crate::tokens::tokens_are_written_with_their_records => tokens_are_written_with_their_records,
     crate::tokens::tokens_insert_is_compare_and_set => tokens_insert_is_compare_and_set,
     crate::tokens::tokens_are_scoped_to_their_org => tokens_are_scoped_to_their_org,

@@ -95,7 +95,7 @@ async fn write_in_chunks_read_back_delete() {
     assert!(!objects.exists(key).await.unwrap());
     assert!(matches!(
         read_all(&objects, key).await,
-        Err(StoreError::Objects(_))
+        Err(StoreError::Objects { .. })
     ));
     assert!(objects.exists(small_key).await.unwrap());
     assert_eq!(
@@ -124,7 +124,7 @@ async fn abort_leaves_no_object() {
     assert!(!objects.exists(key).await.unwrap());
     assert!(matches!(
         read_all(&objects, key).await,
-        Err(StoreError::Objects(_))
+        Err(StoreError::Objects { .. })
     ));
     // Not even a staging file is left behind.
     assert_eq!(files_under(&root), Vec::<PathBuf>::new());

@@ -324,7 +324,7 @@ pub fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>) {
 #[track_caller]
 pub fn assert_audit_down<T: std::fmt::Debug>(result: Result<T, StoreError>) {
     match result {
-        Err(StoreError::Database(msg)) if msg.contains("audit down") => {}
+        Err(e @ StoreError::Database { .. }) if e.to_string().contains("audit down") => {}
         other => panic!("expected StoreError::Database(\"...audit down...\"), got {other:?}"),
     }
 }

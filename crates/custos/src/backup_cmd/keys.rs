@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use custos_audit::AuditAction;
-use custos_crypto::SqliteKeyStore;
+use custos_keystore_sqlite::SqliteKeyStore;
 
 use super::archive::{self, Entry, Manifest, KEYS_KIND};
 use super::place::Place;
