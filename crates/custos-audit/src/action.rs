@@ -194,6 +194,26 @@ impl fmt::Display for AuditAction {
     }
 }
 
+/// Written as its name, so an event's bytes are the same as when the field was text.
+impl serde::Serialize for AuditAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Read from its name; a name this build does not know fails the decode (names are only ever
+/// added, so it comes from a newer Custos, or the bytes were changed).
+impl<'de> serde::Deserialize<'de> for AuditAction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        AuditAction::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown audit action {text:?} (written by a newer Custos?)"
+            ))
+        })
+    }
+}
+
 impl PartialEq<AuditAction> for String {
     fn eq(&self, other: &AuditAction) -> bool {
         self == other.as_str()

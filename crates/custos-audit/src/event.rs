@@ -41,8 +41,8 @@ pub enum Outcome {
 /// order, and that order is the canonical key order of encoding version 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// The action, as `noun.verb` (`record.create`, `org.create`, `key.rotate`, ...).
-    pub action: String,
+    /// The action (`record.create`, `org.create`, `key.rotate`, ...; written as its name).
+    pub action: crate::AuditAction,
     /// Who acted.
     pub actor: Actor,
     /// The caller's own request id (its `X-Request-Id`), validated and length-limited; kept
@@ -75,14 +75,21 @@ pub struct AuditEvent {
 
 /// Why stored bytes are not a valid event.
 #[derive(Debug, thiserror::Error)]
-#[error("audit event is not valid encoding-v1 JSON: {0}")]
-pub struct DecodeError(#[from] serde_json::Error);
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Not an event of any known encoding (bad JSON, a missing field, an unknown action).
+    #[error("audit event is not valid encoding-v1 JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// An encoding version this build does not know (written by a newer Custos).
+    #[error("audit event has encoding version {0}, which this build does not know (it reads version {EVENT_ENCODING_VERSION})")]
+    UnknownVersion(u8),
+}
 
 impl AuditEvent {
     /// A successful action by `actor` at `time`; set the optional fields with the builders.
     pub fn new(time: jiff::Timestamp, actor: Actor, action: crate::AuditAction) -> Self {
         AuditEvent {
-            action: action.as_str().to_string(),
+            action,
             actor,
             client_request_id: None,
             org: None,
@@ -139,9 +146,14 @@ impl AuditEvent {
         serde_json::to_vec(self).expect("audit event serializes")
     }
 
-    /// Decodes stored canonical bytes.
+    /// Decodes stored canonical bytes; an unknown encoding version or action fails loudly
+    /// (never read as something it is not).
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        Ok(serde_json::from_slice(bytes)?)
+        let event: AuditEvent = serde_json::from_slice(bytes)?;
+        if event.v != EVENT_ENCODING_VERSION {
+            return Err(DecodeError::UnknownVersion(event.v));
+        }
+        Ok(event)
     }
 }
 
@@ -165,6 +177,41 @@ mod tests {
             r#"{"action":"record.create","actor":{"kind":"member","id":"m1"},"org":"o1","outcome":"success","target":"record:r1","time":"2026-01-02T03:04:05Z","v":1}"#
         );
         assert_eq!(AuditEvent::from_canonical_bytes(&bytes).unwrap(), event);
+    }
+
+    #[test]
+    fn unknown_versions_and_actions_fail_loudly() {
+        let good = r#"{"action":"record.create","actor":{"kind":"system"},"outcome":"success","time":"2026-01-02T03:04:05Z","v":1}"#;
+        assert!(AuditEvent::from_canonical_bytes(good.as_bytes()).is_ok());
+        let newer = good.replace(r#""v":1"#, r#""v":2"#);
+        let error = AuditEvent::from_canonical_bytes(newer.as_bytes()).unwrap_err();
+        assert!(matches!(error, DecodeError::UnknownVersion(2)), "{error}");
+        assert!(error.to_string().contains("encoding version 2"), "{error}");
+        let invented = good.replace("record.create", "record.teleport");
+        let error = AuditEvent::from_canonical_bytes(invented.as_bytes()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains(r#"unknown audit action "record.teleport""#),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_action_keeps_its_name_in_the_bytes() {
+        let time: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+        for action in crate::AuditAction::ALL {
+            let bytes = AuditEvent::new(time, Actor::System, *action).to_canonical_bytes();
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            assert!(
+                text.starts_with(&format!(r#"{{"action":"{}","#, action.as_str())),
+                "{text}"
+            );
+            assert_eq!(
+                AuditEvent::from_canonical_bytes(&bytes).unwrap().action,
+                *action
+            );
+        }
     }
 
     #[test]

@@ -236,11 +236,15 @@ fn check_inclusion(cert: &Certificate, checkpoint: &Checkpoint) -> Result<(), Ve
 fn check_event(doc: &Map<String, Value>, cert: &Certificate) -> Result<(), VerifyFailure> {
     let event = AuditEvent::from_canonical_bytes(&cert.leaf).map_err(|e| fail(Check::Event, e))?;
     let subject = &cert.statement.subject;
-    let erase = AuditAction::SubjectErase.as_str();
+    let erase = AuditAction::SubjectErase;
     if event.action != erase {
         return Err(fail(
             Check::Event,
-            format!("the leaf records {:?}, not {erase:?}", event.action),
+            format!(
+                "the leaf records {:?}, not {:?}",
+                event.action.as_str(),
+                erase.as_str()
+            ),
         ));
     }
     if event.outcome != Outcome::Success {

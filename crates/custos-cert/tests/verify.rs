@@ -53,7 +53,7 @@ fn the_erasure_event_commits_to_the_statement() {
     let fx = fx();
     let s = &fx.certificate.statement;
     let event = custos_audit::AuditEvent::from_canonical_bytes(&fx.certificate.leaf).unwrap();
-    assert_eq!(event.action, "subject.erase");
+    assert_eq!(event.action.as_str(), "subject.erase");
     assert_eq!(event.org.as_deref(), Some("org-1"));
     assert_eq!(event.target.as_deref(), Some("request:req-1"));
     assert_eq!(
@@ -424,7 +424,7 @@ fn the_event_must_be_this_statements_successful_erasure() {
     )
     .unwrap();
     let mut wrong_action = good.clone();
-    wrong_action.action = "record.purge".into();
+    wrong_action.action = custos_audit::AuditAction::RecordPurge;
     let bad = [
         wrong_action,
         good.clone().outcome(custos_audit::Outcome::Failed),

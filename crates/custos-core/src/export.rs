@@ -280,7 +280,7 @@ impl Custos {
                     .event(&ExportEvent {
                         index: entry.index,
                         time: event.time,
-                        action: event.action.clone(),
+                        action: event.action.as_str().to_string(),
                         actor,
                         target: event.target.clone(),
                         outcome: serde_json::to_value(event.outcome)

@@ -83,7 +83,7 @@ impl AuditIndex {
             org: event.org.clone(),
             time: crate::model::to_micros(event.time),
             actor,
-            action: event.action.clone(),
+            action: event.action.as_str().to_string(),
             target: event.target.clone(),
             outcome: outcome.to_string(),
         }

@@ -258,7 +258,7 @@ impl Data {
             for e in page {
                 let event = custos_audit::AuditEvent::from_canonical_bytes(&e.leaf).unwrap();
                 if let Some(target) = event.target {
-                    *out.entry(event.action)
+                    *out.entry(event.action.as_str().to_string())
                         .or_default()
                         .entry(target)
                         .or_default() += 1;

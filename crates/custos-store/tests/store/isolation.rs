@@ -232,7 +232,7 @@ async fn run_case(store: &dyn Store, ops: Vec<Op>) -> Result<(), TestCaseError> 
                     .is_some_and(|(owner, r)| *owner == via && r.state == from);
                 let size = store.audit_size().await.unwrap();
                 let scope = model.scope(via).clone();
-                let audit = [event(Some(&scope), "record.transition", &id)];
+                let audit = [event(Some(&scope), "record.delete", &id)];
                 let changed = store
                     .transition_record(&scope, &change, &audit)
                     .await

@@ -295,7 +295,7 @@ pub async fn a_move_copies_every_row_and_object_and_leaves_nothing_behind(h: Har
     assert_eq!(s.main.audit_size().await.unwrap(), main_log + 1);
     let last = s.eu.audit_entries(Some(&org), 0, 100).await.unwrap();
     let last = AuditEvent::from_canonical_bytes(&last.last().unwrap().leaf).unwrap();
-    assert_eq!(last.action, AuditAction::OrgMove.as_str());
+    assert_eq!(last.action, AuditAction::OrgMove);
 
     // Moving back the same way works too (a move is not one-way).
     s.regional

@@ -124,7 +124,7 @@ pub async fn requests_round_trip_and_update_by_compare_and_set(h: Harness) {
         .unwrap());
     book.appended(&audit);
     assert!(!store
-        .update_request(&a, &done, None, &[event(Some(&a), "x", "y")])
+        .update_request(&a, &done, None, &[event(Some(&a), "request.complete", "y")])
         .await
         .unwrap());
     assert_eq!(

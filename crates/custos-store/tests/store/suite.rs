@@ -89,7 +89,7 @@ pub async fn members_lookup_by_key_hash(h: Harness) {
     for (scope, m, k) in [(&a, &alice, &ka), (&a, &bot, &kbot), (&b, &bob, &kb)] {
         let audit = [event(
             Some(scope),
-            "member.add",
+            "member.create",
             &format!("member:{}", m.id),
         )];
         store.add_member(scope, m, k, &audit).await.unwrap();
@@ -123,13 +123,13 @@ pub async fn member_duplicates_conflict(h: Harness) {
     let b = create_org(store, &mut book, "B").await;
     let first = member("First", &["admin"], &[], true);
     let key = key_hash();
-    let audit = [event(Some(&a), "member.add", "member:first")];
+    let audit = [event(Some(&a), "member.create", "member:first")];
     store.add_member(&a, &first, &key, &audit).await.unwrap();
     book.appended(&audit);
 
     // The same key hash, in the same org or another one, is a conflict.
     let second = member("Second", &["member"], &[], false);
-    let ev = [event(Some(&a), "member.add", "member:second")];
+    let ev = [event(Some(&a), "member.create", "member:second")];
     assert_conflict(store.add_member(&a, &second, &key, &ev).await);
     assert_conflict(store.add_member(&b, &second, &key, &ev).await);
     // So is the same member id twice in one org, even with a fresh key.
@@ -683,7 +683,7 @@ pub async fn transition_is_compare_and_set(h: Harness) {
     };
     let audit = [
         event(Some(&a), "record.restore", "record:0"),
-        event(Some(&a), "record.restore.note", "record:0"),
+        event(Some(&a), "record.read", "record:0"),
     ];
     assert!(store.transition_record(&a, &restore, &audit).await.unwrap());
     book.appended(&audit);
@@ -807,8 +807,8 @@ pub async fn audit_appends_exactly_the_given_events(h: Harness) {
 
     // Deployment-wide events carry no org.
     let boot = [
-        event(None, "deployment.init", "deployment"),
-        event(None, "key.create", "key:root"),
+        event(None, "org.list", "deployment"),
+        event(None, "key.rotate", "key:root"),
     ];
     store.append_audit(&boot).await.unwrap();
     book.appended(&boot);
@@ -832,7 +832,7 @@ pub async fn audit_appends_exactly_the_given_events(h: Harness) {
     let ev = [
         event(Some(&b), "record.create", "record:1"),
         event(Some(&b), "record.create", "record:2"),
-        event(Some(&b), "pii.redact", "record:2"),
+        event(Some(&b), "pii.scan", "record:2"),
     ];
     store
         .insert_records(
@@ -849,7 +849,7 @@ pub async fn audit_appends_exactly_the_given_events(h: Harness) {
     book.verify(store).await;
 
     let m = member("M", &["member"], &[], false);
-    let ev = [event(Some(&a), "member.add", "member:m")];
+    let ev = [event(Some(&a), "member.create", "member:m")];
     store.add_member(&a, &m, &key_hash(), &ev).await.unwrap();
     book.appended(&ev);
     let ev = [event(Some(&a), "retention.set", "messages")];
@@ -956,7 +956,12 @@ pub async fn audit_fails_closed(h: Harness) {
     let nk = key_hash();
     assert_audit_down(
         store
-            .add_member(&a, &new_member, &nk, &[event(Some(&a), "member.add", "n")])
+            .add_member(
+                &a,
+                &new_member,
+                &nk,
+                &[event(Some(&a), "member.create", "n")],
+            )
             .await,
     );
     assert_eq!(store.member_by_key_hash(&nk).await.unwrap(), None);
@@ -1068,7 +1073,7 @@ pub async fn concurrent_appends_are_gap_free(h: Harness) {
             for round in 0..ROUNDS {
                 let n = 1 + (t + round) % 3;
                 let events: Vec<_> = (0..n)
-                    .map(|i| event(Some(&a), "test.append", &format!("t{t}-r{round}-e{i}")))
+                    .map(|i| event(Some(&a), "record.create", &format!("t{t}-r{round}-e{i}")))
                     .collect();
                 if round % 2 == 0 {
                     store.append_audit(&events).await.unwrap();

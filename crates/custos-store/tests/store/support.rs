@@ -256,8 +256,8 @@ pub fn hold(reason: &str, subject: Option<&str>, category: Option<&str>) -> Hold
     }
 }
 
-/// A unique audit event about `org` (or deployment-wide when `None`). The store keeps any
-/// action text, so the suite names actions freely.
+/// A unique audit event about `org` (or deployment-wide when `None`), of the action named
+/// `action` (a real one: events carry typed actions).
 pub fn event(org: Option<&OrgScope>, action: &str, target: &str) -> AuditEvent {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let mut e = AuditEvent::new(
@@ -267,7 +267,8 @@ pub fn event(org: Option<&OrgScope>, action: &str, target: &str) -> AuditEvent {
     )
     .target(target)
     .reason(format!("seq-{}", SEQ.fetch_add(1, Ordering::Relaxed)));
-    e.action = action.to_string();
+    e.action = custos_audit::AuditAction::parse(action)
+        .unwrap_or_else(|| panic!("{action:?} is not an audit action"));
     if let Some(org) = org {
         e = e.org(org.org_id());
     }
