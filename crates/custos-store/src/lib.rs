@@ -19,31 +19,22 @@
 //! subjects arrive as keyed references. Keys live in the key store, never here.
 
 mod audit;
-mod audit_pg;
-mod audit_sqlite;
 mod audit_tree;
 mod lifecycle;
 mod members;
-mod members_pg;
-mod members_sqlite;
 pub mod migrations;
 mod model;
 mod objects;
 mod org_rows;
-mod org_rows_pg;
 mod orgs;
 mod pg;
 mod records;
 mod regional;
 mod requests;
-mod requests_pg;
-mod requests_sqlite;
 mod schema;
 mod sqlite;
 mod stream;
 mod tokens;
-mod tokens_pg;
-mod tokens_sqlite;
 
 pub use audit::AuditStore;
 pub use audit_tree::{AuditIndex, AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};

@@ -11,9 +11,14 @@ use crate::model::*;
 use crate::schema::{ORG_COLUMNS, RECORD_COLUMNS, TERMINATED_ORG_TABLES};
 
 mod audit;
+pub(crate) mod audit_log;
 mod lifecycle;
+pub(crate) mod members;
+pub(crate) mod org_rows;
 mod orgs;
 mod records;
+pub(crate) mod requests;
+pub(crate) mod tokens;
 
 /// An arbitrary constant that names Custos's migration lock among advisory locks.
 const MIGRATION_LOCK: i64 = 0x0C05_7050;
@@ -38,7 +43,7 @@ impl PgStore {
             pool: pool(url, schema, 16).await?,
         };
         store.migrate().await?;
-        crate::audit_pg::rebuild_if_needed(&store.pool).await?;
+        crate::pg::audit_log::rebuild_if_needed(&store.pool).await?;
         Ok(store)
     }
 
@@ -256,7 +261,7 @@ pub(crate) async fn append_audit(
     let idx: Vec<i64> = (start..end).collect();
     // Under that lock, the tree nodes committed so far are the whole tree of size `start`.
     let leaves: Vec<&[u8]> = cols.iter().map(|c| c.leaf.as_slice()).collect();
-    let leaf_hashes = crate::audit_pg::extend_tree(tx, start as u64, &leaves).await?;
+    let leaf_hashes = crate::pg::audit_log::extend_tree(tx, start as u64, &leaves).await?;
     sqlx::query(
         "INSERT INTO audit_log (idx, org_id, time, actor, action, target, outcome, leaf, leaf_hash)
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],

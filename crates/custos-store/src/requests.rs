@@ -10,6 +10,11 @@ use jiff::Timestamp;
 
 use crate::{OrgScope, RecordState, StoreError};
 
+/// The request columns [`SubjectRequest`] is read from, in order (both backends).
+pub(crate) const REQUEST_COLUMNS: &str = "id, kind, status, subject_ref, subject_sealed, \
+    filed_by, received_at, due_at, extended_at, extension_reason, status_reason, completed_at, \
+    progress, version";
+
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
         $(#[$doc])*

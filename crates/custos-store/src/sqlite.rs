@@ -15,9 +15,14 @@ use crate::model::*;
 use crate::schema::{ORG_COLUMNS, RECORD_COLUMNS, TERMINATED_ORG_TABLES};
 
 mod audit;
+pub(crate) mod audit_log;
 mod lifecycle;
+pub(crate) mod members;
+pub(crate) mod org_rows;
 mod orgs;
 mod records;
+pub(crate) mod requests;
+pub(crate) mod tokens;
 
 /// The condition that scopes a records statement to the org whose id is `?1` (see
 /// `migrations/sqlite/0008_org_seq.sql`). SQLite evaluates the uncorrelated subquery once per statement, and an unknown org
@@ -115,7 +120,7 @@ impl SqliteStore {
         // between; an immediate one waits for it instead.
         writer.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         migrate(&mut writer)?;
-        crate::audit_sqlite::backfill_if_needed(&mut writer)?;
+        crate::sqlite::audit_log::backfill_if_needed(&mut writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let conn = Connection::open(path)?;
@@ -325,7 +330,7 @@ fn now_micros() -> i64 {
 }
 
 fn append_audit(tx: &Transaction<'_>, events: &[AuditColumns]) -> Result<(), StoreError> {
-    crate::audit_sqlite::append(tx, events)
+    crate::sqlite::audit_log::append(tx, events)
 }
 
 fn opt_time(us: Option<i64>) -> Result<Option<jiff::Timestamp>, StoreError> {

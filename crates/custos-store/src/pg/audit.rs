@@ -76,11 +76,11 @@ impl crate::AuditStore for PgStore {
     }
 
     async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<crate::AuditRow>, StoreError> {
-        crate::audit_pg::rows(&self.pool, from, limit).await
+        crate::pg::audit_log::rows(&self.pool, from, limit).await
     }
 
     async fn audit_root(&self, size: u64) -> Result<custos_audit::Hash, StoreError> {
-        crate::audit_pg::root(&self.pool, size).await
+        crate::pg::audit_log::root(&self.pool, size).await
     }
 
     async fn audit_inclusion_proof(
@@ -88,7 +88,7 @@ impl crate::AuditStore for PgStore {
         index: u64,
         size: u64,
     ) -> Result<custos_audit::InclusionProof, StoreError> {
-        crate::audit_pg::inclusion(&self.pool, index, size).await
+        crate::pg::audit_log::inclusion(&self.pool, index, size).await
     }
 
     async fn audit_consistency_proof(
@@ -96,18 +96,18 @@ impl crate::AuditStore for PgStore {
         old_size: u64,
         new_size: u64,
     ) -> Result<custos_audit::ConsistencyProof, StoreError> {
-        crate::audit_pg::consistency(&self.pool, old_size, new_size).await
+        crate::pg::audit_log::consistency(&self.pool, old_size, new_size).await
     }
 
     async fn add_audit_checkpoint(
         &self,
         checkpoint: &crate::StoredCheckpoint,
     ) -> Result<crate::StoredCheckpoint, StoreError> {
-        crate::audit_pg::add_checkpoint(&self.pool, checkpoint).await
+        crate::pg::audit_log::add_checkpoint(&self.pool, checkpoint).await
     }
 
     async fn latest_audit_checkpoint(&self) -> Result<Option<crate::StoredCheckpoint>, StoreError> {
-        crate::audit_pg::latest_checkpoint(&self.pool).await
+        crate::pg::audit_log::latest_checkpoint(&self.pool).await
     }
 
     async fn audit_checkpoints(
@@ -115,6 +115,6 @@ impl crate::AuditStore for PgStore {
         from_size: u64,
         limit: u32,
     ) -> Result<Vec<crate::StoredCheckpoint>, StoreError> {
-        crate::audit_pg::checkpoints(&self.pool, from_size, limit).await
+        crate::pg::audit_log::checkpoints(&self.pool, from_size, limit).await
     }
 }

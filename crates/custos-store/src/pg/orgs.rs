@@ -273,7 +273,7 @@ impl crate::OrgStore for PgStore {
 
     async fn export_org(&self, scope: &OrgScope) -> Result<crate::OrgRows, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let rows = crate::org_rows_pg::pg_export(&mut tx, scope).await?;
+        let rows = crate::pg::org_rows::pg_export(&mut tx, scope).await?;
         tx.commit().await?;
         Ok(rows)
     }
@@ -285,7 +285,7 @@ impl crate::OrgStore for PgStore {
         audit: &[AuditEvent],
     ) -> Result<OrgScope, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let scope = crate::org_rows_pg::pg_import(&mut tx, rows, region).await?;
+        let scope = crate::pg::org_rows::pg_import(&mut tx, rows, region).await?;
         commit_with(tx, audit).await?;
         Ok(scope)
     }
@@ -298,8 +298,8 @@ impl crate::OrgStore for PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         match expect {
-            Some(rows) => crate::org_rows_pg::pg_delete_if_unchanged(&mut tx, rows).await?,
-            None => crate::org_rows_pg::pg_delete(&mut tx, scope.org_id()).await?,
+            Some(rows) => crate::pg::org_rows::pg_delete_if_unchanged(&mut tx, rows).await?,
+            None => crate::pg::org_rows::pg_delete(&mut tx, scope.org_id()).await?,
         }
         commit_with(tx, audit).await
     }

@@ -114,7 +114,7 @@ impl crate::RecordStore for PgStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Returning early drops the transaction: rolled back, nothing appended.
-        if !crate::tokens_pg::write(&mut tx, scope.org_id(), tokens).await? {
+        if !crate::pg::tokens::write(&mut tx, scope.org_id(), tokens).await? {
             return Ok(false);
         }
         insert_record_rows(&mut tx, scope.org_id(), records).await?;
@@ -128,7 +128,7 @@ impl crate::RecordStore for PgStore {
         lookups: &[String],
         entities: &[String],
     ) -> Result<crate::TokenResolution, StoreError> {
-        crate::tokens_pg::resolve(&self.pool, scope.org_id(), lookups, entities).await
+        crate::pg::tokens::resolve(&self.pool, scope.org_id(), lookups, entities).await
     }
 
     async fn pii_tokens(
@@ -136,6 +136,6 @@ impl crate::RecordStore for PgStore {
         scope: &OrgScope,
         tokens: &[String],
     ) -> Result<Vec<crate::PiiToken>, StoreError> {
-        crate::tokens_pg::fetch(&self.pool, scope.org_id(), tokens).await
+        crate::pg::tokens::fetch(&self.pool, scope.org_id(), tokens).await
     }
 }

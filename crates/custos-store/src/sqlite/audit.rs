@@ -106,12 +106,13 @@ impl crate::AuditStore for SqliteStore {
     }
 
     async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<crate::AuditRow>, StoreError> {
-        self.read(move |c| crate::audit_sqlite::rows(c, from, limit))
+        self.read(move |c| crate::sqlite::audit_log::rows(c, from, limit))
             .await
     }
 
     async fn audit_root(&self, size: u64) -> Result<custos_audit::Hash, StoreError> {
-        self.read(move |c| crate::audit_sqlite::root(c, size)).await
+        self.read(move |c| crate::sqlite::audit_log::root(c, size))
+            .await
     }
 
     async fn audit_inclusion_proof(
@@ -119,7 +120,7 @@ impl crate::AuditStore for SqliteStore {
         index: u64,
         size: u64,
     ) -> Result<custos_audit::InclusionProof, StoreError> {
-        self.read(move |c| crate::audit_sqlite::inclusion(c, index, size))
+        self.read(move |c| crate::sqlite::audit_log::inclusion(c, index, size))
             .await
     }
 
@@ -128,7 +129,7 @@ impl crate::AuditStore for SqliteStore {
         old_size: u64,
         new_size: u64,
     ) -> Result<custos_audit::ConsistencyProof, StoreError> {
-        self.read(move |c| crate::audit_sqlite::consistency(c, old_size, new_size))
+        self.read(move |c| crate::sqlite::audit_log::consistency(c, old_size, new_size))
             .await
     }
 
@@ -137,12 +138,12 @@ impl crate::AuditStore for SqliteStore {
         checkpoint: &crate::StoredCheckpoint,
     ) -> Result<crate::StoredCheckpoint, StoreError> {
         let cp = checkpoint.clone();
-        self.write(move |c| crate::audit_sqlite::add_checkpoint(c, &cp))
+        self.write(move |c| crate::sqlite::audit_log::add_checkpoint(c, &cp))
             .await
     }
 
     async fn latest_audit_checkpoint(&self) -> Result<Option<crate::StoredCheckpoint>, StoreError> {
-        self.read(crate::audit_sqlite::latest_checkpoint).await
+        self.read(crate::sqlite::audit_log::latest_checkpoint).await
     }
 
     async fn audit_checkpoints(
@@ -150,7 +151,7 @@ impl crate::AuditStore for SqliteStore {
         from_size: u64,
         limit: u32,
     ) -> Result<Vec<crate::StoredCheckpoint>, StoreError> {
-        self.read(move |c| crate::audit_sqlite::checkpoints(c, from_size, limit))
+        self.read(move |c| crate::sqlite::audit_log::checkpoints(c, from_size, limit))
             .await
     }
 }

@@ -137,7 +137,7 @@ impl crate::LifecycleStore for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let mut kept = Vec::new();
-            let audit_idx = crate::audit_sqlite::log_size(&tx)? as i64;
+            let audit_idx = crate::sqlite::audit_log::log_size(&tx)? as i64;
             {
                 let mut delete = tx.prepare_cached(&format!(
                     "DELETE FROM records WHERE {IN_ORG} AND id = ?2 AND state = ?3"

@@ -284,7 +284,7 @@ impl crate::OrgStore for SqliteStore {
         // One read transaction: a consistent copy even while the org is written to.
         self.read(move |c| {
             c.execute_batch("BEGIN")?;
-            let out = crate::org_rows::sqlite_export(c, &scope);
+            let out = crate::sqlite::org_rows::sqlite_export(c, &scope);
             c.execute_batch("COMMIT")?;
             out
         })
@@ -299,7 +299,7 @@ impl crate::OrgStore for SqliteStore {
     ) -> Result<OrgScope, StoreError> {
         let (rows, region) = (rows.clone(), region.to_string());
         self.mutate(audit, move |tx| {
-            crate::org_rows::sqlite_import(tx, &rows, &region)
+            crate::sqlite::org_rows::sqlite_import(tx, &rows, &region)
         })
         .await
     }
@@ -314,13 +314,13 @@ impl crate::OrgStore for SqliteStore {
         // One write transaction: nothing can be written between the check and the delete.
         self.mutate(audit, move |tx| {
             if let Some(expect) = &expect {
-                if crate::org_rows::sqlite_export(tx, &scope)? != *expect {
+                if crate::sqlite::org_rows::sqlite_export(tx, &scope)? != *expect {
                     return Err(StoreError::Conflict(
                         "the org changed while it was being moved".into(),
                     ));
                 }
             }
-            crate::org_rows::sqlite_delete(tx, scope.org_id())
+            crate::sqlite::org_rows::sqlite_delete(tx, scope.org_id())
         })
         .await
     }

@@ -117,7 +117,7 @@ impl crate::RecordStore for SqliteStore {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             // Returning early drops the transaction: rolled back, nothing appended.
-            if !crate::tokens_sqlite::write(&tx, &org, &tokens)? {
+            if !crate::sqlite::tokens::write(&tx, &org, &tokens)? {
                 return Ok(false);
             }
             insert_record_rows(&tx, &org, &records)?;
@@ -139,7 +139,7 @@ impl crate::RecordStore for SqliteStore {
             lookups.to_vec(),
             entities.to_vec(),
         );
-        self.read(move |c| crate::tokens_sqlite::resolve(c, &org, &lookups, &entities))
+        self.read(move |c| crate::sqlite::tokens::resolve(c, &org, &lookups, &entities))
             .await
     }
 
@@ -149,7 +149,7 @@ impl crate::RecordStore for SqliteStore {
         tokens: &[String],
     ) -> Result<Vec<crate::PiiToken>, StoreError> {
         let (org, tokens) = (scope.org_id().to_string(), tokens.to_vec());
-        self.read(move |c| crate::tokens_sqlite::fetch(c, &org, &tokens))
+        self.read(move |c| crate::sqlite::tokens::fetch(c, &org, &tokens))
             .await
     }
 }

@@ -8,11 +8,11 @@ use sqlx::{QueryBuilder, Row};
 
 use crate::model::{from_micros, to_micros};
 use crate::pg::commit_with;
+use crate::requests::REQUEST_COLUMNS;
 use crate::requests::{
     period_of, ErasureAggregate, RecordRewrite, RequestCursor, RequestFilter, RequestKind,
     RequestStatus, RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
 };
-use crate::requests_sqlite::REQUEST_COLUMNS;
 use crate::{OrgScope, PgStore, RecordState, StoreError};
 
 fn request_from_row(r: &PgRow) -> Result<SubjectRequest, StoreError> {

@@ -6,16 +6,13 @@ use custos_audit::AuditEvent;
 use rusqlite::{params, params_from_iter, types::Value as Sql, OptionalExtension};
 
 use crate::model::{from_micros, to_micros};
+use crate::requests::REQUEST_COLUMNS;
 use crate::requests::{
     period_of, ErasureAggregate, RecordRewrite, RequestCursor, RequestFilter, RequestKind,
     RequestStatus, RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
 };
 use crate::sqlite::IN_ORG;
 use crate::{OrgScope, RecordState, SqliteStore, StoreError};
-
-pub(crate) const REQUEST_COLUMNS: &str = "id, kind, status, subject_ref, subject_sealed, \
-    filed_by, received_at, due_at, extended_at, extension_reason, status_reason, completed_at, \
-    progress, version";
 
 fn request_from_row(r: &rusqlite::Row<'_>) -> Result<SubjectRequest, StoreError> {
     let time = |i: usize| -> Result<Option<jiff::Timestamp>, StoreError> {
