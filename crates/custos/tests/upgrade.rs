@@ -199,6 +199,59 @@ async fn upgrade_and_check(data: &Path, global: &[&str], m: &Value) {
         certificate["inclusion_proof"]["leaf_hash"]
     );
     run(data, global, &["audit", "verify"]);
+
+    // The independent verifier (Python, no Custos code) accepts the whole log, leaves written
+    // before the change and after it, and the certificate issued before it.
+    let Some(venv) = support::verifier_venv() else {
+        return;
+    };
+    let dir = data.parent().unwrap();
+    let (export, note, key) = (
+        dir.join("export.jsonl"),
+        dir.join("checkpoint.txt"),
+        dir.join("verifier-key.txt"),
+    );
+    run(data, global, &["audit", "checkpoint"]);
+    run(
+        data,
+        global,
+        &["audit", "export", "--out", export.to_str().unwrap()],
+    );
+    std::fs::write(&note, run(data, global, &["audit", "checkpoint"])).unwrap();
+    std::fs::write(&key, run(data, global, &["audit", "key"])).unwrap();
+    let verifier = support::workspace_root().join("tools/audit-verify/verify.py");
+    let key_arg = format!("@{}", key.display());
+    for args in [
+        vec![
+            "export",
+            "--key",
+            &key_arg,
+            "--note",
+            note.to_str().unwrap(),
+            "--export",
+            export.to_str().unwrap(),
+        ],
+        vec![
+            "cert",
+            "--key",
+            &key_arg,
+            "--cert",
+            cert_file.to_str().unwrap(),
+        ],
+    ] {
+        let out = Command::new(venv.join("bin/python"))
+            .arg(&verifier)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "verify.py {}: {}{}",
+            args[0],
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[tokio::test]
