@@ -39,6 +39,11 @@ for cert in certificate.json other-certificate.json; do
   cliverify "$dir/$cert" --key "$key"
 done
 pyverify --key "$key" --cert "$dir/certificate.json" --subject-ref "$subject_ref"
+# A certificate issued before typed audit details (its leaf is an encoding-version-1 event)
+# still verifies with both, under the same fixture key.
+v1_cert="$here/../../crates/custos-cert/tests/golden/certificate-v1.jcs.json"
+pyverify --key "$key" --cert "$v1_cert" --subject-ref "$subject_ref"
+cliverify "$v1_cert" --key "$key"
 pyverify --cert "$dir/certificate.json"
 cliverify "$dir/certificate.json" --trust-embedded-key
 # Without a key to trust, the CLI refuses to call a certificate verified.

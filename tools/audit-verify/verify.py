@@ -540,14 +540,24 @@ def verify_certificate(data, key, subject_ref=None):
     subject = doc["subject"]
     statement = {k: v for k, v in doc.items() if k not in SEAL_FIELDS}
     digest = hashlib.sha256(jcs(statement)).hexdigest()
-    expected_reason = f"subject_ref={subject['subject_ref']} certificate={doc['id']} statement={digest}"
-    for field, want, what in (
+    checks = [
         ("action", "subject.erase", "the leaf is not a subject.erase event"),
         ("outcome", "success", "the erasure event's outcome is not success"),
         ("org", subject["org"], "the event is for another org"),
         ("target", f"request:{subject['request']}", "the event is for another request"),
-        ("reason", expected_reason, "the event's reason does not commit to this statement"),
-    ):
+    ]
+    commits = "the event does not commit to this statement"
+    if event.get("v") == 1:
+        # Encoding version 1 (certificates issued before typed details): the reason text.
+        expected = f"subject_ref={subject['subject_ref']} certificate={doc['id']} statement={digest}"
+        checks.append(("reason", expected, commits))
+    else:
+        checks += [
+            ("subject_ref", subject["subject_ref"], commits),
+            ("certificate", doc["id"], commits),
+            ("statement_sha256", digest, commits),
+        ]
+    for field, want, what in checks:
         if event.get(field) != want:
             raise CertInvalid("event", what)
     # subject: only when the caller names the subject reference they expect.

@@ -24,7 +24,9 @@ fn events(n: u64) -> Vec<Vec<u8>> {
                 custos_audit::AuditAction::RecordCreate,
             )
             .org("0196a3c2-0000-7000-8000-00000000abcd")
-            .target(format!("record:0196a3c2-7d1e-7b3a-8e11-{i:012x}"))
+            .target(custos_audit::Target::Record(format!(
+                "0196a3c2-7d1e-7b3a-8e11-{i:012x}"
+            )))
             .to_canonical_bytes()
         })
         .collect()

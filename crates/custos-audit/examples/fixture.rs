@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ][(i % 4) as usize],
         )
         .org(format!("org-{}", i % 5))
-        .target(format!("record:{i:08}"))
+        .target(custos_audit::Target::Record(format!("{i:08}")))
         .outcome(if i % 11 == 0 {
             Outcome::Denied
         } else {

@@ -6,7 +6,8 @@
 //! hash. An event never carries record content, PII values or key material: its fields are
 //! identifiers and outcomes only.
 //!
-//! - [`event`]: the event and its canonical encoding (the leaf bytes).
+//! - [`event`]: the event and its canonical encoding (the leaf bytes), with its typed
+//!   [`target`] and per-action [`details`].
 //! - [`merkle`]: leaf and node hashing, the O(log n) append [`Frontier`], the [`NodeStore`]
 //!   trait for persisted complete subtrees, and [`NodePlan`]s that say which nodes a root or a
 //!   proof needs (for async stores that fetch themselves).
@@ -43,15 +44,18 @@
 
 pub mod action;
 pub mod checkpoint;
+pub mod details;
 pub mod event;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod target;
 pub mod verify;
 
 pub use action::AuditAction;
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use event::{Actor, AuditEvent, Outcome, EVENT_ENCODING_VERSION};
+pub use details::{allowed_fields, Details};
+pub use event::{Actor, AuditEvent, DecodeError, Outcome, EVENT_ENCODING_VERSION};
 pub use merkle::{
     empty_root, frontier_at, leaf_hash, node_hash, root_at, root_plan, Frontier, FrontierError,
     Hash, MemoryNodeStore, MemoryStoreError, NodeId, NodePlan, NodeStore, TreeError,
@@ -63,6 +67,7 @@ pub use proof::{
     consistency_plan, consistency_proof, inclusion_plan, inclusion_proof, verify_consistency,
     verify_inclusion, ConsistencyProof, InclusionProof, RangeError, VerifyError,
 };
+pub use target::{Target, TargetError};
 pub use verify::{
     verify_log, LogVerifier, StoredEntry, TamperError, TamperKind, TreeHead, VerifyReport,
 };

@@ -28,7 +28,7 @@ fn build(n: u64, batch: u64) -> Log {
         let mut hashes = Vec::new();
         for i in start..end {
             let leaf = AuditEvent::new(t0, Actor::System, custos_audit::AuditAction::RecordPurge)
-                .target(format!("record:{i}"))
+                .target(custos_audit::Target::Record(i.to_string()))
                 .to_canonical_bytes();
             let h = leaf_hash(&leaf);
             hashes.push(h);

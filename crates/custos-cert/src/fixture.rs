@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use custos_audit::{
     inclusion_proof, leaf_hash, verifier_key, Actor, AuditAction, AuditEvent, Checkpoint,
-    Ed25519NoteSigner, Frontier, MemoryNodeStore, NodeStore, NoteSigner,
+    Ed25519NoteSigner, Frontier, MemoryNodeStore, NodeStore, NoteSigner, Target,
 };
 use serde_json::Value;
 
@@ -124,19 +124,20 @@ pub fn build(subject_ref: &str) -> Fixture {
         "Keys \"destroyed\" \\ checked:\ttab,\u{1}\u{1f}\u{7f} \u{e9}\u{2014}\u{1f600}.".into();
 
     let t = ts("2026-11-27T09:59:30Z");
-    let plain = |action, target: &str| {
+    let plain = |action, target: Target| {
         AuditEvent::new(t, Actor::Member("member-1".into()), action)
             .org("org-1")
-            .target(target.to_owned())
+            .target(target)
     };
+    let record = |id: &str| Target::Record(id.into());
     let events = [
-        plain(AuditAction::RecordCreate, "record:r1"),
-        plain(AuditAction::RecordCreate, "record:r2"),
-        plain(AuditAction::HoldCreate, "hold:hold-7"),
+        plain(AuditAction::RecordCreate, record("r1")),
+        plain(AuditAction::RecordCreate, record("r2")),
+        plain(AuditAction::HoldCreate, Target::Hold("hold-7".into())),
         a.erase_event(t, Actor::System),
-        plain(AuditAction::RecordPurge, "record:r1"),
+        plain(AuditAction::RecordPurge, record("r1")),
         b.erase_event(t, Actor::System),
-        plain(AuditAction::AuditCheckpoint, "checkpoint:6"),
+        plain(AuditAction::RecordRead, record("r2")),
     ];
     let leaves: Vec<Vec<u8>> = events.iter().map(AuditEvent::to_canonical_bytes).collect();
     let mut frontier = Frontier::new();

@@ -3,7 +3,7 @@
 //!
 //! A certificate is JSON (format [`FORMAT`]). Its [`Statement`] says what was erased, how and
 //! when. The issuer records the statement in the audit log as a `subject.erase` event whose
-//! reason carries the statement's SHA-256 ([`Statement::event_reason`]), waits for a signed
+//! carries `statement_sha256`, the statement's SHA-256 ([`Statement::event_details`]), waits for a signed
 //! checkpoint that covers the event, and [`Statement::seal`]s: the certificate then carries the
 //! event's leaf bytes, its inclusion proof, the checkpoint, and an Ed25519 signature by the
 //! deployment key over the RFC 8785 (JCS) bytes of everything else. [`verify`] checks all of

@@ -1,7 +1,7 @@
 //! The certificate's data model (format v1): what it states, how it is sealed, and the exact
 //! bytes that are hashed and signed.
 
-use custos_audit::{Actor, AuditAction, AuditEvent, InclusionProof};
+use custos_audit::{Actor, AuditAction, AuditEvent, Details, InclusionProof, Target};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -247,8 +247,9 @@ pub(crate) fn signed_bytes_of(cert: &Map<String, Value>) -> Vec<u8> {
     jcs(&Value::Object(unsigned))
 }
 
-/// The erasure event's `reason`: subject reference, certificate id and statement digest.
-pub(crate) fn reason(subject_ref: &str, id: &str, digest_hex: &str) -> String {
+/// The `reason` a version-1 erasure event carried: subject reference, certificate id and
+/// statement digest (certificates issued before typed details still verify against it).
+pub(crate) fn v1_reason(subject_ref: &str, id: &str, digest_hex: &str) -> String {
     format!("subject_ref={subject_ref} certificate={id} statement={digest_hex}")
 }
 
@@ -263,23 +264,22 @@ impl Statement {
         sha256_hex(&self.jcs_bytes())
     }
 
-    /// The erasure event's exact `reason`:
-    /// `subject_ref=<ref> certificate=<id> statement=<digest>`.
-    pub fn event_reason(&self) -> String {
-        reason(
-            &self.subject.subject_ref,
-            &self.id.to_string(),
-            &self.digest_hex(),
-        )
+    /// The erasure event's details: subject reference, certificate id and
+    /// `statement_sha256`, the statement's digest.
+    pub fn event_details(&self) -> Details {
+        Details::new()
+            .subject_ref(self.subject.subject_ref.clone())
+            .certificate(self.id.to_string())
+            .statement_sha256(self.digest_hex())
     }
 
     /// The `subject.erase` audit event this statement must be recorded by: outcome success,
-    /// the statement's org, target `request:<request id>`, reason [`Statement::event_reason`].
+    /// the statement's org, target `request:<request id>`, details [`Statement::event_details`].
     pub fn erase_event(&self, time: jiff::Timestamp, actor: Actor) -> AuditEvent {
         AuditEvent::new(time, actor, AuditAction::SubjectErase)
             .org(self.subject.org.clone())
-            .target(format!("request:{}", self.subject.request))
-            .reason(self.event_reason())
+            .target(Target::Request(self.subject.request.clone()))
+            .details(self.event_details())
     }
 
     /// Binds the statement to the log (leaf, proof, checkpoint) and signs the result with the

@@ -7,11 +7,11 @@
 
 use std::fmt;
 
-use custos_audit::{leaf_hash, AuditAction, AuditEvent, Checkpoint, Outcome, VerifierKey};
+use custos_audit::{leaf_hash, AuditAction, AuditEvent, Checkpoint, Outcome, Target, VerifierKey};
 use serde_json::{Map, Value};
 
 use crate::json::parse_strict;
-use crate::model::{reason, signed_bytes_of, statement_digest_of, Certificate, FORMAT};
+use crate::model::{signed_bytes_of, statement_digest_of, v1_reason, Certificate, FORMAT};
 
 /// One verification step; each failure names the step it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -231,8 +231,8 @@ fn check_inclusion(cert: &Certificate, checkpoint: &Checkpoint) -> Result<(), Ve
         .map_err(|e| fail(Check::InclusionProof, e))
 }
 
-/// Event: the leaf is a successful `subject.erase` of this org and request whose reason
-/// commits to the statement's digest, recomputed from the document as received.
+/// Event: the leaf is a successful `subject.erase` of this org and request that commits to
+/// the statement's digest (`statement_sha256`; in a version-1 leaf, its reason), recomputed from the document as received.
 fn check_event(doc: &Map<String, Value>, cert: &Certificate) -> Result<(), VerifyFailure> {
     let event = AuditEvent::from_canonical_bytes(&cert.leaf).map_err(|e| fail(Check::Event, e))?;
     let subject = &cert.statement.subject;
@@ -256,17 +256,26 @@ fn check_event(doc: &Map<String, Value>, cert: &Certificate) -> Result<(), Verif
     if event.org.as_deref() != Some(subject.org.as_str()) {
         return Err(fail(Check::Event, "the event is for another org"));
     }
-    if event.target.as_deref() != Some(format!("request:{}", subject.request).as_str()) {
+    if event.target.as_ref().and_then(Target::request_id) != Some(subject.request.as_str()) {
         return Err(fail(Check::Event, "the event is for another request"));
     }
     // The id as written, not as re-printed from the parsed UUID: the Python verifier and the
     // issuer see these same characters.
     let id = doc.get("id").and_then(Value::as_str).unwrap_or_default();
-    let expected = reason(&subject.subject_ref, id, &statement_digest_of(doc));
-    if event.reason.as_deref() != Some(expected.as_str()) {
+    let digest = statement_digest_of(doc);
+    let commits = if event.v == 1 {
+        // Certificates issued before typed details: the commitment is the reason text.
+        event.reason.as_deref() == Some(v1_reason(&subject.subject_ref, id, &digest).as_str())
+    } else {
+        let d = &event.details;
+        d.subject_ref.as_deref() == Some(subject.subject_ref.as_str())
+            && d.certificate.as_deref() == Some(id)
+            && d.statement_sha256.as_deref() == Some(digest.as_str())
+    };
+    if !commits {
         return Err(fail(
             Check::Event,
-            "the event's reason does not commit to this statement (subject, id or digest differ)",
+            "the event does not commit to this statement (subject, id or statement_sha256 differ)",
         ));
     }
     Ok(())

@@ -55,14 +55,18 @@ fn the_erasure_event_commits_to_the_statement() {
     let event = custos_audit::AuditEvent::from_canonical_bytes(&fx.certificate.leaf).unwrap();
     assert_eq!(event.action.as_str(), "subject.erase");
     assert_eq!(event.org.as_deref(), Some("org-1"));
-    assert_eq!(event.target.as_deref(), Some("request:req-1"));
+    assert_eq!(event.target.unwrap().to_string(), "request:req-1");
+    assert_eq!(event.v, 2);
+    assert_eq!(event.reason, None);
+    assert_eq!(event.details.subject_ref.as_deref(), Some(REF));
     assert_eq!(
-        event.reason.unwrap(),
-        format!(
-            "subject_ref={REF} certificate=00000000-0000-0000-0000-000000000001 statement={}",
-            s.digest_hex()
-        )
+        event.details.certificate.as_deref(),
+        Some("00000000-0000-0000-0000-000000000001")
     );
+    assert_eq!(event.details.statement_sha256, Some(s.digest_hex()));
+    // As the design brief names it: the leaf carries `statement_sha256`.
+    let leaf: serde_json::Value = serde_json::from_slice(&fx.certificate.leaf).unwrap();
+    assert_eq!(leaf["statement_sha256"], s.digest_hex());
     assert_eq!(s.digest_hex().len(), 64);
     // The statement's JCS bytes are the certificate's minus the seal fields.
     let mut d = doc(&fx.certificate);
@@ -351,6 +355,24 @@ fn golden_certificate_bytes() {
     verify(&golden, Some(&fx.verifier_key), Some(REF)).unwrap();
 }
 
+/// A certificate issued before typed details (its leaf is an encoding-version-1 event whose
+/// reason commits to the statement) still verifies, and a changed reason still fails it.
+#[test]
+fn a_certificate_with_a_version_1_leaf_still_verifies() {
+    let fx = fx();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/certificate-v1.jcs.json"
+    );
+    let golden = std::fs::read(path).unwrap();
+    let ok = verify(&golden, Some(&fx.verifier_key), Some(REF)).unwrap();
+    assert!(ok.subject_checked);
+    let cert: Certificate = serde_json::from_slice(&golden).unwrap();
+    let event = custos_audit::AuditEvent::from_canonical_bytes(&cert.leaf).unwrap();
+    assert_eq!(event.v, 1);
+    assert!(event.reason.unwrap().contains("statement="));
+}
+
 #[test]
 fn text_rendering_names_what_was_erased() {
     let text = render_text(&fx().certificate);
@@ -429,9 +451,16 @@ fn the_event_must_be_this_statements_successful_erasure() {
         wrong_action,
         good.clone().outcome(custos_audit::Outcome::Failed),
         good.clone().org("org-2"),
-        good.clone().target("request:req-2"),
         good.clone()
-            .reason(s.event_reason().replace("statement=", "statement=0")),
+            .target(custos_audit::Target::Request("req-2".into())),
+        good.clone().details(
+            s.event_details()
+                .statement_sha256(format!("0{}", s.digest_hex())),
+        ),
+        good.clone()
+            .details(s.event_details().certificate("another")),
+        good.clone()
+            .details(s.event_details().subject_ref("another")),
     ];
     for event in bad {
         let f = verify(

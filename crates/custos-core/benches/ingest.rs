@@ -647,7 +647,7 @@ async fn build_rows(
             )
             .request(None, None)
             .org(org)
-            .target("records")
+            .target(custos_audit::Target::Records)
             .reason(format!(
                 "records={} categories={CATEGORY} ids={}",
                 ids.len(),

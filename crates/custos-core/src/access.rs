@@ -1,6 +1,7 @@
 //! Applying the authorization table: resolving the org a caller acts in, asking
 //! [`authz::decide`](crate::authz::decide), and auditing every refusal.
 
+use custos_audit::Target;
 use custos_policy::Category;
 use custos_store::OrgScope;
 
@@ -59,7 +60,7 @@ impl Custos {
         enrollment_code: Option<&str>,
     ) -> Result<Grant, CoreError> {
         let rule = op.rule();
-        let target = Some(format!("org:{org}"));
+        let target = Some(Target::Org(org.to_string()));
         let (org_row, settings) = match &caller.principal {
             Principal::Member { scope, .. } if scope.org_id() != org => {
                 let own = scope.org_id().to_string();
@@ -121,7 +122,7 @@ impl Custos {
         caller: &Caller,
         grant: &Grant,
         name: &str,
-        target: Option<String>,
+        target: Option<Target>,
     ) -> Result<&Category, CoreError> {
         let category = self
             .policy

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use custos_audit::{Actor, AuditAction, AuditEvent, Outcome};
 
+use custos_audit::Details;
+
 use crate::{Caller, CoreError, Custos, Principal, RequestContext};
 
 /// Buffered events that make an append by themselves.
@@ -171,19 +173,18 @@ impl Custos {
         if let Some(source) = &context.source {
             self.source_failures.fail(source, now);
         }
-        let mut reason_text = match key_prefix(token) {
-            Some(prefix) => format!("{} key_prefix={prefix}", reason.as_str()),
-            None => reason.as_str().to_string(),
-        };
+        let mut details = Details::new();
+        details.key_prefix = key_prefix(token).map(str::to_string);
         if self.check_source(&caller, now).is_err() {
             // This failure used up the source's allowance: say so once, in its event.
-            reason_text.push_str(" source_limited");
+            details = details.source_limited(true);
         }
         let event = AuditEvent::new(now, Actor::Anonymous, AuditAction::AuthReject)
             .request(caller.request_id, caller.source)
             .client_request(caller.client_request_id)
             .outcome(Outcome::Denied)
-            .reason(reason_text);
+            .reason(reason.as_str())
+            .details(details);
         if let Some(due) = self.auth_failures.push(event) {
             self.append_auth_failures(due).await;
         }

@@ -8,6 +8,8 @@ use custos_cert::{
 };
 use custos_store::{AuditFilter, OrgScope, RequestStatus, StoredCertificate, SubjectRequest};
 
+use custos_audit::{Details, Target};
+
 use crate::authz::Operation;
 use crate::erasure::Progress;
 use crate::{Caller, CoreError, Custos};
@@ -114,8 +116,8 @@ impl Custos {
         Ok(self
             .event(caller, AuditAction::SubjectErase)
             .org(scope.org_id())
-            .target(format!("request:{}", request.id))
-            .reason(statement.event_reason()))
+            .target(Target::Request(request.id.to_string()))
+            .details(statement.event_details()))
     }
 
     /// Seals a completed round's statement: finds its `subject.erase` leaf, proves it under
@@ -127,10 +129,11 @@ impl Custos {
         p: &Progress,
     ) -> Result<StoredCertificate, CoreError> {
         let statement = self.certificate_statement(scope, request, p)?;
-        let reason = statement.event_reason();
+        // A version-1 event (written before an upgrade) reads back the same details.
+        let details = statement.event_details();
         let filter = AuditFilter {
             action: Some(AuditAction::SubjectErase.as_str().into()),
-            target: Some(format!("request:{}", request.id)),
+            target: Some(Target::Request(request.id.to_string()).to_string()),
             ..AuditFilter::default()
         };
         let mut found = None;
@@ -144,7 +147,7 @@ impl Custos {
             from = last.index + 1;
             found = page.into_iter().find(|e| {
                 custos_audit::AuditEvent::from_canonical_bytes(&e.leaf)
-                    .is_ok_and(|ev| ev.reason.as_deref() == Some(reason.as_str()))
+                    .is_ok_and(|ev| ev.details == details)
             });
         }
         let entry = found.ok_or_else(|| {
@@ -205,8 +208,8 @@ impl Custos {
         let event = self
             .event(caller, AuditAction::CertificateRead)
             .org(scope.org_id())
-            .target(format!("request:{id}"))
-            .reason(format!("certificate={}", latest.id));
+            .target(Target::Request(id.to_string()))
+            .details(Details::new().certificate(latest.id.to_string()));
         self.store.append_audit(&[event]).await?;
         serde_json::from_str(&latest.body).map_err(|e| {
             CoreError::internal_from(format!("stored certificate {} is corrupt", latest.id), e)

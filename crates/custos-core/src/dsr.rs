@@ -12,6 +12,8 @@ use custos_store::{
     OrgScope, RequestCursor, RequestFilter, RequestKind, RequestStatus, SubjectRequest,
 };
 
+use custos_audit::{Details, Target};
+
 use crate::authz::Operation;
 use crate::{Caller, CoreError, Custos};
 
@@ -381,7 +383,7 @@ impl Custos {
         let event = self
             .event(caller, AuditAction::RequestBulk)
             .org(scope.org_id())
-            .reason(format!("subjects={}", subjects.len()));
+            .details(Details::new().subjects(subjects.len() as u64));
         self.store.append_audit(&[event]).await?;
         let mut first: HashMap<&str, usize> = HashMap::new();
         let mut filed = Vec::with_capacity(subjects.len());
@@ -507,11 +509,13 @@ impl Custos {
         let event = self
             .event(caller, AuditAction::RequestCreate)
             .org(scope.org_id())
-            .target(format!("request:{}", request.id))
-            .reason(format!(
-                "type={} subject_ref={} due={}",
-                kind, request.subject_ref, request.due_at
-            ));
+            .target(Target::Request(request.id.to_string()))
+            .details(
+                Details::new()
+                    .request_type(kind.to_string())
+                    .subject_ref(request.subject_ref.clone())
+                    .due(request.due_at),
+            );
         self.store
             .for_org(scope)
             .await?
@@ -546,7 +550,7 @@ impl Custos {
         let event = self
             .event(caller, AuditAction::RequestRead)
             .org(grant.scope.org_id())
-            .target(format!("request:{id}"));
+            .target(Target::Request(id.to_string()));
         self.store.append_audit(&[event]).await?;
         self.request_view(&grant.scope, request).await
     }
@@ -687,8 +691,8 @@ impl Custos {
         let event = self
             .event(caller, AuditAction::RequestExtend)
             .org(scope.org_id())
-            .target(format!("request:{id}"))
-            .reason(format!("by={} due={due}", extension.by));
+            .target(Target::Request(id.to_string()))
+            .details(Details::new().by(extension.by.to_string()).due(due));
         let request = self.save_request(&scope, request, None, &[event]).await?;
         self.request_view(&scope, request).await
     }
@@ -721,7 +725,7 @@ impl Custos {
         let event = self
             .event(caller, AuditAction::RequestReject)
             .org(scope.org_id())
-            .target(format!("request:{id}"));
+            .target(Target::Request(id.to_string()));
         let request = self.save_request(&scope, request, None, &[event]).await?;
         self.request_view(&scope, request).await
     }

@@ -25,6 +25,8 @@ use custos_store::{
     SubjectRequest,
 };
 
+use custos_audit::{Details, Target};
+
 use crate::lifecycle::archive_envelope_key;
 use crate::pii::ScrubPlan;
 use crate::records::{Envelope, ENVELOPE_PART};
@@ -254,7 +256,7 @@ impl Custos {
                 AuditAction::SubjectCryptoErase,
                 scope,
                 request,
-                format!("keys={}", p.pending_keys.join(",")),
+                Details::new().keys(p.pending_keys.clone()),
             )
         })
     }
@@ -297,12 +299,12 @@ impl Custos {
         action: AuditAction,
         scope: &OrgScope,
         request: &SubjectRequest,
-        reason: String,
+        details: Details,
     ) -> custos_audit::AuditEvent {
         self.event(caller, action)
             .org(scope.org_id())
-            .target(format!("request:{}", request.id))
-            .reason(format!("subject_ref={} {reason}", request.subject_ref))
+            .target(Target::Request(request.id.to_string()))
+            .details(details.subject_ref(request.subject_ref.clone()))
     }
 
     /// Runs (or resumes) an erasure request until it is completed, partially completed (what
@@ -322,7 +324,7 @@ impl Custos {
                     AuditAction::RequestStart,
                     scope,
                     &request,
-                    "round=1".into(),
+                    Details::new().round(1u64),
                 );
                 request = self.save_request(scope, request, None, &[event]).await?;
                 self.fault("erasure.started")?;
@@ -347,7 +349,7 @@ impl Custos {
                     AuditAction::RequestStart,
                     scope,
                     &request,
-                    format!("round={}", p.round + 1),
+                    Details::new().round(u64::from(p.round) + 1),
                 );
                 request = self.save_request(scope, request, None, &[event]).await?;
             }
@@ -411,7 +413,7 @@ impl Custos {
                         AuditAction::SubjectTokensDestroy,
                         scope,
                         &request,
-                        String::new(),
+                        Details::new(),
                     );
                     p.report.tokens_destroyed += self
                         .store
@@ -443,7 +445,7 @@ impl Custos {
                     AuditAction::RequestComplete,
                     scope,
                     &request,
-                    format!("status={}", request.status),
+                    Details::new().status(request.status.to_string()),
                 ));
             }
             Phase::Completed => {
@@ -455,7 +457,7 @@ impl Custos {
                     AuditAction::CertificateIssue,
                     scope,
                     &request,
-                    format!("certificate={}", certificate.id),
+                    Details::new().certificate(certificate.id.to_string()),
                 ));
                 p.store(&mut request);
                 return self
@@ -584,7 +586,9 @@ impl Custos {
                             AuditAction::SubjectAggregate,
                             scope,
                             request,
-                            format!("category={category} records={}", targets.len()),
+                            Details::new()
+                                .category(category.to_string())
+                                .records(targets.len() as u64),
                         );
                         let now = self.now();
                         self.store
@@ -627,7 +631,7 @@ impl Custos {
             AuditAction::SubjectPurge,
             scope,
             request,
-            format!("records={}", targets.len()),
+            Details::new().records(targets.len() as u64),
         );
         self.store
             .for_org(scope)
@@ -705,7 +709,7 @@ impl Custos {
             AuditAction::SubjectAnonymize,
             scope,
             request,
-            format!("records={}", rewrites.len()),
+            Details::new().records(rewrites.len() as u64),
         );
         self.store
             .for_org(scope)

@@ -26,6 +26,8 @@ use custos_store::{
     SubjectRequest,
 };
 
+use custos_audit::{Details, Target};
+
 use crate::access::Grant;
 use crate::authz::Operation;
 use crate::{Caller, CoreError, Custos, FileDownload, FileUpload, Principal};
@@ -251,8 +253,7 @@ impl Custos {
         pipe: &Pipe,
         sink: &Sink,
     ) -> Result<(), CoreError> {
-        let marker = format!("subject_ref={subject_ref}");
-        let own = request.map(|r| format!("request:{}", r.id));
+        let own = request.map(|r| Target::Request(r.id.to_string()));
         let mut from = 0;
         loop {
             let page = self
@@ -265,7 +266,7 @@ impl Custos {
                 let Ok(event) = custos_audit::AuditEvent::from_canonical_bytes(&entry.leaf) else {
                     continue;
                 };
-                let about = event.reason.as_deref().is_some_and(|r| r.contains(&marker))
+                let about = event.details.subject_ref.as_deref() == Some(subject_ref)
                     || (own.is_some() && event.target == own);
                 if !about {
                     continue;
@@ -282,12 +283,12 @@ impl Custos {
                         time: event.time,
                         action: event.action.as_str().to_string(),
                         actor,
-                        target: event.target.clone(),
+                        target: event.target.as_ref().map(ToString::to_string),
                         outcome: serde_json::to_value(event.outcome)
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_string))
                             .unwrap_or_default(),
-                        reason: event.reason.clone(),
+                        reason: export_reason(&event),
                     })
                     .map_err(export_error)?;
             }
@@ -425,9 +426,12 @@ impl Custos {
         let event = self
             .event(caller, AuditAction::RequestExport)
             .org(scope.org_id())
-            .reason(format!(
-                "subject_ref={subject_ref} format={format} records={records} archived_read={archived}{}",
-                withheld_note(&withheld)
+            .details(export_details(
+                &subject_ref,
+                format,
+                records,
+                archived,
+                &withheld,
             ));
         self.store.append_audit(&[event]).await?;
         Ok(records)
@@ -454,7 +458,7 @@ impl Custos {
             caller,
             &grant,
             EXPORTS_CATEGORY,
-            Some(format!("request:{id}")),
+            Some(Target::Request(id.to_string())),
         )
         .await?;
         if request.kind == RequestKind::Erasure {
@@ -484,7 +488,7 @@ impl Custos {
             let event = self
                 .event(caller, AuditAction::RequestStart)
                 .org(scope.org_id())
-                .target(format!("request:{id}"));
+                .target(Target::Request(id.to_string()));
             request = self.save_request(&scope, request, None, &[event]).await?;
         }
         let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -530,17 +534,21 @@ impl Custos {
         let mut events = vec![self
             .event(caller, AuditAction::RequestExport)
             .org(scope.org_id())
-            .target(format!("request:{id}"))
-            .reason(format!(
-                "subject_ref={} format={format} records={records} archived_read={archived} export=record:{}{}",
-                request.subject_ref, stored.id, withheld_note(&withheld)
-            ))];
+            .target(Target::Request(id.to_string()))
+            .details(
+                export_details(&request.subject_ref, format, records, archived, &withheld)
+                    .export(stored.id.to_string()),
+            )];
         if first {
             events.push(
                 self.event(caller, AuditAction::RequestComplete)
                     .org(scope.org_id())
-                    .target(format!("request:{id}"))
-                    .reason("status=completed"),
+                    .target(Target::Request(id.to_string()))
+                    .details(
+                        Details::new()
+                            .subject_ref(request.subject_ref.clone())
+                            .status("completed"),
+                    ),
             );
         }
         self.save_request(&scope, request, None, &events).await?;
@@ -573,12 +581,36 @@ fn export_key(format: Format, withheld: &BTreeSet<String>) -> String {
 }
 
 /// ` withheld=a,b` for the audit reason (category names only), or nothing.
-fn withheld_note(withheld: &BTreeSet<String>) -> String {
+/// An audit event's reason as an export shows it: a version-1 event's text, or a reason
+/// code and the details as words.
+fn export_reason(event: &custos_audit::AuditEvent) -> Option<String> {
+    if event.v == 1 || event.details.is_empty() {
+        return event.reason.clone();
+    }
+    let summary = event.details.summary();
+    Some(match &event.reason {
+        Some(code) => format!("{code} {summary}"),
+        None => summary,
+    })
+}
+
+/// An export's audit details: whose, in which format, how much, and what was left out.
+fn export_details(
+    subject_ref: &str,
+    format: impl std::fmt::Display,
+    records: u64,
+    archived: u64,
+    withheld: &BTreeSet<String>,
+) -> Details {
+    let details = Details::new()
+        .subject_ref(subject_ref)
+        .format(format.to_string())
+        .records(records)
+        .archived_read(archived);
     if withheld.is_empty() {
-        String::new()
+        details
     } else {
-        let names: Vec<&str> = withheld.iter().map(String::as_str).collect();
-        format!(" withheld={}", names.join(","))
+        details.withheld(withheld.iter().cloned().collect::<Vec<_>>())
     }
 }
 

@@ -12,6 +12,8 @@ use custos_crypto::KeyRef;
 use custos_pii::Finding;
 use custos_store::{RecordRow, RecordState};
 
+use custos_audit::{Details, Target};
+
 use crate::pii::{BatchTokens, PiiBlocked, ScanAcc, ScrubPlan, TokenKeys};
 use crate::pii_stream::{TextScrubber, Window};
 use crate::records::{check_metadata, check_subject, Envelope, ENVELOPE_PART};
@@ -336,8 +338,12 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::FileUpload)
             .org(scope.org_id())
-            .target(format!("record:{id}"))
-            .reason(format!("category={} bytes={size}", category.name));
+            .target(Target::Record(id.to_string()))
+            .details(
+                Details::new()
+                    .category(category.name.clone())
+                    .bytes(size as u64),
+            );
         let inserted = if tokens.write.is_empty() {
             self.store
                 .for_org(&scope)
@@ -563,7 +569,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::FileDownload)
             .org(scope.org_id())
-            .target(format!("record:{id}"));
+            .target(Target::Record(id.to_string()));
         self.store.append_audit(&[event]).await?;
         let (file_name, content_type) = envelope
             .map(|e| (e.file_name, e.content_type))
@@ -604,7 +610,7 @@ impl Custos {
                 )));
             }
             if self.policy.category(name).is_some() {
-                self.authorize_category(caller, grant, name, Some(format!("record:{id}")))
+                self.authorize_category(caller, grant, name, Some(Target::Record(id.to_string())))
                     .await?;
             }
         }

@@ -4,6 +4,8 @@
 use custos_audit::{AuditAction, Outcome};
 use custos_crypto::RotationReport;
 
+use custos_audit::{Details, Target};
+
 use crate::authz::Operation;
 use crate::{Caller, CoreError, Custos};
 
@@ -27,34 +29,38 @@ impl Custos {
             }
         }
         let target = match org {
-            Some(org) => format!("key:org/{org}"),
-            None => "key:root".to_string(),
+            Some(org) => Target::Key(format!("org/{org}")),
+            None => Target::Key("root".into()),
         };
-        let event = |reason: String| {
+        let event = |details: Details| {
             let e = self
                 .event(caller, AuditAction::KeyRotate)
                 .target(target.clone())
-                .reason(reason);
+                .details(details);
             match org {
                 Some(org) => e.org(org),
                 None => e,
             }
         };
-        self.store.append_audit(&[event("started".into())]).await?;
+        self.store
+            .append_audit(&[event(Details::new().phase("started"))])
+            .await?;
         let rotated = match org {
             Some(org) => self.vault.rotate_org(org).await,
             None => self.vault.rotate_root().await,
         };
         let (done, result) = match rotated {
             Ok(report) => (
-                event(format!(
-                    "done new_version={} rewrapped={}",
-                    report.new_version, report.rewrapped
-                )),
+                event(
+                    Details::new()
+                        .phase("done")
+                        .new_version(u64::from(report.new_version))
+                        .rewrapped(report.rewrapped as u64),
+                ),
                 Ok(report),
             ),
             Err(e) => (
-                event("failed".into()).outcome(Outcome::Failed),
+                event(Details::new().phase("failed")).outcome(Outcome::Failed),
                 Err(CoreError::from(e)),
             ),
         };

@@ -37,7 +37,7 @@ mod settings;
 
 use std::sync::Arc;
 
-use custos_audit::{Actor, AuditEvent, Outcome};
+use custos_audit::{Actor, AuditEvent, Outcome, Target};
 use custos_crypto::KeyVault;
 use custos_policy::Policy;
 use custos_store::{Member, Objects, OrgScope, RegionStores, Store, Stores};
@@ -494,7 +494,7 @@ impl Custos {
             .reason(refusal.code());
         if let Principal::Member { scope, member, .. } = &caller.principal {
             event.org = Some(scope.org_id().to_string());
-            event.target = Some(format!("member:{}", member.id));
+            event.target = Some(Target::Member(member.id.to_string()));
         }
         match self.store.append_audit(&[event]).await {
             Ok(()) => CoreError::Unauthenticated,
@@ -516,7 +516,7 @@ impl Custos {
         caller: &Caller,
         org: Option<&str>,
         action: custos_audit::AuditAction,
-        target: Option<String>,
+        target: Option<Target>,
         error: CoreError,
     ) -> CoreError {
         let mut event = self

@@ -23,6 +23,8 @@ use custos_store::{
     RecordState,
 };
 
+use custos_audit::{Details, Target};
+
 use crate::files::blob_key;
 use crate::{Caller, CoreError, Custos, Principal};
 
@@ -291,16 +293,9 @@ pub struct ArchiveRestore {
 /// Whether `event` is the batch purge event of exactly the records `ids` (the deletion-log
 /// rows that point at it): action `record.purge`, the same count and the same digest.
 pub fn purge_event_covers(event: &custos_audit::AuditEvent, ids: &[&str]) -> bool {
-    let reason = event.reason.as_deref().unwrap_or("");
-    let field = |name: &str| {
-        reason
-            .split(' ')
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .map(str::to_string)
-    };
     event.action == custos_audit::AuditAction::RecordPurge
-        && field("records") == Some(ids.len().to_string())
-        && field("ids_sha256") == Some(purged_ids_digest(ids.iter().copied()))
+        && event.details.records == Some(ids.len() as u64)
+        && event.details.ids_sha256 == Some(purged_ids_digest(ids.iter().copied()))
 }
 
 impl Custos {
@@ -332,8 +327,8 @@ impl Custos {
         let event = self
             .event(caller, ACTION)
             .org(org)
-            .target(format!("record:{id}"))
-            .reason(format!("readable_until={readable_until}"));
+            .target(Target::Record(id.to_string()))
+            .details(Details::new().readable_until(readable_until));
         if !self
             .store
             .for_org(&scope)
@@ -591,8 +586,8 @@ impl Custos {
                 let event = self
                     .event(&system(), custos_audit::AuditAction::RetentionRecompute)
                     .org(job.scope.org_id())
-                    .target(format!("category:{}", category.name))
-                    .reason(format!("records={done}"));
+                    .target(Target::Category(category.name.to_string()))
+                    .details(Details::new().records(done));
                 self.store
                     .for_org(&job.scope)
                     .await?
@@ -680,8 +675,8 @@ impl Custos {
         let event = self
             .event(&system(), custos_audit::AuditAction::RecordArchive)
             .org(org)
-            .target(format!("record:{}", row.id))
-            .reason(format!("category={}", row.category));
+            .target(Target::Record(row.id.to_string()))
+            .details(Details::new().category(row.category.clone()));
         let moved = self
             .store
             .for_org(scope)
@@ -744,13 +739,13 @@ impl Custos {
             let event = self
                 .event(&system(), custos_audit::AuditAction::RecordPurge)
                 .org(org)
-                .target("deletion_log")
-                .reason(format!(
-                    "records={} reasons={} ids_sha256={}",
-                    items.len(),
-                    reasons.join(","),
-                    purged_ids_digest(items.iter().map(|(r, _)| r.id.as_str()))
-                ));
+                .target(Target::DeletionLog)
+                .details(
+                    Details::new()
+                        .records(items.len() as u64)
+                        .purge_reasons(reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+                        .ids_sha256(purged_ids_digest(items.iter().map(|(r, _)| r.id.as_str()))),
+                );
             match self
                 .store
                 .for_org(scope)
@@ -794,8 +789,7 @@ impl Custos {
             let event = self
                 .event(&system(), custos_audit::AuditAction::OrgTerminated)
                 .org(&org.id)
-                .target(format!("org:{}", org.id))
-                .reason("records purged, org keys destroyed");
+                .target(Target::Org(org.id.to_string()));
             if self
                 .store
                 .for_org(&scope)

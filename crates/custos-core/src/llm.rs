@@ -6,12 +6,13 @@
 //! the org's settings and the authorization table, so the HTTP layer never decides on its own.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use custos_audit::Outcome;
 use custos_crypto::SecretKey;
 use custos_pii::EntityKind;
 use custos_policy::{PiiAction, Provider, ProviderKind};
+
+use custos_audit::{Details, Target};
 
 use crate::authz::Operation;
 use crate::settings::{valid_model_name, OrgSettings};
@@ -217,39 +218,27 @@ pub struct LlmCallReport {
 }
 
 impl LlmCallReport {
-    /// The audit event's `reason`: space-separated `key=value` pairs.
-    pub(crate) fn reason(&self) -> String {
-        let mut out = format!("model={} stream={}", self.model, self.stream);
-        if let Some(n) = self.input_tokens {
-            let _ = write!(out, " input_tokens={n}");
-        }
-        if let Some(n) = self.output_tokens {
-            let _ = write!(out, " output_tokens={n}");
-        }
-        let _ = write!(
-            out,
-            " latency_ms={} upstream_ms={}",
-            self.latency_ms, self.upstream_ms
-        );
+    /// The audit event's details: metadata only.
+    pub(crate) fn details(&self) -> Details {
+        let mut d = Details::new()
+            .model(self.model.clone())
+            .stream(self.stream)
+            .latency_ms(self.latency_ms)
+            .upstream_ms(self.upstream_ms)
+            .result(self.result.as_reason());
+        d.input_tokens = self.input_tokens;
+        d.output_tokens = self.output_tokens;
+        d.prompt_record = self.prompt_record.clone();
         if !self.pii.is_empty() {
-            out.push_str(" pii=");
-            out.push_str(&pii_counts(&self.pii));
+            d = d.entities(
+                self.pii
+                    .iter()
+                    .map(|(k, n)| (k.as_str().to_string(), *n))
+                    .collect::<BTreeMap<_, _>>(),
+            );
         }
-        let _ = write!(out, " result={}", self.result.as_reason());
-        if let Some(id) = &self.prompt_record {
-            let _ = write!(out, " prompt_record={id}");
-        }
-        out
+        d
     }
-}
-
-/// `EMAIL_ADDRESS:2,PERSON:1`.
-fn pii_counts(counts: &BTreeMap<EntityKind, u64>) -> String {
-    counts
-        .iter()
-        .map(|(k, n)| format!("{}:{n}", k.as_str()))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// The wire format a route's operation speaks, and the provider kind that serves it.
@@ -407,21 +396,22 @@ impl Custos {
             // Authentication and authorization refusals are audited where they happen.
             return refusal;
         }
-        let mut reason = refusal.reason().to_string();
+        let mut details = Details::new();
         // A model name that holds personal data stays out of the log like any other value.
         let model = model.filter(|_| !matches!(refusal, LlmRefusal::PiiInModel(_)));
         if let Some(m) = model.filter(|m| valid_model_name(m)) {
-            let _ = write!(reason, " model={m}");
+            details = details.model(m);
         }
         if let LlmRefusal::PiiBlocked(kinds) = &refusal {
-            let _ = write!(reason, " pii={}", kinds.join(","));
+            details = details.pii_types(kinds.iter().map(ToString::to_string).collect::<Vec<_>>());
         }
         let event = self
             .event(caller, op.rule().action)
             .org(org)
-            .target(format!("llm:{}", target_name(provider)))
+            .target(Target::Llm(target_name(provider).to_string()))
             .outcome(Outcome::Denied)
-            .reason(reason);
+            .reason(refusal.reason())
+            .details(details);
         match self.store.append_audit(&[event]).await {
             Ok(()) => refusal,
             Err(e) => CoreError::from(e).into(),
@@ -510,9 +500,9 @@ mod tests {
             prompt_record: None,
         };
         assert_eq!(
-            report.reason(),
-            "model=gpt-4o-mini stream=true input_tokens=12 latency_ms=40 upstream_ms=38 \
-             pii=EMAIL_ADDRESS:2,PERSON:1 result=upstream_500"
+            report.details().summary(),
+            "entities={\"EMAIL_ADDRESS\":2,\"PERSON\":1} input_tokens=12 latency_ms=40 \
+             model=gpt-4o-mini result=upstream_500 stream=true upstream_ms=38"
         );
     }
 

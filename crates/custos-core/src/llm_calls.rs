@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use custos_audit::{AuditEvent, Outcome};
 use custos_llm::{PlaceholderKey, ScrubError, Scrubbed, Scrubber, StorageRefusal, WireFormat};
 
+use custos_audit::Target;
+
 use crate::llm::{LlmAdmission, LlmCallReport, LlmRefusal, LlmResult};
 use crate::{Caller, Custos};
 
@@ -159,9 +161,9 @@ impl Custos {
         let event = self
             .event(caller, admission.op.rule().action)
             .org(&admission.org)
-            .target(format!("llm:{}", admission.provider.name))
+            .target(Target::Llm(admission.provider.name.to_string()))
             .outcome(outcome)
-            .reason(report.reason());
+            .details(report.details());
         {
             let mut queue = self.llm_calls.queue.lock().expect("call events lock");
             queue.0.push(event);

@@ -13,6 +13,8 @@ use custos_audit::AuditAction;
 use custos_policy::Role;
 use custos_store::{EnrollmentCode, Member, OrgScope, PersonIdentity, Session};
 
+use custos_audit::{Details, Target};
+
 use crate::authz::Operation;
 use crate::limits::{factor_gate, FactorGate, LOCKED_RETRY_AFTER, LOCK_AFTER};
 use crate::{generate_api_key, token_hash, Authentication, Caller, CoreError, Custos, Principal};
@@ -321,18 +323,13 @@ fn peer_manager(caller: &Caller, target: &Member) -> Option<String> {
 /// What an audit event says a member was granted.
 /// What a member may do, for its audit events; a bound identity is noted as bound, never
 /// named (audit leaves outlive the people in them).
-fn grants(member: &Member) -> String {
-    format!(
-        "roles={} groups={} mfa={}{}",
-        member.roles.join(","),
-        member.groups.join(","),
-        member.mfa,
-        if member.identity.is_some() {
-            " identity=bound"
-        } else {
-            ""
-        }
-    )
+/// What a member may do, as audited (never whom it is bound to).
+fn grants(member: &Member) -> Details {
+    Details::new()
+        .roles(member.roles.clone())
+        .groups(member.groups.clone())
+        .mfa(member.mfa)
+        .identity_bound(member.identity.is_some())
 }
 
 fn random_token(prefix: &str) -> String {
@@ -352,7 +349,7 @@ impl Custos {
         caller: &Caller,
         scope: &OrgScope,
         action: AuditAction,
-        target: Option<String>,
+        target: Option<Target>,
         why: String,
     ) -> CoreError {
         let org = scope.org_id().to_string();
@@ -401,8 +398,8 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::MemberCreate)
             .org(org)
-            .target(format!("member:{}", member.id))
-            .reason(grants(&member));
+            .target(Target::Member(member.id.to_string()))
+            .details(grants(&member));
         self.store
             .for_org(&grant.scope)
             .await?
@@ -483,7 +480,7 @@ impl Custos {
         let why = ungrantable(caller, &member.roles, &member.groups, true)
             .or_else(|| peer_manager(caller, &member));
         if let Some(why) = why {
-            let target = Some(format!("member:{id}"));
+            let target = Some(Target::Member(id.to_string()));
             return Err(self.refuse_grant(caller, scope, action, target, why).await);
         }
         Ok(member)
@@ -526,7 +523,7 @@ impl Custos {
             member.identity = identity;
         }
         if let Some(why) = ungrantable(caller, &member.roles, &member.groups, member.mfa) {
-            let target = Some(format!("member:{id}"));
+            let target = Some(Target::Member(id.to_string()));
             return Err(self
                 .refuse_grant(caller, &grant.scope, AuditAction::MemberUpdate, target, why)
                 .await);
@@ -534,8 +531,8 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::MemberUpdate)
             .org(org)
-            .target(format!("member:{id}"))
-            .reason(grants(&member));
+            .target(Target::Member(id.to_string()))
+            .details(grants(&member));
         if !self
             .store
             .for_org(&grant.scope)
@@ -561,7 +558,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::MemberRemove)
             .org(org)
-            .target(format!("member:{id}"));
+            .target(Target::Member(id.to_string()));
         if !self
             .store
             .for_org(&grant.scope)
@@ -637,7 +634,7 @@ impl Custos {
         let event = self
             .event(caller, action)
             .org(scope.org_id())
-            .target(format!("member:{id}"));
+            .target(Target::Member(id.to_string()));
         if !self
             .store
             .for_org(scope)
@@ -683,12 +680,12 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::MemberTotpEnroll)
             .org(org)
-            .target(format!("member:{}", member.id))
-            .reason(if used_code.is_some() {
-                "with=enrollment_code"
+            .target(Target::Member(member.id.to_string()))
+            .details(Details::new().method(if used_code.is_some() {
+                "enrollment_code"
             } else {
-                "with=api_key"
-            });
+                "api_key"
+            }));
         if !self
             .store
             .for_org(&grant.scope)
@@ -741,8 +738,8 @@ impl Custos {
         let event = self
             .event(caller, AuditAction::MemberTotpEnrollmentCode)
             .org(org)
-            .target(format!("member:{id}"))
-            .reason(format!("expires={}", issued.expires_at));
+            .target(Target::Member(id.to_string()))
+            .details(Details::new().expires(issued.expires_at));
         if !self
             .store
             .for_org(&grant.scope)
@@ -771,7 +768,7 @@ impl Custos {
         let event = self
             .event(caller, AuditAction::MemberTotpUnlock)
             .org(org)
-            .target(format!("member:{id}"));
+            .target(Target::Member(id.to_string()));
         if !self
             .store
             .for_org(&grant.scope)
@@ -804,7 +801,7 @@ impl Custos {
             ));
         }
         let refuse = |why: &str| CoreError::Forbidden(format!("session refused: {why}"));
-        let target = Some(format!("member:{}", member.id));
+        let target = Some(Target::Member(member.id.to_string()));
         let Some(factor) = self
             .store
             .for_org(&grant.scope)
@@ -884,8 +881,8 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::SessionOpen)
             .org(org)
-            .target(format!("member:{}", member.id))
-            .reason(format!("method=totp expires={}", session.expires_at));
+            .target(Target::Member(member.id.to_string()))
+            .details(Details::new().method("totp").expires(session.expires_at));
         if !self
             .store
             .for_org(&grant.scope)
@@ -919,19 +916,20 @@ impl Custos {
         if let Some(source) = &caller.source {
             self.source_failures.fail(source, self.now());
         }
-        let target = format!("member:{member_id}");
+        let target = Target::Member(member_id.to_string());
         let mut events = vec![self
             .event(caller, AuditAction::SessionOpen)
             .outcome(custos_audit::Outcome::Denied)
             .org(org)
             .target(target.clone())
-            .reason(format!("wrong_code failures={failures}"))];
+            .reason("wrong_code")
+            .details(Details::new().failures(failures))];
         if failures == LOCK_AFTER {
             events.push(
                 self.event(caller, AuditAction::MemberTotpLock)
                     .org(org)
                     .target(target)
-                    .reason(format!("failures={failures}")),
+                    .details(Details::new().failures(failures)),
             );
         }
         match self.store.append_audit(&events).await {

@@ -6,6 +6,8 @@ use utoipa::ToSchema;
 use custos_policy::Duration;
 use custos_store::{Hold, Org, OrgScope};
 
+use custos_audit::{Details, Target};
+
 use crate::authz::Operation;
 use crate::members::check_name;
 use crate::{Caller, CoreError, Custos, Principal};
@@ -149,7 +151,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::OrgCreate)
             .org(&org.id)
-            .target(format!("org:{}", org.id));
+            .target(Target::Org(org.id.to_string()));
         self.store.create_org(&org, &[event]).await?;
         Ok(org.into())
     }
@@ -201,7 +203,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::OrgTerminate)
             .org(org)
-            .target(format!("org:{org}"));
+            .target(Target::Org(org.to_string()));
         self.store
             .for_org(&scope)
             .await?
@@ -245,7 +247,7 @@ impl Custos {
             caller,
             &grant,
             category,
-            Some(format!("category:{category}")),
+            Some(Target::Category(category.to_string())),
         )
         .await?;
         let scope = grant.scope;
@@ -258,8 +260,8 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::RetentionSet)
             .org(scope.org_id())
-            .target(format!("category:{category}"))
-            .reason(format!("retention={duration}"));
+            .target(Target::Category(category.to_string()))
+            .details(Details::new().retention(duration.to_string()));
         self.store
             .for_org(&scope)
             .await?
@@ -348,7 +350,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::HoldCreate)
             .org(scope.org_id())
-            .target(format!("hold:{}", hold.id));
+            .target(Target::Hold(hold.id.to_string()));
         self.store
             .for_org(&scope)
             .await?
@@ -371,7 +373,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::HoldRelease)
             .org(scope.org_id())
-            .target(format!("hold:{id}"));
+            .target(Target::Hold(id.to_string()));
         if self
             .store
             .for_org(&scope)

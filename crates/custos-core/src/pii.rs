@@ -14,6 +14,8 @@ use custos_pii::{
 use custos_policy::{PiiAction, PiiRule};
 use custos_store::{PiiToken, TokenBatch};
 
+use custos_audit::{Details, Target};
+
 use crate::pii_walk::{rebuild_keyed, visit_keyed};
 use crate::CoreError;
 
@@ -646,17 +648,12 @@ impl crate::Custos {
         blocked: &PiiBlocked,
     ) -> Result<(), CoreError> {
         let org = scope.org_id();
-        let summary: Vec<String> = blocked
-            .counts
-            .iter()
-            .map(|(k, n)| format!("{k}={n}"))
-            .collect();
         let event = self
             .event(caller, custos_audit::AuditAction::PiiBlocked)
             .org(org)
-            .target(format!("category:{}", blocked.category))
+            .target(Target::Category(blocked.category.to_string()))
             .outcome(custos_audit::Outcome::Denied)
-            .reason(summary.join(","));
+            .details(Details::new().entities(blocked.counts.clone()));
         let mut rows = Vec::new();
         if let Some(security) = self.policy.category("security_logs") {
             let now = self.now();

@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 use custos_crypto::{KeyRef, KeyVault};
 use custos_store::{OrgScope, PurgeCause, RecordFilter, RecordRow, RecordState, StateChange};
 
+use custos_audit::{Details, Target};
+
 use crate::access::Grant;
 use crate::authz::Operation;
 use crate::pii::{BatchTokens, PiiBlocked, Scan, ScrubPlan, TokenKeys};
@@ -326,19 +328,19 @@ fn create_event(
     let event = event.org(scope.org_id());
     if let [(id, category)] = records {
         return event
-            .target(format!("record:{id}"))
-            .reason(format!("category={category}"));
+            .target(Target::Record(id.to_string()))
+            .details(Details::new().category(*category));
     }
     let mut categories: Vec<&str> = records.iter().map(|(_, c)| *c).collect();
     categories.sort_unstable();
     categories.dedup();
-    let ids: Vec<&str> = records.iter().map(|(id, _)| *id).collect();
-    event.target("records").reason(format!(
-        "records={} categories={} ids={}",
-        records.len(),
-        categories.join(","),
-        ids.join(",")
-    ))
+    let ids: Vec<String> = records.iter().map(|(id, _)| id.to_string()).collect();
+    event.target(Target::Records).details(
+        Details::new()
+            .records(records.len() as u64)
+            .categories(categories.iter().map(|c| c.to_string()).collect::<Vec<_>>())
+            .ids(ids),
+    )
 }
 
 /// The record ids a `record.create` event names (see [`create_event`]): its target's for a
@@ -347,17 +349,16 @@ pub fn created_record_ids(event: &custos_audit::AuditEvent) -> Vec<&str> {
     if event.action != custos_audit::AuditAction::RecordCreate {
         return Vec::new();
     }
-    match event.target.as_deref() {
-        Some("records") => event
-            .reason
-            .as_deref()
-            .unwrap_or("")
-            .split(' ')
-            .find_map(|kv| kv.strip_prefix("ids="))
-            .map(|ids| ids.split(',').collect())
-            .unwrap_or_default(),
-        Some(target) => target.strip_prefix("record:").into_iter().collect(),
-        None => Vec::new(),
+    match &event.target {
+        Some(Target::Records) => event
+            .details
+            .ids
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect(),
+        Some(Target::Record(id)) => vec![id.as_str()],
+        _ => Vec::new(),
     }
 }
 
@@ -849,8 +850,13 @@ impl Custos {
             .await?
             .filter(|r| matches!(r.state, RecordState::Active | RecordState::Archived))
             .ok_or_else(|| CoreError::NotFound(format!("record {id}")))?;
-        self.authorize_category(caller, grant, &row.category, Some(format!("record:{id}")))
-            .await?;
+        self.authorize_category(
+            caller,
+            grant,
+            &row.category,
+            Some(Target::Record(id.to_string())),
+        )
+        .await?;
         Ok(row)
     }
 
@@ -908,7 +914,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::RecordRead)
             .org(scope.org_id())
-            .target(format!("record:{id}"));
+            .target(Target::Record(id.to_string()));
         self.store.append_audit(&[event]).await?;
         Ok(view)
     }
@@ -985,7 +991,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::RecordReveal)
             .org(scope.org_id())
-            .target(format!("record:{id}"));
+            .target(Target::Record(id.to_string()));
         self.store.append_audit(&[event]).await?;
         Ok(view)
     }
@@ -1065,7 +1071,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::RecordDelete)
             .org(scope.org_id())
-            .target(format!("record:{id}"))
+            .target(Target::Record(id.to_string()))
             .reason("soft_delete");
         self.apply_transition(&scope, change, event).await
     }
@@ -1085,8 +1091,13 @@ impl Custos {
             .await?
             .filter(|r| !r.state.is_purge_pending())
             .ok_or_else(|| CoreError::NotFound(format!("record {id}")))?;
-        self.authorize_category(caller, &grant, &row.category, Some(format!("record:{id}")))
-            .await?;
+        self.authorize_category(
+            caller,
+            &grant,
+            &row.category,
+            Some(Target::Record(id.to_string())),
+        )
+        .await?;
         // A held record stays readable and restorable: hiding it for good would break the
         // hold's promise as surely as purging it.
         let holds = self.store.for_org(&scope).await?.holds(&scope).await?;
@@ -1106,7 +1117,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::RecordDelete)
             .org(scope.org_id())
-            .target(format!("record:{id}"))
+            .target(Target::Record(id.to_string()))
             .reason("hard_delete");
         self.apply_transition(&scope, change, event).await
     }
@@ -1127,7 +1138,7 @@ impl Custos {
             caller,
             &grant,
             category,
-            Some(format!("category:{category}")),
+            Some(Target::Category(category.to_string())),
         )
         .await?;
         let scope = grant.scope;
@@ -1165,8 +1176,8 @@ impl Custos {
             let event = self
                 .event(caller, custos_audit::AuditAction::CategoryDeleteAll)
                 .org(scope.org_id())
-                .target(format!("category:{category}"))
-                .reason(format!("records={}", targets.len()));
+                .target(Target::Category(category.to_string()))
+                .details(Details::new().records(targets.len() as u64));
             marked += self
                 .store
                 .for_org(&scope)
@@ -1214,8 +1225,13 @@ impl Custos {
             .await?
             .filter(|r| r.state == RecordState::SoftDeleted)
             .ok_or_else(|| CoreError::NotFound(format!("soft-deleted record {id}")))?;
-        self.authorize_category(caller, &grant, &row.category, Some(format!("record:{id}")))
-            .await?;
+        self.authorize_category(
+            caller,
+            &grant,
+            &row.category,
+            Some(Target::Record(id.to_string())),
+        )
+        .await?;
         let now = self.now();
         let deleted_at = row.deleted_at.unwrap_or(row.created_at);
         let closes = self.policy.deletion.soft_delete_window.add_to(deleted_at);
@@ -1234,7 +1250,7 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::RecordRestore)
             .org(scope.org_id())
-            .target(format!("record:{id}"));
+            .target(Target::Record(id.to_string()));
         self.apply_transition(&scope, change, event).await
     }
 }

@@ -4,11 +4,15 @@
 //! `private_data_mode`, request size and concurrency limits, prompt retention). Stored as one
 //! JSON document per org; every change is audited with the values it set.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use custos_policy::Duration;
 use custos_store::OrgScope;
+
+use custos_audit::{Details, Target};
 
 use crate::authz::Operation;
 use crate::outbound::{OutboundUrl, Refusal, Rules};
@@ -159,48 +163,48 @@ impl OrgSettings {
         mut self,
         change: SettingsChange,
         policy: &custos_policy::Policy,
-    ) -> Result<(OrgSettings, Vec<String>), CoreError> {
+    ) -> Result<(OrgSettings, BTreeMap<String, String>), CoreError> {
         let llm = &policy.llm;
-        let mut changed = Vec::new();
+        let mut changed = BTreeMap::new();
         if let Some(v) = change.require_mfa_for_admins {
             self.require_mfa_for_admins = v;
-            changed.push(format!("require_mfa_for_admins={v}"));
+            changed.insert("require_mfa_for_admins".into(), v.to_string());
         }
         if let Some(v) = change.session_timeout {
             self.session_timeout = parse_timeout(&v)?.to_string();
-            changed.push(format!("session_timeout={}", self.session_timeout));
+            changed.insert("session_timeout".into(), self.session_timeout.clone());
         }
         if let Some(v) = change.identity_provider {
             if let Some(idp) = &v {
                 check_idp(idp, &Rules::new(&policy.network))?;
             }
-            changed.push(match &v {
-                Some(idp) => format!("identity_provider={}", idp.issuer),
-                None => "identity_provider=none".into(),
-            });
+            let issuer = v
+                .as_ref()
+                .map_or("none".into(), |idp| idp.issuer.to_string());
+            changed.insert("identity_provider".into(), issuer);
             self.identity_provider = v;
         }
         if let Some(v) = change.allow_data_transfer {
             self.allow_data_transfer = v;
-            changed.push(format!("allow_data_transfer={v}"));
+            changed.insert("allow_data_transfer".into(), v.to_string());
         }
         if let Some(v) = change.llm_providers {
             if let Some(names) = &v {
                 check_providers(names, llm)?;
             }
-            changed.push(format!("llm_providers={}", list_or_all(&v)));
+            changed.insert("llm_providers".into(), list_or_all(&v));
             self.llm_providers = v;
         }
         if let Some(v) = change.llm_models {
             if let Some(models) = &v {
                 check_models(models, llm)?;
             }
-            changed.push(format!("llm_models={}", list_or_all(&v)));
+            changed.insert("llm_models".into(), list_or_all(&v));
             self.llm_models = v;
         }
         if let Some(v) = change.private_data_mode {
             self.private_data_mode = v;
-            changed.push(format!("private_data_mode={v}"));
+            changed.insert("private_data_mode".into(), v.to_string());
         }
         if let Some(v) = change.llm_max_request_bytes {
             let (min, max) = LLM_REQUEST_BYTES_BOUNDS;
@@ -211,7 +215,7 @@ impl OrgSettings {
                 ));
             }
             self.llm_max_request_bytes = v;
-            changed.push(format!("llm_max_request_bytes={v}"));
+            changed.insert("llm_max_request_bytes".into(), v.to_string());
         }
         if let Some(v) = change.llm_max_concurrency {
             if !(1..=LLM_CONCURRENCY_MAX).contains(&v) {
@@ -221,7 +225,7 @@ impl OrgSettings {
                 ));
             }
             self.llm_max_concurrency = v;
-            changed.push(format!("llm_max_concurrency={v}"));
+            changed.insert("llm_max_concurrency".into(), v.to_string());
         }
         if let Some(v) = change.llm_retain_prompts {
             if v && llm.zero_retention {
@@ -237,7 +241,7 @@ impl OrgSettings {
                 ));
             }
             self.llm_retain_prompts = v;
-            changed.push(format!("llm_retain_prompts={v}"));
+            changed.insert("llm_retain_prompts".into(), v.to_string());
         }
         Ok((self, changed))
     }
@@ -403,8 +407,12 @@ impl Custos {
             let event = self
                 .event(caller, custos_audit::AuditAction::OrgMove)
                 .org(org)
-                .target(format!("org:{org}"))
-                .reason(format!("from={} to={to}", grant.region));
+                .target(Target::Org(org.to_string()))
+                .details(
+                    Details::new()
+                        .from_region(grant.region.clone())
+                        .to_region(to.clone()),
+                );
             self.store
                 .set_org_region(&grant.scope, &to, &[event])
                 .await?;
@@ -417,8 +425,8 @@ impl Custos {
             let event = self
                 .event(caller, custos_audit::AuditAction::SettingsUpdate)
                 .org(org)
-                .target(format!("org:{org}"))
-                .reason(changed.join(" "));
+                .target(Target::Org(org.to_string()))
+                .details(Details::new().settings(changed));
             self.store
                 .for_org(&grant.scope)
                 .await?
@@ -460,7 +468,7 @@ impl Custos {
                 caller,
                 Some(org),
                 custos_audit::AuditAction::OrgMove,
-                Some(format!("org:{org}")),
+                Some(Target::Org(org.to_string())),
                 refusal,
             )
             .await)
@@ -496,7 +504,7 @@ mod tests {
         .unwrap();
         assert!(s.allow_data_transfer && s.private_data_mode);
         assert_eq!(s.llm_providers, Some(vec!["openai".to_string()]));
-        assert!(changed.contains(&"llm_providers=openai".to_string()));
+        assert_eq!(changed["llm_providers"], "openai");
         assert!(ok(r#"{"llm_providers": ["mistral"]}"#, &policy).is_err());
         // OpenAI lists no models (any), so any valid name is within the policy.
         assert!(ok(r#"{"llm_models": ["gpt-x"]}"#, &policy).is_ok());

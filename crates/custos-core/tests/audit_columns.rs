@@ -122,7 +122,7 @@ async fn build(store: Arc<dyn Store>, raw: Raw, dir: tempfile::TempDir) -> Log {
                 custos_audit::AuditAction::RecordCreate,
             )
             .org(org_a.clone())
-            .target(format!("record:r{i}"))
+            .target(custos_audit::Target::Record(format!("r{i}")))
         })
         .collect();
     let (covered, uncovered) = events.split_at(COVERED as usize);

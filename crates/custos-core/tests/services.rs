@@ -186,8 +186,8 @@ async fn members_never_reach_another_org_and_the_attempt_is_audited() {
         .collect();
     assert_eq!(denied.len(), 2, "{:?}", events.items);
     assert_eq!(
-        denied[0].event.target.as_deref(),
-        Some(format!("org:{org_b}").as_str())
+        denied[0].event.target,
+        Some(custos_audit::Target::Org(org_b.to_string()))
     );
     // b's record is untouched.
     assert_eq!(

@@ -39,7 +39,9 @@ fn event(i: u64) -> AuditEvent {
         custos_audit::AuditAction::RecordCreate,
     )
     .org(format!("0190f3a2-0000-7000-8000-{:012x}", i % 50))
-    .target(format!("record:0190f3a2-7c1e-7d4b-9a8e-{i:012x}"))
+    .target(custos_audit::Target::Record(format!(
+        "0190f3a2-7c1e-7d4b-9a8e-{i:012x}"
+    )))
     .outcome(if matches!(i % 97, 0) {
         Outcome::Denied
     } else {

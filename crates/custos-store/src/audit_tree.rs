@@ -84,7 +84,7 @@ impl AuditIndex {
             time: crate::model::to_micros(event.time),
             actor,
             action: event.action.as_str().to_string(),
-            target: event.target.clone(),
+            target: event.target.as_ref().map(ToString::to_string),
             outcome: outcome.to_string(),
         }
     }
@@ -340,7 +340,7 @@ mod tests {
         use custos_audit::{Actor, AuditEvent, Outcome};
         let t: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
         let event = AuditEvent::new(t, Actor::System, custos_audit::AuditAction::KeyRotate)
-            .target("key:k1");
+            .target(custos_audit::Target::Key("k1".into()));
         let stored = AuditIndex::of(&event);
         assert_eq!(stored.first_difference(&stored.clone()), None);
         let moved = AuditIndex::of(&event.clone().org("o2").outcome(Outcome::Failed));

@@ -22,7 +22,7 @@ fn event(i: u64) -> AuditEvent {
         Actor::System,
         custos_audit::AuditAction::RecordCreate,
     )
-    .target(format!("n:{i}"))
+    .target(custos_audit::Target::Record(format!("n{i}")))
 }
 
 /// Every prefix root, recomputed from the stored leaf bytes (not from stored hashes).

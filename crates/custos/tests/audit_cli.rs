@@ -107,7 +107,7 @@ impl Data {
                     ][(i % 3) as usize],
                 )
                 .org(format!("org-{}", i % 5))
-                .target(format!("{kind}:{i:08}"))
+                .target(custos_audit::Target::parse(&format!("{kind}:{i:08}")).unwrap())
             })
             .collect();
         // Several transactions, like a stream of API calls and ingest batches.
@@ -255,7 +255,7 @@ async fn truncated_tail_is_found_and_a_reappended_tail_too() {
          DELETE FROM audit_nodes WHERE ((idx + 1) << level) > 400;",
     )
     .await;
-    d.append_as(250, "forged").await;
+    d.append_as(250, "member").await;
     let stderr = d.verify_fails_at(400);
     assert!(stderr.contains("checkpoint at size 600"), "{stderr}");
 }
@@ -343,7 +343,7 @@ async fn an_auditors_saved_checkpoint_catches_a_rewritten_history() {
          DELETE FROM audit_checkpoints;",
     )
     .await;
-    d.append_as(200, "forged").await;
+    d.append_as(200, "member").await;
     d.ok(&["audit", "verify"]); // nothing stored contradicts the forged log...
     let saved_arg = saved.to_str().unwrap();
     let stderr = d.fails(&["audit", "verify", "--checkpoint", saved_arg], 1);

@@ -445,15 +445,9 @@ async fn three_instances_share_one_deployment() {
     for line in std::fs::read_to_string(&export).unwrap().lines() {
         let v: Value = serde_json::from_str(line).unwrap();
         let e = &v["event"];
-        let counted = |reason: &str| -> usize {
-            reason
-                .split(' ')
-                .find_map(|kv| kv.strip_prefix("records="))
-                .map_or(1, |n| n.parse().unwrap())
-        };
         match e["action"].as_str().unwrap() {
             "record.purge" if e["org"] == legacy.as_str() => {
-                purged_by_events += counted(e["reason"].as_str().unwrap_or(""))
+                purged_by_events += e["records"].as_u64().unwrap_or(1) as usize
             }
             "record.create" if e["org"] != legacy.as_str() => created_by_events += 1,
             _ => {}

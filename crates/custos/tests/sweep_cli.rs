@@ -260,7 +260,7 @@ impl Data {
                 if let Some(target) = event.target {
                     *out.entry(event.action.as_str().to_string())
                         .or_default()
-                        .entry(target)
+                        .entry(target.to_string())
                         .or_default() += 1;
                 }
             }

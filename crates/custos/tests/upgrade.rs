@@ -217,6 +217,26 @@ async fn upgrade_and_check(data: &Path, global: &[&str], m: &Value) {
         global,
         &["audit", "export", "--out", export.to_str().unwrap()],
     );
+    // Leaves of both encodings are in the log: version 1 from before the change, version 2
+    // (typed details) from after it, each exactly as it was hashed.
+    let versions: std::collections::BTreeSet<u64> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let entry: Value = serde_json::from_str(line).unwrap();
+            use base64::Engine as _;
+            let leaf = base64::engine::general_purpose::STANDARD
+                .decode(entry["leaf"].as_str().unwrap())
+                .unwrap();
+            let leaf: Value = serde_json::from_slice(&leaf).unwrap();
+            leaf["v"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [1, 2].into(),
+        "encoding versions in the upgraded log"
+    );
     std::fs::write(&note, run(data, global, &["audit", "checkpoint"])).unwrap();
     std::fs::write(&key, run(data, global, &["audit", "key"])).unwrap();
     let verifier = support::workspace_root().join("tools/audit-verify/verify.py");

@@ -181,7 +181,7 @@ async fn run_case(store: &dyn Store, ops: Vec<Op>) -> Result<(), TestCaseError> 
                     })
                     .collect();
                 let scope = model.scope(side).clone();
-                let audit = [event(Some(&scope), "record.create", "batch")];
+                let audit = [event(Some(&scope), "record.create", "records")];
                 store.insert_records(&scope, &rows, &audit).await.unwrap();
                 for r in rows {
                     model.records.insert(r.id.clone(), (side, r));
@@ -232,7 +232,11 @@ async fn run_case(store: &dyn Store, ops: Vec<Op>) -> Result<(), TestCaseError> 
                     .is_some_and(|(owner, r)| *owner == via && r.state == from);
                 let size = store.audit_size().await.unwrap();
                 let scope = model.scope(via).clone();
-                let audit = [event(Some(&scope), "record.delete", &id)];
+                let audit = [event(
+                    Some(&scope),
+                    "record.delete",
+                    &format!("record:{id}"),
+                )];
                 let changed = store
                     .transition_record(&scope, &change, &audit)
                     .await

@@ -21,7 +21,7 @@ fn now() -> Timestamp {
 fn event(org: &str, action: AuditAction) -> AuditEvent {
     AuditEvent::new(now(), Actor::System, action)
         .org(org)
-        .target(format!("org:{org}"))
+        .target(custos_audit::Target::Org(org.to_string()))
 }
 
 fn record(id: &str) -> RecordRow {

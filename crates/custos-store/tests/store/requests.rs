@@ -108,7 +108,7 @@ pub async fn requests_round_trip_and_update_by_compare_and_set(h: Harness) {
         issued_at: now_us(),
         body: "{\"signed\":true}".into(),
     };
-    let audit = [event(Some(&b), "request.complete", "x")];
+    let audit = [event(Some(&b), "request.complete", "request:x")];
     assert!(!store
         .update_request(&b, &done, Some(&cert), &audit)
         .await
@@ -124,7 +124,12 @@ pub async fn requests_round_trip_and_update_by_compare_and_set(h: Harness) {
         .unwrap());
     book.appended(&audit);
     assert!(!store
-        .update_request(&a, &done, None, &[event(Some(&a), "request.complete", "y")])
+        .update_request(
+            &a,
+            &done,
+            None,
+            &[event(Some(&a), "request.complete", "request:y")]
+        )
         .await
         .unwrap());
     assert_eq!(

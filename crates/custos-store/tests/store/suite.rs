@@ -715,7 +715,11 @@ pub async fn retention_overrides_upsert(h: Harness) {
         (&b, "messages", "1d"),
         (&a, "messages", "90d"), // replaces A's 30d
     ] {
-        let audit = [event(Some(scope), "retention.set", category)];
+        let audit = [event(
+            Some(scope),
+            "retention.set",
+            &format!("category:{category}"),
+        )];
         store
             .set_retention_override(scope, category, retention, &audit)
             .await
@@ -766,7 +770,7 @@ pub async fn holds_create_list_release(h: Harness) {
     assert_eq!(store.holds(&b).await.unwrap(), vec![]);
     assert_conflict(
         store
-            .create_hold(&a, &whole, &[event(Some(&a), "hold.create", "dup")])
+            .create_hold(&a, &whole, &[event(Some(&a), "hold.create", "hold:dup")])
             .await,
     );
 
@@ -783,7 +787,7 @@ pub async fn holds_create_list_release(h: Harness) {
     );
 
     // Releasing again, releasing through another org, releasing nothing: false, no audit.
-    let noop = [event(Some(&a), "hold.release", "noop")];
+    let noop = [event(Some(&a), "hold.release", "hold:noop")];
     assert!(!store
         .release_hold(&a, &subject.id, released, &noop)
         .await
@@ -807,7 +811,7 @@ pub async fn audit_appends_exactly_the_given_events(h: Harness) {
 
     // Deployment-wide events carry no org.
     let boot = [
-        event(None, "org.list", "deployment"),
+        event(None, "org.list", "org:deployment"),
         event(None, "key.rotate", "key:root"),
     ];
     store.append_audit(&boot).await.unwrap();
@@ -852,7 +856,7 @@ pub async fn audit_appends_exactly_the_given_events(h: Harness) {
     let ev = [event(Some(&a), "member.create", "member:m")];
     store.add_member(&a, &m, &key_hash(), &ev).await.unwrap();
     book.appended(&ev);
-    let ev = [event(Some(&a), "retention.set", "messages")];
+    let ev = [event(Some(&a), "retention.set", "category:messages")];
     store
         .set_retention_override(&a, "messages", "10d", &ev)
         .await
@@ -878,7 +882,7 @@ pub async fn audit_appends_exactly_the_given_events(h: Harness) {
     // A denied read by B's member, logged under A (where the data is).
     let ev = [event(Some(&a), "record.read", "record:0")
         .outcome(custos_audit::Outcome::Denied)
-        .reason("wrong org")];
+        .reason("wrong_org")];
     store.append_audit(&ev).await.unwrap();
     book.appended(&ev);
     book.verify(store).await;
@@ -960,7 +964,7 @@ pub async fn audit_fails_closed(h: Harness) {
                 &a,
                 &new_member,
                 &nk,
-                &[event(Some(&a), "member.create", "n")],
+                &[event(Some(&a), "member.create", "member:n")],
             )
             .await,
     );
@@ -972,7 +976,7 @@ pub async fn audit_fails_closed(h: Harness) {
             .insert_records(
                 &a,
                 std::slice::from_ref(&new_record),
-                &[event(Some(&a), "record.create", "r")],
+                &[event(Some(&a), "record.create", "record:r")],
             )
             .await,
     );
@@ -987,7 +991,7 @@ pub async fn audit_fails_closed(h: Harness) {
     };
     assert_audit_down(
         store
-            .transition_record(&a, &delete, &[event(Some(&a), "record.delete", "r")])
+            .transition_record(&a, &delete, &[event(Some(&a), "record.delete", "record:r")])
             .await,
     );
     assert_eq!(
@@ -1002,7 +1006,11 @@ pub async fn audit_fails_closed(h: Harness) {
                     &a,
                     category,
                     retention,
-                    &[event(Some(&a), "retention.set", category)],
+                    &[event(
+                        Some(&a),
+                        "retention.set",
+                        &format!("category:{category}"),
+                    )],
                 )
                 .await,
         );
@@ -1015,7 +1023,7 @@ pub async fn audit_fails_closed(h: Harness) {
     let new_hold = hold("case-2", Some("s1"), None);
     assert_audit_down(
         store
-            .create_hold(&a, &new_hold, &[event(Some(&a), "hold.create", "h")])
+            .create_hold(&a, &new_hold, &[event(Some(&a), "hold.create", "hold:h")])
             .await,
     );
     assert_audit_down(
@@ -1024,13 +1032,17 @@ pub async fn audit_fails_closed(h: Harness) {
                 &a,
                 &active_hold.id,
                 now_us(),
-                &[event(Some(&a), "hold.release", "h")],
+                &[event(Some(&a), "hold.release", "hold:h")],
             )
             .await,
     );
     assert_eq!(store.holds(&a).await.unwrap(), vec![active_hold.clone()]);
 
-    assert_audit_down(store.append_audit(&[event(None, "key.rotate", "k")]).await);
+    assert_audit_down(
+        store
+            .append_audit(&[event(None, "key.rotate", "key:k")])
+            .await,
+    );
 
     // Nothing reached the log, and nothing else changed.
     book.verify(store).await;
@@ -1046,7 +1058,7 @@ pub async fn audit_fails_closed(h: Harness) {
 
     // Once the log is back, appends continue at the next index: failed attempts left no gap.
     h.repair_audit_log().await;
-    let audit = [event(Some(&a), "record.create", "r")];
+    let audit = [event(Some(&a), "record.create", "record:r")];
     store
         .insert_records(&a, std::slice::from_ref(&new_record), &audit)
         .await
@@ -1133,7 +1145,7 @@ pub async fn audit_query_filters_by_actor_action_target_and_time(h: Harness) {
             custos_audit::AuditAction::RecordCreate,
         )
         .org(a.org_id())
-        .target("record:2"),
+        .target(custos_audit::Target::Record("2".into())),
         event(None, "key.rotate", "key:root"),
     ];
     store.append_audit(&events).await.unwrap();

@@ -265,8 +265,12 @@ pub fn event(org: Option<&OrgScope>, action: &str, target: &str) -> AuditEvent {
         Actor::System,
         custos_audit::AuditAction::RecordCreate,
     )
-    .target(target)
-    .reason(format!("seq-{}", SEQ.fetch_add(1, Ordering::Relaxed)));
+    // Text that is not a typed target form names a record (most suite events are about one).
+    .target(
+        custos_audit::Target::parse(target)
+            .unwrap_or_else(|_| custos_audit::Target::Record(target.into())),
+    )
+    .reason(format!("seq_{}", SEQ.fetch_add(1, Ordering::Relaxed)));
     e.action = custos_audit::AuditAction::parse(action)
         .unwrap_or_else(|| panic!("{action:?} is not an audit action"));
     if let Some(org) = org {

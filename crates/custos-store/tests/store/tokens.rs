@@ -194,7 +194,7 @@ pub async fn tokens_insert_is_compare_and_set(h: Harness) {
                 &a,
                 &[dup],
                 &minting(&[&fresh]),
-                &[event(Some(&a), "record.create", "dup")],
+                &[event(Some(&a), "record.create", "record:dup")],
             )
             .await,
     );
@@ -213,7 +213,7 @@ pub async fn tokens_insert_is_compare_and_set(h: Harness) {
                 &a,
                 std::slice::from_ref(&row),
                 &minting(&[&fresh]),
-                &[event(Some(&a), "record.create", "audit-down")],
+                &[event(Some(&a), "record.create", "record:audit-down")],
             )
             .await,
     );
@@ -264,7 +264,7 @@ pub async fn tokens_are_scoped_to_their_org(h: Harness) {
     // B's tokens neither show in A's lookups nor count in A's numbering.
     let c = create_org(store, &mut book, "C").await;
     let only_b = token("EMAIL_ADDRESS", 7, "l-only-b", None);
-    let audit = [event(Some(&b), "record.create", "b2")];
+    let audit = [event(Some(&b), "record.create", "record:b2")];
     assert!(store
         .insert_records_with_tokens(&b, &[], &minting(&[&only_b]), &audit)
         .await
@@ -284,7 +284,7 @@ pub async fn tokens_are_scoped_to_their_org(h: Harness) {
             .is_empty());
     }
     // Relying on another org's token is relying on a token that is not there.
-    let audit = [event(Some(&c), "record.create", "c")];
+    let audit = [event(Some(&c), "record.create", "record:c")];
     let borrowed = TokenBatch {
         minted: vec![],
         existing: strings(&["l-only-b"]),

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use custos_audit::AuditAction;
+use custos_audit::{AuditAction, Details};
 use custos_keystore_sqlite::SqliteKeyStore;
 
 use super::archive::{self, Entry, Manifest, KEYS_KIND};
@@ -194,17 +194,14 @@ pub(super) async fn restore(global: &Global, from: &Path, id: Option<&str>) -> R
     let (keys, orgs) = replay_key_destructions(log.as_ref(), &vault, 0).await?;
     log.append_audit(&[event(
         AuditAction::BackupKeysRestore,
-        format!(
-            "backup={} org_keys={} subject_keys={} deployment_keys={} refused_destroyed={} \
-             destroyed_from_log={} orgs_destroyed_from_log={}",
-            manifest.id,
-            merged.org_keys,
-            merged.subject_keys,
-            merged.deployment_keys,
-            merged.refused_destroyed,
-            keys,
-            orgs.len()
-        ),
+        Details::new()
+            .backup(manifest.id.clone())
+            .org_keys(merged.org_keys as u64)
+            .subject_keys(merged.subject_keys as u64)
+            .deployment_keys(merged.deployment_keys as u64)
+            .refused_destroyed(merged.refused_destroyed as u64)
+            .keys_destroyed(keys as u64)
+            .orgs_destroyed(orgs.len() as u64),
     )])
     .await
     .map_err(|e| Failure::Failed(format!("auditing the key-store restore: {e}")))?;
@@ -225,10 +222,12 @@ pub(super) async fn reconcile_keys(global: &Global, since: Option<u64>) -> Resul
     let (keys, orgs) = replay_key_destructions(log.as_ref(), &vault, since).await?;
     log.append_audit(&[event(
         AuditAction::BackupReconcile,
-        format!(
-            "phase=done key_store_only from_index={since} keys_destroyed={keys} orgs_destroyed={}",
-            orgs.len()
-        ),
+        Details::new()
+            .phase("done")
+            .key_store_only(true)
+            .from_index(since)
+            .keys_destroyed(keys as u64)
+            .orgs_destroyed(orgs.len() as u64),
     )])
     .await
     .map_err(|e| Failure::Failed(format!("auditing the reconcile: {e}")))?;

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeSet;
 
-use custos_audit::{AuditAction, AuditEvent};
+use custos_audit::{AuditAction, AuditEvent, Target};
 use custos_policy::{ErasureAction, Policy};
 use custos_store::{OrgScope, PurgeCause, RecordFilter, RecordState, StateChange, Store};
 
-use super::reconcile::{event, events_of, failed, field};
+use super::reconcile::{events_of, failed};
 use crate::Failure;
 
 /// Records marked again by [`replay`].
@@ -42,12 +42,12 @@ pub(super) async fn replay(
         events_of(src, AuditAction::RecordRestore, since)
             .await?
             .into_iter()
-            .filter_map(|(i, e)| Some((e.org?, e.target?, i)))
+            .filter_map(|(i, e)| Some((e.org?, e.target?.to_string(), i)))
             .collect();
     for (index, e) in events_of(src, AuditAction::RecordDelete, since).await? {
         let (Some(org), Some(id)) = (
             e.org.as_deref(),
-            e.target.as_deref().and_then(|t| t.strip_prefix("record:")),
+            e.target.as_ref().and_then(Target::record_id),
         ) else {
             continue;
         };
@@ -68,7 +68,7 @@ pub(super) async fn replay(
                 &scope,
                 vec![(row.id, row.state)],
                 PurgeCause::Deletion,
-                "record.delete",
+                AuditAction::RecordDelete,
                 since,
             )
             .await?;
@@ -88,7 +88,7 @@ pub(super) async fn replay(
                 deleted_at: Some(e.time),
                 next_due_at: Some(policy.deletion.soft_delete_window.add_to(e.time)),
             };
-            let ev = replayed(&scope, "record.delete", since);
+            let ev = replayed(&scope, AuditAction::RecordDelete, since);
             if dst
                 .transition_record(&scope, &change, &[ev])
                 .await
@@ -101,9 +101,10 @@ pub(super) async fn replay(
     for (_, e) in events_of(src, AuditAction::CategoryDeleteAll, since).await? {
         let (Some(org), Some(category)) = (
             e.org.as_deref(),
-            e.target
-                .as_deref()
-                .and_then(|t| t.strip_prefix("category:")),
+            match &e.target {
+                Some(Target::Category(name)) => Some(name.as_str()),
+                _ => None,
+            },
         ) else {
             continue;
         };
@@ -115,8 +116,7 @@ pub(super) async fn replay(
         marked.purge += mark_matching(dst, org, &filter, &e, policy, false, since).await?;
     }
     for (_, e) in events_of(src, AuditAction::SubjectPurge, since).await? {
-        let reason = e.reason.as_deref().unwrap_or("");
-        let (Some(org), Some(subject_ref)) = (e.org.as_deref(), field(reason, "subject_ref"))
+        let (Some(org), Some(subject_ref)) = (e.org.as_deref(), e.details.subject_ref.as_deref())
         else {
             continue;
         };
@@ -130,12 +130,8 @@ pub(super) async fn replay(
     Ok(marked)
 }
 
-fn replayed(scope: &OrgScope, what: &str, since: u64) -> AuditEvent {
-    event(
-        AuditAction::BackupReconcile,
-        format!("replayed={what} from_index={since}"),
-    )
-    .org(scope.org_id())
+fn replayed(scope: &OrgScope, what: AuditAction, since: u64) -> AuditEvent {
+    super::reconcile::replayed(what, since).org(scope.org_id())
 }
 
 /// Marks records for purge; returns how many were marked.
@@ -144,7 +140,7 @@ async fn mark(
     scope: &OrgScope,
     targets: Vec<(String, RecordState)>,
     cause: PurgeCause,
-    what: &str,
+    what: AuditAction,
     since: u64,
 ) -> Result<u64, Failure> {
     if targets.is_empty() {
@@ -172,9 +168,9 @@ async fn mark_matching(
     };
     let holds = dst.holds(&scope).await.map_err(failed("reading holds"))?;
     let (cause, what) = if erasure {
-        (PurgeCause::Erasure, "subject.purge")
+        (PurgeCause::Erasure, AuditAction::SubjectPurge)
     } else {
-        (PurgeCause::Deletion, "category.delete_all")
+        (PurgeCause::Deletion, AuditAction::CategoryDeleteAll)
     };
     let mut marked = 0;
     let mut after: Option<String> = None;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use custos_audit::{Actor, AuditAction, AuditEvent, Outcome};
+use custos_audit::{Actor, AuditAction, AuditEvent, Details, Outcome, Target};
 use custos_crypto::KeyVault;
 use custos_store::{AuditFilter, DeletionEntry, Objects, Purge, Store};
 
@@ -41,24 +41,20 @@ pub(super) struct Report {
 }
 
 impl Report {
-    /// The counts, as `name=value` pairs (the audit reason and the printed summary).
-    pub fn counts(&self) -> String {
-        format!(
-            "from_index={} appended={} checkpoints={} keys_destroyed={} orgs_destroyed={} \
-             records_purged={} objects_deleted={} tokens_destroyed={} terminations={} \
-             marked_for_purge={} soft_deleted={}",
-            self.since,
-            self.appended,
-            self.checkpoints,
-            self.keys_destroyed,
-            self.orgs_destroyed,
-            self.records_purged,
-            self.objects_deleted,
-            self.tokens_destroyed,
-            self.terminations,
-            self.marked_for_purge,
-            self.soft_deleted
-        )
+    /// The counts, as the audit event's details.
+    pub fn details(&self) -> Details {
+        Details::new()
+            .from_index(self.since)
+            .appended(self.appended)
+            .checkpoints(self.checkpoints)
+            .keys_destroyed(self.keys_destroyed as u64)
+            .orgs_destroyed(self.orgs_destroyed as u64)
+            .records_purged(self.records_purged as u64)
+            .objects_deleted(self.objects_deleted as u64)
+            .tokens_destroyed(self.tokens_destroyed)
+            .terminations(self.terminations as u64)
+            .marked_for_purge(self.marked_for_purge)
+            .soft_deleted(self.soft_deleted)
     }
 }
 
@@ -67,17 +63,18 @@ pub(super) fn failed(what: &'static str) -> impl Fn(custos_store::StoreError) ->
 }
 
 /// A `backup.reconcile` event by the system.
-pub(super) fn event(action: AuditAction, reason: String) -> AuditEvent {
+pub(super) fn event(action: AuditAction, details: Details) -> AuditEvent {
     AuditEvent::new(jiff::Timestamp::now(), Actor::System, action)
-        .target("backup")
-        .reason(reason)
+        .target(Target::Backup)
+        .details(details)
 }
 
-/// One `name=value` field of an event's reason.
-pub(super) fn field<'a>(reason: &'a str, name: &str) -> Option<&'a str> {
-    reason
-        .split(' ')
-        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+/// A `backup.reconcile` event saying which action was replayed, from which log index.
+pub(super) fn replayed(what: AuditAction, since: u64) -> AuditEvent {
+    event(
+        AuditAction::BackupReconcile,
+        Details::new().replayed(what.as_str()).from_index(since),
+    )
 }
 
 /// Every successful event with `action` in `store` from index `since`, with its index.
@@ -120,7 +117,7 @@ async fn default_since(dst: &dyn Store, src_size: u64, dst_size: u64) -> Result<
     let earlier = events_of(dst, AuditAction::BackupReconcile, src_size).await?;
     Ok(earlier
         .iter()
-        .find_map(|(_, e)| field(e.reason.as_deref()?, "from_index")?.parse().ok())
+        .find_map(|(_, e)| e.details.from_index)
         .unwrap_or(src_size))
 }
 
@@ -257,15 +254,10 @@ pub(super) async fn replay_key_destructions(
 ) -> Result<(usize, BTreeSet<String>), Failure> {
     let mut keys_destroyed = 0;
     for (_, e) in events_of(log, AuditAction::SubjectCryptoErase, since).await? {
-        let reason = e.reason.as_deref().unwrap_or("");
-        let (Some(org), Some(keys)) = (e.org.as_deref(), field(reason, "keys")) else {
+        let (Some(org), Some(keys)) = (e.org.as_deref(), &e.details.keys) else {
             continue;
         };
-        let ids: Vec<String> = keys
-            .split(',')
-            .filter(|k| !k.is_empty())
-            .map(String::from)
-            .collect();
+        let ids: Vec<String> = keys.iter().filter(|k| !k.is_empty()).cloned().collect();
         keys_destroyed += vault
             .destroy_subject_keys(org, &ids)
             .await
@@ -324,7 +316,7 @@ pub(super) async fn reconcile(
     let mut with = first;
     with.push(event(
         AuditAction::BackupReconcile,
-        format!("phase=start from_index={since}"),
+        Details::new().phase("start").from_index(since),
     ));
     let mut from = since.max(1);
     match layout {
@@ -388,11 +380,7 @@ pub(super) async fn reconcile(
             continue;
         };
         if row.terminating_since.is_none() {
-            let ev = event(
-                AuditAction::BackupReconcile,
-                format!("replayed=org.terminate from_index={since}"),
-            )
-            .org(org);
+            let ev = replayed(AuditAction::OrgTerminate, since).org(org);
             if dst
                 .request_termination(&scope, e.time, &[ev])
                 .await
@@ -403,18 +391,13 @@ pub(super) async fn reconcile(
         }
     }
     for (_, e) in events_of(src, AuditAction::SubjectTokensDestroy, since).await? {
-        let reason = e.reason.as_deref().unwrap_or("");
-        let (Some(org), Some(sref)) = (e.org.as_deref(), field(reason, "subject_ref")) else {
+        let (Some(org), Some(sref)) = (e.org.as_deref(), e.details.subject_ref.as_deref()) else {
             continue;
         };
         let Some((scope, _)) = dst.org(org).await.map_err(failed("reading an org"))? else {
             continue;
         };
-        let ev = event(
-            AuditAction::BackupReconcile,
-            format!("replayed=subject.tokens_destroy from_index={since}"),
-        )
-        .org(org);
+        let ev = replayed(AuditAction::SubjectTokensDestroy, since).org(org);
         report.tokens_destroyed += dst
             .destroy_subject_tokens(&scope, sref, &[ev])
             .await
@@ -487,20 +470,14 @@ pub(super) async fn reconcile(
             continue;
         }
         let now = jiff::Timestamp::now();
-        let ev = |what: &str| {
-            event(
-                AuditAction::BackupReconcile,
-                format!("replayed={what} from_index={since}"),
-            )
-            .org(org)
-        };
+        let ev = |what: AuditAction| replayed(what, since).org(org);
         if row.terminating_since.is_none() {
-            dst.request_termination(&scope, now, &[ev("org.terminate")])
+            dst.request_termination(&scope, now, &[ev(AuditAction::OrgTerminate)])
                 .await
                 .map_err(failed("replaying a termination"))?;
         }
         if dst
-            .finish_termination(&scope, now, &[ev("org.terminated")])
+            .finish_termination(&scope, now, &[ev(AuditAction::OrgTerminated)])
             .await
             .map_err(failed("replaying a termination"))?
         {
@@ -511,7 +488,7 @@ pub(super) async fn reconcile(
     report.terminations = replayed_orgs.len();
     dst.append_audit(&[event(
         AuditAction::BackupReconcile,
-        format!("phase=done {}", report.counts()),
+        report.details().phase("done"),
     )])
     .await
     .map_err(failed("auditing"))?;
@@ -527,15 +504,11 @@ async fn purge(
 ) -> Result<usize, Failure> {
     while !purges.is_empty() {
         let ids: Vec<&str> = purges.iter().map(|p| p.entry.record_id.as_str()).collect();
-        let ev = event(
-            AuditAction::BackupReconcile,
-            format!(
-                "replayed=record.purge records={} ids_sha256={} from_index={since}",
-                ids.len(),
-                custos_core::purged_ids_digest(ids.iter().copied())
-            ),
-        )
-        .org(scope.org_id());
+        let mut ev = replayed(AuditAction::RecordPurge, since).org(scope.org_id());
+        ev.details = ev
+            .details
+            .records(ids.len() as u64)
+            .ids_sha256(custos_core::purged_ids_digest(ids.iter().copied()));
         match dst
             .purge_records(scope, &purges, &ev)
             .await

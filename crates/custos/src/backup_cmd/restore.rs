@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use custos_audit::AuditAction;
+use custos_audit::{AuditAction, Details};
 use custos_store::{ObjectLocation, Objects, PgStore, SqliteStore, Store};
 
 use super::archive;
@@ -204,13 +204,11 @@ pub(super) async fn restore(
     .await?;
     let restored = event(
         AuditAction::BackupRestore,
-        format!(
-            "backup={} kind={} audit_size={} files={}",
-            manifest.id,
-            manifest.kind,
-            manifest.audit_size,
-            manifest.files.len()
-        ),
+        Details::new()
+            .backup(manifest.id.clone())
+            .backup_kind(manifest.kind.to_string())
+            .audit_size(manifest.audit_size)
+            .files(manifest.files.len() as u64),
     );
     println!(
         "restored backup {} (taken {}, audit log at {} entries): database {}, {} object(s) {}",
