@@ -60,6 +60,16 @@ actions! {
     MemberTotpEnroll = "member.totp_enroll",
     /// An owner or admin issued a member a one-time TOTP enrollment code.
     MemberTotpEnrollmentCode = "member.totp_enrollment_code",
+    /// A member was disabled (reason `inactive`: unused past the policy's
+    /// `inactive_member_after`; or by an owner): its key and sessions are refused.
+    MemberDisable = "member.disable",
+    /// A disabled member was enabled again by an owner.
+    MemberEnable = "member.enable",
+    /// An org's access review (members, keys, roles, last use) was read.
+    AccessReviewRead = "access_review.read",
+    /// An owner or admin recorded an access review: the reviewed list's digest and which
+    /// members were kept or removed.
+    AccessReviewRecord = "access_review.record",
     /// A member's TOTP factor was locked after too many wrong codes.
     MemberTotpLock = "member.totp_lock",
     /// An owner or admin cleared a member's TOTP lockout.

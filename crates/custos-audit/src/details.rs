@@ -199,6 +199,14 @@ details! {
     deployment_keys: u64,
     /// Keys of a key-store backup refused because they are destroyed here.
     refused_destroyed: u64,
+    /// When a member's credentials were last used (absent: never).
+    last_used: jiff::Timestamp,
+    /// Hex SHA-256 of the access review list a reviewer saw.
+    review_sha256: String,
+    /// Members a review kept.
+    kept: Vec<String>,
+    /// Members a review removed.
+    removed: Vec<String>,
 }
 
 impl Details {
@@ -301,6 +309,8 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::MemberTotpEnroll => &["method"],
         A::MemberTotpEnrollmentCode => &["expires"],
         A::MemberTotpLock => &["failures"],
+        A::MemberDisable => &["last_used"],
+        A::AccessReviewRecord => &["review_sha256", "kept", "removed"],
         A::SessionOpen => &["method", "expires", "failures"],
         A::AuthReject => &["key_prefix", "source_limited"],
         A::RecordCreate => &["category", "categories", "records", "ids"],

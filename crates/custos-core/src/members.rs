@@ -393,6 +393,9 @@ impl Custos {
             mfa: req.mfa,
             created_at: self.now(),
             identity: req.identity,
+            last_used_at: None,
+            key_last_used_at: None,
+            disabled_at: None,
         };
         let api_key = generate_api_key();
         let event = self
@@ -877,6 +880,7 @@ impl Custos {
             member_id: member.id.clone(),
             method: "totp".into(),
             expires_at: timeout.add_to(self.now()),
+            last_used_at: None,
         };
         let event = self
             .event(caller, custos_audit::AuditAction::SessionOpen)

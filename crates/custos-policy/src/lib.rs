@@ -26,9 +26,9 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, Diagnostics, LoadError};
 pub use duration::{Duration, DurationError, DurationUnit, VALIDATION_REFERENCE};
 pub use model::{
-    Access, Backups, Bounds, Category, Classification, Deletion, DueTimes, ErasureAction, Llm,
-    Network, OverrideError, PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role,
-    Service, UnknownKeyword, KNOWN_PII_ENTITIES,
+    Access, AccessReviews, Backups, Bounds, Category, Classification, Deletion, DueTimes,
+    ErasureAction, Llm, Network, OverrideError, PiiAction, PiiRule, Policy, Provider, ProviderKind,
+    RegionStores, Role, Service, UnknownKeyword, KNOWN_PII_ENTITIES,
 };
 
 /// The name of the category that holds the audit trail, which is never editable.

@@ -45,6 +45,16 @@ pub struct Policy {
     pub llm: Llm,
     /// Which otherwise refused addresses URLs given at run time may reach (`[network]`).
     pub network: Network,
+    /// Access reviews (`[access]`).
+    pub access: AccessReviews,
+}
+
+/// The `[access]` table: how access reviews treat members that are not used.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AccessReviews {
+    /// Members (their key and sessions) unused for longer are flagged by the access review
+    /// and disabled by the sweep; `None`: never.
+    pub inactive_member_after: Option<Duration>,
 }
 
 /// The `[network]` table: what URLs that orgs or people supply at run time (an identity

@@ -12,8 +12,8 @@ use toml_edit::{ImDocument, Item, TableLike, Value};
 use crate::diagnostic::{Diagnostic, Diagnostics, LineIndex};
 use crate::duration::{Duration, DurationUnit};
 use crate::model::{
-    Access, Backups, Bounds, Category, Classification, Deletion, ErasureAction, Llm, Network,
-    PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service,
+    Access, AccessReviews, Backups, Bounds, Category, Classification, Deletion, ErasureAction, Llm,
+    Network, PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service,
     UnknownKeyword, KNOWN_PII_ENTITIES,
 };
 
@@ -33,7 +33,9 @@ const ROOT_KEYS: &[&str] = &[
     "regions",
     "llm",
     "network",
+    "access",
 ];
+const ACCESS_TABLE_KEYS: &[&str] = &["inactive_member_after"];
 const REGION_KEYS: &[&str] = &["database", "objects"];
 const SERVICE_KEYS: &[&str] = &["name", "regions", "default_region"];
 const DELETION_KEYS: &[&str] = &[
@@ -635,6 +637,28 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         None => Network::default(),
     };
 
+    let access = match f
+        .get("access")
+        .and_then(|f| table_field(cx, f).map(|t| (f, t)))
+    {
+        Some((field, t)) => {
+            let f = fields(
+                cx,
+                t,
+                ACCESS_TABLE_KEYS,
+                &field.key,
+                "[access]",
+                &BTreeSet::new(),
+            );
+            AccessReviews {
+                inactive_member_after: f
+                    .get("inactive_member_after")
+                    .and_then(|f| duration_field(cx, f)),
+            }
+        }
+        None => AccessReviews::default(),
+    };
+
     Policy {
         service,
         deletion,
@@ -643,6 +667,7 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         regions: region_stores,
         llm,
         network,
+        access,
     }
 }
 

@@ -172,6 +172,10 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     if let Some(ca) = &n.ca_file {
         let _ = writeln!(o, "ca_file = {}", quote(&ca.display().to_string()));
     }
+    if let Some(after) = &p.access.inactive_member_after {
+        let _ = writeln!(o, "\n[access]");
+        let _ = writeln!(o, "inactive_member_after = {}", quote(&after.to_string()));
+    }
     o
 }
 

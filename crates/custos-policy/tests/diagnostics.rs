@@ -64,7 +64,9 @@ fn unknown_top_level_key_lists_the_allowed_keys() {
     );
     assert_eq!(
         e.hint.as_deref(),
-        Some("allowed keys here: service, deletion, categories, backups, regions, llm, network")
+        Some(
+            "allowed keys here: service, deletion, categories, backups, regions, llm, network, access"
+        )
     );
 }
 
@@ -666,4 +668,22 @@ fn network_defaults_to_no_exceptions_and_reads_ranges() {
         "{shown}"
     );
     assert_eq!(Policy::parse(&shown, "effective.toml").unwrap(), p);
+}
+
+#[test]
+fn access_reviews_take_a_duration_and_nothing_else() {
+    let ok = Policy::parse(
+        &format!("{HEAD}\n[categories.messages]\nretention = \"1d\"\n\n[access]\ninactive_member_after = \"90d\"\n"),
+        "custos.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.access.inactive_member_after.map(|d| d.to_string()),
+        Some("90d".into())
+    );
+    let d = check("\n[categories.messages]\nretention = \"1d\"\n\n[access]\ninactive_member_after = \"soon\"\n");
+    assert!(only(&d).message.contains("soon"), "{d}");
+    let d =
+        check("\n[categories.messages]\nretention = \"1d\"\n\n[access]\nreview_every = \"90d\"\n");
+    assert_eq!(only(&d).message, "unknown key `review_every` in [access]");
 }

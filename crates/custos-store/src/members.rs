@@ -10,8 +10,28 @@ use jiff::Timestamp;
 use crate::{Member, OrgScope, PersonIdentity, StoreError};
 
 /// The member columns [`crate::Member`] is read from, in order (both backends).
-pub(crate) const MEMBER_COLUMNS: &str =
-    "id, name, roles, groups_json, mfa, created_at, identity_iss, identity_sub";
+pub(crate) const MEMBER_COLUMNS: &str = "id, name, roles, groups_json, mfa, created_at, \
+     identity_iss, identity_sub, last_used_at, key_last_used_at, disabled_at";
+
+/// How many columns [`MEMBER_COLUMNS`] has: the index of the first column a query selects
+/// after them.
+pub(crate) const MEMBER_COLUMN_COUNT: usize = 11;
+
+/// [`MEMBER_COLUMNS`] of the `members` table aliased `m` (for joins).
+const MEMBER_COLUMNS_OF_M: &str = "m.id, m.name, m.roles, m.groups_json, m.mfa, m.created_at, \
+     m.identity_iss, m.identity_sub, m.last_used_at, m.key_last_used_at, m.disabled_at";
+
+/// The session query both backends run: the member's columns, then the session's
+/// (`org_id`, `method`, `expires_at`, `last_used_at`); `$1` the token hash, `$2` now.
+pub(crate) fn session_query(placeholder: impl Fn(usize) -> String) -> String {
+    format!(
+        "SELECT {MEMBER_COLUMNS_OF_M}, s.org_id, s.method, s.expires_at, s.last_used_at
+         FROM sessions s JOIN members m ON m.org_id = s.org_id AND m.id = s.member_id
+         WHERE s.token_hash = {} AND s.expires_at > {}",
+        placeholder(1),
+        placeholder(2)
+    )
+}
 
 /// A session opened with a second factor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +44,8 @@ pub struct Session {
     pub method: String,
     /// When it stops working.
     pub expires_at: Timestamp,
+    /// When it was last used, to the minute.
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// A member's enrolled TOTP factor.
@@ -76,6 +98,35 @@ pub trait MemberStore {
     ) -> Result<Option<Member>, StoreError>;
     /// The org's members, oldest first.
     async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError>;
+
+    /// Records that a member's credential was used at `at` (its API key when `key`, else a
+    /// session); a time never moves backwards. Bookkeeping for access reviews, written at
+    /// most once a minute per member, so not an audited action.
+    async fn note_member_use(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        at: Timestamp,
+        key: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Records that a session was used at `at` (never backwards; as [`Self::note_member_use`]).
+    async fn note_session_use(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Disables a member from `at` (its key and sessions are refused, its sessions closed) or,
+    /// with `None`, enables it again; false when there is no such member or it already was.
+    async fn set_member_disabled(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        at: Option<Timestamp>,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
     /// One member of the org.
     async fn member(&self, scope: &OrgScope, id: &str) -> Result<Option<Member>, StoreError>;
     /// Replaces a member's name, roles, groups, MFA requirement and bound identity; false (nothing appended)

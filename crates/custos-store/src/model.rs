@@ -59,6 +59,13 @@ pub struct Member {
     pub created_at: Timestamp,
     /// The person this member is, at an identity provider (`None`: not bound to a person).
     pub identity: Option<PersonIdentity>,
+    /// When any of its credentials (API key, session) was last used, to the minute.
+    pub last_used_at: Option<Timestamp>,
+    /// When its API key was last used, to the minute.
+    pub key_last_used_at: Option<Timestamp>,
+    /// When it was disabled (inactive past the policy, or by an owner); its key and sessions
+    /// are refused while set.
+    pub disabled_at: Option<Timestamp>,
 }
 
 /// A person at an identity provider: the issuer and the subject it gives the person.

@@ -326,6 +326,9 @@ pub(crate) fn member_from_row(row: &PgRow) -> Result<Member, StoreError> {
         mfa: row.try_get(4)?,
         created_at: from_micros(row.try_get(5)?)?,
         identity: crate::model::identity_of(row.try_get(6)?, row.try_get(7)?),
+        last_used_at: opt_time(row.try_get(8)?)?,
+        key_last_used_at: opt_time(row.try_get(9)?)?,
+        disabled_at: opt_time(row.try_get(10)?)?,
     })
 }
 

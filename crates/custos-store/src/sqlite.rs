@@ -389,6 +389,9 @@ pub(crate) fn member_from_row(row: &rusqlite::Row<'_>) -> Result<Member, StoreEr
         mfa: row.get(4)?,
         created_at: from_micros(row.get(5)?)?,
         identity: crate::model::identity_of(row.get(6)?, row.get(7)?),
+        last_used_at: opt_time(row.get(8)?)?,
+        key_last_used_at: opt_time(row.get(9)?)?,
+        disabled_at: opt_time(row.get(10)?)?,
     })
 }
 

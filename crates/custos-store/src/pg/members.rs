@@ -106,8 +106,13 @@ impl MemberStore for PgStore {
         .bind(&key_hash[..])
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((OrgScope::new(r.try_get(8)?), member_from_row(&r)?)))
-            .transpose()
+        row.map(|r| {
+            Ok((
+                OrgScope::new(r.try_get(crate::members::MEMBER_COLUMN_COUNT)?),
+                member_from_row(&r)?,
+            ))
+        })
+        .transpose()
     }
 
     async fn members(&self, scope: &OrgScope) -> Result<Vec<Member>, StoreError> {
@@ -160,6 +165,79 @@ impl MemberStore for PgStore {
         .rows_affected();
         if n != 1 {
             return Ok(false);
+        }
+        commit_with(tx, audit).await?;
+        Ok(true)
+    }
+
+    async fn note_member_use(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        at: jiff::Timestamp,
+        key: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE members SET last_used_at = GREATEST(COALESCE(last_used_at, $3), $3),
+                key_last_used_at = CASE WHEN $4
+                    THEN GREATEST(COALESCE(key_last_used_at, $3), $3) ELSE key_last_used_at END
+             WHERE org_id = $1 AND id = $2",
+        )
+        .bind(scope.org_id())
+        .bind(id)
+        .bind(to_micros(at))
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn note_session_use(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET last_used_at = GREATEST(COALESCE(last_used_at, $3), $3)
+             WHERE org_id = $1 AND token_hash = $2",
+        )
+        .bind(scope.org_id())
+        .bind(&token_hash[..])
+        .bind(to_micros(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_member_disabled(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        at: Option<jiff::Timestamp>,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Only a change counts: disabling twice (two sweeps, two instances) audits once.
+        let n = sqlx::query(
+            "UPDATE members SET disabled_at = $3
+             WHERE org_id = $1 AND id = $2 AND (disabled_at IS NULL) = ($3::BIGINT IS NOT NULL)",
+        )
+        .bind(scope.org_id())
+        .bind(id)
+        .bind(at.map(to_micros))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        if at.is_some() {
+            sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND member_id = $2")
+                .bind(scope.org_id())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         commit_with(tx, audit).await?;
         Ok(true)
@@ -462,24 +540,25 @@ impl MemberStore for PgStore {
         token_hash: &[u8; 32],
         now: jiff::Timestamp,
     ) -> Result<Option<(OrgScope, Member, Session)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT m.id, m.name, m.roles, m.groups_json, m.mfa, m.created_at,
-                    m.identity_iss, m.identity_sub, s.org_id, s.method, s.expires_at
-             FROM sessions s JOIN members m ON m.org_id = s.org_id AND m.id = s.member_id
-             WHERE s.token_hash = $1 AND s.expires_at > $2",
-        )
-        .bind(&token_hash[..])
-        .bind(to_micros(now))
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = crate::members::session_query(|n| format!("${n}"));
+        let row = sqlx::query(&sql)
+            .bind(&token_hash[..])
+            .bind(to_micros(now))
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(r) = row else { return Ok(None) };
         let member = member_from_row(&r)?;
+        let at = crate::members::MEMBER_COLUMN_COUNT;
         let session = Session {
             token_hash: *token_hash,
             member_id: member.id.clone(),
-            method: r.try_get(9)?,
-            expires_at: from_micros(r.try_get(10)?)?,
+            method: r.try_get(at + 1)?,
+            expires_at: from_micros(r.try_get(at + 2)?)?,
+            last_used_at: r
+                .try_get::<Option<i64>, _>(at + 3)?
+                .map(from_micros)
+                .transpose()?,
         };
-        Ok(Some((OrgScope::new(r.try_get(8)?), member, session)))
+        Ok(Some((OrgScope::new(r.try_get(at)?), member, session)))
     }
 }

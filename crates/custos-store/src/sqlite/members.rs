@@ -106,7 +106,10 @@ impl MemberStore for SqliteStore {
             ))?;
             let mut rows = stmt.query([&hash[..]])?;
             match rows.next()? {
-                Some(r) => Ok(Some((OrgScope::new(r.get(8)?), member_from_row(r)?))),
+                Some(r) => Ok(Some((
+                    OrgScope::new(r.get(crate::members::MEMBER_COLUMN_COUNT)?),
+                    member_from_row(r)?,
+                ))),
                 None => Ok(None),
             }
         })
@@ -164,6 +167,72 @@ impl MemberStore for SqliteStore {
                     m.identity.as_ref().map(|i| i.sub.clone()),
                 ],
             )? == 1)
+        })
+        .await
+    }
+
+    async fn note_member_use(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        at: jiff::Timestamp,
+        key: bool,
+    ) -> Result<(), StoreError> {
+        let (org, id, at) = (scope.org_id().to_string(), id.to_string(), to_micros(at));
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE members SET last_used_at = max(coalesce(last_used_at, ?3), ?3),
+                    key_last_used_at = CASE WHEN ?4
+                        THEN max(coalesce(key_last_used_at, ?3), ?3) ELSE key_last_used_at END
+                 WHERE org_id = ?1 AND id = ?2",
+            )?
+            .execute(params![org, id, at, key])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn note_session_use(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let (org, hash, at) = (scope.org_id().to_string(), *token_hash, to_micros(at));
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE sessions SET last_used_at = max(coalesce(last_used_at, ?3), ?3)
+                 WHERE org_id = ?1 AND token_hash = ?2",
+            )?
+            .execute(params![org, &hash[..], at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_member_disabled(
+        &self,
+        scope: &OrgScope,
+        id: &str,
+        at: Option<jiff::Timestamp>,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, id, at) = (
+            scope.org_id().to_string(),
+            id.to_string(),
+            at.map(to_micros),
+        );
+        self.mutate_if(audit, move |tx| {
+            // Only a change counts: disabling twice (two sweeps) audits once.
+            let changed = tx.execute(
+                "UPDATE members SET disabled_at = ?3
+                 WHERE org_id = ?1 AND id = ?2 AND (disabled_at IS NULL) = (?3 IS NOT NULL)",
+                params![org, id, at],
+            )? == 1;
+            if changed && at.is_some() {
+                forget(tx, &["sessions"], &org, &id)?;
+            }
+            Ok(changed)
         })
         .await
     }
@@ -458,24 +527,24 @@ impl MemberStore for SqliteStore {
     ) -> Result<Option<(OrgScope, Member, Session)>, StoreError> {
         let hash = *token_hash;
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT m.id, m.name, m.roles, m.groups_json, m.mfa, m.created_at,
-                        m.identity_iss, m.identity_sub, s.org_id, s.method, s.expires_at
-                 FROM sessions s JOIN members m ON m.org_id = s.org_id AND m.id = s.member_id
-                 WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-            )?;
+            let mut stmt = c.prepare_cached(&crate::members::session_query(|n| format!("?{n}")))?;
             let mut rows = stmt.query(params![&hash[..], to_micros(now)])?;
             let Some(r) = rows.next()? else {
                 return Ok(None);
             };
             let member = member_from_row(r)?;
+            let at = crate::members::MEMBER_COLUMN_COUNT;
             let session = Session {
                 token_hash: hash,
                 member_id: member.id.clone(),
-                method: r.get(9)?,
-                expires_at: from_micros(r.get(10)?)?,
+                method: r.get(at + 1)?,
+                expires_at: from_micros(r.get(at + 2)?)?,
+                last_used_at: r
+                    .get::<_, Option<i64>>(at + 3)?
+                    .map(from_micros)
+                    .transpose()?,
             };
-            Ok(Some((OrgScope::new(r.get(8)?), member, session)))
+            Ok(Some((OrgScope::new(r.get(at)?), member, session)))
         })
         .await
     }

@@ -53,6 +53,7 @@ on_both_backends! {
     crate::members::members_change_rotate_and_remove => members_change_rotate_and_remove,
     crate::members::totp_steps_are_used_once_and_sessions_expire => totp_steps_are_used_once_and_sessions_expire,
     crate::members::org_settings_upsert_per_org => org_settings_upsert_per_org,
+    crate::members::last_use_moves_forward_and_disabling_closes_sessions => last_use_moves_forward_and_disabling_closes_sessions,
     crate::members::totp_attempts_are_counted_once_each_and_enrollment_codes_enroll_once => totp_attempts_and_enrollment_codes,
     crate::requests::requests_round_trip_and_update_by_compare_and_set => requests_round_trip_and_update_by_compare_and_set,
     crate::requests::erasure_changes_records_and_tokens_in_their_org_only => erasure_changes_records_and_tokens_in_their_org_only,

@@ -12,6 +12,7 @@ fn session(member: &str, expires: jiff::Timestamp) -> Session {
         member_id: member.to_string(),
         method: "totp".into(),
         expires_at: expires,
+        last_used_at: None,
     }
 }
 
@@ -309,5 +310,91 @@ pub async fn org_settings_upsert_per_org(h: Harness) {
         assert_eq!(store.org_settings(&a).await.unwrap().as_deref(), Some(doc));
     }
     assert_eq!(store.org_settings(&b).await.unwrap(), None);
+    book.verify(store).await;
+}
+
+/// Last use only moves forward (key use moves the key's time too, session use only the
+/// member's and the session's); disabling closes the sessions and counts once; enabling
+/// counts once; nothing crosses orgs.
+pub async fn last_use_moves_forward_and_disabling_closes_sessions(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "A").await;
+    let b = create_org(store, &mut book, "B").await;
+    let carol = member("Carol", &["member"], &[], false);
+    store
+        .add_member(&a, &carol, &key_hash(), &[])
+        .await
+        .unwrap();
+    let t0 = now_us();
+    let read = || async { store.member(&a, &carol.id).await.unwrap().unwrap() };
+
+    store
+        .note_member_use(&a, &carol.id, t0, true)
+        .await
+        .unwrap();
+    let m = read().await;
+    assert_eq!((m.last_used_at, m.key_last_used_at), (Some(t0), Some(t0)));
+    // A session use later moves the member's time, not the key's; an earlier one nothing.
+    let t1 = t0 + 5.minutes();
+    store
+        .note_member_use(&a, &carol.id, t1, false)
+        .await
+        .unwrap();
+    store
+        .note_member_use(&a, &carol.id, t0 - 1.hour(), true)
+        .await
+        .unwrap();
+    // Another org's scope reaches nothing.
+    store
+        .note_member_use(&b, &carol.id, t1 + 1.hour(), true)
+        .await
+        .unwrap();
+    let m = read().await;
+    assert_eq!((m.last_used_at, m.key_last_used_at), (Some(t1), Some(t0)));
+
+    // A session's own last use.
+    store
+        .set_totp(&a, &carol.id, b"sealed", None, &[])
+        .await
+        .unwrap();
+    let s = session(&carol.id, t0 + 1.hour());
+    assert!(store.open_session(&a, &s, 1, &[]).await.unwrap());
+    store.note_session_use(&a, &s.token_hash, t1).await.unwrap();
+    store
+        .note_session_use(&b, &s.token_hash, t1 + 1.minutes())
+        .await
+        .unwrap();
+    let (_, _, got) = store.session(&s.token_hash, t0).await.unwrap().unwrap();
+    assert_eq!(got.last_used_at, Some(t1));
+
+    // Disable: once, sessions closed; enable: once.
+    let audit = [event(Some(&a), "member.disable", "member:carol")];
+    assert!(!store
+        .set_member_disabled(&b, &carol.id, Some(t1), &audit)
+        .await
+        .unwrap());
+    assert!(store
+        .set_member_disabled(&a, &carol.id, Some(t1), &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    assert!(!store
+        .set_member_disabled(&a, &carol.id, Some(t1), &audit)
+        .await
+        .unwrap());
+    assert_eq!(read().await.disabled_at, Some(t1));
+    assert_eq!(store.session(&s.token_hash, t0).await.unwrap(), None);
+    let audit = [event(Some(&a), "member.enable", "member:carol")];
+    assert!(store
+        .set_member_disabled(&a, &carol.id, None, &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    assert!(!store
+        .set_member_disabled(&a, &carol.id, None, &audit)
+        .await
+        .unwrap());
+    assert_eq!(read().await.disabled_at, None);
     book.verify(store).await;
 }

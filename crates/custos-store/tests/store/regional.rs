@@ -106,6 +106,9 @@ async fn populated_org(stores: &Stores, region: &str) -> (OrgScope, [u8; 32]) {
         mfa: false,
         created_at: now(),
         identity: None,
+        last_used_at: None,
+        key_last_used_at: None,
+        disabled_at: None,
     };
     store
         .add_member(

@@ -204,6 +204,9 @@ pub fn member(name: &str, roles: &[&str], groups: &[&str], mfa: bool) -> Member 
         mfa,
         created_at: now_us(),
         identity: None,
+        last_used_at: None,
+        key_last_used_at: None,
+        disabled_at: None,
     }
 }
 
