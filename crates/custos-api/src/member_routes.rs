@@ -7,8 +7,9 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 
 use custos_core::{
-    CreatedMember, EnrollmentCodeView, MemberChange, MemberView, NewMember, NewSession,
-    OrgSettings, RotatedKey, SessionView, SettingsChange, TotpEnrollment, TotpEnrollmentRequest,
+    AccessReview, CreatedMember, EnrollmentCodeView, MemberChange, MemberView, NewMember,
+    NewSession, OrgSettings, RecordedReview, ReviewDecision, RotatedKey, SessionView,
+    SettingsChange, TotpEnrollment, TotpEnrollmentRequest,
 };
 
 use crate::routes::{ApiJson, Path};
@@ -48,6 +49,10 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/v1/orgs/{org}/sessions", post(open_session))
         .route(
+            "/v1/orgs/{org}/access-review",
+            get(access_review).post(record_access_review),
+        )
+        .route(
             "/v1/orgs/{org}/settings",
             get(get_settings).patch(update_settings),
         )
@@ -82,7 +87,45 @@ pub(crate) async fn list_members(
     Ok(Json(state.custos.list_members(&caller, &org).await?))
 }
 
-/// Change a member's name, roles, groups or second-factor requirement.
+/// The org's access review: every member with its roles, groups, second factor, last use and
+/// whether it is inactive past the policy's `inactive_member_after`.
+#[utoipa::path(get, tag = "members", path = "/v1/orgs/{org}/access-review", params(("org" = String, Path)),
+    responses((status = 200, body = AccessReview)),
+    security(("bearer" = [])))]
+pub(crate) async fn access_review(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<Json<AccessReview>> {
+    Ok(Json(state.custos.access_review(&caller, &org).await?))
+}
+
+/// Record an access review: every member of the reviewed list (named by its
+/// `review_sha256`) kept or removed; removals take effect at once; the review is an audit
+/// event.
+#[utoipa::path(post, tag = "members", path = "/v1/orgs/{org}/access-review", params(("org" = String, Path)),
+    request_body = ReviewDecision,
+    responses((status = 201, body = RecordedReview)),
+    security(("bearer" = [])))]
+pub(crate) async fn record_access_review(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+    ApiJson(decision): ApiJson<ReviewDecision>,
+) -> ApiResult<(StatusCode, Json<RecordedReview>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            state
+                .custos
+                .record_access_review(&caller, &org, decision)
+                .await?,
+        ),
+    ))
+}
+
+/// Change a member's name, roles, groups or second-factor requirement, or (owners) disable
+/// or enable it.
 #[utoipa::path(patch, tag = "members", path = "/v1/orgs/{org}/members/{id}", params(("org" = String, Path), ("id" = String, Path)),
     request_body = MemberChange,
     responses((status = 200, body = MemberView)),

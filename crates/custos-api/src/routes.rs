@@ -802,6 +802,7 @@ async fn scan(
           crate::member_routes::enroll_totp, crate::member_routes::open_session,
           crate::member_routes::issue_enrollment_code, crate::member_routes::clear_totp_lockout,
           crate::member_routes::get_settings, crate::member_routes::update_settings,
+          crate::member_routes::access_review, crate::member_routes::record_access_review,
           crate::request_routes::create_request, crate::request_routes::list_requests,
           crate::request_routes::bulk_erase, crate::request_routes::get_request,
           crate::request_routes::extend_request, crate::request_routes::reject_request,

@@ -421,6 +421,23 @@ async fn request(
             Body::Json(same_grants()),
         ),
         Operation::MemberList => ("GET", format!("/v1/orgs/{org}/members"), Body::None),
+        Operation::AccessReviewRead => ("GET", format!("/v1/orgs/{org}/access-review"), Body::None),
+        Operation::AccessReviewRecord => {
+            // A complete decision on the list as the caller reads it (a caller who may not
+            // read it sends one that cannot match).
+            let path = format!("/v1/orgs/{org}/access-review");
+            let (_, review) = s.call("GET", &who.token, &path, Body::None).await;
+            let kept: Vec<Value> = review["members"]
+                .as_array()
+                .map(|m| m.iter().map(|m| m["id"].clone()).collect())
+                .unwrap_or_default();
+            let digest = review["review_sha256"].as_str().unwrap_or("0").to_string();
+            (
+                "POST",
+                path,
+                Body::Json(json!({"review_sha256": digest, "kept": kept})),
+            )
+        }
         Operation::MemberUpdate => (
             "PATCH",
             format!("/v1/orgs/{org}/members/{}", target_member().await),
@@ -704,6 +721,8 @@ async fn request(
 fn allowed_refusal(op: Operation, who: &Principal, status: StatusCode) -> bool {
     match op {
         Operation::RecordArchiveRestore => status == StatusCode::CONFLICT,
+        // Other cells add members between reading the list and recording the review.
+        Operation::AccessReviewRecord => status == StatusCode::CONFLICT,
         Operation::SessionOpen => {
             who.member.as_ref().is_some_and(|m| m.session) && status == StatusCode::BAD_REQUEST
         }

@@ -102,6 +102,10 @@ operations! {
     MemberUpdate,
     /// Remove a member (its keys and sessions stop working).
     MemberRemove,
+    /// Read the org's access review.
+    AccessReviewRead,
+    /// Record an access review.
+    AccessReviewRecord,
     /// Issue a member a new API key (the old one stops working).
     MemberKeyRotate,
     /// Revoke a member's API key without issuing a new one.
@@ -348,6 +352,25 @@ pub const TABLE: &[Rule] = &[
         ForAdmins,
     )
     .http("DELETE", "/v1/orgs/{org}/members/{id}"),
+    // Org-internal: the operator reads no one's access without a grant.
+    rule(
+        Op::AccessReviewRead,
+        A::AccessReviewRead,
+        false,
+        EVIDENCE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/access-review"),
+    rule(
+        Op::AccessReviewRecord,
+        A::AccessReviewRecord,
+        false,
+        MANAGERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("POST", "/v1/orgs/{org}/access-review"),
     rule(
         Op::MemberKeyRotate,
         A::MemberKeyRotate,

@@ -9,6 +9,7 @@
 //! which are tested without a server.
 
 mod access;
+mod access_review;
 mod audit;
 mod auth_failures;
 pub mod authz;
@@ -43,6 +44,7 @@ use custos_policy::Policy;
 use custos_store::{Member, Objects, OrgScope, RegionStores, Store, Stores};
 use sha2::{Digest, Sha256};
 
+pub use access_review::{AccessReview, RecordedReview, ReviewDecision, ReviewedMember};
 pub use audit::{
     log_origin, AuditEntryView, AuditFailure, AuditPage, AuditSigner, AuditVerification,
     CheckpointView, ConsistencyProof, InclusionProof, SigningKeyView,
@@ -221,6 +223,8 @@ pub struct Custos {
     source_failures: Arc<limits::SourceLimiter>,
     /// Refused credentials: counters and their batched audit events.
     auth_failures: Arc<auth_failures::AuthFailures>,
+    /// When each credential's use was last written (access reviews).
+    last_use: Arc<access_review::LastUse>,
     /// Forwarded gateway calls' events, appended in groups.
     llm_calls: llm_calls::CallEvents,
 }
@@ -277,6 +281,7 @@ impl Custos {
             faults: None,
             source_failures: Arc::default(),
             auth_failures: Arc::default(),
+            last_use: Arc::default(),
             llm_calls: llm_calls::CallEvents::default(),
         }
     }
@@ -406,23 +411,31 @@ impl Custos {
         }
         if token.starts_with(members::SESSION_PREFIX) {
             return match self.store.session(&hash, self.now()).await? {
-                Some((scope, member, session)) => Ok(Principal::Member {
-                    scope,
-                    member,
-                    auth: Authentication::TotpSession {
-                        expires: session.expires_at,
-                    },
-                }),
-                None => Err(CoreError::Unauthenticated),
+                // A disabled member's sessions were closed; one opened in a race is refused.
+                Some((scope, member, session)) if member.disabled_at.is_none() => {
+                    self.note_use(&scope, &member, Some(&hash)).await;
+                    Ok(Principal::Member {
+                        scope,
+                        member,
+                        auth: Authentication::TotpSession {
+                            expires: session.expires_at,
+                        },
+                    })
+                }
+                _ => Err(CoreError::Unauthenticated),
             };
         }
         match self.store.member_by_key_hash(&hash).await? {
-            Some((scope, member)) => Ok(Principal::Member {
-                scope,
-                member,
-                auth: Authentication::ApiKey,
-            }),
-            None => Err(CoreError::Unauthenticated),
+            // A disabled member's key is refused like a revoked one.
+            Some((scope, member)) if member.disabled_at.is_none() => {
+                self.note_use(&scope, &member, None).await;
+                Ok(Principal::Member {
+                    scope,
+                    member,
+                    auth: Authentication::ApiKey,
+                })
+            }
+            _ => Err(CoreError::Unauthenticated),
         }
     }
 

@@ -101,6 +101,8 @@ pub struct SweepSummary {
     /// Erasure requests resumed (after a crash, or after the holds that kept them partial
     /// were released).
     pub erasures: u64,
+    /// Members disabled for being unused past the policy's `inactive_member_after`.
+    pub members_disabled: u64,
 }
 
 impl SweepSummary {
@@ -485,6 +487,7 @@ impl Custos {
             }
         }
         summary.terminated = self.finish_terminations(now, &mut orgs).await?;
+        summary.members_disabled = self.disable_inactive_members(now).await?;
         if summary.purged > 0 {
             self.store.forget_deleted().await?;
         }

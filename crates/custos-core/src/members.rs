@@ -93,6 +93,12 @@ pub struct MemberView {
     /// Creation time (RFC 3339).
     #[schema(value_type = String, format = DateTime)]
     pub created_at: jiff::Timestamp,
+    /// When any of its credentials was last used (to the minute; absent: never).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<jiff::Timestamp>,
+    /// When it was disabled (absent: enabled); its key and sessions are refused meanwhile.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disabled_at: Option<jiff::Timestamp>,
 }
 
 impl From<Member> for MemberView {
@@ -105,6 +111,8 @@ impl From<Member> for MemberView {
             mfa: m.mfa,
             identity: m.identity,
             created_at: m.created_at,
+            last_used_at: m.last_used_at,
+            disabled_at: m.disabled_at,
         }
     }
 }
@@ -129,6 +137,10 @@ pub struct MemberChange {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<PersonIdentity>)]
     pub identity: Option<Option<PersonIdentity>>,
+    /// `true` disables the member (its key and sessions are refused), `false` enables it
+    /// again; only an owner may.
+    #[serde(default)]
+    pub disabled: Option<bool>,
 }
 
 /// A field that is present (even as `null`) is `Some`; an absent one stays `None` (by
@@ -489,18 +501,46 @@ impl Custos {
         Ok(member)
     }
 
-    /// Changes a member's name, roles, groups, second-factor requirement or bound identity.
+    /// One member as listings show it.
+    async fn member_view(&self, scope: &OrgScope, id: &str) -> Result<MemberView, CoreError> {
+        Ok(self
+            .store
+            .for_org(scope)
+            .await?
+            .member(scope, id)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("member {id}")))?
+            .into())
+    }
+
+    /// Changes a member's name, roles, groups, second-factor requirement or bound identity,
+    /// or (owners only) disables or enables it.
     pub async fn update_member(
         &self,
         caller: &Caller,
         org: &str,
         id: &str,
-        change: MemberChange,
+        mut change: MemberChange,
     ) -> Result<MemberView, CoreError> {
         let grant = self.authorize(caller, Operation::MemberUpdate, org).await?;
         let mut member = self
             .managed_member(caller, &grant.scope, id, AuditAction::MemberUpdate)
             .await?;
+        if let Some(disabled) = change.disabled.take() {
+            if disabled != member.disabled_at.is_some() {
+                self.set_member_enabled(caller, &grant.scope, id, !disabled)
+                    .await?;
+                member.disabled_at = disabled.then(|| self.now());
+            }
+            let only_that = change.name.is_none()
+                && change.roles.is_none()
+                && change.groups.is_none()
+                && change.mfa.is_none()
+                && change.identity.is_none();
+            if only_that {
+                return self.member_view(&grant.scope, id).await;
+            }
+        }
         if let Some(name) = change.name {
             check_name("name", &name)?;
             self.check_free_text("name", &name)?;

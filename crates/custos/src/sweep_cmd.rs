@@ -178,6 +178,12 @@ pub async fn run(global: &Global, args: SweepArgs) -> Result<(), Failure> {
             summary.terminated
         ));
     }
+    if summary.members_disabled > 0 {
+        report.push_str(&format!(
+            "  {} member(s) disabled: unused past the policy's inactive_member_after\n",
+            summary.members_disabled
+        ));
+    }
     for ((category, action), n) in &per_category {
         report.push_str(&format!("  {action:<8} {n:>9}  {category}\n"));
     }
