@@ -10,12 +10,13 @@ use custos_audit::{AuditAction, AuditEvent};
 use custos_policy::{ErasureAction, Policy};
 use custos_store::{OrgScope, PurgeCause, RecordFilter, RecordState, StateChange, Store};
 
-use super::reconcile::{event, events_of, failed, field};
-use crate::Failure;
+use crate::audit::{self, is_hard_delete, reason_field, target_of};
+use crate::error::BackupError;
+use crate::reconcile::{events_of, failed};
 
 /// Records marked again by [`replay`].
 #[derive(Debug, Default)]
-pub(super) struct Marked {
+pub(crate) struct Marked {
     /// Marked for purge.
     pub purge: u64,
     /// Soft-deleted again.
@@ -30,12 +31,12 @@ const DELETABLE: [RecordState; 3] = [
 ];
 
 /// Replays `src`'s pending deletions from `since` on `dst`.
-pub(super) async fn replay(
+pub(crate) async fn replay(
     src: &dyn Store,
     dst: &dyn Store,
     policy: &Policy,
     since: u64,
-) -> Result<Marked, Failure> {
+) -> Result<Marked, BackupError> {
     let mut marked = Marked::default();
     // (org, target, index) of every restore of a soft-deleted record.
     let restored: BTreeSet<(String, String, u64)> =
@@ -45,10 +46,7 @@ pub(super) async fn replay(
             .filter_map(|(i, e)| Some((e.org?, e.target?, i)))
             .collect();
     for (index, e) in events_of(src, AuditAction::RecordDelete, since).await? {
-        let (Some(org), Some(id)) = (
-            e.org.as_deref(),
-            e.target.as_deref().and_then(|t| t.strip_prefix("record:")),
-        ) else {
+        let (Some(org), Some(id)) = (e.org.as_deref(), target_of(&e, "record")) else {
             continue;
         };
         let Some((scope, _)) = dst.org(org).await.map_err(failed("reading an org"))? else {
@@ -61,7 +59,7 @@ pub(super) async fn replay(
         else {
             continue;
         };
-        let hard = e.reason.as_deref() == Some("hard_delete");
+        let hard = is_hard_delete(&e);
         if hard && DELETABLE.contains(&row.state) {
             marked.purge += mark(
                 dst,
@@ -88,7 +86,7 @@ pub(super) async fn replay(
                 deleted_at: Some(e.time),
                 next_due_at: Some(policy.deletion.soft_delete_window.add_to(e.time)),
             };
-            let ev = replayed(&scope, "record.delete", since);
+            let ev = audit::replayed(scope.org_id(), "record.delete", since);
             if dst
                 .transition_record(&scope, &change, &[ev])
                 .await
@@ -99,12 +97,7 @@ pub(super) async fn replay(
         }
     }
     for (_, e) in events_of(src, AuditAction::CategoryDeleteAll, since).await? {
-        let (Some(org), Some(category)) = (
-            e.org.as_deref(),
-            e.target
-                .as_deref()
-                .and_then(|t| t.strip_prefix("category:")),
-        ) else {
+        let (Some(org), Some(category)) = (e.org.as_deref(), target_of(&e, "category")) else {
             continue;
         };
         let filter = RecordFilter {
@@ -115,8 +108,7 @@ pub(super) async fn replay(
         marked.purge += mark_matching(dst, org, &filter, &e, policy, false, since).await?;
     }
     for (_, e) in events_of(src, AuditAction::SubjectPurge, since).await? {
-        let reason = e.reason.as_deref().unwrap_or("");
-        let (Some(org), Some(subject_ref)) = (e.org.as_deref(), field(reason, "subject_ref"))
+        let (Some(org), Some(subject_ref)) = (e.org.as_deref(), reason_field(&e, "subject_ref"))
         else {
             continue;
         };
@@ -130,14 +122,6 @@ pub(super) async fn replay(
     Ok(marked)
 }
 
-fn replayed(scope: &OrgScope, what: &str, since: u64) -> AuditEvent {
-    event(
-        AuditAction::BackupReconcile,
-        format!("replayed={what} from_index={since}"),
-    )
-    .org(scope.org_id())
-}
-
 /// Marks records for purge; returns how many were marked.
 async fn mark(
     dst: &dyn Store,
@@ -146,11 +130,11 @@ async fn mark(
     cause: PurgeCause,
     what: &str,
     since: u64,
-) -> Result<u64, Failure> {
+) -> Result<u64, BackupError> {
     if targets.is_empty() {
         return Ok(0);
     }
-    let ev = replayed(scope, what, since);
+    let ev = audit::replayed(scope.org_id(), what, since);
     dst.request_purges(scope, &targets, cause, jiff::Timestamp::now(), &[ev])
         .await
         .map_err(failed("replaying a deletion"))
@@ -166,7 +150,7 @@ async fn mark_matching(
     policy: &Policy,
     erasure: bool,
     since: u64,
-) -> Result<u64, Failure> {
+) -> Result<u64, BackupError> {
     let Some((scope, _)) = dst.org(org).await.map_err(failed("reading an org"))? else {
         return Ok(0);
     };
