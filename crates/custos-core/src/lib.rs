@@ -61,8 +61,9 @@ pub use error::CoreError;
 pub use export::{export_format, EXPORTS_CATEGORY};
 pub use files::{FileDownload, FileUpload};
 pub use lifecycle::{
-    due_step, is_held, purge_event_covers, purged_ids_digest, removal_deadline, ActionKind,
-    ArchiveRestore, DeletionView, OverdueRecord, SlaKind, SweepAction, SweepOptions, SweepSummary,
+    due_step, is_held, purge_event_covers, purged_ids_digest, record_object_keys, removal_deadline,
+    ActionKind, ArchiveRestore, DeletionView, OverdueRecord, SlaKind, SweepAction, SweepOptions,
+    SweepSummary,
 };
 pub use llm::{LlmAdmission, LlmCallReport, LlmRefusal, LlmResult};
 pub use llm_calls::PreparedCall;

@@ -282,6 +282,25 @@ pub(crate) fn archive_blob_key(org: &str, record: &str) -> String {
     format!("orgs/{org}/archive/{record}.blob")
 }
 
+/// The object-store keys of a record's objects (its blob, its archived blob, its archived
+/// envelope). Given its row, only those a record in its state can have (none for a plain
+/// record); without one (the row is gone, e.g. already purged), every key one can be at. What
+/// the sweep's purge deletes, and what a restore's reconcile deletes for records the log
+/// records as purged.
+pub fn record_object_keys(org: &str, record: &str, row: Option<&RecordRow>) -> Vec<String> {
+    let (has_blob, archived) = row.map_or((true, true), |r| {
+        (r.blob_size.is_some(), r.state == RecordState::Archived)
+    });
+    [
+        (has_blob, blob_key(org, record)),
+        (has_blob && archived, archive_blob_key(org, record)),
+        (archived, archive_envelope_key(org, record)),
+    ]
+    .into_iter()
+    .filter_map(|(may, key)| may.then_some(key))
+    .collect()
+}
+
 /// An archived record made readable by a restore request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ArchiveRestore {
@@ -708,16 +727,8 @@ impl Custos {
         let org = scope.org_id();
         for (row, _) in &items {
             // Only the objects this record can have: no file system call for plain records.
-            let archived = row.state == RecordState::Archived;
-            let has_blob = row.blob_size.is_some();
-            for (exists, key) in [
-                (has_blob, blob_key(org, &row.id)),
-                (has_blob && archived, archive_blob_key(org, &row.id)),
-                (archived, archive_envelope_key(org, &row.id)),
-            ] {
-                if exists {
-                    self.objects_of(scope).await?.delete(&key).await?;
-                }
+            for key in record_object_keys(org, &row.id, Some(row)) {
+                self.objects_of(scope).await?.delete(&key).await?;
             }
         }
         while !items.is_empty() {
@@ -952,5 +963,51 @@ impl OrgCache {
             );
         }
         Ok(&self.0[scope.org_id()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: RecordState, blob_size: Option<u64>) -> RecordRow {
+        let t = Timestamp::from_second(1).unwrap();
+        RecordRow {
+            id: "r".into(),
+            category: "files".into(),
+            subject_ref: None,
+            state,
+            created_at: t,
+            archive_at: None,
+            expire_at: t,
+            deleted_at: None,
+            next_due_at: None,
+            key_ref: "org:1".into(),
+            sealed: None,
+            blob_size,
+            pii: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_record_has_only_the_objects_its_state_allows() {
+        let keys = |r: Option<&RecordRow>| record_object_keys("o", "r", r);
+        assert!(keys(Some(&row(RecordState::Active, None))).is_empty());
+        assert_eq!(
+            keys(Some(&row(RecordState::Active, Some(3)))),
+            ["orgs/o/blobs/r"]
+        );
+        assert_eq!(
+            keys(Some(&row(RecordState::Archived, None))),
+            ["orgs/o/archive/r.envelope"]
+        );
+        let every = [
+            "orgs/o/blobs/r",
+            "orgs/o/archive/r.blob",
+            "orgs/o/archive/r.envelope",
+        ];
+        assert_eq!(keys(Some(&row(RecordState::Archived, Some(3)))), every);
+        // A purged record's row is gone: every place one of its objects can be.
+        assert_eq!(keys(None), every);
     }
 }

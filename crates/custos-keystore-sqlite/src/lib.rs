@@ -56,6 +56,17 @@ fn store_error(e: rusqlite::Error) -> CryptoError {
     CryptoError::Store(Box::new(e))
 }
 
+/// What a key-store file holds, counted (never the keys).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// Org key versions.
+    pub org_keys: u64,
+    /// Subject keys.
+    pub subject_keys: u64,
+    /// Tombstones of destroyed keys.
+    pub tombstones: u64,
+}
+
 /// [`KeyStore`] on a SQLite file (`<keys>/keys.db`, mode 0600).
 pub struct SqliteKeyStore {
     conn: Arc<Mutex<Connection>>,
@@ -205,6 +216,44 @@ impl SqliteKeyStore {
             merged
         })
         .await
+    }
+
+    /// The counts of the key-store file at `path` (a copy written by
+    /// [`SqliteKeyStore::snapshot`]), read without changing it: a copy from before tombstones
+    /// has none.
+    pub fn file_counts(path: &Path) -> Result<KeyCounts, CryptoError> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(store_error)?;
+        let count = |table: &str| -> Result<u64, CryptoError> {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .map_err(store_error)
+        };
+        let has_tombstones: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'destroyed_keys')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(store_error)?;
+        Ok(KeyCounts {
+            org_keys: count("org_keys")?,
+            subject_keys: count("subject_keys")?,
+            tombstones: if has_tombstones {
+                count("destroyed_keys")?
+            } else {
+                0
+            },
+        })
+    }
+
+    /// `None` when the key-store file at `path` passes SQLite's integrity check, else the
+    /// first problem the check reports.
+    pub fn integrity_problem(path: &Path) -> Result<Option<String>, CryptoError> {
+        let conn = Connection::open(path).map_err(store_error)?;
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(store_error)?;
+        Ok((check != "ok").then_some(check))
     }
 
     /// Runs `f` on the connection on tokio's blocking pool: key-store writes fsync (the file
@@ -623,6 +672,43 @@ mod tests {
             .map(|t| (t.org.as_str(), t.key_id.as_str()))
             .collect();
         assert_eq!(ids, [("gone", ""), ("o", "a")]);
+    }
+
+    #[tokio::test]
+    async fn a_copy_is_counted_and_checked_without_being_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = SqliteKeyStore::open(&dir.path().join("keys.db")).unwrap();
+        live.insert_org_key("o", 1, &w(1)).await.unwrap();
+        live.insert_org_key("o", 2, &w(1)).await.unwrap();
+        live.insert_subject_keys("o", &[row("a"), row("b")])
+            .await
+            .unwrap();
+        live.destroy_subject_keys("o", &["a".into()]).await.unwrap();
+        let copy = dir.path().join("copy.db");
+        live.snapshot(&copy).await.unwrap();
+        let before = std::fs::read(&copy).unwrap();
+        assert_eq!(SqliteKeyStore::integrity_problem(&copy).unwrap(), None);
+        let counts = SqliteKeyStore::file_counts(&copy).unwrap();
+        assert_eq!(
+            counts,
+            KeyCounts {
+                org_keys: 2,
+                subject_keys: 1,
+                tombstones: 1
+            }
+        );
+        assert_eq!(std::fs::read(&copy).unwrap(), before);
+
+        // A copy from before tombstones counts none.
+        live.with_conn(|c| {
+            c.execute_batch("DROP TABLE destroyed_keys")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let old = dir.path().join("old.db");
+        live.snapshot(&old).await.unwrap();
+        assert_eq!(SqliteKeyStore::file_counts(&old).unwrap().tombstones, 0);
     }
 
     #[test]

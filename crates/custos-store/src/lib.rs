@@ -54,7 +54,7 @@ pub use requests::{
     ErasureAggregate, RecordRewrite, RequestCursor, RequestFilter, RequestKind, RequestStatus,
     RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
 };
-pub use sqlite::SqliteStore;
+pub use sqlite::{SnapshotCounts, SqliteStore};
 pub use stream::{record_stream, RecordChunks, RecordSender};
 pub use tokens::{PiiToken, TokenBatch, TokenResolution};
 

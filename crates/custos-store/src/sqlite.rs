@@ -14,8 +14,11 @@ use crate::migrations::{AppliedStep, Backend, StepStatus};
 use crate::model::*;
 use crate::schema::{ORG_COLUMNS, RECORD_COLUMNS, TERMINATED_ORG_TABLES};
 
+pub use files::SnapshotCounts;
+
 mod audit;
 pub(crate) mod audit_log;
+mod files;
 mod lifecycle;
 pub(crate) mod members;
 pub(crate) mod org_rows;

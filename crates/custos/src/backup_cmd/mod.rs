@@ -1,37 +1,22 @@
-//! `custos backup create|list|verify|restore|reconcile|drill`: encrypted backups of an
-//! embedded (SQLite + local files) deployment, restores that an erasure still reaches, and
-//! drills that measure recovery time and recovery point.
-//!
-//! A backup is a directory `<to>/<id>/` holding `manifest.json` (written last: a backup without
-//! one is incomplete and ignored) and one sealed blob per file: `custos.db.sealed`, a consistent
-//! online snapshot of the database (`VACUUM INTO`), and `objects/<path>.sealed` for every
-//! object. Each blob is sealed under the backup key from the key store, bound to the backup id
-//! and the file's name, so the backup is unreadable without the key store, which it never
-//! contains. An incremental backup seals the database again but only the objects that changed
-//! since its parent; its manifest names the backup that holds each unchanged one. Key-store
-//! backups (`--key-store`) are separate directories of their own kind. The place may also be
-//! `s3://bucket/prefix` ([`place`]).
-//!
-//! After a restore, [`reconcile`] replays from the audit log every erasure, purge and key
-//! destruction recorded after the backup was taken, so nothing erased comes back.
-//! Exit codes: 0 done, 1 a check failed (the message names the file or check), 2 bad input.
+//! `custos backup create|list|verify|restore|reconcile|drill`: the command line of
+//! `custos-backup` (encrypted backups of an embedded deployment, restores that an erasure still
+//! reaches, drills). Here: the arguments, the deployment's paths and keys resolved from the
+//! global options, what is printed, and the exit codes: 0 done, 1 a check failed (the message
+//! names the file or check), 2 bad input.
 
-mod archive;
-mod keys;
-mod pending;
-mod place;
-mod reconcile;
-mod restore;
+mod print;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use custos_crypto::BackupKey;
+use custos_backup::{BackupError, Progress, Sources, DATABASE};
+use custos_crypto::KeyVault;
+use custos_policy::Policy;
+use custos_store::ObjectLocation;
 
 use crate::cli::Global;
 use crate::{deploy, Failure};
-
-pub use archive::run_scheduled;
 
 /// The backup commands.
 #[derive(Debug, Subcommand)]
@@ -137,35 +122,124 @@ pub struct DrillArgs {
 
 /// Runs one backup command.
 pub async fn run(global: &Global, cmd: BackupCommand) -> Result<(), Failure> {
-    refuse_regions(global)?;
+    let policy = refuse_regions(global)?;
+    let host = Host { global };
+    let retention = &policy.backups.retention;
     match cmd {
-        BackupCommand::Create(a) if a.key_store => keys::create(global, &a.target.to).await,
+        BackupCommand::Create(a) if a.key_store => {
+            let db = key_db(global)?;
+            if !db.is_file() {
+                return Err(Failure::BadInput(format!(
+                    "no key store at {} (set --data or --keys to the deployment's)",
+                    db.display()
+                )));
+            }
+            let done = custos_backup::create_keys(retention, &db, &a.target.to).await?;
+            print::keys_taken(&done);
+        }
         BackupCommand::Create(a) => {
-            archive::create(global, &a.target.to, a.full, a.full_every).await
+            let sources = sources(global)?;
+            let done = custos_backup::create(
+                &host,
+                retention,
+                &sources,
+                &a.target.to,
+                a.full,
+                a.full_every,
+            )
+            .await?;
+            print::taken(&done);
         }
-        BackupCommand::List(t) => archive::list(&t.to).await,
+        BackupCommand::List(t) => print::listing(&custos_backup::list(&t.to).await?),
         BackupCommand::Verify(c) if c.key_store => {
-            keys::verify(&c.target.to, c.id.as_deref()).await
+            print::keys_verified(&custos_backup::verify_keys(&c.target.to, c.id.as_deref()).await?)
         }
-        BackupCommand::Verify(c) => archive::verify(global, &c.target.to, c.id.as_deref()).await,
+        BackupCommand::Verify(c) => {
+            print::verified(&custos_backup::verify(&host, &c.target.to, c.id.as_deref()).await?)
+        }
         BackupCommand::Restore(a) if a.chosen.key_store => {
-            keys::restore(global, &a.chosen.target.to, a.chosen.id.as_deref()).await
+            let db = key_db(global)?;
+            let has_db = global.database.is_some() || global.data.join(DATABASE).is_file();
+            let url = database_url(global);
+            custos_backup::restore_keys(
+                &host,
+                &db,
+                has_db.then_some(url.as_str()),
+                &a.chosen.target.to,
+                a.chosen.id.as_deref(),
+            )
+            .await?;
         }
         BackupCommand::Restore(a) => {
-            restore::restore(
-                global,
+            let (database, objects) = locations(global)?;
+            custos_backup::restore(
+                &host,
+                &policy,
+                &Sources { database, objects },
                 &a.chosen.target.to,
                 a.chosen.id.as_deref(),
                 !a.no_reconcile,
             )
-            .await
+            .await?;
         }
         BackupCommand::Reconcile(a) => match a.from {
-            Some(from) => restore::reconcile_from(global, &from, a.since).await,
-            None => keys::reconcile_keys(global, a.since).await,
+            Some(from) => {
+                let objects = object_location(global)?;
+                let report = custos_backup::reconcile_from(
+                    &host,
+                    &policy,
+                    &from,
+                    &database_url(global),
+                    &objects,
+                    a.since,
+                )
+                .await?;
+                print::report(&report);
+            }
+            None => print::keys_reconciled(
+                &custos_backup::reconcile_keys(&host, &database_url(global), a.since).await?,
+            ),
         },
-        BackupCommand::Drill(a) => restore::drill(global, &a.target.to, a.scratch.as_deref()).await,
+        BackupCommand::Drill(a) => {
+            // A PostgreSQL deployment is refused here, with what to do instead.
+            let (database, objects) = locations(global)?;
+            let live = [global.data.as_path(), database.as_path(), objects.as_path()];
+            custos_backup::drill(
+                &host,
+                &host,
+                &policy,
+                &live,
+                &a.target.to,
+                a.scratch.as_deref(),
+            )
+            .await?;
+            println!("drill passed");
+        }
     }
+    Ok(())
+}
+
+/// `serve --backup-to`: a backup every `every`, the first after one interval; failures are
+/// logged (an error each time) and the next one is tried on schedule.
+pub async fn run_scheduled(global: Global, to: PathBuf, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match scheduled(&global, &to).await {
+            Ok(done) => tracing::info!(backup = %done.id, files = done.files, bytes = done.bytes,
+                audit_size = done.audit_size, pruned = done.pruned.len(), "scheduled backup taken"),
+            Err(e) => tracing::error!(error = %e, "scheduled backup failed"),
+        }
+    }
+}
+
+/// One scheduled backup: incremental, a full one every 7.
+async fn scheduled(global: &Global, to: &Path) -> Result<custos_backup::Taken, Failure> {
+    let (policy, _) = deploy::load_policy(global)?;
+    let sources = sources(global)?;
+    let host = Host { global };
+    Ok(custos_backup::create(&host, &policy.backups.retention, &sources, to, false, 7).await?)
 }
 
 /// Fails when this deployment is not one `custos backup` can back up (for `serve
@@ -178,10 +252,10 @@ pub fn check_sources(global: &Global) -> Result<(), Failure> {
 /// Refuses a policy whose regions have stores of their own: backups, restores and
 /// reconciliation here cover the main database, objects and audit log only, and a backup that
 /// silently missed a region's data would be worse than none.
-fn refuse_regions(global: &Global) -> Result<(), Failure> {
+fn refuse_regions(global: &Global) -> Result<Policy, Failure> {
     let (policy, _) = crate::deploy::load_policy(global)?;
     match policy.regions.keys().next() {
-        None => Ok(()),
+        None => Ok(policy),
         Some(region) => Err(Failure::BadInput(format!(
             "[regions.{region}]: `custos backup` covers the main database and objects only, and \
              this policy gives regions stores of their own; back each region's database and \
@@ -190,11 +264,8 @@ fn refuse_regions(global: &Global) -> Result<(), Failure> {
     }
 }
 
-/// The database name inside a backup and the data directory.
-const DATABASE: &str = "custos.db";
-
 /// The embedded deployment's database file and objects directory, which must exist.
-fn sources(global: &Global) -> Result<(PathBuf, PathBuf), Failure> {
+fn sources(global: &Global) -> Result<Sources, Failure> {
     let (database, objects) = locations(global)?;
     if !database.is_file() {
         return Err(Failure::BadInput(format!(
@@ -202,7 +273,7 @@ fn sources(global: &Global) -> Result<(PathBuf, PathBuf), Failure> {
             database.display()
         )));
     }
-    Ok((database, objects))
+    Ok(Sources { database, objects })
 }
 
 /// Where the embedded deployment's database file and objects directory are (or go); anything
@@ -237,14 +308,104 @@ fn locations(global: &Global) -> Result<(PathBuf, PathBuf), Failure> {
     Ok((database, objects))
 }
 
-async fn backup_key(global: &Global) -> Result<BackupKey, Failure> {
-    deploy::open_key_vault(global)
-        .await?
-        .backup_key()
-        .await
-        .map_err(|e| Failure::Failed(format!("backup key: {e}")))
+/// The file key store's `keys.db`, or why there is none to back up.
+fn key_db(global: &Global) -> Result<PathBuf, Failure> {
+    match global.keys.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Err(Failure::BadInput(
+                "--keys: a PostgreSQL key store is backed up with PostgreSQL's own tools \
+                 (pg_dump, base backups and WAL archiving), kept apart from the data's; after \
+                 restoring it, run `custos backup reconcile` so destroyed keys stay destroyed"
+                    .into(),
+            ))
+        }
+        Some(dir) => Ok(Path::new(dir).join("keys.db")),
+        None => Ok(global.data.join("keys").join("keys.db")),
+    }
 }
 
-fn io(what: &Path) -> impl FnOnce(std::io::Error) -> Failure + '_ {
-    move |e| Failure::Failed(format!("{}: {e}", what.display()))
+/// The deployment's own database URL.
+fn database_url(global: &Global) -> String {
+    global
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", global.data.join(DATABASE).display()))
+}
+
+/// Where the deployment's objects are.
+fn object_location(global: &Global) -> Result<ObjectLocation, Failure> {
+    match &global.objects {
+        Some(url) => url
+            .parse::<ObjectLocation>()
+            .map_err(|e| Failure::BadInput(format!("--objects: {e}"))),
+        None => Ok(ObjectLocation::File(global.data.join("objects"))),
+    }
+}
+
+/// The deployment as `custos-backup` reaches it: keys and the audit verifier opened from the
+/// global options, and every step printed.
+struct Host<'a> {
+    global: &'a Global,
+}
+
+#[async_trait::async_trait]
+impl custos_backup::Deployment for Host<'_> {
+    async fn key_vault(&self) -> Result<KeyVault, BackupError> {
+        Ok(deploy::open_key_vault(self.global).await?)
+    }
+
+    fn progress(&self, step: Progress<'_>) {
+        print::progress(self.global, step);
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl custos_backup::AuditVerifier for Host<'_> {
+    async fn verify_audit_log(
+        &self,
+        data: &Path,
+    ) -> Result<Result<custos_core::AuditVerification, custos_core::AuditFailure>, BackupError>
+    {
+        // The restored data directory with the deployment's own key store (its signing key).
+        let global = self.global;
+        let scratch = Global {
+            data: data.to_path_buf(),
+            database: None,
+            objects: None,
+            keys: Some(
+                global
+                    .keys
+                    .clone()
+                    .unwrap_or_else(|| global.data.join("keys").display().to_string()),
+            ),
+            ..global.clone()
+        };
+        let deployment = deploy::open(&scratch).await?;
+        let custos = Arc::try_unwrap(deployment.custos)
+            .map_err(|_| BackupError::Failed("services are shared before start".into()))?
+            .with_audit_signer(deployment.signer.clone());
+        Ok(custos
+            .verify_audit_log(None, &[])
+            .await
+            .map_err(Failure::from)?)
+    }
+}
+
+impl From<BackupError> for Failure {
+    fn from(e: BackupError) -> Self {
+        if e.is_bad_input() {
+            Failure::BadInput(e.to_string())
+        } else {
+            Failure::Failed(e.to_string())
+        }
+    }
+}
+
+impl From<Failure> for BackupError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::BadInput(m) => BackupError::BadInput(m),
+            Failure::Failed(m) => BackupError::Failed(m),
+        }
+    }
 }

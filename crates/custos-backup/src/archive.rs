@@ -6,17 +6,17 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use custos_crypto::BackupKey;
+use custos_store::SqliteStore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::place::Place;
-use super::{backup_key, io, sources, DATABASE};
-use crate::cli::Global;
-use crate::{deploy, Failure};
+use crate::error::{create_private_dir, io, BackupError};
+use crate::place::Place;
+use crate::{Deployment, Sources, DATABASE};
 
 /// One backed-up file in a manifest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Entry {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
     /// `custos.db`, `objects/<path>` or `keys.db`.
     pub name: String,
     /// Plaintext bytes.
@@ -29,11 +29,14 @@ pub(super) struct Entry {
     pub stored_in: Option<String>,
 }
 
-/// `manifest.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Manifest {
+/// A backup's `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The manifest format (2 since manifests hold record counts).
     pub format: u32,
+    /// The backup id (its directory's name).
     pub id: String,
+    /// When it was taken.
     pub created: jiff::Timestamp,
     /// `full`, `incremental` or `keys`.
     pub kind: String,
@@ -45,6 +48,7 @@ pub(super) struct Manifest {
     /// Records per org in the snapshot, for the drill's count checks.
     #[serde(default)]
     pub records: BTreeMap<String, u64>,
+    /// The files, the database first.
     pub files: Vec<Entry>,
 }
 
@@ -62,48 +66,60 @@ impl Manifest {
             owner,
         )
     }
-}
 
-pub(super) const MANIFEST: &str = "manifest.json";
-/// The kind of a key-store backup.
-pub(super) const KEYS_KIND: &str = "keys";
+    /// Plaintext bytes of every file the backup restores.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
 
-/// `serve --backup-to`: a backup every `every`, the first after one interval; failures are
-/// logged (an error each time) and the next one is tried on schedule.
-pub async fn run_scheduled(global: Global, to: PathBuf, every: std::time::Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        match take_to(&global, &to, false, 7).await {
-            Ok(done) => tracing::info!(backup = %done.id, files = done.files, bytes = done.bytes,
-                audit_size = done.audit_size, pruned = done.pruned.len(), "scheduled backup taken"),
-            Err(e) => tracing::error!(error = %e, "scheduled backup failed"),
-        }
+    /// Plaintext bytes of the files sealed in this backup's own directory.
+    pub fn bytes_here(&self) -> u64 {
+        self.files
+            .iter()
+            .filter(|f| f.stored_in.is_none())
+            .map(|f| f.size)
+            .sum()
+    }
+
+    /// How many of its files it reads from older backups.
+    pub fn borrowed(&self) -> usize {
+        self.files.iter().filter(|f| f.stored_in.is_some()).count()
     }
 }
 
+pub(crate) const MANIFEST: &str = "manifest.json";
+/// The kind of a key-store backup.
+pub(crate) const KEYS_KIND: &str = "keys";
+
 /// What one backup did.
-struct Taken {
-    id: String,
-    kind: String,
-    dir: PathBuf,
-    files: usize,
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// The backup id.
+    pub id: String,
+    /// `full` or `incremental`.
+    pub kind: String,
+    /// Where it is (a directory, or `s3://bucket/prefix/<id>`).
+    pub shown: String,
+    /// Files it restores (the database and every object).
+    pub files: usize,
     /// Files sealed into this backup (the rest are read from older ones).
-    sealed: usize,
-    bytes: u64,
-    audit_size: u64,
-    pruned: Vec<String>,
+    pub sealed: usize,
+    /// Plaintext bytes of every file.
+    pub bytes: u64,
+    /// Entries in the snapshot's audit log.
+    pub audit_size: u64,
+    /// Backups pruned afterwards (older than the policy's `[backups]` retention).
+    pub pruned: Vec<String>,
 }
 
 /// Seals `from` into `to` under `key`; returns its manifest entry.
-pub(super) fn seal_file(
+pub(crate) fn seal_file(
     key: &BackupKey,
     id: &str,
     name: &str,
     from: &Path,
     to: &Path,
-) -> Result<Entry, Failure> {
+) -> Result<Entry, BackupError> {
     if let Some(dir) = to.parent() {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
@@ -132,9 +148,9 @@ pub(super) fn seal_file(
     })
 }
 
-/// Opens a sealed file, writing the plaintext to `out` when given; the plaintext's size and
-/// SHA-256, or why it does not open.
-pub(super) fn open_file(
+/// Opens the sealed file `from` (sealed for backup `id` as `name`), writing the plaintext to
+/// `out` when given; returns its size and SHA-256, or why it does not open.
+fn open_file(
     key: &BackupKey,
     id: &str,
     name: &str,
@@ -172,8 +188,8 @@ fn not_authentic() -> String {
 }
 
 /// Every regular file under `dir`, as paths relative to it (sorted).
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Failure> {
+pub(crate) fn files_under(dir: &Path) -> Result<Vec<PathBuf>, BackupError> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BackupError> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -196,7 +212,7 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
 }
 
 /// The manifests under `to`, oldest first (directories without one are incomplete).
-pub(super) fn manifests(to: &Path) -> Result<Vec<Manifest>, Failure> {
+pub(crate) fn manifests(to: &Path) -> Result<Vec<Manifest>, BackupError> {
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(to) {
         Ok(e) => e,
@@ -209,7 +225,7 @@ pub(super) fn manifests(to: &Path) -> Result<Vec<Manifest>, Failure> {
             continue;
         };
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
-            Failure::Failed(format!("{}: not a backup manifest: {e}", path.display()))
+            BackupError::Failed(format!("{}: not a backup manifest: {e}", path.display()))
         })?;
         out.push(manifest);
     }
@@ -217,31 +233,8 @@ pub(super) fn manifests(to: &Path) -> Result<Vec<Manifest>, Failure> {
     Ok(out)
 }
 
-pub(super) async fn create(
-    global: &Global,
-    to: &Path,
-    full: bool,
-    full_every: u32,
-) -> Result<(), Failure> {
-    let done = take_to(global, to, full, full_every).await?;
-    println!(
-        "backup {} ({}): database and {} object(s) ({} sealed here), {} bytes, audit log at {} entries -> {}",
-        done.id,
-        done.kind,
-        done.files - 1,
-        done.sealed - 1,
-        done.bytes,
-        done.audit_size,
-        done.dir.display()
-    );
-    for id in done.pruned {
-        println!("pruned backup {id} (older than the policy's [backups] retention)");
-    }
-    Ok(())
-}
-
 /// How many backups the chain ending at `m` holds (1 for a full backup).
-fn chain_length(all: &[Manifest], m: &Manifest) -> u32 {
+pub(crate) fn chain_length(all: &[Manifest], m: &Manifest) -> u32 {
     let mut n = 1;
     let mut at = m;
     while let Some(parent) = at.parent.as_deref() {
@@ -256,8 +249,16 @@ fn chain_length(all: &[Manifest], m: &Manifest) -> u32 {
     n
 }
 
+/// The backup a new one is taken against: the newest data backup, unless `full` is asked
+/// for or its chain already holds `full_every` backups (then `None`: a full backup).
+pub fn parent_for(all: &[Manifest], full: bool, full_every: u32) -> Option<&Manifest> {
+    all.iter()
+        .rfind(|m| m.is_data())
+        .filter(|p| !full && chain_length(all, p) < full_every)
+}
+
 /// SHA-256 and size of a file.
-pub(super) fn digest_file(path: &Path) -> Result<(u64, String), Failure> {
+pub(crate) fn digest_file(path: &Path) -> Result<(u64, String), BackupError> {
     let mut input = std::fs::File::open(path).map_err(io(path))?;
     let mut hash = Sha256::new();
     let mut size = 0u64;
@@ -273,59 +274,54 @@ pub(super) fn digest_file(path: &Path) -> Result<(u64, String), Failure> {
     Ok((size, hex::encode(hash.finalize())))
 }
 
-/// Records per org in a database snapshot.
-fn record_counts(conn: &rusqlite::Connection) -> rusqlite::Result<BTreeMap<String, u64>> {
-    let mut stmt = conn.prepare(
-        "SELECT o.id, (SELECT count(*) FROM records r WHERE r.org_seq = o.seq) FROM orgs o",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+/// The deployment's backup key.
+pub(crate) async fn backup_key(dep: &dyn Deployment) -> Result<BackupKey, BackupError> {
+    dep.key_vault()
+        .await?
+        .backup_key()
+        .await
+        .map_err(BackupError::keys("backup key"))
 }
 
-/// Audit entries and records per org in a database file.
-pub(super) fn snapshot_counts(db: &Path) -> Result<(u64, BTreeMap<String, u64>), String> {
-    let conn = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
-    let audit: u64 = conn
-        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
-        .map_err(|e| format!("audit log: {e}"))?;
-    let records = record_counts(&conn).map_err(|e| format!("records: {e}"))?;
-    Ok((audit, records))
-}
-
-/// Takes one backup into the place `to` (a directory or S3) and prunes the expired ones.
-async fn take_to(
-    global: &Global,
+/// Takes one backup of `sources` into the place `to` (a directory or `s3://bucket/prefix`)
+/// and prunes the backups older than `retention`: incremental against the newest data
+/// backup unless `full` or its chain already holds `full_every` backups.
+pub async fn create(
+    dep: &dyn Deployment,
+    retention: &custos_policy::Duration,
+    sources: &Sources,
     to: &Path,
     full: bool,
     full_every: u32,
-) -> Result<Taken, Failure> {
+) -> Result<Taken, BackupError> {
     let place = Place::open(to).await?;
-    let mut done = take(global, place.dir(), full, full_every).await?;
+    let key = backup_key(dep).await?;
+    let mut done = take(&key, retention, sources, place.dir(), full, full_every)?;
     place.publish(&done.id, &done.pruned).await?;
     if to.to_string_lossy().starts_with("s3://") {
-        done.dir = PathBuf::from(format!("{}/{}", place.shown(), done.id));
+        done.shown = format!("{}/{}", place.shown(), done.id);
     }
     Ok(done)
 }
 
 /// Takes one backup into the directory `to` and prunes the expired ones.
-async fn take(global: &Global, to: &Path, full: bool, full_every: u32) -> Result<Taken, Failure> {
-    let (policy, _) = deploy::load_policy(global)?;
-    let (database, objects) = sources(global)?;
-    let key = backup_key(global).await?;
-    deploy::create_private_dir(to)?;
+fn take(
+    key: &BackupKey,
+    retention: &custos_policy::Duration,
+    sources: &Sources,
+    to: &Path,
+    full: bool,
+    full_every: u32,
+) -> Result<Taken, BackupError> {
+    create_private_dir(to)?;
     let all = manifests(to)?;
-    let parent = all
-        .iter()
-        .rfind(|m| m.is_data())
-        .filter(|p| !full && chain_length(&all, p) < full_every)
-        .cloned();
+    let parent = parent_for(&all, full, full_every).cloned();
     let created = jiff::Timestamp::now();
     let id = format!("{}-{}", created.strftime("%Y%m%dT%H%M%SZ"), random_suffix());
     let dir = to.join(&id);
-    deploy::create_private_dir(&dir)?;
-    // A consistent online snapshot: `VACUUM INTO` reads one transaction's view while writers
-    // go on. It is plaintext only until sealed, in a scratch directory inside the 0700 backup
+    create_private_dir(&dir)?;
+    // A consistent online snapshot that reads one transaction's view while writers go on.
+    // It is plaintext only until sealed, in a scratch directory inside the 0700 backup
     // directory that is removed on every way out of this function. The database is sealed
     // whole in every backup, incremental or not: it is small beside the objects.
     let scratch = tempfile::Builder::new()
@@ -333,15 +329,12 @@ async fn take(global: &Global, to: &Path, full: bool, full_every: u32) -> Result
         .tempdir_in(&dir)
         .map_err(io(&dir))?;
     let snapshot = scratch.path().join(DATABASE);
-    let conn = rusqlite::Connection::open(&database)
-        .map_err(|e| Failure::Failed(format!("{}: {e}", database.display())))?;
-    conn.execute("VACUUM INTO ?1", [snapshot.to_string_lossy()])
-        .map_err(|e| Failure::Failed(format!("snapshot of {}: {e}", database.display())))?;
-    drop(conn);
-    let (audit_size, records) =
-        snapshot_counts(&snapshot).map_err(|e| Failure::Failed(format!("snapshot: {e}")))?;
+    SqliteStore::snapshot_file(&sources.database, &snapshot).map_err(BackupError::store(
+        format!("snapshot of {}", sources.database.display()),
+    ))?;
+    let counts = SqliteStore::snapshot_counts(&snapshot).map_err(BackupError::store("snapshot"))?;
     let mut files = vec![seal_file(
-        &key,
+        key,
         &id,
         DATABASE,
         &snapshot,
@@ -358,9 +351,9 @@ async fn take(global: &Global, to: &Path, full: bool, full_every: u32) -> Result
         })
         .collect();
     let mut sealed = 1;
-    for rel in files_under(&objects)? {
+    for rel in files_under(&sources.objects)? {
         let name = format!("objects/{}", rel.display());
-        let path = objects.join(&rel);
+        let path = sources.objects.join(&rel);
         if let Some((old, owner)) = unchanged.get(name.as_str()) {
             let (size, sha256) = digest_file(&path)?;
             if size == old.size && sha256 == old.sha256 {
@@ -374,7 +367,7 @@ async fn take(global: &Global, to: &Path, full: bool, full_every: u32) -> Result
             }
         }
         let to_file = dir.join(format!("{name}.sealed"));
-        files.push(seal_file(&key, &id, &name, &path, &to_file)?);
+        files.push(seal_file(key, &id, &name, &path, &to_file)?);
         sealed += 1;
     }
     let manifest = Manifest {
@@ -388,38 +381,37 @@ async fn take(global: &Global, to: &Path, full: bool, full_every: u32) -> Result
         }
         .into(),
         parent: parent.map(|p| p.id),
-        audit_size,
-        records,
+        audit_size: counts.audit_entries,
+        records: counts.records,
         files,
     };
     write_manifest(&dir, &manifest)?;
-    let pruned = prune(to, &policy.backups.retention, created)?;
+    let pruned = prune(to, retention, created)?;
     Ok(Taken {
         id,
         kind: manifest.kind.clone(),
-        dir,
+        shown: dir.display().to_string(),
         files: manifest.files.len(),
         sealed,
-        bytes: manifest.files.iter().map(|f| f.size).sum(),
-        audit_size,
+        bytes: manifest.bytes(),
+        audit_size: manifest.audit_size,
         pruned,
     })
 }
 
 /// Writes a backup's manifest (last: it marks the backup complete).
-pub(super) fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), Failure> {
+pub(crate) fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), BackupError> {
     let text = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
     custos_crypto::write_secret_file(&dir.join(MANIFEST), &text).map_err(io(dir))
 }
 
-/// Removes backups older than `retention`, always keeping the newest of each kind and every
-/// backup that holds files a kept one needs; returns the ids removed.
-pub(super) fn prune(
-    to: &Path,
+/// The backups of `all` to keep at `now`: the newest of each kind, those younger than
+/// `retention`, and every backup that holds files a kept one needs (transitively).
+pub fn kept<'a>(
+    all: &'a [Manifest],
     retention: &custos_policy::Duration,
     now: jiff::Timestamp,
-) -> Result<Vec<String>, Failure> {
-    let all = manifests(to)?;
+) -> BTreeSet<&'a str> {
     let newest: BTreeSet<&str> = [
         all.iter().rfind(|m| m.is_data()),
         all.iter().rfind(|m| !m.is_data()),
@@ -446,6 +438,17 @@ pub(super) fn prune(
         }
         keep.extend(needed);
     }
+    keep
+}
+
+/// Removes the backups under `to` that [`kept`] does not keep; returns the ids removed.
+pub(crate) fn prune(
+    to: &Path,
+    retention: &custos_policy::Duration,
+    now: jiff::Timestamp,
+) -> Result<Vec<String>, BackupError> {
+    let all = manifests(to)?;
+    let keep = kept(&all, retention, now);
     let mut pruned = Vec::new();
     for m in &all {
         if !keep.contains(m.id.as_str()) {
@@ -458,46 +461,37 @@ pub(super) fn prune(
 }
 
 /// Six random hex digits: two backups in one second get different ids.
-pub(super) fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use rand::Rng;
     format!("{:06x}", rand::thread_rng().gen_range(0..0x100_0000u32))
 }
 
-pub(super) async fn list(to: &Path) -> Result<(), Failure> {
-    let place = Place::open(to).await?;
-    let all = manifests(place.dir())?;
-    if all.is_empty() {
-        println!("no backups in {}", place.shown());
-        return Ok(());
-    }
-    println!(
-        "{:<30} {:<22} {:<11} {:>12} {:>12} {:>10}",
-        "id", "created", "kind", "bytes", "sealed here", "audit"
-    );
-    for m in all {
-        let bytes: u64 = m.files.iter().map(|f| f.size).sum();
-        let here: u64 = m
-            .files
-            .iter()
-            .filter(|f| f.stored_in.is_none())
-            .map(|f| f.size)
-            .sum();
-        println!(
-            "{:<30} {:<22} {:<11} {:>12} {:>12} {:>10}",
-            m.id,
-            m.created.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            m.kind,
-            bytes,
-            here,
-            m.audit_size
-        );
-    }
-    Ok(())
+/// The backups in a place, oldest first.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// The place, as given (a directory or `s3://bucket/prefix`).
+    pub shown: String,
+    /// The backups' manifests, oldest first.
+    pub manifests: Vec<Manifest>,
 }
 
-/// The backup `id` in `to`, or the newest data (`keys`: key-store) backup.
-pub(super) fn choose(to: &Path, id: Option<&str>, keys: bool) -> Result<Manifest, Failure> {
-    let all = manifests(to)?;
+/// Lists the backups in the place `to`.
+pub async fn list(to: &Path) -> Result<Listing, BackupError> {
+    let place = Place::open(to).await?;
+    Ok(Listing {
+        manifests: manifests(place.dir())?,
+        shown: place.shown(),
+    })
+}
+
+/// The backup `id` among `all`, or the newest data (`keys`: key-store) backup; `to` names
+/// the place in the error.
+pub fn choose_from(
+    all: Vec<Manifest>,
+    id: Option<&str>,
+    keys: bool,
+    to: &Path,
+) -> Result<Manifest, BackupError> {
     match id {
         Some(id) => all
             .into_iter()
@@ -508,7 +502,7 @@ pub(super) fn choose(to: &Path, id: Option<&str>, keys: bool) -> Result<Manifest
                 } else {
                     "data backup"
                 };
-                Failure::BadInput(format!("no {kind} {id:?} in {}", to.display()))
+                BackupError::BadInput(format!("no {kind} {id:?} in {}", to.display()))
             }),
         None => all
             .into_iter()
@@ -519,26 +513,35 @@ pub(super) fn choose(to: &Path, id: Option<&str>, keys: bool) -> Result<Manifest
                 } else {
                     "data backups"
                 };
-                Failure::BadInput(format!("no {kind} in {}", to.display()))
+                BackupError::BadInput(format!("no {kind} in {}", to.display()))
             }),
     }
+}
+
+/// The backup `id` in the directory `to`, or the newest of its kind.
+pub(crate) fn choose(to: &Path, id: Option<&str>, keys: bool) -> Result<Manifest, BackupError> {
+    choose_from(manifests(to)?, id, keys, to)
 }
 
 /// Opens every file of `manifest` (following its references into older backups), checks
 /// each against its entry, and writes the plaintext under `out` when given (`custos.db`,
 /// `objects/...`); the database must pass SQLite's integrity check and hold the manifest's
 /// audit size. The error names the backup and file.
-pub(super) fn materialize(
+pub(crate) fn materialize(
     key: &BackupKey,
     to: &Path,
     manifest: &Manifest,
     out: Option<&Path>,
-) -> Result<(), Failure> {
-    let scratch = tempfile::tempdir().map_err(|e| Failure::Failed(format!("scratch dir: {e}")))?;
+) -> Result<(), BackupError> {
+    let scratch = tempfile::tempdir().map_err(|source| BackupError::Io {
+        what: "scratch dir".into(),
+        source,
+    })?;
     for entry in &manifest.files {
         let (sealed, owner) = manifest.sealed_path(to, entry);
-        let fail =
-            |why: String| Failure::Failed(format!("backup {}: {}: {why}", manifest.id, entry.name));
+        let fail = |why: String| {
+            BackupError::Failed(format!("backup {}: {}: {why}", manifest.id, entry.name))
+        };
         let is_db = entry.name == DATABASE;
         let target = match out {
             Some(dir) => Some(dir.join(&entry.name)),
@@ -568,20 +571,16 @@ pub(super) fn materialize(
             if let Some(f) = plain.take() {
                 f.sync_all().map_err(io(db))?;
             }
-            let conn =
-                rusqlite::Connection::open(db).map_err(|e| fail(format!("not a database: {e}")))?;
-            let check: String = conn
-                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-                .map_err(|e| fail(format!("integrity check: {e}")))?;
-            if check != "ok" {
-                return Err(fail(format!("integrity check: {check}")));
+            match SqliteStore::integrity_problem(db) {
+                Ok(None) => {}
+                Ok(Some(problem)) => return Err(fail(format!("integrity check: {problem}"))),
+                Err(e) => return Err(fail(format!("integrity check: {e}"))),
             }
-            drop(conn);
-            let (audit, _) = snapshot_counts(db).map_err(fail)?;
-            if audit != manifest.audit_size {
+            let counts = SqliteStore::snapshot_counts(db).map_err(|e| fail(e.to_string()))?;
+            if counts.audit_entries != manifest.audit_size {
                 return Err(fail(format!(
-                    "audit log has {audit} entries, the manifest says {}",
-                    manifest.audit_size
+                    "audit log has {} entries, the manifest says {}",
+                    counts.audit_entries, manifest.audit_size
                 )));
             }
         }
@@ -589,22 +588,136 @@ pub(super) fn materialize(
     Ok(())
 }
 
-pub(super) async fn verify(global: &Global, to: &Path, id: Option<&str>) -> Result<(), Failure> {
+/// Checks a data backup in the place `to` (default the newest): every file it needs opens
+/// under the backup key and matches its manifest, and the database snapshot passes SQLite's
+/// integrity check and holds the manifest's audit size. Returns its manifest.
+pub async fn verify(
+    dep: &dyn Deployment,
+    to: &Path,
+    id: Option<&str>,
+) -> Result<Manifest, BackupError> {
     let place = Place::open(to).await?;
     let manifest = choose(place.dir(), id, false)?;
-    let key = backup_key(global).await?;
+    let key = backup_key(dep).await?;
     place.fetch(&manifest).await?;
     materialize(&key, place.dir(), &manifest, None)?;
-    let borrowed = manifest
-        .files
-        .iter()
-        .filter(|f| f.stored_in.is_some())
-        .count();
-    println!(
-        "backup {}: ok ({} files open under the backup key and match, {borrowed} of them read from older backups; database integrity ok; audit log at {} entries)",
-        manifest.id,
-        manifest.files.len(),
-        manifest.audit_size
-    );
-    Ok(())
+    Ok(manifest)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A manifest of `kind` taken `hours_ago`, with `parent` and files read from `borrows`.
+    pub(crate) fn manifest(
+        id: &str,
+        kind: &str,
+        hours_ago: i64,
+        parent: Option<&str>,
+        borrows: &[&str],
+    ) -> Manifest {
+        let mut files = vec![Entry {
+            name: DATABASE.into(),
+            size: 100,
+            sha256: "00".into(),
+            stored_in: None,
+        }];
+        for (i, from) in borrows.iter().enumerate() {
+            files.push(Entry {
+                name: format!("objects/o{i}"),
+                size: 10,
+                sha256: "11".into(),
+                stored_in: Some(from.to_string()),
+            });
+        }
+        Manifest {
+            format: 2,
+            id: id.into(),
+            created: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(hours_ago),
+            kind: kind.into(),
+            parent: parent.map(String::from),
+            audit_size: 3,
+            records: BTreeMap::new(),
+            files,
+        }
+    }
+
+    #[test]
+    fn an_incremental_chain_grows_to_full_every_then_starts_over() {
+        let mut all = vec![manifest("f", "full", 5, None, &[])];
+        assert_eq!(parent_for(&all, false, 3).map(|m| m.id.as_str()), Some("f"));
+        assert!(parent_for(&all, true, 3).is_none(), "--full");
+        assert!(parent_for(&all, false, 1).is_none(), "--full-every 1");
+        all.push(manifest("i1", "incremental", 4, Some("f"), &["f"]));
+        // A key-store backup is never a parent.
+        all.push(manifest("k", KEYS_KIND, 3, None, &[]));
+        assert_eq!(chain_length(&all, &all[1]), 2);
+        assert_eq!(
+            parent_for(&all, false, 3).map(|m| m.id.as_str()),
+            Some("i1")
+        );
+        all.push(manifest("i2", "incremental", 2, Some("i1"), &["f"]));
+        assert_eq!(chain_length(&all, &all[3]), 3);
+        assert!(parent_for(&all, false, 3).is_none());
+        // No data backup yet: a full one.
+        assert!(parent_for(&all[2..3], false, 3).is_none());
+        // A chain whose parent is gone counts what is there.
+        assert_eq!(chain_length(&all[3..], &all[3]), 1);
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_the_young_and_what_they_read_from() {
+        let retention: custos_policy::Duration = "1d".parse().unwrap();
+        let now = jiff::Timestamp::now();
+        let all = vec![
+            manifest("old-full", "full", 100, None, &[]),
+            manifest(
+                "old-inc",
+                "incremental",
+                90,
+                Some("old-full"),
+                &["old-full"],
+            ),
+            manifest("lone", "full", 80, None, &[]),
+            manifest("old-keys", KEYS_KIND, 70, None, &[]),
+            manifest("young", "incremental", 2, Some("old-inc"), &["old-full"]),
+            manifest("keys", KEYS_KIND, 60, None, &[]),
+        ];
+        let keep = kept(&all, &retention, now);
+        let want: BTreeSet<&str> = ["old-full", "young", "keys"].into_iter().collect();
+        assert_eq!(keep, want);
+    }
+
+    #[test]
+    fn a_manifest_counts_its_bytes_and_what_it_borrows() {
+        let m = manifest("i", "incremental", 1, Some("f"), &["f", "f"]);
+        assert_eq!(m.bytes(), 120);
+        assert_eq!(m.bytes_here(), 100);
+        assert_eq!(m.borrowed(), 2);
+        assert!(m.is_data());
+        let (path, owner) = m.sealed_path(Path::new("/b"), &m.files[1]);
+        assert_eq!(path, Path::new("/b/f/objects/o0.sealed"));
+        assert_eq!(owner, "f");
+    }
+
+    #[test]
+    fn choosing_names_what_is_missing() {
+        let all = vec![
+            manifest("a", "full", 3, None, &[]),
+            manifest("k", KEYS_KIND, 2, None, &[]),
+            manifest("b", "incremental", 1, Some("a"), &[]),
+        ];
+        let to = Path::new("/b");
+        assert_eq!(choose_from(all.clone(), None, false, to).unwrap().id, "b");
+        assert_eq!(choose_from(all.clone(), None, true, to).unwrap().id, "k");
+        assert_eq!(
+            choose_from(all.clone(), Some("a"), false, to).unwrap().id,
+            "a"
+        );
+        let e = choose_from(all.clone(), Some("k"), false, to).unwrap_err();
+        assert!(e.is_bad_input());
+        assert_eq!(e.to_string(), "no data backup \"k\" in /b");
+        let e = choose_from(Vec::new(), None, true, to).unwrap_err();
+        assert_eq!(e.to_string(), "no key-store backups in /b");
+    }
 }

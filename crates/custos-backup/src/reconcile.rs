@@ -2,20 +2,22 @@
 //! database it replaced records after the backup: the log's later entries are appended
 //! verbatim, so the log continues and certificates issued meanwhile still prove inclusion;
 //! then every subject key destruction, org termination, PII-token destruction and purge is
-//! done again, and deletions not purged yet are marked again ([`super::pending`]). Every step is idempotent, so a reconcile run twice (or resumed after a crash)
-//! ends in the same state; each is audited with counts only.
+//! done again, and deletions not purged yet are marked again ([`crate::pending`]). Every step
+//! is idempotent, so a reconcile run twice (or resumed after a crash) ends in the same state;
+//! each is audited with counts only.
 
 use std::collections::BTreeSet;
 
-use custos_audit::{Actor, AuditAction, AuditEvent, Details, Outcome, Target};
+use custos_audit::{AuditAction, AuditEvent, Outcome};
 use custos_crypto::KeyVault;
-use custos_store::{AuditFilter, DeletionEntry, Objects, Purge, Store};
+use custos_store::{AuditFilter, DeletionEntry, Objects, Purge, Store, StoreError};
 
-use crate::Failure;
+use crate::audit::{self, erased_keys, from_index, subject_ref};
+use crate::error::BackupError;
 
 /// What a reconcile did.
-#[derive(Debug, Default)]
-pub(super) struct Report {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
     /// The first source log index whose events were replayed.
     pub since: u64,
     /// Entries of the source log appended to the restored one.
@@ -41,48 +43,41 @@ pub(super) struct Report {
 }
 
 impl Report {
-    /// The counts, as the audit event's details.
-    pub fn details(&self) -> Details {
-        Details::new()
-            .from_index(self.since)
-            .appended(self.appended)
-            .checkpoints(self.checkpoints)
-            .keys_destroyed(self.keys_destroyed as u64)
-            .orgs_destroyed(self.orgs_destroyed as u64)
-            .records_purged(self.records_purged as u64)
-            .objects_deleted(self.objects_deleted as u64)
-            .tokens_destroyed(self.tokens_destroyed)
-            .terminations(self.terminations as u64)
-            .marked_for_purge(self.marked_for_purge)
-            .soft_deleted(self.soft_deleted)
+    /// The counts, as `name=value` pairs (the printed summary).
+    pub fn counts(&self) -> String {
+        format!(
+            "from_index={} appended={} checkpoints={} keys_destroyed={} orgs_destroyed={} \
+             records_purged={} objects_deleted={} tokens_destroyed={} terminations={} \
+             marked_for_purge={} soft_deleted={}",
+            self.since,
+            self.appended,
+            self.checkpoints,
+            self.keys_destroyed,
+            self.orgs_destroyed,
+            self.records_purged,
+            self.objects_deleted,
+            self.tokens_destroyed,
+            self.terminations,
+            self.marked_for_purge,
+            self.soft_deleted
+        )
     }
 }
 
-pub(super) fn failed(what: &'static str) -> impl Fn(custos_store::StoreError) -> Failure {
-    move |e| Failure::Failed(format!("reconcile: {what}: {e}"))
-}
-
-/// A `backup.reconcile` event by the system.
-pub(super) fn event(action: AuditAction, details: Details) -> AuditEvent {
-    AuditEvent::new(jiff::Timestamp::now(), Actor::System, action)
-        .target(Target::Backup)
-        .details(details)
-}
-
-/// A `backup.reconcile` event saying which action was replayed, from which log index.
-pub(super) fn replayed(what: AuditAction, since: u64) -> AuditEvent {
-    event(
-        AuditAction::BackupReconcile,
-        Details::new().replayed(what.as_str()).from_index(since),
-    )
+/// A store failure of the reconcile while doing `what`.
+pub(crate) fn failed(what: &'static str) -> impl FnOnce(StoreError) -> BackupError {
+    move |source| BackupError::Store {
+        what: format!("reconcile: {what}"),
+        source,
+    }
 }
 
 /// Every successful event with `action` in `store` from index `since`, with its index.
-pub(super) async fn events_of(
+pub(crate) async fn events_of(
     store: &dyn Store,
     action: AuditAction,
     since: u64,
-) -> Result<Vec<(u64, AuditEvent)>, Failure> {
+) -> Result<Vec<(u64, AuditEvent)>, BackupError> {
     let filter = AuditFilter {
         action: Some(action.as_str().into()),
         ..AuditFilter::default()
@@ -98,7 +93,7 @@ pub(super) async fn events_of(
         from = last.index + 1;
         for entry in &page {
             let e = AuditEvent::from_canonical_bytes(&entry.leaf).map_err(|e| {
-                Failure::Failed(format!("reconcile: source log entry {}: {e}", entry.index))
+                BackupError::Failed(format!("reconcile: source log entry {}: {e}", entry.index))
             })?;
             if e.outcome == Outcome::Success {
                 out.push((entry.index, e));
@@ -110,14 +105,14 @@ pub(super) async fn events_of(
 
 /// Where the log window to replay starts when not given: where the restored log ended, as
 /// the first reconcile recorded it, else the restored log's size.
-async fn default_since(dst: &dyn Store, src_size: u64, dst_size: u64) -> Result<u64, Failure> {
+async fn default_since(dst: &dyn Store, src_size: u64, dst_size: u64) -> Result<u64, BackupError> {
     if dst_size <= src_size {
         return Ok(dst_size);
     }
     let earlier = events_of(dst, AuditAction::BackupReconcile, src_size).await?;
     Ok(earlier
         .iter()
-        .find_map(|(_, e)| e.details.from_index)
+        .find_map(|(_, e)| from_index(e))
         .unwrap_or(src_size))
 }
 
@@ -137,7 +132,7 @@ async fn indices_of(
     store: &dyn Store,
     action: AuditAction,
     from: u64,
-) -> Result<Vec<u64>, Failure> {
+) -> Result<Vec<u64>, BackupError> {
     let filter = AuditFilter {
         action: Some(action.as_str().into()),
         ..AuditFilter::default()
@@ -156,7 +151,7 @@ async fn indices_of(
     Ok(out)
 }
 
-async fn same_root(src: &dyn Store, dst: &dyn Store, size: u64) -> Result<bool, Failure> {
+async fn same_root(src: &dyn Store, dst: &dyn Store, size: u64) -> Result<bool, BackupError> {
     if size == 0 {
         return Ok(true);
     }
@@ -173,7 +168,7 @@ async fn layout(
     dst: &dyn Store,
     src_size: u64,
     dst_size: u64,
-) -> Result<Layout, Failure> {
+) -> Result<Layout, BackupError> {
     if same_root(src, dst, src_size.min(dst_size)).await? {
         return Ok(Layout::Continues);
     }
@@ -185,7 +180,7 @@ async fn layout(
             return Ok(Layout::Displaced { restored_at, done });
         }
     }
-    Err(Failure::Failed(
+    Err(BackupError::Failed(
         "reconcile: the restored audit log and the source's differ, and not after a restore: \
          the source is not the log the restored backup was taken from"
             .into(),
@@ -194,7 +189,7 @@ async fn layout(
 
 /// The source's entries `[from, to)`, decoded; each must re-encode to its stored bytes, so
 /// that appending it appends the very same leaf.
-async fn entries(src: &dyn Store, from: u64, to: u64) -> Result<Vec<AuditEvent>, Failure> {
+async fn entries(src: &dyn Store, from: u64, to: u64) -> Result<Vec<AuditEvent>, BackupError> {
     let mut events = Vec::new();
     let mut at = from;
     while at < to {
@@ -207,10 +202,10 @@ async fn entries(src: &dyn Store, from: u64, to: u64) -> Result<Vec<AuditEvent>,
         }
         for entry in page.into_iter().take_while(|e| e.index < to) {
             let event = AuditEvent::from_canonical_bytes(&entry.leaf).map_err(|e| {
-                Failure::Failed(format!("reconcile: source log entry {}: {e}", entry.index))
+                BackupError::Failed(format!("reconcile: source log entry {}: {e}", entry.index))
             })?;
             if event.to_canonical_bytes() != entry.leaf {
-                return Err(Failure::Failed(format!(
+                return Err(BackupError::Failed(format!(
                     "reconcile: source log entry {} is not in this version's canonical encoding",
                     entry.index
                 )));
@@ -230,7 +225,7 @@ async fn continue_log(
     src_size: u64,
     dst_size: u64,
     with: Vec<AuditEvent>,
-) -> Result<u64, Failure> {
+) -> Result<u64, BackupError> {
     let mut events = entries(src, dst_size, src_size).await?;
     let appended = events.len() as u64;
     events.extend(with);
@@ -238,7 +233,7 @@ async fn continue_log(
         .await
         .map_err(failed("appending to the restored log"))?;
     if appended > 0 && !same_root(src, dst, src_size).await? {
-        return Err(Failure::Failed(
+        return Err(BackupError::Failed(
             "reconcile: the continued log's root differs from the source's".into(),
         ));
     }
@@ -247,21 +242,21 @@ async fn continue_log(
 
 /// Destroys again every subject key and org key set whose destruction `log` records from
 /// `since`; returns how many subject keys were still there, and the orgs destroyed.
-pub(super) async fn replay_key_destructions(
+pub(crate) async fn replay_key_destructions(
     log: &dyn Store,
     vault: &KeyVault,
     since: u64,
-) -> Result<(usize, BTreeSet<String>), Failure> {
+) -> Result<(usize, BTreeSet<String>), BackupError> {
     let mut keys_destroyed = 0;
     for (_, e) in events_of(log, AuditAction::SubjectCryptoErase, since).await? {
-        let (Some(org), Some(keys)) = (e.org.as_deref(), &e.details.keys) else {
+        let (Some(org), Some(keys)) = (e.org.as_deref(), erased_keys(&e)) else {
             continue;
         };
         let ids: Vec<String> = keys.iter().filter(|k| !k.is_empty()).cloned().collect();
         keys_destroyed += vault
             .destroy_subject_keys(org, &ids)
             .await
-            .map_err(|e| Failure::Failed(format!("reconcile: destroying subject keys: {e}")))?;
+            .map_err(BackupError::keys("reconcile: destroying subject keys"))?;
     }
     let mut terminated = BTreeSet::new();
     for (_, e) in events_of(log, AuditAction::OrgTerminated, since).await? {
@@ -269,27 +264,17 @@ pub(super) async fn replay_key_destructions(
             vault
                 .destroy_org(&org)
                 .await
-                .map_err(|e| Failure::Failed(format!("reconcile: destroying org keys: {e}")))?;
+                .map_err(BackupError::keys("reconcile: destroying org keys"))?;
             terminated.insert(org);
         }
     }
     Ok((keys_destroyed, terminated))
 }
 
-/// Where a record's blob and archived copies live in the object store (as
-/// `custos-core` writes them).
-fn object_keys(org: &str, record: &str) -> [String; 3] {
-    [
-        format!("orgs/{org}/blobs/{record}"),
-        format!("orgs/{org}/archive/{record}.envelope"),
-        format!("orgs/{org}/archive/{record}.blob"),
-    ]
-}
-
 /// Replays on `dst` (and `vault`, and `objects` when given) what `src`'s audit log records
 /// from `since` (default: where the restored log ended); `first` are events to append right
 /// after the continued log (the restore's own).
-pub(super) async fn reconcile(
+pub async fn reconcile(
     src: &dyn Store,
     dst: &dyn Store,
     vault: &KeyVault,
@@ -297,7 +282,7 @@ pub(super) async fn reconcile(
     policy: &custos_policy::Policy,
     since: Option<u64>,
     first: Vec<AuditEvent>,
-) -> Result<Report, Failure> {
+) -> Result<Report, BackupError> {
     let src_size = src.audit_size().await.map_err(failed("source log size"))?;
     let dst_size = dst
         .audit_size()
@@ -314,10 +299,7 @@ pub(super) async fn reconcile(
         ..Report::default()
     };
     let mut with = first;
-    with.push(event(
-        AuditAction::BackupReconcile,
-        Details::new().phase("start").from_index(since),
-    ));
+    with.push(audit::reconcile_started(since));
     let mut from = since.max(1);
     match layout {
         Layout::Continues => {
@@ -380,7 +362,7 @@ pub(super) async fn reconcile(
             continue;
         };
         if row.terminating_since.is_none() {
-            let ev = replayed(AuditAction::OrgTerminate, since).org(org);
+            let ev = audit::replayed(org, AuditAction::OrgTerminate, since);
             if dst
                 .request_termination(&scope, e.time, &[ev])
                 .await
@@ -391,13 +373,13 @@ pub(super) async fn reconcile(
         }
     }
     for (_, e) in events_of(src, AuditAction::SubjectTokensDestroy, since).await? {
-        let (Some(org), Some(sref)) = (e.org.as_deref(), e.details.subject_ref.as_deref()) else {
+        let (Some(org), Some(sref)) = (e.org.as_deref(), subject_ref(&e)) else {
             continue;
         };
         let Some((scope, _)) = dst.org(org).await.map_err(failed("reading an org"))? else {
             continue;
         };
-        let ev = replayed(AuditAction::SubjectTokensDestroy, since).org(org);
+        let ev = audit::replayed(org, AuditAction::SubjectTokensDestroy, since);
         report.tokens_destroyed += dst
             .destroy_subject_tokens(&scope, sref, &[ev])
             .await
@@ -430,7 +412,8 @@ pub(super) async fn reconcile(
             let mut purges = Vec::new();
             for d in page {
                 if let Some(objects) = objects {
-                    for key in object_keys(&org.id, &d.record_id) {
+                    // The sweep's own rule for a record's objects; its row is gone here.
+                    for key in custos_core::record_object_keys(&org.id, &d.record_id, None) {
                         if objects.exists(&key).await.map_err(failed("objects"))? {
                             objects.delete(&key).await.map_err(failed("objects"))?;
                             report.objects_deleted += 1;
@@ -458,7 +441,7 @@ pub(super) async fn reconcile(
         }
     }
 
-    let marked = super::pending::replay(src, dst, policy, since).await?;
+    let marked = crate::pending::replay(src, dst, policy, since).await?;
     report.marked_for_purge = marked.purge;
     report.soft_deleted = marked.soft;
 
@@ -470,7 +453,7 @@ pub(super) async fn reconcile(
             continue;
         }
         let now = jiff::Timestamp::now();
-        let ev = |what: AuditAction| replayed(what, since).org(org);
+        let ev = |what: AuditAction| audit::replayed(org, what, since);
         if row.terminating_since.is_none() {
             dst.request_termination(&scope, now, &[ev(AuditAction::OrgTerminate)])
                 .await
@@ -486,12 +469,9 @@ pub(super) async fn reconcile(
     }
 
     report.terminations = replayed_orgs.len();
-    dst.append_audit(&[event(
-        AuditAction::BackupReconcile,
-        report.details().phase("done"),
-    )])
-    .await
-    .map_err(failed("auditing"))?;
+    dst.append_audit(&[audit::reconcile_done(&report)])
+        .await
+        .map_err(failed("auditing"))?;
     Ok(report)
 }
 
@@ -501,14 +481,10 @@ async fn purge(
     scope: &custos_store::OrgScope,
     mut purges: Vec<Purge>,
     since: u64,
-) -> Result<usize, Failure> {
+) -> Result<usize, BackupError> {
     while !purges.is_empty() {
         let ids: Vec<&str> = purges.iter().map(|p| p.entry.record_id.as_str()).collect();
-        let mut ev = replayed(AuditAction::RecordPurge, since).org(scope.org_id());
-        ev.details = ev
-            .details
-            .records(ids.len() as u64)
-            .ids_sha256(custos_core::purged_ids_digest(ids.iter().copied()));
+        let ev = audit::replayed_purge(scope.org_id(), &ids, since);
         match dst
             .purge_records(scope, &purges, &ev)
             .await
@@ -526,4 +502,38 @@ async fn purge(
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_counts_name_every_step_in_order() {
+        let report = Report {
+            since: 7,
+            appended: 3,
+            checkpoints: 1,
+            keys_destroyed: 2,
+            orgs_destroyed: 1,
+            records_purged: 4,
+            objects_deleted: 5,
+            tokens_destroyed: 6,
+            terminations: 1,
+            marked_for_purge: 8,
+            soft_deleted: 9,
+        };
+        assert_eq!(
+            report.counts(),
+            "from_index=7 appended=3 checkpoints=1 keys_destroyed=2 orgs_destroyed=1 \
+             records_purged=4 objects_deleted=5 tokens_destroyed=6 terminations=1 \
+             marked_for_purge=8 soft_deleted=9"
+        );
+        let done = audit::reconcile_done(&report);
+        assert_eq!(done.details.phase.as_deref(), Some("done"));
+        assert_eq!(
+            (done.details.from_index, done.details.soft_deleted),
+            (Some(7), Some(9))
+        );
+    }
 }

@@ -6,16 +6,17 @@
 
 use std::collections::BTreeSet;
 
-use custos_audit::{AuditAction, AuditEvent, Target};
+use custos_audit::{AuditAction, AuditEvent};
 use custos_policy::{ErasureAction, Policy};
 use custos_store::{OrgScope, PurgeCause, RecordFilter, RecordState, StateChange, Store};
 
-use super::reconcile::{events_of, failed};
-use crate::Failure;
+use crate::audit::{self, is_hard_delete, subject_ref, target_category, target_record};
+use crate::error::BackupError;
+use crate::reconcile::{events_of, failed};
 
 /// Records marked again by [`replay`].
 #[derive(Debug, Default)]
-pub(super) struct Marked {
+pub(crate) struct Marked {
     /// Marked for purge.
     pub purge: u64,
     /// Soft-deleted again.
@@ -30,12 +31,12 @@ const DELETABLE: [RecordState; 3] = [
 ];
 
 /// Replays `src`'s pending deletions from `since` on `dst`.
-pub(super) async fn replay(
+pub(crate) async fn replay(
     src: &dyn Store,
     dst: &dyn Store,
     policy: &Policy,
     since: u64,
-) -> Result<Marked, Failure> {
+) -> Result<Marked, BackupError> {
     let mut marked = Marked::default();
     // (org, target, index) of every restore of a soft-deleted record.
     let restored: BTreeSet<(String, String, u64)> =
@@ -45,10 +46,7 @@ pub(super) async fn replay(
             .filter_map(|(i, e)| Some((e.org?, e.target?.to_string(), i)))
             .collect();
     for (index, e) in events_of(src, AuditAction::RecordDelete, since).await? {
-        let (Some(org), Some(id)) = (
-            e.org.as_deref(),
-            e.target.as_ref().and_then(Target::record_id),
-        ) else {
+        let (Some(org), Some(id)) = (e.org.as_deref(), target_record(&e)) else {
             continue;
         };
         let Some((scope, _)) = dst.org(org).await.map_err(failed("reading an org"))? else {
@@ -61,7 +59,7 @@ pub(super) async fn replay(
         else {
             continue;
         };
-        let hard = e.reason.as_deref() == Some("hard_delete");
+        let hard = is_hard_delete(&e);
         if hard && DELETABLE.contains(&row.state) {
             marked.purge += mark(
                 dst,
@@ -88,7 +86,7 @@ pub(super) async fn replay(
                 deleted_at: Some(e.time),
                 next_due_at: Some(policy.deletion.soft_delete_window.add_to(e.time)),
             };
-            let ev = replayed(&scope, AuditAction::RecordDelete, since);
+            let ev = audit::replayed(scope.org_id(), AuditAction::RecordDelete, since);
             if dst
                 .transition_record(&scope, &change, &[ev])
                 .await
@@ -99,13 +97,7 @@ pub(super) async fn replay(
         }
     }
     for (_, e) in events_of(src, AuditAction::CategoryDeleteAll, since).await? {
-        let (Some(org), Some(category)) = (
-            e.org.as_deref(),
-            match &e.target {
-                Some(Target::Category(name)) => Some(name.as_str()),
-                _ => None,
-            },
-        ) else {
+        let (Some(org), Some(category)) = (e.org.as_deref(), target_category(&e)) else {
             continue;
         };
         let filter = RecordFilter {
@@ -116,8 +108,7 @@ pub(super) async fn replay(
         marked.purge += mark_matching(dst, org, &filter, &e, policy, false, since).await?;
     }
     for (_, e) in events_of(src, AuditAction::SubjectPurge, since).await? {
-        let (Some(org), Some(subject_ref)) = (e.org.as_deref(), e.details.subject_ref.as_deref())
-        else {
+        let (Some(org), Some(subject_ref)) = (e.org.as_deref(), subject_ref(&e)) else {
             continue;
         };
         let filter = RecordFilter {
@@ -130,10 +121,6 @@ pub(super) async fn replay(
     Ok(marked)
 }
 
-fn replayed(scope: &OrgScope, what: AuditAction, since: u64) -> AuditEvent {
-    super::reconcile::replayed(what, since).org(scope.org_id())
-}
-
 /// Marks records for purge; returns how many were marked.
 async fn mark(
     dst: &dyn Store,
@@ -142,11 +129,11 @@ async fn mark(
     cause: PurgeCause,
     what: AuditAction,
     since: u64,
-) -> Result<u64, Failure> {
+) -> Result<u64, BackupError> {
     if targets.is_empty() {
         return Ok(0);
     }
-    let ev = replayed(scope, what, since);
+    let ev = audit::replayed(scope.org_id(), what, since);
     dst.request_purges(scope, &targets, cause, jiff::Timestamp::now(), &[ev])
         .await
         .map_err(failed("replaying a deletion"))
@@ -162,7 +149,7 @@ async fn mark_matching(
     policy: &Policy,
     erasure: bool,
     since: u64,
-) -> Result<u64, Failure> {
+) -> Result<u64, BackupError> {
     let Some((scope, _)) = dst.org(org).await.map_err(failed("reading an org"))? else {
         return Ok(0);
     };

@@ -17,12 +17,11 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, WriteMultipart};
 use tokio::io::AsyncWriteExt;
 
-use super::archive::{Manifest, MANIFEST};
-use super::io;
-use crate::Failure;
+use crate::archive::{Manifest, MANIFEST};
+use crate::error::{io, BackupError};
 
 /// A backup location, ready to be read and written through [`Place::dir`].
-pub(super) struct Place {
+pub(crate) struct Place {
     dir: PathBuf,
     remote: Option<Remote>,
     _staging: Option<tempfile::TempDir>,
@@ -33,14 +32,26 @@ struct Remote {
     shown: String,
 }
 
-fn s3_err(shown: &str) -> impl Fn(object_store::Error) -> Failure + '_ {
-    move |e| Failure::Failed(format!("{shown}: {e}"))
+fn s3_err(shown: &str) -> impl Fn(object_store::Error) -> BackupError + '_ {
+    move |source| BackupError::Remote {
+        what: shown.to_string(),
+        source,
+    }
+}
+
+/// `key` is not a usable object key.
+fn bad_key(key: &str) -> impl FnOnce(object_store::path::Error) -> BackupError + '_ {
+    move |e| BackupError::InvalidPlace {
+        what: key.to_string(),
+        source: Box::new(e),
+        given: false,
+    }
 }
 
 impl Place {
     /// Opens `to`: a directory as it is, an `s3://` URL with its manifests fetched into a
     /// staging directory.
-    pub async fn open(to: &Path) -> Result<Place, Failure> {
+    pub async fn open(to: &Path) -> Result<Place, BackupError> {
         let text = to.to_string_lossy();
         let Some(rest) = text.strip_prefix("s3://") else {
             return Ok(Place {
@@ -51,7 +62,7 @@ impl Place {
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(Failure::BadInput(format!(
+            return Err(BackupError::BadInput(format!(
                 "{text}: expected s3://bucket/prefix"
             )));
         }
@@ -59,19 +70,29 @@ impl Place {
         let s3 = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .build()
-            .map_err(|e| Failure::BadInput(format!("{shown}: {e}")))?;
+            .map_err(|e| BackupError::InvalidPlace {
+                what: shown.clone(),
+                source: Box::new(e),
+                given: true,
+            })?;
         let prefix = prefix.trim_matches('/');
         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
             Arc::new(s3)
         } else {
-            let p = ObjectPath::parse(prefix)
-                .map_err(|e| Failure::BadInput(format!("{shown}: invalid key prefix: {e}")))?;
+            let p = ObjectPath::parse(prefix).map_err(|e| BackupError::InvalidPlace {
+                what: format!("{shown}: invalid key prefix"),
+                source: Box::new(e),
+                given: true,
+            })?;
             Arc::new(PrefixStore::new(s3, p))
         };
         let staging = tempfile::Builder::new()
             .prefix("custos-backup-staging-")
             .tempdir()
-            .map_err(|e| Failure::Failed(format!("staging dir: {e}")))?;
+            .map_err(|source| BackupError::Io {
+                what: "staging dir".into(),
+                source,
+            })?;
         let place = Place {
             dir: staging.path().to_path_buf(),
             remote: Some(Remote { store, shown }),
@@ -94,7 +115,7 @@ impl Place {
         }
     }
 
-    async fn fetch_manifests(&self) -> Result<(), Failure> {
+    async fn fetch_manifests(&self) -> Result<(), BackupError> {
         let Some(r) = &self.remote else { return Ok(()) };
         let listed: Vec<_> = r
             .store
@@ -111,17 +132,20 @@ impl Place {
         Ok(())
     }
 
-    async fn download(&self, r: &Remote, key: &str) -> Result<(), Failure> {
+    async fn download(&self, r: &Remote, key: &str) -> Result<(), BackupError> {
         let target = self.dir.join(key);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let path = ObjectPath::parse(key).map_err(|e| Failure::Failed(format!("{key}: {e}")))?;
+        let path = ObjectPath::parse(key).map_err(bad_key(key))?;
         let got = r
             .store
             .get(&path)
             .await
-            .map_err(|e| Failure::Failed(format!("{}/{key}: {e}", r.shown)))?;
+            .map_err(|source| BackupError::Remote {
+                what: format!("{}/{key}", r.shown),
+                source,
+            })?;
         let mut stream = got.into_stream();
         let mut file = tokio::fs::File::create(&target)
             .await
@@ -135,7 +159,7 @@ impl Place {
 
     /// Makes every file `manifest` needs (its own and those it reads from older backups)
     /// present in [`Place::dir`].
-    pub async fn fetch(&self, manifest: &Manifest) -> Result<(), Failure> {
+    pub async fn fetch(&self, manifest: &Manifest) -> Result<(), BackupError> {
         let Some(r) = &self.remote else { return Ok(()) };
         for entry in &manifest.files {
             let path = if manifest.is_data() {
@@ -158,7 +182,7 @@ impl Place {
 
     /// Uploads the backup `id` from [`Place::dir`] (its manifest last), then removes the
     /// backups `pruned` from the place.
-    pub async fn publish(&self, id: &str, pruned: &[String]) -> Result<(), Failure> {
+    pub async fn publish(&self, id: &str, pruned: &[String]) -> Result<(), BackupError> {
         let Some(r) = &self.remote else { return Ok(()) };
         let dir = self.dir.join(id);
         let mut files = Vec::new();
@@ -167,8 +191,7 @@ impl Place {
         for file in files {
             let rel = file.strip_prefix(&self.dir).unwrap_or(&file);
             let key = rel.to_string_lossy().replace('\\', "/");
-            let path =
-                ObjectPath::parse(&key).map_err(|e| Failure::Failed(format!("{key}: {e}")))?;
+            let path = ObjectPath::parse(&key).map_err(bad_key(&key))?;
             let upload = r
                 .store
                 .put_multipart(&path)
@@ -194,11 +217,9 @@ impl Place {
         }
         for id in pruned {
             // The manifest first: a half-deleted backup is an incomplete one.
-            let manifest = ObjectPath::parse(format!("{id}/{MANIFEST}"))
-                .map_err(|e| Failure::Failed(format!("{id}: {e}")))?;
+            let manifest = ObjectPath::parse(format!("{id}/{MANIFEST}")).map_err(bad_key(id))?;
             r.store.delete(&manifest).await.map_err(s3_err(&r.shown))?;
-            let prefix =
-                ObjectPath::parse(id).map_err(|e| Failure::Failed(format!("{id}: {e}")))?;
+            let prefix = ObjectPath::parse(id).map_err(bad_key(id))?;
             let keys: Vec<_> = r
                 .store
                 .list(Some(&prefix))
@@ -215,7 +236,7 @@ impl Place {
 }
 
 /// Every file under `dir`.
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Failure> {
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BackupError> {
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let path = entry.map_err(io(dir))?.path();
         if path.is_dir() {
