@@ -108,7 +108,7 @@ mod tests {
             AuditAction::BackupReconcile,
         )
         .target(custos_audit::Target::Backup)
-        .reason(format!("n={n}"))
+        .reason(format!("n_{n}"))
     }
 
     async fn store_with_orgs(path: &Path) -> SqliteStore {
