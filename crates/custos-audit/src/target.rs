@@ -116,18 +116,6 @@ impl fmt::Display for Target {
     }
 }
 
-impl PartialEq<str> for Target {
-    fn eq(&self, other: &str) -> bool {
-        self.to_string() == other
-    }
-}
-
-impl PartialEq<&str> for Target {
-    fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

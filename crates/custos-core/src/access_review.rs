@@ -438,10 +438,16 @@ mod tests {
         let a = member("2026-01-01T00:00:00Z", None);
         let mut used = a.clone();
         used.last_used_at = Some("2026-06-01T00:00:00Z".parse().unwrap());
-        assert_eq!(review_digest(&[a.clone()]), review_digest(&[used]));
+        assert_eq!(
+            review_digest(std::slice::from_ref(&a)),
+            review_digest(&[used])
+        );
         let mut promoted = a.clone();
         promoted.roles = vec!["admin".into()];
-        assert_ne!(review_digest(&[a.clone()]), review_digest(&[promoted]));
+        assert_ne!(
+            review_digest(std::slice::from_ref(&a)),
+            review_digest(&[promoted])
+        );
         let mut disabled = a.clone();
         disabled.disabled_at = Some("2026-06-01T00:00:00Z".parse().unwrap());
         assert_ne!(review_digest(&[a]), review_digest(&[disabled]));

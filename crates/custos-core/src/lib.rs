@@ -35,6 +35,7 @@ mod pii_stream;
 mod pii_walk;
 mod records;
 mod settings;
+mod totp;
 
 use std::sync::Arc;
 
@@ -67,10 +68,7 @@ pub use lifecycle::{
 };
 pub use llm::{LlmAdmission, LlmCallReport, LlmRefusal, LlmResult};
 pub use llm_calls::PreparedCall;
-pub use members::{
-    CreatedMember, EnrollmentCodeView, MemberChange, MemberView, NewMember, NewSession, RotatedKey,
-    SessionView, TotpEnrollment, TotpEnrollmentRequest,
-};
+pub use members::{CreatedMember, MemberChange, MemberView, NewMember, RotatedKey};
 pub use orgs::{HoldView, NewHold, NewOrg, OrgView, RetentionView};
 pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
 pub use records::{
@@ -80,6 +78,9 @@ pub use records::{
 pub use settings::{
     IdentityProvider, OrgSettings, SettingsChange, DEFAULT_LLM_MAX_CONCURRENCY,
     DEFAULT_LLM_MAX_REQUEST_BYTES,
+};
+pub use totp::{
+    EnrollmentCodeView, NewSession, SessionView, TotpEnrollment, TotpEnrollmentRequest,
 };
 
 /// Who is calling.
