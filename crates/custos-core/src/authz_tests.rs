@@ -1,4 +1,5 @@
-//! Tests of the authorization table: the README renders it, every route is unique.
+//! Tests of the authorization table: complete and in order, unique routes and actions, and
+//! the README renders it.
 
 use super::*;
 
