@@ -11,8 +11,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use custos_core::{
-    ArchiveRestore, AuditPage, CreatedRecord, DeletionView, FileUpload, HoldView, NewHold, NewOrg,
-    NewRecord, OrgView, OverdueRecord, RecordPage, RecordView, RetentionView,
+    ArchiveRestore, AuditPage, CreatedOrg, CreatedRecord, DeletionView, FileUpload, HoldView,
+    NewHold, NewOrg, NewRecord, OrgView, OverdueRecord, RecordPage, RecordView, RetentionView,
 };
 
 use crate::openapi::Complete;
@@ -154,15 +154,16 @@ async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
     ))
 }
 
-/// Create an org (admin token).
+/// Create an org (admin token), with its first owner when `owner` is given (its API key is
+/// in the answer, shown once).
 #[utoipa::path(post, path = "/v1/orgs", request_body = NewOrg,
-    responses((status = 201, body = OrgView)),
+    responses((status = 201, body = CreatedOrg)),
     security(("bearer" = [])))]
 async fn create_org(
     State(state): State<AppState>,
     Authed(caller): Authed,
     ApiJson(req): ApiJson<NewOrg>,
-) -> ApiResult<(StatusCode, Json<OrgView>)> {
+) -> ApiResult<(StatusCode, Json<CreatedOrg>)> {
     Ok((
         StatusCode::CREATED,
         Json(state.custos.create_org(&caller, req).await?),

@@ -235,6 +235,7 @@ async fn core_env(store: Arc<dyn Store>, dir: &Path) -> CoreEnv {
             NewOrg {
                 name: "ingest bench".into(),
                 region: None,
+                owner: None,
             },
         )
         .await
@@ -260,7 +261,7 @@ async fn core_env(store: Arc<dyn Store>, dir: &Path) -> CoreEnv {
     CoreEnv {
         custos,
         caller: Caller::new(principal),
-        org: org.id,
+        org: org.org.id,
     }
 }
 

@@ -63,10 +63,12 @@ async fn run(dir: &Path, stored: usize, due: usize) -> Run {
             NewOrg {
                 name: "bench".into(),
                 region: None,
+                owner: None,
             },
         )
         .await
         .unwrap()
+        .org
         .id;
     let scope = store.org(&org).await.unwrap().unwrap().0;
 

@@ -177,10 +177,12 @@ async fn new_org(d: &Deployment) -> String {
             NewOrg {
                 name: "bench".into(),
                 region: None,
+                owner: None,
             },
         )
         .await
         .expect("org")
+        .org
         .id
 }
 

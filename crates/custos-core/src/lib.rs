@@ -68,8 +68,8 @@ pub use lifecycle::{
 };
 pub use llm::{LlmAdmission, LlmCallReport, LlmRefusal, LlmResult};
 pub use llm_calls::PreparedCall;
-pub use members::{CreatedMember, MemberChange, MemberView, NewMember, RotatedKey};
-pub use orgs::{HoldView, NewHold, NewOrg, OrgView, RetentionView};
+pub use members::{CreatedMember, CreatedOwner, MemberChange, MemberView, NewMember, RotatedKey};
+pub use orgs::{CreatedOrg, HoldView, NewHold, NewOrg, NewOwner, OrgView, RetentionView};
 pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
 pub use records::{
     created_record_ids, CreatedRecord, NewRecord, RecordPage, RecordSummary, RecordView,

@@ -63,6 +63,20 @@ pub struct CreatedMember {
     pub api_key: String,
 }
 
+/// An org's first owner, created with the org, with its API key (shown this once).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedOwner {
+    /// Member id.
+    pub id: String,
+    /// Roles: every role there is.
+    pub roles: Vec<String>,
+    /// The API key. Store it now: Custos keeps only its hash.
+    pub api_key: String,
+}
+
+/// Every role, in the order the README lists them: what an org's first owner holds.
+const EVERY_ROLE: [&str; 5] = ["owner", "admin", "member", "auditor", "service"];
+
 /// A member as listings show it (never its key).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MemberView {
@@ -418,6 +432,44 @@ impl Custos {
 
     /// The member `id`, if the caller may manage it (its roles and groups are the caller's
     /// own); refusals are audited under `action`.
+    /// Adds the first owner of a new org (no second factor required yet, no identity
+    /// bound): it holds every role, so it can create members of each.
+    pub(crate) async fn add_first_owner(
+        &self,
+        caller: &Caller,
+        scope: &OrgScope,
+        name: String,
+    ) -> Result<CreatedOwner, CoreError> {
+        let member = Member {
+            id: uuid::Uuid::now_v7().to_string(),
+            name,
+            roles: EVERY_ROLE.iter().map(|r| r.to_string()).collect(),
+            groups: Vec::new(),
+            mfa: false,
+            created_at: self.now(),
+            identity: None,
+            last_used_at: None,
+            key_last_used_at: None,
+            disabled_at: None,
+        };
+        let api_key = generate_api_key();
+        let event = self
+            .event(caller, AuditAction::MemberCreate)
+            .org(scope.org_id())
+            .target(Target::Member(member.id.clone()))
+            .details(grants(&member));
+        self.store
+            .for_org(scope)
+            .await?
+            .add_member(scope, &member, &token_hash(&api_key), &[event])
+            .await?;
+        Ok(CreatedOwner {
+            id: member.id,
+            roles: member.roles,
+            api_key,
+        })
+    }
+
     pub(crate) async fn managed_member(
         &self,
         caller: &Caller,

@@ -21,6 +21,38 @@ pub struct NewOrg {
     /// Home region; defaults to the policy's `default_region`.
     #[serde(default)]
     pub region: Option<String>,
+    /// The org's first owner, created with it; it holds every role (so it can create members
+    /// of each, and bind people to them). Without it the org has no owner yet.
+    #[serde(default)]
+    pub owner: Option<NewOwner>,
+}
+
+/// The first owner of a new org.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOwner {
+    /// Display name.
+    pub name: String,
+}
+
+/// An org just created: the org, and its first owner's API key when one was asked for.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedOrg {
+    /// The org.
+    #[serde(flatten)]
+    pub org: OrgView,
+    /// The first owner, with its API key (shown this once; Custos keeps only its hash).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::members::CreatedOwner>,
+}
+
+/// A created org reads as the org itself (`created.id`), the owner's key aside.
+impl std::ops::Deref for CreatedOrg {
+    type Target = OrgView;
+
+    fn deref(&self) -> &OrgView {
+        &self.org
+    }
 }
 
 /// An org as the API shows it.
@@ -120,10 +152,14 @@ impl From<Hold> for HoldView {
 
 impl Custos {
     /// Creates an org in a region of the policy (admin only).
-    pub async fn create_org(&self, caller: &Caller, req: NewOrg) -> Result<OrgView, CoreError> {
+    pub async fn create_org(&self, caller: &Caller, req: NewOrg) -> Result<CreatedOrg, CoreError> {
         self.authorize_global(caller, Operation::OrgCreate).await?;
         check_name("name", &req.name)?;
         self.check_free_text("name", &req.name)?;
+        if let Some(owner) = &req.owner {
+            check_name("owner.name", &owner.name)?;
+            self.check_free_text("owner.name", &owner.name)?;
+        }
         let regions = &self.policy.service.regions;
         let region = req
             .region
@@ -153,7 +189,21 @@ impl Custos {
             .org(&org.id)
             .target(Target::Org(org.id.to_string()));
         self.store.create_org(&org, &[event]).await?;
-        Ok(org.into())
+        let (scope, _) = self
+            .store
+            .org(&org.id)
+            .await?
+            .ok_or_else(|| CoreError::internal("the org just created is not in its store"))?;
+        // A second transaction: should it not happen (a crash in between), the org is simply
+        // ownerless, and its first owner can still be added to it.
+        let owner = match req.owner {
+            Some(owner) => Some(self.add_first_owner(caller, &scope, owner.name).await?),
+            None => None,
+        };
+        Ok(CreatedOrg {
+            org: org.into(),
+            owner,
+        })
     }
 
     /// Every org (admin), or the caller's own (member).

@@ -1326,10 +1326,12 @@ pii = { detect = ["person"], action = "tokenize" }
                 NewOrg {
                     name: "Acme".into(),
                     region: None,
+                    owner: None,
                 },
             )
             .await
             .unwrap()
+            .org
             .id;
         let member = NewMember {
             name: "o".into(),

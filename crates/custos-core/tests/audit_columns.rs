@@ -108,9 +108,10 @@ async fn build(store: Arc<dyn Store>, raw: Raw, dir: tempfile::TempDir) -> Log {
     let org = |name: &str| NewOrg {
         name: name.into(),
         region: None,
+        owner: None,
     };
-    let org_a = custos.create_org(&admin(), org("A")).await.unwrap().id;
-    let org_b = custos.create_org(&admin(), org("B")).await.unwrap().id;
+    let org_a = custos.create_org(&admin(), org("A")).await.unwrap().org.id;
+    let org_b = custos.create_org(&admin(), org("B")).await.unwrap().org.id;
     let auditor_a = auditor(&custos, &org_a).await;
     let auditor_b = auditor(&custos, &org_b).await;
     let base = store.audit_size().await.unwrap();

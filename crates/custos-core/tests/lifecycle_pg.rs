@@ -70,10 +70,12 @@ async fn two_sweepers_on_one_database_do_each_action_once() {
             NewOrg {
                 name: "acme".into(),
                 region: None,
+                owner: None,
             },
         )
         .await
         .unwrap()
+        .org
         .id;
     const N: usize = 2000;
     for chunk in 0..(N / 500) {

@@ -73,8 +73,9 @@ impl Env {
         let req = NewOrg {
             name: "Acme".into(),
             region: None,
+            owner: None,
         };
-        let org = self.custos.create_org(&admin, req).await.unwrap().id;
+        let org = self.custos.create_org(&admin, req).await.unwrap().org.id;
         let member = NewMember {
             name: "o".into(),
             roles: vec!["owner".into()],

@@ -180,8 +180,9 @@ impl Env {
         let req = NewOrg {
             name: name.into(),
             region: None,
+            owner: None,
         };
-        self.custos.create_org(&admin(), req).await.unwrap().id
+        self.custos.create_org(&admin(), req).await.unwrap().org.id
     }
 
     async fn member(&self, org: &str, roles: &[&str]) -> Caller {

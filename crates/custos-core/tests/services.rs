@@ -328,6 +328,7 @@ async fn bad_input_changes_nothing() {
             NewOrg {
                 name: "x".into(),
                 region: Some("mars".into()),
+                owner: None,
             },
         )
         .await

@@ -47,10 +47,12 @@ impl Data {
                 NewOrg {
                     name: "acme".into(),
                     region: None,
+                    owner: None,
                 },
             )
             .await
             .unwrap()
+            .org
             .id;
         let mut records = BTreeMap::new();
         for subject in SUBJECTS.iter().chain([&HELD]) {

@@ -233,10 +233,12 @@ async fn three_instances_share_one_deployment() {
             NewOrg {
                 name: "legacy".into(),
                 region: None,
+                owner: None,
             },
         )
         .await
         .unwrap()
+        .org
         .id;
     let old: Vec<NewRecord> = (0..EXPIRED)
         .map(|i| NewRecord {

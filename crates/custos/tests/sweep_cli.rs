@@ -111,10 +111,12 @@ impl Data {
                 NewOrg {
                     name: "acme".into(),
                     region: None,
+                    owner: None,
                 },
             )
             .await
             .unwrap()
+            .org
             .id;
         let mut fx = Fixture {
             org: org.clone(),

@@ -84,10 +84,12 @@ impl Env {
                 NewOrg {
                     name: name.into(),
                     region: None,
+                    owner: None,
                 },
             )
             .await
             .unwrap()
+            .org
             .id
     }
 
