@@ -1,5 +1,5 @@
 """Drives Custos through a client generated from its OpenAPI document by openapi-python-client:
-creates an org, a member and a record, lists and reads it, then fetches and checks the audit
+creates an org with its first owner, a member (made by that owner) and a record, lists and reads it, then fetches and checks the audit
 inclusion proof of the record's creation. Any step that does not answer as documented fails.
 
     PYTHONPATH=DIR_WITH_custos_client client_smoke.py BASE_URL ADMIN_TOKEN
@@ -14,12 +14,13 @@ from custos_client.api.members import add_member
 from custos_client.models import (
     AuditPage,
     CreatedMember,
+    CreatedOrg,
     CreatedRecord,
     InclusionProofDoc,
     NewMember,
     NewOrg,
+    NewOwner,
     NewRecord,
-    OrgView,
     RecordPage,
     RecordView,
 )
@@ -34,9 +35,16 @@ def expect(value, kind, what):
 def main():
     base, token = sys.argv[1], sys.argv[2]
     admin = AuthenticatedClient(base_url=base, token=token, raise_on_unexpected_status=True)
-    org = expect(create_org.sync(client=admin, body=NewOrg(name="Client smoke")), OrgView, "create_org")
+    org = expect(
+        create_org.sync(client=admin, body=NewOrg(name="Client smoke", owner=NewOwner(name="Olive"))),
+        CreatedOrg,
+        "create_org",
+    )
+    if not org.owner or not org.owner.api_key.startswith("cus_"):
+        raise SystemExit(f"client-smoke: create_org: no owner key in {org!r}")
+    owner = AuthenticatedClient(base_url=base, token=org.owner.api_key, raise_on_unexpected_status=True)
     member = expect(
-        add_member.sync(org.id, client=admin, body=NewMember(name="app", roles=["owner"])),
+        add_member.sync(org.id, client=owner, body=NewMember(name="app", roles=["owner"])),
         CreatedMember,
         "add_member",
     )
@@ -67,7 +75,7 @@ def main():
     proof = expect(inclusion_proof.sync(index, client=app), InclusionProofDoc, "inclusion_proof")
     if proof.index != index or proof.tree_size <= index:
         raise SystemExit(f"client-smoke: inclusion_proof: {proof!r}")
-    print(f"client-smoke: org, member, record {record.id}, listing, read and inclusion proof of entry {index}: ok")
+    print(f"client-smoke: org with its owner, member, record {record.id}, listing, read and inclusion proof of entry {index}: ok")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Creates an org and an owner member over HTTP; prints the org id and the member's API key.
+"""Creates an org with its first owner over HTTP; prints the org id and the owner's API key.
 
     setup.py BASE_URL ADMIN_TOKEN
 """
@@ -21,9 +21,8 @@ def post(base, token, path, body):
 
 def main():
     base, token = sys.argv[1], sys.argv[2]
-    org = post(base, token, "/v1/orgs", {"name": "Fuzz"})
-    member = post(base, token, f"/v1/orgs/{org['id']}/members", {"name": "fuzzer", "roles": ["owner"]})
-    print(org["id"], member["api_key"])
+    org = post(base, token, "/v1/orgs", {"name": "Fuzz", "owner": {"name": "fuzzer"}})
+    print(org["id"], org["owner"]["api_key"])
 
 
 if __name__ == "__main__":
