@@ -566,6 +566,33 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A stored leaf changed anywhere (a byte replaced, dropped or added) never panics the
+        /// decoder, and whatever still decodes is exactly what its bytes say: a version-2
+        /// event re-encodes to those bytes, so no change goes unseen by the leaf hash.
+        #[test]
+        fn a_changed_leaf_decodes_to_its_own_bytes_or_fails(
+            at in 0usize..400,
+            byte in proptest::num::u8::ANY,
+            how in 0u8..3,
+        ) {
+            let event = AuditEvent::new(time(), Actor::Member("m1".into()), AuditAction::SubjectErase)
+                .org("o1")
+                .target(Target::Request("q1".into()))
+                .details(Details::new().subject_ref("s1").certificate("c1").statement_sha256("ab"));
+            let mut bytes = event.to_canonical_bytes();
+            let at = at % (bytes.len() + 1);
+            match how {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 if at < bytes.len() => { bytes.remove(at); }
+                _ => bytes.insert(at, byte),
+            }
+            if let Ok(decoded) = AuditEvent::from_canonical_bytes(&bytes) {
+                if decoded.v == 2 {
+                    proptest::prop_assert_eq!(decoded.to_canonical_bytes(), bytes);
+                }
+            }
+        }
+
         #[test]
         fn any_v2_event_round_trips(
             action in proptest::sample::select(AuditAction::ALL),
