@@ -1,5 +1,6 @@
-//! Benchmarks for the three costs that matter at scale: hashing per appended event, proof
-//! generation in a large tree, and whole-log verification throughput.
+//! Benchmarks for the costs that matter at scale: encoding and decoding an event (every append
+//! and every read of a leaf), hashing per appended event, proof generation in a large tree,
+//! and whole-log verification throughput.
 //!
 //! `cargo bench -p custos-audit`; `CUSTOS_BENCH_PROOF_SIZE` overrides the 10M-leaf proof tree.
 
@@ -124,5 +125,46 @@ fn verification(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, proofs, verification);
+/// One event of each encoding version, as stored, with details (v2) or a `k=v` reason (v1).
+fn encoding(c: &mut Criterion) {
+    let t0: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+    let v2 = AuditEvent::new(
+        t0,
+        Actor::Member("0196a3c2-7d1e-7b3a-9f00-000000000001".into()),
+        custos_audit::AuditAction::FileUpload,
+    )
+    .org("0196a3c2-0000-7000-8000-00000000abcd")
+    .target(custos_audit::Target::Record(
+        "0196a3c2-7d1e-7b3a-8e11-000000000001".into(),
+    ))
+    .request(
+        Some("0196a3c2-7d1e-7b3a-8e11-0000000000ff".into()),
+        Some("10.0.0.7".into()),
+    )
+    .details(
+        custos_audit::Details::new()
+            .category("uploads")
+            .bytes(123_456u64),
+    );
+    let v2_bytes = v2.to_canonical_bytes();
+    let v1_bytes = br#"{"action":"file.upload","actor":{"kind":"member","id":"0196a3c2-7d1e-7b3a-9f00-000000000001"},"org":"0196a3c2-0000-7000-8000-00000000abcd","outcome":"success","reason":"category=uploads bytes=123456","request_id":"0196a3c2-7d1e-7b3a-8e11-0000000000ff","source":"10.0.0.7","target":"record:0196a3c2-7d1e-7b3a-8e11-000000000001","time":"2026-01-02T03:04:05Z","v":1}"#;
+    let mut g = c.benchmark_group("event");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode v2", |b| {
+        b.iter(|| black_box(v2.to_canonical_bytes()))
+    });
+    g.bench_function("decode v2 (with its canonical check)", |b| {
+        b.iter(|| black_box(AuditEvent::from_canonical_bytes(&v2_bytes).unwrap()))
+    });
+    let v1 = AuditEvent::from_canonical_bytes(v1_bytes).unwrap();
+    g.bench_function("encode v1 (a leaf written before typed details)", |b| {
+        b.iter(|| black_box(v1.to_canonical_bytes()))
+    });
+    g.bench_function("decode v1", |b| {
+        b.iter(|| black_box(AuditEvent::from_canonical_bytes(v1_bytes).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encoding, append, proofs, verification);
 criterion_main!(benches);
