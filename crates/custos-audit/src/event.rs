@@ -83,21 +83,6 @@ pub struct AuditEvent {
     pub v: u8,
 }
 
-/// The keys of the envelope; no detail field may take one of these names.
-const ENVELOPE: &[&str] = &[
-    "action",
-    "actor",
-    "client_request_id",
-    "org",
-    "outcome",
-    "reason",
-    "request_id",
-    "source",
-    "target",
-    "time",
-    "v",
-];
-
 /// Encoding version 1, exactly as it was written: `target` and `reason` as text.
 #[derive(Serialize, Deserialize)]
 struct EventV1 {
@@ -120,10 +105,16 @@ struct EventV1 {
     v: u8,
 }
 
-/// The envelope of encoding version 2 (the detail keys are taken out first).
+/// Only the encoding version, read first (the rest is skipped without being built).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnvelopeV2 {
+struct Version {
+    #[serde(default)]
+    v: Option<u64>,
+}
+
+/// Encoding version 2 as read: the envelope, the detail fields, and any other key (refused).
+#[derive(Deserialize)]
+struct EventV2 {
     action: crate::AuditAction,
     actor: Actor,
     #[serde(default)]
@@ -140,6 +131,11 @@ struct EnvelopeV2 {
     #[serde(default)]
     target: Option<String>,
     time: jiff::Timestamp,
+    #[serde(flatten)]
+    details: Details,
+    /// Keys that are neither envelope nor detail fields (`v` among them, checked already).
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 /// Why stored bytes are not a valid event.
@@ -327,8 +323,7 @@ impl AuditEvent {
     /// target form; a detail the action does not carry; version-2 bytes not in canonical
     /// form), so it is never read as something it is not.
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes)?;
-        let version = map.get("v").and_then(serde_json::Value::as_u64);
+        let version = serde_json::from_slice::<Version>(bytes)?.v;
         match version {
             Some(1) => {
                 let v1: EventV1 = serde_json::from_slice(bytes)?;
@@ -353,23 +348,11 @@ impl AuditEvent {
                 })
             }
             Some(2) => {
-                map.remove("v");
-                let mut detail_map = serde_json::Map::new();
-                let keys: Vec<String> = map
-                    .keys()
-                    .filter(|k| !ENVELOPE.contains(&k.as_str()))
-                    .cloned()
-                    .collect();
-                for key in keys {
-                    if !Details::FIELDS.contains(&key.as_str()) {
-                        return Err(DecodeError::UnknownField(key));
-                    }
-                    let value = map.remove(&key).expect("key listed from the map");
-                    detail_map.insert(key, value);
+                let envelope: EventV2 = serde_json::from_slice(bytes)?;
+                if let Some(key) = envelope.other.into_keys().find(|k| k != "v") {
+                    return Err(DecodeError::UnknownField(key));
                 }
-                let envelope: EnvelopeV2 = serde_json::from_value(serde_json::Value::Object(map))?;
-                let details: Details =
-                    serde_json::from_value(serde_json::Value::Object(detail_map))?;
+                let details = envelope.details;
                 if let Some(field) = crate::details::first_disallowed(envelope.action, &details) {
                     return Err(DecodeError::FieldNotAllowed {
                         action: envelope.action,
@@ -540,6 +523,21 @@ mod tests {
             );
         }
     }
+
+    /// The keys of the envelope; no detail field may take one of these names.
+    const ENVELOPE: &[&str] = &[
+        "action",
+        "actor",
+        "client_request_id",
+        "org",
+        "outcome",
+        "reason",
+        "request_id",
+        "source",
+        "target",
+        "time",
+        "v",
+    ];
 
     #[test]
     fn no_detail_field_takes_an_envelope_key() {
