@@ -233,11 +233,7 @@ impl MemberStore for PgStore {
             return Ok(false);
         }
         if at.is_some() {
-            sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND member_id = $2")
-                .bind(scope.org_id())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            forget(&mut tx, &["sessions"], scope, id).await?;
         }
         commit_with(tx, audit).await?;
         Ok(true)
