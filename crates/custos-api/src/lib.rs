@@ -19,6 +19,7 @@ mod problem;
 mod request_routes;
 mod routes;
 pub mod server;
+mod support_routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,6 +187,9 @@ async fn as_problem(response: Response, id: &str) -> Response {
 /// member API key in `Authorization`.
 pub const IDENTITY_TOKEN_HEADER: &str = "x-custos-identity-token";
 
+/// The header an operator names its support grant with, on every request made under it.
+pub const GRANT_HEADER: &str = "x-custos-grant";
+
 /// An authenticated caller, from `Authorization: Bearer <token>` (plus, optionally,
 /// [`IDENTITY_TOKEN_HEADER`]).
 pub struct Authed(pub Caller);
@@ -238,10 +242,24 @@ pub(crate) async fn caller_from(
                 .await?
         }
     };
+    // Checked before it can reach the audit log: a grant id is a short word.
+    let grant = match parts.headers.get(GRANT_HEADER) {
+        None => None,
+        Some(value) => match value.to_str().map(str::trim) {
+            Ok(id) if custos_core::valid_grant_id(id) => Some(id.to_string()),
+            _ => {
+                return Err(custos_core::CoreError::invalid(
+                    "X-Custos-Grant",
+                    "must be a support grant id (letters, digits and dashes)",
+                ))
+            }
+        },
+    };
     Ok(Caller {
         principal,
         request_id,
         client_request_id,
         source,
+        grant,
     })
 }

@@ -83,6 +83,7 @@ impl From<CoreError> for ApiError {
         let status = match &e {
             CoreError::Unauthenticated => StatusCode::UNAUTHORIZED,
             CoreError::Forbidden(_)
+            | CoreError::GrantRequired(_)
             | CoreError::MfaRequired(_)
             | CoreError::TransferNotAllowed(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -166,6 +167,7 @@ pub fn title(code: &str) -> &'static str {
         "unauthenticated" => "Missing or invalid credentials",
         "forbidden" => "Not allowed",
         "mfa_required" => "Multi-factor authentication required",
+        "grant_required" => "A support grant the org approved is required",
         "not_found" => "Not found",
         "method_not_allowed" => "Method not allowed on this route",
         "invalid_input" => "Invalid input",

@@ -45,6 +45,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/orgs/{org}", get(get_org).delete(terminate_org))
         .merge(crate::member_routes::routes())
         .merge(crate::request_routes::routes())
+        .merge(crate::support_routes::routes())
         .route(
             "/v1/orgs/{org}/records",
             post(create_record).get(list_records),
@@ -770,14 +771,10 @@ struct ScanResponse {
     security(("bearer" = [])))]
 async fn scan(
     State(state): State<AppState>,
-    Authed(_caller): Authed,
+    Authed(caller): Authed,
     ApiJson(req): ApiJson<ScanRequest>,
 ) -> ApiResult<Json<ScanResponse>> {
-    let custos = state.custos.clone();
-    // Scanning is CPU work proportional to the text; keep it off the async workers.
-    let findings = tokio::task::spawn_blocking(move || custos.scanner().scan(&req.text))
-        .await
-        .map_err(|e| ApiError::from(custos_core::CoreError::internal_from("scan task", e)))?;
+    let findings = state.custos.scan_text(&caller, req.text).await?;
     Ok(Json(ScanResponse {
         findings: findings
             .into_iter()
@@ -804,6 +801,12 @@ async fn scan(
           crate::member_routes::issue_enrollment_code, crate::member_routes::clear_totp_lockout,
           crate::member_routes::get_settings, crate::member_routes::update_settings,
           crate::member_routes::access_review, crate::member_routes::record_access_review,
+          crate::support_routes::create_support_request,
+          crate::support_routes::list_support_requests,
+          crate::support_routes::approve_support_request,
+          crate::support_routes::deny_support_request,
+          crate::support_routes::revoke_support_request,
+          crate::support_routes::support_accesses,
           crate::request_routes::create_request, crate::request_routes::list_requests,
           crate::request_routes::bulk_erase, crate::request_routes::get_request,
           crate::request_routes::extend_request, crate::request_routes::reject_request,

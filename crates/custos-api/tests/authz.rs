@@ -1,13 +1,14 @@
-//! The authorization table, tried over HTTP: every operation × every kind of caller (the admin
-//! token; each role, in and out of a group, by API key and by TOTP session) × categories with
-//! a role, a group and an MFA rule. The expected answer of each cell is read off the table's
+//! The authorization table, tried over HTTP: every operation × every kind of caller (the
+//! operator's admin token without a grant and under a grant of each scope; each role, in and
+//! out of a group, by API key and by TOTP session) × categories with a role, a group and an
+//! MFA rule. The expected answer of each cell is read off the table's
 //! row (`custos_core::authz::TABLE`) by the plain rules below, not by calling the code under
 //! test; a route served but missing from the table fails the coverage test.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use custos_core::authz::{CategoryRule, MfaRule, Operation, Rule, TABLE};
+use custos_core::authz::{CategoryRule, GrantScope, MfaRule, Operation, OperatorRule, Rule, TABLE};
 use custos_core::{Clock, ManualClock};
 use custos_crypto::DeploymentSigner;
 use custos_policy::{Category, Policy};
@@ -95,11 +96,26 @@ enum Body {
 
 impl Server {
     async fn call(&self, method: &str, token: &str, path: &str, body: Body) -> (StatusCode, Value) {
+        self.call_under(method, token, None, path, body).await
+    }
+
+    /// `call`, naming support grant `grant` (`X-Custos-Grant`) if given.
+    async fn call_under(
+        &self,
+        method: &str,
+        token: &str,
+        grant: Option<&str>,
+        path: &str,
+        body: Body,
+    ) -> (StatusCode, Value) {
         let method: Method = method.parse().unwrap();
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(token);
+        if let Some(grant) = grant {
+            req = req.header("x-custos-grant", grant);
+        }
         req = match body {
             Body::None => req,
             Body::Json(v) => req.json(&v),
@@ -142,11 +158,14 @@ impl Server {
 /// One kind of caller.
 #[derive(Clone)]
 struct Principal {
-    /// `admin` or `<role>` with `+legal` and `/session` as they apply, for messages.
+    /// `operator`, `operator/<scope>` or `<role>` with `+legal` and `/session` as they apply,
+    /// for messages.
     label: String,
     token: String,
-    /// `None` for the admin token.
+    /// `None` for the operator (the admin token).
     member: Option<MemberFacts>,
+    /// The operator's active support grant it names, with its scope.
+    grant: Option<(GrantScope, String)>,
 }
 
 #[derive(Clone)]
@@ -158,15 +177,49 @@ struct MemberFacts {
 }
 
 /// An org with one member per role and group membership, each reachable by API key and by a
-/// TOTP session, in an org that requires a second factor of its owners and admins.
+/// TOTP session, in an org that requires a second factor of its owners and admins; and the
+/// operator, without a grant and under an approved grant of each scope.
 struct World {
     org: String,
     principals: Vec<Principal>,
     /// An owner in `legal` with a session: passes every category rule, writes fixtures.
     writer: String,
-    /// A session of a member holding every role and `legal`, the first of the org to enroll
-    /// TOTP: it issues the enrollment codes the owners and admins need.
+    /// A session of the org's first owner (every role, and `legal`), the first of the org to
+    /// enroll TOTP: it issues the enrollment codes the owners and admins need, and adds the
+    /// members.
     issuer: String,
+}
+
+/// A support request the operator files in `org`; returns its id.
+async fn support_request(s: &Server, org: &str, scope: GrantScope) -> String {
+    s.ok(
+        "POST",
+        ADMIN,
+        &format!("/v1/orgs/{org}/support-requests"),
+        Body::Json(json!({
+            "justification": "customer_initiated_support",
+            "ticket": "SUP-1",
+            "reason": "the customer's export fails",
+            "scope": scope,
+        })),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A grant of `scope` the operator asked for and `approver` (a session) approved.
+async fn approved_grant(s: &Server, org: &str, approver: &str, scope: GrantScope) -> String {
+    let id = support_request(s, org, scope).await;
+    s.ok(
+        "POST",
+        approver,
+        &format!("/v1/orgs/{org}/support-requests/{id}/approve"),
+        Body::None,
+    )
+    .await;
+    id
 }
 
 impl Server {
@@ -202,44 +255,52 @@ impl Server {
 }
 
 async fn world(s: &Server) -> World {
-    let org = s
+    let created = s
         .ok(
             "POST",
             ADMIN,
             "/v1/orgs",
-            Body::Json(json!({"name": "Matrix"})),
+            Body::Json(json!({"name": "Matrix", "owner": {"name": "issuer"}})),
         )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .await;
+    let org = created["id"].as_str().unwrap().to_string();
+    let (issuer_key, issuer_id) = (
+        created["owner"]["api_key"].as_str().unwrap(),
+        created["owner"]["id"].as_str().unwrap(),
+    );
+    // The first owner joins `legal` (to grant it), then is the org's first owner/admin to
+    // enroll, which needs no code; every later one does.
     s.ok(
         "PATCH",
-        ADMIN,
+        issuer_key,
+        &format!("/v1/orgs/{org}/members/{issuer_id}"),
+        Body::Json(json!({"groups": ["legal"]})),
+    )
+    .await;
+    let secret = s.enroll(&org, issuer_key, issuer_id, None).await;
+    let issuer = s.open_session(&org, issuer_key, &secret).await;
+    s.ok(
+        "PATCH",
+        &issuer,
         &format!("/v1/orgs/{org}/settings"),
         Body::Json(json!({"require_mfa_for_admins": true})),
     )
     .await;
     let mut principals = vec![Principal {
-        label: "admin-token".into(),
+        label: "operator".into(),
         token: ADMIN.into(),
         member: None,
+        grant: None,
     }];
-    // The org's first owner/admin to enroll needs no code; every later one does.
-    let issuer = s
-        .ok(
-            "POST",
-            ADMIN,
-            &format!("/v1/orgs/{org}/members"),
-            Body::Json(json!({"name": "issuer", "roles": ROLES, "groups": ["legal"]})),
-        )
-        .await;
-    let (issuer_key, issuer_id) = (
-        issuer["api_key"].as_str().unwrap(),
-        issuer["id"].as_str().unwrap(),
-    );
-    let secret = s.enroll(&org, issuer_key, issuer_id, None).await;
-    let issuer = s.open_session(&org, issuer_key, &secret).await;
+    for scope in GrantScope::ALL {
+        let id = approved_grant(s, &org, &issuer, scope).await;
+        principals.push(Principal {
+            label: format!("operator/{}", scope.as_str()),
+            token: ADMIN.into(),
+            member: None,
+            grant: Some((scope, id)),
+        });
+    }
     let mut writer = None;
     for role in ROLES {
         for legal in [false, true] {
@@ -247,7 +308,7 @@ async fn world(s: &Server) -> World {
             let created = s
                 .ok(
                     "POST",
-                    ADMIN,
+                    &issuer,
                     &format!("/v1/orgs/{org}/members"),
                     Body::Json(json!({"name": "m", "roles": [role], "groups": groups})),
                 )
@@ -277,6 +338,7 @@ async fn world(s: &Server) -> World {
                         session: via_session,
                         totp_secret: secret.clone(),
                     }),
+                    grant: None,
                 });
             }
         }
@@ -298,7 +360,7 @@ fn expected(
     org_requires_mfa_for_admins: bool,
 ) -> Result<(), &'static str> {
     let Some(m) = &who.member else {
-        return if rule.admin { Ok(()) } else { Err("forbidden") };
+        return operator_expected(rule, who, categories);
     };
     if !rule.roles.iter().any(|r| r.as_str() == m.role) {
         return Err("forbidden");
@@ -308,7 +370,7 @@ fn expected(
         MfaRule::No => false,
         MfaRule::ForAdmins => org_requires_mfa_for_admins && manager,
         // Every member of the world has a factor enrolled (and presents no code).
-        MfaRule::Enrollment => true,
+        MfaRule::Enrollment | MfaRule::Always => true,
     };
     if op_needs_mfa && !m.session && rule.op != Operation::SessionOpen {
         return Err("mfa_required");
@@ -342,6 +404,29 @@ fn expected(
         Operation::TotpUnlock,
     ];
     if on_a_peer.contains(&rule.op) && m.role == "admin" {
+        return Err("forbidden");
+    }
+    Ok(())
+}
+
+/// The operator's answer: the table's operator column, in an org that has an owner; under a
+/// grant (of every category), its scope must reach the operation's, and no edit reaches an
+/// `editable = false` category.
+fn operator_expected(
+    rule: &Rule,
+    who: &Principal,
+    categories: &[&Category],
+) -> Result<(), &'static str> {
+    let needed = match rule.operator {
+        OperatorRule::Always => return Ok(()),
+        OperatorRule::Never | OperatorRule::OwnerlessOrg => return Err("forbidden"),
+        OperatorRule::Grant(needed) => needed,
+    };
+    match &who.grant {
+        Some((scope, _)) if *scope >= needed => {}
+        _ => return Err("grant_required"),
+    }
+    if rule.edits && categories.iter().any(|c| !c.editable) {
         return Err("forbidden");
     }
     Ok(())
@@ -395,7 +480,7 @@ async fn request(
     let target_member = || async {
         s.ok(
             "POST",
-            ADMIN,
+            &w.issuer,
             &format!("/v1/orgs/{org}/members"),
             Body::Json(same_grants()),
         )
@@ -448,6 +533,48 @@ async fn request(
             format!("/v1/orgs/{org}/members/{}", target_member().await),
             Body::None,
         ),
+        Operation::SupportRequestCreate => (
+            "POST",
+            format!("/v1/orgs/{org}/support-requests"),
+            Body::Json(
+                json!({"justification": "incident_response", "ticket": "INC-7",
+                "reason": "a stuck job", "scope": "metadata", "duration": "1h"}),
+            ),
+        ),
+        Operation::SupportRequestList => (
+            "GET",
+            format!("/v1/orgs/{org}/support-requests"),
+            Body::None,
+        ),
+        Operation::SupportRequestApprove | Operation::SupportRequestDeny => {
+            let id = support_request(s, org, GrantScope::Metadata).await;
+            let verb = if op == Operation::SupportRequestApprove {
+                "approve"
+            } else {
+                "deny"
+            };
+            (
+                "POST",
+                format!("/v1/orgs/{org}/support-requests/{id}/{verb}"),
+                Body::None,
+            )
+        }
+        Operation::SupportRequestRevoke => {
+            let id = approved_grant(s, org, &w.issuer, GrantScope::Metadata).await;
+            (
+                "POST",
+                format!("/v1/orgs/{org}/support-requests/{id}/revoke"),
+                Body::None,
+            )
+        }
+        Operation::SupportRequestAccesses => {
+            let id = support_request(s, org, GrantScope::Read).await;
+            (
+                "GET",
+                format!("/v1/orgs/{org}/support-requests/{id}/accesses"),
+                Body::None,
+            )
+        }
         Operation::MemberKeyRotate => (
             "POST",
             format!("/v1/orgs/{org}/members/{}/key", target_member().await),
@@ -476,7 +603,7 @@ async fn request(
             let created = s
                 .ok(
                     "POST",
-                    ADMIN,
+                    &w.issuer,
                     &format!("/v1/orgs/{org}/members"),
                     Body::Json(same_grants()),
                 )
@@ -600,7 +727,7 @@ async fn request(
             let hold = s
                 .ok(
                     "POST",
-                    ADMIN,
+                    &w.issuer,
                     &format!("/v1/orgs/{org}/holds"),
                     Body::Json(json!({"reason": "case 2", "category": "app_logs"})),
                 )
@@ -750,7 +877,8 @@ async fn cell(
     };
     let want = expected(rule, who, &checked, true);
     let (method, path, body) = request(s, w, rule.op, who, category.unwrap_or("")).await;
-    let (status, answer) = s.call(&method, &who.token, &path, body).await;
+    let grant = who.grant.as_ref().map(|(_, id)| id.as_str());
+    let (status, answer) = s.call_under(&method, &who.token, grant, &path, body).await;
     let agrees = match want {
         Ok(()) => status.is_success() || allowed_refusal(rule.op, who, status),
         // The LLM gateway answers in the providers' shapes: OpenAI's carries the code in
@@ -771,9 +899,9 @@ async fn cell(
     })
 }
 
-/// Callers in a world: the admin token, and each role in and out of `legal` by key and by
-/// session.
-const PRINCIPALS: usize = 1 + ROLES.len() * 2 * 2;
+/// Callers in a world: the operator without a grant and under one of each scope, and each
+/// role in and out of `legal` by key and by session.
+const PRINCIPALS: usize = 1 + GrantScope::ALL.len() + ROLES.len() * 2 * 2;
 
 #[tokio::test]
 async fn every_cell_of_the_table_answers_as_the_table_says() {
@@ -902,30 +1030,37 @@ async fn the_system_only_operations_have_no_route_and_refuse_everyone_else() {
     ] {
         let rule = op.rule();
         assert!(rule.route.is_none() && rule.cli.is_some(), "{:?}", rule.op);
-        assert!(!rule.admin && rule.roles.is_empty(), "{:?}", rule.op);
+        assert!(
+            rule.operator == OperatorRule::Never && rule.roles.is_empty(),
+            "{:?}",
+            rule.op
+        );
     }
 }
 
-/// A new org, created by the admin token; returns its id.
-async fn new_org(s: &Server) -> String {
-    s.ok(
-        "POST",
-        ADMIN,
-        "/v1/orgs",
-        Body::Json(json!({"name": "Org"})),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// A member of `org` created by the admin token; returns its API key and id.
-async fn member(s: &Server, org: &str, body: Value) -> (String, String) {
-    let v = s
+/// A new org, created by the operator with its first owner; returns its id and the owner's
+/// API key.
+async fn new_org(s: &Server) -> (String, String) {
+    let created = s
         .ok(
             "POST",
             ADMIN,
+            "/v1/orgs",
+            Body::Json(json!({"name": "Org", "owner": {"name": "Olive"}})),
+        )
+        .await;
+    (
+        created["id"].as_str().unwrap().to_string(),
+        created["owner"]["api_key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A member of `org` created by its owner (key `owner`); returns its API key and id.
+async fn member(s: &Server, org: &str, owner: &str, body: Value) -> (String, String) {
+    let v = s
+        .ok(
+            "POST",
+            owner,
             &format!("/v1/orgs/{org}/members"),
             Body::Json(body),
         )
@@ -939,11 +1074,11 @@ async fn member(s: &Server, org: &str, body: Value) -> (String, String) {
 #[tokio::test]
 async fn no_caller_grants_what_it_does_not_hold() {
     let s = server().await;
-    let org = new_org(&s).await;
+    let (org, olive) = new_org(&s).await;
     let members = format!("/v1/orgs/{org}/members");
-    let (admin, _) = member(&s, &org, json!({"name": "a", "roles": ["admin"]})).await;
-    let (_, owner_id) = member(&s, &org, json!({"name": "o", "roles": ["owner"]})).await;
-    let (_, plain_id) = member(&s, &org, json!({"name": "p", "roles": ["admin"]})).await;
+    let (admin, _) = member(&s, &org, &olive, json!({"name": "a", "roles": ["admin"]})).await;
+    let (_, owner_id) = member(&s, &org, &olive, json!({"name": "o", "roles": ["owner"]})).await;
+    let (_, plain_id) = member(&s, &org, &olive, json!({"name": "p", "roles": ["admin"]})).await;
     for body in [
         json!({"name": "x", "roles": ["owner"]}),
         json!({"name": "x", "roles": ["admin", "auditor"]}),
@@ -1033,8 +1168,8 @@ async fn no_caller_grants_what_it_does_not_hold() {
 #[tokio::test]
 async fn totp_sessions_expire_and_codes_open_one_session() {
     let s = server().await;
-    let org = new_org(&s).await;
-    let (key, _) = member(&s, &org, json!({"name": "a", "roles": ["admin"]})).await;
+    let (org, olive) = new_org(&s).await;
+    let (key, id) = member(&s, &org, &olive, json!({"name": "a", "roles": ["admin"]})).await;
     let sessions = format!("/v1/orgs/{org}/sessions");
     let write = |token: String| {
         let s = &s;
@@ -1114,7 +1249,7 @@ async fn totp_sessions_expire_and_codes_open_one_session() {
     // A shorter org timeout applies to sessions opened after it.
     s.ok(
         "PATCH",
-        ADMIN,
+        &olive,
         &format!("/v1/orgs/{org}/settings"),
         Body::Json(json!({"session_timeout": "5m"})),
     )
@@ -1126,13 +1261,9 @@ async fn totp_sessions_expire_and_codes_open_one_session() {
     assert_eq!(write(token).await.0, StatusCode::UNAUTHORIZED);
     // Rotating the key ends its sessions.
     let token = s.open_session(&org, &key, &secret).await;
-    let members = s
-        .ok("GET", ADMIN, &format!("/v1/orgs/{org}/members"), Body::None)
-        .await;
-    let id = members[0]["id"].as_str().unwrap();
     s.ok(
         "POST",
-        ADMIN,
+        &olive,
         &format!("/v1/orgs/{org}/members/{id}/key"),
         Body::None,
     )

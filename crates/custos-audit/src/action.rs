@@ -70,6 +70,19 @@ actions! {
     /// An owner or admin recorded an access review: the reviewed list's digest and which
     /// members were kept or removed.
     AccessReviewRecord = "access_review.record",
+    /// An operator filed a support request (justification, scope, duration).
+    SupportRequestCreate = "support_request.create",
+    /// Support requests were listed.
+    SupportRequestList = "support_request.list",
+    /// An owner or admin with a second factor approved a support request: the grant is
+    /// active until `expires`.
+    SupportRequestApprove = "support_request.approve",
+    /// An owner or admin denied a support request.
+    SupportRequestDeny = "support_request.deny",
+    /// An owner or admin revoked an active grant.
+    SupportRequestRevoke = "support_request.revoke",
+    /// The accesses made under a grant were listed.
+    SupportRequestAccesses = "support_request.accesses",
     /// A member's TOTP factor was locked after too many wrong codes.
     MemberTotpLock = "member.totp_lock",
     /// An owner or admin cleared a member's TOTP lockout.

@@ -207,6 +207,14 @@ details! {
     kept: Vec<String>,
     /// Members a review removed.
     removed: Vec<String>,
+    /// The support grant an operator acted under (any action may carry it).
+    grant: String,
+    /// Why an operator asks for support access (`customer_initiated_support`, ...).
+    justification: String,
+    /// What a support grant lets an operator do (`metadata`, `read`, `read_write`).
+    scope: String,
+    /// How long a support grant lasts (`8h`, ...).
+    duration: String,
 }
 
 impl Details {
@@ -268,7 +276,7 @@ impl Details {
 }
 
 /// The detail fields `action` may carry. Any action may instead (or also) carry a `reason`
-/// code, e.g. why it was refused.
+/// code, e.g. why it was refused, and the [`GRANT_FIELD`].
 pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
     use AuditAction as A;
     const ERASURE: &[&str] = &["subject_ref"];
@@ -311,6 +319,14 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::MemberTotpLock => &["failures"],
         A::MemberDisable => &["last_used"],
         A::AccessReviewRecord => &["review_sha256", "kept", "removed"],
+        A::SupportRequestCreate => &[
+            "justification",
+            "scope",
+            "categories",
+            "duration",
+            "expires",
+        ],
+        A::SupportRequestApprove => &["duration", "expires"],
         A::SessionOpen => &["method", "expires", "failures"],
         A::AuthReject => &["key_prefix", "source_limited"],
         A::RecordCreate => &["category", "categories", "records", "ids"],
@@ -358,13 +374,17 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
     }
 }
 
+/// The field every action may carry: the support grant an operator acted under, so that the
+/// org can list every access made under a grant from the log itself.
+pub const GRANT_FIELD: &str = "grant";
+
 /// The first field of `details` that `action` may not carry.
 pub(crate) fn first_disallowed(action: AuditAction, details: &Details) -> Option<&'static str> {
     let allowed = allowed_fields(action);
     details
         .json_fields()
         .into_keys()
-        .find(|name| !allowed.contains(name))
+        .find(|name| *name != GRANT_FIELD && !allowed.contains(name))
 }
 
 #[cfg(test)]

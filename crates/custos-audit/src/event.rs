@@ -225,7 +225,8 @@ impl AuditEvent {
     }
 
     /// Sets the structured details (only fields [`crate::details::allowed_fields`] lists for
-    /// the action).
+    /// the action). A support grant already set stays unless `details` names one: it says
+    /// under which grant the whole request acted, whatever the action adds.
     pub fn details(mut self, details: Details) -> Self {
         debug_assert_eq!(
             crate::details::first_disallowed(self.action, &details),
@@ -233,7 +234,11 @@ impl AuditEvent {
             "{} does not carry that detail",
             self.action
         );
+        let grant = self.details.grant.take();
         self.details = details;
+        if self.details.grant.is_none() {
+            self.details.grant = grant;
+        }
         self
     }
 

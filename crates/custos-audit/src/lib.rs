@@ -54,7 +54,7 @@ pub mod verify;
 
 pub use action::AuditAction;
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use details::{allowed_fields, Details};
+pub use details::{allowed_fields, Details, GRANT_FIELD};
 pub use event::{Actor, AuditEvent, DecodeError, Outcome, EVENT_ENCODING_VERSION};
 pub use merkle::{
     empty_root, frontier_at, leaf_hash, node_hash, root_at, root_plan, Frontier, FrontierError,

@@ -24,6 +24,8 @@ pub enum Target {
     Hold(String),
     /// A key: `root`, or `org/<org id>`.
     Key(String),
+    /// An operator's support request (and the grant it becomes once approved), by id.
+    SupportRequest(String),
     /// An LLM provider of the gateway, by name.
     Llm(String),
     /// An org's deletion log (a purge writes rows to it).
@@ -37,7 +39,7 @@ pub enum Target {
 
 /// Why text is not a target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("audit target {text:?} is not one of record:, member:, org:, category:, request:, hold:, key:, llm:<id>, records, deletion_log, backup")]
+#[error("audit target {text:?} is not one of record:, member:, org:, category:, request:, hold:, key:, llm:, support_request:<id>, records, deletion_log, backup")]
 pub struct TargetError {
     text: String,
 }
@@ -66,6 +68,7 @@ impl Target {
             "hold" => Target::Hold(id),
             "key" => Target::Key(id),
             "llm" => Target::Llm(id),
+            "support_request" => Target::SupportRequest(id),
             _ => return Err(error()),
         })
     }
@@ -111,6 +114,7 @@ impl fmt::Display for Target {
             Target::Hold(id) => ("hold", id),
             Target::Key(id) => ("key", id),
             Target::Llm(id) => ("llm", id),
+            Target::SupportRequest(id) => ("support_request", id),
         };
         write!(f, "{kind}:{id}")
     }
@@ -128,6 +132,7 @@ mod tests {
             "record:0190f3a2-7c1e",
             "records",
             "category:support_tickets",
+            "support_request:sr-1",
             "request:r1",
             "hold:h1",
             "key:root",

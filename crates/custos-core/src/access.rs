@@ -5,7 +5,7 @@ use custos_audit::Target;
 use custos_policy::Category;
 use custos_store::OrgScope;
 
-use crate::authz::{decide, CategoryRule, Facts, MfaRule, Operation};
+use crate::authz::{decide, CategoryRule, Facts, MfaRule, Operation, OperatorRule};
 use crate::{Caller, CoreError, Custos, Principal};
 
 /// An operation allowed in one org: its scope, and what the category checks still need.
@@ -90,6 +90,21 @@ impl Custos {
             require_mfa_for_admins: settings.require_mfa_for_admins,
             ..Facts::default()
         };
+        if let Principal::Admin = &caller.principal {
+            if rule.operator == OperatorRule::OwnerlessOrg {
+                facts.has_owner = self.has_owner(&scope).await?;
+            }
+            if let Some(id) = &caller.grant {
+                match self.active_grant(caller, &scope, &settings, id).await? {
+                    Ok(grant) => facts.grant = Some(grant),
+                    Err(error) => {
+                        return Err(self
+                            .deny(caller, Some(org), rule.action, target, error)
+                            .await)
+                    }
+                }
+            }
+        }
         if let (Principal::Member { member, .. }, MfaRule::Enrollment) =
             (&caller.principal, rule.mfa)
         {
@@ -100,14 +115,30 @@ impl Custos {
             CategoryRule::All => self.policy.categories.values().collect(),
             _ => Vec::new(),
         };
-        match decide(rule, &caller.principal, facts, &all) {
-            Ok(()) => Ok(Grant {
-                scope,
-                region: row.region,
-                settings,
-                op,
-                facts,
-            }),
+        match decide(rule, &caller.principal, &facts, &all) {
+            Ok(()) => {
+                if facts.grant.is_some() {
+                    // Every request an operator makes under a grant is an access the org can
+                    // list, whether or not the operation audits its own success.
+                    let event = self
+                        .event(caller, rule.action)
+                        .org(org)
+                        .target(Target::Org(org.to_string()))
+                        .reason("support_grant");
+                    self.store
+                        .for_org(&scope)
+                        .await?
+                        .append_audit(&[event])
+                        .await?;
+                }
+                Ok(Grant {
+                    scope,
+                    region: row.region,
+                    settings,
+                    op,
+                    facts,
+                })
+            }
             Err(CoreError::OrgTerminated(_)) => Err(CoreError::OrgTerminated(org.to_string())),
             Err(error) => Err(self
                 .deny(caller, Some(org), rule.action, target, error)
@@ -129,7 +160,7 @@ impl Custos {
             .category(name)
             .ok_or_else(|| CoreError::UnknownCategory(name.to_string()))?;
         let rule = grant.op.rule();
-        if let Err(error) = decide(rule, &caller.principal, grant.facts, &[category]) {
+        if let Err(error) = decide(rule, &caller.principal, &grant.facts, &[category]) {
             let org = grant.scope.org_id().to_string();
             return Err(self
                 .deny(caller, Some(&org), rule.action, target, error)
@@ -146,7 +177,13 @@ impl Custos {
         grant: &Grant,
         category: &Category,
     ) -> bool {
-        decide(grant.op.rule(), &caller.principal, grant.facts, &[category]).is_ok()
+        decide(
+            grant.op.rule(),
+            &caller.principal,
+            &grant.facts,
+            &[category],
+        )
+        .is_ok()
     }
 
     /// Authorizes an operation that acts in no org (creating orgs, deployment-wide audit
@@ -157,7 +194,7 @@ impl Custos {
         op: Operation,
     ) -> Result<(), CoreError> {
         let rule = op.rule();
-        match decide(rule, &caller.principal, Facts::default(), &[]) {
+        match decide(rule, &caller.principal, &Facts::default(), &[]) {
             Ok(()) => Ok(()),
             Err(error) => {
                 let org = match &caller.principal {
@@ -169,6 +206,12 @@ impl Custos {
                     .await)
             }
         }
+    }
+
+    /// Whether a member of the org holds `owner`.
+    async fn has_owner(&self, scope: &OrgScope) -> Result<bool, CoreError> {
+        let members = self.store.for_org(scope).await?.members(scope).await?;
+        Ok(members.iter().any(|m| m.roles.iter().any(|r| r == "owner")))
     }
 
     /// What the enrollment rule needs to know: whether the member has a factor, whether any

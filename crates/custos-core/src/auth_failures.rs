@@ -151,6 +151,7 @@ impl Custos {
             request_id: context.request_id.clone(),
             client_request_id: context.client_request_id.clone(),
             source: context.source.clone(),
+            grant: None,
         };
         let error = match self.authenticate(token).await {
             Err(CoreError::Unauthenticated) => CoreError::Unauthenticated,

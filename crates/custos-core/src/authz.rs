@@ -2,7 +2,8 @@
 //! function that decides from it.
 //!
 //! Every HTTP route, CLI command and core call that acts for a caller is an [`Operation`]; its
-//! [`Rule`] says who may perform it (the bootstrap admin token, member roles), whether the
+//! [`Rule`] says who may perform it (the deployment's operators, and under which condition;
+//! member roles), whether the
 //! target category's access rule applies (to bulk operations and overrides too), whether it
 //! needs a caller authenticated with a second factor, and whether it still works on an org
 //! being terminated. [`decide`] is the only place that turns a rule and a caller into an
@@ -29,6 +30,83 @@ pub enum MfaRule {
     /// of the org has a factor yet (so the first one can start). Otherwise the API key alone
     /// enrolls: a stolen key must not become both factors.
     Enrollment,
+    /// Always, of every member (approving or denying an operator's support access).
+    Always,
+}
+
+/// What a support grant lets an operator do inside an org, from least to most.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantScope {
+    /// Ids, counts, times, states: listings without content.
+    Metadata,
+    /// Also content reads (records, files) in the granted categories.
+    Read,
+    /// Also writes (create, delete, restore) in the granted categories, never in a category
+    /// with `editable = false`.
+    ReadWrite,
+}
+
+impl GrantScope {
+    /// Every scope, narrowest first.
+    pub const ALL: [GrantScope; 3] = [
+        GrantScope::Metadata,
+        GrantScope::Read,
+        GrantScope::ReadWrite,
+    ];
+
+    /// The scope's name in the API (`metadata`, `read`, `read_write`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantScope::Metadata => "metadata",
+            GrantScope::Read => "read",
+            GrantScope::ReadWrite => "read_write",
+        }
+    }
+
+    /// The scope named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<GrantScope> {
+        GrantScope::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// When the deployment's operators (the bootstrap admin token, or people signed in through
+/// the deployment's identity provider) may perform an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorRule {
+    /// Never, not even under a support grant: the org's own settings, members, credentials
+    /// and decisions stay the org's.
+    Never,
+    /// Without a grant: managing the deployment and its orgs, deployment-wide audit material,
+    /// filing support requests.
+    Always,
+    /// Only in an org that has no owner yet (creating its first owner).
+    OwnerlessOrg,
+    /// Only under an active support grant of the org whose scope is at least this one.
+    Grant(GrantScope),
+}
+
+/// An approved, active support grant an operator named on its request, as [`decide`] needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveGrant {
+    /// The grant's id.
+    pub id: String,
+    /// What it allows.
+    pub scope: GrantScope,
+    /// The categories it is limited to; `None`: every category.
+    pub categories: Option<Vec<String>>,
 }
 
 /// Which categories' access rules apply to an operation.
@@ -49,8 +127,8 @@ pub struct Rule {
     pub op: Operation,
     /// The audit action a refusal is recorded under.
     pub action: AuditAction,
-    /// Whether the deployment's bootstrap admin token may perform it.
-    pub admin: bool,
+    /// When the deployment's operators may perform it.
+    pub operator: OperatorRule,
     /// Member roles that may perform it (any one suffices); empty: no member.
     pub roles: &'static [Role],
     /// Which category access rules apply.
@@ -106,6 +184,18 @@ operations! {
     AccessReviewRead,
     /// Record an access review.
     AccessReviewRecord,
+    /// File a support request (an operator asks the org for access).
+    SupportRequestCreate,
+    /// List support requests (an operator sees the ones it filed).
+    SupportRequestList,
+    /// Approve a support request: the operator's grant is active for its duration.
+    SupportRequestApprove,
+    /// Deny a support request.
+    SupportRequestDeny,
+    /// Revoke an active grant at once.
+    SupportRequestRevoke,
+    /// List every access made under a grant, each with its inclusion proof.
+    SupportRequestAccesses,
     /// Issue a member a new API key (the old one stops working).
     MemberKeyRotate,
     /// Revoke a member's API key without issuing a new one.
@@ -220,7 +310,7 @@ const EVIDENCE: &[Role] = &[OWN, ADM, AUD];
 const fn rule(
     op: Operation,
     action: AuditAction,
-    admin: bool,
+    operator: OperatorRule,
     roles: &'static [Role],
     category: CategoryRule,
     mfa: MfaRule,
@@ -228,7 +318,7 @@ const fn rule(
     Rule {
         op,
         action,
-        admin,
+        operator,
         roles,
         category,
         mfa,
@@ -263,16 +353,26 @@ impl Rule {
 
 use AuditAction as A;
 use CategoryRule::{All, Target};
+use GrantScope::{Metadata, Read, ReadWrite};
 use MfaRule::{Enrollment, ForAdmins, No};
 use Operation as Op;
+use OperatorRule::{Always, Grant, Never, OwnerlessOrg};
 
 /// The authorization table: one row per operation, in [`Operation::ALL`] order.
 pub const TABLE: &[Rule] = &[
-    rule(Op::OrgCreate, A::OrgCreate, true, &[], CategoryRule::No, No).http("POST", "/v1/orgs"),
+    rule(
+        Op::OrgCreate,
+        A::OrgCreate,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/v1/orgs"),
     rule(
         Op::OrgList,
         A::OrgList,
-        true,
+        Always,
         ANY_ROLE,
         CategoryRule::No,
         No,
@@ -281,7 +381,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::OrgRead,
         A::OrgRead,
-        true,
+        Always,
         ANY_ROLE,
         CategoryRule::No,
         No,
@@ -291,7 +391,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::OrgTerminate,
         A::OrgTerminate,
-        true,
+        Always,
         &[OWN],
         All,
         ForAdmins,
@@ -301,7 +401,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::SettingsRead,
         A::SettingsRead,
-        true,
+        Grant(Metadata),
         MANAGERS,
         CategoryRule::No,
         No,
@@ -310,7 +410,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::SettingsUpdate,
         A::SettingsUpdate,
-        true,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -319,7 +419,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::MemberCreate,
         A::MemberCreate,
-        true,
+        OwnerlessOrg,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -328,7 +428,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::MemberList,
         A::MemberList,
-        true,
+        Grant(Metadata),
         MANAGERS,
         CategoryRule::No,
         No,
@@ -337,7 +437,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::MemberUpdate,
         A::MemberUpdate,
-        true,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -346,17 +446,16 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::MemberRemove,
         A::MemberRemove,
-        true,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
     )
     .http("DELETE", "/v1/orgs/{org}/members/{id}"),
-    // Org-internal: the operator reads no one's access without a grant.
     rule(
         Op::AccessReviewRead,
         A::AccessReviewRead,
-        false,
+        Grant(Metadata),
         EVIDENCE,
         CategoryRule::No,
         No,
@@ -365,16 +464,74 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::AccessReviewRecord,
         A::AccessReviewRecord,
-        false,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
     )
     .http("POST", "/v1/orgs/{org}/access-review"),
     rule(
+        Op::SupportRequestCreate,
+        A::SupportRequestCreate,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/v1/orgs/{org}/support-requests"),
+    rule(
+        Op::SupportRequestList,
+        A::SupportRequestList,
+        Always,
+        EVIDENCE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/support-requests")
+    .while_terminating(),
+    rule(
+        Op::SupportRequestApprove,
+        A::SupportRequestApprove,
+        Never,
+        MANAGERS,
+        CategoryRule::No,
+        MfaRule::Always,
+    )
+    .http("POST", "/v1/orgs/{org}/support-requests/{id}/approve"),
+    rule(
+        Op::SupportRequestDeny,
+        A::SupportRequestDeny,
+        Never,
+        MANAGERS,
+        CategoryRule::No,
+        MfaRule::Always,
+    )
+    .http("POST", "/v1/orgs/{org}/support-requests/{id}/deny"),
+    // Ending access at once must not wait for a second factor.
+    rule(
+        Op::SupportRequestRevoke,
+        A::SupportRequestRevoke,
+        Never,
+        MANAGERS,
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/v1/orgs/{org}/support-requests/{id}/revoke")
+    .while_terminating(),
+    rule(
+        Op::SupportRequestAccesses,
+        A::SupportRequestAccesses,
+        Always,
+        EVIDENCE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/support-requests/{id}/accesses")
+    .while_terminating(),
+    rule(
         Op::MemberKeyRotate,
         A::MemberKeyRotate,
-        true,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -383,7 +540,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::MemberKeyRevoke,
         A::MemberKeyRevoke,
-        true,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -392,7 +549,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::TotpEnroll,
         A::MemberTotpEnroll,
-        false,
+        Never,
         ANY_ROLE,
         CategoryRule::No,
         Enrollment,
@@ -401,7 +558,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::SessionOpen,
         A::SessionOpen,
-        false,
+        Never,
         ANY_ROLE,
         CategoryRule::No,
         No,
@@ -410,7 +567,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::TotpEnrollmentCode,
         A::MemberTotpEnrollmentCode,
-        false,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -419,7 +576,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::TotpUnlock,
         A::MemberTotpUnlock,
-        false,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -428,20 +585,34 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RecordCreate,
         A::RecordCreate,
-        false,
+        Grant(ReadWrite),
         ANY_ROLE,
         Target,
         No,
     )
     .http("POST", "/v1/orgs/{org}/records"),
-    rule(Op::RecordList, A::RecordList, false, ANY_ROLE, Target, No)
-        .http("GET", "/v1/orgs/{org}/records"),
-    rule(Op::RecordRead, A::RecordRead, false, ANY_ROLE, Target, No)
-        .http("GET", "/v1/orgs/{org}/records/{id}"),
+    rule(
+        Op::RecordList,
+        A::RecordList,
+        Grant(Metadata),
+        ANY_ROLE,
+        Target,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/records"),
+    rule(
+        Op::RecordRead,
+        A::RecordRead,
+        Grant(Read),
+        ANY_ROLE,
+        Target,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/records/{id}"),
     rule(
         Op::RecordReveal,
         A::RecordReveal,
-        false,
+        Never,
         MANAGERS,
         Target,
         ForAdmins,
@@ -450,7 +621,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RecordDelete,
         A::RecordDelete,
-        false,
+        Grant(ReadWrite),
         ANY_ROLE,
         Target,
         No,
@@ -460,7 +631,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RecordHardDelete,
         A::RecordHardDelete,
-        false,
+        Grant(ReadWrite),
         MANAGERS,
         Target,
         ForAdmins,
@@ -470,7 +641,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RecordRestore,
         A::RecordRestore,
-        false,
+        Grant(ReadWrite),
         ANY_ROLE,
         Target,
         No,
@@ -480,18 +651,25 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RecordArchiveRestore,
         A::RecordArchiveRestore,
-        false,
+        Grant(ReadWrite),
         MANAGERS,
         Target,
         ForAdmins,
     )
     .http("POST", "/v1/orgs/{org}/records/{id}/archive-restore"),
-    rule(Op::FileUpload, A::FileUpload, false, ANY_ROLE, Target, No)
-        .http("POST", "/v1/orgs/{org}/files"),
+    rule(
+        Op::FileUpload,
+        A::FileUpload,
+        Grant(ReadWrite),
+        ANY_ROLE,
+        Target,
+        No,
+    )
+    .http("POST", "/v1/orgs/{org}/files"),
     rule(
         Op::FileDownload,
         A::FileDownload,
-        false,
+        Grant(Read),
         ANY_ROLE,
         Target,
         No,
@@ -500,7 +678,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::CategoryDeleteAll,
         A::CategoryDeleteAll,
-        false,
+        Never,
         MANAGERS,
         Target,
         ForAdmins,
@@ -510,7 +688,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RetentionRead,
         A::RetentionRead,
-        true,
+        Grant(Metadata),
         ANY_ROLE,
         CategoryRule::No,
         No,
@@ -519,7 +697,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RetentionSet,
         A::RetentionSet,
-        true,
+        Never,
         MANAGERS,
         Target,
         ForAdmins,
@@ -528,7 +706,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::HoldCreate,
         A::HoldCreate,
-        true,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -538,7 +716,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::HoldList,
         A::HoldRead,
-        true,
+        Grant(Metadata),
         EVIDENCE,
         CategoryRule::No,
         No,
@@ -548,7 +726,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::HoldRelease,
         A::HoldRelease,
-        true,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -558,7 +736,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::DeletionLogRead,
         A::DeletionLogRead,
-        true,
+        Grant(Metadata),
         EVIDENCE,
         CategoryRule::No,
         No,
@@ -568,7 +746,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::LifecycleOverdue,
         A::LifecycleOverdue,
-        true,
+        Grant(Metadata),
         EVIDENCE,
         CategoryRule::No,
         No,
@@ -579,7 +757,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::AuditEvents,
         A::AuditRead,
-        true,
+        Always,
         EVIDENCE,
         CategoryRule::No,
         No,
@@ -589,7 +767,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::AuditCheckpoint,
         A::AuditCheckpoint,
-        true,
+        Always,
         ANY_ROLE,
         CategoryRule::No,
         No,
@@ -599,7 +777,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::AuditProof,
         A::AuditProof,
-        true,
+        Always,
         EVIDENCE,
         CategoryRule::No,
         No,
@@ -610,7 +788,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::AuditConsistency,
         A::AuditConsistency,
-        true,
+        Always,
         ANY_ROLE,
         CategoryRule::No,
         No,
@@ -620,20 +798,20 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::SigningKey,
         A::AuditSigningKey,
-        true,
+        Always,
         ANY_ROLE,
         CategoryRule::No,
         No,
     )
     .http("GET", "/v1/signing-key")
     .cli("audit key"),
-    rule(Op::Scan, A::PiiScan, true, ANY_ROLE, CategoryRule::No, No)
+    rule(Op::Scan, A::PiiScan, Never, ANY_ROLE, CategoryRule::No, No)
         .http("POST", "/v1/scan")
         .cli("scan"),
     rule(
         Op::RequestCreate,
         A::RequestCreate,
-        false,
+        Never,
         REQUESTERS,
         CategoryRule::No,
         ForAdmins,
@@ -643,7 +821,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RequestList,
         A::RequestList,
-        false,
+        Grant(Metadata),
         REQUEST_READERS,
         CategoryRule::No,
         No,
@@ -653,7 +831,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RequestRead,
         A::RequestRead,
-        false,
+        Grant(Metadata),
         REQUEST_READERS,
         CategoryRule::No,
         No,
@@ -663,7 +841,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RequestExtend,
         A::RequestExtend,
-        false,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -673,7 +851,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RequestReject,
         A::RequestReject,
-        false,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -682,7 +860,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RequestExport,
         A::RequestExport,
-        false,
+        Never,
         REQUESTERS,
         Target,
         ForAdmins,
@@ -692,7 +870,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RequestCertificate,
         A::CertificateRead,
-        false,
+        Grant(Metadata),
         REQUEST_READERS,
         CategoryRule::No,
         No,
@@ -702,7 +880,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::RequestBulkErase,
         A::RequestBulk,
-        false,
+        Never,
         MANAGERS,
         CategoryRule::No,
         ForAdmins,
@@ -712,7 +890,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::LlmChatCompletions,
         A::LlmChatCompletions,
-        false,
+        Never,
         LLM_USERS,
         CategoryRule::No,
         No,
@@ -721,7 +899,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::LlmResponses,
         A::LlmResponses,
-        false,
+        Never,
         LLM_USERS,
         CategoryRule::No,
         No,
@@ -730,7 +908,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::LlmMessages,
         A::LlmMessages,
-        false,
+        Never,
         LLM_USERS,
         CategoryRule::No,
         No,
@@ -739,7 +917,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::LlmModels,
         A::LlmModels,
-        false,
+        Never,
         LLM_USERS,
         CategoryRule::No,
         No,
@@ -748,7 +926,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::Sweep,
         A::LifecycleSweep,
-        false,
+        Never,
         &[],
         CategoryRule::No,
         No,
@@ -757,7 +935,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::KeysRotate,
         A::KeyRotate,
-        false,
+        Never,
         &[],
         CategoryRule::No,
         No,
@@ -766,7 +944,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::AuditVerify,
         A::AuditVerify,
-        false,
+        Never,
         &[],
         CategoryRule::No,
         No,
@@ -775,7 +953,7 @@ pub const TABLE: &[Rule] = &[
     rule(
         Op::AuditExport,
         A::AuditExport,
-        false,
+        Never,
         &[],
         CategoryRule::No,
         No,
@@ -792,8 +970,12 @@ impl Operation {
 }
 
 /// What [`decide`] needs to know about the caller's org and the calling member.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Facts {
+    /// The org has a member holding `owner` (operators then act in it only under a grant).
+    pub has_owner: bool,
+    /// The active support grant the calling operator named, checked against the org.
+    pub grant: Option<ActiveGrant>,
     /// The org is being (or was) terminated.
     pub terminating: bool,
     /// The org's `require_mfa_for_admins` setting.
@@ -816,7 +998,7 @@ pub struct Facts {
 pub fn decide(
     rule: &Rule,
     principal: &Principal,
-    facts: Facts,
+    facts: &Facts,
     categories: &[&Category],
 ) -> Result<(), CoreError> {
     if facts.terminating && !rule.while_terminating && !matches!(principal, Principal::System) {
@@ -824,12 +1006,10 @@ pub fn decide(
     }
     match principal {
         Principal::System => Ok(()),
-        Principal::Admin if rule.admin => Ok(()),
-        Principal::Admin => Err(CoreError::Forbidden(format!(
-            "`{}` is not open to the admin token; the admin token manages orgs and members, \
-             use a member's API key for data",
-            rule.action
-        ))),
+        // A terminating org's members are revoked: what is still open on it (evidence,
+        // holds, certificates) is the operator's to do, without a grant nobody could approve.
+        Principal::Admin if facts.terminating => Ok(()),
+        Principal::Admin => operator_check(rule, facts, categories),
         Principal::Member { member, auth, .. } => {
             let has = |roles: &[Role]| {
                 roles
@@ -856,6 +1036,7 @@ pub fn decide(
                 let needs = match rule.mfa {
                     MfaRule::No => member.mfa,
                     MfaRule::ForAdmins => must_use,
+                    MfaRule::Always => true,
                     MfaRule::Enrollment => {
                         let first_manager = manager && facts.no_manager_factor;
                         let needs = facts.factor_enrolled || (must_use && !first_manager);
@@ -887,6 +1068,70 @@ pub fn decide(
             Ok(())
         }
     }
+}
+
+/// The operators' column of `rule`: always, never, only in an ownerless org, or under an
+/// active grant of a wide enough scope that covers every category touched (and never edits
+/// an `editable = false` one).
+fn operator_check(rule: &Rule, facts: &Facts, categories: &[&Category]) -> Result<(), CoreError> {
+    let needed = match rule.operator {
+        OperatorRule::Always => return Ok(()),
+        OperatorRule::OwnerlessOrg if !facts.has_owner => return Ok(()),
+        OperatorRule::OwnerlessOrg => {
+            return Err(CoreError::Forbidden(format!(
+                "`{}`: the org has an owner, so operators create no members in it (only its \
+                 first owner, while it has none); its owners and admins add members",
+                rule.action
+            )))
+        }
+        OperatorRule::Never => {
+            return Err(CoreError::Forbidden(format!(
+                "`{}` is not open to operators, with or without a support grant: it is the \
+                 org's own to do",
+                rule.action
+            )))
+        }
+        OperatorRule::Grant(needed) => needed,
+    };
+    let Some(grant) = &facts.grant else {
+        return Err(CoreError::GrantRequired(format!(
+            "`{}` inside an org is open to operators only under an active support grant the \
+             org approved, named with the X-Custos-Grant header (ask for one with \
+             POST /v1/orgs/{{org}}/support-requests)",
+            rule.action
+        )));
+    };
+    if grant.scope < needed {
+        return Err(CoreError::GrantRequired(format!(
+            "`{}` needs a support grant of scope `{}` or wider; grant {} has `{}`",
+            rule.action,
+            needed.as_str(),
+            grant.id,
+            grant.scope.as_str()
+        )));
+    }
+    if rule.category != CategoryRule::No {
+        for category in categories {
+            if rule.edits && !category.editable {
+                return Err(CoreError::Forbidden(format!(
+                    "category `{}` is append-only (editable = false): no support grant lets \
+                     an operator change or delete its records",
+                    category.name
+                )));
+            }
+            let granted = grant
+                .categories
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| n == &category.name));
+            if !granted {
+                return Err(CoreError::Forbidden(format!(
+                    "category `{}` is not among the categories of support grant {}",
+                    category.name, grant.id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A category's access rule (roles, groups, MFA) against a member.
@@ -947,7 +1192,7 @@ fn role_list(roles: &[Role]) -> String {
 /// The authorization table as a Markdown table (rendered in the README).
 pub fn table_markdown() -> String {
     let mut out = String::from(
-        "| operation | route | CLI | admin token | member roles | category rule | second factor | while terminating |\n\
+        "| operation | route | CLI | operators | member roles | category rule | second factor | while terminating |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in TABLE {
@@ -975,6 +1220,7 @@ pub fn table_markdown() -> String {
         let mfa = match r.mfa {
             MfaRule::No => "—",
             MfaRule::ForAdmins => "owners/admins if org requires",
+            MfaRule::Always => "always",
             MfaRule::Enrollment => {
                 "if one is enrolled or must be (else an enrollment code, see README)"
             }
@@ -982,7 +1228,12 @@ pub fn table_markdown() -> String {
         out.push_str(&format!(
             "| `{}` | {route} | {cli} | {} | {roles} | {category} | {mfa} | {} |\n",
             r.action,
-            if r.admin { "yes" } else { "no" },
+            match r.operator {
+                OperatorRule::Always => "yes".to_string(),
+                OperatorRule::Never => "no".to_string(),
+                OperatorRule::OwnerlessOrg => "first owner of an ownerless org".to_string(),
+                OperatorRule::Grant(scope) => format!("under a `{}` grant", scope.as_str()),
+            },
             if r.while_terminating { "yes" } else { "no" },
         ));
     }

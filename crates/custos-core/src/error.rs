@@ -15,6 +15,10 @@ pub enum CoreError {
     /// Authenticated, but not allowed.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// An operator acting inside an org that has an owner, without an active support grant
+    /// that covers the operation (named by `X-Custos-Grant`).
+    #[error("{0}")]
+    GrantRequired(String),
     /// The operation (or category) named needs a second factor and the caller proved none.
     #[error("{0} needs a second factor (a TOTP session or an identity-provider token)")]
     MfaRequired(String),
@@ -91,6 +95,7 @@ impl CoreError {
             CoreError::Unauthenticated => "unauthenticated",
             CoreError::Forbidden(_) => "forbidden",
             CoreError::MfaRequired(_) => "mfa_required",
+            CoreError::GrantRequired(_) => "grant_required",
             CoreError::NotFound(_) => "not_found",
             CoreError::OrgTerminated(_) => "org_terminated",
             CoreError::Invalid { .. } => "invalid_input",

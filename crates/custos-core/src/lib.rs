@@ -35,6 +35,7 @@ mod pii_stream;
 mod pii_walk;
 mod records;
 mod settings;
+mod support;
 mod totp;
 
 use std::sync::Arc;
@@ -76,8 +77,12 @@ pub use records::{
     MAX_BATCH_RECORDS,
 };
 pub use settings::{
-    IdentityProvider, OrgSettings, SettingsChange, DEFAULT_LLM_MAX_CONCURRENCY,
+    IdentityProvider, OrgSettings, SettingsChange, SupportAccess, DEFAULT_LLM_MAX_CONCURRENCY,
     DEFAULT_LLM_MAX_REQUEST_BYTES,
+};
+pub use support::{
+    valid_grant_id, GrantAccess, Justification, NewSupportRequest, SupportAccesses,
+    SupportApproval, SupportRequestView,
 };
 pub use totp::{
     EnrollmentCodeView, NewSession, SessionView, TotpEnrollment, TotpEnrollmentRequest,
@@ -158,6 +163,9 @@ pub struct Caller {
     pub client_request_id: Option<String>,
     /// Network address of the caller, if any.
     pub source: Option<String>,
+    /// The support grant an operator names for this request (`X-Custos-Grant`): checked
+    /// against the org it acts in, and carried by every audit event of the request.
+    pub grant: Option<String>,
 }
 
 impl Caller {
@@ -168,7 +176,14 @@ impl Caller {
             request_id: None,
             client_request_id: None,
             source: None,
+            grant: None,
         }
+    }
+
+    /// The same caller acting under support grant `id` (an operator's `X-Custos-Grant`).
+    pub fn under_grant(mut self, id: impl Into<String>) -> Self {
+        self.grant = Some(id.into());
+        self
     }
 
     fn actor(&self) -> Actor {
@@ -330,6 +345,21 @@ impl Custos {
         &self.scanner
     }
 
+    /// PII findings in `text` for `caller` (`POST /v1/scan`). Scanning is CPU work
+    /// proportional to the text, so it runs off the async workers.
+    pub async fn scan_text(
+        &self,
+        caller: &Caller,
+        text: String,
+    ) -> Result<Vec<custos_pii::Finding>, CoreError> {
+        self.authorize_global(caller, authz::Operation::Scan)
+            .await?;
+        let scanner = self.scanner.clone();
+        tokio::task::spawn_blocking(move || scanner.scan(&text))
+            .await
+            .map_err(|e| CoreError::internal_from("scan task", e))
+    }
+
     /// Accepts `token` as the bootstrap admin token.
     pub fn with_admin_token(mut self, token: &str) -> Self {
         self.admin_token_hash = Some(token_hash(token));
@@ -457,6 +487,7 @@ impl Custos {
             request_id: context.request_id,
             client_request_id: context.client_request_id,
             source: context.source,
+            grant: None,
         };
         let (scope, member) = match &caller.principal {
             Principal::Member {
@@ -519,9 +550,16 @@ impl Custos {
 
     /// A success event for `action` by `caller`, now.
     fn event(&self, caller: &Caller, action: custos_audit::AuditAction) -> AuditEvent {
-        AuditEvent::new(self.now(), caller.actor(), action)
+        let mut event = AuditEvent::new(self.now(), caller.actor(), action)
             .request(caller.request_id.clone(), caller.source.clone())
-            .client_request(caller.client_request_id.clone())
+            .client_request(caller.client_request_id.clone());
+        // An operator's request names its grant on every event, so that the org's list of
+        // accesses under a grant is exactly the log's events carrying it. (Authorization
+        // refuses a named grant that is not active in the org the request acts in.)
+        if let (Principal::Admin, Some(grant)) = (&caller.principal, &caller.grant) {
+            event.details.grant = Some(grant.clone());
+        }
+        event
     }
 
     /// Records a refused action in the audit log, then returns the refusal. If the audit

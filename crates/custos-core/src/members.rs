@@ -245,15 +245,28 @@ fn check_groups(groups: &[String]) -> Result<(), CoreError> {
 /// these attributes, if it may not: roles and groups must be the caller's own, and a caller
 /// that must use a second factor cannot make a member that need not.
 fn ungrantable(caller: &Caller, roles: &[String], groups: &[String], mfa: bool) -> Option<String> {
-    let Principal::Member { member, .. } = &caller.principal else {
-        return None;
+    let member = match &caller.principal {
+        Principal::Member { member, .. } => member,
+        // An operator creates only an ownerless org's first owner (the authorization table
+        // lets it create a member there at all).
+        Principal::Admin if !roles.iter().any(|r| r == "owner") => {
+            return Some(
+                "an operator creates only the first owner of an org that has none: give the \
+                 member the role owner (it then adds the others)"
+                    .into(),
+            )
+        }
+        _ => return None,
     };
     if let Some(role) = roles.iter().find(|r| !member.roles.contains(r)) {
         return Some(format!(
             "the caller cannot grant the role {role}, which it does not hold"
         ));
     }
-    if let Some(group) = groups.iter().find(|g| !member.groups.contains(g)) {
+    // An owner grants any group: groups are the org's own partition of its data, and someone
+    // must be able to start one (the org's first owner is in none).
+    let owner = member.roles.iter().any(|r| r == "owner");
+    if let Some(group) = groups.iter().find(|g| !owner && !member.groups.contains(g)) {
         return Some(format!(
             "the caller cannot grant the group {group}, which it is not in"
         ));

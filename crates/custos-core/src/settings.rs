@@ -44,6 +44,27 @@ pub struct IdentityProvider {
     pub jwks_uri: String,
 }
 
+/// Whether the deployment's operators may ask the org for support access.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SupportAccess {
+    /// Operators may file support requests; each still needs an owner's or admin's approval.
+    #[default]
+    Allowed,
+    /// No support request can be filed, and no grant approved earlier works any more.
+    Forbidden,
+}
+
+impl SupportAccess {
+    /// The setting's name in the API (`allowed`, `forbidden`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupportAccess::Allowed => "allowed",
+            SupportAccess::Forbidden => "forbidden",
+        }
+    }
+}
+
 /// An org's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -76,6 +97,9 @@ pub struct OrgSettings {
     /// Keep each call's scrubbed prompt (placeholders, never values) as a record of the
     /// policy's LLM category; only where the policy does not demand zero retention.
     pub llm_retain_prompts: bool,
+    /// Whether the deployment's operators may ask for support access (`allowed`) or not
+    /// (`forbidden`: requests are refused and every grant stops working).
+    pub support_access: SupportAccess,
 }
 
 impl Default for OrgSettings {
@@ -92,6 +116,7 @@ impl Default for OrgSettings {
             llm_max_request_bytes: DEFAULT_LLM_MAX_REQUEST_BYTES,
             llm_max_concurrency: DEFAULT_LLM_MAX_CONCURRENCY,
             llm_retain_prompts: false,
+            support_access: SupportAccess::Allowed,
         }
     }
 }
@@ -138,6 +163,9 @@ pub struct SettingsChange {
     /// See [`OrgSettings::llm_retain_prompts`].
     #[serde(default)]
     pub llm_retain_prompts: Option<bool>,
+    /// See [`OrgSettings::support_access`].
+    #[serde(default)]
+    pub support_access: Option<SupportAccess>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -242,6 +270,10 @@ impl OrgSettings {
             }
             self.llm_retain_prompts = v;
             changed.insert("llm_retain_prompts".into(), v.to_string());
+        }
+        if let Some(v) = change.support_access {
+            self.support_access = v;
+            changed.insert("support_access".into(), v.as_str().into());
         }
         Ok((self, changed))
     }

@@ -108,12 +108,15 @@ async fn build(store: Arc<dyn Store>, raw: Raw, dir: tempfile::TempDir) -> Log {
     let org = |name: &str| NewOrg {
         name: name.into(),
         region: None,
-        owner: None,
+        owner: Some(custos_core::NewOwner {
+            name: "Olive".into(),
+        }),
     };
-    let org_a = custos.create_org(&admin(), org("A")).await.unwrap().org.id;
-    let org_b = custos.create_org(&admin(), org("B")).await.unwrap().org.id;
-    let auditor_a = auditor(&custos, &org_a).await;
-    let auditor_b = auditor(&custos, &org_b).await;
+    let a = custos.create_org(&admin(), org("A")).await.unwrap();
+    let b = custos.create_org(&admin(), org("B")).await.unwrap();
+    let (org_a, org_b) = (a.org.id.clone(), b.org.id.clone());
+    let auditor_a = auditor(&custos, &org_a, &a.owner.unwrap().api_key).await;
+    let auditor_b = auditor(&custos, &org_b, &b.owner.unwrap().api_key).await;
     let base = store.audit_size().await.unwrap();
     let events: Vec<AuditEvent> = (0..COVERED + UNCOVERED)
         .map(|i| {
@@ -143,10 +146,12 @@ async fn build(store: Arc<dyn Store>, raw: Raw, dir: tempfile::TempDir) -> Log {
     }
 }
 
-async fn auditor(custos: &Custos, org: &str) -> Caller {
+/// An auditor of `org`, added by its owner (API key `owner`).
+async fn auditor(custos: &Custos, org: &str, owner: &str) -> Caller {
+    let owner = Caller::new(custos.authenticate(owner).await.unwrap());
     let created = custos
         .add_member(
-            &admin(),
+            &owner,
             org,
             NewMember {
                 name: "auditor".into(),

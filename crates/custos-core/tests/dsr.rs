@@ -440,7 +440,12 @@ async fn requests_have_calendar_deadlines_one_bounded_extension_and_an_overdue_f
         .unwrap();
     assert_eq!(page.items.len(), 1);
     assert!(page.items[0].overdue);
-    let report = f.env.custos.overdue(&admin(), Some(&f.org)).await.unwrap();
+    let report = f
+        .env
+        .custos
+        .overdue(&f.env.owner(&f.org).await, Some(&f.org))
+        .await
+        .unwrap();
     assert!(report
         .iter()
         .any(|o| o.request.as_deref() == Some(access.id.as_str())));

@@ -206,7 +206,7 @@ async fn years_of_policy_archive_and_purge_each_category_on_its_day() {
     assert!(rows.is_empty(), "{} records left", rows.len());
     let log = env
         .custos
-        .deletion_log(&admin(), &org, None, 1000)
+        .deletion_log(&env.owner(&org).await, &org, None, 1000)
         .await
         .unwrap();
     assert_eq!(log.len(), env.custos.policy().categories.len());
@@ -263,7 +263,7 @@ async fn soft_deleted_records_restorable_until_the_window_closes() {
     assert_eq!(view.state, "active");
     let log = env
         .custos
-        .deletion_log(&admin(), &org, None, 10)
+        .deletion_log(&env.owner(&org).await, &org, None, 10)
         .await
         .unwrap();
     assert_eq!(log.len(), 1);
@@ -582,7 +582,7 @@ async fn hard_delete_and_delete_all_purge_on_the_next_sweep() {
         .all(|a| a.action == ActionKind::Purge && a.record != kept.id));
     let log = env
         .custos
-        .deletion_log(&admin(), &org, None, 10)
+        .deletion_log(&env.owner(&org).await, &org, None, 10)
         .await
         .unwrap();
     assert_eq!(log.len(), 6);
@@ -712,7 +712,7 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
     let created = env
         .custos
         .add_member(
-            &admin(),
+            &env.owner(&org).await,
             &org,
             custos_core::NewMember {
                 name: "owner".into(),
@@ -760,7 +760,7 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
     let hold = env
         .custos
         .create_hold(
-            &admin(),
+            &member,
             &org,
             NewHold {
                 reason: "case 7".into(),
@@ -777,7 +777,7 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
         .unwrap()
         .id;
 
-    // Only an owner (or the admin token) terminates.
+    // Only an owner (or an operator) terminates.
     let err = env.custos.terminate_org(&member, &org).await.unwrap_err();
     assert!(matches!(err, CoreError::Forbidden(_)), "{err:?}");
     let requested_at = env.clock.now();
@@ -790,7 +790,8 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
     assert_eq!(again.terminating_since, Some(requested_at));
     assert_eq!(env.audit_size().await, before);
 
-    // Members are revoked at once; the org is read-only, even for the admin token.
+    // Members are revoked at once; the org is read-only, even for the operator (who may still
+    // read its evidence and manage its holds, without a grant nobody could approve now).
     assert!(env.custos.authenticate(&created.api_key).await.is_err());
     let err = env
         .custos

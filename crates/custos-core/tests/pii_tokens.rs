@@ -56,6 +56,8 @@ struct Env {
     custos: Custos,
     store: Arc<dyn Store>,
     vault: Arc<KeyVault>,
+    /// Each org's first owner's API key, by org id.
+    owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 fn admin() -> Caller {
@@ -96,6 +98,7 @@ where
         clock,
     );
     let env = Env {
+        owners: Default::default(),
         dir,
         custos,
         store,
@@ -180,9 +183,17 @@ impl Env {
         let req = NewOrg {
             name: name.into(),
             region: None,
-            owner: None,
+            owner: Some(custos_core::NewOwner {
+                name: "Olive".into(),
+            }),
         };
-        self.custos.create_org(&admin(), req).await.unwrap().org.id
+        let created = self.custos.create_org(&admin(), req).await.unwrap();
+        let key = created.owner.as_ref().unwrap().api_key.clone();
+        self.owners
+            .lock()
+            .unwrap()
+            .insert(created.org.id.clone(), key);
+        created.org.id.clone()
     }
 
     async fn member(&self, org: &str, roles: &[&str]) -> Caller {
@@ -193,7 +204,9 @@ impl Env {
             mfa: false,
             identity: None,
         };
-        let created = self.custos.add_member(&admin(), org, req).await.unwrap();
+        let owner = self.owners.lock().unwrap()[org].clone();
+        let owner = Caller::new(self.custos.authenticate(&owner).await.unwrap());
+        let created = self.custos.add_member(&owner, org, req).await.unwrap();
         Caller::new(self.custos.authenticate(&created.api_key).await.unwrap())
     }
 

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::duration::Duration;
+use crate::duration::{Duration, DurationUnit};
 
 /// PII entity names a policy may list under `detect` (lowercase; the scanner owns the recognizers).
 pub const KNOWN_PII_ENTITIES: &[&str] = &[
@@ -47,6 +47,28 @@ pub struct Policy {
     pub network: Network,
     /// Access reviews (`[access]`).
     pub access: AccessReviews,
+    /// Customer-approved support access (`[support]`).
+    pub support: Support,
+}
+
+/// The `[support]` table: how long an operator's support request waits for the customer, and
+/// how long a grant may last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Support {
+    /// A request nobody approved or denied expires this long after it was filed.
+    pub request_expiry: Duration,
+    /// The longest a grant may last; also a request's duration when it names none.
+    pub max_duration: Duration,
+}
+
+impl Default for Support {
+    fn default() -> Self {
+        // Microsoft Customer Lockbox's request expiry; Google Access Approval's usual grant.
+        Support {
+            request_expiry: Duration::new(12, DurationUnit::Hours).expect("12h is a duration"),
+            max_duration: Duration::new(8, DurationUnit::Hours).expect("8h is a duration"),
+        }
+    }
 }
 
 /// The `[access]` table: how access reviews treat members that are not used.

@@ -14,7 +14,7 @@ use crate::duration::{Duration, DurationUnit};
 use crate::model::{
     Access, AccessReviews, Backups, Bounds, Category, Classification, Deletion, ErasureAction, Llm,
     Network, PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service,
-    UnknownKeyword, KNOWN_PII_ENTITIES,
+    Support, UnknownKeyword, KNOWN_PII_ENTITIES,
 };
 
 #[path = "parse_network.rs"]
@@ -34,7 +34,9 @@ const ROOT_KEYS: &[&str] = &[
     "llm",
     "network",
     "access",
+    "support",
 ];
+const SUPPORT_KEYS: &[&str] = &["request_expiry", "max_duration"];
 const ACCESS_TABLE_KEYS: &[&str] = &["inactive_member_after"];
 const REGION_KEYS: &[&str] = &["database", "objects"];
 const SERVICE_KEYS: &[&str] = &["name", "regions", "default_region"];
@@ -659,6 +661,34 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         None => AccessReviews::default(),
     };
 
+    let support = match f
+        .get("support")
+        .and_then(|f| table_field(cx, f).map(|t| (f, t)))
+    {
+        Some((field, t)) => {
+            let f = fields(
+                cx,
+                t,
+                SUPPORT_KEYS,
+                &field.key,
+                "[support]",
+                &BTreeSet::new(),
+            );
+            let default = Support::default();
+            Support {
+                request_expiry: f
+                    .get("request_expiry")
+                    .and_then(|f| duration_field(cx, f))
+                    .unwrap_or(default.request_expiry),
+                max_duration: f
+                    .get("max_duration")
+                    .and_then(|f| duration_field(cx, f))
+                    .unwrap_or(default.max_duration),
+            }
+        }
+        None => Support::default(),
+    };
+
     Policy {
         service,
         deletion,
@@ -668,6 +698,7 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         llm,
         network,
         access,
+        support,
     }
 }
 

@@ -176,6 +176,18 @@ pub(crate) fn to_toml(p: &Policy) -> String {
         let _ = writeln!(o, "\n[access]");
         let _ = writeln!(o, "inactive_member_after = {}", quote(&after.to_string()));
     }
+    // Always shown: it says how long operators' support access may wait and last.
+    let _ = writeln!(o, "\n[support]");
+    let _ = writeln!(
+        o,
+        "request_expiry = {}",
+        quote(&p.support.request_expiry.to_string())
+    );
+    let _ = writeln!(
+        o,
+        "max_duration = {}",
+        quote(&p.support.max_duration.to_string())
+    );
     o
 }
 

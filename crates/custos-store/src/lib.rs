@@ -34,6 +34,7 @@ mod requests;
 mod schema;
 mod sqlite;
 mod stream;
+mod support;
 mod tokens;
 
 pub use audit::AuditStore;
@@ -56,6 +57,7 @@ pub use requests::{
 };
 pub use sqlite::{SnapshotCounts, SqliteStore};
 pub use stream::{record_stream, RecordChunks, RecordSender};
+pub use support::{SupportRequestRow, SupportStore, SupportTransition};
 pub use tokens::{PiiToken, TokenBatch, TokenResolution};
 
 /// Persistence of orgs, members, records, holds, overrides and the audit event stream: every
@@ -68,6 +70,7 @@ pub trait Store:
     + AuditStore
     + MemberStore
     + RequestStore
+    + SupportStore
     + Send
     + Sync
     + 'static
@@ -81,6 +84,7 @@ impl<T> Store for T where
         + AuditStore
         + MemberStore
         + RequestStore
+        + SupportStore
         + Send
         + Sync
         + 'static
@@ -91,5 +95,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         AuditStore, LifecycleStore, MemberStore, OrgStore, RecordStore, RequestStore, Store,
+        SupportStore,
     };
 }

@@ -18,6 +18,7 @@ pub(crate) mod org_rows;
 mod orgs;
 mod records;
 pub(crate) mod requests;
+mod support;
 pub(crate) mod tokens;
 
 /// An arbitrary constant that names Custos's migration lock among advisory locks.

@@ -25,6 +25,7 @@ pub(crate) mod org_rows;
 mod orgs;
 mod records;
 pub(crate) mod requests;
+mod support;
 pub(crate) mod tokens;
 
 /// The condition that scopes a records statement to the org whose id is `?1` (see

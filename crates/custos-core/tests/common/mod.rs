@@ -19,6 +19,8 @@ pub struct Env {
     pub store: Arc<SqliteStore>,
     /// The deployment's key vault (the core does not hand its own out).
     pub vault: Arc<KeyVault>,
+    /// Each org's first owner's API key, by org id.
+    owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 pub fn env() -> Env {
@@ -53,6 +55,7 @@ fn env_in(dir: tempfile::TempDir, objects: Objects, policy: Policy) -> Env {
     )
     .with_audit_signer(signer(&data));
     Env {
+        owners: Default::default(),
         dir,
         custos,
         clock,
@@ -77,20 +80,32 @@ pub fn admin() -> Caller {
 }
 
 impl Env {
+    /// A new org, created by the operator with its first owner (see [`Env::owner`]).
     pub async fn org(&self, name: &str) -> String {
-        self.custos
+        let created = self
+            .custos
             .create_org(
                 &admin(),
                 NewOrg {
                     name: name.into(),
                     region: None,
-                    owner: None,
+                    owner: Some(custos_core::NewOwner {
+                        name: "Olive".into(),
+                    }),
                 },
             )
             .await
-            .unwrap()
-            .org
-            .id
+            .unwrap();
+        let key = created.owner.as_ref().unwrap().api_key.clone();
+        let id = created.org.id.clone();
+        self.owners.lock().unwrap().insert(id.clone(), key);
+        id
+    }
+
+    /// The first owner of `org` (every role), by its API key.
+    pub async fn owner(&self, org: &str) -> Caller {
+        let key = self.owners.lock().unwrap()[org].clone();
+        Caller::new(self.custos.authenticate(&key).await.unwrap())
     }
 
     /// A member of `org`; with `mfa`, authenticated through a TOTP session (a second factor),
@@ -99,7 +114,7 @@ impl Env {
         let created = self
             .custos
             .add_member(
-                &admin(),
+                &self.owner(org).await,
                 org,
                 NewMember {
                     name: "m".into(),
