@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{deploy, ADMIN};
+use support::{deploy, org_with_owner, ADMIN};
 
 struct Org {
     d: support::Deployment,
@@ -40,21 +40,9 @@ impl Org {
             id: String::new(),
             owner: String::new(),
         };
-        let (status, created) = org
-            .call(
-                Method::POST,
-                ADMIN,
-                "/v1/orgs",
-                Some(json!({"name": "Acme"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        org.id = created["id"].as_str().unwrap().to_string();
-        // The first owner holds every role (it manages members of each).
-        org.owner = org
-            .member_with("Olive", &["owner", "admin", "member", "auditor", "service"])
-            .await
-            .1;
+        // The org comes with its first owner, who holds every role (it manages members of
+        // each).
+        (org.id, org.owner) = org_with_owner(&org.d, "Acme").await;
         org
     }
 
@@ -78,7 +66,7 @@ impl Org {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// Adds a member with `role` (by the admin token); (id, API key).
+    /// Adds a member with `role` (by the owner); (id, API key).
     async fn member(&self, name: &str, role: &str) -> (String, String) {
         self.member_with(name, &[role]).await
     }
@@ -86,7 +74,9 @@ impl Org {
     async fn member_with(&self, name: &str, roles: &[&str]) -> (String, String) {
         let path = format!("/v1/orgs/{}/members", self.id);
         let body = json!({"name": name, "roles": roles});
-        let (status, m) = self.call(Method::POST, ADMIN, &path, Some(body)).await;
+        let (status, m) = self
+            .call(Method::POST, &self.owner, &path, Some(body))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{m}");
         (
             m["id"].as_str().unwrap().to_string(),

@@ -13,7 +13,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 mod support;
 
-use support::{deploy, ADMIN};
+use support::{deploy, org_with_owner};
 
 /// Short limits, so each test takes seconds.
 fn limits() -> ConnectionLimits {
@@ -105,10 +105,12 @@ async fn half_a_request_head_is_closed_within_the_header_timeout() {
 
 #[tokio::test]
 async fn a_body_trickling_one_byte_a_second_is_cut_off() {
-    let (addr, _d) = start(limits()).await;
+    let (addr, d) = start(limits()).await;
+    // A member's key (the org's owner), made through the deployment's unlimited server.
+    let (_, key) = org_with_owner(&d, "Acme").await;
     let body = r#"{"text": "nothing to see here, just a slow body"}"#;
     let head = format!(
-        "POST /v1/scan HTTP/1.1\r\nHost: custos\r\nAuthorization: Bearer {ADMIN}\r\n\
+        "POST /v1/scan HTTP/1.1\r\nHost: custos\r\nAuthorization: Bearer {key}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{deploy, Deployment, ADMIN};
+use support::{deploy, org_with_owner, Deployment};
 
 const SUBJECT: &str = "customer-9001";
 
@@ -50,19 +50,12 @@ async fn get(d: &Deployment, token: &str, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// A member with a TOTP session (the `exports` category needs a second factor).
-async fn session_member(d: &Deployment, org: &str, role: &str) -> String {
-    let (_, m) = post(
-        d,
-        ADMIN,
-        &format!("/v1/orgs/{org}/members"),
-        json!({"name": role, "roles": [role]}),
-    )
-    .await;
-    let key = m["api_key"].as_str().unwrap().to_string();
+/// A TOTP session of the member with API key `key` (the `exports` category needs a second
+/// factor), enrolling its factor with the key alone.
+async fn session(d: &Deployment, org: &str, key: &str) -> String {
     let (_, enrolled) = post(
         d,
-        &key,
+        key,
         &format!("/v1/orgs/{org}/members/me/totp"),
         json!(null),
     )
@@ -78,7 +71,7 @@ async fn session_member(d: &Deployment, org: &str, role: &str) -> String {
         .to_string();
     let (status, s) = post(
         d,
-        &key,
+        key,
         &format!("/v1/orgs/{org}/sessions"),
         json!({"totp": code}),
     )
@@ -93,16 +86,16 @@ async fn world() -> World {
         c.with_audit_signer(Arc::new(DeploymentSigner::ephemeral("Example SaaS")))
     })
     .await;
-    let (_, org) = post(&d, ADMIN, "/v1/orgs", json!({"name": "Acme"})).await;
-    let org = org["id"].as_str().unwrap().to_string();
-    let owner = session_member(&d, &org, "owner").await;
-    let (_, svc) = post(
+    let (org, owner_key) = org_with_owner(&d, "Acme").await;
+    let (status, svc) = post(
         &d,
-        ADMIN,
+        &owner_key,
         &format!("/v1/orgs/{org}/members"),
         json!({"name": "app", "roles": ["service"]}),
     )
     .await;
+    assert_eq!(status, StatusCode::CREATED, "{svc}");
+    let owner = session(&d, &org, &owner_key).await;
     let service = svc["api_key"].as_str().unwrap().to_string();
     let mut records = Vec::new();
     for (category, content) in [

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 mod support;
 
 use custos_store::prelude::*;
-use support::{deploy, ADMIN};
+use support::{deploy, org_with_owner, ADMIN};
 
 type Server = support::Deployment;
 
@@ -51,19 +51,13 @@ impl Server {
         r.json().await.unwrap()
     }
 
-    /// An org and a member with `roles`; returns (org id, API key).
+    /// An org (with its first owner) and a member with `roles`, made by that owner; returns
+    /// (org id, the member's API key).
     async fn org_with_member(&self, roles: &[&str]) -> (String, String) {
-        let r = self
-            .post_json(ADMIN, "/v1/orgs", &json!({"name": "Acme"}))
-            .await;
-        assert_eq!(r.status(), StatusCode::CREATED);
-        let org = r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let (org, owner) = org_with_owner(self, "Acme").await;
         let r = self
             .post_json(
-                ADMIN,
+                &owner,
                 &format!("/v1/orgs/{org}/members"),
                 &json!({"name": "app", "roles": roles}),
             )

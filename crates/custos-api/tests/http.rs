@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 mod support;
 
 use custos_store::prelude::*;
-use support::{deploy, ADMIN};
+use support::{deploy, org_with_owner, ADMIN};
 
 type Server = support::Deployment;
 
@@ -92,18 +92,27 @@ impl Server {
 
     /// An org and a member with `roles` and `mfa`; returns (org id, API key).
     async fn org_with_member(&self, roles: &[&str], mfa: bool) -> (String, String) {
-        let (s, org) = self.post(ADMIN, "/v1/orgs", json!({"name": "Acme"})).await;
-        assert_eq!(s, StatusCode::CREATED, "{org}");
-        let org = org["id"].as_str().unwrap().to_string();
+        let (org, _, key) = self.org_with_owner_and_member(roles, mfa).await;
+        (org, key)
+    }
+
+    /// An org with its first owner and a member with `roles` and `mfa` made by that owner;
+    /// returns (org id, the owner's API key, the member's API key).
+    async fn org_with_owner_and_member(
+        &self,
+        roles: &[&str],
+        mfa: bool,
+    ) -> (String, String, String) {
+        let (org, owner) = org_with_owner(self, "Acme").await;
         let (s, m) = self
             .post(
-                ADMIN,
+                &owner,
                 &format!("/v1/orgs/{org}/members"),
                 json!({"name": "app", "roles": roles, "mfa": mfa}),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{m}");
-        (org, m["api_key"].as_str().unwrap().to_string())
+        (org, owner, m["api_key"].as_str().unwrap().to_string())
     }
 }
 
@@ -529,10 +538,10 @@ async fn service_endpoints_and_openapi() {
 async fn hard_delete_delete_all_deletion_log_and_overdue_over_http() {
     let s = server().await;
     // Hard deletes are for owners and admins (the full matrix is in tests/authz.rs).
-    let (org, plain) = s.org_with_member(&["member"], false).await;
+    let (org, owner, plain) = s.org_with_owner_and_member(&["member"], false).await;
     let (status, manager) = s
         .post(
-            ADMIN,
+            &owner,
             &format!("/v1/orgs/{org}/members"),
             json!({"name": "ops", "roles": ["admin"]}),
         )
@@ -592,10 +601,10 @@ async fn hard_delete_delete_all_deletion_log_and_overdue_over_http() {
         .await;
     assert_eq!(status, StatusCode::OK, "{n}");
     assert_eq!(n["records"], 0, "the hard-deleted record is already marked");
-    let (status, log) = s.get(ADMIN, &format!("/v1/orgs/{org}/deletion-log")).await;
+    let (status, log) = s.get(&key, &format!("/v1/orgs/{org}/deletion-log")).await;
     assert_eq!((status, log), (StatusCode::OK, json!([])));
     let (status, overdue) = s
-        .get(ADMIN, &format!("/v1/orgs/{org}/lifecycle/overdue"))
+        .get(&key, &format!("/v1/orgs/{org}/lifecycle/overdue"))
         .await;
     assert_eq!((status, overdue), (StatusCode::OK, json!([])));
     let r = s
@@ -646,10 +655,10 @@ async fn audit_events_filter_by_action_target_and_time() {
 #[tokio::test]
 async fn archive_restore_and_org_termination_over_http() {
     let s = server().await;
-    let (org, member) = s.org_with_member(&["member"], false).await;
+    let (org, first_owner, member) = s.org_with_owner_and_member(&["member"], false).await;
     let (status, owner) = s
         .post(
-            ADMIN,
+            &first_owner,
             &format!("/v1/orgs/{org}/members"),
             json!({"name": "boss", "roles": ["owner"]}),
         )

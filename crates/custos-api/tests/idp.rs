@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{deploy, serve, ADMIN};
+use support::{deploy, org_with_owner, serve, ADMIN};
 
 type Server = support::Deployment;
 const AUDIENCE: &str = "custos-app";
@@ -145,35 +145,34 @@ impl Server {
         self.call(req, token, None).await
     }
 
-    /// An org whose identity provider is `issuer` (if any) and the API key of an admin member
-    /// bound to the provider's `user-1` (the person of [`Issuer::claims`]).
-    async fn org(&self, issuer: Option<&Issuer>) -> (String, String) {
-        let (org, key) = self.org_bound(issuer).await;
+    /// An org whose identity provider is `issuer` (if any): (org id, the API key of its first
+    /// owner, the API key of an admin member bound to the provider's `user-1` (the person of
+    /// [`Issuer::claims`])).
+    async fn org(&self, issuer: Option<&Issuer>) -> (String, String, String) {
+        let (org, owner, key) = self.org_bound(issuer).await;
         if let Some(issuer) = issuer {
             let req = self
                 .client
                 .patch(self.url(&format!("/v1/orgs/{org}/settings")))
                 .json(&issuer.settings());
-            let (s, body) = self.call(req, ADMIN, None).await;
+            let (s, body) = self.call(req, &owner, None).await;
             assert_eq!(s, StatusCode::OK, "{body}");
         }
-        (org, key)
+        (org, owner, key)
     }
 
-    /// An org with no identity provider yet and the API key of an admin member bound to
-    /// `issuer`'s `user-1` (if any).
-    async fn org_bound(&self, issuer: Option<&Issuer>) -> (String, String) {
-        let (s, org) = self.post(ADMIN, "/v1/orgs", json!({"name": "Acme"})).await;
-        assert_eq!(s, StatusCode::CREATED, "{org}");
-        let org = org["id"].as_str().unwrap().to_string();
+    /// An org with no identity provider yet: (org id, the API key of its first owner, the API
+    /// key of an admin member bound to `issuer`'s `user-1` (if any)).
+    async fn org_bound(&self, issuer: Option<&Issuer>) -> (String, String, String) {
+        let (org, owner) = org_with_owner(self, "Acme").await;
         let members = format!("/v1/orgs/{org}/members");
         let mut admin = json!({"name": "app", "roles": ["admin"]});
         if let Some(issuer) = issuer {
             admin["identity"] = json!({"iss": issuer.base, "sub": "user-1"});
         }
-        let (s, m) = self.post(ADMIN, &members, admin).await;
+        let (s, m) = self.post(&owner, &members, admin).await;
         assert_eq!(s, StatusCode::CREATED, "{m}");
-        (org, m["api_key"].as_str().unwrap().to_string())
+        (org, owner, m["api_key"].as_str().unwrap().to_string())
     }
 
     /// Writes a `security_logs` record (roles owner/admin/auditor and a second factor).
@@ -221,7 +220,7 @@ async fn a_token_with_a_second_factor_opens_a_require_mfa_category() {
     let s = server().await;
     let key = Key::new(1, "k1");
     let issuer = Issuer::start(&[&key]).await;
-    let (org, api_key) = s.org(Some(&issuer)).await;
+    let (org, _, api_key) = s.org(Some(&issuer)).await;
 
     let (status, body) = s.write_security_log(&org, &api_key, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -241,7 +240,7 @@ async fn invalid_tokens_fail_the_request_and_are_audited_by_reason() {
     let s = server().await;
     let key = Key::new(1, "k1");
     let issuer = Issuer::start(&[&key]).await;
-    let (org, api_key) = s.org(Some(&issuer)).await;
+    let (org, _, api_key) = s.org(Some(&issuer)).await;
     let signed = |change: &dyn Fn(&mut Value)| {
         let mut claims = issuer.claims();
         change(&mut claims);
@@ -312,7 +311,7 @@ async fn an_unknown_kid_makes_one_refetch() {
     let s = server().await;
     let k1 = Key::new(1, "k1");
     let issuer = Issuer::start(&[&k1]).await;
-    let (org, api_key) = s.org(Some(&issuer)).await;
+    let (org, _, api_key) = s.org(Some(&issuer)).await;
     let (status, _) = s
         .write_security_log(&org, &api_key, Some(&k1.sign(&issuer.claims())))
         .await;
@@ -338,7 +337,7 @@ async fn an_unknown_kid_makes_one_refetch() {
     assert_eq!(s.refusals(Some(&org)).await, vec!["unknown_key"]);
 
     // In another org using the same provider, a first unknown kid refetches once.
-    let (other, other_key) = s.org(Some(&issuer)).await;
+    let (other, _, other_key) = s.org(Some(&issuer)).await;
     let (status, _) = s.write_security_log(&other, &other_key, Some(&token)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(issuer.fetches(), 3);
@@ -351,9 +350,9 @@ async fn a_token_counts_only_with_a_key_of_the_providers_org() {
     let s = server().await;
     let (ka, kb) = (Key::new(1, "k1"), Key::new(2, "k1"));
     let (issuer_a, issuer_b) = (Issuer::start(&[&ka]).await, Issuer::start(&[&kb]).await);
-    let (org_a, key_a) = s.org(Some(&issuer_a)).await;
-    let (org_b, key_b) = s.org(Some(&issuer_b)).await;
-    let (org_c, key_c) = s.org(None).await;
+    let (org_a, _, key_a) = s.org(Some(&issuer_a)).await;
+    let (org_b, _, key_b) = s.org(Some(&issuer_b)).await;
+    let (org_c, _, key_c) = s.org(None).await;
     let token_b = kb.sign(&issuer_b.claims());
 
     // Org B's token is valid for org B...
@@ -381,13 +380,13 @@ async fn a_token_counts_only_for_the_member_bound_to_its_person() {
     let s = server().await;
     let key = Key::new(1, "k1");
     let issuer = Issuer::start(&[&key]).await;
-    let (org, _) = s.org(Some(&issuer)).await;
+    let (org, owner, _) = s.org(Some(&issuer)).await;
     let members = format!("/v1/orgs/{org}/members");
     let user_1 = key.sign(&issuer.claims());
 
     // Another admin, bound to nobody, presents user-1's valid token: refused.
     let (status, bob) = s
-        .post(ADMIN, &members, json!({"name": "bob", "roles": ["admin"]}))
+        .post(&owner, &members, json!({"name": "bob", "roles": ["admin"]}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{bob}");
     let bob_key = bob["api_key"].as_str().unwrap();
@@ -401,7 +400,7 @@ async fn a_token_counts_only_for_the_member_bound_to_its_person() {
             .json(&json!({ "identity": identity }))
     };
     let user_2_identity = json!({"iss": issuer.base, "sub": "user-2"});
-    let (status, body) = s.call(patch(user_2_identity.clone()), ADMIN, None).await;
+    let (status, body) = s.call(patch(user_2_identity.clone()), &owner, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["identity"], user_2_identity);
     assert_unauthenticated(s.write_security_log(&org, bob_key, Some(&user_1)).await);
@@ -413,11 +412,11 @@ async fn a_token_counts_only_for_the_member_bound_to_its_person() {
 
     // One person is one member: user-1 is already the first admin.
     let taken = json!({"iss": issuer.base, "sub": "user-1"});
-    let (status, body) = s.call(patch(taken.clone()), ADMIN, None).await;
+    let (status, body) = s.call(patch(taken.clone()), &owner, None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let (status, body) = s
         .post(
-            ADMIN,
+            &owner,
             &members,
             json!({"name": "carol", "roles": ["member"], "identity": taken}),
         )
@@ -425,13 +424,13 @@ async fn a_token_counts_only_for_the_member_bound_to_its_person() {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     // A malformed identity names its field.
     let (status, body) = s
-        .call(patch(json!({"iss": "not a url", "sub": "x"})), ADMIN, None)
+        .call(patch(json!({"iss": "not a url", "sub": "x"})), &owner, None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.to_string().contains("identity.iss"), "{body}");
 
     // Unbound again (`null`), bob's own token no longer counts either.
-    let (status, body) = s.call(patch(Value::Null), ADMIN, None).await;
+    let (status, body) = s.call(patch(Value::Null), &owner, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["identity"], Value::Null);
     assert_unauthenticated(s.write_security_log(&org, bob_key, Some(&user_2)).await);
@@ -439,7 +438,7 @@ async fn a_token_counts_only_for_the_member_bound_to_its_person() {
     // A member that is only a `service` acts for whichever of its users signed in.
     let (status, app) = s
         .post(
-            ADMIN,
+            &owner,
             &members,
             json!({"name": "app", "roles": ["service"], "mfa": true}),
         )
@@ -478,14 +477,14 @@ async fn an_unreachable_key_set_refuses_the_token() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let (org, api_key) = s.org(None).await;
+    let (org, owner, api_key) = s.org(None).await;
     let mut settings = issuer.settings();
     settings["identity_provider"]["jwks_uri"] = json!(format!("http://127.0.0.1:{port}/jwks.json"));
     let req = s
         .client
         .patch(s.url(&format!("/v1/orgs/{org}/settings")))
         .json(&settings);
-    assert_eq!(s.call(req, ADMIN, None).await.0, StatusCode::OK);
+    assert_eq!(s.call(req, &owner, None).await.0, StatusCode::OK);
 
     let token = key.sign(&issuer.claims());
     assert_unauthenticated(s.write_security_log(&org, &api_key, Some(&token)).await);
@@ -510,13 +509,14 @@ async fn the_openapi_document_names_the_identity_token_header() {
     assert_eq!(scheme["name"], "x-custos-identity-token");
 }
 
-/// PATCHes the org's identity provider to `idp` and returns the status and problem code.
-async fn set_idp(s: &Server, org: &str, idp: Value) -> (StatusCode, Value) {
+/// PATCHes the org's identity provider to `idp` as `owner` and returns the status and problem
+/// code.
+async fn set_idp(s: &Server, org: &str, owner: &str, idp: Value) -> (StatusCode, Value) {
     let req = s
         .client
         .patch(s.url(&format!("/v1/orgs/{org}/settings")))
         .json(&json!({ "identity_provider": idp }));
-    let (status, body) = s.call(req, ADMIN, None).await;
+    let (status, body) = s.call(req, owner, None).await;
     (status, body["code"].clone())
 }
 
@@ -529,19 +529,19 @@ async fn a_loopback_key_set_needs_network_allow() {
 
     // No `[network] allow`: the loopback provider is refused when configured, unfetched.
     let closed = server_with_network("allow = []").await;
-    let (org, _) = closed.org(None).await;
-    let refused = set_idp(&closed, &org, idp(&jwks)).await;
+    let (org, owner, _) = closed.org(None).await;
+    let refused = set_idp(&closed, &org, &owner, idp(&jwks)).await;
     assert_eq!(refused, (StatusCode::BAD_REQUEST, json!("url_not_allowed")));
     // The review's user-info bypasses are refused whatever `allow` says.
     let open = server().await;
-    let (open_org, api_key) = open.org_bound(Some(&issuer)).await;
+    let (open_org, open_owner, api_key) = open.org_bound(Some(&issuer)).await;
     let port = issuer.base.rsplit(':').next().unwrap();
     for uri in [
         format!("http://localhost:1@127.0.0.1:{port}/jwks.json"),
         format!("http://127.0.0.1:80@127.0.0.1:{port}/jwks.json"),
         format!("http://[::1]@127.0.0.1:{port}/jwks.json"),
     ] {
-        let got = set_idp(&open, &open_org, idp(&uri)).await;
+        let got = set_idp(&open, &open_org, &open_owner, idp(&uri)).await;
         assert_eq!(
             got,
             (StatusCode::BAD_REQUEST, json!("url_not_allowed")),
@@ -552,7 +552,7 @@ async fn a_loopback_key_set_needs_network_allow() {
 
     // Listed in `allow`: accepted and fetched.
     assert_eq!(
-        set_idp(&open, &open_org, idp(&jwks)).await.0,
+        set_idp(&open, &open_org, &open_owner, idp(&jwks)).await.0,
         StatusCode::OK
     );
     let token = key.sign(&issuer.claims());
@@ -572,10 +572,10 @@ async fn a_name_resolving_to_loopback_is_refused_before_connecting() {
     let port = listener.local_addr().unwrap().port();
     let key = Key::new(1, "k1");
     let issuer = Issuer::start(&[&key]).await;
-    let (org, api_key) = s.org(None).await;
+    let (org, owner, api_key) = s.org(None).await;
     let idp = json!({"issuer": issuer.base, "audience": AUDIENCE,
                      "jwks_uri": format!("https://localhost:{port}/jwks.json")});
-    assert_eq!(set_idp(&s, &org, idp).await.0, StatusCode::OK);
+    assert_eq!(set_idp(&s, &org, &owner, idp).await.0, StatusCode::OK);
     let token = key.sign(&issuer.claims());
     assert_unauthenticated(s.write_security_log(&org, &api_key, Some(&token)).await);
     assert_eq!(s.refusals(Some(&org)).await, vec!["jwks_unavailable"]);

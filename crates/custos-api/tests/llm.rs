@@ -13,7 +13,7 @@ use custos_policy::{PiiAction, Policy, Provider, ProviderKind};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{deploy, Deployment, ADMIN};
+use support::{create_org_with_owner, deploy, Deployment, ADMIN};
 
 /// The variable the test providers' keys come from, and its value.
 const KEY_VAR: &str = "CUSTOS_TEST_LLM_UPSTREAM_KEY";
@@ -53,6 +53,8 @@ struct Gw {
     d: Deployment,
     up: Running,
     org: String,
+    /// The org's first owner's API key (it manages the org).
+    owner: String,
     key: String,
 }
 
@@ -60,12 +62,12 @@ async fn gateway(action: PiiAction, region: &str) -> Gw {
     gateway_with(action, region, |_| {}).await
 }
 
-/// A POST as the admin token; the JSON answer.
-async fn admin_post(d: &Deployment, path: &str, body: Value) -> Value {
+/// A POST as `token`; the JSON answer.
+async fn post_as(d: &Deployment, token: &str, path: &str, body: Value) -> Value {
     let r = d
         .client
         .post(format!("{}{path}", d.base))
-        .bearer_auth(ADMIN)
+        .bearer_auth(token)
         .json(&body)
         .send()
         .await
@@ -81,16 +83,21 @@ async fn gateway_with(action: PiiAction, region: &str, adjust: impl FnOnce(&mut 
     let mut policy = policy(&up.base_url(), action);
     adjust(&mut policy);
     let d = deploy(policy, Arc::new(SystemClock), |c| c).await;
-    let org = admin_post(&d, "/v1/orgs", json!({"name": "Acme", "region": region})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let created = create_org_with_owner(&d, json!({"name": "Acme", "region": region})).await;
+    let org = created["id"].as_str().unwrap().to_string();
+    let owner = created["owner"]["api_key"].as_str().unwrap().to_string();
     let member = json!({"name": "app", "roles": ["member"]});
-    let key = admin_post(&d, &format!("/v1/orgs/{org}/members"), member).await["api_key"]
+    let key = post_as(&d, &owner, &format!("/v1/orgs/{org}/members"), member).await["api_key"]
         .as_str()
         .unwrap()
         .to_string();
-    Gw { d, up, org, key }
+    Gw {
+        d,
+        up,
+        org,
+        owner,
+        key,
+    }
 }
 
 impl Gw {
@@ -109,7 +116,7 @@ impl Gw {
             .d
             .client
             .patch(format!("{}/v1/orgs/{}/settings", self.d.base, self.org))
-            .bearer_auth(ADMIN)
+            .bearer_auth(&self.owner)
             .json(&change)
             .send()
             .await
@@ -766,7 +773,7 @@ async fn prompts_are_kept_scrubbed_only_when_the_org_opts_in_and_the_policy_allo
     let r =
         g.d.client
             .patch(format!("{}/v1/orgs/{}/settings", g.d.base, g.org))
-            .bearer_auth(ADMIN)
+            .bearer_auth(&g.owner)
             .json(&json!({"llm_retain_prompts": true}))
             .send()
             .await
@@ -794,16 +801,10 @@ async fn prompts_are_kept_scrubbed_only_when_the_org_opts_in_and_the_policy_allo
     let id = events[0]["prompt_record"]
         .as_str()
         .unwrap_or_else(|| panic!("{events:?}"));
-    let owner = admin_post(
-        &g.d,
-        &format!("/v1/orgs/{}/members", g.org),
-        json!({"name": "owner", "roles": ["owner"]}),
-    )
-    .await;
     let record: Value =
         g.d.client
             .get(format!("{}/v1/orgs/{}/records/{id}", g.d.base, g.org))
-            .bearer_auth(owner["api_key"].as_str().unwrap())
+            .bearer_auth(&g.owner)
             .send()
             .await
             .unwrap()

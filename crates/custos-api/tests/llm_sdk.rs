@@ -18,7 +18,7 @@ use custos_core::SystemClock;
 use custos_llm_stand_in::{start, Running};
 use custos_policy::{PiiAction, Policy, ProviderKind};
 use serde_json::{json, Value};
-use support::{deploy, Deployment, ADMIN};
+use support::{create_org_with_owner, deploy, Deployment};
 
 fn policy(standin: &str, action: PiiAction) -> Policy {
     let mut p = Policy::builtin();
@@ -43,22 +43,16 @@ async fn setup(action: PiiAction) -> (Deployment, Running) {
     (d, up)
 }
 
-/// A new org (in `region`, with `settings`) and a member key for it.
+/// A new org (in `region`, with `settings`, set by its first owner) and a member key for it.
 async fn org_key(d: &Deployment, region: &str, settings: Value) -> String {
+    let created = create_org_with_owner(d, json!({"name": "Acme", "region": region})).await;
+    let org = created["id"].as_str().unwrap().to_string();
+    let owner = created["owner"]["api_key"].as_str().unwrap();
     let send = |rb: reqwest::RequestBuilder| async move {
-        let r = rb.bearer_auth(ADMIN).send().await.unwrap();
+        let r = rb.bearer_auth(owner).send().await.unwrap();
         assert!(r.status().is_success());
         r.json::<Value>().await.unwrap()
     };
-    let org = send(
-        d.client
-            .post(format!("{}/v1/orgs", d.base))
-            .json(&json!({"name": "Acme", "region": region})),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     send(
         d.client
             .patch(format!("{}/v1/orgs/{org}/settings", d.base))

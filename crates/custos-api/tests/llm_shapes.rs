@@ -26,7 +26,7 @@ use custos_llm_stand_in::{start, Running};
 use custos_policy::{PiiAction, Policy, Provider, ProviderKind};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{deploy, Deployment, ADMIN};
+use support::{create_org_with_owner, deploy, Deployment, ADMIN};
 
 const KEY_VAR: &str = "CUSTOS_TEST_LLM_UPSTREAM_KEY";
 const UPSTREAM_KEY: &str = "upstream-secret-key-42";
@@ -67,11 +67,14 @@ async fn gateway() -> Gw {
         rule.action = PiiAction::Tokenize;
     }
     let d = deploy(p, Arc::new(SystemClock), |c| c).await;
+    let created = create_org_with_owner(&d, json!({"name": "Acme", "region": "us-east"})).await;
+    let org = created["id"].as_str().unwrap().to_string();
+    let owner = created["owner"]["api_key"].as_str().unwrap();
     let post = |path: String, body: Value| {
         let rb = d
             .client
             .post(format!("{}{path}", d.base))
-            .bearer_auth(ADMIN);
+            .bearer_auth(owner);
         async move {
             rb.json(&body)
                 .send()
@@ -82,14 +85,6 @@ async fn gateway() -> Gw {
                 .unwrap()
         }
     };
-    let org = post(
-        "/v1/orgs".into(),
-        json!({"name": "Acme", "region": "us-east"}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let member = json!({"name": "app", "roles": ["member"]});
     let key = post(format!("/v1/orgs/{org}/members"), member).await["api_key"]
         .as_str()

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{deploy, Deployment, ADMIN};
+use support::{deploy, org_with_owner, Deployment, ADMIN};
 
 struct Server {
     d: Deployment,
@@ -65,19 +65,18 @@ impl Server {
         v
     }
 
-    async fn org(&self) -> String {
-        self.ok("POST", ADMIN, "/v1/orgs", Some(json!({"name": "R"})))
-            .await["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+    /// An org with its first owner (every role): (org id, the owner's API key).
+    async fn org(&self) -> (String, String) {
+        org_with_owner(&self.d, "R").await
     }
 
-    async fn member(&self, org: &str, body: Value) -> (String, String) {
+    /// A member of `org` made by `creator` (an owner, or the admin token for the first owner
+    /// of an org without one): (API key, id).
+    async fn member(&self, org: &str, creator: &str, body: Value) -> (String, String) {
         let v = self
             .ok(
                 "POST",
-                ADMIN,
+                creator,
                 &format!("/v1/orgs/{org}/members"),
                 Some(body),
             )
@@ -138,17 +137,31 @@ impl Server {
 #[tokio::test]
 async fn erasure_reaches_every_category_whoever_filed_it_and_names_the_filer() {
     let s = server().await;
-    let org = s.org().await;
+    // The writer is in the `legal` group, which only a member of it may grant: it is the
+    // org's first owner (every role), the one member the admin token makes (in an org without
+    // an owner).
+    let org = s
+        .ok("POST", ADMIN, "/v1/orgs", Some(json!({"name": "R"})))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let every_role = ["owner", "admin", "member", "auditor", "service"];
     let (writer_key, _) = s
         .member(
             &org,
-            json!({"name": "w", "roles": ["owner"], "groups": ["legal"]}),
+            ADMIN,
+            json!({"name": "w", "roles": every_role, "groups": ["legal"]}),
+        )
+        .await;
+    let (app, app_id) = s
+        .member(
+            &org,
+            &writer_key,
+            json!({"name": "app", "roles": ["service"]}),
         )
         .await;
     let writer = s.session(&org, &writer_key).await;
-    let (app, app_id) = s
-        .member(&org, json!({"name": "app", "roles": ["service"]}))
-        .await;
     let records = format!("/v1/orgs/{org}/records");
     let mut ids = Vec::new();
     for category in ["messages", "legal_notes", "secure_notes"] {
@@ -198,9 +211,9 @@ async fn erasure_reaches_every_category_whoever_filed_it_and_names_the_filer() {
 #[tokio::test]
 async fn append_only_categories_refuse_every_delete() {
     let s = server().await;
-    let org = s.org().await;
+    let (org, org_owner) = s.org().await;
     let (owner_key, _) = s
-        .member(&org, json!({"name": "o", "roles": ["owner"]}))
+        .member(&org, &org_owner, json!({"name": "o", "roles": ["owner"]}))
         .await;
     let owner = s.session(&org, &owner_key).await;
     let records = format!("/v1/orgs/{org}/records");
@@ -239,15 +252,23 @@ async fn append_only_categories_refuse_every_delete() {
 #[tokio::test]
 async fn an_admin_cannot_loosen_or_take_over_a_peer_admin() {
     let s = server().await;
-    let org = s.org().await;
+    let (org, org_owner) = s.org().await;
     let (admin_key, admin_id) = s
-        .member(&org, json!({"name": "a", "roles": ["admin"]}))
+        .member(&org, &org_owner, json!({"name": "a", "roles": ["admin"]}))
         .await;
     let (_, peer_id) = s
-        .member(&org, json!({"name": "p", "roles": ["admin"], "mfa": true}))
+        .member(
+            &org,
+            &org_owner,
+            json!({"name": "p", "roles": ["admin"], "mfa": true}),
+        )
         .await;
     let (owner_key, _) = s
-        .member(&org, json!({"name": "o", "roles": ["owner", "admin"]}))
+        .member(
+            &org,
+            &org_owner,
+            json!({"name": "o", "roles": ["owner", "admin"]}),
+        )
         .await;
     let admin = s.session(&org, &admin_key).await;
     let peer = format!("/v1/orgs/{org}/members/{peer_id}");
@@ -276,9 +297,9 @@ async fn an_admin_cannot_loosen_or_take_over_a_peer_admin() {
 #[tokio::test]
 async fn mfa_refusals_name_the_category_once() {
     let s = server().await;
-    let org = s.org().await;
+    let (org, org_owner) = s.org().await;
     let (key, _) = s
-        .member(&org, json!({"name": "m", "roles": ["member"]}))
+        .member(&org, &org_owner, json!({"name": "m", "roles": ["member"]}))
         .await;
     let (status, answer) = s
         .call(
@@ -299,9 +320,9 @@ async fn mfa_refusals_name_the_category_once() {
 #[tokio::test]
 async fn refused_credentials_are_audited_counted_and_limited_per_source() {
     let s = server().await;
-    let org = s.org().await;
+    let (org, org_owner) = s.org().await;
     let (key, _) = s
-        .member(&org, json!({"name": "m", "roles": ["member"]}))
+        .member(&org, &org_owner, json!({"name": "m", "roles": ["member"]}))
         .await;
     let path = format!("/v1/orgs/{org}/records?limit=1");
     let bad = "cus_ZZtop123secretpartthatisnotkept0000000000";
@@ -386,14 +407,18 @@ async fn free_text_kept_in_plain_text_refuses_identifiers() {
         answer["detail"].as_str().unwrap().contains("`name`"),
         "{answer}"
     );
-    let org = s.org().await;
+    let (org, org_owner) = s.org().await;
     // A person's display name is fine for a member; an e-mail address is not.
-    s.member(&org, json!({"name": "Alice Smith", "roles": ["owner"]}))
-        .await;
+    s.member(
+        &org,
+        &org_owner,
+        json!({"name": "Alice Smith", "roles": ["owner"]}),
+    )
+    .await;
     let (status, _) = s
         .call(
             "POST",
-            ADMIN,
+            &org_owner,
             &format!("/v1/orgs/{org}/members"),
             Some(json!({"name": "zed@mailpit.io", "roles": ["member"]})),
         )
@@ -402,7 +427,7 @@ async fn free_text_kept_in_plain_text_refuses_identifiers() {
     let (status, answer) = s
         .call(
             "POST",
-            ADMIN,
+            &org_owner,
             &format!("/v1/orgs/{org}/holds"),
             Some(json!({"reason": "dispute with zed@mailpit.io"})),
         )
@@ -414,7 +439,7 @@ async fn free_text_kept_in_plain_text_refuses_identifiers() {
     );
     assert!(!answer.to_string().contains("mailpit"), "{answer}");
     let holds = s
-        .ok("GET", ADMIN, &format!("/v1/orgs/{org}/holds"), None)
+        .ok("GET", &org_owner, &format!("/v1/orgs/{org}/holds"), None)
         .await;
     assert_eq!(holds.as_array().map(Vec::len), Some(0), "{holds}");
 }

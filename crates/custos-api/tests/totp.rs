@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{deploy, Deployment, ADMIN};
+use support::{create_org_with_owner, deploy, Deployment, ADMIN};
 
 struct Server {
     d: Deployment,
@@ -58,29 +58,35 @@ impl Server {
         v
     }
 
-    async fn org(&self, settings: Value) -> String {
-        let org = self
-            .ok("POST", ADMIN, "/v1/orgs", Some(json!({"name": "T"})))
-            .await["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    /// An org with its first owner, who holds every role: (org id, the owner's API key, the
+    /// owner's id).
+    async fn org(&self) -> (String, String, String) {
+        let created = create_org_with_owner(&self.d, json!({"name": "T"})).await;
+        let owner = &created["owner"];
+        (
+            created["id"].as_str().unwrap().to_string(),
+            owner["api_key"].as_str().unwrap().to_string(),
+            owner["id"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Changes the settings of `org` as `token`.
+    async fn settings(&self, org: &str, token: &str, settings: Value) {
         self.ok(
             "PATCH",
-            ADMIN,
+            token,
             &format!("/v1/orgs/{org}/settings"),
             Some(settings),
         )
         .await;
-        org
     }
 
-    /// A member of `org` made by the admin token: (API key, id).
-    async fn member(&self, org: &str, body: Value) -> (String, String) {
+    /// A member of `org` made by `creator` (an owner): (API key, id).
+    async fn member(&self, org: &str, creator: &str, body: Value) -> (String, String) {
         let v = self
             .ok(
                 "POST",
-                ADMIN,
+                creator,
                 &format!("/v1/orgs/{org}/members"),
                 Some(body),
             )
@@ -161,15 +167,10 @@ fn wrong(s: &Server, secret: &str, i: u32) -> String {
 #[tokio::test]
 async fn ten_thousand_guesses_end_in_a_lockout_that_only_an_owner_or_admin_clears() {
     let s = server().await;
-    let org = s.org(json!({})).await;
-    let (owner_key, _) = s
-        .member(
-            &org,
-            json!({"name": "o", "roles": ["owner", "admin", "member", "auditor", "service"]}),
-        )
-        .await;
+    // The org's first owner holds every role.
+    let (org, owner_key, _) = s.org().await;
     let (key, id) = s
-        .member(&org, json!({"name": "m", "roles": ["member"]}))
+        .member(&org, &owner_key, json!({"name": "m", "roles": ["member"]}))
         .await;
     let owner_secret = s.enroll(&org, &owner_key, None).await.2["secret"]
         .as_str()
@@ -248,21 +249,23 @@ async fn ten_thousand_guesses_end_in_a_lockout_that_only_an_owner_or_admin_clear
 #[tokio::test]
 async fn members_that_must_use_a_second_factor_enroll_only_with_a_code_an_owner_issued() {
     let s = server().await;
-    let org = s.org(json!({"require_mfa_for_admins": true})).await;
-    let (owner_key, owner_id) = s
-        .member(
-            &org,
-            json!({"name": "o", "roles": ["owner", "admin", "member", "auditor", "service"]}),
-        )
-        .await;
+    // The org's first owner holds every role; it makes the members first, then requires MFA
+    // of admins (from then on its management calls need a second factor).
+    let (org, owner_key, owner_id) = s.org().await;
     let (admin_key, admin_id) = s
-        .member(&org, json!({"name": "a", "roles": ["admin"]}))
+        .member(&org, &owner_key, json!({"name": "a", "roles": ["admin"]}))
         .await;
     let (strict_key, strict_id) = s
-        .member(&org, json!({"name": "s", "roles": ["member"], "mfa": true}))
+        .member(
+            &org,
+            &owner_key,
+            json!({"name": "s", "roles": ["member"], "mfa": true}),
+        )
         .await;
     let (plain_key, _) = s
-        .member(&org, json!({"name": "p", "roles": ["member"]}))
+        .member(&org, &owner_key, json!({"name": "p", "roles": ["member"]}))
+        .await;
+    s.settings(&org, &owner_key, json!({"require_mfa_for_admins": true}))
         .await;
 
     // No owner or admin has a factor yet: the first one enrolls with its key alone.

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 mod support;
 
-use support::{cli, post, post_status, Server, ADMIN};
+use support::{cli, org_with_owner, post, post_status, Server};
 
 const CARD: &str = "4111 1111 1111 1111";
 const SSN: &str = "536-90-4399";
@@ -93,11 +93,10 @@ async fn blocked_write_posts_a_value_free_alert_to_the_webhook() {
     let (webhook, mut deliveries) = webhook_receiver().await;
     let s = serve(tmp.path(), &webhook).await;
 
-    let org = post(&s, ADMIN, "/v1/orgs", json!({ "name": "Acme" })).await;
-    let org = org["id"].as_str().unwrap().to_string();
+    let (org, owner) = org_with_owner(&s, "Acme").await;
     let member = post(
         &s,
-        ADMIN,
+        &owner,
         &format!("/v1/orgs/{org}/members"),
         json!({ "name": "app", "roles": ["member"] }),
     )

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{cli, post, Server, ADMIN};
+use support::{cli, org_with_owner, post, Server, ADMIN};
 
 async fn serve(data: &Path) -> Server {
     support::serve(cli(data), &["--checkpoint-interval", "1"]).await
@@ -27,18 +27,18 @@ async fn get(s: &Server, token: &str, path: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// An org with an auditor; returns (org id, auditor key).
-async fn org_with_auditor(s: &Server, name: &str) -> (String, String) {
-    let org = post(s, ADMIN, "/v1/orgs", json!({ "name": name })).await;
-    let org = org["id"].as_str().unwrap().to_string();
+/// An org with its first owner and an auditor made by that owner; returns (org id, owner key,
+/// auditor key).
+async fn org_with_auditor(s: &Server, name: &str) -> (String, String, String) {
+    let (org, owner) = org_with_owner(s, name).await;
     let m = post(
         s,
-        ADMIN,
+        &owner,
         &format!("/v1/orgs/{org}/members"),
         json!({ "name": "auditor", "roles": ["auditor"] }),
     )
     .await;
-    (org, m["api_key"].as_str().unwrap().to_string())
+    (org, owner, m["api_key"].as_str().unwrap().to_string())
 }
 
 #[tokio::test]
@@ -46,8 +46,8 @@ async fn audit_routes_serve_verifiable_checkpoints_and_proofs() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let s = serve(&data).await;
-    let (org_a, auditor_a) = org_with_auditor(&s, "A").await;
-    let (org_b, _) = org_with_auditor(&s, "B").await;
+    let (org_a, owner_a, auditor_a) = org_with_auditor(&s, "A").await;
+    let (org_b, _, _) = org_with_auditor(&s, "B").await;
 
     // The key, for anyone authenticated (an org member too).
     let (status, key) = get(&s, &auditor_a, "/v1/signing-key").await;
@@ -125,7 +125,7 @@ async fn audit_routes_serve_verifiable_checkpoints_and_proofs() {
     // The periodic task signs what the log grew by, with no request asking for it.
     post(
         &s,
-        ADMIN,
+        &owner_a,
         &format!("/v1/orgs/{org_a}/members"),
         json!({ "name": "late", "roles": ["member"] }),
     )

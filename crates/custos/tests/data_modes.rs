@@ -10,7 +10,7 @@ use serde_json::json;
 
 mod support;
 
-use support::{cli, post, ADMIN};
+use support::{cli, org_with_owner, post};
 
 /// Every file and directory under `dir`, recursively.
 fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -28,11 +28,10 @@ async fn serve_creates_data_files_0600_and_directories_0700() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let s = support::serve(cli(&data), &[]).await;
-    let org = post(&s, ADMIN, "/v1/orgs", json!({"name": "Acme"})).await;
-    let org = org["id"].as_str().unwrap();
+    let (org, owner) = org_with_owner(&s, "Acme").await;
     let member = post(
         &s,
-        ADMIN,
+        &owner,
         &format!("/v1/orgs/{org}/members"),
         json!({"name": "app", "roles": ["member"]}),
     )

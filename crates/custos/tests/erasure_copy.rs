@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::{json, Value};
-use support::{cli, post, serve, ADMIN};
+use support::{cli, org_with_owner, post, serve};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -50,14 +50,11 @@ async fn a_copy_taken_before_an_erasure_shows_nothing_of_the_subject() {
         &[],
     )
     .await;
-    let org = post(&live, ADMIN, "/v1/orgs", json!({"name": "Acme"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (org, owner) = org_with_owner(&live, "Acme").await;
     let member = |roles: Value| json!({"name": "m", "roles": roles});
     let writer = post(
         &live,
-        ADMIN,
+        &owner,
         &format!("/v1/orgs/{org}/members"),
         member(json!(["member"])),
     )
@@ -67,7 +64,7 @@ async fn a_copy_taken_before_an_erasure_shows_nothing_of_the_subject() {
         .to_string();
     let app = post(
         &live,
-        ADMIN,
+        &owner,
         &format!("/v1/orgs/{org}/members"),
         member(json!(["service"])),
     )

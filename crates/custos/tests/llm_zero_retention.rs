@@ -98,22 +98,23 @@ async fn serve(data: &Path, config: &Path, log: &Path) -> Served {
     panic!("custos serve did not come up");
 }
 
-/// A member key of a new org.
+/// A member key of a new org, made by the org's first owner.
 async fn member_key(c: &reqwest::Client, base: &str) -> String {
     let org: Value = c
         .post(format!("{base}/v1/orgs"))
         .bearer_auth(ADMIN)
-        .json(&json!({"name": "Acme"}))
+        .json(&json!({"name": "Acme", "owner": {"name": "Olive"}}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
+    let owner = org["owner"]["api_key"].as_str().unwrap();
     let org = org["id"].as_str().unwrap();
     let m: Value = c
         .post(format!("{base}/v1/orgs/{org}/members"))
-        .bearer_auth(ADMIN)
+        .bearer_auth(owner)
         .json(&json!({"name": "app", "roles": ["member"]}))
         .send()
         .await

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use stand_in::StandIn;
-use support::{cli, post, Server, ADMIN};
+use support::{cli, org_with_owner, post, Server};
 
 const BUCKET: &str = "custos-serve";
 const PREFIX: &str = "deploy/eu";
@@ -51,11 +51,10 @@ async fn files_go_to_s3_sealed_and_come_back_identical() {
     let data_dir = tmp.path().join("data");
     let s = serve(&data_dir, &s3).await;
 
-    let org = post(&s, ADMIN, "/v1/orgs", json!({ "name": "Acme" })).await;
-    let org = org["id"].as_str().unwrap().to_string();
+    let (org, owner) = org_with_owner(&s, "Acme").await;
     let member = post(
         &s,
-        ADMIN,
+        &owner,
         &format!("/v1/orgs/{org}/members"),
         json!({ "name": "uploader", "roles": ["member"] }),
     )

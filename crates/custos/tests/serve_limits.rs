@@ -10,7 +10,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 mod support;
 
-use support::{cli, serve, ADMIN};
+use support::{cli, org_with_owner, serve};
 
 /// Reads until the server closes the connection; `None` if it is still open after `within`.
 async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<String> {
@@ -51,6 +51,8 @@ async fn slow_and_greedy_clients_are_cut_off() {
     )
     .await;
     let addr: SocketAddr = s.base.trim_start_matches("http://").parse().unwrap();
+    // A member's key (the owner of a new org) for the slow request below.
+    let (_, key) = org_with_owner(&s, "Acme").await;
 
     // Half a request head: closed within the header timeout.
     let mut half = TcpStream::connect(addr).await.unwrap();
@@ -68,7 +70,7 @@ async fn slow_and_greedy_clients_are_cut_off() {
     let body = r#"{"text": "a body that takes its time"}"#;
     let mut slow = TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "POST /v1/scan HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\
+        "POST /v1/scan HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );

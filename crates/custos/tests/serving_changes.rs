@@ -195,11 +195,10 @@ async fn key_rotation_by_the_cli_fails_no_request_of_a_running_server() {
     // A second instance on the same data and keys.
     let other = support::serve(support::cli(&data), &wide).await;
     let both = [&server, &other];
-    let org = support::post(&server, ADMIN, "/v1/orgs", json!({"name": "rot"})).await;
-    let org = org["id"].as_str().unwrap().to_string();
+    let (org, owner) = support::org_with_owner(&server, "rot").await;
     let key = support::post(
         &server,
-        ADMIN,
+        &owner,
         &format!("/v1/orgs/{org}/members"),
         json!({"name": "app", "roles": ["member"]}),
     )

@@ -10,6 +10,7 @@ use custos_crypto::{KeyVault, LocalKms};
 use custos_keystore_sqlite::SqliteKeyStore;
 use custos_policy::Policy;
 use custos_store::{ObjectLocation, Objects, SqliteStore};
+use serde_json::{json, Value};
 
 /// The bootstrap admin token of every test deployment.
 pub const ADMIN: &str = "test-admin-token-0123456789";
@@ -50,6 +51,34 @@ pub async fn deploy(
         store,
         custos,
     }
+}
+
+/// Creates an org with the admin token, with `body` (name, region...) and a first owner
+/// added; returns the answer (`id`, `owner: {id, roles, api_key}`, ...). The owner holds every
+/// role: it, not the admin token, manages the org afterwards.
+pub async fn create_org_with_owner(d: &Deployment, mut body: Value) -> Value {
+    body["owner"] = json!({"name": "Olive"});
+    let r = d
+        .client
+        .post(format!("{}/v1/orgs", d.base))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let created: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+    created
+}
+
+/// An org named `name` with its first owner; (org id, the owner's API key).
+pub async fn org_with_owner(d: &Deployment, name: &str) -> (String, String) {
+    let created = create_org_with_owner(d, json!({ "name": name })).await;
+    (
+        created["id"].as_str().unwrap().to_string(),
+        created["owner"]["api_key"].as_str().unwrap().to_string(),
+    )
 }
 
 /// Serves `app` on an ephemeral loopback port; returns its base URL.

@@ -145,6 +145,22 @@ pub async fn post(s: &Server, token: &str, path: &str, body: Value) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Creates an org named `name` with the [`ADMIN`] token, with its first owner (who holds
+/// every role and, not the admin token, manages the org); (org id, the owner's API key).
+pub async fn org_with_owner(s: &Server, name: &str) -> (String, String) {
+    let created = post(
+        s,
+        ADMIN,
+        "/v1/orgs",
+        serde_json::json!({"name": name, "owner": {"name": "Olive"}}),
+    )
+    .await;
+    (
+        created["id"].as_str().unwrap().to_string(),
+        created["owner"]["api_key"].as_str().unwrap().to_string(),
+    )
+}
+
 /// A fresh PostgreSQL database (`CUSTOS_TEST_POSTGRES_URL`'s server, default the local test
 /// server), dropped when this drops; `None`, after a loud skip message, when PostgreSQL is
 /// unreachable outside CI (fatal under `CI=true`).
