@@ -137,6 +137,7 @@ pub(crate) async fn revoke_support_request(
 
 /// Paging of a grant's accesses.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AccessQuery {
     /// Start at this audit index (a previous page's `next_from`).

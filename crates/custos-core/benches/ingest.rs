@@ -235,14 +235,19 @@ async fn core_env(store: Arc<dyn Store>, dir: &Path) -> CoreEnv {
             NewOrg {
                 name: "ingest bench".into(),
                 region: None,
-                owner: None,
+                owner: Some(custos_core::NewOwner {
+                    name: "owner".into(),
+                }),
             },
         )
         .await
         .expect("create org");
+    // The operator makes the org with its first owner; the owner adds the member.
+    let owner_key = &org.owner.as_ref().expect("an owner").api_key;
+    let owner = Caller::new(custos.authenticate(owner_key).await.expect("owner key"));
     let member = custos
         .add_member(
-            &admin,
+            &owner,
             &org.id,
             NewMember {
                 name: "ingest service".into(),

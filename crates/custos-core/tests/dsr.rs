@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{admin, env, Env};
+use common::{env, Env};
 use custos_core::{
     Caller, CoreError, NewHold, NewRecord, NewRequest, Principal, RequestExtension, RequestQuery,
     RequestRejection, SweepOptions,

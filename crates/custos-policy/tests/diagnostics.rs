@@ -65,7 +65,7 @@ fn unknown_top_level_key_lists_the_allowed_keys() {
     assert_eq!(
         e.hint.as_deref(),
         Some(
-            "allowed keys here: service, deletion, categories, backups, regions, llm, network, access"
+            "allowed keys here: service, deletion, categories, backups, regions, llm, network, access, support"
         )
     );
 }
@@ -686,4 +686,28 @@ fn access_reviews_take_a_duration_and_nothing_else() {
     let d =
         check("\n[categories.messages]\nretention = \"1d\"\n\n[access]\nreview_every = \"90d\"\n");
     assert_eq!(only(&d).message, "unknown key `review_every` in [access]");
+}
+
+#[test]
+fn support_access_takes_two_durations_with_defaults() {
+    let base = format!("{HEAD}\n[categories.messages]\nretention = \"1d\"\n");
+    let default = Policy::parse(&base, "custos.toml").unwrap();
+    assert_eq!(
+        (
+            default.support.request_expiry.to_string(),
+            default.support.max_duration.to_string()
+        ),
+        ("12h".to_string(), "8h".to_string())
+    );
+    let set = Policy::parse(
+        &format!("{base}\n[support]\nmax_duration = \"2h\"\n"),
+        "custos.toml",
+    )
+    .unwrap();
+    assert_eq!(set.support.max_duration.to_string(), "2h");
+    assert_eq!(set.support.request_expiry.to_string(), "12h");
+    let d = check("\n[categories.messages]\nretention = \"1d\"\n\n[support]\nmax_duration = 8\n");
+    assert!(only(&d).message.contains("duration"), "{d}");
+    let d = check("\n[categories.messages]\nretention = \"1d\"\n\n[support]\nforever = true\n");
+    assert_eq!(only(&d).message, "unknown key `forever` in [support]");
 }

@@ -37,7 +37,10 @@ async fn call(
 
 async fn ok(s: &Server, method: &str, token: &str, path: &str, body: Option<Value>) -> Value {
     let (status, v) = call(s, method, token, None, path, body).await;
-    assert!((200..300).contains(&status), "{method} {path}: {status} {v}");
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {v}"
+    );
     v
 }
 
@@ -109,8 +112,10 @@ async fn every_access_under_a_grant_is_a_leaf_the_independent_verifier_proves() 
         "POST",
         ADMIN,
         &format!("/v1/orgs/{org}/support-requests"),
-        Some(json!({"justification": "customer_initiated_support", "ticket": "SUP-9",
-            "reason": "a message does not render", "scope": "read", "categories": ["messages"]})),
+        Some(
+            json!({"justification": "customer_initiated_support", "ticket": "SUP-9",
+            "reason": "a message does not render", "scope": "read", "categories": ["messages"]}),
+        ),
     )
     .await;
     let grant = request["id"].as_str().unwrap().to_string();

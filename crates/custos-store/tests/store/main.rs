@@ -20,6 +20,7 @@ mod regional;
 mod requests;
 mod suite;
 mod support;
+mod support_requests;
 mod tokens;
 
 /// Declares one `#[tokio::test]` per backend for each named `async fn(Harness)`.
@@ -57,6 +58,7 @@ on_both_backends! {
     crate::members::totp_attempts_are_counted_once_each_and_enrollment_codes_enroll_once => totp_attempts_and_enrollment_codes,
     crate::requests::requests_round_trip_and_update_by_compare_and_set => requests_round_trip_and_update_by_compare_and_set,
     crate::requests::erasure_changes_records_and_tokens_in_their_org_only => erasure_changes_records_and_tokens_in_their_org_only,
+    crate::support_requests::support_requests_round_trip_and_change_by_compare_and_set => support_requests_round_trip_and_change_by_compare_and_set,
     crate::suite::orgs_create_get_list => orgs_create_get_list,
     crate::suite::org_duplicate_id_conflicts => org_duplicate_id_conflicts,
     crate::suite::members_lookup_by_key_hash => members_lookup_by_key_hash,
