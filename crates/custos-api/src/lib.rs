@@ -15,6 +15,7 @@ mod llm_routes;
 mod member_routes;
 mod metrics;
 mod openapi;
+mod operator_routes;
 mod problem;
 mod request_routes;
 mod routes;

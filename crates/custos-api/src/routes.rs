@@ -46,6 +46,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(crate::member_routes::routes())
         .merge(crate::request_routes::routes())
         .merge(crate::support_routes::routes())
+        .merge(crate::operator_routes::routes())
         .route(
             "/v1/orgs/{org}/records",
             post(create_record).get(list_records),
@@ -801,6 +802,7 @@ async fn scan(
           crate::member_routes::issue_enrollment_code, crate::member_routes::clear_totp_lockout,
           crate::member_routes::get_settings, crate::member_routes::update_settings,
           crate::member_routes::access_review, crate::member_routes::record_access_review,
+          crate::operator_routes::create_operator, crate::operator_routes::list_operators,
           crate::support_routes::create_support_request,
           crate::support_routes::list_support_requests,
           crate::support_routes::approve_support_request,

@@ -533,6 +533,12 @@ async fn request(
             format!("/v1/orgs/{org}/members/{}", target_member().await),
             Body::None,
         ),
+        Operation::OperatorCreate => (
+            "POST",
+            "/v1/operators".into(),
+            Body::Json(json!({"identity": {"iss": "https://login.example.com", "sub": "op-1"}})),
+        ),
+        Operation::OperatorList => ("GET", "/v1/operators".into(), Body::None),
         Operation::SupportRequestCreate => (
             "POST",
             format!("/v1/orgs/{org}/support-requests"),
@@ -848,6 +854,9 @@ async fn request(
 fn allowed_refusal(op: Operation, who: &Principal, status: StatusCode) -> bool {
     match op {
         Operation::RecordArchiveRestore => status == StatusCode::CONFLICT,
+        // The matrix deployment has no operator identity provider (one operator would retire
+        // the admin token every other cell uses): the operator may ask, the state says no.
+        Operation::OperatorCreate => status == StatusCode::CONFLICT,
         // Other cells add members between reading the list and recording the review.
         Operation::AccessReviewRecord => status == StatusCode::CONFLICT,
         Operation::SessionOpen => {

@@ -70,6 +70,12 @@ actions! {
     /// An owner or admin recorded an access review: the reviewed list's digest and which
     /// members were kept or removed.
     AccessReviewRecord = "access_review.record",
+    /// The bootstrap admin token created the deployment's first operator.
+    OperatorCreate = "operator.create",
+    /// The deployment's operators were listed.
+    OperatorList = "operator.list",
+    /// The retired bootstrap admin token was used under `serve --break-glass`.
+    OperatorBreakGlass = "operator.break_glass",
     /// An operator filed a support request (justification, scope, duration).
     SupportRequestCreate = "support_request.create",
     /// Support requests were listed.

@@ -26,6 +26,8 @@ pub enum Target {
     Key(String),
     /// An operator's support request (and the grant it becomes once approved), by id.
     SupportRequest(String),
+    /// One of the deployment's operators, by id.
+    Operator(String),
     /// An LLM provider of the gateway, by name.
     Llm(String),
     /// An org's deletion log (a purge writes rows to it).
@@ -39,7 +41,7 @@ pub enum Target {
 
 /// Why text is not a target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("audit target {text:?} is not one of record:, member:, org:, category:, request:, hold:, key:, llm:, support_request:<id>, records, deletion_log, backup")]
+#[error("audit target {text:?} is not one of record:, member:, org:, category:, request:, hold:, key:, llm:, support_request:, operator:<id>, records, deletion_log, backup")]
 pub struct TargetError {
     text: String,
 }
@@ -69,6 +71,7 @@ impl Target {
             "key" => Target::Key(id),
             "llm" => Target::Llm(id),
             "support_request" => Target::SupportRequest(id),
+            "operator" => Target::Operator(id),
             _ => return Err(error()),
         })
     }
@@ -115,6 +118,7 @@ impl fmt::Display for Target {
             Target::Key(id) => ("key", id),
             Target::Llm(id) => ("llm", id),
             Target::SupportRequest(id) => ("support_request", id),
+            Target::Operator(id) => ("operator", id),
         };
         write!(f, "{kind}:{id}")
     }
@@ -133,6 +137,7 @@ mod tests {
             "records",
             "category:support_tickets",
             "support_request:sr-1",
+            "operator:op-1",
             "request:r1",
             "hold:h1",
             "key:root",

@@ -153,7 +153,7 @@ impl Custos {
             source: context.source.clone(),
             grant: None,
         };
-        let error = match self.authenticate(token).await {
+        let error = match self.authenticate_in(token, context).await {
             Err(CoreError::Unauthenticated) => CoreError::Unauthenticated,
             other => return other,
         };

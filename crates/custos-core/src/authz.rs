@@ -184,6 +184,10 @@ operations! {
     AccessReviewRead,
     /// Record an access review.
     AccessReviewRecord,
+    /// Create the deployment's first operator (the bootstrap token, once).
+    OperatorCreate,
+    /// List the deployment's operators.
+    OperatorList,
     /// File a support request (an operator asks the org for access).
     SupportRequestCreate,
     /// List support requests (an operator sees the ones it filed).
@@ -470,6 +474,24 @@ pub const TABLE: &[Rule] = &[
         ForAdmins,
     )
     .http("POST", "/v1/orgs/{org}/access-review"),
+    rule(
+        Op::OperatorCreate,
+        A::OperatorCreate,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/v1/operators"),
+    rule(
+        Op::OperatorList,
+        A::OperatorList,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/operators"),
     rule(
         Op::SupportRequestCreate,
         A::SupportRequestCreate,

@@ -28,6 +28,7 @@ pub mod limits;
 mod llm;
 mod llm_calls;
 mod members;
+mod operators;
 mod orgs;
 pub mod outbound;
 mod pii;
@@ -70,6 +71,7 @@ pub use lifecycle::{
 pub use llm::{LlmAdmission, LlmCallReport, LlmRefusal, LlmResult};
 pub use llm_calls::PreparedCall;
 pub use members::{CreatedMember, CreatedOwner, MemberChange, MemberView, NewMember, RotatedKey};
+pub use operators::{IdentityInput, NewOperator, OperatorView};
 pub use orgs::{CreatedOrg, HoldView, NewHold, NewOrg, NewOwner, OrgView, RetentionView};
 pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
 pub use records::{
@@ -244,6 +246,10 @@ pub struct Custos {
     last_use: Arc<access_review::LastUse>,
     /// Forwarded gateway calls' events, appended in groups.
     llm_calls: llm_calls::CallEvents,
+    /// `serve --break-glass`: the bootstrap token works even after operators exist.
+    break_glass: bool,
+    /// An operator was seen to exist (the bootstrap token is then retired; never unset).
+    operators_exist: std::sync::atomic::AtomicBool,
 }
 
 /// A test hook called at each named point of a long, resumable operation (an erasure);
@@ -300,6 +306,8 @@ impl Custos {
             auth_failures: Arc::default(),
             last_use: Arc::default(),
             llm_calls: llm_calls::CallEvents::default(),
+            break_glass: false,
+            operators_exist: Default::default(),
         }
     }
 
@@ -434,11 +442,22 @@ impl Custos {
     /// Resolves a bearer token (the admin token, a member's API key, or a session token
     /// opened with a second factor) to a principal.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, CoreError> {
+        self.authenticate_in(token, &RequestContext::default())
+            .await
+    }
+
+    /// [`Custos::authenticate`] for a request from `context` (what a retired bootstrap
+    /// token's use is audited with).
+    async fn authenticate_in(
+        &self,
+        token: &str,
+        context: &RequestContext,
+    ) -> Result<Principal, CoreError> {
         let hash = token_hash(token);
         if let Some(admin) = &self.admin_token_hash {
             // Constant-time: the comparison must not leak how much of the hash matched.
             if subtle::ConstantTimeEq::ct_eq(&admin[..], &hash[..]).into() {
-                return Ok(Principal::Admin);
+                return self.bootstrap_principal(context).await;
             }
         }
         if token.starts_with(members::SESSION_PREFIX) {

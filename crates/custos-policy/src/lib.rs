@@ -27,8 +27,9 @@ pub use diagnostic::{Diagnostic, Diagnostics, LoadError};
 pub use duration::{Duration, DurationError, DurationUnit, VALIDATION_REFERENCE};
 pub use model::{
     Access, AccessReviews, Backups, Bounds, Category, Classification, Deletion, DueTimes,
-    ErasureAction, Llm, Network, OverrideError, PiiAction, PiiRule, Policy, Provider, ProviderKind,
-    RegionStores, Role, Service, Support, UnknownKeyword, KNOWN_PII_ENTITIES,
+    ErasureAction, Llm, Network, OperatorIdentityProvider, Operators, OverrideError, PiiAction,
+    PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service, Support, UnknownKeyword,
+    KNOWN_PII_ENTITIES,
 };
 
 /// The name of the category that holds the audit trail, which is never editable.

@@ -49,6 +49,43 @@ pub struct Policy {
     pub access: AccessReviews,
     /// Customer-approved support access (`[support]`).
     pub support: Support,
+    /// How the deployment's operators sign in (`[operators]`).
+    pub operators: Operators,
+}
+
+/// The `[operators]` table: the deployment's own identity provider for its operators, and how
+/// long their sessions last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Operators {
+    /// `[operators.identity_provider]`; `None`: the bootstrap admin token is the operator (a
+    /// laptop deployment).
+    pub identity_provider: Option<OperatorIdentityProvider>,
+    /// An operator's session ends after this long unused.
+    pub session_timeout: Duration,
+    /// An operator's session ends this long after sign-in, however it is used.
+    pub session_max_lifetime: Duration,
+}
+
+impl Default for Operators {
+    fn default() -> Self {
+        Operators {
+            identity_provider: None,
+            session_timeout: Duration::new(1, DurationUnit::Hours).expect("1h is a duration"),
+            session_max_lifetime: Duration::new(12, DurationUnit::Hours)
+                .expect("12h is a duration"),
+        }
+    }
+}
+
+/// `[operators.identity_provider]`: the OpenID provider operators sign in through.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OperatorIdentityProvider {
+    /// The provider's issuer (`iss`), as its discovery document names it.
+    pub issuer: String,
+    /// This deployment's client id at the provider.
+    pub client_id: String,
+    /// The environment variable holding the client secret (never the secret itself).
+    pub client_secret_env: Option<String>,
 }
 
 /// The `[support]` table: how long an operator's support request waits for the customer, and

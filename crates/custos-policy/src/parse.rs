@@ -13,12 +13,14 @@ use crate::diagnostic::{Diagnostic, Diagnostics, LineIndex};
 use crate::duration::{Duration, DurationUnit};
 use crate::model::{
     Access, AccessReviews, Backups, Bounds, Category, Classification, Deletion, ErasureAction, Llm,
-    Network, PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service,
-    Support, UnknownKeyword, KNOWN_PII_ENTITIES,
+    Network, Operators, PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role,
+    Service, Support, UnknownKeyword, KNOWN_PII_ENTITIES,
 };
 
 #[path = "parse_network.rs"]
 mod network;
+#[path = "parse_operators.rs"]
+mod operators;
 
 type Span = Range<usize>;
 
@@ -35,6 +37,7 @@ const ROOT_KEYS: &[&str] = &[
     "network",
     "access",
     "support",
+    "operators",
 ];
 const SUPPORT_KEYS: &[&str] = &["request_expiry", "max_duration"];
 const ACCESS_TABLE_KEYS: &[&str] = &["inactive_member_after"];
@@ -689,6 +692,14 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         None => Support::default(),
     };
 
+    let operators = match f
+        .get("operators")
+        .and_then(|f| table_field(cx, f).map(|t| (f, t)))
+    {
+        Some((field, t)) => operators::check_operators(cx, t, &field.key),
+        None => Operators::default(),
+    };
+
     Policy {
         service,
         deletion,
@@ -699,6 +710,7 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         network,
         access,
         support,
+        operators,
     }
 }
 

@@ -188,6 +188,27 @@ pub(crate) fn to_toml(p: &Policy) -> String {
         "max_duration = {}",
         quote(&p.support.max_duration.to_string())
     );
+    // Always shown: how long operators' sessions last, and how they sign in.
+    let ops = &p.operators;
+    let _ = writeln!(o, "\n[operators]");
+    let _ = writeln!(
+        o,
+        "session_timeout = {}",
+        quote(&ops.session_timeout.to_string())
+    );
+    let _ = writeln!(
+        o,
+        "session_max_lifetime = {}",
+        quote(&ops.session_max_lifetime.to_string())
+    );
+    if let Some(idp) = &ops.identity_provider {
+        let _ = writeln!(o, "\n[operators.identity_provider]");
+        let _ = writeln!(o, "issuer = {}", quote(&idp.issuer));
+        let _ = writeln!(o, "client_id = {}", quote(&idp.client_id));
+        if let Some(env) = &idp.client_secret_env {
+            let _ = writeln!(o, "client_secret_env = {}", quote(env));
+        }
+    }
     o
 }
 

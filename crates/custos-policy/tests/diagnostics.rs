@@ -65,7 +65,7 @@ fn unknown_top_level_key_lists_the_allowed_keys() {
     assert_eq!(
         e.hint.as_deref(),
         Some(
-            "allowed keys here: service, deletion, categories, backups, regions, llm, network, access, support"
+            "allowed keys here: service, deletion, categories, backups, regions, llm, network, access, support, operators"
         )
     );
 }
@@ -710,4 +710,50 @@ fn support_access_takes_two_durations_with_defaults() {
     assert!(only(&d).message.contains("duration"), "{d}");
     let d = check("\n[categories.messages]\nretention = \"1d\"\n\n[support]\nforever = true\n");
     assert_eq!(only(&d).message, "unknown key `forever` in [support]");
+}
+
+#[test]
+fn operators_take_an_identity_provider_and_session_lifetimes() {
+    let base = format!("{HEAD}\n[categories.messages]\nretention = \"1d\"\n");
+    let default = Policy::parse(&base, "custos.toml").unwrap();
+    assert_eq!(default.operators.identity_provider, None);
+    let text = format!(
+        "{base}\n[operators]\nsession_timeout = \"30m\"\n\n[operators.identity_provider]\n\
+         issuer = \"https://login.example.com\"\nclient_id = \"custos\"\n\
+         client_secret_env = \"CUSTOS_OPERATOR_SECRET\"\n"
+    );
+    let p = Policy::parse(&text, "custos.toml").unwrap();
+    let idp = p.operators.identity_provider.clone().unwrap();
+    assert_eq!(
+        (
+            idp.issuer.as_str(),
+            idp.client_id.as_str(),
+            idp.client_secret_env.as_deref()
+        ),
+        (
+            "https://login.example.com",
+            "custos",
+            Some("CUSTOS_OPERATOR_SECRET")
+        )
+    );
+    assert_eq!(p.operators.session_timeout.to_string(), "30m");
+    assert_eq!(p.operators.session_max_lifetime.to_string(), "12h");
+    // `policy show` prints it back the same.
+    let shown = p.to_toml();
+    assert_eq!(Policy::parse(&shown, "effective.toml").unwrap(), p);
+
+    let d = check("\n[categories.messages]\nretention = \"1d\"\n\n[operators.identity_provider]\nissuer = \"https://x\"\n");
+    assert_eq!(
+        only(&d).message,
+        "[operators.identity_provider] is missing `client_id`"
+    );
+    let d = check(
+        "\n[categories.messages]\nretention = \"1d\"\n\n[operators]\nsession_timeout = \"2d\"\n",
+    );
+    assert!(
+        only(&d)
+            .message
+            .contains("longer than `session_max_lifetime`"),
+        "{d}"
+    );
 }

@@ -25,6 +25,7 @@ mod members;
 pub mod migrations;
 mod model;
 mod objects;
+mod operators;
 mod org_rows;
 mod orgs;
 mod pg;
@@ -46,6 +47,7 @@ pub use objects::{
     ObjectLocation, ObjectWriter, Objects, S3Options, ARCHIVE_STORAGE_CLASS_ENV,
     DEFAULT_ARCHIVE_STORAGE_CLASS,
 };
+pub use operators::{OperatorRow, OperatorStore};
 pub use org_rows::{Cell, OrgRows, TableRows};
 pub use orgs::OrgStore;
 pub use pg::PgStore;
@@ -71,6 +73,7 @@ pub trait Store:
     + MemberStore
     + RequestStore
     + SupportStore
+    + OperatorStore
     + Send
     + Sync
     + 'static
@@ -85,6 +88,7 @@ impl<T> Store for T where
         + MemberStore
         + RequestStore
         + SupportStore
+        + OperatorStore
         + Send
         + Sync
         + 'static
@@ -94,7 +98,7 @@ impl<T> Store for T where
 /// The store traits, for callers of [`Store`] methods.
 pub mod prelude {
     pub use crate::{
-        AuditStore, LifecycleStore, MemberStore, OrgStore, RecordStore, RequestStore, Store,
-        SupportStore,
+        AuditStore, LifecycleStore, MemberStore, OperatorStore, OrgStore, RecordStore,
+        RequestStore, Store, SupportStore,
     };
 }

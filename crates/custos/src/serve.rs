@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// checkpointed can be dropped undetected, so this bounds that window.
     #[arg(long, default_value_t = 1, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_interval: u64,
+    /// Let the bootstrap admin token act although the deployment has operators (an
+    /// emergency: every use is audited as `operator.break_glass` and logged).
+    #[arg(long)]
+    pub break_glass: bool,
     /// Run the lifecycle sweep every this many seconds (0: never; run `custos sweep`).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub sweep_interval: u64,
@@ -168,6 +172,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
     let mut custos = Arc::try_unwrap(deployment.custos)
         .map_err(|_| Failure::Failed("services are shared before start".into()))?
         .with_admin_token(&token)
+        .with_break_glass(args.break_glass)
         .with_audit_signer(deployment.signer.clone());
     if let Ok(url) = std::env::var("CUSTOS_ALERT_WEBHOOK") {
         custos = custos.with_alert_sink(Arc::new(crate::alerts::WebhookSink::new(url)?));
@@ -222,6 +227,10 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
     match &source {
         TokenSource::Env => println!("  admin token: from CUSTOS_ADMIN_TOKEN"),
         TokenSource::File(path) => println!("  admin token: {}", path.display()),
+    }
+    println!("  operators: {}", custos.operator_mode());
+    if args.break_glass {
+        tracing::warn!("BREAK-GLASS: the bootstrap admin token works although operators exist; every use is audited");
     }
     if tls.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(
