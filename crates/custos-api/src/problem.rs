@@ -84,6 +84,7 @@ impl From<CoreError> for ApiError {
             CoreError::Unauthenticated => StatusCode::UNAUTHORIZED,
             CoreError::Forbidden(_)
             | CoreError::GrantRequired(_)
+            | CoreError::OrgSuspended(_)
             | CoreError::MfaRequired(_)
             | CoreError::TransferNotAllowed(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -178,6 +179,7 @@ pub fn title(code: &str) -> &'static str {
         "payload_too_large" => "Request body too large",
         "conflict" => "Conflicts with the current state",
         "org_terminated" => "Org terminated",
+        "org_suspended" => "Org suspended",
         "erased" => "Content erased",
         "pii_blocked" => "Content refused by the PII rule",
         "data_transfer_not_allowed" => "The org does not allow its data to leave its region",

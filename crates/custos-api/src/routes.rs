@@ -43,6 +43,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
         .route("/v1/orgs", post(create_org).get(list_orgs))
         .route("/v1/orgs/{org}", get(get_org).delete(terminate_org))
+        .route("/v1/orgs/{org}/suspend", post(suspend_org))
+        .route("/v1/orgs/{org}/resume", post(resume_org))
         .merge(crate::member_routes::routes())
         .merge(crate::request_routes::routes())
         .merge(crate::support_routes::routes())
@@ -367,7 +369,7 @@ async fn archive_restore(
     ))
 }
 
-/// Terminate an org (admin token or an org owner): members revoked at once, every record
+/// Terminate an org (an operator or an org owner): members revoked at once, every record
 /// purged and the org's keys destroyed by the sweeper within `account_termination_within`.
 #[utoipa::path(delete, path = "/v1/orgs/{org}", params(("org" = String, Path)),
     responses((status = 202, body = OrgView)),
@@ -381,6 +383,31 @@ async fn terminate_org(
         StatusCode::ACCEPTED,
         Json(state.custos.terminate_org(&caller, &org).await?),
     ))
+}
+
+/// Suspend an org (operators): its members are refused everything but reading the org
+/// (`403 org_suspended`) until it is resumed; its data, deadlines and sweeps go on.
+#[utoipa::path(post, path = "/v1/orgs/{org}/suspend", params(("org" = String, Path)),
+    responses((status = 200, body = OrgView)),
+    security(("bearer" = [])))]
+async fn suspend_org(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<Json<OrgView>> {
+    Ok(Json(state.custos.suspend_org(&caller, &org).await?))
+}
+
+/// Resume a suspended org (operators).
+#[utoipa::path(post, path = "/v1/orgs/{org}/resume", params(("org" = String, Path)),
+    responses((status = 200, body = OrgView)),
+    security(("bearer" = [])))]
+async fn resume_org(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<Json<OrgView>> {
+    Ok(Json(state.custos.resume_org(&caller, &org).await?))
 }
 
 /// Where an uploaded file goes.
@@ -794,7 +821,7 @@ async fn scan(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Custos", description = "Privacy data plane: encrypted, tenant-isolated storage with policy-as-code retention, PII scrubbing and a tamper-evident audit log."),
-    paths(healthz, readyz, metrics, openapi, create_org, list_orgs, get_org, terminate_org,
+    paths(healthz, readyz, metrics, openapi, create_org, list_orgs, get_org, terminate_org, suspend_org, resume_org,
           crate::member_routes::add_member, crate::member_routes::list_members,
           crate::member_routes::update_member, crate::member_routes::remove_member,
           crate::member_routes::rotate_key, crate::member_routes::revoke_key,

@@ -494,6 +494,8 @@ async fn request(
         Operation::OrgList => ("GET", "/v1/orgs".into(), Body::None),
         Operation::OrgRead => ("GET", format!("/v1/orgs/{org}"), Body::None),
         Operation::OrgTerminate => ("DELETE", format!("/v1/orgs/{org}"), Body::None),
+        Operation::OrgSuspend => ("POST", format!("/v1/orgs/{org}/suspend"), Body::None),
+        Operation::OrgResume => ("POST", format!("/v1/orgs/{org}/resume"), Body::None),
         Operation::SettingsRead => ("GET", format!("/v1/orgs/{org}/settings"), Body::None),
         Operation::SettingsUpdate => (
             "PATCH",
@@ -857,6 +859,9 @@ fn allowed_refusal(op: Operation, who: &Principal, status: StatusCode) -> bool {
         // The matrix deployment has no operator identity provider (one operator would retire
         // the admin token every other cell uses): the operator may ask, the state says no.
         Operation::OperatorCreate => status == StatusCode::CONFLICT,
+        // Suspending twice, or resuming an org that is not suspended, is a conflict; a resume
+        // cell also runs on a world whose suspension another cell of its rule did not make.
+        Operation::OrgSuspend | Operation::OrgResume => status == StatusCode::CONFLICT,
         // Other cells add members between reading the list and recording the review.
         Operation::AccessReviewRecord => status == StatusCode::CONFLICT,
         Operation::SessionOpen => {

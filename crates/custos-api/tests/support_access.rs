@@ -646,3 +646,64 @@ async fn an_ownerless_org_gets_only_its_first_owner_from_the_operator() {
     w.ok("GET", ADMIN, &format!("/v1/orgs/{org}"), None).await;
     w.ok("GET", ADMIN, "/v1/orgs", None).await;
 }
+
+#[tokio::test]
+async fn a_suspended_org_refuses_its_members_until_the_operator_resumes_it() {
+    let w = world().await;
+    let record = w.record("messages").await;
+    let read = w.org_path(&format!("/records/{record}"));
+    let suspend = w.org_path("/suspend");
+    // Only the operator suspends.
+    let (status, answer) = w.call("POST", &w.owner, None, &suspend, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let view = w.ok("POST", ADMIN, &suspend, None).await;
+    assert_eq!(view["status"], "suspended", "{view}");
+    assert!(view["suspended_since"].is_string(), "{view}");
+    let (status, _) = w.call("POST", ADMIN, None, &suspend, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "suspended once");
+    // Members may read the org's status, and nothing else.
+    let org = w.ok("GET", &w.owner, &w.org_path(""), None).await;
+    assert_eq!(org["status"], "suspended");
+    for (method, path) in [("GET", read.clone()), ("GET", w.org_path("/records"))] {
+        let (status, answer) = w.call(method, &w.owner, None, &path, None).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("org_suspended")),
+            "{method} {path}: {answer}"
+        );
+    }
+    let view = w.ok("POST", ADMIN, &w.org_path("/resume"), None).await;
+    assert_eq!(view["status"], "active", "{view}");
+    w.ok("GET", &w.owner, &read, None).await;
+    let (status, _) = w
+        .call("POST", ADMIN, None, &w.org_path("/resume"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "not suspended");
+    // Both were audited, and the refusal too.
+    let events = w
+        .ok(
+            "GET",
+            &w.owner,
+            &format!("/v1/audit/events?org={}&limit=1000", w.org),
+            None,
+        )
+        .await;
+    let actions: Vec<(&str, &str)> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["event"]["action"].as_str().unwrap(),
+                e["event"]["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for wanted in [
+        ("org.suspend", "success"),
+        ("org.resume", "success"),
+        ("record.read", "denied"),
+    ] {
+        assert!(actions.contains(&wanted), "{wanted:?} in {actions:?}");
+    }
+}

@@ -70,6 +70,10 @@ actions! {
     /// An owner or admin recorded an access review: the reviewed list's digest and which
     /// members were kept or removed.
     AccessReviewRecord = "access_review.record",
+    /// An operator suspended an org: its members are refused until it is resumed.
+    OrgSuspend = "org.suspend",
+    /// An operator resumed a suspended org.
+    OrgResume = "org.resume",
     /// The bootstrap admin token created the deployment's first operator.
     OperatorCreate = "operator.create",
     /// The deployment's operators were listed.

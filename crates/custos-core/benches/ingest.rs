@@ -675,6 +675,7 @@ async fn new_org(store: &dyn Store, vault: &KeyVault) -> OrgScope {
         created_at: jiff::Timestamp::now(),
         terminating_since: None,
         terminated_at: None,
+        suspended_at: None,
     };
     vault.ensure_org(&org.id).await.expect("org key");
     store.create_org(&org, &[]).await.expect("create org")

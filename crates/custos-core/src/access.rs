@@ -87,6 +87,7 @@ impl Custos {
         };
         let mut facts = Facts {
             terminating: row.terminating_since.is_some(),
+            suspended: row.suspended_at.is_some(),
             require_mfa_for_admins: settings.require_mfa_for_admins,
             ..Facts::default()
         };
@@ -140,6 +141,15 @@ impl Custos {
                 })
             }
             Err(CoreError::OrgTerminated(_)) => Err(CoreError::OrgTerminated(org.to_string())),
+            Err(CoreError::OrgSuspended(_)) => Err(self
+                .deny(
+                    caller,
+                    Some(org),
+                    rule.action,
+                    target,
+                    CoreError::OrgSuspended(org.into()),
+                )
+                .await),
             Err(error) => Err(self
                 .deny(caller, Some(org), rule.action, target, error)
                 .await),

@@ -168,6 +168,10 @@ operations! {
     OrgRead,
     /// Terminate an org.
     OrgTerminate,
+    /// Suspend an org (its members are refused until it is resumed).
+    OrgSuspend,
+    /// Resume a suspended org.
+    OrgResume,
     /// Read the org's settings.
     SettingsRead,
     /// Change the org's settings.
@@ -402,6 +406,24 @@ pub const TABLE: &[Rule] = &[
     )
     .http("DELETE", "/v1/orgs/{org}")
     .while_terminating(),
+    rule(
+        Op::OrgSuspend,
+        A::OrgSuspend,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/v1/orgs/{org}/suspend"),
+    rule(
+        Op::OrgResume,
+        A::OrgResume,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/v1/orgs/{org}/resume"),
     rule(
         Op::SettingsRead,
         A::SettingsRead,
@@ -1000,6 +1022,8 @@ pub struct Facts {
     pub grant: Option<ActiveGrant>,
     /// The org is being (or was) terminated.
     pub terminating: bool,
+    /// An operator suspended the org.
+    pub suspended: bool,
     /// The org's `require_mfa_for_admins` setting.
     pub require_mfa_for_admins: bool,
     /// The calling member has a second factor enrolled.
@@ -1049,6 +1073,10 @@ pub fn decide(
                         member.roles.join(", ")
                     }
                 )));
+            }
+            // A suspended org's members may still see its status (and so why they are refused).
+            if facts.suspended && rule.op != Operation::OrgRead {
+                return Err(CoreError::OrgSuspended("this org".into()));
             }
             let second_factor = auth.second_factor();
             // Opening a session is how a second factor is proved, so it cannot need one.

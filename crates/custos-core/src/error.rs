@@ -48,6 +48,9 @@ pub enum CoreError {
     /// The request conflicts with current state (e.g. restore after the window closed).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// An operator suspended the org: its members may only read the org until it is resumed.
+    #[error("org {0} is suspended by the deployment's operator; its members can only read its status until it is resumed")]
+    OrgSuspended(String),
     /// The org is terminated or being terminated: only its status, deletion log, holds and
     /// audit trail can still be read.
     #[error("org {0} is terminated or being terminated; its data is read-only until purged")]
@@ -98,6 +101,7 @@ impl CoreError {
             CoreError::GrantRequired(_) => "grant_required",
             CoreError::NotFound(_) => "not_found",
             CoreError::OrgTerminated(_) => "org_terminated",
+            CoreError::OrgSuspended(_) => "org_suspended",
             CoreError::Invalid { .. } => "invalid_input",
             CoreError::UrlNotAllowed { .. } => "url_not_allowed",
             CoreError::UnknownCategory(_) => "unknown_category",

@@ -67,8 +67,13 @@ pub struct OrgView {
     /// Creation time (RFC 3339).
     #[schema(value_type = String, format = DateTime)]
     pub created_at: jiff::Timestamp,
-    /// `active`, `terminating` (read-only, its data being purged) or `terminated`.
+    /// `active`, `suspended` (its members refused until an operator resumes it),
+    /// `terminating` (read-only, its data being purged) or `terminated`.
     pub status: &'static str,
+    /// When an operator suspended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub suspended_since: Option<jiff::Timestamp>,
     /// When termination was requested.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -82,11 +87,13 @@ pub struct OrgView {
 impl From<Org> for OrgView {
     fn from(o: Org) -> Self {
         OrgView {
-            status: match (o.terminating_since, o.terminated_at) {
-                (_, Some(_)) => "terminated",
-                (Some(_), None) => "terminating",
-                (None, None) => "active",
+            status: match (o.terminating_since, o.terminated_at, o.suspended_at) {
+                (_, Some(_), _) => "terminated",
+                (Some(_), None, _) => "terminating",
+                (None, None, Some(_)) => "suspended",
+                (None, None, None) => "active",
             },
+            suspended_since: o.suspended_at,
             id: o.id,
             name: o.name,
             region: o.region,
@@ -180,6 +187,7 @@ impl Custos {
             created_at: self.now(),
             terminating_since: None,
             terminated_at: None,
+            suspended_at: None,
         };
         // The key comes first: an org row without a key would be unusable, while a key
         // without a row (crash in between) is inert.
@@ -259,6 +267,49 @@ impl Custos {
             .await?
             .request_termination(&scope, self.now(), &[event])
             .await?;
+        self.org_view(&scope).await
+    }
+
+    /// Suspends an org: its members are refused everything but reading the org
+    /// (`org_suspended`) until an operator resumes it; data, deadlines and the sweep go on.
+    pub async fn suspend_org(&self, caller: &Caller, org: &str) -> Result<OrgView, CoreError> {
+        self.set_suspended(caller, org, true).await
+    }
+
+    /// Resumes a suspended org.
+    pub async fn resume_org(&self, caller: &Caller, org: &str) -> Result<OrgView, CoreError> {
+        self.set_suspended(caller, org, false).await
+    }
+
+    async fn set_suspended(
+        &self,
+        caller: &Caller,
+        org: &str,
+        suspend: bool,
+    ) -> Result<OrgView, CoreError> {
+        let (op, action) = if suspend {
+            (Operation::OrgSuspend, custos_audit::AuditAction::OrgSuspend)
+        } else {
+            (Operation::OrgResume, custos_audit::AuditAction::OrgResume)
+        };
+        let scope = self.authorize(caller, op, org).await?.scope;
+        let event = self
+            .event(caller, action)
+            .org(org)
+            .target(Target::Org(org.to_string()));
+        let at = suspend.then(|| self.now());
+        let changed = self
+            .store
+            .for_org(&scope)
+            .await?
+            .set_org_suspended(&scope, at, &[event])
+            .await?;
+        if !changed {
+            return Err(CoreError::Conflict(format!(
+                "org {org} is {} suspended",
+                if suspend { "already" } else { "not" }
+            )));
+        }
         self.org_view(&scope).await
     }
 

@@ -40,6 +40,9 @@ pub struct Org {
     /// When termination completed: every record purged and the org's keys destroyed.
     #[serde(default)]
     pub terminated_at: Option<Timestamp>,
+    /// When an operator suspended the org (its members are refused until it is resumed).
+    #[serde(default)]
+    pub suspended_at: Option<Timestamp>,
 }
 
 /// A member of an org (person or service account).

@@ -58,11 +58,13 @@ pub(crate) enum OrgKey {
     OrgSeq,
 }
 
-/// Tables that belong to the store, not to an org.
+/// Tables that belong to the store (or the deployment), not to an org.
 pub(crate) fn is_store_table(name: &str) -> bool {
     name.starts_with("audit_")
         || name.starts_with("sqlite_")
         || name == "custos_migrations"
         || name == "custos_schema_steps"
         || name == "org_moves"
+        // The deployment's operators: kept in the main database, never moved with an org.
+        || name == "operators"
 }

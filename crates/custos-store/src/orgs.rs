@@ -21,6 +21,15 @@ pub trait OrgStore {
     /// All orgs, oldest first.
     async fn orgs(&self) -> Result<Vec<Org>, StoreError>;
 
+    /// Suspends the org at `at` (`Some`) or resumes it (`None`), only if it is not already in
+    /// that state (false, and nothing appended, if it is).
+    async fn set_org_suspended(
+        &self,
+        scope: &OrgScope,
+        at: Option<jiff::Timestamp>,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+
     /// Starts an org's termination, once (false if it was already started): marks the org
     /// terminating, removes its members (their API keys stop working at once) and makes every
     /// record of the org due at `at`, so sweepers purge it through their normal claims.

@@ -348,6 +348,7 @@ fn org_from_row(row: &PgRow) -> Result<Org, StoreError> {
             .try_get::<Option<i64>, _>(5)?
             .map(from_micros)
             .transpose()?,
+        suspended_at: opt_time(row.try_get(6)?)?,
     })
 }
 

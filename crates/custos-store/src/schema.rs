@@ -7,7 +7,7 @@ pub(crate) const RECORD_COLUMNS: &str = "id, category, subject_ref, state, creat
 
 /// Org columns, in the order `org_from_row` of each backend reads them.
 pub(crate) const ORG_COLUMNS: &str =
-    "id, name, region, created_at, terminate_requested_at, terminated_at";
+    "id, name, region, created_at, terminate_requested_at, terminated_at, suspended_at";
 
 /// What is left of an org once its records are purged and its termination completes; the
 /// org row, its deletion log and its audit trail stay.

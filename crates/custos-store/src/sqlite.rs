@@ -371,6 +371,7 @@ fn org_from_row(row: &rusqlite::Row<'_>) -> Result<Org, StoreError> {
         created_at: from_micros(row.get(3)?)?,
         terminating_since: opt_time(row.get(4)?)?,
         terminated_at: opt_time(row.get(5)?)?,
+        suspended_at: opt_time(row.get(6)?)?,
     })
 }
 
@@ -632,6 +633,7 @@ mod tests {
             created_at: jiff::Timestamp::from_second(1).unwrap(),
             terminating_since: None,
             terminated_at: None,
+            suspended_at: None,
         };
         let c = store.create_org(&org_c, &[]).await.unwrap();
         assert!(store

@@ -44,6 +44,32 @@ impl crate::OrgStore for PgStore {
         .collect()
     }
 
+    async fn set_org_suspended(
+        &self,
+        scope: &OrgScope,
+        at: Option<jiff::Timestamp>,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let sql = if at.is_some() {
+            "UPDATE orgs SET suspended_at = $2 WHERE id = $1 AND suspended_at IS NULL"
+        } else {
+            "UPDATE orgs SET suspended_at = $2 WHERE id = $1 AND suspended_at IS NOT NULL"
+        };
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(sql)
+            .bind(scope.org_id())
+            .bind(at.map(to_micros))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !changed {
+            return Ok(false);
+        }
+        commit_with(tx, audit).await?;
+        Ok(true)
+    }
+
     async fn request_termination(
         &self,
         scope: &OrgScope,

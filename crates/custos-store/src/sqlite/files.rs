@@ -121,6 +121,7 @@ mod tests {
                 created_at: jiff::Timestamp::from_second(1).unwrap(),
                 terminating_since: None,
                 terminated_at: None,
+                suspended_at: None,
             };
             store.create_org(&org, &[event(1)]).await.unwrap();
         }

@@ -53,6 +53,24 @@ impl crate::OrgStore for SqliteStore {
         .await
     }
 
+    async fn set_org_suspended(
+        &self,
+        scope: &OrgScope,
+        at: Option<jiff::Timestamp>,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let org = scope.org_id().to_string();
+        let sql = if at.is_some() {
+            "UPDATE orgs SET suspended_at = ?2 WHERE id = ?1 AND suspended_at IS NULL"
+        } else {
+            "UPDATE orgs SET suspended_at = ?2 WHERE id = ?1 AND suspended_at IS NOT NULL"
+        };
+        self.mutate_if(audit, move |tx| {
+            Ok(tx.execute(sql, params![org, at.map(to_micros)])? == 1)
+        })
+        .await
+    }
+
     async fn request_termination(
         &self,
         scope: &OrgScope,

@@ -60,6 +60,7 @@ on_both_backends! {
     crate::requests::requests_round_trip_and_update_by_compare_and_set => requests_round_trip_and_update_by_compare_and_set,
     crate::requests::erasure_changes_records_and_tokens_in_their_org_only => erasure_changes_records_and_tokens_in_their_org_only,
     crate::operators::only_the_first_operator_is_added => only_the_first_operator_is_added,
+    crate::operators::an_org_is_suspended_and_resumed_once_each => an_org_is_suspended_and_resumed_once_each,
     crate::support_requests::support_requests_round_trip_and_change_by_compare_and_set => support_requests_round_trip_and_change_by_compare_and_set,
     crate::suite::orgs_create_get_list => orgs_create_get_list,
     crate::suite::org_duplicate_id_conflicts => org_duplicate_id_conflicts,

@@ -90,6 +90,7 @@ async fn populated_org(stores: &Stores, region: &str) -> (OrgScope, [u8; 32]) {
         created_at: now(),
         terminating_since: None,
         terminated_at: None,
+        suspended_at: None,
     };
     let scope = stores
         .create_org(&org, &[event(&org.id, AuditAction::OrgCreate)])

@@ -191,6 +191,7 @@ pub fn org(name: &str) -> Org {
         created_at: now_us(),
         terminating_since: None,
         terminated_at: None,
+        suspended_at: None,
     }
 }
 
