@@ -113,6 +113,10 @@ fn problem_statuses(path: &str, method: &str, op: &Operation) -> Vec<u16> {
         // State conflicts (restore window, archived content) and terminated orgs.
         statuses.extend([409, 410]);
     }
+    if path == "/v1/operators" && method == "post" {
+        // No operator identity provider, or the first operator exists already.
+        statuses.push(409);
+    }
     let json_body = op
         .request_body
         .as_ref()

@@ -225,12 +225,6 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), CoreError> {
     Ok(())
 }
 
-fn forbidden_by_org() -> CoreError {
-    CoreError::Forbidden(
-        "the org forbids support access (its setting `support_access` is `forbidden`)".into(),
-    )
-}
-
 impl Custos {
     /// Files an operator's support request; it waits for an owner's or admin's decision
     /// until the policy's `[support] request_expiry`.
@@ -241,11 +235,8 @@ impl Custos {
         req: NewSupportRequest,
     ) -> Result<SupportRequestView, CoreError> {
         let allowed = self
-            .authorize(caller, Operation::SupportRequestCreate, org)
+            .authorize_support(caller, Operation::SupportRequestCreate, org)
             .await?;
-        if allowed.settings.support_access == SupportAccess::Forbidden {
-            return Err(forbidden_by_org());
-        }
         check_text("ticket", &req.ticket, 200)?;
         self.check_free_text("ticket", &req.ticket)?;
         check_text("reason", &req.reason, MAX_REASON_CHARS)?;
@@ -354,11 +345,8 @@ impl Custos {
         approval: SupportApproval,
     ) -> Result<SupportRequestView, CoreError> {
         let allowed = self
-            .authorize(caller, Operation::SupportRequestApprove, org)
+            .authorize_support(caller, Operation::SupportRequestApprove, org)
             .await?;
-        if allowed.settings.support_access == SupportAccess::Forbidden {
-            return Err(forbidden_by_org());
-        }
         let row = self.pending(&allowed.scope, id, "approved").await?;
         let requested = parse_duration("duration", &row.duration)?;
         let duration = match &approval.duration {
@@ -574,6 +562,23 @@ impl Custos {
             scope,
             categories: row.categories,
         }))
+    }
+
+    /// Authorizes `op`, which only an org that allows support access allows at all.
+    async fn authorize_support(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        org: &str,
+    ) -> Result<crate::access::Grant, CoreError> {
+        let allowed = self.authorize(caller, op, org).await?;
+        if allowed.settings.support_access == SupportAccess::Forbidden {
+            return Err(CoreError::Forbidden(
+                "the org forbids support access (its setting `support_access` is `forbidden`)"
+                    .into(),
+            ));
+        }
+        Ok(allowed)
     }
 
     async fn request_row(

@@ -1,7 +1,8 @@
 //! Support access on a served binary, checked from outside: an owner with a TOTP session
 //! approves an operator's request, the operator acts under the grant, and every access the
 //! org is shown is an audit leaf carrying the grant whose inclusion proof the independent
-//! verifier (`tools/audit-verify/verify.py`, written from the specifications) accepts.
+//! verifier (`tools/audit-verify/verify.py`, written from the specifications) accepts. And
+//! `serve` says at start who the deployment's operator is.
 
 use std::process::Command;
 
@@ -186,4 +187,65 @@ async fn every_access_under_a_grant_is_a_leaf_the_independent_verifier_proves() 
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// The first lines `serve` prints, up to its `operators:` line.
+fn serve_banner(data: &std::path::Path, global: &[&str], serve_args: &[&str]) -> String {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = cli(data)
+        .args(global)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(serve_args)
+        .env("CUSTOS_ADMIN_TOKEN", ADMIN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.trim_start().starts_with("operators:") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    banner
+}
+
+#[test]
+fn serve_says_who_the_operator_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let laptop = serve_banner(&tmp.path().join("laptop"), &[], &[]);
+    assert!(
+        laptop.contains("operators: the bootstrap admin token"),
+        "{laptop}"
+    );
+    let policy = tmp.path().join("custos.toml");
+    let builtin = cli(&tmp.path().join("show"))
+        .args(["policy", "show"])
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8(builtin.stdout).unwrap();
+    text.push_str(
+        "\n[operators.identity_provider]\nissuer = \"https://login.example.com\"\n\
+         client_id = \"custos\"\n",
+    );
+    std::fs::write(&policy, text).unwrap();
+    let config = ["--config", policy.to_str().unwrap()];
+    let people = serve_banner(&tmp.path().join("people"), &config, &[]);
+    assert!(
+        people.contains("operators: people of https://login.example.com"),
+        "{people}"
+    );
+    assert!(!people.contains("BREAK-GLASS"), "{people}");
+    let glass = serve_banner(&tmp.path().join("glass"), &config, &["--break-glass"]);
+    assert!(glass.contains("BREAK-GLASS"), "{glass}");
 }
