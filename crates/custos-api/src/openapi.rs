@@ -83,6 +83,18 @@ impl utoipa::Modify for Complete {
                  request with 401.",
             ))),
         );
+        // Not a credential either: the operator names its active support grant on each
+        // request it makes inside an org under that grant.
+        components.add_security_scheme(
+            "support_grant",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                crate::GRANT_HEADER,
+                "The id of an active support grant the org approved, sent by an operator with \
+                 its own credentials in `Authorization` on every request it makes inside the \
+                 org under that grant; a grant that is not active refuses the request with 403 \
+                 `grant_required`, a malformed id with 400.",
+            ))),
+        );
         for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
                 (&mut item.get, "get"),
