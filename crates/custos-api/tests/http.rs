@@ -706,7 +706,8 @@ async fn archive_restore_and_org_termination_over_http() {
             .await;
         assert_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     }
-    // The admin token sees status and evidence, and may not write.
+    // The operator sees status and evidence, and may not write (without a grant it never
+    // may; under one, termination refuses it: `support_access.rs`).
     let (status, view) = s.get(ADMIN, &format!("/v1/orgs/{org}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(view["status"], "terminating");
@@ -724,7 +725,7 @@ async fn archive_restore_and_org_termination_over_http() {
         .send()
         .await
         .unwrap();
-    assert_problem(r, StatusCode::GONE, "org_terminated").await;
+    assert_problem(r, StatusCode::FORBIDDEN, "grant_required").await;
     let r = s
         .send(Method::DELETE, ADMIN, &format!("/v1/orgs/{org}"))
         .await;

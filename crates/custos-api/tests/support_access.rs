@@ -707,3 +707,32 @@ async fn a_suspended_org_refuses_its_members_until_the_operator_resumes_it() {
         assert!(actions.contains(&wanted), "{wanted:?} in {actions:?}");
     }
 }
+
+#[tokio::test]
+async fn a_grant_writes_nothing_into_a_terminating_org_whose_evidence_stays_readable() {
+    let w = world().await;
+    let id = w.grant(json!({"scope": "read_write"})).await;
+    let (status, _) = w.call("DELETE", ADMIN, None, &w.org_path(""), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, answer) = w
+        .call(
+            "POST",
+            ADMIN,
+            Some(&id),
+            &w.org_path("/records"),
+            Some(json!({"category": "messages", "content": "late"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::GONE, Some("org_terminated")),
+        "{answer}"
+    );
+    // Without a grant: still refused as such, and the evidence is open to the operator.
+    let (status, answer) = w
+        .call("GET", ADMIN, None, &w.org_path("/records"), None)
+        .await;
+    assert_eq!(answer["code"], "grant_required", "{status} {answer}");
+    w.ok("GET", ADMIN, &w.org_path("/deletion-log"), None).await;
+    w.ok("GET", ADMIN, &w.org_path("/holds"), None).await;
+}

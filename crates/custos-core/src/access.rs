@@ -218,6 +218,14 @@ impl Custos {
         }
     }
 
+    /// `Ok` if the policy defines category `name` (an unknown one is `unknown_category`).
+    pub(crate) fn known_category(&self, name: &str) -> Result<(), CoreError> {
+        match self.policy.category(name) {
+            Some(_) => Ok(()),
+            None => Err(CoreError::UnknownCategory(name.to_string())),
+        }
+    }
+
     /// Whether a member of the org holds `owner`.
     async fn has_owner(&self, scope: &OrgScope) -> Result<bool, CoreError> {
         let members = self.store.for_org(scope).await?.members(scope).await?;

@@ -1047,15 +1047,22 @@ pub fn decide(
     facts: &Facts,
     categories: &[&Category],
 ) -> Result<(), CoreError> {
-    if facts.terminating && !rule.while_terminating && !matches!(principal, Principal::System) {
-        return Err(CoreError::OrgTerminated("this org".into()));
-    }
+    let terminated = || Err(CoreError::OrgTerminated("this org".into()));
     match principal {
         Principal::System => Ok(()),
         // A terminating org's members are revoked: what is still open on it (evidence,
         // holds, certificates) is the operator's to do, without a grant nobody could approve.
-        Principal::Admin if facts.terminating => Ok(()),
-        Principal::Admin => operator_check(rule, facts, categories),
+        Principal::Admin if facts.terminating && rule.while_terminating => Ok(()),
+        // What the operator may not do at all is refused as such first; what it may do, a
+        // terminating org still refuses.
+        Principal::Admin => {
+            operator_check(rule, facts, categories)?;
+            if facts.terminating {
+                return terminated();
+            }
+            Ok(())
+        }
+        Principal::Member { .. } if facts.terminating && !rule.while_terminating => terminated(),
         Principal::Member { member, auth, .. } => {
             let has = |roles: &[Role]| {
                 roles

@@ -192,6 +192,9 @@ impl Custos {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
+        // The category is enumerated by the OpenAPI document: an unknown one is bad input,
+        // before anything about the org (its state, the caller's rights) is looked at.
+        self.known_category(&upload.category)?;
         let grant = self
             .authorize(caller, crate::authz::Operation::FileUpload, org)
             .await?

@@ -343,11 +343,9 @@ impl Custos {
         category: &str,
         retention: &str,
     ) -> Result<RetentionView, CoreError> {
-        // The category is part of the path, which the OpenAPI document enumerates: an unknown
-        // one is bad input, before anything about the org (its state, the caller's rights).
-        if self.policy.category(category).is_none() {
-            return Err(CoreError::UnknownCategory(category.to_string()));
-        }
+        // The category is enumerated by the OpenAPI document: an unknown one is bad input,
+        // before anything about the org (its state, the caller's rights) is looked at.
+        self.known_category(category)?;
         let grant = self.authorize(caller, Operation::RetentionSet, org).await?;
         self.authorize_category(
             caller,

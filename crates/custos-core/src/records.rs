@@ -462,6 +462,11 @@ impl Custos {
         org: &str,
         reqs: Vec<NewRecord>,
     ) -> Result<Vec<CreatedRecord>, CoreError> {
+        // The category is enumerated by the OpenAPI document: an unknown one is bad input,
+        // before anything about the org (its state, the caller's rights) is looked at.
+        for req in &reqs {
+            self.known_category(&req.category)?;
+        }
         let grant = self.authorize(caller, Operation::RecordCreate, org).await?;
         let scope = grant.scope.clone();
         if reqs.is_empty() {
@@ -1006,6 +1011,11 @@ impl Custos {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<RecordPage, CoreError> {
+        // The category is enumerated by the OpenAPI document: an unknown one is bad input,
+        // before anything about the org (its state, the caller's rights) is looked at.
+        if let Some(category) = category {
+            self.known_category(category)?;
+        }
         let grant = self.authorize(caller, Operation::RecordList, org).await?;
         let scope = grant.scope.clone();
         let limit = limit.unwrap_or(100);
@@ -1131,11 +1141,9 @@ impl Custos {
         org: &str,
         category: &str,
     ) -> Result<u64, CoreError> {
-        // The category is part of the path, which the OpenAPI document enumerates: an unknown
-        // one is bad input, before anything about the org (its state, the caller's rights).
-        if self.policy.category(category).is_none() {
-            return Err(CoreError::UnknownCategory(category.to_string()));
-        }
+        // The category is enumerated by the OpenAPI document: an unknown one is bad input,
+        // before anything about the org (its state, the caller's rights) is looked at.
+        self.known_category(category)?;
         let grant = self
             .authorize(caller, Operation::CategoryDeleteAll, org)
             .await?;

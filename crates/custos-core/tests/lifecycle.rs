@@ -790,15 +790,15 @@ async fn termination_purges_everything_then_destroys_the_org_keys() {
     assert_eq!(again.terminating_since, Some(requested_at));
     assert_eq!(env.audit_size().await, before);
 
-    // Members are revoked at once; the org is read-only, even for the operator (who may still
-    // read its evidence and manage its holds, without a grant nobody could approve now).
+    // Members are revoked at once. The operator may still read the org's evidence and manage
+    // its holds, without a grant nobody could approve now; it writes nothing (no grant).
     assert!(env.custos.authenticate(&created.api_key).await.is_err());
     let err = env
         .custos
         .create_record(&admin(), &org, record("messages", None))
         .await
         .unwrap_err();
-    assert!(matches!(err, CoreError::OrgTerminated(_)), "{err:?}");
+    assert!(matches!(err, CoreError::GrantRequired(_)), "{err:?}");
 
     // One sweep purges everything a hold does not cover.
     let actions = env.sweep().await;
