@@ -165,21 +165,65 @@ pub fn valid_grant_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// The status of `row` at `now`: a pending request past its expiry is `expired`, an approved
-/// grant past its end is `ended`.
-fn status_at(row: &SupportRequestRow, now: Timestamp) -> String {
-    match row.status.as_str() {
-        "pending" if now >= row.expires_at => "expired".into(),
-        "approved" if row.active_until.is_none_or(|end| now >= end) => "ended".into(),
-        other => other.into(),
+/// Where a support request stands. `Pending`, `Approved`, `Denied` and `Revoked` are stored;
+/// `Expired` and `Ended` are what `Pending` and `Approved` become as time passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Pending,
+    Expired,
+    Approved,
+    Ended,
+    Denied,
+    Revoked,
+}
+
+impl Status {
+    /// The name in the API and the store.
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Expired => "expired",
+            Status::Approved => "approved",
+            Status::Ended => "ended",
+            Status::Denied => "denied",
+            Status::Revoked => "revoked",
+        }
+    }
+
+    /// The status of `row` at `now`.
+    fn of(row: &SupportRequestRow, now: Timestamp) -> Result<Status, CoreError> {
+        Ok(match row.status.as_str() {
+            "pending" if now >= row.expires_at => Status::Expired,
+            "pending" => Status::Pending,
+            "approved" if row.active_until.is_none_or(|end| now >= end) => Status::Ended,
+            "approved" => Status::Approved,
+            "denied" => Status::Denied,
+            "revoked" => Status::Revoked,
+            other => {
+                return Err(CoreError::internal(format!(
+                    "support request {}: unknown stored status {other:?}",
+                    row.id
+                )))
+            }
+        })
     }
 }
 
-fn view(org: &str, row: SupportRequestRow, now: Timestamp) -> SupportRequestView {
-    let status = status_at(&row, now);
-    SupportRequestView {
-        active: status == "approved",
-        status,
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn view(
+    org: &str,
+    row: SupportRequestRow,
+    now: Timestamp,
+) -> Result<SupportRequestView, CoreError> {
+    let status = Status::of(&row, now)?;
+    Ok(SupportRequestView {
+        active: status == Status::Approved,
+        status: status.as_str().into(),
         id: row.id,
         org: org.to_string(),
         requested_by: row.requested_by,
@@ -196,7 +240,7 @@ fn view(org: &str, row: SupportRequestRow, now: Timestamp) -> SupportRequestView
         active_until: row.active_until,
         revoked_by: row.revoked_by,
         revoked_at: row.revoked_at,
-    }
+    })
 }
 
 fn parse_duration(field: &str, value: &str) -> Result<Duration, CoreError> {
@@ -283,7 +327,7 @@ impl Custos {
             duration: duration.to_string(),
             created_at: now,
             expires_at: self.policy.support.request_expiry.add_to(now),
-            status: "pending".into(),
+            status: Status::Pending.as_str().into(),
             decided_by: None,
             decided_at: None,
             active_until: None,
@@ -307,7 +351,7 @@ impl Custos {
             .await?
             .add_support_request(scope, &row, &[event])
             .await?;
-        Ok(view(org, row, now))
+        view(org, row, now)
     }
 
     /// The org's support requests, newest first; an operator sees the ones it filed.
@@ -328,11 +372,10 @@ impl Custos {
             .await?;
         let now = self.now();
         let mine = caller.actor_name();
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .filter(|r| !matches!(caller.principal, Principal::Admin) || r.requested_by == mine)
             .map(|r| view(org, r, now))
-            .collect())
+            .collect()
     }
 
     /// Approves a pending request: the grant is active from now for its duration, or the
@@ -347,7 +390,7 @@ impl Custos {
         let allowed = self
             .authorize_support(caller, Operation::SupportRequestApprove, org)
             .await?;
-        let row = self.pending(&allowed.scope, id, "approved").await?;
+        let row = self.pending(&allowed.scope, id, Status::Approved).await?;
         let requested = parse_duration("duration", &row.duration)?;
         let duration = match &approval.duration {
             Some(text) => {
@@ -362,22 +405,19 @@ impl Custos {
             }
             None => requested,
         };
-        let now = self.now();
-        let until = duration.add_to(now);
-        let event = self
-            .event(caller, AuditAction::SupportRequestApprove)
-            .org(org)
-            .target(Target::SupportRequest(id.to_string()))
-            .details(Details::new().duration(duration.to_string()).expires(until));
-        let change = SupportTransition {
-            from: "pending".into(),
-            to: "approved".into(),
-            by: caller.actor_name(),
-            at: now,
-            active_until: Some(until),
-        };
-        self.transition(&allowed.scope, org, id, change, event)
-            .await
+        let until = duration.add_to(self.now());
+        let details = Details::new().duration(duration.to_string()).expires(until);
+        let to = (Status::Approved, Some(until));
+        self.transition(
+            caller,
+            &allowed.scope,
+            org,
+            id,
+            Status::Pending,
+            to,
+            details,
+        )
+        .await
     }
 
     /// Denies a pending request.
@@ -391,19 +431,10 @@ impl Custos {
             .authorize(caller, Operation::SupportRequestDeny, org)
             .await?
             .scope;
-        self.pending(&scope, id, "denied").await?;
-        let event = self
-            .event(caller, AuditAction::SupportRequestDeny)
-            .org(org)
-            .target(Target::SupportRequest(id.to_string()));
-        let change = SupportTransition {
-            from: "pending".into(),
-            to: "denied".into(),
-            by: caller.actor_name(),
-            at: self.now(),
-            active_until: None,
-        };
-        self.transition(&scope, org, id, change, event).await
+        self.pending(&scope, id, Status::Denied).await?;
+        let to = (Status::Denied, None);
+        self.transition(caller, &scope, org, id, Status::Pending, to, Details::new())
+            .await
     }
 
     /// Revokes an active grant: the operator's next request under it is refused.
@@ -418,24 +449,23 @@ impl Custos {
             .await?
             .scope;
         let row = self.request_row(&scope, id).await?;
-        let status = status_at(&row, self.now());
-        if status != "approved" {
+        let status = Status::of(&row, self.now())?;
+        if status != Status::Approved {
             return Err(CoreError::Conflict(format!(
                 "support request {id} is {status}; only an active grant can be revoked"
             )));
         }
-        let event = self
-            .event(caller, AuditAction::SupportRequestRevoke)
-            .org(org)
-            .target(Target::SupportRequest(id.to_string()));
-        let change = SupportTransition {
-            from: "approved".into(),
-            to: "revoked".into(),
-            by: caller.actor_name(),
-            at: self.now(),
-            active_until: None,
-        };
-        self.transition(&scope, org, id, change, event).await
+        let to = (Status::Revoked, None);
+        self.transition(
+            caller,
+            &scope,
+            org,
+            id,
+            Status::Approved,
+            to,
+            Details::new(),
+        )
+        .await
     }
 
     /// The accesses made under grant `id`: every audit event of the org carrying it, from
@@ -550,8 +580,8 @@ impl Custos {
                 "support grant {id} no longer works: the org forbids support access"
             ));
         }
-        let status = status_at(&row, self.now());
-        if status != "approved" {
+        let status = Status::of(&row, self.now())?;
+        if status != Status::Approved {
             return refuse(format!("support grant {id} is {status}, not active"));
         }
         let scope = GrantScope::parse(&row.scope).ok_or_else(|| {
@@ -600,11 +630,11 @@ impl Custos {
         &self,
         scope: &OrgScope,
         id: &str,
-        to: &str,
+        to: Status,
     ) -> Result<SupportRequestRow, CoreError> {
         let row = self.request_row(scope, id).await?;
-        let status = status_at(&row, self.now());
-        if status != "pending" {
+        let status = Status::of(&row, self.now())?;
+        if status != Status::Pending {
             return Err(CoreError::Conflict(format!(
                 "support request {id} is {status}; only a pending request can be {to}"
             )));
@@ -612,15 +642,37 @@ impl Custos {
         Ok(row)
     }
 
-    /// Applies `change` with its `event`, or a conflict if another decision came first.
+    /// Moves request `id` from `from` to `to` (with the grant's end, on approval), audited as
+    /// the transition's action with `details`; a conflict if another decision came first.
+    #[allow(clippy::too_many_arguments)] // each is one plain fact of the transition
     async fn transition(
         &self,
+        caller: &Caller,
         scope: &OrgScope,
         org: &str,
         id: &str,
-        change: SupportTransition,
-        event: AuditEvent,
+        from: Status,
+        (to, active_until): (Status, Option<Timestamp>),
+        details: Details,
     ) -> Result<SupportRequestView, CoreError> {
+        let action = match to {
+            Status::Approved => AuditAction::SupportRequestApprove,
+            Status::Denied => AuditAction::SupportRequestDeny,
+            Status::Revoked => AuditAction::SupportRequestRevoke,
+            other => return Err(CoreError::internal(format!("no transition to {other}"))),
+        };
+        let event = self
+            .event(caller, action)
+            .org(org)
+            .target(Target::SupportRequest(id.to_string()))
+            .details(details);
+        let change = SupportTransition {
+            from: from.as_str().into(),
+            to: to.as_str().into(),
+            by: caller.actor_name(),
+            at: self.now(),
+            active_until,
+        };
         let store = self.store.for_org(scope).await?;
         if !store
             .transition_support_request(scope, id, &change, &[event])
@@ -632,6 +684,6 @@ impl Custos {
             )));
         }
         let row = self.request_row(scope, id).await?;
-        Ok(view(org, row, self.now()))
+        view(org, row, self.now())
     }
 }
