@@ -1,5 +1,5 @@
-//! Tests of the authorization table: complete and in order, unique routes and actions, and
-//! the README renders it.
+//! Tests of the authorization table: complete and in order, unique routes and actions, the
+//! README renders it, and the operator's column holds for every grant scope and category.
 
 use super::*;
 
@@ -33,4 +33,82 @@ fn readme_renders_the_table() {
          `custos_core::authz::table_markdown()` renders it:\n{}",
         table_markdown()
     );
+}
+
+/// The operator, against every row, scope and category of the built-in policy: without a
+/// grant it gets exactly the rows marked `Always` (or the first owner of an ownerless org);
+/// `Never` rows refuse it under every scope; a grant's scope must reach the row's; and no
+/// grant, whatever its scope, lets it edit a record of an `editable = false` category.
+#[test]
+fn the_operator_gets_exactly_its_column_under_every_grant_and_category() {
+    let policy = custos_policy::Policy::builtin();
+    let categories: Vec<&Category> = policy.categories.values().collect();
+    assert!(
+        categories.iter().any(|c| !c.editable),
+        "an append-only category to try"
+    );
+    let grants = std::iter::once(None).chain(GrantScope::ALL.into_iter().map(Some));
+    for scope in grants {
+        for has_owner in [false, true] {
+            let facts = Facts {
+                has_owner,
+                grant: scope.map(|scope| ActiveGrant {
+                    id: "g".into(),
+                    scope,
+                    categories: None,
+                }),
+                ..Facts::default()
+            };
+            for rule in TABLE {
+                for category in &categories {
+                    let answer = decide(rule, &Principal::Admin, &facts, &[category]);
+                    let expected = match rule.operator {
+                        OperatorRule::Always => true,
+                        OperatorRule::Never => false,
+                        OperatorRule::OwnerlessOrg => !has_owner,
+                        OperatorRule::Grant(needed) => {
+                            scope.is_some_and(|s| s >= needed)
+                                && !(rule.category != CategoryRule::No
+                                    && rule.edits
+                                    && !category.editable)
+                        }
+                    };
+                    assert_eq!(
+                        answer.is_ok(),
+                        expected,
+                        "{} under {scope:?} on {} (owner: {has_owner}): {answer:?}",
+                        rule.action,
+                        category.name
+                    );
+                    if let (Err(e), OperatorRule::Grant(needed)) = (&answer, rule.operator) {
+                        let short = scope.is_none_or(|s| s < needed);
+                        assert_eq!(e.code() == "grant_required", short, "{}", rule.action);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A grant limited to some categories reaches no other category, for any row.
+#[test]
+fn a_grant_reaches_only_its_categories() {
+    let policy = custos_policy::Policy::builtin();
+    let facts = Facts {
+        has_owner: true,
+        grant: Some(ActiveGrant {
+            id: "g".into(),
+            scope: GrantScope::ReadWrite,
+            categories: Some(vec!["messages".into()]),
+        }),
+        ..Facts::default()
+    };
+    for rule in TABLE.iter().filter(|r| r.category != CategoryRule::No) {
+        for category in policy.categories.values() {
+            let answer = decide(rule, &Principal::Admin, &facts, &[category]);
+            if category.name != "messages" && matches!(rule.operator, OperatorRule::Grant(_)) {
+                assert!(answer.is_err(), "{} on {}", rule.action, category.name);
+            }
+        }
+    }
 }
