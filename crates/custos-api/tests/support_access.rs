@@ -144,18 +144,7 @@ async fn world() -> World {
         .as_str()
         .unwrap()
         .to_string();
-    let code = totp_code(&secret, w.clock.now());
-    w.owner = w
-        .ok(
-            "POST",
-            &w.owner_key,
-            &w.org_path("/sessions"),
-            Some(json!({ "totp": code })),
-        )
-        .await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    w.owner = w.owner_session(&secret).await;
     // Sessions last the org's timeout: make it the longest, so the owner outlives the grants.
     w.ok(
         "PATCH",
@@ -164,20 +153,27 @@ async fn world() -> World {
         Some(json!({"session_timeout": "24h"})),
     )
     .await;
-    let code = totp_code(&secret, w.clock.now() + 31.seconds());
+    // A fresh time step: each TOTP code opens one session.
     w.clock.advance(31.seconds());
-    w.owner = w
-        .ok(
+    w.owner = w.owner_session(&secret).await;
+    w
+}
+
+impl World {
+    /// A session of the owner, opened with its key and the current TOTP code of `secret`.
+    async fn owner_session(&self, secret: &str) -> String {
+        let code = totp_code(secret, self.clock.now());
+        self.ok(
             "POST",
-            &w.owner_key,
-            &w.org_path("/sessions"),
+            &self.owner_key,
+            &self.org_path("/sessions"),
             Some(json!({ "totp": code })),
         )
         .await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    w
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
 }
 
 #[tokio::test]
