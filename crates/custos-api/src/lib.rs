@@ -16,6 +16,7 @@ mod member_routes;
 mod metrics;
 mod openapi;
 mod operator_routes;
+mod sign_in_routes;
 mod problem;
 mod request_routes;
 mod routes;
@@ -199,15 +200,80 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+        let (token, _) = presented_token(parts, state)?
             .ok_or_else(|| ApiError::from(custos_core::CoreError::Unauthenticated))?;
-        Ok(Authed(caller_from(parts, state, token).await?))
+        Ok(Authed(caller_from(parts, state, &token).await?))
+    }
+}
+
+/// The credential a request presents: `Authorization: Bearer <token>`, else a session token
+/// in the session cookie (`true`). A request that changes something and is authenticated by
+/// the cookie must come from this deployment's own pages: its `Origin` is the policy's
+/// `[service] public_url` (a cross-site form cannot forge it), else `403`.
+pub(crate) fn presented_token(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Option<(String, bool)>, custos_core::CoreError> {
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    if let Some(token) = bearer {
+        return Ok(Some((token.to_string(), false)));
+    }
+    let Some(token) = sign_in_routes::cookie_value(&parts.headers, sign_in_routes::SESSION_COOKIE)
+        .filter(|t| t.starts_with(custos_core::SESSION_PREFIX))
+    else {
+        return Ok(None);
+    };
+    let safe = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+    if !safe {
+        let own = state
+            .custos
+            .policy()
+            .service
+            .public_url
+            .as_deref()
+            .map(origin_of);
+        let origin = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if own.is_none() || origin != own {
+            return Err(custos_core::CoreError::Forbidden(
+                "a change authenticated by the session cookie must come from this \
+                 deployment's own pages (its Origin is not the policy's public_url)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(Some((token, true)))
+}
+
+/// The origin (`scheme://host[:port]`) of an absolute URL.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+/// The request's ids and source address, for the audit log and source limits.
+pub(crate) fn request_context(parts: &Parts) -> custos_core::RequestContext {
+    custos_core::RequestContext {
+        request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
+        client_request_id: parts
+            .extensions
+            .get::<ClientRequestId>()
+            .map(|r| r.0.clone()),
+        source: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
     }
 }
 
@@ -218,20 +284,12 @@ pub(crate) async fn caller_from(
     state: &AppState,
     token: &str,
 ) -> Result<Caller, custos_core::CoreError> {
-    let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
-    let client_request_id = parts
-        .extensions
-        .get::<ClientRequestId>()
-        .map(|r| r.0.clone());
-    let source = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let context = custos_core::RequestContext {
-        request_id: request_id.clone(),
-        client_request_id: client_request_id.clone(),
-        source: source.clone(),
-    };
+    let context = request_context(parts);
+    let (request_id, client_request_id, source) = (
+        context.request_id.clone(),
+        context.client_request_id.clone(),
+        context.source.clone(),
+    );
     let principal = match parts.headers.get(IDENTITY_TOKEN_HEADER) {
         None => state.custos.authenticate_from(token, &context).await?,
         // A header that is not text is an invalid token, refused and audited as such.

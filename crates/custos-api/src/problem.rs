@@ -86,6 +86,7 @@ impl From<CoreError> for ApiError {
             | CoreError::GrantRequired(_)
             | CoreError::OrgSuspended(_)
             | CoreError::MfaRequired(_)
+            | CoreError::SignInRefused { .. }
             | CoreError::TransferNotAllowed(_) => StatusCode::FORBIDDEN,
             CoreError::NotFound(_) => StatusCode::NOT_FOUND,
             CoreError::Invalid { .. }
@@ -95,6 +96,7 @@ impl From<CoreError> for ApiError {
             CoreError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             CoreError::Erased | CoreError::OrgTerminated(_) => StatusCode::GONE,
             CoreError::PiiBlocked(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            CoreError::IdentityProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
             CoreError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             // An error this version does not know is answered like an internal one.
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -185,6 +187,8 @@ pub fn title(code: &str) -> &'static str {
         "data_transfer_not_allowed" => "The org does not allow its data to leave its region",
         "rate_limited" => "Too many failed attempts; try again later",
         "move_in_progress" => "The org is being moved to another region",
+        "sign_in_refused" => "Sign-in refused",
+        "identity_provider_unavailable" => "The identity provider is unavailable",
         "unavailable" => "Service unavailable",
         "not_ready" => "A service this instance needs does not answer",
         _ => "Internal error",

@@ -49,6 +49,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(crate::request_routes::routes())
         .merge(crate::support_routes::routes())
         .merge(crate::operator_routes::routes())
+        .merge(crate::sign_in_routes::routes())
         .route(
             "/v1/orgs/{org}/records",
             post(create_record).get(list_records),
@@ -140,6 +141,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         let mut text = state.metrics.render(size);
         state.gateway.metrics.render(&mut text);
         state.custos.render_auth_metrics(&mut text);
+        state.custos.render_sign_in_metrics(&mut text);
         text
     })
         .into_response()
@@ -830,6 +832,7 @@ async fn scan(
           crate::member_routes::get_settings, crate::member_routes::update_settings,
           crate::member_routes::access_review, crate::member_routes::record_access_review,
           crate::operator_routes::create_operator, crate::operator_routes::list_operators,
+          crate::sign_in_routes::login, crate::sign_in_routes::callback, crate::sign_in_routes::logout,
           crate::support_routes::create_support_request,
           crate::support_routes::list_support_requests,
           crate::support_routes::approve_support_request,

@@ -24,13 +24,17 @@ const ROLES: [&str; 5] = ["owner", "admin", "member", "auditor", "service"];
 /// Categories the target-category operations are tried on: no extra rule, a group rule, an
 /// MFA rule (all open to every role, so the rule under test decides).
 const CATEGORIES: [&str; 3] = ["messages", "legal_notes", "secure_notes"];
-/// Routes served without a token, outside the table.
-const PUBLIC: [(&str, &str); 5] = [
+/// Routes served without a token, outside the table: probes, documents, and signing in and
+/// out (a browser signing in has no credential yet; signing out ends the one it presents).
+const PUBLIC: [(&str, &str); 8] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/v1/schemas/export.json"),
+    ("GET", "/v1/auth/oidc/login"),
+    ("GET", "/v1/auth/oidc/callback"),
+    ("POST", "/v1/auth/logout"),
 ];
 
 fn policy() -> Policy {

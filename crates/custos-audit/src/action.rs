@@ -101,6 +101,11 @@ actions! {
     SessionOpen = "session.open",
     /// An identity-provider token was presented (refusals are recorded).
     AuthIdentityToken = "auth.identity_token",
+    /// A person signed in through an identity provider (a session was opened); refusals are
+    /// recorded with their reason code.
+    AuthSignIn = "auth.sign_in",
+    /// A person signed out (the session ended).
+    AuthSignOut = "auth.sign_out",
     /// A presented credential (API key, session token) was refused: unknown, revoked or
     /// expired. Only an API key's public prefix is recorded.
     AuthReject = "auth.reject",

@@ -78,6 +78,17 @@ pub enum CoreError {
     /// Another request is moving the org to another region; nothing was changed.
     #[error("{0}")]
     MoveInProgress(String),
+    /// A browser back from an identity provider was not signed in (the reason code says why).
+    #[error("{message}")]
+    SignInRefused {
+        /// The reason code, as audited.
+        reason: &'static str,
+        /// What the person is told.
+        message: String,
+    },
+    /// The org's identity provider could not be reached, or answered nonsense.
+    #[error("the identity provider {0} is unavailable; try again later")]
+    IdentityProviderUnavailable(String),
     /// Storage or crypto failed; details are logged, not returned.
     #[error("internal error")]
     Internal {
@@ -111,6 +122,8 @@ impl CoreError {
             CoreError::TransferNotAllowed(_) => "data_transfer_not_allowed",
             CoreError::RateLimited { .. } => "rate_limited",
             CoreError::MoveInProgress(_) => "move_in_progress",
+            CoreError::SignInRefused { .. } => "sign_in_refused",
+            CoreError::IdentityProviderUnavailable(_) => "identity_provider_unavailable",
             CoreError::Internal { .. } => "internal",
         }
     }

@@ -483,6 +483,9 @@ mod tests {
             issuer: "https://idp.example.com".into(),
             audience: "custos-client".into(),
             jwks_uri: "https://idp.example.com/jwks.json".into(),
+            client_id: None,
+            client_secret: None,
+            jit_role: None,
         }
     }
 

@@ -28,6 +28,7 @@ pub mod limits;
 mod llm;
 mod llm_calls;
 mod members;
+pub use members::SESSION_PREFIX;
 mod operators;
 mod orgs;
 pub mod outbound;
@@ -36,6 +37,7 @@ mod pii_stream;
 mod pii_walk;
 mod records;
 mod settings;
+pub mod sign_in;
 mod support;
 mod totp;
 
@@ -136,12 +138,25 @@ pub enum Authentication {
     },
     /// Its API key plus the org's identity-provider token whose `amr` names a second factor.
     IdentityToken,
+    /// A session opened by signing in through the org's identity provider.
+    SignInSession {
+        /// When the session stops working, however it is used.
+        expires: jiff::Timestamp,
+        /// Whether the provider's `amr`, or a TOTP code after sign-in, proved a second factor.
+        second_factor: bool,
+        /// The session token's hash (a TOTP step-up replaces this session).
+        token_hash: [u8; 32],
+    },
 }
 
 impl Authentication {
     /// Whether a second factor was proved.
     pub fn second_factor(&self) -> bool {
-        !matches!(self, Authentication::ApiKey)
+        match self {
+            Authentication::ApiKey => false,
+            Authentication::TotpSession { .. } | Authentication::IdentityToken => true,
+            Authentication::SignInSession { second_factor, .. } => *second_factor,
+        }
     }
 
     /// The name recorded in audit events (`api_key`, `totp_session`, `idp_token`).
@@ -150,6 +165,7 @@ impl Authentication {
             Authentication::ApiKey => "api_key",
             Authentication::TotpSession { .. } => "totp_session",
             Authentication::IdentityToken => "idp_token",
+            Authentication::SignInSession { .. } => "sign_in_session",
         }
     }
 }
@@ -250,6 +266,8 @@ pub struct Custos {
     break_glass: bool,
     /// An operator was seen to exist (the bootstrap token is then retired; never unset).
     operators_exist: std::sync::atomic::AtomicBool,
+    /// Identity providers' discovery documents and keys, and sign-in refusal counters.
+    sign_ins: Arc<sign_in::SignIns>,
 }
 
 /// A test hook called at each named point of a long, resumable operation (an erasure);
@@ -308,6 +326,7 @@ impl Custos {
             llm_calls: llm_calls::CallEvents::default(),
             break_glass: false,
             operators_exist: Default::default(),
+            sign_ins: Arc::default(),
         }
     }
 
@@ -440,7 +459,7 @@ impl Custos {
     }
 
     /// Resolves a bearer token (the admin token, a member's API key, or a session token
-    /// opened with a second factor) to a principal.
+    /// opened with a second factor or by a sign-in) to a principal.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, CoreError> {
         self.authenticate_in(token, &RequestContext::default())
             .await
@@ -465,12 +484,21 @@ impl Custos {
                 // A disabled member's sessions were closed; one opened in a race is refused.
                 Some((scope, member, session)) if member.disabled_at.is_none() => {
                     self.note_use(&scope, &member, Some(&hash)).await;
+                    let auth = if session.method == "totp" {
+                        Authentication::TotpSession {
+                            expires: session.expires_at,
+                        }
+                    } else {
+                        Authentication::SignInSession {
+                            expires: session.expires_at,
+                            second_factor: session.second_factor,
+                            token_hash: hash,
+                        }
+                    };
                     Ok(Principal::Member {
                         scope,
                         member,
-                        auth: Authentication::TotpSession {
-                            expires: session.expires_at,
-                        },
+                        auth,
                     })
                 }
                 _ => Err(CoreError::Unauthenticated),

@@ -21,7 +21,7 @@ use crate::{generate_api_key, token_hash, Caller, CoreError, Custos, Principal};
 /// Session tokens start with this, so authentication knows where to look them up. API keys
 /// are `cus_` and base64url, so no API key can start with it (`cus_s_` could: one key in
 /// 4,096 would then be taken for a session).
-pub(crate) const SESSION_PREFIX: &str = "cuss_";
+pub const SESSION_PREFIX: &str = "cuss_";
 
 /// Request to add a member.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -75,7 +75,7 @@ pub struct CreatedOwner {
 }
 
 /// Every role, in the order the README lists them: what an org's first owner holds.
-const EVERY_ROLE: [&str; 5] = ["owner", "admin", "member", "auditor", "service"];
+pub(crate) const EVERY_ROLE: [&str; 5] = ["owner", "admin", "member", "auditor", "service"];
 
 /// A member as listings show it (never its key).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -304,7 +304,7 @@ fn peer_manager(caller: &Caller, target: &Member) -> Option<String> {
 /// What a member may do, for its audit events; a bound identity is noted as bound, never
 /// named (audit leaves outlive the people in them).
 /// What a member may do, as audited (never whom it is bound to).
-fn grants(member: &Member) -> Details {
+pub(crate) fn grants(member: &Member) -> Details {
     Details::new()
         .roles(member.roles.clone())
         .groups(member.groups.clone())
@@ -443,8 +443,6 @@ impl Custos {
             .collect())
     }
 
-    /// The member `id`, if the caller may manage it (its roles and groups are the caller's
-    /// own); refusals are audited under `action`.
     /// Adds the first owner of a new org (no second factor required yet, no identity
     /// bound): it holds every role, so it can create members of each.
     pub(crate) async fn add_first_owner(
@@ -483,6 +481,8 @@ impl Custos {
         })
     }
 
+    /// The member `id`, if the caller may manage it (its roles and groups are the caller's
+    /// own); refusals are audited under `action`.
     pub(crate) async fn managed_member(
         &self,
         caller: &Caller,

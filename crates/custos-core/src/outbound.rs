@@ -358,12 +358,17 @@ impl Outbound {
 
     /// A GET of `url`, on the client whose resolver enforces `url`'s scheme's rule.
     pub fn get(&self, url: &OutboundUrl) -> reqwest::RequestBuilder {
-        let client = if url.plain_http() {
+        self.client_for(url).get(url.as_url().clone())
+    }
+
+    /// The client whose resolver enforces `url`'s scheme's rule (for crates that send their
+    /// own requests, such as the OpenID client): it follows no redirects.
+    pub fn client_for(&self, url: &OutboundUrl) -> &reqwest::Client {
+        if url.plain_http() {
             &self.http
         } else {
             &self.https
-        };
-        client.get(url.as_url().clone())
+        }
     }
 }
 

@@ -22,6 +22,14 @@ use crate::{Caller, CoreError, Custos};
 const DEFAULT_SESSION_TIMEOUT: &str = "1h";
 /// The shortest and longest session an org may choose.
 const SESSION_BOUNDS: (&str, &str) = ("5m", "24h");
+/// A signed-in person's absolute session lifetime when an org sets none.
+const DEFAULT_SESSION_MAX_LIFETIME: &str = "12h";
+/// The shortest and longest absolute lifetime an org may choose.
+const LIFETIME_BOUNDS: (&str, &str) = ("5m", "30d");
+/// What a stored client secret starts with (the rest: base64 of the sealed bytes).
+const SEALED_PREFIX: &str = "sealed:";
+/// The org purpose key client secrets are sealed under.
+const CLIENT_SECRET_PURPOSE: &str = "custos/idp-client-secret/v1";
 
 /// The largest LLM request body an org gets when it sets none, and the most it may set.
 pub const DEFAULT_LLM_MAX_REQUEST_BYTES: u64 = 1024 * 1024;
@@ -42,6 +50,27 @@ pub struct IdentityProvider {
     /// Where the provider publishes its signing keys (JWKS): `https`, no user info; internal
     /// addresses and plain `http` only where the policy's `[network] allow` lists them.
     pub jwks_uri: String,
+    /// This deployment's client id at the provider for signing people in (the authorization
+    /// code flow); `null`: `audience`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The client secret for signing people in: write-only (never in an answer), sealed under
+    /// the org's key when stored. Left out of a change that keeps `issuer` and the client id,
+    /// the stored one is kept; `null`: a public client (PKCE alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(write_only)]
+    pub client_secret: Option<String>,
+    /// The role a person of the provider who is no member yet gets at the first sign-in
+    /// (just-in-time provisioning); `null`: unknown people are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jit_role: Option<String>,
+}
+
+impl IdentityProvider {
+    /// The client id sign-ins use: `client_id`, else `audience`.
+    pub fn sign_in_client_id(&self) -> &str {
+        self.client_id.as_deref().unwrap_or(&self.audience)
+    }
 }
 
 /// Whether the deployment's operators may ask the org for support access.
@@ -75,8 +104,12 @@ pub struct OrgSettings {
     /// Members with the `owner` or `admin` role need a second factor for administrative
     /// operations (seed 000: "MFA required for administrative access").
     pub require_mfa_for_admins: bool,
-    /// How long a session opened with a TOTP code lasts (5m to 24h).
+    /// How long a session opened with a TOTP code lasts, and how long a signed-in person's
+    /// session may go unused (5m to 24h).
     pub session_timeout: String,
+    /// How long a signed-in person's session lasts however it is used (5m to 30d; default
+    /// 12h).
+    pub session_max_lifetime: String,
     /// The identity provider whose tokens prove a second factor, if any.
     pub identity_provider: Option<IdentityProvider>,
     /// The org's data may go to an LLM provider outside the org's region (seed 004's
@@ -108,6 +141,7 @@ impl Default for OrgSettings {
             region: String::new(),
             require_mfa_for_admins: false,
             session_timeout: DEFAULT_SESSION_TIMEOUT.into(),
+            session_max_lifetime: DEFAULT_SESSION_MAX_LIFETIME.into(),
             identity_provider: None,
             allow_data_transfer: false,
             llm_providers: None,
@@ -136,6 +170,9 @@ pub struct SettingsChange {
     /// See [`OrgSettings::session_timeout`].
     #[serde(default)]
     pub session_timeout: Option<String>,
+    /// See [`OrgSettings::session_max_lifetime`].
+    #[serde(default)]
+    pub session_max_lifetime: Option<String>,
     /// See [`OrgSettings::identity_provider`]; `null` removes it.
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<IdentityProvider>)]
@@ -187,6 +224,19 @@ impl OrgSettings {
         parse_timeout(&self.session_timeout)
     }
 
+    /// The absolute lifetime of a signed-in person's session as a duration.
+    pub fn session_max_lifetime(&self) -> Result<Duration, CoreError> {
+        parse_bounded("session_max_lifetime", &self.session_max_lifetime, LIFETIME_BOUNDS)
+    }
+
+    /// These settings as an answer shows them: the client secret is write-only.
+    fn shown(mut self) -> Self {
+        if let Some(idp) = &mut self.identity_provider {
+            idp.client_secret = None;
+        }
+        self
+    }
+
     fn apply(
         mut self,
         change: SettingsChange,
@@ -201,6 +251,14 @@ impl OrgSettings {
         if let Some(v) = change.session_timeout {
             self.session_timeout = parse_timeout(&v)?.to_string();
             changed.insert("session_timeout".into(), self.session_timeout.clone());
+        }
+        if let Some(v) = change.session_max_lifetime {
+            self.session_max_lifetime =
+                parse_bounded("session_max_lifetime", &v, LIFETIME_BOUNDS)?.to_string();
+            changed.insert(
+                "session_max_lifetime".into(),
+                self.session_max_lifetime.clone(),
+            );
         }
         if let Some(v) = change.identity_provider {
             if let Some(idp) = &v {
@@ -341,20 +399,22 @@ fn check_models(models: &[String], llm: &custos_policy::Llm) -> Result<(), CoreE
 }
 
 fn parse_timeout(value: &str) -> Result<Duration, CoreError> {
-    let d: Duration = value.parse().map_err(|e| {
-        CoreError::invalid("session_timeout", format!("not a duration such as 1h: {e}"))
-    })?;
+    parse_bounded("session_timeout", value, SESSION_BOUNDS)
+}
+
+/// `value` as a duration within `bounds`, or an error naming `field`.
+fn parse_bounded(field: &str, value: &str, bounds: (&str, &str)) -> Result<Duration, CoreError> {
+    let d: Duration = value
+        .parse()
+        .map_err(|e| CoreError::invalid(field, format!("not a duration such as 1h: {e}")))?;
     let (min, max) = (
-        SESSION_BOUNDS.0.parse::<Duration>().expect("valid bound"),
-        SESSION_BOUNDS.1.parse::<Duration>().expect("valid bound"),
+        bounds.0.parse::<Duration>().expect("valid bound"),
+        bounds.1.parse::<Duration>().expect("valid bound"),
     );
     if d.cmp_for_validation(&min).is_lt() || d.cmp_for_validation(&max).is_gt() {
         return Err(CoreError::invalid(
-            "session_timeout",
-            format!(
-                "must be between {} and {}",
-                SESSION_BOUNDS.0, SESSION_BOUNDS.1
-            ),
+            field,
+            format!("must be between {} and {}", bounds.0, bounds.1),
         ));
     }
     Ok(d)
@@ -376,14 +436,30 @@ pub(crate) fn check_key_url(field: &str, url: &str, rules: &Rules) -> Result<(),
 
 fn check_idp(idp: &IdentityProvider, rules: &Rules) -> Result<(), CoreError> {
     check_key_url("identity_provider.jwks_uri", &idp.jwks_uri, rules)?;
+    let client_id = idp.client_id.as_ref();
     for (field, value) in [
-        ("identity_provider.issuer", &idp.issuer),
-        ("identity_provider.audience", &idp.audience),
-    ] {
+        ("identity_provider.issuer", Some(&idp.issuer)),
+        ("identity_provider.audience", Some(&idp.audience)),
+        ("identity_provider.client_id", client_id),
+    ]
+    .into_iter()
+    .filter_map(|(field, value)| Some((field, value?)))
+    {
         if value.is_empty() || value.len() > 512 || value.chars().any(char::is_control) {
             return Err(CoreError::invalid(
                 field,
                 "must be 1 to 512 printable characters",
+            ));
+        }
+    }
+    if let Some(role) = &idp.jit_role {
+        if !crate::members::EVERY_ROLE.contains(&role.as_str()) || role == "owner" {
+            return Err(CoreError::invalid(
+                "identity_provider.jit_role",
+                format!(
+                    "{role:?} is not a role people may get at their first sign-in; use one of \
+                     admin, member, auditor, service (owners are made by owners)"
+                ),
             ));
         }
     }
@@ -409,7 +485,7 @@ impl Custos {
         let grant = self.authorize(caller, Operation::SettingsRead, org).await?;
         let mut settings = self.org_settings_of(&grant.scope).await?;
         settings.region = grant.region;
-        Ok(settings)
+        Ok(settings.shown())
     }
 
     /// Changes the org's settings; the audit event names every value set.
@@ -423,10 +499,13 @@ impl Custos {
             .authorize(caller, Operation::SettingsUpdate, org)
             .await?;
         let moving = change.region.take().filter(|to| *to != grant.region);
-        let (mut settings, changed) = self
-            .org_settings_of(&grant.scope)
-            .await?
-            .apply(change, &self.policy)?;
+        let current = self.org_settings_of(&grant.scope).await?;
+        if let Some(Some(idp)) = &mut change.identity_provider {
+            idp.client_secret = self
+                .client_secret_to_store(org, current.identity_provider.as_ref(), idp)
+                .await?;
+        }
+        let (mut settings, changed) = current.apply(change, &self.policy)?;
         // Every check before anything is written: a refused move changes no setting either.
         if let Some(to) = &moving {
             self.check_move(caller, &grant.region, to, &settings, org)
@@ -465,7 +544,68 @@ impl Custos {
                 .set_org_settings(&grant.scope, &json, &[event])
                 .await?;
         }
-        Ok(settings)
+        Ok(settings.shown())
+    }
+
+    /// The client secret `idp` (from a change) is stored with: a new one sealed under the
+    /// org's key, none for `""`, and when left out the stored one while the issuer and the
+    /// client id stay the same.
+    async fn client_secret_to_store(
+        &self,
+        org: &str,
+        stored: Option<&IdentityProvider>,
+        idp: &IdentityProvider,
+    ) -> Result<Option<String>, CoreError> {
+        use base64::Engine;
+        match idp.client_secret.as_deref() {
+            Some("") => Ok(None),
+            Some(plain) => {
+                if plain.len() > 512 || plain.chars().any(char::is_control) {
+                    return Err(CoreError::invalid(
+                        "identity_provider.client_secret",
+                        "must be 1 to 512 printable characters",
+                    ));
+                }
+                let sealed = self
+                    .vault
+                    .org_purpose_key(org, CLIENT_SECRET_PURPOSE)
+                    .await?
+                    .seal(org.as_bytes(), plain.as_bytes());
+                let b64 = base64::engine::general_purpose::STANDARD.encode(sealed);
+                Ok(Some(format!("{SEALED_PREFIX}{b64}")))
+            }
+            None => Ok(stored
+                .filter(|old| {
+                    old.issuer == idp.issuer && old.sign_in_client_id() == idp.sign_in_client_id()
+                })
+                .and_then(|old| old.client_secret.clone())),
+        }
+    }
+
+    /// The org's stored client secret in the clear, if it has one.
+    pub(crate) async fn open_client_secret(
+        &self,
+        org: &str,
+        idp: &IdentityProvider,
+    ) -> Result<Option<zeroize::Zeroizing<String>>, CoreError> {
+        use base64::Engine;
+        let Some(stored) = &idp.client_secret else {
+            return Ok(None);
+        };
+        let sealed = stored
+            .strip_prefix(SEALED_PREFIX)
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .ok_or_else(|| {
+                CoreError::internal(format!("stored client secret of {org} is not sealed"))
+            })?;
+        let plain = self
+            .vault
+            .org_purpose_key(org, CLIENT_SECRET_PURPOSE)
+            .await?
+            .open(org.as_bytes(), &sealed)?;
+        let plain = String::from_utf8(plain)
+            .map_err(|e| CoreError::internal_from(format!("client secret of {org}"), e))?;
+        Ok(Some(zeroize::Zeroizing::new(plain)))
     }
 
     /// A move of the org from `from` to `to` is allowed: `to` is a region of the policy and

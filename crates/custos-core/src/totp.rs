@@ -219,12 +219,23 @@ impl Custos {
         let Principal::Member { member, auth, .. } = &caller.principal else {
             unreachable!("the table opens sessions to members only");
         };
-        if *auth != Authentication::ApiKey {
-            return Err(CoreError::invalid(
-                "authorization",
-                "open a session with the member's API key, not with another session",
-            ));
-        }
+        // A signed-in person without a second factor steps up: the code replaces the sign-in's
+        // session with one that proves it (new token, same lifetimes).
+        let replaces = match *auth {
+            Authentication::ApiKey => None,
+            Authentication::SignInSession {
+                second_factor: false,
+                token_hash,
+                ..
+            } => Some(token_hash),
+            _ => {
+                return Err(CoreError::invalid(
+                    "authorization",
+                    "open a session with the member's API key (or step up a sign-in that \
+                     proved no second factor), not with another session",
+                ))
+            }
+        };
         let refuse = |why: &str| CoreError::Forbidden(format!("session refused: {why}"));
         let target = Some(Target::Member(member.id.to_string()));
         let Some(factor) = self
@@ -292,28 +303,44 @@ impl Custos {
                 .wrong_code(caller, org, &member.id, factor.failures + 1)
                 .await);
         };
-        let timeout = self
-            .org_settings_of(&grant.scope)
-            .await?
-            .session_timeout()?;
         let token = random_token(SESSION_PREFIX);
-        let session = Session {
-            token_hash: token_hash(&token),
-            member_id: member.id.clone(),
-            method: "totp".into(),
-            expires_at: timeout.add_to(self.now()),
-            last_used_at: None,
+        let session = match replaces {
+            None => {
+                let timeout = grant.settings.session_timeout()?;
+                Session {
+                    token_hash: token_hash(&token),
+                    member_id: member.id.clone(),
+                    method: "totp".into(),
+                    expires_at: timeout.add_to(self.now()),
+                    last_used_at: None,
+                    second_factor: true,
+                    created_at: Some(self.now()),
+                    idle_seconds: None,
+                }
+            }
+            Some(old) => {
+                let Some((_, _, signed_in)) = self.store.session(&old, self.now()).await? else {
+                    return Err(CoreError::Unauthenticated);
+                };
+                Session {
+                    token_hash: token_hash(&token),
+                    method: "oidc+totp".into(),
+                    second_factor: true,
+                    last_used_at: None,
+                    ..signed_in
+                }
+            }
         };
         let event = self
             .event(caller, custos_audit::AuditAction::SessionOpen)
             .org(org)
             .target(Target::Member(member.id.to_string()))
-            .details(Details::new().method("totp").expires(session.expires_at));
+            .details(Details::new().method(session.method.clone()).expires(session.expires_at));
         if !self
             .store
             .for_org(&grant.scope)
             .await?
-            .open_session(&grant.scope, &session, step, &[event])
+            .open_session(&grant.scope, &session, step, replaces.as_ref(), &[event])
             .await?
         {
             // Another request used this code (or a later one) first.

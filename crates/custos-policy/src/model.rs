@@ -138,6 +138,10 @@ pub struct Service {
     pub regions: Vec<String>,
     /// The region new orgs get when they do not choose one; always one of `regions`.
     pub default_region: String,
+    /// Where browsers and identity providers reach this deployment (`https://custos.example.com`,
+    /// no trailing slash): sign-in redirects come back to `<public_url>/v1/auth/oidc/callback`.
+    /// `None`: no sign-in through an identity provider.
+    pub public_url: Option<String>,
 }
 
 /// The `[deletion]` table: the deletion deadlines the service promises.

@@ -42,7 +42,7 @@ const ROOT_KEYS: &[&str] = &[
 const SUPPORT_KEYS: &[&str] = &["request_expiry", "max_duration"];
 const ACCESS_TABLE_KEYS: &[&str] = &["inactive_member_after"];
 const REGION_KEYS: &[&str] = &["database", "objects"];
-const SERVICE_KEYS: &[&str] = &["name", "regions", "default_region"];
+const SERVICE_KEYS: &[&str] = &["name", "regions", "default_region", "public_url"];
 const DELETION_KEYS: &[&str] = &[
     "soft_delete_window",
     "hard_delete_within",
@@ -808,6 +808,7 @@ fn check_service(
                 name: defaults::SERVICE_NAME.to_string(),
                 regions: vec![region.clone()],
                 default_region: region.clone(),
+                public_url: None,
             },
             Some(vec![region]),
         );
@@ -869,12 +870,53 @@ fn check_service(
         None => names.first().cloned().unwrap_or_default(),
     };
 
+    let public_url = f
+        .get("public_url")
+        .and_then(|f| string_field(cx, f))
+        .and_then(|(url, span)| match check_public_url(&url) {
+            Ok(url) => Some(url),
+            Err(why) => {
+                cx.error(
+                    &span,
+                    format!("public_url {url:?} {why}"),
+                    "write the address browsers use to reach Custos, e.g. \
+                     \"https://custos.example.com\""
+                        .to_string(),
+                );
+                None
+            }
+        });
     let service = Service {
         name,
         regions: names.clone(),
         default_region,
+        public_url,
     };
     (service, regions_ok.then_some(names))
+}
+
+/// `public_url` without its trailing slashes, or why it cannot be one: an absolute `http` or
+/// `https` address with a host, no user info, query or fragment (a path prefix is allowed, for
+/// a deployment behind a reverse proxy).
+fn check_public_url(url: &str) -> Result<String, &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("is not an http:// or https:// address")?;
+    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains white space");
+    }
+    if rest.contains(['?', '#']) {
+        return Err("has a query or a fragment");
+    }
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if host.contains('@') {
+        return Err("carries user info");
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 fn is_region_name(r: &str) -> bool {

@@ -73,6 +73,9 @@ pub(crate) fn to_toml(p: &Policy) -> String {
     let _ = writeln!(o, "name = {}", quote(&p.service.name));
     let _ = writeln!(o, "regions = {}", string_list(&p.service.regions));
     let _ = writeln!(o, "default_region = {}", quote(&p.service.default_region));
+    if let Some(url) = &p.service.public_url {
+        let _ = writeln!(o, "public_url = {}", quote(url));
+    }
 
     let d = &p.deletion;
     let _ = writeln!(o, "\n[deletion]");

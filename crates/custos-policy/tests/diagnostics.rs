@@ -757,3 +757,29 @@ fn operators_take_an_identity_provider_and_session_lifetimes() {
         "{d}"
     );
 }
+
+#[test]
+fn public_url_is_an_absolute_address_kept_without_its_trailing_slash() {
+    let with = |url: &str| {
+        HEAD.replacen(
+            "[service]\n",
+            &format!("[service]\npublic_url = {url:?}\n"),
+            1,
+        ) + "\n[categories.messages]\nretention = \"1d\"\n"
+    };
+    let p = Policy::parse(&with("https://custos.example.com/"), "custos.toml").unwrap();
+    assert_eq!(
+        p.service.public_url.as_deref(),
+        Some("https://custos.example.com")
+    );
+    assert_eq!(Policy::parse(&p.to_toml(), "effective.toml").unwrap(), p);
+    for (bad, why) in [
+        ("custos.example.com", "is not an http:// or https:// address"),
+        ("https://", "has no host"),
+        ("https://x.example/?a=1", "has a query or a fragment"),
+        ("https://me@x.example", "carries user info"),
+    ] {
+        let d = Policy::parse(&with(bad), "custos.toml").unwrap_err();
+        assert_eq!(only(&d).message, format!("public_url {bad:?} {why}"), "{d}");
+    }
+}

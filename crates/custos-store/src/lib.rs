@@ -33,6 +33,7 @@ mod records;
 mod regional;
 mod requests;
 mod schema;
+mod sign_in;
 mod sqlite;
 mod stream;
 mod support;
@@ -57,6 +58,7 @@ pub use requests::{
     ErasureAggregate, RecordRewrite, RequestCursor, RequestFilter, RequestKind, RequestStatus,
     RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
 };
+pub use sign_in::{PendingSignIn, SignInStore};
 pub use sqlite::{SnapshotCounts, SqliteStore};
 pub use stream::{record_stream, RecordChunks, RecordSender};
 pub use support::{SupportRequestRow, SupportStore, SupportTransition};
@@ -74,6 +76,7 @@ pub trait Store:
     + RequestStore
     + SupportStore
     + OperatorStore
+    + SignInStore
     + Send
     + Sync
     + 'static
@@ -89,6 +92,7 @@ impl<T> Store for T where
         + RequestStore
         + SupportStore
         + OperatorStore
+        + SignInStore
         + Send
         + Sync
         + 'static
@@ -99,6 +103,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         AuditStore, LifecycleStore, MemberStore, OperatorStore, OrgStore, RecordStore,
-        RequestStore, Store, SupportStore,
+        RequestStore, SignInStore, Store, SupportStore,
     };
 }

@@ -22,30 +22,59 @@ const MEMBER_COLUMNS_OF_M: &str = "m.id, m.name, m.roles, m.groups_json, m.mfa, 
      m.identity_iss, m.identity_sub, m.last_used_at, m.key_last_used_at, m.disabled_at";
 
 /// The session query both backends run: the member's columns, then the session's
-/// (`org_id`, `method`, `expires_at`, `last_used_at`); `$1` the token hash, `$2` now.
+/// (`org_id`, `method`, `expires_at`, `last_used_at`, `second_factor`, `created_at`,
+/// `idle_seconds`); `$1` the token hash, `$2` now. A session with an idle limit is over once
+/// it has gone unused (since its last noted use, or its opening) for that many seconds.
 pub(crate) fn session_query(placeholder: impl Fn(usize) -> String) -> String {
+    let (hash, now) = (placeholder(1), placeholder(2));
     format!(
-        "SELECT {MEMBER_COLUMNS_OF_M}, s.org_id, s.method, s.expires_at, s.last_used_at
+        "SELECT {MEMBER_COLUMNS_OF_M}, s.org_id, s.method, s.expires_at, s.last_used_at,
+                s.second_factor, s.created_at, s.idle_seconds
          FROM sessions s JOIN members m ON m.org_id = s.org_id AND m.id = s.member_id
-         WHERE s.token_hash = {} AND s.expires_at > {}",
-        placeholder(1),
-        placeholder(2)
+         WHERE s.token_hash = {hash} AND s.expires_at > {now}
+           AND (s.idle_seconds IS NULL
+                OR COALESCE(s.last_used_at, s.created_at) + s.idle_seconds * 1000000 > {now})"
     )
 }
 
-/// A session opened with a second factor.
+/// The insert of a session both backends run (placeholders from `p`, in [`Session`]'s
+/// order after the org id: hash, org, member, method, expiry, second factor, opening, idle).
+pub(crate) fn insert_session_sql(p: impl Fn(usize) -> String) -> String {
+    format!(
+        "INSERT INTO sessions (token_hash, org_id, member_id, method, expires_at, second_factor,
+                               created_at, idle_seconds)
+         VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8)
+    )
+}
+
+/// A member's session: opened with a TOTP code, or by a sign-in through the org's identity
+/// provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// SHA-256 of the session token (the token itself is shown once).
     pub token_hash: [u8; 32],
     /// The member it authenticates.
     pub member_id: String,
-    /// How the second factor was proved (`totp`).
+    /// How it was opened (`totp`, `oidc`, `oidc+totp`).
     pub method: String,
-    /// When it stops working.
+    /// When it stops working, however it is used.
     pub expires_at: Timestamp,
     /// When it was last used, to the minute.
     pub last_used_at: Option<Timestamp>,
+    /// Whether it proves a second factor.
+    pub second_factor: bool,
+    /// When it was opened (`None` for sessions older than this column).
+    pub created_at: Option<Timestamp>,
+    /// It stops working after this many seconds unused; `None`: only `expires_at` ends it.
+    pub idle_seconds: Option<i64>,
 }
 
 /// A member's enrolled TOTP factor.
@@ -219,13 +248,31 @@ pub trait MemberStore {
     ) -> Result<Option<TotpFactor>, StoreError>;
     /// Opens `session` after a TOTP code of time step `step` was checked: compare-and-set,
     /// only if no code of this or a later step was accepted before (so a code cannot be
-    /// replayed); the member's failures go back to zero. False (nothing written or appended)
-    /// otherwise.
+    /// replayed); the member's failures go back to zero; the session `replaces` (a sign-in's,
+    /// stepped up by the code) is deleted in the same transaction. False (nothing written or
+    /// appended) otherwise.
     async fn open_session(
         &self,
         scope: &OrgScope,
         session: &Session,
         step: i64,
+        replaces: Option<&[u8; 32]>,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+
+    /// Adds a session opened by a sign-in (no TOTP step is used).
+    async fn start_session(
+        &self,
+        scope: &OrgScope,
+        session: &Session,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+
+    /// Ends a session (sign-out); false (nothing appended) when there is no such session.
+    async fn end_session(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError>;
     /// The member a session token hash authenticates, with its org and the session, if the

@@ -67,4 +67,6 @@ pub(crate) fn is_store_table(name: &str) -> bool {
         || name == "org_moves"
         // The deployment's operators: kept in the main database, never moved with an org.
         || name == "operators"
+        // Sign-ins under way: minutes-long, deployment-wide, and not moved with an org.
+        || name == "sign_ins"
 }

@@ -15,6 +15,7 @@ pub(crate) mod audit_log;
 mod lifecycle;
 pub(crate) mod members;
 mod operators;
+mod sign_in;
 pub(crate) mod org_rows;
 mod orgs;
 mod records;

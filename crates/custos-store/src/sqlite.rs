@@ -22,6 +22,7 @@ mod files;
 mod lifecycle;
 pub(crate) mod members;
 mod operators;
+mod sign_in;
 pub(crate) mod org_rows;
 mod orgs;
 mod records;

@@ -12,6 +12,8 @@ use custos_policy::Policy;
 use custos_store::{ObjectLocation, Objects, SqliteStore};
 use serde_json::{json, Value};
 
+pub mod oidc;
+
 /// The bootstrap admin token of every test deployment.
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
@@ -30,6 +32,18 @@ pub async fn deploy(
     clock: Arc<dyn Clock>,
     configure: impl FnOnce(Custos) -> Custos,
 ) -> Deployment {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    deploy_on(listener, policy, clock, configure).await
+}
+
+/// [`deploy`] on `listener` (bound first when the policy must name the deployment's own
+/// address, as `[service] public_url` does).
+pub async fn deploy_on(
+    listener: tokio::net::TcpListener,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    configure: impl FnOnce(Custos) -> Custos,
+) -> Deployment {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let store = Arc::new(SqliteStore::open(&data.join("custos.db")).unwrap());
@@ -40,10 +54,10 @@ pub async fn deploy(
     let custos =
         Custos::new(Arc::new(policy), store.clone(), objects, vault, clock).with_admin_token(ADMIN);
     let custos = Arc::new(configure(custos));
-    let base = serve(custos_api::router(custos_api::AppState::new(
-        custos.clone(),
-    )))
-    .await;
+    let base = serve_on(
+        listener,
+        custos_api::router(custos_api::AppState::new(custos.clone())),
+    );
     Deployment {
         dir,
         base,
@@ -84,6 +98,11 @@ pub async fn org_with_owner(d: &Deployment, name: &str) -> (String, String) {
 /// Serves `app` on an ephemeral loopback port; returns its base URL.
 pub async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, app)
+}
+
+/// Serves `app` on `listener`; returns its base URL.
+pub fn serve_on(listener: tokio::net::TcpListener, app: axum::Router) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(

@@ -500,6 +500,7 @@ impl MemberStore for PgStore {
         scope: &OrgScope,
         session: &Session,
         step: i64,
+        replaces: Option<&[u8; 32]>,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -516,17 +517,45 @@ impl MemberStore for PgStore {
         if n != 1 {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, org_id, member_id, method, expires_at)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&session.token_hash[..])
-        .bind(scope.org_id())
-        .bind(&session.member_id)
-        .bind(&session.method)
-        .bind(to_micros(session.expires_at))
-        .execute(&mut *tx)
-        .await?;
+        if let Some(old) = replaces {
+            sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND token_hash = $2")
+                .bind(scope.org_id())
+                .bind(&old[..])
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_session(&mut tx, scope, session).await?;
+        commit_with(tx, audit).await?;
+        Ok(true)
+    }
+
+    async fn start_session(
+        &self,
+        scope: &OrgScope,
+        session: &Session,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_session(&mut tx, scope, session).await?;
+        commit_with(tx, audit).await
+    }
+
+    async fn end_session(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM sessions WHERE org_id = $1 AND token_hash = $2")
+            .bind(scope.org_id())
+            .bind(&token_hash[..])
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
         commit_with(tx, audit).await?;
         Ok(true)
     }
@@ -554,7 +583,33 @@ impl MemberStore for PgStore {
                 .try_get::<Option<i64>, _>(at + 3)?
                 .map(from_micros)
                 .transpose()?,
+            second_factor: r.try_get(at + 4)?,
+            created_at: r
+                .try_get::<Option<i64>, _>(at + 5)?
+                .map(from_micros)
+                .transpose()?,
+            idle_seconds: r.try_get(at + 6)?,
         };
         Ok(Some((OrgScope::new(r.try_get(at)?), member, session)))
     }
+}
+
+/// Inserts `s` as a session of the org of `scope` inside `tx`.
+async fn insert_session(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    scope: &OrgScope,
+    s: &Session,
+) -> Result<(), StoreError> {
+    sqlx::query(&crate::members::insert_session_sql(|n| format!("${n}")))
+        .bind(&s.token_hash[..])
+        .bind(scope.org_id())
+        .bind(&s.member_id)
+        .bind(&s.method)
+        .bind(to_micros(s.expires_at))
+        .bind(s.second_factor)
+        .bind(s.created_at.map(to_micros))
+        .bind(s.idle_seconds)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

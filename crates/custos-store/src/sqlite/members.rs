@@ -24,6 +24,24 @@ fn member_exists(tx: &rusqlite::Transaction<'_>, org: &str, id: &str) -> Result<
     Ok(found.is_some())
 }
 
+/// Inserts `s` as a session of `org` inside `tx`.
+fn insert_session(tx: &rusqlite::Transaction<'_>, org: &str, s: &Session) -> Result<(), StoreError> {
+    tx.execute(
+        &crate::members::insert_session_sql(|n| format!("?{n}")),
+        params![
+            &s.token_hash[..],
+            org,
+            s.member_id,
+            s.method,
+            to_micros(s.expires_at),
+            s.second_factor,
+            s.created_at.map(to_micros),
+            s.idle_seconds
+        ],
+    )?;
+    Ok(())
+}
+
 /// Deletes a member's rows from `tables` (its factor, its sessions) inside `tx`.
 fn forget(
     tx: &rusqlite::Transaction<'_>,
@@ -493,9 +511,10 @@ impl MemberStore for SqliteStore {
         scope: &OrgScope,
         session: &Session,
         step: i64,
+        replaces: Option<&[u8; 32]>,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
-        let (org, s) = (scope.org_id().to_string(), session.clone());
+        let (org, s, replaces) = (scope.org_id().to_string(), session.clone(), replaces.copied());
         self.mutate_if(audit, move |tx| {
             let used = tx.execute(
                 "UPDATE member_factors SET last_step = ?3, failures = 0, last_failure_at = NULL
@@ -503,19 +522,46 @@ impl MemberStore for SqliteStore {
                 params![org, s.member_id, step],
             )? == 1;
             if used {
-                tx.execute(
-                    "INSERT INTO sessions (token_hash, org_id, member_id, method, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        &s.token_hash[..],
-                        org,
-                        s.member_id,
-                        s.method,
-                        to_micros(s.expires_at)
-                    ],
-                )?;
+                if let Some(old) = replaces {
+                    tx.execute(
+                        "DELETE FROM sessions WHERE org_id = ?1 AND token_hash = ?2",
+                        params![org, &old[..]],
+                    )?;
+                }
+                insert_session(tx, &org, &s)?;
             }
             Ok(used)
+        })
+        .await
+    }
+
+    async fn start_session(
+        &self,
+        scope: &OrgScope,
+        session: &Session,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (org, s) = (scope.org_id().to_string(), session.clone());
+        self.mutate_if(audit, move |tx| {
+            insert_session(tx, &org, &s)?;
+            Ok(true)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn end_session(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, hash) = (scope.org_id().to_string(), *token_hash);
+        self.mutate_if(audit, move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM sessions WHERE org_id = ?1 AND token_hash = ?2",
+                params![org, &hash[..]],
+            )? == 1)
         })
         .await
     }
@@ -543,6 +589,12 @@ impl MemberStore for SqliteStore {
                     .get::<_, Option<i64>>(at + 3)?
                     .map(from_micros)
                     .transpose()?,
+                second_factor: r.get(at + 4)?,
+                created_at: r
+                    .get::<_, Option<i64>>(at + 5)?
+                    .map(from_micros)
+                    .transpose()?,
+                idle_seconds: r.get(at + 6)?,
             };
             Ok(Some((OrgScope::new(r.get(at)?), member, session)))
         })

@@ -13,6 +13,9 @@ fn session(member: &str, expires: jiff::Timestamp) -> Session {
         method: "totp".into(),
         expires_at: expires,
         last_used_at: None,
+        second_factor: true,
+        created_at: None,
+        idle_seconds: None,
     }
 }
 
@@ -57,7 +60,7 @@ pub async fn members_change_rotate_and_remove(h: Harness) {
         .await
         .unwrap());
     let s = session(&alice.id, now_us() + 1.hour());
-    assert!(store.open_session(&a, &s, 100, &audit).await.unwrap());
+    assert!(store.open_session(&a, &s, 100, None, &audit).await.unwrap());
     book.appended(&audit);
     assert_eq!(
         store
@@ -108,7 +111,7 @@ pub async fn members_change_rotate_and_remove(h: Harness) {
 
     // Removal takes the factor and sessions with it.
     let s = session(&alice.id, now_us() + 1.hour());
-    assert!(store.open_session(&a, &s, 101, &[]).await.unwrap());
+    assert!(store.open_session(&a, &s, 101, None, &[]).await.unwrap());
     let audit = [event(Some(&a), "member.remove", "member:alice")];
     assert!(!store.remove_member(&b, &alice.id, &[]).await.unwrap());
     assert!(store.remove_member(&a, &alice.id, &audit).await.unwrap());
@@ -130,7 +133,7 @@ pub async fn totp_steps_are_used_once_and_sessions_expire(h: Harness) {
     // No factor, no member elsewhere: no enrollment, no session.
     assert!(!store.set_totp(&b, &bob.id, b"x", None, &[]).await.unwrap());
     let s = session(&bob.id, now_us() + 1.hour());
-    assert!(!store.open_session(&a, &s, 7, &[]).await.unwrap());
+    assert!(!store.open_session(&a, &s, 7, None, &[]).await.unwrap());
     let audit = [event(Some(&a), "member.totp_enroll", "member:bob")];
     assert!(store
         .set_totp(&a, &bob.id, b"sealed", None, &audit)
@@ -146,12 +149,12 @@ pub async fn totp_steps_are_used_once_and_sessions_expire(h: Harness) {
 
     // Step 7 once; 7 again or 6 never; 8 after it.
     let audit = [event(Some(&a), "session.open", "member:bob")];
-    assert!(store.open_session(&a, &s, 7, &audit).await.unwrap());
+    assert!(store.open_session(&a, &s, 7, None, &audit).await.unwrap());
     book.appended(&audit);
     for step in [7, 6] {
         let again = session(&bob.id, now_us() + 1.hour());
         let audit = [event(Some(&a), "session.open", "member:bob")];
-        assert!(!store.open_session(&a, &again, step, &audit).await.unwrap());
+        assert!(!store.open_session(&a, &again, step, None, &audit).await.unwrap());
         assert_eq!(
             store.session(&again.token_hash, now_us()).await.unwrap(),
             None
@@ -162,7 +165,7 @@ pub async fn totp_steps_are_used_once_and_sessions_expire(h: Harness) {
         Some(7)
     );
     let later = session(&bob.id, now_us() + 1.hour());
-    assert!(store.open_session(&a, &later, 8, &[]).await.unwrap());
+    assert!(store.open_session(&a, &later, 8, None, &[]).await.unwrap());
 
     // A session authenticates its member until it expires.
     let (scope, m, found) = store
@@ -243,7 +246,7 @@ pub async fn totp_attempts_are_counted_once_each_and_enrollment_codes_enroll_onc
         .await
         .unwrap());
     let s = session(&bob.id, now_us() + 1.hour());
-    assert!(store.open_session(&a, &s, 3, &[]).await.unwrap());
+    assert!(store.open_session(&a, &s, 3, None, &[]).await.unwrap());
     assert_eq!(store.totp(&a, &bob.id).await.unwrap().unwrap().failures, 0);
 
     // An enrollment code: replaced by the next, used up by the enrollment it lets in.
@@ -359,7 +362,7 @@ pub async fn last_use_moves_forward_and_disabling_closes_sessions(h: Harness) {
         .await
         .unwrap();
     let s = session(&carol.id, t0 + 1.hour());
-    assert!(store.open_session(&a, &s, 1, &[]).await.unwrap());
+    assert!(store.open_session(&a, &s, 1, None, &[]).await.unwrap());
     store.note_session_use(&a, &s.token_hash, t1).await.unwrap();
     store
         .note_session_use(&b, &s.token_hash, t1 + 1.minutes())
