@@ -16,11 +16,11 @@ mod member_routes;
 mod metrics;
 mod openapi;
 mod operator_routes;
-mod sign_in_routes;
 mod problem;
 mod request_routes;
 mod routes;
 pub mod server;
+mod sign_in_routes;
 mod support_routes;
 
 use std::net::SocketAddr;
@@ -229,7 +229,10 @@ pub(crate) fn presented_token(
     else {
         return Ok(None);
     };
-    let safe = matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD);
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
     if !safe {
         let own = state
             .custos

@@ -131,7 +131,10 @@ pub(crate) async fn callback(
         (status = 204, description = "signed out; the `custos_session` cookie is cleared"),
         (status = 403, description = "a cookie sent from another site (`forbidden`)", body = crate::Problem, content_type = "application/problem+json"),
     ))]
-pub(crate) async fn logout(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
     let context = crate::request_context(&parts);
     let token = match crate::presented_token(&parts, &state)? {
         Some((token, _)) => Some(token),
@@ -193,12 +196,18 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; custos_session_x=no; custos_session=cuss_abc"),
         );
-        headers.append(header::COOKIE, HeaderValue::from_static("custos_sign_in=xyz"));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("custos_sign_in=xyz"),
+        );
         assert_eq!(
             cookie_value(&headers, SESSION_COOKIE).as_deref(),
             Some("cuss_abc")
         );
-        assert_eq!(cookie_value(&headers, SIGN_IN_COOKIE).as_deref(), Some("xyz"));
+        assert_eq!(
+            cookie_value(&headers, SIGN_IN_COOKIE).as_deref(),
+            Some("xyz")
+        );
         assert_eq!(cookie_value(&headers, "b"), None);
     }
 

@@ -107,7 +107,8 @@ details! {
     roles: Vec<String>,
     /// A member's groups.
     groups: Vec<String>,
-    /// Whether a member must use a second factor for everything.
+    /// Whether a member must use a second factor for everything (member changes), or whether
+    /// a sign-in proved one (`auth.sign_in`).
     mfa: bool,
     /// Whether a member is bound to a person of the identity provider (never whom).
     identity_bound: bool,
@@ -328,7 +329,7 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         ],
         A::SupportRequestApprove => &["duration", "expires"],
         A::SessionOpen => &["method", "expires", "failures"],
-        A::AuthSignIn => &["method", "expires", "source_limited"],
+        A::AuthSignIn => &["method", "mfa", "expires", "source_limited"],
         A::AuthReject => &["key_prefix", "source_limited"],
         A::RecordCreate => &["category", "categories", "records", "ids"],
         A::RecordArchive => &["category"],

@@ -192,6 +192,14 @@ impl Custos {
         Err(error)
     }
 
+    /// Buffers the audit event of another refused attempt by an unauthenticated caller (a
+    /// browser not signed in), appended with the refused credentials' events.
+    pub(crate) async fn audit_refusal(&self, event: AuditEvent) {
+        if let Some(due) = self.auth_failures.push(event) {
+            self.append_auth_failures(due).await;
+        }
+    }
+
     /// Appends every buffered failed-authentication event (the server calls this every
     /// [`FLUSH_AFTER`], and before it stops).
     pub async fn flush_auth_failures(&self) {

@@ -226,7 +226,11 @@ impl OrgSettings {
 
     /// The absolute lifetime of a signed-in person's session as a duration.
     pub fn session_max_lifetime(&self) -> Result<Duration, CoreError> {
-        parse_bounded("session_max_lifetime", &self.session_max_lifetime, LIFETIME_BOUNDS)
+        parse_bounded(
+            "session_max_lifetime",
+            &self.session_max_lifetime,
+            LIFETIME_BOUNDS,
+        )
     }
 
     /// These settings as an answer shows them: the client secret is write-only.

@@ -303,7 +303,9 @@ impl Custos {
             .await?
             .identity_provider
             .ok_or_else(no_sign_in)?;
-        let client = self.provider_client(org, &provider, &public_url, false).await?;
+        let client = self
+            .provider_client(org, &provider, &public_url, false)
+            .await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = client
             .0
@@ -342,40 +344,60 @@ impl Custos {
         let now = self.now();
         self.check_source(&anonymous(context), now)?;
         let Some(state) = callback.state.as_deref() else {
-            return Err(self.refuse_sign_in(context, SignInRefusal::StateUnknown, None).await);
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::StateUnknown, None)
+                .await);
         };
         let Some(pending) = self.store.main().take_sign_in(&token_hash(state)).await? else {
-            return Err(self.refuse_sign_in(context, SignInRefusal::StateUnknown, None).await);
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::StateUnknown, None)
+                .await);
         };
         let Some(org) = pending.org_id.clone() else {
             // Operator sign-ins are not started yet; such a row cannot exist.
-            return Err(self.refuse_sign_in(context, SignInRefusal::StateUnknown, None).await);
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::StateUnknown, None)
+                .await);
         };
         let org = org.as_str();
         if pending.expires_at <= now {
-            return Err(self.refuse_sign_in(context, SignInRefusal::StateExpired, Some(org)).await);
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::StateExpired, Some(org))
+                .await);
         }
         let same_browser = browser.is_some_and(|b| {
             subtle::ConstantTimeEq::ct_eq(&token_hash(b)[..], &pending.browser_hash[..]).into()
         });
         if !same_browser {
-            return Err(self.refuse_sign_in(context, SignInRefusal::BrowserMismatch, Some(org)).await);
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::BrowserMismatch, Some(org))
+                .await);
         }
         if callback.error.is_some() {
-            return Err(self.refuse_sign_in(context, SignInRefusal::ProviderError, Some(org)).await);
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::ProviderError, Some(org))
+                .await);
         }
         let Some(code) = callback.code.clone() else {
-            return Err(self.refuse_sign_in(context, SignInRefusal::CodeRefused, Some(org)).await);
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::CodeRefused, Some(org))
+                .await);
         };
         let Some((scope, _)) = self.store.org(org).await? else {
-            return Err(self.refuse_sign_in(context, SignInRefusal::ProviderChanged, Some(org)).await);
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::ProviderChanged, Some(org))
+                .await);
         };
         let settings = self.org_settings_of(&scope).await?;
         let Some(provider) = settings.identity_provider.clone() else {
-            return Err(self.refuse_sign_in(context, SignInRefusal::ProviderChanged, Some(org)).await);
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::ProviderChanged, Some(org))
+                .await);
         };
         let public_url = self.public_url()?;
-        let client = self.provider_client(org, &provider, &public_url, false).await?;
+        let client = self
+            .provider_client(org, &provider, &public_url, false)
+            .await?;
         let exchanged = client
             .0
             .exchange_code(AuthorizationCode::new(code))
@@ -386,15 +408,21 @@ impl Custos {
         let tokens = match exchanged {
             Ok(tokens) => tokens,
             Err(RequestTokenError::ServerResponse(_)) => {
-                return Err(self.refuse_sign_in(context, SignInRefusal::CodeRefused, Some(org)).await)
+                return Err(self
+                    .refuse_sign_in(context, SignInRefusal::CodeRefused, Some(org))
+                    .await)
             }
             Err(RequestTokenError::Parse(..)) => {
-                return Err(self.refuse_sign_in(context, SignInRefusal::IdTokenInvalid, Some(org)).await)
+                return Err(self
+                    .refuse_sign_in(context, SignInRefusal::IdTokenInvalid, Some(org))
+                    .await)
             }
             Err(e) => return Err(unavailable(&provider, &e)),
         };
         let Some(id_token) = openidconnect::TokenResponse::id_token(&tokens) else {
-            return Err(self.refuse_sign_in(context, SignInRefusal::IdTokenMissing, Some(org)).await);
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::IdTokenMissing, Some(org))
+                .await);
         };
         let nonce = Nonce::new(pending.nonce.clone());
         let verified = {
@@ -407,16 +435,24 @@ impl Custos {
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
             )) => {
-                let fresh = self.provider_client(org, &provider, &public_url, true).await?;
+                let fresh = self
+                    .provider_client(org, &provider, &public_url, true)
+                    .await?;
                 let verifier = fresh.0.id_token_verifier().set_allowed_algs(ALGORITHMS);
                 match id_token.claims(&verifier, &nonce) {
                     Ok(claims) => claims.clone(),
                     Err(e) => {
-                        return Err(self.refuse_sign_in(context, SignInRefusal::of_claims(&e), Some(org)).await)
+                        return Err(self
+                            .refuse_sign_in(context, SignInRefusal::of_claims(&e), Some(org))
+                            .await)
                     }
                 }
             }
-            Err(e) => return Err(self.refuse_sign_in(context, SignInRefusal::of_claims(&e), Some(org)).await),
+            Err(e) => {
+                return Err(self
+                    .refuse_sign_in(context, SignInRefusal::of_claims(&e), Some(org))
+                    .await)
+            }
         };
         let person = PersonIdentity {
             iss: claims.issuer().to_string(),
@@ -433,18 +469,29 @@ impl Custos {
             .unwrap_or_else(|| format!("{} {}", person.iss, person.sub));
         let member = match self.member_of_person(&scope, &person).await? {
             Some(member) if member.disabled_at.is_some() => {
-                return Err(self.refuse_sign_in(context, SignInRefusal::MemberDisabled, Some(org)).await)
+                return Err(self
+                    .refuse_sign_in(context, SignInRefusal::MemberDisabled, Some(org))
+                    .await)
             }
             Some(member) => member,
             None => match &provider.jit_role {
-                Some(role) => {
-                    self.provision(context, &scope, person, name, role).await?
+                Some(role) => self.provision(context, &scope, person, name, role).await?,
+                None => {
+                    return Err(self
+                        .refuse_sign_in(context, SignInRefusal::UnknownPerson, Some(org))
+                        .await)
                 }
-                None => return Err(self.refuse_sign_in(context, SignInRefusal::UnknownPerson, Some(org)).await),
             },
         };
-        self.open_sign_in_session(context, &scope, member, second_factor, pending.return_to, &settings)
-            .await
+        self.open_sign_in_session(
+            context,
+            &scope,
+            member,
+            second_factor,
+            pending.return_to,
+            &settings,
+        )
+        .await
     }
 
     /// Opens the session of a signed-in member, audited as `auth.sign_in`.
@@ -554,13 +601,17 @@ impl Custos {
         // The member signs in; an API key is made because every member has one, and is never
         // shown (an owner or admin rotates it to hand one out).
         let unused_key = Zeroizing::new(crate::generate_api_key());
-        let event = AuditEvent::new(self.now(), Actor::Member(member.id.clone()), AuditAction::MemberCreate)
-            .request(context.request_id.clone(), context.source.clone())
-            .client_request(context.client_request_id.clone())
-            .org(scope.org_id())
-            .target(Target::Member(member.id.clone()))
-            .reason("just_in_time")
-            .details(crate::members::grants(&member));
+        let event = AuditEvent::new(
+            self.now(),
+            Actor::Member(member.id.clone()),
+            AuditAction::MemberCreate,
+        )
+        .request(context.request_id.clone(), context.source.clone())
+        .client_request(context.client_request_id.clone())
+        .org(scope.org_id())
+        .target(Target::Member(member.id.clone()))
+        .reason("just_in_time")
+        .details(crate::members::grants(&member));
         self.store
             .for_org(scope)
             .await?
@@ -569,7 +620,8 @@ impl Custos {
         Ok(member)
     }
 
-    /// Audits, counts and charges a refused sign-in, and returns the refusal.
+    /// Audits (batched, see [`crate::auth_failures`]), counts and charges a refused sign-in,
+    /// and returns the refusal.
     async fn refuse_sign_in(
         &self,
         context: &RequestContext,
@@ -594,9 +646,9 @@ impl Custos {
         if let Some(org) = org {
             event = event.org(org).target(Target::Org(org.to_string()));
         }
-        if let Err(e) = self.store.append_audit(&[event]).await {
-            return CoreError::from(e);
-        }
+        // Batched with refused credentials: a flood of forged callbacks is not a flood of
+        // commits.
+        self.audit_refusal(event).await;
         CoreError::SignInRefused {
             reason: refusal.code(),
             message: refusal.message(),
@@ -624,12 +676,11 @@ impl Custos {
         refresh: bool,
     ) -> Result<(ProviderClient, &reqwest::Client), CoreError> {
         let rules = Rules::new(&self.policy.network);
-        let issuer_url = OutboundUrl::parse(&provider.issuer, &rules).map_err(|e| {
-            CoreError::UrlNotAllowed {
+        let issuer_url =
+            OutboundUrl::parse(&provider.issuer, &rules).map_err(|e| CoreError::UrlNotAllowed {
                 field: "identity_provider.issuer".into(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let outbound = self
             .sign_ins
             .outbound
@@ -668,7 +719,11 @@ impl Custos {
             .filter(|(at, _)| at.elapsed() < METADATA_TTL)
             .map(|(_, m)| m.clone());
         let may_refresh = refresh && {
-            let mut refreshed = self.sign_ins.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut refreshed = self
+                .sign_ins
+                .refreshed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let due = refreshed
                 .get(issuer)
                 .is_none_or(|at| at.elapsed() >= REFRESH_COOLDOWN);

@@ -335,7 +335,11 @@ impl Custos {
             .event(caller, custos_audit::AuditAction::SessionOpen)
             .org(org)
             .target(Target::Member(member.id.to_string()))
-            .details(Details::new().method(session.method.clone()).expires(session.expires_at));
+            .details(
+                Details::new()
+                    .method(session.method.clone())
+                    .expires(session.expires_at),
+            );
         if !self
             .store
             .for_org(&grant.scope)

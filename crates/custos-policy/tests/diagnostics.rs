@@ -774,7 +774,10 @@ fn public_url_is_an_absolute_address_kept_without_its_trailing_slash() {
     );
     assert_eq!(Policy::parse(&p.to_toml(), "effective.toml").unwrap(), p);
     for (bad, why) in [
-        ("custos.example.com", "is not an http:// or https:// address"),
+        (
+            "custos.example.com",
+            "is not an http:// or https:// address",
+        ),
         ("https://", "has no host"),
         ("https://x.example/?a=1", "has a query or a fragment"),
         ("https://me@x.example", "carries user info"),

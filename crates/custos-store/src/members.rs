@@ -37,6 +37,9 @@ pub(crate) fn session_query(placeholder: impl Fn(usize) -> String) -> String {
     )
 }
 
+/// The methods of sessions a TOTP code proved (ended when the member's factor changes).
+pub(crate) const TOTP_SESSION_METHODS: &str = "('totp', 'oidc+totp')";
+
 /// The insert of a session both backends run (placeholders from `p`, in [`Session`]'s
 /// order after the org id: hash, org, member, method, expiry, second factor, opening, idle).
 pub(crate) fn insert_session_sql(p: impl Fn(usize) -> String) -> String {
@@ -194,7 +197,8 @@ pub trait MemberStore {
     ) -> Result<(), StoreError>;
 
     /// Enrolls (or re-enrolls) a member's TOTP factor: its sealed secret, no step used yet,
-    /// no failures. Ends the member's sessions. With `code`, the member's enrollment code of
+    /// no failures. Ends the member's sessions that a TOTP code opened (a sign-in's session
+    /// that proved nothing, or proved its factor at the provider, stays). With `code`, the member's enrollment code of
     /// that hash is used up in the same transaction ([`StoreError::Conflict`] if it is gone:
     /// a code enrolls once). False (nothing appended) if the member is absent.
     async fn set_totp(

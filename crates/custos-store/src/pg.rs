@@ -15,11 +15,11 @@ pub(crate) mod audit_log;
 mod lifecycle;
 pub(crate) mod members;
 mod operators;
-mod sign_in;
 pub(crate) mod org_rows;
 mod orgs;
 mod records;
 pub(crate) mod requests;
+mod sign_in;
 mod support;
 pub(crate) mod tokens;
 

@@ -22,11 +22,11 @@ mod files;
 mod lifecycle;
 pub(crate) mod members;
 mod operators;
-mod sign_in;
 pub(crate) mod org_rows;
 mod orgs;
 mod records;
 pub(crate) mod requests;
+mod sign_in;
 mod support;
 pub(crate) mod tokens;
 

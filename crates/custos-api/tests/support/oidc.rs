@@ -124,7 +124,11 @@ impl Browser {
     }
 
     fn site(url: &Url) -> String {
-        format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap())
+        format!(
+            "{}:{}",
+            url.host_str().unwrap(),
+            url.port_or_known_default().unwrap()
+        )
     }
 
     /// GETs `url` with the cookies of its host, keeping what it sets.
@@ -198,7 +202,13 @@ impl Browser {
     /// From a provider authorization URL to the redirect back to `callback_prefix`: logs
     /// `sub` in with `amr` at the provider's interaction (when it asks) and returns the
     /// callback URL with its `code` and `state` (not followed).
-    pub async fn through_provider(&self, authorize: &str, sub: &str, amr: &str, callback_prefix: &str) -> String {
+    pub async fn through_provider(
+        &self,
+        authorize: &str,
+        sub: &str,
+        amr: &str,
+        callback_prefix: &str,
+    ) -> String {
         let mut url = authorize.to_string();
         for _ in 0..10 {
             if url.starts_with(callback_prefix) {
@@ -210,7 +220,12 @@ impl Browser {
                 url.clone()
             };
             let seen = self.get(&target).await;
-            assert_eq!(seen.status, StatusCode::SEE_OTHER, "{target}: {}", seen.body);
+            assert_eq!(
+                seen.status,
+                StatusCode::SEE_OTHER,
+                "{target}: {}",
+                seen.body
+            );
             url = seen.location.unwrap();
         }
         panic!("the provider never sent the browser back to {callback_prefix}");

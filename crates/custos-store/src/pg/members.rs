@@ -357,7 +357,14 @@ impl MemberStore for PgStore {
         .bind(sealed)
         .execute(&mut *tx)
         .await?;
-        forget(&mut tx, &["sessions"], scope, member_id).await?;
+        sqlx::query(&format!(
+            "DELETE FROM sessions WHERE org_id = $1 AND member_id = $2 AND method IN {}",
+            crate::members::TOTP_SESSION_METHODS
+        ))
+        .bind(scope.org_id())
+        .bind(member_id)
+        .execute(&mut *tx)
+        .await?;
         commit_with(tx, audit).await?;
         Ok(true)
     }

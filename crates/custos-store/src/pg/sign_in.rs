@@ -5,11 +5,7 @@ use crate::sign_in::{hash_column, PendingSignIn, SIGN_IN_COLUMNS};
 
 #[async_trait::async_trait]
 impl crate::SignInStore for PgStore {
-    async fn put_sign_in(
-        &self,
-        s: &PendingSignIn,
-        now: jiff::Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn put_sign_in(&self, s: &PendingSignIn, now: jiff::Timestamp) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM sign_ins WHERE expires_at <= $1")
             .bind(to_micros(now))

@@ -25,7 +25,11 @@ fn member_exists(tx: &rusqlite::Transaction<'_>, org: &str, id: &str) -> Result<
 }
 
 /// Inserts `s` as a session of `org` inside `tx`.
-fn insert_session(tx: &rusqlite::Transaction<'_>, org: &str, s: &Session) -> Result<(), StoreError> {
+fn insert_session(
+    tx: &rusqlite::Transaction<'_>,
+    org: &str,
+    s: &Session,
+) -> Result<(), StoreError> {
     tx.execute(
         &crate::members::insert_session_sql(|n| format!("?{n}")),
         params![
@@ -369,7 +373,14 @@ impl MemberStore for SqliteStore {
                      failures = 0, last_failure_at = NULL",
                 params![org, id, sealed],
             )?;
-            forget(tx, &["sessions"], &org, &id)?;
+            tx.execute(
+                &format!(
+                    "DELETE FROM sessions WHERE org_id = ?1 AND member_id = ?2
+                     AND method IN {}",
+                    crate::members::TOTP_SESSION_METHODS
+                ),
+                params![org, id],
+            )?;
             Ok(true)
         })
         .await
@@ -514,7 +525,11 @@ impl MemberStore for SqliteStore {
         replaces: Option<&[u8; 32]>,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
-        let (org, s, replaces) = (scope.org_id().to_string(), session.clone(), replaces.copied());
+        let (org, s, replaces) = (
+            scope.org_id().to_string(),
+            session.clone(),
+            replaces.copied(),
+        );
         self.mutate_if(audit, move |tx| {
             let used = tx.execute(
                 "UPDATE member_factors SET last_step = ?3, failures = 0, last_failure_at = NULL

@@ -18,7 +18,9 @@ impl crate::SignInStore for SqliteStore {
                 params![to_micros(now)],
             )?;
             tx.execute(
-                &format!("INSERT INTO sign_ins ({SIGN_IN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                &format!(
+                    "INSERT INTO sign_ins ({SIGN_IN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ),
                 params![
                     &s.state_hash[..],
                     &s.browser_hash[..],

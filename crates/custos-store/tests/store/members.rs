@@ -154,7 +154,10 @@ pub async fn totp_steps_are_used_once_and_sessions_expire(h: Harness) {
     for step in [7, 6] {
         let again = session(&bob.id, now_us() + 1.hour());
         let audit = [event(Some(&a), "session.open", "member:bob")];
-        assert!(!store.open_session(&a, &again, step, None, &audit).await.unwrap());
+        assert!(!store
+            .open_session(&a, &again, step, None, &audit)
+            .await
+            .unwrap());
         assert_eq!(
             store.session(&again.token_hash, now_us()).await.unwrap(),
             None

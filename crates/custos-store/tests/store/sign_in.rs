@@ -41,7 +41,10 @@ pub async fn sign_in_sessions_end_when_idle_stepped_up_or_signed_out(h: Harness)
         .unwrap()
         .is_some());
     assert_eq!(
-        store.session(&s.token_hash, t0 + 30.minutes()).await.unwrap(),
+        store
+            .session(&s.token_hash, t0 + 30.minutes())
+            .await
+            .unwrap(),
         None
     );
     store
@@ -54,7 +57,10 @@ pub async fn sign_in_sessions_end_when_idle_stepped_up_or_signed_out(h: Harness)
         .unwrap()
         .is_some());
     assert_eq!(
-        store.session(&s.token_hash, t0 + 50.minutes()).await.unwrap(),
+        store
+            .session(&s.token_hash, t0 + 50.minutes())
+            .await
+            .unwrap(),
         None
     );
 
@@ -63,6 +69,8 @@ pub async fn sign_in_sessions_end_when_idle_stepped_up_or_signed_out(h: Harness)
         .set_totp(&a, &dana.id, b"sealed", None, &[])
         .await
         .unwrap();
+    // Enrolling a factor ends the sessions a TOTP code opened, not a sign-in's.
+    assert!(store.session(&s.token_hash, t0).await.unwrap().is_some());
     let up = Session {
         token_hash: key_hash(),
         method: "oidc+totp".into(),
@@ -76,6 +84,17 @@ pub async fn sign_in_sessions_end_when_idle_stepped_up_or_signed_out(h: Harness)
     assert_eq!(store.session(&s.token_hash, t0).await.unwrap(), None);
     let (_, _, got) = store.session(&up.token_hash, t0).await.unwrap().unwrap();
     assert!(got.second_factor);
+    // ... and a stepped-up one ends with its factor.
+    store
+        .set_totp(&a, &dana.id, b"sealed-again", None, &[])
+        .await
+        .unwrap();
+    assert_eq!(store.session(&up.token_hash, t0).await.unwrap(), None);
+    let up = Session {
+        token_hash: key_hash(),
+        ..up
+    };
+    assert!(store.open_session(&a, &up, 6, None, &[]).await.unwrap());
 
     // Sign-out: once, and only in the session's own org.
     let audit = [event(Some(&a), "auth.sign_out", "member:dana")];
@@ -103,11 +122,17 @@ pub async fn pending_sign_ins_are_taken_once_and_expired_ones_dropped(h: Harness
     let op = pending(None, t0 + 10.minutes());
     store.put_sign_in(&old, t0).await.unwrap();
     store.put_sign_in(&op, t0).await.unwrap();
-    assert_eq!(store.take_sign_in(&op.state_hash).await.unwrap(), Some(op.clone()));
+    assert_eq!(
+        store.take_sign_in(&op.state_hash).await.unwrap(),
+        Some(op.clone())
+    );
     assert_eq!(store.take_sign_in(&op.state_hash).await.unwrap(), None);
     // Another sign-in started after `old` expired drops it.
     let new = pending(Some("org-b"), t0 + 20.minutes());
     store.put_sign_in(&new, t0 + 2.minutes()).await.unwrap();
     assert_eq!(store.take_sign_in(&old.state_hash).await.unwrap(), None);
-    assert_eq!(store.take_sign_in(&new.state_hash).await.unwrap(), Some(new));
+    assert_eq!(
+        store.take_sign_in(&new.state_hash).await.unwrap(),
+        Some(new)
+    );
 }
