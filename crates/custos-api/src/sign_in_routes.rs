@@ -136,11 +136,7 @@ pub(crate) async fn logout(
     parts: Parts,
 ) -> Result<Response, ApiError> {
     let context = crate::request_context(&parts);
-    let token = match crate::presented_token(&parts, &state)? {
-        Some((token, _)) => Some(token),
-        None => None,
-    };
-    if let Some(token) = token {
+    if let Some((token, _)) = crate::presented_token(&parts, &state)? {
         state.custos.sign_out(&token, &context).await?;
     }
     let clear = cookie(SESSION_COOKIE, "", "/", 0);

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::oidc::{Browser, Provider};
+use support::oidc::{id_token_for, Browser, Provider, TokenSwapProxy};
 use support::{deploy_on, org_with_owner, Deployment};
 
 const CLIENT: &str = "custos";
@@ -76,6 +76,21 @@ impl World {
         let clock = Arc::new(ManualClock::new(jiff::Timestamp::now()));
         let d = deployment(clock.clone()).await;
         let provider = Provider::start(provider_config(&d, code_ttl))?;
+        Some(World::of(d, clock, provider).await)
+    }
+
+    /// A world whose provider is reached through `proxy` (its issuer names the proxy).
+    async fn behind(proxy: &TokenSwapProxy) -> Option<World> {
+        let clock = Arc::new(ManualClock::new(jiff::Timestamp::now()));
+        let d = deployment(clock.clone()).await;
+        let mut config = provider_config(&d, 60);
+        config["issuer"] = json!(format!("http://localhost:{}", proxy.port));
+        let provider = Provider::start(config)?;
+        proxy.forward_to(provider.port);
+        Some(World::of(d, clock, provider).await)
+    }
+
+    async fn of(d: Deployment, clock: Arc<ManualClock>, provider: Provider) -> World {
         let (org, owner_key) = org_with_owner(&d, "Acme").await;
         let w = World {
             d,
@@ -103,7 +118,7 @@ impl World {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
-        Some(w)
+        w
     }
 
     /// An API call with a bearer credential.
@@ -594,6 +609,99 @@ async fn keys_rotated_at_the_provider_are_fetched_again_and_unknown_people_join_
         StatusCode::FORBIDDEN,
         "an auditor"
     );
+}
+
+#[tokio::test]
+async fn id_tokens_of_another_issuer_another_client_or_with_changed_claims_are_refused() {
+    let proxy = TokenSwapProxy::start().await;
+    let Some(w) = World::behind(&proxy).await else {
+        return;
+    };
+    w.member("Carol", &["member"], "carol").await;
+    let callback = w.callback_prefix();
+    // Through the proxy, untouched, signing in works.
+    let (status, _, body) = w.sign_in(&Browser::new(), "carol", "pwd").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+
+    // The same provider's token for its other client: wrong audience.
+    let other = id_token_for(
+        &Browser::new(),
+        &w.provider.issuer,
+        "other",
+        SECRET,
+        &callback,
+        "carol",
+    )
+    .await;
+    proxy.swap_next_id_token(other);
+    let (status, _, body) = w.sign_in(&Browser::new(), "carol", "pwd").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("wrong_audience"), "{body}");
+
+    // Another provider's token for a client of the same name: wrong issuer.
+    let elsewhere = Provider::start(provider_config(&w.d, 60)).unwrap();
+    let foreign = id_token_for(
+        &Browser::new(),
+        &elsewhere.issuer,
+        CLIENT,
+        SECRET,
+        &callback,
+        "carol",
+    )
+    .await;
+    proxy.swap_next_id_token(foreign);
+    let (_, _, body) = w.sign_in(&Browser::new(), "carol", "pwd").await;
+    assert!(body.contains("wrong_issuer"), "{body}");
+
+    // This provider's own token for this client, its claims changed after signing.
+    let genuine = id_token_for(
+        &Browser::new(),
+        &w.provider.issuer,
+        CLIENT,
+        SECRET,
+        &callback,
+        "mallory",
+    )
+    .await;
+    let forged = change_claim(&genuine, "sub", "carol");
+    proxy.swap_next_id_token(forged);
+    let (_, _, body) = w.sign_in(&Browser::new(), "carol", "pwd").await;
+    assert!(body.contains("bad_signature"), "{body}");
+
+    // A genuine token of this client from another sign-in: its nonce is not this one's.
+    let replayed = id_token_for(
+        &Browser::new(),
+        &w.provider.issuer,
+        CLIENT,
+        SECRET,
+        &callback,
+        "carol",
+    )
+    .await;
+    proxy.swap_next_id_token(replayed);
+    let (_, _, body) = w.sign_in(&Browser::new(), "carol", "pwd").await;
+    assert!(body.contains("nonce_mismatch"), "{body}");
+
+    assert_eq!(
+        w.refusals().await,
+        [
+            "wrong_audience",
+            "wrong_issuer",
+            "bad_signature",
+            "nonce_mismatch"
+        ]
+    );
+}
+
+/// `jwt` with its claim `name` set to `value`, the signature kept as it was.
+fn change_claim(jwt: &str, name: &str, value: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims[name] = json!(value);
+    let payload = b64.encode(serde_json::to_vec(&claims).unwrap());
+    format!("{}.{payload}.{}", parts[0], parts[2])
 }
 
 /// The `state` of a provider authorization URL.

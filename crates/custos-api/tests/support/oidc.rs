@@ -36,8 +36,10 @@ fn installed() -> &'static Result<PathBuf, String> {
 
 /// A running provider; the process ends when this is dropped.
 pub struct Provider {
-    /// Its issuer (`http://localhost:PORT`).
+    /// Its issuer (`http://localhost:PORT`, or what the configuration named).
     pub issuer: String,
+    /// The port it listens on.
+    pub port: u16,
     child: Child,
 }
 
@@ -80,6 +82,7 @@ impl Provider {
             .unwrap_or_else(|e| panic!("provider's first line {line:?}: {e}"));
         Some(Provider {
             issuer: ready["issuer"].as_str().unwrap().to_string(),
+            port: ready["port"].as_u64().unwrap() as u16,
             child,
         })
     }
@@ -230,4 +233,135 @@ impl Browser {
         }
         panic!("the provider never sent the browser back to {callback_prefix}");
     }
+}
+
+/// An ID token for `client_id` (secret `secret`) from the provider at `issuer`, got the way a
+/// relying party gets one (code flow with PKCE), for `sub` in `browser`.
+pub async fn id_token_for(
+    browser: &Browser,
+    issuer: &str,
+    client_id: &str,
+    secret: &str,
+    redirect_uri: &str,
+    sub: &str,
+) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let verifier = b64.encode([7u8; 32]);
+    let challenge = b64.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let mut authorize = Url::parse(&format!("{issuer}/auth")).unwrap();
+    authorize
+        .query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("state", "state-of-another-client")
+        .append_pair("nonce", "nonce-of-another-client")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let back = browser
+        .through_provider(authorize.as_str(), sub, "pwd", redirect_uri)
+        .await;
+    let code = Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = r.json().await.unwrap();
+    answer["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id_token: {answer}"))
+        .to_string()
+}
+
+/// A proxy in front of a provider that can swap the ID token of the provider's next token
+/// answer for another one (an attacker on the path, or a provider gone wrong). Everything
+/// else passes through as it is, `Host` included, so the provider's URLs name the proxy.
+#[derive(Clone)]
+pub struct TokenSwapProxy {
+    /// The port it listens on.
+    pub port: u16,
+    upstream: std::sync::Arc<Mutex<u16>>,
+    swap: std::sync::Arc<Mutex<Option<String>>>,
+}
+
+impl TokenSwapProxy {
+    /// Listens on a free loopback port; [`TokenSwapProxy::forward_to`] names the provider.
+    pub async fn start() -> TokenSwapProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = TokenSwapProxy {
+            port: listener.local_addr().unwrap().port(),
+            upstream: Default::default(),
+            swap: Default::default(),
+        };
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(proxy.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        proxy
+    }
+
+    /// Forwards to the provider on `port`.
+    pub fn forward_to(&self, port: u16) {
+        *self.upstream.lock().unwrap() = port;
+    }
+
+    /// The next token answer carries `id_token` instead of the provider's.
+    pub fn swap_next_id_token(&self, id_token: String) {
+        *self.swap.lock().unwrap() = Some(id_token);
+    }
+}
+
+async fn forward(
+    axum::extract::State(proxy): axum::extract::State<TokenSwapProxy>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let port = *proxy.upstream.lock().unwrap();
+    let url = format!("http://127.0.0.1:{port}{}", parts.uri);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = client
+        .request(parts.method.clone(), url)
+        .headers(parts.headers.clone())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let mut bytes = answer.bytes().await.unwrap().to_vec();
+    if parts.uri.path().ends_with("/token") && status.is_success() {
+        if let Some(swapped) = proxy.swap.lock().unwrap().take() {
+            let mut json: Value = serde_json::from_slice(&bytes).unwrap();
+            json["id_token"] = Value::String(swapped);
+            bytes = serde_json::to_vec(&json).unwrap();
+        }
+    }
+    let mut response = axum::response::Response::new(axum::body::Body::from(bytes));
+    *response.status_mut() = status;
+    for (name, value) in headers.iter() {
+        if name != "content-length" && name != "transfer-encoding" {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
+    response
 }
