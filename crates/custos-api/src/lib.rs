@@ -225,7 +225,10 @@ pub(crate) fn presented_token(
         return Ok(Some((token.to_string(), false)));
     }
     let Some(token) = sign_in_routes::cookie_value(&parts.headers, sign_in_routes::SESSION_COOKIE)
-        .filter(|t| t.starts_with(custos_core::SESSION_PREFIX))
+        .filter(|t| {
+            t.starts_with(custos_core::SESSION_PREFIX)
+                || t.starts_with(custos_core::sign_in::OPERATOR_SESSION_PREFIX)
+        })
     else {
         return Ok(None);
     };

@@ -15,7 +15,7 @@ use axum::Router;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use custos_core::sign_in::Callback;
+use custos_core::sign_in::{Callback, SignInFor};
 
 use crate::routes::ApiQuery;
 use crate::{ApiError, AppState};
@@ -41,20 +41,25 @@ pub(crate) fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct LoginQuery {
     /// The org whose identity provider its people sign in with.
-    pub org: String,
+    pub org: Option<String>,
+    /// `true`: an operator signs in through the deployment's `[operators.identity_provider]`
+    /// (instead of `org`).
+    pub operator: Option<bool>,
     /// The path on this deployment the browser goes to once signed in (default `/`).
     pub return_to: Option<String>,
 }
 
-/// Start signing in one of an org's people: redirects the browser to the org's identity
-/// provider (authorization code flow with PKCE, `state` and `nonce`) and sets the pre-login
-/// cookie. Register `<[service] public_url>/v1/auth/oidc/callback` at the provider.
+/// Start signing in one of an org's people (`org`) or an operator (`operator=true`):
+/// redirects the browser to the org's identity provider, or the deployment's
+/// `[operators.identity_provider]` (authorization code flow with PKCE, `state` and `nonce`),
+/// and sets the pre-login cookie. Register `<[service] public_url>/v1/auth/oidc/callback` at
+/// the provider.
 #[utoipa::path(get, tag = "sign-in", path = "/v1/auth/oidc/login",
     params(LoginQuery),
     responses(
         (status = 303, description = "to the identity provider (`Location`); sets the `custos_sign_in` cookie"),
-        (status = 400, description = "`return_to` is not a path on this deployment (`invalid_input`)", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such org, or it has no identity provider (`not_found`)", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "neither `org` nor `operator=true` (or both), or `return_to` is not a path on this deployment (`invalid_input`)", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such org, or it (or, for operators, the policy) names no identity provider (`not_found`)", body = crate::Problem, content_type = "application/problem+json"),
         (status = 409, description = "the policy sets no `[service] public_url` (`conflict`)", body = crate::Problem, content_type = "application/problem+json"),
         (status = 410, description = "the org is terminated (`org_terminated`)", body = crate::Problem, content_type = "application/problem+json"),
         (status = 429, description = "too many failed sign-ins from this address (`rate_limited`)", body = crate::Problem, content_type = "application/problem+json"),
@@ -66,9 +71,19 @@ pub(crate) async fn login(
     ApiQuery(query): ApiQuery<LoginQuery>,
 ) -> Result<Response, ApiError> {
     let context = crate::request_context(&parts);
+    let target = match (query.org, query.operator.unwrap_or(false)) {
+        (Some(org), false) => SignInFor::Org(org),
+        (None, true) => SignInFor::Operator,
+        _ => {
+            return Err(ApiError::invalid(
+                "org",
+                "name either the org whose people sign in (`org`) or `operator=true`",
+            ))
+        }
+    };
     let started = state
         .custos
-        .start_sign_in(&query.org, query.return_to.as_deref(), &context)
+        .start_sign_in(&target, query.return_to.as_deref(), &context)
         .await?;
     let cookie = cookie(
         SIGN_IN_COOKIE,

@@ -736,3 +736,171 @@ fn replace_query(url: &str, name: &str, value: &str) -> String {
     url.query_pairs_mut().clear().extend_pairs(pairs);
     url.to_string()
 }
+
+/// The environment variable the operator test's policy names for its client secret.
+const OPERATOR_SECRET_ENV: &str = "CUSTOS_TEST_OPERATOR_CLIENT_SECRET";
+
+#[tokio::test]
+async fn operators_sign_in_with_a_second_factor_and_act_under_their_own_name() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let callback = format!("{base}/v1/auth/oidc/callback");
+    let Some(provider) = Provider::start(json!({
+        "port": 0,
+        "clients": [{"client_id": "custos-operators", "client_secret": SECRET, "redirect_uris": [callback]}],
+    })) else {
+        return;
+    };
+    // Only this test reads the variable; the policy names it, never the secret.
+    std::env::set_var(OPERATOR_SECRET_ENV, SECRET);
+    let policy = Policy::parse(
+        &format!(
+            r#"
+[service]
+name = "Acme"
+regions = ["us-east"]
+public_url = "{base}"
+
+[network]
+allow = ["127.0.0.0/8", "::1/128"]
+
+[operators]
+session_timeout = "30m"
+
+[operators.identity_provider]
+issuer = "{issuer}"
+client_id = "custos-operators"
+client_secret_env = "{OPERATOR_SECRET_ENV}"
+
+[categories.messages]
+retention = "30d"
+"#,
+            issuer = provider.issuer
+        ),
+        "custos.toml",
+    )
+    .unwrap();
+    let clock = Arc::new(ManualClock::new(jiff::Timestamp::now()));
+    let d = deploy_on(listener, policy, clock.clone(), |c| c).await;
+    let call = |method: &str, token: &str, path: &str, body: Option<Value>| {
+        let mut r = d
+            .client
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, olga) = call(
+        "POST",
+        support::ADMIN,
+        "/v1/operators",
+        Some(json!({"name": "Olga", "identity": {"iss": provider.issuer, "sub": "olga"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{olga}");
+    let olga = olga["id"].as_str().unwrap().to_string();
+    // The bootstrap token is retired now.
+    assert_eq!(
+        call("GET", support::ADMIN, "/v1/orgs", None).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    let sign_in = |sub: &'static str, amr: &'static str| {
+        let browser = Browser::new();
+        let (base, callback) = (base.clone(), callback.clone());
+        async move {
+            let seen = browser
+                .get(&format!(
+                    "{base}/v1/auth/oidc/login?operator=true&return_to=/console"
+                ))
+                .await;
+            assert_eq!(seen.status, StatusCode::SEE_OTHER, "{}", seen.body);
+            let back = browser
+                .through_provider(&seen.location.unwrap(), sub, amr, &callback)
+                .await;
+            let seen = browser.get(&back).await;
+            (
+                seen.status,
+                browser.cookie(&base, "custos_session"),
+                seen.body,
+            )
+        }
+    };
+    // A password alone is not enough for an operator; a person who is none is refused.
+    let (status, _, body) = sign_in("olga", "pwd").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("no_second_factor"), "{body}");
+    let (_, _, body) = sign_in("mallory", "pwd,otp").await;
+    assert!(body.contains("unknown_person"), "{body}");
+
+    let (status, session, body) = sign_in("olga", "pwd,otp").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let session = session.unwrap();
+    assert!(session.starts_with("cuso_"), "an operator's session");
+
+    // The operator creates an org with its owner, and is named as itself in the log.
+    let (status, org) = call(
+        "POST",
+        &session,
+        "/v1/orgs",
+        Some(json!({"name": "Beta", "owner": {"name": "Bea"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{org}");
+    let org = org["id"].as_str().unwrap().to_string();
+    let (_, page) = call("GET", &session, "/v1/audit/events?action=org.create", None).await;
+    let created = &page["items"][0]["event"];
+    assert_eq!(
+        created["actor"],
+        json!({"kind": "operator", "id": olga}),
+        "{created}"
+    );
+    // Inside the org it needs a grant, which it files under its own name.
+    let (status, _) = call("GET", &session, &format!("/v1/orgs/{org}/records"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, filed) = call(
+        "POST",
+        &session,
+        &format!("/v1/orgs/{org}/support-requests"),
+        Some(json!({
+            "justification": "customer_initiated_support",
+            "ticket": "SUP-1",
+            "reason": "the export fails",
+            "scope": "metadata",
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+    assert_eq!(filed["requested_by"], format!("operator:{olga}"));
+
+    // Idle for the policy's 30 minutes, the session is over; a new one is signed out.
+    clock.advance(jiff::Span::new().minutes(31));
+    assert_eq!(
+        call("GET", &session, "/v1/operators", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, session, _) = sign_in("olga", "pwd,otp").await;
+    let session = session.unwrap();
+    assert_eq!(
+        call("GET", &session, "/v1/operators", None).await.0,
+        StatusCode::OK
+    );
+    let r = d
+        .client
+        .post(format!("{base}/v1/auth/logout"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        call("GET", &session, "/v1/operators", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}

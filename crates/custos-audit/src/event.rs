@@ -32,6 +32,22 @@ pub enum Actor {
     System,
     /// A caller that could not be authenticated.
     Anonymous,
+    /// An operator of the deployment signed in through its identity provider, by operator id.
+    Operator(String),
+}
+
+impl Actor {
+    /// The actor as the log's indexed column and filters name it (`admin`, `member:<id>`,
+    /// `operator:<id>`, `system`, `anonymous`).
+    pub fn name(&self) -> String {
+        match self {
+            Actor::Admin => "admin".into(),
+            Actor::Member(id) => format!("member:{id}"),
+            Actor::Operator(id) => format!("operator:{id}"),
+            Actor::System => "system".into(),
+            Actor::Anonymous => "anonymous".into(),
+        }
+    }
 }
 
 /// How an action ended.

@@ -91,7 +91,7 @@ impl Custos {
             require_mfa_for_admins: settings.require_mfa_for_admins,
             ..Facts::default()
         };
-        if let Principal::Admin = &caller.principal {
+        if caller.principal.is_operator() {
             if rule.operator == OperatorRule::OwnerlessOrg {
                 facts.has_owner = self.has_owner(&scope).await?;
             }

@@ -182,6 +182,26 @@ impl Custos {
         }
     }
 
+    /// Notes that an operator's session was used now, at most once a minute (as
+    /// [`Custos::note_use`]; its idle limit counts from this).
+    pub(crate) async fn note_operator_use(&self, session: &[u8; 32]) {
+        let now = self.now();
+        if !self
+            .last_use
+            .due(format!("o:{}", hex::encode(session)), now)
+        {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .main()
+            .note_operator_session_use(session, now)
+            .await
+        {
+            tracing::warn!(error = %e, "noting an operator session's use");
+        }
+    }
+
     /// The org's access review (owners, admins, auditors).
     pub async fn access_review(
         &self,

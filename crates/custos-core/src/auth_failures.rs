@@ -163,7 +163,9 @@ impl Custos {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(limited);
         }
-        let reason = if token.starts_with(crate::members::SESSION_PREFIX) {
+        let reason = if token.starts_with(crate::members::SESSION_PREFIX)
+            || token.starts_with(crate::sign_in::OPERATOR_SESSION_PREFIX)
+        {
             AuthFailure::UnknownSession
         } else if token.starts_with("cus_") {
             AuthFailure::UnknownKey

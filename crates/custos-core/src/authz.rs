@@ -350,10 +350,14 @@ pub fn decide(
         Principal::System => Ok(()),
         // A terminating org's members are revoked: what is still open on it (evidence,
         // holds, certificates) is the operator's to do, without a grant nobody could approve.
-        Principal::Admin if facts.terminating && rule.while_terminating => Ok(()),
+        Principal::Admin | Principal::Operator { .. }
+            if facts.terminating && rule.while_terminating =>
+        {
+            Ok(())
+        }
         // What the operator may not do at all is refused as such first; what it may do, a
         // terminating org still refuses.
-        Principal::Admin => {
+        Principal::Admin | Principal::Operator { .. } => {
             operator_check(rule, facts, categories)?;
             if facts.terminating {
                 return terminated();

@@ -37,7 +37,7 @@ fn readme_renders_the_table() {
 
 /// The operator, against every row, scope and category of the built-in policy: without a
 /// grant it gets exactly the rows marked `Always` (or the first owner of an ownerless org);
-/// `Never` rows refuse it under every scope; a grant's scope must reach the row's; and no
+/// `Never` rows refuse it under every scope (the bootstrap token and a signed-in operator alike); a grant's scope must reach the row's; and no
 /// grant, whatever its scope, lets it edit a record of an `editable = false` category.
 #[test]
 fn the_operator_gets_exactly_its_column_under_every_grant_and_category() {
@@ -59,9 +59,17 @@ fn the_operator_gets_exactly_its_column_under_every_grant_and_category() {
                 }),
                 ..Facts::default()
             };
-            for rule in TABLE {
+            // The bootstrap token and a signed-in operator hold the same column.
+            let signed_in = Principal::Operator {
+                id: "op".into(),
+                expires: jiff::Timestamp::MAX,
+            };
+            for (rule, principal) in TABLE
+                .iter()
+                .flat_map(|r| [(r, &Principal::Admin), (r, &signed_in)])
+            {
                 for category in &categories {
-                    let answer = decide(rule, &Principal::Admin, &facts, &[category]);
+                    let answer = decide(rule, principal, &facts, &[category]);
                     let expected = match rule.operator {
                         OperatorRule::Always => true,
                         OperatorRule::Never => false,

@@ -271,12 +271,7 @@ impl Custos {
                 if !about {
                     continue;
                 }
-                let actor = match &event.actor {
-                    custos_audit::Actor::Admin => "admin".to_string(),
-                    custos_audit::Actor::System => "system".to_string(),
-                    custos_audit::Actor::Anonymous => "anonymous".to_string(),
-                    custos_audit::Actor::Member(id) => format!("member:{id}"),
-                };
+                let actor = event.actor.name();
                 writer
                     .event(&ExportEvent {
                         index: entry.index,

@@ -38,6 +38,7 @@ mod pii_walk;
 mod records;
 mod settings;
 pub mod sign_in;
+mod sign_in_provider;
 mod support;
 mod totp;
 
@@ -110,8 +111,24 @@ pub enum Principal {
         /// How the member proved who it is on this request.
         auth: Authentication,
     },
+    /// An operator of the deployment, signed in through its identity provider (with a second
+    /// factor): bound by the same rules as the bootstrap token, and named in the audit log.
+    Operator {
+        /// The operator's id.
+        id: String,
+        /// When its session ends however it is used.
+        expires: jiff::Timestamp,
+    },
     /// Custos itself (CLI maintenance, scheduler).
     System,
+}
+
+impl Principal {
+    /// Whether this is the deployment's operator: the bootstrap token or a signed-in operator
+    /// (the authorization table's operator column applies).
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Principal::Admin | Principal::Operator { .. })
+    }
 }
 
 /// Where a request came from, for the audit events of its authentication.
@@ -207,19 +224,16 @@ impl Caller {
     fn actor(&self) -> Actor {
         match &self.principal {
             Principal::Admin => Actor::Admin,
+            Principal::Operator { id, .. } => Actor::Operator(id.clone()),
             Principal::Member { member, .. } => Actor::Member(member.id.clone()),
             Principal::System => Actor::System,
         }
     }
 
-    /// The actor as the audit log's indexed column names it (`admin`, `system`,
-    /// `member:<id>`).
+    /// The actor as the audit log's indexed column names it (`admin`, `operator:<id>`,
+    /// `system`, `member:<id>`).
     pub fn actor_name(&self) -> String {
-        match &self.principal {
-            Principal::Admin => "admin".into(),
-            Principal::Member { member, .. } => format!("member:{}", member.id),
-            Principal::System => "system".into(),
-        }
+        self.actor().name()
     }
 }
 
@@ -267,7 +281,7 @@ pub struct Custos {
     /// An operator was seen to exist (the bootstrap token is then retired; never unset).
     operators_exist: std::sync::atomic::AtomicBool,
     /// Identity providers' discovery documents and keys, and sign-in refusal counters.
-    sign_ins: Arc<sign_in::SignIns>,
+    sign_ins: Arc<sign_in_provider::SignIns>,
 }
 
 /// A test hook called at each named point of a long, resumable operation (an erasure);
@@ -479,6 +493,21 @@ impl Custos {
                 return self.bootstrap_principal(context).await;
             }
         }
+        if token.starts_with(sign_in::OPERATOR_SESSION_PREFIX) {
+            let found = self
+                .store
+                .main()
+                .operator_session(&hash, self.now())
+                .await?;
+            let Some((operator, session)) = found else {
+                return Err(CoreError::Unauthenticated);
+            };
+            self.note_operator_use(&hash).await;
+            return Ok(Principal::Operator {
+                id: operator.id,
+                expires: session.expires_at,
+            });
+        }
         if token.starts_with(members::SESSION_PREFIX) {
             return match self.store.session(&hash, self.now()).await? {
                 // A disabled member's sessions were closed; one opened in a race is refused.
@@ -603,7 +632,7 @@ impl Custos {
         // An operator's request names its grant on every event, so that the org's list of
         // accesses under a grant is exactly the log's events carrying it. (Authorization
         // refuses a named grant that is not active in the org the request acts in.)
-        if let (Principal::Admin, Some(grant)) = (&caller.principal, &caller.grant) {
+        if let (true, Some(grant)) = (caller.principal.is_operator(), &caller.grant) {
             event.details.grant = Some(grant.clone());
         }
         event

@@ -833,7 +833,11 @@ impl Custos {
                     .await?
                     .scope,
             ),
-            None if matches!(caller.principal, Principal::Admin | Principal::System) => None,
+            None if caller.principal.is_operator()
+                || matches!(caller.principal, Principal::System) =>
+            {
+                None
+            }
             None => {
                 return Err(CoreError::invalid(
                     "org",

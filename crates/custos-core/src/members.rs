@@ -249,7 +249,7 @@ fn ungrantable(caller: &Caller, roles: &[String], groups: &[String], mfa: bool) 
         Principal::Member { member, .. } => member,
         // An operator creates only an ownerless org's first owner (the authorization table
         // lets it create a member there at all).
-        Principal::Admin if !roles.iter().any(|r| r == "owner") => {
+        Principal::Admin | Principal::Operator { .. } if !roles.iter().any(|r| r == "owner") => {
             return Some(
                 "an operator creates only the first owner of an org that has none: give the \
                  member the role owner (it then adds the others)"

@@ -5,7 +5,9 @@
 //! `operator.break_glass` and logged. A deployment without one (a laptop) keeps the token as
 //! its operator, bound by the same authorization table.
 //!
-//! What it is not: signing operators in (OIDC), which comes with people's sign-in.
+//! Operators sign in at `GET /v1/auth/oidc/login?operator=true`, with a second factor, and
+//! act as [`crate::Principal::Operator`], named `operator:<id>` in the audit log (the sign-in
+//! itself is [`crate::sign_in`]).
 
 use std::sync::atomic::Ordering;
 
@@ -92,8 +94,9 @@ impl Custos {
                  support grant"
                 .into(),
             (Some(idp), false) => format!(
-                "people of {} (the bootstrap admin token creates the first operator, then is \
-                 retired)",
+                "people of {}, signed in with a second factor at \
+                 /v1/auth/oidc/login?operator=true (the bootstrap admin token creates the first \
+                 operator, then is retired)",
                 idp.issuer
             ),
             (Some(idp), true) => format!(

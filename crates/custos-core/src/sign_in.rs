@@ -12,63 +12,36 @@
 //!
 //! Not here: ID tokens sent beside an API key as a second factor ([`crate::idp`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
-
 use custos_audit::{Actor, AuditAction, AuditEvent, Details, Outcome, Target};
-use custos_store::{Member, OrgScope, PendingSignIn, PersonIdentity, Session};
+use custos_store::{
+    Member, OperatorRow, OperatorSession, OrgScope, PendingSignIn, PersonIdentity, Session,
+};
 use jiff::ToSpan;
-use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-};
-use openidconnect::{
-    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RequestTokenError, SignatureVerificationError,
-};
+use openidconnect::core::CoreAuthenticationFlow;
+use openidconnect::{ClaimsVerificationError, CsrfToken, Nonce, PkceCodeChallenge};
 use zeroize::Zeroizing;
 
 use crate::members::{random_token, SESSION_PREFIX};
-use crate::outbound::{error_chain, Outbound, OutboundUrl, Rules};
-use crate::settings::IdentityProvider;
+use crate::sign_in_provider::{Failure, Provider, Verified};
 use crate::{token_hash, Authentication, Caller, CoreError, Custos, Principal, RequestContext};
 
 /// Where the provider sends the browser back, under the policy's `[service] public_url`.
 pub const CALLBACK_PATH: &str = "/v1/auth/oidc/callback";
+/// What an operator's session token starts with (a member's starts with [`SESSION_PREFIX`]).
+pub const OPERATOR_SESSION_PREFIX: &str = "cuso_";
 /// How long a browser has to come back from the provider.
 const SIGN_IN_TTL_MINUTES: i64 = 10;
-/// How long a provider's discovery document and keys are used before they are fetched again.
-const METADATA_TTL: Duration = Duration::from_secs(300);
-/// Shortest time between two refetches of a provider's keys for an ID token signed by a key
-/// Custos does not hold (the provider rotated its keys), per issuer.
-const REFRESH_COOLDOWN: Duration = Duration::from_secs(10);
-/// Bound on one request to the provider (discovery, keys, code exchange).
-const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on connecting to the provider.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest `return_to` path accepted.
 const MAX_RETURN_TO: usize = 2048;
-/// The signature algorithms an ID token may use (asymmetric only: a client secret is never
-/// a signing key here).
-const ALGORITHMS: [CoreJwsSigningAlgorithm; 6] = [
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
-    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
-    CoreJwsSigningAlgorithm::EdDsa,
-];
 
-/// The client `openidconnect` builds from a provider's discovery document.
-type ProviderClient = CoreClient<
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointMaybeSet,
-    EndpointMaybeSet,
->;
+/// Who signs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInFor {
+    /// One of this org's people, through the org's identity provider.
+    Org(String),
+    /// An operator, through the deployment's `[operators.identity_provider]`.
+    Operator,
+}
 
 /// Why a browser coming back from the provider was not signed in; [`SignInRefusal::code`] is
 /// what the audit log and the metrics record.
@@ -105,6 +78,8 @@ pub enum SignInRefusal {
     UnknownPerson,
     /// The person's member is disabled.
     MemberDisabled,
+    /// An operator signed in without a second factor (`amr`): operators always need one.
+    NoSecondFactor,
 }
 
 impl SignInRefusal {
@@ -126,6 +101,7 @@ impl SignInRefusal {
             SignInRefusal::ProviderChanged => "provider_changed",
             SignInRefusal::UnknownPerson => "unknown_person",
             SignInRefusal::MemberDisabled => "member_disabled",
+            SignInRefusal::NoSecondFactor => "no_second_factor",
         }
     }
 
@@ -142,13 +118,16 @@ impl SignInRefusal {
                 "you are not a member of this org; ask an owner or admin to add you"
             }
             SignInRefusal::MemberDisabled => "your membership of this org is disabled",
+            SignInRefusal::NoSecondFactor => {
+                "operators sign in with a second factor; sign in again with one"
+            }
             _ => "the identity provider's answer was refused; start again",
         };
         format!("sign-in refused ({}): {what}", self.code())
     }
 
     /// The refusal a failed ID-token check is.
-    fn of_claims(error: &ClaimsVerificationError) -> SignInRefusal {
+    pub(crate) fn of_claims(error: &ClaimsVerificationError) -> SignInRefusal {
         match error {
             ClaimsVerificationError::Expired(_) => SignInRefusal::Expired,
             ClaimsVerificationError::InvalidAudience(_) => SignInRefusal::WrongAudience,
@@ -201,10 +180,10 @@ pub struct SignedIn {
     pub token: Zeroizing<String>,
     /// The path the browser goes to now.
     pub return_to: String,
-    /// The org signed in to.
-    pub org: String,
-    /// The member signed in as.
-    pub member: String,
+    /// The org signed in to (`None`: an operator).
+    pub org: Option<String>,
+    /// The member or operator signed in as.
+    pub who: String,
     /// Whether the provider proved a second factor (`amr`).
     pub second_factor: bool,
     /// When the session ends however it is used.
@@ -217,47 +196,9 @@ impl std::fmt::Debug for SignedIn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SignedIn")
             .field("org", &self.org)
-            .field("member", &self.member)
+            .field("who", &self.who)
             .field("second_factor", &self.second_factor)
             .finish_non_exhaustive()
-    }
-}
-
-/// Providers' discovery documents and keys, and the refusal counters.
-#[derive(Default)]
-pub(crate) struct SignIns {
-    providers: Mutex<HashMap<String, (Instant, Arc<CoreProviderMetadata>)>>,
-    refreshed: Mutex<HashMap<String, Instant>>,
-    refusals: Mutex<BTreeMap<SignInRefusal, u64>>,
-    outbound: OnceLock<Result<Outbound, String>>,
-}
-
-impl SignIns {
-    fn count(&self, refusal: SignInRefusal) {
-        *self
-            .refusals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(refusal)
-            .or_default() += 1;
-    }
-
-    /// Prometheus text of the refusal counters.
-    pub(crate) fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        let refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(
-            out,
-            "# HELP custos_sign_in_refusals_total Browsers back from an identity provider \
-             that were not signed in, by reason.\n# TYPE custos_sign_in_refusals_total counter"
-        );
-        for (refusal, n) in refusals.iter() {
-            let _ = writeln!(
-                out,
-                "custos_sign_in_refusals_total{{reason=\"{}\"}} {n}",
-                refusal.code()
-            );
-        }
     }
 }
 
@@ -281,10 +222,11 @@ pub fn check_return_to(return_to: Option<&str>) -> Result<String, CoreError> {
 }
 
 impl Custos {
-    /// Starts a sign-in of one of `org`'s people through the org's identity provider.
+    /// Starts a sign-in: of one of an org's people through the org's identity provider, or
+    /// of an operator through the deployment's.
     pub async fn start_sign_in(
         &self,
-        org: &str,
+        target: &SignInFor,
         return_to: Option<&str>,
         context: &RequestContext,
     ) -> Result<SignInStart, CoreError> {
@@ -292,23 +234,21 @@ impl Custos {
         let now = self.now();
         self.check_source(&anonymous(context), now)?;
         let public_url = self.public_url()?;
-        // An unknown org and one without sign-in look the same: org ids cannot be probed.
-        let no_sign_in = || CoreError::NotFound(format!("sign-in for org {org}"));
-        let (scope, row) = self.store.org(org).await?.ok_or_else(no_sign_in)?;
-        if row.terminating_since.is_some() {
-            return Err(CoreError::OrgTerminated(org.to_string()));
-        }
-        let provider = self
-            .org_settings_of(&scope)
-            .await?
-            .identity_provider
-            .ok_or_else(no_sign_in)?;
-        let client = self
-            .provider_client(org, &provider, &public_url, false)
-            .await?;
+        let provider = match target {
+            SignInFor::Org(org) => {
+                // An unknown org and one without sign-in look the same: ids cannot be probed.
+                let no_sign_in = || CoreError::NotFound(format!("sign-in for org {org}"));
+                let (scope, row) = self.store.org(org).await?.ok_or_else(no_sign_in)?;
+                if row.terminating_since.is_some() {
+                    return Err(CoreError::OrgTerminated(org.to_string()));
+                }
+                self.org_provider(&scope).await?.ok_or_else(no_sign_in)?
+            }
+            SignInFor::Operator => self.operator_provider()?,
+        };
+        let (client, _) = self.provider_client(&provider, &public_url, false).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = client
-            .0
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
                 CsrfToken::new_random,
@@ -320,7 +260,10 @@ impl Custos {
         let pending = PendingSignIn {
             state_hash: token_hash(state.secret()),
             browser_hash: token_hash(&browser_secret),
-            org_id: Some(org.to_string()),
+            org_id: match target {
+                SignInFor::Org(org) => Some(org.clone()),
+                SignInFor::Operator => None,
+            },
             nonce: nonce.secret().clone(),
             pkce_verifier: verifier.secret().clone(),
             return_to,
@@ -353,145 +296,233 @@ impl Custos {
                 .refuse_sign_in(context, SignInRefusal::StateUnknown, None)
                 .await);
         };
-        let Some(org) = pending.org_id.clone() else {
-            // Operator sign-ins are not started yet; such a row cannot exist.
-            return Err(self
-                .refuse_sign_in(context, SignInRefusal::StateUnknown, None)
-                .await);
-        };
-        let org = org.as_str();
-        if pending.expires_at <= now {
-            return Err(self
-                .refuse_sign_in(context, SignInRefusal::StateExpired, Some(org))
-                .await);
-        }
-        let same_browser = browser.is_some_and(|b| {
+        let org = pending.org_id.as_deref();
+        let early = if pending.expires_at <= now {
+            Some(SignInRefusal::StateExpired)
+        } else if !browser.is_some_and(|b| {
             subtle::ConstantTimeEq::ct_eq(&token_hash(b)[..], &pending.browser_hash[..]).into()
-        });
-        if !same_browser {
-            return Err(self
-                .refuse_sign_in(context, SignInRefusal::BrowserMismatch, Some(org))
-                .await);
+        }) {
+            Some(SignInRefusal::BrowserMismatch)
+        } else if callback.error.is_some() {
+            Some(SignInRefusal::ProviderError)
+        } else if callback.code.is_none() {
+            Some(SignInRefusal::CodeRefused)
+        } else {
+            None
+        };
+        if let Some(refusal) = early {
+            return Err(self.refuse_sign_in(context, refusal, org).await);
         }
-        if callback.error.is_some() {
-            return Err(self
-                .refuse_sign_in(context, SignInRefusal::ProviderError, Some(org))
-                .await);
-        }
-        let Some(code) = callback.code.clone() else {
-            return Err(self
-                .refuse_sign_in(context, SignInRefusal::CodeRefused, Some(org))
-                .await);
-        };
-        let Some((scope, _)) = self.store.org(org).await? else {
-            return Err(self
-                .refuse_sign_in(context, SignInRefusal::ProviderChanged, Some(org))
-                .await);
-        };
-        let settings = self.org_settings_of(&scope).await?;
-        let Some(provider) = settings.identity_provider.clone() else {
-            return Err(self
-                .refuse_sign_in(context, SignInRefusal::ProviderChanged, Some(org))
-                .await);
-        };
+        let code = callback.code.clone().unwrap_or_default();
         let public_url = self.public_url()?;
-        let client = self
-            .provider_client(org, &provider, &public_url, false)
-            .await?;
-        let exchanged = client
-            .0
-            .exchange_code(AuthorizationCode::new(code))
-            .map_err(|e| CoreError::internal_from("the provider has no token endpoint", e))?
-            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
-            .request_async(client.1)
+        let (provider, scope) = match org {
+            Some(org) => {
+                let found = match self.store.org(org).await? {
+                    Some((scope, _)) => self
+                        .org_provider(&scope)
+                        .await?
+                        .map(|provider| (provider, Some(scope))),
+                    None => None,
+                };
+                let Some(found) = found else {
+                    return Err(self
+                        .refuse_sign_in(context, SignInRefusal::ProviderChanged, Some(org))
+                        .await);
+                };
+                found
+            }
+            None => (self.operator_provider()?, None),
+        };
+        let verified = self
+            .verified_person(
+                &provider,
+                &public_url,
+                code,
+                pending.pkce_verifier.clone(),
+                pending.nonce.clone(),
+            )
             .await;
-        let tokens = match exchanged {
-            Ok(tokens) => tokens,
-            Err(RequestTokenError::ServerResponse(_)) => {
-                return Err(self
-                    .refuse_sign_in(context, SignInRefusal::CodeRefused, Some(org))
-                    .await)
+        let verified = match verified {
+            Ok(verified) => verified,
+            Err(Failure::Refused(refusal)) => {
+                return Err(self.refuse_sign_in(context, refusal, org).await)
             }
-            Err(RequestTokenError::Parse(..)) => {
-                return Err(self
-                    .refuse_sign_in(context, SignInRefusal::IdTokenInvalid, Some(org))
-                    .await)
+            Err(Failure::Error(e)) => return Err(e),
+        };
+        match scope {
+            Some(scope) => {
+                self.sign_in_member(context, &scope, verified, pending.return_to)
+                    .await
             }
-            Err(e) => return Err(unavailable(&provider, &e)),
-        };
-        let Some(id_token) = openidconnect::TokenResponse::id_token(&tokens) else {
-            return Err(self
-                .refuse_sign_in(context, SignInRefusal::IdTokenMissing, Some(org))
-                .await);
-        };
-        let nonce = Nonce::new(pending.nonce.clone());
-        let verified = {
-            let verifier = client.0.id_token_verifier().set_allowed_algs(ALGORITHMS);
-            id_token.claims(&verifier, &nonce).cloned()
-        };
-        let claims = match verified {
-            Ok(claims) => claims,
-            // Signed by a key not in the keys held: the provider may have rotated them.
-            Err(ClaimsVerificationError::SignatureVerification(
-                SignatureVerificationError::NoMatchingKey,
-            )) => {
-                let fresh = self
-                    .provider_client(org, &provider, &public_url, true)
-                    .await?;
-                let verifier = fresh.0.id_token_verifier().set_allowed_algs(ALGORITHMS);
-                match id_token.claims(&verifier, &nonce) {
-                    Ok(claims) => claims.clone(),
-                    Err(e) => {
-                        return Err(self
-                            .refuse_sign_in(context, SignInRefusal::of_claims(&e), Some(org))
-                            .await)
-                    }
-                }
+            None => {
+                self.sign_in_operator(context, verified, pending.return_to)
+                    .await
             }
-            Err(e) => {
-                return Err(self
-                    .refuse_sign_in(context, SignInRefusal::of_claims(&e), Some(org))
-                    .await)
-            }
+        }
+    }
+
+    /// The org's provider for signing its people in, if it has one.
+    async fn org_provider(&self, scope: &OrgScope) -> Result<Option<Provider>, CoreError> {
+        let Some(idp) = self.org_settings_of(scope).await?.identity_provider else {
+            return Ok(None);
         };
-        let person = PersonIdentity {
-            iss: claims.issuer().to_string(),
-            sub: claims.subject().to_string(),
+        Ok(Some(Provider {
+            secret: self.open_client_secret(scope.org_id(), &idp).await?,
+            client_id: idp.sign_in_client_id().to_string(),
+            issuer: idp.issuer,
+            field: "identity_provider.issuer",
+        }))
+    }
+
+    /// The deployment's provider for its operators (`[operators.identity_provider]`; the
+    /// client secret read from the variable it names, when it names one).
+    fn operator_provider(&self) -> Result<Provider, CoreError> {
+        let idp = self
+            .policy
+            .operators
+            .identity_provider
+            .as_ref()
+            .ok_or_else(|| {
+                CoreError::NotFound(
+                    "operator sign-in: the policy names no [operators.identity_provider]".into(),
+                )
+            })?;
+        let secret = match &idp.client_secret_env {
+            None => None,
+            Some(var) => Some(Zeroizing::new(std::env::var(var).map_err(|_| {
+                CoreError::internal(format!(
+                    "[operators.identity_provider] client_secret_env: {var} is not set"
+                ))
+            })?)),
         };
-        let amr: Vec<String> = claims
-            .auth_method_refs()
-            .map(|methods| methods.iter().map(|m| m.to_string()).collect())
-            .unwrap_or_default();
-        let second_factor = crate::idp::names_second_factor(&amr);
-        let name = claims
-            .preferred_username()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| format!("{} {}", person.iss, person.sub));
-        let member = match self.member_of_person(&scope, &person).await? {
+        Ok(Provider {
+            issuer: idp.issuer.clone(),
+            field: "[operators.identity_provider] issuer",
+            client_id: idp.client_id.clone(),
+            secret,
+        })
+    }
+
+    /// A verified person of `scope`'s provider becomes (or is) a member and gets a session.
+    async fn sign_in_member(
+        &self,
+        context: &RequestContext,
+        scope: &OrgScope,
+        verified: Verified,
+        return_to: String,
+    ) -> Result<SignedIn, CoreError> {
+        let org = Some(scope.org_id());
+        let settings = self.org_settings_of(scope).await?;
+        let member = match self.member_of_person(scope, &verified.person).await? {
             Some(member) if member.disabled_at.is_some() => {
                 return Err(self
-                    .refuse_sign_in(context, SignInRefusal::MemberDisabled, Some(org))
+                    .refuse_sign_in(context, SignInRefusal::MemberDisabled, org)
                     .await)
             }
             Some(member) => member,
-            None => match &provider.jit_role {
-                Some(role) => self.provision(context, &scope, person, name, role).await?,
+            None => match settings
+                .identity_provider
+                .as_ref()
+                .and_then(|p| p.jit_role.as_deref())
+            {
+                Some(role) => {
+                    self.provision(context, scope, verified.person, verified.name, role)
+                        .await?
+                }
                 None => {
                     return Err(self
-                        .refuse_sign_in(context, SignInRefusal::UnknownPerson, Some(org))
+                        .refuse_sign_in(context, SignInRefusal::UnknownPerson, org)
                         .await)
                 }
             },
         };
         self.open_sign_in_session(
             context,
-            &scope,
+            scope,
             member,
-            second_factor,
-            pending.return_to,
+            verified.second_factor,
+            return_to,
             &settings,
         )
         .await
+    }
+
+    /// A verified person of the deployment's provider who is an operator gets an operator's
+    /// session; only with a second factor.
+    async fn sign_in_operator(
+        &self,
+        context: &RequestContext,
+        verified: Verified,
+        return_to: String,
+    ) -> Result<SignedIn, CoreError> {
+        if !verified.second_factor {
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::NoSecondFactor, None)
+                .await);
+        }
+        let Some(operator) = self
+            .store
+            .main()
+            .operator_by_identity(&verified.person)
+            .await?
+        else {
+            return Err(self
+                .refuse_sign_in(context, SignInRefusal::UnknownPerson, None)
+                .await);
+        };
+        self.open_operator_session(context, operator, return_to)
+            .await
+    }
+
+    /// Opens a signed-in operator's session, audited as `auth.sign_in` by the operator.
+    async fn open_operator_session(
+        &self,
+        context: &RequestContext,
+        operator: OperatorRow,
+        return_to: String,
+    ) -> Result<SignedIn, CoreError> {
+        let now = self.now();
+        let limits = &self.policy.operators;
+        let idle_seconds = now
+            .duration_until(limits.session_timeout.add_to(now))
+            .as_secs();
+        let expires_at = limits.session_max_lifetime.add_to(now);
+        let token = Zeroizing::new(random_token(OPERATOR_SESSION_PREFIX));
+        let session = OperatorSession {
+            token_hash: token_hash(&token),
+            operator_id: operator.id.clone(),
+            expires_at,
+            created_at: now,
+            last_used_at: None,
+            idle_seconds,
+        };
+        let caller = Caller {
+            principal: Principal::Operator {
+                id: operator.id.clone(),
+                expires: expires_at,
+            },
+            request_id: context.request_id.clone(),
+            client_request_id: context.client_request_id.clone(),
+            source: context.source.clone(),
+            grant: None,
+        };
+        let event = self
+            .event(&caller, AuditAction::AuthSignIn)
+            .target(Target::Operator(operator.id.clone()))
+            .details(Details::new().method("oidc").mfa(true).expires(expires_at));
+        self.store
+            .main()
+            .start_operator_session(&session, &[event])
+            .await?;
+        Ok(SignedIn {
+            token,
+            return_to,
+            org: None,
+            who: operator.id,
+            second_factor: true,
+            expires_at,
+            idle_seconds,
+        })
     }
 
     /// Opens the session of a signed-in member, audited as `auth.sign_in`.
@@ -552,8 +583,8 @@ impl Custos {
         Ok(SignedIn {
             token,
             return_to,
-            org: scope.org_id().to_string(),
-            member: member.id,
+            org: Some(scope.org_id().to_string()),
+            who: member.id,
             second_factor,
             expires_at,
             idle_seconds,
@@ -666,96 +697,34 @@ impl Custos {
         })
     }
 
-    /// The `openidconnect` client of the org's provider (discovered, or from the cache unless
-    /// `refresh`), with the HTTP client its requests go through.
-    async fn provider_client(
-        &self,
-        org: &str,
-        provider: &IdentityProvider,
-        public_url: &str,
-        refresh: bool,
-    ) -> Result<(ProviderClient, &reqwest::Client), CoreError> {
-        let rules = Rules::new(&self.policy.network);
-        let issuer_url =
-            OutboundUrl::parse(&provider.issuer, &rules).map_err(|e| CoreError::UrlNotAllowed {
-                field: "identity_provider.issuer".into(),
-                message: e.to_string(),
-            })?;
-        let outbound = self
-            .sign_ins
-            .outbound
-            .get_or_init(|| Outbound::new(&self.policy.network, PROVIDER_TIMEOUT, CONNECT_TIMEOUT))
-            .as_ref()
-            .map_err(|e| CoreError::internal(e.clone()))?;
-        let http = outbound.client_for(&issuer_url);
-        let metadata = self.provider_metadata(provider, http, refresh).await?;
-        let secret = self.open_client_secret(org, provider).await?;
-        let redirect = RedirectUrl::new(format!("{public_url}{CALLBACK_PATH}"))
-            .map_err(|e| CoreError::internal_from("the sign-in redirect URI", e))?;
-        let client = CoreClient::from_provider_metadata(
-            (*metadata).clone(),
-            ClientId::new(provider.sign_in_client_id().to_string()),
-            secret.map(|s| ClientSecret::new(s.to_string())),
-        )
-        .set_redirect_uri(redirect);
-        Ok((client, http))
-    }
-
-    /// The provider's discovery document and keys: cached for [`METADATA_TTL`]; `refresh`
-    /// fetches them again unless that was done less than [`REFRESH_COOLDOWN`] ago.
-    async fn provider_metadata(
-        &self,
-        provider: &IdentityProvider,
-        http: &reqwest::Client,
-        refresh: bool,
-    ) -> Result<Arc<CoreProviderMetadata>, CoreError> {
-        let issuer = &provider.issuer;
-        let cached = self
-            .sign_ins
-            .providers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(issuer)
-            .filter(|(at, _)| at.elapsed() < METADATA_TTL)
-            .map(|(_, m)| m.clone());
-        let may_refresh = refresh && {
-            let mut refreshed = self
-                .sign_ins
-                .refreshed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let due = refreshed
-                .get(issuer)
-                .is_none_or(|at| at.elapsed() >= REFRESH_COOLDOWN);
-            if due {
-                refreshed.insert(issuer.clone(), Instant::now());
-            }
-            due
-        };
-        if let Some(metadata) = cached.filter(|_| !may_refresh) {
-            return Ok(metadata);
-        }
-        let issuer_url = IssuerUrl::new(issuer.clone())
-            .map_err(|e| CoreError::invalid("identity_provider.issuer", e.to_string()))?;
-        let metadata = CoreProviderMetadata::discover_async(issuer_url, http)
-            .await
-            .map_err(|e| unavailable(provider, &e))?;
-        let metadata = Arc::new(metadata);
-        self.sign_ins
-            .providers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(issuer.clone(), (Instant::now(), metadata.clone()));
-        Ok(metadata)
-    }
-
     /// Signs out: ends the session `token` is (audited as `auth.sign_out`). Anything else
     /// (an API key, an unknown or expired session) ends nothing and is not an error.
     pub async fn sign_out(&self, token: &str, context: &RequestContext) -> Result<(), CoreError> {
+        let hash = token_hash(token);
+        if token.starts_with(OPERATOR_SESSION_PREFIX) {
+            let main = self.store.main();
+            let Some((operator, session)) = main.operator_session(&hash, self.now()).await? else {
+                return Ok(());
+            };
+            let caller = Caller {
+                principal: Principal::Operator {
+                    id: operator.id.clone(),
+                    expires: session.expires_at,
+                },
+                request_id: context.request_id.clone(),
+                client_request_id: context.client_request_id.clone(),
+                source: context.source.clone(),
+                grant: None,
+            };
+            let event = self
+                .event(&caller, AuditAction::AuthSignOut)
+                .target(Target::Operator(operator.id));
+            main.end_operator_session(&hash, &[event]).await?;
+            return Ok(());
+        }
         if !token.starts_with(SESSION_PREFIX) {
             return Ok(());
         }
-        let hash = token_hash(token);
         let Some((scope, member, session)) = self.store.session(&hash, self.now()).await? else {
             return Ok(());
         };
@@ -803,13 +772,6 @@ fn anonymous(context: &RequestContext) -> Caller {
     }
 }
 
-/// The provider could not be reached or answered nonsense (logged with its cause; the
-/// answer names only the issuer).
-fn unavailable(provider: &IdentityProvider, error: &dyn std::error::Error) -> CoreError {
-    tracing::warn!(issuer = %provider.issuer, error = %error_chain(error), "identity provider unavailable");
-    CoreError::IdentityProviderUnavailable(provider.issuer.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -852,6 +814,7 @@ mod tests {
             ProviderChanged,
             UnknownPerson,
             MemberDisabled,
+            NoSecondFactor,
         ];
         let codes: std::collections::BTreeSet<_> = all.iter().map(|r| r.code()).collect();
         assert_eq!(codes.len(), all.len());

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use crate::authz::{ActiveGrant, GrantScope, Operation};
 use crate::settings::{OrgSettings, SupportAccess};
-use crate::{Caller, CoreError, Custos, Principal};
+use crate::{Caller, CoreError, Custos};
 
 /// The longest free-text reason a support request may carry, in characters.
 const MAX_REASON_CHARS: usize = 2000;
@@ -373,7 +373,7 @@ impl Custos {
         let now = self.now();
         let mine = caller.actor_name();
         rows.into_iter()
-            .filter(|r| !matches!(caller.principal, Principal::Admin) || r.requested_by == mine)
+            .filter(|r| !caller.principal.is_operator() || r.requested_by == mine)
             .map(|r| view(org, r, now))
             .collect()
     }
@@ -491,7 +491,7 @@ impl Custos {
             .await?
             .scope;
         let row = self.request_row(&scope, id).await?;
-        if matches!(caller.principal, Principal::Admin) && row.requested_by != caller.actor_name() {
+        if caller.principal.is_operator() && row.requested_by != caller.actor_name() {
             return Err(CoreError::NotFound(format!("support request {id}")));
         }
         // Only the requesting operator's events in this org can carry the grant; the leaf,

@@ -67,13 +67,8 @@ pub struct AuditIndex {
 impl AuditIndex {
     /// The columns the store writes for `event`.
     pub fn of(event: &custos_audit::AuditEvent) -> Self {
-        use custos_audit::{Actor, Outcome};
-        let actor = match &event.actor {
-            Actor::Admin => "admin".to_string(),
-            Actor::Member(id) => format!("member:{id}"),
-            Actor::System => "system".to_string(),
-            Actor::Anonymous => "anonymous".to_string(),
-        };
+        use custos_audit::Outcome;
+        let actor = event.actor.name();
         let outcome = match event.outcome {
             Outcome::Success => "success",
             Outcome::Denied => "denied",

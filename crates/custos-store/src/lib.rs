@@ -48,7 +48,7 @@ pub use objects::{
     ObjectLocation, ObjectWriter, Objects, S3Options, ARCHIVE_STORAGE_CLASS_ENV,
     DEFAULT_ARCHIVE_STORAGE_CLASS,
 };
-pub use operators::{OperatorRow, OperatorStore};
+pub use operators::{OperatorRow, OperatorSession, OperatorStore};
 pub use org_rows::{Cell, OrgRows, TableRows};
 pub use orgs::OrgStore;
 pub use pg::PgStore;

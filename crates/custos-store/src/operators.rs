@@ -37,6 +37,72 @@ pub trait OperatorStore {
 
     /// Whether any operator exists.
     async fn has_operators(&self) -> Result<bool, StoreError>;
+
+    /// The operator who is `person`, if any.
+    async fn operator_by_identity(
+        &self,
+        person: &PersonIdentity,
+    ) -> Result<Option<OperatorRow>, StoreError>;
+
+    /// Adds an operator's session.
+    async fn start_operator_session(
+        &self,
+        session: &OperatorSession,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+
+    /// The operator a session token hash authenticates, with the session, if it has neither
+    /// gone unused for its idle limit nor expired at `now`.
+    async fn operator_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<(OperatorRow, OperatorSession)>, StoreError>;
+
+    /// Records that an operator's session was used at `at` (never backwards).
+    async fn note_operator_session_use(
+        &self,
+        token_hash: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Ends an operator's session (sign-out); false (nothing appended) if there is none.
+    async fn end_operator_session(
+        &self,
+        token_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+}
+
+/// An operator's session, opened by a sign-in with a second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSession {
+    /// SHA-256 of the session token.
+    pub token_hash: [u8; 32],
+    /// The operator it authenticates.
+    pub operator_id: String,
+    /// When it stops working, however it is used.
+    pub expires_at: Timestamp,
+    /// When it was opened.
+    pub created_at: Timestamp,
+    /// When it was last used, to the minute.
+    pub last_used_at: Option<Timestamp>,
+    /// It stops working after this many seconds unused.
+    pub idle_seconds: i64,
+}
+
+/// The operator-session query both backends run: [`OPERATOR_COLUMNS`] of `o`, then the
+/// session's `expires_at, created_at, last_used_at, idle_seconds`; `$1` the token hash, `$2`
+/// now.
+pub(crate) fn operator_session_query(p: impl Fn(usize) -> String) -> String {
+    let (hash, now) = (p(1), p(2));
+    format!(
+        "SELECT o.id, o.name, o.identity_iss, o.identity_sub, o.created_at, o.created_by,
+                s.expires_at, s.created_at, s.last_used_at, s.idle_seconds
+         FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
+         WHERE s.token_hash = {hash} AND s.expires_at > {now}
+           AND COALESCE(s.last_used_at, s.created_at) + s.idle_seconds * 1000000 > {now}"
+    )
 }
 
 /// The columns [`OperatorRow`] is read from, in order (both backends).

@@ -67,6 +67,7 @@ pub(crate) fn is_store_table(name: &str) -> bool {
         || name == "org_moves"
         // The deployment's operators: kept in the main database, never moved with an org.
         || name == "operators"
+        || name == "operator_sessions"
         // Sign-ins under way: minutes-long, deployment-wide, and not moved with an org.
         || name == "sign_ins"
 }

@@ -1,7 +1,9 @@
 //! [`crate::OperatorStore`] on SQLite.
 
 use super::*;
-use crate::operators::{first_operator_sql, OperatorRow, OPERATOR_COLUMNS};
+use crate::operators::{
+    first_operator_sql, operator_session_query, OperatorRow, OperatorSession, OPERATOR_COLUMNS,
+};
 
 fn operator_from_row(r: &rusqlite::Row<'_>) -> Result<OperatorRow, StoreError> {
     Ok(OperatorRow {
@@ -68,6 +70,104 @@ impl crate::OperatorStore for SqliteStore {
         self.read(move |c| {
             Ok(c.prepare_cached("SELECT EXISTS (SELECT 1 FROM operators)")?
                 .query_row([], |r| r.get::<_, bool>(0))?)
+        })
+        .await
+    }
+
+    async fn operator_by_identity(
+        &self,
+        person: &PersonIdentity,
+    ) -> Result<Option<OperatorRow>, StoreError> {
+        let (iss, sub) = (person.iss.clone(), person.sub.clone());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {OPERATOR_COLUMNS} FROM operators WHERE identity_iss = ?1 AND identity_sub = ?2"
+            ))?;
+            let mut rows = stmt.query(params![iss, sub])?;
+            rows.next()?.map(operator_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn start_operator_session(
+        &self,
+        session: &OperatorSession,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let s = session.clone();
+        self.mutate_if(audit, move |tx| {
+            tx.execute(
+                "INSERT INTO operator_sessions
+                     (token_hash, operator_id, expires_at, created_at, last_used_at, idle_seconds)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
+                params![
+                    &s.token_hash[..],
+                    s.operator_id,
+                    to_micros(s.expires_at),
+                    to_micros(s.created_at),
+                    s.idle_seconds
+                ],
+            )?;
+            Ok(true)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn operator_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: jiff::Timestamp,
+    ) -> Result<Option<(OperatorRow, OperatorSession)>, StoreError> {
+        let hash = *token_hash;
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&operator_session_query(|n| format!("?{n}")))?;
+            let mut rows = stmt.query(params![&hash[..], to_micros(now)])?;
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
+            let operator = operator_from_row(r)?;
+            let session = OperatorSession {
+                token_hash: hash,
+                operator_id: operator.id.clone(),
+                expires_at: from_micros(r.get(6)?)?,
+                created_at: from_micros(r.get(7)?)?,
+                last_used_at: r.get::<_, Option<i64>>(8)?.map(from_micros).transpose()?,
+                idle_seconds: r.get(9)?,
+            };
+            Ok(Some((operator, session)))
+        })
+        .await
+    }
+
+    async fn note_operator_session_use(
+        &self,
+        token_hash: &[u8; 32],
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let (hash, at) = (*token_hash, to_micros(at));
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE operator_sessions SET last_used_at = max(coalesce(last_used_at, ?2), ?2)
+                 WHERE token_hash = ?1",
+            )?
+            .execute(params![&hash[..], at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn end_operator_session(
+        &self,
+        token_hash: &[u8; 32],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let hash = *token_hash;
+        self.mutate_if(audit, move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM operator_sessions WHERE token_hash = ?1",
+                params![&hash[..]],
+            )? == 1)
         })
         .await
     }

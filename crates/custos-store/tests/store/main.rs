@@ -61,6 +61,7 @@ on_both_backends! {
     crate::requests::requests_round_trip_and_update_by_compare_and_set => requests_round_trip_and_update_by_compare_and_set,
     crate::requests::erasure_changes_records_and_tokens_in_their_org_only => erasure_changes_records_and_tokens_in_their_org_only,
     crate::operators::only_the_first_operator_is_added => only_the_first_operator_is_added,
+    crate::operators::operator_sessions_end_when_idle_expired_or_signed_out => operator_sessions_end_when_idle_expired_or_signed_out,
     crate::sign_in::sign_in_sessions_end_when_idle_stepped_up_or_signed_out => sign_in_sessions_end_when_idle_stepped_up_or_signed_out,
     crate::sign_in::pending_sign_ins_are_taken_once_and_expired_ones_dropped => pending_sign_ins_are_taken_once_and_expired_ones_dropped,
     crate::operators::an_org_is_suspended_and_resumed_once_each => an_org_is_suspended_and_resumed_once_each,

@@ -66,3 +66,81 @@ pub async fn an_org_is_suspended_and_resumed_once_each(h: Harness) {
     }
     book.verify(store).await;
 }
+
+/// An operator is found by its person; its sessions end when idle, when expired, or once
+/// signed out.
+pub async fn operator_sessions_end_when_idle_expired_or_signed_out(h: Harness) {
+    use jiff::ToSpan;
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let olga = operator("olga");
+    store.add_first_operator(&olga, &[]).await.unwrap();
+    assert_eq!(
+        store.operator_by_identity(&olga.identity).await.unwrap(),
+        Some(olga.clone())
+    );
+    let stranger = PersonIdentity {
+        sub: "mallory".into(),
+        ..olga.identity.clone()
+    };
+    assert_eq!(store.operator_by_identity(&stranger).await.unwrap(), None);
+
+    let t0 = now_us();
+    let session = custos_store::OperatorSession {
+        token_hash: key_hash(),
+        operator_id: olga.id.clone(),
+        expires_at: t0 + 2.hours(),
+        created_at: t0,
+        last_used_at: None,
+        idle_seconds: 30 * 60,
+    };
+    let audit = [event(
+        None,
+        "auth.sign_in",
+        &format!("operator:{}", olga.id),
+    )];
+    store
+        .start_operator_session(&session, &audit)
+        .await
+        .unwrap();
+    book.appended(&audit);
+    let found = |at| store.operator_session(&session.token_hash, at);
+    let (who, got) = found(t0).await.unwrap().unwrap();
+    assert_eq!((who, got), (olga.clone(), session.clone()));
+    assert!(found(t0 + 30.minutes()).await.unwrap().is_none(), "idle");
+    store
+        .note_operator_session_use(&session.token_hash, t0 + 25.minutes())
+        .await
+        .unwrap();
+    store
+        .note_operator_session_use(&session.token_hash, t0 + 1.minutes())
+        .await
+        .unwrap();
+    assert!(
+        found(t0 + 54.minutes()).await.unwrap().is_some(),
+        "used at 25 min"
+    );
+    assert!(found(t0 + 55.minutes()).await.unwrap().is_none());
+    store
+        .note_operator_session_use(&session.token_hash, t0 + 119.minutes())
+        .await
+        .unwrap();
+    assert!(found(t0 + 2.hours()).await.unwrap().is_none(), "expired");
+
+    let audit = [event(
+        None,
+        "auth.sign_out",
+        &format!("operator:{}", olga.id),
+    )];
+    assert!(store
+        .end_operator_session(&session.token_hash, &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    assert!(!store
+        .end_operator_session(&session.token_hash, &audit)
+        .await
+        .unwrap());
+    assert!(found(t0).await.unwrap().is_none());
+    book.verify(store).await;
+}
