@@ -22,6 +22,7 @@ mod routes;
 pub mod server;
 mod sign_in_routes;
 mod support_routes;
+mod token_routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -50,6 +50,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(crate::support_routes::routes())
         .merge(crate::operator_routes::routes())
         .merge(crate::sign_in_routes::routes())
+        .merge(crate::token_routes::routes())
         .route(
             "/v1/orgs/{org}/records",
             post(create_record).get(list_records),
@@ -833,6 +834,8 @@ async fn scan(
           crate::member_routes::access_review, crate::member_routes::record_access_review,
           crate::operator_routes::create_operator, crate::operator_routes::list_operators,
           crate::sign_in_routes::login, crate::sign_in_routes::callback, crate::sign_in_routes::logout,
+          crate::token_routes::create_token, crate::token_routes::list_tokens,
+          crate::token_routes::revoke_token,
           crate::support_routes::create_support_request,
           crate::support_routes::list_support_requests,
           crate::support_routes::approve_support_request,

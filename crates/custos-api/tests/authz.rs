@@ -545,6 +545,18 @@ async fn request(
             Body::Json(json!({"identity": {"iss": "https://login.example.com", "sub": "op-1"}})),
         ),
         Operation::OperatorList => ("GET", "/v1/operators".into(), Body::None),
+        Operation::PersonalTokenCreate => (
+            "POST",
+            "/v1/auth/tokens".into(),
+            Body::Json(json!({"name": "matrix", "expires_in": "1d"})),
+        ),
+        Operation::PersonalTokenList => ("GET", "/v1/auth/tokens".into(), Body::None),
+        // Nobody's token: an allowed caller is told it has none of that id.
+        Operation::PersonalTokenRevoke => (
+            "DELETE",
+            format!("/v1/auth/tokens/{}", uuid::Uuid::new_v4()),
+            Body::None,
+        ),
         Operation::SupportRequestCreate => (
             "POST",
             format!("/v1/orgs/{org}/support-requests"),
@@ -868,6 +880,7 @@ fn allowed_refusal(op: Operation, who: &Principal, status: StatusCode) -> bool {
         Operation::OrgSuspend | Operation::OrgResume => status == StatusCode::CONFLICT,
         // Other cells add members between reading the list and recording the review.
         Operation::AccessReviewRecord => status == StatusCode::CONFLICT,
+        Operation::PersonalTokenRevoke => status == StatusCode::NOT_FOUND,
         Operation::SessionOpen => {
             who.member.as_ref().is_some_and(|m| m.session) && status == StatusCode::BAD_REQUEST
         }

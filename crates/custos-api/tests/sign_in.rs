@@ -904,3 +904,90 @@ retention = "30d"
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_signed_in_person_makes_personal_access_tokens_that_never_count_as_a_second_factor() {
+    let Some(w) = World::new(60).await else {
+        return;
+    };
+    w.member("Fay", &["member"], "fay").await;
+    let (_, plain, _) = w.sign_in(&Browser::new(), "fay", "pwd").await;
+    let plain = plain.unwrap();
+    let make = |token: String, expires_in: &'static str| {
+        let w = &w;
+        async move {
+            w.call(
+                "POST",
+                &token,
+                "/v1/auth/tokens",
+                Some(json!({"name": "laptop cli", "expires_in": expires_in})),
+            )
+            .await
+        }
+    };
+    // Without a second factor, no token.
+    let (status, answer) = make(plain.clone(), "30d").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(answer["code"], "mfa_required", "{answer}");
+
+    let (_, session, _) = w.sign_in(&Browser::new(), "fay", "pwd,otp").await;
+    let session = session.unwrap();
+    let (status, answer) = make(session.clone(), "2y").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, created) = make(session.clone(), "1d").await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("cup_"));
+
+    // The token works with the person's roles, but proves no second factor.
+    assert_eq!(write(&w, &token, "messages").await, StatusCode::CREATED);
+    assert_eq!(
+        write(&w, &token, "secure_notes").await,
+        StatusCode::FORBIDDEN
+    );
+    let (status, _) = make(token.clone(), "1d").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a token makes no token");
+
+    // Listed without the token; revoked, it stops working.
+    let (status, listed) = w.call("GET", &token, "/v1/auth/tokens", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(&token));
+    assert!(listed[0]["last_used_at"].is_string(), "{listed}");
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = w
+        .call(
+            "DELETE",
+            &w.owner_key,
+            &format!("/v1/auth/tokens/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another member's token");
+    let (status, _) = w
+        .call("DELETE", &session, &format!("/v1/auth/tokens/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        write(&w, &token, "messages").await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A day later a token made for a day has expired.
+    let (_, again) = make(session.clone(), "1d").await;
+    let again = again["token"].as_str().unwrap().to_string();
+    w.clock.advance(jiff::Span::new().hours(25));
+    assert_eq!(
+        write(&w, &again, "messages").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let events = w.events("auth.token_create").await;
+    let made: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["outcome"] == "success")
+        .collect();
+    assert_eq!(made.len(), 2, "and the refusals: {events:?}");
+    assert_eq!(events.len() - made.len(), 2, "no factor, a token's own");
+    assert!(!made[0].to_string().contains("cup_"), "{}", made[0]);
+    assert_eq!(w.events("auth.token_revoke").await.len(), 1);
+}

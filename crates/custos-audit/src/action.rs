@@ -106,6 +106,12 @@ actions! {
     AuthSignIn = "auth.sign_in",
     /// A person signed out (the session ended).
     AuthSignOut = "auth.sign_out",
+    /// A person made a personal access token.
+    AuthTokenCreate = "auth.token_create",
+    /// A person listed its personal access tokens.
+    AuthTokenList = "auth.token_list",
+    /// A person revoked one of its personal access tokens.
+    AuthTokenRevoke = "auth.token_revoke",
     /// A presented credential (API key, session token) was refused: unknown, revoked or
     /// expired. Only an API key's public prefix is recorded.
     AuthReject = "auth.reject",

@@ -330,6 +330,7 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::SupportRequestApprove => &["duration", "expires"],
         A::SessionOpen => &["method", "expires", "failures"],
         A::AuthSignIn => &["method", "mfa", "expires", "source_limited"],
+        A::AuthTokenCreate => &["expires"],
         A::AuthReject => &["key_prefix", "source_limited"],
         A::RecordCreate => &["category", "categories", "records", "ids"],
         A::RecordArchive => &["category"],

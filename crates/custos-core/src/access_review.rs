@@ -182,6 +182,24 @@ impl Custos {
         }
     }
 
+    /// Notes that a member's personal access token was used now (as [`Custos::note_use`]).
+    pub(crate) async fn note_token_use(&self, scope: &OrgScope, member: &Member, token: &[u8; 32]) {
+        let now = self.now();
+        if !self.last_use.due(format!("t:{}", hex::encode(token)), now) {
+            return;
+        }
+        let noted = match self.store.for_org(scope).await {
+            Ok(store) => match store.note_personal_token_use(scope, token, now).await {
+                Ok(()) => store.note_member_use(scope, &member.id, now, false).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = noted {
+            tracing::warn!(error = %e, "noting a personal access token's use");
+        }
+    }
+
     /// Notes that an operator's session was used now, at most once a minute (as
     /// [`Custos::note_use`]; its idle limit counts from this).
     pub(crate) async fn note_operator_use(&self, session: &[u8; 32]) {

@@ -165,6 +165,7 @@ impl Custos {
         }
         let reason = if token.starts_with(crate::members::SESSION_PREFIX)
             || token.starts_with(crate::sign_in::OPERATOR_SESSION_PREFIX)
+            || token.starts_with(crate::PERSONAL_TOKEN_PREFIX)
         {
             AuthFailure::UnknownSession
         } else if token.starts_with("cus_") {

@@ -216,6 +216,12 @@ operations! {
     TotpEnrollmentCode,
     /// Clear a member's lockout after too many wrong TOTP codes.
     TotpUnlock,
+    /// Make a personal access token for the calling person (with a second factor).
+    PersonalTokenCreate,
+    /// List the calling person's personal access tokens.
+    PersonalTokenList,
+    /// Revoke one of the calling person's personal access tokens.
+    PersonalTokenRevoke,
     /// Store a record.
     RecordCreate,
     /// List records.

@@ -335,6 +335,35 @@ pub const TABLE: &[Rule] = &[
         ForAdmins,
     )
     .http("DELETE", "/v1/orgs/{org}/members/{id}/totp-lockout"),
+    // A personal access token carries the person's roles for remote use, never a second
+    // factor: only a person who proved one makes it (a token cannot make another).
+    rule(
+        Op::PersonalTokenCreate,
+        A::AuthTokenCreate,
+        Never,
+        ANY_ROLE,
+        CategoryRule::No,
+        MfaRule::Always,
+    )
+    .http("POST", "/v1/auth/tokens"),
+    rule(
+        Op::PersonalTokenList,
+        A::AuthTokenList,
+        Never,
+        ANY_ROLE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/auth/tokens"),
+    rule(
+        Op::PersonalTokenRevoke,
+        A::AuthTokenRevoke,
+        Never,
+        ANY_ROLE,
+        CategoryRule::No,
+        No,
+    )
+    .http("DELETE", "/v1/auth/tokens/{id}"),
     rule(
         Op::RecordCreate,
         A::RecordCreate,

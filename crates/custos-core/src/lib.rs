@@ -31,6 +31,10 @@ mod members;
 pub use members::SESSION_PREFIX;
 mod operators;
 mod orgs;
+mod personal_tokens;
+pub use personal_tokens::{
+    CreatedPersonalToken, NewPersonalToken, PersonalTokenView, PERSONAL_TOKEN_PREFIX,
+};
 pub mod outbound;
 mod pii;
 mod pii_stream;
@@ -155,6 +159,8 @@ pub enum Authentication {
     },
     /// Its API key plus the org's identity-provider token whose `amr` names a second factor.
     IdentityToken,
+    /// A personal access token its person made (never a second factor).
+    PersonalToken,
     /// A session opened by signing in through the org's identity provider.
     SignInSession {
         /// When the session stops working, however it is used.
@@ -170,7 +176,7 @@ impl Authentication {
     /// Whether a second factor was proved.
     pub fn second_factor(&self) -> bool {
         match self {
-            Authentication::ApiKey => false,
+            Authentication::ApiKey | Authentication::PersonalToken => false,
             Authentication::TotpSession { .. } | Authentication::IdentityToken => true,
             Authentication::SignInSession { second_factor, .. } => *second_factor,
         }
@@ -183,6 +189,7 @@ impl Authentication {
             Authentication::TotpSession { .. } => "totp_session",
             Authentication::IdentityToken => "idp_token",
             Authentication::SignInSession { .. } => "sign_in_session",
+            Authentication::PersonalToken => "personal_token",
         }
     }
 }
@@ -507,6 +514,20 @@ impl Custos {
                 id: operator.id,
                 expires: session.expires_at,
             });
+        }
+        if token.starts_with(PERSONAL_TOKEN_PREFIX) {
+            return match self.store.personal_token(&hash, self.now()).await? {
+                // A disabled member's tokens were deleted; one made in a race is refused.
+                Some((scope, member, _)) if member.disabled_at.is_none() => {
+                    self.note_token_use(&scope, &member, &hash).await;
+                    Ok(Principal::Member {
+                        scope,
+                        member,
+                        auth: Authentication::PersonalToken,
+                    })
+                }
+                _ => Err(CoreError::Unauthenticated),
+            };
         }
         if token.starts_with(members::SESSION_PREFIX) {
             return match self.store.session(&hash, self.now()).await? {

@@ -407,7 +407,11 @@ fn parse_timeout(value: &str) -> Result<Duration, CoreError> {
 }
 
 /// `value` as a duration within `bounds`, or an error naming `field`.
-fn parse_bounded(field: &str, value: &str, bounds: (&str, &str)) -> Result<Duration, CoreError> {
+pub(crate) fn parse_bounded(
+    field: &str,
+    value: &str,
+    bounds: (&str, &str),
+) -> Result<Duration, CoreError> {
     let d: Duration = value
         .parse()
         .map_err(|e| CoreError::invalid(field, format!("not a duration such as 1h: {e}")))?;

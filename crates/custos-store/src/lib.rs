@@ -42,7 +42,7 @@ mod tokens;
 pub use audit::AuditStore;
 pub use audit_tree::{AuditIndex, AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
 pub use lifecycle::LifecycleStore;
-pub use members::{EnrollmentCode, MemberStore, Session, TotpFactor};
+pub use members::{EnrollmentCode, MemberStore, PersonalToken, Session, TotpFactor};
 pub use model::*;
 pub use objects::{
     ObjectLocation, ObjectWriter, Objects, S3Options, ARCHIVE_STORAGE_CLASS_ENV,

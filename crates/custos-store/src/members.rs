@@ -21,6 +21,17 @@ pub(crate) const MEMBER_COLUMN_COUNT: usize = 11;
 const MEMBER_COLUMNS_OF_M: &str = "m.id, m.name, m.roles, m.groups_json, m.mfa, m.created_at, \
      m.identity_iss, m.identity_sub, m.last_used_at, m.key_last_used_at, m.disabled_at";
 
+/// The personal-token query both backends run: the member's columns, then
+/// [`PERSONAL_TOKEN_COLUMNS`] and `org_id`; `$1` the token hash, `$2` now.
+pub(crate) fn personal_token_query(p: impl Fn(usize) -> String) -> String {
+    let (hash, now) = (p(1), p(2));
+    format!(
+        "SELECT {MEMBER_COLUMNS_OF_M}, {PERSONAL_TOKEN_COLUMNS}, t.org_id
+         FROM personal_tokens t JOIN members m ON m.org_id = t.org_id AND m.id = t.member_id
+         WHERE t.token_hash = {hash} AND t.expires_at > {now}"
+    )
+}
+
 /// The session query both backends run: the member's columns, then the session's
 /// (`org_id`, `method`, `expires_at`, `last_used_at`, `second_factor`, `created_at`,
 /// `idle_seconds`); `$1` the token hash, `$2` now. A session with an idle limit is over once
@@ -79,6 +90,29 @@ pub struct Session {
     /// It stops working after this many seconds unused; `None`: only `expires_at` ends it.
     pub idle_seconds: Option<i64>,
 }
+
+/// A personal access token, as stored (the token itself is shown once, when made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalToken {
+    /// Its id.
+    pub id: String,
+    /// The member it authenticates.
+    pub member_id: String,
+    /// The name its person gave it.
+    pub name: String,
+    /// SHA-256 of the token.
+    pub token_hash: [u8; 32],
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+    /// When it was last used, to the minute.
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// The columns [`PersonalToken`] is read from, in order (both backends); `org_id` follows.
+pub(crate) const PERSONAL_TOKEN_COLUMNS: &str =
+    "t.id, t.member_id, t.name, t.token_hash, t.created_at, t.expires_at, t.last_used_at";
 
 /// A member's enrolled TOTP factor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +313,47 @@ pub trait MemberStore {
         token_hash: &[u8; 32],
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError>;
+    /// Adds a personal access token of a member.
+    async fn add_personal_token(
+        &self,
+        scope: &OrgScope,
+        token: &PersonalToken,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+
+    /// A member's personal access tokens, oldest first (expired ones included).
+    async fn personal_tokens(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+    ) -> Result<Vec<PersonalToken>, StoreError>;
+
+    /// Revokes a member's personal access token `id`; false (nothing appended) if the member
+    /// has none of that id.
+    async fn revoke_personal_token(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        id: &str,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+
+    /// The member a personal access token hash authenticates, with its org and the token, if
+    /// it has not expired at `now`.
+    async fn personal_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<(OrgScope, Member, PersonalToken)>, StoreError>;
+
+    /// Records that a personal access token was used at `at` (never backwards).
+    async fn note_personal_token_use(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
     /// The member a session token hash authenticates, with its org and the session, if the
     /// session exists and has not expired at `now` (its member still exists).
     async fn session(

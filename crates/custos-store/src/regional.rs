@@ -423,6 +423,21 @@ impl Stores {
         Ok(None)
     }
 
+    /// The personal access token of `token_hash`, in whichever store holds it.
+    pub async fn personal_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<(OrgScope, Member, crate::PersonalToken)>, StoreError> {
+        for (home, store) in self.all() {
+            if let Some(found) = store.personal_token(token_hash, now).await? {
+                self.remember(found.0.org_id(), home);
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
     /// The session of `token_hash`, in whichever store holds it.
     pub async fn session(
         &self,

@@ -3,7 +3,9 @@
 use custos_audit::AuditEvent;
 use sqlx::Row;
 
-use crate::members::{EnrollmentCode, MemberStore, Session, TotpFactor, MEMBER_COLUMNS};
+use crate::members::{
+    EnrollmentCode, MemberStore, PersonalToken, Session, TotpFactor, MEMBER_COLUMNS,
+};
 use crate::model::{from_micros, to_micros};
 use crate::pg::{commit_with, member_from_row};
 use crate::{Member, OrgScope, PersonIdentity, PgStore, StoreError};
@@ -233,7 +235,7 @@ impl MemberStore for PgStore {
             return Ok(false);
         }
         if at.is_some() {
-            forget(&mut tx, &["sessions"], scope, id).await?;
+            forget(&mut tx, &["sessions", "personal_tokens"], scope, id).await?;
         }
         commit_with(tx, audit).await?;
         Ok(true)
@@ -257,7 +259,12 @@ impl MemberStore for PgStore {
         }
         forget(
             &mut tx,
-            &["member_factors", "sessions", "enrollment_codes"],
+            &[
+                "member_factors",
+                "sessions",
+                "enrollment_codes",
+                "personal_tokens",
+            ],
             scope,
             id,
         )
@@ -567,6 +574,109 @@ impl MemberStore for PgStore {
         Ok(true)
     }
 
+    async fn add_personal_token(
+        &self,
+        scope: &OrgScope,
+        t: &PersonalToken,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !lock_member(&mut tx, scope, &t.member_id).await? {
+            return Err(StoreError::Conflict(format!("no member {}", t.member_id)));
+        }
+        sqlx::query(
+            "INSERT INTO personal_tokens
+                 (id, org_id, member_id, name, token_hash, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&t.id)
+        .bind(scope.org_id())
+        .bind(&t.member_id)
+        .bind(&t.name)
+        .bind(&t.token_hash[..])
+        .bind(to_micros(t.created_at))
+        .bind(to_micros(t.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        commit_with(tx, audit).await
+    }
+
+    async fn personal_tokens(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+    ) -> Result<Vec<PersonalToken>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM personal_tokens t WHERE t.org_id = $1 AND t.member_id = $2
+             ORDER BY t.created_at, t.id",
+            crate::members::PERSONAL_TOKEN_COLUMNS
+        ))
+        .bind(scope.org_id())
+        .bind(member_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| personal_token_from_row(r, 0)).collect()
+    }
+
+    async fn revoke_personal_token(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        id: &str,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "DELETE FROM personal_tokens WHERE org_id = $1 AND member_id = $2 AND id = $3",
+        )
+        .bind(scope.org_id())
+        .bind(member_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        commit_with(tx, audit).await?;
+        Ok(true)
+    }
+
+    async fn personal_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: jiff::Timestamp,
+    ) -> Result<Option<(OrgScope, Member, PersonalToken)>, StoreError> {
+        let row = sqlx::query(&crate::members::personal_token_query(|n| format!("${n}")))
+            .bind(&token_hash[..])
+            .bind(to_micros(now))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let member = member_from_row(&r)?;
+        let at = crate::members::MEMBER_COLUMN_COUNT;
+        let token = personal_token_from_row(&r, at)?;
+        Ok(Some((OrgScope::new(r.try_get(at + 7)?), member, token)))
+    }
+
+    async fn note_personal_token_use(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE personal_tokens SET last_used_at = GREATEST(COALESCE(last_used_at, $3), $3)
+             WHERE org_id = $1 AND token_hash = $2",
+        )
+        .bind(scope.org_id())
+        .bind(&token_hash[..])
+        .bind(to_micros(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn session(
         &self,
         token_hash: &[u8; 32],
@@ -619,4 +729,26 @@ async fn insert_session(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// A [`PersonalToken`] from the row's columns starting at `at`.
+fn personal_token_from_row(
+    r: &sqlx::postgres::PgRow,
+    at: usize,
+) -> Result<PersonalToken, StoreError> {
+    let hash: Vec<u8> = r.try_get(at + 3)?;
+    Ok(PersonalToken {
+        id: r.try_get(at)?,
+        member_id: r.try_get(at + 1)?,
+        name: r.try_get(at + 2)?,
+        token_hash: hash.try_into().map_err(|_| {
+            StoreError::Corrupt("personal_tokens.token_hash is not 32 bytes".into())
+        })?,
+        created_at: from_micros(r.try_get(at + 4)?)?,
+        expires_at: from_micros(r.try_get(at + 5)?)?,
+        last_used_at: r
+            .try_get::<Option<i64>, _>(at + 6)?
+            .map(from_micros)
+            .transpose()?,
+    })
 }

@@ -3,7 +3,9 @@
 use custos_audit::AuditEvent;
 use rusqlite::{params, OptionalExtension};
 
-use crate::members::{EnrollmentCode, MemberStore, Session, TotpFactor, MEMBER_COLUMNS};
+use crate::members::{
+    EnrollmentCode, MemberStore, PersonalToken, Session, TotpFactor, MEMBER_COLUMNS,
+};
 use crate::model::{from_micros, to_micros};
 use crate::sqlite::member_from_row;
 use crate::{Member, OrgScope, PersonIdentity, SqliteStore, StoreError};
@@ -22,6 +24,25 @@ fn member_exists(tx: &rusqlite::Transaction<'_>, org: &str, id: &str) -> Result<
         )
         .optional()?;
     Ok(found.is_some())
+}
+
+/// A [`PersonalToken`] from the row's columns starting at `at`.
+fn personal_token_from_row(r: &rusqlite::Row<'_>, at: usize) -> Result<PersonalToken, StoreError> {
+    let hash: Vec<u8> = r.get(at + 3)?;
+    Ok(PersonalToken {
+        id: r.get(at)?,
+        member_id: r.get(at + 1)?,
+        name: r.get(at + 2)?,
+        token_hash: hash.try_into().map_err(|_| {
+            StoreError::Corrupt("personal_tokens.token_hash is not 32 bytes".into())
+        })?,
+        created_at: from_micros(r.get(at + 4)?)?,
+        expires_at: from_micros(r.get(at + 5)?)?,
+        last_used_at: r
+            .get::<_, Option<i64>>(at + 6)?
+            .map(from_micros)
+            .transpose()?,
+    })
 }
 
 /// Inserts `s` as a session of `org` inside `tx`.
@@ -252,7 +273,7 @@ impl MemberStore for SqliteStore {
                 params![org, id, at],
             )? == 1;
             if changed && at.is_some() {
-                forget(tx, &["sessions"], &org, &id)?;
+                forget(tx, &["sessions", "personal_tokens"], &org, &id)?;
             }
             Ok(changed)
         })
@@ -274,7 +295,12 @@ impl MemberStore for SqliteStore {
             if removed {
                 forget(
                     tx,
-                    &["member_factors", "sessions", "enrollment_codes"],
+                    &[
+                        "member_factors",
+                        "sessions",
+                        "enrollment_codes",
+                        "personal_tokens",
+                    ],
                     &org,
                     &id,
                 )?;
@@ -577,6 +603,119 @@ impl MemberStore for SqliteStore {
                 "DELETE FROM sessions WHERE org_id = ?1 AND token_hash = ?2",
                 params![org, &hash[..]],
             )? == 1)
+        })
+        .await
+    }
+
+    async fn add_personal_token(
+        &self,
+        scope: &OrgScope,
+        token: &PersonalToken,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (org, t) = (scope.org_id().to_string(), token.clone());
+        self.mutate_if(audit, move |tx| {
+            if !member_exists(tx, &org, &t.member_id)? {
+                return Err(StoreError::Conflict(format!("no member {}", t.member_id)));
+            }
+            tx.execute(
+                "INSERT INTO personal_tokens
+                     (id, org_id, member_id, name, token_hash, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    t.id,
+                    org,
+                    t.member_id,
+                    t.name,
+                    &t.token_hash[..],
+                    to_micros(t.created_at),
+                    to_micros(t.expires_at)
+                ],
+            )?;
+            Ok(true)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn personal_tokens(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+    ) -> Result<Vec<PersonalToken>, StoreError> {
+        let (org, member) = (scope.org_id().to_string(), member_id.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {} FROM personal_tokens t WHERE t.org_id = ?1 AND t.member_id = ?2
+                 ORDER BY t.created_at, t.id",
+                crate::members::PERSONAL_TOKEN_COLUMNS
+            ))?;
+            let mut rows = stmt.query(params![org, member])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(personal_token_from_row(r, 0)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn revoke_personal_token(
+        &self,
+        scope: &OrgScope,
+        member_id: &str,
+        id: &str,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, member, id) = (
+            scope.org_id().to_string(),
+            member_id.to_string(),
+            id.to_string(),
+        );
+        self.mutate_if(audit, move |tx| {
+            Ok(tx.execute(
+                "DELETE FROM personal_tokens WHERE org_id = ?1 AND member_id = ?2 AND id = ?3",
+                params![org, member, id],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn personal_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: jiff::Timestamp,
+    ) -> Result<Option<(OrgScope, Member, PersonalToken)>, StoreError> {
+        let hash = *token_hash;
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached(&crate::members::personal_token_query(|n| format!("?{n}")))?;
+            let mut rows = stmt.query(params![&hash[..], to_micros(now)])?;
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
+            let member = member_from_row(r)?;
+            let at = crate::members::MEMBER_COLUMN_COUNT;
+            let token = personal_token_from_row(r, at)?;
+            Ok(Some((OrgScope::new(r.get(at + 7)?), member, token)))
+        })
+        .await
+    }
+
+    async fn note_personal_token_use(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let (org, hash, at) = (scope.org_id().to_string(), *token_hash, to_micros(at));
+        self.write(move |c| {
+            c.prepare_cached(
+                "UPDATE personal_tokens SET last_used_at = max(coalesce(last_used_at, ?3), ?3)
+                 WHERE org_id = ?1 AND token_hash = ?2",
+            )?
+            .execute(params![org, &hash[..], at])?;
+            Ok(())
         })
         .await
     }

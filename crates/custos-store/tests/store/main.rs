@@ -64,6 +64,7 @@ on_both_backends! {
     crate::operators::operator_sessions_end_when_idle_expired_or_signed_out => operator_sessions_end_when_idle_expired_or_signed_out,
     crate::sign_in::sign_in_sessions_end_when_idle_stepped_up_or_signed_out => sign_in_sessions_end_when_idle_stepped_up_or_signed_out,
     crate::sign_in::pending_sign_ins_are_taken_once_and_expired_ones_dropped => pending_sign_ins_are_taken_once_and_expired_ones_dropped,
+    crate::sign_in::personal_tokens_are_scoped_expire_and_end_with_their_member => personal_tokens_are_scoped_expire_and_end_with_their_member,
     crate::operators::an_org_is_suspended_and_resumed_once_each => an_org_is_suspended_and_resumed_once_each,
     crate::support_requests::support_requests_round_trip_and_change_by_compare_and_set => support_requests_round_trip_and_change_by_compare_and_set,
     crate::suite::orgs_create_get_list => orgs_create_get_list,

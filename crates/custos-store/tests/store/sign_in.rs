@@ -136,3 +136,109 @@ pub async fn pending_sign_ins_are_taken_once_and_expired_ones_dropped(h: Harness
         Some(new)
     );
 }
+
+pub async fn personal_tokens_are_scoped_expire_and_end_with_their_member(h: Harness) {
+    use custos_store::PersonalToken;
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "A").await;
+    let b = create_org(store, &mut book, "B").await;
+    let erin = member("Erin", &["member"], &[], false);
+    store.add_member(&a, &erin, &key_hash(), &[]).await.unwrap();
+    let t0 = now_us();
+    let token = |name: &str| PersonalToken {
+        id: v7_id(),
+        member_id: erin.id.clone(),
+        name: name.into(),
+        token_hash: key_hash(),
+        created_at: t0,
+        expires_at: t0 + 24.hours(),
+        last_used_at: None,
+    };
+    let ci = token("ci");
+    let audit = [event(Some(&a), "auth.token_create", "member:erin")];
+    store.add_personal_token(&a, &ci, &audit).await.unwrap();
+    book.appended(&audit);
+    // Only a member of the org can hold one.
+    let stray = PersonalToken {
+        member_id: "nobody".into(),
+        ..token("stray")
+    };
+    assert!(store.add_personal_token(&a, &stray, &audit).await.is_err());
+    assert!(store.add_personal_token(&b, &ci, &audit).await.is_err());
+
+    let (scope, who, got) = store
+        .personal_token(&ci.token_hash, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (scope.org_id(), who.id.as_str(), &got),
+        (a.org_id(), erin.id.as_str(), &ci)
+    );
+    assert_eq!(
+        store
+            .personal_token(&ci.token_hash, t0 + 24.hours())
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    store
+        .note_personal_token_use(&a, &ci.token_hash, t0 + 1.hours())
+        .await
+        .unwrap();
+    let listed = store.personal_tokens(&a, &erin.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used_at, Some(t0 + 1.hours()));
+    assert!(store
+        .personal_tokens(&b, &erin.id)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Revoked once, by its member's org only.
+    let audit = [event(Some(&a), "auth.token_revoke", "member:erin")];
+    assert!(!store
+        .revoke_personal_token(&b, &erin.id, &ci.id, &audit)
+        .await
+        .unwrap());
+    assert!(store
+        .revoke_personal_token(&a, &erin.id, &ci.id, &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    assert_eq!(
+        store.personal_token(&ci.token_hash, t0).await.unwrap(),
+        None
+    );
+
+    // Disabling and removing the member end its tokens.
+    let deploy = token("deploy");
+    store.add_personal_token(&a, &deploy, &[]).await.unwrap();
+    store
+        .set_member_disabled(&a, &erin.id, Some(t0), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.personal_token(&deploy.token_hash, t0).await.unwrap(),
+        None
+    );
+    store
+        .set_member_disabled(&a, &erin.id, None, &[])
+        .await
+        .unwrap();
+    let later = token("later");
+    store.add_personal_token(&a, &later, &[]).await.unwrap();
+    store.remove_member(&a, &erin.id, &[]).await.unwrap();
+    assert_eq!(
+        store.personal_token(&later.token_hash, t0).await.unwrap(),
+        None
+    );
+    assert!(store
+        .personal_tokens(&a, &erin.id)
+        .await
+        .unwrap()
+        .is_empty());
+    book.verify(store).await;
+}
