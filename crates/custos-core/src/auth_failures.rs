@@ -146,13 +146,7 @@ impl Custos {
         context: &RequestContext,
     ) -> Result<Principal, CoreError> {
         let now = self.now();
-        let caller = Caller {
-            principal: Principal::System,
-            request_id: context.request_id.clone(),
-            client_request_id: context.client_request_id.clone(),
-            source: context.source.clone(),
-            grant: None,
-        };
+        let caller = Caller::in_context(Principal::System, context);
         let error = match self.authenticate_in(token, context).await {
             Err(CoreError::Unauthenticated) => CoreError::Unauthenticated,
             other => return other,

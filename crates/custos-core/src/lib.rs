@@ -222,6 +222,17 @@ impl Caller {
         }
     }
 
+    /// `principal` making the request of `context` (its ids and source address).
+    pub fn in_context(principal: Principal, context: &RequestContext) -> Self {
+        Caller {
+            principal,
+            request_id: context.request_id.clone(),
+            client_request_id: context.client_request_id.clone(),
+            source: context.source.clone(),
+            grant: None,
+        }
+    }
+
     /// The same caller acting under support grant `id` (an operator's `X-Custos-Grant`).
     pub fn under_grant(mut self, id: impl Into<String>) -> Self {
         self.grant = Some(id.into());

@@ -174,13 +174,7 @@ impl Custos {
         if !self.bootstrap_retired().await? {
             return Ok(Principal::Admin);
         }
-        let caller = Caller {
-            principal: Principal::Admin,
-            request_id: context.request_id.clone(),
-            client_request_id: context.client_request_id.clone(),
-            source: context.source.clone(),
-            grant: None,
-        };
+        let caller = Caller::in_context(Principal::Admin, context);
         if self.break_glass {
             tracing::warn!(
                 source = context.source.as_deref().unwrap_or("-"),

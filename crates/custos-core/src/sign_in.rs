@@ -496,16 +496,13 @@ impl Custos {
             last_used_at: None,
             idle_seconds,
         };
-        let caller = Caller {
-            principal: Principal::Operator {
+        let caller = Caller::in_context(
+            Principal::Operator {
                 id: operator.id.clone(),
                 expires: expires_at,
             },
-            request_id: context.request_id.clone(),
-            client_request_id: context.client_request_id.clone(),
-            source: context.source.clone(),
-            grant: None,
-        };
+            context,
+        );
         let event = self
             .event(&caller, AuditAction::AuthSignIn)
             .target(Target::Operator(operator.id.clone()))
@@ -550,8 +547,8 @@ impl Custos {
             created_at: Some(now),
             idle_seconds: Some(idle_seconds),
         };
-        let caller = Caller {
-            principal: Principal::Member {
+        let caller = Caller::in_context(
+            Principal::Member {
                 scope: scope.clone(),
                 member: member.clone(),
                 auth: Authentication::SignInSession {
@@ -560,11 +557,8 @@ impl Custos {
                     token_hash: session.token_hash,
                 },
             },
-            request_id: context.request_id.clone(),
-            client_request_id: context.client_request_id.clone(),
-            source: context.source.clone(),
-            grant: None,
-        };
+            context,
+        );
         let event = self
             .event(&caller, AuditAction::AuthSignIn)
             .org(scope.org_id())
@@ -706,16 +700,13 @@ impl Custos {
             let Some((operator, session)) = main.operator_session(&hash, self.now()).await? else {
                 return Ok(());
             };
-            let caller = Caller {
-                principal: Principal::Operator {
+            let caller = Caller::in_context(
+                Principal::Operator {
                     id: operator.id.clone(),
                     expires: session.expires_at,
                 },
-                request_id: context.request_id.clone(),
-                client_request_id: context.client_request_id.clone(),
-                source: context.source.clone(),
-                grant: None,
-            };
+                context,
+            );
             let event = self
                 .event(&caller, AuditAction::AuthSignOut)
                 .target(Target::Operator(operator.id));
@@ -728,8 +719,8 @@ impl Custos {
         let Some((scope, member, session)) = self.store.session(&hash, self.now()).await? else {
             return Ok(());
         };
-        let caller = Caller {
-            principal: Principal::Member {
+        let caller = Caller::in_context(
+            Principal::Member {
                 scope: scope.clone(),
                 member: member.clone(),
                 auth: Authentication::SignInSession {
@@ -738,11 +729,8 @@ impl Custos {
                     token_hash: hash,
                 },
             },
-            request_id: context.request_id.clone(),
-            client_request_id: context.client_request_id.clone(),
-            source: context.source.clone(),
-            grant: None,
-        };
+            context,
+        );
         let event = self
             .event(&caller, AuditAction::AuthSignOut)
             .org(scope.org_id())
@@ -763,13 +751,7 @@ impl Custos {
 
 /// The caller an unauthenticated browser is, for source limits.
 fn anonymous(context: &RequestContext) -> Caller {
-    Caller {
-        principal: Principal::System,
-        request_id: context.request_id.clone(),
-        client_request_id: context.client_request_id.clone(),
-        source: context.source.clone(),
-        grant: None,
-    }
+    Caller::in_context(Principal::System, context)
 }
 
 #[cfg(test)]
