@@ -55,8 +55,8 @@ pub struct IdentityProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// The client secret for signing people in: write-only (never in an answer), sealed under
-    /// the org's key when stored. Left out of a change that keeps `issuer` and the client id,
-    /// the stored one is kept; `null`: a public client (PKCE alone).
+    /// the org's key when stored. Left out (or `null`) in a change that keeps `issuer` and the
+    /// client id, the stored one is kept; `""` removes it (a public client, PKCE alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(write_only)]
     pub client_secret: Option<String>,
