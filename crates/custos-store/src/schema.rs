@@ -19,4 +19,5 @@ pub(crate) const TERMINATED_ORG_TABLES: &[&str] = &[
     "org_settings",
     "member_factors",
     "sessions",
+    "personal_tokens",
 ];
