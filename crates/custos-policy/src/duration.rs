@@ -121,6 +121,19 @@ impl Duration {
         Ok(Duration { count, unit })
     }
 
+    /// Its length in seconds when every unit has a fixed length (minutes to weeks); `None`
+    /// for months and years, whose length depends on the calendar.
+    pub fn exact_seconds(&self) -> Option<i64> {
+        let unit = match self.unit {
+            DurationUnit::Minutes => 60,
+            DurationUnit::Hours => 3_600,
+            DurationUnit::Days => 86_400,
+            DurationUnit::Weeks => 604_800,
+            DurationUnit::Months | DurationUnit::Years => return None,
+        };
+        Some(i64::from(self.count) * unit)
+    }
+
     /// Builds a duration from known-good parts (crate-internal defaults only).
     pub(crate) const fn from_parts(count: u32, unit: DurationUnit) -> Duration {
         Duration { count, unit }

@@ -26,10 +26,12 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, Diagnostics, LoadError};
 pub use duration::{Duration, DurationError, DurationUnit, VALIDATION_REFERENCE};
 pub use model::{
-    Access, AccessReviews, Backups, Bounds, Category, Classification, Deletion, DueTimes,
-    ErasureAction, Llm, Network, OperatorIdentityProvider, Operators, OverrideError, PiiAction,
-    PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service, Support, UnknownKeyword,
-    KNOWN_PII_ENTITIES,
+    Access, AccessReviews, ActorKind, AlertMatch, AlertOutcome, AlertPer, AlertRule, Backups,
+    Bounds, Category, Classification, Deletion, Destination, DueTimes, ErasureAction,
+    IncidentClocks, Llm, Network, Notifications, OperatorIdentityProvider, Operators,
+    OverrideError, PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role, Service,
+    Severity, Smtp, Support, UnknownKeyword, Webhook, DEFAULT_SMTP_PORT, KNOWN_PII_ENTITIES,
+    MAX_ALERT_WINDOW_SECONDS,
 };
 
 /// The name of the category that holds the audit trail, which is never editable.

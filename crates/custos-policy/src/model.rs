@@ -51,6 +51,9 @@ pub struct Policy {
     pub support: Support,
     /// How the deployment's operators sign in (`[operators]`).
     pub operators: Operators,
+    /// Channels, alert rules and incident clocks (`[webhooks.*]`, `[smtp]`, `[[alerts]]`,
+    /// `[incidents]`).
+    pub notifications: Notifications,
 }
 
 /// The `[operators]` table: the deployment's own identity provider for its operators, and how
@@ -504,3 +507,7 @@ keyword_enum! {
         Anthropic = "anthropic",
     }
 }
+
+#[path = "model_notify.rs"]
+mod notify;
+pub use notify::*;

@@ -13,12 +13,14 @@ use crate::diagnostic::{Diagnostic, Diagnostics, LineIndex};
 use crate::duration::{Duration, DurationUnit};
 use crate::model::{
     Access, AccessReviews, Backups, Bounds, Category, Classification, Deletion, ErasureAction, Llm,
-    Network, Operators, PiiAction, PiiRule, Policy, Provider, ProviderKind, RegionStores, Role,
-    Service, Support, UnknownKeyword, KNOWN_PII_ENTITIES,
+    Network, Notifications, Operators, PiiAction, PiiRule, Policy, Provider, ProviderKind,
+    RegionStores, Role, Service, Support, UnknownKeyword, KNOWN_PII_ENTITIES,
 };
 
 #[path = "parse_network.rs"]
 mod network;
+#[path = "parse_notify.rs"]
+mod notify;
 #[path = "parse_operators.rs"]
 mod operators;
 
@@ -38,6 +40,10 @@ const ROOT_KEYS: &[&str] = &[
     "access",
     "support",
     "operators",
+    "webhooks",
+    "smtp",
+    "alerts",
+    "incidents",
 ];
 const SUPPORT_KEYS: &[&str] = &["request_expiry", "max_duration"];
 const ACCESS_TABLE_KEYS: &[&str] = &["inactive_member_after"];
@@ -700,6 +706,8 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         None => Operators::default(),
     };
 
+    let notifications = check_notifications(cx, &f, &categories);
+
     Policy {
         service,
         deletion,
@@ -711,6 +719,48 @@ fn check_root(cx: &mut Cx<'_>, root: &toml_edit::Table, sentinels: &BTreeSet<Str
         access,
         support,
         operators,
+        notifications,
+    }
+}
+
+/// `[webhooks.*]`, `[smtp]`, `[[alerts]]` and `[incidents]`; rules are checked against the
+/// channels and categories the policy defines.
+fn check_notifications(
+    cx: &mut Cx<'_>,
+    f: &BTreeMap<&'static str, Field<'_>>,
+    categories: &BTreeMap<String, Category>,
+) -> Notifications {
+    let webhooks = f
+        .get("webhooks")
+        .and_then(|field| table_field(cx, field).map(|t| (field, t)))
+        .map(|(field, t)| notify::check_webhooks(cx, t, &field.key))
+        .unwrap_or_default();
+    let smtp = f
+        .get("smtp")
+        .and_then(|field| table_field(cx, field).map(|t| (field, t)))
+        .and_then(|(field, t)| notify::check_smtp(cx, t, &field.key));
+    let names: BTreeSet<String> = categories.keys().cloned().collect();
+    let alerts = f
+        .get("alerts")
+        .map(|field| {
+            let channels = notify::Channels {
+                webhooks: &webhooks,
+                smtp: f.contains_key("smtp"),
+                categories: &names,
+            };
+            notify::check_alerts(cx, field, &channels)
+        })
+        .unwrap_or_default();
+    let incidents = f
+        .get("incidents")
+        .and_then(|field| table_field(cx, field).map(|t| (field, t)))
+        .map(|(field, t)| notify::check_incidents(cx, t, &field.key))
+        .unwrap_or_default();
+    Notifications {
+        webhooks,
+        smtp,
+        alerts,
+        incidents,
     }
 }
 

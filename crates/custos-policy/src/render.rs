@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Access, Category, Classification, ErasureAction, PiiAction, PiiRule, Policy};
+use crate::model::{
+    Access, Category, Classification, ErasureAction, Notifications, PiiAction, PiiRule, Policy,
+};
 
 /// A TOML basic string, escaped.
 fn quote(s: &str) -> String {
@@ -212,7 +214,62 @@ pub(crate) fn to_toml(p: &Policy) -> String {
             let _ = writeln!(o, "client_secret_env = {}", quote(env));
         }
     }
+    render_notifications(&mut o, &p.notifications);
     o
+}
+
+/// `[incidents]` (always: it says how long each step may take), then the channels and rules.
+fn render_notifications(o: &mut String, n: &Notifications) {
+    let c = &n.incidents;
+    let _ = writeln!(o, "\n[incidents]");
+    let _ = writeln!(o, "contain = {}", quote(&c.contain.to_string()));
+    let _ = writeln!(o, "assess = {}", quote(&c.assess.to_string()));
+    let _ = writeln!(o, "notify = {}", quote(&c.notify.to_string()));
+    for (name, hook) in &n.webhooks {
+        let _ = writeln!(o, "\n[webhooks.{}]", key(name));
+        let _ = writeln!(o, "url = {}", quote(&hook.url));
+        let _ = writeln!(o, "secret_env = {}", quote(&hook.secret_env));
+    }
+    if let Some(smtp) = &n.smtp {
+        let _ = writeln!(o, "\n[smtp]");
+        let _ = writeln!(o, "host = {}", quote(&smtp.host));
+        let _ = writeln!(o, "port = {}", smtp.port);
+        let _ = writeln!(o, "from = {}", quote(&smtp.from));
+        if let Some(env) = &smtp.username_env {
+            let _ = writeln!(o, "username_env = {}", quote(env));
+        }
+        if let Some(env) = &smtp.password_env {
+            let _ = writeln!(o, "password_env = {}", quote(env));
+        }
+        let _ = writeln!(o, "starttls = {}", smtp.starttls);
+    }
+    for rule in &n.alerts {
+        let m = &rule.matcher;
+        let mut matcher = Vec::new();
+        if let Some(outcome) = m.outcome {
+            matcher.push(format!("outcome = {}", quote(outcome.as_str())));
+        }
+        if !m.action.is_empty() {
+            matcher.push(format!("action = {}", string_list(&m.action)));
+        }
+        if !m.category.is_empty() {
+            matcher.push(format!("category = {}", string_list(&m.category)));
+        }
+        if !m.actor_kind.is_empty() {
+            let kinds: Vec<&str> = m.actor_kind.iter().map(|k| k.as_str()).collect();
+            matcher.push(format!("actor_kind = {}", string_list(&kinds)));
+        }
+        let deliver: Vec<String> = rule.deliver.iter().map(ToString::to_string).collect();
+        let _ = writeln!(o, "\n[[alerts]]");
+        let _ = writeln!(o, "name = {}", quote(&rule.name));
+        let _ = writeln!(o, "match = {{ {} }}", matcher.join(", "));
+        let _ = writeln!(o, "threshold = {}", rule.threshold);
+        let _ = writeln!(o, "window = {}", quote(&rule.window.to_string()));
+        let _ = writeln!(o, "per = {}", quote(rule.per.as_str()));
+        let _ = writeln!(o, "severity = {}", quote(rule.severity.as_str()));
+        let _ = writeln!(o, "deliver = {}", string_list(&deliver));
+        let _ = writeln!(o, "incident = {}", rule.incident);
+    }
 }
 
 /// Markdown text is plain user data here; keep it from breaking the table or adding markup.

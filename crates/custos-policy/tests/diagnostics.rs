@@ -65,7 +65,8 @@ fn unknown_top_level_key_lists_the_allowed_keys() {
     assert_eq!(
         e.hint.as_deref(),
         Some(
-            "allowed keys here: service, deletion, categories, backups, regions, llm, network, access, support, operators"
+            "allowed keys here: service, deletion, categories, backups, regions, llm, network, \
+             access, support, operators, webhooks, smtp, alerts, incidents"
         )
     );
 }
@@ -785,4 +786,133 @@ fn public_url_is_an_absolute_address_kept_without_its_trailing_slash() {
         let d = Policy::parse(&with(bad), "custos.toml").unwrap_err();
         assert_eq!(only(&d).message, format!("public_url {bad:?} {why}"), "{d}");
     }
+}
+
+const NOTIFY_BASE: &str = "\n[categories.messages]\nretention = \"1d\"\n";
+
+#[test]
+fn alert_rules_channels_and_incident_clocks_parse_and_render_back() {
+    let text = format!(
+        "{HEAD}{NOTIFY_BASE}\n[webhooks.ops]\nurl = \"https://hooks.example.com/custos\"\n\
+         secret_env = \"OPS_WEBHOOK_SECRET\"\n\n[smtp]\nhost = \"smtp.example.com\"\n\
+         from = \"custos@example.com\"\nusername_env = \"SMTP_USER\"\npassword_env = \"SMTP_PASS\"\n\
+         \n[incidents]\ncontain = \"30m\"\n\n[[alerts]]\nname = \"denied-burst\"\n\
+         match = {{ outcome = \"denied\", action = [\"auth.*\", \"pii.blocked\"], category = \
+         [\"messages\"], actor_kind = [\"member\"] }}\nthreshold = 5\nwindow = \"1m\"\n\
+         per = \"actor\"\nseverity = \"high\"\ndeliver = [\"ops\", \"email:sec@example.com\", \
+         \"org\"]\nincident = true\n"
+    );
+    let p = Policy::parse(&text, "custos.toml").unwrap();
+    let n = &p.notifications;
+    assert_eq!(n.webhooks["ops"].secret_env, "OPS_WEBHOOK_SECRET");
+    let smtp = n.smtp.clone().unwrap();
+    assert_eq!((smtp.port, smtp.starttls), (587, true));
+    assert_eq!(n.incidents.contain.to_string(), "30m");
+    assert_eq!(n.incidents.notify.to_string(), "72h");
+    let rule = &n.alerts[0];
+    assert_eq!(rule.window_seconds(), 60);
+    assert_eq!(
+        rule.deliver,
+        vec![
+            custos_policy::Destination::Webhook("ops".into()),
+            custos_policy::Destination::Email("sec@example.com".into()),
+            custos_policy::Destination::Org,
+        ]
+    );
+    assert!(rule.matcher.action_matches("auth.failed"));
+    assert!(!rule.matcher.action_matches("record.read"));
+    assert_eq!(Policy::parse(&p.to_toml(), "effective.toml").unwrap(), p);
+}
+
+#[test]
+fn alert_rules_name_what_exists() {
+    let rule = |body: &str| {
+        check(&format!(
+            "{NOTIFY_BASE}\n[webhooks.ops]\nurl = \"https://h.example.com\"\nsecret_env = \
+             \"S\"\n\n[[alerts]]\nname = \"r\"\nthreshold = 5\nwindow = \"1m\"\n{body}\n"
+        ))
+    };
+    let d = rule("deliver = [\"opz\"]");
+    assert_eq!(only(&d).message, "`deliver` names no webhook \"opz\"");
+    assert_eq!(only(&d).hint.as_deref(), Some("did you mean \"ops\"?"));
+    let d = rule("deliver = [\"email:sec@example.com\"]");
+    assert!(only(&d).message.contains("needs an [smtp] table"), "{d}");
+    let d = rule("deliver = [\"ops\"]\nmatch = { action = [\"auth.faild\"] }");
+    assert_eq!(only(&d).message, "\"auth.faild\" is not an audit action");
+    let d = rule("deliver = [\"ops\"]\nmatch = { category = [\"mesages\"] }");
+    assert_eq!(only(&d).hint.as_deref(), Some("did you mean \"messages\"?"));
+    let d = rule("deliver = [\"ops\"]\nmatch = { outcome = \"refused\" }");
+    assert!(only(&d).message.contains("unknown outcome"), "{d}");
+    let d = rule("deliver = [\"ops\"]\nper = \"tenant\"");
+    assert!(only(&d).message.contains("unknown alert key"), "{d}");
+    let d = rule("deliver = []");
+    assert_eq!(only(&d).message, "`deliver` names no channel");
+    let d = rule("deliver = [\"ops\"]\nwindow2 = 1");
+    assert_eq!(only(&d).message, "unknown key `window2` in [[alerts]]");
+    let d = check(&format!(
+        "{NOTIFY_BASE}\n[[alerts]]\nname = \"r\"\nthreshold = 0\nwindow = \"1mo\"\ndeliver = \
+         [\"org\"]\n\n[[alerts]]\nname = \"r\"\nthreshold = 1\nwindow = \"1m\"\ndeliver = \
+         [\"org\"]\n"
+    ));
+    let messages: Vec<&str> = d.0.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "`threshold` must be a whole number from 1 to 10000",
+            "alert window 1mo is longer than 7 days or not exact",
+        ],
+        "{d}"
+    );
+    let d = check(&format!(
+        "{NOTIFY_BASE}\n[[alerts]]\nname = \"r\"\nthreshold = 1\nwindow = \"1m\"\ndeliver = \
+         [\"org\"]\n\n[[alerts]]\nname = \"r\"\nthreshold = 1\nwindow = \"1m\"\ndeliver = \
+         [\"org\"]\n"
+    ));
+    assert_eq!(only(&d).message, "duplicate alert rule name \"r\"");
+    let d = check(&format!("{NOTIFY_BASE}\n[[alerts]]\nname = \"r\"\n"));
+    assert_eq!(
+        d.0.len(),
+        3,
+        "threshold, window and deliver are required: {d}"
+    );
+}
+
+#[test]
+fn channels_and_clocks_are_checked_where_they_are_written() {
+    let d = check(&format!(
+        "{NOTIFY_BASE}\n[webhooks.ops]\nurl = \"ftp://x\"\nsecret_env = \"whsec_abc=\"\n"
+    ));
+    let messages: Vec<&str> = d.0.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "[webhooks.ops] url \"ftp://x\" is not an http(s) URL",
+            "`secret_env` \"whsec_abc=\" is not an environment variable's name",
+        ],
+        "{d}"
+    );
+    let d = check(&format!(
+        "{NOTIFY_BASE}\n[webhooks.org]\nurl = \"https://x\"\nsecret_env = \"S\"\n"
+    ));
+    assert!(only(&d).message.contains("is not a plain name"), "{d}");
+    let d = check(&format!(
+        "{NOTIFY_BASE}\n[smtp]\nhost = \"smtp.example.com:25\"\nfrom = \"nobody\"\nusername_env = \"U\"\n"
+    ));
+    let messages: Vec<&str> = d.0.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "[smtp] host \"smtp.example.com:25\" is not a host name",
+            "[smtp] from \"nobody\" is not an e-mail address",
+            "[smtp] has `username_env` but no `password_env`",
+        ],
+        "{d}"
+    );
+    let d = check(&format!("{NOTIFY_BASE}\n[incidents]\ncontain = \"12h\"\n"));
+    assert_eq!(
+        only(&d).message,
+        "[incidents] `contain` (12h) is later than `assess` (6h)"
+    );
+    let d = check(&format!("{NOTIFY_BASE}\n[incidents]\nclose = \"1d\"\n"));
+    assert_eq!(only(&d).message, "unknown key `close` in [incidents]");
 }
