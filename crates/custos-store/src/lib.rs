@@ -24,6 +24,7 @@ mod lifecycle;
 mod members;
 pub mod migrations;
 mod model;
+mod notify;
 mod objects;
 mod operators;
 mod org_rows;
@@ -44,6 +45,7 @@ pub use audit_tree::{AuditIndex, AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
 pub use lifecycle::LifecycleStore;
 pub use members::{EnrollmentCode, MemberStore, PersonalToken, Session, TotpFactor};
 pub use model::*;
+pub use notify::{AlertFiring, AlertStep, NotifyStore, OutboxEntry, OutboxMessage, OutboxStatus};
 pub use objects::{
     ObjectLocation, ObjectWriter, Objects, S3Options, ARCHIVE_STORAGE_CLASS_ENV,
     DEFAULT_ARCHIVE_STORAGE_CLASS,
@@ -77,6 +79,7 @@ pub trait Store:
     + SupportStore
     + OperatorStore
     + SignInStore
+    + NotifyStore
     + Send
     + Sync
     + 'static
@@ -93,6 +96,7 @@ impl<T> Store for T where
         + SupportStore
         + OperatorStore
         + SignInStore
+        + NotifyStore
         + Send
         + Sync
         + 'static
@@ -102,7 +106,7 @@ impl<T> Store for T where
 /// The store traits, for callers of [`Store`] methods.
 pub mod prelude {
     pub use crate::{
-        AuditStore, LifecycleStore, MemberStore, OperatorStore, OrgStore, RecordStore,
+        AuditStore, LifecycleStore, MemberStore, NotifyStore, OperatorStore, OrgStore, RecordStore,
         RequestStore, SignInStore, Store, SupportStore,
     };
 }

@@ -14,6 +14,7 @@ mod audit;
 pub(crate) mod audit_log;
 mod lifecycle;
 pub(crate) mod members;
+mod notify;
 mod operators;
 pub(crate) mod org_rows;
 mod orgs;

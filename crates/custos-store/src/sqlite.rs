@@ -21,6 +21,7 @@ pub(crate) mod audit_log;
 mod files;
 mod lifecycle;
 pub(crate) mod members;
+mod notify;
 mod operators;
 pub(crate) mod org_rows;
 mod orgs;

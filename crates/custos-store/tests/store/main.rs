@@ -15,6 +15,7 @@
 mod errors;
 mod isolation;
 mod members;
+mod notify;
 mod objects;
 mod operators;
 mod regional;
@@ -48,6 +49,8 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends! {
+    crate::notify::outbox_messages_are_claimed_once_retried_and_finished => outbox_messages_are_claimed_once_retried_and_finished,
+    crate::notify::the_alert_lease_has_one_holder_and_steps_commit_only_under_it => the_alert_lease_has_one_holder_and_steps_commit_only_under_it,
     crate::regional::orgs_live_in_their_region_and_are_found_from_anywhere => regional_orgs_live_in_their_region,
     crate::regional::a_move_copies_every_row_and_object_and_leaves_nothing_behind => regional_move_copies_every_row_and_object,
     crate::regional::an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_again => regional_interrupted_move_finishes,

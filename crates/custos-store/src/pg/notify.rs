@@ -1,0 +1,233 @@
+//! [`crate::NotifyStore`] on PostgreSQL.
+
+use super::*;
+use crate::notify::{
+    AlertFiring, AlertStep, OutboxEntry, OutboxMessage, OutboxStatus, FIRING_COLUMNS,
+    OUTBOX_COLUMNS,
+};
+
+fn entry_from_row(r: &PgRow) -> Result<OutboxEntry, StoreError> {
+    let attempts: i32 = r.try_get(7)?;
+    Ok(OutboxEntry {
+        message: OutboxMessage {
+            id: r.try_get(0)?,
+            org_id: r.try_get(1)?,
+            channel: r.try_get(2)?,
+            event_type: r.try_get(3)?,
+            body: r.try_get(4)?,
+            created_at: from_micros(r.try_get(5)?)?,
+        },
+        status: OutboxStatus::parse(&r.try_get::<String, _>(6)?)?,
+        attempts: attempts.max(0) as u32,
+        next_attempt_at: from_micros(r.try_get(8)?)?,
+        last_error: r.try_get(9)?,
+        finished_at: r
+            .try_get::<Option<i64>, _>(10)?
+            .map(from_micros)
+            .transpose()?,
+    })
+}
+
+fn firing_from_row(r: &PgRow) -> Result<AlertFiring, StoreError> {
+    Ok(AlertFiring {
+        rule: r.try_get(0)?,
+        key: r.try_get(1)?,
+        fired_at: from_micros(r.try_get(2)?)?,
+        window_end: from_micros(r.try_get(3)?)?,
+        audit_idx: r.try_get::<i64, _>(4)? as u64,
+    })
+}
+
+async fn insert_messages(
+    tx: &mut Transaction<'_, Postgres>,
+    messages: &[OutboxMessage],
+) -> Result<(), StoreError> {
+    for m in messages {
+        sqlx::query(
+            "INSERT INTO outbox (id, org_id, channel, event_type, body, created_at, status, \
+             attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&m.id)
+        .bind(&m.org_id)
+        .bind(&m.channel)
+        .bind(&m.event_type)
+        .bind(&m.body)
+        .bind(to_micros(m.created_at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl crate::NotifyStore for PgStore {
+    async fn enqueue(
+        &self,
+        messages: &[OutboxMessage],
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_messages(&mut tx, messages).await?;
+        commit_with(tx, audit).await
+    }
+
+    async fn claim_messages(
+        &self,
+        now: jiff::Timestamp,
+        claimed_until: jiff::Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        // SKIP LOCKED: instances claiming at once each take different rows.
+        let rows = sqlx::query(&format!(
+            "UPDATE outbox SET claimed_until = $2, attempts = attempts + 1 WHERE id IN (\
+             SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 \
+             AND (claimed_until IS NULL OR claimed_until <= $1) \
+             ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING {OUTBOX_COLUMNS}"
+        ))
+        .bind(to_micros(now))
+        .bind(to_micros(claimed_until))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn mark_delivered(&self, id: &str, now: jiff::Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'delivered', finished_at = $2, claimed_until = NULL, \
+             last_error = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .bind(to_micros(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn retry_later(
+        &self,
+        id: &str,
+        next_attempt_at: jiff::Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $2, claimed_until = NULL, last_error = $3 \
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(to_micros(next_attempt_at))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: &str,
+        now: jiff::Timestamp,
+        error: &str,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE outbox SET status = 'failed', finished_at = $2, claimed_until = NULL, \
+             last_error = $3 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(to_micros(now))
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        commit_with(tx, audit).await
+    }
+
+    async fn outbox_entries(
+        &self,
+        org: Option<&str>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE ($1::TEXT IS NULL OR org_id = $1) \
+             AND ($2::TEXT IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(org)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn take_alert_lease(
+        &self,
+        holder: &str,
+        now: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> Result<Option<u64>, StoreError> {
+        let cursor: Option<i64> = sqlx::query_scalar(
+            "UPDATE alert_evaluator SET holder = $1, lease_until = $3 WHERE one \
+             AND (holder = $1 OR holder IS NULL OR lease_until <= $2) RETURNING cursor",
+        )
+        .bind(holder)
+        .bind(to_micros(now))
+        .bind(to_micros(until))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(cursor.map(|c| c as u64))
+    }
+
+    async fn commit_alert_step(
+        &self,
+        holder: &str,
+        from: u64,
+        step: &AlertStep,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let held: Option<(i64, Option<String>)> =
+            sqlx::query_as("SELECT cursor, holder FROM alert_evaluator WHERE one FOR UPDATE")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if held != Some((from as i64, Some(holder.to_string()))) {
+            return Ok(false);
+        }
+        for f in &step.firings {
+            sqlx::query(&format!(
+                "INSERT INTO alert_firings ({FIRING_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT DO NOTHING"
+            ))
+            .bind(&f.rule)
+            .bind(&f.key)
+            .bind(to_micros(f.fired_at))
+            .bind(to_micros(f.window_end))
+            .bind(f.audit_idx as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        insert_messages(&mut tx, &step.messages).await?;
+        sqlx::query("UPDATE alert_evaluator SET cursor = $1 WHERE one")
+            .bind(step.cursor as i64)
+            .execute(&mut *tx)
+            .await?;
+        commit_with(tx, &step.audit).await?;
+        Ok(true)
+    }
+
+    async fn recent_firings(&self, after: jiff::Timestamp) -> Result<Vec<AlertFiring>, StoreError> {
+        sqlx::query("DELETE FROM alert_firings WHERE window_end <= $1")
+            .bind(to_micros(after))
+            .execute(&self.pool)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {FIRING_COLUMNS} FROM alert_firings WHERE window_end > $1 \
+             ORDER BY fired_at"
+        ))
+        .bind(to_micros(after))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(firing_from_row).collect()
+    }
+}
