@@ -230,6 +230,10 @@ actions! {
     BackupReconcile = "backup.reconcile",
     /// A key-store backup was merged into the key store; destroyed keys stayed destroyed.
     BackupKeysRestore = "backup.keys_restore",
+    /// An alert rule of the policy fired (its deliveries were queued in the same transaction).
+    AlertFire = "alert.fire",
+    /// A notification could not be delivered before its retry period ended; it was given up.
+    NotificationFail = "notification.fail",
 }
 
 impl fmt::Display for AuditAction {

@@ -216,6 +216,16 @@ details! {
     scope: String,
     /// How long a support grant lasts (`8h`, ...).
     duration: String,
+    /// An alert rule's name.
+    rule: String,
+    /// How many events a rule counted when it fired.
+    events: u64,
+    /// An alert's severity (`low`, `medium`, `high`, `critical`).
+    severity: String,
+    /// An outbox message's id (its `webhook-id`).
+    message: String,
+    /// A notification's event type (`alert.fired`, ...).
+    event_type: String,
 }
 
 impl Details {
@@ -364,6 +374,8 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::LlmChatCompletions | A::LlmResponses | A::LlmMessages | A::LlmModels => LLM,
         A::BackupRestore => &["backup", "backup_kind", "audit_size", "files"],
         A::BackupReconcile => RECONCILE,
+        A::AlertFire => &["rule", "events", "severity"],
+        A::NotificationFail => &["message", "event_type"],
         A::BackupKeysRestore => &[
             "backup",
             "org_keys",

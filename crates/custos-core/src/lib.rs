@@ -9,6 +9,8 @@
 //! which are tested without a server.
 
 mod access;
+mod alert_rules;
+pub mod alerting;
 mod access_review;
 mod audit;
 mod auth_failures;
@@ -36,6 +38,7 @@ pub use personal_tokens::{
     CreatedPersonalToken, NewPersonalToken, PersonalTokenView, PERSONAL_TOKEN_PREFIX,
 };
 pub mod outbound;
+pub mod outbox;
 mod pii;
 mod pii_stream;
 mod pii_walk;
@@ -80,7 +83,7 @@ pub use llm_calls::PreparedCall;
 pub use members::{CreatedMember, CreatedOwner, MemberChange, MemberView, NewMember, RotatedKey};
 pub use operators::{IdentityInput, NewOperator, OperatorView};
 pub use orgs::{CreatedOrg, HoldView, NewHold, NewOrg, NewOwner, OrgView, RetentionView};
-pub use pii::{kinds_of, operator_for, AlertSink, PiiAlert};
+pub use pii::{kinds_of, operator_for};
 pub use records::{
     created_record_ids, CreatedRecord, NewRecord, RecordPage, RecordSummary, RecordView,
     MAX_BATCH_RECORDS,
@@ -281,7 +284,6 @@ pub struct Custos {
     clock: Arc<dyn Clock>,
     admin_token_hash: Option<[u8; 32]>,
     scanner: Arc<custos_pii::Scanner>,
-    alerts: Option<Arc<dyn AlertSink>>,
     audit_signer: Option<Arc<audit::AuditSigner>>,
     mint_locks: pii::MintLocks,
     identity_keys: idp::JwksCache,
@@ -300,6 +302,9 @@ pub struct Custos {
     operators_exist: std::sync::atomic::AtomicBool,
     /// Identity providers' discovery documents and keys, and sign-in refusal counters.
     sign_ins: Arc<sign_in_provider::SignIns>,
+    /// The deployment's notification channels (`serve` opens them); `None`: nothing is
+    /// delivered from this process.
+    channels: Option<outbox::Channels>,
 }
 
 /// A test hook called at each named point of a long, resumable operation (an erasure);
@@ -347,7 +352,6 @@ impl Custos {
             clock,
             admin_token_hash: None,
             scanner: Arc::new(custos_pii::Scanner::new()),
-            alerts: None,
             audit_signer: None,
             mint_locks: pii::MintLocks::default(),
             identity_keys,
@@ -359,7 +363,14 @@ impl Custos {
             break_glass: false,
             operators_exist: Default::default(),
             sign_ins: Arc::default(),
+            channels: None,
         }
+    }
+
+    /// Delivers the outbox's messages through `channels` ([`Custos::run_outbox`]).
+    pub fn with_channels(mut self, channels: outbox::Channels) -> Self {
+        self.channels = Some(channels);
+        self
     }
 
     /// Gives the regions in `regions` stores of their own: their orgs live there, and every
@@ -385,12 +396,6 @@ impl Custos {
             }
             _ => Ok(()),
         }
-    }
-
-    /// Sends PII block alerts to `sink` (e.g. a webhook).
-    pub fn with_alert_sink(mut self, sink: Arc<dyn AlertSink>) -> Self {
-        self.alerts = Some(sink);
-        self
     }
 
     /// Fetches identity providers' signing keys from `source` instead of over HTTP.

@@ -19,23 +19,6 @@ use custos_audit::{Details, Target};
 use crate::pii_walk::{rebuild_keyed, visit_keyed};
 use crate::CoreError;
 
-/// A non-personal description of a blocked write, for the audit log and alert sinks.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PiiAlert {
-    /// Org id.
-    pub org: String,
-    /// Category the write targeted.
-    pub category: String,
-    /// Entity type → count of values found.
-    pub entities: BTreeMap<String, u64>,
-}
-
-/// Receives alerts (a webhook in production); must not block.
-pub trait AlertSink: Send + Sync + 'static {
-    /// Delivers one alert, best effort.
-    fn alert(&self, alert: &PiiAlert);
-}
-
 /// Encrypt operator: values sealed under a per-org key, reversible by whoever holds it.
 pub(crate) struct OrgValueCipher {
     pub key: SecretKey,
@@ -624,7 +607,7 @@ impl crate::Custos {
 
     /// Refuses a write whose category blocks PII: the refusal is audited (and, if the policy
     /// has a `security_logs` category, written there as a security event) in one
-    /// transaction, alert sinks are told, and nothing else is stored.
+    /// transaction (alert rules matching `pii.blocked` see it there), and nothing else is stored.
     pub(crate) async fn refuse_pii(
         &self,
         caller: &crate::Caller,
@@ -693,13 +676,6 @@ impl crate::Custos {
             .await?
             .insert_records(scope, &rows, &[event])
             .await?;
-        if let Some(sink) = &self.alerts {
-            sink.alert(&PiiAlert {
-                org: org.to_string(),
-                category: blocked.category.clone(),
-                entities: blocked.counts.clone(),
-            });
-        }
         Ok(())
     }
 }

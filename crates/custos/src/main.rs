@@ -2,7 +2,6 @@
 //!
 //! Exit codes: 0 success, 1 a check failed (or the operation failed), 2 bad input.
 
-mod alerts;
 mod audit_cmd;
 mod backup_cmd;
 mod cert_cmd;

@@ -174,9 +174,12 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
         .with_admin_token(&token)
         .with_break_glass(args.break_glass)
         .with_audit_signer(deployment.signer.clone());
-    if let Ok(url) = std::env::var("CUSTOS_ALERT_WEBHOOK") {
-        custos = custos.with_alert_sink(Arc::new(crate::alerts::WebhookSink::new(url)?));
-    }
+    // Channels whose secrets are missing stop the start, rather than every later delivery.
+    let channels = custos_core::outbox::Channels::from_policy(custos.policy(), |var| {
+        std::env::var(var).ok()
+    })
+    .map_err(Failure::BadInput)?;
+    custos = custos.with_channels(channels);
     // A `[network] ca_file` that cannot be read stops the start, rather than every later
     // identity-provider fetch.
     custos_core::outbound::Outbound::new(
@@ -191,6 +194,8 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
             .clone()
             .run_checkpointer(std::time::Duration::from_secs(args.checkpoint_interval)),
     );
+    tokio::spawn(custos.clone().run_alerts());
+    tokio::spawn(custos.clone().run_outbox());
     if args.sweep_interval > 0 {
         tokio::spawn(
             custos

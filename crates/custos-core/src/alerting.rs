@@ -1,0 +1,255 @@
+//! Alert rules run over the committed audit log: one instance at a time (the holder of a
+//! lease in the main store) tails the log from a stored cursor, feeds each event to the rules
+//! ([`crate::alert_rules`]), and commits each step's firings, their deliveries (outbox
+//! messages) and `alert.fire` events together with the new cursor. Counting never happens in
+//! a request's transaction; several `serve` processes on one database count together because
+//! only the lease holder counts, and the next holder continues from the cursor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use custos_audit::{AuditAction, AuditEvent, Details};
+use custos_policy::{AlertRule, Destination};
+use custos_store::{AlertFiring, AlertStep, OutboxMessage};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+use crate::alert_rules::{Firing, RuleState};
+use crate::{CoreError, Custos};
+
+/// How long a lease lasts without renewal: an instance that dies is replaced after this.
+const LEASE: SignedDuration = SignedDuration::from_secs(15);
+/// How often the log is read for new events while it is quiet.
+const POLL: Duration = Duration::from_millis(250);
+/// Events read per step.
+const STEP_EVENTS: u32 = 500;
+
+/// The evaluator of one instance: its lease holder id and, while it holds the lease, the
+/// rules' counts.
+pub struct AlertEvaluator {
+    holder: String,
+    state: Option<RuleState>,
+}
+
+impl AlertEvaluator {
+    /// An evaluator with a fresh holder id (one per process).
+    pub fn new() -> AlertEvaluator {
+        AlertEvaluator {
+            holder: format!("instance-{}", uuid::Uuid::new_v4().simple()),
+            state: None,
+        }
+    }
+}
+
+impl Default for AlertEvaluator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Custos {
+    /// Evaluates the alert rules for as long as the process runs (`serve`).
+    pub async fn run_alerts(self: Arc<Self>) {
+        if self.policy.notifications.alerts.is_empty() {
+            return;
+        }
+        let mut evaluator = AlertEvaluator::new();
+        loop {
+            match self.evaluate_alerts(&mut evaluator).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    evaluator.state = None;
+                    tracing::error!(error = %e, "alert evaluation failed; retrying");
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// One step: takes or renews the lease and, if held, evaluates the events after the
+    /// cursor (up to a batch) and commits the result. Returns how many events it evaluated
+    /// (0 when the log is quiet or another instance holds the lease).
+    pub async fn evaluate_alerts(&self, evaluator: &mut AlertEvaluator) -> Result<u64, CoreError> {
+        let main = self.store.main();
+        let now = self.now();
+        let Some(cursor) = main
+            .take_alert_lease(&evaluator.holder, now, now + LEASE)
+            .await?
+        else {
+            evaluator.state = None;
+            return Ok(0);
+        };
+        if evaluator.state.is_none() {
+            evaluator.state = Some(self.warm_rule_state(cursor, now).await?);
+        }
+        let state = evaluator.state.as_mut().expect("set above");
+        let entries = main.audit_entries(None, cursor, STEP_EVENTS).await?;
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(0);
+        };
+        let mut fired = Vec::new();
+        for entry in &entries {
+            let event = decode(entry.index, &entry.leaf)?;
+            fired.extend(state.observe(entry.index, &event, true));
+        }
+        let step = self.alert_step(state.rules(), last + 1, &fired)?;
+        if !main
+            .commit_alert_step(&evaluator.holder, cursor, &step)
+            .await?
+        {
+            // Another instance took over (this one paused past its lease): start over.
+            evaluator.state = None;
+            return Ok(0);
+        }
+        for f in &fired {
+            let rule = &state.rules()[f.rule];
+            tracing::warn!(
+                rule = %rule.name,
+                severity = rule.severity.as_str(),
+                count = f.count,
+                "alert fired"
+            );
+        }
+        Ok(entries.len() as u64)
+    }
+
+    /// Rule counts for a new lease holder: the firings still holding keys quiet, and the
+    /// events of the longest window before `cursor`, counted without firing (they were
+    /// evaluated by the previous holder).
+    async fn warm_rule_state(&self, cursor: u64, now: Timestamp) -> Result<RuleState, CoreError> {
+        let main = self.store.main();
+        let mut state = RuleState::new(self.policy.notifications.alerts.clone());
+        for f in main.recent_firings(now - state.longest_window()).await? {
+            state.quiet(&f.rule, &f.key, f.window_end);
+        }
+        let since = now - state.longest_window();
+        let mut from = self.first_index_since(since, cursor).await?;
+        while from < cursor {
+            let limit = STEP_EVENTS.min((cursor - from) as u32);
+            let entries = main.audit_entries(None, from, limit).await?;
+            let Some(last) = entries.last().map(|e| e.index) else {
+                break;
+            };
+            for entry in &entries {
+                state.observe(entry.index, &decode(entry.index, &entry.leaf)?, false);
+            }
+            from = last + 1;
+        }
+        Ok(state)
+    }
+
+    /// The first log index below `end` whose event is at or after `since` (a binary search:
+    /// times rise with the index, up to small skews between instances that do not matter
+    /// for warming counts).
+    async fn first_index_since(&self, since: Timestamp, end: u64) -> Result<u64, CoreError> {
+        let main = self.store.main();
+        let (mut low, mut high) = (0, end);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let entries = main.audit_entries(None, mid, 1).await?;
+            let Some(entry) = entries.first() else {
+                high = mid;
+                continue;
+            };
+            if decode(entry.index, &entry.leaf)?.time < since {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        Ok(low)
+    }
+
+    /// The firings of one step as rows, messages and audit events.
+    fn alert_step(
+        &self,
+        rules: &[AlertRule],
+        cursor: u64,
+        fired: &[Firing],
+    ) -> Result<AlertStep, CoreError> {
+        let mut step = AlertStep {
+            cursor,
+            ..AlertStep::default()
+        };
+        let now = self.now();
+        for f in fired {
+            let rule = &rules[f.rule];
+            step.firings.push(AlertFiring {
+                rule: rule.name.clone(),
+                key: f.key.clone(),
+                fired_at: f.last,
+                window_end: f.window_end,
+                audit_idx: f.index,
+            });
+            let body = alert_body(rule, f);
+            for channel in channels(rule) {
+                step.messages.push(OutboxMessage {
+                    id: message_id(),
+                    org_id: f.org.clone(),
+                    channel,
+                    event_type: ALERT_FIRED.into(),
+                    body: body.clone(),
+                    created_at: now,
+                });
+            }
+            let mut event = AuditEvent::new(now, custos_audit::Actor::System, AuditAction::AlertFire)
+                .details(
+                    Details::new()
+                        .rule(rule.name.clone())
+                        .events(u64::from(f.count))
+                        .severity(rule.severity.as_str()),
+                );
+            event.org = f.org.clone();
+            step.audit.push(event);
+        }
+        Ok(step)
+    }
+}
+
+/// The event type of a fired alert's deliveries.
+pub(crate) const ALERT_FIRED: &str = "alert.fired";
+
+/// A new outbox message id (`msg_` and a time-ordered UUID), the `webhook-id` of every attempt.
+pub(crate) fn message_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// The policy channels a firing goes to (`webhook:<name>`, `email:<address>`). `org` (the
+/// org's own channels) delivers nothing until orgs can name channels in their settings.
+fn channels(rule: &AlertRule) -> Vec<String> {
+    rule.deliver
+        .iter()
+        .filter_map(|d| match d {
+            Destination::Webhook(name) => Some(format!("webhook:{name}")),
+            Destination::Email(address) => Some(format!("email:{address}")),
+            Destination::Org => None,
+        })
+        .collect()
+}
+
+/// A fired alert as delivered: ids, counts and times, never personal data.
+fn alert_body(rule: &AlertRule, f: &Firing) -> Vec<u8> {
+    let body = json!({
+        "type": ALERT_FIRED,
+        "timestamp": f.last.to_string(),
+        "data": {
+            "rule": rule.name,
+            "severity": rule.severity.as_str(),
+            "org": f.org,
+            "actor": f.actor,
+            "count": f.count,
+            "window": rule.window.to_string(),
+            "action": f.action,
+            "category": f.category,
+            "first": f.first.to_string(),
+            "last": f.last.to_string(),
+        }
+    });
+    serde_json::to_vec(&body).expect("JSON values serialize")
+}
+
+fn decode(index: u64, leaf: &[u8]) -> Result<AuditEvent, CoreError> {
+    AuditEvent::from_canonical_bytes(leaf)
+        .map_err(|e| CoreError::internal_from(format!("audit entry {index}"), e))
+}
