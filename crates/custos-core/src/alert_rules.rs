@@ -170,8 +170,7 @@ fn matches(rule: &AlertRule, event: &AuditEvent) -> bool {
     if !m.action_matches(event.action.as_str()) {
         return false;
     }
-    if !m.category.is_empty() && !categories_of(event).any(|c| m.category.iter().any(|n| n == c))
-    {
+    if !m.category.is_empty() && !categories_of(event).any(|c| m.category.iter().any(|n| n == c)) {
         return false;
     }
     m.actor_kind.is_empty() || m.actor_kind.contains(&kind_of(&event.actor))
@@ -189,7 +188,14 @@ fn categories_of(event: &AuditEvent) -> impl Iterator<Item = &str> {
         .category
         .as_deref()
         .into_iter()
-        .chain(event.details.categories.iter().flatten().map(String::as_str))
+        .chain(
+            event
+                .details
+                .categories
+                .iter()
+                .flatten()
+                .map(String::as_str),
+        )
         .chain(target)
 }
 
@@ -266,7 +272,11 @@ mod tests {
         assert!(state.observe(6, &ok, true).is_empty());
         // After the quiet window, a new burst fires again.
         let again: usize = (0..5)
-            .map(|i| state.observe(10 + i, &denied(100 + i as i64, "m1", "o1"), true).len())
+            .map(|i| {
+                state
+                    .observe(10 + i, &denied(100 + i as i64, "m1", "o1"), true)
+                    .len()
+            })
             .sum();
         assert_eq!(again, 1);
     }

@@ -193,8 +193,8 @@ impl Custos {
                     created_at: now,
                 });
             }
-            let mut event = AuditEvent::new(now, custos_audit::Actor::System, AuditAction::AlertFire)
-                .details(
+            let mut event =
+                AuditEvent::new(now, custos_audit::Actor::System, AuditAction::AlertFire).details(
                     Details::new()
                         .rule(rule.name.clone())
                         .events(u64::from(f.count))

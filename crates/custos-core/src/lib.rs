@@ -9,9 +9,9 @@
 //! which are tested without a server.
 
 mod access;
+mod access_review;
 mod alert_rules;
 pub mod alerting;
-mod access_review;
 mod audit;
 mod auth_failures;
 pub mod authz;

@@ -162,21 +162,29 @@ impl Custos {
         let error = error.to_string();
         if now.duration_since(m.created_at) >= RETRY_PERIOD {
             tracing::error!(
-                message = %m.id,
+                id = %m.id,
                 channel = channel_kind(&m.channel),
                 attempts = entry.attempts,
                 error = %error,
                 "notification given up after its retry period"
             );
-            let mut event = AuditEvent::new(now, custos_audit::Actor::System, AuditAction::NotificationFail)
-                .outcome(Outcome::Failed)
-                .details(Details::new().message(m.id.clone()).event_type(m.event_type.clone()));
+            let mut event = AuditEvent::new(
+                now,
+                custos_audit::Actor::System,
+                AuditAction::NotificationFail,
+            )
+            .outcome(Outcome::Failed)
+            .details(
+                Details::new()
+                    .message(m.id.clone())
+                    .event_type(m.event_type.clone()),
+            );
             event.org = m.org_id.clone();
             main.mark_failed(&m.id, now, &error, &[event]).await?;
         } else {
             let next = now + backoff(entry.attempts);
             tracing::warn!(
-                message = %m.id,
+                id = %m.id,
                 channel = channel_kind(&m.channel),
                 attempts = entry.attempts,
                 error = %error,
@@ -212,9 +220,10 @@ async fn attempt(channels: &Channels, entry: &OutboxEntry) -> Result<(), Deliver
                 .await
         }
         Some(("email", address)) => {
-            let smtp = channels.smtp.as_ref().ok_or_else(|| {
-                DeliveryError::Misconfigured("the policy has no [smtp]".into())
-            })?;
+            let smtp = channels
+                .smtp
+                .as_ref()
+                .ok_or_else(|| DeliveryError::Misconfigured("the policy has no [smtp]".into()))?;
             smtp.send(&email_of(address, m)).await
         }
         _ => Err(DeliveryError::Misconfigured(format!(
@@ -230,11 +239,9 @@ fn email_of(to: &str, m: &custos_store::OutboxMessage) -> Email {
     let data = &body["data"];
     let text = |key: &str| data[key].as_str().unwrap_or("-").to_string();
     let subject = match m.event_type.as_str() {
-        crate::alerting::ALERT_FIRED => format!(
-            "[Custos] {} alert: {}",
-            text("severity"),
-            text("rule")
-        ),
+        crate::alerting::ALERT_FIRED => {
+            format!("[Custos] {} alert: {}", text("severity"), text("rule"))
+        }
         other => format!("[Custos] {other}"),
     };
     let mut lines = vec![format!("Event: {}", m.event_type)];

@@ -175,10 +175,9 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
         .with_break_glass(args.break_glass)
         .with_audit_signer(deployment.signer.clone());
     // Channels whose secrets are missing stop the start, rather than every later delivery.
-    let channels = custos_core::outbox::Channels::from_policy(custos.policy(), |var| {
-        std::env::var(var).ok()
-    })
-    .map_err(Failure::BadInput)?;
+    let channels =
+        custos_core::outbox::Channels::from_policy(custos.policy(), |var| std::env::var(var).ok())
+            .map_err(Failure::BadInput)?;
     custos = custos.with_channels(channels);
     // A `[network] ca_file` that cannot be read stops the start, rather than every later
     // identity-provider fetch.

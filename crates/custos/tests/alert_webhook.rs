@@ -1,14 +1,14 @@
-//! PII block alerts reach `CUSTOS_ALERT_WEBHOOK`: a real `custos serve` (and so the real
-//! `WebhookSink`) posts to a real local HTTP server when a write to a `block` category is
-//! refused, and the alert names org, category and entity counts but no value.
+//! PII block alerts reach a policy webhook: a real `custos serve` evaluates the policy's alert
+//! rules over its audit log and delivers through the outbox to a real receiver that checks the
+//! Standard Webhooks signature with the reference library (tools/notify-stand-in). The alert
+//! names the rule, org and category, never a value.
+
+#[path = "../../../tools/notify-stand-in/stand_in.rs"]
+mod stand_in;
 
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 mod support;
 
@@ -16,49 +16,34 @@ use support::{cli, org_with_owner, post, post_status, Server};
 
 const CARD: &str = "4111 1111 1111 1111";
 const SSN: &str = "536-90-4399";
+/// A Standard Webhooks secret (24 bytes, base64).
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// One POST the webhook receiver got.
-struct Delivery {
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-/// A local HTTP server that hands every POST to `/hooks/custos` to the returned channel.
-async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<Delivery>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = axum::Router::new()
-        .route(
-            "/hooks/custos",
-            axum::routing::post(
-                |State(tx): State<mpsc::UnboundedSender<Delivery>>,
-                 headers: HeaderMap,
-                 body: Bytes| async move {
-                    let _ = tx.send(Delivery {
-                        path: "/hooks/custos".into(),
-                        headers,
-                        body,
-                    });
-                    StatusCode::NO_CONTENT
-                },
-            ),
-        )
-        .with_state(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks/custos", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, rx)
-}
-
-/// `custos serve` with a policy that has a blocking category, alerting to `webhook`.
-async fn serve(dir: &std::path::Path, webhook: &str) -> Server {
+/// `custos serve` with a policy that has a blocking category and a rule delivering its
+/// refusals to the webhook at `url`.
+async fn serve(dir: &std::path::Path, url: &str) -> Server {
     let config = dir.join("custos.toml");
-    let extra = r#"
+    let extra = format!(
+        r#"
 [categories.card_notes]
 retention = "30d"
-access = { roles = ["owner", "admin", "member"] }
-pii = { detect = ["credit_card", "us_ssn"], action = "block" }
-"#;
+access = {{ roles = ["owner", "admin", "member"] }}
+pii = {{ detect = ["credit_card", "us_ssn"], action = "block" }}
+
+[webhooks.ops]
+url = "{url}"
+secret_env = "OPS_WEBHOOK_SECRET"
+
+[[alerts]]
+name = "pii-blocked-ops"
+match = {{ action = ["pii.blocked"] }}
+threshold = 1
+window = "1h"
+per = "org"
+severity = "medium"
+deliver = ["ops"]
+"#
+    );
     std::fs::write(
         &config,
         format!("{}{extra}", custos_policy::Policy::BUILTIN_TOML),
@@ -68,7 +53,7 @@ pii = { detect = ["credit_card", "us_ssn"], action = "block" }
     command
         .arg("--config")
         .arg(&config)
-        .env("CUSTOS_ALERT_WEBHOOK", webhook);
+        .env("OPS_WEBHOOK_SECRET", SECRET);
     support::serve(command, &[]).await
 }
 
@@ -89,9 +74,12 @@ fn leaks(text: &str) -> Vec<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_write_posts_a_value_free_alert_to_the_webhook() {
+    let test = "blocked_write_posts_a_value_free_alert_to_the_webhook";
+    let Some(receiver) = stand_in::Receiver::webhook(test, SECRET, 0).await else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let (webhook, mut deliveries) = webhook_receiver().await;
-    let s = serve(tmp.path(), &webhook).await;
+    let s = serve(tmp.path(), &receiver.url()).await;
 
     let (org, owner) = org_with_owner(&s, "Acme").await;
     let member = post(
@@ -128,35 +116,40 @@ async fn blocked_write_posts_a_value_free_alert_to_the_webhook() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(leaks(&body), Vec::<&str>::new(), "refusal leaks: {body}");
 
-    let delivery = tokio::time::timeout(Duration::from_secs(15), deliveries.recv())
-        .await
-        .expect("the webhook got no alert within 15 s")
-        .expect("receiver alive");
-    assert_eq!(delivery.path, "/hooks/custos");
+    let got = receiver
+        .wait_for(Duration::from_secs(15), |d| !d.is_empty())
+        .await;
+    assert_eq!(got.len(), 1, "one refusal, one delivery: {got:?}");
+    let delivery = &got[0];
     assert_eq!(
-        delivery.headers["content-type"].to_str().unwrap(),
-        "application/json"
+        delivery["verified"], true,
+        "the signature checks: {delivery}"
     );
-    let raw = String::from_utf8(delivery.body.to_vec()).unwrap();
-    assert_eq!(leaks(&raw), Vec::<&str>::new(), "alert leaks: {raw}");
-    let alert: Value = serde_json::from_str(&raw).unwrap();
+    assert!(delivery["id"].as_str().unwrap().starts_with("msg_"));
+    let raw = delivery["body"].as_str().unwrap();
+    assert_eq!(leaks(raw), Vec::<&str>::new(), "alert leaks: {raw}");
+    let alert: Value = serde_json::from_str(raw).unwrap();
+    assert_eq!(alert["type"], "alert.fired");
+    let data = &alert["data"];
     assert_eq!(
-        alert,
-        json!({
-            "type": "pii.blocked",
-            "alert": {
-                "org": org,
-                "category": "card_notes",
-                "entities": { "CREDIT_CARD": 1, "US_SSN": 1 },
-            },
-        })
+        (
+            &data["rule"],
+            &data["org"],
+            &data["action"],
+            &data["category"],
+            &data["count"]
+        ),
+        (
+            &json!("pii-blocked-ops"),
+            &json!(org),
+            &json!("pii.blocked"),
+            &json!("card_notes"),
+            &json!(1)
+        ),
+        "{alert}"
     );
 
-    // One refusal, one alert: nothing else arrives.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), deliveries.recv())
-            .await
-            .is_err(),
-        "a second alert was delivered"
-    );
+    // Nothing else arrives: the other write was not refused, and the rule's window holds.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.received().len(), 1);
 }
