@@ -93,7 +93,7 @@ impl Custos {
             let event = decode(entry.index, &entry.leaf)?;
             fired.extend(state.observe(entry.index, &event, true));
         }
-        let step = self.alert_step(state.rules(), last + 1, &fired)?;
+        let step = self.alert_step(state.rules(), last + 1, &fired).await?;
         if !main
             .commit_alert_step(&evaluator.holder, cursor, &step)
             .await?
@@ -162,7 +162,7 @@ impl Custos {
     }
 
     /// The firings of one step as rows, messages and audit events.
-    fn alert_step(
+    async fn alert_step(
         &self,
         rules: &[AlertRule],
         cursor: u64,
@@ -183,7 +183,11 @@ impl Custos {
                 audit_idx: f.index,
             });
             let body = alert_body(rule, f);
-            for channel in channels(rule) {
+            let mut channels = policy_channels(rule);
+            if let (true, Some(org)) = (rule.deliver.contains(&Destination::Org), &f.org) {
+                channels.extend(self.org_channels(org).await?.outbox_channels());
+            }
+            for channel in channels {
                 step.messages.push(OutboxMessage {
                     id: message_id(),
                     org_id: f.org.clone(),
@@ -215,9 +219,9 @@ pub(crate) fn message_id() -> String {
     format!("msg_{}", uuid::Uuid::now_v7().simple())
 }
 
-/// The policy channels a firing goes to (`webhook:<name>`, `email:<address>`). `org` (the
-/// org's own channels) delivers nothing until orgs can name channels in their settings.
-fn channels(rule: &AlertRule) -> Vec<String> {
+/// The policy channels a firing goes to (`webhook:<name>`, `email:<address>`); `org` is
+/// resolved from the org's settings.
+fn policy_channels(rule: &AlertRule) -> Vec<String> {
     rule.deliver
         .iter()
         .filter_map(|d| match d {

@@ -32,6 +32,8 @@ mod llm_calls;
 mod members;
 pub use members::SESSION_PREFIX;
 mod operators;
+mod org_channels;
+pub use org_channels::{OrgChannels, OrgWebhook};
 mod orgs;
 mod personal_tokens;
 pub use personal_tokens::{

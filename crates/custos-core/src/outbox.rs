@@ -17,6 +17,7 @@ use custos_policy::Policy;
 use custos_store::OutboxEntry;
 use jiff::SignedDuration;
 
+use crate::outbound::{Outbound, OutboundUrl, Rules};
 use crate::{CoreError, Custos};
 
 /// How long a message is retried before it is given up.
@@ -36,6 +37,9 @@ pub struct Channels {
     webhooks: BTreeMap<String, (String, WebhookSecrets)>,
     smtp: Option<SmtpSender>,
     http: reqwest::Client,
+    /// For orgs' webhooks: URLs given at run time, under the outbound rules.
+    outbound: Outbound,
+    rules: Rules,
 }
 
 impl std::fmt::Debug for Channels {
@@ -102,10 +106,17 @@ impl Channels {
             .timeout(custos_notify::webhook::ATTEMPT_TIMEOUT)
             .build()
             .map_err(|e| format!("webhook client: {e}"))?;
+        let outbound = Outbound::new(
+            &policy.network,
+            custos_notify::webhook::ATTEMPT_TIMEOUT,
+            Duration::from_secs(5),
+        )?;
         Ok(Channels {
             webhooks,
             smtp,
             http,
+            outbound,
+            rules: Rules::new(&policy.network),
         })
     }
 }
@@ -138,7 +149,7 @@ impl Custos {
             .claim_messages(now, now + CLAIM, CLAIM_BATCH)
             .await?;
         let attempts = claimed.iter().map(|entry| async move {
-            let result = attempt(channels, entry).await;
+            let result = self.attempt(channels, entry).await;
             self.record_attempt(entry, result).await
         });
         for outcome in futures::future::join_all(attempts).await {
@@ -196,6 +207,66 @@ impl Custos {
     }
 }
 
+impl Custos {
+    /// One attempt at one message.
+    async fn attempt(&self, channels: &Channels, entry: &OutboxEntry) -> Result<(), DeliveryError> {
+        let m = &entry.message;
+        let timestamp = jiff::Timestamp::now().as_second();
+        match m.channel.split_once(':') {
+            Some(("webhook", name)) => {
+                let (url, secrets) = channels.webhooks.get(name).ok_or_else(|| {
+                    DeliveryError::Misconfigured(format!("the policy has no [webhooks.{name}]"))
+                })?;
+                custos_notify::webhook::send(
+                    &channels.http,
+                    url,
+                    secrets,
+                    &m.id,
+                    timestamp,
+                    &m.body,
+                )
+                .await
+            }
+            Some(("org-webhook", url)) => {
+                let org = m.org_id.as_deref().ok_or_else(|| {
+                    DeliveryError::Misconfigured("an org webhook message names no org".into())
+                })?;
+                let secrets = self
+                    .org_webhook_secrets(org, url)
+                    .await
+                    .map_err(|e| DeliveryError::Unreachable(e.to_string()))?
+                    .ok_or_else(|| {
+                        DeliveryError::Misconfigured(
+                            "the org no longer has this webhook in its channels".into(),
+                        )
+                    })?;
+                let target = OutboundUrl::parse(url, &channels.rules)
+                    .map_err(|e| DeliveryError::Misconfigured(e.to_string()))?;
+                let client = channels.outbound.client_for(&target);
+                custos_notify::webhook::send(
+                    client,
+                    target.as_url().as_str(),
+                    &secrets,
+                    &m.id,
+                    timestamp,
+                    &m.body,
+                )
+                .await
+            }
+            Some(("email", address)) => {
+                let smtp = channels.smtp.as_ref().ok_or_else(|| {
+                    DeliveryError::Misconfigured("the policy has no [smtp]".into())
+                })?;
+                smtp.send(&email_of(address, m)).await
+            }
+            _ => Err(DeliveryError::Misconfigured(format!(
+                "unknown channel kind {:?}",
+                channel_kind(&m.channel)
+            ))),
+        }
+    }
+}
+
 /// The wait after the `attempts`-th failed attempt: 1 s, doubling, at most an hour.
 pub(crate) fn backoff(attempts: u32) -> SignedDuration {
     let exponent = attempts.saturating_sub(1).min(12);
@@ -205,32 +276,6 @@ pub(crate) fn backoff(attempts: u32) -> SignedDuration {
 /// The channel's kind for logs (`webhook`, `email`), never its address.
 fn channel_kind(channel: &str) -> &str {
     channel.split_once(':').map_or("unknown", |(kind, _)| kind)
-}
-
-/// One attempt at one message.
-async fn attempt(channels: &Channels, entry: &OutboxEntry) -> Result<(), DeliveryError> {
-    let m = &entry.message;
-    match m.channel.split_once(':') {
-        Some(("webhook", name)) => {
-            let (url, secrets) = channels.webhooks.get(name).ok_or_else(|| {
-                DeliveryError::Misconfigured(format!("the policy has no [webhooks.{name}]"))
-            })?;
-            let timestamp = jiff::Timestamp::now().as_second();
-            custos_notify::webhook::send(&channels.http, url, secrets, &m.id, timestamp, &m.body)
-                .await
-        }
-        Some(("email", address)) => {
-            let smtp = channels
-                .smtp
-                .as_ref()
-                .ok_or_else(|| DeliveryError::Misconfigured("the policy has no [smtp]".into()))?;
-            smtp.send(&email_of(address, m)).await
-        }
-        _ => Err(DeliveryError::Misconfigured(format!(
-            "unknown channel kind {:?}",
-            channel_kind(&m.channel)
-        ))),
-    }
 }
 
 /// A message as an e-mail: a subject naming what happened, and the body's fields as lines.

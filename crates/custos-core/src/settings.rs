@@ -133,6 +133,9 @@ pub struct OrgSettings {
     /// Whether the deployment's operators may ask for support access (`allowed`) or not
     /// (`forbidden`: requests are refused and every grant stops working).
     pub support_access: SupportAccess,
+    /// Where the org is told about alerts and security notices: its webhooks (secrets
+    /// write-only) and e-mail addresses.
+    pub channels: crate::org_channels::OrgChannels,
 }
 
 impl Default for OrgSettings {
@@ -151,6 +154,7 @@ impl Default for OrgSettings {
             llm_max_concurrency: DEFAULT_LLM_MAX_CONCURRENCY,
             llm_retain_prompts: false,
             support_access: SupportAccess::Allowed,
+            channels: Default::default(),
         }
     }
 }
@@ -203,6 +207,9 @@ pub struct SettingsChange {
     /// See [`OrgSettings::support_access`].
     #[serde(default)]
     pub support_access: Option<SupportAccess>,
+    /// See [`OrgSettings::channels`]; replaces the org's channels as a whole.
+    #[serde(default)]
+    pub channels: Option<crate::org_channels::OrgChannels>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -238,6 +245,7 @@ impl OrgSettings {
         if let Some(idp) = &mut self.identity_provider {
             idp.client_secret = None;
         }
+        self.channels.shown();
         self
     }
 
@@ -336,6 +344,11 @@ impl OrgSettings {
         if let Some(v) = change.support_access {
             self.support_access = v;
             changed.insert("support_access".into(), v.as_str().into());
+        }
+        if let Some(v) = change.channels {
+            v.check(&Rules::new(&policy.network))?;
+            changed.insert("channels".into(), v.summary());
+            self.channels = v;
         }
         Ok((self, changed))
     }
@@ -511,6 +524,10 @@ impl Custos {
         if let Some(Some(idp)) = &mut change.identity_provider {
             idp.client_secret = self
                 .client_secret_to_store(org, current.identity_provider.as_ref(), idp)
+                .await?;
+        }
+        if let Some(channels) = &mut change.channels {
+            self.seal_channel_secrets(org, &current.channels, channels)
                 .await?;
         }
         let (mut settings, changed) = current.apply(change, &self.policy)?;

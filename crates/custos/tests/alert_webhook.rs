@@ -153,3 +153,80 @@ async fn blocked_write_posts_a_value_free_alert_to_the_webhook() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.received().len(), 1);
 }
+
+/// An org names its own webhook in its settings (the secret write-only); the built-in rule
+/// `denied-burst` (5 refusals of one actor in a minute, delivered to `org`) reaches it, signed
+/// with the org's secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_in_denied_burst_reaches_the_orgs_own_webhook() {
+    let test = "the_built_in_denied_burst_reaches_the_orgs_own_webhook";
+    let org_secret = "whsec_c2VjcmV0LW9mLXRoZS1vcmctMDEyMzQ1Njc4OQ==";
+    let Some(receiver) = stand_in::Receiver::webhook(test, org_secret, 0).await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("custos.toml");
+    // Org webhooks are run-time URLs: loopback only where the policy allows it.
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[network]\nallow = [\"127.0.0.0/8\"]\n",
+            custos_policy::Policy::BUILTIN_TOML
+        ),
+    )
+    .unwrap();
+    let mut command = cli(&tmp.path().join("data"));
+    command.arg("--config").arg(&config);
+    let s = support::serve(command, &[]).await;
+    let (org, owner) = org_with_owner(&s, "Acme").await;
+
+    let (status, settings) = support::send(
+        &s,
+        reqwest::Method::PATCH,
+        &owner,
+        &format!("/v1/orgs/{org}/settings"),
+        Some(json!({ "channels": { "webhooks": [{ "url": receiver.url(), "secret": org_secret }] } })),
+    )
+    .await;
+    assert_eq!(status, 200, "{settings}");
+    assert_eq!(
+        settings["channels"],
+        json!({ "webhooks": [{ "url": receiver.url() }], "emails": [] }),
+        "the secret is write-only"
+    );
+    assert!(!settings.to_string().contains("whsec_"), "{settings}");
+
+    let member = post(
+        &s,
+        &owner,
+        &format!("/v1/orgs/{org}/members"),
+        json!({ "name": "app", "roles": ["member"] }),
+    )
+    .await;
+    let key = member["api_key"].as_str().unwrap();
+    for _ in 0..5 {
+        let (status, _) = support::send(
+            &s,
+            reqwest::Method::GET,
+            key,
+            &format!("/v1/orgs/{org}/members"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 403);
+    }
+    let got = receiver
+        .wait_for(Duration::from_secs(15), |d| !d.is_empty())
+        .await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["verified"], true, "signed with the org's secret");
+    let alert: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (
+            &alert["data"]["rule"],
+            &alert["data"]["org"],
+            &alert["data"]["count"]
+        ),
+        (&json!("denied-burst"), &json!(org), &json!(5))
+    );
+}
