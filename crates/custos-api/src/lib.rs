@@ -19,6 +19,7 @@ mod operator_routes;
 mod problem;
 mod request_routes;
 mod routes;
+mod security_routes;
 pub mod server;
 mod sign_in_routes;
 mod support_routes;

@@ -51,6 +51,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(crate::operator_routes::routes())
         .merge(crate::sign_in_routes::routes())
         .merge(crate::token_routes::routes())
+        .merge(crate::security_routes::routes())
         .route(
             "/v1/orgs/{org}/records",
             post(create_record).get(list_records),
@@ -852,6 +853,8 @@ async fn scan(
           get_retention, set_retention, create_hold, list_holds, release_hold, deletion_log,
           delete_category,
           overdue, audit_events,
+          crate::security_routes::org_security_events,
+          crate::security_routes::deployment_security_events,
           crate::audit_routes::checkpoint, crate::audit_routes::inclusion_proof,
           crate::audit_routes::consistency_proof, crate::audit_routes::signing_key, scan),
     components(schemas(Problem, SetRetention, ScanRequest, ScanResponse, FindingView, DeletedCount)),

@@ -545,6 +545,10 @@ async fn request(
             Body::Json(json!({"identity": {"iss": "https://login.example.com", "sub": "op-1"}})),
         ),
         Operation::OperatorList => ("GET", "/v1/operators".into(), Body::None),
+        Operation::SecurityEventList => {
+            ("GET", format!("/v1/orgs/{org}/security-events"), Body::None)
+        }
+        Operation::DeploymentSecurityEventList => ("GET", "/v1/security-events".into(), Body::None),
         Operation::PersonalTokenCreate => (
             "POST",
             "/v1/auth/tokens".into(),

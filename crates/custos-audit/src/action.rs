@@ -234,6 +234,10 @@ actions! {
     AlertFire = "alert.fire",
     /// A notification could not be delivered before its retry period ended; it was given up.
     NotificationFail = "notification.fail",
+    /// Security events were listed (an org's, or the deployment's).
+    SecurityEventList = "security_event.list",
+    /// The deployment's security events whose retention ended were deleted.
+    SecurityEventPurge = "security_event.purge",
 }
 
 impl fmt::Display for AuditAction {

@@ -376,6 +376,7 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::BackupReconcile => RECONCILE,
         A::AlertFire => &["rule", "events", "severity"],
         A::NotificationFail => &["message", "event_type"],
+        A::SecurityEventPurge => &["due"],
         A::BackupKeysRestore => &[
             "backup",
             "org_keys",

@@ -136,7 +136,7 @@ impl RuleState {
             });
         }
         self.observed += 1;
-        if self.observed % 4096 == 0 {
+        if self.observed.is_multiple_of(4096) {
             self.forget_before(event.time);
         }
         fired

@@ -1,7 +1,8 @@
 //! Alert rules run over the committed audit log: one instance at a time (the holder of a
 //! lease in the main store) tails the log from a stored cursor, feeds each event to the rules
-//! ([`crate::alert_rules`]), and commits each step's firings, their deliveries (outbox
-//! messages) and `alert.fire` events together with the new cursor. Counting never happens in
+//! ([`crate::alert_rules`]) and keeps the security events among them
+//! ([`crate::security_events`]), and commits each step's firings, their deliveries (outbox
+//! messages), `alert.fire` events and the deployment's security events with the new cursor. Counting never happens in
 //! a request's transaction; several `serve` processes on one database count together because
 //! only the lease holder counts, and the next holder continues from the cursor.
 
@@ -50,9 +51,6 @@ impl Default for AlertEvaluator {
 impl Custos {
     /// Evaluates the alert rules for as long as the process runs (`serve`).
     pub async fn run_alerts(self: Arc<Self>) {
-        if self.policy.notifications.alerts.is_empty() {
-            return;
-        }
         let mut evaluator = AlertEvaluator::new();
         loop {
             match self.evaluate_alerts(&mut evaluator).await {
@@ -89,11 +87,16 @@ impl Custos {
             return Ok(0);
         };
         let mut fired = Vec::new();
+        let mut events = Vec::with_capacity(entries.len());
         for entry in &entries {
             let event = decode(entry.index, &entry.leaf)?;
             fired.extend(state.observe(entry.index, &event, true));
+            events.push((entry.index, event));
         }
-        let step = self.alert_step(state.rules(), last + 1, &fired).await?;
+        let mut step = self.alert_step(state.rules(), last + 1, &fired).await?;
+        // Org security events are written now (idempotent by id); the deployment's commit
+        // with the step.
+        step.security_events = self.project_security_events(&events).await?;
         if !main
             .commit_alert_step(&evaluator.holder, cursor, &step)
             .await?

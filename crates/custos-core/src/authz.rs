@@ -258,6 +258,10 @@ operations! {
     DeletionLogRead,
     /// Read the SLA report of overdue records.
     LifecycleOverdue,
+    /// List an org's security events.
+    SecurityEventList,
+    /// List the deployment's own security events (operators).
+    DeploymentSecurityEventList,
     /// Query audit events.
     AuditEvents,
     /// Read the latest signed checkpoint.

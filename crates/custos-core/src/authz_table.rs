@@ -537,6 +537,24 @@ pub const TABLE: &[Rule] = &[
     .cli("sweep --report")
     .while_terminating(),
     rule(
+        Op::SecurityEventList,
+        A::SecurityEventList,
+        Grant(Read),
+        EVIDENCE,
+        Target,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/security-events"),
+    rule(
+        Op::DeploymentSecurityEventList,
+        A::SecurityEventList,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/security-events"),
+    rule(
         Op::AuditEvents,
         A::AuditRead,
         Always,

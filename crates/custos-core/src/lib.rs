@@ -45,6 +45,7 @@ mod pii;
 mod pii_stream;
 mod pii_walk;
 mod records;
+pub mod security_events;
 mod settings;
 pub mod sign_in;
 mod sign_in_provider;

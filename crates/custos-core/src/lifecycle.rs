@@ -103,6 +103,9 @@ pub struct SweepSummary {
     pub erasures: u64,
     /// Members disabled for being unused past the policy's `inactive_member_after`.
     pub members_disabled: u64,
+    /// The deployment's own security events deleted at the end of their retention (an org's
+    /// are records, counted in `purged`).
+    pub security_events_purged: u64,
 }
 
 impl SweepSummary {
@@ -449,6 +452,7 @@ impl Custos {
         summary.recomputed = self.recompute_due_times().await?;
         // Before claiming: the records a resumed erasure marks are purged in this same pass.
         summary.erasures = self.resume_erasures(None).await? as u64;
+        summary.security_events_purged = self.purge_deployment_security_events().await?;
         loop {
             let lease_until = now + opts.lease;
             let claimed = self

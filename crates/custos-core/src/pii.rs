@@ -605,9 +605,9 @@ impl crate::Custos {
         Ok(TokenVault::from_entries(entries))
     }
 
-    /// Refuses a write whose category blocks PII: the refusal is audited (and, if the policy
-    /// has a `security_logs` category, written there as a security event) in one
-    /// transaction (alert rules matching `pii.blocked` see it there), and nothing else is stored.
+    /// Refuses a write whose category blocks PII: the refusal is audited, and nothing else is
+    /// stored. The evaluator keeps it as a security event (in `security_logs`) and alert
+    /// rules matching `pii.blocked` see it, both from the audit log.
     pub(crate) async fn refuse_pii(
         &self,
         caller: &crate::Caller,
@@ -637,45 +637,7 @@ impl crate::Custos {
             .target(Target::Category(blocked.category.to_string()))
             .outcome(custos_audit::Outcome::Denied)
             .details(Details::new().entities(blocked.counts.clone()));
-        let mut rows = Vec::new();
-        if let Some(security) = self.policy.category("security_logs") {
-            let now = self.now();
-            let envelope = crate::records::Envelope {
-                content: serde_json::json!({
-                    "event": "pii.blocked",
-                    "category": blocked.category,
-                    "entities": blocked.counts,
-                    "request_id": caller.request_id,
-                }),
-                subject: None,
-                metadata: Value::Null,
-                file_name: None,
-                content_type: None,
-                tokens: None,
-                org_tokens: None,
-            };
-            rows.push(
-                self.sealed_row(
-                    scope,
-                    &mut crate::records::BatchKeys::default(),
-                    crate::records::RowSpec {
-                        id: uuid::Uuid::now_v7().to_string(),
-                        category: &security.name,
-                        subject_ref: None,
-                        now,
-                        due: security.due_times(now, None),
-                        pii: &BTreeMap::new(),
-                    },
-                    Some(envelope),
-                )
-                .await?,
-            );
-        }
-        self.store
-            .for_org(scope)
-            .await?
-            .insert_records(scope, &rows, &[event])
-            .await?;
+        self.store.append_audit(&[event]).await?;
         Ok(())
     }
 }

@@ -433,7 +433,8 @@ async fn large_batches_are_streamed_all_or_nothing(env: Env) {
             })
             .collect()
     };
-    // The refusal itself is written to `security_logs`; the batch's category must stay empty.
+    // The refusal is audited (the evaluator keeps it in `security_logs`); the batch's
+    // category must stay empty.
     let all = custos_store::RecordFilter {
         category: Some("card_notes".into()),
         ..Default::default()

@@ -45,7 +45,10 @@ pub use audit_tree::{AuditIndex, AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
 pub use lifecycle::LifecycleStore;
 pub use members::{EnrollmentCode, MemberStore, PersonalToken, Session, TotpFactor};
 pub use model::*;
-pub use notify::{AlertFiring, AlertStep, NotifyStore, OutboxEntry, OutboxMessage, OutboxStatus};
+pub use notify::{
+    AlertFiring, AlertStep, NotifyStore, OutboxEntry, OutboxMessage, OutboxStatus,
+    StoredSecurityEvent,
+};
 pub use objects::{
     ObjectLocation, ObjectWriter, Objects, S3Options, ARCHIVE_STORAGE_CLASS_ENV,
     DEFAULT_ARCHIVE_STORAGE_CLASS,

@@ -92,8 +92,23 @@ pub struct AlertFiring {
     pub audit_idx: u64,
 }
 
+/// A deployment security event as stored (one without an org).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSecurityEvent {
+    /// The audit index of the event it was derived from.
+    pub audit_idx: u64,
+    /// When it happened.
+    pub time: Timestamp,
+    /// Its kind (`auth_failed`, ...).
+    pub kind: String,
+    /// The event as JSON (ids, codes, counts; never content).
+    pub body: String,
+    /// When its retention ends.
+    pub expire_at: Timestamp,
+}
+
 /// What one evaluation step commits together: the firings, their messages and audit events,
-/// and the new cursor.
+/// the deployment's security events, and the new cursor.
 #[derive(Debug, Clone, Default)]
 pub struct AlertStep {
     /// The first audit index not yet evaluated once this step commits.
@@ -104,6 +119,8 @@ pub struct AlertStep {
     pub messages: Vec<OutboxMessage>,
     /// Their audit events (`alert.fire`).
     pub audit: Vec<AuditEvent>,
+    /// Security events without an org derived from the step's audit events.
+    pub security_events: Vec<StoredSecurityEvent>,
 }
 
 /// Persistence of the outbox and of the alert evaluator.
@@ -181,11 +198,29 @@ pub trait NotifyStore {
 
     /// Firings whose window ends after `after`, and drops the ones that ended before it.
     async fn recent_firings(&self, after: Timestamp) -> Result<Vec<AlertFiring>, StoreError>;
+
+    /// The deployment's security events, newest first, before audit index `before`.
+    async fn deployment_security_events(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<StoredSecurityEvent>, StoreError>;
+
+    /// Deletes the deployment security events whose retention ended at `now`, with `audit`
+    /// in the same transaction when any was deleted; how many.
+    async fn purge_security_events(
+        &self,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError>;
 }
 
 /// The columns [`OutboxEntry`] is read from, in order (both backends).
 pub(crate) const OUTBOX_COLUMNS: &str = "id, org_id, channel, event_type, body, created_at, \
      status, attempts, next_attempt_at, last_error, finished_at";
+
+/// The columns [`StoredSecurityEvent`] is read from and written to, in order (both backends).
+pub(crate) const SECURITY_EVENT_COLUMNS: &str = "audit_idx, time, kind, body, expire_at";
 
 /// The columns [`AlertFiring`] is read from and written to, in order (both backends).
 pub(crate) const FIRING_COLUMNS: &str = "rule, key, fired_at, window_end, audit_idx";

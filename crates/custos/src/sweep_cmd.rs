@@ -184,6 +184,12 @@ pub async fn run(global: &Global, args: SweepArgs) -> Result<(), Failure> {
             summary.members_disabled
         ));
     }
+    if summary.security_events_purged > 0 {
+        report.push_str(&format!(
+            "  {} deployment security event(s) deleted: past the security_logs retention\n",
+            summary.security_events_purged
+        ));
+    }
     for ((category, action), n) in &per_category {
         report.push_str(&format!("  {action:<8} {n:>9}  {category}\n"));
     }

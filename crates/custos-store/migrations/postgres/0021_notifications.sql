@@ -44,3 +44,16 @@ CREATE TABLE alert_firings (
     PRIMARY KEY (rule, key, fired_at)
 );
 CREATE INDEX alert_firings_by_end ON alert_firings (window_end);
+
+-- Security events without an org (bad keys, failed operator sign-ins, the deployment's own
+-- failures), derived from the audit log by the evaluator and kept under the retention of the
+-- policy's `security_logs` category. An org's security events are records of that category
+-- in the org's own store. The body is JSON with ids, codes and counts, never content.
+CREATE TABLE security_events (
+    audit_idx BIGINT PRIMARY KEY,
+    time BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    expire_at BIGINT NOT NULL
+);
+CREATE INDEX security_events_by_expiry ON security_events (expire_at);

@@ -2,9 +2,19 @@
 
 use super::*;
 use crate::notify::{
-    AlertFiring, AlertStep, OutboxEntry, OutboxMessage, OutboxStatus, FIRING_COLUMNS,
-    OUTBOX_COLUMNS,
+    AlertFiring, AlertStep, OutboxEntry, OutboxMessage, OutboxStatus, StoredSecurityEvent,
+    FIRING_COLUMNS, OUTBOX_COLUMNS, SECURITY_EVENT_COLUMNS,
 };
+
+fn security_event_from_row(r: &PgRow) -> Result<StoredSecurityEvent, StoreError> {
+    Ok(StoredSecurityEvent {
+        audit_idx: r.try_get::<i64, _>(0)? as u64,
+        time: from_micros(r.try_get(1)?)?,
+        kind: r.try_get(2)?,
+        body: r.try_get(3)?,
+        expire_at: from_micros(r.try_get(4)?)?,
+    })
+}
 
 fn entry_from_row(r: &PgRow) -> Result<OutboxEntry, StoreError> {
     let attempts: i32 = r.try_get(7)?;
@@ -208,6 +218,19 @@ impl crate::NotifyStore for PgStore {
             .await?;
         }
         insert_messages(&mut tx, &step.messages).await?;
+        for e in &step.security_events {
+            sqlx::query(&format!(
+                "INSERT INTO security_events ({SECURITY_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT DO NOTHING"
+            ))
+            .bind(e.audit_idx as i64)
+            .bind(to_micros(e.time))
+            .bind(&e.kind)
+            .bind(&e.body)
+            .bind(to_micros(e.expire_at))
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query("UPDATE alert_evaluator SET cursor = $1 WHERE one")
             .bind(step.cursor as i64)
             .execute(&mut *tx)
@@ -229,5 +252,38 @@ impl crate::NotifyStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(firing_from_row).collect()
+    }
+
+    async fn deployment_security_events(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<StoredSecurityEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SECURITY_EVENT_COLUMNS} FROM security_events \
+             WHERE ($1::BIGINT IS NULL OR audit_idx < $1) ORDER BY audit_idx DESC LIMIT $2"
+        ))
+        .bind(before.map(|b| b as i64))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(security_event_from_row).collect()
+    }
+
+    async fn purge_security_events(
+        &self,
+        now: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM security_events WHERE expire_at <= $1")
+            .bind(to_micros(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            commit_with(tx, audit).await?;
+        }
+        Ok(n)
     }
 }

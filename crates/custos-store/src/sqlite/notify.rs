@@ -2,9 +2,19 @@
 
 use super::*;
 use crate::notify::{
-    AlertFiring, AlertStep, OutboxEntry, OutboxMessage, OutboxStatus, FIRING_COLUMNS,
-    OUTBOX_COLUMNS,
+    AlertFiring, AlertStep, OutboxEntry, OutboxMessage, OutboxStatus, StoredSecurityEvent,
+    FIRING_COLUMNS, OUTBOX_COLUMNS, SECURITY_EVENT_COLUMNS,
 };
+
+fn security_event_from_row(r: &rusqlite::Row<'_>) -> Result<StoredSecurityEvent, StoreError> {
+    Ok(StoredSecurityEvent {
+        audit_idx: r.get::<_, i64>(0)? as u64,
+        time: from_micros(r.get(1)?)?,
+        kind: r.get(2)?,
+        body: r.get(3)?,
+        expire_at: from_micros(r.get(4)?)?,
+    })
+}
 
 fn entry_from_row(r: &rusqlite::Row<'_>) -> Result<OutboxEntry, StoreError> {
     let attempts: i64 = r.get(7)?;
@@ -239,6 +249,21 @@ impl crate::NotifyStore for SqliteStore {
                 }
             }
             insert_messages(&tx, &step.messages)?;
+            {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "INSERT INTO security_events ({SECURITY_EVENT_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING"
+                ))?;
+                for e in &step.security_events {
+                    stmt.execute(params![
+                        e.audit_idx as i64,
+                        to_micros(e.time),
+                        e.kind,
+                        e.body,
+                        to_micros(e.expire_at)
+                    ])?;
+                }
+            }
             tx.execute(
                 "UPDATE alert_evaluator SET cursor = ?1 WHERE one = 1",
                 params![step.cursor as i64],
@@ -262,6 +287,43 @@ impl crate::NotifyStore for SqliteStore {
             ))?;
             let rows = stmt.query(params![to_micros(after)])?;
             collect(rows, firing_from_row)
+        })
+        .await
+    }
+
+    async fn deployment_security_events(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<StoredSecurityEvent>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {SECURITY_EVENT_COLUMNS} FROM security_events \
+                 WHERE (?1 IS NULL OR audit_idx < ?1) ORDER BY audit_idx DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query(params![before.map(|b| b as i64), i64::from(limit)])?;
+            collect(rows, security_event_from_row)
+        })
+        .await
+    }
+
+    async fn purge_security_events(
+        &self,
+        now: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM security_events WHERE expire_at <= ?1",
+                params![to_micros(now)],
+            )? as u64;
+            if n > 0 {
+                append_audit(&tx, &columns)?;
+                tx.commit()?;
+            }
+            Ok(n)
         })
         .await
     }

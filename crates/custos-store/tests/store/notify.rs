@@ -1,7 +1,7 @@
 //! The outbox and the alert evaluator's state on both backends: messages queued once, claimed
 //! by one caller at a time, retried, finished; one lease holder; steps committed only by it.
 
-use custos_store::{AlertFiring, AlertStep, OutboxMessage, OutboxStatus};
+use custos_store::{AlertFiring, AlertStep, OutboxMessage, OutboxStatus, StoredSecurityEvent};
 use jiff::ToSpan;
 
 use crate::support::*;
@@ -152,6 +152,15 @@ pub async fn the_alert_lease_has_one_holder_and_steps_commit_only_under_it(h: Ha
         firings: vec![firing.clone()],
         messages: vec![message("msg_a", None, t0)],
         audit: audit.clone(),
+        security_events: (0..3i64)
+            .map(|i| StoredSecurityEvent {
+                audit_idx: i as u64,
+                time: t0 + i.seconds(),
+                kind: "auth_failed".into(),
+                body: format!("{{\"audit_index\":{i}}}"),
+                expire_at: t0 + 1.hour() + i.seconds(),
+            })
+            .collect(),
     };
     // Only the holder, from the cursor it read.
     assert!(!store.commit_alert_step("b", 0, &step).await.unwrap());
@@ -185,6 +194,39 @@ pub async fn the_alert_lease_has_one_holder_and_steps_commit_only_under_it(h: Ha
     };
     assert!(!store.commit_alert_step("a", 7, &late).await.unwrap());
     assert!(store.commit_alert_step("b", 7, &late).await.unwrap());
+    // Deployment security events: newest first, paged by index, purged at their expiry.
+    let listed = store.deployment_security_events(None, 2).await.unwrap();
+    let idx: Vec<u64> = listed.iter().map(|e| e.audit_idx).collect();
+    assert_eq!(idx, [2, 1]);
+    assert_eq!(listed[0], step.security_events[2]);
+    let rest = store.deployment_security_events(Some(1), 10).await.unwrap();
+    assert_eq!(rest, vec![step.security_events[0].clone()]);
+    let purge = [event(None, "record.create", "records")];
+    assert_eq!(
+        store
+            .purge_security_events(t0 + 1.hour() + 1.second(), &purge)
+            .await
+            .unwrap(),
+        2
+    );
+    book.appended(&purge);
+    // Nothing left to purge: nothing deleted, nothing audited.
+    let none = [event(None, "record.create", "records")];
+    assert_eq!(
+        store
+            .purge_security_events(t0 + 1.hour() + 1.second(), &none)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .deployment_security_events(None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // Ended windows are dropped.
     assert!(store
         .recent_firings(t0 + 60.seconds())

@@ -1,0 +1,142 @@
+//! Security events derived from the audit log: an org's kept as `security_logs` records and
+//! listed to its evidence readers, the deployment's own listed to operators; neither holds a
+//! key, a secret or content; both end with the `security_logs` retention.
+
+mod common;
+
+use custos_audit::{Actor, AuditAction, AuditEvent, Details, Outcome};
+use custos_core::alerting::AlertEvaluator;
+use custos_core::security_events::SecurityEventKind;
+use custos_core::{CoreError, SweepOptions};
+use custos_store::prelude::*;
+use jiff::ToSpan;
+
+async fn evaluate(env: &common::Env) {
+    let mut evaluator = AlertEvaluator::new();
+    while env.custos.evaluate_alerts(&mut evaluator).await.unwrap() > 0 {}
+}
+
+#[tokio::test]
+async fn refusals_and_bad_keys_become_security_events_that_expire_with_security_logs() {
+    let env = common::env();
+    let org = env.org("Acme").await;
+    let member = env.member(&org, &["member"], &[], false).await;
+    let refused = env.custos.list_members(&member, &org).await;
+    assert!(
+        matches!(refused, Err(CoreError::Forbidden(_))),
+        "{refused:?}"
+    );
+    let bad_key = "cus_AbCdEfGh_not-a-real-secret-0123456789";
+    assert!(env.custos.authenticate(bad_key).await.is_err());
+    // A deployment event as a refused key writes it (no org).
+    let event = AuditEvent::new(
+        custos_core::Clock::now(&*env.clock),
+        Actor::Anonymous,
+        AuditAction::AuthReject,
+    )
+    .outcome(Outcome::Denied)
+    .reason("unknown_key")
+    .details(Details::new().key_prefix("AbCdEfGh"));
+    env.store.append_audit(&[event]).await.unwrap();
+    evaluate(&env).await;
+
+    let auditor = env.member(&org, &["auditor"], &[], true).await;
+    let page = env
+        .custos
+        .security_events(&auditor, &org, None, None)
+        .await
+        .unwrap();
+    let member_id = match &member.principal {
+        custos_core::Principal::Member { member, .. } => member.id.to_string(),
+        other => panic!("{other:?}"),
+    };
+    let denied: Vec<_> = page
+        .items
+        .iter()
+        .filter(|e| e.kind == SecurityEventKind::AccessDenied)
+        .collect();
+    assert_eq!(denied.len(), 1, "{page:?}");
+    assert_eq!(denied[0].action, "member.list");
+    assert_eq!(denied[0].actor, format!("member:{member_id}"));
+    assert_eq!(denied[0].org.as_deref(), Some(org.as_str()));
+    // The first owner's creation (owner role) is a privileged member.
+    assert!(page
+        .items
+        .iter()
+        .any(|e| e.kind == SecurityEventKind::PrivilegedMember));
+    // A member without the category's role (and second factor) is refused.
+    assert!(env
+        .custos
+        .security_events(&member, &org, None, None)
+        .await
+        .is_err());
+
+    let deployment = env
+        .custos
+        .deployment_security_events(&common::admin(), None, None)
+        .await
+        .unwrap();
+    let failed: Vec<_> = deployment
+        .items
+        .iter()
+        .filter(|e| e.kind == SecurityEventKind::AuthFailed)
+        .collect();
+    assert!(!failed.is_empty(), "{deployment:?}");
+    assert!(failed
+        .iter()
+        .any(|e| e.details.get("key_prefix") == Some(&serde_json::json!("AbCdEfGh"))));
+    let all = format!("{page:?}{deployment:?}");
+    assert!(!all.contains("not-a-real-secret"), "no key material: {all}");
+    assert!(
+        env.custos
+            .deployment_security_events(&member, None, None)
+            .await
+            .is_err(),
+        "operators only"
+    );
+
+    // Thirteen months on, the sweep ends both with the `security_logs` retention (12mo).
+    env.clock.advance(396.days());
+    let first = env
+        .custos
+        .sweep(&SweepOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
+    assert!(first.security_events_purged >= 1, "{first:?}");
+    assert!(
+        first.purged >= 2,
+        "the org's security_logs records: {first:?}"
+    );
+    let summary = env
+        .custos
+        .sweep(&SweepOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.security_events_purged, 0, "already purged");
+    let auditor = env.member(&org, &["auditor"], &[], true).await;
+    let page = env
+        .custos
+        .security_events(&auditor, &org, None, None)
+        .await
+        .unwrap();
+    assert!(
+        page.items
+            .iter()
+            .all(|e| e.time > custos_core::Clock::now(&*env.clock) - (366 * 24).hours()),
+        "only this year's are left: {page:?}"
+    );
+    assert!(!page
+        .items
+        .iter()
+        .any(|e| e.kind == SecurityEventKind::AccessDenied));
+    let deployment = env
+        .custos
+        .deployment_security_events(&common::admin(), None, None)
+        .await
+        .unwrap();
+    assert!(deployment
+        .items
+        .iter()
+        .all(|e| e.kind != SecurityEventKind::AuthFailed
+            || e.time > custos_core::Clock::now(&*env.clock) - 24.hours()));
+}
