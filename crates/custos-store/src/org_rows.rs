@@ -70,4 +70,10 @@ pub(crate) fn is_store_table(name: &str) -> bool {
         || name == "operator_sessions"
         // Sign-ins under way: minutes-long, deployment-wide, and not moved with an org.
         || name == "sign_ins"
+        // Notifications and the alert evaluator's state: deployment-wide, in the main
+        // database (an outbox row names its org, but is delivered from the main database).
+        || name == "outbox"
+        || name == "alert_evaluator"
+        || name == "alert_firings"
+        || name == "security_events"
 }
