@@ -906,6 +906,10 @@ async fn cell(
         (CategoryRule::Target, _) if rule.op == Operation::RequestExport => {
             vec![s.policy.category("exports").unwrap()]
         }
+        // Security events are records of the `security_logs` category.
+        (CategoryRule::Target, _) if rule.op == Operation::SecurityEventList => {
+            vec![s.policy.category("security_logs").unwrap()]
+        }
         (CategoryRule::All, _) => s.policy.categories.values().collect(),
         (CategoryRule::Target, Some(c)) => vec![s.policy.category(c).unwrap()],
         _ => vec![],
@@ -945,7 +949,12 @@ async fn every_cell_of_the_table_answers_as_the_table_says() {
     let mut failures = Vec::new();
     for rule in TABLE.iter().filter(|r| r.route.is_some()) {
         let categories: Vec<Option<&str>> = match rule.category {
-            CategoryRule::Target if rule.op != Operation::RequestExport => {
+            CategoryRule::Target
+                if !matches!(
+                    rule.op,
+                    Operation::RequestExport | Operation::SecurityEventList
+                ) =>
+            {
                 CATEGORIES.iter().map(|c| Some(*c)).collect()
             }
             _ => vec![None],

@@ -234,8 +234,10 @@ actions! {
     AlertFire = "alert.fire",
     /// A notification could not be delivered before its retry period ended; it was given up.
     NotificationFail = "notification.fail",
-    /// Security events were listed (an org's, or the deployment's).
+    /// An org's security events were listed.
     SecurityEventList = "security_event.list",
+    /// The deployment's own security events were listed.
+    SecurityEventListDeployment = "security_event.list_deployment",
     /// The deployment's security events whose retention ended were deleted.
     SecurityEventPurge = "security_event.purge",
 }

@@ -547,7 +547,7 @@ pub const TABLE: &[Rule] = &[
     .http("GET", "/v1/orgs/{org}/security-events"),
     rule(
         Op::DeploymentSecurityEventList,
-        A::SecurityEventList,
+        A::SecurityEventListDeployment,
         Always,
         &[],
         CategoryRule::No,

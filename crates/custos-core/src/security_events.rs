@@ -413,7 +413,7 @@ impl Custos {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let event = self.event(caller, AuditAction::SecurityEventList);
+        let event = self.event(caller, AuditAction::SecurityEventListDeployment);
         self.store.append_audit(&[event]).await?;
         Ok(SecurityEventPage { items, next_cursor })
     }
