@@ -96,7 +96,9 @@ impl Custos {
         let mut step = self.alert_step(state.rules(), last + 1, &fired).await?;
         // Org security events are written now (idempotent by id); the deployment's commit
         // with the step.
-        step.security_events = self.project_security_events(&events).await?;
+        let (security_events, notices) = self.project_security_events(&events).await?;
+        step.security_events = security_events;
+        step.messages.extend(notices);
         if !main
             .commit_alert_step(&evaluator.holder, cursor, &step)
             .await?

@@ -287,6 +287,9 @@ fn email_of(to: &str, m: &custos_store::OutboxMessage) -> Email {
         crate::alerting::ALERT_FIRED => {
             format!("[Custos] {} alert: {}", text("severity"), text("rule"))
         }
+        crate::security_events::SECURITY_NOTICE => {
+            format!("[Custos] security notice: {}", text("kind"))
+        }
         other => format!("[Custos] {other}"),
     };
     let mut lines = vec![format!("Event: {}", m.event_type)];

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use custos_audit::{Actor, AuditAction, AuditEvent, Details, Outcome};
-use custos_store::{OrgScope, StoredSecurityEvent};
+use custos_store::{OrgScope, OutboxMessage, StoredSecurityEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -21,6 +21,8 @@ use crate::{Caller, CoreError, Custos};
 
 /// The category security events are kept in.
 pub const SECURITY_CATEGORY: &str = "security_logs";
+/// The event type of the notices an org's admins get through its channels.
+pub const SECURITY_NOTICE: &str = "security.notice";
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -248,14 +250,14 @@ pub(crate) fn record_id(event: &SecurityEvent) -> String {
 impl Custos {
     /// Keeps the security events among `events` (log entries in order): an org's as records
     /// of `security_logs` in the org's store, now; the deployment's returned, to be committed
-    /// with the evaluator's step. Without a `security_logs` category nothing is kept.
+    /// with the evaluator's step, with the notices to the orgs' channels of the events their
+    /// admins are told about. Without a `security_logs` category nothing is kept (notices
+    /// still go out).
     pub(crate) async fn project_security_events(
         &self,
         events: &[(u64, AuditEvent)],
-    ) -> Result<Vec<StoredSecurityEvent>, CoreError> {
-        let Some(category) = self.policy.category(SECURITY_CATEGORY) else {
-            return Ok(Vec::new());
-        };
+    ) -> Result<(Vec<StoredSecurityEvent>, Vec<OutboxMessage>), CoreError> {
+        let category = self.policy.category(SECURITY_CATEGORY);
         let mut by_org: HashMap<String, Vec<SecurityEvent>> = HashMap::new();
         let mut deployment = Vec::new();
         for (index, event) in events {
@@ -264,15 +266,16 @@ impl Custos {
             };
             match &security.org {
                 Some(org) => by_org.entry(org.clone()).or_default().push(security),
-                None => deployment.push(StoredSecurityEvent {
+                None => deployment.extend(category.map(|c| StoredSecurityEvent {
                     audit_idx: *index,
                     time: security.time,
                     kind: security.kind.as_str().to_string(),
                     body: serde_json::to_string(&security).expect("events serialize"),
-                    expire_at: category.retention.add_to(security.time),
-                }),
+                    expire_at: c.retention.add_to(security.time),
+                })),
             }
         }
+        let mut notices = Vec::new();
         for (org, list) in by_org {
             // An org that is gone (terminated, or an id nobody has) keeps nothing.
             let Some((scope, found)) = self.store.org(&org).await? else {
@@ -281,10 +284,65 @@ impl Custos {
             if found.terminated_at.is_some() {
                 continue;
             }
-            self.keep_org_security_events(&scope, category, list)
-                .await?;
+            notices.extend(self.security_notices(&scope, &list).await?);
+            if let Some(category) = category {
+                self.keep_org_security_events(&scope, category, list)
+                    .await?;
+            }
         }
-        Ok(deployment)
+        Ok((deployment, notices))
+    }
+
+    /// The `security.notice` messages to the org's channels for the events its admins are
+    /// told about: security settings changed, new owners or admins, issued credentials,
+    /// approved support access.
+    async fn security_notices(
+        &self,
+        scope: &OrgScope,
+        events: &[SecurityEvent],
+    ) -> Result<Vec<OutboxMessage>, CoreError> {
+        use SecurityEventKind as K;
+        let told: Vec<&SecurityEvent> = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    K::SecuritySettingsChanged
+                        | K::PrivilegedMember
+                        | K::CredentialIssued
+                        | K::SupportApproved
+                )
+            })
+            .collect();
+        if told.is_empty() {
+            return Ok(Vec::new());
+        }
+        let channels = self
+            .org_settings_of(scope)
+            .await?
+            .channels
+            .outbox_channels();
+        let now = self.now();
+        let mut out = Vec::new();
+        for event in told {
+            let body = serde_json::json!({
+                "type": SECURITY_NOTICE,
+                "timestamp": event.time.to_string(),
+                "data": event,
+            });
+            let body = serde_json::to_vec(&body).expect("JSON values serialize");
+            for channel in &channels {
+                out.push(OutboxMessage {
+                    id: crate::alerting::message_id(),
+                    org_id: Some(scope.org_id().to_string()),
+                    channel: channel.clone(),
+                    event_type: SECURITY_NOTICE.into(),
+                    body: body.clone(),
+                    created_at: now,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn keep_org_security_events(
