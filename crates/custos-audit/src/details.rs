@@ -344,6 +344,7 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::AuthReject => &["key_prefix", "source_limited"],
         A::RecordCreate => &["category", "categories", "records", "ids"],
         A::RecordArchive => &["category"],
+        A::RecordRead | A::RecordReveal | A::FileDownload => &["category", "subject_ref"],
         A::RecordArchiveRestore => &["readable_until"],
         A::RecordPurge => &["records", "purge_reasons", "ids_sha256"],
         A::FileUpload => &["category", "bytes"],

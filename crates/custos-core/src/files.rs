@@ -572,7 +572,8 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::FileDownload)
             .org(scope.org_id())
-            .target(Target::Record(id.to_string()));
+            .target(Target::Record(id.to_string()))
+            .details(crate::records::read_details(&row));
         self.store.append_audit(&[event]).await?;
         let (file_name, content_type) = envelope
             .map(|e| (e.file_name, e.content_type))

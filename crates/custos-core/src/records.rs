@@ -179,6 +179,16 @@ const MAX_SUBJECT_CHARS: usize = 256;
 /// Largest page a list returns.
 pub const MAX_PAGE: u32 = 1000;
 
+/// What a read's audit event says of the record: its category and its subject's keyed
+/// reference (never the subject id).
+pub(crate) fn read_details(row: &RecordRow) -> Details {
+    let details = Details::new().category(row.category.clone());
+    match &row.subject_ref {
+        Some(subject_ref) => details.subject_ref(subject_ref.clone()),
+        None => details,
+    }
+}
+
 pub(crate) fn check_subject(subject: &Option<String>) -> Result<(), CoreError> {
     if let Some(s) = subject {
         if s.is_empty() || s.chars().count() > MAX_SUBJECT_CHARS {
@@ -915,11 +925,15 @@ impl Custos {
         let row = self.readable_record(caller, &grant, id).await?;
         let scope = grant.scope;
         let row = self.with_archived_content(&scope, row).await?;
+        // Whose data was read, by keyed reference: what an incident's affected list is
+        // computed from, also after the record is gone.
+        let details = read_details(&row);
         let (view, _) = self.record_view(&scope, row).await?;
         let event = self
             .event(caller, custos_audit::AuditAction::RecordRead)
             .org(scope.org_id())
-            .target(Target::Record(id.to_string()));
+            .target(Target::Record(id.to_string()))
+            .details(details);
         self.store.append_audit(&[event]).await?;
         Ok(view)
     }
@@ -982,6 +996,7 @@ impl Custos {
         let row = self.readable_record(caller, &grant, id).await?;
         let scope = grant.scope;
         let row = self.with_archived_content(&scope, row).await?;
+        let details = read_details(&row);
         let (mut view, pseudonyms) = self.record_view(&scope, row).await?;
         // Records from before org-wide tokens carry their own vault.
         if let Some(vault) = &pseudonyms.record_vault {
@@ -996,7 +1011,8 @@ impl Custos {
         let event = self
             .event(caller, custos_audit::AuditAction::RecordReveal)
             .org(scope.org_id())
-            .target(Target::Record(id.to_string()));
+            .target(Target::Record(id.to_string()))
+            .details(details);
         self.store.append_audit(&[event]).await?;
         Ok(view)
     }

@@ -20,6 +20,7 @@
 
 mod audit;
 mod audit_tree;
+mod incidents;
 mod lifecycle;
 mod members;
 pub mod migrations;
@@ -42,6 +43,7 @@ mod tokens;
 
 pub use audit::AuditStore;
 pub use audit_tree::{AuditIndex, AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
+pub use incidents::{IncidentRow, IncidentStep, IncidentStore};
 pub use lifecycle::LifecycleStore;
 pub use members::{EnrollmentCode, MemberStore, PersonalToken, Session, TotpFactor};
 pub use model::*;
@@ -83,6 +85,7 @@ pub trait Store:
     + OperatorStore
     + SignInStore
     + NotifyStore
+    + IncidentStore
     + Send
     + Sync
     + 'static
@@ -100,6 +103,7 @@ impl<T> Store for T where
         + OperatorStore
         + SignInStore
         + NotifyStore
+        + IncidentStore
         + Send
         + Sync
         + 'static
@@ -109,7 +113,7 @@ impl<T> Store for T where
 /// The store traits, for callers of [`Store`] methods.
 pub mod prelude {
     pub use crate::{
-        AuditStore, LifecycleStore, MemberStore, NotifyStore, OperatorStore, OrgStore, RecordStore,
-        RequestStore, SignInStore, Store, SupportStore,
+        AuditStore, IncidentStore, LifecycleStore, MemberStore, NotifyStore, OperatorStore,
+        OrgStore, RecordStore, RequestStore, SignInStore, Store, SupportStore,
     };
 }

@@ -76,4 +76,6 @@ pub(crate) fn is_store_table(name: &str) -> bool {
         || name == "alert_evaluator"
         || name == "alert_firings"
         || name == "security_events"
+        || name == "incidents"
+        || name == "incident_steps"
 }

@@ -12,6 +12,7 @@ use crate::schema::{ORG_COLUMNS, RECORD_COLUMNS, TERMINATED_ORG_TABLES};
 
 mod audit;
 pub(crate) mod audit_log;
+mod incidents;
 mod lifecycle;
 pub(crate) mod members;
 mod notify;

@@ -19,6 +19,7 @@ pub use files::SnapshotCounts;
 mod audit;
 pub(crate) mod audit_log;
 mod files;
+mod incidents;
 mod lifecycle;
 pub(crate) mod members;
 mod notify;

@@ -48,7 +48,7 @@ fn firing_from_row(r: &PgRow) -> Result<AlertFiring, StoreError> {
     })
 }
 
-async fn insert_messages(
+pub(crate) async fn insert_messages(
     tx: &mut Transaction<'_, Postgres>,
     messages: &[OutboxMessage],
 ) -> Result<(), StoreError> {

@@ -45,7 +45,10 @@ fn firing_from_row(r: &rusqlite::Row<'_>) -> Result<AlertFiring, StoreError> {
     })
 }
 
-fn insert_messages(tx: &Transaction<'_>, messages: &[OutboxMessage]) -> Result<(), StoreError> {
+pub(crate) fn insert_messages(
+    tx: &Transaction<'_>,
+    messages: &[OutboxMessage],
+) -> Result<(), StoreError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO outbox (id, org_id, channel, event_type, body, created_at, status, \
          attempts, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?6) \

@@ -13,6 +13,7 @@
 //! keep their causes.
 
 mod errors;
+mod incidents;
 mod isolation;
 mod members;
 mod notify;
@@ -49,6 +50,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends! {
+    crate::incidents::incidents_move_forward_by_compare_and_set_and_warn_once => incidents_move_forward_by_compare_and_set_and_warn_once,
     crate::notify::outbox_messages_are_claimed_once_retried_and_finished => outbox_messages_are_claimed_once_retried_and_finished,
     crate::notify::the_alert_lease_has_one_holder_and_steps_commit_only_under_it => the_alert_lease_has_one_holder_and_steps_commit_only_under_it,
     crate::regional::orgs_live_in_their_region_and_are_found_from_anywhere => regional_orgs_live_in_their_region,
