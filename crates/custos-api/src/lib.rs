@@ -7,6 +7,7 @@
 //! What it is not: business logic. Authorization, policy and audit live in `custos-core`.
 
 mod audit_routes;
+mod incident_routes;
 mod inputs;
 mod llm_errors;
 mod llm_forward;

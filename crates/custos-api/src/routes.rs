@@ -52,6 +52,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(crate::sign_in_routes::routes())
         .merge(crate::token_routes::routes())
         .merge(crate::security_routes::routes())
+        .merge(crate::incident_routes::routes())
         .route(
             "/v1/orgs/{org}/records",
             post(create_record).get(list_records),
@@ -855,6 +856,9 @@ async fn scan(
           overdue, audit_events,
           crate::security_routes::org_security_events,
           crate::security_routes::deployment_security_events,
+          crate::incident_routes::create_incident, crate::incident_routes::list_incidents,
+          crate::incident_routes::get_incident, crate::incident_routes::set_incident_status,
+          crate::incident_routes::incident_affected, crate::incident_routes::subject_reference,
           crate::audit_routes::checkpoint, crate::audit_routes::inclusion_proof,
           crate::audit_routes::consistency_proof, crate::audit_routes::signing_key, scan),
     components(schemas(Problem, SetRetention, ScanRequest, ScanResponse, FindingView, DeletedCount)),

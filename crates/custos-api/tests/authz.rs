@@ -549,6 +549,33 @@ async fn request(
             ("GET", format!("/v1/orgs/{org}/security-events"), Body::None)
         }
         Operation::DeploymentSecurityEventList => ("GET", "/v1/security-events".into(), Body::None),
+        Operation::IncidentCreate => (
+            "POST",
+            "/v1/incidents".into(),
+            Body::Json(json!({"title": "matrix"})),
+        ),
+        Operation::IncidentList => ("GET", "/v1/incidents".into(), Body::None),
+        Operation::SubjectReference => (
+            "GET",
+            format!("/v1/orgs/{org}/subjects/subject-1/reference"),
+            Body::None,
+        ),
+        // Nobody's incident: an allowed caller is told there is none of that id.
+        Operation::IncidentRead => (
+            "GET",
+            format!("/v1/incidents/{}", uuid::Uuid::new_v4()),
+            Body::None,
+        ),
+        Operation::IncidentStatus => (
+            "POST",
+            format!("/v1/incidents/{}/status", uuid::Uuid::new_v4()),
+            Body::Json(json!({"status": "contained"})),
+        ),
+        Operation::IncidentAffected => (
+            "GET",
+            format!("/v1/incidents/{}/affected", uuid::Uuid::new_v4()),
+            Body::None,
+        ),
         Operation::PersonalTokenCreate => (
             "POST",
             "/v1/auth/tokens".into(),
@@ -885,6 +912,9 @@ fn allowed_refusal(op: Operation, who: &Principal, status: StatusCode) -> bool {
         // Other cells add members between reading the list and recording the review.
         Operation::AccessReviewRecord => status == StatusCode::CONFLICT,
         Operation::PersonalTokenRevoke => status == StatusCode::NOT_FOUND,
+        Operation::IncidentRead | Operation::IncidentStatus | Operation::IncidentAffected => {
+            status == StatusCode::NOT_FOUND
+        }
         Operation::SessionOpen => {
             who.member.as_ref().is_some_and(|m| m.session) && status == StatusCode::BAD_REQUEST
         }

@@ -240,6 +240,21 @@ actions! {
     SecurityEventListDeployment = "security_event.list_deployment",
     /// The deployment's security events whose retention ended were deleted.
     SecurityEventPurge = "security_event.purge",
+    /// A data subject's keyed reference was looked up (what audit events, certificates and
+    /// incidents name the subject by).
+    SubjectReference = "subject.reference",
+    /// An incident was opened (by an operator, or by an alert rule marked `incident`).
+    IncidentCreate = "incident.create",
+    /// Incidents were listed.
+    IncidentList = "incident.list",
+    /// An incident was read.
+    IncidentRead = "incident.read",
+    /// An incident's status moved forward.
+    IncidentStatus = "incident.status",
+    /// The data subjects affected by an incident were computed.
+    IncidentAffected = "incident.affected",
+    /// An incident's clock was about to run out, or ran out: its alert was queued.
+    IncidentClock = "incident.clock",
 }
 
 impl fmt::Display for AuditAction {

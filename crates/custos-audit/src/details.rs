@@ -226,6 +226,8 @@ details! {
     message: String,
     /// A notification's event type (`alert.fired`, ...).
     event_type: String,
+    /// An incident clock's alert (`contain:soon`, `notify:overdue`, ...).
+    clock: String,
 }
 
 impl Details {
@@ -378,6 +380,11 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::AlertFire => &["rule", "events", "severity"],
         A::NotificationFail => &["message", "event_type"],
         A::SecurityEventPurge => &["due"],
+        A::IncidentCreate => &["rule", "severity"],
+        A::SubjectReference => &["subject_ref"],
+        A::IncidentStatus => &["status"],
+        A::IncidentAffected => &["subjects", "records"],
+        A::IncidentClock => &["clock", "due"],
         A::BackupKeysRestore => &[
             "backup",
             "org_keys",

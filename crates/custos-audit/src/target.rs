@@ -28,6 +28,8 @@ pub enum Target {
     SupportRequest(String),
     /// One of the deployment's operators, by id.
     Operator(String),
+    /// An incident, by id.
+    Incident(String),
     /// An LLM provider of the gateway, by name.
     Llm(String),
     /// An org's deletion log (a purge writes rows to it).
@@ -41,7 +43,7 @@ pub enum Target {
 
 /// Why text is not a target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("audit target {text:?} is not one of record:, member:, org:, category:, request:, hold:, key:, llm:, support_request:, operator:<id>, records, deletion_log, backup")]
+#[error("audit target {text:?} is not one of record:, member:, org:, category:, request:, hold:, key:, llm:, support_request:, operator:, incident:<id>, records, deletion_log, backup")]
 pub struct TargetError {
     text: String,
 }
@@ -72,6 +74,7 @@ impl Target {
             "llm" => Target::Llm(id),
             "support_request" => Target::SupportRequest(id),
             "operator" => Target::Operator(id),
+            "incident" => Target::Incident(id),
             _ => return Err(error()),
         })
     }
@@ -119,6 +122,7 @@ impl fmt::Display for Target {
             Target::Llm(id) => ("llm", id),
             Target::SupportRequest(id) => ("support_request", id),
             Target::Operator(id) => ("operator", id),
+            Target::Incident(id) => ("incident", id),
         };
         write!(f, "{kind}:{id}")
     }
@@ -138,6 +142,7 @@ mod tests {
             "category:support_tickets",
             "support_request:sr-1",
             "operator:op-1",
+            "incident:inc-1",
             "request:r1",
             "hold:h1",
             "key:root",

@@ -22,6 +22,8 @@ use crate::{CoreError, Custos};
 const LEASE: SignedDuration = SignedDuration::from_secs(15);
 /// How often the log is read for new events while it is quiet.
 const POLL: Duration = Duration::from_millis(250);
+/// How often open incidents' clocks are checked.
+const CLOCK_CHECK: SignedDuration = SignedDuration::from_secs(5);
 /// Events read per step.
 const STEP_EVENTS: u32 = 500;
 
@@ -30,6 +32,8 @@ const STEP_EVENTS: u32 = 500;
 pub struct AlertEvaluator {
     holder: String,
     state: Option<RuleState>,
+    /// When incident clocks were last checked.
+    clocks_checked: Option<Timestamp>,
 }
 
 impl AlertEvaluator {
@@ -38,6 +42,7 @@ impl AlertEvaluator {
         AlertEvaluator {
             holder: format!("instance-{}", uuid::Uuid::new_v4().simple()),
             state: None,
+            clocks_checked: None,
         }
     }
 }
@@ -80,6 +85,13 @@ impl Custos {
         };
         if evaluator.state.is_none() {
             evaluator.state = Some(self.warm_rule_state(cursor, now).await?);
+        }
+        if evaluator
+            .clocks_checked
+            .is_none_or(|at| now.duration_since(at) >= CLOCK_CHECK)
+        {
+            self.check_incident_clocks().await?;
+            evaluator.clocks_checked = Some(now);
         }
         let state = evaluator.state.as_mut().expect("set above");
         let entries = main.audit_entries(None, cursor, STEP_EVENTS).await?;
@@ -147,7 +159,11 @@ impl Custos {
     /// The first log index below `end` whose event is at or after `since` (a binary search:
     /// times rise with the index, up to small skews between instances that do not matter
     /// for warming counts).
-    async fn first_index_since(&self, since: Timestamp, end: u64) -> Result<u64, CoreError> {
+    pub(crate) async fn first_index_since(
+        &self,
+        since: Timestamp,
+        end: u64,
+    ) -> Result<u64, CoreError> {
         let main = self.store.main();
         let (mut low, mut high) = (0, end);
         while low < high {
@@ -202,6 +218,23 @@ impl Custos {
                     created_at: now,
                 });
             }
+            if rule.incident {
+                let (incident, first) = self.rule_incident(rule, f);
+                step.audit.push(
+                    AuditEvent::new(
+                        now,
+                        custos_audit::Actor::System,
+                        AuditAction::IncidentCreate,
+                    )
+                    .target(custos_audit::Target::Incident(incident.id.clone()))
+                    .details(
+                        Details::new()
+                            .rule(rule.name.clone())
+                            .severity(rule.severity.as_str()),
+                    ),
+                );
+                step.incidents.push((incident, first));
+            }
             let mut event =
                 AuditEvent::new(now, custos_audit::Actor::System, AuditAction::AlertFire).details(
                     Details::new()
@@ -213,6 +246,26 @@ impl Custos {
             step.audit.push(event);
         }
         Ok(step)
+    }
+}
+
+impl Custos {
+    /// The incident a firing of a rule marked `incident` opens: detected at the firing event,
+    /// scoped to its org, its actor (a rule counting per actor) and the window it counted.
+    fn rule_incident(
+        &self,
+        rule: &AlertRule,
+        f: &Firing,
+    ) -> (custos_store::IncidentRow, custos_store::IncidentStep) {
+        let scope = crate::incidents::IncidentScope {
+            orgs: f.org.iter().cloned().collect(),
+            actors: f.actor.iter().cloned().collect(),
+            from: Some(f.first),
+            to: None,
+            categories: Vec::new(),
+        };
+        let title = format!("Alert rule {} ({})", rule.name, rule.severity.as_str());
+        self.new_incident_row(&title, f.last, &format!("rule:{}", rule.name), &scope)
     }
 }
 

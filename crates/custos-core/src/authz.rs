@@ -262,6 +262,18 @@ operations! {
     SecurityEventList,
     /// List the deployment's own security events (operators).
     DeploymentSecurityEventList,
+    /// Look up a data subject's keyed reference.
+    SubjectReference,
+    /// Open an incident (operators).
+    IncidentCreate,
+    /// List incidents (operators).
+    IncidentList,
+    /// Read an incident with its clocks and timeline (operators).
+    IncidentRead,
+    /// Move an incident's status forward (operators).
+    IncidentStatus,
+    /// Compute the data subjects an incident affected (operators).
+    IncidentAffected,
     /// Query audit events.
     AuditEvents,
     /// Read the latest signed checkpoint.

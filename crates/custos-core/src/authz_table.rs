@@ -555,6 +555,60 @@ pub const TABLE: &[Rule] = &[
     )
     .http("GET", "/v1/security-events"),
     rule(
+        Op::SubjectReference,
+        A::SubjectReference,
+        Grant(Metadata),
+        EVIDENCE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/subjects/{subject}/reference"),
+    rule(
+        Op::IncidentCreate,
+        A::IncidentCreate,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/v1/incidents"),
+    rule(
+        Op::IncidentList,
+        A::IncidentList,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/incidents"),
+    rule(
+        Op::IncidentRead,
+        A::IncidentRead,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/incidents/{id}"),
+    rule(
+        Op::IncidentStatus,
+        A::IncidentStatus,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/v1/incidents/{id}/status"),
+    rule(
+        Op::IncidentAffected,
+        A::IncidentAffected,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/incidents/{id}/affected"),
+    rule(
         Op::AuditEvents,
         A::AuditRead,
         Always,

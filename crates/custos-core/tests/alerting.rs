@@ -27,7 +27,7 @@ fn policy() -> Policy {
             "[categories.messages]\nretention = \"1d\"\n\n[webhooks.ops]\n\
              url = \"http://127.0.0.1:{}/hook\"\nsecret_env = \"OPS\"\n\n[[alerts]]\n\
              name = \"refusals\"\nmatch = {{ outcome = \"denied\" }}\nthreshold = 3\n\
-             window = \"1m\"\nper = \"org\"\ndeliver = [\"ops\"]\n",
+             window = \"1m\"\nper = \"org\"\ndeliver = [\"ops\"]\nincident = true\n",
             closed_port()
         ),
         "custos.toml",
@@ -77,6 +77,11 @@ async fn one_evaluator_counts_and_the_next_continues_without_firing_twice() {
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].message.channel, "webhook:ops");
     assert_eq!(queued[0].message.org_id.as_deref(), Some("org-1"));
+    // The rule is marked `incident`: its firing opened one, scoped to the org.
+    let opened = env.store.incidents(false, None, 10).await.unwrap();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].opened_by, "rule:refusals");
+    assert!(opened[0].scope.contains("org-1"), "{}", opened[0].scope);
 
     // `a` stops renewing; `b` takes over once the lease has run out. Two more refusals in
     // the same minute fire nothing (the rule fired for this org within its window), also

@@ -121,6 +121,8 @@ pub struct AlertStep {
     pub audit: Vec<AuditEvent>,
     /// Security events without an org derived from the step's audit events.
     pub security_events: Vec<StoredSecurityEvent>,
+    /// Incidents opened by rules marked `incident`, each with its detection step.
+    pub incidents: Vec<(crate::IncidentRow, crate::IncidentStep)>,
 }
 
 /// Persistence of the outbox and of the alert evaluator.

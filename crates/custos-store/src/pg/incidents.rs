@@ -20,7 +20,32 @@ fn incident_from_row(r: &PgRow) -> Result<IncidentRow, StoreError> {
     })
 }
 
-async fn insert_step(
+/// Inserts an incident row (its first step is the caller's).
+pub(crate) async fn insert_incident(
+    tx: &mut Transaction<'_, Postgres>,
+    i: &IncidentRow,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO incidents ({INCIDENT_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(&i.id)
+    .bind(&i.title)
+    .bind(&i.status)
+    .bind(to_micros(i.detected_at))
+    .bind(to_micros(i.created_at))
+    .bind(&i.opened_by)
+    .bind(&i.scope)
+    .bind(to_micros(i.contain_due))
+    .bind(to_micros(i.assess_due))
+    .bind(to_micros(i.notify_due))
+    .bind(warned_text(&i.warned))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn insert_step(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
     seq: i64,
@@ -50,23 +75,7 @@ impl crate::IncidentStore for PgStore {
         audit: &[AuditEvent],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "INSERT INTO incidents ({INCIDENT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(&i.id)
-        .bind(&i.title)
-        .bind(&i.status)
-        .bind(to_micros(i.detected_at))
-        .bind(to_micros(i.created_at))
-        .bind(&i.opened_by)
-        .bind(&i.scope)
-        .bind(to_micros(i.contain_due))
-        .bind(to_micros(i.assess_due))
-        .bind(to_micros(i.notify_due))
-        .bind(warned_text(&i.warned))
-        .execute(&mut *tx)
-        .await?;
+        insert_incident(&mut tx, i).await?;
         insert_step(&mut tx, &i.id, 0, first).await?;
         commit_with(tx, audit).await
     }

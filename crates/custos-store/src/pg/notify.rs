@@ -231,6 +231,10 @@ impl crate::NotifyStore for PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        for (incident, first) in &step.incidents {
+            super::incidents::insert_incident(&mut tx, incident).await?;
+            super::incidents::insert_step(&mut tx, &incident.id, 0, first).await?;
+        }
         sqlx::query("UPDATE alert_evaluator SET cursor = $1 WHERE one")
             .bind(step.cursor as i64)
             .execute(&mut *tx)

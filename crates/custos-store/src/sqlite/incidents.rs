@@ -20,7 +20,31 @@ fn incident_from_row(r: &rusqlite::Row<'_>) -> Result<IncidentRow, StoreError> {
     })
 }
 
-fn insert_step(
+/// Inserts an incident row (its first step is the caller's).
+pub(crate) fn insert_incident(tx: &Transaction<'_>, i: &IncidentRow) -> Result<(), StoreError> {
+    tx.execute(
+        &format!(
+            "INSERT INTO incidents ({INCIDENT_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ),
+        params![
+            i.id,
+            i.title,
+            i.status,
+            to_micros(i.detected_at),
+            to_micros(i.created_at),
+            i.opened_by,
+            i.scope,
+            to_micros(i.contain_due),
+            to_micros(i.assess_due),
+            to_micros(i.notify_due),
+            warned_text(&i.warned)
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn insert_step(
     tx: &Transaction<'_>,
     id: &str,
     seq: i64,
@@ -53,25 +77,7 @@ impl crate::IncidentStore for SqliteStore {
         let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
         self.write(move |conn| {
             let tx = conn.transaction()?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO incidents ({INCIDENT_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ),
-                params![
-                    i.id,
-                    i.title,
-                    i.status,
-                    to_micros(i.detected_at),
-                    to_micros(i.created_at),
-                    i.opened_by,
-                    i.scope,
-                    to_micros(i.contain_due),
-                    to_micros(i.assess_due),
-                    to_micros(i.notify_due),
-                    warned_text(&i.warned)
-                ],
-            )?;
+            insert_incident(&tx, &i)?;
             insert_step(&tx, &i.id, 0, &first)?;
             append_audit(&tx, &columns)?;
             tx.commit()?;

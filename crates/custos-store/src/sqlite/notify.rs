@@ -267,6 +267,10 @@ impl crate::NotifyStore for SqliteStore {
                     ])?;
                 }
             }
+            for (incident, first) in &step.incidents {
+                super::incidents::insert_incident(&tx, incident)?;
+                super::incidents::insert_step(&tx, &incident.id, 0, first)?;
+            }
             tx.execute(
                 "UPDATE alert_evaluator SET cursor = ?1 WHERE one = 1",
                 params![step.cursor as i64],

@@ -161,6 +161,7 @@ pub async fn the_alert_lease_has_one_holder_and_steps_commit_only_under_it(h: Ha
                 expire_at: t0 + 1.hour() + i.seconds(),
             })
             .collect(),
+        incidents: Vec::new(),
     };
     // Only the holder, from the cursor it read.
     assert!(!store.commit_alert_step("b", 0, &step).await.unwrap());

@@ -1,0 +1,148 @@
+//! Incidents (operators): open one, list them, read one with its clocks and timeline, move
+//! its status forward, compute the data subjects it affected.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use custos_core::incidents::{
+    AffectedSubjects, IncidentPage, IncidentStatusChange, IncidentView, NewIncident,
+    SubjectReference,
+};
+
+use crate::routes::{ApiJson, ApiQuery, Path};
+use crate::{inputs, ApiError, AppState, Authed};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/incidents", post(create_incident).get(list_incidents))
+        .route("/v1/incidents/{id}", get(get_incident))
+        .route("/v1/incidents/{id}/status", post(set_incident_status))
+        .route("/v1/incidents/{id}/affected", get(incident_affected))
+        .route(
+            "/v1/orgs/{org}/subjects/{subject}/reference",
+            get(subject_reference),
+        )
+}
+
+/// A data subject's keyed reference: what audit events, certificates of deletion and an
+/// incident's affected list name the subject by (owner, admin, auditor).
+#[utoipa::path(get, tag = "subjects", path = "/v1/orgs/{org}/subjects/{subject}/reference",
+    params(("org" = String, Path), ("subject" = String, Path)),
+    responses((status = 200, body = SubjectReference)),
+    security(("bearer" = [])))]
+pub(crate) async fn subject_reference(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, subject)): Path<(String, String)>,
+) -> ApiResult<Json<SubjectReference>> {
+    Ok(Json(
+        state
+            .custos
+            .subject_reference(&caller, &org, &subject)
+            .await?,
+    ))
+}
+
+/// Open an incident: its clocks (`[incidents] contain, assess, notify`) run from
+/// `detected_at`.
+#[utoipa::path(post, tag = "incidents", path = "/v1/incidents",
+    request_body = NewIncident,
+    responses((status = 201, body = IncidentView)),
+    security(("bearer" = [])))]
+pub(crate) async fn create_incident(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    ApiJson(new): ApiJson<NewIncident>,
+) -> ApiResult<(StatusCode, Json<IncidentView>)> {
+    let created = state.custos.create_incident(&caller, new).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Incident paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct IncidentQuery {
+    /// Only incidents that are not closed.
+    #[serde(default)]
+    open: bool,
+    /// Where the previous page ended (its `next_cursor`).
+    cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+/// Incidents, newest first, with their clocks and overdue flags.
+#[utoipa::path(get, tag = "incidents", path = "/v1/incidents",
+    params(IncidentQuery),
+    responses((status = 200, body = IncidentPage)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_incidents(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    ApiQuery(q): ApiQuery<IncidentQuery>,
+) -> ApiResult<Json<IncidentPage>> {
+    let cursor = inputs::cursor(q.cursor.as_deref())?;
+    let limit = inputs::limit(q.limit)?;
+    Ok(Json(
+        state
+            .custos
+            .incidents(&caller, q.open, cursor, limit)
+            .await?,
+    ))
+}
+
+/// One incident: status, scope, clocks (due, met, overdue) and every step with who and when.
+#[utoipa::path(get, tag = "incidents", path = "/v1/incidents/{id}",
+    params(("id" = String, Path)),
+    responses((status = 200, body = IncidentView)),
+    security(("bearer" = [])))]
+pub(crate) async fn get_incident(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IncidentView>> {
+    Ok(Json(state.custos.incident(&caller, &id).await?))
+}
+
+/// Move an incident forward (`detected` → `contained` → `assessed` → `notified` →
+/// `remediated` → `closed`); `409` for a status that is not later than the current one.
+#[utoipa::path(post, tag = "incidents", path = "/v1/incidents/{id}/status",
+    params(("id" = String, Path)),
+    request_body = IncidentStatusChange,
+    responses((status = 200, body = IncidentView)),
+    security(("bearer" = [])))]
+pub(crate) async fn set_incident_status(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    ApiJson(change): ApiJson<IncidentStatusChange>,
+) -> ApiResult<Json<IncidentView>> {
+    Ok(Json(
+        state
+            .custos
+            .set_incident_status(&caller, &id, change)
+            .await?,
+    ))
+}
+
+/// The data subjects the incident's actors obtained data of within its window, from the
+/// audit log: records read, revealed or downloaded (per category) and exported (under
+/// `exports`), by subject reference per org.
+#[utoipa::path(get, tag = "incidents", path = "/v1/incidents/{id}/affected",
+    params(("id" = String, Path)),
+    responses((status = 200, body = AffectedSubjects)),
+    security(("bearer" = [])))]
+pub(crate) async fn incident_affected(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AffectedSubjects>> {
+    Ok(Json(state.custos.incident_affected(&caller, &id).await?))
+}

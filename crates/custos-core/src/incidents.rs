@@ -1,0 +1,695 @@
+//! Incidents: a detection time and the policy's clocks (`[incidents] contain, assess,
+//! notify`), a status that only moves forward (`detected` → `contained` → `assessed` →
+//! `notified` → `remediated` → `closed`, each step audited with who and when), a scope (orgs,
+//! actors, a time window, categories), overdue flags and clock alerts, and the data subjects
+//! affected, computed from the audit log.
+
+use std::collections::BTreeMap;
+
+use custos_audit::{Actor, AuditAction, AuditEvent, Details, Target};
+use custos_store::{AuditFilter, IncidentRow, IncidentStep, OutboxMessage};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::authz::Operation;
+use crate::{Caller, CoreError, Custos};
+
+/// The longest title.
+const MAX_TITLE: usize = 200;
+/// The longest note of a step.
+const MAX_NOTE: usize = 2000;
+/// The most orgs, actors or categories a scope names.
+const MAX_SCOPE: usize = 1000;
+/// Audit entries read per page while computing the affected subjects.
+const SCAN_PAGE: u32 = 1000;
+
+/// Where an incident stands; it only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// Detected; containment runs on the `contain` clock.
+    Detected,
+    /// Contained.
+    Contained,
+    /// Scope and impact assessed.
+    Assessed,
+    /// The affected orgs and people notified.
+    Notified,
+    /// Remediated.
+    Remediated,
+    /// Closed after review.
+    Closed,
+}
+
+impl IncidentStatus {
+    /// The status as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Detected => "detected",
+            IncidentStatus::Contained => "contained",
+            IncidentStatus::Assessed => "assessed",
+            IncidentStatus::Notified => "notified",
+            IncidentStatus::Remediated => "remediated",
+            IncidentStatus::Closed => "closed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<IncidentStatus, CoreError> {
+        serde_json::from_value(serde_json::Value::String(text.to_string()))
+            .map_err(|_| CoreError::internal(format!("stored incident status {text:?}")))
+    }
+}
+
+/// What an incident concerns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct IncidentScope {
+    /// Org ids (empty: every org).
+    pub orgs: Vec<String>,
+    /// Actors as the audit log names them (`member:<id>`, `operator:<id>`, `admin`; empty:
+    /// every actor).
+    pub actors: Vec<String>,
+    /// The start of the window the affected subjects are computed over.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub from: Option<Timestamp>,
+    /// Its end (absent: until now).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub to: Option<Timestamp>,
+    /// Categories (empty: every category).
+    pub categories: Vec<String>,
+}
+
+/// `POST /v1/incidents`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewIncident {
+    /// A short title (no identifiers of a person: it is kept in plain text).
+    pub title: String,
+    /// When it was detected (absent: now); the clocks run from here.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub detected_at: Option<Timestamp>,
+    /// What it concerns.
+    #[serde(default)]
+    pub scope: IncidentScope,
+}
+
+/// `POST /v1/incidents/{id}/status`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentStatusChange {
+    /// The new status (later than the current one).
+    pub status: IncidentStatus,
+    /// What was done (no identifiers of a person).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// One of an incident's clocks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct IncidentClock {
+    /// `contain`, `assess` or `notify`.
+    pub name: String,
+    /// When it runs out.
+    #[schema(value_type = String, format = DateTime)]
+    pub due: Timestamp,
+    /// When the incident reached the step (absent: not yet).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub met_at: Option<Timestamp>,
+    /// Run out before the step was reached (or reached late).
+    pub overdue: bool,
+}
+
+/// One step of an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct IncidentStepView {
+    /// The status it moved to.
+    pub status: IncidentStatus,
+    /// When.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// Who (`operator:<id>`, `admin`, `rule:<name>`).
+    pub actor: String,
+    /// What was noted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// An incident as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct IncidentView {
+    /// Its id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Where it stands.
+    pub status: IncidentStatus,
+    /// When it was detected.
+    #[schema(value_type = String, format = DateTime)]
+    pub detected_at: Timestamp,
+    /// Who opened it.
+    pub opened_by: String,
+    /// What it concerns.
+    pub scope: IncidentScope,
+    /// The policy's clocks, from detection.
+    pub clocks: Vec<IncidentClock>,
+    /// Whether any clock ran out before its step.
+    pub overdue: bool,
+    /// Every step, the detection first.
+    pub timeline: Vec<IncidentStepView>,
+}
+
+/// A page of incidents, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IncidentPage {
+    /// Incidents.
+    pub items: Vec<IncidentView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The data subjects an incident affected, per org.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AffectedSubjects {
+    /// Orgs with at least one affected subject, by id.
+    pub orgs: Vec<AffectedOrg>,
+}
+
+/// One org's affected subjects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AffectedOrg {
+    /// The org.
+    pub org: String,
+    /// Its subjects, by reference.
+    pub subjects: Vec<AffectedSubject>,
+}
+
+/// One affected subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AffectedSubject {
+    /// The keyed reference (as `GET .../subjects/{subject}/reference` gives it).
+    pub subject_ref: String,
+    /// Records read or exported, per category.
+    pub categories: BTreeMap<String, u64>,
+}
+
+/// The actions whose events say whose data an actor obtained: reads name the record's
+/// subject and category; an export names its subject and how many records it held.
+const DISCLOSING: &[AuditAction] = &[
+    AuditAction::RecordRead,
+    AuditAction::RecordReveal,
+    AuditAction::FileDownload,
+    AuditAction::RequestExport,
+];
+
+/// `GET /v1/orgs/{org}/subjects/{subject}/reference`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SubjectReference {
+    /// The keyed reference audit events, certificates and incidents name the subject by.
+    pub subject_ref: String,
+}
+
+impl Custos {
+    /// The keyed reference of `subject` in `org` (owner, admin, auditor): what an incident's
+    /// affected list, audit events and certificates name the subject by. Audited.
+    pub async fn subject_reference(
+        &self,
+        caller: &Caller,
+        org: &str,
+        subject: &str,
+    ) -> Result<SubjectReference, CoreError> {
+        crate::records::check_subject(&Some(subject.to_string()))?;
+        let grant = self
+            .authorize(caller, Operation::SubjectReference, org)
+            .await?;
+        let subject_ref = self
+            .vault
+            .subject_ref(grant.scope.org_id(), subject)
+            .await?;
+        let event = self
+            .event(caller, AuditAction::SubjectReference)
+            .org(grant.scope.org_id())
+            .details(Details::new().subject_ref(subject_ref.clone()));
+        self.store.append_audit(&[event]).await?;
+        Ok(SubjectReference { subject_ref })
+    }
+
+    /// Opens an incident (operators).
+    pub async fn create_incident(
+        &self,
+        caller: &Caller,
+        new: NewIncident,
+    ) -> Result<IncidentView, CoreError> {
+        self.authorize_global(caller, Operation::IncidentCreate)
+            .await?;
+        let now = self.now();
+        self.check_incident(&new, now)?;
+        let detected_at = new.detected_at.unwrap_or(now);
+        let actor = caller.actor().name();
+        let (row, first) = self.new_incident_row(&new.title, detected_at, &actor, &new.scope);
+        let event = self
+            .event(caller, AuditAction::IncidentCreate)
+            .target(Target::Incident(row.id.clone()));
+        self.store
+            .main()
+            .create_incident(&row, &first, &[event])
+            .await?;
+        self.incident_view(row, vec![first])
+    }
+
+    /// The rows of a new incident and its detection step.
+    pub(crate) fn new_incident_row(
+        &self,
+        title: &str,
+        detected_at: Timestamp,
+        opened_by: &str,
+        scope: &IncidentScope,
+    ) -> (IncidentRow, IncidentStep) {
+        let clocks = &self.policy.notifications.incidents;
+        let row = IncidentRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            title: title.to_string(),
+            status: IncidentStatus::Detected.as_str().into(),
+            detected_at,
+            created_at: self.now(),
+            opened_by: opened_by.to_string(),
+            scope: serde_json::to_string(scope).expect("scopes serialize"),
+            contain_due: clocks.contain.add_to(detected_at),
+            assess_due: clocks.assess.add_to(detected_at),
+            notify_due: clocks.notify.add_to(detected_at),
+            warned: Vec::new(),
+        };
+        let first = IncidentStep {
+            seq: 0,
+            status: IncidentStatus::Detected.as_str().into(),
+            at: detected_at,
+            actor: opened_by.to_string(),
+            note: None,
+        };
+        (row, first)
+    }
+
+    fn check_incident(&self, new: &NewIncident, now: Timestamp) -> Result<(), CoreError> {
+        let title = new.title.trim();
+        if title.is_empty() || title.chars().count() > MAX_TITLE {
+            return Err(CoreError::invalid(
+                "title",
+                format!("must be 1 to {MAX_TITLE} characters"),
+            ));
+        }
+        self.check_free_text("title", title)?;
+        if new.detected_at.is_some_and(|t| t > now) {
+            return Err(CoreError::invalid("detected_at", "is in the future"));
+        }
+        let s = &new.scope;
+        for (field, list) in [
+            ("scope.orgs", &s.orgs),
+            ("scope.actors", &s.actors),
+            ("scope.categories", &s.categories),
+        ] {
+            if list.len() > MAX_SCOPE {
+                return Err(CoreError::invalid(
+                    field,
+                    format!("at most {MAX_SCOPE} entries"),
+                ));
+            }
+        }
+        for actor in &s.actors {
+            let known = matches!(actor.as_str(), "admin" | "system" | "anonymous")
+                || ["member:", "operator:"]
+                    .iter()
+                    .any(|p| actor.strip_prefix(p).is_some_and(|id| !id.is_empty()));
+            if !known {
+                return Err(CoreError::invalid(
+                    "scope.actors",
+                    format!(
+                        "{actor:?} is not an actor as the audit log names one (member:<id>, \
+                         operator:<id>, admin, system, anonymous)"
+                    ),
+                ));
+            }
+        }
+        for category in &s.categories {
+            self.known_category(category)?;
+        }
+        if let (Some(from), Some(to)) = (s.from, s.to) {
+            if from > to {
+                return Err(CoreError::invalid("scope.from", "is after scope.to"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Incidents, newest first (operators).
+    pub async fn incidents(
+        &self,
+        caller: &Caller,
+        open_only: bool,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<IncidentPage, CoreError> {
+        self.authorize_global(caller, Operation::IncidentList)
+            .await?;
+        let main = self.store.main();
+        let rows = main.incidents(open_only, cursor, limit).await?;
+        let next_cursor = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|r| r.id.clone()))
+            .flatten();
+        let mut items = Vec::new();
+        for row in rows {
+            let steps = main
+                .incident(&row.id)
+                .await?
+                .map(|(_, steps)| steps)
+                .unwrap_or_default();
+            items.push(self.incident_view(row, steps)?);
+        }
+        let event = self.event(caller, AuditAction::IncidentList);
+        self.store.append_audit(&[event]).await?;
+        Ok(IncidentPage { items, next_cursor })
+    }
+
+    /// One incident with its clocks and timeline (operators).
+    pub async fn incident(&self, caller: &Caller, id: &str) -> Result<IncidentView, CoreError> {
+        self.authorize_global(caller, Operation::IncidentRead)
+            .await?;
+        let (row, steps) = self.incident_row(id).await?;
+        let event = self
+            .event(caller, AuditAction::IncidentRead)
+            .target(Target::Incident(id.to_string()));
+        self.store.append_audit(&[event]).await?;
+        self.incident_view(row, steps)
+    }
+
+    async fn incident_row(&self, id: &str) -> Result<(IncidentRow, Vec<IncidentStep>), CoreError> {
+        self.store
+            .main()
+            .incident(id)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("incident {id}")))
+    }
+
+    /// Moves an incident forward (operators); audited with who and when.
+    pub async fn set_incident_status(
+        &self,
+        caller: &Caller,
+        id: &str,
+        change: IncidentStatusChange,
+    ) -> Result<IncidentView, CoreError> {
+        self.authorize_global(caller, Operation::IncidentStatus)
+            .await?;
+        if let Some(note) = &change.note {
+            if note.chars().count() > MAX_NOTE {
+                return Err(CoreError::invalid(
+                    "note",
+                    format!("at most {MAX_NOTE} characters"),
+                ));
+            }
+            self.check_free_text("note", note)?;
+        }
+        let (row, _) = self.incident_row(id).await?;
+        let current = IncidentStatus::parse(&row.status)?;
+        if change.status <= current {
+            return Err(CoreError::Conflict(format!(
+                "incident {id} is {}: a status only moves forward",
+                current.as_str()
+            )));
+        }
+        let step = IncidentStep {
+            seq: 0,
+            status: change.status.as_str().into(),
+            at: self.now(),
+            actor: caller.actor().name(),
+            note: change.note.filter(|n| !n.trim().is_empty()),
+        };
+        let event = self
+            .event(caller, AuditAction::IncidentStatus)
+            .target(Target::Incident(id.to_string()))
+            .details(Details::new().status(change.status.as_str()));
+        if !self
+            .store
+            .main()
+            .advance_incident(id, &row.status, &step, &[event])
+            .await?
+        {
+            return Err(CoreError::Conflict(format!(
+                "incident {id} changed meanwhile; read it again"
+            )));
+        }
+        let (row, steps) = self.incident_row(id).await?;
+        self.incident_view(row, steps)
+    }
+
+    fn incident_view(
+        &self,
+        row: IncidentRow,
+        steps: Vec<IncidentStep>,
+    ) -> Result<IncidentView, CoreError> {
+        let now = self.now();
+        let timeline = steps
+            .into_iter()
+            .map(|s| {
+                Ok(IncidentStepView {
+                    status: IncidentStatus::parse(&s.status)?,
+                    at: s.at,
+                    actor: s.actor,
+                    note: s.note,
+                })
+            })
+            .collect::<Result<Vec<_>, CoreError>>()?;
+        let met = |status: IncidentStatus| {
+            timeline
+                .iter()
+                .filter(|s| s.status >= status)
+                .map(|s| s.at)
+                .min()
+        };
+        let clocks: Vec<IncidentClock> = [
+            ("contain", row.contain_due, IncidentStatus::Contained),
+            ("assess", row.assess_due, IncidentStatus::Assessed),
+            ("notify", row.notify_due, IncidentStatus::Notified),
+        ]
+        .into_iter()
+        .map(|(name, due, status)| {
+            let met_at = met(status);
+            IncidentClock {
+                name: name.into(),
+                due,
+                met_at,
+                overdue: met_at.map_or(now > due, |at| at > due),
+            }
+        })
+        .collect();
+        let scope = serde_json::from_str(&row.scope)
+            .map_err(|e| CoreError::internal_from(format!("incident {} scope", row.id), e))?;
+        Ok(IncidentView {
+            overdue: clocks.iter().any(|c| c.overdue),
+            id: row.id,
+            title: row.title,
+            status: IncidentStatus::parse(&row.status)?,
+            detected_at: row.detected_at,
+            opened_by: row.opened_by,
+            scope,
+            clocks,
+            timeline,
+        })
+    }
+
+    /// The data subjects the incident's actors obtained data of within its window, from the
+    /// audit log: every record read, revealed or downloaded (counted per category) and every
+    /// export (counted under `exports`), by subject reference per org.
+    pub async fn incident_affected(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<AffectedSubjects, CoreError> {
+        self.authorize_global(caller, Operation::IncidentAffected)
+            .await?;
+        let (row, _) = self.incident_row(id).await?;
+        let scope: IncidentScope = serde_json::from_str(&row.scope)
+            .map_err(|e| CoreError::internal_from(format!("incident {id} scope"), e))?;
+        let (affected, records) = self.affected_subjects(&scope).await?;
+        let subjects: usize = affected.orgs.iter().map(|o| o.subjects.len()).sum();
+        let event = self
+            .event(caller, AuditAction::IncidentAffected)
+            .target(Target::Incident(id.to_string()))
+            .details(Details::new().subjects(subjects as u64).records(records));
+        self.store.append_audit(&[event]).await?;
+        Ok(affected)
+    }
+
+    /// The affected subjects of `scope`, and how many records they add up to.
+    pub(crate) async fn affected_subjects(
+        &self,
+        scope: &IncidentScope,
+    ) -> Result<(AffectedSubjects, u64), CoreError> {
+        let to = scope.to.unwrap_or_else(|| self.now());
+        let from = scope.from.unwrap_or(Timestamp::UNIX_EPOCH);
+        let end = self.store.main().audit_size().await?;
+        let start = self.first_index_since(from, end).await?;
+        let actors: Vec<Option<String>> = if scope.actors.is_empty() {
+            vec![None]
+        } else {
+            scope.actors.iter().cloned().map(Some).collect()
+        };
+        let mut counts: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>> = BTreeMap::new();
+        let mut records = 0;
+        for action in DISCLOSING {
+            for actor in &actors {
+                let filter = AuditFilter {
+                    actor: actor.clone(),
+                    action: Some(action.as_str().to_string()),
+                    target: None,
+                    since: Some(from),
+                    // The filter's end is exclusive; the window's is not.
+                    until: Some(to + SignedDuration::from_micros(1)),
+                };
+                let mut next = start;
+                loop {
+                    let page = self
+                        .store
+                        .main()
+                        .audit_query(None, &filter, next, SCAN_PAGE)
+                        .await?;
+                    let Some(last) = page.last().map(|e| e.index) else {
+                        break;
+                    };
+                    for entry in &page {
+                        let event = AuditEvent::from_canonical_bytes(&entry.leaf).map_err(|e| {
+                            CoreError::internal_from(format!("audit entry {}", entry.index), e)
+                        })?;
+                        if let Some((org, subject, category, n)) = disclosed(&event, scope) {
+                            *counts
+                                .entry(org)
+                                .or_default()
+                                .entry(subject)
+                                .or_default()
+                                .entry(category)
+                                .or_default() += n;
+                            records += n;
+                        }
+                    }
+                    if page.len() < SCAN_PAGE as usize {
+                        break;
+                    }
+                    next = last + 1;
+                }
+            }
+        }
+        let orgs = counts
+            .into_iter()
+            .map(|(org, subjects)| AffectedOrg {
+                org,
+                subjects: subjects
+                    .into_iter()
+                    .map(|(subject_ref, categories)| AffectedSubject {
+                        subject_ref,
+                        categories,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok((AffectedSubjects { orgs }, records))
+    }
+
+    /// Queues the alerts of incident clocks about to run out (the last quarter of a clock,
+    /// at most 15 minutes) or run out, once each, to every webhook of the policy.
+    pub(crate) async fn check_incident_clocks(&self) -> Result<(), CoreError> {
+        let main = self.store.main();
+        let now = self.now();
+        let channels: Vec<String> = self
+            .policy
+            .notifications
+            .webhooks
+            .keys()
+            .map(|name| format!("webhook:{name}"))
+            .collect();
+        for row in main.incidents(true, None, 1000).await? {
+            let (row, steps) = match main.incident(&row.id).await? {
+                Some(found) => found,
+                None => continue,
+            };
+            let view = self.incident_view(row.clone(), steps)?;
+            for clock in &view.clocks {
+                if clock.met_at.is_some() {
+                    continue;
+                }
+                let length = clock.due.duration_since(row.detected_at);
+                let margin = (length / 4).min(SignedDuration::from_mins(15));
+                let state = if now >= clock.due {
+                    "overdue"
+                } else if now >= clock.due - margin {
+                    "soon"
+                } else {
+                    continue;
+                };
+                let warning = format!("{}:{state}", clock.name);
+                if row.warned.contains(&warning) {
+                    continue;
+                }
+                let body = serde_json::json!({
+                    "type": INCIDENT_CLOCK,
+                    "timestamp": now.to_string(),
+                    "data": {
+                        "incident": row.id,
+                        "clock": clock.name,
+                        "state": state,
+                        "due": clock.due.to_string(),
+                        "status": view.status,
+                        "detected_at": row.detected_at.to_string(),
+                    }
+                });
+                let body = serde_json::to_vec(&body).expect("JSON values serialize");
+                let messages: Vec<OutboxMessage> = channels
+                    .iter()
+                    .map(|channel| OutboxMessage {
+                        id: crate::alerting::message_id(),
+                        org_id: None,
+                        channel: channel.clone(),
+                        event_type: INCIDENT_CLOCK.into(),
+                        body: body.clone(),
+                        created_at: now,
+                    })
+                    .collect();
+                let event = AuditEvent::new(now, Actor::System, AuditAction::IncidentClock)
+                    .target(Target::Incident(row.id.clone()))
+                    .details(Details::new().clock(warning.clone()).due(clock.due));
+                if main
+                    .warn_incident(&row.id, &warning, &messages, &[event])
+                    .await?
+                {
+                    tracing::warn!(incident = %row.id, clock = %clock.name, state, "incident clock");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The event type of an incident clock's alert.
+pub const INCIDENT_CLOCK: &str = "incident.clock";
+
+/// What a disclosing event gave its actor: (org, subject reference, category, records), if
+/// it is within the scope's orgs and categories and names a subject.
+fn disclosed(event: &AuditEvent, scope: &IncidentScope) -> Option<(String, String, String, u64)> {
+    let org = event.org.clone()?;
+    if !scope.orgs.is_empty() && !scope.orgs.contains(&org) {
+        return None;
+    }
+    if event.outcome != custos_audit::Outcome::Success {
+        return None;
+    }
+    let subject = event.details.subject_ref.clone()?;
+    let (category, n) = match event.action {
+        AuditAction::RequestExport => (
+            crate::export::EXPORTS_CATEGORY.to_string(),
+            event.details.records.unwrap_or(0),
+        ),
+        _ => (event.details.category.clone()?, 1),
+    };
+    if !scope.categories.is_empty() && !scope.categories.contains(&category) {
+        return None;
+    }
+    Some((org, subject, category, n))
+}
