@@ -12,6 +12,11 @@ Commands (exit 0 = verified, 1 = a check failed, 2 = bad input):
   verify.py inclusion   --key KEY --note CHECKPOINT --proof PROOF.json [--export EXPORT.jsonl]
   verify.py consistency --key KEY --old-note OLD --note NEW --proof PROOF.json [--export EXPORT.jsonl]
   verify.py cert        [--key KEY] --cert CERTIFICATE.json [--subject-ref REF]
+  verify.py report      --key KEY --report REPORT.json
+
+`report` checks an incident report (format custos-incident-report/v1): the checkpoint is signed
+by KEY, each step's leaf is included at its index, and each leaf is the incident's
+`incident.create` or `incident.status` event recording that step's status, in log order.
 
 KEY is a verifier key string `<name>+<hex key id>+<base64(0x01 || pubkey)>`, or `@FILE`.
 
@@ -586,6 +591,70 @@ def cmd_cert(args):
           f"{doc['inclusion_proof']['index']} in the checkpoint of size {cp['size']})")
 
 
+
+# --- incident reports -----------------------------------------------------------------------
+
+REPORT_FORMAT = "custos-incident-report/v1"
+STEP_ACTIONS = {"incident.create", "incident.status"}
+
+
+def verify_report(doc, key):
+    """Checks an incident report: the checkpoint is signed by KEY, every step's leaf is in
+    the checkpoint's tree at its index, each leaf is the incident's create or status event
+    naming that step's status, and the steps are in log order and match the timeline."""
+    if not isinstance(doc, dict) or doc.get("format") != REPORT_FORMAT:
+        raise BadInput(f"not a {REPORT_FORMAT} document")
+    incident = doc.get("incident")
+    steps = doc.get("steps")
+    if not isinstance(incident, dict) or not isinstance(steps, list) or not steps:
+        raise BadInput("a report has an incident and at least one step")
+    checkpoint = doc.get("checkpoint")
+    if not isinstance(checkpoint, str):
+        raise BadInput("a report's checkpoint is a signed note (text)")
+    cp = parse_checkpoint(verify_note(checkpoint, key))
+    target = f"incident:{incident.get('id')}"
+    last_index = -1
+    for n, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise BadInput(f"step {n} must be an object")
+        leaf = b64decode(step.get("leaf", ""), f"step {n} leaf")
+        proof = step.get("inclusion_proof")
+        if not isinstance(proof, dict):
+            raise BadInput(f"step {n}: inclusion_proof must be an object")
+        index, size = uint(proof, "index"), uint(proof, "tree_size")
+        if index != uint(step, "audit_index"):
+            raise CheckFailed(f"step {n}: proof is for entry {index}, step names {step['audit_index']}")
+        if index <= last_index:
+            raise CheckFailed(f"step {n}: entry {index} is not after the previous step's")
+        last_index = index
+        if size != cp["size"]:
+            raise CheckFailed(f"step {n}: proof is for tree size {size}, checkpoint is size {cp['size']}")
+        claimed = load_hash_list({"leaf_hash": [proof.get("leaf_hash")]}, "leaf_hash")[0]
+        if leaf_hash(leaf) != claimed:
+            raise CheckFailed(f"step {n}: leaf bytes do not hash to the proof's leaf hash")
+        verify_inclusion(claimed, index, size, load_hash_list(proof, "hashes"), cp["root"])
+        try:
+            event = json.loads(leaf)
+        except ValueError:
+            raise CheckFailed(f"step {n}: leaf is not JSON")
+        if event.get("action") not in STEP_ACTIONS or event.get("target") != target:
+            raise CheckFailed(f"step {n}: entry {index} is not a step of {target}")
+        status = step.get("status")
+        said = "detected" if event["action"] == "incident.create" else event.get("status")
+        if said != status:
+            raise CheckFailed(f"step {n}: entry {index} records {said!r}, the report says {status!r}")
+    timeline = [s.get("status") for s in incident.get("timeline", [])]
+    if timeline != [s["status"] for s in steps]:
+        raise CheckFailed("the timeline's statuses differ from the steps proved")
+    return cp, len(steps)
+
+
+def cmd_report(args, key):
+    doc = load_json(args.report)
+    cp, n = verify_report(doc, key)
+    print(f"ok: {args.report}: {n} steps, each included in the checkpoint of size {cp['size']}")
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -593,6 +662,9 @@ def main(argv):
     c.add_argument("--key", help="verifier key string, or @FILE (default: the certificate's own)")
     c.add_argument("--cert", required=True, help="the certificate of deletion (JSON)")
     c.add_argument("--subject-ref", help="the subject reference the certificate must name")
+    r = sub.add_parser("report")
+    r.add_argument("--key", required=True, help="verifier key string, or @FILE")
+    r.add_argument("--report", required=True, help="an incident report (JSON)")
     for name in ("note", "export", "inclusion", "consistency"):
         s = sub.add_parser(name)
         s.add_argument("--key", required=True, help="verifier key string, or @FILE")
@@ -611,7 +683,7 @@ def main(argv):
         key_text = read_text(args.key[1:]) if args.key.startswith("@") else args.key
         key = parse_verifier_key(key_text)
         {"note": cmd_note, "export": cmd_export, "inclusion": cmd_inclusion,
-         "consistency": cmd_consistency}[args.cmd](args, key)
+         "consistency": cmd_consistency, "report": cmd_report}[args.cmd](args, key)
     except CertInvalid as e:
         print(f"certificate invalid: {e}", file=sys.stderr)
         return 1

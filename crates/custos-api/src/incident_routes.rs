@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use custos_core::incident_report::IncidentReport;
 use custos_core::incidents::{
     AffectedSubjects, IncidentPage, IncidentStatusChange, IncidentView, NewIncident,
     SubjectReference,
@@ -24,10 +25,26 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/incidents/{id}", get(get_incident))
         .route("/v1/incidents/{id}/status", post(set_incident_status))
         .route("/v1/incidents/{id}/affected", get(incident_affected))
+        .route("/v1/incidents/{id}/report", get(incident_report))
         .route(
             "/v1/orgs/{org}/subjects/{subject}/reference",
             get(subject_reference),
         )
+}
+
+/// The incident's report: clocks, timeline, affected counts per org, and for each step the
+/// audit event that recorded it with its inclusion proof against the signed `checkpoint`
+/// (check it offline with `tools/audit-verify/verify.py report`).
+#[utoipa::path(get, tag = "incidents", path = "/v1/incidents/{id}/report",
+    params(("id" = String, Path)),
+    responses((status = 200, body = IncidentReport)),
+    security(("bearer" = [])))]
+pub(crate) async fn incident_report(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IncidentReport>> {
+    Ok(Json(state.custos.incident_report(&caller, &id).await?))
 }
 
 /// A data subject's keyed reference: what audit events, certificates of deletion and an

@@ -129,6 +129,10 @@ fn problem_statuses(path: &str, method: &str, op: &Operation) -> Vec<u16> {
         // No operator identity provider, or the first operator exists already.
         statuses.push(409);
     }
+    if path == "/v1/incidents/{id}/status" {
+        // A status that does not move forward, or one that changed meanwhile.
+        statuses.push(409);
+    }
     let json_body = op
         .request_body
         .as_ref()

@@ -859,6 +859,7 @@ async fn scan(
           crate::incident_routes::create_incident, crate::incident_routes::list_incidents,
           crate::incident_routes::get_incident, crate::incident_routes::set_incident_status,
           crate::incident_routes::incident_affected, crate::incident_routes::subject_reference,
+          crate::incident_routes::incident_report,
           crate::audit_routes::checkpoint, crate::audit_routes::inclusion_proof,
           crate::audit_routes::consistency_proof, crate::audit_routes::signing_key, scan),
     components(schemas(Problem, SetRetention, ScanRequest, ScanResponse, FindingView, DeletedCount)),

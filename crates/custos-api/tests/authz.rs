@@ -571,6 +571,11 @@ async fn request(
             format!("/v1/incidents/{}/status", uuid::Uuid::new_v4()),
             Body::Json(json!({"status": "contained"})),
         ),
+        Operation::IncidentReport => (
+            "GET",
+            format!("/v1/incidents/{}/report", uuid::Uuid::new_v4()),
+            Body::None,
+        ),
         Operation::IncidentAffected => (
             "GET",
             format!("/v1/incidents/{}/affected", uuid::Uuid::new_v4()),
@@ -912,9 +917,10 @@ fn allowed_refusal(op: Operation, who: &Principal, status: StatusCode) -> bool {
         // Other cells add members between reading the list and recording the review.
         Operation::AccessReviewRecord => status == StatusCode::CONFLICT,
         Operation::PersonalTokenRevoke => status == StatusCode::NOT_FOUND,
-        Operation::IncidentRead | Operation::IncidentStatus | Operation::IncidentAffected => {
-            status == StatusCode::NOT_FOUND
-        }
+        Operation::IncidentRead
+        | Operation::IncidentStatus
+        | Operation::IncidentAffected
+        | Operation::IncidentReport => status == StatusCode::NOT_FOUND,
         Operation::SessionOpen => {
             who.member.as_ref().is_some_and(|m| m.session) && status == StatusCode::BAD_REQUEST
         }

@@ -253,6 +253,8 @@ actions! {
     IncidentStatus = "incident.status",
     /// The data subjects affected by an incident were computed.
     IncidentAffected = "incident.affected",
+    /// An incident's report (its steps proved against a signed checkpoint) was produced.
+    IncidentReport = "incident.report",
     /// An incident's clock was about to run out, or ran out: its alert was queued.
     IncidentClock = "incident.clock",
 }

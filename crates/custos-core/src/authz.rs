@@ -274,6 +274,8 @@ operations! {
     IncidentStatus,
     /// Compute the data subjects an incident affected (operators).
     IncidentAffected,
+    /// Produce an incident's report with its audit evidence (operators).
+    IncidentReport,
     /// Query audit events.
     AuditEvents,
     /// Read the latest signed checkpoint.

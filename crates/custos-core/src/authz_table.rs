@@ -609,6 +609,15 @@ pub const TABLE: &[Rule] = &[
     )
     .http("GET", "/v1/incidents/{id}/affected"),
     rule(
+        Op::IncidentReport,
+        A::IncidentReport,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/incidents/{id}/report"),
+    rule(
         Op::AuditEvents,
         A::AuditRead,
         Always,

@@ -24,6 +24,7 @@ mod export;
 mod files;
 mod free_text;
 pub mod idp;
+pub mod incident_report;
 pub mod incidents;
 mod keys;
 mod lifecycle;

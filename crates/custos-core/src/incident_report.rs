@@ -1,0 +1,143 @@
+//! An incident's report: its clocks and timeline, each step with the audit event that
+//! recorded it, that event's inclusion proof and the signed checkpoint covering them all, so
+//! that when each step happened (the 1 h / 6 h / 72 h promises) can be proved afterwards by
+//! anyone with the deployment's verifier key (`tools/audit-verify/verify.py report`).
+
+use base64::Engine as _;
+use custos_audit::{AuditAction, AuditEvent, InclusionProof, Target};
+use custos_store::AuditFilter;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::authz::Operation;
+use crate::incidents::{IncidentStatus, IncidentView};
+use crate::{Caller, CoreError, Custos};
+
+/// The report's format name.
+pub const REPORT_FORMAT: &str = "custos-incident-report/v1";
+
+/// An incident's report.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IncidentReport {
+    /// `custos-incident-report/v1`.
+    pub format: String,
+    /// The incident, its clocks and timeline, as of the report.
+    pub incident: IncidentView,
+    /// How many subjects and records the incident affected, per org.
+    pub affected: Vec<AffectedCount>,
+    /// The deployment's verifier key (`<name>+<key id>+<base64>`); trust it only as far as
+    /// you trust where you got the report, or compare it with the one you hold.
+    pub verifier_key: String,
+    /// The signed checkpoint (a signed note) every step's proof is against.
+    pub checkpoint: String,
+    /// Each step, in order, with its audit evidence.
+    pub steps: Vec<ReportStep>,
+}
+
+/// One org's counts in a report (the subjects themselves are in `.../affected`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AffectedCount {
+    /// The org.
+    pub org: String,
+    /// Affected subjects.
+    pub subjects: u64,
+    /// Records read or exported.
+    pub records: u64,
+}
+
+/// One step with the audit event that recorded it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportStep {
+    /// The status it moved to.
+    pub status: IncidentStatus,
+    /// The audit log entry (`incident.create` for the detection, `incident.status` after).
+    pub audit_index: u64,
+    /// That entry's exact bytes, base64.
+    pub leaf: String,
+    /// Its inclusion proof against `checkpoint`.
+    #[schema(value_type = Object)]
+    pub inclusion_proof: InclusionProof,
+}
+
+impl Custos {
+    /// The report of an incident (operators): JSON with its evidence. Audited as a read.
+    pub async fn incident_report(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<IncidentReport, CoreError> {
+        self.authorize_global(caller, Operation::IncidentReport)
+            .await?;
+        let incident = self.incident_view_of(id).await?;
+        let (affected, _) = self.affected_subjects(&incident.scope).await?;
+        let affected = affected
+            .orgs
+            .iter()
+            .map(|o| AffectedCount {
+                org: o.org.clone(),
+                subjects: o.subjects.len() as u64,
+                records: o.subjects.iter().flat_map(|s| s.categories.values()).sum(),
+            })
+            .collect();
+        // The steps' events, in log order: the creation, then each status change.
+        let main = self.store.main();
+        let filter = AuditFilter {
+            target: Some(Target::Incident(id.to_string()).to_string()),
+            ..AuditFilter::default()
+        };
+        let mut events = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = main.audit_query(None, &filter, from, 1000).await?;
+            let Some(last) = page.last().map(|e| e.index) else {
+                break;
+            };
+            for entry in page {
+                let event = AuditEvent::from_canonical_bytes(&entry.leaf).map_err(|e| {
+                    CoreError::internal_from(format!("audit entry {}", entry.index), e)
+                })?;
+                if matches!(
+                    event.action,
+                    AuditAction::IncidentCreate | AuditAction::IncidentStatus
+                ) {
+                    events.push((entry.index, entry.leaf, event));
+                }
+            }
+            from = last + 1;
+        }
+        let checkpoint = self.ensure_checkpoint_in(main).await?;
+        let mut steps = Vec::new();
+        for (index, leaf, event) in events {
+            if index >= checkpoint.size {
+                return Err(CoreError::internal(
+                    "the latest checkpoint does not cover the incident's last step yet",
+                ));
+            }
+            let status = match event.action {
+                AuditAction::IncidentCreate => IncidentStatus::Detected,
+                _ => serde_json::from_value(serde_json::Value::String(
+                    event.details.status.clone().unwrap_or_default(),
+                ))
+                .map_err(|_| CoreError::internal(format!("audit entry {index}: no status")))?,
+            };
+            steps.push(ReportStep {
+                status,
+                audit_index: index,
+                leaf: base64::engine::general_purpose::STANDARD.encode(&leaf),
+                inclusion_proof: main.audit_inclusion_proof(index, checkpoint.size).await?,
+            });
+        }
+        let event = self
+            .event(caller, AuditAction::IncidentReport)
+            .target(Target::Incident(id.to_string()));
+        self.store.append_audit(&[event]).await?;
+        Ok(IncidentReport {
+            format: REPORT_FORMAT.into(),
+            incident,
+            affected,
+            verifier_key: self.audit_signer()?.verifier_key(),
+            checkpoint: checkpoint.note,
+            steps,
+        })
+    }
+}
