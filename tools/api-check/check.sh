@@ -52,7 +52,7 @@ token="api-check-$("$py" -c 'import secrets; print(secrets.token_hex(16))')"
 port="$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
 CUSTOS_ADMIN_TOKEN="$token" CUSTOS_LOG=warn "$bin" --data "$work/data" \
-  serve --listen "127.0.0.1:$port" --sweep-interval 0 \
+  serve --listen "127.0.0.1:$port" --sweep-interval 0 --failures-per-source 100000 \
   >"$work/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do

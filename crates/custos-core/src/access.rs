@@ -60,7 +60,11 @@ impl Custos {
         enrollment_code: Option<&str>,
     ) -> Result<Grant, CoreError> {
         let rule = op.rule();
-        let target = Some(Target::Org(org.to_string()));
+        // An id the log could not read back (empty, control characters: a mangled path) is
+        // no target; the refusal is still recorded.
+        let target = Target::parse(&format!("org:{org}"))
+            .ok()
+            .filter(|t| *t == Target::Org(org.to_string()));
         let (org_row, settings) = match &caller.principal {
             Principal::Member { scope, .. } if scope.org_id() != org => {
                 let own = scope.org_id().to_string();

@@ -101,7 +101,15 @@ impl Custos {
         let mut fired = Vec::new();
         let mut events = Vec::with_capacity(entries.len());
         for entry in &entries {
-            let event = decode(entry.index, &entry.leaf)?;
+            // One entry that cannot be read must not stop alerting for every later event:
+            // it is reported (and `custos audit verify` names it) and passed over.
+            let event = match decode(entry.index, &entry.leaf) {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::error!(index = entry.index, error = %e, "audit entry cannot be evaluated; passed over");
+                    continue;
+                }
+            };
             fired.extend(state.observe(entry.index, &event, true));
             events.push((entry.index, event));
         }
@@ -149,7 +157,9 @@ impl Custos {
                 break;
             };
             for entry in &entries {
-                state.observe(entry.index, &decode(entry.index, &entry.leaf)?, false);
+                if let Ok(event) = decode(entry.index, &entry.leaf) {
+                    state.observe(entry.index, &event, false);
+                }
             }
             from = last + 1;
         }
@@ -173,10 +183,10 @@ impl Custos {
                 high = mid;
                 continue;
             };
-            if decode(entry.index, &entry.leaf)?.time < since {
-                low = mid + 1;
-            } else {
-                high = mid;
+            match decode(entry.index, &entry.leaf) {
+                Ok(event) if event.time >= since => high = mid,
+                // Earlier, or unreadable (passed over like everywhere else here).
+                _ => low = mid + 1,
             }
         }
         Ok(low)

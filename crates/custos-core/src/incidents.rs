@@ -562,9 +562,13 @@ impl Custos {
                         break;
                     };
                     for entry in &page {
-                        let event = AuditEvent::from_canonical_bytes(&entry.leaf).map_err(|e| {
-                            CoreError::internal_from(format!("audit entry {}", entry.index), e)
-                        })?;
+                        let event = match AuditEvent::from_canonical_bytes(&entry.leaf) {
+                            Ok(event) => event,
+                            Err(e) => {
+                                tracing::error!(index = entry.index, error = %e, "audit entry cannot be read; left out of the affected subjects");
+                                continue;
+                            }
+                        };
                         if let Some((org, subject, category, n)) = disclosed(&event, scope) {
                             *counts
                                 .entry(org)

@@ -372,6 +372,13 @@ impl Custos {
         }
     }
 
+    /// Refuses a source after `limit` refused credentials within a minute (default
+    /// [`limits::SOURCE_FAILURES`]).
+    pub fn with_source_failure_limit(mut self, limit: u32) -> Self {
+        self.source_failures = Arc::new(limits::SourceLimiter::with_limit(limit));
+        self
+    }
+
     /// Delivers the outbox's messages through `channels` ([`Custos::run_outbox`]).
     pub fn with_channels(mut self, channels: outbox::Channels) -> Self {
         self.channels = Some(channels);

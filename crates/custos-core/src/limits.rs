@@ -45,7 +45,8 @@ pub fn factor_gate(failures: u32, last_failure_at: Option<Timestamp>) -> FactorG
     }
 }
 
-/// Failures one source may cause within [`SOURCE_WINDOW`] before it is refused.
+/// Failures one source may cause within [`SOURCE_WINDOW`] before it is refused (the default;
+/// `serve --failures-per-source` sets another).
 pub const SOURCE_FAILURES: u32 = 100;
 /// The window of [`SOURCE_FAILURES`].
 pub const SOURCE_WINDOW: SignedDuration = SignedDuration::from_secs(60);
@@ -55,17 +56,32 @@ const MAX_SOURCES: usize = 100_000;
 /// Counts failures per source in fixed windows. Hand-rolled (a map and a mutex): the
 /// rate-limiting crates limit every request, while this counts only failures and must let a
 /// source's successful calls through at any rate.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SourceLimiter {
     windows: Mutex<HashMap<String, (Timestamp, u32)>>,
+    limit: u32,
+}
+
+impl Default for SourceLimiter {
+    fn default() -> Self {
+        SourceLimiter::with_limit(SOURCE_FAILURES)
+    }
 }
 
 impl SourceLimiter {
+    /// A limiter refusing a source after `limit` failures within [`SOURCE_WINDOW`].
+    pub fn with_limit(limit: u32) -> Self {
+        SourceLimiter {
+            windows: Mutex::default(),
+            limit: limit.max(1),
+        }
+    }
+
     /// `Err(seconds until the window ends)` if `source` used up its failures at `now`.
     pub fn check(&self, source: &str, now: Timestamp) -> Result<(), u64> {
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         match windows.get(source) {
-            Some((start, count)) if *count >= SOURCE_FAILURES => {
+            Some((start, count)) if *count >= self.limit => {
                 let ends = start.saturating_add(SOURCE_WINDOW).unwrap_or(*start);
                 if ends > now {
                     let left = now.duration_until(ends).as_secs().max(1);

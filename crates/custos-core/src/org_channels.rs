@@ -169,7 +169,11 @@ impl Custos {
         let Some((scope, _)) = self.store.org(org).await? else {
             return Ok(OrgChannels::default());
         };
-        Ok(self.org_settings_of(&scope).await?.channels)
+        Ok(self
+            .org_settings_of(&scope)
+            .await?
+            .channels
+            .unwrap_or_default())
     }
 
     /// The webhook secrets of the org's webhook at `url`, opened; `None` when the org no

@@ -321,6 +321,7 @@ impl Custos {
             .org_settings_of(scope)
             .await?
             .channels
+            .unwrap_or_default()
             .outbox_channels();
         let now = self.now();
         let mut out = Vec::new();

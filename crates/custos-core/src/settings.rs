@@ -134,8 +134,8 @@ pub struct OrgSettings {
     /// (`forbidden`: requests are refused and every grant stops working).
     pub support_access: SupportAccess,
     /// Where the org is told about alerts and security notices: its webhooks (secrets
-    /// write-only) and e-mail addresses.
-    pub channels: crate::org_channels::OrgChannels,
+    /// write-only) and e-mail addresses; `null`: none.
+    pub channels: Option<crate::org_channels::OrgChannels>,
 }
 
 impl Default for OrgSettings {
@@ -154,7 +154,7 @@ impl Default for OrgSettings {
             llm_max_concurrency: DEFAULT_LLM_MAX_CONCURRENCY,
             llm_retain_prompts: false,
             support_access: SupportAccess::Allowed,
-            channels: Default::default(),
+            channels: None,
         }
     }
 }
@@ -245,7 +245,9 @@ impl OrgSettings {
         if let Some(idp) = &mut self.identity_provider {
             idp.client_secret = None;
         }
-        self.channels.shown();
+        if let Some(channels) = &mut self.channels {
+            channels.shown();
+        }
         self
     }
 
@@ -348,7 +350,7 @@ impl OrgSettings {
         if let Some(v) = change.channels {
             v.check(&Rules::new(&policy.network))?;
             changed.insert("channels".into(), v.summary());
-            self.channels = v;
+            self.channels = Some(v);
         }
         Ok((self, changed))
     }
@@ -527,8 +529,8 @@ impl Custos {
                 .await?;
         }
         if let Some(channels) = &mut change.channels {
-            self.seal_channel_secrets(org, &current.channels, channels)
-                .await?;
+            let stored = current.channels.clone().unwrap_or_default();
+            self.seal_channel_secrets(org, &stored, channels).await?;
         }
         let (mut settings, changed) = current.apply(change, &self.policy)?;
         // Every check before anything is written: a refused move changes no setting either.

@@ -140,3 +140,55 @@ async fn refusals_and_bad_keys_become_security_events_that_expire_with_security_
         .all(|e| e.kind != SecurityEventKind::AuthFailed
             || e.time > custos_core::Clock::now(&*env.clock) - 24.hours()));
 }
+
+/// A member naming an org id the log could not read back (empty: a mangled path) is refused
+/// and audited without a target; and an unreadable entry already in the log is passed over by
+/// the evaluator, which goes on with the events after it.
+#[tokio::test]
+async fn a_mangled_org_id_is_refused_and_an_unreadable_entry_does_not_stop_the_evaluator() {
+    let env = common::env();
+    let org = env.org("Acme").await;
+    let member = env.member(&org, &["member"], &[], false).await;
+    assert!(env.custos.list_members(&member, "").await.is_err());
+    let page = env
+        .custos
+        .audit_events(
+            &common::admin(),
+            None,
+            &custos_store::AuditFilter::default(),
+            0,
+            1000,
+        )
+        .await
+        .unwrap();
+    assert!(page
+        .items
+        .iter()
+        .any(|e| e.event.action == AuditAction::MemberList));
+
+    // What an older build could write: a target that does not read back.
+    let bad = AuditEvent::new(
+        custos_core::Clock::now(&*env.clock),
+        Actor::System,
+        AuditAction::MemberList,
+    )
+    .outcome(Outcome::Denied)
+    .target(custos_audit::Target::Org(String::new()));
+    env.store.append_audit(&[bad]).await.unwrap();
+    assert!(env.custos.list_members(&member, &org).await.is_err());
+    evaluate(&env).await;
+    let auditor = env.member(&org, &["auditor"], &[], true).await;
+    let page = env
+        .custos
+        .security_events(&auditor, &org, None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items
+            .iter()
+            .filter(|e| e.kind == SecurityEventKind::AccessDenied)
+            .count(),
+        2,
+        "both refusals of readable entries: {page:?}"
+    );
+}

@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// proxy every client shares its address: raise this to the proxy's pool size.
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub max_connections_per_source: u64,
+    /// Refused credentials one source address may present per minute before its further
+    /// attempts get 429 `rate_limited`. Behind a reverse proxy every client shares its
+    /// address: raise it with the proxy's client count.
+    #[arg(long, default_value_t = custos_core::limits::SOURCE_FAILURES, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub failures_per_source: u32,
     /// Seconds a client has to send a request's head (and to finish a TLS handshake); idle
     /// keep-alive connections are closed after this too.
     #[arg(long, default_value_t = 15, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -173,6 +178,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<(), Failure> {
         .map_err(|_| Failure::Failed("services are shared before start".into()))?
         .with_admin_token(&token)
         .with_break_glass(args.break_glass)
+        .with_source_failure_limit(args.failures_per_source)
         .with_audit_signer(deployment.signer.clone());
     // Channels whose secrets are missing stop the start, rather than every later delivery.
     let channels =
