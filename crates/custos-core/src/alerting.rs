@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use custos_audit::{AuditAction, AuditEvent, Details};
 use custos_policy::{AlertRule, Destination};
-use custos_store::{AlertFiring, AlertStep, OutboxMessage};
+use custos_store::{AlertFiring, AlertStep, OutboxMessage, Store};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
@@ -70,21 +70,23 @@ impl Custos {
         }
     }
 
-    /// One step: takes or renews the lease and, if held, evaluates the events after the
-    /// cursor (up to a batch) and commits the result. Returns how many events it evaluated
-    /// (0 when the log is quiet or another instance holds the lease).
+    /// One step: takes or renews the lease and, if held, evaluates the events after each
+    /// log's cursor (the main log, then each region's own; up to a batch each) and commits
+    /// the results. Returns how many events it evaluated (0 when every log is quiet or
+    /// another instance holds the lease).
     pub async fn evaluate_alerts(&self, evaluator: &mut AlertEvaluator) -> Result<u64, CoreError> {
         let main = self.store.main();
         let now = self.now();
-        let Some(cursor) = main
+        let Some(main_cursor) = main
             .take_alert_lease(&evaluator.holder, now, now + LEASE)
             .await?
         else {
             evaluator.state = None;
             return Ok(0);
         };
+        let logs = self.audit_logs(main_cursor).await?;
         if evaluator.state.is_none() {
-            evaluator.state = Some(self.warm_rule_state(cursor, now).await?);
+            evaluator.state = Some(self.warm_rule_state(&logs, now).await?);
         }
         if evaluator
             .clocks_checked
@@ -93,10 +95,49 @@ impl Custos {
             self.check_incident_clocks().await?;
             evaluator.clocks_checked = Some(now);
         }
-        let state = evaluator.state.as_mut().expect("set above");
-        let entries = main.audit_entries(None, cursor, STEP_EVENTS).await?;
+        let mut evaluated = 0;
+        for log in &logs {
+            match self.evaluate_log(evaluator, log).await? {
+                Some(n) => evaluated += n,
+                None => return Ok(0),
+            }
+        }
+        Ok(evaluated)
+    }
+
+    /// Every audit log with the evaluator's cursor in it: the main one, then each region's
+    /// own.
+    async fn audit_logs(&self, main_cursor: u64) -> Result<Vec<FollowedLog>, CoreError> {
+        let main = self.store.main();
+        let mut logs = vec![FollowedLog {
+            name: None,
+            store: main.clone(),
+            cursor: main_cursor,
+        }];
+        for region in self.store.regions() {
+            logs.push(FollowedLog {
+                name: Some(region.name.clone()),
+                store: region.store.clone(),
+                cursor: main.alert_cursor(&region.name).await?,
+            });
+        }
+        Ok(logs)
+    }
+
+    /// Evaluates one batch of `log` after its cursor and commits it; the number of events,
+    /// or `None` when the lease was lost (the evaluator starts over).
+    async fn evaluate_log(
+        &self,
+        evaluator: &mut AlertEvaluator,
+        log: &FollowedLog,
+    ) -> Result<Option<u64>, CoreError> {
+        let state = evaluator.state.as_mut().expect("warmed before evaluating");
+        let entries = log
+            .store
+            .audit_entries(None, log.cursor, STEP_EVENTS)
+            .await?;
         let Some(last) = entries.last().map(|e| e.index) else {
-            return Ok(0);
+            return Ok(Some(0));
         };
         let mut fired = Vec::new();
         let mut events = Vec::with_capacity(entries.len());
@@ -114,18 +155,21 @@ impl Custos {
             events.push((entry.index, event));
         }
         let mut step = self.alert_step(state.rules(), last + 1, &fired).await?;
+        step.log = log.name.clone();
         // Org security events are written now (idempotent by id); the deployment's commit
         // with the step.
         let (security_events, notices) = self.project_security_events(&events).await?;
         step.security_events = security_events;
         step.messages.extend(notices);
-        if !main
-            .commit_alert_step(&evaluator.holder, cursor, &step)
+        if !self
+            .store
+            .main()
+            .commit_alert_step(&evaluator.holder, log.cursor, &step)
             .await?
         {
             // Another instance took over (this one paused past its lease): start over.
             evaluator.state = None;
-            return Ok(0);
+            return Ok(None);
         }
         for f in &fired {
             let rule = &state.rules()[f.rule];
@@ -136,60 +180,40 @@ impl Custos {
                 "alert fired"
             );
         }
-        Ok(entries.len() as u64)
+        Ok(Some(entries.len() as u64))
     }
 
-    /// Rule counts for a new lease holder: the firings still holding keys quiet, and the
-    /// events of the longest window before `cursor`, counted without firing (they were
-    /// evaluated by the previous holder).
-    async fn warm_rule_state(&self, cursor: u64, now: Timestamp) -> Result<RuleState, CoreError> {
+    /// Rule counts for a new lease holder: the firings still holding keys quiet, and each
+    /// log's events of the longest window before its cursor, counted without firing (they
+    /// were evaluated by the previous holder).
+    async fn warm_rule_state(
+        &self,
+        logs: &[FollowedLog],
+        now: Timestamp,
+    ) -> Result<RuleState, CoreError> {
         let main = self.store.main();
         let mut state = RuleState::new(self.policy.notifications.alerts.clone());
         for f in main.recent_firings(now - state.longest_window()).await? {
             state.quiet(&f.rule, &f.key, f.window_end);
         }
         let since = now - state.longest_window();
-        let mut from = self.first_index_since(since, cursor).await?;
-        while from < cursor {
-            let limit = STEP_EVENTS.min((cursor - from) as u32);
-            let entries = main.audit_entries(None, from, limit).await?;
-            let Some(last) = entries.last().map(|e| e.index) else {
-                break;
-            };
-            for entry in &entries {
-                if let Ok(event) = decode(entry.index, &entry.leaf) {
-                    state.observe(entry.index, &event, false);
+        for log in logs {
+            let mut from = first_index_since(&log.store, since, log.cursor).await?;
+            while from < log.cursor {
+                let limit = STEP_EVENTS.min((log.cursor - from) as u32);
+                let entries = log.store.audit_entries(None, from, limit).await?;
+                let Some(last) = entries.last().map(|e| e.index) else {
+                    break;
+                };
+                for entry in &entries {
+                    if let Ok(event) = decode(entry.index, &entry.leaf) {
+                        state.observe(entry.index, &event, false);
+                    }
                 }
+                from = last + 1;
             }
-            from = last + 1;
         }
         Ok(state)
-    }
-
-    /// The first log index below `end` whose event is at or after `since` (a binary search:
-    /// times rise with the index, up to small skews between instances that do not matter
-    /// for warming counts).
-    pub(crate) async fn first_index_since(
-        &self,
-        since: Timestamp,
-        end: u64,
-    ) -> Result<u64, CoreError> {
-        let main = self.store.main();
-        let (mut low, mut high) = (0, end);
-        while low < high {
-            let mid = low + (high - low) / 2;
-            let entries = main.audit_entries(None, mid, 1).await?;
-            let Some(entry) = entries.first() else {
-                high = mid;
-                continue;
-            };
-            match decode(entry.index, &entry.leaf) {
-                Ok(event) if event.time >= since => high = mid,
-                // Earlier, or unreadable (passed over like everywhere else here).
-                _ => low = mid + 1,
-            }
-        }
-        Ok(low)
     }
 
     /// The firings of one step as rows, messages and audit events.
@@ -319,6 +343,41 @@ fn alert_body(rule: &AlertRule, f: &Firing) -> Vec<u8> {
         }
     });
     serde_json::to_vec(&body).expect("JSON values serialize")
+}
+
+/// One audit log the evaluator follows.
+pub(crate) struct FollowedLog {
+    /// `None`: the main log; else the region whose own log it is.
+    name: Option<String>,
+    /// The store holding it.
+    store: Arc<dyn Store>,
+    /// The first index not yet evaluated.
+    cursor: u64,
+}
+
+/// The first index of `log` below `end` whose event is at or after `since` (a binary search:
+/// times rise with the index, up to small skews between instances that do not matter for
+/// warming counts or windows).
+pub(crate) async fn first_index_since(
+    log: &Arc<dyn Store>,
+    since: Timestamp,
+    end: u64,
+) -> Result<u64, CoreError> {
+    let (mut low, mut high) = (0, end);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let entries = log.audit_entries(None, mid, 1).await?;
+        let Some(entry) = entries.first() else {
+            high = mid;
+            continue;
+        };
+        match decode(entry.index, &entry.leaf) {
+            Ok(event) if event.time >= since => high = mid,
+            // Earlier, or unreadable (passed over like everywhere else here).
+            _ => low = mid + 1,
+        }
+    }
+    Ok(low)
 }
 
 fn decode(index: u64, leaf: &[u8]) -> Result<AuditEvent, CoreError> {

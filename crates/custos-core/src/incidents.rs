@@ -532,8 +532,9 @@ impl Custos {
     ) -> Result<(AffectedSubjects, u64), CoreError> {
         let to = scope.to.unwrap_or_else(|| self.now());
         let from = scope.from.unwrap_or(Timestamp::UNIX_EPOCH);
-        let end = self.store.main().audit_size().await?;
-        let start = self.first_index_since(from, end).await?;
+        // Every log: an org in a region with stores of its own has its events there.
+        let mut logs = vec![self.store.main().clone()];
+        logs.extend(self.store.regions().iter().map(|r| r.store.clone()));
         let actors: Vec<Option<String>> = if scope.actors.is_empty() {
             vec![None]
         } else {
@@ -541,49 +542,49 @@ impl Custos {
         };
         let mut counts: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>> = BTreeMap::new();
         let mut records = 0;
-        for action in DISCLOSING {
-            for actor in &actors {
-                let filter = AuditFilter {
-                    actor: actor.clone(),
-                    action: Some(action.as_str().to_string()),
-                    target: None,
-                    since: Some(from),
-                    // The filter's end is exclusive; the window's is not.
-                    until: Some(to + SignedDuration::from_micros(1)),
-                };
-                let mut next = start;
-                loop {
-                    let page = self
-                        .store
-                        .main()
-                        .audit_query(None, &filter, next, SCAN_PAGE)
-                        .await?;
-                    let Some(last) = page.last().map(|e| e.index) else {
-                        break;
+        for log in &logs {
+            let end = log.audit_size().await?;
+            let start = crate::alerting::first_index_since(log, from, end).await?;
+            for action in DISCLOSING {
+                for actor in &actors {
+                    let filter = AuditFilter {
+                        actor: actor.clone(),
+                        action: Some(action.as_str().to_string()),
+                        target: None,
+                        since: Some(from),
+                        // The filter's end is exclusive; the window's is not.
+                        until: Some(to + SignedDuration::from_micros(1)),
                     };
-                    for entry in &page {
-                        let event = match AuditEvent::from_canonical_bytes(&entry.leaf) {
-                            Ok(event) => event,
-                            Err(e) => {
-                                tracing::error!(index = entry.index, error = %e, "audit entry cannot be read; left out of the affected subjects");
-                                continue;
-                            }
+                    let mut next = start;
+                    loop {
+                        let page = log.audit_query(None, &filter, next, SCAN_PAGE).await?;
+                        let Some(last) = page.last().map(|e| e.index) else {
+                            break;
                         };
-                        if let Some((org, subject, category, n)) = disclosed(&event, scope) {
-                            *counts
-                                .entry(org)
-                                .or_default()
-                                .entry(subject)
-                                .or_default()
-                                .entry(category)
-                                .or_default() += n;
-                            records += n;
+                        for entry in &page {
+                            let event = match AuditEvent::from_canonical_bytes(&entry.leaf) {
+                                Ok(event) => event,
+                                Err(e) => {
+                                    tracing::error!(index = entry.index, error = %e, "audit entry cannot be read; left out of the affected subjects");
+                                    continue;
+                                }
+                            };
+                            if let Some((org, subject, category, n)) = disclosed(&event, scope) {
+                                *counts
+                                    .entry(org)
+                                    .or_default()
+                                    .entry(subject)
+                                    .or_default()
+                                    .entry(category)
+                                    .or_default() += n;
+                                records += n;
+                            }
                         }
+                        if page.len() < SCAN_PAGE as usize {
+                            break;
+                        }
+                        next = last + 1;
                     }
-                    if page.len() < SCAN_PAGE as usize {
-                        break;
-                    }
-                    next = last + 1;
                 }
             }
         }

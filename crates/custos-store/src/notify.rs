@@ -111,7 +111,9 @@ pub struct StoredSecurityEvent {
 /// the deployment's security events, and the new cursor.
 #[derive(Debug, Clone, Default)]
 pub struct AlertStep {
-    /// The first audit index not yet evaluated once this step commits.
+    /// The log the step evaluated: `None` the main one, else a region's own.
+    pub log: Option<String>,
+    /// The first audit index of that log not yet evaluated once this step commits.
     pub cursor: u64,
     /// Rules that fired.
     pub firings: Vec<AlertFiring>,
@@ -188,9 +190,12 @@ pub trait NotifyStore {
         until: Timestamp,
     ) -> Result<Option<u64>, StoreError>;
 
-    /// Commits one evaluation step, only if `holder` still holds the lease and the cursor is
-    /// still `from` (otherwise nothing changes and `false` is returned: another instance took
-    /// over).
+    /// The evaluator's cursor in a region's own log (0 before its first step).
+    async fn alert_cursor(&self, log: &str) -> Result<u64, StoreError>;
+
+    /// Commits one evaluation step, only if `holder` still holds the lease and the cursor of
+    /// the step's log is still `from` (otherwise nothing changes and `false` is returned:
+    /// another instance took over).
     async fn commit_alert_step(
         &self,
         holder: &str,

@@ -75,6 +75,7 @@ pub(crate) fn is_store_table(name: &str) -> bool {
         || name == "outbox"
         || name == "alert_evaluator"
         || name == "alert_firings"
+        || name == "alert_cursors"
         || name == "security_events"
         || name == "incidents"
         || name == "incident_steps"

@@ -190,6 +190,15 @@ impl crate::NotifyStore for PgStore {
         Ok(cursor.map(|c| c as u64))
     }
 
+    async fn alert_cursor(&self, log: &str) -> Result<u64, StoreError> {
+        let cursor: Option<i64> =
+            sqlx::query_scalar("SELECT cursor FROM alert_cursors WHERE log = $1")
+                .bind(log)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(cursor.unwrap_or(0) as u64)
+    }
+
     async fn commit_alert_step(
         &self,
         holder: &str,
@@ -201,7 +210,20 @@ impl crate::NotifyStore for PgStore {
             sqlx::query_as("SELECT cursor, holder FROM alert_evaluator WHERE one FOR UPDATE")
                 .fetch_optional(&mut *tx)
                 .await?;
-        if held != Some((from as i64, Some(holder.to_string()))) {
+        let Some((main_cursor, Some(current))) = held else {
+            return Ok(false);
+        };
+        let cursor = match &step.log {
+            None => main_cursor,
+            Some(log) => sqlx::query_scalar::<_, i64>(
+                "SELECT cursor FROM alert_cursors WHERE log = $1 FOR UPDATE",
+            )
+            .bind(log)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0),
+        };
+        if current != holder || cursor != from as i64 {
             return Ok(false);
         }
         for f in &step.firings {
@@ -235,10 +257,24 @@ impl crate::NotifyStore for PgStore {
             super::incidents::insert_incident(&mut tx, incident).await?;
             super::incidents::insert_step(&mut tx, &incident.id, 0, first).await?;
         }
-        sqlx::query("UPDATE alert_evaluator SET cursor = $1 WHERE one")
-            .bind(step.cursor as i64)
-            .execute(&mut *tx)
-            .await?;
+        match &step.log {
+            None => {
+                sqlx::query("UPDATE alert_evaluator SET cursor = $1 WHERE one")
+                    .bind(step.cursor as i64)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(log) => {
+                sqlx::query(
+                    "INSERT INTO alert_cursors (log, cursor) VALUES ($1, $2) \
+                     ON CONFLICT (log) DO UPDATE SET cursor = excluded.cursor",
+                )
+                .bind(log)
+                .bind(step.cursor as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         commit_with(tx, &step.audit).await?;
         Ok(true)
     }

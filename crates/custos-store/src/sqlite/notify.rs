@@ -215,6 +215,20 @@ impl crate::NotifyStore for SqliteStore {
         .await
     }
 
+    async fn alert_cursor(&self, log: &str) -> Result<u64, StoreError> {
+        let log = log.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT cursor FROM alert_cursors WHERE log = ?1",
+                params![log],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .unwrap_or(0) as u64)
+        })
+        .await
+    }
+
     async fn commit_alert_step(
         &self,
         holder: &str,
@@ -233,7 +247,21 @@ impl crate::NotifyStore for SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            if held != Some((from as i64, Some(holder))) {
+            let Some((main_cursor, Some(current))) = held else {
+                return Ok(false);
+            };
+            let cursor = match &step.log {
+                None => main_cursor,
+                Some(log) => tx
+                    .query_row(
+                        "SELECT cursor FROM alert_cursors WHERE log = ?1",
+                        params![log],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()?
+                    .unwrap_or(0),
+            };
+            if current != holder || cursor != from as i64 {
                 return Ok(false);
             }
             {
@@ -271,10 +299,17 @@ impl crate::NotifyStore for SqliteStore {
                 super::incidents::insert_incident(&tx, incident)?;
                 super::incidents::insert_step(&tx, &incident.id, 0, first)?;
             }
-            tx.execute(
-                "UPDATE alert_evaluator SET cursor = ?1 WHERE one = 1",
-                params![step.cursor as i64],
-            )?;
+            match &step.log {
+                None => tx.execute(
+                    "UPDATE alert_evaluator SET cursor = ?1 WHERE one = 1",
+                    params![step.cursor as i64],
+                )?,
+                Some(log) => tx.execute(
+                    "INSERT INTO alert_cursors (log, cursor) VALUES (?1, ?2) \
+                     ON CONFLICT (log) DO UPDATE SET cursor = excluded.cursor",
+                    params![log, step.cursor as i64],
+                )?,
+            };
             append_audit(&tx, &columns)?;
             tx.commit()?;
             Ok(true)

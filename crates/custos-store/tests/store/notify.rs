@@ -148,6 +148,7 @@ pub async fn the_alert_lease_has_one_holder_and_steps_commit_only_under_it(h: Ha
     };
     let audit = vec![event(None, "record.create", "records")];
     let step = AlertStep {
+        log: None,
         cursor: 7,
         firings: vec![firing.clone()],
         messages: vec![message("msg_a", None, t0)],
@@ -195,6 +196,29 @@ pub async fn the_alert_lease_has_one_holder_and_steps_commit_only_under_it(h: Ha
     };
     assert!(!store.commit_alert_step("a", 7, &late).await.unwrap());
     assert!(store.commit_alert_step("b", 7, &late).await.unwrap());
+    // A region's own log has a cursor of its own, guarded by the same lease.
+    assert_eq!(store.alert_cursor("eu-central").await.unwrap(), 0);
+    let region = |from_cursor: u64| AlertStep {
+        log: Some("eu-central".into()),
+        cursor: from_cursor,
+        ..AlertStep::default()
+    };
+    assert!(store.commit_alert_step("b", 0, &region(4)).await.unwrap());
+    assert!(!store.commit_alert_step("b", 0, &region(5)).await.unwrap());
+    assert!(store.commit_alert_step("b", 4, &region(6)).await.unwrap());
+    assert!(
+        !store.commit_alert_step("a", 6, &region(8)).await.unwrap(),
+        "b holds it"
+    );
+    assert_eq!(store.alert_cursor("eu-central").await.unwrap(), 6);
+    assert_eq!(
+        store
+            .take_alert_lease("b", t0 + 16.seconds(), t0 + 26.seconds())
+            .await
+            .unwrap(),
+        Some(9),
+        "the main cursor is apart"
+    );
     // Deployment security events: newest first, paged by index, purged at their expiry.
     let listed = store.deployment_security_events(None, 2).await.unwrap();
     let idx: Vec<u64> = listed.iter().map(|e| e.audit_idx).collect();
