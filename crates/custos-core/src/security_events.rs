@@ -281,7 +281,9 @@ impl Custos {
             let Some((scope, found)) = self.store.org(&org).await? else {
                 continue;
             };
-            if found.terminated_at.is_some() {
+            // A terminating org's data is on its way out: its refusals stay in the audit log,
+            // but no new record is written for the termination to wait on.
+            if found.terminated_at.is_some() || found.terminating_since.is_some() {
                 continue;
             }
             notices.extend(self.security_notices(&scope, &list).await?);
