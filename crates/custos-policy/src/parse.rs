@@ -526,6 +526,52 @@ fn string_array(cx: &mut Cx<'_>, f: &Field<'_>) -> Option<Vec<(String, Span)>> {
     Some(out)
 }
 
+/// The tables of an array-of-tables field, written either as `[[name]]` tables or as
+/// `name = [{..}, {..}]`, each with its span; entries that are no table are reported with
+/// `hint`, and any other value with `type_hint`.
+fn table_entries<'d>(
+    cx: &mut Cx<'_>,
+    field: &Field<'d>,
+    hint: &str,
+    type_hint: Option<&str>,
+) -> Vec<(&'d dyn TableLike, Span)> {
+    match field.item {
+        Item::ArrayOfTables(a) => a
+            .iter()
+            .map(|t| {
+                (
+                    t as &dyn TableLike,
+                    t.span().unwrap_or_else(|| field.key.clone()),
+                )
+            })
+            .collect(),
+        Item::Value(Value::Array(a)) => {
+            let mut out = Vec::new();
+            for v in a.iter() {
+                let span = value_span(v, &field.key);
+                match v.as_inline_table() {
+                    Some(t) => out.push((t as &dyn TableLike, span)),
+                    None => cx.error(
+                        &span,
+                        format!("each entry of `{}` must be a table", field.name),
+                        hint.to_string(),
+                    ),
+                }
+            }
+            out
+        }
+        _ => {
+            type_error(
+                cx,
+                field,
+                "an array of tables",
+                type_hint.map(str::to_string),
+            );
+            Vec::new()
+        }
+    }
+}
+
 fn table_field<'d>(cx: &mut Cx<'_>, f: &Field<'d>) -> Option<&'d dyn TableLike> {
     match f.item.as_table_like() {
         Some(t) => Some(t),
@@ -1320,38 +1366,13 @@ fn check_llm(
     let mut providers = Vec::new();
     if let Some(pf) = f.get("providers") {
         // Both `providers = [{..}, {..}]` and `[[llm.providers]]` tables are accepted.
-        let entries: Vec<(&dyn TableLike, Span)> = match pf.item {
-            Item::ArrayOfTables(a) => a
-                .iter()
-                .map(|t| {
-                    (
-                        t as &dyn TableLike,
-                        t.span().unwrap_or_else(|| pf.key.clone()),
-                    )
-                })
-                .collect(),
-            Item::Value(Value::Array(a)) => {
-                let mut out = Vec::new();
-                for v in a.iter() {
-                    let span = value_span(v, &pf.key);
-                    match v.as_inline_table() {
-                        Some(t) => out.push((t as &dyn TableLike, span)),
-                        None => cx.error(
-                            &span,
-                            "each entry of `providers` must be a table",
-                            "write { name = \"anthropic\", kind = \"anthropic\", base_url = \
-                             \"https://api.anthropic.com\", regions = [\"us-east\"] }"
-                                .to_string(),
-                        ),
-                    }
-                }
-                out
-            }
-            _ => {
-                type_error(cx, pf, "an array of tables", None);
-                Vec::new()
-            }
-        };
+        let entries = table_entries(
+            cx,
+            pf,
+            "write { name = \"anthropic\", kind = \"anthropic\", base_url = \
+             \"https://api.anthropic.com\", regions = [\"us-east\"] }",
+            None,
+        );
         let mut names = BTreeSet::new();
         for (t, span) in entries {
             let (provider, name) = check_provider(cx, t, &span, regions);

@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use toml_edit::{Item, TableLike, Value};
+use toml_edit::TableLike;
 
 use super::{
     bool_field, describe_type, duration_field, fields, keyword, keyword_field, missing,
-    string_array, string_field, suggest, table_field, type_error, value_span, Cx, Field, Span,
+    string_array, string_field, suggest, table_entries, table_field, Cx, Field, Span,
 };
 use crate::model::{
     ActorKind, AlertMatch, AlertOutcome, AlertPer, AlertRule, Destination, IncidentClocks,
@@ -249,41 +249,8 @@ pub(super) fn check_alerts(
     field: &Field<'_>,
     channels: &Channels<'_>,
 ) -> Vec<AlertRule> {
-    let entries: Vec<(&dyn TableLike, Span)> = match field.item {
-        Item::ArrayOfTables(a) => a
-            .iter()
-            .map(|t| {
-                (
-                    t as &dyn TableLike,
-                    t.span().unwrap_or_else(|| field.key.clone()),
-                )
-            })
-            .collect(),
-        Item::Value(Value::Array(a)) => {
-            let mut out = Vec::new();
-            for v in a.iter() {
-                let span = value_span(v, &field.key);
-                match v.as_inline_table() {
-                    Some(t) => out.push((t as &dyn TableLike, span)),
-                    None => cx.error(
-                        &span,
-                        "each entry of `alerts` must be a table",
-                        "write each rule as an [[alerts]] table".to_string(),
-                    ),
-                }
-            }
-            out
-        }
-        _ => {
-            type_error(
-                cx,
-                field,
-                "an array of tables",
-                Some("write each rule as an [[alerts]] table".to_string()),
-            );
-            Vec::new()
-        }
-    };
+    let hint = "write each rule as an [[alerts]] table";
+    let entries = table_entries(cx, field, hint, Some(hint));
     let mut names = BTreeSet::new();
     let mut rules = Vec::new();
     for (table, span) in entries {

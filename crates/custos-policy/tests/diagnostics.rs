@@ -916,3 +916,16 @@ fn channels_and_clocks_are_checked_where_they_are_written() {
     let d = check(&format!("{NOTIFY_BASE}\n[incidents]\nclose = \"1d\"\n"));
     assert_eq!(only(&d).message, "unknown key `close` in [incidents]");
 }
+
+#[test]
+fn alert_rules_are_tables() {
+    let src = format!("alerts = [\"denied-burst\"]\n{HEAD}{NOTIFY_BASE}");
+    let d = Policy::parse(&src, "custos.toml").unwrap_err();
+    assert_eq!(only(&d).message, "each entry of `alerts` must be a table");
+    let src = format!("alerts = 5\n{HEAD}{NOTIFY_BASE}");
+    let d = Policy::parse(&src, "custos.toml").unwrap_err();
+    assert_eq!(
+        only(&d).hint.as_deref(),
+        Some("write each rule as an [[alerts]] table")
+    );
+}
