@@ -856,6 +856,7 @@ async fn scan(
           overdue, audit_events,
           crate::security_routes::org_security_events,
           crate::security_routes::deployment_security_events,
+          crate::security_routes::list_notifications,
           crate::incident_routes::create_incident, crate::incident_routes::list_incidents,
           crate::incident_routes::get_incident, crate::incident_routes::set_incident_status,
           crate::incident_routes::incident_affected, crate::incident_routes::subject_reference,

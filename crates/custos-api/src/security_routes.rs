@@ -6,6 +6,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use custos_core::outbox::NotificationPage;
 use custos_core::security_events::SecurityEventPage;
 
 use crate::routes::{ApiQuery, Path};
@@ -17,6 +18,41 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/orgs/{org}/security-events", get(org_security_events))
         .route("/v1/security-events", get(deployment_security_events))
+        .route("/v1/notifications", get(list_notifications))
+}
+
+/// Notification paging.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct NotificationQuery {
+    /// Only this org's notifications.
+    org: Option<String>,
+    /// Where the previous page ended (its `next_cursor`).
+    cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+/// Everything the outbox queued (alerts, security notices, incident clocks), newest first,
+/// with its delivery state: delivered, still retried (attempts, next attempt, last error) or
+/// given up after 24 hours; operators.
+#[utoipa::path(get, tag = "security", path = "/v1/notifications",
+    params(NotificationQuery),
+    responses((status = 200, body = NotificationPage)),
+    security(("bearer" = [])))]
+pub(crate) async fn list_notifications(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    ApiQuery(q): ApiQuery<NotificationQuery>,
+) -> ApiResult<Json<NotificationPage>> {
+    let limit = inputs::limit(q.limit)?;
+    Ok(Json(
+        state
+            .custos
+            .notifications(&caller, q.org.as_deref(), q.cursor.as_deref(), limit)
+            .await?,
+    ))
 }
 
 /// Security-event paging.

@@ -555,6 +555,7 @@ async fn request(
             Body::Json(json!({"title": "matrix"})),
         ),
         Operation::IncidentList => ("GET", "/v1/incidents".into(), Body::None),
+        Operation::NotificationList => ("GET", "/v1/notifications".into(), Body::None),
         Operation::SubjectReference => (
             "GET",
             format!("/v1/orgs/{org}/subjects/subject-1/reference"),

@@ -234,6 +234,8 @@ actions! {
     AlertFire = "alert.fire",
     /// A notification could not be delivered before its retry period ended; it was given up.
     NotificationFail = "notification.fail",
+    /// The outbox's notifications and their delivery state were listed.
+    NotificationList = "notification.list",
     /// An org's security events were listed.
     SecurityEventList = "security_event.list",
     /// The deployment's own security events were listed.

@@ -264,6 +264,8 @@ operations! {
     DeploymentSecurityEventList,
     /// Look up a data subject's keyed reference.
     SubjectReference,
+    /// List the outbox's notifications and their delivery state (operators).
+    NotificationList,
     /// Open an incident (operators).
     IncidentCreate,
     /// List incidents (operators).

@@ -564,6 +564,15 @@ pub const TABLE: &[Rule] = &[
     )
     .http("GET", "/v1/orgs/{org}/subjects/{subject}/reference"),
     rule(
+        Op::NotificationList,
+        A::NotificationList,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/notifications"),
+    rule(
         Op::IncidentCreate,
         A::IncidentCreate,
         Always,

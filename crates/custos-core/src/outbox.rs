@@ -121,7 +121,86 @@ impl Channels {
     }
 }
 
+/// One queued notification and where its delivery stands, as operators see it: the channel
+/// by kind (a policy webhook by name), never an org's URL or an address.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct NotificationView {
+    /// Its id (the `webhook-id` of every attempt).
+    pub id: String,
+    /// The org it concerns, if any.
+    pub org: Option<String>,
+    /// `webhook:<name>` (a policy webhook), `org-webhook` or `email`.
+    pub channel: String,
+    /// The event type (`alert.fired`, `security.notice`, `incident.clock`).
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was queued.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+    /// When the next attempt is due (pending ones).
+    #[schema(value_type = String, format = DateTime)]
+    pub next_attempt_at: jiff::Timestamp,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was delivered or given up.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<jiff::Timestamp>,
+}
+
+/// A page of notifications, newest first.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct NotificationPage {
+    /// Notifications.
+    pub items: Vec<NotificationView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
 impl Custos {
+    /// The outbox's notifications, newest first, optionally of one org (operators): what was
+    /// delivered, what is still retried, what was given up.
+    pub async fn notifications(
+        &self,
+        caller: &crate::Caller,
+        org: Option<&str>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<NotificationPage, CoreError> {
+        self.authorize_global(caller, crate::authz::Operation::NotificationList)
+            .await?;
+        let rows = self.store.main().outbox_entries(org, cursor, limit).await?;
+        let next_cursor = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|r| r.message.id.clone()))
+            .flatten();
+        let items = rows
+            .into_iter()
+            .map(|e| {
+                let m = e.message;
+                NotificationView {
+                    channel: match m.channel.split_once(':') {
+                        Some(("webhook", _)) => m.channel.clone(),
+                        _ => channel_kind(&m.channel).to_string(),
+                    },
+                    id: m.id,
+                    org: m.org_id,
+                    event_type: m.event_type,
+                    status: e.status.as_str().to_string(),
+                    attempts: e.attempts,
+                    created_at: m.created_at,
+                    next_attempt_at: e.next_attempt_at,
+                    last_error: e.last_error,
+                    finished_at: e.finished_at,
+                }
+            })
+            .collect();
+        let event = self.event(caller, AuditAction::NotificationList);
+        self.store.append_audit(&[event]).await?;
+        Ok(NotificationPage { items, next_cursor })
+    }
+
     /// Delivers from the outbox for as long as the process runs (`serve`).
     pub async fn run_outbox(self: Arc<Self>) {
         if self.channels.is_none() {

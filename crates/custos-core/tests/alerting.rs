@@ -151,4 +151,23 @@ async fn a_message_is_retried_then_given_up_and_audited() {
         Some(entry.message.id.as_str())
     );
     assert_eq!(custos.deliver_due().await.unwrap(), 0, "given up for good");
+    // Shown to operators with its state, and to nobody else.
+    let shown = custos
+        .notifications(&common::admin(), Some("org-1"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(shown.items.len(), 1);
+    let n = &shown.items[0];
+    assert_eq!(
+        (n.status.as_str(), n.attempts, n.channel.as_str()),
+        ("failed", 3, "webhook:ops")
+    );
+    assert!(n
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("could not be reached"));
+    let org = env.org("Acme").await;
+    let owner = env.owner(&org).await;
+    assert!(custos.notifications(&owner, None, None, 10).await.is_err());
 }
