@@ -16,7 +16,8 @@ Commands (exit 0 = verified, 1 = a check failed, 2 = bad input):
 
 `report` checks an incident report (format custos-incident-report/v1): the checkpoint is signed
 by KEY, each step's leaf is included at its index, and each leaf is the incident's
-`incident.create` or `incident.status` event recording that step's status, in log order.
+`incident.create` or `incident.status` event recording that step's status, in log order; each
+notice's leaf is included too and is the incident's `incident.notify` event for that org.
 
 KEY is a verifier key string `<name>+<hex key id>+<base64(0x01 || pubkey)>`, or `@FILE`.
 
@@ -596,18 +597,48 @@ def cmd_cert(args):
 
 REPORT_FORMAT = "custos-incident-report/v1"
 STEP_ACTIONS = {"incident.create", "incident.status"}
+NOTICE_ACTION = "incident.notify"
+
+
+def proved_entry(label, item, cp):
+    """Checks one cited entry of a report against the checkpoint; its index and event."""
+    if not isinstance(item, dict):
+        raise BadInput(f"{label} must be an object")
+    leaf = b64decode(item.get("leaf", ""), f"{label} leaf")
+    proof = item.get("inclusion_proof")
+    if not isinstance(proof, dict):
+        raise BadInput(f"{label}: inclusion_proof must be an object")
+    index, size = uint(proof, "index"), uint(proof, "tree_size")
+    if index != uint(item, "audit_index"):
+        raise CheckFailed(f"{label}: proof is for entry {index}, the report names {item['audit_index']}")
+    if size != cp["size"]:
+        raise CheckFailed(f"{label}: proof is for tree size {size}, checkpoint is size {cp['size']}")
+    claimed = load_hash_list({"leaf_hash": [proof.get("leaf_hash")]}, "leaf_hash")[0]
+    if leaf_hash(leaf) != claimed:
+        raise CheckFailed(f"{label}: leaf bytes do not hash to the proof's leaf hash")
+    verify_inclusion(claimed, index, size, load_hash_list(proof, "hashes"), cp["root"])
+    try:
+        event = json.loads(leaf)
+    except ValueError:
+        raise CheckFailed(f"{label}: leaf is not JSON")
+    return index, event
 
 
 def verify_report(doc, key):
-    """Checks an incident report: the checkpoint is signed by KEY, every step's leaf is in
-    the checkpoint's tree at its index, each leaf is the incident's create or status event
-    naming that step's status, and the steps are in log order and match the timeline."""
+    """Checks an incident report: the checkpoint is signed by KEY; every step's leaf is in
+    the checkpoint's tree at its index, is the incident's create or status event naming that
+    step's status, and the steps are in log order and match the timeline; every notice's leaf
+    is in the tree too, is the incident's notify event for that org, and the notices match
+    the incident's notifications."""
     if not isinstance(doc, dict) or doc.get("format") != REPORT_FORMAT:
         raise BadInput(f"not a {REPORT_FORMAT} document")
     incident = doc.get("incident")
     steps = doc.get("steps")
+    notices = doc.get("notices", [])
     if not isinstance(incident, dict) or not isinstance(steps, list) or not steps:
         raise BadInput("a report has an incident and at least one step")
+    if not isinstance(notices, list):
+        raise BadInput("a report's notices are a list")
     checkpoint = doc.get("checkpoint")
     if not isinstance(checkpoint, str):
         raise BadInput("a report's checkpoint is a signed note (text)")
@@ -615,28 +646,10 @@ def verify_report(doc, key):
     target = f"incident:{incident.get('id')}"
     last_index = -1
     for n, step in enumerate(steps):
-        if not isinstance(step, dict):
-            raise BadInput(f"step {n} must be an object")
-        leaf = b64decode(step.get("leaf", ""), f"step {n} leaf")
-        proof = step.get("inclusion_proof")
-        if not isinstance(proof, dict):
-            raise BadInput(f"step {n}: inclusion_proof must be an object")
-        index, size = uint(proof, "index"), uint(proof, "tree_size")
-        if index != uint(step, "audit_index"):
-            raise CheckFailed(f"step {n}: proof is for entry {index}, step names {step['audit_index']}")
+        index, event = proved_entry(f"step {n}", step, cp)
         if index <= last_index:
             raise CheckFailed(f"step {n}: entry {index} is not after the previous step's")
         last_index = index
-        if size != cp["size"]:
-            raise CheckFailed(f"step {n}: proof is for tree size {size}, checkpoint is size {cp['size']}")
-        claimed = load_hash_list({"leaf_hash": [proof.get("leaf_hash")]}, "leaf_hash")[0]
-        if leaf_hash(leaf) != claimed:
-            raise CheckFailed(f"step {n}: leaf bytes do not hash to the proof's leaf hash")
-        verify_inclusion(claimed, index, size, load_hash_list(proof, "hashes"), cp["root"])
-        try:
-            event = json.loads(leaf)
-        except ValueError:
-            raise CheckFailed(f"step {n}: leaf is not JSON")
         if event.get("action") not in STEP_ACTIONS or event.get("target") != target:
             raise CheckFailed(f"step {n}: entry {index} is not a step of {target}")
         status = step.get("status")
@@ -646,13 +659,22 @@ def verify_report(doc, key):
     timeline = [s.get("status") for s in incident.get("timeline", [])]
     if timeline != [s["status"] for s in steps]:
         raise CheckFailed("the timeline's statuses differ from the steps proved")
-    return cp, len(steps)
+    for n, notice in enumerate(notices):
+        index, event = proved_entry(f"notice {n}", notice, cp)
+        if event.get("action") != NOTICE_ACTION or event.get("target") != target:
+            raise CheckFailed(f"notice {n}: entry {index} is not a notice of {target}")
+        if event.get("org") != notice.get("org"):
+            raise CheckFailed(f"notice {n}: entry {index} told {event.get('org')!r}, the report says {notice.get('org')!r}")
+    told = [t.get("org") for t in incident.get("notifications", [])]
+    if told != [t.get("org") for t in notices]:
+        raise CheckFailed("the incident's notifications differ from the notices proved")
+    return cp, len(steps), len(notices)
 
 
 def cmd_report(args, key):
     doc = load_json(args.report)
-    cp, n = verify_report(doc, key)
-    print(f"ok: {args.report}: {n} steps, each included in the checkpoint of size {cp['size']}")
+    cp, n, told = verify_report(doc, key)
+    print(f"ok: {args.report}: {n} steps and {told} notices, each included in the checkpoint of size {cp['size']}")
 
 
 def main(argv):

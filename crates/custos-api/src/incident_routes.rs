@@ -1,19 +1,24 @@
 //! Incidents (operators): open one, list them, read one with its clocks and timeline, move
-//! its status forward, compute the data subjects it affected.
+//! its status forward, compute the data subjects it affected, tell the affected orgs, report
+//! it; and the subject routes incidents and notices rely on (reference, contact).
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use custos_core::incident_notices::IncidentNotifications;
 use custos_core::incident_report::IncidentReport;
 use custos_core::incidents::{
     AffectedSubjects, IncidentPage, IncidentStatusChange, IncidentView, NewIncident,
     SubjectReference,
 };
+use custos_core::{ContactChange, ContactState};
 
+use crate::request_routes::{attachment, FormatQuery};
 use crate::routes::{ApiJson, ApiQuery, Path};
 use crate::{inputs, ApiError, AppState, Authed};
 
@@ -26,25 +31,82 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/incidents/{id}/status", post(set_incident_status))
         .route("/v1/incidents/{id}/affected", get(incident_affected))
         .route("/v1/incidents/{id}/report", get(incident_report))
+        .route("/v1/incidents/{id}/notifications", post(notify_incident))
         .route(
             "/v1/orgs/{org}/subjects/{subject}/reference",
             get(subject_reference),
+        )
+        .route(
+            "/v1/orgs/{org}/subjects/{subject}/contact",
+            put(set_subject_contact),
         )
 }
 
 /// The incident's report: clocks, timeline, affected counts per org, and for each step the
 /// audit event that recorded it with its inclusion proof against the signed `checkpoint`
-/// (check it offline with `tools/audit-verify/verify.py report`).
+/// (check it offline with `tools/audit-verify/verify.py report`); `?format=pdf` for people.
 #[utoipa::path(get, tag = "incidents", path = "/v1/incidents/{id}/report",
-    params(("id" = String, Path)),
-    responses((status = 200, body = IncidentReport)),
+    params(("id" = String, Path), FormatQuery),
+    responses((status = 200, description = "the report (JSON with its evidence, or a PDF rendering)",
+        content((IncidentReport = "application/json"), ("application/pdf")))),
     security(("bearer" = [])))]
 pub(crate) async fn incident_report(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
-) -> ApiResult<Json<IncidentReport>> {
-    Ok(Json(state.custos.incident_report(&caller, &id).await?))
+    ApiQuery(q): ApiQuery<FormatQuery>,
+) -> ApiResult<Response> {
+    let pdf = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("pdf") => true,
+        Some(_) => return Err(ApiError::invalid("format", "must be json or pdf")),
+    };
+    let report = state.custos.incident_report(&caller, &id).await?;
+    if !pdf {
+        return Ok(Json(report).into_response());
+    }
+    let mut out = Vec::new();
+    custos_export::certificate_pdf("Incident report", &report.lines(), &mut out)
+        .map_err(|e| ApiError::from(custos_core::CoreError::internal_from("pdf", e)))?;
+    let name = format!("incident-{}.pdf", report.incident.id);
+    Ok((attachment("application/pdf", &name), out).into_response())
+}
+
+/// Tells every affected org not told yet: its channels get the incident notice with its
+/// counts, its webhooks one `incident.subject_notice` per affected subject (by reference), so
+/// the org can tell each person. Orgs told before are listed, not told again.
+#[utoipa::path(post, tag = "incidents", path = "/v1/incidents/{id}/notifications",
+    params(("id" = String, Path)),
+    responses((status = 200, body = IncidentNotifications)),
+    security(("bearer" = [])))]
+pub(crate) async fn notify_incident(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IncidentNotifications>> {
+    Ok(Json(state.custos.notify_incident(&caller, &id).await?))
+}
+
+/// Sets (or, with `"email": null`, removes) a data subject's contact: an e-mail address kept
+/// sealed under the subject's key (erased with it), for notices about the person's requests
+/// where the org's `channels.email_subjects` is on (owner, admin, service).
+#[utoipa::path(put, tag = "subjects", path = "/v1/orgs/{org}/subjects/{subject}/contact",
+    params(("org" = String, Path), ("subject" = String, Path)),
+    request_body = ContactChange,
+    responses((status = 200, body = ContactState)),
+    security(("bearer" = [])))]
+pub(crate) async fn set_subject_contact(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path((org, subject)): Path<(String, String)>,
+    ApiJson(change): ApiJson<ContactChange>,
+) -> ApiResult<Json<ContactState>> {
+    Ok(Json(
+        state
+            .custos
+            .set_subject_contact(&caller, &org, &subject, change)
+            .await?,
+    ))
 }
 
 /// A data subject's keyed reference: what audit events, certificates of deletion and an

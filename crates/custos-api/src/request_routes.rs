@@ -254,11 +254,11 @@ pub(crate) async fn bulk_erase(
 #[serde(deny_unknown_fields)]
 pub(crate) struct FormatQuery {
     /// `json` (default), `csv` (a zip with one RFC 4180 file per category) or `pdf`; a
-    /// certificate comes as `json` or `pdf`.
-    format: Option<String>,
+    /// certificate or an incident report comes as `json` or `pdf`.
+    pub(crate) format: Option<String>,
 }
 
-fn attachment(bytes_type: &str, name: &str) -> [(header::HeaderName, String); 3] {
+pub(crate) fn attachment(bytes_type: &str, name: &str) -> [(header::HeaderName, String); 3] {
     [
         (header::CONTENT_TYPE, bytes_type.to_string()),
         (

@@ -582,6 +582,16 @@ async fn request(
             format!("/v1/incidents/{}/affected", uuid::Uuid::new_v4()),
             Body::None,
         ),
+        Operation::IncidentNotify => (
+            "POST",
+            format!("/v1/incidents/{}/notifications", uuid::Uuid::new_v4()),
+            Body::None,
+        ),
+        Operation::SubjectContact => (
+            "PUT",
+            format!("/v1/orgs/{org}/subjects/subject-1/contact"),
+            Body::Json(json!({"email": "person@example.com"})),
+        ),
         Operation::PersonalTokenCreate => (
             "POST",
             "/v1/auth/tokens".into(),
@@ -921,6 +931,7 @@ fn allowed_refusal(op: Operation, who: &Principal, status: StatusCode) -> bool {
         Operation::IncidentRead
         | Operation::IncidentStatus
         | Operation::IncidentAffected
+        | Operation::IncidentNotify
         | Operation::IncidentReport => status == StatusCode::NOT_FOUND,
         Operation::SessionOpen => {
             who.member.as_ref().is_some_and(|m| m.session) && status == StatusCode::BAD_REQUEST

@@ -259,6 +259,13 @@ actions! {
     IncidentReport = "incident.report",
     /// An incident's clock was about to run out, or ran out: its alert was queued.
     IncidentClock = "incident.clock",
+    /// An org affected by an incident was told (its channels got the incident notice, its
+    /// webhooks one notice per affected subject, by reference).
+    IncidentNotify = "incident.notify",
+    /// A data subject's contact (for notices and privacy-center codes) was set or removed.
+    SubjectContact = "subject.contact",
+    /// An open data subject request was about to come due: its reminder was queued.
+    RequestRemind = "request.remind",
 }
 
 impl fmt::Display for AuditAction {

@@ -228,6 +228,8 @@ details! {
     event_type: String,
     /// An incident clock's alert (`contain:soon`, `notify:overdue`, ...).
     clock: String,
+    /// How many notifications were queued.
+    messages: u64,
 }
 
 impl Details {
@@ -385,6 +387,9 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::IncidentStatus => &["status"],
         A::IncidentAffected => &["subjects", "records"],
         A::IncidentClock => &["clock", "due"],
+        A::IncidentNotify => &["subjects", "records", "messages"],
+        A::SubjectContact => &["subject_ref", "status"],
+        A::RequestRemind => &["due", "messages"],
         A::BackupKeysRestore => &[
             "backup",
             "org_keys",

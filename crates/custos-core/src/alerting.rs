@@ -32,8 +32,10 @@ const STEP_EVENTS: u32 = 500;
 pub struct AlertEvaluator {
     holder: String,
     state: Option<RuleState>,
-    /// When incident clocks were last checked.
+    /// When incident clocks and request reminders were last checked.
     clocks_checked: Option<Timestamp>,
+    /// Requests this process already queued the reminder of.
+    reminded: std::collections::HashSet<String>,
 }
 
 impl AlertEvaluator {
@@ -43,6 +45,7 @@ impl AlertEvaluator {
             holder: format!("instance-{}", uuid::Uuid::new_v4().simple()),
             state: None,
             clocks_checked: None,
+            reminded: Default::default(),
         }
     }
 }
@@ -93,6 +96,8 @@ impl Custos {
             .is_none_or(|at| now.duration_since(at) >= CLOCK_CHECK)
         {
             self.check_incident_clocks().await?;
+            self.check_request_reminders(&mut evaluator.reminded)
+                .await?;
             evaluator.clocks_checked = Some(now);
         }
         let mut evaluated = 0;
@@ -161,6 +166,8 @@ impl Custos {
         let (security_events, notices) = self.project_security_events(&events).await?;
         step.security_events = security_events;
         step.messages.extend(notices);
+        step.messages
+            .extend(self.project_request_notices(&events).await?);
         if !self
             .store
             .main()

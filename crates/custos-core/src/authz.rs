@@ -264,6 +264,9 @@ operations! {
     DeploymentSecurityEventList,
     /// Look up a data subject's keyed reference.
     SubjectReference,
+    /// Set or remove a data subject's contact (an e-mail address, sealed under the subject's
+    /// key) for notices.
+    SubjectContact,
     /// List the outbox's notifications and their delivery state (operators).
     NotificationList,
     /// Open an incident (operators).
@@ -278,6 +281,9 @@ operations! {
     IncidentAffected,
     /// Produce an incident's report with its audit evidence (operators).
     IncidentReport,
+    /// Tell the orgs an incident affected, and through their webhooks each affected subject
+    /// (operators).
+    IncidentNotify,
     /// Query audit events.
     AuditEvents,
     /// Read the latest signed checkpoint.

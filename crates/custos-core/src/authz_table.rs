@@ -564,6 +564,15 @@ pub const TABLE: &[Rule] = &[
     )
     .http("GET", "/v1/orgs/{org}/subjects/{subject}/reference"),
     rule(
+        Op::SubjectContact,
+        A::SubjectContact,
+        Never,
+        REQUESTERS,
+        CategoryRule::No,
+        ForAdmins,
+    )
+    .http("PUT", "/v1/orgs/{org}/subjects/{subject}/contact"),
+    rule(
         Op::NotificationList,
         A::NotificationList,
         Always,
@@ -626,6 +635,15 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("GET", "/v1/incidents/{id}/report"),
+    rule(
+        Op::IncidentNotify,
+        A::IncidentNotify,
+        Always,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/v1/incidents/{id}/notifications"),
     rule(
         Op::AuditEvents,
         A::AuditRead,

@@ -402,6 +402,14 @@ impl Custos {
                 p.phase = Phase::DestroyRetainedKeys;
             }
             Phase::DestroyRetainedKeys => {
+                // The person's address is sealed under the keys about to go: their e-mail
+                // is queued first (idempotent, so a repeat of this phase queues nothing).
+                let status = if p.report.held_back.is_empty() {
+                    RequestStatus::Completed
+                } else {
+                    RequestStatus::PartiallyCompleted
+                };
+                self.queue_erasure_email(scope, &request, status).await?;
                 self.destroy_pending(scope, p, "erasure.retained_keys_destroyed")
                     .await?;
                 self.confirm_destroyed(scope, &sref, &p.report.keys_destroyed)

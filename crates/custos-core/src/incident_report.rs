@@ -32,6 +32,22 @@ pub struct IncidentReport {
     pub checkpoint: String,
     /// Each step, in order, with its audit evidence.
     pub steps: Vec<ReportStep>,
+    /// Each affected org told, in order, with the audit evidence of when.
+    pub notices: Vec<ReportNotice>,
+}
+
+/// One org told of the incident, with the audit event that recorded it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReportNotice {
+    /// The org told.
+    pub org: String,
+    /// The audit log entry (`incident.notify`).
+    pub audit_index: u64,
+    /// That entry's exact bytes, base64.
+    pub leaf: String,
+    /// Its inclusion proof against `checkpoint`.
+    #[schema(value_type = Object)]
+    pub inclusion_proof: InclusionProof,
 }
 
 /// One org's counts in a report (the subjects themselves are in `.../affected`).
@@ -98,7 +114,9 @@ impl Custos {
                 })?;
                 if matches!(
                     event.action,
-                    AuditAction::IncidentCreate | AuditAction::IncidentStatus
+                    AuditAction::IncidentCreate
+                        | AuditAction::IncidentStatus
+                        | AuditAction::IncidentNotify
                 ) {
                     events.push((entry.index, entry.leaf, event));
                 }
@@ -107,11 +125,23 @@ impl Custos {
         }
         let checkpoint = self.ensure_checkpoint_in(main).await?;
         let mut steps = Vec::new();
+        let mut notices = Vec::new();
         for (index, leaf, event) in events {
             if index >= checkpoint.size {
                 return Err(CoreError::internal(
                     "the latest checkpoint does not cover the incident's last step yet",
                 ));
+            }
+            let leaf_b64 = base64::engine::general_purpose::STANDARD.encode(&leaf);
+            let inclusion_proof = main.audit_inclusion_proof(index, checkpoint.size).await?;
+            if event.action == AuditAction::IncidentNotify {
+                notices.push(ReportNotice {
+                    org: event.org.clone().unwrap_or_default(),
+                    audit_index: index,
+                    leaf: leaf_b64,
+                    inclusion_proof,
+                });
+                continue;
             }
             let status = match event.action {
                 AuditAction::IncidentCreate => IncidentStatus::Detected,
@@ -123,8 +153,8 @@ impl Custos {
             steps.push(ReportStep {
                 status,
                 audit_index: index,
-                leaf: base64::engine::general_purpose::STANDARD.encode(&leaf),
-                inclusion_proof: main.audit_inclusion_proof(index, checkpoint.size).await?,
+                leaf: leaf_b64,
+                inclusion_proof,
             });
         }
         let event = self
@@ -138,6 +168,90 @@ impl Custos {
             verifier_key: self.audit_signer()?.verifier_key(),
             checkpoint: checkpoint.note,
             steps,
+            notices,
         })
+    }
+}
+
+impl IncidentReport {
+    /// The report as lines of text for people (its PDF form): the clocks, the timeline and
+    /// the notices each with the audit index that proves when, the affected counts, and the
+    /// signed checkpoint with the key to check it (the JSON form carries the proofs).
+    pub fn lines(&self) -> Vec<String> {
+        let i = &self.incident;
+        let when = |t: &jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+        let mut out = vec![
+            format!("Incident: {}", i.title),
+            format!("Id: {}", i.id),
+            format!("Detected: {}", when(&i.detected_at)),
+            format!("Opened by: {}", i.opened_by),
+            format!("Status: {}", i.status.as_str()),
+            format!("Overdue: {}", if i.overdue { "yes" } else { "no" }),
+            String::new(),
+            "Clocks".into(),
+        ];
+        for c in &i.clocks {
+            out.push(format!(
+                "  {}: due {}, {}{}",
+                c.name,
+                when(&c.due),
+                c.met_at
+                    .as_ref()
+                    .map_or("not met yet".to_string(), |t| format!("met {}", when(t))),
+                if c.overdue { " (OVERDUE)" } else { "" }
+            ));
+        }
+        out.push(String::new());
+        out.push("Timeline (audit log index of each step)".into());
+        for (step, evidence) in i.timeline.iter().zip(&self.steps) {
+            out.push(format!(
+                "  {}  {} by {}  [audit #{}]",
+                when(&step.at),
+                step.status.as_str(),
+                step.actor,
+                evidence.audit_index
+            ));
+            if let Some(note) = &step.note {
+                out.push(format!("      {note}"));
+            }
+        }
+        out.push(String::new());
+        out.push("Affected".into());
+        if self.affected.is_empty() {
+            out.push("  no data subject affected".into());
+        }
+        for a in &self.affected {
+            out.push(format!(
+                "  org {}: {} subjects, {} records",
+                a.org, a.subjects, a.records
+            ));
+        }
+        out.push(String::new());
+        out.push("Notifications (audit log index of each)".into());
+        if i.notifications.is_empty() {
+            out.push("  none yet".into());
+        }
+        for (n, evidence) in i.notifications.iter().zip(&self.notices) {
+            out.push(format!(
+                "  {}  org {}: {} subjects, {} messages, by {}  [audit #{}]",
+                when(&n.notified_at),
+                n.org,
+                n.subjects,
+                n.messages,
+                n.by,
+                evidence.audit_index
+            ));
+        }
+        out.push(String::new());
+        out.push("Signed checkpoint (every index above is proved against it)".into());
+        out.extend(self.checkpoint.lines().map(|l| format!("  {l}")));
+        out.push(String::new());
+        out.push(format!("Verifier key: {}", self.verifier_key));
+        out.push(
+            "The JSON form of this report carries each entry and its inclusion proof; \
+             tools/audit-verify/verify.py report checks them offline."
+                .into(),
+        );
+        out
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use custos_audit::{Actor, AuditAction, AuditEvent, Details, Target};
-use custos_store::{AuditFilter, IncidentRow, IncidentStep, OutboxMessage};
+use custos_store::{AuditFilter, IncidentNotice, IncidentRow, IncidentStep, OutboxMessage};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -158,6 +158,40 @@ pub struct IncidentView {
     pub overdue: bool,
     /// Every step, the detection first.
     pub timeline: Vec<IncidentStepView>,
+    /// The affected orgs told so far, in the order they were told.
+    pub notifications: Vec<IncidentNoticeView>,
+}
+
+/// One affected org told of an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct IncidentNoticeView {
+    /// The org.
+    pub org: String,
+    /// Its affected subjects (each told through the org's webhooks, by reference).
+    pub subjects: u64,
+    /// Their records read or exported.
+    pub records: u64,
+    /// Messages queued: the incident notice to each of the org's channels, and a subject
+    /// notice per subject to each of its webhooks (0: the org has no channels).
+    pub messages: u64,
+    /// When.
+    #[schema(value_type = String, format = DateTime)]
+    pub notified_at: Timestamp,
+    /// Who told it.
+    pub by: String,
+}
+
+impl From<IncidentNotice> for IncidentNoticeView {
+    fn from(n: IncidentNotice) -> Self {
+        IncidentNoticeView {
+            org: n.org_id,
+            subjects: n.subjects,
+            records: n.records,
+            messages: n.messages,
+            notified_at: n.notified_at,
+            by: n.actor,
+        }
+    }
 }
 
 /// A page of incidents, newest first.
@@ -255,7 +289,7 @@ impl Custos {
             .main()
             .create_incident(&row, &first, &[event])
             .await?;
-        self.incident_view(row, vec![first])
+        self.incident_view((row, vec![first], Vec::new()))
     }
 
     /// The rows of a new incident and its detection step.
@@ -363,7 +397,8 @@ impl Custos {
                 .await?
                 .map(|(_, steps)| steps)
                 .unwrap_or_default();
-            items.push(self.incident_view(row, steps)?);
+            let notices = main.incident_notices(&row.id).await?;
+            items.push(self.incident_view((row, steps, notices))?);
         }
         let event = self.event(caller, AuditAction::IncidentList);
         self.store.append_audit(&[event]).await?;
@@ -374,26 +409,28 @@ impl Custos {
     pub async fn incident(&self, caller: &Caller, id: &str) -> Result<IncidentView, CoreError> {
         self.authorize_global(caller, Operation::IncidentRead)
             .await?;
-        let (row, steps) = self.incident_row(id).await?;
+        let stored = self.incident_row(id).await?;
         let event = self
             .event(caller, AuditAction::IncidentRead)
             .target(Target::Incident(id.to_string()));
         self.store.append_audit(&[event]).await?;
-        self.incident_view(row, steps)
+        self.incident_view(stored)
     }
 
     /// An incident's view, unaudited (for the report, which audits itself).
     pub(crate) async fn incident_view_of(&self, id: &str) -> Result<IncidentView, CoreError> {
-        let (row, steps) = self.incident_row(id).await?;
-        self.incident_view(row, steps)
+        let stored = self.incident_row(id).await?;
+        self.incident_view(stored)
     }
 
-    async fn incident_row(&self, id: &str) -> Result<(IncidentRow, Vec<IncidentStep>), CoreError> {
-        self.store
-            .main()
+    pub(crate) async fn incident_row(&self, id: &str) -> Result<StoredIncident, CoreError> {
+        let main = self.store.main();
+        let (row, steps) = main
             .incident(id)
             .await?
-            .ok_or_else(|| CoreError::NotFound(format!("incident {id}")))
+            .ok_or_else(|| CoreError::NotFound(format!("incident {id}")))?;
+        let notices = main.incident_notices(id).await?;
+        Ok((row, steps, notices))
     }
 
     /// Moves an incident forward (operators); audited with who and when.
@@ -414,7 +451,7 @@ impl Custos {
             }
             self.check_free_text("note", note)?;
         }
-        let (row, _) = self.incident_row(id).await?;
+        let (row, _, _) = self.incident_row(id).await?;
         let current = IncidentStatus::parse(&row.status)?;
         if change.status <= current {
             return Err(CoreError::Conflict(format!(
@@ -443,14 +480,13 @@ impl Custos {
                 "incident {id} changed meanwhile; read it again"
             )));
         }
-        let (row, steps) = self.incident_row(id).await?;
-        self.incident_view(row, steps)
+        let stored = self.incident_row(id).await?;
+        self.incident_view(stored)
     }
 
     fn incident_view(
         &self,
-        row: IncidentRow,
-        steps: Vec<IncidentStep>,
+        (row, steps, notices): StoredIncident,
     ) -> Result<IncidentView, CoreError> {
         let now = self.now();
         let timeline = steps
@@ -499,6 +535,7 @@ impl Custos {
             scope,
             clocks,
             timeline,
+            notifications: notices.into_iter().map(Into::into).collect(),
         })
     }
 
@@ -512,7 +549,7 @@ impl Custos {
     ) -> Result<AffectedSubjects, CoreError> {
         self.authorize_global(caller, Operation::IncidentAffected)
             .await?;
-        let (row, _) = self.incident_row(id).await?;
+        let (row, _, _) = self.incident_row(id).await?;
         let scope: IncidentScope = serde_json::from_str(&row.scope)
             .map_err(|e| CoreError::internal_from(format!("incident {id} scope"), e))?;
         let (affected, records) = self.affected_subjects(&scope).await?;
@@ -621,7 +658,7 @@ impl Custos {
                 Some(found) => found,
                 None => continue,
             };
-            let view = self.incident_view(row.clone(), steps)?;
+            let view = self.incident_view((row.clone(), steps, Vec::new()))?;
             for clock in &view.clocks {
                 if clock.met_at.is_some() {
                     continue;
@@ -677,6 +714,9 @@ impl Custos {
         Ok(())
     }
 }
+
+/// An incident as stored: its row, its steps and the orgs told.
+pub(crate) type StoredIncident = (IncidentRow, Vec<IncidentStep>, Vec<IncidentNotice>);
 
 /// The event type of an incident clock's alert.
 pub const INCIDENT_CLOCK: &str = "incident.clock";

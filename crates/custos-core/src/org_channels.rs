@@ -26,7 +26,19 @@ pub struct OrgChannels {
     pub webhooks: Vec<OrgWebhook>,
     /// Addresses notices are e-mailed to (at most 10; needs the policy's `[smtp]`).
     pub emails: Vec<String>,
+    /// E-mail data subjects about their own requests (received, extended, completed,
+    /// rejected) at the contact the org keeps for them (`PUT .../subjects/{subject}/contact`).
+    pub email_subjects: bool,
+    /// How long before an open request is due its reminder goes to these channels (1h to
+    /// 30d; default 3d).
+    #[schema(value_type = Option<String>)]
+    pub remind_before: Option<String>,
 }
+
+/// How long before a request is due its reminder goes out, unless the org says otherwise.
+pub(crate) const DEFAULT_REMIND_BEFORE: &str = "3d";
+/// The bounds of `remind_before`.
+const REMIND_BOUNDS: (&str, &str) = ("1h", "30d");
 
 /// One of an org's webhooks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -72,6 +84,7 @@ impl OrgChannels {
                 }
             }
         }
+        self.remind_before()?;
         for (i, email) in self.emails.iter().enumerate() {
             if !is_email(email) {
                 return Err(CoreError::invalid(
@@ -83,20 +96,35 @@ impl OrgChannels {
         Ok(())
     }
 
-    /// What the audit event says of a change: counts, never URLs' paths or addresses.
-    pub(crate) fn summary(&self) -> String {
-        format!(
-            "webhooks={} emails={}",
-            self.webhooks.len(),
-            self.emails.len()
+    /// How long before an open request is due its reminder goes out.
+    pub(crate) fn remind_before(&self) -> Result<custos_policy::Duration, CoreError> {
+        crate::settings::parse_bounded(
+            "channels.remind_before",
+            self.remind_before
+                .as_deref()
+                .unwrap_or(DEFAULT_REMIND_BEFORE),
+            REMIND_BOUNDS,
         )
     }
 
-    /// The channels as an answer shows them: secrets are write-only.
+    /// What the audit event says of a change: counts, never URLs' paths or addresses.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "webhooks={} emails={} email_subjects={}",
+            self.webhooks.len(),
+            self.emails.len(),
+            self.email_subjects
+        )
+    }
+
+    /// The channels as an answer shows them: secrets are write-only; the reminder margin
+    /// as it applies.
     pub(crate) fn shown(&mut self) {
         for hook in &mut self.webhooks {
             hook.secret = None;
         }
+        self.remind_before
+            .get_or_insert_with(|| DEFAULT_REMIND_BEFORE.to_string());
     }
 
     /// The outbox channels these name: `org-webhook:<url>` and `email:<address>`.
@@ -110,7 +138,7 @@ impl OrgChannels {
 }
 
 /// A plausible address: one `@`, text on both sides, a dot in the domain, no spaces.
-fn is_email(s: &str) -> bool {
+pub(crate) fn is_email(s: &str) -> bool {
     let mut parts = s.split('@');
     matches!(
         (parts.next(), parts.next(), parts.next()),
@@ -232,9 +260,10 @@ mod tests {
                 secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
             }],
             emails: vec!["security@acme.example".into()],
+            ..OrgChannels::default()
         };
         ok.check(&rules()).unwrap();
-        assert_eq!(ok.summary(), "webhooks=1 emails=1");
+        assert_eq!(ok.summary(), "webhooks=1 emails=1 email_subjects=false");
         assert_eq!(
             ok.outbox_channels(),
             [
@@ -244,6 +273,13 @@ mod tests {
         );
         ok.shown();
         assert_eq!(ok.webhooks[0].secret, None);
+        assert_eq!(ok.remind_before.as_deref(), Some("3d"));
+        let too_soon = OrgChannels {
+            remind_before: Some("1m".into()),
+            ..OrgChannels::default()
+        };
+        let err = too_soon.check(&rules()).unwrap_err().to_string();
+        assert!(err.contains("channels.remind_before"), "{err}");
 
         let internal = OrgChannels {
             webhooks: vec![OrgWebhook {
@@ -251,6 +287,7 @@ mod tests {
                 secret: None,
             }],
             emails: vec![],
+            ..OrgChannels::default()
         };
         assert!(matches!(
             internal.check(&rules()),
@@ -262,6 +299,7 @@ mod tests {
                 secret: Some("hunter2".into()),
             }],
             emails: vec![],
+            ..OrgChannels::default()
         };
         let err = bad_secret.check(&rules()).unwrap_err().to_string();
         assert!(err.contains("channels.webhooks[0].secret"), "{err}");
@@ -269,6 +307,7 @@ mod tests {
         let bad_email = OrgChannels {
             webhooks: vec![],
             emails: vec!["not an address".into()],
+            ..OrgChannels::default()
         };
         assert!(bad_email
             .check(&rules())

@@ -332,7 +332,7 @@ impl Custos {
                 )
                 .await
             }
-            Some(("email", address)) => {
+            Some(("email", address)) | Some((crate::request_notices::SUBJECT_EMAIL, address)) => {
                 let smtp = channels.smtp.as_ref().ok_or_else(|| {
                     DeliveryError::Misconfigured("the policy has no [smtp]".into())
                 })?;
@@ -346,15 +346,28 @@ impl Custos {
     }
 }
 
+/// A message id derived from what the message is about (`msg_` and 32 hex digits, like
+/// [`crate::alerting::message_id`]'s): whoever queues the same message queues the same id, so
+/// the outbox keeps it once.
+pub(crate) fn derived_message_id(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    format!("msg_{}", hex::encode(&hash.finalize()[..16]))
+}
+
 /// The wait after the `attempts`-th failed attempt: 1 s, doubling, at most an hour.
 pub(crate) fn backoff(attempts: u32) -> SignedDuration {
     let exponent = attempts.saturating_sub(1).min(12);
     SignedDuration::from_secs(1i64 << exponent).min(MAX_BACKOFF)
 }
 
-/// The channel's kind for logs (`webhook`, `email`), never its address.
+/// The channel's kind for logs (`webhook`, `email`, `subject-email`), never its address.
 fn channel_kind(channel: &str) -> &str {
-    channel.split_once(':').map_or("unknown", |(kind, _)| kind)
+    channel.split_once(':').map_or(channel, |(kind, _)| kind)
 }
 
 /// A message as an e-mail: a subject naming what happened, and the body's fields as lines.
@@ -368,6 +381,13 @@ fn email_of(to: &str, m: &custos_store::OutboxMessage) -> Email {
         }
         crate::security_events::SECURITY_NOTICE => {
             format!("[Custos] security notice: {}", text("kind"))
+        }
+        crate::request_notices::REQUEST_RECEIVED => "Your data request was received".into(),
+        crate::request_notices::REQUEST_EXTENDED => "Your data request needs more time".into(),
+        crate::request_notices::REQUEST_COMPLETED => "Your data request is complete".into(),
+        crate::request_notices::REQUEST_REJECTED => "Your data request was declined".into(),
+        crate::request_notices::REQUEST_DUE_SOON => {
+            format!("[Custos] a data request is due {}", text("due_at"))
         }
         other => format!("[Custos] {other}"),
     };

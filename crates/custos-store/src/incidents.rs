@@ -52,6 +52,26 @@ pub struct IncidentStep {
     pub note: Option<String>,
 }
 
+/// One affected org told of an incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentNotice {
+    /// The incident.
+    pub incident_id: String,
+    /// The org told.
+    pub org_id: String,
+    /// Its affected subjects.
+    pub subjects: u64,
+    /// Their records read or exported.
+    pub records: u64,
+    /// Messages queued (the org notice to each channel, a subject notice per subject to each
+    /// webhook).
+    pub messages: u64,
+    /// When.
+    pub notified_at: Timestamp,
+    /// Who told it (`operator:<id>`, `admin`).
+    pub actor: String,
+}
+
 /// Persistence of incidents.
 #[async_trait::async_trait]
 pub trait IncidentStore {
@@ -97,7 +117,23 @@ pub trait IncidentStore {
         messages: &[OutboxMessage],
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError>;
+
+    /// Records that an org was told of an incident, with the messages that tell it and
+    /// `audit`; false, and nothing queued, when it was told already.
+    async fn record_incident_notice(
+        &self,
+        notice: &IncidentNotice,
+        messages: &[OutboxMessage],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
+
+    /// The orgs told of an incident, in the order they were told.
+    async fn incident_notices(&self, id: &str) -> Result<Vec<IncidentNotice>, StoreError>;
 }
+
+/// The columns [`IncidentNotice`] is read from and written to, in order (both backends).
+pub(crate) const NOTICE_COLUMNS: &str =
+    "incident_id, org_id, subjects, records, messages, notified_at, actor";
 
 /// The columns [`IncidentRow`] is read from, in order (both backends).
 pub(crate) const INCIDENT_COLUMNS: &str = "id, title, status, detected_at, created_at, \

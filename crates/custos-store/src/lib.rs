@@ -43,7 +43,7 @@ mod tokens;
 
 pub use audit::AuditStore;
 pub use audit_tree::{AuditIndex, AuditRow, StoredCheckpoint, STORED_MIN_LEVEL};
-pub use incidents::{IncidentRow, IncidentStep, IncidentStore};
+pub use incidents::{IncidentNotice, IncidentRow, IncidentStep, IncidentStore};
 pub use lifecycle::LifecycleStore;
 pub use members::{EnrollmentCode, MemberStore, PersonalToken, Session, TotpFactor};
 pub use model::*;

@@ -135,12 +135,13 @@ pub struct AlertStep {
 #[async_trait::async_trait]
 pub trait NotifyStore {
     /// Queues messages with their audit events in one transaction. A message whose id is
-    /// already queued is left as it is (queuing is idempotent).
+    /// already queued is left as it is (queuing is idempotent); when none is new, nothing is
+    /// written (not the audit events either) and false is returned.
     async fn enqueue(
         &self,
         messages: &[OutboxMessage],
         audit: &[AuditEvent],
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Claims up to `limit` pending messages due at `now` that no one holds, oldest first,
     /// until `claimed_until`, counting an attempt for each. Two instances never claim the

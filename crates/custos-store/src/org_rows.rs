@@ -79,4 +79,5 @@ pub(crate) fn is_store_table(name: &str) -> bool {
         || name == "security_events"
         || name == "incidents"
         || name == "incident_steps"
+        || name == "incident_notices"
 }

@@ -272,7 +272,23 @@ pub trait RequestStore {
         scope: &OrgScope,
         subject_ref: &str,
     ) -> Result<Vec<SubjectRecordCount>, StoreError>;
-    /// Destroys the org's PII tokens minted for a subject; returns how many.
+    /// A subject's contact, sealed (see `subject_contacts` in the schema).
+    async fn subject_contact(
+        &self,
+        scope: &OrgScope,
+        subject_ref: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets (`Some`) or removes (`None`) a subject's sealed contact, with `audit`.
+    async fn set_subject_contact(
+        &self,
+        scope: &OrgScope,
+        subject_ref: &str,
+        sealed: Option<Vec<u8>>,
+        now: Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError>;
+    /// Destroys the org's PII tokens minted for a subject, and the subject's contact;
+    /// returns how many tokens.
     async fn destroy_subject_tokens(
         &self,
         scope: &OrgScope,

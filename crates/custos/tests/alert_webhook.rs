@@ -191,7 +191,12 @@ async fn the_built_in_denied_burst_reaches_the_orgs_own_webhook() {
     assert_eq!(status, 200, "{settings}");
     assert_eq!(
         settings["channels"],
-        json!({ "webhooks": [{ "url": receiver.url() }], "emails": [] }),
+        json!({
+            "webhooks": [{ "url": receiver.url() }],
+            "emails": [],
+            "email_subjects": false,
+            "remind_before": "3d",
+        }),
         "the secret is write-only"
     );
     assert!(!settings.to_string().contains("whsec_"), "{settings}");

@@ -2,8 +2,10 @@
 //! subjects in two orgs; the incident's affected list names exactly those subjects (the
 //! references `GET .../subjects/{subject}/reference` gives) with per-category counts; an
 //! incident detected over an hour ago is overdue and its clock alert reaches the ops webhook
-//! (checked by the Standard Webhooks reference library); the report verifies with the
-//! independent Python verifier, and a tampered copy does not.
+//! (checked by the Standard Webhooks reference library); the affected orgs are told, once:
+//! an org's own webhook gets the incident notice and one notice per affected subject, by
+//! reference; the report (with its notices) verifies with the independent Python verifier,
+//! a tampered copy does not, and its PDF form reads back with poppler's `pdftotext`.
 //!
 //! Needs Python (the receiver and the verifier) and PyPI on first use; skipped with a loud
 //! message when missing, fatal under `CI=true`.
@@ -20,6 +22,7 @@ use serde_json::{json, Value};
 use support::{org_with_owner, post, send, Server, ADMIN};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const ORG_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const SUBJECTS: usize = 60;
 const RECORDS: usize = 150;
 
@@ -99,6 +102,9 @@ async fn affected_subjects_clocks_and_a_report_that_verifies_independently() {
     let Some(hook) = stand_in::Receiver::webhook(test, SECRET, 0).await else {
         return;
     };
+    let Some(org_hook) = stand_in::Receiver::webhook(test, ORG_SECRET, 0).await else {
+        return;
+    };
     let Some(venv) = support::verifier_venv() else {
         return;
     };
@@ -107,7 +113,8 @@ async fn affected_subjects_clocks_and_a_report_that_verifies_independently() {
     std::fs::write(
         &config,
         format!(
-            "{}\n[webhooks.ops]\nurl = \"{}\"\nsecret_env = \"OPS_WEBHOOK_SECRET\"\n",
+            "{}\n[network]\nallow = [\"127.0.0.0/8\"]\n\
+             [webhooks.ops]\nurl = \"{}\"\nsecret_env = \"OPS_WEBHOOK_SECRET\"\n",
             custos_policy::Policy::BUILTIN_TOML,
             hook.url()
         ),
@@ -120,7 +127,7 @@ async fn affected_subjects_clocks_and_a_report_that_verifies_independently() {
         .env("OPS_WEBHOOK_SECRET", SECRET);
     let s = support::serve(command, &[]).await;
 
-    let (a, _, reader_a, actor_a, ids_a, expected_a) = org_with_records(&s, "A").await;
+    let (a, owner_a, reader_a, actor_a, ids_a, expected_a) = org_with_records(&s, "A").await;
     let (b, _, reader_b, actor_b, ids_b, expected_b) = org_with_records(&s, "B").await;
     let from = jiff::Timestamp::now();
     for (org, key, ids) in [(&a, &reader_a, &ids_a), (&b, &reader_b, &ids_b)] {
@@ -210,9 +217,83 @@ async fn affected_subjects_clocks_and_a_report_that_verifies_independently() {
     )
     .await;
     assert_eq!(status, 409, "{back}");
+    // Org A names its own webhook; B has no channels (it is told, with nothing to send).
+    let (status, body) = send(
+        &s,
+        reqwest::Method::PATCH,
+        &owner_a,
+        &format!("/v1/orgs/{a}/settings"),
+        Some(json!({ "channels": { "webhooks": [{ "url": org_hook.url(), "secret": ORG_SECRET }] } })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let told = post(
+        &s,
+        ADMIN,
+        &format!("/v1/incidents/{id}/notifications"),
+        json!(null),
+    )
+    .await;
+    let notified = told["notified"].as_array().unwrap();
+    assert_eq!(notified.len(), 2, "{told}");
+    let notice_a = notified.iter().find(|n| n["org"] == a.as_str()).unwrap();
+    assert_eq!(notice_a["subjects"], SUBJECTS);
+    assert_eq!(notice_a["records"], RECORDS);
+    assert_eq!(notice_a["messages"], 1 + SUBJECTS, "{told}");
+    let notice_b = notified.iter().find(|n| n["org"] == b.as_str()).unwrap();
+    assert_eq!(notice_b["messages"], 0, "{told}");
+    // Told once: a second call tells nobody again.
+    let again = post(
+        &s,
+        ADMIN,
+        &format!("/v1/incidents/{id}/notifications"),
+        json!(null),
+    )
+    .await;
+    assert_eq!(again["notified"], json!([]), "{again}");
+    assert_eq!(again["already_notified"].as_array().unwrap().len(), 2);
+    let got = org_hook
+        .wait_for(Duration::from_secs(30), |d| d.len() > SUBJECTS)
+        .await;
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|d| {
+            assert_eq!(d["verified"], true, "{d}");
+            serde_json::from_str::<Value>(d["body"].as_str().unwrap()).unwrap()
+        })
+        .collect();
+    let org_notices: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b["type"] == "incident.notice")
+        .collect();
+    assert_eq!(org_notices.len(), 1, "{bodies:?}");
+    assert_eq!(org_notices[0]["data"]["subjects"], SUBJECTS);
+    assert_eq!(
+        org_notices[0]["data"]["categories"],
+        json!({ "documents": RECORDS / 2, "messages": RECORDS / 2 })
+    );
+    let told_subjects: BTreeMap<String, BTreeMap<String, u64>> = bodies
+        .iter()
+        .filter(|b| b["type"] == "incident.subject_notice")
+        .map(|b| {
+            assert_eq!(b["data"]["incident"], id.as_str());
+            (
+                b["data"]["subject_ref"].as_str().unwrap().to_string(),
+                serde_json::from_value(b["data"]["categories"].clone()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        told_subjects, expected_a,
+        "each of A's subjects, by reference"
+    );
+    let read = get(&s, ADMIN, &format!("/v1/incidents/{id}")).await;
+    assert_eq!(read["notifications"].as_array().unwrap().len(), 2);
+
     let report = get(&s, ADMIN, &format!("/v1/incidents/{id}/report")).await;
     assert_eq!(report["format"], "custos-incident-report/v1");
     assert_eq!(report["steps"].as_array().unwrap().len(), 3);
+    assert_eq!(report["notices"].as_array().unwrap().len(), 2);
     let key = get(&s, ADMIN, "/v1/signing-key").await["verifier_key"]
         .as_str()
         .unwrap()
@@ -240,4 +321,30 @@ async fn affected_subjects_clocks_and_a_report_that_verifies_independently() {
     forged["incident"]["timeline"][1]["status"] = json!("notified");
     let failed = verify(&forged);
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    // Nor one that says another org was told.
+    let mut forged = report.clone();
+    forged["notices"][0]["org"] = json!("org-that-was-never-told");
+    forged["incident"]["notifications"][0]["org"] = json!("org-that-was-never-told");
+    let failed = verify(&forged);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+
+    // The PDF for people: the clocks, each step and notice with its audit index.
+    let pdf = reqwest::Client::new()
+        .get(format!("{}/v1/incidents/{id}/report?format=pdf", s.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.status(), 200);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let bytes = pdf.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    if let Some(text) = support::pdf_text(&bytes, tmp.path()) {
+        assert!(text.contains("Incident report"), "{text}");
+        assert!(text.contains("Reader keys leaked in a build log"), "{text}");
+        let first = report["steps"][0]["audit_index"].as_u64().unwrap();
+        assert!(text.contains(&format!("[audit #{first}]")), "{text}");
+        assert!(text.contains("(OVERDUE)"), "{text}");
+        assert!(text.contains(&format!("org {a}")), "{text}");
+    }
 }

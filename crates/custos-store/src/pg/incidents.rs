@@ -1,7 +1,10 @@
 //! [`crate::IncidentStore`] on PostgreSQL.
 
 use super::*;
-use crate::incidents::{warned_list, warned_text, IncidentRow, IncidentStep, INCIDENT_COLUMNS};
+use crate::incidents::{
+    warned_list, warned_text, IncidentNotice, IncidentRow, IncidentStep, INCIDENT_COLUMNS,
+    NOTICE_COLUMNS,
+};
 use crate::OutboxMessage;
 
 fn incident_from_row(r: &PgRow) -> Result<IncidentRow, StoreError> {
@@ -193,5 +196,58 @@ impl crate::IncidentStore for PgStore {
         super::notify::insert_messages(&mut tx, messages).await?;
         commit_with(tx, audit).await?;
         Ok(true)
+    }
+
+    async fn record_incident_notice(
+        &self,
+        notice: &IncidentNotice,
+        messages: &[OutboxMessage],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let n = notice;
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO incident_notices ({NOTICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (incident_id, org_id) DO NOTHING"
+        ))
+        .bind(&n.incident_id)
+        .bind(&n.org_id)
+        .bind(n.subjects as i64)
+        .bind(n.records as i64)
+        .bind(n.messages as i64)
+        .bind(to_micros(n.notified_at))
+        .bind(&n.actor)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        super::notify::insert_messages(&mut tx, messages).await?;
+        commit_with(tx, audit).await?;
+        Ok(true)
+    }
+
+    async fn incident_notices(&self, id: &str) -> Result<Vec<IncidentNotice>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {NOTICE_COLUMNS} FROM incident_notices WHERE incident_id = $1 \
+             ORDER BY notified_at, org_id"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IncidentNotice {
+                    incident_id: r.try_get(0)?,
+                    org_id: r.try_get(1)?,
+                    subjects: r.try_get::<i64, _>(2)?.max(0) as u64,
+                    records: r.try_get::<i64, _>(3)?.max(0) as u64,
+                    messages: r.try_get::<i64, _>(4)?.max(0) as u64,
+                    notified_at: from_micros(r.try_get(5)?)?,
+                    actor: r.try_get(6)?,
+                })
+            })
+            .collect()
     }
 }

@@ -48,12 +48,14 @@ fn firing_from_row(r: &PgRow) -> Result<AlertFiring, StoreError> {
     })
 }
 
+/// Inserts messages not queued yet; how many were new.
 pub(crate) async fn insert_messages(
     tx: &mut Transaction<'_, Postgres>,
     messages: &[OutboxMessage],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    let mut new = 0;
     for m in messages {
-        sqlx::query(
+        new += sqlx::query(
             "INSERT INTO outbox (id, org_id, channel, event_type, body, created_at, status, \
              attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6) \
              ON CONFLICT (id) DO NOTHING",
@@ -65,9 +67,10 @@ pub(crate) async fn insert_messages(
         .bind(&m.body)
         .bind(to_micros(m.created_at))
         .execute(&mut **tx)
-        .await?;
+        .await?
+        .rows_affected();
     }
-    Ok(())
+    Ok(new)
 }
 
 #[async_trait::async_trait]
@@ -76,10 +79,13 @@ impl crate::NotifyStore for PgStore {
         &self,
         messages: &[OutboxMessage],
         audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_messages(&mut tx, messages).await?;
-        commit_with(tx, audit).await
+        if insert_messages(&mut tx, messages).await? == 0 {
+            return Ok(false);
+        }
+        commit_with(tx, audit).await?;
+        Ok(true)
     }
 
     async fn claim_messages(
@@ -107,6 +113,7 @@ impl crate::NotifyStore for PgStore {
     async fn mark_delivered(&self, id: &str, now: jiff::Timestamp) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE outbox SET status = 'delivered', finished_at = $2, claimed_until = NULL, \
+                 channel = CASE WHEN channel LIKE 'subject-email:%' THEN 'subject-email' ELSE channel END, \
              last_error = NULL WHERE id = $1",
         )
         .bind(id)
@@ -144,6 +151,7 @@ impl crate::NotifyStore for PgStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE outbox SET status = 'failed', finished_at = $2, claimed_until = NULL, \
+                 channel = CASE WHEN channel LIKE 'subject-email:%' THEN 'subject-email' ELSE channel END, \
              last_error = $3 WHERE id = $1 AND status = 'pending'",
         )
         .bind(id)

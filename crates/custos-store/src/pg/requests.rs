@@ -353,6 +353,11 @@ impl RequestStore for PgStore {
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM subject_contacts WHERE org_id = $1 AND subject_ref = $2")
+            .bind(scope.org_id())
+            .bind(subject_ref)
+            .execute(&mut *tx)
+            .await?;
         let n = sqlx::query("DELETE FROM pii_tokens WHERE org_id = $1 AND subject_ref = $2")
             .bind(scope.org_id())
             .bind(subject_ref)
@@ -361,5 +366,54 @@ impl RequestStore for PgStore {
             .rows_affected();
         commit_with(tx, audit).await?;
         Ok(n)
+    }
+
+    async fn subject_contact(
+        &self,
+        scope: &OrgScope,
+        subject_ref: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sealed FROM subject_contacts WHERE org_id = $1 AND subject_ref = $2",
+        )
+        .bind(scope.org_id())
+        .bind(subject_ref)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn set_subject_contact(
+        &self,
+        scope: &OrgScope,
+        subject_ref: &str,
+        sealed: Option<Vec<u8>>,
+        now: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        match sealed {
+            Some(sealed) => {
+                sqlx::query(
+                    "INSERT INTO subject_contacts (org_id, subject_ref, sealed, updated_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, subject_ref) \
+                     DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                )
+                .bind(scope.org_id())
+                .bind(subject_ref)
+                .bind(sealed)
+                .bind(to_micros(now))
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM subject_contacts WHERE org_id = $1 AND subject_ref = $2")
+                    .bind(scope.org_id())
+                    .bind(subject_ref)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        commit_with(tx, audit).await
     }
 }

@@ -1,7 +1,10 @@
 //! [`crate::IncidentStore`] on SQLite.
 
 use super::*;
-use crate::incidents::{warned_list, warned_text, IncidentRow, IncidentStep, INCIDENT_COLUMNS};
+use crate::incidents::{
+    warned_list, warned_text, IncidentNotice, IncidentRow, IncidentStep, INCIDENT_COLUMNS,
+    NOTICE_COLUMNS,
+};
 use crate::OutboxMessage;
 
 fn incident_from_row(r: &rusqlite::Row<'_>) -> Result<IncidentRow, StoreError> {
@@ -214,6 +217,68 @@ impl crate::IncidentStore for SqliteStore {
             append_audit(&tx, &columns)?;
             tx.commit()?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn record_incident_notice(
+        &self,
+        notice: &IncidentNotice,
+        messages: &[OutboxMessage],
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (n, messages) = (notice.clone(), messages.to_vec());
+        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let inserted = tx.execute(
+                &format!(
+                    "INSERT INTO incident_notices ({NOTICE_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (incident_id, org_id) DO NOTHING"
+                ),
+                params![
+                    n.incident_id,
+                    n.org_id,
+                    n.subjects as i64,
+                    n.records as i64,
+                    n.messages as i64,
+                    to_micros(n.notified_at),
+                    n.actor
+                ],
+            )?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            super::notify::insert_messages(&tx, &messages)?;
+            append_audit(&tx, &columns)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn incident_notices(&self, id: &str) -> Result<Vec<IncidentNotice>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {NOTICE_COLUMNS} FROM incident_notices WHERE incident_id = ?1 \
+                 ORDER BY notified_at, org_id"
+            ))?;
+            let mut rows = stmt.query(params![id])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(IncidentNotice {
+                    incident_id: r.get(0)?,
+                    org_id: r.get(1)?,
+                    subjects: r.get::<_, i64>(2)?.max(0) as u64,
+                    records: r.get::<_, i64>(3)?.max(0) as u64,
+                    messages: r.get::<_, i64>(4)?.max(0) as u64,
+                    notified_at: from_micros(r.get(5)?)?,
+                    actor: r.get(6)?,
+                });
+            }
+            Ok(out)
         })
         .await
     }

@@ -45,26 +45,28 @@ fn firing_from_row(r: &rusqlite::Row<'_>) -> Result<AlertFiring, StoreError> {
     })
 }
 
+/// Inserts messages not queued yet; how many were new.
 pub(crate) fn insert_messages(
     tx: &Transaction<'_>,
     messages: &[OutboxMessage],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    let mut new = 0;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO outbox (id, org_id, channel, event_type, body, created_at, status, \
          attempts, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?6) \
          ON CONFLICT (id) DO NOTHING",
     )?;
     for m in messages {
-        stmt.execute(params![
+        new += stmt.execute(params![
             m.id,
             m.org_id,
             m.channel,
             m.event_type,
             m.body,
             to_micros(m.created_at)
-        ])?;
+        ])? as u64;
     }
-    Ok(())
+    Ok(new)
 }
 
 fn collect<T>(
@@ -84,15 +86,17 @@ impl crate::NotifyStore for SqliteStore {
         &self,
         messages: &[OutboxMessage],
         audit: &[AuditEvent],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let messages = messages.to_vec();
         let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
         self.write(move |conn| {
             let tx = conn.transaction()?;
-            insert_messages(&tx, &messages)?;
+            if insert_messages(&tx, &messages)? == 0 {
+                return Ok(false);
+            }
             append_audit(&tx, &columns)?;
             tx.commit()?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
@@ -127,6 +131,7 @@ impl crate::NotifyStore for SqliteStore {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE outbox SET status = 'delivered', finished_at = ?2, claimed_until = NULL, \
+                 channel = CASE WHEN channel LIKE 'subject-email:%' THEN 'subject-email' ELSE channel END, \
                  last_error = NULL WHERE id = ?1",
                 params![id, to_micros(now)],
             )?;
@@ -166,6 +171,7 @@ impl crate::NotifyStore for SqliteStore {
             let tx = conn.transaction()?;
             tx.execute(
                 "UPDATE outbox SET status = 'failed', finished_at = ?2, claimed_until = NULL, \
+                 channel = CASE WHEN channel LIKE 'subject-email:%' THEN 'subject-email' ELSE channel END, \
                  last_error = ?3 WHERE id = ?1 AND status = 'pending'",
                 params![id, to_micros(now), error],
             )?;

@@ -391,10 +391,58 @@ impl RequestStore for SqliteStore {
     ) -> Result<u64, StoreError> {
         let (org, subject_ref) = (scope.org_id().to_string(), subject_ref.to_string());
         self.mutate(audit, move |tx| {
+            tx.execute(
+                "DELETE FROM subject_contacts WHERE org_id = ?1 AND subject_ref = ?2",
+                [&org, &subject_ref],
+            )?;
             Ok(tx.execute(
                 "DELETE FROM pii_tokens WHERE org_id = ?1 AND subject_ref = ?2",
                 [&org, &subject_ref],
             )? as u64)
+        })
+        .await
+    }
+
+    async fn subject_contact(
+        &self,
+        scope: &OrgScope,
+        subject_ref: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let (org, subject_ref) = (scope.org_id().to_string(), subject_ref.to_string());
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT sealed FROM subject_contacts WHERE org_id = ?1 AND subject_ref = ?2",
+                [&org, &subject_ref],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_subject_contact(
+        &self,
+        scope: &OrgScope,
+        subject_ref: &str,
+        sealed: Option<Vec<u8>>,
+        now: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let (org, subject_ref) = (scope.org_id().to_string(), subject_ref.to_string());
+        self.mutate(audit, move |tx| {
+            match sealed {
+                Some(sealed) => tx.execute(
+                    "INSERT INTO subject_contacts (org_id, subject_ref, sealed, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (org_id, subject_ref) \
+                     DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                    params![org, subject_ref, sealed, to_micros(now)],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM subject_contacts WHERE org_id = ?1 AND subject_ref = ?2",
+                    [&org, &subject_ref],
+                )?,
+            };
+            Ok(())
         })
         .await
     }

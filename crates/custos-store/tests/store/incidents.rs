@@ -1,7 +1,7 @@
 //! Incidents on both backends: created with their first step, moved by compare-and-set with
 //! each step numbered, clock alerts queued once, listings newest first.
 
-use custos_store::{IncidentRow, IncidentStep, OutboxMessage};
+use custos_store::{IncidentNotice, IncidentRow, IncidentStep, OutboxMessage};
 use jiff::ToSpan;
 
 use crate::support::*;
@@ -126,5 +126,66 @@ pub async fn incidents_move_forward_by_compare_and_set_and_warn_once(h: Harness)
         ids(store.incidents(true, None, 10).await.unwrap()),
         ["inc-2"]
     );
+    book.verify(store).await;
+}
+
+pub async fn incident_notices_are_recorded_once_with_their_messages(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let t0 = now_us();
+    store
+        .create_incident(&incident("inc-n", t0), &step("detected", t0), &[])
+        .await
+        .unwrap();
+    let notice = |org: &str, at| IncidentNotice {
+        incident_id: "inc-n".into(),
+        org_id: org.into(),
+        subjects: 2,
+        records: 5,
+        messages: 1,
+        notified_at: at,
+        actor: "operator:op-1".into(),
+    };
+    let message = |id: &str| OutboxMessage {
+        id: id.into(),
+        org_id: Some("org-a".into()),
+        channel: "org-webhook:https://hooks.example/a".into(),
+        event_type: "incident.notice".into(),
+        body: b"{}".to_vec(),
+        created_at: t0,
+    };
+    let audit = [event(None, "record.create", "records")];
+    assert!(store
+        .record_incident_notice(&notice("org-a", t0), &[message("msg_a")], &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    // Told once: a second notice of the same org queues nothing and audits nothing.
+    assert!(!store
+        .record_incident_notice(
+            &notice("org-a", t0 + 1.minute()),
+            &[message("msg_a2")],
+            &audit
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .record_incident_notice(&notice("org-b", t0 + 2.minutes()), &[], &[])
+        .await
+        .unwrap());
+    let told = store.incident_notices("inc-n").await.unwrap();
+    assert_eq!(
+        told,
+        [notice("org-a", t0), notice("org-b", t0 + 2.minutes())]
+    );
+    let queued: Vec<String> = store
+        .outbox_entries(None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message.id)
+        .collect();
+    assert_eq!(queued, ["msg_a"]);
+    assert!(store.incident_notices("other").await.unwrap().is_empty());
     book.verify(store).await;
 }

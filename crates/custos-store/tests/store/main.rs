@@ -51,6 +51,9 @@ macro_rules! on_both_backends {
 
 on_both_backends! {
     crate::incidents::incidents_move_forward_by_compare_and_set_and_warn_once => incidents_move_forward_by_compare_and_set_and_warn_once,
+    crate::incidents::incident_notices_are_recorded_once_with_their_messages => incident_notices_are_recorded_once_with_their_messages,
+    crate::notify::subject_addresses_leave_the_outbox_when_finished => subject_addresses_leave_the_outbox_when_finished,
+    crate::requests::subject_contacts_are_kept_per_org_and_go_with_the_tokens => subject_contacts_are_kept_per_org_and_go_with_the_tokens,
     crate::notify::outbox_messages_are_claimed_once_retried_and_finished => outbox_messages_are_claimed_once_retried_and_finished,
     crate::notify::the_alert_lease_has_one_holder_and_steps_commit_only_under_it => the_alert_lease_has_one_holder_and_steps_commit_only_under_it,
     crate::regional::orgs_live_in_their_region_and_are_found_from_anywhere => regional_orgs_live_in_their_region,

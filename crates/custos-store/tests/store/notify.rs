@@ -260,3 +260,39 @@ pub async fn the_alert_lease_has_one_holder_and_steps_commit_only_under_it(h: Ha
         .is_empty());
     book.verify(store).await;
 }
+
+pub async fn subject_addresses_leave_the_outbox_when_finished(h: Harness) {
+    let store = &*h.store;
+    let t0 = now_us();
+    let mut to_person = message("msg_p1", Some("org-a"), t0);
+    to_person.channel = "subject-email:person@example.com".into();
+    let mut failing = message("msg_p2", Some("org-a"), t0);
+    failing.channel = "subject-email:other@example.com".into();
+    let audit = [event(None, "record.create", "records")];
+    assert!(store
+        .enqueue(&[to_person.clone(), failing.clone()], &audit)
+        .await
+        .unwrap());
+    // Nothing new: nothing written, not even the audit events.
+    let size = store.audit_size().await.unwrap();
+    assert!(!store.enqueue(&[to_person], &audit).await.unwrap());
+    assert_eq!(store.audit_size().await.unwrap(), size);
+
+    store
+        .claim_messages(t0, t0 + 30.seconds(), 10)
+        .await
+        .unwrap();
+    store.mark_delivered("msg_p1", t0).await.unwrap();
+    store
+        .mark_failed("msg_p2", t0, "550 no such user", &[])
+        .await
+        .unwrap();
+    let channels: Vec<String> = store
+        .outbox_entries(None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message.channel)
+        .collect();
+    assert_eq!(channels, ["subject-email", "subject-email"]);
+}

@@ -342,3 +342,43 @@ pub async fn erasure_changes_records_and_tokens_in_their_org_only(h: Harness) {
     assert_eq!(left[0].subject_ref.as_deref(), Some("bob"));
     book.verify(store).await;
 }
+
+pub async fn subject_contacts_are_kept_per_org_and_go_with_the_tokens(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "a").await;
+    let b = create_org(store, &mut book, "b").await;
+    let t0 = now_us();
+    let audit = [event(Some(&a), "subject.contact", "org")];
+    store
+        .set_subject_contact(&a, "alice", Some(b"sealed-1".to_vec()), t0, &audit)
+        .await
+        .unwrap();
+    book.appended(&audit);
+    // A change replaces it; another org sees none.
+    store
+        .set_subject_contact(&a, "alice", Some(b"sealed-2".to_vec()), t0, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.subject_contact(&a, "alice").await.unwrap(),
+        Some(b"sealed-2".to_vec())
+    );
+    assert_eq!(store.subject_contact(&b, "alice").await.unwrap(), None);
+    store
+        .set_subject_contact(&a, "bob", Some(b"sealed-b".to_vec()), t0, &[])
+        .await
+        .unwrap();
+    store
+        .set_subject_contact(&a, "bob", None, t0, &[])
+        .await
+        .unwrap();
+    assert_eq!(store.subject_contact(&a, "bob").await.unwrap(), None);
+    // The erasure's last step takes the contact with the tokens.
+    store
+        .destroy_subject_tokens(&a, "alice", &[])
+        .await
+        .unwrap();
+    assert_eq!(store.subject_contact(&a, "alice").await.unwrap(), None);
+    book.verify(store).await;
+}

@@ -259,3 +259,33 @@ pub fn verifier_venv() -> Option<PathBuf> {
     }
     Some(venv)
 }
+
+/// The text of a PDF as poppler's `pdftotext` reads it (installed by
+/// `tools/ensure-poppler.sh` when missing), or `None` (loud skip) outside CI.
+pub fn pdf_text(pdf: &[u8], dir: &Path) -> Option<String> {
+    let have = || Command::new("pdftotext").arg("-v").output().is_ok();
+    if !have() {
+        let _ = Command::new("bash")
+            .arg(workspace_root().join("tools/ensure-poppler.sh"))
+            .status();
+    }
+    if !have() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "pdftotext is missing and tools/ensure-poppler.sh could not install it"
+        );
+        eprintln!("\n!!! SKIPPED the PDF checks: poppler-utils is missing\n");
+        return None;
+    }
+    let file = dir.join("read-back.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    let out = Command::new("pdftotext")
+        .arg("-layout")
+        .arg(&file)
+        .arg("-")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pdftotext could not read the PDF");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
