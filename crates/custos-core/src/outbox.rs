@@ -370,7 +370,8 @@ fn channel_kind(channel: &str) -> &str {
     channel.split_once(':').map_or(channel, |(kind, _)| kind)
 }
 
-/// A message as an e-mail: a subject naming what happened, and the body's fields as lines.
+/// A message as an e-mail: a subject naming what happened, and the body's fields as lines
+/// (to a data subject, a letter in plain words instead).
 fn email_of(to: &str, m: &custos_store::OutboxMessage) -> Email {
     let body: serde_json::Value = serde_json::from_slice(&m.body).unwrap_or_default();
     let data = &body["data"];
@@ -391,23 +392,29 @@ fn email_of(to: &str, m: &custos_store::OutboxMessage) -> Email {
         }
         other => format!("[Custos] {other}"),
     };
-    let mut lines = vec![format!("Event: {}", m.event_type)];
-    if let Some(fields) = data.as_object() {
-        for (key, value) in fields {
-            let shown = match value {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Null => "-".into(),
-                other => other.to_string(),
-            };
-            lines.push(format!("{key}: {shown}"));
-        }
+    let to_person = m.channel.starts_with(crate::request_notices::SUBJECT_EMAIL);
+    let body = match to_person {
+        true => crate::request_notices::letter(&m.event_type, data),
+        false => None,
     }
-    lines.push(String::new());
-    lines.push(format!("Message id: {}", m.id));
+    .unwrap_or_else(|| {
+        let mut lines = vec![format!("Event: {}", m.event_type)];
+        if let Some(fields) = data.as_object() {
+            for (key, value) in fields {
+                let shown = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "-".into(),
+                    other => other.to_string(),
+                };
+                lines.push(format!("{key}: {shown}"));
+            }
+        }
+        lines.join("\n") + "\n"
+    });
     Email {
         to: to.to_string(),
         subject,
-        body: lines.join("\n") + "\n",
+        body: format!("{body}\nMessage id: {}\n", m.id),
         id: m.id.clone(),
     }
 }

@@ -51,6 +51,17 @@ fn notice_of(event: &AuditEvent) -> Option<&'static str> {
     })
 }
 
+/// The request as the event saw it: the due time it recorded (a later extension moves it).
+fn as_of(mut request: SubjectRequest, notice: &str, event: &AuditEvent) -> SubjectRequest {
+    if let Some(due) = event.details.due {
+        request.due_at = due;
+    }
+    if notice == REQUEST_RECEIVED {
+        request.status = RequestStatus::Received;
+    }
+    request
+}
+
 /// The id of a request's notice to one channel (`msg_` and 32 hex digits, like the others):
 /// the same whoever queues it. A subject's address counts as one channel whatever it is.
 fn notice_id(org: &str, request: &str, notice: &str, channel: &str) -> String {
@@ -92,23 +103,23 @@ impl Custos {
             else {
                 continue;
             };
+            let request = as_of(request, notice, event);
             out.extend(
-                self.request_notice(&scope, &request, notice, event.time, true)
+                self.request_notice(&scope, &request, notice, event.time)
                     .await?,
             );
         }
         Ok(out)
     }
 
-    /// The messages of one notice: to each of the org's channels and, with `to_subject` and
-    /// where the org e-mails subjects and keeps a readable address, to the person.
+    /// The messages of one notice: to each of the org's channels and, where the org e-mails
+    /// subjects and keeps a readable address, to the person.
     async fn request_notice(
         &self,
         scope: &OrgScope,
         request: &SubjectRequest,
         notice: &str,
         at: Timestamp,
-        to_subject: bool,
     ) -> Result<Vec<OutboxMessage>, CoreError> {
         let settings = self
             .org_settings_of(scope)
@@ -116,7 +127,7 @@ impl Custos {
             .channels
             .unwrap_or_default();
         let mut channels = settings.outbox_channels();
-        if to_subject && settings.email_subjects && notice != REQUEST_DUE_SOON {
+        if settings.email_subjects {
             if let Some(email) = self.subject_email(scope, &request.subject_ref).await? {
                 channels.push(format!("{SUBJECT_EMAIL}:{email}"));
             }
@@ -138,10 +149,12 @@ impl Custos {
             "request": request.id,
             "request_type": request.kind.as_str(),
             "subject_ref": request.subject_ref,
-            "status": request.status.as_str(),
             "received_at": request.received_at.to_string(),
             "due_at": request.due_at.to_string(),
         });
+        if matches!(notice, REQUEST_COMPLETED | REQUEST_REJECTED) {
+            data["status"] = request.status.as_str().into();
+        }
         match notice {
             REQUEST_EXTENDED => {
                 data["reason"] = request.extension_reason.clone().into();
@@ -184,10 +197,11 @@ impl Custos {
         format!("{base}/v1/orgs/{org}/requests/{}/{what}", request.id)
     }
 
-    /// Queues the person's e-mail that their erasure completed, while the address can still
-    /// be read: the erasure calls it just before it destroys the subject's last keys (the
-    /// address is sealed under them). The evaluator's own completion notice later finds the
-    /// same id queued, so the person is told once.
+    /// Queues the person's e-mails that their erasure was received and completed, while the
+    /// address can still be read: the erasure calls it just before it destroys the subject's
+    /// last keys (the address is sealed under them), which for an erasure run at once is
+    /// before the evaluator gets to the request's events. The evaluator's own notices find
+    /// the same ids queued, so the person is told once.
     pub(crate) async fn queue_erasure_email(
         &self,
         scope: &OrgScope,
@@ -205,15 +219,14 @@ impl Custos {
         let Some(email) = self.subject_email(scope, &request.subject_ref).await? else {
             return Ok(());
         };
+        let to = [format!("{SUBJECT_EMAIL}:{email}")];
+        let mut received = request.clone();
+        received.status = RequestStatus::Received;
+        let mut messages =
+            self.notice_messages(scope, &received, REQUEST_RECEIVED, request.received_at, &to);
         let mut done = request.clone();
         done.status = status;
-        let messages = self.notice_messages(
-            scope,
-            &done,
-            REQUEST_COMPLETED,
-            self.now(),
-            &[format!("{SUBJECT_EMAIL}:{email}")],
-        );
+        messages.extend(self.notice_messages(scope, &done, REQUEST_COMPLETED, self.now(), &to));
         self.store.main().enqueue(&messages, &[]).await?;
         Ok(())
     }
@@ -270,9 +283,87 @@ impl Custos {
     }
 }
 
+/// A notice as a letter to the person it is about, in plain words (the fields a notice
+/// carries, no more); `None` for notices people are not sent.
+pub(crate) fn letter(notice: &str, data: &serde_json::Value) -> Option<String> {
+    let text = |key: &str| data[key].as_str().unwrap_or("-").to_string();
+    let day = |key: &str| {
+        data[key]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map_or_else(|| "-".to_string(), |t| t.strftime("%d %B %Y").to_string())
+    };
+    let what = match data["request_type"].as_str() {
+        Some("erasure") => "to erase your personal data",
+        Some("portability") => "for a copy of your personal data to take elsewhere",
+        _ => "to see the personal data held about you",
+    };
+    let mut lines = match notice {
+        REQUEST_RECEIVED => vec![
+            format!("We received your request {what} on {}.", day("received_at")),
+            format!("We will answer by {}.", day("due_at")),
+        ],
+        REQUEST_EXTENDED => vec![
+            format!(
+                "We need more time to answer your request {what}, received on {}.",
+                day("received_at")
+            ),
+            format!(
+                "We will answer by {}. Why: {}",
+                day("due_at"),
+                text("reason")
+            ),
+        ],
+        REQUEST_COMPLETED => {
+            let mut lines = vec![format!("Your request {what} is complete.")];
+            if data["status"] == "partially_completed" {
+                lines.push(format!(
+                    "Some data had to be kept for now: {}",
+                    text("reason")
+                ));
+            }
+            lines.push(match data["request_type"].as_str() {
+                Some("erasure") => format!(
+                    "Its certificate of deletion is available from us at {}",
+                    text("link")
+                ),
+                _ => format!("Your data is available from us at {}", text("link")),
+            });
+            lines
+        }
+        REQUEST_REJECTED => vec![
+            format!("We could not carry out your request {what}."),
+            format!("Why: {}", text("reason")),
+        ],
+        _ => return None,
+    };
+    lines.push(String::new());
+    lines.push(format!("Reference: {}", text("request")));
+    Some(lines.join("\n") + "\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn letters_say_what_happened_in_plain_words() {
+        let data = serde_json::json!({
+            "request": "r-1",
+            "request_type": "erasure",
+            "received_at": "2026-12-07T10:00:00Z",
+            "due_at": "2027-01-06T10:00:00Z",
+            "status": "completed",
+            "link": "https://custos.example/v1/orgs/o/requests/r-1/certificate",
+        });
+        let received = letter(REQUEST_RECEIVED, &data).unwrap();
+        assert!(received.contains("to erase your personal data on 07 December 2026"));
+        assert!(received.contains("answer by 06 January 2027"));
+        let done = letter(REQUEST_COMPLETED, &data).unwrap();
+        assert!(done.contains("certificate of deletion is available from us at https://"));
+        assert!(done.ends_with("Reference: r-1\n"), "{done}");
+        assert_eq!(letter(REQUEST_DUE_SOON, &data), None);
+    }
 
     #[test]
     fn notice_ids_are_stable_and_name_a_subject_address_as_one_channel() {
