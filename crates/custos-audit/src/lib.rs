@@ -46,6 +46,7 @@ pub mod action;
 pub mod checkpoint;
 pub mod details;
 pub mod event;
+pub mod glimpse;
 pub mod merkle;
 pub mod note;
 pub mod proof;
@@ -56,6 +57,7 @@ pub use action::AuditAction;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use details::{allowed_fields, Details, GRANT_FIELD};
 pub use event::{Actor, AuditEvent, DecodeError, Outcome, EVENT_ENCODING_VERSION};
+pub use glimpse::{glimpse, Glimpse};
 pub use merkle::{
     empty_root, frontier_at, leaf_hash, node_hash, root_at, root_plan, Frontier, FrontierError,
     Hash, MemoryNodeStore, MemoryStoreError, NodeId, NodePlan, NodeStore, TreeError,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use custos_audit::{Actor, AuditAction, AuditEvent, Details, Target};
-use custos_store::{AuditFilter, IncidentNotice, IncidentRow, IncidentStep, OutboxMessage};
+use custos_store::{IncidentNotice, IncidentRow, IncidentStep, OutboxMessage};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,8 +21,6 @@ const MAX_TITLE: usize = 200;
 const MAX_NOTE: usize = 2000;
 /// The most orgs, actors or categories a scope names.
 const MAX_SCOPE: usize = 1000;
-/// Audit entries read per page while computing the affected subjects.
-const SCAN_PAGE: u32 = 1000;
 
 /// Where an incident stands; it only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -227,15 +225,6 @@ pub struct AffectedSubject {
     /// Records read or exported, per category.
     pub categories: BTreeMap<String, u64>,
 }
-
-/// The actions whose events say whose data an actor obtained: reads name the record's
-/// subject and category; an export names its subject and how many records it held.
-const DISCLOSING: &[AuditAction] = &[
-    AuditAction::RecordRead,
-    AuditAction::RecordReveal,
-    AuditAction::FileDownload,
-    AuditAction::RequestExport,
-];
 
 /// `GET /v1/orgs/{org}/subjects/{subject}/reference`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -562,85 +551,6 @@ impl Custos {
         Ok(affected)
     }
 
-    /// The affected subjects of `scope`, and how many records they add up to.
-    pub(crate) async fn affected_subjects(
-        &self,
-        scope: &IncidentScope,
-    ) -> Result<(AffectedSubjects, u64), CoreError> {
-        let to = scope.to.unwrap_or_else(|| self.now());
-        let from = scope.from.unwrap_or(Timestamp::UNIX_EPOCH);
-        // Every log: an org in a region with stores of its own has its events there.
-        let mut logs = vec![self.store.main().clone()];
-        logs.extend(self.store.regions().iter().map(|r| r.store.clone()));
-        let actors: Vec<Option<String>> = if scope.actors.is_empty() {
-            vec![None]
-        } else {
-            scope.actors.iter().cloned().map(Some).collect()
-        };
-        let mut counts: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>> = BTreeMap::new();
-        let mut records = 0;
-        for log in &logs {
-            let end = log.audit_size().await?;
-            let start = crate::alerting::first_index_since(log, from, end).await?;
-            for action in DISCLOSING {
-                for actor in &actors {
-                    let filter = AuditFilter {
-                        actor: actor.clone(),
-                        action: Some(action.as_str().to_string()),
-                        target: None,
-                        since: Some(from),
-                        // The filter's end is exclusive; the window's is not.
-                        until: Some(to + SignedDuration::from_micros(1)),
-                    };
-                    let mut next = start;
-                    loop {
-                        let page = log.audit_query(None, &filter, next, SCAN_PAGE).await?;
-                        let Some(last) = page.last().map(|e| e.index) else {
-                            break;
-                        };
-                        for entry in &page {
-                            let event = match AuditEvent::from_canonical_bytes(&entry.leaf) {
-                                Ok(event) => event,
-                                Err(e) => {
-                                    tracing::error!(index = entry.index, error = %e, "audit entry cannot be read; left out of the affected subjects");
-                                    continue;
-                                }
-                            };
-                            if let Some((org, subject, category, n)) = disclosed(&event, scope) {
-                                *counts
-                                    .entry(org)
-                                    .or_default()
-                                    .entry(subject)
-                                    .or_default()
-                                    .entry(category)
-                                    .or_default() += n;
-                                records += n;
-                            }
-                        }
-                        if page.len() < SCAN_PAGE as usize {
-                            break;
-                        }
-                        next = last + 1;
-                    }
-                }
-            }
-        }
-        let orgs = counts
-            .into_iter()
-            .map(|(org, subjects)| AffectedOrg {
-                org,
-                subjects: subjects
-                    .into_iter()
-                    .map(|(subject_ref, categories)| AffectedSubject {
-                        subject_ref,
-                        categories,
-                    })
-                    .collect(),
-            })
-            .collect();
-        Ok((AffectedSubjects { orgs }, records))
-    }
-
     /// Queues the alerts of incident clocks about to run out (the last quarter of a clock,
     /// at most 15 minutes) or run out, once each, to every webhook of the policy.
     pub(crate) async fn check_incident_clocks(&self) -> Result<(), CoreError> {
@@ -720,27 +630,3 @@ pub(crate) type StoredIncident = (IncidentRow, Vec<IncidentStep>, Vec<IncidentNo
 
 /// The event type of an incident clock's alert.
 pub const INCIDENT_CLOCK: &str = "incident.clock";
-
-/// What a disclosing event gave its actor: (org, subject reference, category, records), if
-/// it is within the scope's orgs and categories and names a subject.
-fn disclosed(event: &AuditEvent, scope: &IncidentScope) -> Option<(String, String, String, u64)> {
-    let org = event.org.clone()?;
-    if !scope.orgs.is_empty() && !scope.orgs.contains(&org) {
-        return None;
-    }
-    if event.outcome != custos_audit::Outcome::Success {
-        return None;
-    }
-    let subject = event.details.subject_ref.clone()?;
-    let (category, n) = match event.action {
-        AuditAction::RequestExport => (
-            crate::export::EXPORTS_CATEGORY.to_string(),
-            event.details.records.unwrap_or(0),
-        ),
-        _ => (event.details.category.clone()?, 1),
-    };
-    if !scope.categories.is_empty() && !scope.categories.contains(&category) {
-        return None;
-    }
-    Some((org, subject, category, n))
-}

@@ -10,6 +10,7 @@
 
 mod access;
 mod access_review;
+mod affected;
 mod alert_rules;
 pub mod alerting;
 mod audit;

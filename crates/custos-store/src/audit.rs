@@ -32,6 +32,19 @@ pub trait AuditStore {
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// Entries with `from <= index < end` whose action is one of `actions` and, unless
+    /// `actors` is empty, whose actor is one of `actors`, in order, at most `limit`: one
+    /// pass over a stretch of the log for many actions and actors at once (an incident's
+    /// affected subjects).
+    async fn audit_by_actions(
+        &self,
+        from: u64,
+        end: u64,
+        actions: &[String],
+        actors: &[String],
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
     /// How many entries the audit log holds (the index the next append gets).
     async fn audit_size(&self) -> Result<u64, StoreError>;
 

@@ -43,6 +43,37 @@ impl crate::AuditStore for PgStore {
             .collect()
     }
 
+    async fn audit_by_actions(
+        &self,
+        from: u64,
+        end: u64,
+        actions: &[String],
+        actors: &[String],
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, leaf FROM audit_log
+             WHERE idx >= $1 AND idx < $2 AND action = ANY($3)
+               AND (cardinality($4::text[]) = 0 OR actor = ANY($4))
+             ORDER BY idx LIMIT $5",
+        )
+        .bind(from as i64)
+        .bind(end as i64)
+        .bind(actions)
+        .bind(actors)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    index: r.try_get::<i64, _>(0)? as u64,
+                    leaf: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
     async fn audit_entries(
         &self,
         scope: Option<&OrgScope>,

@@ -52,6 +52,42 @@ impl crate::AuditStore for SqliteStore {
         .await
     }
 
+    async fn audit_by_actions(
+        &self,
+        from: u64,
+        end: u64,
+        actions: &[String],
+        actors: &[String],
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let marks = |n: usize| vec!["?"; n].join(", ");
+        let mut sql = format!(
+            "SELECT idx, leaf FROM audit_log WHERE idx >= ? AND idx < ? AND action IN ({})",
+            marks(actions.len())
+        );
+        if !actors.is_empty() {
+            sql.push_str(&format!(" AND actor IN ({})", marks(actors.len())));
+        }
+        sql.push_str(" ORDER BY idx LIMIT ?");
+        let mut args: Vec<Value> = vec![Value::Integer(from as i64), Value::Integer(end as i64)];
+        args.extend(actions.iter().map(|a| Value::Text(a.clone())));
+        args.extend(actors.iter().map(|a| Value::Text(a.clone())));
+        args.push(Value::Integer(limit as i64));
+        self.read(move |c| {
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(AuditEntry {
+                    index: r.get::<_, i64>(0)? as u64,
+                    leaf: r.get(1)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn audit_entries(
         &self,
         scope: Option<&OrgScope>,

@@ -1189,6 +1189,49 @@ pub async fn audit_query_filters_by_actor_action_target_and_time(h: Harness) {
         .await
         .iter()
         .all(|e| e.index - base == 2));
+
+    // Many actions and actors in one pass over a stretch of the log.
+    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let by = |actions: Vec<String>, actors: Vec<String>, from: u64, end: u64, limit: u32| async move {
+        store
+            .audit_by_actions(base + from, base + end, &actions, &actors, limit)
+            .await
+            .unwrap()
+    };
+    let end = events.len() as u64;
+    assert_eq!(
+        idx(by(
+            strings(&["record.create", "record.read"]),
+            vec![],
+            0,
+            end,
+            100
+        )
+        .await),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(
+        idx(by(
+            strings(&["record.create", "key.rotate"]),
+            strings(&["member:m1"]),
+            0,
+            end,
+            100
+        )
+        .await),
+        vec![3]
+    );
+    assert_eq!(
+        idx(by(strings(&["record.create"]), vec![], 1, 3, 100).await),
+        vec![2]
+    );
+    assert_eq!(
+        idx(by(strings(&["record.create"]), vec![], 0, end, 2).await),
+        vec![0, 2]
+    );
+    assert!(by(strings(&["org.create"]), vec![], 0, end, 100)
+        .await
+        .is_empty());
 }
 
 fn purge_of(row: &RecordRow, purged_at: jiff::Timestamp) -> custos_store::Purge {
