@@ -266,6 +266,9 @@ actions! {
     SubjectContact = "subject.contact",
     /// An open data subject request was about to come due: its reminder was queued.
     RequestRemind = "request.remind",
+    /// A write to a category whose PII rule asks for alerts held PII (entity counts, never
+    /// values).
+    PiiDetect = "pii.detect",
 }
 
 impl fmt::Display for AuditAction {

@@ -390,6 +390,7 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::IncidentNotify => &["subjects", "records", "messages"],
         A::SubjectContact => &["subject_ref", "status"],
         A::RequestRemind => &["due", "messages"],
+        A::PiiDetect => &["category", "entities", "records"],
         A::BackupKeysRestore => &[
             "backup",
             "org_keys",

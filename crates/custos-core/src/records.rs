@@ -542,7 +542,10 @@ impl Custos {
         let tokenizes = pending
             .iter()
             .any(|p| p.store_content && p.plan.as_ref().is_some_and(|plan| plan.tokenizes()));
-        if !tokenizes && pending.len() > 2 * STREAM_CHUNK {
+        // A streamed batch commits its audit events before its findings are known; a category
+        // that alerts on PII takes the one-pass path, whose events name them.
+        let alerts = pending.iter().any(|p| self.alerts_on_pii(&p.category));
+        if !tokenizes && !alerts && pending.len() > 2 * STREAM_CHUNK {
             return self
                 .create_streamed(caller, &scope, pending, keys, now)
                 .await;
@@ -702,7 +705,51 @@ impl Custos {
             scope,
             &named,
         );
-        Ok((rows, vec![event], created))
+        let mut events = vec![event];
+        events.extend(self.pii_detections(caller, scope, &created));
+        Ok((rows, events, created))
+    }
+
+    /// Whether writes to `category` raise a security event for the PII they hold.
+    fn alerts_on_pii(&self, category: &str) -> bool {
+        self.policy
+            .category(category)
+            .and_then(|c| c.pii.as_ref())
+            .is_some_and(|rule| rule.alert)
+    }
+
+    /// One `pii.detect` event per category of the batch whose rule alerts and whose records
+    /// held PII: how many records and how many of each entity, never values.
+    fn pii_detections(
+        &self,
+        caller: &Caller,
+        scope: &OrgScope,
+        created: &[CreatedRecord],
+    ) -> Vec<custos_audit::AuditEvent> {
+        let mut found: BTreeMap<&str, (u64, BTreeMap<String, u64>)> = BTreeMap::new();
+        for record in created {
+            if record.pii.is_empty() || !self.alerts_on_pii(&record.category) {
+                continue;
+            }
+            let (records, entities) = found.entry(&record.category).or_default();
+            *records += 1;
+            for (entity, n) in &record.pii {
+                *entities.entry(entity.clone()).or_default() += n;
+            }
+        }
+        found
+            .into_iter()
+            .map(|(category, (records, entities))| {
+                self.event(caller, custos_audit::AuditAction::PiiDetect)
+                    .org(scope.org_id())
+                    .details(
+                        Details::new()
+                            .category(category)
+                            .records(records)
+                            .entities(entities),
+                    )
+            })
+            .collect()
     }
 
     /// The error a refused record fails its batch with; a PII block is audited first.

@@ -36,6 +36,8 @@ pub enum SecurityEventKind {
     MfaFailed,
     /// A write was refused for the PII it held.
     PiiBlocked,
+    /// A write to a category whose PII rule asks for alerts held PII.
+    PiiDetected,
     /// An operator asked the org for support access.
     SupportRequested,
     /// The org approved an operator's support access.
@@ -67,6 +69,7 @@ impl SecurityEventKind {
             SecurityEventKind::AuthFailed => "auth_failed",
             SecurityEventKind::MfaFailed => "mfa_failed",
             SecurityEventKind::PiiBlocked => "pii_blocked",
+            SecurityEventKind::PiiDetected => "pii_detected",
             SecurityEventKind::SupportRequested => "support_requested",
             SecurityEventKind::SupportApproved => "support_approved",
             SecurityEventKind::SupportUsed => "support_used",
@@ -146,6 +149,7 @@ pub(crate) fn classify(index: u64, event: &AuditEvent) -> Option<SecurityEvent> 
         A::SessionOpen if failed => K::MfaFailed,
         A::MemberTotpLock => K::MfaFailed,
         A::PiiBlocked => K::PiiBlocked,
+        A::PiiDetect => K::PiiDetected,
         A::SupportRequestCreate if !failed => K::SupportRequested,
         A::SupportRequestApprove if !failed => K::SupportApproved,
         A::SettingsUpdate if !failed => {

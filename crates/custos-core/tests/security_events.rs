@@ -192,3 +192,62 @@ async fn a_mangled_org_id_is_refused_and_an_unreadable_entry_does_not_stop_the_e
         "both refusals of readable entries: {page:?}"
     );
 }
+
+/// A category whose PII rule says `alert = true` (the built-in `interactions`, seed 004)
+/// raises a `pii_detected` security event per write that held PII: counts, never values.
+/// Other categories redact without one.
+#[tokio::test]
+async fn pii_found_in_an_alerting_category_is_a_security_event() {
+    let env = common::env();
+    let org = env.org("Acme").await;
+    let owner = env.member(&org, &["owner"], &[], false).await;
+    for (category, text) in [
+        (
+            "interactions",
+            "reach me at jane@example.com or 555-867-5309",
+        ),
+        ("interactions", "nothing personal here"),
+        ("messages", "and jane@example.com again"),
+    ] {
+        env.custos
+            .create_record(
+                &owner,
+                &org,
+                custos_core::NewRecord {
+                    category: category.into(),
+                    subject: Some("jane".into()),
+                    content: serde_json::json!({ "text": text }),
+                    metadata: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    evaluate(&env).await;
+    // `security_logs` is read with a second factor.
+    let auditor = env.member(&org, &["auditor"], &[], true).await;
+    let page = env
+        .custos
+        .security_events(&auditor, &org, None, None)
+        .await
+        .unwrap();
+    let found: Vec<_> = page
+        .items
+        .iter()
+        .filter(|e| e.kind == SecurityEventKind::PiiDetected)
+        .collect();
+    assert_eq!(found.len(), 1, "{page:?}");
+    assert_eq!(found[0].action, "pii.detect");
+    assert_eq!(
+        found[0].details.get("category"),
+        Some(&serde_json::json!("interactions"))
+    );
+    let entities = &found[0].details["entities"];
+    assert_eq!(entities["EMAIL_ADDRESS"], 1, "{entities}");
+    assert_eq!(entities["PHONE_NUMBER"], 1, "{entities}");
+    let text = serde_json::to_string(&page).unwrap();
+    assert!(
+        !text.contains("jane@example.com") && !text.contains("867"),
+        "{text}"
+    );
+}

@@ -229,6 +229,9 @@ pub struct PiiRule {
     pub detect: Vec<String>,
     /// What to do with each finding.
     pub action: PiiAction,
+    /// Every write with a finding raises a security event (seed 004's `"alert": true`):
+    /// entity counts, never values.
+    pub alert: bool,
 }
 
 /// A `[regions.<name>]` table: where the data of the region's orgs lives.

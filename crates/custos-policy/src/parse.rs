@@ -71,7 +71,7 @@ const CATEGORY_KEYS: &[&str] = &[
 ];
 const BOUNDS_KEYS: &[&str] = &["min", "max"];
 const ACCESS_KEYS: &[&str] = &["roles", "groups", "require_mfa"];
-const PII_KEYS: &[&str] = &["detect", "action"];
+const PII_KEYS: &[&str] = &["detect", "action", "alert"];
 const BACKUP_KEYS: &[&str] = &["retention", "rpo", "rto"];
 /// Seconds the gateway waits for an upstream provider when the policy names no timeout.
 const DEFAULT_LLM_TIMEOUT_SECONDS: u64 = 120;
@@ -1320,7 +1320,15 @@ fn check_pii(cx: &mut Cx<'_>, table: &dyn TableLike, field: &Field<'_>) -> Optio
         .get("action")
         .and_then(|f| keyword_field(cx, f, PiiAction::ALL))
         .unwrap_or(PiiAction::Redact);
-    Some(PiiRule { detect, action })
+    let alert = f
+        .get("alert")
+        .and_then(|f| bool_field(cx, f))
+        .unwrap_or(false);
+    Some(PiiRule {
+        detect,
+        action,
+        alert,
+    })
 }
 
 fn check_backups(cx: &mut Cx<'_>, table: &dyn TableLike, at: &Span) -> Backups {
@@ -1392,6 +1400,15 @@ fn check_llm(
         .get("pii")
         .and_then(|field| table_field(cx, field).map(|t| (field, t)))
         .and_then(|(field, t)| check_pii(cx, t, field));
+    if let (Some(true), Some(field)) = (pii.as_ref().map(|p| p.alert), f.get("pii")) {
+        cx.error(
+            &field.value_span(),
+            "`alert` applies to a category's `pii`, not the gateway's",
+            "every gateway call is audited with the entity types it redacted (`llm.*` events); \
+             remove `alert` here"
+                .to_string(),
+        );
+    }
     let timeout_seconds = match f.get("timeout_seconds") {
         None => DEFAULT_LLM_TIMEOUT_SECONDS,
         Some(field) => match field.item.as_integer() {

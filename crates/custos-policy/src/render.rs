@@ -56,9 +56,10 @@ fn access_inline(a: &Access) -> String {
 
 fn pii_inline(p: &PiiRule) -> String {
     format!(
-        "{{ detect = {}, action = {} }}",
+        "{{ detect = {}, action = {}{} }}",
         string_list(&p.detect),
-        quote(p.action.as_str())
+        quote(p.action.as_str()),
+        if p.alert { ", alert = true" } else { "" }
     )
 }
 
@@ -329,7 +330,12 @@ fn pii_sentence(p: &PiiRule) -> String {
         PiiAction::None => "detected and logged",
     };
     let names: Vec<String> = p.detect.iter().map(|e| words(e)).collect();
-    format!("{}: {verb}", md(&names.join(", ")))
+    let alert = if p.alert {
+        "; each finding raises a security alert"
+    } else {
+        ""
+    };
+    format!("{}: {verb}{alert}", md(&names.join(", ")))
 }
 
 fn erasure_phrase(a: ErasureAction) -> &'static str {

@@ -70,6 +70,7 @@ fn category(name: String) -> impl Strategy<Value = Category> {
                     pii: pii.map(|(detect, action)| PiiRule {
                         detect: detect.into_iter().map(String::from).collect(),
                         action,
+                        alert: mfa,
                     }),
                     on_subject_erasure: erasure,
                     store_content: store,
