@@ -177,6 +177,9 @@ fn presented_key(parts: &Parts) -> Option<&str> {
 }
 
 /// Authenticates and admits a call; a refusal comes back as the response to send.
+/// Names the data subject a call is made for (an app acting for its signed-in user).
+const SUBJECT_HEADER: &str = "x-custos-subject";
+
 async fn admit(
     state: &AppState,
     op: Operation,
@@ -194,9 +197,17 @@ async fn admit(
     let caller = crate::caller_from(parts, state, token)
         .await
         .map_err(|e| refuse(e.into()))?;
+    let subject = match parts.headers.get(SUBJECT_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(_)) => {
+            let r = LlmRefusal::Malformed(format!("{SUBJECT_HEADER} must be text"));
+            return Err(refuse(r));
+        }
+    };
     let admission = state
         .custos
-        .llm_admit(&caller, op, provider)
+        .llm_admit(&caller, op, provider, subject)
         .await
         .map_err(refuse)?;
     Ok((caller, admission))

@@ -840,3 +840,100 @@ async fn concurrent_calls_each_leave_exactly_one_event() {
         .iter()
         .all(|e| e["outcome"] == "success" && e["entities"]["EMAIL_ADDRESS"] == 1));
 }
+
+/// A call made for a named subject (`X-Custos-Subject`, an app acting for its user) names the
+/// subject's keyed reference in its event, keeps its prompt as the subject's record, and
+/// counts in an incident's affected subjects under the category prompts are kept in (the
+/// owner's read of the kept prompt is another actor's, outside the incident's scope).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_for_a_named_subject_counts_in_an_incident() {
+    let g = gateway_with(PiiAction::Tokenize, "us-east", |p| {
+        p.llm.zero_retention = false;
+        p.llm.category = Some("app_logs".into());
+    })
+    .await;
+    g.settings(json!({"llm_retain_prompts": true})).await;
+    let r =
+        g.d.client
+            .post(format!("{}/llm/openai/v1/chat/completions", g.d.base))
+            .bearer_auth(&g.key)
+            .header("X-Custos-Subject", "user-42")
+            .json(&chat("stand-in", &prompt(), false))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let events = g.events("llm.chat_completions").await;
+    let reference: Value =
+        g.d.client
+            .get(format!(
+                "{}/v1/orgs/{}/subjects/user-42/reference",
+                g.d.base, g.org
+            ))
+            .bearer_auth(&g.owner)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let subject_ref = reference["subject_ref"].as_str().unwrap();
+    assert_eq!(events[0]["subject_ref"], subject_ref, "{events:?}");
+    assert_eq!(events[0]["category"], "app_logs", "{events:?}");
+    let id = events[0]["prompt_record"].as_str().unwrap();
+    let record: Value =
+        g.d.client
+            .get(format!("{}/v1/orgs/{}/records/{id}", g.d.base, g.org))
+            .bearer_auth(&g.owner)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(record["subject"], "user-42", "{record}");
+    let actor = format!("member:{}", events[0]["actor"]["id"].as_str().unwrap());
+
+    let incident = post_as(
+        &g.d,
+        ADMIN,
+        "/v1/incidents",
+        json!({"title": "Gateway key leaked",
+               "scope": {"orgs": [g.org], "actors": [actor]}}),
+    )
+    .await;
+    let affected: Value =
+        g.d.client
+            .get(format!(
+                "{}/v1/incidents/{}/affected",
+                g.d.base,
+                incident["id"].as_str().unwrap()
+            ))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let subjects = &affected["orgs"][0]["subjects"];
+    let found = subjects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["subject_ref"] == subject_ref)
+        .unwrap_or_else(|| panic!("{affected}"));
+    assert_eq!(found["categories"]["app_logs"], 1, "{affected}");
+
+    // A subject that is not one is refused before anything is sent.
+    let r =
+        g.d.client
+            .post(format!("{}/llm/openai/v1/chat/completions", g.d.base))
+            .bearer_auth(&g.key)
+            .header("X-Custos-Subject", "x".repeat(1000))
+            .json(&chat("stand-in", &prompt(), false))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

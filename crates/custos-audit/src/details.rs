@@ -324,6 +324,8 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         "pii_types",
         "result",
         "prompt_record",
+        "subject_ref",
+        "category",
     ];
     match action {
         A::OrgMove => &["from_region", "to_region"],

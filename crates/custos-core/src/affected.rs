@@ -1,6 +1,8 @@
 //! An incident's affected data subjects, computed from the audit log: every record the
-//! scope's actors read, revealed or downloaded (counted per category) and every export they
-//! took (counted under `exports`) within the scope's window, by subject reference per org.
+//! scope's actors read, revealed or downloaded (counted per category), every export they
+//! took (counted under `exports`) and every gateway call they made for a named subject
+//! (counted under the policy's `[llm] category`, else `llm`) within the scope's window, by
+//! subject reference per org.
 //!
 //! Built for logs of many millions of events: each log is read once over the window's stretch
 //! (the store filters by action and actor), pages are fetched ahead while the previous one is
@@ -20,13 +22,17 @@ use jiff::{SignedDuration, Timestamp};
 use crate::incidents::{AffectedOrg, AffectedSubject, AffectedSubjects, IncidentScope};
 use crate::{CoreError, Custos};
 
-/// The actions whose events say whose data an actor obtained: reads name the record's
-/// subject and category; an export names its subject and how many records it held.
+/// The actions whose events say whose data an actor obtained or sent out: reads name the
+/// record's subject and category; an export names its subject and how many records it held;
+/// a gateway call made for a subject names it and the category it counts under.
 const DISCLOSING: &[AuditAction] = &[
     AuditAction::RecordRead,
     AuditAction::RecordReveal,
     AuditAction::FileDownload,
     AuditAction::RequestExport,
+    AuditAction::LlmChatCompletions,
+    AuditAction::LlmResponses,
+    AuditAction::LlmMessages,
 ];
 /// Audit entries read per page.
 const SCAN_PAGE: u32 = 5000;

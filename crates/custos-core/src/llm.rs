@@ -152,7 +152,24 @@ pub struct LlmAdmission {
     pub pii: Option<(Vec<EntityKind>, PiiAction)>,
     /// Whether the org keeps scrubbed prompts (never under zero retention).
     pub retain_prompts: bool,
+    /// The data subject the call is made for (`X-Custos-Subject`), if the caller named one:
+    /// its keyed reference goes into the call's audit event (so an incident counts whose data
+    /// went to the provider) and a kept prompt becomes the subject's record (erased with it).
+    pub subject: Option<CallSubject>,
 }
+
+/// The data subject a gateway call is made for.
+#[derive(Clone)]
+pub struct CallSubject {
+    /// The caller's identifier for the person.
+    pub id: String,
+    /// Its keyed reference.
+    pub subject_ref: String,
+}
+
+/// The category an LLM call's disclosure of a subject's data is counted under when the
+/// policy keeps no prompts in a category of its own.
+pub const LLM_DISCLOSURE_CATEGORY: &str = "llm";
 
 impl std::fmt::Debug for LlmAdmission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -259,6 +276,7 @@ impl Custos {
         caller: &Caller,
         op: Operation,
         name: &str,
+        subject: Option<&str>,
     ) -> Result<LlmAdmission, LlmRefusal> {
         let org = match &caller.principal {
             Principal::Member { scope, .. } => scope.org_id().to_string(),
@@ -285,7 +303,23 @@ impl Custos {
             None => None,
         };
         let retain_prompts = grant.settings.llm_retain_prompts && !self.policy.llm.zero_retention;
+        let subject = match subject {
+            Some(id) => {
+                crate::records::check_subject(&Some(id.to_string()))
+                    .map_err(|e| LlmRefusal::Malformed(format!("X-Custos-Subject: {e}")))?;
+                Some(CallSubject {
+                    id: id.to_string(),
+                    subject_ref: self
+                        .vault
+                        .subject_ref(&org, id)
+                        .await
+                        .map_err(CoreError::from)?,
+                })
+            }
+            None => None,
+        };
         Ok(LlmAdmission {
+            subject,
             op,
             org,
             provider,
@@ -433,7 +467,7 @@ impl Custos {
         };
         let record = crate::NewRecord {
             category,
-            subject: None,
+            subject: admission.subject.as_ref().map(|s| s.id.clone()),
             content: serde_json::json!({
                 "provider": admission.provider.name,
                 "model": model,

@@ -158,12 +158,22 @@ impl Custos {
         } else {
             Outcome::Failed
         };
+        let mut details = report.details();
+        if let Some(subject) = &admission.subject {
+            details = details.subject_ref(subject.subject_ref.clone()).category(
+                self.policy
+                    .llm
+                    .category
+                    .clone()
+                    .unwrap_or_else(|| crate::llm::LLM_DISCLOSURE_CATEGORY.to_string()),
+            );
+        }
         let event = self
             .event(caller, admission.op.rule().action)
             .org(&admission.org)
             .target(Target::Llm(admission.provider.name.to_string()))
             .outcome(outcome)
-            .details(report.details());
+            .details(details);
         {
             let mut queue = self.llm_calls.queue.lock().expect("call events lock");
             queue.0.push(event);
