@@ -269,6 +269,8 @@ actions! {
     /// A write to a category whose PII rule asks for alerts held PII (entity counts, never
     /// values).
     PiiDetect = "pii.detect",
+    /// Notifications delivered or given up long enough ago were deleted from the outbox.
+    NotificationPurge = "notification.purge",
 }
 
 impl fmt::Display for AuditAction {

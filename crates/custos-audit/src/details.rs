@@ -393,6 +393,7 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::SubjectContact => &["subject_ref", "status"],
         A::RequestRemind => &["due", "messages"],
         A::PiiDetect => &["category", "entities", "records"],
+        A::NotificationPurge => &["due"],
         A::BackupKeysRestore => &[
             "backup",
             "org_keys",

@@ -106,6 +106,8 @@ pub struct SweepSummary {
     /// The deployment's own security events deleted at the end of their retention (an org's
     /// are records, counted in `purged`).
     pub security_events_purged: u64,
+    /// Notifications delivered or given up more than 30 days ago, deleted from the outbox.
+    pub notifications_purged: u64,
 }
 
 impl SweepSummary {
@@ -453,6 +455,7 @@ impl Custos {
         // Before claiming: the records a resumed erasure marks are purged in this same pass.
         summary.erasures = self.resume_erasures(None).await? as u64;
         summary.security_events_purged = self.purge_deployment_security_events().await?;
+        summary.notifications_purged = self.purge_notifications().await?;
         loop {
             let lease_until = now + opts.lease;
             let claimed = self

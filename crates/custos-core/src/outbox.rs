@@ -22,6 +22,9 @@ use crate::{CoreError, Custos};
 
 /// How long a message is retried before it is given up.
 pub const RETRY_PERIOD: SignedDuration = SignedDuration::from_hours(24);
+/// How long a delivered or given-up message stays listed (`GET /v1/notifications`) before
+/// the sweep deletes it.
+pub const KEPT_AFTER_FINISHING: SignedDuration = SignedDuration::from_hours(30 * 24);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: SignedDuration = SignedDuration::from_hours(1);
 /// How long a claim keeps other instances off a message (longer than any one attempt).
@@ -199,6 +202,19 @@ impl Custos {
         let event = self.event(caller, AuditAction::NotificationList);
         self.store.append_audit(&[event]).await?;
         Ok(NotificationPage { items, next_cursor })
+    }
+
+    /// Deletes the messages finished more than [`KEPT_AFTER_FINISHING`] ago (the sweep);
+    /// audited when it deletes any.
+    pub(crate) async fn purge_notifications(&self) -> Result<u64, CoreError> {
+        let before = self.now() - KEPT_AFTER_FINISHING;
+        let event = AuditEvent::new(
+            self.now(),
+            custos_audit::Actor::System,
+            AuditAction::NotificationPurge,
+        )
+        .details(Details::new().due(before));
+        Ok(self.store.main().purge_outbox(before, &[event]).await?)
     }
 
     /// Delivers from the outbox for as long as the process runs (`serve`).

@@ -214,6 +214,15 @@ pub trait NotifyStore {
         limit: u32,
     ) -> Result<Vec<StoredSecurityEvent>, StoreError>;
 
+    /// Deletes the messages delivered or given up at or before `finished_before` (pending
+    /// ones stay whatever their age), with `audit` in the same transaction when any was
+    /// deleted; how many.
+    async fn purge_outbox(
+        &self,
+        finished_before: Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError>;
+
     /// Deletes the deployment security events whose retention ended at `now`, with `audit`
     /// in the same transaction when any was deleted; how many.
     async fn purge_security_events(

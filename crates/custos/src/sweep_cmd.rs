@@ -190,6 +190,12 @@ pub async fn run(global: &Global, args: SweepArgs) -> Result<(), Failure> {
             summary.security_events_purged
         ));
     }
+    if summary.notifications_purged > 0 {
+        report.push_str(&format!(
+            "  {} notification(s) deleted: delivered or given up over 30 days ago\n",
+            summary.notifications_purged
+        ));
+    }
     for ((category, action), n) in &per_category {
         report.push_str(&format!("  {action:<8} {n:>9}  {category}\n"));
     }

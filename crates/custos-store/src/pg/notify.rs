@@ -318,6 +318,23 @@ impl crate::NotifyStore for PgStore {
         rows.iter().map(security_event_from_row).collect()
     }
 
+    async fn purge_outbox(
+        &self,
+        finished_before: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM outbox WHERE status <> 'pending' AND finished_at <= $1")
+            .bind(to_micros(finished_before))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            commit_with(tx, audit).await?;
+        }
+        Ok(n)
+    }
+
     async fn purge_security_events(
         &self,
         now: jiff::Timestamp,

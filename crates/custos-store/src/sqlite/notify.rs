@@ -355,6 +355,27 @@ impl crate::NotifyStore for SqliteStore {
         .await
     }
 
+    async fn purge_outbox(
+        &self,
+        finished_before: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM outbox WHERE status <> 'pending' AND finished_at <= ?1",
+                params![to_micros(finished_before)],
+            )? as u64;
+            if n > 0 {
+                append_audit(&tx, &columns)?;
+                tx.commit()?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn purge_security_events(
         &self,
         now: jiff::Timestamp,

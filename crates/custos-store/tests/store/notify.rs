@@ -295,4 +295,26 @@ pub async fn subject_addresses_leave_the_outbox_when_finished(h: Harness) {
         .map(|e| e.message.channel)
         .collect();
     assert_eq!(channels, ["subject-email", "subject-email"]);
+
+    // Finished messages go when the sweep says; a pending one stays whatever its age.
+    store
+        .enqueue(&[message("msg_pending", None, t0)], &[])
+        .await
+        .unwrap();
+    let audit = [event(None, "record.create", "records")];
+    assert_eq!(
+        store.purge_outbox(t0 - 1.second(), &audit).await.unwrap(),
+        0
+    );
+    let size = store.audit_size().await.unwrap();
+    assert_eq!(store.purge_outbox(t0, &audit).await.unwrap(), 2);
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
+    let left: Vec<String> = store
+        .outbox_entries(None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message.id)
+        .collect();
+    assert_eq!(left, ["msg_pending"]);
 }
