@@ -156,6 +156,44 @@ async fn break_glass_keeps_the_bootstrap_token_and_audits_each_use() {
         .filter(|(a, _, _)| a == "operator.break_glass")
         .count();
     assert_eq!(uses, 2, "each request is audited");
+
+    // Every org's admins are told, through the outbox, once per channel and hour.
+    let (status, created) = call(
+        &d,
+        "POST",
+        "/v1/orgs",
+        Some(json!({"name": "Acme", "owner": {"name": "Owner"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let org = created["id"].as_str().unwrap();
+    let owner = created["owner"]["api_key"].as_str().unwrap();
+    let r = d
+        .client
+        .patch(format!("{}/v1/orgs/{org}/settings", d.base))
+        .bearer_auth(owner)
+        .json(&json!({"channels": {"emails": ["security@acme.example"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for _ in 0..2 {
+        let (status, _) = call(&d, "GET", "/v1/orgs", None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut evaluator = custos_core::alerting::AlertEvaluator::new();
+    while d.custos.evaluate_alerts(&mut evaluator).await.unwrap() > 0 {}
+    use custos_store::prelude::*;
+    let told: Vec<_> = d
+        .store
+        .outbox_entries(Some(org), None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| String::from_utf8_lossy(&e.message.body).contains("break_glass_used"))
+        .collect();
+    assert_eq!(told.len(), 1, "one notice for the hour: {told:?}");
+    assert_eq!(told[0].message.channel, "email:security@acme.example");
 }
 
 #[tokio::test]

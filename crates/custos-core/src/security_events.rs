@@ -59,6 +59,8 @@ pub enum SecurityEventKind {
     AlertFired,
     /// A notification could not be delivered.
     NotificationFailed,
+    /// The retired bootstrap admin token was used under `serve --break-glass`.
+    BreakGlassUsed,
 }
 
 impl SecurityEventKind {
@@ -80,6 +82,7 @@ impl SecurityEventKind {
             SecurityEventKind::AuditVerificationFailed => "audit_verification_failed",
             SecurityEventKind::AlertFired => "alert_fired",
             SecurityEventKind::NotificationFailed => "notification_failed",
+            SecurityEventKind::BreakGlassUsed => "break_glass_used",
         }
     }
 }
@@ -170,6 +173,7 @@ pub(crate) fn classify(index: u64, event: &AuditEvent) -> Option<SecurityEvent> 
         A::AuditVerify if failed => K::AuditVerificationFailed,
         A::AlertFire => K::AlertFired,
         A::NotificationFail => K::NotificationFailed,
+        A::OperatorBreakGlass => K::BreakGlassUsed,
         _ if event.outcome == Outcome::Denied => K::AccessDenied,
         _ if d.grant.is_some() && matches!(event.actor, Actor::Operator(_)) => K::SupportUsed,
         _ => return None,
@@ -264,10 +268,14 @@ impl Custos {
         let category = self.policy.category(SECURITY_CATEGORY);
         let mut by_org: HashMap<String, Vec<SecurityEvent>> = HashMap::new();
         let mut deployment = Vec::new();
+        let mut break_glass = Vec::new();
         for (index, event) in events {
             let Some(security) = classify(*index, event) else {
                 continue;
             };
+            if security.kind == SecurityEventKind::BreakGlassUsed {
+                break_glass.push(security.clone());
+            }
             match &security.org {
                 Some(org) => by_org.entry(org.clone()).or_default().push(security),
                 None => deployment.extend(category.map(|c| StoredSecurityEvent {
@@ -279,7 +287,7 @@ impl Custos {
                 })),
             }
         }
-        let mut notices = Vec::new();
+        let mut notices = self.announce_break_glass(&break_glass).await?;
         for (org, list) in by_org {
             // An org that is gone (terminated, or an id nobody has) keeps nothing.
             let Some((scope, found)) = self.store.org(&org).await? else {
@@ -297,6 +305,66 @@ impl Custos {
             }
         }
         Ok((deployment, notices))
+    }
+
+    /// Every org's admins are told when the retired bootstrap token is used under
+    /// `--break-glass`: one `security.notice` per org channel and hour in which it was used
+    /// (each use is in the audit log and the deployment's security events; the notice says it
+    /// happened, not how often).
+    async fn announce_break_glass(
+        &self,
+        uses: &[SecurityEvent],
+    ) -> Result<Vec<OutboxMessage>, CoreError> {
+        let mut hours: Vec<(i64, &SecurityEvent)> = Vec::new();
+        for use_ in uses {
+            let hour = use_.time.as_second().div_euclid(3600);
+            if !hours.iter().any(|(h, _)| *h == hour) {
+                hours.push((hour, use_));
+            }
+        }
+        if hours.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let mut out = Vec::new();
+        for org in self.store.orgs().await? {
+            if org.terminated_at.is_some() || org.terminating_since.is_some() {
+                continue;
+            }
+            let Some((scope, _)) = self.store.org(&org.id).await? else {
+                continue;
+            };
+            let channels = self
+                .org_settings_of(&scope)
+                .await?
+                .channels
+                .unwrap_or_default()
+                .outbox_channels();
+            for (hour, event) in &hours {
+                let body = serde_json::json!({
+                    "type": SECURITY_NOTICE,
+                    "timestamp": event.time.to_string(),
+                    "data": event,
+                });
+                let body = serde_json::to_vec(&body).expect("JSON values serialize");
+                for channel in &channels {
+                    out.push(OutboxMessage {
+                        id: crate::outbox::derived_message_id(&[
+                            &org.id,
+                            "break-glass",
+                            &hour.to_string(),
+                            channel,
+                        ]),
+                        org_id: Some(org.id.clone()),
+                        channel: channel.clone(),
+                        event_type: SECURITY_NOTICE.into(),
+                        body: body.clone(),
+                        created_at: now,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The `security.notice` messages to the org's channels for the events its admins are
