@@ -3,7 +3,7 @@
 //! it; and the subject routes incidents and notices rely on (reference, contact).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -222,6 +222,80 @@ pub(crate) async fn incident_affected(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(id): Path<String>,
-) -> ApiResult<Json<AffectedSubjects>> {
-    Ok(Json(state.custos.incident_affected(&caller, &id).await?))
+) -> ApiResult<Response> {
+    let affected = state.custos.incident_affected(&caller, &id).await?;
+    let body = axum::body::Body::from_stream(futures::stream::iter(
+        affected_chunks(affected).map(Ok::<_, std::convert::Infallible>),
+    ));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Subjects written per chunk of a streamed affected list.
+const SUBJECTS_PER_CHUNK: usize = 1000;
+
+/// The affected list as JSON, in chunks of at most [`SUBJECTS_PER_CHUNK`] subjects, so a list
+/// of millions is sent as it is written rather than built whole a second time.
+fn affected_chunks(affected: AffectedSubjects) -> impl Iterator<Item = bytes::Bytes> {
+    let head = std::iter::once(bytes::Bytes::from_static(b"{\"orgs\":["));
+    let body = affected
+        .orgs
+        .into_iter()
+        .enumerate()
+        .flat_map(move |(i, org)| {
+            let open = format!(
+                "{}{{\"org\":{},\"subjects\":[",
+                if i == 0 { "" } else { "," },
+                serde_json::Value::String(org.org)
+            );
+            let pieces: Vec<bytes::Bytes> = org
+                .subjects
+                .chunks(SUBJECTS_PER_CHUNK)
+                .enumerate()
+                .map(|(n, chunk)| {
+                    let mut out = Vec::new();
+                    for (j, subject) in chunk.iter().enumerate() {
+                        if n > 0 || j > 0 {
+                            out.push(b',');
+                        }
+                        serde_json::to_writer(&mut out, subject).expect("subjects serialize");
+                    }
+                    bytes::Bytes::from(out)
+                })
+                .collect();
+            std::iter::once(bytes::Bytes::from(open))
+                .chain(pieces)
+                .chain(std::iter::once(bytes::Bytes::from_static(b"]}")))
+        });
+    head.chain(body)
+        .chain(std::iter::once(bytes::Bytes::from_static(b"]}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_core::incidents::{AffectedOrg, AffectedSubject};
+
+    #[test]
+    fn the_streamed_list_is_the_json_of_the_list() {
+        let subject = |n: usize| AffectedSubject {
+            subject_ref: format!("{n:032x}"),
+            categories: [("messages".to_string(), n as u64 + 1)].into(),
+        };
+        for (orgs, subjects) in [(0, 0), (1, 0), (1, 1), (2, 2500), (3, 1000)] {
+            let affected = AffectedSubjects {
+                orgs: (0..orgs)
+                    .map(|o| AffectedOrg {
+                        org: format!("org-\"{o}"),
+                        subjects: (0..subjects).map(subject).collect(),
+                    })
+                    .collect(),
+            };
+            let streamed: Vec<u8> = affected_chunks(affected.clone())
+                .flat_map(|b| b.to_vec())
+                .collect();
+            let parsed: serde_json::Value = serde_json::from_slice(&streamed)
+                .unwrap_or_else(|e| panic!("{orgs} orgs, {subjects} subjects: {e}"));
+            assert_eq!(parsed, serde_json::to_value(&affected).unwrap());
+        }
+    }
 }
