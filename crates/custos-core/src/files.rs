@@ -347,18 +347,27 @@ impl Custos {
                     .category(category.name.clone())
                     .bytes(size as u64),
             );
+        let created = CreatedRecord {
+            id: id.to_string(),
+            category: category.name.clone(),
+            archive_at: due.archive_at,
+            expire_at: due.expire_at,
+            pii: counts,
+        };
+        let mut events = vec![event];
+        events.extend(self.pii_detections(caller, &scope, std::slice::from_ref(&created)));
         let inserted = if tokens.write.is_empty() {
             self.store
                 .for_org(&scope)
                 .await?
-                .insert_records(&scope, &[row], &[event])
+                .insert_records(&scope, &[row], &events)
                 .await
                 .map(|()| true)
         } else {
             self.store
                 .for_org(&scope)
                 .await?
-                .insert_records_with_tokens(&scope, &[row], &tokens.write, &[event])
+                .insert_records_with_tokens(&scope, &[row], &tokens.write, &events)
                 .await
         };
         let failed = match inserted {
@@ -374,13 +383,7 @@ impl Custos {
             let _ = objects.delete(&object).await;
             return Err(e);
         }
-        Ok(CreatedRecord {
-            id,
-            category: category.name.clone(),
-            archive_at: due.archive_at,
-            expire_at: due.expire_at,
-            pii: counts,
-        })
+        Ok(created)
     }
 
     /// Streams `body` into `sink`: as is, or window by window through `scrub` (a text body

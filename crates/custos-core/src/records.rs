@@ -720,7 +720,7 @@ impl Custos {
 
     /// One `pii.detect` event per category of the batch whose rule alerts and whose records
     /// held PII: how many records and how many of each entity, never values.
-    fn pii_detections(
+    pub(crate) fn pii_detections(
         &self,
         caller: &Caller,
         scope: &OrgScope,

@@ -194,7 +194,8 @@ async fn a_mangled_org_id_is_refused_and_an_unreadable_entry_does_not_stop_the_e
 }
 
 /// A category whose PII rule says `alert = true` (the built-in `interactions`, seed 004)
-/// raises a `pii_detected` security event per write that held PII: counts, never values.
+/// raises a `pii_detected` security event per write that held PII (a record, a file's body):
+/// counts, never values.
 /// Other categories redact without one.
 #[tokio::test]
 async fn pii_found_in_an_alerting_category_is_a_security_event() {
@@ -223,6 +224,24 @@ async fn pii_found_in_an_alerting_category_is_a_security_event() {
             .await
             .unwrap();
     }
+    // A text file too: its body is scanned as it streams.
+    env.custos
+        .upload_file(
+            &owner,
+            &org,
+            custos_core::FileUpload {
+                category: "interactions".into(),
+                subject: Some("jane".into()),
+                file_name: Some("call.txt".into()),
+                content_type: Some("text/plain".into()),
+                ..Default::default()
+            },
+            futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+                b"callback: jane@example.com",
+            ))]),
+        )
+        .await
+        .unwrap();
     evaluate(&env).await;
     // `security_logs` is read with a second factor.
     let auditor = env.member(&org, &["auditor"], &[], true).await;
@@ -236,7 +255,8 @@ async fn pii_found_in_an_alerting_category_is_a_security_event() {
         .iter()
         .filter(|e| e.kind == SecurityEventKind::PiiDetected)
         .collect();
-    assert_eq!(found.len(), 1, "{page:?}");
+    assert_eq!(found.len(), 2, "{page:?}");
+    assert_eq!(found[1].details["entities"]["EMAIL_ADDRESS"], 1, "{page:?}");
     assert_eq!(found[0].action, "pii.detect");
     assert_eq!(
         found[0].details.get("category"),
