@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one notification receiver in the foreground for the notification tests:
 #
-#   tools/notify-stand-in/serve.sh smtp --port PORT --out FILE
+#   tools/notify-stand-in/serve.sh smtp --port PORT --out FILE [--tls-dir DIR]
 #   tools/notify-stand-in/serve.sh webhook --port PORT --out FILE --secret whsec_... [--fail-first N]
 #
 # Both listen on 127.0.0.1 only and append one JSON line per message (or delivery attempt) to
@@ -19,7 +19,7 @@ mkdir -p "$root/target"
 exec 9>"$root/target/notify-stand-in-venv.lock"
 flock 9
 if ! cmp -s "$here/requirements.txt" "$stamp" 2>/dev/null; then
-  echo "notify-stand-in: installing aiosmtpd and standardwebhooks into $venv (first run only)" >&2
+  echo "notify-stand-in: installing aiosmtpd, standardwebhooks and cryptography into $venv (first run only)" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"

@@ -49,7 +49,18 @@ fn unavailable(test: &str, why: &str) -> Option<Receiver> {
 impl Receiver {
     /// An SMTP server.
     pub async fn smtp(test: &str) -> Option<Receiver> {
-        Self::start(test, &["smtp"]).await
+        Self::start(test, &["smtp"], false).await
+    }
+
+    /// An SMTP server that requires STARTTLS, with a certificate for `localhost` and
+    /// 127.0.0.1 issued by a CA of its own ([`Receiver::ca_pem`]).
+    pub async fn smtp_tls(test: &str) -> Option<Receiver> {
+        Self::start(test, &["smtp"], true).await
+    }
+
+    /// The PEM of the CA that issued a TLS server's certificate.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// A webhook receiver verifying with `secret` (`whsec_…`), answering 503 to the first
@@ -59,11 +70,12 @@ impl Receiver {
         Self::start(
             test,
             &["webhook", "--secret", secret, "--fail-first", fail.as_str()],
+            false,
         )
         .await
     }
 
-    async fn start(test: &str, args: &[&str]) -> Option<Receiver> {
+    async fn start(test: &str, args: &[&str], tls: bool) -> Option<Receiver> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free local port")
@@ -79,6 +91,8 @@ impl Receiver {
             .arg(port.to_string())
             .arg("--out")
             .arg(&out)
+            .args(tls.then_some("--tls-dir"))
+            .args(tls.then(|| dir.path().to_path_buf()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)

@@ -92,12 +92,19 @@ impl Channels {
                     (Some(user), Some(password)) => Some((user, password)),
                     _ => None,
                 };
+                let extra_roots = match &policy.network.ca_file {
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        format!("[network] ca_file {}: cannot read: {e}", path.display())
+                    })?),
+                    None => None,
+                };
                 let config = SmtpConfig {
                     host: s.host.clone(),
                     port: s.port,
                     from: s.from.clone(),
                     credentials,
                     starttls: s.starttls,
+                    extra_roots,
                 };
                 Some(SmtpSender::new(&config).map_err(|e| e.to_string())?)
             }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::DeliveryError;
@@ -26,6 +27,9 @@ pub struct SmtpConfig {
     pub credentials: Option<(String, String)>,
     /// Whether STARTTLS is required.
     pub starttls: bool,
+    /// CAs (PEM) to trust besides the web's roots, for a server with a private CA (the
+    /// policy's `[network] ca_file`).
+    pub extra_roots: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for SmtpConfig {
@@ -37,6 +41,7 @@ impl fmt::Debug for SmtpConfig {
             .field("from", &self.from)
             .field("login", &self.credentials.is_some())
             .field("starttls", &self.starttls)
+            .field("extra_roots", &self.extra_roots.is_some())
             .finish()
     }
 }
@@ -73,13 +78,19 @@ impl fmt::Debug for SmtpSender {
 impl SmtpSender {
     /// A sender for `config`; no connection is made until the first message.
     pub fn new(config: &SmtpConfig) -> Result<SmtpSender, DeliveryError> {
-        let builder = if config.starttls {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host).map_err(|e| {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host);
+        if config.starttls {
+            let mut tls = TlsParameters::builder(config.host.clone());
+            if let Some(pem) = &config.extra_roots {
+                let roots = Certificate::from_pem(pem)
+                    .map_err(|e| DeliveryError::Misconfigured(format!("[network] ca_file: {e}")))?;
+                tls = tls.add_root_certificate(roots);
+            }
+            let tls = tls.build_rustls().map_err(|e| {
                 DeliveryError::Misconfigured(format!("[smtp] host {:?}: {e}", config.host))
-            })?
-        } else {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
-        };
+            })?;
+            builder = builder.tls(Tls::Required(tls));
+        }
         let mut builder = builder.port(config.port).timeout(Some(SMTP_TIMEOUT));
         if let Some((user, password)) = &config.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));

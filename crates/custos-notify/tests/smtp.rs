@@ -21,6 +21,7 @@ async fn a_message_reaches_a_real_smtp_server() {
         from: "custos@example.com".into(),
         credentials: None,
         starttls: false,
+        extra_roots: None,
     })
     .unwrap();
     let email = Email {
@@ -56,6 +57,7 @@ async fn a_server_that_is_not_there_is_a_transient_failure() {
         from: "custos@example.com".into(),
         credentials: None,
         starttls: false,
+        extra_roots: None,
     })
     .unwrap();
     let err = sender
@@ -70,4 +72,40 @@ async fn a_server_that_is_not_there_is_a_transient_failure() {
     assert!(matches!(err, DeliveryError::Unreachable(_)), "{err:?}");
     assert!(err.is_transient());
     assert!(!err.to_string().contains("security@"), "{err}");
+}
+
+/// STARTTLS against a server whose certificate a private CA issued: refused until the CA is
+/// trusted (the policy's `[network] ca_file`), then the message goes over TLS.
+#[tokio::test]
+async fn starttls_needs_the_servers_ca_and_then_encrypts() {
+    let test = "starttls_needs_the_servers_ca_and_then_encrypts";
+    let Some(server) = stand_in::Receiver::smtp_tls(test).await else {
+        return;
+    };
+    let config = |extra_roots| SmtpConfig {
+        host: "localhost".into(),
+        port: server.port,
+        from: "custos@example.com".into(),
+        credentials: None,
+        starttls: true,
+        extra_roots,
+    };
+    let email = Email {
+        to: "security@example.com".into(),
+        subject: "over TLS".into(),
+        body: "b\n".into(),
+        id: "msg_tls".into(),
+    };
+    let untrusted = SmtpSender::new(&config(None)).unwrap();
+    let err = untrusted.send(&email).await.unwrap_err();
+    assert!(matches!(err, DeliveryError::Unreachable(_)), "{err:?}");
+    let ca = std::fs::read(server.ca_pem()).unwrap();
+    let trusted = SmtpSender::new(&config(Some(ca))).unwrap();
+    trusted.send(&email).await.unwrap();
+    let got = server
+        .wait_for(Duration::from_secs(10), |m| !m.is_empty())
+        .await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["subject"], "over TLS");
+    assert_eq!(got[0]["tls"], true, "{got:?}");
 }
