@@ -48,24 +48,37 @@ fn firing_from_row(r: &PgRow) -> Result<AlertFiring, StoreError> {
     })
 }
 
-/// Inserts messages not queued yet; how many were new.
+/// Messages inserted per statement.
+const INSERT_CHUNK: usize = 5000;
+
+/// Inserts messages not queued yet; how many were new. One statement per chunk of
+/// [`INSERT_CHUNK`] (an incident's notices can be a message per affected subject).
 pub(crate) async fn insert_messages(
     tx: &mut Transaction<'_, Postgres>,
     messages: &[OutboxMessage],
 ) -> Result<u64, StoreError> {
     let mut new = 0;
-    for m in messages {
+    for chunk in messages.chunks(INSERT_CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(|m| m.id.as_str()).collect();
+        let orgs: Vec<Option<&str>> = chunk.iter().map(|m| m.org_id.as_deref()).collect();
+        let channels: Vec<&str> = chunk.iter().map(|m| m.channel.as_str()).collect();
+        let types: Vec<&str> = chunk.iter().map(|m| m.event_type.as_str()).collect();
+        let bodies: Vec<&[u8]> = chunk.iter().map(|m| m.body.as_slice()).collect();
+        let created: Vec<i64> = chunk.iter().map(|m| to_micros(m.created_at)).collect();
         new += sqlx::query(
             "INSERT INTO outbox (id, org_id, channel, event_type, body, created_at, status, \
-             attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6) \
+             attempts, next_attempt_at) \
+             SELECT id, org_id, channel, event_type, body, created_at, 'pending', 0, created_at \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], \
+             $6::bigint[]) AS m (id, org_id, channel, event_type, body, created_at) \
              ON CONFLICT (id) DO NOTHING",
         )
-        .bind(&m.id)
-        .bind(&m.org_id)
-        .bind(&m.channel)
-        .bind(&m.event_type)
-        .bind(&m.body)
-        .bind(to_micros(m.created_at))
+        .bind(&ids)
+        .bind(&orgs)
+        .bind(&channels)
+        .bind(&types)
+        .bind(&bodies)
+        .bind(&created)
         .execute(&mut **tx)
         .await?
         .rows_affected();
