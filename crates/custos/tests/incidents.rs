@@ -253,7 +253,12 @@ async fn affected_subjects_clocks_and_a_report_that_verifies_independently() {
     assert_eq!(again["notified"], json!([]), "{again}");
     assert_eq!(again["already_notified"].as_array().unwrap().len(), 2);
     let got = org_hook
-        .wait_for(Duration::from_secs(30), |d| d.len() > SUBJECTS)
+        .wait_for(Duration::from_secs(30), |d| {
+            d.iter()
+                .filter(|d| d["body"].as_str().unwrap().contains("incident."))
+                .count()
+                > SUBJECTS
+        })
         .await;
     let bodies: Vec<Value> = got
         .iter()
