@@ -929,3 +929,31 @@ fn alert_rules_are_tables() {
         Some("write each rule as an [[alerts]] table")
     );
 }
+
+#[test]
+fn pii_alert_is_a_category_key_and_must_be_true_or_false() {
+    let ok = Policy::parse(
+        &format!(
+            "{HEAD}\n[categories.messages]\nretention = \"1d\"\n\
+             pii = {{ detect = [\"email\"], action = \"redact\", alert = true }}\n"
+        ),
+        "custos.toml",
+    )
+    .unwrap();
+    assert!(ok.category("messages").unwrap().pii.as_ref().unwrap().alert);
+    let d = check(
+        "\n[categories.messages]\nretention = \"1d\"\n\
+         pii = { detect = [\"email\"], alert = \"yes\" }\n",
+    );
+    assert!(only(&d).message.contains("alert"), "{d}");
+    let d = check(
+        "\n[categories.messages]\nretention = \"1d\"\n[llm]\n\
+         pii = { detect = [\"email\"], action = \"tokenize\", alert = true }\n",
+    );
+    let e = only(&d);
+    assert_eq!(
+        e.message,
+        "`alert` applies to a category's `pii`, not the gateway's"
+    );
+    assert_eq!(e.line, 9, "{e}");
+}
