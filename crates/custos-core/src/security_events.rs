@@ -243,6 +243,16 @@ fn safe_details(d: &Details) -> BTreeMap<String, serde_json::Value> {
     out
 }
 
+/// A `security.notice` body: the event as its `data`.
+fn notice_body(event: &SecurityEvent) -> Vec<u8> {
+    let body = serde_json::json!({
+        "type": SECURITY_NOTICE,
+        "timestamp": event.time.to_string(),
+        "data": event,
+    });
+    serde_json::to_vec(&body).expect("JSON values serialize")
+}
+
 /// The id of the record an org's security event is kept as: a UUIDv7 of the event's time
 /// whose other bits are the audit index, so that writing it again finds it (the evaluator
 /// may re-project a step after a crash) and the org's records stay in time order.
@@ -341,12 +351,7 @@ impl Custos {
                 .unwrap_or_default()
                 .outbox_channels();
             for (hour, event) in &hours {
-                let body = serde_json::json!({
-                    "type": SECURITY_NOTICE,
-                    "timestamp": event.time.to_string(),
-                    "data": event,
-                });
-                let body = serde_json::to_vec(&body).expect("JSON values serialize");
+                let body = notice_body(event);
                 for channel in &channels {
                     out.push(OutboxMessage {
                         id: crate::outbox::derived_message_id(&[
@@ -400,12 +405,7 @@ impl Custos {
         let now = self.now();
         let mut out = Vec::new();
         for event in told {
-            let body = serde_json::json!({
-                "type": SECURITY_NOTICE,
-                "timestamp": event.time.to_string(),
-                "data": event,
-            });
-            let body = serde_json::to_vec(&body).expect("JSON values serialize");
+            let body = notice_body(event);
             for channel in &channels {
                 out.push(OutboxMessage {
                     id: crate::alerting::message_id(),

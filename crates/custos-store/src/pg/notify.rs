@@ -86,6 +86,28 @@ pub(crate) async fn insert_messages(
     Ok(new)
 }
 
+impl PgStore {
+    /// Runs `delete` (one `$1` time parameter) and, when it deleted any row, appends `audit`
+    /// in the same transaction; how many rows.
+    async fn delete_audited(
+        &self,
+        delete: &'static str,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(delete)
+            .bind(to_micros(at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            commit_with(tx, audit).await?;
+        }
+        Ok(n)
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::NotifyStore for PgStore {
     async fn enqueue(
@@ -336,16 +358,12 @@ impl crate::NotifyStore for PgStore {
         finished_before: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM outbox WHERE status <> 'pending' AND finished_at <= $1")
-            .bind(to_micros(finished_before))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            commit_with(tx, audit).await?;
-        }
-        Ok(n)
+        self.delete_audited(
+            "DELETE FROM outbox WHERE status <> 'pending' AND finished_at <= $1",
+            finished_before,
+            audit,
+        )
+        .await
     }
 
     async fn purge_security_events(
@@ -353,15 +371,11 @@ impl crate::NotifyStore for PgStore {
         now: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM security_events WHERE expire_at <= $1")
-            .bind(to_micros(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            commit_with(tx, audit).await?;
-        }
-        Ok(n)
+        self.delete_audited(
+            "DELETE FROM security_events WHERE expire_at <= $1",
+            now,
+            audit,
+        )
+        .await
     }
 }

@@ -80,6 +80,29 @@ fn collect<T>(
     Ok(out)
 }
 
+impl SqliteStore {
+    /// Runs `delete` (one `?1` time parameter) and, when it deleted any row, appends `audit`
+    /// in the same transaction; how many rows.
+    async fn delete_audited(
+        &self,
+        delete: &'static str,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let n = tx.execute(delete, params![to_micros(at)])? as u64;
+            if n > 0 {
+                append_audit(&tx, &columns)?;
+                tx.commit()?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::NotifyStore for SqliteStore {
     async fn enqueue(
@@ -360,19 +383,11 @@ impl crate::NotifyStore for SqliteStore {
         finished_before: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
-        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let n = tx.execute(
-                "DELETE FROM outbox WHERE status <> 'pending' AND finished_at <= ?1",
-                params![to_micros(finished_before)],
-            )? as u64;
-            if n > 0 {
-                append_audit(&tx, &columns)?;
-                tx.commit()?;
-            }
-            Ok(n)
-        })
+        self.delete_audited(
+            "DELETE FROM outbox WHERE status <> 'pending' AND finished_at <= ?1",
+            finished_before,
+            audit,
+        )
         .await
     }
 
@@ -381,19 +396,11 @@ impl crate::NotifyStore for SqliteStore {
         now: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
-        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let n = tx.execute(
-                "DELETE FROM security_events WHERE expire_at <= ?1",
-                params![to_micros(now)],
-            )? as u64;
-            if n > 0 {
-                append_audit(&tx, &columns)?;
-                tx.commit()?;
-            }
-            Ok(n)
-        })
+        self.delete_audited(
+            "DELETE FROM security_events WHERE expire_at <= ?1",
+            now,
+            audit,
+        )
         .await
     }
 }
