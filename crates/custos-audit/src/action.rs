@@ -271,6 +271,9 @@ actions! {
     PiiDetect = "pii.detect",
     /// Notifications delivered or given up long enough ago were deleted from the outbox.
     NotificationPurge = "notification.purge",
+    /// A privacy-center link signed by the org's application was used by the subject it
+    /// names (or refused, with the reason).
+    PrivacyLink = "privacy.link",
 }
 
 impl fmt::Display for AuditAction {

@@ -394,6 +394,7 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::RequestRemind => &["due", "messages"],
         A::PiiDetect => &["category", "entities", "records"],
         A::NotificationPurge => &["due"],
+        A::PrivacyLink => &["subject_ref", "expires"],
         A::BackupKeysRestore => &[
             "backup",
             "org_keys",

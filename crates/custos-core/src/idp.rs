@@ -210,7 +210,11 @@ fn key_fits(jwk: &Jwk, alg: Algorithm) -> bool {
 
 /// The key that signed a token: the one with its `kid`, or the only fitting key when the
 /// token names none.
-fn select_key<'a>(keys: &'a JwkSet, alg: Algorithm, kid: Option<&str>) -> Option<&'a Jwk> {
+pub(crate) fn select_key<'a>(
+    keys: &'a JwkSet,
+    alg: Algorithm,
+    kid: Option<&str>,
+) -> Option<&'a Jwk> {
     let mut fitting = keys.keys.iter().filter(|k| key_fits(k, alg));
     match kid {
         Some(kid) => fitting.find(|k| k.common.key_id.as_deref() == Some(kid)),
@@ -222,7 +226,7 @@ fn select_key<'a>(keys: &'a JwkSet, alg: Algorithm, kid: Option<&str>) -> Option
 }
 
 /// Maps the JWT crate's refusals onto reason codes.
-fn refusal_of(kind: &ErrorKind) -> TokenRefusal {
+pub(crate) fn refusal_of(kind: &ErrorKind) -> TokenRefusal {
     match kind {
         ErrorKind::InvalidSignature => TokenRefusal::Signature,
         ErrorKind::InvalidIssuer => TokenRefusal::Issuer,

@@ -40,6 +40,7 @@ mod org_channels;
 pub use org_channels::{OrgChannels, OrgWebhook};
 mod orgs;
 mod personal_tokens;
+pub mod privacy_links;
 pub use personal_tokens::{
     CreatedPersonalToken, NewPersonalToken, PersonalTokenView, PERSONAL_TOKEN_PREFIX,
 };

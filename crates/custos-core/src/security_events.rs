@@ -96,6 +96,7 @@ const SECURITY_SETTINGS: &[&str] = &[
     "session_max_lifetime",
     "support_access",
     "channels",
+    "privacy_center",
 ];
 
 /// One security event as the API shows it.

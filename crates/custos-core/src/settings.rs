@@ -136,6 +136,8 @@ pub struct OrgSettings {
     /// Where the org is told about alerts and security notices: its webhooks (secrets
     /// write-only) and e-mail addresses; `null`: none.
     pub channels: Option<crate::org_channels::OrgChannels>,
+    /// The privacy center's link keys, embedders and e-mail codes; `null`: none.
+    pub privacy_center: Option<crate::privacy_links::PrivacyCenter>,
 }
 
 impl Default for OrgSettings {
@@ -155,6 +157,7 @@ impl Default for OrgSettings {
             llm_retain_prompts: false,
             support_access: SupportAccess::Allowed,
             channels: None,
+            privacy_center: None,
         }
     }
 }
@@ -210,6 +213,10 @@ pub struct SettingsChange {
     /// See [`OrgSettings::channels`]; replaces the org's channels as a whole.
     #[serde(default)]
     pub channels: Option<crate::org_channels::OrgChannels>,
+    /// See [`OrgSettings::privacy_center`]; replaces it as a whole; `null` removes it.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<crate::privacy_links::PrivacyCenter>)]
+    pub privacy_center: Option<Option<crate::privacy_links::PrivacyCenter>>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.
@@ -351,6 +358,21 @@ impl OrgSettings {
             v.check(&Rules::new(&policy.network))?;
             changed.insert("channels".into(), v.summary());
             self.channels = Some(v);
+        }
+        if let Some(v) = change.privacy_center {
+            if let Some(center) = &v {
+                center.check()?;
+            }
+            let summary = v.as_ref().map_or("none".to_string(), |c| {
+                format!(
+                    "link_keys={} frame_ancestors={} email_codes={}",
+                    c.link_keys.len(),
+                    c.frame_ancestors.len(),
+                    c.email_codes
+                )
+            });
+            changed.insert("privacy_center".into(), summary);
+            self.privacy_center = v;
         }
         Ok((self, changed))
     }

@@ -272,6 +272,15 @@ pub trait RequestStore {
         scope: &OrgScope,
         subject_ref: &str,
     ) -> Result<Vec<SubjectRecordCount>, StoreError>;
+    /// Records that the privacy-center link `jti` of the org was used, with `audit`; false,
+    /// and nothing written, when it was used before.
+    async fn use_privacy_link(
+        &self,
+        scope: &OrgScope,
+        jti: &str,
+        expires_at: Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError>;
     /// A subject's contact, sealed (see `subject_contacts` in the schema).
     async fn subject_contact(
         &self,

@@ -368,6 +368,31 @@ impl RequestStore for PgStore {
         Ok(n)
     }
 
+    async fn use_privacy_link(
+        &self,
+        scope: &OrgScope,
+        jti: &str,
+        expires_at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO privacy_link_uses (org_id, jti, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (org_id, jti) DO NOTHING",
+        )
+        .bind(scope.org_id())
+        .bind(jti)
+        .bind(to_micros(expires_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(false);
+        }
+        commit_with(tx, audit).await?;
+        Ok(true)
+    }
+
     async fn subject_contact(
         &self,
         scope: &OrgScope,

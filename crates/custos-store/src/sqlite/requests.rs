@@ -403,6 +403,24 @@ impl RequestStore for SqliteStore {
         .await
     }
 
+    async fn use_privacy_link(
+        &self,
+        scope: &OrgScope,
+        jti: &str,
+        expires_at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
+        let (org, jti) = (scope.org_id().to_string(), jti.to_string());
+        self.mutate_if(audit, move |tx| {
+            Ok(tx.execute(
+                "INSERT INTO privacy_link_uses (org_id, jti, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (org_id, jti) DO NOTHING",
+                params![org, jti, to_micros(expires_at)],
+            )? == 1)
+        })
+        .await
+    }
+
     async fn subject_contact(
         &self,
         scope: &OrgScope,
