@@ -274,6 +274,8 @@ actions! {
     /// A privacy-center link signed by the org's application was used by the subject it
     /// names (or refused, with the reason).
     PrivacyLink = "privacy.link",
+    /// Used privacy-center links past their expiry were forgotten.
+    PrivacyLinkPurge = "privacy.link_purge",
 }
 
 impl fmt::Display for AuditAction {

@@ -395,6 +395,7 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::PiiDetect => &["category", "entities", "records"],
         A::NotificationPurge => &["due"],
         A::PrivacyLink => &["subject_ref", "expires"],
+        A::PrivacyLinkPurge => &["due"],
         A::BackupKeysRestore => &[
             "backup",
             "org_keys",

@@ -108,6 +108,8 @@ pub struct SweepSummary {
     pub security_events_purged: u64,
     /// Notifications delivered or given up more than 30 days ago, deleted from the outbox.
     pub notifications_purged: u64,
+    /// Used privacy-center links past their expiry, forgotten.
+    pub privacy_links_purged: u64,
 }
 
 impl SweepSummary {
@@ -456,6 +458,7 @@ impl Custos {
         summary.erasures = self.resume_erasures(None).await? as u64;
         summary.security_events_purged = self.purge_deployment_security_events().await?;
         summary.notifications_purged = self.purge_notifications().await?;
+        summary.privacy_links_purged = self.purge_privacy_link_uses().await?;
         loop {
             let lease_until = now + opts.lease;
             let claimed = self

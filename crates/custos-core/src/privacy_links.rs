@@ -268,6 +268,21 @@ impl std::fmt::Debug for LinkedSubject {
 }
 
 impl Custos {
+    /// Forgets the used links whose expiry passed (the sweep); audited where any went.
+    pub(crate) async fn purge_privacy_link_uses(&self) -> Result<u64, CoreError> {
+        let now = self.now();
+        // A link is refused once a minute (the leeway) has passed since its `exp`; its row is
+        // kept a second longer than that.
+        let before = now - jiff::SignedDuration::from_secs(LEEWAY_SECONDS + 1);
+        let event = || {
+            vec![
+                AuditEvent::new(now, Actor::System, AuditAction::PrivacyLinkPurge)
+                    .details(Details::new().due(before)),
+            ]
+        };
+        Ok(self.store.purge_privacy_link_uses(before, event).await?)
+    }
+
     /// Takes a privacy-center link for `org`: verified against the org's keys, its `jti`
     /// recorded as used, audited as `privacy.link` with the subject's reference. A refusal is
     /// audited with its reason (never the token or its claims) and answers `unauthenticated`;

@@ -151,4 +151,22 @@ async fn a_signed_link_lets_its_subject_in_once() {
         .privacy_link(&org, &fresh, &context)
         .await
         .is_ok());
+
+    // Past their expiry the used links are forgotten by the sweep; a replay is still refused
+    // (by its `exp` now).
+    env.clock.advance(jiff::Span::new().minutes(7));
+    let summary = env
+        .custos
+        .sweep(&custos_core::SweepOptions::default(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.privacy_links_purged, 2, "{summary:?}");
+    assert!(matches!(
+        env.custos.privacy_link(&org, &fresh, &context).await,
+        Err(CoreError::Unauthenticated)
+    ));
+    assert_eq!(
+        link_events(&env).await.last().unwrap().reason.as_deref(),
+        Some("expired")
+    );
 }

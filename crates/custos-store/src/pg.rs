@@ -234,6 +234,28 @@ fn now_micros() -> i64 {
     to_micros(jiff::Timestamp::now())
 }
 
+impl PgStore {
+    /// Runs `delete` (one `$1` time parameter) and, when it deleted any row, appends `audit`
+    /// in the same transaction; how many rows.
+    pub(crate) async fn delete_audited(
+        &self,
+        delete: &'static str,
+        at: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(delete)
+            .bind(to_micros(at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            commit_with(tx, audit).await?;
+        }
+        Ok(n)
+    }
+}
+
 /// Appends `audit` and commits: how mutations commit, so none lands without its events.
 /// The exceptions: migrations; a purge, which appends first because its deletion-log rows
 /// name its event's index; and the bookkeeping commits of an unfinished recomputation page

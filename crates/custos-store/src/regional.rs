@@ -508,6 +508,20 @@ impl Stores {
         Ok(all)
     }
 
+    /// Deletes every store's used privacy-center links that expired at or before `before`,
+    /// each store's deletion audited in its own log with `audit()`; how many.
+    pub async fn purge_privacy_link_uses(
+        &self,
+        before: Timestamp,
+        audit: impl Fn() -> Vec<AuditEvent>,
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for (_, store) in self.all() {
+            n += store.purge_privacy_link_uses(before, &audit()).await?;
+        }
+        Ok(n)
+    }
+
     /// Requests of every store in `statuses` due by `due_by`, soonest first.
     pub async fn requests_by_status(
         &self,

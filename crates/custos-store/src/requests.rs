@@ -281,6 +281,13 @@ pub trait RequestStore {
         expires_at: Timestamp,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError>;
+    /// Deletes the used-link rows that expired at or before `before` (a replay of those links
+    /// is refused by their `exp`), with `audit` when any was deleted; how many.
+    async fn purge_privacy_link_uses(
+        &self,
+        before: Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError>;
     /// A subject's contact, sealed (see `subject_contacts` in the schema).
     async fn subject_contact(
         &self,

@@ -196,6 +196,12 @@ pub async fn run(global: &Global, args: SweepArgs) -> Result<(), Failure> {
             summary.notifications_purged
         ));
     }
+    if summary.privacy_links_purged > 0 {
+        report.push_str(&format!(
+            "  {} used privacy-center link(s) forgotten: past their expiry\n",
+            summary.privacy_links_purged
+        ));
+    }
     for ((category, action), n) in &per_category {
         report.push_str(&format!("  {action:<8} {n:>9}  {category}\n"));
     }

@@ -86,28 +86,6 @@ pub(crate) async fn insert_messages(
     Ok(new)
 }
 
-impl PgStore {
-    /// Runs `delete` (one `$1` time parameter) and, when it deleted any row, appends `audit`
-    /// in the same transaction; how many rows.
-    async fn delete_audited(
-        &self,
-        delete: &'static str,
-        at: jiff::Timestamp,
-        audit: &[AuditEvent],
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(delete)
-            .bind(to_micros(at))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            commit_with(tx, audit).await?;
-        }
-        Ok(n)
-    }
-}
-
 #[async_trait::async_trait]
 impl crate::NotifyStore for PgStore {
     async fn enqueue(

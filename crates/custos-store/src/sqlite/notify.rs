@@ -80,29 +80,6 @@ fn collect<T>(
     Ok(out)
 }
 
-impl SqliteStore {
-    /// Runs `delete` (one `?1` time parameter) and, when it deleted any row, appends `audit`
-    /// in the same transaction; how many rows.
-    async fn delete_audited(
-        &self,
-        delete: &'static str,
-        at: jiff::Timestamp,
-        audit: &[AuditEvent],
-    ) -> Result<u64, StoreError> {
-        let columns: Vec<AuditColumns> = audit.iter().map(AuditColumns::of).collect();
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let n = tx.execute(delete, params![to_micros(at)])? as u64;
-            if n > 0 {
-                append_audit(&tx, &columns)?;
-                tx.commit()?;
-            }
-            Ok(n)
-        })
-        .await
-    }
-}
-
 #[async_trait::async_trait]
 impl crate::NotifyStore for SqliteStore {
     async fn enqueue(

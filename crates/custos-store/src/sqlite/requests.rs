@@ -421,6 +421,19 @@ impl RequestStore for SqliteStore {
         .await
     }
 
+    async fn purge_privacy_link_uses(
+        &self,
+        before: jiff::Timestamp,
+        audit: &[AuditEvent],
+    ) -> Result<u64, StoreError> {
+        self.delete_audited(
+            "DELETE FROM privacy_link_uses WHERE expires_at <= ?1",
+            before,
+            audit,
+        )
+        .await
+    }
+
     async fn subject_contact(
         &self,
         scope: &OrgScope,
