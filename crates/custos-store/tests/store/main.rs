@@ -54,6 +54,7 @@ on_both_backends! {
     crate::incidents::incident_notices_are_recorded_once_with_their_messages => incident_notices_are_recorded_once_with_their_messages,
     crate::notify::subject_addresses_leave_the_outbox_when_finished => subject_addresses_leave_the_outbox_when_finished,
     crate::requests::subject_contacts_are_kept_per_org_and_go_with_the_tokens => subject_contacts_are_kept_per_org_and_go_with_the_tokens,
+    crate::requests::a_privacy_link_is_used_once_per_org_and_forgotten_after_expiry => a_privacy_link_is_used_once_per_org_and_forgotten_after_expiry,
     crate::notify::outbox_messages_are_claimed_once_retried_and_finished => outbox_messages_are_claimed_once_retried_and_finished,
     crate::notify::the_alert_lease_has_one_holder_and_steps_commit_only_under_it => the_alert_lease_has_one_holder_and_steps_commit_only_under_it,
     crate::regional::orgs_live_in_their_region_and_are_found_from_anywhere => regional_orgs_live_in_their_region,

@@ -382,3 +382,36 @@ pub async fn subject_contacts_are_kept_per_org_and_go_with_the_tokens(h: Harness
     assert_eq!(store.subject_contact(&a, "alice").await.unwrap(), None);
     book.verify(store).await;
 }
+
+pub async fn a_privacy_link_is_used_once_per_org_and_forgotten_after_expiry(h: Harness) {
+    let store = &*h.store;
+    let mut book = AuditBook::default();
+    let a = create_org(store, &mut book, "a").await;
+    let b = create_org(store, &mut book, "b").await;
+    let t0 = now_us();
+    let audit = [event(Some(&a), "privacy.link", "org")];
+    assert!(store.use_privacy_link(&a, "j-1", t0, &audit).await.unwrap());
+    book.appended(&audit);
+    // The second use writes nothing, its audit event neither.
+    assert!(!store.use_privacy_link(&a, "j-1", t0, &audit).await.unwrap());
+    // The same id in another org is another link.
+    assert!(store.use_privacy_link(&b, "j-1", t0, &[]).await.unwrap());
+    assert!(store
+        .use_privacy_link(&a, "j-2", t0 + 10.minutes(), &[])
+        .await
+        .unwrap());
+    let audit = [event(None, "privacy.link_purge", "org")];
+    assert_eq!(
+        store
+            .purge_privacy_link_uses(t0 - 1.second(), &audit)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.purge_privacy_link_uses(t0, &audit).await.unwrap(), 2);
+    book.appended(&audit);
+    // Forgotten: usable again as far as the store goes (the link's `exp` refuses it).
+    assert!(store.use_privacy_link(&a, "j-1", t0, &[]).await.unwrap());
+    assert!(!store.use_privacy_link(&a, "j-2", t0, &[]).await.unwrap());
+    book.verify(store).await;
+}
