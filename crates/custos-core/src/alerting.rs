@@ -130,7 +130,8 @@ impl Custos {
     }
 
     /// Evaluates one batch of `log` after its cursor and commits it; the number of events,
-    /// or `None` when the lease was lost (the evaluator starts over).
+    /// or `None` when the lease was lost or an org of the batch is moving (the evaluator
+    /// starts over).
     async fn evaluate_log(
         &self,
         evaluator: &mut AlertEvaluator,
@@ -163,7 +164,18 @@ impl Custos {
         step.log = log.name.clone();
         // Org security events are written now (idempotent by id); the deployment's commit
         // with the step.
-        let (security_events, notices) = self.project_security_events(&events).await?;
+        let (security_events, notices) = match self.project_security_events(&events).await {
+            Ok(projected) => projected,
+            // An org of this step is moving: nothing is committed and the rule counts of the
+            // step are dropped (the next step warms them again from the log), so the same
+            // events are evaluated once, after the move.
+            Err(CoreError::MoveInProgress(why)) => {
+                tracing::debug!(%why, "alert evaluation waits for a move");
+                evaluator.state = None;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         step.security_events = security_events;
         step.messages.extend(notices);
         step.messages

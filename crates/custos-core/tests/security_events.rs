@@ -271,3 +271,43 @@ async fn pii_found_in_an_alerting_category_is_a_security_event() {
         "{text}"
     );
 }
+
+/// While an org is being moved to another region its security events wait (a write into the
+/// old home would make the move start over), then are kept once.
+#[tokio::test]
+async fn security_events_wait_for_a_move_and_are_kept_once() {
+    let env = common::env();
+    let org = env.org("Acme").await;
+    let member = env.member(&org, &["member"], &[], false).await;
+    assert!(env.custos.list_members(&member, &org).await.is_err());
+    let now = jiff::Timestamp::now();
+    assert!(env
+        .store
+        .claim_org_move(&org, "mover", now, now + 60.seconds())
+        .await
+        .unwrap());
+    let mut evaluator = AlertEvaluator::new();
+    assert_eq!(env.custos.evaluate_alerts(&mut evaluator).await.unwrap(), 0);
+    let auditor = env.member(&org, &["auditor"], &[], true).await;
+    let kept = |page: custos_core::security_events::SecurityEventPage| {
+        page.items
+            .iter()
+            .filter(|e| e.kind == SecurityEventKind::AccessDenied)
+            .count()
+    };
+    let page = env
+        .custos
+        .security_events(&auditor, &org, None, None)
+        .await
+        .unwrap();
+    assert_eq!(kept(page), 0, "nothing while the move holds the org");
+    env.store.release_org_move(&org, "mover").await.unwrap();
+    while env.custos.evaluate_alerts(&mut evaluator).await.unwrap() > 0 {}
+    while env.custos.evaluate_alerts(&mut evaluator).await.unwrap() > 0 {}
+    let page = env
+        .custos
+        .security_events(&auditor, &org, None, None)
+        .await
+        .unwrap();
+    assert_eq!(kept(page), 1);
+}
