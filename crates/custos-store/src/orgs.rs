@@ -130,6 +130,14 @@ pub trait OrgStore {
         lease_until: jiff::Timestamp,
     ) -> Result<bool, StoreError>;
 
+    /// Whether someone's claim on moving org `org_id` runs at `now` (a read: it writes nothing,
+    /// so asking leaves no trace of the org in the main store).
+    async fn org_move_claimed(
+        &self,
+        org_id: &str,
+        now: jiff::Timestamp,
+    ) -> Result<bool, StoreError>;
+
     /// Ends `holder`'s claim on moving org `org_id` (nothing if it holds none).
     async fn release_org_move(&self, org_id: &str, holder: &str) -> Result<(), StoreError>;
 }

@@ -353,6 +353,20 @@ impl crate::OrgStore for PgStore {
         Ok(n == 1)
     }
 
+    async fn org_move_claimed(
+        &self,
+        org_id: &str,
+        now: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM org_moves WHERE org_id = $1 AND lease_until > $2)",
+        )
+        .bind(org_id)
+        .bind(to_micros(now))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn release_org_move(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM org_moves WHERE org_id = $1 AND holder = $2")
             .bind(org_id)

@@ -363,6 +363,22 @@ impl crate::OrgStore for SqliteStore {
         .await
     }
 
+    async fn org_move_claimed(
+        &self,
+        org_id: &str,
+        now: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
+        let org = org_id.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM org_moves WHERE org_id = ?1 AND lease_until > ?2)",
+                params![org, to_micros(now)],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
     async fn release_org_move(&self, org_id: &str, holder: &str) -> Result<(), StoreError> {
         let (org, holder) = (org_id.to_string(), holder.to_string());
         self.mutate(&[], move |tx| {

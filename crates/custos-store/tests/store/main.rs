@@ -62,6 +62,7 @@ on_both_backends! {
     crate::regional::an_interrupted_move_keeps_the_org_whole_and_finishes_when_asked_again => regional_interrupted_move_finishes,
     crate::regional::concurrent_moves_of_one_org_leave_exactly_one_copy => regional_concurrent_moves_leave_one_copy,
     crate::regional::a_move_never_drops_what_was_written_after_its_copy => regional_move_never_drops_later_writes,
+    crate::regional::a_move_claim_has_one_holder_and_can_be_asked_about => regional_move_claim_can_be_asked_about,
     crate::members::members_change_rotate_and_remove => members_change_rotate_and_remove,
     crate::members::totp_steps_are_used_once_and_sessions_expire => totp_steps_are_used_once_and_sessions_expire,
     crate::members::org_settings_upsert_per_org => org_settings_upsert_per_org,

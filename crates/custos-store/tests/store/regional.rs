@@ -513,3 +513,27 @@ pub async fn a_move_never_drops_what_was_written_after_its_copy(h: Harness) {
     s.eu.drop_org(&org, Some(&current), &[]).await.unwrap();
     assert_eq!(s.eu.export_org(&org).await.unwrap().row_count(), 0);
 }
+
+pub async fn a_move_claim_has_one_holder_and_can_be_asked_about(h: Harness) {
+    use jiff::ToSpan;
+    let store = &*h.store;
+    let t0 = crate::support::now_us();
+    assert!(!store.org_move_claimed("org-m", t0).await.unwrap());
+    assert!(store
+        .claim_org_move("org-m", "mover-1", t0, t0 + 30.seconds())
+        .await
+        .unwrap());
+    assert!(store.org_move_claimed("org-m", t0).await.unwrap());
+    assert!(!store.org_move_claimed("org-n", t0).await.unwrap());
+    // Another holder waits for the lease to run out.
+    assert!(!store
+        .claim_org_move("org-m", "mover-2", t0, t0 + 30.seconds())
+        .await
+        .unwrap());
+    assert!(!store
+        .org_move_claimed("org-m", t0 + 31.seconds())
+        .await
+        .unwrap());
+    store.release_org_move("org-m", "mover-1").await.unwrap();
+    assert!(!store.org_move_claimed("org-m", t0).await.unwrap());
+}
