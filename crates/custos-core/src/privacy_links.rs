@@ -25,6 +25,12 @@ const MAX_LINK_KEYS: usize = 5;
 const MAX_FRAME_ANCESTORS: usize = 10;
 /// The longest `jti` accepted.
 const MAX_JTI_CHARS: usize = 128;
+/// What a privacy-center session token starts with.
+pub const PRIVACY_SESSION_PREFIX: &str = "cupc_";
+/// How long a privacy-center session lasts.
+pub const PRIVACY_SESSION_LIFETIME: jiff::SignedDuration = jiff::SignedDuration::from_mins(30);
+/// The part name of a session's sealed subject in its associated data.
+const SESSION_SUBJECT_PART: &str = "privacy-session-subject";
 
 /// The org's privacy center (the setting `privacy_center`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -257,6 +263,26 @@ pub struct LinkedSubject {
     pub subject_ref: String,
 }
 
+/// A privacy-center session opened by a link.
+pub struct PrivacySignIn {
+    /// The session token (`cupc_…`): the subject's browser keeps it; stored hashed.
+    pub token: zeroize::Zeroizing<String>,
+    /// When the session ends.
+    pub expires_at: jiff::Timestamp,
+    /// Who it is for.
+    pub subject: LinkedSubject,
+}
+
+impl std::fmt::Debug for PrivacySignIn {
+    // The token is a credential: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivacySignIn")
+            .field("expires_at", &self.expires_at)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for LinkedSubject {
     // The identifier is personal data: never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -284,15 +310,16 @@ impl Custos {
     }
 
     /// Takes a privacy-center link for `org`: verified against the org's keys, its `jti`
-    /// recorded as used, audited as `privacy.link` with the subject's reference. A refusal is
-    /// audited with its reason (never the token or its claims) and answers `unauthenticated`;
-    /// an org that is unknown, terminated or has no privacy center answers the same.
+    /// recorded as used and a session opened for its subject in one transaction, audited as
+    /// `privacy.link` with the subject's reference. A refusal is audited with its reason
+    /// (never the token or its claims) and answers `unauthenticated`; an org that is unknown,
+    /// terminated or has no privacy center answers the same.
     pub async fn privacy_link(
         &self,
         org: &str,
         token: &str,
         context: &RequestContext,
-    ) -> Result<LinkedSubject, CoreError> {
+    ) -> Result<PrivacySignIn, CoreError> {
         let found = self.store.org(org).await?;
         let scope = match &found {
             Some((scope, o)) if o.terminated_at.is_none() && o.terminating_since.is_none() => {
@@ -342,19 +369,88 @@ impl Custos {
                 .subject_ref(subject_ref.clone())
                 .expires(expires),
         );
+        let session_token =
+            zeroize::Zeroizing::new(crate::members::random_token(PRIVACY_SESSION_PREFIX));
+        let now = self.now();
+        let key = self.vault.content_key(scope.org_id(), None).await?;
+        let mut subject_sealed = key.key_ref().to_string().into_bytes();
+        subject_sealed.push(0);
+        subject_sealed.extend(key.seal(
+            scope.org_id(),
+            &subject_ref,
+            SESSION_SUBJECT_PART,
+            claims.subject.as_bytes(),
+        ));
+        let session = custos_store::PrivacySession {
+            token_hash: crate::token_hash(&session_token),
+            subject_ref: subject_ref.clone(),
+            subject_sealed,
+            created_at: now,
+            expires_at: now + PRIVACY_SESSION_LIFETIME,
+        };
         let first = self
             .store
             .for_org(&scope)
             .await?
-            .use_privacy_link(&scope, &claims.jti, expires, &[used])
+            .use_privacy_link(&scope, &claims.jti, expires, &session, &[used])
             .await?;
         if !first {
             return Err(refuse(LinkRefusal::Replayed).await);
         }
+        Ok(PrivacySignIn {
+            token: session_token,
+            expires_at: session.expires_at,
+            subject: LinkedSubject {
+                org: scope.org_id().to_string(),
+                subject: claims.subject,
+                subject_ref,
+            },
+        })
+    }
+
+    /// The subject of the org's privacy-center session `token`; `unauthenticated` when there
+    /// is none (unknown, ended, the org gone, or the subject erased since).
+    pub async fn privacy_session(
+        &self,
+        org: &str,
+        token: &str,
+    ) -> Result<LinkedSubject, CoreError> {
+        if !token.starts_with(PRIVACY_SESSION_PREFIX) {
+            return Err(CoreError::Unauthenticated);
+        }
+        let Some((scope, found)) = self.store.org(org).await? else {
+            return Err(CoreError::Unauthenticated);
+        };
+        if found.terminated_at.is_some() || found.terminating_since.is_some() {
+            return Err(CoreError::Unauthenticated);
+        }
+        let Some(session) = self
+            .store
+            .for_org(&scope)
+            .await?
+            .privacy_session(&scope, &crate::token_hash(token), self.now())
+            .await?
+        else {
+            return Err(CoreError::Unauthenticated);
+        };
+        let corrupt = || CoreError::internal("a privacy session's sealed subject is corrupt");
+        let sealed = &session.subject_sealed;
+        let split = sealed.iter().position(|b| *b == 0).ok_or_else(corrupt)?;
+        let key_ref: custos_crypto::KeyRef = std::str::from_utf8(&sealed[..split])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(corrupt)?;
+        let key = self.vault.content_key_for(scope.org_id(), &key_ref).await?;
+        let subject = key.open(
+            scope.org_id(),
+            &session.subject_ref,
+            SESSION_SUBJECT_PART,
+            &sealed[split + 1..],
+        )?;
         Ok(LinkedSubject {
             org: scope.org_id().to_string(),
-            subject: claims.subject,
-            subject_ref,
+            subject: String::from_utf8(subject).map_err(|_| corrupt())?,
+            subject_ref: session.subject_ref,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Privacy-center links against a real deployment: the org registers its application's
 //! public key in the `privacy_center` setting; a link the application signs for one of its
-//! users lets that user in once (naming the subject by its keyed reference in the audit log),
-//! and is refused the second time, for another org, or once the setting is gone.
+//! users lets that user in once (naming the subject by its keyed reference in the audit log)
+//! and opens a session that ends with its lifetime or the subject's erasure; the link is
+//! refused the second time, for another org, or once it expired.
 
 mod common;
 
@@ -75,12 +76,33 @@ async fn a_signed_link_lets_its_subject_in_once() {
     assert_eq!(settings.privacy_center.unwrap().link_keys, vec![jwk]);
 
     let token = link(&key, &org, "user-42", "j-1", now);
-    let subject = env
+    let signed = env
         .custos
         .privacy_link(&org, &token, &context)
         .await
         .unwrap();
+    assert!(signed.token.starts_with("cupc_"));
+    assert!(!format!("{signed:?}").contains(signed.token.as_str()));
+    let subject = signed.subject.clone();
     assert_eq!(subject.subject, "user-42");
+    // The session names the same subject, in this org only.
+    let again = env
+        .custos
+        .privacy_session(&org, &signed.token)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.subject.as_str(), again.subject_ref.as_str()),
+        (subject.subject.as_str(), subject.subject_ref.as_str())
+    );
+    assert!(matches!(
+        env.custos.privacy_session(&other, &signed.token).await,
+        Err(CoreError::Unauthenticated)
+    ));
+    assert!(matches!(
+        env.custos.privacy_session(&org, "cupc_not-a-session").await,
+        Err(CoreError::Unauthenticated)
+    ));
     assert_eq!(
         subject.subject_ref,
         env.vault.subject_ref(&org, "user-42").await.unwrap()
@@ -152,6 +174,22 @@ async fn a_signed_link_lets_its_subject_in_once() {
         .await
         .is_ok());
 
+    // Erasing the subject ends its sessions.
+    let later = link(&key, &org, "user-42", "j-4", now);
+    let fresh_session = env
+        .custos
+        .privacy_link(&org, &later, &context)
+        .await
+        .unwrap();
+    env.custos
+        .erase_subject(&owner, &org, "user-42")
+        .await
+        .unwrap();
+    assert!(matches!(
+        env.custos.privacy_session(&org, &fresh_session.token).await,
+        Err(CoreError::Unauthenticated)
+    ));
+
     // Past their expiry the used links are forgotten by the sweep; a replay is still refused
     // (by its `exp` now).
     env.clock.advance(jiff::Span::new().minutes(7));
@@ -160,7 +198,8 @@ async fn a_signed_link_lets_its_subject_in_once() {
         .sweep(&custos_core::SweepOptions::default(), &mut |_| {})
         .await
         .unwrap();
-    assert_eq!(summary.privacy_links_purged, 2, "{summary:?}");
+    // Three used links; user-7's session still runs (30 minutes).
+    assert_eq!(summary.privacy_links_purged, 3, "{summary:?}");
     assert!(matches!(
         env.custos.privacy_link(&org, &fresh, &context).await,
         Err(CoreError::Unauthenticated)

@@ -62,8 +62,8 @@ pub use pg::PgStore;
 pub use records::RecordStore;
 pub use regional::{RegionStores, Stores, HOME_RECHECK};
 pub use requests::{
-    ErasureAggregate, RecordRewrite, RequestCursor, RequestFilter, RequestKind, RequestStatus,
-    RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
+    ErasureAggregate, PrivacySession, RecordRewrite, RequestCursor, RequestFilter, RequestKind,
+    RequestStatus, RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
 };
 pub use sign_in::{PendingSignIn, SignInStore};
 pub use sqlite::{SnapshotCounts, SqliteStore};

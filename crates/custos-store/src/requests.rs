@@ -272,22 +272,32 @@ pub trait RequestStore {
         scope: &OrgScope,
         subject_ref: &str,
     ) -> Result<Vec<SubjectRecordCount>, StoreError>;
-    /// Records that the privacy-center link `jti` of the org was used, with `audit`; false,
-    /// and nothing written, when it was used before.
+    /// Records that the privacy-center link `jti` of the org was used and opens the
+    /// `session` it gives, with `audit`; false, and nothing written, when it was used before.
     async fn use_privacy_link(
         &self,
         scope: &OrgScope,
         jti: &str,
         expires_at: Timestamp,
+        session: &PrivacySession,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError>;
     /// Deletes the used-link rows that expired at or before `before` (a replay of those links
-    /// is refused by their `exp`), with `audit` when any was deleted; how many.
+    /// is refused by their `exp`) and the privacy-center sessions that ended by then, with
+    /// `audit` when any was deleted; how many rows.
     async fn purge_privacy_link_uses(
         &self,
         before: Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError>;
+    /// The org's privacy-center session whose token hashes to `token_hash`, if it runs at
+    /// `now`.
+    async fn privacy_session(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<PrivacySession>, StoreError>;
     /// A subject's contact, sealed (see `subject_contacts` in the schema).
     async fn subject_contact(
         &self,
@@ -303,14 +313,39 @@ pub trait RequestStore {
         now: Timestamp,
         audit: &[AuditEvent],
     ) -> Result<(), StoreError>;
-    /// Destroys the org's PII tokens minted for a subject, and the subject's contact;
-    /// returns how many tokens.
+    /// Destroys the org's PII tokens minted for a subject, the subject's contact and its
+    /// privacy-center sessions; returns how many tokens.
     async fn destroy_subject_tokens(
         &self,
         scope: &OrgScope,
         subject_ref: &str,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError>;
+}
+
+/// A privacy-center session as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivacySession {
+    /// SHA-256 of its token.
+    pub token_hash: [u8; 32],
+    /// The subject's keyed reference.
+    pub subject_ref: String,
+    /// The subject's identifier, sealed under the org's key.
+    pub subject_sealed: Vec<u8>,
+    /// When it was opened.
+    pub created_at: Timestamp,
+    /// When it ends.
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for PrivacySession {
+    // The token hash is a credential's fingerprint: not printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivacySession")
+            .field("subject_ref", &self.subject_ref)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The month (`YYYY-MM`, UTC) an aggregate counts a record under.

@@ -10,8 +10,9 @@ use crate::model::{from_micros, to_micros};
 use crate::pg::commit_with;
 use crate::requests::REQUEST_COLUMNS;
 use crate::requests::{
-    period_of, ErasureAggregate, RecordRewrite, RequestCursor, RequestFilter, RequestKind,
-    RequestStatus, RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
+    period_of, ErasureAggregate, PrivacySession, RecordRewrite, RequestCursor, RequestFilter,
+    RequestKind, RequestStatus, RequestStore, StoredCertificate, SubjectRecordCount,
+    SubjectRequest,
 };
 use crate::{OrgScope, PgStore, RecordState, StoreError};
 
@@ -353,11 +354,16 @@ impl RequestStore for PgStore {
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM subject_contacts WHERE org_id = $1 AND subject_ref = $2")
-            .bind(scope.org_id())
-            .bind(subject_ref)
-            .execute(&mut *tx)
-            .await?;
+        for delete in [
+            "DELETE FROM subject_contacts WHERE org_id = $1 AND subject_ref = $2",
+            "DELETE FROM privacy_sessions WHERE org_id = $1 AND subject_ref = $2",
+        ] {
+            sqlx::query(delete)
+                .bind(scope.org_id())
+                .bind(subject_ref)
+                .execute(&mut *tx)
+                .await?;
+        }
         let n = sqlx::query("DELETE FROM pii_tokens WHERE org_id = $1 AND subject_ref = $2")
             .bind(scope.org_id())
             .bind(subject_ref)
@@ -373,6 +379,7 @@ impl RequestStore for PgStore {
         scope: &OrgScope,
         jti: &str,
         expires_at: jiff::Timestamp,
+        session: &PrivacySession,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -389,6 +396,18 @@ impl RequestStore for PgStore {
         if inserted == 0 {
             return Ok(false);
         }
+        sqlx::query(
+            "INSERT INTO privacy_sessions (token_hash, org_id, subject_ref, subject_sealed, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(session.token_hash.as_slice())
+        .bind(scope.org_id())
+        .bind(&session.subject_ref)
+        .bind(&session.subject_sealed)
+        .bind(to_micros(session.created_at))
+        .bind(to_micros(session.expires_at))
+        .execute(&mut *tx)
+        .await?;
         commit_with(tx, audit).await?;
         Ok(true)
     }
@@ -398,12 +417,49 @@ impl RequestStore for PgStore {
         before: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
-        self.delete_audited(
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for delete in [
             "DELETE FROM privacy_link_uses WHERE expires_at <= $1",
-            before,
-            audit,
+            "DELETE FROM privacy_sessions WHERE expires_at <= $1",
+        ] {
+            n += sqlx::query(delete)
+                .bind(to_micros(before))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        if n > 0 {
+            commit_with(tx, audit).await?;
+        }
+        Ok(n)
+    }
+
+    async fn privacy_session(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        now: jiff::Timestamp,
+    ) -> Result<Option<PrivacySession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT subject_ref, subject_sealed, created_at, expires_at FROM privacy_sessions \
+             WHERE token_hash = $1 AND org_id = $2 AND expires_at > $3",
         )
-        .await
+        .bind(token_hash.as_slice())
+        .bind(scope.org_id())
+        .bind(to_micros(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(PrivacySession {
+                token_hash: *token_hash,
+                subject_ref: r.try_get(0)?,
+                subject_sealed: r.try_get(1)?,
+                created_at: from_micros(r.try_get(2)?)?,
+                expires_at: from_micros(r.try_get(3)?)?,
+            })
+        })
+        .transpose()
     }
 
     async fn subject_contact(

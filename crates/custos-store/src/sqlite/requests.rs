@@ -8,8 +8,9 @@ use rusqlite::{params, params_from_iter, types::Value as Sql, OptionalExtension}
 use crate::model::{from_micros, to_micros};
 use crate::requests::REQUEST_COLUMNS;
 use crate::requests::{
-    period_of, ErasureAggregate, RecordRewrite, RequestCursor, RequestFilter, RequestKind,
-    RequestStatus, RequestStore, StoredCertificate, SubjectRecordCount, SubjectRequest,
+    period_of, ErasureAggregate, PrivacySession, RecordRewrite, RequestCursor, RequestFilter,
+    RequestKind, RequestStatus, RequestStore, StoredCertificate, SubjectRecordCount,
+    SubjectRequest,
 };
 use crate::sqlite::IN_ORG;
 use crate::{OrgScope, RecordState, SqliteStore, StoreError};
@@ -395,6 +396,10 @@ impl RequestStore for SqliteStore {
                 "DELETE FROM subject_contacts WHERE org_id = ?1 AND subject_ref = ?2",
                 [&org, &subject_ref],
             )?;
+            tx.execute(
+                "DELETE FROM privacy_sessions WHERE org_id = ?1 AND subject_ref = ?2",
+                [&org, &subject_ref],
+            )?;
             Ok(tx.execute(
                 "DELETE FROM pii_tokens WHERE org_id = ?1 AND subject_ref = ?2",
                 [&org, &subject_ref],
@@ -408,15 +413,31 @@ impl RequestStore for SqliteStore {
         scope: &OrgScope,
         jti: &str,
         expires_at: jiff::Timestamp,
+        session: &PrivacySession,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError> {
-        let (org, jti) = (scope.org_id().to_string(), jti.to_string());
+        let (org, jti, s) = (scope.org_id().to_string(), jti.to_string(), session.clone());
         self.mutate_if(audit, move |tx| {
-            Ok(tx.execute(
+            let first = tx.execute(
                 "INSERT INTO privacy_link_uses (org_id, jti, expires_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (org_id, jti) DO NOTHING",
                 params![org, jti, to_micros(expires_at)],
-            )? == 1)
+            )? == 1;
+            if first {
+                tx.execute(
+                    "INSERT INTO privacy_sessions (token_hash, org_id, subject_ref, \
+                     subject_sealed, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        s.token_hash.to_vec(),
+                        org,
+                        s.subject_ref,
+                        s.subject_sealed,
+                        to_micros(s.created_at),
+                        to_micros(s.expires_at)
+                    ],
+                )?;
+            }
+            Ok(first)
         })
         .await
     }
@@ -426,11 +447,62 @@ impl RequestStore for SqliteStore {
         before: jiff::Timestamp,
         audit: &[AuditEvent],
     ) -> Result<u64, StoreError> {
-        self.delete_audited(
-            "DELETE FROM privacy_link_uses WHERE expires_at <= ?1",
-            before,
-            audit,
-        )
+        let columns: Vec<crate::sqlite::AuditColumns> =
+            audit.iter().map(crate::sqlite::AuditColumns::of).collect();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let at = to_micros(before);
+            let n = tx.execute(
+                "DELETE FROM privacy_link_uses WHERE expires_at <= ?1",
+                params![at],
+            )? + tx.execute(
+                "DELETE FROM privacy_sessions WHERE expires_at <= ?1",
+                params![at],
+            )?;
+            if n > 0 {
+                crate::sqlite::append_audit(&tx, &columns)?;
+                tx.commit()?;
+            }
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn privacy_session(
+        &self,
+        scope: &OrgScope,
+        token_hash: &[u8; 32],
+        now: jiff::Timestamp,
+    ) -> Result<Option<PrivacySession>, StoreError> {
+        let (org, hash) = (scope.org_id().to_string(), token_hash.to_vec());
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT subject_ref, subject_sealed, created_at, expires_at \
+                     FROM privacy_sessions WHERE token_hash = ?1 AND org_id = ?2 \
+                     AND expires_at > ?3",
+                    params![hash, org, to_micros(now)],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Vec<u8>>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            row.map(|(subject_ref, subject_sealed, created, expires)| {
+                Ok(PrivacySession {
+                    token_hash: hash.clone().try_into().expect("32 bytes asked for"),
+                    subject_ref,
+                    subject_sealed,
+                    created_at: from_micros(created)?,
+                    expires_at: from_micros(expires)?,
+                })
+            })
+            .transpose()
+        })
         .await
     }
 

@@ -389,15 +389,57 @@ pub async fn a_privacy_link_is_used_once_per_org_and_forgotten_after_expiry(h: H
     let a = create_org(store, &mut book, "a").await;
     let b = create_org(store, &mut book, "b").await;
     let t0 = now_us();
+    let mut n = 0u8;
+    let mut session = || {
+        n += 1;
+        custos_store::PrivacySession {
+            token_hash: [n; 32],
+            subject_ref: "alice".into(),
+            subject_sealed: b"sealed".to_vec(),
+            created_at: t0,
+            expires_at: t0 + 30.minutes(),
+        }
+    };
+    let first = session();
     let audit = [event(Some(&a), "privacy.link", "org")];
-    assert!(store.use_privacy_link(&a, "j-1", t0, &audit).await.unwrap());
-    book.appended(&audit);
-    // The second use writes nothing, its audit event neither.
-    assert!(!store.use_privacy_link(&a, "j-1", t0, &audit).await.unwrap());
-    // The same id in another org is another link.
-    assert!(store.use_privacy_link(&b, "j-1", t0, &[]).await.unwrap());
     assert!(store
-        .use_privacy_link(&a, "j-2", t0 + 10.minutes(), &[])
+        .use_privacy_link(&a, "j-1", t0, &first, &audit)
+        .await
+        .unwrap());
+    book.appended(&audit);
+    let found = store
+        .privacy_session(&a, &first.token_hash, t0)
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&first));
+    assert!(store
+        .privacy_session(&b, &first.token_hash, t0)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .privacy_session(&a, &first.token_hash, t0 + 30.minutes())
+        .await
+        .unwrap()
+        .is_none());
+    // The second use writes nothing (no session either), its audit event neither.
+    let second = session();
+    assert!(!store
+        .use_privacy_link(&a, "j-1", t0, &second, &audit)
+        .await
+        .unwrap());
+    assert!(store
+        .privacy_session(&a, &second.token_hash, t0)
+        .await
+        .unwrap()
+        .is_none());
+    // The same id in another org is another link.
+    assert!(store
+        .use_privacy_link(&b, "j-1", t0, &session(), &[])
+        .await
+        .unwrap());
+    assert!(store
+        .use_privacy_link(&a, "j-2", t0 + 10.minutes(), &session(), &[])
         .await
         .unwrap());
     let audit = [event(None, "privacy.link_purge", "org")];
@@ -410,8 +452,33 @@ pub async fn a_privacy_link_is_used_once_per_org_and_forgotten_after_expiry(h: H
     );
     assert_eq!(store.purge_privacy_link_uses(t0, &audit).await.unwrap(), 2);
     book.appended(&audit);
+    // Sessions end with their lifetime; then the remaining link goes too.
+    assert_eq!(
+        store
+            .purge_privacy_link_uses(t0 + 30.minutes(), &[])
+            .await
+            .unwrap(),
+        4
+    );
     // Forgotten: usable again as far as the store goes (the link's `exp` refuses it).
-    assert!(store.use_privacy_link(&a, "j-1", t0, &[]).await.unwrap());
-    assert!(!store.use_privacy_link(&a, "j-2", t0, &[]).await.unwrap());
+    assert!(store
+        .use_privacy_link(&a, "j-1", t0, &session(), &[])
+        .await
+        .unwrap());
+    // An erasure's last step ends the subject's sessions.
+    let last = session();
+    assert!(store
+        .use_privacy_link(&a, "j-9", t0, &last, &[])
+        .await
+        .unwrap());
+    store
+        .destroy_subject_tokens(&a, "alice", &[])
+        .await
+        .unwrap();
+    assert!(store
+        .privacy_session(&a, &last.token_hash, t0)
+        .await
+        .unwrap()
+        .is_none());
     book.verify(store).await;
 }
