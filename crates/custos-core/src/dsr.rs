@@ -743,6 +743,7 @@ impl Custos {
             .store
             .requests_by_status(
                 &[RequestStatus::Received, RequestStatus::InProgress],
+                None,
                 due_by,
                 limit,
             )

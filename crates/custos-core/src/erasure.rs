@@ -766,6 +766,7 @@ impl Custos {
                     RequestStatus::InProgress,
                     RequestStatus::PartiallyCompleted,
                 ],
+                None,
                 jiff::Timestamp::MAX,
                 1000,
             )

@@ -243,12 +243,15 @@ impl Custos {
             .store
             .requests_by_status(
                 &[RequestStatus::Received, RequestStatus::InProgress],
+                // Not yet due: an overdue request is the SLA report's, and a backlog of them
+                // must not crowd out the reminders of the ones still on time.
+                Some(now),
                 now + REMIND_HORIZON,
                 REMIND_BATCH,
             )
             .await?;
         for (scope, request) in open {
-            if request.due_at < now || reminded.contains(&request.id) {
+            if reminded.contains(&request.id) {
                 continue;
             }
             let channels = self

@@ -522,16 +522,22 @@ impl Stores {
         Ok(n)
     }
 
-    /// Requests of every store in `statuses` due by `due_by`, soonest first.
+    /// Requests of every store in `statuses` due from `due_from` (if given) to `due_by`,
+    /// soonest first.
     pub async fn requests_by_status(
         &self,
         statuses: &[RequestStatus],
+        due_from: Option<Timestamp>,
         due_by: Timestamp,
         limit: u32,
     ) -> Result<Vec<(OrgScope, SubjectRequest)>, StoreError> {
         let mut all = Vec::new();
         for (_, store) in self.all() {
-            all.extend(store.requests_by_status(statuses, due_by, limit).await?);
+            all.extend(
+                store
+                    .requests_by_status(statuses, due_from, due_by, limit)
+                    .await?,
+            );
         }
         all.sort_by(|a, b| (a.1.due_at, &a.1.id).cmp(&(b.1.due_at, &b.1.id)));
         all.truncate(limit as usize);

@@ -227,11 +227,13 @@ pub trait RequestStore {
         certificate: Option<&StoredCertificate>,
         audit: &[AuditEvent],
     ) -> Result<bool, StoreError>;
-    /// Requests of any org in one of `statuses`, by due time, due at or before `due_by`, at
-    /// most `limit` (the SLA report and the erasure resumer).
+    /// Requests of any org in one of `statuses`, by due time, due at or before `due_by` (and,
+    /// with `due_from`, at or after it), at most `limit` (the SLA report, the erasure resumer,
+    /// the reminders of requests coming due).
     async fn requests_by_status(
         &self,
         statuses: &[RequestStatus],
+        due_from: Option<Timestamp>,
         due_by: Timestamp,
         limit: u32,
     ) -> Result<Vec<(OrgScope, SubjectRequest)>, StoreError>;

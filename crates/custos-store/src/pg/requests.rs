@@ -182,17 +182,20 @@ impl RequestStore for PgStore {
     async fn requests_by_status(
         &self,
         statuses: &[RequestStatus],
+        due_from: Option<jiff::Timestamp>,
         due_by: jiff::Timestamp,
         limit: u32,
     ) -> Result<Vec<(OrgScope, SubjectRequest)>, StoreError> {
         let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         sqlx::query(&format!(
             "SELECT {REQUEST_COLUMNS}, org_id FROM subject_requests
-             WHERE status = ANY($1) AND due_at <= $2 ORDER BY due_at, id LIMIT $3"
+             WHERE status = ANY($1) AND due_at >= $4 AND due_at <= $2
+             ORDER BY due_at, id LIMIT $3"
         ))
         .bind(statuses)
         .bind(to_micros(due_by))
         .bind(i64::from(limit))
+        .bind(due_from.map_or(i64::MIN, to_micros))
         .fetch_all(&self.pool)
         .await?
         .iter()

@@ -207,13 +207,14 @@ impl RequestStore for SqliteStore {
     async fn requests_by_status(
         &self,
         statuses: &[RequestStatus],
+        due_from: Option<jiff::Timestamp>,
         due_by: jiff::Timestamp,
         limit: u32,
     ) -> Result<Vec<(OrgScope, SubjectRequest)>, StoreError> {
         let marks = vec!["?"; statuses.len().max(1)].join(", ");
         let sql = format!(
             "SELECT {REQUEST_COLUMNS}, org_id FROM subject_requests
-             WHERE status IN ({marks}) AND due_at <= ? ORDER BY due_at, id LIMIT ?"
+             WHERE status IN ({marks}) AND due_at >= ? AND due_at <= ? ORDER BY due_at, id LIMIT ?"
         );
         let mut args: Vec<Sql> = statuses
             .iter()
@@ -222,7 +223,11 @@ impl RequestStore for SqliteStore {
         if args.is_empty() {
             args.push(Sql::Null);
         }
-        args.extend([Sql::Integer(to_micros(due_by)), Sql::Integer(limit.into())]);
+        args.extend([
+            Sql::Integer(due_from.map_or(i64::MIN, to_micros)),
+            Sql::Integer(to_micros(due_by)),
+            Sql::Integer(limit.into()),
+        ]);
         self.read(move |c| {
             let mut stmt = c.prepare(&sql)?;
             let mut rows = stmt.query(params_from_iter(args))?;

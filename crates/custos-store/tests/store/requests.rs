@@ -144,15 +144,34 @@ pub async fn requests_round_trip_and_update_by_compare_and_set(h: Harness) {
 
     // Across orgs by status and due time (the SLA report, the resumer).
     let open = store
-        .requests_by_status(&[RequestStatus::Received], now_us() + (10 * 24).hours(), 10)
+        .requests_by_status(
+            &[RequestStatus::Received],
+            None,
+            now_us() + (10 * 24).hours(),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(open, vec![(a.clone(), soon.clone())]);
     let none = store
-        .requests_by_status(&[RequestStatus::Received], now_us(), 10)
+        .requests_by_status(&[RequestStatus::Received], None, now_us(), 10)
         .await
         .unwrap();
     assert!(none.is_empty());
+    // A lower bound leaves out what came due before it.
+    let from = |t| async move {
+        store
+            .requests_by_status(
+                &[RequestStatus::Received],
+                Some(t),
+                now_us() + (10 * 24).hours(),
+                10,
+            )
+            .await
+            .unwrap()
+    };
+    assert_eq!(from(soon.due_at).await, vec![(a.clone(), soon.clone())]);
+    assert!(from(soon.due_at + 1.second()).await.is_empty());
     book.verify(store).await;
 }
 
