@@ -514,7 +514,21 @@ fn check_idp(idp: &IdentityProvider, rules: &Rules) -> Result<(), CoreError> {
 impl Custos {
     /// The org's settings (defaults where never changed).
     pub(crate) async fn org_settings_of(&self, scope: &OrgScope) -> Result<OrgSettings, CoreError> {
-        match self.store.for_org(scope).await?.org_settings(scope).await? {
+        let store = self.store.for_org(scope).await?;
+        let mut stored = store.org_settings(scope).await?;
+        // No settings row is the defaults, unless the org moved away (by another instance)
+        // between finding its home and reading it: then its settings are in its new home.
+        if stored.is_none() && store.org(scope.org_id()).await?.is_none() {
+            if let Some((moved, _)) = self.store.org(scope.org_id()).await? {
+                stored = self
+                    .store
+                    .for_org(&moved)
+                    .await?
+                    .org_settings(&moved)
+                    .await?;
+            }
+        }
+        match stored {
             None => Ok(OrgSettings::default()),
             Some(json) => serde_json::from_str(&json).map_err(|e| {
                 CoreError::internal_from(
