@@ -17,6 +17,15 @@ use custos_audit::{Details, Target};
 use crate::authz::Operation;
 use crate::{Caller, CoreError, Custos};
 
+/// Where a request's subject is sealed (under the org's key).
+fn request_subject(id: &str) -> crate::sealed_text::SealedText<'_> {
+    crate::sealed_text::SealedText {
+        id,
+        part: SUBJECT_PART,
+        what: "a request's subject",
+    }
+}
+
 /// Most characters of an extension or rejection reason.
 const MAX_REASON_CHARS: usize = 1000;
 /// Largest page a request listing returns.
@@ -221,13 +230,8 @@ impl Custos {
         id: &str,
         subject: &str,
     ) -> Result<Vec<u8>, CoreError> {
-        let key = self.vault.content_key(scope.org_id(), None).await?;
-        let sealed = key.seal(scope.org_id(), id, SUBJECT_PART, subject.as_bytes());
-        // The key reference travels with the ciphertext so rotation keeps it openable.
-        let mut out = key.key_ref().to_string().into_bytes();
-        out.push(0);
-        out.extend(sealed);
-        Ok(out)
+        self.seal_text(scope, None, &request_subject(id), subject)
+            .await
     }
 
     pub(crate) async fn open_request_subject(
@@ -236,15 +240,9 @@ impl Custos {
         id: &str,
         sealed: &[u8],
     ) -> Result<String, CoreError> {
-        let corrupt = || CoreError::internal(format!("request {id}: sealed subject is corrupt"));
-        let split = sealed.iter().position(|b| *b == 0).ok_or_else(corrupt)?;
-        let key_ref: custos_crypto::KeyRef = std::str::from_utf8(&sealed[..split])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(corrupt)?;
-        let key = self.vault.content_key_for(scope.org_id(), &key_ref).await?;
-        let plain = key.open(scope.org_id(), id, SUBJECT_PART, &sealed[split + 1..])?;
-        String::from_utf8(plain).map_err(|_| corrupt())
+        self.open_text(scope, &request_subject(id), sealed)
+            .await?
+            .ok_or_else(|| custos_crypto::CryptoError::KeyDestroyed.into())
     }
 
     /// Files a data subject request. An erasure runs at once (see [`Custos::run_erasure`]);

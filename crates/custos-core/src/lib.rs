@@ -51,6 +51,7 @@ mod pii_stream;
 mod pii_walk;
 mod records;
 pub mod request_notices;
+mod sealed_text;
 pub mod security_events;
 mod settings;
 pub mod sign_in;

@@ -47,6 +47,15 @@ pub struct PrivacyCenter {
     pub email_codes: bool,
 }
 
+/// Where a privacy-center session's subject is sealed (under the org's key).
+fn session_subject(subject_ref: &str) -> crate::sealed_text::SealedText<'_> {
+    crate::sealed_text::SealedText {
+        id: subject_ref,
+        part: SESSION_SUBJECT_PART,
+        what: "a privacy session's subject",
+    }
+}
+
 /// Why a link was refused; [`LinkRefusal::code`] is what the audit log records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkRefusal {
@@ -372,15 +381,14 @@ impl Custos {
         let session_token =
             zeroize::Zeroizing::new(crate::members::random_token(PRIVACY_SESSION_PREFIX));
         let now = self.now();
-        let key = self.vault.content_key(scope.org_id(), None).await?;
-        let mut subject_sealed = key.key_ref().to_string().into_bytes();
-        subject_sealed.push(0);
-        subject_sealed.extend(key.seal(
-            scope.org_id(),
-            &subject_ref,
-            SESSION_SUBJECT_PART,
-            claims.subject.as_bytes(),
-        ));
+        let subject_sealed = self
+            .seal_text(
+                &scope,
+                None,
+                &session_subject(&subject_ref),
+                &claims.subject,
+            )
+            .await?;
         let session = custos_store::PrivacySession {
             token_hash: crate::token_hash(&session_token),
             subject_ref: subject_ref.clone(),
@@ -433,23 +441,20 @@ impl Custos {
         else {
             return Err(CoreError::Unauthenticated);
         };
-        let corrupt = || CoreError::internal("a privacy session's sealed subject is corrupt");
-        let sealed = &session.subject_sealed;
-        let split = sealed.iter().position(|b| *b == 0).ok_or_else(corrupt)?;
-        let key_ref: custos_crypto::KeyRef = std::str::from_utf8(&sealed[..split])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(corrupt)?;
-        let key = self.vault.content_key_for(scope.org_id(), &key_ref).await?;
-        let subject = key.open(
-            scope.org_id(),
-            &session.subject_ref,
-            SESSION_SUBJECT_PART,
-            &sealed[split + 1..],
-        )?;
+        // The org's keys destroyed since: nobody left to serve.
+        let Some(subject) = self
+            .open_text(
+                &scope,
+                &session_subject(&session.subject_ref),
+                &session.subject_sealed,
+            )
+            .await?
+        else {
+            return Err(CoreError::Unauthenticated);
+        };
         Ok(LinkedSubject {
             org: scope.org_id().to_string(),
-            subject: String::from_utf8(subject).map_err(|_| corrupt())?,
+            subject,
             subject_ref: session.subject_ref,
         })
     }

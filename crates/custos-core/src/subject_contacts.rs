@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::authz::Operation;
+use crate::sealed_text::SealedText;
 use crate::{Caller, CoreError, Custos};
 
 /// The part name of a sealed contact in its associated data.
@@ -56,7 +57,10 @@ impl Custos {
         let scope = grant.scope;
         let subject_ref = self.vault.subject_ref(scope.org_id(), subject).await?;
         let sealed = match &change.email {
-            Some(email) => Some(self.seal_contact(&scope, &subject_ref, email).await?),
+            Some(email) => Some(
+                self.seal_text(&scope, Some(&subject_ref), &contact(&subject_ref), email)
+                    .await?,
+            ),
             None => None,
         };
         let event = self
@@ -78,24 +82,6 @@ impl Custos {
         })
     }
 
-    async fn seal_contact(
-        &self,
-        scope: &OrgScope,
-        subject_ref: &str,
-        email: &str,
-    ) -> Result<Vec<u8>, CoreError> {
-        let key = self
-            .vault
-            .content_key(scope.org_id(), Some(subject_ref))
-            .await?;
-        let sealed = key.seal(scope.org_id(), subject_ref, CONTACT_PART, email.as_bytes());
-        // The key reference travels with the ciphertext, as for a request's subject.
-        let mut out = key.key_ref().to_string().into_bytes();
-        out.push(0);
-        out.extend(sealed);
-        Ok(out)
-    }
-
     /// The subject's e-mail address, if one is kept and still readable (erasure destroys
     /// the key it is sealed under).
     pub(crate) async fn subject_email(
@@ -112,23 +98,15 @@ impl Custos {
         else {
             return Ok(None);
         };
-        let corrupt = || CoreError::internal("a subject's sealed contact is corrupt");
-        let split = sealed.iter().position(|b| *b == 0).ok_or_else(corrupt)?;
-        let key_ref: custos_crypto::KeyRef = std::str::from_utf8(&sealed[..split])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(corrupt)?;
-        let key = match self.vault.content_key_for(scope.org_id(), &key_ref).await {
-            Ok(key) => key,
-            Err(custos_crypto::CryptoError::KeyDestroyed) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let plain = key.open(
-            scope.org_id(),
-            subject_ref,
-            CONTACT_PART,
-            &sealed[split + 1..],
-        )?;
-        String::from_utf8(plain).map(Some).map_err(|_| corrupt())
+        self.open_text(scope, &contact(subject_ref), &sealed).await
+    }
+}
+
+/// Where a subject's contact is sealed (under the subject's own key).
+fn contact(subject_ref: &str) -> SealedText<'_> {
+    SealedText {
+        id: subject_ref,
+        part: CONTACT_PART,
+        what: "a subject's contact",
     }
 }

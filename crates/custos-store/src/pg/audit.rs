@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// An `idx, leaf` row as an entry.
+fn entry_from_row(r: &PgRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        index: r.try_get::<i64, _>(0)? as u64,
+        leaf: r.try_get(1)?,
+    })
+}
+
 #[async_trait::async_trait]
 impl crate::AuditStore for PgStore {
     async fn append_audit(&self, audit: &[AuditEvent]) -> Result<(), StoreError> {
@@ -33,14 +41,7 @@ impl crate::AuditStore for PgStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    index: r.try_get::<i64, _>(0)? as u64,
-                    leaf: r.try_get(1)?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_from_row).collect()
     }
 
     async fn audit_by_actions(
@@ -64,14 +65,7 @@ impl crate::AuditStore for PgStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    index: r.try_get::<i64, _>(0)? as u64,
-                    leaf: r.try_get(1)?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_from_row).collect()
     }
 
     async fn audit_entries(
@@ -89,14 +83,7 @@ impl crate::AuditStore for PgStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    index: r.try_get::<i64, _>(0)? as u64,
-                    leaf: r.try_get(1)?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_from_row).collect()
     }
 
     async fn audit_size(&self) -> Result<u64, StoreError> {

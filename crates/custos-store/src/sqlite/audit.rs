@@ -2,6 +2,29 @@
 
 use super::*;
 
+impl SqliteStore {
+    /// The entries an `SELECT idx, leaf ...` query with `args` finds.
+    async fn entries_where(
+        &self,
+        sql: String,
+        args: Vec<Value>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(AuditEntry {
+                    index: r.get::<_, i64>(0)? as u64,
+                    leaf: r.get(1)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::AuditStore for SqliteStore {
     async fn append_audit(&self, audit: &[AuditEvent]) -> Result<(), StoreError> {
@@ -37,19 +60,7 @@ impl crate::AuditStore for SqliteStore {
         }
         sql.push_str(" ORDER BY idx LIMIT ?");
         args.push(Value::Integer(limit as i64));
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(AuditEntry {
-                    index: r.get::<_, i64>(0)? as u64,
-                    leaf: r.get(1)?,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        self.entries_where(sql, args).await
     }
 
     async fn audit_by_actions(
@@ -73,19 +84,7 @@ impl crate::AuditStore for SqliteStore {
         args.extend(actions.iter().map(|a| Value::Text(a.clone())));
         args.extend(actors.iter().map(|a| Value::Text(a.clone())));
         args.push(Value::Integer(limit as i64));
-        self.read(move |c| {
-            let mut stmt = c.prepare(&sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(AuditEntry {
-                    index: r.get::<_, i64>(0)? as u64,
-                    leaf: r.get(1)?,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        self.entries_where(sql, args).await
     }
 
     async fn audit_entries(
