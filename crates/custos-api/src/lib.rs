@@ -17,6 +17,7 @@ mod member_routes;
 mod metrics;
 mod openapi;
 mod operator_routes;
+mod privacy_routes;
 mod problem;
 mod request_routes;
 mod routes;
@@ -25,6 +26,7 @@ pub mod server;
 mod sign_in_routes;
 mod support_routes;
 mod token_routes;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -154,6 +156,10 @@ async fn as_problem(response: Response, id: &str) -> Response {
         .get::<llm_errors::ProviderShaped>()
         .is_some()
     {
+        return response;
+    }
+    // The pages show their errors as pages.
+    if response.extensions().get::<web::HtmlPage>().is_some() {
         return response;
     }
     if let Some(problem) = response.extensions().get::<Problem>() {

@@ -66,6 +66,11 @@ impl ApiError {
     }
 
     /// The problem document of this error, without `instance` (set by the request layer).
+    /// Seconds for a `Retry-After` header, when the problem asks the caller to wait.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     pub(crate) fn problem_doc(&self) -> Problem {
         Problem {
             type_uri: format!("urn:custos:problem:{}", self.code),

@@ -288,6 +288,15 @@ pub(crate) async fn export(
         .custos
         .request_export(&caller, &org, &id, format)
         .await?;
+    Ok(export_response(download, format, &id))
+}
+
+/// An export as a download (`export-<request>.<ext>`).
+pub(crate) fn export_response(
+    download: custos_core::FileDownload,
+    format: custos_core::ExportFormat,
+    id: &str,
+) -> Response {
     let body = Body::from_stream(download.body.map(|r| {
         r.map_err(|e| {
             tracing::error!(error = %e, "export stream failed");
@@ -300,7 +309,7 @@ pub(crate) async fn export(
         header::CONTENT_LENGTH,
         header::HeaderValue::from(download.size),
     );
-    Ok(response)
+    response
 }
 
 /// The latest certificate of deletion of an erasure request: signed JSON that anyone can
@@ -321,14 +330,25 @@ pub(crate) async fn certificate(
         Some(_) => return Err(ApiError::invalid("format", "must be json or pdf")),
     };
     let cert = state.custos.request_certificate(&caller, &org, &id).await?;
+    certificate_response(&cert, pdf, false)
+}
+
+/// A certificate as JSON (a download named `certificate-<id>.json` when `attached`), or as a
+/// PDF download.
+pub(crate) fn certificate_response(
+    cert: &custos_cert::Certificate,
+    pdf: bool,
+    attached: bool,
+) -> ApiResult<Response> {
     if !pdf {
-        return Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            cert.to_json_pretty(),
-        )
-            .into_response());
+        let json = cert.to_json_pretty();
+        if attached {
+            let name = format!("certificate-{}.json", cert.statement.id);
+            return Ok((attachment("application/json", &name), json).into_response());
+        }
+        return Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response());
     }
-    let text = custos_cert::render_text(&cert);
+    let text = custos_cert::render_text(cert);
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut out = Vec::new();
     custos_export::certificate_pdf("Certificate of deletion", &lines, &mut out)

@@ -53,6 +53,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(crate::token_routes::routes())
         .merge(crate::security_routes::routes())
         .merge(crate::incident_routes::routes())
+        .merge(crate::privacy_routes::routes())
+        .merge(crate::web::routes())
         .route(
             "/v1/orgs/{org}/records",
             post(create_record).get(list_records),
@@ -863,7 +865,10 @@ async fn scan(
           crate::incident_routes::incident_report, crate::incident_routes::notify_incident,
           crate::incident_routes::set_subject_contact,
           crate::audit_routes::checkpoint, crate::audit_routes::inclusion_proof,
-          crate::audit_routes::consistency_proof, crate::audit_routes::signing_key, scan),
+          crate::audit_routes::consistency_proof, crate::audit_routes::signing_key, scan,
+          crate::privacy_routes::center, crate::privacy_routes::file_request,
+          crate::privacy_routes::export, crate::privacy_routes::certificate,
+          crate::web::asset),
     components(schemas(Problem, SetRetention, ScanRequest, ScanResponse, FindingView, DeletedCount)),
     modifiers(&Complete)
 )]

@@ -24,9 +24,11 @@ const ROLES: [&str; 5] = ["owner", "admin", "member", "auditor", "service"];
 /// Categories the target-category operations are tried on: no extra rule, a group rule, an
 /// MFA rule (all open to every role, so the rule under test decides).
 const CATEGORIES: [&str; 3] = ["messages", "legal_notes", "secure_notes"];
-/// Routes served without a token, outside the table: probes, documents, and signing in and
-/// out (a browser signing in has no credential yet; signing out ends the one it presents).
-const PUBLIC: [(&str, &str); 8] = [
+/// Routes served without a token, outside the table: probes, documents, the pages' embedded
+/// assets, and signing in and out (a browser signing in has no credential yet; signing out
+/// ends the one it presents).
+const PUBLIC: [(&str, &str); 9] = [
+    ("GET", "/assets/{file}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -96,11 +98,61 @@ enum Body {
     None,
     Json(Value),
     Bytes(&'static str),
+    /// An HTML form's fields.
+    Form(Vec<(&'static str, String)>),
+}
+
+/// A client that shows redirects instead of following them (the privacy center answers its
+/// forms and links with `303`).
+fn no_redirect() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 impl Server {
     async fn call(&self, method: &str, token: &str, path: &str, body: Body) -> (StatusCode, Value) {
         self.call_under(method, token, None, path, body).await
+    }
+
+    /// `call` as a data subject: its privacy-center session `cookie` instead of a bearer
+    /// token, redirects shown, not followed.
+    async fn call_as_subject(
+        &self,
+        method: &str,
+        cookie: &str,
+        path: &str,
+        body: Body,
+    ) -> (StatusCode, Value) {
+        let mut req = no_redirect()
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .header("cookie", format!("custos_privacy={cookie}"));
+        if let Body::Form(fields) = &body {
+            req = req.form(fields);
+        } else if let Body::Json(v) = &body {
+            req = req.json(v);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The CSRF token of the privacy center's forms for session `cookie`, read off its page.
+    async fn privacy_csrf(&self, org: &str, cookie: &str) -> String {
+        let page = no_redirect()
+            .get(format!("{}/privacy/{org}", self.base))
+            .header("cookie", format!("custos_privacy={cookie}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let at = page
+            .find(r#"name="csrf" value=""#)
+            .expect("a form with a CSRF token");
+        page[at + 19..].split('"').next().unwrap().to_string()
     }
 
     /// `call`, naming support grant `grant` (`X-Custos-Grant`) if given.
@@ -124,6 +176,7 @@ impl Server {
             Body::None => req,
             Body::Json(v) => req.json(&v),
             Body::Bytes(b) => req.header("content-type", "text/plain").body(b),
+            Body::Form(fields) => req.form(&fields),
         };
         let r = req.send().await.unwrap();
         let status = r.status();
@@ -170,6 +223,9 @@ struct Principal {
     member: Option<MemberFacts>,
     /// The operator's active support grant it names, with its scope.
     grant: Option<(GrantScope, String)>,
+    /// A data subject in the privacy center: `token` is its session, sent as the
+    /// `custos_privacy` cookie (it has no bearer credential).
+    subject: bool,
 }
 
 #[derive(Clone)]
@@ -295,6 +351,7 @@ async fn world(s: &Server) -> World {
         token: ADMIN.into(),
         member: None,
         grant: None,
+        subject: false,
     }];
     for scope in GrantScope::ALL {
         let id = approved_grant(s, &org, &issuer, scope).await;
@@ -303,6 +360,7 @@ async fn world(s: &Server) -> World {
             token: ADMIN.into(),
             member: None,
             grant: Some((scope, id)),
+            subject: false,
         });
     }
     let mut writer = None;
@@ -343,15 +401,74 @@ async fn world(s: &Server) -> World {
                         totp_secret: secret.clone(),
                     }),
                     grant: None,
+                    subject: false,
                 });
             }
         }
     }
+    // The org's end user, in through a link its application signed.
+    s.ok(
+        "PATCH",
+        &issuer,
+        &format!("/v1/orgs/{org}/settings"),
+        Body::Json(json!({"privacy_center": {"link_keys": [app_key().1]}})),
+    )
+    .await;
+    principals.push(Principal {
+        label: "subject".into(),
+        token: s.privacy_session(&org, SUBJECT).await,
+        member: None,
+        grant: None,
+        subject: true,
+    });
     World {
         org,
         principals,
         writer: writer.unwrap(),
         issuer,
+    }
+}
+
+/// The world's data subject, as the org's application names it.
+const SUBJECT: &str = "matrix-subject";
+
+/// The org application's link-signing key, and its public JWK.
+fn app_key() -> (jsonwebtoken::EncodingKey, Value) {
+    use base64::Engine;
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let x =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes());
+    let der = signing.to_pkcs8_der().unwrap();
+    (
+        jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()),
+        json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
+    )
+}
+
+impl Server {
+    /// A privacy-center session for `subject` of `org`: a fresh signed link, taken.
+    async fn privacy_session(&self, org: &str, subject: &str) -> String {
+        let claims = json!({"sub": subject, "aud": org, "jti": uuid::Uuid::new_v4().to_string(),
+            "exp": self.clock.now().as_second() + 300});
+        let link = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+            &claims,
+            &app_key().0,
+        )
+        .unwrap();
+        let r = no_redirect()
+            .get(format!("{}/privacy/{org}?token={link}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let cookie = r.headers()["set-cookie"].to_str().unwrap();
+        cookie
+            .strip_prefix("custos_privacy=")
+            .and_then(|c| c.split(';').next())
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -457,6 +574,21 @@ async fn subject_request(s: &Server, w: &World, kind: &str) -> String {
         &w.writer,
         &format!("/v1/orgs/{}/requests", w.org),
         Body::Json(json!({"type": kind, "subject": format!("subject-{}", uuid::Uuid::new_v4())})),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A fresh request of `kind` about the world's data subject, filed by the world's writer;
+/// returns its id.
+async fn subjects_own_request(s: &Server, w: &World, kind: &str) -> String {
+    s.ok(
+        "POST",
+        &w.writer,
+        &format!("/v1/orgs/{}/requests", w.org),
+        Body::Json(json!({"type": kind, "subject": SUBJECT})),
     )
     .await["id"]
         .as_str()
@@ -887,6 +1019,35 @@ async fn request(
             format!("/v1/orgs/{org}/requests/bulk"),
             Body::Json(json!({"subjects": ["b-1", "b-2"]})),
         ),
+        Operation::PrivacyCenterRead => ("GET", format!("/privacy/{org}"), Body::None),
+        Operation::PrivacyRequestCreate => {
+            let csrf = if who.subject {
+                s.privacy_csrf(org, &who.token).await
+            } else {
+                "0".repeat(32)
+            };
+            (
+                "POST",
+                format!("/privacy/{org}/requests"),
+                Body::Form(vec![("csrf", csrf), ("type", "access".into())]),
+            )
+        }
+        Operation::PrivacyExport => (
+            "GET",
+            format!(
+                "/privacy/{org}/requests/{}/export?format=json",
+                subjects_own_request(s, w, "access").await
+            ),
+            Body::None,
+        ),
+        Operation::PrivacyCertificate => (
+            "GET",
+            format!(
+                "/privacy/{org}/requests/{}/certificate",
+                subjects_own_request(s, w, "erasure").await
+            ),
+            Body::None,
+        ),
         Operation::LlmChatCompletions => (
             "POST",
             "/llm/openai/v1/chat/completions".into(),
@@ -962,12 +1123,26 @@ async fn cell(
         (CategoryRule::Target, Some(c)) => vec![s.policy.category(c).unwrap()],
         _ => vec![],
     };
-    let want = expected(rule, who, &checked, true);
+    // The privacy center's rows are open to data subjects alone, who hold no other
+    // credential: anyone else presents no privacy-center session there, and a subject
+    // presents no bearer token anywhere else.
+    let want = match (who.subject, rule.subject) {
+        (true, true) => Ok(()),
+        (true, false) | (false, true) => Err("unauthenticated"),
+        (false, false) => expected(rule, who, &checked, true),
+    };
     let (method, path, body) = request(s, w, rule.op, who, category.unwrap_or("")).await;
     let grant = who.grant.as_ref().map(|(_, id)| id.as_str());
-    let (status, answer) = s.call_under(&method, &who.token, grant, &path, body).await;
+    let (status, answer) = if who.subject {
+        s.call_as_subject(&method, &who.token, &path, body).await
+    } else {
+        s.call_under(&method, &who.token, grant, &path, body).await
+    };
     let agrees = match want {
+        // A privacy-center form answers with the page again.
+        Ok(()) if who.subject => status.is_success() || status == StatusCode::SEE_OTHER,
         Ok(()) => status.is_success() || allowed_refusal(rule.op, who, status),
+        Err("unauthenticated") => status == StatusCode::UNAUTHORIZED,
         // The LLM gateway answers in the providers' shapes: OpenAI's carries the code in
         // `error.code`; Anthropic's has only its own error types.
         Err(code) => {
@@ -986,9 +1161,9 @@ async fn cell(
     })
 }
 
-/// Callers in a world: the operator without a grant and under one of each scope, and each
-/// role in and out of `legal` by key and by session.
-const PRINCIPALS: usize = 1 + GrantScope::ALL.len() + ROLES.len() * 2 * 2;
+/// Callers in a world: the operator without a grant and under one of each scope, each
+/// role in and out of `legal` by key and by session, and the data subject.
+const PRINCIPALS: usize = 1 + GrantScope::ALL.len() + ROLES.len() * 2 * 2 + 1;
 
 #[tokio::test]
 async fn every_cell_of_the_table_answers_as_the_table_says() {

@@ -276,6 +276,15 @@ actions! {
     PrivacyLink = "privacy.link",
     /// Used privacy-center links past their expiry were forgotten.
     PrivacyLinkPurge = "privacy.link_purge",
+    /// A data subject opened their privacy center (their own requests were listed).
+    PrivacyRead = "privacy.read",
+    /// A data subject filed a request in their privacy center (refusals; the filing itself is
+    /// `request.create` by the subject).
+    PrivacyRequest = "privacy.request",
+    /// A data subject downloaded the export of their own request in the privacy center.
+    PrivacyExport = "privacy.export",
+    /// A data subject downloaded the certificate of their own erasure in the privacy center.
+    PrivacyCertificate = "privacy.certificate",
 }
 
 impl fmt::Display for AuditAction {

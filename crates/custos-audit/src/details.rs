@@ -396,6 +396,8 @@ pub fn allowed_fields(action: AuditAction) -> &'static [&'static str] {
         A::NotificationPurge => &["due"],
         A::PrivacyLink => &["subject_ref", "expires"],
         A::PrivacyLinkPurge => &["due"],
+        A::PrivacyExport => &["format", "export"],
+        A::PrivacyCertificate => &["certificate"],
         A::BackupKeysRestore => &[
             "backup",
             "org_keys",

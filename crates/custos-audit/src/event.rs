@@ -34,16 +34,20 @@ pub enum Actor {
     Anonymous,
     /// An operator of the deployment signed in through its identity provider, by operator id.
     Operator(String),
+    /// A data subject acting for themselves in the org's privacy center, by keyed subject
+    /// reference (never the identifier).
+    Subject(String),
 }
 
 impl Actor {
     /// The actor as the log's indexed column and filters name it (`admin`, `member:<id>`,
-    /// `operator:<id>`, `system`, `anonymous`).
+    /// `operator:<id>`, `subject:<reference>`, `system`, `anonymous`).
     pub fn name(&self) -> String {
         match self {
             Actor::Admin => "admin".into(),
             Actor::Member(id) => format!("member:{id}"),
             Actor::Operator(id) => format!("operator:{id}"),
+            Actor::Subject(subject_ref) => format!("subject:{subject_ref}"),
             Actor::System => "system".into(),
             Actor::Anonymous => "anonymous".into(),
         }

@@ -73,6 +73,13 @@ impl Custos {
                     .deny(caller, Some(&own), rule.action, target, error)
                     .await);
             }
+            Principal::Subject(linked) if linked.org != org => {
+                let own = linked.org.clone();
+                let error = CoreError::NotFound(format!("org {org}"));
+                return Err(self
+                    .deny(caller, Some(&own), rule.action, target, error)
+                    .await);
+            }
             // A member's own org: its row and its settings are read at the same time (every
             // member request pays this, the LLM gateway's included).
             Principal::Member { scope, .. } => {

@@ -206,6 +206,7 @@ fn kind_of(actor: &Actor) -> ActorKind {
         Actor::Operator(_) => ActorKind::Operator,
         Actor::System => ActorKind::System,
         Actor::Anonymous => ActorKind::Anonymous,
+        Actor::Subject(_) => ActorKind::Subject,
     }
 }
 

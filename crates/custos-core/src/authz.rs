@@ -144,6 +144,9 @@ pub struct Rule {
     pub route: Option<(&'static str, &'static str)>,
     /// The CLI command, if it has one.
     pub cli: Option<&'static str>,
+    /// Whether a data subject in the privacy center may perform it (on their own requests;
+    /// nothing else is open to them).
+    pub subject: bool,
 }
 
 macro_rules! operations {
@@ -312,6 +315,16 @@ operations! {
     RequestCertificate,
     /// File a bulk erasure (a CSV of subjects).
     RequestBulkErase,
+    /// Open the privacy center: the subject's own requests (data subjects only).
+    PrivacyCenterRead,
+    /// File an access or erasure request for oneself in the privacy center (data subjects
+    /// only).
+    PrivacyRequestCreate,
+    /// Download the export of one's own request in the privacy center (data subjects only).
+    PrivacyExport,
+    /// Download the certificate of one's own erasure in the privacy center (data subjects
+    /// only).
+    PrivacyCertificate,
     /// Send an OpenAI Chat Completions call through the LLM gateway.
     LlmChatCompletions,
     /// Send an OpenAI Responses call through the LLM gateway.
@@ -396,6 +409,14 @@ pub fn decide(
             }
             Ok(())
         }
+        Principal::Subject(_) if !rule.subject => Err(CoreError::Forbidden(format!(
+            "`{}` is not open to data subjects; the privacy center lets them file and follow \
+             their own requests",
+            rule.action
+        ))),
+        Principal::Subject(_) if facts.terminating => terminated(),
+        Principal::Subject(_) if facts.suspended => Err(CoreError::OrgSuspended("this org".into())),
+        Principal::Subject(_) => Ok(()),
         Principal::Member { .. } if facts.terminating && !rule.while_terminating => terminated(),
         Principal::Member { member, auth, .. } => {
             let has = |roles: &[Role]| {
@@ -583,8 +604,8 @@ fn role_list(roles: &[Role]) -> String {
 /// The authorization table as a Markdown table (rendered in the README).
 pub fn table_markdown() -> String {
     let mut out = String::from(
-        "| operation | route | CLI | operators | member roles | category rule | second factor | while terminating |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| operation | route | CLI | operators | member roles | data subject | category rule | second factor | while terminating |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in TABLE {
         let route = r
@@ -617,7 +638,7 @@ pub fn table_markdown() -> String {
             }
         };
         out.push_str(&format!(
-            "| `{}` | {route} | {cli} | {} | {roles} | {category} | {mfa} | {} |\n",
+            "| `{}` | {route} | {cli} | {} | {roles} | {} | {category} | {mfa} | {} |\n",
             r.action,
             match r.operator {
                 OperatorRule::Always => "yes".to_string(),
@@ -625,6 +646,7 @@ pub fn table_markdown() -> String {
                 OperatorRule::OwnerlessOrg => "first owner of an ownerless org".to_string(),
                 OperatorRule::Grant(scope) => format!("under a `{}` grant", scope.as_str()),
             },
+            if r.subject { "own requests" } else { "—" },
             if r.while_terminating { "yes" } else { "no" },
         ));
     }

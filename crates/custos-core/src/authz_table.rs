@@ -43,6 +43,7 @@ const fn rule(
         edits: false,
         route: None,
         cli: None,
+        subject: false,
     }
 }
 
@@ -64,6 +65,11 @@ impl Rule {
 
     const fn edits(mut self) -> Rule {
         self.edits = true;
+        self
+    }
+
+    const fn subject(mut self) -> Rule {
+        self.subject = true;
         self
     }
 }
@@ -777,6 +783,46 @@ pub const TABLE: &[Rule] = &[
     )
     .http("POST", "/v1/orgs/{org}/requests/bulk")
     .cli("dsr erase --csv"),
+    rule(
+        Op::PrivacyCenterRead,
+        A::PrivacyRead,
+        Never,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/privacy/{org}")
+    .subject(),
+    rule(
+        Op::PrivacyRequestCreate,
+        A::PrivacyRequest,
+        Never,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("POST", "/privacy/{org}/requests")
+    .subject(),
+    rule(
+        Op::PrivacyExport,
+        A::PrivacyExport,
+        Never,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/privacy/{org}/requests/{id}/export")
+    .subject(),
+    rule(
+        Op::PrivacyCertificate,
+        A::PrivacyCertificate,
+        Never,
+        &[],
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/privacy/{org}/requests/{id}/certificate")
+    .subject(),
     rule(
         Op::LlmChatCompletions,
         A::LlmChatCompletions,

@@ -120,3 +120,50 @@ fn a_grant_reaches_only_its_categories() {
         }
     }
 }
+
+/// A data subject in the privacy center gets exactly the rows marked for subjects, in a
+/// live org only; those rows are open to nobody else and live under `/privacy/`.
+#[test]
+fn the_subject_gets_exactly_the_privacy_rows() {
+    let subject = Principal::Subject(crate::privacy_links::LinkedSubject {
+        org: "o".into(),
+        subject: Some("s".into()),
+        subject_ref: "r".into(),
+    });
+    let policy = custos_policy::Policy::builtin();
+    let categories: Vec<&Category> = policy.categories.values().collect();
+    let mut rows = 0;
+    for rule in TABLE {
+        let answer = decide(rule, &subject, &Facts::default(), &categories);
+        assert_eq!(answer.is_ok(), rule.subject, "{:?}: {answer:?}", rule.op);
+        if !rule.subject {
+            continue;
+        }
+        rows += 1;
+        assert!(rule.roles.is_empty(), "{:?}", rule.op);
+        assert_eq!(rule.operator, OperatorRule::Never, "{:?}", rule.op);
+        assert!(
+            rule.route
+                .is_some_and(|(_, p)| p.starts_with("/privacy/{org}")),
+            "{:?}",
+            rule.op
+        );
+        for facts in [
+            Facts {
+                terminating: true,
+                ..Facts::default()
+            },
+            Facts {
+                suspended: true,
+                ..Facts::default()
+            },
+        ] {
+            assert!(
+                decide(rule, &subject, &facts, &[]).is_err(),
+                "{:?}",
+                rule.op
+            );
+        }
+    }
+    assert_eq!(rows, 4);
+}

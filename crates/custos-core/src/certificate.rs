@@ -191,11 +191,29 @@ impl Custos {
             .await?;
         let scope = grant.scope;
         let request = self.load_request(&scope, id).await?;
+        let (stored, certificate) = self.latest_certificate(&scope, &request).await?;
+        let event = self
+            .event(caller, AuditAction::CertificateRead)
+            .org(scope.org_id())
+            .target(Target::Request(id.to_string()))
+            .details(Details::new().certificate(stored));
+        self.store.append_audit(&[event]).await?;
+        Ok(certificate)
+    }
+
+    /// The latest certificate of deletion of `request`, with its id; `not_found` when it has
+    /// none.
+    pub(crate) async fn latest_certificate(
+        &self,
+        scope: &OrgScope,
+        request: &custos_store::SubjectRequest,
+    ) -> Result<(String, custos_cert::Certificate), CoreError> {
+        let id = &request.id;
         let latest = self
             .store
-            .for_org(&scope)
+            .for_org(scope)
             .await?
-            .certificates(&scope, &request.id)
+            .certificates(scope, &request.id)
             .await?
             .pop()
             .ok_or_else(|| {
@@ -205,14 +223,9 @@ impl Custos {
                     request.kind, request.status
                 ))
             })?;
-        let event = self
-            .event(caller, AuditAction::CertificateRead)
-            .org(scope.org_id())
-            .target(Target::Request(id.to_string()))
-            .details(Details::new().certificate(latest.id.to_string()));
-        self.store.append_audit(&[event]).await?;
-        serde_json::from_str(&latest.body).map_err(|e| {
+        let certificate = serde_json::from_str(&latest.body).map_err(|e| {
             CoreError::internal_from(format!("stored certificate {} is corrupt", latest.id), e)
-        })
+        })?;
+        Ok((latest.id.to_string(), certificate))
     }
 }

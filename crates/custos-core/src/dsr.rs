@@ -285,7 +285,7 @@ impl Custos {
         self.request_view(&grant.scope, request).await
     }
 
-    async fn erase(
+    pub(crate) async fn erase(
         &self,
         caller: &Caller,
         scope: &OrgScope,

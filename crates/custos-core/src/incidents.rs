@@ -340,7 +340,7 @@ impl Custos {
         }
         for actor in &s.actors {
             let known = matches!(actor.as_str(), "admin" | "system" | "anonymous")
-                || ["member:", "operator:"]
+                || ["member:", "operator:", "subject:"]
                     .iter()
                     .any(|p| actor.strip_prefix(p).is_some_and(|id| !id.is_empty()));
             if !known {
@@ -348,7 +348,7 @@ impl Custos {
                     "scope.actors",
                     format!(
                         "{actor:?} is not an actor as the audit log names one (member:<id>, \
-                         operator:<id>, admin, system, anonymous)"
+                         operator:<id>, subject:<reference>, admin, system, anonymous)"
                     ),
                 ));
             }

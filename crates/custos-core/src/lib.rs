@@ -40,6 +40,7 @@ mod org_channels;
 pub use org_channels::{OrgChannels, OrgWebhook};
 mod orgs;
 mod personal_tokens;
+pub mod privacy_center;
 pub mod privacy_links;
 pub use personal_tokens::{
     CreatedPersonalToken, NewPersonalToken, PersonalTokenView, PERSONAL_TOKEN_PREFIX,
@@ -138,6 +139,9 @@ pub enum Principal {
         /// When its session ends however it is used.
         expires: jiff::Timestamp,
     },
+    /// A data subject in the org's privacy center, through a session a link signed by the
+    /// org's application opened: acts on its own requests only.
+    Subject(privacy_links::LinkedSubject),
     /// Custos itself (CLI maintenance, scheduler).
     System,
 }
@@ -259,12 +263,13 @@ impl Caller {
             Principal::Admin => Actor::Admin,
             Principal::Operator { id, .. } => Actor::Operator(id.clone()),
             Principal::Member { member, .. } => Actor::Member(member.id.clone()),
+            Principal::Subject(linked) => Actor::Subject(linked.subject_ref.clone()),
             Principal::System => Actor::System,
         }
     }
 
     /// The actor as the audit log's indexed column names it (`admin`, `operator:<id>`,
-    /// `system`, `member:<id>`).
+    /// `system`, `member:<id>`, `subject:<reference>`).
     pub fn actor_name(&self) -> String {
         self.actor().name()
     }

@@ -45,6 +45,23 @@ pub struct PrivacyCenter {
     pub frame_ancestors: Vec<String>,
     /// Send a one-time code to the subject's e-mail address as a second step after a link.
     pub email_codes: bool,
+    /// The page's colors.
+    pub colors: PrivacyColors,
+}
+
+/// The privacy center's colors (`#rrggbb`); unset ones keep Custos's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyColors {
+    /// Buttons, links and the header's rule.
+    pub accent: Option<String>,
+    /// The page's background.
+    pub background: Option<String>,
+}
+
+/// Whether `s` is a color as `#rrggbb`.
+fn is_hex_color(s: &str) -> bool {
+    s.len() == 7 && s.starts_with('#') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Where a privacy-center session's subject is sealed (under the org's key).
@@ -144,6 +161,14 @@ impl PrivacyCenter {
                 "privacy_center.frame_ancestors",
                 format!("at most {MAX_FRAME_ANCESTORS} origins"),
             ));
+        }
+        for (field, color) in [
+            ("privacy_center.colors.accent", &self.colors.accent),
+            ("privacy_center.colors.background", &self.colors.background),
+        ] {
+            if color.as_deref().is_some_and(|c| !is_hex_color(c)) {
+                return Err(CoreError::invalid(field, "must be a color as #rrggbb"));
+            }
         }
         for (i, origin) in self.frame_ancestors.iter().enumerate() {
             if !is_origin(origin) {
@@ -266,8 +291,9 @@ pub fn verify_link(
 pub struct LinkedSubject {
     /// The org.
     pub org: String,
-    /// The subject's identifier, as the org's records name it.
-    pub subject: String,
+    /// The subject's identifier, as the org's records name it; `None` once the subject was
+    /// erased (the session then only shows their requests, by reference, and certificates).
+    pub subject: Option<String>,
     /// Its keyed reference.
     pub subject_ref: String,
 }
@@ -410,14 +436,15 @@ impl Custos {
             expires_at: session.expires_at,
             subject: LinkedSubject {
                 org: scope.org_id().to_string(),
-                subject: claims.subject,
+                subject: Some(claims.subject),
                 subject_ref,
             },
         })
     }
 
     /// The subject of the org's privacy-center session `token`; `unauthenticated` when there
-    /// is none (unknown, ended, the org gone, or the subject erased since).
+    /// is none (unknown, ended, or the org gone). A subject erased since comes back without
+    /// its identifier.
     pub async fn privacy_session(
         &self,
         org: &str,
@@ -441,16 +468,22 @@ impl Custos {
         else {
             return Err(CoreError::Unauthenticated);
         };
-        // The org's keys destroyed since: nobody left to serve.
-        let Some(subject) = self
-            .open_text(
-                &scope,
-                &session_subject(&session.subject_ref),
-                &session.subject_sealed,
-            )
-            .await?
-        else {
-            return Err(CoreError::Unauthenticated);
+        // An erased subject's session goes on by reference alone.
+        let subject = if session.subject_sealed.is_empty() {
+            None
+        } else {
+            // The org's keys destroyed since: nobody left to serve.
+            let Some(subject) = self
+                .open_text(
+                    &scope,
+                    &session_subject(&session.subject_ref),
+                    &session.subject_sealed,
+                )
+                .await?
+            else {
+                return Err(CoreError::Unauthenticated);
+            };
+            Some(subject)
         };
         Ok(LinkedSubject {
             org: scope.org_id().to_string(),
@@ -465,6 +498,22 @@ mod tests {
     use super::*;
     use base64::Engine;
     use jsonwebtoken::{EncodingKey, Header};
+
+    #[test]
+    fn colors_are_hex_triplets_and_an_error_names_the_field() {
+        let with = |accent: &str| PrivacyCenter {
+            colors: PrivacyColors {
+                accent: Some(accent.into()),
+                background: None,
+            },
+            ..PrivacyCenter::default()
+        };
+        assert!(with("#0b57D0").check().is_ok());
+        for bad in ["red", "#fff", "#0b57d0;x", "0b57d0x", "#gggggg"] {
+            let err = with(bad).check().unwrap_err().to_string();
+            assert!(err.contains("privacy_center.colors.accent"), "{bad}: {err}");
+        }
+    }
 
     const ORG: &str = "0193a1b2-0000-7000-8000-000000000001";
     const NOW: i64 = 1_800_000_000;

@@ -190,6 +190,8 @@ keyword_enum! {
         System = "system",
         /// A caller that could not be authenticated.
         Anonymous = "anonymous",
+        /// A data subject in the org's privacy center.
+        Subject = "subject",
     }
 }
 

@@ -315,8 +315,9 @@ pub trait RequestStore {
         now: Timestamp,
         audit: &[AuditEvent],
     ) -> Result<(), StoreError>;
-    /// Destroys the org's PII tokens minted for a subject, the subject's contact and its
-    /// privacy-center sessions; returns how many tokens.
+    /// Destroys the org's PII tokens minted for a subject and the subject's contact, and
+    /// empties the sealed identifier of its privacy-center sessions (they go on showing the
+    /// erasure and its certificate by reference); returns how many tokens.
     async fn destroy_subject_tokens(
         &self,
         scope: &OrgScope,
@@ -332,7 +333,8 @@ pub struct PrivacySession {
     pub token_hash: [u8; 32],
     /// The subject's keyed reference.
     pub subject_ref: String,
-    /// The subject's identifier, sealed under the org's key.
+    /// The subject's identifier, sealed under the org's key; empty once the subject was
+    /// erased.
     pub subject_sealed: Vec<u8>,
     /// When it was opened.
     pub created_at: Timestamp,

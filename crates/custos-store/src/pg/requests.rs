@@ -359,7 +359,8 @@ impl RequestStore for PgStore {
         let mut tx = self.pool.begin().await?;
         for delete in [
             "DELETE FROM subject_contacts WHERE org_id = $1 AND subject_ref = $2",
-            "DELETE FROM privacy_sessions WHERE org_id = $1 AND subject_ref = $2",
+            "UPDATE privacy_sessions SET subject_sealed = ''::bytea \
+             WHERE org_id = $1 AND subject_ref = $2",
         ] {
             sqlx::query(delete)
                 .bind(scope.org_id())

@@ -402,7 +402,8 @@ impl RequestStore for SqliteStore {
                 [&org, &subject_ref],
             )?;
             tx.execute(
-                "DELETE FROM privacy_sessions WHERE org_id = ?1 AND subject_ref = ?2",
+                "UPDATE privacy_sessions SET subject_sealed = X'' \
+                 WHERE org_id = ?1 AND subject_ref = ?2",
                 [&org, &subject_ref],
             )?;
             Ok(tx.execute(
