@@ -182,7 +182,9 @@ fn center_body(org: &str, view: &PrivacyCenterView, csrf: &str, confirming: bool
     }
 }
 
-/// What a request's row offers: the export's downloads, or the certificate.
+/// What a request's row offers: the export's downloads, or the certificate. The links carry
+/// no `download` attribute: Chromium cancels such downloads inside a cross-site frame, and
+/// the answers' `Content-Disposition: attachment` makes them downloads anyway.
 fn result(base: &str, r: &RequestView) -> Markup {
     let done = matches!(
         r.status,
@@ -191,18 +193,18 @@ fn result(base: &str, r: &RequestView) -> Markup {
     html! {
         @match r.kind {
             RequestKind::Erasure if done && !r.certificates.is_empty() => {
-                a href={ (base) "/requests/" (r.id) "/certificate" } download { "Download certificate" }
+                a href={ (base) "/requests/" (r.id) "/certificate" } { "Download certificate" }
             }
             RequestKind::Erasure => { span.muted { "In progress" } }
             _ if r.status == RequestStatus::Rejected => {
                 span { (r.status_reason.as_deref().unwrap_or("Rejected")) }
             }
             _ => {
-                a href={ (base) "/requests/" (r.id) "/export?format=json" } download { "Download my data (JSON)" }
+                a href={ (base) "/requests/" (r.id) "/export?format=json" } { "Download my data (JSON)" }
                 " · "
-                a href={ (base) "/requests/" (r.id) "/export?format=csv" } download { "CSV" }
+                a href={ (base) "/requests/" (r.id) "/export?format=csv" } { "CSV" }
                 " · "
-                a href={ (base) "/requests/" (r.id) "/export?format=pdf" } download { "PDF" }
+                a href={ (base) "/requests/" (r.id) "/export?format=pdf" } { "PDF" }
             }
         }
     }

@@ -111,7 +111,7 @@ impl Page {
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
-                    meta name="referrer" content="no-referrer";
+                    meta name="referrer" content="same-origin";
                     title { (self.title) " · " (self.brand) }
                     link rel="stylesheet" href="/assets/custos.css";
                     @if !style.is_empty() {
@@ -148,7 +148,9 @@ fn is_hex_color(s: &str) -> bool {
 
 /// The headers of every page: the CSP (scripts and styles from this origin, the page's
 /// nonce for its one style element, forms posting here only), framing limited to
-/// `frame_ancestors`, no sniffing, no referrer (a link's token must not leak), no caching.
+/// `frame_ancestors`, no sniffing, no referrer to other sites (a page address never leaves
+/// this origin; `no-referrer` would also blank the `Origin` of the pages' own forms), no
+/// caching.
 pub(crate) fn security_headers(
     nonce: &str,
     frame_ancestors: &[String],
@@ -177,7 +179,7 @@ pub(crate) fn security_headers(
         ),
         (
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         ),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
     ];
@@ -231,7 +233,7 @@ pub(crate) fn see_other(location: &str, cookies: Vec<HeaderValue>) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     response
 }

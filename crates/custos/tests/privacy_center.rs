@@ -180,7 +180,7 @@ async fn an_end_user_erases_their_data_and_downloads_a_certificate_that_verifies
         "{csp}"
     );
     assert!(headers.get("x-frame-options").is_none());
-    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["referrer-policy"], "same-origin");
 
     // "Delete my data" asks first.
     let (_, confirm, _) = page(&base, &org, &cookie, "?confirm=erasure").await;

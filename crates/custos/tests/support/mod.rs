@@ -289,3 +289,56 @@ pub fn pdf_text(pdf: &[u8], dir: &Path) -> Option<String> {
     assert!(out.status.success(), "pdftotext could not read the PDF");
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// The Python that runs the browser tests (`tools/browser-check/ensure.sh` installs Debian's
+/// chromium, Playwright and axe-core on first use), or `None` (loud skip) outside CI.
+pub fn browser_python() -> Option<PathBuf> {
+    let out = Command::new(workspace_root().join("tools/browser-check/ensure.sh"))
+        .arg(target_dir())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return Some(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()));
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("tools/browser-check/ensure.sh failed under CI=true");
+    }
+    eprintln!("\n*** SKIPPING a browser test: tools/browser-check/ensure.sh failed ***\n");
+    None
+}
+
+/// Runs browser test `script` (in `tools/browser-check/`) with `config` written as its
+/// JSON argument; panics with its output unless it passes.
+pub fn run_browser_test(python: &Path, script: &str, config: &Value, dir: &Path) {
+    let file = dir.join(format!("{script}.json"));
+    std::fs::write(&file, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    let here = workspace_root().join("tools/browser-check");
+    let out = Command::new(python)
+        .arg(here.join(script))
+        .arg(&file)
+        .current_dir(&here)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script} failed:\n{text}");
+    eprintln!("{text}");
+}
+
+/// Where the browser tests put their screenshots (`target/screenshots/`).
+pub fn screenshot_dir() -> PathBuf {
+    target_dir().join("screenshots")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
