@@ -114,6 +114,11 @@ impl utoipa::Modify for Complete {
 
 /// The problem statuses `method path` can answer, from what its handler extracts and calls.
 fn problem_statuses(path: &str, method: &str, op: &Operation) -> Vec<u16> {
+    if path.starts_with("/privacy/") {
+        // The privacy center's pages authenticate with their own session cookie: bad input,
+        // no session, a foreign form or request, an erased subject, an internal error.
+        return vec![400, 401, 403, 404, 409, 429, 500];
+    }
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     if !secured {
         // /healthz declares its own 503; /metrics and /openapi.json cannot fail.
@@ -152,15 +157,19 @@ fn problem_statuses(path: &str, method: &str, op: &Operation) -> Vec<u16> {
 
 fn add_problems(path: &str, method: &str, op: &mut Operation) {
     for status in problem_statuses(path, method, op) {
-        let response = ResponseBuilder::new()
+        let mut response = ResponseBuilder::new()
             .description(description(status))
             .content(
                 PROBLEM_JSON,
                 ContentBuilder::new()
                     .schema(Some(RefOr::Ref(Ref::from_schema_name("Problem"))))
                     .build(),
-            )
-            .build();
+            );
+        // A page shows its errors as a page; a malformed path is still a problem document.
+        if path.starts_with("/privacy/") {
+            response = response.content("text/html", ContentBuilder::new().build());
+        }
+        let response = response.build();
         op.responses
             .responses
             .entry(status.to_string())

@@ -80,7 +80,7 @@ async fn subject_caller(
 /// The privacy center. With `?token=` it takes the link: opens a session (the
 /// `custos_privacy` cookie) and sends the browser to the bare page. Without, it shows the
 /// subject's requests, with `Request my data` and `Delete my data`.
-#[utoipa::path(get, tag = "privacy center", path = "/privacy/{org}",
+#[utoipa::path(get, tag = "privacy center", path = "/privacy/{org}", operation_id = "privacy_center",
     params(("org" = String, Path), CenterQuery),
     responses(
         (status = 200, description = "the page (HTML)", content_type = "text/html"),
@@ -247,7 +247,7 @@ pub struct PrivacyRequestForm {
 
 /// File a request for oneself: `access` (the export is then ready to download) or, once
 /// confirmed, `erasure` (it runs at once). Answers with the page again (`303`).
-#[utoipa::path(post, tag = "privacy center", path = "/privacy/{org}/requests",
+#[utoipa::path(post, tag = "privacy center", path = "/privacy/{org}/requests", operation_id = "privacy_file_request",
     params(("org" = String, Path)),
     request_body(content = PrivacyRequestForm, content_type = "application/x-www-form-urlencoded"),
     responses(
@@ -332,7 +332,7 @@ pub struct PrivacyFormatQuery {
 }
 
 /// Download the export of one's own access request: everything held about the subject.
-#[utoipa::path(get, tag = "privacy center", path = "/privacy/{org}/requests/{id}/export",
+#[utoipa::path(get, tag = "privacy center", path = "/privacy/{org}/requests/{id}/export", operation_id = "privacy_export",
     params(("org" = String, Path), ("id" = String, Path), PrivacyFormatQuery),
     responses(
         (status = 200, description = "the export", content(("application/json"), ("application/zip"), ("application/pdf"))),
@@ -362,7 +362,7 @@ pub(crate) async fn export(
 
 /// Download the certificate of deletion of one's own erasure (signed JSON anyone can verify
 /// offline with `custos cert verify`).
-#[utoipa::path(get, tag = "privacy center", path = "/privacy/{org}/requests/{id}/certificate",
+#[utoipa::path(get, tag = "privacy center", path = "/privacy/{org}/requests/{id}/certificate", operation_id = "privacy_certificate",
     params(("org" = String, Path), ("id" = String, Path)),
     responses(
         (status = 200, description = "the certificate", content_type = "application/json"),

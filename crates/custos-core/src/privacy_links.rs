@@ -33,19 +33,25 @@ pub const PRIVACY_SESSION_LIFETIME: jiff::SignedDuration = jiff::SignedDuration:
 const SESSION_SUBJECT_PART: &str = "privacy-session-subject";
 
 /// The org's privacy center (the setting `privacy_center`).
+// Defaults per field, not for the container: a container default would put the nested
+// `colors` object's default in the schema, which generated clients cannot take.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct PrivacyCenter {
     /// Public keys (JWK: `OKP`/`Ed25519` or `EC`/`P-256`, at most 5, no private parts) the
     /// org's application signs privacy-center links with.
     #[schema(value_type = Vec<Object>)]
+    #[serde(default)]
     pub link_keys: Vec<serde_json::Value>,
     /// Origins allowed to embed the privacy center in a frame (`https://app.example.com`;
     /// plain `http` only for `localhost` and `127.0.0.1`), at most 10.
+    #[serde(default)]
     pub frame_ancestors: Vec<String>,
     /// Send a one-time code to the subject's e-mail address as a second step after a link.
+    #[serde(default)]
     pub email_codes: bool,
     /// The page's colors.
+    #[serde(default)]
     pub colors: PrivacyColors,
 }
 
