@@ -91,7 +91,7 @@ pub(crate) async fn login(
         SIGN_IN_COOKIE_PATH,
         SIGN_IN_COOKIE_SECONDS,
     );
-    Ok(redirect(&started.location, [cookie]))
+    Ok(crate::web::see_other(&started.location, vec![cookie]))
 }
 
 /// Where the identity provider sends the browser back: checks the answer, opens a session,
@@ -128,7 +128,7 @@ pub(crate) async fn callback(
                 .as_secs()
                 .max(0);
             let session = cookie(SESSION_COOKIE, &signed_in.token, "/", lifetime);
-            redirect(&signed_in.return_to, [clear, session])
+            crate::web::see_other(&signed_in.return_to, vec![clear, session])
         }
         Err(e) => {
             let mut response = ApiError::from(e).into_response();
@@ -156,20 +156,6 @@ pub(crate) async fn logout(
     }
     let clear = cookie(SESSION_COOKIE, "", "/", 0);
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
-}
-
-/// A `303 See Other` to `location`, setting `cookies`.
-fn redirect<const N: usize>(location: &str, cookies: [HeaderValue; N]) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(location) {
-        headers.insert(header::LOCATION, value);
-    }
-    for cookie in cookies {
-        headers.append(header::SET_COOKIE, cookie);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// A `Set-Cookie` value: `HttpOnly; Secure; SameSite=Lax`; `max_age` 0 clears it.

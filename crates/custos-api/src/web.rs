@@ -220,7 +220,7 @@ pub(crate) fn partitioned_cookie(name: &str, value: &str, path: &str, max_age: i
     .expect("cookie values are header-safe")
 }
 
-/// A `303 See Other` to `location` (a path on this deployment), setting `cookies`.
+/// A `303 See Other` to `location`, setting `cookies` (sign-in and the pages).
 pub(crate) fn see_other(location: &str, cookies: Vec<HeaderValue>) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
