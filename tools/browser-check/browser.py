@@ -75,8 +75,8 @@ class Browser:
         context.set_default_timeout(15_000)
         return context
 
-    def screenshot(self, page, name):
-        page.screenshot(path=os.path.join(self.shots, f"{name}.png"), full_page=True)
+    def screenshot(self, page, name, full_page=True):
+        page.screenshot(path=os.path.join(self.shots, f"{name}.png"), full_page=full_page)
 
     def accessible(self, pages, cookies=()):
         """Visits each `(name, url)` of `pages` in turn, in one context that lets the test

@@ -7,6 +7,10 @@
 //! What it is not: business logic. Authorization, policy and audit live in `custos-core`.
 
 mod audit_routes;
+mod console;
+mod console_evidence;
+mod console_people;
+mod console_requests;
 mod incident_routes;
 mod inputs;
 mod llm_errors;

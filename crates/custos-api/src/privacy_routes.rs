@@ -16,7 +16,7 @@
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -272,7 +272,7 @@ pub(crate) async fn file_request(
             format!("{e} (the page's own form sends csrf and type)"),
         ))
     })?;
-    check_form_origin(&parts, &token, &form.csrf).map_err(framed)?;
+    web::check_form(&parts.headers, &token, &form.csrf).map_err(framed)?;
     let base = cookie_path(&org);
     let kind = match form.kind.as_str() {
         "access" => RequestKind::Access,
@@ -291,36 +291,6 @@ pub(crate) async fn file_request(
         .await
         .map_err(framed)?;
     Ok(web::see_other(&base, vec![]))
-}
-
-/// A form's CSRF token must be the session's, and a browser that names the form's origin
-/// must name this one (the cookie crosses sites, so the token is what proves the form is
-/// ours).
-fn check_form_origin(parts: &Parts, session: &str, csrf: &str) -> Result<(), CoreError> {
-    if !web::csrf_matches(session, csrf) {
-        return Err(CoreError::Forbidden(
-            "the form's CSRF token is missing or not this session's; reload the page".into(),
-        ));
-    }
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok());
-    let origin = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    if let (Some(origin), Some(host)) = (origin, host) {
-        let same = origin
-            .split_once("://")
-            .is_some_and(|(_, authority)| authority == host);
-        if !same {
-            return Err(CoreError::Forbidden(
-                "a form posted from another site".into(),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The export format asked for.

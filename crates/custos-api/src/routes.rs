@@ -55,6 +55,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(crate::incident_routes::routes())
         .merge(crate::privacy_routes::routes())
         .merge(crate::web::routes())
+        .merge(crate::console::routes())
         .route(
             "/v1/orgs/{org}/records",
             post(create_record).get(list_records),

@@ -159,7 +159,7 @@ pub(crate) async fn logout(
 }
 
 /// A `Set-Cookie` value: `HttpOnly; Secure; SameSite=Lax`; `max_age` 0 clears it.
-fn cookie(name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
+pub(crate) fn cookie(name: &str, value: &str, path: &str, max_age: i64) -> HeaderValue {
     HeaderValue::from_str(&format!(
         "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax"
     ))

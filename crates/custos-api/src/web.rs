@@ -19,6 +19,8 @@ use crate::{ApiError, AppState};
 
 /// The stylesheet every page uses.
 const CSS: &str = include_str!("../assets/custos.css");
+/// The console's in-browser verifier (checkpoints, inclusion proofs, certificates).
+const VERIFY_JS: &str = include_str!("../assets/verify.js");
 
 /// Marks a response as an HTML page, which the problem-document layer leaves alone.
 #[derive(Clone, Copy)]
@@ -30,14 +32,15 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// An embedded asset (stylesheet, scripts).
 #[utoipa::path(get, tag = "pages", path = "/assets/{file}",
-    params(("file" = String, Path, description = "`custos.css`")),
+    params(("file" = String, Path, description = "`custos.css` or `verify.js`")),
     responses(
-        (status = 200, description = "the asset", content_type = "text/css"),
+        (status = 200, description = "the asset", content(("text/css"), ("text/javascript"))),
         (status = 404, description = "no such asset (`not_found`)", body = crate::Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn asset(crate::routes::Path(file): crate::routes::Path<String>) -> Response {
     let (body, media_type) = match file.as_str() {
         "custos.css" => (CSS, "text/css; charset=utf-8"),
+        "verify.js" => (VERIFY_JS, "text/javascript; charset=utf-8"),
         _ => {
             return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such asset")
                 .into_response()
@@ -79,6 +82,10 @@ pub(crate) struct Page {
     pub colors: Colors,
     /// Origins allowed to frame the page (empty: none).
     pub frame_ancestors: Vec<String>,
+    /// Navigation shown in the header (the console's).
+    pub nav: Option<Markup>,
+    /// Scripts from `/assets/` the page loads (deferred).
+    pub scripts: Vec<&'static str>,
 }
 
 impl Page {
@@ -90,6 +97,8 @@ impl Page {
             body,
             colors: Colors::default(),
             frame_ancestors: Vec::new(),
+            nav: None,
+            scripts: Vec::new(),
         }
     }
 
@@ -117,9 +126,16 @@ impl Page {
                     @if !style.is_empty() {
                         style nonce=(nonce) { (PreEscaped(format!(":root{{{style}}}"))) }
                     }
+                    @for script in &self.scripts {
+                        script src={ "/assets/" (script) } defer {}
+                    }
                 }
                 body {
-                    header.site { span.brand { (self.brand) } }
+                    a.skip href="#main" { "Skip to content" }
+                    header.site {
+                        span.brand { (self.brand) }
+                        @if let Some(nav) = &self.nav { (nav) }
+                    }
                     main id="main" {
                         h1 { (self.title) }
                         (self.body)
@@ -218,6 +234,38 @@ pub(crate) fn partitioned_cookie(name: &str, value: &str, path: &str, max_age: i
     ))
     // Names and paths are ours; values are base64url tokens.
     .expect("cookie values are header-safe")
+}
+
+/// A form's CSRF token must be the session's, and a browser that names the form's origin
+/// must name this one (`Origin` against `Host`): a cross-site form can carry neither.
+pub(crate) fn check_form(
+    headers: &axum::http::HeaderMap,
+    session: &str,
+    csrf: &str,
+) -> Result<(), custos_core::CoreError> {
+    if !csrf_matches(session, csrf) {
+        return Err(custos_core::CoreError::Forbidden(
+            "the form's CSRF token is missing or not this session's; reload the page".into(),
+        ));
+    }
+    check_origin(headers)
+}
+
+/// A browser that names a form's origin must name this one (`Origin` against `Host`).
+pub(crate) fn check_origin(headers: &axum::http::HeaderMap) -> Result<(), custos_core::CoreError> {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if let (Some(origin), Some(host)) = (origin, host) {
+        let same = origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority == host);
+        if !same {
+            return Err(custos_core::CoreError::Forbidden(
+                "a form posted from another site".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A `303 See Other` to `location`, setting `cookies` (sign-in and the pages).

@@ -29,6 +29,9 @@ pub struct AuditEntryView {
     /// The decoded event.
     #[schema(value_type = Object)]
     pub event: AuditEvent,
+    /// The entry's bytes as the Merkle tree holds them (standard base64): what an inclusion
+    /// proof's `leaf_hash` is the hash of, so a client can check the event it shows.
+    pub leaf: String,
 }
 
 /// A page of audit entries.
@@ -124,7 +127,8 @@ fn checked_entry(
              (run `custos audit verify`)"
         )));
     }
-    Ok(AuditEntryView { index, event })
+    let leaf = base64::engine::general_purpose::STANDARD.encode(&entry.leaf);
+    Ok(AuditEntryView { index, event, leaf })
 }
 
 // --- The Merkle log: checkpoints, proofs, verification, export --------------------------------

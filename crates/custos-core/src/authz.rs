@@ -144,6 +144,10 @@ pub struct Rule {
     pub route: Option<(&'static str, &'static str)>,
     /// The CLI command, if it has one.
     pub cli: Option<&'static str>,
+    /// The console page (`GET`) that shows it, or the console form (`POST`) that does it,
+    /// as `(method, path)`, if the console offers it. The page calls the same function the
+    /// HTTP route does, so it is authorized by this same row.
+    pub console: Option<(&'static str, &'static str)>,
     /// Whether a data subject in the privacy center may perform it (on their own requests;
     /// nothing else is open to them).
     pub subject: bool,
@@ -604,8 +608,8 @@ fn role_list(roles: &[Role]) -> String {
 /// The authorization table as a Markdown table (rendered in the README).
 pub fn table_markdown() -> String {
     let mut out = String::from(
-        "| operation | route | CLI | operators | member roles | data subject | category rule | second factor | while terminating |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| operation | route | CLI | console | operators | member roles | data subject | category rule | second factor | while terminating |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in TABLE {
         let route = r
@@ -615,6 +619,10 @@ pub fn table_markdown() -> String {
         let cli = r
             .cli
             .map(|c| format!("`custos {c}`"))
+            .unwrap_or_else(|| "—".into());
+        let console = r
+            .console
+            .map(|(m, p)| format!("`{m} {p}`"))
             .unwrap_or_else(|| "—".into());
         let roles = if r.roles.is_empty() {
             "—".to_string()
@@ -638,7 +646,7 @@ pub fn table_markdown() -> String {
             }
         };
         out.push_str(&format!(
-            "| `{}` | {route} | {cli} | {} | {roles} | {} | {category} | {mfa} | {} |\n",
+            "| `{}` | {route} | {cli} | {console} | {} | {roles} | {} | {category} | {mfa} | {} |\n",
             r.action,
             match r.operator {
                 OperatorRule::Always => "yes".to_string(),

@@ -43,6 +43,7 @@ const fn rule(
         edits: false,
         route: None,
         cli: None,
+        console: None,
         subject: false,
     }
 }
@@ -55,6 +56,11 @@ impl Rule {
 
     const fn cli(mut self, command: &'static str) -> Rule {
         self.cli = Some(command);
+        self
+    }
+
+    const fn console(mut self, method: &'static str, path: &'static str) -> Rule {
+        self.console = Some((method, path));
         self
     }
 
@@ -100,7 +106,8 @@ pub const TABLE: &[Rule] = &[
         CategoryRule::No,
         No,
     )
-    .http("GET", "/v1/orgs"),
+    .http("GET", "/v1/orgs")
+    .console("GET", "/console/deployment"),
     rule(
         Op::OrgRead,
         A::OrgRead,
@@ -110,6 +117,7 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("GET", "/v1/orgs/{org}")
+    .console("GET", "/console/{org}")
     .while_terminating(),
     rule(
         Op::OrgTerminate,
@@ -147,7 +155,8 @@ pub const TABLE: &[Rule] = &[
         CategoryRule::No,
         No,
     )
-    .http("GET", "/v1/orgs/{org}/settings"),
+    .http("GET", "/v1/orgs/{org}/settings")
+    .console("GET", "/console/{org}/settings"),
     rule(
         Op::SettingsUpdate,
         A::SettingsUpdate,
@@ -174,7 +183,8 @@ pub const TABLE: &[Rule] = &[
         CategoryRule::No,
         No,
     )
-    .http("GET", "/v1/orgs/{org}/members"),
+    .http("GET", "/v1/orgs/{org}/members")
+    .console("GET", "/console/{org}/members"),
     rule(
         Op::MemberUpdate,
         A::MemberUpdate,
@@ -201,7 +211,8 @@ pub const TABLE: &[Rule] = &[
         CategoryRule::No,
         No,
     )
-    .http("GET", "/v1/orgs/{org}/access-review"),
+    .http("GET", "/v1/orgs/{org}/access-review")
+    .console("GET", "/console/{org}/access-review"),
     rule(
         Op::AccessReviewRecord,
         A::AccessReviewRecord,
@@ -247,6 +258,7 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("GET", "/v1/orgs/{org}/support-requests")
+    .console("GET", "/console/{org}/support-requests")
     .while_terminating(),
     rule(
         Op::SupportRequestApprove,
@@ -256,7 +268,8 @@ pub const TABLE: &[Rule] = &[
         CategoryRule::No,
         MfaRule::Always,
     )
-    .http("POST", "/v1/orgs/{org}/support-requests/{id}/approve"),
+    .http("POST", "/v1/orgs/{org}/support-requests/{id}/approve")
+    .console("POST", "/console/{org}/support-requests/{id}/approve"),
     rule(
         Op::SupportRequestDeny,
         A::SupportRequestDeny,
@@ -265,7 +278,8 @@ pub const TABLE: &[Rule] = &[
         CategoryRule::No,
         MfaRule::Always,
     )
-    .http("POST", "/v1/orgs/{org}/support-requests/{id}/deny"),
+    .http("POST", "/v1/orgs/{org}/support-requests/{id}/deny")
+    .console("POST", "/console/{org}/support-requests/{id}/deny"),
     // Ending access at once must not wait for a second factor.
     rule(
         Op::SupportRequestRevoke,
@@ -276,6 +290,7 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("POST", "/v1/orgs/{org}/support-requests/{id}/revoke")
+    .console("POST", "/console/{org}/support-requests/{id}/revoke")
     .while_terminating(),
     rule(
         Op::SupportRequestAccesses,
@@ -286,6 +301,7 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("GET", "/v1/orgs/{org}/support-requests/{id}/accesses")
+    .console("GET", "/console/{org}/support-requests/{id}/accesses")
     .while_terminating(),
     rule(
         Op::MemberKeyRotate,
@@ -481,7 +497,8 @@ pub const TABLE: &[Rule] = &[
         CategoryRule::No,
         No,
     )
-    .http("GET", "/v1/orgs/{org}/retention"),
+    .http("GET", "/v1/orgs/{org}/retention")
+    .console("GET", "/console/{org}/retention"),
     rule(
         Op::RetentionSet,
         A::RetentionSet,
@@ -490,7 +507,8 @@ pub const TABLE: &[Rule] = &[
         Target,
         ForAdmins,
     )
-    .http("PUT", "/v1/orgs/{org}/retention/{category}"),
+    .http("PUT", "/v1/orgs/{org}/retention/{category}")
+    .console("POST", "/console/{org}/retention/{category}"),
     rule(
         Op::HoldCreate,
         A::HoldCreate,
@@ -500,6 +518,7 @@ pub const TABLE: &[Rule] = &[
         ForAdmins,
     )
     .http("POST", "/v1/orgs/{org}/holds")
+    .console("POST", "/console/{org}/holds")
     .while_terminating(),
     rule(
         Op::HoldList,
@@ -510,6 +529,7 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("GET", "/v1/orgs/{org}/holds")
+    .console("GET", "/console/{org}/holds")
     .while_terminating(),
     rule(
         Op::HoldRelease,
@@ -520,6 +540,7 @@ pub const TABLE: &[Rule] = &[
         ForAdmins,
     )
     .http("DELETE", "/v1/orgs/{org}/holds/{id}")
+    .console("POST", "/console/{org}/holds/{id}/release")
     .while_terminating(),
     rule(
         Op::DeletionLogRead,
@@ -530,6 +551,7 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("GET", "/v1/orgs/{org}/deletion-log")
+    .console("GET", "/console/{org}/deletion-log")
     .while_terminating(),
     rule(
         Op::LifecycleOverdue,
@@ -550,7 +572,8 @@ pub const TABLE: &[Rule] = &[
         Target,
         No,
     )
-    .http("GET", "/v1/orgs/{org}/security-events"),
+    .http("GET", "/v1/orgs/{org}/security-events")
+    .console("GET", "/console/{org}/security-events"),
     rule(
         Op::DeploymentSecurityEventList,
         A::SecurityEventListDeployment,
@@ -604,7 +627,8 @@ pub const TABLE: &[Rule] = &[
         CategoryRule::No,
         No,
     )
-    .http("GET", "/v1/incidents"),
+    .http("GET", "/v1/incidents")
+    .console("GET", "/console/incidents"),
     rule(
         Op::IncidentRead,
         A::IncidentRead,
@@ -613,7 +637,8 @@ pub const TABLE: &[Rule] = &[
         CategoryRule::No,
         No,
     )
-    .http("GET", "/v1/incidents/{id}"),
+    .http("GET", "/v1/incidents/{id}")
+    .console("GET", "/console/incidents/{id}"),
     rule(
         Op::IncidentStatus,
         A::IncidentStatus,
@@ -659,6 +684,7 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("GET", "/v1/audit/events")
+    .console("GET", "/console/{org}/audit")
     .while_terminating(),
     rule(
         Op::AuditCheckpoint,
@@ -713,6 +739,7 @@ pub const TABLE: &[Rule] = &[
         ForAdmins,
     )
     .http("POST", "/v1/orgs/{org}/requests")
+    .console("POST", "/console/{org}/requests")
     .cli("dsr erase"),
     rule(
         Op::RequestList,
@@ -723,6 +750,7 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("GET", "/v1/orgs/{org}/requests")
+    .console("GET", "/console/{org}/requests")
     .cli("dsr list"),
     rule(
         Op::RequestRead,
@@ -733,6 +761,7 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("GET", "/v1/orgs/{org}/requests/{id}")
+    .console("GET", "/console/{org}/requests/{id}")
     .cli("dsr show"),
     rule(
         Op::RequestExtend,
@@ -743,6 +772,7 @@ pub const TABLE: &[Rule] = &[
         ForAdmins,
     )
     .http("POST", "/v1/orgs/{org}/requests/{id}/extend")
+    .console("POST", "/console/{org}/requests/{id}/extend")
     .cli("dsr extend"),
     rule(
         Op::RequestReject,
@@ -752,7 +782,8 @@ pub const TABLE: &[Rule] = &[
         CategoryRule::No,
         ForAdmins,
     )
-    .http("POST", "/v1/orgs/{org}/requests/{id}/reject"),
+    .http("POST", "/v1/orgs/{org}/requests/{id}/reject")
+    .console("POST", "/console/{org}/requests/{id}/reject"),
     rule(
         Op::RequestExport,
         A::RequestExport,
@@ -772,6 +803,7 @@ pub const TABLE: &[Rule] = &[
         No,
     )
     .http("GET", "/v1/orgs/{org}/requests/{id}/certificate")
+    .console("GET", "/console/{org}/requests/{id}/certificate")
     .while_terminating(),
     rule(
         Op::RequestBulkErase,

@@ -21,6 +21,10 @@ fn routes_and_actions_are_unique() {
         if let Some(route) = r.route {
             assert!(routes.insert(route), "duplicate route {route:?}");
         }
+        if let Some(page) = r.console {
+            assert!(page.1.starts_with("/console/"), "{page:?}");
+            assert!(routes.insert(page), "duplicate console route {page:?}");
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod auth_failures;
 pub mod authz;
 mod certificate;
 mod clock;
+mod console_sign_in;
 mod dsr;
 mod erasure;
 mod error;
@@ -77,6 +78,7 @@ pub use audit::{
 };
 pub use auth_failures::{AuthFailure, FLUSH_AFTER as AUTH_FAILURE_FLUSH};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use console_sign_in::ConsoleSession;
 pub use custos_export::{Format as ExportFormat, EXPORT_SCHEMA};
 pub use custos_store::AuditFilter;
 pub use dsr::{

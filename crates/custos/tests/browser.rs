@@ -5,8 +5,12 @@
 //! deletes their data and downloads the certificate, which `custos cert verify` (with the
 //! deployment's key) and the independent verifier accept; another user files "Request my
 //! data" by keyboard and downloads the export; a site outside `frame_ancestors` cannot frame
-//! the page; axe-core finds no serious or critical violation. Screenshots go to
-//! `target/screenshots/`.
+//! the page; axe-core finds no serious or critical violation.
+//!
+//! The console: the owner signs in with the API key and a TOTP code, walks every page,
+//! extends the most overdue request, verifies every audit entry shown and a certificate in
+//! the browser, and sees a changed event, a wrong proof, a forged checkpoint and a changed
+//! certificate rejected; axe-core again. Screenshots go to `target/screenshots/`.
 
 mod support;
 
@@ -113,4 +117,87 @@ async fn an_end_user_erases_their_data_from_the_embedded_privacy_center() {
         text.contains("bob's note") && !text.contains("alice's note"),
         "{text}"
     );
+}
+
+/// The policy the console test serves: the built-in one, with requests due a minute after
+/// they are filed (the shortest deadline a policy can set), so one is overdue while the test
+/// runs.
+fn minute_deadlines(root: &std::path::Path) -> std::path::PathBuf {
+    let shown = cli(&root.join("data")).args(["policy", "show"]).output().unwrap();
+    assert!(shown.status.success());
+    let text = String::from_utf8(shown.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("erasure_request_within"))
+        .expect("the policy shows erasure_request_within")
+        .to_string();
+    let path = root.join("custos.toml");
+    std::fs::write(&path, text.replace(&line, "erasure_request_within = \"1m\"")).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_compliance_lead_extends_the_most_overdue_request_and_verifies_the_audit_log() {
+    let Some(python) = support::browser_python() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config_file = minute_deadlines(tmp.path());
+    let mut command = cli(&tmp.path().join("data"));
+    command.arg("--config").arg(&config_file);
+    let s = serve(command, &[]).await;
+    let (org, owner) = org_with_owner(&s, "Acme Notes").await;
+    // Filed first: due a minute from now, overdue while the browser walks the pages.
+    let late = post(
+        &s,
+        &owner,
+        &format!("/v1/orgs/{org}/requests"),
+        json!({"type": "access", "subject": "dora"}),
+    )
+    .await;
+    let enrolled = post(&s, &owner, &format!("/v1/orgs/{org}/members/me/totp"), json!({})).await;
+    post(
+        &s,
+        &owner,
+        &format!("/v1/orgs/{org}/records"),
+        json!({"category": "messages", "subject": "carol", "content": {"text": "carol's note"}}),
+    )
+    .await;
+    let erasure = post(
+        &s,
+        &owner,
+        &format!("/v1/orgs/{org}/requests"),
+        json!({"type": "erasure", "subject": "carol"}),
+    )
+    .await;
+    let (_, key) = send(&s, reqwest::Method::GET, ADMIN, "/v1/signing-key", None).await;
+    let out = tmp.path().join("out.json");
+    let config = json!({
+        "base": s.base,
+        "org": org,
+        "org_name": "Acme Notes",
+        "api_key": owner,
+        "totp_secret": enrolled["secret"],
+        "verifier_key": key["verifier_key"],
+        "erasure": erasure["id"],
+        "shots": support::screenshot_dir(),
+        "axe": support::target_dir().join("browser-check/node_modules/axe-core/axe.min.js"),
+        "out": out,
+    });
+    support::run_browser_test(&python, "console.py", &config, tmp.path());
+    let got: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+
+    // The request the browser extended is the one filed first, and the API agrees.
+    assert_eq!(got["extended"], late["id"]);
+    assert!(got["steps"].as_u64().unwrap() <= 8, "{got}");
+    let (_, request) = send(
+        &s,
+        reqwest::Method::GET,
+        &owner,
+        &format!("/v1/orgs/{org}/requests/{}", late["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert!(request["extended_at"].is_string(), "{request}");
+    assert!(!request["overdue"].as_bool().unwrap(), "{request}");
 }
