@@ -101,7 +101,10 @@ impl Signed {
 
     /// The CSRF token the page's forms carry (empty for a bearer caller).
     pub(crate) fn csrf(&self) -> String {
-        self.session.as_deref().map(web::csrf_token).unwrap_or_default()
+        self.session
+            .as_deref()
+            .map(web::csrf_token)
+            .unwrap_or_default()
     }
 }
 
@@ -340,7 +343,8 @@ async fn login(
                 .duration_until(session.expires_at)
                 .as_secs()
                 .max(0);
-            let cookie = crate::sign_in_routes::cookie(SESSION_COOKIE, &session.token, "/", lifetime);
+            let cookie =
+                crate::sign_in_routes::cookie(SESSION_COOKIE, &session.token, "/", lifetime);
             let clear = HeaderValue::from_str(&format!(
                 "{LOGIN_COOKIE}=; Path={LOGIN_PATH}; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
             ))
@@ -384,7 +388,11 @@ async fn logout(
 ) -> Result<Response, PageError> {
     let form = read_form(form)?;
     if let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) {
-        web::check_form(&parts.headers, &token, form.csrf.as_deref().unwrap_or_default())?;
+        web::check_form(
+            &parts.headers,
+            &token,
+            form.csrf.as_deref().unwrap_or_default(),
+        )?;
         let context = crate::request_context(&parts);
         state.custos.sign_out(&token, &context).await?;
     }
@@ -398,9 +406,19 @@ mod tests {
 
     #[test]
     fn only_console_pages_are_returned_to() {
-        assert_eq!(console_path(Some("/console/o/requests")), Some("/console/o/requests"));
+        assert_eq!(
+            console_path(Some("/console/o/requests")),
+            Some("/console/o/requests")
+        );
         assert_eq!(console_path(Some("/console")), Some("/console"));
-        for bad in ["https://evil.example/console", "//evil.example", "/console//x", "/consolex", "/v1/orgs", "/console/\u{0}"] {
+        for bad in [
+            "https://evil.example/console",
+            "//evil.example",
+            "/console//x",
+            "/consolex",
+            "/v1/orgs",
+            "/console/\u{0}",
+        ] {
             assert_eq!(console_path(Some(bad)), None, "{bad}");
         }
     }

@@ -46,7 +46,10 @@ pub(crate) struct AuditQuery {
 
 /// An empty field is no filter.
 fn given(v: &Option<String>) -> Option<String> {
-    v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+    v.as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 /// The org's audit log, searchable by action, actor, target and time; each entry with a
@@ -138,9 +141,15 @@ impl Shown {
             target: target.clone().unwrap_or_default(),
             signed: vec![
                 ("action", json(action)),
-                ("actor", json(serde_json::to_value(&event.actor).unwrap_or_default())),
+                (
+                    "actor",
+                    json(serde_json::to_value(&event.actor).unwrap_or_default()),
+                ),
                 ("outcome", json(outcome)),
-                ("target", json(serde_json::to_value(target).unwrap_or_default())),
+                (
+                    "target",
+                    json(serde_json::to_value(target).unwrap_or_default()),
+                ),
             ],
         }
     }
@@ -183,7 +192,12 @@ async fn deletion_log(
 ) -> Result<Response, PageError> {
     let rows = state
         .custos
-        .deletion_log(&signed.caller, &org, q.after.as_deref().filter(|a| !a.is_empty()), 100)
+        .deletion_log(
+            &signed.caller,
+            &org,
+            q.after.as_deref().filter(|a| !a.is_empty()),
+            100,
+        )
         .await?;
     let body = html! {
         @if rows.is_empty() { p.muted { "Nothing purged yet." } } @else {
@@ -387,7 +401,12 @@ async fn security_events(
 ) -> Result<Response, PageError> {
     let events = state
         .custos
-        .security_events(&signed.caller, &org, q.cursor.as_deref().filter(|c| !c.is_empty()), Some(100))
+        .security_events(
+            &signed.caller,
+            &org,
+            q.cursor.as_deref().filter(|c| !c.is_empty()),
+            Some(100),
+        )
         .await?;
     let body = html! {
         @if events.items.is_empty() { p.muted { "No security events." } } @else {

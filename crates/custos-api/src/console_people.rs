@@ -30,15 +30,24 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/{org}/access-review", get(access_review))
         .route("/console/{org}/settings", get(settings))
         .route("/console/{org}/support-requests", get(support))
-        .route("/console/{org}/support-requests/{id}/approve", post(approve))
+        .route(
+            "/console/{org}/support-requests/{id}/approve",
+            post(approve),
+        )
         .route("/console/{org}/support-requests/{id}/deny", post(deny))
         .route("/console/{org}/support-requests/{id}/revoke", post(revoke))
-        .route("/console/{org}/support-requests/{id}/accesses", get(accesses))
+        .route(
+            "/console/{org}/support-requests/{id}/accesses",
+            get(accesses),
+        )
 }
 
 /// A section of the overview the caller's role may not read says so instead of failing
 /// the page; any other error fails it.
-fn section<T>(result: Result<T, CoreError>, show: impl FnOnce(T) -> Markup) -> Result<Markup, PageError> {
+fn section<T>(
+    result: Result<T, CoreError>,
+    show: impl FnOnce(T) -> Markup,
+) -> Result<Markup, PageError> {
     match result {
         Ok(value) => Ok(show(value)),
         Err(e) => {
@@ -62,30 +71,43 @@ async fn overview(
     let custos = &state.custos;
     let caller = &signed.caller;
     let view = custos.get_org(caller, &org).await?;
-    let open = RequestQuery { overdue: false, limit: Some(10), ..Default::default() };
+    let open = RequestQuery {
+        overdue: false,
+        limit: Some(10),
+        ..Default::default()
+    };
     let requests = section(custos.list_requests(caller, &org, open).await, |p| {
         let open: Vec<_> = p.items.into_iter().filter(|r| r.status.is_open()).collect();
         request_table(&org, &open)
     })?;
-    let late = section(custos.overdue(caller, Some(&org)).await, |items| html! {
-        @if items.is_empty() { p { "Nothing is late." } } @else {
-            p.overdue { (items.len()) " late" }
-            ul { @for i in items.iter().take(20) {
-                li { (i.category) " · " (word(&i.kind)) " · due " (when(i.deadline)) @if i.held { " (held)" } }
-            } }
+    let late = section(custos.overdue(caller, Some(&org)).await, |items| {
+        html! {
+            @if items.is_empty() { p { "Nothing is late." } } @else {
+                p.overdue { (items.len()) " late" }
+                ul { @for i in items.iter().take(20) {
+                    li { (i.category) " · " (word(&i.kind)) " · due " (when(i.deadline)) @if i.held { " (held)" } }
+                } }
+            }
         }
     })?;
-    let holds = section(custos.holds(caller, &org).await, |h| html! {
-        p.figure { (h.len()) } p { "active holds · " a href={ "/console/" (org) "/holds" } { "Holds" } }
+    let holds = section(custos.holds(caller, &org).await, |h| {
+        html! {
+            p.figure { (h.len()) } p { "active holds · " a href={ "/console/" (org) "/holds" } { "Holds" } }
+        }
     })?;
     let grants = section(custos.support_requests(caller, &org).await, |g| {
         let active = g.iter().filter(|s| s.active).count();
         html! { p.figure { (active) } p { "active support grants · " a href={ "/console/" (org) "/support-requests" } { "Support" } } }
     })?;
     let incidents = if caller.principal.is_operator() {
-        Some(section(custos.incidents(caller, true, None, 100).await, |p| html! {
-            p.figure { (p.items.len()) } p { "open incidents · " a href="/console/incidents" { "Incidents" } }
-        })?)
+        Some(section(
+            custos.incidents(caller, true, None, 100).await,
+            |p| {
+                html! {
+                    p.figure { (p.items.len()) } p { "open incidents · " a href="/console/incidents" { "Incidents" } }
+                }
+            },
+        )?)
     } else {
         None
     };
@@ -161,7 +183,13 @@ async fn settings(
         p.muted { "Change them with " code { "PATCH /v1/orgs/{org}/settings" } " (owners and admins)." }
         pre.note tabindex="0" aria-label="Settings" { (json) }
     };
-    Ok(page("Settings and channels", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page(
+        "Settings and channels",
+        Some(OrgNav { id: &org }),
+        &signed,
+        body,
+    )
+    .render(StatusCode::OK))
 }
 
 /// Support requests: what the operator asked, its state, and approve, deny or revoke.
@@ -231,12 +259,18 @@ async fn approve(
 ) -> Result<Response, PageError> {
     let form = read_form(form)?;
     signed.check_form(&parts, form.csrf.as_deref())?;
-    let duration = form.duration.map(|d| d.trim().to_string()).filter(|d| !d.is_empty());
+    let duration = form
+        .duration
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty());
     state
         .custos
         .approve_support_request(&signed.caller, &org, &id, SupportApproval { duration })
         .await?;
-    Ok(web::see_other(&format!("/console/{org}/support-requests"), vec![]))
+    Ok(web::see_other(
+        &format!("/console/{org}/support-requests"),
+        vec![],
+    ))
 }
 
 /// Deny a support request.
@@ -249,8 +283,14 @@ async fn deny(
 ) -> Result<Response, PageError> {
     let form = read_form(form)?;
     signed.check_form(&parts, form.csrf.as_deref())?;
-    state.custos.deny_support_request(&signed.caller, &org, &id).await?;
-    Ok(web::see_other(&format!("/console/{org}/support-requests"), vec![]))
+    state
+        .custos
+        .deny_support_request(&signed.caller, &org, &id)
+        .await?;
+    Ok(web::see_other(
+        &format!("/console/{org}/support-requests"),
+        vec![],
+    ))
 }
 
 /// Revoke an active support grant.
@@ -263,8 +303,14 @@ async fn revoke(
 ) -> Result<Response, PageError> {
     let form = read_form(form)?;
     signed.check_form(&parts, form.csrf.as_deref())?;
-    state.custos.revoke_support_request(&signed.caller, &org, &id).await?;
-    Ok(web::see_other(&format!("/console/{org}/support-requests"), vec![]))
+    state
+        .custos
+        .revoke_support_request(&signed.caller, &org, &id)
+        .await?;
+    Ok(web::see_other(
+        &format!("/console/{org}/support-requests"),
+        vec![],
+    ))
 }
 
 /// Every access made under a grant, each with its audit entry and inclusion proof.
@@ -316,7 +362,12 @@ async fn incidents(
 ) -> Result<Response, PageError> {
     let list = state
         .custos
-        .incidents(&signed.caller, q.open.as_deref() == Some("true"), q.cursor.as_deref().filter(|c| !c.is_empty()), 100)
+        .incidents(
+            &signed.caller,
+            q.open.as_deref() == Some("true"),
+            q.cursor.as_deref().filter(|c| !c.is_empty()),
+            100,
+        )
         .await?;
     let body = html! {
         p { a href="/console/incidents?open=true" { "Open incidents only" } }

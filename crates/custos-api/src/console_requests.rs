@@ -43,12 +43,20 @@ pub(crate) struct QueueQuery {
     cursor: Option<String>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(field: &str, value: Option<&str>) -> Result<Option<T>, PageError> {
+fn parse<T: serde::de::DeserializeOwned>(
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, PageError> {
     match value.filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => serde_json::from_value(serde_json::Value::String(v.to_string()))
             .map(Some)
-            .map_err(|_| PageError::from(custos_core::CoreError::invalid(field, format!("unknown value {v:?}")))),
+            .map_err(|_| {
+                PageError::from(custos_core::CoreError::invalid(
+                    field,
+                    format!("unknown value {v:?}"),
+                ))
+            }),
     }
 }
 
@@ -67,7 +75,10 @@ async fn queue(
         cursor: q.cursor.clone().filter(|c| !c.is_empty()),
         limit: Some(100),
     };
-    let page_of = state.custos.list_requests(&signed.caller, &org, query).await?;
+    let page_of = state
+        .custos
+        .list_requests(&signed.caller, &org, query)
+        .await?;
     let csrf = signed.csrf();
     let base = format!("/console/{org}/requests");
     let body = html! {
@@ -180,9 +191,19 @@ async fn file(
         .ok_or_else(|| PageError::from(custos_core::CoreError::invalid("type", "is required")))?;
     let view = state
         .custos
-        .create_request(&signed.caller, &org, NewRequest { kind, subject: form.subject })
+        .create_request(
+            &signed.caller,
+            &org,
+            NewRequest {
+                kind,
+                subject: form.subject,
+            },
+        )
         .await?;
-    Ok(web::see_other(&format!("/console/{org}/requests/{}", view.id), vec![]))
+    Ok(web::see_other(
+        &format!("/console/{org}/requests/{}", view.id),
+        vec![],
+    ))
 }
 
 /// One request: what, when, its timeline, and what can be done with it.
@@ -287,9 +308,20 @@ async fn extend(
     signed.check_form(&parts, form.csrf.as_deref())?;
     state
         .custos
-        .extend_request(&signed.caller, &org, &id, RequestExtension { by: form.by, reason: form.reason })
+        .extend_request(
+            &signed.caller,
+            &org,
+            &id,
+            RequestExtension {
+                by: form.by,
+                reason: form.reason,
+            },
+        )
         .await?;
-    Ok(web::see_other(&format!("/console/{org}/requests/{id}"), vec![]))
+    Ok(web::see_other(
+        &format!("/console/{org}/requests/{id}"),
+        vec![],
+    ))
 }
 
 /// The rejection form's fields.
@@ -311,9 +343,19 @@ async fn reject(
     signed.check_form(&parts, form.csrf.as_deref())?;
     state
         .custos
-        .reject_request(&signed.caller, &org, &id, RequestRejection { reason: form.reason })
+        .reject_request(
+            &signed.caller,
+            &org,
+            &id,
+            RequestRejection {
+                reason: form.reason,
+            },
+        )
         .await?;
-    Ok(web::see_other(&format!("/console/{org}/requests/{id}"), vec![]))
+    Ok(web::see_other(
+        &format!("/console/{org}/requests/{id}"),
+        vec![],
+    ))
 }
 
 /// A certificate of deletion: its text, verified in the browser against a pinned key.
@@ -338,7 +380,12 @@ async fn certificate(
         p { a href=(api) { "Download (JSON)" } " · " a href={ (api) "?format=pdf" } { "Download (PDF)" } }
         pre.note #certificate tabindex="0" aria-label="Certificate" { (cert.to_json_pretty()) }
     };
-    let mut page = page("Certificate of deletion", Some(OrgNav { id: &org }), &signed, body);
+    let mut page = page(
+        "Certificate of deletion",
+        Some(OrgNav { id: &org }),
+        &signed,
+        body,
+    );
     page.scripts.push("verify.js");
     Ok(page.render(StatusCode::OK))
 }

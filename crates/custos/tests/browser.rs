@@ -123,7 +123,10 @@ async fn an_end_user_erases_their_data_from_the_embedded_privacy_center() {
 /// they are filed (the shortest deadline a policy can set), so one is overdue while the test
 /// runs.
 fn minute_deadlines(root: &std::path::Path) -> std::path::PathBuf {
-    let shown = cli(&root.join("data")).args(["policy", "show"]).output().unwrap();
+    let shown = cli(&root.join("data"))
+        .args(["policy", "show"])
+        .output()
+        .unwrap();
     assert!(shown.status.success());
     let text = String::from_utf8(shown.stdout).unwrap();
     let line = text
@@ -132,7 +135,11 @@ fn minute_deadlines(root: &std::path::Path) -> std::path::PathBuf {
         .expect("the policy shows erasure_request_within")
         .to_string();
     let path = root.join("custos.toml");
-    std::fs::write(&path, text.replace(&line, "erasure_request_within = \"1m\"")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(&line, "erasure_request_within = \"1m\""),
+    )
+    .unwrap();
     path
 }
 
@@ -155,7 +162,13 @@ async fn a_compliance_lead_extends_the_most_overdue_request_and_verifies_the_aud
         json!({"type": "access", "subject": "dora"}),
     )
     .await;
-    let enrolled = post(&s, &owner, &format!("/v1/orgs/{org}/members/me/totp"), json!({})).await;
+    let enrolled = post(
+        &s,
+        &owner,
+        &format!("/v1/orgs/{org}/members/me/totp"),
+        json!({}),
+    )
+    .await;
     post(
         &s,
         &owner,

@@ -32,7 +32,10 @@ fn console_path(rule: &Rule, api_path: &str) -> String {
     for (name, value) in values {
         path = path.replace(&format!("{{{name}}}"), &value);
     }
-    assert!(!path.contains('{'), "{path}: a parameter the API path does not name");
+    assert!(
+        !path.contains('{'),
+        "{path}: a parameter the API path does not name"
+    );
     path
 }
 
