@@ -90,6 +90,23 @@ async fn overview(
             }
         }
     })?;
+    let usage = section(custos.usage(caller, &org).await, |u| {
+        html! {
+            @if u.categories.is_empty() { p.muted { "No records yet." } } @else {
+                table {
+                    thead { tr {
+                        th scope="col" { "Category" } th scope="col" { "State" } th scope="col" { "Records" }
+                        th scope="col" { "Stored" } th scope="col" { "To archive by " (when(u.due_until)) }
+                        th scope="col" { "To purge by " (when(u.due_until)) }
+                    } }
+                    tbody { @for c in &u.categories { tr {
+                        td { (c.category) } td { (c.state) } td { (c.records) } td { (bytes(c.bytes)) }
+                        td { (c.archive_due) } td { (c.purge_due) }
+                    } } }
+                }
+            }
+        }
+    })?;
     let holds = section(custos.holds(caller, &org).await, |h| {
         html! {
             p.figure { (h.len()) } p { "active holds · " a href={ "/console/" (org) "/holds" } { "Holds" } }
@@ -119,11 +136,29 @@ async fn overview(
             section.card { h2 { "Support access" } (grants) }
             @if let Some(incidents) = incidents { section.card { h2 { "Incidents" } (incidents) } }
         }
+        h2 { "Records and storage" }
+        (usage)
         h2 { "Open requests by due date" }
         (requests)
         p { a href={ "/console/" (org) "/requests?overdue=true" } { "Overdue requests" } " · " a href={ "/console/" (org) "/requests" } { "All requests" } }
     };
     Ok(page("Overview", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+}
+
+/// A byte count for people (powers of 1024).
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// The org's members (never their keys).
@@ -433,4 +468,15 @@ async fn deployment(State(state): State<AppState>, signed: Signed) -> Result<Res
         }
     };
     Ok(page("Deployment", None, &signed, body).render(StatusCode::OK))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn byte_counts_read_as_people_say_them() {
+        assert_eq!(super::bytes(0), "0 B");
+        assert_eq!(super::bytes(1023), "1023 B");
+        assert_eq!(super::bytes(1536), "1.5 KiB");
+        assert_eq!(super::bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
 }

@@ -75,6 +75,7 @@ pub(crate) fn routes() -> Router<AppState> {
             post(upload_file).layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/orgs/{org}/retention", get(get_retention))
+        .route("/v1/orgs/{org}/usage", get(get_usage))
         .route("/v1/orgs/{org}/retention/{category}", put(set_retention))
         .route("/v1/orgs/{org}/holds", post(create_hold).get(list_holds))
         .route("/v1/orgs/{org}/holds/{id}", delete(release_hold))
@@ -602,6 +603,19 @@ async fn get_retention(
     Ok(Json(state.custos.retention(&caller, &org).await?))
 }
 
+/// The org's records and storage per category and tier (state), and what is due to be
+/// archived or purged within the next week.
+#[utoipa::path(get, path = "/v1/orgs/{org}/usage", params(("org" = String, Path)),
+    responses((status = 200, body = custos_core::UsageView)),
+    security(("bearer" = [])))]
+async fn get_usage(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(org): Path<String>,
+) -> ApiResult<Json<custos_core::UsageView>> {
+    Ok(Json(state.custos.usage(&caller, &org).await?))
+}
+
 /// A retention override.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -854,7 +868,7 @@ async fn scan(
           crate::request_routes::export_schema,
           create_record, list_records, get_record, delete_record, restore_record, archive_restore,
           upload_file, download_file,
-          get_retention, set_retention, create_hold, list_holds, release_hold, deletion_log,
+          get_retention, get_usage, set_retention, create_hold, list_holds, release_hold, deletion_log,
           delete_category,
           overdue, audit_events,
           crate::security_routes::org_security_events,

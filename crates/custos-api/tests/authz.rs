@@ -922,6 +922,7 @@ async fn request(
             Body::None,
         ),
         Operation::RetentionRead => ("GET", format!("/v1/orgs/{org}/retention"), Body::None),
+        Operation::UsageRead => ("GET", format!("/v1/orgs/{org}/usage"), Body::None),
         Operation::RetentionSet => (
             "PUT",
             format!("/v1/orgs/{org}/retention/{category}"),

@@ -147,6 +147,8 @@ actions! {
     RetentionSet = "retention.set",
     /// Due times were recomputed after a retention change.
     RetentionRecompute = "retention.recompute",
+    /// The org's records and storage per category were read (refusals only).
+    UsageRead = "usage.read",
     /// A legal hold was placed.
     HoldCreate = "hold.create",
     /// Holds were listed.

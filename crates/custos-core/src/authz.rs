@@ -253,6 +253,9 @@ operations! {
     CategoryDeleteAll,
     /// Read the org's retention per category.
     RetentionRead,
+    /// Read the org's records and storage per category and tier, and what is due within a
+    /// week.
+    UsageRead,
     /// Set the org's retention override for a category.
     RetentionSet,
     /// Place a legal hold.

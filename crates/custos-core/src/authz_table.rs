@@ -500,6 +500,15 @@ pub const TABLE: &[Rule] = &[
     .http("GET", "/v1/orgs/{org}/retention")
     .console("GET", "/console/{org}/retention"),
     rule(
+        Op::UsageRead,
+        A::UsageRead,
+        Grant(Metadata),
+        EVIDENCE,
+        CategoryRule::No,
+        No,
+    )
+    .http("GET", "/v1/orgs/{org}/usage"),
+    rule(
         Op::RetentionSet,
         A::RetentionSet,
         Never,

@@ -62,6 +62,8 @@ mod subject_contacts;
 pub use subject_contacts::{ContactChange, ContactState};
 mod support;
 mod totp;
+mod usage;
+pub use usage::{CategoryUsageView, UsageView, DUE_WINDOW_DAYS};
 
 use std::sync::Arc;
 

@@ -189,6 +189,25 @@ pub struct RecordRow {
     pub pii: serde_json::Value,
 }
 
+/// The org's records of one category in one state: how many, how many bytes they hold
+/// (sealed rows and file blobs), and how many are due to move within the window asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryUsage {
+    /// The category.
+    pub category: String,
+    /// The records' state (`active` is the hot tier, `archived` the archive tier).
+    pub state: RecordState,
+    /// How many records.
+    pub records: u64,
+    /// Bytes held: sealed content plus file blobs.
+    pub bytes: u64,
+    /// Active records whose archive time falls within the window.
+    pub archive_due: u64,
+    /// Records whose next step within the window is their purge (expiry, or the end of a
+    /// soft-delete window, or a purge already asked for).
+    pub purge_due: u64,
+}
+
 /// Which records a list returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordFilter {

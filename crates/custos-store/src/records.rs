@@ -44,6 +44,14 @@ pub trait RecordStore {
         limit: u32,
     ) -> Result<Vec<RecordRow>, StoreError>;
 
+    /// The org's records per category and state, with what is due by `until` (one pass
+    /// over the org's records; the console's overview).
+    async fn category_usage(
+        &self,
+        scope: &OrgScope,
+        until: jiff::Timestamp,
+    ) -> Result<Vec<CategoryUsage>, StoreError>;
+
     /// Moves a record from `from` to `to` state (compare-and-set), setting `deleted_at` and
     /// `next_due_at`. Returns false (and appends nothing) if it was not in `from`.
     async fn transition_record(

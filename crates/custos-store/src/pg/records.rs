@@ -78,6 +78,39 @@ impl crate::RecordStore for PgStore {
         .collect()
     }
 
+    async fn category_usage(
+        &self,
+        scope: &OrgScope,
+        until: jiff::Timestamp,
+    ) -> Result<Vec<CategoryUsage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT category, state, COUNT(*)::BIGINT,
+                    COALESCE(SUM(COALESCE(octet_length(sealed), 0) + COALESCE(blob_size, 0)), 0)::BIGINT,
+                    COUNT(*) FILTER (WHERE state = 'active' AND archive_at IS NOT NULL
+                                       AND archive_at <= $2)::BIGINT,
+                    COUNT(*) FILTER (WHERE next_due_at <= $2 AND NOT (state = 'active'
+                                       AND archive_at IS NOT NULL AND archive_at <= $2))::BIGINT
+             FROM records WHERE org_id = $1
+             GROUP BY category, state ORDER BY category, state",
+        )
+        .bind(scope.org_id())
+        .bind(to_micros(until))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CategoryUsage {
+                    category: r.try_get(0)?,
+                    state: RecordState::parse(&r.try_get::<String, _>(1)?)?,
+                    records: r.try_get::<i64, _>(2)?.max(0) as u64,
+                    bytes: r.try_get::<i64, _>(3)?.max(0) as u64,
+                    archive_due: r.try_get::<i64, _>(4)?.max(0) as u64,
+                    purge_due: r.try_get::<i64, _>(5)?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
     async fn transition_record(
         &self,
         scope: &OrgScope,

@@ -70,6 +70,42 @@ impl crate::RecordStore for SqliteStore {
         .await
     }
 
+    async fn category_usage(
+        &self,
+        scope: &OrgScope,
+        until: jiff::Timestamp,
+    ) -> Result<Vec<CategoryUsage>, StoreError> {
+        let (org, until) = (scope.org_id().to_string(), to_micros(until));
+        self.read(move |c| {
+            // `length()` of a blob reads its size from the row header, not its pages.
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT category, state, COUNT(*),
+                        COALESCE(SUM(COALESCE(length(sealed), 0) + COALESCE(blob_size, 0)), 0),
+                        SUM(CASE WHEN state = 'active' AND archive_at IS NOT NULL
+                                      AND archive_at <= ?2 THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN next_due_at <= ?2 AND NOT (state = 'active'
+                                      AND archive_at IS NOT NULL AND archive_at <= ?2)
+                                 THEN 1 ELSE 0 END)
+                 FROM records WHERE {IN_ORG}
+                 GROUP BY category, state ORDER BY category, state"
+            ))?;
+            let mut rows = stmt.query(params![org, until])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(CategoryUsage {
+                    category: r.get(0)?,
+                    state: RecordState::parse(&r.get::<_, String>(1)?)?,
+                    records: r.get::<_, i64>(2)?.max(0) as u64,
+                    bytes: r.get::<_, i64>(3)?.max(0) as u64,
+                    archive_due: r.get::<_, i64>(4)?.max(0) as u64,
+                    purge_due: r.get::<_, i64>(5)?.max(0) as u64,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn transition_record(
         &self,
         scope: &OrgScope,

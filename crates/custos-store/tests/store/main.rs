@@ -26,6 +26,7 @@ mod suite;
 mod support;
 mod support_requests;
 mod tokens;
+mod usage;
 
 /// Declares one `#[tokio::test]` per backend for each named `async fn(Harness)`.
 macro_rules! on_both_backends {
@@ -50,6 +51,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends! {
+    crate::usage::usage_counts_the_org_per_category_and_state => usage_counts_the_org_per_category_and_state,
     crate::incidents::incidents_move_forward_by_compare_and_set_and_warn_once => incidents_move_forward_by_compare_and_set_and_warn_once,
     crate::incidents::incident_notices_are_recorded_once_with_their_messages => incident_notices_are_recorded_once_with_their_messages,
     crate::notify::subject_addresses_leave_the_outbox_when_finished => subject_addresses_leave_the_outbox_when_finished,
