@@ -92,7 +92,8 @@ async fn overview(
     })?;
     let usage = section(custos.usage(caller, &org).await, |u| {
         html! {
-            @if u.categories.is_empty() { p.muted { "No records yet." } } @else {
+            p.muted { "Counted " (when(u.counted_at)) "; counted again in the background once a minute old." }
+        @if u.categories.is_empty() { p.muted { "No records yet." } } @else {
                 table {
                     thead { tr {
                         th scope="col" { "Category" } th scope="col" { "State" } th scope="col" { "Records" }

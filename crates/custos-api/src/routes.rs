@@ -604,7 +604,7 @@ async fn get_retention(
 }
 
 /// The org's records and storage per category and tier (state), and what is due to be
-/// archived or purged within the next week.
+/// archived or purged within the next week (counted at most a minute ago: `counted_at`).
 #[utoipa::path(get, path = "/v1/orgs/{org}/usage", params(("org" = String, Path)),
     responses((status = 200, body = custos_core::UsageView)),
     security(("bearer" = [])))]

@@ -63,7 +63,7 @@ pub use subject_contacts::{ContactChange, ContactState};
 mod support;
 mod totp;
 mod usage;
-pub use usage::{CategoryUsageView, UsageView, DUE_WINDOW_DAYS};
+pub use usage::{CategoryUsageView, UsageView, DUE_WINDOW_DAYS, USAGE_MAX_AGE};
 
 use std::sync::Arc;
 
@@ -326,6 +326,8 @@ pub struct Custos {
     /// The deployment's notification channels (`serve` opens them); `None`: nothing is
     /// delivered from this process.
     channels: Option<outbox::Channels>,
+    /// Each org's usage figures, recomputed when older than [`usage::USAGE_MAX_AGE`].
+    usage_cache: usage::UsageCache,
 }
 
 /// A test hook called at each named point of a long, resumable operation (an erasure);
@@ -385,6 +387,7 @@ impl Custos {
             operators_exist: Default::default(),
             sign_ins: Arc::default(),
             channels: None,
+            usage_cache: usage::UsageCache::default(),
         }
     }
 
