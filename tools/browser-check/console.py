@@ -13,8 +13,10 @@ go (`shots`), axe-core (`axe`) and where to write what happened (`out`, JSON).
 3. The compliance lead finds the most overdue request (the queue filtered to overdue ones,
    earliest due first), opens it and extends it, in a handful of steps.
 4. On the audit page every entry shown verifies in the browser (inclusion proof against the
-   checkpoint, signed by the pinned key), the extension among them; a changed event, a wrong
-   proof and a checkpoint signed by another key are each rejected, naming the failed check.
+   checkpoint, signed by the pinned key), the extension among them; the checkpoint saved
+   while walking the pages is extended by the latest (consistency proof); a changed event, a
+   wrong inclusion or consistency proof and a checkpoint signed by another key are each
+   rejected, naming the failed check.
 5. The certificate of deletion verifies in the browser; a changed one is rejected.
 6. axe-core finds no serious or critical violation on any page; then sign out.
 """
@@ -108,6 +110,8 @@ def main():
         page.get_by_role("navigation", name="Console").get_by_role("link", name=link, exact=True).click()
         h1 = page.locator("h1").text_content()
         check(h1 == heading, f"{link} opens {heading!r}, not {h1!r}")
+        if link == "Audit":
+            saved = page.locator("details pre").text_content()
         browser.screenshot(page, "console-" + link.lower().replace(" ", "-"))
     print(f"walked {len(PAGES)} pages")
 
@@ -151,6 +155,31 @@ def main():
     result["verified"] = len(actions)
     browser.screenshot(page, "console-audit-verified", full_page=False)
     print(f"{len(actions)} audit entries verified in the browser")
+
+    # The checkpoint saved while walking the pages: the log has only grown since; a wrong
+    # consistency proof is rejected as such.
+    page.get_by_label("Saved checkpoint").fill(saved)
+    page.get_by_role("button", name="Check consistency").click()
+    page.wait_for_function("() => !['', 'Checking…'].includes(document.getElementById('growth-check').textContent)")
+    text = page.locator("#growth-check").text_content()
+    check(text.startswith("Verified: the log of"), f"the log only grew: {text}")
+
+    def wrong_consistency(route):
+        proof = route.fetch().json()
+        check(proof["hashes"], "the consistency proof has hashes to change")
+        h = bytearray(base64.b64decode(proof["hashes"][-1]))
+        h[0] ^= 1
+        proof["hashes"][-1] = base64.b64encode(bytes(h)).decode()
+        route.fulfill(json=proof)
+
+    page.route("**/v1/audit/consistency**", wrong_consistency)
+    page.get_by_role("button", name="Check consistency").click()
+    page.wait_for_function("() => !document.getElementById('growth-check').textContent.startsWith('Verified') && document.getElementById('growth-check').textContent !== 'Checking…'")
+    text = page.locator("#growth-check").text_content()
+    check(text.startswith("Failed: consistency proof:"), f"a wrong consistency proof is rejected: {text}")
+    page.unroute("**/v1/audit/consistency**")
+    print("the log only grew since the saved checkpoint; a wrong consistency proof is rejected")
+    page.reload()
 
     # A changed event: the row's bytes say another action than the log holds.
     b = buttons.first
@@ -212,7 +241,7 @@ def main():
     page.reload()
     check("Pinned" in page.locator("#key-origin").text_content(), "the pin survives a reload")
     page.get_by_role("button", name="Verify certificate").click()
-    page.wait_for_function("!['', 'Checking…'].includes(document.getElementById('certificate-check').textContent)")
+    page.wait_for_function("() => !['', 'Checking…'].includes(document.getElementById('certificate-check').textContent)")
     text = page.locator("#certificate-check").text_content()
     check(text.startswith("Verified: certificate"), f"the certificate verifies: {text}")
     browser.screenshot(page, "console-certificate")
@@ -226,7 +255,7 @@ def main():
         }"""
     )
     page.get_by_role("button", name="Verify certificate").click()
-    page.wait_for_function("!['', 'Checking…'].includes(document.getElementById('certificate-check').textContent)")
+    page.wait_for_function("() => !['', 'Checking…'].includes(document.getElementById('certificate-check').textContent)")
     text = page.locator("#certificate-check").text_content()
     check(text.startswith("Failed: signature:"), f"a changed certificate is rejected: {text}")
     print("the certificate verifies in the browser; a changed one does not")

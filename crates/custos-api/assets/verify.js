@@ -144,6 +144,47 @@
     if (!same(r, root)) throw new Failed(check, "the proof does not lead to the checkpoint's root");
   }
 
+  // RFC 9162 §2.1.4.2: the proof shows the tree of `second` entries extends the one of
+  // `first`, from both roots.
+  async function checkConsistency(first, second, firstRoot, secondRoot, proof, check) {
+    if (first > second) throw new Failed(check, `the saved checkpoint (${first}) is larger than the latest (${second})`);
+    if (first === second) {
+      if (proof.length !== 0 || !same(firstRoot, secondRoot)) throw new Failed(check, "same size, different roots");
+      return;
+    }
+    if (first === 0) return;
+    if (proof.length === 0) throw new Failed(check, "the proof is empty");
+    const path = (first & (first - 1)) === 0 ? [firstRoot, ...proof] : [...proof];
+    let fn = first - 1;
+    let sn = second - 1;
+    while (fn % 2 === 1) {
+      fn = Math.floor(fn / 2);
+      sn = Math.floor(sn / 2);
+    }
+    let fr = path[0];
+    let sr = path[0];
+    for (const c of path.slice(1)) {
+      if (sn === 0) throw new Failed(check, "the proof is too long");
+      if (fn % 2 === 1 || fn === sn) {
+        fr = await nodeHash(c, fr);
+        sr = await nodeHash(c, sr);
+        if (fn % 2 === 0) {
+          while (fn % 2 === 0 && fn !== 0) {
+            fn = Math.floor(fn / 2);
+            sn = Math.floor(sn / 2);
+          }
+        }
+      } else {
+        sr = await nodeHash(sr, c);
+      }
+      fn = Math.floor(fn / 2);
+      sn = Math.floor(sn / 2);
+    }
+    if (sn !== 0) throw new Failed(check, "the proof is too short");
+    if (!same(fr, firstRoot)) throw new Failed(check, "the proof does not lead to the saved checkpoint's root");
+    if (!same(sr, secondRoot)) throw new Failed(check, "the proof does not lead to the latest checkpoint's root");
+  }
+
   // RFC 8785 (JCS) for what certificates hold: strings, safe integers, arrays and objects.
   // ECMAScript's JSON.stringify is JCS's definition for strings and integers; keys sort by
   // UTF-16 code units, JavaScript's default order.
@@ -195,6 +236,22 @@
     const hashes = proof.hashes.map((h) => b64(h, "inclusion proof", "a proof hash", 32));
     await checkInclusion(hashed, index, checkpoint.size, hashes, checkpoint.root, "inclusion proof");
     return `entry ${index} is in the signed log of ${checkpoint.size} entries`;
+  }
+
+  // A checkpoint saved earlier against the latest: both signed by the pinned key, for the same
+  // log, and the latest tree extends the saved one (nothing was rewritten or removed).
+  async function verifyGrowth(savedNote, key) {
+    const saved = await openCheckpoint(savedNote.replace(/\r\n/g, "\n"), key, "saved checkpoint signature");
+    const cp = await fetchJson("/v1/audit/checkpoint");
+    const latest = await openCheckpoint(cp.checkpoint, key, "checkpoint signature");
+    if (saved.origin !== latest.origin) throw new Failed("consistency proof", "the two checkpoints are of different logs");
+    if (saved.size > latest.size) {
+      throw new Failed("consistency proof", `the saved checkpoint (${saved.size}) is larger than the latest (${latest.size})`);
+    }
+    const proof = await fetchJson(`/v1/audit/consistency?from=${saved.size}&to=${latest.size}`);
+    const hashes = proof.hashes.map((h) => b64(h, "consistency proof", "a proof hash", 32));
+    await checkConsistency(saved.size, latest.size, saved.root, latest.root, hashes, "consistency proof");
+    return `the log of ${latest.size} entries extends the saved one of ${saved.size}`;
   }
 
   const CERT_FORMAT = "custos-certificate-of-deletion/v1";
@@ -303,6 +360,20 @@
         output.textContent = "Checking…";
         try {
           show(output, true, await verifyEntry(button, await pinnedKey()));
+        } catch (e) {
+          show(output, false, e.message);
+        }
+      });
+    }
+    const growth = document.getElementById("verify-growth");
+    if (growth) {
+      growth.hidden = false;
+      growth.addEventListener("click", async () => {
+        const output = document.getElementById("growth-check");
+        output.textContent = "Checking…";
+        try {
+          const saved = document.getElementById("saved-checkpoint").value;
+          show(output, true, await verifyGrowth(saved, await pinnedKey()));
         } catch (e) {
           show(output, false, e.message);
         }

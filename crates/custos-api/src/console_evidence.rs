@@ -74,6 +74,7 @@ async fn audit(
         .audit_events(&signed.caller, Some(&org), &filter, from, AUDIT_PAGE)
         .await?;
     let key = state.custos.signing_key(&signed.caller).await?;
+    let checkpoint = state.custos.audit_checkpoint(&signed.caller).await?;
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
     let base = format!("/console/{org}/audit");
     let body = html! {
@@ -85,6 +86,22 @@ async fn audit(
         }
         p.muted { "Actions like " code { "request.extend" } "; actors like " code { "member:<id>" } "; targets like " code { "request:<id>" } "; times as RFC 3339." }
         (key_panel(&key.verifier_key))
+        section aria-labelledby="growth-heading" {
+            h2 #growth-heading { "Has the log only grown?" }
+            p.muted { "Save the latest checkpoint now; paste it here later to check, in your browser, that every entry it covers is still there unchanged." }
+            details {
+                summary { "The latest checkpoint" }
+                pre.note tabindex="0" aria-label="The latest checkpoint" { (checkpoint.checkpoint) }
+            }
+            label for="saved-checkpoint" { "Saved checkpoint" }
+            textarea #saved-checkpoint rows="5" spellcheck="false" {}
+            p {
+                button #verify-growth type="button" hidden { "Check consistency" }
+                " "
+                output #growth-check .check aria-live="polite" {}
+            }
+        }
+        h2 { "Entries" }
         @if entries.items.is_empty() {
             p.muted { "No entries." }
         } @else {
