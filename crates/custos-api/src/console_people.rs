@@ -317,16 +317,7 @@ async fn deny(
     parts: Parts,
     form: Result<Form<crate::console::CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
-    let form = read_form(form)?;
-    signed.check_form(&parts, form.csrf.as_deref())?;
-    state
-        .custos
-        .deny_support_request(&signed.caller, &org, &id)
-        .await?;
-    Ok(web::see_other(
-        &format!("/console/{org}/support-requests"),
-        vec![],
-    ))
+    end_support(&state, &signed, &org, &id, &parts, form, Ending::Deny).await
 }
 
 /// Revoke an active support grant.
@@ -337,12 +328,36 @@ async fn revoke(
     parts: Parts,
     form: Result<Form<crate::console::CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
+    end_support(&state, &signed, &org, &id, &parts, form, Ending::Revoke).await
+}
+
+/// How a support request ends.
+enum Ending {
+    Deny,
+    Revoke,
+}
+
+/// Denies or revokes a support request from its form, then shows the list again.
+async fn end_support(
+    state: &AppState,
+    signed: &Signed,
+    org: &str,
+    id: &str,
+    parts: &Parts,
+    form: Result<Form<crate::console::CsrfForm>, FormRejection>,
+    ending: Ending,
+) -> Result<Response, PageError> {
     let form = read_form(form)?;
-    signed.check_form(&parts, form.csrf.as_deref())?;
-    state
-        .custos
-        .revoke_support_request(&signed.caller, &org, &id)
-        .await?;
+    signed.check_form(parts, form.csrf.as_deref())?;
+    let custos = &state.custos;
+    match ending {
+        Ending::Deny => custos.deny_support_request(&signed.caller, org, id).await?,
+        Ending::Revoke => {
+            custos
+                .revoke_support_request(&signed.caller, org, id)
+                .await?
+        }
+    };
     Ok(web::see_other(
         &format!("/console/{org}/support-requests"),
         vec![],

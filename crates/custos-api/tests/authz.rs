@@ -1109,16 +1109,9 @@ fn allowed_refusal(op: Operation, who: &Principal, status: StatusCode) -> bool {
     }
 }
 
-/// Tries one cell: `rule` as principal `i` of `w`; the disagreement, if any.
-async fn cell(
-    s: &Server,
-    w: &World,
-    rule: &Rule,
-    category: Option<&str>,
-    i: usize,
-) -> Option<String> {
-    let who = &w.principals[i];
-    let checked: Vec<&Category> = match (rule.category, category) {
+/// The categories whose rules a cell of `rule` on `category` must pass.
+fn checked_categories<'p>(s: &'p Server, rule: &Rule, category: Option<&str>) -> Vec<&'p Category> {
+    match (rule.category, category) {
         // An export is a record of the `exports` category, whatever else it holds.
         (CategoryRule::Target, _) if rule.op == Operation::RequestExport => {
             vec![s.policy.category("exports").unwrap()]
@@ -1130,7 +1123,34 @@ async fn cell(
         (CategoryRule::All, _) => s.policy.categories.values().collect(),
         (CategoryRule::Target, Some(c)) => vec![s.policy.category(c).unwrap()],
         _ => vec![],
-    };
+    }
+}
+
+/// The categories a rule's cells are tried on (`None`: the rule names none, or one fixed).
+fn rule_categories(rule: &Rule) -> Vec<Option<&'static str>> {
+    match rule.category {
+        CategoryRule::Target
+            if !matches!(
+                rule.op,
+                Operation::RequestExport | Operation::SecurityEventList
+            ) =>
+        {
+            CATEGORIES.iter().map(|c| Some(*c)).collect()
+        }
+        _ => vec![None],
+    }
+}
+
+/// Tries one cell: `rule` as principal `i` of `w`; the disagreement, if any.
+async fn cell(
+    s: &Server,
+    w: &World,
+    rule: &Rule,
+    category: Option<&str>,
+    i: usize,
+) -> Option<String> {
+    let who = &w.principals[i];
+    let checked = checked_categories(s, rule, category);
     // The privacy center's rows are open to data subjects alone, who hold no other
     // credential: anyone else presents no privacy-center session there, and a subject
     // presents no bearer token anywhere else.
@@ -1179,18 +1199,7 @@ async fn every_cell_of_the_table_answers_as_the_table_says() {
     let mut cells = 0;
     let mut failures = Vec::new();
     for rule in TABLE.iter().filter(|r| r.route.is_some()) {
-        let categories: Vec<Option<&str>> = match rule.category {
-            CategoryRule::Target
-                if !matches!(
-                    rule.op,
-                    Operation::RequestExport | Operation::SecurityEventList
-                ) =>
-            {
-                CATEGORIES.iter().map(|c| Some(*c)).collect()
-            }
-            _ => vec![None],
-        };
-        for category in categories {
+        for category in rule_categories(rule) {
             let shared = world(&s).await;
             assert_eq!(shared.principals.len(), PRINCIPALS);
             for i in 0..PRINCIPALS {

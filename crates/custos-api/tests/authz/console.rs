@@ -64,19 +64,7 @@ async fn console_cell(
     i: usize,
 ) -> Option<String> {
     let who = &w.principals[i];
-    let checked: Vec<&Category> = match (rule.category, category) {
-        // As in the API's cells: an export is a record of `exports`, security events of
-        // `security_logs`, whatever else the cell names.
-        (CategoryRule::Target, _) if rule.op == Operation::RequestExport => {
-            vec![s.policy.category("exports").unwrap()]
-        }
-        (CategoryRule::Target, _) if rule.op == Operation::SecurityEventList => {
-            vec![s.policy.category("security_logs").unwrap()]
-        }
-        (CategoryRule::All, _) => s.policy.categories.values().collect(),
-        (CategoryRule::Target, Some(c)) => vec![s.policy.category(c).unwrap()],
-        _ => vec![],
-    };
+    let checked = checked_categories(s, rule, category);
     let want = if who.subject {
         Err("unauthenticated")
     } else {
@@ -132,18 +120,7 @@ async fn every_console_cell_answers_as_the_table_says() {
     let mut cells = 0;
     let mut failures = Vec::new();
     for rule in TABLE.iter().filter(|r| r.console.is_some()) {
-        let categories: Vec<Option<&str>> = match rule.category {
-            CategoryRule::Target
-                if !matches!(
-                    rule.op,
-                    Operation::RequestExport | Operation::SecurityEventList
-                ) =>
-            {
-                CATEGORIES.iter().map(|c| Some(*c)).collect()
-            }
-            _ => vec![None],
-        };
-        for category in categories {
+        for category in rule_categories(rule) {
             let w = world(&s).await;
             for i in 0..PRINCIPALS {
                 cells += 1;
