@@ -139,6 +139,17 @@ def main():
     browser.screenshot(page, "console-request-extended")
     print(f"extended the most overdue request in {steps} steps")
 
+    # A bulk erasure from a pasted CSV: every line's outcome, one error on its line.
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Requests", exact=True).click()
+    page.get_by_label("Subjects to erase (CSV)").fill("subject\nerin\nfrank\n frank\n")
+    page.get_by_role("button", name="Erase these subjects").click()
+    browser.screenshot(page, "console-bulk-erasure")
+    status = page.get_by_role("status").text_content()
+    check(status == "2 of 3 subjects erased.", f"the bulk erasure says what it did: {status}")
+    rows = page.locator("tbody").text_content()
+    check("CSV line 4" in rows, f"the refused line is named by its CSV line: {rows}")
+    print("bulk erasure from a pasted CSV: 2 erased, line 4 refused")
+
     # 4. The audit page: every entry verifies in the browser, the extension among them.
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Audit", exact=True).click()
     buttons = page.locator("button.verify-entry")

@@ -477,9 +477,10 @@ async fn deployment(State(state): State<AppState>, signed: Signed) -> Result<Res
     let body = html! {
         p.muted { "An org's pages open to an operator only under a support grant its owner or admin approved." }
         table {
-            thead { tr { th scope="col" { "Org" } th scope="col" { "Region" } th scope="col" { "Status" } th scope="col" { "Created" } } }
+            thead { tr { th scope="col" { "Org" } th scope="col" { "Region" } th scope="col" { "Status" } th scope="col" { "Created" } th scope="col" { "Support" } } }
             tbody { @for o in &orgs { tr {
                 td { a href={ "/console/" (o.id) } { (o.name) } } td { (o.region) } td { (o.status) } td { (when(o.created_at)) }
+                td { a href={ "/console/" (o.id) "/support-requests" } { "Support requests you filed" } }
             } } }
         }
     };

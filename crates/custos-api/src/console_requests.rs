@@ -23,6 +23,7 @@ use crate::AppState;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/console/{org}/requests", get(queue).post(file))
+        .route("/console/{org}/requests/bulk", post(bulk))
         .route("/console/{org}/requests/{id}", get(one))
         .route("/console/{org}/requests/{id}/extend", post(extend))
         .route("/console/{org}/requests/{id}/reject", post(reject))
@@ -128,6 +129,14 @@ async fn queue(
             p.muted { "The person's identifier as your records name it." }
             button type="submit" { "File request" }
         }
+        h2 { "Bulk erasure" }
+        form.stack method="post" action={ (base) "/bulk" } {
+            input type="hidden" name="csrf" value=(csrf);
+            label for="b-subjects" { "Subjects to erase (CSV)" }
+            textarea #b-subjects name="subjects" rows="6" required spellcheck="false" {}
+            p.muted { "One subject per line, as your records name them; an optional " code { "subject" } " header. Each is erased at once and gets a certificate; the next page lists every line's outcome." }
+            button.danger type="submit" { "Erase these subjects" }
+        }
     };
     Ok(page("Requests", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
 }
@@ -166,6 +175,53 @@ pub(crate) fn request_table(org: &str, items: &[RequestView]) -> Markup {
 /// The first characters of a long id, enough to tell ids apart on a page.
 pub(crate) fn short(id: &str) -> &str {
     id.get(..13).unwrap_or(id)
+}
+
+/// The bulk erasure form's fields.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BulkForm {
+    csrf: Option<String>,
+    /// The CSV: one subject per line, an optional `subject` header.
+    subjects: String,
+}
+
+/// Erase the subjects of a pasted CSV (as `POST .../requests/bulk` with `text/csv`), then
+/// show each line's outcome.
+async fn bulk(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(org): Path<String>,
+    parts: Parts,
+    form: Result<Form<BulkForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let form = read_form(form)?;
+    signed.check_form(&parts, form.csrf.as_deref())?;
+    let outcomes = crate::request_routes::bulk_erase_csv(
+        &state,
+        &signed.caller,
+        &org,
+        form.subjects.as_bytes(),
+    )
+    .await?;
+    let done = outcomes
+        .iter()
+        .filter(|o| matches!(o.status.as_str(), "completed" | "partially_completed"))
+        .count();
+    let body = html! {
+        p role="status" { (done) " of " (outcomes.len()) " subjects erased." }
+        table {
+            thead { tr { th scope="col" { "#" } th scope="col" { "Subject reference" } th scope="col" { "Outcome" } th scope="col" { "Request" } th scope="col" { "Error" } } }
+            tbody { @for o in &outcomes { tr {
+                td { (o.index + 1) }
+                td { code { (short(&o.subject_ref)) } }
+                td.status { (o.status) @if let Some(first) = o.duplicate_of { " of #" (first + 1) } }
+                td { @if let Some(id) = &o.request { a href={ "/console/" (org) "/requests/" (id) } { (short(id)) } } }
+                td { @if let Some(e) = &o.error { span.error { (e) } } }
+            } } }
+        }
+        p { a href={ "/console/" (org) "/requests" } { "Back to the requests" } }
+    };
+    Ok(page("Bulk erasure", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
 }
 
 /// A new request's fields.

@@ -161,10 +161,14 @@ pub(crate) struct BulkErasure {
 /// not `carol`, and erasing the one named by trimming would be wrong); core refuses an id
 /// with leading or trailing whitespace on its own row.
 fn subjects_from_csv(body: &[u8]) -> Result<(Vec<String>, Vec<u64>), ApiError> {
+    // Lines end in LF alone here: with CRLF line ends the csv reader's record positions came
+    // out one line short (a browser's form naming its fourth line "line 3"), and spreadsheets
+    // and browsers send CRLF. A subject id holds no line break, so no id is changed.
+    let body: Vec<u8> = crlf_to_lf(body);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(false)
-        .from_reader(body);
+        .from_reader(body.as_slice());
     let mut subjects = Vec::new();
     let mut lines = Vec::new();
     for (line, row) in reader.records().enumerate() {
@@ -186,6 +190,17 @@ fn subjects_from_csv(body: &[u8]) -> Result<(Vec<String>, Vec<u64>), ApiError> {
         }
     }
     Ok((subjects, lines))
+}
+
+/// `body` with each CRLF as LF.
+fn crlf_to_lf(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    for (i, &b) in body.iter().enumerate() {
+        if !(b == b'\r' && body.get(i + 1) == Some(&b'\n')) {
+            out.push(b);
+        }
+    }
+    out
 }
 
 /// Erase many subjects as one job (owners and admins): a `text/csv` body with one subject id
@@ -215,15 +230,12 @@ pub(crate) async fn bulk_erase(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let (subjects, lines) = match content_type.as_str() {
-        "text/csv" => {
-            let (subjects, lines) = subjects_from_csv(&body)?;
-            (subjects, Some(lines))
-        }
+    let subjects = match content_type.as_str() {
+        "text/csv" => return Ok(Json(bulk_erase_csv(&state, &caller, &org, &body).await?)),
         "application/json" => {
             let bulk: BulkErasure = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::invalid("body", e.to_string()))?;
-            (bulk.subjects, None)
+            bulk.subjects
         }
         _ => {
             return Err(ApiError::new(
@@ -233,19 +245,30 @@ pub(crate) async fn bulk_erase(
             ))
         }
     };
-    let mut outcomes = state.custos.bulk_erase(&caller, &org, subjects).await?;
-    // A CSV's rows are named by their line, as its author sees them.
-    if let Some(lines) = lines {
-        for o in &mut outcomes {
-            if let Some(error) = &mut o.error {
-                *error = error.replace(
-                    &format!("subjects[{}]", o.index),
-                    &format!("CSV line {}", lines[o.index]),
-                );
-            }
+    Ok(Json(
+        state.custos.bulk_erase(&caller, &org, subjects).await?,
+    ))
+}
+
+/// Erases the subjects a CSV names (the API's `text/csv` body, the console's upload), each
+/// outcome's error naming its CSV line as the file's author sees it.
+pub(crate) async fn bulk_erase_csv(
+    state: &AppState,
+    caller: &custos_core::Caller,
+    org: &str,
+    csv: &[u8],
+) -> ApiResult<Vec<BulkOutcome>> {
+    let (subjects, lines) = subjects_from_csv(csv)?;
+    let mut outcomes = state.custos.bulk_erase(caller, org, subjects).await?;
+    for o in &mut outcomes {
+        if let Some(error) = &mut o.error {
+            *error = error.replace(
+                &format!("subjects[{}]", o.index),
+                &format!("CSV line {}", lines[o.index]),
+            );
         }
     }
-    Ok(Json(outcomes))
+    Ok(outcomes)
 }
 
 /// The format of an export or certificate download.

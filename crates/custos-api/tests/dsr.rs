@@ -481,6 +481,25 @@ async fn a_bulk_erasure_takes_a_csv_and_answers_per_subject() {
         error.contains("CSV line 2") && error.contains("whitespace"),
         "{error}"
     );
+    // Lines ending in CRLF (a spreadsheet's export, a browser's form) are named alike.
+    let r = d
+        .client
+        .post(format!("{}/v1/orgs/{org}/requests/bulk", d.base))
+        .bearer_auth(&w.owner)
+        .header("content-type", "text/csv")
+        .body("subject\r\ndup-2\r\n carol \r\n")
+        .send()
+        .await
+        .unwrap();
+    let outcomes: Value = r.json().await.unwrap();
+    let error = outcomes[1]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("CSV line 3") && error.contains("whitespace"),
+        "{outcomes}"
+    );
     assert!(
         !error.contains("carol"),
         "errors never carry the subject: {error}"

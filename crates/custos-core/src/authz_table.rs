@@ -823,6 +823,7 @@ pub const TABLE: &[Rule] = &[
         ForAdmins,
     )
     .http("POST", "/v1/orgs/{org}/requests/bulk")
+    .console("POST", "/console/{org}/requests/bulk")
     .cli("dsr erase --csv"),
     rule(
         Op::PrivacyCenterRead,

@@ -47,7 +47,8 @@ pub struct PrivacyCenter {
     /// plain `http` only for `localhost` and `127.0.0.1`), at most 10.
     #[serde(default)]
     pub frame_ancestors: Vec<String>,
-    /// Send a one-time code to the subject's e-mail address as a second step after a link.
+    /// Send a one-time code to the subject's e-mail address as a second step after a link
+    /// (not available yet: `true` is refused).
     #[serde(default)]
     pub email_codes: bool,
     /// The page's colors.
@@ -142,6 +143,15 @@ impl PrivacyCenter {
     /// Checks a change: keys (public, of the two accepted kinds, distinct key ids) and
     /// origins.
     pub(crate) fn check(&self) -> Result<(), CoreError> {
+        // Refused rather than kept and ignored: an org that turns codes on must not believe
+        // its privacy center asks for one while it does not.
+        if self.email_codes {
+            return Err(CoreError::invalid(
+                "privacy_center.email_codes",
+                "one-time e-mail codes are not available yet; leave it false (links alone \
+                 sign the subject in)",
+            ));
+        }
         if self.link_keys.len() > MAX_LINK_KEYS {
             return Err(CoreError::invalid(
                 "privacy_center.link_keys",
@@ -515,6 +525,12 @@ mod tests {
             ..PrivacyCenter::default()
         };
         assert!(with("#0b57D0").check().is_ok());
+        let codes = PrivacyCenter {
+            email_codes: true,
+            ..PrivacyCenter::default()
+        };
+        let err = codes.check().unwrap_err().to_string();
+        assert!(err.contains("privacy_center.email_codes"), "{err}");
         for bad in ["red", "#fff", "#0b57d0;x", "0b57d0x", "#gggggg"] {
             let err = with(bad).check().unwrap_err().to_string();
             assert!(err.contains("privacy_center.colors.accent"), "{bad}: {err}");

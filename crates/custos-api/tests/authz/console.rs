@@ -39,7 +39,8 @@ fn console_path(rule: &Rule, api_path: &str) -> String {
     path
 }
 
-/// A JSON body's top-level scalars as form fields.
+/// A JSON body's top-level scalars as form fields (a list of strings, as the bulk erasure's
+/// subjects, one per line).
 fn form_of(body: &Body) -> Vec<(String, String)> {
     let Body::Json(Value::Object(fields)) = body else {
         return Vec::new();
@@ -50,6 +51,14 @@ fn form_of(body: &Body) -> Vec<(String, String)> {
             Value::String(s) => Some((k.clone(), s.clone())),
             Value::Number(n) => Some((k.clone(), n.to_string())),
             Value::Bool(b) => Some((k.clone(), b.to_string())),
+            Value::Array(items) => Some((
+                k.clone(),
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )),
             _ => None,
         })
         .collect()
