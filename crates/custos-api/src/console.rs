@@ -62,15 +62,7 @@ impl FromRequestParts<AppState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
-        let (token, from_cookie) = match bearer {
+        let (token, from_cookie) = match crate::bearer_token(&parts.headers) {
             Some(token) => (token, false),
             None => match cookie_value(&parts.headers, SESSION_COOKIE) {
                 Some(token) => (token, true),
@@ -122,17 +114,15 @@ fn to_sign_in(parts: &Parts) -> Response {
     PageError::from(CoreError::Unauthenticated).into_response()
 }
 
-/// Percent-encodes a query value (paths and ids are ASCII; anything else is encoded).
+/// Percent-encodes a query value (everything but unreserved characters and `/`).
 fn urlencoding(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(value, QUERY_VALUE).to_string()
 }
 
 /// A `return_to` the console may send a browser to: one of its own pages.
@@ -145,21 +135,15 @@ fn console_path(return_to: Option<&str>) -> Option<&str> {
     })
 }
 
-/// The org the console shows, for its navigation.
-pub(crate) struct OrgNav<'a> {
-    /// The org's id.
-    pub id: &'a str,
-}
-
-/// The console's page frame: the title, the org's navigation (or the deployment's), and
-/// sign-out.
-pub(crate) fn page(title: &str, org: Option<OrgNav<'_>>, signed: &Signed, body: Markup) -> Page {
+/// The console's page frame: the title, the navigation of `org` (the org's id; `None` for
+/// the deployment's pages), and sign-out.
+pub(crate) fn page(title: &str, org: Option<&str>, signed: &Signed, body: Markup) -> Page {
     let csrf = signed.csrf();
     let nav = html! {
         nav aria-label="Console" {
             @if let Some(org) = &org {
                 @for (label, path) in ORG_PAGES {
-                    a href={ "/console/" (org.id) (path) } { (label) }
+                    a href={ "/console/" (org) (path) } { (label) }
                 }
             }
             // Incidents are the operators' (an org hears of one through its notices).

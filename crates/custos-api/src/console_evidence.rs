@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use custos_core::{AuditFilter, NewHold};
 
-use crate::console::{page, read_form, when, word, OrgNav, Signed};
+use crate::console::{page, read_form, when, word, Signed};
 use crate::console_requests::{key_panel, short};
 use crate::routes::{ApiQuery, Path};
 use crate::web::{self, PageError};
@@ -130,7 +130,7 @@ async fn audit(
             p { a href={ (base) "?from=" (next) } { "Next entries" } }
         }
     };
-    let mut page = page("Audit log", Some(OrgNav { id: &org }), &signed, body);
+    let mut page = page("Audit log", Some(&org), &signed, body);
     page.scripts.push("verify.js");
     Ok(page.render(StatusCode::OK))
 }
@@ -138,11 +138,14 @@ async fn audit(
 /// What an audit row shows, and the same fields as the signed entry spells them (JSON), which
 /// the browser compares with the entry's bytes before it checks their proof.
 pub(crate) struct Shown {
-    action: String,
-    outcome: String,
-    target: String,
-    /// `(field, its JSON in the entry)` for action, actor, outcome and target.
-    signed: Vec<(&'static str, String)>,
+    /// The action, as the row shows it.
+    pub(crate) action: String,
+    /// The outcome, as the row shows it.
+    pub(crate) outcome: String,
+    /// The target, as the row shows it.
+    pub(crate) target: String,
+    /// Action, actor, outcome and target as the entry's JSON spells them.
+    signed: [String; 4],
 }
 
 impl Shown {
@@ -156,17 +159,11 @@ impl Shown {
             action: action.as_str().unwrap_or_default().to_string(),
             outcome: outcome.as_str().unwrap_or_default().to_string(),
             target: target.clone().unwrap_or_default(),
-            signed: vec![
-                ("action", json(action)),
-                (
-                    "actor",
-                    json(serde_json::to_value(&event.actor).unwrap_or_default()),
-                ),
-                ("outcome", json(outcome)),
-                (
-                    "target",
-                    json(serde_json::to_value(target).unwrap_or_default()),
-                ),
+            signed: [
+                json(action),
+                json(serde_json::to_value(&event.actor).unwrap_or_default()),
+                json(outcome),
+                json(serde_json::to_value(target).unwrap_or_default()),
             ],
         }
     }
@@ -175,19 +172,12 @@ impl Shown {
 /// The "Verify" button of an audit entry (shown once the verifier script runs) and where its
 /// result goes.
 pub(crate) fn verify_button(index: u64, leaf: &str, shown: &Shown) -> maud::Markup {
-    let field = |name: &str| {
-        shown
-            .signed
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let [action, actor, outcome, target] = &shown.signed;
     html! {
         button.verify-entry.secondary type="button" hidden
             data-index=(index) data-leaf=(leaf)
-            data-action=(field("action")) data-actor=(field("actor"))
-            data-outcome=(field("outcome")) data-target=(field("target"))
+            data-action=(action) data-actor=(actor)
+            data-outcome=(outcome) data-target=(target)
             aria-label={ "Verify entry " (index) } { "Verify" }
         " "
         output.check id={ "check-" (index) } aria-live="polite" {}
@@ -237,7 +227,7 @@ async fn deletion_log(
             }
         }
     };
-    Ok(page("Deletion log", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page("Deletion log", Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// Active legal holds, with place and release.
@@ -289,7 +279,7 @@ async fn holds(
             button type="submit" { "Place hold" }
         }
     };
-    Ok(page("Legal holds", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page("Legal holds", Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// A new hold's fields.
@@ -376,7 +366,7 @@ async fn retention(
         p.muted { "Generated from the policy (" code { "custos policy disclosure" } "), for your privacy notice." }
         pre.note tabindex="0" aria-label="Disclosure" { (policy.render_disclosure()) }
     };
-    Ok(page("Retention", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page("Retention", Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// A retention override's fields.
@@ -445,5 +435,5 @@ async fn security_events(
             }
         }
     };
-    Ok(page("Security events", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page("Security events", Some(&org), &signed, body).render(StatusCode::OK))
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use custos_core::{CoreError, RequestQuery, SupportApproval};
 
-use crate::console::{page, read_form, when, word, OrgNav, Signed};
+use crate::console::{page, read_form, when, word, Signed};
 use crate::console_requests::{request_table, short};
 use crate::routes::{ApiQuery, Path};
 use crate::web::{self, PageError};
@@ -143,7 +143,7 @@ async fn overview(
         (requests)
         p { a href={ "/console/" (org) "/requests?overdue=true" } { "Overdue requests" } " · " a href={ "/console/" (org) "/requests" } { "All requests" } }
     };
-    Ok(page("Overview", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page("Overview", Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// A byte count for people (powers of 1024).
@@ -180,7 +180,7 @@ async fn members(
             } } }
         }
     };
-    Ok(page("Members", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page("Members", Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// The access review: every member, its second factor, last use, and whether it is
@@ -204,7 +204,7 @@ async fn access_review(
             } } }
         }
     };
-    Ok(page("Access review", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page("Access review", Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// The org's settings, as the API returns them.
@@ -219,13 +219,7 @@ async fn settings(
         p.muted { "Change them with " code { "PATCH /v1/orgs/{org}/settings" } " (owners and admins)." }
         pre.note tabindex="0" aria-label="Settings" { (json) }
     };
-    Ok(page(
-        "Settings and channels",
-        Some(OrgNav { id: &org }),
-        &signed,
-        body,
-    )
-    .render(StatusCode::OK))
+    Ok(page("Settings and channels", Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// Support requests: what the operator asked, its state, and approve, deny or revoke.
@@ -274,7 +268,7 @@ async fn support(
             }
         }
     };
-    Ok(page("Support requests", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page("Support requests", Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// An approval's fields.
@@ -383,8 +377,8 @@ async fn accesses(
                 tbody { @for a in &list.accesses {
                     @let shown = crate::console_evidence::Shown::of(&a.event);
                     tr {
-                        td { (a.audit_index) } td { (when(a.event.time)) } td { code { (serde_json::to_value(a.event.action).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) } }
-                        td { (a.event.target.as_ref().map(|t| t.to_string()).unwrap_or_default()) }
+                        td { (a.audit_index) } td { (when(a.event.time)) } td { code { (shown.action) } }
+                        td { (shown.target) }
                         td { (crate::console_evidence::verify_button(a.audit_index, &a.leaf, &shown)) }
                     }
                 } }
@@ -392,7 +386,7 @@ async fn accesses(
         }
     };
     let title = format!("Accesses under grant {}", short(&id));
-    let mut page = page(&title, Some(OrgNav { id: &org }), &signed, body);
+    let mut page = page(&title, Some(&org), &signed, body);
     page.scripts.push("verify.js");
     Ok(page.render(StatusCode::OK))
 }

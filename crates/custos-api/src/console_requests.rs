@@ -15,7 +15,7 @@ use serde::Deserialize;
 use custos_core::{NewRequest, RequestExtension, RequestQuery, RequestRejection, RequestView};
 use custos_store::{RequestKind, RequestStatus};
 
-use crate::console::{page, read_form, when, OrgNav, Signed};
+use crate::console::{page, read_form, when, Signed};
 use crate::routes::{ApiQuery, Path};
 use crate::web::{self, PageError};
 use crate::AppState;
@@ -44,20 +44,20 @@ pub(crate) struct QueueQuery {
     cursor: Option<String>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
+/// An optional filter field: empty is none; anything else must parse.
+fn parse<T>(
     field: &str,
     value: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, custos_store::StoreError>,
 ) -> Result<Option<T>, PageError> {
     match value.filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => serde_json::from_value(serde_json::Value::String(v.to_string()))
-            .map(Some)
-            .map_err(|_| {
-                PageError::from(custos_core::CoreError::invalid(
-                    field,
-                    format!("unknown value {v:?}"),
-                ))
-            }),
+        Some(v) => parse(v).map(Some).map_err(|_| {
+            PageError::from(custos_core::CoreError::invalid(
+                field,
+                format!("unknown value {v:?}"),
+            ))
+        }),
     }
 }
 
@@ -70,8 +70,8 @@ async fn queue(
     ApiQuery(q): ApiQuery<QueueQuery>,
 ) -> Result<Response, PageError> {
     let query = RequestQuery {
-        kind: parse("type", q.kind.as_deref())?,
-        status: parse("status", q.status.as_deref())?,
+        kind: parse("type", q.kind.as_deref(), RequestKind::parse)?,
+        status: parse("status", q.status.as_deref(), RequestStatus::parse)?,
         overdue: q.overdue.as_deref() == Some("true"),
         cursor: q.cursor.clone().filter(|c| !c.is_empty()),
         limit: Some(100),
@@ -138,7 +138,7 @@ async fn queue(
             button.danger type="submit" { "Erase these subjects" }
         }
     };
-    Ok(page("Requests", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page("Requests", Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// The requests as a table; each links to its page.
@@ -221,7 +221,7 @@ async fn bulk(
         }
         p { a href={ "/console/" (org) "/requests" } { "Back to the requests" } }
     };
-    Ok(page("Bulk erasure", Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page("Bulk erasure", Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// A new request's fields.
@@ -243,7 +243,7 @@ async fn file(
 ) -> Result<Response, PageError> {
     let form = read_form(form)?;
     signed.check_form(&parts, form.csrf.as_deref())?;
-    let kind: RequestKind = parse("type", Some(&form.kind))?
+    let kind = parse("type", Some(&form.kind), RequestKind::parse)?
         .ok_or_else(|| PageError::from(custos_core::CoreError::invalid("type", "is required")))?;
     let view = state
         .custos
@@ -341,7 +341,7 @@ async fn one(
         }
     };
     let title = format!("Request {}", short(&r.id));
-    Ok(page(&title, Some(OrgNav { id: &org }), &signed, body).render(StatusCode::OK))
+    Ok(page(&title, Some(&org), &signed, body).render(StatusCode::OK))
 }
 
 /// The extension form's fields.
@@ -436,12 +436,7 @@ async fn certificate(
         p { a href=(api) { "Download (JSON)" } " · " a href={ (api) "?format=pdf" } { "Download (PDF)" } }
         pre.note #certificate tabindex="0" aria-label="Certificate" { (cert.to_json_pretty()) }
     };
-    let mut page = page(
-        "Certificate of deletion",
-        Some(OrgNav { id: &org }),
-        &signed,
-        body,
-    );
+    let mut page = page("Certificate of deletion", Some(&org), &signed, body);
     page.scripts.push("verify.js");
     Ok(page.render(StatusCode::OK))
 }

@@ -227,15 +227,8 @@ pub(crate) fn presented_token(
     parts: &Parts,
     state: &AppState,
 ) -> Result<Option<(String, bool)>, custos_core::CoreError> {
-    let bearer = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    if let Some(token) = bearer {
-        return Ok(Some((token.to_string(), false)));
+    if let Some(token) = bearer_token(&parts.headers) {
+        return Ok(Some((token, false)));
     }
     let Some(token) = sign_in_routes::cookie_value(&parts.headers, sign_in_routes::SESSION_COOKIE)
         .filter(|t| {
@@ -270,6 +263,17 @@ pub(crate) fn presented_token(
         }
     }
     Ok(Some((token, true)))
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 /// The origin (`scheme://host[:port]`) of an absolute URL.
